@@ -1,0 +1,71 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+// Control events. A stage raises one through its context; the pipeline queues it and, after
+// the current packet, hands it to every stage and to the shell, so no stage is re-entered
+// mid-packet. Plain values: cheap to copy, no pointers into packets.
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <variant>
+
+#include "core/address.hpp"
+
+namespace mipsec::core {
+
+/// The address a layer's outer packets leave from changed (new care-of address, new link).
+struct OuterAddressChanged {
+    Ipv4Address old_address;
+    Ipv4Address new_address;
+    std::uint32_t ifindex = 0;
+};
+/// The operating system reported a link going up or down (rtnetlink RTM_NEWLINK).
+struct LinkChanged {
+    std::uint32_t ifindex = 0;
+    std::string ifname;
+    bool up = false;
+};
+/// An address appeared on or vanished from an interface (rtnetlink RTM_NEWADDR/DELADDR).
+struct AddressChanged {
+    std::uint32_t ifindex = 0;
+    Ipv4Prefix prefix;
+    bool added = false;
+};
+struct PathMtuChanged {
+    std::size_t mtu = 0;
+};
+struct SaInstalled {
+    std::uint32_t spi_inbound = 0;
+    std::uint32_t spi_outbound = 0;
+};
+struct SaExpired {
+    std::uint32_t spi = 0;
+    bool hard = false;  // soft: rekey wanted; hard: the SA is no longer used
+};
+/// The peer's NAT-visible endpoint changed, seen on an authenticated packet.
+struct PeerFloated {
+    Endpoint old_peer;
+    Endpoint new_peer;
+};
+struct RegistrationChanged {
+    Ipv4Address home_address;
+    Ipv4Address care_of_address;
+    bool registered = false;
+};
+/// A layer obtained an inner address (IKE Mode Config, DHCP) that the layer above may use
+/// as its care-of address.
+struct InnerAddressAssigned {
+    Ipv4Prefix prefix;
+};
+
+using ControlEvent = std::variant<OuterAddressChanged, LinkChanged, AddressChanged, PathMtuChanged,
+                                  SaInstalled, SaExpired, PeerFloated, RegistrationChanged,
+                                  InnerAddressAssigned>;
+
+/// Index of the stage that raised an event, or `external` for the shell (rtnetlink etc.).
+struct RaisedEvent {
+    static constexpr std::size_t external = static_cast<std::size_t>(-1);
+    std::size_t origin = external;
+    ControlEvent event;
+};
+
+}  // namespace mipsec::core

@@ -1,0 +1,108 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+// PacketBuf: a move-only handle to one fixed block of a BufferPool, holding one packet with
+// room in front (headroom) and behind (tailroom). Stages wrap a packet by push()ing a header
+// into the headroom and unwrap it by pull()ing one, so the payload never moves and ESP
+// encrypts in place. push/put that do not fit return false: the caller drops the packet with
+// DropReason::NoHeadroom / NoTailroom; nothing is ever reallocated.
+// Not thread-safe; a buffer and its pool belong to one thread.
+#include <cassert>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <utility>
+
+#include "core/address.hpp"
+
+namespace mipsec::core {
+
+class BufferPool;
+
+/// Small typed per-packet metadata filled by the shell or a stage, never raw scratch bytes.
+struct PacketMeta {
+    Endpoint outer_src;  // where an inbound packet came from on the wire (post-NAT), if known
+    Endpoint outer_dst;
+};
+
+class PacketBuf {
+public:
+    PacketBuf() noexcept = default;
+    PacketBuf(PacketBuf&& other) noexcept { *this = std::move(other); }
+    PacketBuf& operator=(PacketBuf&& other) noexcept;
+    PacketBuf(const PacketBuf&) = delete;
+    PacketBuf& operator=(const PacketBuf&) = delete;
+    ~PacketBuf() { release(); }
+
+    bool valid() const noexcept { return block_ != nullptr; }
+    std::uint8_t* data() noexcept { return block_ + head_; }
+    const std::uint8_t* data() const noexcept { return block_ + head_; }
+    std::size_t size() const noexcept { return len_; }
+    bool empty() const noexcept { return len_ == 0; }
+    std::span<std::uint8_t> bytes() noexcept { return {data(), len_}; }
+    std::span<const std::uint8_t> bytes() const noexcept { return {data(), len_}; }
+    std::size_t capacity() const noexcept { return capacity_; }
+    std::size_t headroom() const noexcept { return head_; }
+    std::size_t tailroom() const noexcept { return capacity_ - head_ - len_; }
+    /// The block's identity; equal before and after any push/pull, which tests rely on.
+    const std::uint8_t* block() const noexcept { return block_; }
+    PacketMeta& meta() noexcept { return meta_; }
+    const PacketMeta& meta() const noexcept { return meta_; }
+
+    /// Empties the buffer and places its start `headroom` bytes into the block.
+    void reset(std::size_t headroom) noexcept {
+        assert(headroom <= capacity_);
+        head_ = headroom <= capacity_ ? headroom : capacity_;
+        len_ = 0;
+        meta_ = {};
+    }
+    /// Grows the front by n bytes (a new outer header); contents of the new bytes are unspecified.
+    [[nodiscard]] bool push(std::size_t n) noexcept {
+        if (n > head_) return false;
+        head_ -= n;
+        len_ += n;
+        return true;
+    }
+    /// Strips n bytes from the front.
+    [[nodiscard]] bool pull(std::size_t n) noexcept {
+        if (n > len_) return false;
+        head_ += n;
+        len_ -= n;
+        return true;
+    }
+    /// Grows the back by n bytes (padding, trailer, ICV).
+    [[nodiscard]] bool put(std::size_t n) noexcept {
+        if (n > tailroom()) return false;
+        len_ += n;
+        return true;
+    }
+    /// Shrinks the back by n bytes.
+    [[nodiscard]] bool trim(std::size_t n) noexcept {
+        if (n > len_) return false;
+        len_ -= n;
+        return true;
+    }
+    /// Sets the length directly, e.g. after a read() into the tail space; false if it does not fit.
+    [[nodiscard]] bool resize(std::size_t len) noexcept {
+        if (len > capacity_ - head_) return false;
+        len_ = len;
+        return true;
+    }
+    /// The bytes from data() to the end of the block, for reading a packet into.
+    std::span<std::uint8_t> writable() noexcept { return {data(), capacity_ - head_}; }
+
+private:
+    friend class BufferPool;
+    PacketBuf(BufferPool* pool, std::uint8_t* block, std::uint32_t index, std::size_t capacity) noexcept
+        : pool_(pool), block_(block), capacity_(capacity), index_(index) {}
+    void release() noexcept;
+
+    BufferPool* pool_ = nullptr;
+    std::uint8_t* block_ = nullptr;
+    std::size_t capacity_ = 0;
+    std::size_t head_ = 0;
+    std::size_t len_ = 0;
+    std::uint32_t index_ = 0;
+    PacketMeta meta_{};
+};
+
+}  // namespace mipsec::core

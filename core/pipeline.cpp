@@ -1,0 +1,120 @@
+// SPDX-License-Identifier: MIT
+#include "core/pipeline.hpp"
+
+#include <algorithm>
+
+namespace mipsec::core {
+
+class Pipeline::Context final : public StageContext {
+public:
+    Context(Pipeline& p, std::size_t index, Logger log) : p_(p), index_(index), log_(std::move(log)) {}
+    TimePoint now() const override { return p_.now_; }
+    PacketBuf allocate() override { return p_.pool_.acquire(p_.headroom_below(index_ + 1)); }
+    void send_control(PacketBuf&& packet) override {
+        ++p_.counters_[index_].control_sent;
+        if (p_.run_outward(index_ + 1, packet).passed() && p_.io_ != nullptr) p_.io_->send_outer(std::move(packet));
+    }
+    void deliver_inward(PacketBuf&& packet) override {
+        if (p_.run_inward(index_, packet).passed() && p_.io_ != nullptr) p_.io_->deliver_inner(std::move(packet));
+    }
+    void raise(ControlEvent event) override { p_.events_.push_back({index_, std::move(event)}); }
+    Logger& log() override { return log_; }
+
+private:
+    Pipeline& p_;
+    std::size_t index_;
+    Logger log_;
+};
+
+Pipeline::Pipeline(std::vector<std::unique_ptr<Stage>> stages, BufferPool& pool, Logger log)
+    : stages_(std::move(stages)), counters_(stages_.size()), pool_(pool), log_(std::move(log)) {
+    headroom_below_.assign(stages_.size() + 1, 0);
+    for (std::size_t i = stages_.size(); i-- > 0;) {
+        headroom_below_[i] = headroom_below_[i + 1] + stages_[i]->headroom();
+        tailroom_ += stages_[i]->tailroom();
+        contexts_.push_back(nullptr);
+    }
+    headroom_ = headroom_below_[0];
+    for (std::size_t i = 0; i < stages_.size(); ++i)
+        contexts_[i] = std::make_unique<Context>(*this, i, log_.child(stages_[i]->name()));
+}
+
+Pipeline::~Pipeline() = default;
+
+std::size_t Pipeline::headroom_below(std::size_t index) const noexcept {
+    return headroom_below_[std::min(index, stages_.size())];
+}
+
+Verdict Pipeline::run_outward(std::size_t first, PacketBuf& packet) {
+    for (std::size_t i = first; i < stages_.size(); ++i) {
+        Verdict v = stages_[i]->encapsulate(packet, *contexts_[i]);
+        auto& c = counters_[i];
+        switch (v.action) {
+            case Action::Pass: ++c.encapsulated; continue;
+            case Action::Consumed: ++c.consumed; return v;
+            case Action::Drop:
+                ++c.dropped;
+                ++c.drops[static_cast<std::size_t>(v.reason)];
+                return v;
+        }
+    }
+    return Verdict::pass();
+}
+
+Verdict Pipeline::run_inward(std::size_t last_plus_one, PacketBuf& packet) {
+    for (std::size_t i = last_plus_one; i-- > 0;) {
+        Verdict v = stages_[i]->decapsulate(packet, *contexts_[i]);
+        auto& c = counters_[i];
+        switch (v.action) {
+            case Action::Pass: ++c.decapsulated; continue;
+            case Action::Consumed: ++c.consumed; return v;
+            case Action::Drop:
+                ++c.dropped;
+                ++c.drops[static_cast<std::size_t>(v.reason)];
+                return v;
+        }
+    }
+    return Verdict::pass();
+}
+
+Verdict Pipeline::encapsulate(PacketBuf& packet) {
+    Verdict v = run_outward(0, packet);
+    drain_events();
+    return v;
+}
+
+Verdict Pipeline::decapsulate(PacketBuf& packet) {
+    Verdict v = run_inward(stages_.size(), packet);
+    drain_events();
+    return v;
+}
+
+std::optional<TimePoint> Pipeline::poll() {
+    std::optional<TimePoint> next;
+    for (std::size_t i = 0; i < stages_.size(); ++i) {
+        auto d = stages_[i]->poll(*contexts_[i]);
+        if (d && (!next || *d < *next)) next = d;
+    }
+    drain_events();
+    return next;
+}
+
+void Pipeline::dispatch(ControlEvent event) {
+    events_.push_back({RaisedEvent::external, std::move(event)});
+    drain_events();
+}
+
+void Pipeline::drain_events() {
+    // Handlers may raise further events; the outermost call drains them all, in order.
+    if (draining_) return;
+    draining_ = true;
+    while (!events_.empty()) {
+        RaisedEvent e = std::move(events_.front());
+        events_.pop_front();
+        for (std::size_t i = 0; i < stages_.size(); ++i) stages_[i]->on_event(e, *contexts_[i]);
+        if (io_ != nullptr) io_->on_event(e);
+    }
+    draining_ = false;
+}
+
+}  // namespace mipsec::core

@@ -1,0 +1,70 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+// Stage: one layer of the stack (IP-in-IP, ESP, UDP encapsulation, ...). Every stage takes a
+// whole IPv4 packet and returns a whole IPv4 packet, in place in the same PacketBuf; that one
+// invariant lets stages compose in any order the configuration names.
+//   encapsulate: one layer outward (inner packet -> packet carrying it)
+//   decapsulate: one layer inward
+//   on_event:    control events raised by other stages or the shell, after the current packet
+//   poll:        timers; returns the next deadline (time is passed in through the context)
+// Stages never read a clock, touch a socket or throw on the packet path.
+#include <cstddef>
+#include <optional>
+#include <string_view>
+
+#include "core/drop_reason.hpp"
+#include "core/events.hpp"
+#include "core/logger.hpp"
+#include "core/packet_buf.hpp"
+#include "core/time.hpp"
+
+namespace mipsec::core {
+
+enum class Action : std::uint8_t { Pass, Consumed, Drop };
+
+struct Verdict {
+    Action action = Action::Pass;
+    DropReason reason = DropReason::None;
+    static constexpr Verdict pass() noexcept { return {Action::Pass}; }
+    static constexpr Verdict consumed() noexcept { return {Action::Consumed}; }  // control traffic taken
+    static constexpr Verdict drop(DropReason r) noexcept { return {Action::Drop, r}; }
+    constexpr bool passed() const noexcept { return action == Action::Pass; }
+};
+
+/// What a stage may ask of the pipeline around it. The pipeline gives each stage its own
+/// context, which knows the stage's position: control packets a stage sends are wrapped by
+/// the stages below it only, and packets it delivers inward are unwrapped by those above.
+class StageContext {
+public:
+    virtual TimePoint now() const = 0;
+    /// A buffer with headroom for every stage below this one; invalid if the pool is empty.
+    virtual PacketBuf allocate() = 0;
+    /// Sends a whole IPv4 packet outward from this stage's position (IKE, registrations,
+    /// keepalives, ICMP replies).
+    virtual void send_control(PacketBuf&& packet) = 0;
+    /// Hands a whole IPv4 packet inward from this stage's position, toward the TUN device.
+    virtual void deliver_inward(PacketBuf&& packet) = 0;
+    /// Queues an event for every stage and the shell, delivered after the current packet.
+    virtual void raise(ControlEvent event) = 0;
+    virtual Logger& log() = 0;
+
+protected:
+    ~StageContext() = default;
+};
+
+class Stage {
+public:
+    virtual ~Stage() = default;
+    /// The config type name, "module.thing".
+    virtual std::string_view name() const noexcept = 0;
+    /// Bytes this stage may push in front of a packet.
+    virtual std::size_t headroom() const noexcept = 0;
+    /// Bytes this stage may put behind a packet.
+    virtual std::size_t tailroom() const noexcept { return 0; }
+    virtual Verdict encapsulate(PacketBuf& packet, StageContext& ctx) = 0;
+    virtual Verdict decapsulate(PacketBuf& packet, StageContext& ctx) = 0;
+    virtual void on_event(const RaisedEvent&, StageContext&) {}
+    virtual std::optional<TimePoint> poll(StageContext&) { return std::nullopt; }
+};
+
+}  // namespace mipsec::core
