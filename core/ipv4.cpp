@@ -20,6 +20,13 @@ void Ipv4Header::emit(std::span<std::uint8_t> out) const noexcept {
     store_be16(out.data() + 10, internet_checksum(out.first(len)));
 }
 
+DropReason ipv4_check_failure(std::span<const std::uint8_t> bytes) noexcept {
+    if (bytes.empty()) return DropReason::Truncated;
+    if ((bytes[0] >> 4) != 4) return DropReason::UnexpectedProtocol;
+    if (bytes.size() < Ipv4Header::len) return DropReason::Truncated;
+    return DropReason::Malformed;
+}
+
 std::uint32_t pseudo_header_sum(Ipv4Address src, Ipv4Address dst, std::uint8_t protocol,
                                 std::uint16_t length) noexcept {
     std::uint32_t sum = (src.value >> 16) + (src.value & 0xFFFF) + (dst.value >> 16) +

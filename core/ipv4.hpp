@@ -11,6 +11,8 @@
 
 #include "core/address.hpp"
 #include "core/checksum.hpp"
+#include "core/drop_reason.hpp"
+#include "core/packet_buf.hpp"
 #include "core/endian.hpp"
 
 namespace mipsec::core {
@@ -111,6 +113,11 @@ struct Ipv4Header {
     /// Writes 20 bytes with a correct header checksum; out must hold at least `len` bytes.
     void emit(std::span<std::uint8_t> out) const noexcept;
 };
+
+/// Why Ipv4View::check refused these bytes: Truncated when shorter than a header,
+/// UnexpectedProtocol for another IP version (IPv6 from a TUN), Malformed otherwise.
+DropReason ipv4_check_failure(std::span<const std::uint8_t> bytes) noexcept;
+inline DropReason ipv4_check_failure(const PacketBuf& packet) noexcept { return ipv4_check_failure(packet.bytes()); }
 
 /// Pseudo-header partial sum for UDP/TCP checksums (RFC 768).
 std::uint32_t pseudo_header_sum(Ipv4Address src, Ipv4Address dst, std::uint8_t protocol,

@@ -71,6 +71,7 @@ public:
 
     std::size_t size() const noexcept { return stages_.size(); }
     Stage& stage(std::size_t i) noexcept { return *stages_[i]; }
+    const Stage& stage(std::size_t i) const noexcept { return *stages_[i]; }
     const StageCounters& counters(std::size_t i) const noexcept { return counters_[i]; }
     BufferPool& pool() noexcept { return pool_; }
     Logger& log() noexcept { return log_; }

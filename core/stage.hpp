@@ -16,6 +16,7 @@
 #include "core/events.hpp"
 #include "core/logger.hpp"
 #include "core/packet_buf.hpp"
+#include "core/status.hpp"
 #include "core/time.hpp"
 
 namespace mipsec::core {
@@ -65,6 +66,8 @@ public:
     virtual Verdict decapsulate(PacketBuf& packet, StageContext& ctx) = 0;
     virtual void on_event(const RaisedEvent&, StageContext&) {}
     virtual std::optional<TimePoint> poll(StageContext&) { return std::nullopt; }
+    /// Describes stage-specific state (SAs, bindings, registration) for `mipsec status`.
+    virtual void report(StatusSink&) const {}
 };
 
 }  // namespace mipsec::core

@@ -1,2 +1,183 @@
 // SPDX-License-Identifier: MIT
-int main() { return 0; }
+// mipsec: one binary, subcommands. Startup errors are printed and give a non-zero exit;
+// 2 means bad configuration or usage, 1 a failure to start or run.
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+#include <memory>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+
+#include "apps/shell/config_reader.hpp"
+#include "apps/shell/control_server.hpp"
+#include "apps/shell/node.hpp"
+#include "apps/shell/node_config.hpp"
+#include "apps/shell/stage_factory.hpp"
+#include "apps/shell/stderr_log.hpp"
+
+#ifndef MIPSEC_VERSION
+#define MIPSEC_VERSION "0.0.0"
+#endif
+
+namespace {
+
+using namespace mipsec;
+
+constexpr int exit_config = 2;
+constexpr int exit_failure = 1;
+
+int run_command(const std::string& config_path, const std::string& level_override) {
+    shell::RunConfig config;
+    try {
+        config = shell::load_run_config(config_path);
+    } catch (const shell::ConfigError& e) {
+        std::fprintf(stderr, "mipsec: config %s: %s\n", config_path.c_str(), e.what());
+        return exit_config;
+    }
+    if (!level_override.empty()) core::parse_log_level(level_override, config.log_level);
+    auto log = shell::make_stderr_logger(config.log_level);
+
+    boost::asio::io_context io(1);
+    std::vector<std::unique_ptr<shell::Node>> nodes;
+    std::unique_ptr<shell::ControlServer> control;
+    try {
+        for (const auto& n : config.nodes) nodes.push_back(shell::Node::start(io, n, log));
+        control = std::make_unique<shell::ControlServer>(io, config.control_socket, [&](const std::string& command) {
+            if (command != "status") return nlohmann::json{{"error", "unknown command \"" + command + "\"; known: status"}};
+            nlohmann::json j;
+            j["version"] = MIPSEC_VERSION;
+            j["nodes"] = nlohmann::json::array();
+            for (const auto& node : nodes) j["nodes"].push_back(node->status());
+            return j;
+        });
+    } catch (const std::exception& e) {
+        // Destroying what started closes TUN devices (their routes go with them) and sockets.
+        std::fprintf(stderr, "mipsec: cannot start: %s\n", e.what());
+        return exit_failure;
+    }
+
+    boost::asio::signal_set signals(io, SIGINT, SIGTERM);
+    signals.async_wait([&](const boost::system::error_code& ec, int signo) {
+        if (ec) return;
+        log.info("signal ", signo, ": shutting down");
+        for (auto& node : nodes) node->stop();
+        control->stop();
+        io.stop();
+    });
+    log.info("running ", nodes.size(), " node(s); control socket ", config.control_socket);
+    try {
+        io.run();
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "mipsec: internal error, stopping: %s\n", e.what());
+        return exit_failure;
+    }
+    return 0;
+}
+
+int check_command(const std::string& config_path) {
+    try {
+        auto config = shell::load_run_config(config_path);
+        std::printf("%s: OK, %zu node(s), control socket %s\n", config_path.c_str(), config.nodes.size(), config.control_socket.c_str());
+        for (const auto& n : config.nodes) {
+            std::printf("  %s: tun %s, local %s, pipeline (inner first):", n.name.c_str(), n.tun.name.c_str(), n.transport.local.to_string().c_str());
+            for (const auto& s : n.pipeline) std::printf(" %s", s.at("type").get<std::string>().c_str());
+            std::printf("\n");
+        }
+        return 0;
+    } catch (const shell::ConfigError& e) {
+        std::fprintf(stderr, "mipsec: config %s: %s\n", config_path.c_str(), e.what());
+        return exit_config;
+    }
+}
+
+void print_status(const nlohmann::json& j) {
+    for (const auto& n : j.at("nodes")) {
+        std::printf("node %s (up %llds)\n", n.at("name").get<std::string>().c_str(), n.at("uptime_s").get<long long>());
+        const auto& t = n.at("tun");
+        std::printf("  tun %s mtu %d: rx %llu tx %llu errors %llu/%llu\n", t.at("name").get<std::string>().c_str(), t.at("mtu").get<int>(),
+                    t.at("rx_packets").get<unsigned long long>(), t.at("tx_packets").get<unsigned long long>(),
+                    t.at("rx_errors").get<unsigned long long>(), t.at("tx_errors").get<unsigned long long>());
+        for (const auto& s : n.at("transport").at("sockets")) {
+            std::string what = s.contains("udp_port") ? "udp " + std::to_string(s.at("udp_port").get<int>()) : "raw proto " + std::to_string(s.at("raw_protocol").get<int>());
+            std::printf("  %-14s rx %llu tx %llu errors %llu/%llu\n", what.c_str(), s.at("rx_packets").get<unsigned long long>(),
+                        s.at("tx_packets").get<unsigned long long>(), s.at("rx_errors").get<unsigned long long>(), s.at("tx_errors").get<unsigned long long>());
+        }
+        const auto& p = n.at("pool");
+        std::printf("  pool: %llu/%llu free, exhausted %llu, back-pressure pauses %llu\n", p.at("available").get<unsigned long long>(),
+                    p.at("buffers").get<unsigned long long>(), p.at("exhausted").get<unsigned long long>(), p.at("backpressure_pauses").get<unsigned long long>());
+        int i = 0;
+        for (const auto& s : n.at("pipeline")) {
+            std::printf("  [%d] %-18s out %llu in %llu control %llu/%llu dropped %llu", i++, s.at("type").get<std::string>().c_str(),
+                        s.at("encapsulated").get<unsigned long long>(), s.at("decapsulated").get<unsigned long long>(),
+                        s.at("consumed").get<unsigned long long>(), s.at("control_sent").get<unsigned long long>(), s.at("dropped").get<unsigned long long>());
+            for (const auto& [reason, count] : s.at("drops").items()) std::printf(" %s=%llu", reason.c_str(), count.get<unsigned long long>());
+            std::printf("\n");
+            if (s.contains("state")) std::printf("      %s\n", s.at("state").dump().c_str());
+        }
+    }
+}
+
+int status_command(std::string socket_path, const std::string& config_path, bool json) {
+    try {
+        if (!config_path.empty()) socket_path = shell::load_run_config(config_path).control_socket;
+    } catch (const shell::ConfigError& e) {
+        std::fprintf(stderr, "mipsec: config %s: %s\n", config_path.c_str(), e.what());
+        return exit_config;
+    }
+    try {
+        auto reply = shell::control_request(socket_path, "status");
+        if (reply.contains("error")) {
+            std::fprintf(stderr, "mipsec: %s\n", reply.at("error").get<std::string>().c_str());
+            return exit_failure;
+        }
+        if (json) std::cout << reply.dump(2) << "\n";
+        else print_status(reply);
+        return 0;
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "mipsec: %s\n", e.what());
+        return exit_failure;
+    }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    CLI::App app{"mipsec: Mobile IPv4 across IPsec VPN gateways (RFC 5265), in userspace"};
+    app.require_subcommand(1);
+
+    std::string config_path, level, socket_path = "/run/mipsec/mipsec.sock";
+    bool json = false;
+
+    auto* run = app.add_subcommand("run", "Start the nodes a JSON config describes; runs until SIGINT/SIGTERM");
+    run->add_option("config", config_path, "JSON config file")->required();
+    run->add_option("--log-level", level, "Override the config's log level")->check(CLI::IsMember({"debug", "info", "warn", "error", "off"}));
+
+    auto* check = app.add_subcommand("check", "Validate a config file without starting anything");
+    check->add_option("config", config_path, "JSON config file")->required();
+
+    auto* status = app.add_subcommand("status", "Show a running instance's state and counters");
+    status->add_option("--socket", socket_path, "Control socket of the instance")->capture_default_str();
+    status->add_option("--config", config_path, "Take the control socket path from this config");
+    status->add_flag("--json", json, "Print the raw JSON");
+
+    auto* stages = app.add_subcommand("stages", "List the stage types a pipeline may use");
+    auto* version = app.add_subcommand("version", "Print the version");
+
+    CLI11_PARSE(app, argc, argv);
+
+    if (*run) return run_command(config_path, level);
+    if (*check) return check_command(config_path);
+    if (*status) return status_command(socket_path, config_path, json);
+    if (*stages) {
+        for (const auto& t : shell::stage_types()) std::printf("%-20s %s\n", t.name.c_str(), t.summary.c_str());
+        return 0;
+    }
+    if (*version) {
+        std::printf("mipsec %s\n", MIPSEC_VERSION);
+        return 0;
+    }
+    return 0;
+}

@@ -1,0 +1,194 @@
+// SPDX-License-Identifier: MIT
+#include "apps/shell/config_reader.hpp"
+
+#include <cctype>
+
+namespace mipsec::shell {
+
+namespace {
+std::string escape_pointer_token(std::string_view key) {
+    std::string out;
+    for (char c : key) {
+        if (c == '~') out += "~0";
+        else if (c == '/') out += "~1";
+        else out += c;
+    }
+    return out;
+}
+std::string describe(const nlohmann::json& v) {
+    std::string s = v.dump();
+    if (s.size() > 60) s = s.substr(0, 57) + "...";
+    return s;
+}
+}  // namespace
+
+ConfigError::ConfigError(std::string pointer, std::string problem, std::string expected)
+    : std::runtime_error((pointer.empty() ? std::string("/") : pointer) + ": " + problem +
+                         (expected.empty() ? "" : "; expected " + expected)),
+      pointer_(std::move(pointer)) {}
+
+ConfigReader::ConfigReader(const nlohmann::json& node, std::string pointer)
+    : node_(node), pointer_(std::move(pointer)) {
+    if (!node_.is_object()) throw ConfigError(pointer_, "is " + describe(node_), "an object");
+}
+
+std::string ConfigReader::pointer_of(std::string_view key) const { return pointer_ + "/" + escape_pointer_token(key); }
+
+bool ConfigReader::has(std::string_view key) const { return node_.contains(key); }
+
+void ConfigReader::fail(std::string_view key, std::string problem, std::string expected) const {
+    throw ConfigError(key.empty() ? pointer_ : pointer_of(key), std::move(problem), std::move(expected));
+}
+
+const nlohmann::json& ConfigReader::require(std::string_view key) const {
+    auto it = node_.find(key);
+    if (it == node_.end()) fail(key, "is missing", "");
+    return *it;
+}
+
+const nlohmann::json& ConfigReader::raw(std::string_view key) const { return require(key); }
+
+std::string ConfigReader::string(std::string_view key) const {
+    const auto& v = require(key);
+    if (!v.is_string()) fail(key, "is " + describe(v), "a string");
+    return v.get<std::string>();
+}
+
+std::optional<std::string> ConfigReader::optional_string(std::string_view key) const {
+    if (!has(key)) return std::nullopt;
+    return string(key);
+}
+
+std::int64_t ConfigReader::integer(std::string_view key, std::int64_t min, std::int64_t max) const {
+    const auto& v = require(key);
+    if (!v.is_number_integer()) fail(key, "is " + describe(v), "an integer from " + std::to_string(min) + " to " + std::to_string(max));
+    // Unsigned values above INT64_MAX are out of every range we accept.
+    if (v.is_number_unsigned() && v.get<std::uint64_t>() > static_cast<std::uint64_t>(INT64_MAX))
+        fail(key, "is " + describe(v), "an integer from " + std::to_string(min) + " to " + std::to_string(max));
+    auto n = v.get<std::int64_t>();
+    if (n < min || n > max) fail(key, "is " + std::to_string(n) + ", out of range", "an integer from " + std::to_string(min) + " to " + std::to_string(max));
+    return n;
+}
+
+std::int64_t ConfigReader::integer_or(std::string_view key, std::int64_t fallback, std::int64_t min, std::int64_t max) const {
+    return has(key) ? integer(key, min, max) : fallback;
+}
+
+double ConfigReader::number_or(std::string_view key, double fallback, double min, double max) const {
+    if (!has(key)) return fallback;
+    const auto& v = require(key);
+    if (!v.is_number()) fail(key, "is " + describe(v), "a number");
+    double d = v.get<double>();
+    if (!(d >= min && d <= max)) fail(key, "is " + describe(v) + ", out of range", "a number from " + std::to_string(min) + " to " + std::to_string(max));
+    return d;
+}
+
+bool ConfigReader::boolean_or(std::string_view key, bool fallback) const {
+    if (!has(key)) return fallback;
+    const auto& v = require(key);
+    if (!v.is_boolean()) fail(key, "is " + describe(v), "true or false");
+    return v.get<bool>();
+}
+
+core::Ipv4Address ConfigReader::address(std::string_view key) const {
+    auto text = string(key);
+    auto a = core::Ipv4Address::parse(text);
+    if (!a) fail(key, "\"" + text + "\" is not an IPv4 address", "a dotted quad like \"192.0.2.1\"");
+    return *a;
+}
+
+std::optional<core::Ipv4Address> ConfigReader::optional_address(std::string_view key) const {
+    if (!has(key)) return std::nullopt;
+    return address(key);
+}
+
+core::Ipv4Prefix ConfigReader::prefix(std::string_view key) const {
+    auto text = string(key);
+    auto p = core::Ipv4Prefix::parse(text);
+    if (!p) fail(key, "\"" + text + "\" is not an IPv4 prefix", "address/length like \"10.1.0.1/24\"");
+    return *p;
+}
+
+core::Endpoint ConfigReader::endpoint(std::string_view key) const {
+    auto text = string(key);
+    auto e = core::Endpoint::parse(text);
+    if (!e) fail(key, "\"" + text + "\" is not an endpoint", "address:port like \"192.0.2.1:4500\"");
+    return *e;
+}
+
+std::vector<core::Ipv4Prefix> ConfigReader::prefix_list(std::string_view key) const {
+    std::vector<core::Ipv4Prefix> out;
+    if (!has(key)) return out;
+    const auto& v = require(key);
+    if (!v.is_array()) fail(key, "is " + describe(v), "an array of prefixes like [\"10.1.0.0/16\"]");
+    for (std::size_t i = 0; i < v.size(); ++i) {
+        auto where = pointer_of(key) + "/" + std::to_string(i);
+        if (!v[i].is_string()) throw ConfigError(where, "is " + describe(v[i]), "a prefix string like \"10.1.0.0/16\"");
+        auto p = core::Ipv4Prefix::parse(v[i].get<std::string>());
+        if (!p) throw ConfigError(where, describe(v[i]) + " is not an IPv4 prefix", "address/length like \"10.1.0.0/16\"");
+        out.push_back(*p);
+    }
+    return out;
+}
+
+std::string ConfigReader::choice(std::string_view key, const std::vector<std::string>& choices) const {
+    auto text = string(key);
+    for (const auto& c : choices)
+        if (c == text) return text;
+    std::string list;
+    for (const auto& c : choices) list += (list.empty() ? "" : ", ") + ("\"" + c + "\"");
+    fail(key, "\"" + text + "\" is not known", "one of " + list);
+}
+
+std::string ConfigReader::choice_or(std::string_view key, const std::vector<std::string>& choices, std::string fallback) const {
+    return has(key) ? choice(key, choices) : fallback;
+}
+
+std::vector<std::uint8_t> ConfigReader::hex_bytes(std::string_view key, std::size_t min_len, std::size_t max_len) const {
+    auto text = string(key);
+    std::string expected = min_len == max_len ? "hex for exactly " + std::to_string(min_len) + " bytes (" + std::to_string(2 * min_len) + " hex digits)"
+                                              : "hex for " + std::to_string(min_len) + " to " + std::to_string(max_len) + " bytes";
+    std::vector<std::uint8_t> out;
+    int high = -1;
+    for (char c : text) {
+        if (c == ':' || c == ' ') continue;
+        if (!std::isxdigit(static_cast<unsigned char>(c))) fail(key, "contains a character that is not a hex digit", expected);
+        int v = std::isdigit(static_cast<unsigned char>(c)) ? c - '0' : (std::tolower(static_cast<unsigned char>(c)) - 'a' + 10);
+        if (high < 0) {
+            high = v;
+        } else {
+            out.push_back(static_cast<std::uint8_t>(high << 4 | v));
+            high = -1;
+        }
+    }
+    // The value is secret: report lengths only, never the digits.
+    if (high >= 0) fail(key, "has an odd number of hex digits", expected);
+    if (out.size() < min_len || out.size() > max_len) fail(key, "holds " + std::to_string(out.size()) + " bytes", expected);
+    return out;
+}
+
+ConfigReader ConfigReader::object(std::string_view key) const { return ConfigReader(require(key), pointer_of(key)); }
+
+std::optional<ConfigReader> ConfigReader::optional_object(std::string_view key) const {
+    if (!has(key)) return std::nullopt;
+    return object(key);
+}
+
+std::vector<ConfigReader> ConfigReader::objects(std::string_view key) const {
+    const auto& v = require(key);
+    if (!v.is_array()) fail(key, "is " + describe(v), "an array of objects");
+    std::vector<ConfigReader> out;
+    for (std::size_t i = 0; i < v.size(); ++i) out.emplace_back(v[i], pointer_of(key) + "/" + std::to_string(i));
+    return out;
+}
+
+void ConfigReader::only(const std::set<std::string, std::less<>>& allowed) const {
+    for (const auto& [key, value] : node_.items()) {
+        if (allowed.contains(key)) continue;
+        std::string list;
+        for (const auto& k : allowed) list += (list.empty() ? "" : ", ") + k;
+        fail(key, "is not a known setting here", "one of: " + list);
+    }
+}
+
+}  // namespace mipsec::shell

@@ -1,0 +1,34 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+// Node: one running stack — a TUN device, a pipeline of stages, the transport sockets and
+// one timer — driven by Asio coroutines on the caller's io_context:
+//   tun_loop:    TUN readable -> read a batch at the pipeline headroom -> encapsulate -> send
+//   socket_loop: socket readable -> receive a batch -> decapsulate -> write to the TUN
+//   timer_loop:  earliest stage deadline -> poll
+//   link_loop:   rtnetlink notifications -> pipeline events (movement detection)
+// When the pool runs dry the readers pause (back-pressure) instead of allocating.
+// start() acquires everything or throws having released everything: no half-configured
+// node is left behind. Not thread-safe: one io_context thread.
+#include <memory>
+#include <string>
+
+#include <boost/asio/io_context.hpp>
+#include <nlohmann/json.hpp>
+
+#include "apps/shell/node_config.hpp"
+#include "core/logger.hpp"
+
+namespace mipsec::shell {
+
+class Node {
+public:
+    /// Builds stages, opens the TUN device, configures it, opens sockets and starts the
+    /// coroutines. Throws std::runtime_error (or ConfigError) with a message for the user.
+    static std::unique_ptr<Node> start(boost::asio::io_context& io, const NodeConfig& config, const core::Logger& log);
+    virtual ~Node() = default;
+    virtual void stop() = 0;
+    virtual const std::string& name() const = 0;
+    virtual nlohmann::json status() const = 0;
+};
+
+}  // namespace mipsec::shell

@@ -1,0 +1,56 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+// The configuration `mipsec run` and `mipsec check` read: one node, or {"nodes": [...]}.
+// Parsing validates everything that can be checked without touching the system, so a bad
+// config is refused before any TUN device or socket exists.
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "apps/shell/config_reader.hpp"
+#include "core/address.hpp"
+#include "core/logger.hpp"
+
+namespace mipsec::shell {
+
+struct TunConfig {
+    std::string name;
+    std::optional<core::Ipv4Prefix> address;
+    std::optional<std::size_t> mtu;  // absent: link MTU minus the pipeline's overhead
+    std::vector<core::Ipv4Prefix> routes;
+};
+
+struct TransportConfig {
+    core::Ipv4Address local;
+    std::vector<std::uint16_t> udp_ports;     // bound on `local`; outer UDP leaves from these
+    std::vector<std::uint8_t> raw_protocols;  // IP protocols sent/received with raw sockets
+    std::size_t link_mtu = 1500;
+};
+
+struct NodeConfig {
+    std::string name;
+    std::string pointer;  // where this node sits in the JSON, for later error messages
+    TunConfig tun;
+    TransportConfig transport;
+    std::size_t buffers = 4096;
+    std::size_t buffer_size = 2048;
+    std::size_t batch = 32;
+    nlohmann::json pipeline;  // the array of stage objects, built by the stage factory
+};
+
+struct RunConfig {
+    std::string control_socket;
+    core::LogLevel log_level = core::LogLevel::Info;
+    std::vector<NodeConfig> nodes;
+};
+
+/// Throws ConfigError. Also builds every stage in dry-run mode, so stage settings are checked.
+RunConfig parse_run_config(const nlohmann::json& root);
+/// Reads and parses a file; JSON syntax errors name the line and column. Throws ConfigError.
+RunConfig load_run_config(const std::string& path);
+nlohmann::json read_json_file(const std::string& path);
+
+}  // namespace mipsec::shell

@@ -1,0 +1,25 @@
+// SPDX-License-Identifier: MIT
+#include "apps/shell/stage_factory.hpp"
+
+namespace mipsec::shell {
+
+const std::vector<StageType>& stage_types() {
+    static const std::vector<StageType> types = [] {
+        std::vector<StageType> t;
+        add_mip_stage_types(t);
+        add_tap_stage_types(t);
+        return t;
+    }();
+    return types;
+}
+
+std::unique_ptr<core::Stage> build_stage(const ConfigReader& entry, const StageBuildContext& ctx) {
+    auto type = entry.string("type");
+    for (const auto& t : stage_types())
+        if (t.name == type) return t.build(entry, ctx);
+    std::string list;
+    for (const auto& t : stage_types()) list += (list.empty() ? "" : ", ") + ("\"" + t.name + "\"");
+    entry.fail("type", "unknown stage type \"" + type + "\"", "one of " + list);
+}
+
+}  // namespace mipsec::shell

@@ -1,0 +1,39 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+// Builds stages from their JSON entries ({"type": "mip.ipip", ...}) by type name. Each
+// module's config translation lives in its own stage_config_<module>.cpp and registers its
+// types in stage_factory.cpp, so adding a stage is one function and one table row.
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "apps/shell/config_reader.hpp"
+#include "core/stage.hpp"
+
+namespace mipsec::shell {
+
+/// What a stage constructor may need beyond its own JSON object.
+struct StageBuildContext {
+    std::string node_name;
+    bool dry_run = false;  // `mipsec check`: validate only, open no files or sockets
+};
+
+using StageBuilder = std::function<std::unique_ptr<core::Stage>(const ConfigReader&, const StageBuildContext&)>;
+
+struct StageType {
+    std::string name;
+    std::string summary;
+    StageBuilder build;
+};
+
+/// Every stage type `pipeline` entries may name.
+const std::vector<StageType>& stage_types();
+/// Builds one pipeline entry; throws ConfigError naming /…/type for an unknown type.
+std::unique_ptr<core::Stage> build_stage(const ConfigReader& entry, const StageBuildContext& ctx);
+
+// Per-module registration functions (stage_config_<module>.cpp).
+void add_mip_stage_types(std::vector<StageType>& out);
+void add_tap_stage_types(std::vector<StageType>& out);
+
+}  // namespace mipsec::shell

@@ -1,0 +1,67 @@
+// SPDX-License-Identifier: MIT
+#include "apps/shell/status_json.hpp"
+
+#include <string>
+#include <vector>
+
+namespace mipsec::shell {
+
+namespace {
+class JsonStatusSink final : public core::StatusSink {
+public:
+    explicit JsonStatusSink(nlohmann::json& root) { stack_.push_back(&root); }
+    void field(std::string_view key, std::uint64_t value) override { (*top())[std::string(key)] = value; }
+    void field(std::string_view key, std::int64_t value) override { (*top())[std::string(key)] = value; }
+    void field(std::string_view key, std::string_view value) override { (*top())[std::string(key)] = std::string(value); }
+    void field(std::string_view key, bool value) override { (*top())[std::string(key)] = value; }
+    void begin_object(std::string_view key) override {
+        auto& child = (*top())[std::string(key)];
+        child = nlohmann::json::object();
+        stack_.push_back(&child);
+    }
+    void begin_array(std::string_view key) override {
+        auto& child = (*top())[std::string(key)];
+        child = nlohmann::json::array();
+        stack_.push_back(&child);
+    }
+    void begin_element() override {
+        // An element is an object inside the array on top; end() closes it.
+        top()->push_back(nlohmann::json::object());
+        stack_.push_back(&top()->back());
+    }
+    void end() override {
+        if (stack_.size() > 1) stack_.pop_back();
+    }
+
+private:
+    nlohmann::json* top() { return stack_.back(); }
+    std::vector<nlohmann::json*> stack_;
+};
+}  // namespace
+
+nlohmann::json pipeline_status(const core::Pipeline& pipeline) {
+    nlohmann::json stages = nlohmann::json::array();
+    const auto& p = pipeline;
+    for (std::size_t i = 0; i < p.size(); ++i) {
+        const auto& c = p.counters(i);
+        nlohmann::json s;
+        s["type"] = std::string(p.stage(i).name());
+        s["encapsulated"] = c.encapsulated;
+        s["decapsulated"] = c.decapsulated;
+        s["consumed"] = c.consumed;
+        s["control_sent"] = c.control_sent;
+        s["dropped"] = c.dropped;
+        nlohmann::json drops = nlohmann::json::object();
+        for (std::size_t r = 1; r < core::drop_reason_count; ++r)
+            if (c.drops[r] != 0) drops[std::string(core::to_string(static_cast<core::DropReason>(r)))] = c.drops[r];
+        s["drops"] = drops;
+        nlohmann::json state = nlohmann::json::object();
+        JsonStatusSink sink(state);
+        p.stage(i).report(sink);
+        if (!state.empty()) s["state"] = state;
+        stages.push_back(s);
+    }
+    return stages;
+}
+
+}  // namespace mipsec::shell
