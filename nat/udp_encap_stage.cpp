@@ -1,0 +1,136 @@
+// SPDX-License-Identifier: MIT
+#include "nat/udp_encap_stage.hpp"
+
+#include <cstring>
+
+#include "core/endian.hpp"
+#include "core/ipv4.hpp"
+#include "core/udp.hpp"
+
+namespace mipsec::nat {
+
+using core::DropReason;
+using core::Verdict;
+
+UdpEncapStage::UdpEncapStage(Config config) : config_(config), local_(config.local) {
+    if (config_.remote) peer_ = core::Endpoint{*config_.remote, config_.remote_port};
+}
+
+std::optional<core::Endpoint> UdpEncapStage::peer() const noexcept { return peer_; }
+
+core::Verdict UdpEncapStage::encapsulate(core::PacketBuf& packet, core::StageContext& ctx) {
+    auto ip = core::Ipv4View::check(packet.bytes());
+    if (!ip) return Verdict::drop(core::ipv4_check_failure(packet));
+    if (ip->protocol() != core::ip_protocol::esp) return Verdict::pass();
+    const std::size_t header_len = ip->header_len();
+    const std::size_t total = ip->total_length();
+    if (total + core::UdpHeader::len > 0xFFFF) return Verdict::drop(DropReason::TooBig);
+    if (!local_) local_ = ip->source();
+    if (!peer_) peer_ = core::Endpoint{ip->destination(), config_.remote_port};
+    if (!packet.trim(packet.size() - total) || !packet.push(core::UdpHeader::len)) return Verdict::drop(DropReason::NoHeadroom);
+
+    // Slide only the IP header forward into the headroom; the ESP payload does not move.
+    std::memmove(packet.data(), packet.data() + core::UdpHeader::len, header_len);
+    auto out = core::Ipv4MutView::check(packet.bytes());
+    if (!out) return Verdict::drop(DropReason::Internal);
+    const std::uint16_t udp_len = static_cast<std::uint16_t>(total - header_len + core::UdpHeader::len);
+    out->set_total_length(static_cast<std::uint16_t>(total + core::UdpHeader::len));
+    out->set_protocol(core::ip_protocol::udp);
+    out->set_destination(peer_->address);
+    out->update_checksum();
+    core::UdpHeader{config_.local_port, peer_->port, udp_len, 0}.emit(packet.bytes().subspan(header_len));
+    last_sent_ = ctx.now();
+    sent_any_ = true;
+    return Verdict::pass();
+}
+
+core::Verdict UdpEncapStage::decapsulate(core::PacketBuf& packet, core::StageContext&) {
+    auto ip = core::Ipv4View::check(packet.bytes());
+    if (!ip) return Verdict::drop(core::ipv4_check_failure(packet));
+    if (ip->protocol() != core::ip_protocol::udp) return Verdict::pass();
+    auto udp = core::UdpView::check(ip->payload());
+    if (!udp) return Verdict::drop(DropReason::Truncated);
+    if (udp->destination_port() != config_.local_port) return Verdict::pass();  // not ours: another layer's UDP
+
+    auto payload = udp->payload();
+    if (payload.size() == 1) {
+        if (payload[0] != keepalive_byte) return Verdict::drop(DropReason::Malformed);
+        ++counters_.keepalives_received;
+        return Verdict::consumed();
+    }
+    if (payload.size() < non_esp_marker_len) return Verdict::drop(DropReason::Truncated);
+    if (payload[0] == 0 && payload[1] == 0 && payload[2] == 0 && payload[3] == 0) {
+        // Non-ESP marker (RFC 3948 §2.2): IKE for the control plane above.
+        ++counters_.ike_passed_up;
+        return Verdict::pass();
+    }
+    // ESP needs at least SPI + sequence; anything shorter cannot be ESP.
+    if (payload.size() < 8) return Verdict::drop(DropReason::Truncated);
+
+    const std::size_t header_len = ip->header_len();
+    const std::size_t esp_len = payload.size();
+    core::Endpoint source{ip->source(), udp->source_port()};
+    if (!packet.trim(packet.size() - (header_len + core::UdpHeader::len + esp_len))) return Verdict::drop(DropReason::Internal);
+    std::memmove(packet.data() + core::UdpHeader::len, packet.data(), header_len);
+    if (!packet.pull(core::UdpHeader::len)) return Verdict::drop(DropReason::Internal);
+    // Total Length first: the view's check() validates it against the now shorter packet.
+    core::store_be16(packet.data() + 2, static_cast<std::uint16_t>(header_len + esp_len));
+    auto out = core::Ipv4MutView::check(packet.bytes());
+    if (!out) return Verdict::drop(DropReason::Internal);
+    out->set_protocol(core::ip_protocol::esp);
+    out->update_checksum();
+    // ESP checks this against the SA's last authenticated source and raises PeerFloated.
+    packet.meta().outer_src = source;
+    return Verdict::pass();
+}
+
+void UdpEncapStage::on_event(const core::RaisedEvent& event, core::StageContext& ctx) {
+    const auto* floated = std::get_if<core::PeerFloated>(&event.event);
+    if (floated == nullptr || floated->new_peer.port == 0) return;
+    if (peer_ && *peer_ == floated->new_peer) return;
+    ctx.log().info("peer moved from ", peer_ ? peer_->to_string() : "unknown", " to ", floated->new_peer.to_string(),
+                   " (NAT rebinding seen on an authenticated packet)");
+    peer_ = floated->new_peer;
+    ++counters_.peer_floats;
+}
+
+std::optional<core::TimePoint> UdpEncapStage::poll(core::StageContext& ctx) {
+    if (config_.keepalive == core::Duration::zero() || !peer_ || !local_) return std::nullopt;
+    auto now = ctx.now();
+    if (!sent_any_) {
+        // Nothing sent yet: start the idle clock now so the first keepalive waits a full interval.
+        last_sent_ = now;
+        sent_any_ = true;
+    }
+    auto due = last_sent_ + config_.keepalive;
+    if (now < due) return due;
+    auto buf = ctx.allocate();
+    if (!buf.valid()) return now + std::chrono::seconds(1);  // pool dry: try again shortly
+    constexpr std::size_t len = core::Ipv4Header::len + core::UdpHeader::len + 1;
+    if (!buf.put(len)) return now + std::chrono::seconds(1);
+    core::Ipv4Header ip;
+    ip.total_length = len;
+    ip.ttl = config_.ttl;
+    ip.protocol = core::ip_protocol::udp;
+    ip.source = *local_;
+    ip.destination = peer_->address;
+    ip.emit(buf.bytes());
+    core::UdpHeader{config_.local_port, peer_->port, core::UdpHeader::len + 1, 0}.emit(buf.bytes().subspan(core::Ipv4Header::len));
+    buf.data()[len - 1] = keepalive_byte;
+    ctx.send_control(std::move(buf));
+    ++counters_.keepalives_sent;
+    last_sent_ = now;
+    return now + config_.keepalive;
+}
+
+void UdpEncapStage::report(core::StatusSink& out) const {
+    out.field("local_port", static_cast<std::uint64_t>(config_.local_port));
+    out.field("peer", peer_ ? peer_->to_string() : std::string("unknown"));
+    out.field("keepalive_s", static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::seconds>(config_.keepalive).count()));
+    out.field("keepalives_sent", counters_.keepalives_sent);
+    out.field("keepalives_received", counters_.keepalives_received);
+    out.field("ike_passed_up", counters_.ike_passed_up);
+    out.field("peer_floats", counters_.peer_floats);
+}
+
+}  // namespace mipsec::nat

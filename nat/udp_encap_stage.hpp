@@ -1,0 +1,66 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+#include <cstdint>
+#include <optional>
+
+#include "core/address.hpp"
+#include "core/stage.hpp"
+
+namespace mipsec::nat {
+
+/// UDP encapsulation of ESP for NAT traversal (RFC 3948). Outward: [IP|ESP..] becomes
+/// [IP|UDP|ESP..]: the 20-60 byte IP header moves 8 bytes into the headroom, the payload stays
+/// put, UDP checksum 0 (§2.1 SHOULD for IPv4). Other outbound protocols pass untouched (IKE
+/// builds its own UDP). Inward, on the local port: a lone 0xFF is a NAT keepalive (consumed,
+/// never a liveness signal, §2.2); four zero bytes are the non-ESP marker: IKE, passed up
+/// unchanged for the control plane; anything else is ESP and is unwrapped back to [IP|ESP..].
+/// The peer's endpoint follows a NAT rebinding only when the layer above (ESP) raises
+/// PeerFloated for an authenticated packet; this stage alone never trusts a source port.
+/// Sends a one-byte 0xFF keepalive after `keepalive` without outbound traffic (0 = never;
+/// only the side behind a NAT should send them).
+/// Not thread-safe; one instance per peer.
+/// Config: {"type": "nat.udp_encap", "local_port": 4500, "remote_port": 4500, "keepalive_s": 20}
+class UdpEncapStage final : public core::Stage {
+public:
+    static constexpr std::uint16_t default_port = 4500;
+    static constexpr std::uint8_t keepalive_byte = 0xFF;
+    static constexpr std::size_t non_esp_marker_len = 4;
+
+    struct Config {
+        std::uint16_t local_port = default_port;
+        std::uint16_t remote_port = default_port;
+        core::Duration keepalive = std::chrono::seconds(20);  // zero: never send keepalives
+        std::optional<core::Ipv4Address> local = std::nullopt;   // else learned from the first outbound packet
+        std::optional<core::Ipv4Address> remote = std::nullopt;  // likewise
+        std::uint8_t ttl = 64;
+    };
+    struct Counters {
+        std::uint64_t keepalives_sent = 0;
+        std::uint64_t keepalives_received = 0;
+        std::uint64_t ike_passed_up = 0;
+        std::uint64_t peer_floats = 0;
+    };
+
+    explicit UdpEncapStage(Config config);
+    std::string_view name() const noexcept override { return "nat.udp_encap"; }
+    std::size_t headroom() const noexcept override { return 8; }
+    core::Verdict encapsulate(core::PacketBuf& packet, core::StageContext& ctx) override;
+    core::Verdict decapsulate(core::PacketBuf& packet, core::StageContext& ctx) override;
+    void on_event(const core::RaisedEvent& event, core::StageContext& ctx) override;
+    std::optional<core::TimePoint> poll(core::StageContext& ctx) override;
+    void report(core::StatusSink& out) const override;
+
+    const Counters& counters() const noexcept { return counters_; }
+    /// Where ESP is sent: the configured/learned remote, or the floated NAT endpoint.
+    std::optional<core::Endpoint> peer() const noexcept;
+
+private:
+    Config config_;
+    Counters counters_;
+    std::optional<core::Ipv4Address> local_;
+    std::optional<core::Endpoint> peer_;
+    core::TimePoint last_sent_{};
+    bool sent_any_ = false;
+};
+
+}  // namespace mipsec::nat
