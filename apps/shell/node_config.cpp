@@ -36,9 +36,9 @@ TransportConfig parse_transport(const ConfigReader& c) {
         const auto& ports = c.raw("udp_ports");
         if (!ports.is_array()) c.fail("udp_ports", "is not an array", "an array of port numbers like [4500]");
         for (std::size_t i = 0; i < ports.size(); ++i) {
-            if (!ports[i].is_number_unsigned() || ports[i].get<std::uint64_t>() == 0 || ports[i].get<std::uint64_t>() > 65535)
+            if (!ports[i].is_number_integer() || ports[i].get<std::int64_t>() < 1 || ports[i].get<std::int64_t>() > 65535)
                 throw ConfigError(c.pointer_of("udp_ports") + "/" + std::to_string(i), "is " + ports[i].dump(), "a port number from 1 to 65535");
-            auto p = static_cast<std::uint16_t>(ports[i].get<std::uint64_t>());
+            auto p = static_cast<std::uint16_t>(ports[i].get<std::int64_t>());
             if (std::find(t.udp_ports.begin(), t.udp_ports.end(), p) != t.udp_ports.end())
                 throw ConfigError(c.pointer_of("udp_ports") + "/" + std::to_string(i), "port " + std::to_string(p) + " is listed twice", "each port once");
             t.udp_ports.push_back(p);
@@ -49,9 +49,10 @@ TransportConfig parse_transport(const ConfigReader& c) {
         if (!protos.is_array()) c.fail("raw_protocols", "is not an array", "an array of IP protocol numbers like [4, 50]");
         for (std::size_t i = 0; i < protos.size(); ++i) {
             auto where = c.pointer_of("raw_protocols") + "/" + std::to_string(i);
-            if (!protos[i].is_number_unsigned() || !raw_protocols_supported.contains(static_cast<std::uint8_t>(protos[i].get<std::uint64_t>())) || protos[i].get<std::uint64_t>() > 255)
+            if (!protos[i].is_number_integer() || protos[i].get<std::int64_t>() < 0 || protos[i].get<std::int64_t>() > 255 ||
+                !raw_protocols_supported.contains(static_cast<std::uint8_t>(protos[i].get<std::int64_t>())))
                 throw ConfigError(where, "is " + protos[i].dump(), "4 (IP-in-IP), 47 (GRE), 50 (ESP) or 55 (minimal encapsulation)");
-            auto p = static_cast<std::uint8_t>(protos[i].get<std::uint64_t>());
+            auto p = static_cast<std::uint8_t>(protos[i].get<std::int64_t>());
             if (std::find(t.raw_protocols.begin(), t.raw_protocols.end(), p) != t.raw_protocols.end())
                 throw ConfigError(where, "protocol " + std::to_string(p) + " is listed twice", "each protocol once");
             t.raw_protocols.push_back(p);
