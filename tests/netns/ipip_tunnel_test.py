@@ -131,6 +131,24 @@ def main():
         lab.stop(pb)
         if checks.failed:
             lab.dump_logs()
+
+    # The same tunnel from behind a NAT box (nftables masquerade): b sees the NAT's outside
+    # address as the tunnel source, and replies reach a through the NAT's conntrack entry.
+    with Lab("ipip-nat") as lab:
+        a, b = lab.host("a"), lab.host("b")
+        lab.nat_box("n", a, ("10.0.0.1/24", "10.0.0.2/24"), b, ("198.51.100.1/24", "198.51.100.2/24"))
+        cfg_a = node_config(lab, "a", "10.10.1.1/24", "10.10.2.0/24", "10.0.0.2", "198.51.100.2")
+        cfg_b = node_config(lab, "b", "10.10.2.1/24", "10.10.1.0/24", "198.51.100.2", "198.51.100.1")
+        a.spawn([args.mipsec, "run", cfg_a], log_name="mipsec-a")
+        b.spawn([args.mipsec, "run", cfg_b], log_name="mipsec-b")
+        lab.wait_for(lambda: status(a, args.mipsec, f"{lab.dir}/a.sock") and status(b, args.mipsec, f"{lab.dir}/b.sock"),
+                     what="both instances behind and beyond the NAT")
+        r = a.run(["ping", "-c", "3", "-i", "0.2", "-W", "2", "-I", "10.10.1.1", "10.10.2.1"], check=False)
+        checks.check("through a masquerading NAT: ping 3 of 3", " 0% packet loss" in r.stdout, r.stdout[-300:])
+        ok, detail = tcp_stream(b, a, "10.10.2.1", 5003, 1024 * 1024, lab)
+        checks.check("through a masquerading NAT: 1 MiB TCP intact", ok, detail)
+        if checks.failed:
+            lab.dump_logs()
     return checks.finish()
 
 
