@@ -40,6 +40,7 @@ public:
     T&& value() && { assert(has_value()); return std::get<0>(std::move(v_)); }
     T& operator*() & { return value(); }
     const T& operator*() const& { return value(); }
+    T&& operator*() && { return std::move(*this).value(); }
     T* operator->() { return &value(); }
     const T* operator->() const { return &value(); }
     std::error_code error() const noexcept { return has_value() ? std::error_code{} : std::get<1>(v_); }

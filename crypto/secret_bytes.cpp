@@ -1,0 +1,61 @@
+// SPDX-License-Identifier: MIT
+#include "crypto/secret_bytes.hpp"
+
+#include <openssl/crypto.h>
+#include <sodium.h>
+
+#include <algorithm>
+
+namespace mipsec::crypto {
+
+SecretBytes& SecretBytes::operator=(SecretBytes&& other) noexcept {
+    if (this != &other) {
+        wipe();
+        bytes_ = std::move(other.bytes_);
+        other.bytes_.clear();
+    }
+    return *this;
+}
+
+void SecretBytes::append(std::span<const std::uint8_t> more) {
+    if (more.empty()) return;
+    std::size_t new_len = bytes_.size() + more.size();
+    if (new_len > bytes_.capacity()) {
+        // Growing in place would let the vector free the old block unwiped: move by hand.
+        std::vector<std::uint8_t> grown;
+        grown.reserve(std::max(new_len, bytes_.capacity() * 2));
+        grown.assign(bytes_.begin(), bytes_.end());
+        wipe();
+        bytes_ = std::move(grown);
+    }
+    bytes_.insert(bytes_.end(), more.begin(), more.end());
+}
+
+std::string SecretBytes::reveal_hex() const {
+    static constexpr char digits[] = "0123456789abcdef";
+    std::string out;
+    out.reserve(bytes_.size() * 2);
+    for (std::uint8_t b : bytes_) {
+        out.push_back(digits[b >> 4]);
+        out.push_back(digits[b & 0x0f]);
+    }
+    return out;
+}
+
+// Zeroes the bytes and leaves the secret empty (size 0); the zeroed block stays allocated.
+void SecretBytes::wipe() noexcept {
+    secure_wipe(bytes_);
+    bytes_.clear();
+}
+
+bool constant_time_equal(std::span<const std::uint8_t> a, std::span<const std::uint8_t> b) noexcept {
+    if (a.size() != b.size()) return false;
+    if (a.empty()) return true;
+    return CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
+void secure_wipe(std::span<std::uint8_t> bytes) noexcept {
+    if (!bytes.empty()) sodium_memzero(bytes.data(), bytes.size());
+}
+
+}  // namespace mipsec::crypto
