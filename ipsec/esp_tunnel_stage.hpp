@@ -1,0 +1,106 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "core/address.hpp"
+#include "core/ipv4.hpp"
+#include "core/result.hpp"
+#include "core/stage.hpp"
+#include "ipsec/sa.hpp"
+
+namespace mipsec::ipsec {
+
+/// ESP in tunnel mode between two fixed outer addresses (RFC 4303, RFC 4301 §5.1.2).
+/// Outward: [inner IPv4] becomes [outer IPv4 proto 50 | SPI | Seq | IV | enc(inner | pad |
+/// PadLen | NH 4) | ICV], built in place: the outer header and ESP header go into the
+/// headroom, padding, trailer and ICV into the tailroom; the inner packet never moves. The
+/// outer header copies TOS and DF from the inner one (RFC 4301 §5.1.2.1), TTL from config.
+/// Inward: accepts only protocol 50 addressed to `local` from `remote` (any source when the
+/// UDP stage below marked the packet as UDP-encapsulated, PacketMeta::outer_src.port != 0,
+/// because a NAT rewrites it), finds the SA by SPI, lets it verify and decrypt, and leaves the
+/// inner IPv4 packet. Next Header 59 is a dummy packet (dropped as DummyPacket after it has
+/// moved the replay window, RFC 4303 §2.6); any NH but 4 is BadNextHeader. An inner source
+/// outside `allowed_inner_source` is PolicyMismatch (RFC 4301 §5.2 step 4). A new NAT
+/// endpoint seen on an authenticated UDP-encapsulated packet raises PeerFloated.
+/// NAT traversal itself is nat.udp_encap, stacked below this stage.
+/// SAs: one outbound, several inbound (make-before-break rekeying keeps the old inbound SA
+/// until it is removed or expires). Lifetimes are checked in poll() and after every packet;
+/// crossing soft or hard raises SaExpired once each.
+/// Not thread-safe; one instance per tunnel.
+/// Config: {"type": "ipsec.esp_tunnel", "local": "192.0.2.1", "remote": "192.0.2.2", "ttl": 64,
+///          "allowed_inner_source": "10.8.0.0/24", "sa": {...}}
+class EspTunnelStage final : public core::Stage {
+public:
+    struct Config {
+        core::Ipv4Address local;   // outer source of what we send, outer destination of what we accept
+        core::Ipv4Address remote;  // the peer's tunnel endpoint
+        std::uint8_t ttl = 64;
+        /// Inbound tunnel policy: inner sources allowed from this peer; nullopt allows any.
+        std::optional<core::Ipv4Prefix> allowed_inner_source = std::nullopt;
+    };
+    struct Counters {
+        std::uint64_t dummies_sent = 0;
+        std::uint64_t peer_floats = 0;
+    };
+
+    static constexpr std::size_t max_headroom = core::Ipv4Header::len + Sa::max_header_len;  // 20 + 8 + 16
+    static constexpr std::size_t max_tailroom = Sa::max_trailer_len;                        // 15 + 2 + 16
+
+    explicit EspTunnelStage(Config config);
+
+    std::string_view name() const noexcept override { return "ipsec.esp_tunnel"; }
+    std::size_t headroom() const noexcept override { return max_headroom; }
+    std::size_t tailroom() const noexcept override { return max_tailroom; }
+    core::Verdict encapsulate(core::PacketBuf& packet, core::StageContext& ctx) override;
+    core::Verdict decapsulate(core::PacketBuf& packet, core::StageContext& ctx) override;
+    void on_event(const core::RaisedEvent& event, core::StageContext& ctx) override;
+    std::optional<core::TimePoint> poll(core::StageContext& ctx) override;
+    void report(core::StatusSink& out) const override;
+
+    /// Adds an inbound SA (AlreadyExists for a SPI in use, InvalidArgument for an outbound
+    /// SA). With a context, raises SaInstalled{spi_inbound = spi}.
+    core::Result<void> install_inbound(Sa sa, core::StageContext* ctx = nullptr);
+    /// Replaces the outbound SA (InvalidArgument for an inbound SA). With a context, raises
+    /// SaInstalled{spi_outbound = spi}.
+    core::Result<void> install_outbound(Sa sa, core::StageContext* ctx = nullptr);
+    /// Both directions of one negotiation at once; raises one SaInstalled with both SPIs.
+    /// Nothing is installed unless both are acceptable.
+    core::Result<void> install(Sa inbound, Sa outbound, core::StageContext* ctx = nullptr);
+    bool remove_inbound(std::uint32_t spi) noexcept;
+    bool remove_outbound() noexcept;
+
+    /// Sends an ESP packet with Next Header 59 and payload_len zero bytes (encrypted, so
+    /// indistinguishable from data on the wire) through the stages below (RFC 4303 §2.6 MUST).
+    core::Verdict send_dummy(core::StageContext& ctx, std::size_t payload_len = 0);
+
+    const Config& config() const noexcept { return config_; }
+    const Sa* outbound() const noexcept { return outbound_ ? &outbound_->sa : nullptr; }
+    const Sa* find_inbound(std::uint32_t spi) const noexcept;
+    std::size_t inbound_count() const noexcept { return inbound_.size(); }
+    const Sa& inbound_at(std::size_t i) const noexcept { return inbound_[i].sa; }
+    const Counters& counters() const noexcept { return counters_; }
+    /// The peer's last NAT endpoint seen on an authenticated UDP-encapsulated packet.
+    const std::optional<core::Endpoint>& peer() const noexcept { return peer_; }
+
+private:
+    struct Slot {
+        Sa sa;
+        LifetimeState reported = LifetimeState::Live;
+    };
+    core::Verdict protect(core::PacketBuf& packet, std::uint8_t next_header, std::uint8_t tos, bool df,
+                          core::StageContext& ctx);
+    static void check_lifetime(Slot& slot, core::StageContext& ctx);
+    Slot* find_slot(std::uint32_t spi) noexcept;
+
+    Config config_;
+    std::optional<Slot> outbound_;
+    std::vector<Slot> inbound_;
+    std::optional<core::Endpoint> peer_;
+    std::uint16_t next_identification_ = 0;
+    Counters counters_;
+};
+
+}  // namespace mipsec::ipsec

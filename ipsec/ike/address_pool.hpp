@@ -1,0 +1,38 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+// AddressPool: virtual IPv4 addresses a gateway hands out through Mode Config, one lease per
+// owner (a Session), released when the owner's IKE SA ends. Addresses come from `range`
+// (network and broadcast addresses excluded for prefixes shorter than /31), lowest free
+// first, like strongSwan's mem_pool (10.99.100.0/24 -> .1 first). A client asking for its
+// previous address gets it back if it is free. Not thread-safe.
+#include <cstdint>
+#include <map>
+#include <optional>
+
+#include "core/address.hpp"
+
+namespace mipsec::ipsec::ike {
+
+class AddressPool {
+public:
+    explicit AddressPool(core::Ipv4Prefix range);
+
+    /// The owner's address (the existing lease, `wanted` if free and in range, else the lowest
+    /// free one); nullopt when the pool is exhausted.
+    std::optional<core::Ipv4Address> acquire(std::uint64_t owner, std::optional<core::Ipv4Address> wanted = std::nullopt);
+    void release(std::uint64_t owner);
+    std::optional<core::Ipv4Address> lease_of(std::uint64_t owner) const;
+    std::size_t leased() const noexcept { return by_owner_.size(); }
+    std::size_t capacity() const noexcept { return last_ >= first_ ? last_ - first_ + 1 : 0; }
+    core::Ipv4Prefix range() const noexcept { return range_; }
+
+private:
+    bool free(std::uint32_t a) const { return !by_address_.contains(a); }
+    core::Ipv4Prefix range_;
+    std::uint32_t first_;
+    std::uint32_t last_;
+    std::map<std::uint64_t, std::uint32_t> by_owner_;
+    std::map<std::uint32_t, std::uint64_t> by_address_;
+};
+
+}  // namespace mipsec::ipsec::ike

@@ -1,0 +1,138 @@
+// SPDX-License-Identifier: MIT
+#include "ipsec/ike/responder.hpp"
+
+#include "core/endian.hpp"
+#include "crypto/hash.hpp"
+
+namespace mipsec::ipsec::ike {
+
+Responder::Responder(ResponderConfig cfg, crypto::Random& random) : cfg_(std::move(cfg)), random_(random) {
+    if (cfg_.pool) pool_.emplace(*cfg_.pool);
+    random_.fill(secret_);
+}
+
+Cookie Responder::make_cookie(const Cookie& cky_i, core::Endpoint remote) {
+    std::uint8_t ep[6], ctr[8];
+    core::store_be32(ep, remote.address.value);
+    core::store_be16(ep + 4, remote.port);
+    std::uint64_t n = next_owner_;
+    for (int i = 7; i >= 0; --i, n >>= 8) ctr[i] = static_cast<std::uint8_t>(n);
+    std::span<const std::uint8_t> parts[] = {secret_, ep, cky_i, ctr};
+    std::array<std::uint8_t, 32> h{};
+    crypto::hash(crypto::HashAlgorithm::Sha256, parts, h);
+    Cookie c;
+    std::copy_n(h.begin(), c.size(), c.begin());
+    if (c == Cookie{}) c[7] = 1;
+    return c;
+}
+
+std::size_t Responder::half_open_count() const noexcept {
+    std::size_t n = 0;
+    for (const auto& [k, s] : sessions_) n += s->state() == SessionState::Connecting;
+    return n;
+}
+
+Session* Responder::find(const Cookie& cky_i, const Cookie& cky_r) {
+    auto it = sessions_.find({cky_i, cky_r});
+    return it == sessions_.end() ? nullptr : it->second.get();
+}
+
+void Responder::on_datagram(std::span<const std::uint8_t> bytes, core::Endpoint local, core::Endpoint remote,
+                            core::TimePoint now) {
+    auto view = IsakmpHeaderView::check(bytes);
+    if (!view) {
+        ++counters_.dropped_malformed;
+        return;
+    }
+    Cookie cky_i, cky_r;
+    std::copy_n(view->initiator_cookie().begin(), 8, cky_i.begin());
+    std::copy_n(view->responder_cookie().begin(), 8, cky_r.begin());
+    Session* target = nullptr;
+    if (cky_r == Cookie{}) {
+        if (view->exchange_type() != exchange_type::main_mode || view->message_id() != 0 || view->encrypted() ||
+            cky_i == Cookie{}) {
+            ++counters_.dropped_malformed;
+            return;
+        }
+        // A retransmitted MM1 belongs to the half-open session it created.
+        for (auto& [k, s] : sessions_)
+            if (k.first == cky_i && s->state() == SessionState::Connecting && s->ike_sa().remote == remote)
+                target = s.get();
+        if (!target) {
+            if (half_open_count() >= cfg_.max_half_open || sessions_.size() >= cfg_.max_sessions) {
+                ++counters_.dropped_half_open;
+                return;
+            }
+            Cookie mine = make_cookie(cky_i, remote);
+            std::uint64_t owner = next_owner_++;
+            auto s = Session::responder(cfg_.session, random_, local, remote, cky_i, mine, pool(), owner, now);
+            target = s.get();
+            sessions_[{cky_i, mine}] = std::move(s);
+            ++counters_.sessions_created;
+        }
+    } else {
+        target = find(cky_i, cky_r);
+        if (!target) {
+            ++counters_.dropped_unknown_sa;
+            return;
+        }
+    }
+    target->on_datagram(bytes, local, remote, now);
+    collect(*target, now);
+    reap();
+}
+
+std::optional<core::TimePoint> Responder::poll(core::TimePoint now) {
+    std::optional<core::TimePoint> next;
+    for (auto& [k, s] : sessions_) {
+        auto t = s->poll(now);
+        collect(*s, now);
+        if (t && (!next || *t < *next)) next = t;
+    }
+    reap();
+    return next;
+}
+
+void Responder::collect(Session& s, core::TimePoint now) {
+    SessionOutput o = s.take_output();
+    for (auto& d : o.datagrams) out_.datagrams.push_back(std::move(d));
+    bool initial_contact = false;
+    for (auto& e : o.events) {
+        if (std::holds_alternative<Established>(e) && s.ike_sa().initial_contact_received) initial_contact = true;
+        out_.events.push_back({s.owner(), std::move(e)});
+    }
+    if (!initial_contact || !s.ike_sa().peer_id) return;
+    // RFC 2407 §4.6.3.3: the peer rebooted; its older SAs are stale.
+    for (auto& [k, other] : sessions_) {
+        if (other.get() == &s || other->state() != SessionState::Established || !other->ike_sa().peer_id) continue;
+        if (*other->ike_sa().peer_id != *s.ike_sa().peer_id) continue;
+        other->close(now);
+        SessionOutput oo = other->take_output();
+        for (auto& d : oo.datagrams) out_.datagrams.push_back(std::move(d));
+        for (auto& e : oo.events) out_.events.push_back({other->owner(), std::move(e)});
+    }
+}
+
+void Responder::reap() {
+    for (auto it = sessions_.begin(); it != sessions_.end();) {
+        auto st = it->second->state();
+        if (st == SessionState::Failed || st == SessionState::Closed) {
+            it = sessions_.erase(it);
+            ++counters_.sessions_removed;
+        } else {
+            ++it;
+        }
+    }
+}
+
+void Responder::close_all(core::TimePoint now) {
+    for (auto& [k, s] : sessions_) {
+        s->close(now);
+        collect(*s, now);
+    }
+    reap();
+}
+
+ResponderOutput Responder::take_output() { return std::exchange(out_, ResponderOutput{}); }
+
+}  // namespace mipsec::ipsec::ike

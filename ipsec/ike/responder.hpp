@@ -1,0 +1,86 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+// Responder: the gateway's front for IKEv1. It demultiplexes received ISAKMP messages by
+// cookie pair to Sessions, creates a Session for each new Main Mode initiator (CKY-R = 0)
+// and owns the Mode Config AddressPool the sessions lease from.
+//   * CKY-R is a keyed hash of a per-Responder secret, the initiator's endpoint, CKY-I and a
+//     counter (RFC 2408 §2.5.3), so cookies are unpredictable and unique.
+//   * Anti-clogging: at most `max_half_open` sessions that have not finished Main Mode;
+//     further MM1s are dropped (counted) until some complete or time out.
+//   * A retransmitted MM1 (same CKY-I from the same endpoint) reaches the existing half-open
+//     session, which resends its MM2.
+//   * INITIAL-CONTACT (RFC 2407 §4.6.3.3): when a peer authenticates with it, older sessions
+//     with the same peer ID are closed.
+//   * Sessions that failed or closed are removed (their lease returns to the pool) after
+//     their output was collected.
+// Events are tagged with the session's owner id. Same I/O contract as Session. Not thread-safe.
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "ipsec/ike/address_pool.hpp"
+#include "ipsec/ike/session.hpp"
+
+namespace mipsec::ipsec::ike {
+
+struct ResponderConfig {
+    std::shared_ptr<const SessionConfig> session;
+    std::optional<core::Ipv4Prefix> pool;  // Mode Config addresses (nullopt: no Mode Config)
+    std::size_t max_half_open = 32;
+    std::size_t max_sessions = 4096;
+};
+
+struct TaggedEvent {
+    std::uint64_t session = 0;  // Session::owner()
+    SessionEvent event;
+};
+
+struct ResponderOutput {
+    std::vector<OutgoingDatagram> datagrams;
+    std::vector<TaggedEvent> events;
+};
+
+struct ResponderCounters {
+    std::uint64_t sessions_created = 0;
+    std::uint64_t sessions_removed = 0;
+    std::uint64_t dropped_malformed = 0;   // shorter than a header / not MM1 with CKY-R = 0
+    std::uint64_t dropped_unknown_sa = 0;  // cookies of no session
+    std::uint64_t dropped_half_open = 0;   // MM1 refused by the half-open limit
+};
+
+class Responder {
+public:
+    Responder(ResponderConfig cfg, crypto::Random& random);
+
+    void on_datagram(std::span<const std::uint8_t> bytes, core::Endpoint local, core::Endpoint remote,
+                     core::TimePoint now);
+    std::optional<core::TimePoint> poll(core::TimePoint now);
+    ResponderOutput take_output();
+    /// Closes every session (Delete payloads to the peers).
+    void close_all(core::TimePoint now);
+
+    Session* find(const Cookie& cky_i, const Cookie& cky_r);
+    std::size_t session_count() const noexcept { return sessions_.size(); }
+    std::size_t half_open_count() const noexcept;
+    AddressPool* pool() noexcept { return pool_ ? &*pool_ : nullptr; }
+    const ResponderCounters& counters() const noexcept { return counters_; }
+
+private:
+    using Key = std::pair<Cookie, Cookie>;
+    void collect(Session& s, core::TimePoint now);
+    void reap();
+    Cookie make_cookie(const Cookie& cky_i, core::Endpoint remote);
+
+    ResponderConfig cfg_;
+    crypto::Random& random_;
+    std::optional<AddressPool> pool_;
+    std::map<Key, std::unique_ptr<Session>> sessions_;
+    ResponderOutput out_;
+    ResponderCounters counters_;
+    std::array<std::uint8_t, 32> secret_{};
+    std::uint64_t next_owner_ = 1;
+};
+
+}  // namespace mipsec::ipsec::ike
