@@ -154,11 +154,13 @@ class Lab:
         return a_if, b_if
 
     def nat_box(self, role: str, inside: Host, inside_net: tuple[str, str], outside: Host,
-                outside_net: tuple[str, str]) -> Host:
+                outside_net: tuple[str, str], random_ports: bool = False) -> Host:
         """A router that masquerades traffic from `inside` to `outside` with nftables.
 
         inside_net = (nat box address on the inside link, inside host address), both with prefix;
         outside_net likewise for the outside link. The inside host gets a default route via the box.
+        random_ports: map source ports randomly, so a flushed mapping comes back on a new port
+        (a NAT rebinding, as after a NAT reboot or timeout).
         """
         box = self.host(role)
         in_if, _ = self.link(box, inside_net[0], inside, inside_net[1])
@@ -169,7 +171,7 @@ class Lab:
 table ip nat {{
   chain postrouting {{
     type nat hook postrouting priority srcnat; policy accept;
-    oifname "{out_if}" masquerade
+    oifname "{out_if}" masquerade{" random" if random_ports else ""}
   }}
 }}
 """

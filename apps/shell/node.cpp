@@ -17,6 +17,7 @@
 #include "apps/shell/transport.hpp"
 #include "core/buffer_pool.hpp"
 #include "core/pipeline.hpp"
+#include "crypto/random.hpp"
 #include "tun/linux_device.hpp"
 #include "tun/netlink.hpp"
 
@@ -42,7 +43,7 @@ public:
         : io_(io), config_(config), log_(log.child(config.name)), pool_(config.buffers, config.buffer_size), timer_(io) {}
 
     void start() {
-        StageBuildContext ctx{config_.name, false};
+        StageBuildContext ctx{config_.name, false, &random_, core::Clock::now()};
         std::vector<std::unique_ptr<core::Stage>> stages;
         std::size_t index = 0;
         for (const auto& entry : config_.pipeline) {
@@ -256,6 +257,7 @@ private:
     asio::io_context& io_;
     NodeConfig config_;
     core::Logger log_;
+    crypto::SystemRandom random_;  // before the pipeline: SAs keep a reference to it
     core::BufferPool pool_;
     std::unique_ptr<core::Pipeline> pipeline_;
     std::unique_ptr<Transport> transport_;

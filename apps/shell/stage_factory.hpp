@@ -10,6 +10,7 @@
 
 #include "apps/shell/config_reader.hpp"
 #include "core/stage.hpp"
+#include "crypto/random.hpp"
 
 namespace mipsec::shell {
 
@@ -17,6 +18,8 @@ namespace mipsec::shell {
 struct StageBuildContext {
     std::string node_name;
     bool dry_run = false;  // `mipsec check`: validate only, open no files or sockets
+    crypto::Random* random = nullptr;  // the node's CSPRNG; outlives every stage
+    core::TimePoint now{};
 };
 
 using StageBuilder = std::function<std::unique_ptr<core::Stage>(const ConfigReader&, const StageBuildContext&)>;
@@ -36,5 +39,6 @@ std::unique_ptr<core::Stage> build_stage(const ConfigReader& entry, const StageB
 void add_mip_stage_types(std::vector<StageType>& out);
 void add_tap_stage_types(std::vector<StageType>& out);
 void add_nat_stage_types(std::vector<StageType>& out);
+void add_ipsec_stage_types(std::vector<StageType>& out);
 
 }  // namespace mipsec::shell
