@@ -39,6 +39,7 @@ namespace rtmsg_off {
 constexpr std::size_t family = 0, dst_len = 1, src_len = 2, tos = 3, table = 4, protocol = 5, scope = 6,
                       type = 7, flags = 8, size = 12;
 static_assert(offsetof(rtmsg, rtm_family) == family && offsetof(rtmsg, rtm_dst_len) == dst_len &&
+              offsetof(rtmsg, rtm_src_len) == src_len && offsetof(rtmsg, rtm_tos) == tos &&
               offsetof(rtmsg, rtm_table) == table && offsetof(rtmsg, rtm_protocol) == protocol &&
               offsetof(rtmsg, rtm_scope) == scope && offsetof(rtmsg, rtm_type) == type &&
               offsetof(rtmsg, rtm_flags) == flags && sizeof(rtmsg) == size);
