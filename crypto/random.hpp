@@ -25,4 +25,27 @@ public:
     void fill(std::span<std::uint8_t> out) noexcept override;
 };
 
+/// A fast CSPRNG for the packet path (CBC IVs, padding): the ChaCha20 keystream under a key
+/// drawn from the system CSPRNG, rekeyed from it every `rekey_bytes` (arc4random's
+/// construction). SystemRandom makes one getrandom() system call per fill(), far too slow
+/// per packet. Not thread-safe: one per thread/node.
+class KeystreamRandom final : public Random {
+public:
+    static constexpr std::uint64_t rekey_bytes = std::uint64_t{1} << 30;
+    KeystreamRandom();
+    ~KeystreamRandom() override;
+    KeystreamRandom(const KeystreamRandom&) = delete;
+    KeystreamRandom& operator=(const KeystreamRandom&) = delete;
+    void fill(std::span<std::uint8_t> out) noexcept override;
+
+private:
+    void rekey() noexcept;
+    SystemRandom system_;
+    std::uint8_t key_[32];
+    std::uint8_t buffer_[256];  // keystream not yet handed out
+    std::size_t available_ = 0;
+    std::uint64_t nonce_ = 0;
+    std::uint64_t since_rekey_ = 0;
+};
+
 }  // namespace mipsec::crypto

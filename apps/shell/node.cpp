@@ -257,7 +257,7 @@ private:
     asio::io_context& io_;
     NodeConfig config_;
     core::Logger log_;
-    crypto::SystemRandom random_;  // before the pipeline: SAs keep a reference to it
+    crypto::KeystreamRandom random_;  // before the pipeline: SAs keep a reference to it
     core::BufferPool pool_;
     std::unique_ptr<core::Pipeline> pipeline_;
     std::unique_ptr<Transport> transport_;

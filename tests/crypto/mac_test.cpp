@@ -64,7 +64,9 @@ TEST_CASE("RFC 2202 §2 HMAC-MD5 and §3 HMAC-SHA1, full and 96-bit (RFC 2403/24
         MacAlgorithm algorithm;
     };
     const Table tables[] = {{"hmac_md5", MacAlgorithm::HmacMd5}, {"hmac_sha1", MacAlgorithm::HmacSha1}};
-    for (auto [table, algorithm] : tables) {
+    for (const auto& row : tables) {
+        const char* table = row.key;  // clang 14 cannot capture structured bindings (CAPTURE)
+        const auto algorithm = row.algorithm;
         REQUIRE(v.at(table).size() == 7);
         for (const auto& c : v.at(table)) {
             CAPTURE(table);

@@ -3,6 +3,7 @@
 
 #include <array>
 #include <set>
+#include <vector>
 
 #include "crypto/random.hpp"
 #include "tests/support/fixed_random.hpp"
@@ -56,4 +57,22 @@ TEST_CASE("CountingRandom counts and wraps") {
     CHECK(to_hex(a) == "feff0001");
     CHECK(random.next_u32() == 0x02030405);
     CHECK(random.consumed() == 8);
+}
+
+TEST_CASE("KeystreamRandom: output differs between instances and calls, and spans buffer edges") {
+    mipsec::crypto::KeystreamRandom a, b;
+    std::vector<std::uint8_t> x(1000), y(1000), z(1000);
+    a.fill(x);
+    b.fill(y);
+    a.fill(z);
+    CHECK(x != y);
+    CHECK(x != z);
+    // Byte frequencies of 64 KiB are roughly uniform (a broken stream of zeros or a repeating
+    // 256-byte block would fail this).
+    std::vector<std::uint8_t> big(65536);
+    for (std::size_t off = 0; off < big.size(); off += 7) a.fill(std::span(big).subspan(off, std::min<std::size_t>(7, big.size() - off)));
+    std::array<int, 256> counts{};
+    for (auto v : big) ++counts[v];
+    for (int c : counts) CHECK((c > 150 && c < 370));
+    CHECK(std::vector<std::uint8_t>(big.begin(), big.begin() + 256) != std::vector<std::uint8_t>(big.begin() + 256, big.begin() + 512));
 }
