@@ -5,7 +5,8 @@
 Usage: esp_check.py PATH/TO/esp_vectors_tool
 
 1. `esp_vectors_tool seal` prints tunnel packets mipsec sealed for every suite, ESN off and
-   on (ESN runs start at 2^33-2 so the high half changes mid-run). Each packet is opened
+   on (ESN runs start at 2^33-2 so the high half changes mid-run), as raw ESP and as
+   UDP-encapsulated ESP (RFC 3948: UDP 4500, checksum 0, stacked nat.udp_encap). Each packet is opened
    here twice, by code that shares nothing with mipsec:
      - a small reference decoder on python `cryptography` (AESGCM, ChaCha20Poly1305, AES-CBC,
        hmac/hashlib), written from RFC 4303 / 4106 / 7634 / 3602 / 2404 / 4868, which also
@@ -134,18 +135,26 @@ def ipv4_checksum(header):
     return total
 
 
-def check_outer(wire, src, dst):
+def check_outer(wire, src, dst, udp=False):
     if wire[0] != 0x45:
         raise ValueError("outer header is not a 20-byte IPv4 header")
     if struct.unpack("!H", wire[2:4])[0] != len(wire):
         raise ValueError("outer Total Length")
-    if wire[9] != 50:
+    if wire[9] != (17 if udp else 50):
         raise ValueError(f"outer protocol {wire[9]}")
     if ipv4_checksum(wire[:20]) != 0xFFFF:
         raise ValueError("outer header checksum")
     if wire[12:16] != bytes(map(int, src.split("."))) or wire[16:20] != bytes(map(int, dst.split("."))):
         raise ValueError("outer addresses")
-    return wire[20:]
+    if not udp:
+        return wire[20:]
+    # RFC 3948 §2.1: ports 4500, Length covers UDP header + ESP, checksum SHOULD be zero.
+    sport, dport, length, checksum = struct.unpack("!HHHH", wire[20:28])
+    if (sport, dport) != (4500, 4500) or length != len(wire) - 20 or checksum != 0:
+        raise ValueError(f"UDP header {sport} {dport} {length} {checksum:#x}")
+    if wire[28:32] == b"\0\0\0\0":
+        raise ValueError("non-ESP marker in front of ESP")
+    return wire[28:]
 
 
 def scapy_sa(case, keys, seq):
@@ -156,6 +165,7 @@ def scapy_sa(case, keys, seq):
                                crypt_key=keys.enc_keymat,
                                auth_algo=auth, auth_key=keys.integ if auth else None,
                                tunnel_header=IP(src=case["src"], dst=case["dst"]),
+                               nat_t_header=UDP(sport=4500, dport=4500) if case.get("udp") else None,
                                esn_en=case["esn"], esn=seq >> 32)
 
 
@@ -167,14 +177,14 @@ def scapy_can(case):
 def check_mipsec_sealed(tool):
     out = subprocess.run([tool, "seal"], check=True, capture_output=True, text=True).stdout
     cases = json.loads(out)["cases"]
-    result("seal: every suite with ESN off and on", len(cases) == 2 * len(SUITES), f"{len(cases)} cases")
+    result("seal: every suite with ESN off and on, raw and UDP-encapsulated", len(cases) == 4 * len(SUITES), f"{len(cases)} cases")
     for case in cases:
         keys = Keys(case["suite"], bytes.fromhex(case["keymat"]))
         for p in case["packets"]:
-            name = f"mipsec->python {case['suite']} esn={case['esn']} seq={p['seq']:#x}"
+            name = f"mipsec->python {case['suite']} esn={case['esn']} udp={case['udp']} seq={p['seq']:#x}"
             wire, inner = bytes.fromhex(p["wire"]), bytes.fromhex(p["inner"])
             try:
-                esp = check_outer(wire, case["src"], case["dst"])
+                esp = check_outer(wire, case["src"], case["dst"], case["udp"])
                 nh, payload = ref_open(keys, case["spi"], p["seq"], case["esn"], esp)
                 ok = nh == 4 and payload == inner
                 result(name + " [cryptography]", ok, f"nh={nh} payload={payload.hex()}")
@@ -193,11 +203,12 @@ def python_sealed_cases():
     cases = []
     spi = 0x2000
     for suite, s in SUITES.items():
+      for udp in (False, True):
         for esn in (False, True):
             spi += 1
             keymat = os.urandom(s["enc"] + (4 if s["aead"] else 0) + s["integ"])
             initial = 0x1FFFFFFFE if esn else 0
-            case = dict(suite=suite, esn=esn, spi=spi, keymat=keymat.hex(), initial_seq=initial,
+            case = dict(suite=suite, esn=esn, udp=udp, spi=spi, keymat=keymat.hex(), initial_seq=initial,
                         src="203.0.113.7", dst="203.0.113.8", packets=[], expect=[])
             keys = Keys(suite, keymat)
             for i, size in enumerate((0, 7, 64, 300, 20)):
@@ -207,9 +218,17 @@ def python_sealed_cases():
                 iv = os.urandom(s["iv"])
                 if scapy_can(case):
                     wire = raw(scapy_sa(case, keys, seq).encrypt(IP(inner), iv=iv))
+                    if udp:
+                        # scapy 2.5 leaves the NAT-T UDP Length at 8 (computed before the ESP
+                        # payload is attached); mipsec rightly calls that truncated. Fix only
+                        # that field (and the UDP checksum stays 0, which RFC 3948 allows).
+                        wire = wire[:24] + struct.pack("!H", len(wire) - 20) + wire[26:]
                 else:
                     esp = ref_seal(keys, spi, seq, esn, iv, inner, 4)
-                    outer = IP(src=case["src"], dst=case["dst"], proto=50) / Raw(esp)
+                    if udp:
+                        outer = IP(src=case["src"], dst=case["dst"]) / UDP(sport=4500, dport=4500, chksum=0) / Raw(esp)
+                    else:
+                        outer = IP(src=case["src"], dst=case["dst"], proto=50) / Raw(esp)
                     wire = raw(outer)
                 case["packets"].append(dict(wire=wire.hex()))
                 case["expect"].append(("pass", inner))
@@ -238,7 +257,7 @@ def check_python_sealed(tool):
     result("open: one answer per case", len(answers) == len(cases), f"{len(answers)}")
     for case, answer in zip(cases, answers):
         for i, ((verdict, inner), got) in enumerate(zip(case["expect"], answer["results"])):
-            name = f"python->mipsec {case['suite']} esn={case['esn']} packet {i} ({verdict})"
+            name = f"python->mipsec {case['suite']} esn={case['esn']} udp={case['udp']} packet {i} ({verdict})"
             ok = got["verdict"] == verdict and bytes.fromhex(got["inner"]) == inner
             result(name, ok, f"got {got['verdict']} {got['inner'][:40]}")
 

@@ -21,6 +21,7 @@
 #include "core/logger.hpp"
 #include "crypto/random.hpp"
 #include "ipsec/esp_tunnel_stage.hpp"
+#include "nat/udp_encap_stage.hpp"
 
 using namespace mipsec;
 using nlohmann::json;
@@ -82,6 +83,7 @@ int seal() {
     json cases = json::array();
     std::uint32_t spi = 0x1000;
     for (auto suite : ipsec::all_esp_suites) {
+      for (bool udp : {false, true}) {
         for (bool esn : {false, true}) {
             ++spi;
             crypto::SecretBytes keymat(ipsec::keymat_len(suite));
@@ -96,13 +98,16 @@ int seal() {
             }
             ipsec::EspTunnelStage stage({left, right});
             if (!stage.install_outbound(std::move(*sa))) return 1;
+            // RFC 3948: the UDP stage sits below ESP and wraps its output in UDP 4500.
+            nat::UdpEncapStage udp_stage({.keepalive = core::Duration::zero()});
             json packets = json::array();
             for (std::size_t len : {0u, 1u, 13u, 50u, 255u}) {
                 auto inner = inner_packet(rng, len);
-                auto buf = pool.acquire(stage.headroom());
+                auto buf = pool.acquire(stage.headroom() + udp_stage.headroom());
                 if (!buf.resize(inner.size())) return 1;
                 std::copy(inner.begin(), inner.end(), buf.data());
                 auto v = stage.encapsulate(buf, ctx);
+                if (v.passed() && udp) v = udp_stage.encapsulate(buf, ctx);
                 if (!v.passed()) {
                     std::cerr << "encapsulate: " << core::to_string(v.reason) << "\n";
                     return 1;
@@ -111,6 +116,7 @@ int seal() {
             }
             cases.push_back({{"suite", std::string(ipsec::to_string(suite))},
                              {"esn", esn},
+                             {"udp", udp},
                              {"spi", spi},
                              {"keymat", keymat.reveal_hex()},
                              {"initial_seq", initial},
@@ -118,6 +124,7 @@ int seal() {
                              {"dst", right.to_string()},
                              {"packets", packets}});
         }
+      }
     }
     std::cout << json{{"cases", cases}}.dump(1) << "\n";
     return 0;
@@ -149,17 +156,20 @@ int open() {
         ipsec::EspTunnelStage stage({*core::Ipv4Address::parse(c.at("dst").get<std::string>()),
                                      *core::Ipv4Address::parse(c.at("src").get<std::string>())});
         if (!stage.install_inbound(std::move(*sa))) return 1;
+        const bool udp = c.value("udp", false);
+        nat::UdpEncapStage udp_stage({.keepalive = core::Duration::zero()});
         json results = json::array();
         for (const auto& p : c.at("packets")) {
             auto wire = unhex(p.at("wire").get<std::string>());
             auto buf = pool.acquire(0);
             if (!buf.resize(wire.size())) return 1;
             std::copy(wire.begin(), wire.end(), buf.data());
-            auto v = stage.decapsulate(buf, ctx);
+            auto v = udp ? udp_stage.decapsulate(buf, ctx) : core::Verdict::pass();
+            if (v.passed()) v = stage.decapsulate(buf, ctx);
             results.push_back({{"verdict", v.passed() ? std::string("pass") : std::string(core::to_string(v.reason))},
                                {"inner", v.passed() ? hex(buf.bytes()) : std::string()}});
         }
-        out.push_back({{"suite", c.at("suite")}, {"esn", c.at("esn")}, {"results", results}});
+        out.push_back({{"suite", c.at("suite")}, {"esn", c.at("esn")}, {"udp", udp}, {"results", results}});
     }
     std::cout << out.dump(1) << "\n";
     return 0;
