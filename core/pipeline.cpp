@@ -55,6 +55,7 @@ Verdict Pipeline::run_outward(std::size_t first, PacketBuf& packet) {
             case Action::Drop:
                 ++c.dropped;
                 ++c.drops[static_cast<std::size_t>(v.reason)];
+                contexts_[i]->log().limited(LogLevel::Debug, now_, "outbound packet dropped: ", to_string(v.reason));
                 return v;
         }
     }
@@ -71,6 +72,7 @@ Verdict Pipeline::run_inward(std::size_t last_plus_one, PacketBuf& packet) {
             case Action::Drop:
                 ++c.dropped;
                 ++c.drops[static_cast<std::size_t>(v.reason)];
+                contexts_[i]->log().limited(LogLevel::Debug, now_, "inbound packet dropped: ", to_string(v.reason));
                 return v;
         }
     }

@@ -203,3 +203,19 @@ TEST_CASE("poll returns the earliest stage deadline") {
     REQUIRE(next);
     CHECK(*next == t0 + std::chrono::seconds(2));
 }
+
+TEST_CASE("drops are logged at debug level, rate-limited per stage") {
+    BufferPool pool(4, 512);
+    std::vector<std::string> lines;
+    Logger log("n", LogLevel::Debug, [&](LogLevel, std::string_view c, std::string_view m) { lines.push_back(std::string(c) + ": " + std::string(m)); });
+    Pipeline p(make({{1, 8, 0}}), pool, log);
+    p.set_now(TimePoint{} + std::chrono::hours(1));
+    for (int i = 0; i < 50; ++i) {
+        auto buf = pool.acquire(0);
+        REQUIRE(buf.put(2));
+        CHECK(p.decapsulate(buf).reason == DropReason::Truncated);
+    }
+    CHECK(p.counters(0).drops[static_cast<std::size_t>(DropReason::Truncated)] == 50);
+    REQUIRE(lines.size() == 10);  // a burst of 10, the other 40 counted but not printed
+    CHECK(lines[0] == "n/test.tag1: inbound packet dropped: truncated");
+}
