@@ -48,9 +48,12 @@ core::Verdict UdpEncapStage::decapsulate(core::PacketBuf& packet, core::StageCon
     auto ip = core::Ipv4View::check(packet.bytes());
     if (!ip) return Verdict::drop(core::ipv4_check_failure(packet));
     if (ip->protocol() != core::ip_protocol::udp) return Verdict::pass();
-    auto udp = core::UdpView::check(ip->payload());
+    // Another layer's UDP (or a higher layer's inner packet) is not ours to judge: look at the
+    // destination port before validating anything else.
+    auto l4 = ip->payload();
+    if (l4.size() < 4 || core::load_be16(l4.data() + 2) != config_.local_port) return Verdict::pass();
+    auto udp = core::UdpView::check(l4);
     if (!udp) return Verdict::drop(DropReason::Truncated);
-    if (udp->destination_port() != config_.local_port) return Verdict::pass();  // not ours: another layer's UDP
 
     auto payload = udp->payload();
     if (payload.size() == 1) {
