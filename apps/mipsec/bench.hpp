@@ -12,7 +12,8 @@ struct EspOptions {
     std::vector<std::string> suites = {"aes128gcm16", "aes256gcm16", "chacha20poly1305", "aes128-sha1",
                                        "aes256-sha1", "aes128-sha256", "aes256-sha256"};
     std::vector<std::size_t> sizes = {64, 512, 1400};
-    int milliseconds = 300;
+    int milliseconds = 150;
+    int rounds = 3;
 };
 int run_esp(const EspOptions& options);
 

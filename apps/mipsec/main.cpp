@@ -172,7 +172,8 @@ int main(int argc, char** argv) {
     auto* bench_esp = bench->add_subcommand("esp", "ESP stage seal/open vs the raw cipher rate of the same library");
     bench_esp->add_option("--suite", esp_options.suites, "Suites to measure")->capture_default_str();
     bench_esp->add_option("--size", esp_options.sizes, "Inner packet sizes in bytes")->check(CLI::Range(28, 1500))->capture_default_str();
-    bench_esp->add_option("--ms", esp_options.milliseconds, "Timed work per measurement")->check(CLI::Range(10, 60000))->capture_default_str();
+    bench_esp->add_option("--ms", esp_options.milliseconds, "Timed work per round")->check(CLI::Range(10, 60000))->capture_default_str();
+    bench_esp->add_option("--rounds", esp_options.rounds, "Alternating stage/raw rounds; the best of each is reported")->check(CLI::Range(1, 100))->capture_default_str();
     auto* version = app.add_subcommand("version", "Print the version");
 
     CLI11_PARSE(app, argc, argv);
