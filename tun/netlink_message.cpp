@@ -271,8 +271,9 @@ core::Result<NetlinkAck> parse_ack(const NetlinkMessageView& msg) {
     NetlinkAck ack;
     ack.seq = msg.seq();
     auto error = static_cast<std::int32_t>(load32(p.data() + nlmsgerr_off::error));
-    // The kernel sends -errno; an ack is 0. Anything positive is not a valid errno reply.
-    if (error > 0) return core::Errc::Malformed;
+    // The kernel sends -errno; an ack is 0. Anything positive, or too negative to be an errno
+    // (INT32_MIN cannot even be negated), is not a valid reply.
+    if (error > 0 || error < -4095) return core::Errc::Malformed;
     ack.error = -error;
     if (msg.flags() & NLM_F_ACK_TLVS) {
         std::size_t tlv_at = nlmsgerr_off::size;

@@ -184,6 +184,9 @@ void Session::on_phase1(const Message& header_only, std::span<const std::uint8_t
         ++counters_.dropped_unexpected;
         return;
     }
+    // The responder answers from where the request arrived to where it came from (RFC 3947
+    // §4), also when the answer is an error; its NAT-D hashes use these endpoints.
+    if (!sa_.initiator) adopt_endpoints(local, remote);
     Message msg;
     std::optional<Bytes16> block;
     if (header_only.header.encrypted()) {
@@ -204,8 +207,6 @@ void Session::on_phase1(const Message& header_only, std::span<const std::uint8_t
     } else {
         msg = header_only;
     }
-    // The responder learns its endpoints from the packet before NAT-D hashes use them.
-    if (!sa_.initiator) adopt_endpoints(local, remote);
     TaskStatus st = mm_->process(msg);
     if (st == TaskStatus::Dropped) {
         ++counters_.dropped_unexpected;
@@ -433,6 +434,10 @@ void Session::on_protected(const Message& header_only, std::span<const std::uint
             return;
         }
         ex->last_sent_is_reply = true;  // a repeated QM2 gets the same QM3
+    } else {
+        // Nothing answers this message (QM3, CFG_REPLY): a repeat of it is a replay, and
+        // answering it with our previous message would make two peers ping-pong forever.
+        ex->last_sent_is_reply = false;
     }
     exchange_done(*ex, now);
 }
