@@ -252,6 +252,30 @@ private:
     void deliver_inner(core::PacketBuf&& packet) override { device_->write(std::span(&packet, 1)); }
     void on_event(const core::RaisedEvent& e) override {
         if (const auto* mtu = std::get_if<core::PathMtuChanged>(&e.event)) log_.info("path MTU now ", mtu->mtu);
+        if (const auto* inner = std::get_if<core::InnerAddressAssigned>(&e.event)) assign_inner_address(inner->prefix);
+    }
+
+    // The VPN layer's Mode Config address becomes the TUN device's address, so traffic routed
+    // into the TUN leaves with the source the gateway's policy allows (only the topmost
+    // layer's address belongs on the TUN; a Mobile IP layer above uses it as care-of address).
+    void assign_inner_address(core::Ipv4Prefix prefix) {
+        core::Ipv4Prefix host{prefix.address, 32};
+        if (inner_address_ == host) return;
+        auto nl = tun::Netlink::open();
+        if (!nl) {
+            log_.error("cannot open rtnetlink to add ", host.to_string(), ": ", nl.error().message());
+            return;
+        }
+        if (inner_address_) (void)nl->del_address(device_->ifindex(), *inner_address_);
+        auto r = nl->add_address(device_->ifindex(), host);
+        if (!r && r.error() != std::errc::file_exists) {
+            log_.error("cannot add inner address ", host.to_string(), " to ", config_.tun.name, ": ", r.error().message());
+            return;
+        }
+        inner_address_ = host;
+        // Routes through the TUN were added before the address existed; re-adding is harmless.
+        for (const auto& route : config_.tun.routes) (void)nl->add_route(tun::Route{route, device_->ifindex(), {}, {}, host.address});
+        log_.info("inner address ", host.to_string(), " on ", config_.tun.name);
     }
 
     asio::io_context& io_;
@@ -271,6 +295,7 @@ private:
     std::vector<core::PacketBuf> in_batch_;
     std::vector<core::PacketBuf> out_batch_;
     std::size_t mtu_ = 0;
+    std::optional<core::Ipv4Prefix> inner_address_;
     std::uint64_t backpressure_pauses_ = 0;
     std::chrono::steady_clock::time_point started_{};
     bool stopping_ = false;

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "apps/shell/stage_factory.hpp"
+#include "crypto/random.hpp"
 
 namespace mipsec::shell {
 
@@ -88,7 +89,8 @@ NodeConfig parse_node(const ConfigReader& c, bool allow_process_keys) {
     n.pipeline = pipeline;
 
     // Build every stage without side effects to validate its settings and sum its overhead.
-    StageBuildContext ctx{n.name, true};
+    crypto::SystemRandom random;
+    StageBuildContext ctx{n.name, true, &random, core::Clock::now()};
     std::size_t overhead = 0;
     for (const auto& entry : c.objects("pipeline")) {
         auto stage = build_stage(entry, ctx);

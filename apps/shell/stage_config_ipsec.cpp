@@ -66,9 +66,8 @@ std::unique_ptr<core::Stage> build_esp(const ConfigReader& c, const StageBuildCo
     if (auto soft = sa_cfg->optional_object("soft_lifetime")) common.lifetime.soft = read_lifetime(*soft);
     if (auto hard = sa_cfg->optional_object("hard_lifetime")) common.lifetime.hard = read_lifetime(*hard);
 
-    crypto::SystemRandom fallback_random;
-    crypto::Random& random = ctx.random != nullptr ? *ctx.random : fallback_random;
-    if (ctx.random == nullptr && !ctx.dry_run) throw std::logic_error("stage factory: no random source for ESP");
+    if (ctx.random == nullptr) throw std::logic_error("stage factory: no random source for ESP");
+    crypto::Random& random = *ctx.random;
     const std::size_t key_len = ipsec::keymat_len(*suite);
 
     struct Direction {

@@ -8,6 +8,7 @@ const std::vector<StageType>& stage_types() {
         std::vector<StageType> t;
         add_mip_stage_types(t);
         add_ipsec_stage_types(t);
+        add_ike_stage_types(t);
         add_nat_stage_types(t);
         add_tap_stage_types(t);
         return t;

@@ -40,5 +40,6 @@ void add_mip_stage_types(std::vector<StageType>& out);
 void add_tap_stage_types(std::vector<StageType>& out);
 void add_nat_stage_types(std::vector<StageType>& out);
 void add_ipsec_stage_types(std::vector<StageType>& out);
+void add_ike_stage_types(std::vector<StageType>& out);
 
 }  // namespace mipsec::shell

@@ -1,0 +1,114 @@
+// SPDX-License-Identifier: MIT
+// JSON -> IKE-keyed VPN stages. Proposal names follow strongSwan's swanctl syntax.
+#include <stdexcept>
+
+#include "apps/shell/stage_factory.hpp"
+#include "ipsec/vpn_client_stage.hpp"
+
+namespace mipsec::shell {
+
+namespace {
+
+using ipsec::ike::EspAlgorithm;
+
+// "aes128-sha1-modp2048" style: cipher-hash-group.
+std::optional<ipsec::ike::IkeProposal> parse_ike_proposal(std::string_view text) {
+    ipsec::ike::IkeProposal p;
+    auto dash1 = text.find('-');
+    auto dash2 = text.find('-', dash1 == std::string_view::npos ? dash1 : dash1 + 1);
+    if (dash1 == std::string_view::npos || dash2 == std::string_view::npos) return std::nullopt;
+    auto cipher = text.substr(0, dash1), hash = text.substr(dash1 + 1, dash2 - dash1 - 1), group = text.substr(dash2 + 1);
+    if (cipher == "aes128") p.key_bits = 128;
+    else if (cipher == "aes256") p.key_bits = 256;
+    else return std::nullopt;
+    if (hash == "sha1") p.hash = ipsec::ike::IkeHash::Sha1;
+    else if (hash == "sha256") p.hash = ipsec::ike::IkeHash::Sha256;
+    else return std::nullopt;
+    if (group == "modp1024") p.group = crypto::ModpGroup::Modp1024;
+    else if (group == "modp2048") p.group = crypto::ModpGroup::Modp2048;
+    else return std::nullopt;
+    return p;
+}
+
+std::optional<EspAlgorithm> parse_esp_algorithm(std::string_view text) {
+    for (auto a : {EspAlgorithm::AesGcm128, EspAlgorithm::AesGcm256, EspAlgorithm::AesCbc128HmacSha1, EspAlgorithm::AesCbc256HmacSha1,
+                   EspAlgorithm::AesCbc128HmacSha256, EspAlgorithm::AesCbc256HmacSha256})
+        if (ipsec::ike::to_string(a) == text) return a;
+    return std::nullopt;
+}
+
+std::vector<std::string> string_list(const ConfigReader& c, std::string_view key, std::vector<std::string> fallback) {
+    if (!c.has(key)) return fallback;
+    const auto& v = c.raw(key);
+    if (!v.is_array() || v.empty()) c.fail(key, "is not a non-empty array", "an array of names like [\"aes128-sha1-modp2048\"]");
+    std::vector<std::string> out;
+    for (std::size_t i = 0; i < v.size(); ++i) {
+        if (!v[i].is_string()) throw ConfigError(c.pointer_of(key) + "/" + std::to_string(i), "is " + v[i].dump(), "a proposal name");
+        out.push_back(v[i].get<std::string>());
+    }
+    return out;
+}
+
+ipsec::ike::IdPayload read_id(const ConfigReader& c, std::string_view key) {
+    auto text = c.string(key);
+    if (text.empty()) c.fail(key, "is empty", "an FQDN like \"cli.lab.example\" or an IPv4 address");
+    if (auto a = core::Ipv4Address::parse(text)) return ipsec::ike::IdPayload::ipv4_addr(*a);
+    return ipsec::ike::IdPayload::fqdn(text);
+}
+
+std::unique_ptr<core::Stage> build_vpn_client(const ConfigReader& c, const StageBuildContext& ctx) {
+    c.only({"type", "local", "gateway", "psk", "local_id", "remote_id", "ike_proposals", "esp_proposals", "pfs",
+            "request_address", "remote_ts", "local_ts", "dpd_delay_s", "force_encapsulation", "nat_traversal",
+            "child_rekey_s", "ike_port", "nat_t_port", "restart_s", "ttl"});
+    ipsec::VpnClientStage::Config cfg;
+    cfg.local = c.address("local");
+    cfg.gateway = c.address("gateway");
+    auto& s = cfg.session;
+    auto psk = c.string("psk");
+    if (psk.size() < 8) c.fail("psk", "is shorter than 8 characters", "a pre-shared key of at least 8 characters");
+    s.psks.push_back({core::Ipv4Prefix{cfg.gateway, 32}, crypto::SecretBytes(std::span(reinterpret_cast<const std::uint8_t*>(psk.data()), psk.size()))});
+    s.local_id = c.has("local_id") ? read_id(c, "local_id") : ipsec::ike::IdPayload::ipv4_addr(cfg.local);
+    if (c.has("remote_id")) s.remote_id = read_id(c, "remote_id");
+    s.ike_proposals.clear();
+    auto ike_names = string_list(c, "ike_proposals", {"aes128-sha1-modp2048"});
+    for (std::size_t i = 0; i < ike_names.size(); ++i) {
+        auto p = parse_ike_proposal(ike_names[i]);
+        if (!p) throw ConfigError(c.pointer_of("ike_proposals") + "/" + std::to_string(i), "\"" + ike_names[i] + "\" is not a supported IKE proposal",
+                                  "aes128|aes256 - sha1|sha256 - modp1024|modp2048, e.g. \"aes128-sha1-modp2048\"");
+        s.ike_proposals.push_back(*p);
+    }
+    s.esp_proposals.clear();
+    auto esp_names = string_list(c, "esp_proposals", {"aes128gcm16"});
+    for (std::size_t i = 0; i < esp_names.size(); ++i) {
+        auto a = parse_esp_algorithm(esp_names[i]);
+        if (!a) throw ConfigError(c.pointer_of("esp_proposals") + "/" + std::to_string(i), "\"" + esp_names[i] + "\" is not a supported ESP proposal",
+                                  "aes128gcm16, aes256gcm16, aes128-sha1, aes256-sha1, aes128-sha256 or aes256-sha256");
+        s.esp_proposals.push_back({*a});
+    }
+    if (c.has("pfs")) {
+        auto g = c.choice("pfs", {"modp1024", "modp2048"});
+        s.pfs_group = g == "modp1024" ? crypto::ModpGroup::Modp1024 : crypto::ModpGroup::Modp2048;
+    }
+    s.request_virtual_ip = c.boolean_or("request_address", true);
+    s.remote_ts = c.has("remote_ts") ? c.prefix("remote_ts") : core::Ipv4Prefix{core::Ipv4Address{0}, 0};
+    s.local_ts = c.prefix_list("local_ts");
+    s.dpd_delay = std::chrono::seconds(c.integer_or("dpd_delay_s", 30, 0, 86400));
+    s.force_udp_encapsulation = c.boolean_or("force_encapsulation", false);
+    s.nat_traversal = c.boolean_or("nat_traversal", true);
+    s.child_rekey_time = std::chrono::seconds(c.integer_or("child_rekey_s", 3600, 0, 86400));
+    s.ike_port = static_cast<std::uint16_t>(c.integer_or("ike_port", 500, 1, 65535));
+    s.nat_t_port = static_cast<std::uint16_t>(c.integer_or("nat_t_port", 4500, 1, 65535));
+    if (s.ike_port == s.nat_t_port) c.fail("nat_t_port", "equals ike_port", "a different port (4500)");
+    cfg.restart_delay = std::chrono::seconds(c.integer_or("restart_s", 5, 1, 3600));
+    cfg.ttl = static_cast<std::uint8_t>(c.integer_or("ttl", 64, 1, 255));
+    if (ctx.random == nullptr) throw std::logic_error("stage factory: no random source for IKE");
+    return std::make_unique<ipsec::VpnClientStage>(std::move(cfg), *ctx.random);
+}
+
+}  // namespace
+
+void add_ike_stage_types(std::vector<StageType>& out) {
+    out.push_back({"ipsec.vpn_client", "IKEv1 remote-access client (Main Mode PSK, Mode Config, Quick Mode, NAT-T, DPD) keying ESP", build_vpn_client});
+}
+
+}  // namespace mipsec::shell

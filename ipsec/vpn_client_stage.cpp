@@ -1,0 +1,204 @@
+// SPDX-License-Identifier: MIT
+#include "ipsec/vpn_client_stage.hpp"
+
+#include <algorithm>
+
+#include "core/ipv4.hpp"
+#include "core/udp.hpp"
+
+namespace mipsec::ipsec {
+
+using core::DropReason;
+using core::Verdict;
+
+namespace {
+constexpr std::size_t marker_len = 4;
+}
+
+EspSuite to_esp_suite(ike::EspAlgorithm a) noexcept {
+    switch (a) {
+        case ike::EspAlgorithm::AesGcm128: return EspSuite::AesGcm128;
+        case ike::EspAlgorithm::AesGcm256: return EspSuite::AesGcm256;
+        case ike::EspAlgorithm::AesCbc128HmacSha1: return EspSuite::AesCbc128HmacSha1;
+        case ike::EspAlgorithm::AesCbc256HmacSha1: return EspSuite::AesCbc256HmacSha1;
+        case ike::EspAlgorithm::AesCbc128HmacSha256: return EspSuite::AesCbc128HmacSha256;
+        case ike::EspAlgorithm::AesCbc256HmacSha256: return EspSuite::AesCbc256HmacSha256;
+    }
+    return EspSuite::AesGcm128;
+}
+
+VpnClientStage::VpnClientStage(Config config, crypto::Random& random)
+    : config_(std::move(config)),
+      session_config_(std::make_shared<const ike::SessionConfig>(std::move(config_.session))),
+      random_(random),
+      esp_({config_.local, config_.gateway, config_.ttl}) {}
+
+VpnClientStage::~VpnClientStage() = default;
+
+void VpnClientStage::start_session(core::StageContext& ctx) {
+    session_ = ike::Session::initiator(session_config_, random_, {config_.local, session_config_->ike_port},
+                                       {config_.gateway, session_config_->ike_port});
+    ++sessions_started_;
+    restart_at_.reset();
+    ctx.log().info("starting IKE with ", config_.gateway.to_string());
+    session_->start(ctx.now());
+    drain(ctx);
+}
+
+void VpnClientStage::send(const ike::OutgoingDatagram& d, core::StageContext& ctx) {
+    auto buf = ctx.allocate();
+    const std::size_t marker = d.non_esp_marker ? marker_len : 0;
+    const std::size_t len = core::Ipv4Header::len + core::UdpHeader::len + marker + d.payload.size();
+    if (!buf.valid() || len > 0xFFFF || !buf.put(len)) {
+        ctx.log().limited(core::LogLevel::Warn, ctx.now(), "no buffer for an IKE message; it will be retransmitted");
+        return;
+    }
+    core::Ipv4Header ip;
+    ip.total_length = static_cast<std::uint16_t>(len);
+    ip.ttl = config_.ttl;
+    ip.protocol = core::ip_protocol::udp;
+    ip.source = d.local.address;
+    ip.destination = d.remote.address;
+    ip.emit(buf.bytes());
+    auto udp_bytes = buf.bytes().subspan(core::Ipv4Header::len);
+    core::UdpHeader{d.local.port, d.remote.port, static_cast<std::uint16_t>(len - core::Ipv4Header::len), 0}.emit(udp_bytes);
+    std::fill_n(udp_bytes.data() + core::UdpHeader::len, marker, std::uint8_t{0});
+    std::copy(d.payload.begin(), d.payload.end(), udp_bytes.data() + core::UdpHeader::len + marker);
+    core::UdpMutView::check(udp_bytes)->update_checksum(ip.source, ip.destination);
+    ++ike_sent_;
+    ctx.send_control(std::move(buf));
+}
+
+void VpnClientStage::install(const ike::ChildSa& child, core::StageContext& ctx) {
+    Sa::Config in;
+    in.spi = child.spi_in;
+    in.suite = to_esp_suite(child.algorithm);
+    in.lifetime.hard.time = child.hard_lifetime;
+    Sa::Config out = in;
+    out.spi = child.spi_out;
+    auto inbound = Sa::create(Sa::Direction::Inbound, in, child.keymat_in(), random_, ctx.now());
+    auto outbound = Sa::create(Sa::Direction::Outbound, out, child.keymat_out(), random_, ctx.now());
+    if (!inbound || !outbound) {
+        ctx.log().error("cannot create ESP SAs from IKE keys: ", (inbound ? outbound.error() : inbound.error()).message());
+        return;
+    }
+    // Make-before-break: the new inbound SA joins the old one; outbound switches at once.
+    auto r1 = esp_.install_inbound(std::move(*inbound), &ctx);
+    auto r2 = esp_.install_outbound(std::move(*outbound), &ctx);
+    if (!r1 || !r2) {
+        ctx.log().error("cannot install ESP SAs: ", (r1 ? r2.error() : r1.error()).message());
+        return;
+    }
+    ++sa_installs_;
+    ctx.log().info("ESP SA installed: in 0x", std::hex, child.spi_in, " out 0x", child.spi_out, std::dec, " ",
+                   to_string(in.suite), child.udp_encapsulation ? " (UDP-encapsulated)" : "");
+}
+
+void VpnClientStage::drain(core::StageContext& ctx) {
+    if (!session_) return;
+    auto output = session_->take_output();
+    for (const auto& d : output.datagrams) send(d, ctx);
+    for (auto& e : output.events) {
+        if (auto* est = std::get_if<ike::Established>(&e)) {
+            ctx.log().info("IKE SA established with ", est->remote.to_string(), est->udp_encapsulation ? ", NAT-T in use" : "");
+        } else if (auto* vip = std::get_if<ike::InnerAddressAssigned>(&e)) {
+            if (vip->ours) {
+                inner_address_ = vip->address;
+                ctx.log().info("Mode Config address ", vip->address.to_string());
+                ctx.raise(core::InnerAddressAssigned{vip->address});
+            }
+        } else if (auto* inst = std::get_if<ike::ChildSaInstalled>(&e)) {
+            install(inst->sa, ctx);
+        } else if (auto* del = std::get_if<ike::ChildSaDeleted>(&e)) {
+            esp_.remove_inbound(del->sa.spi_in);
+        } else if (auto* failed = std::get_if<ike::Failed>(&e)) {
+            last_failure_ = std::string(ike::to_string(failed->reason)) + (failed->detail.empty() ? "" : ": " + failed->detail);
+            ctx.log().warn("IKE with ", config_.gateway.to_string(), " failed (", last_failure_, "); retrying in ",
+                           std::chrono::duration_cast<std::chrono::seconds>(config_.restart_delay).count(), " s");
+            restart_at_ = ctx.now() + config_.restart_delay;
+        } else if (auto* closed = std::get_if<ike::Closed>(&e)) {
+            ctx.log().info("IKE SA closed", closed->by_peer ? " by the gateway" : "", "; reconnecting");
+            restart_at_ = ctx.now() + config_.restart_delay;
+        }
+    }
+}
+
+Verdict VpnClientStage::encapsulate(core::PacketBuf& packet, core::StageContext& ctx) {
+    return esp_.encapsulate(packet, ctx);
+}
+
+Verdict VpnClientStage::decapsulate(core::PacketBuf& packet, core::StageContext& ctx) {
+    auto ip = core::Ipv4View::check(packet.bytes());
+    if (!ip) return Verdict::drop(core::ipv4_check_failure(packet));
+    if (ip->protocol() == core::ip_protocol::udp) {
+        auto udp = core::UdpView::check(ip->payload());
+        if (!udp) return Verdict::drop(DropReason::Truncated);
+        const auto port = udp->destination_port();
+        auto payload = udp->payload();
+        std::size_t skip = 0;
+        if (port == session_config_->nat_t_port) {
+            // Only IKE reaches us on 4500 (ESP was unwrapped below): it must carry the marker.
+            if (payload.size() < marker_len || payload[0] != 0 || payload[1] != 0 || payload[2] != 0 || payload[3] != 0)
+                return Verdict::drop(DropReason::MisplacedKeepalive);
+            skip = marker_len;
+        } else if (port != session_config_->ike_port) {
+            return Verdict::drop(DropReason::UnexpectedProtocol);
+        }
+        if (ip->destination() != config_.local) return Verdict::drop(DropReason::NotForUs);
+        ++ike_received_;
+        if (session_) {
+            session_->on_datagram(payload.subspan(skip), {ip->destination(), port}, {ip->source(), udp->source_port()}, ctx.now());
+            drain(ctx);
+        }
+        return Verdict::consumed();
+    }
+    auto v = esp_.decapsulate(packet, ctx);
+    if (v.passed() && session_) session_->note_traffic(ctx.now());
+    return v;
+}
+
+void VpnClientStage::on_event(const core::RaisedEvent& event, core::StageContext& ctx) {
+    esp_.on_event(event, ctx);
+}
+
+std::optional<core::TimePoint> VpnClientStage::poll(core::StageContext& ctx) {
+    const auto now = ctx.now();
+    if (!session_ || (restart_at_ && now >= *restart_at_)) start_session(ctx);
+    std::optional<core::TimePoint> next = esp_.poll(ctx);
+    auto consider = [&](std::optional<core::TimePoint> t) {
+        if (t && (!next || *t < *next)) next = t;
+    };
+    if (session_) {
+        consider(session_->poll(now));
+        drain(ctx);
+    }
+    consider(restart_at_);
+    return next;
+}
+
+void VpnClientStage::report(core::StatusSink& out) const {
+    out.field("gateway", config_.gateway.to_string());
+    out.field("ike_state", session_ ? std::string(ike::to_string(session_->state())) : std::string("idle"));
+    out.field("inner_address", inner_address_ ? inner_address_->to_string() : std::string("none"));
+    out.field("sessions_started", sessions_started_);
+    out.field("ike_received", ike_received_);
+    out.field("ike_sent", ike_sent_);
+    out.field("sa_installs", sa_installs_);
+    if (!last_failure_.empty()) out.field("last_failure", last_failure_);
+    if (session_) {
+        const auto& c = session_->counters();
+        out.begin_object("ike_counters");
+        out.field("retransmitted", c.retransmitted);
+        out.field("dropped_malformed", c.dropped_malformed);
+        out.field("dropped_auth", c.dropped_auth);
+        out.field("dropped_replay", c.dropped_replay);
+        out.field("dpd_sent", c.dpd_sent);
+        out.field("dpd_acked", c.dpd_acked);
+        out.end();
+    }
+    out.begin_object("esp");
+    esp_.report(out);
+    out.end();
+}
+
+}  // namespace mipsec::ipsec

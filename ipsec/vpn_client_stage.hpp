@@ -1,0 +1,72 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "core/stage.hpp"
+#include "crypto/random.hpp"
+#include "ipsec/esp_tunnel_stage.hpp"
+#include "ipsec/ike/session.hpp"
+
+namespace mipsec::ipsec {
+
+/// A remote-access VPN client: an IKEv1 Session (Main Mode PSK, Mode Config, Quick Mode,
+/// NAT-T, DPD) keying the ESP tunnel stage it owns. IKE rides on UDP 500, then 4500 with the
+/// non-ESP marker; both are sent as whole IPv4/UDP packets through the stages below (put
+/// nat.udp_encap below this stage for RFC 3948, which passes IKE through), so the IKE and
+/// ESP local address is whatever this layer's outer address is. Inbound IKE (UDP to the IKE
+/// ports) is consumed here; ESP goes to the ESP stage. Child SAs are installed as IKE
+/// reports them (make-before-break on rekey); the Mode Config address is raised as
+/// InnerAddressAssigned for the shell (TUN address) and for a Mobile IP layer above. When
+/// the session fails or closes, a new one starts after `restart_delay` (dpd_action restart).
+/// Not thread-safe. Config: {"type": "ipsec.vpn_client", "local": ..., "gateway": ..., "psk": ...}
+class VpnClientStage final : public core::Stage {
+public:
+    struct Config {
+        core::Ipv4Address local;
+        core::Ipv4Address gateway;
+        ike::SessionConfig session;
+        core::Duration restart_delay = std::chrono::seconds(5);
+        std::uint8_t ttl = 64;
+    };
+    VpnClientStage(Config config, crypto::Random& random);
+    ~VpnClientStage() override;
+
+    std::string_view name() const noexcept override { return "ipsec.vpn_client"; }
+    std::size_t headroom() const noexcept override { return esp_.headroom(); }
+    std::size_t tailroom() const noexcept override { return esp_.tailroom(); }
+    core::Verdict encapsulate(core::PacketBuf& packet, core::StageContext& ctx) override;
+    core::Verdict decapsulate(core::PacketBuf& packet, core::StageContext& ctx) override;
+    void on_event(const core::RaisedEvent& event, core::StageContext& ctx) override;
+    std::optional<core::TimePoint> poll(core::StageContext& ctx) override;
+    void report(core::StatusSink& out) const override;
+
+    const ike::Session* session() const noexcept { return session_.get(); }
+    const EspTunnelStage& esp() const noexcept { return esp_; }
+    const std::optional<core::Ipv4Prefix>& inner_address() const noexcept { return inner_address_; }
+
+private:
+    void start_session(core::StageContext& ctx);
+    void drain(core::StageContext& ctx);
+    void send(const ike::OutgoingDatagram& d, core::StageContext& ctx);
+    void install(const ike::ChildSa& child, core::StageContext& ctx);
+
+    Config config_;
+    std::shared_ptr<const ike::SessionConfig> session_config_;
+    crypto::Random& random_;
+    EspTunnelStage esp_;
+    std::unique_ptr<ike::Session> session_;
+    std::optional<core::TimePoint> restart_at_;
+    std::optional<core::Ipv4Prefix> inner_address_;
+    std::string last_failure_;
+    std::uint64_t sessions_started_ = 0;
+    std::uint64_t ike_received_ = 0;
+    std::uint64_t ike_sent_ = 0;
+    std::uint64_t sa_installs_ = 0;
+};
+
+/// The ESP suite of a negotiated IKE algorithm.
+EspSuite to_esp_suite(ike::EspAlgorithm a) noexcept;
+
+}  // namespace mipsec::ipsec
