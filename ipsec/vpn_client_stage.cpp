@@ -5,15 +5,12 @@
 
 #include "core/ipv4.hpp"
 #include "core/udp.hpp"
+#include "ipsec/ike_datagram.hpp"
 
 namespace mipsec::ipsec {
 
 using core::DropReason;
 using core::Verdict;
-
-namespace {
-constexpr std::size_t marker_len = 4;
-}
 
 EspSuite to_esp_suite(ike::EspAlgorithm a) noexcept {
     switch (a) {
@@ -46,25 +43,11 @@ void VpnClientStage::start_session(core::StageContext& ctx) {
 }
 
 void VpnClientStage::send(const ike::OutgoingDatagram& d, core::StageContext& ctx) {
-    auto buf = ctx.allocate();
-    const std::size_t marker = d.non_esp_marker ? marker_len : 0;
-    const std::size_t len = core::Ipv4Header::len + core::UdpHeader::len + marker + d.payload.size();
-    if (!buf.valid() || len > 0xFFFF || !buf.put(len)) {
+    auto buf = build_ike_packet(d, config_.ttl, ctx);
+    if (!buf.valid()) {
         ctx.log().limited(core::LogLevel::Warn, ctx.now(), "no buffer for an IKE message; it will be retransmitted");
         return;
     }
-    core::Ipv4Header ip;
-    ip.total_length = static_cast<std::uint16_t>(len);
-    ip.ttl = config_.ttl;
-    ip.protocol = core::ip_protocol::udp;
-    ip.source = d.local.address;
-    ip.destination = d.remote.address;
-    ip.emit(buf.bytes());
-    auto udp_bytes = buf.bytes().subspan(core::Ipv4Header::len);
-    core::UdpHeader{d.local.port, d.remote.port, static_cast<std::uint16_t>(len - core::Ipv4Header::len), 0}.emit(udp_bytes);
-    std::fill_n(udp_bytes.data() + core::UdpHeader::len, marker, std::uint8_t{0});
-    std::copy(d.payload.begin(), d.payload.end(), udp_bytes.data() + core::UdpHeader::len + marker);
-    core::UdpMutView::check(udp_bytes)->update_checksum(ip.source, ip.destination);
     ++ike_sent_;
     ctx.send_control(std::move(buf));
 }
@@ -135,18 +118,15 @@ Verdict VpnClientStage::decapsulate(core::PacketBuf& packet, core::StageContext&
         if (!udp) return Verdict::drop(DropReason::Truncated);
         const auto port = udp->destination_port();
         auto payload = udp->payload();
-        std::size_t skip = 0;
-        if (port == session_config_->nat_t_port) {
-            // Only IKE reaches us on 4500 (ESP was unwrapped below): it must carry the marker.
-            if (payload.size() < marker_len || payload[0] != 0 || payload[1] != 0 || payload[2] != 0 || payload[3] != 0)
-                return Verdict::drop(DropReason::MisplacedKeepalive);
-            skip = marker_len;
-        } else if (port != session_config_->ike_port) {
-            return Verdict::drop(DropReason::UnexpectedProtocol);
-        }
+        // ESP and keepalives on the NAT-T port were handled by nat.udp_encap below; what
+        // reaches this layer on the IKE ports must be IKE.
+        auto kind = classify_udp(port, payload, session_config_->ike_port, session_config_->nat_t_port);
+        if (kind == UdpKind::NotIke) return Verdict::drop(DropReason::UnexpectedProtocol);
+        if (kind != UdpKind::Ike) return Verdict::drop(DropReason::MisplacedKeepalive);
         if (ip->destination() != config_.local) return Verdict::drop(DropReason::NotForUs);
         ++ike_received_;
         if (session_) {
+            const std::size_t skip = port == session_config_->nat_t_port ? non_esp_marker_len : 0;
             session_->on_datagram(payload.subspan(skip), {ip->destination(), port}, {ip->source(), udp->source_port()}, ctx.now());
             drain(ctx);
         }

@@ -4,6 +4,7 @@
 
 #include "apps/shell/stage_factory.hpp"
 #include "ipsec/vpn_client_stage.hpp"
+#include "ipsec/vpn_gateway_stage.hpp"
 
 namespace mipsec::shell {
 
@@ -56,18 +57,14 @@ ipsec::ike::IdPayload read_id(const ConfigReader& c, std::string_view key) {
     return ipsec::ike::IdPayload::fqdn(text);
 }
 
-std::unique_ptr<core::Stage> build_vpn_client(const ConfigReader& c, const StageBuildContext& ctx) {
-    c.only({"type", "local", "gateway", "psk", "local_id", "remote_id", "ike_proposals", "esp_proposals", "pfs",
-            "request_address", "remote_ts", "local_ts", "dpd_delay_s", "force_encapsulation", "nat_traversal",
-            "child_rekey_s", "ike_port", "nat_t_port", "restart_s", "ttl"});
-    ipsec::VpnClientStage::Config cfg;
-    cfg.local = c.address("local");
-    cfg.gateway = c.address("gateway");
-    auto& s = cfg.session;
+// Settings both roles share; `peer` restricts the PSK to one peer address (client).
+void read_session(const ConfigReader& c, core::Ipv4Address local, std::optional<core::Ipv4Address> peer, ipsec::ike::SessionConfig& s) {
     auto psk = c.string("psk");
     if (psk.size() < 8) c.fail("psk", "is shorter than 8 characters", "a pre-shared key of at least 8 characters");
-    s.psks.push_back({core::Ipv4Prefix{cfg.gateway, 32}, crypto::SecretBytes(std::span(reinterpret_cast<const std::uint8_t*>(psk.data()), psk.size()))});
-    s.local_id = c.has("local_id") ? read_id(c, "local_id") : ipsec::ike::IdPayload::ipv4_addr(cfg.local);
+    std::optional<core::Ipv4Prefix> peer_prefix;
+    if (peer) peer_prefix = core::Ipv4Prefix{*peer, 32};
+    s.psks.push_back({peer_prefix, crypto::SecretBytes(std::span(reinterpret_cast<const std::uint8_t*>(psk.data()), psk.size()))});
+    s.local_id = c.has("local_id") ? read_id(c, "local_id") : ipsec::ike::IdPayload::ipv4_addr(local);
     if (c.has("remote_id")) s.remote_id = read_id(c, "remote_id");
     s.ike_proposals.clear();
     auto ike_names = string_list(c, "ike_proposals", {"aes128-sha1-modp2048"});
@@ -89,8 +86,6 @@ std::unique_ptr<core::Stage> build_vpn_client(const ConfigReader& c, const Stage
         auto g = c.choice("pfs", {"modp1024", "modp2048"});
         s.pfs_group = g == "modp1024" ? crypto::ModpGroup::Modp1024 : crypto::ModpGroup::Modp2048;
     }
-    s.request_virtual_ip = c.boolean_or("request_address", true);
-    s.remote_ts = c.has("remote_ts") ? c.prefix("remote_ts") : core::Ipv4Prefix{core::Ipv4Address{0}, 0};
     s.local_ts = c.prefix_list("local_ts");
     s.dpd_delay = std::chrono::seconds(c.integer_or("dpd_delay_s", 30, 0, 86400));
     s.force_udp_encapsulation = c.boolean_or("force_encapsulation", false);
@@ -99,15 +94,52 @@ std::unique_ptr<core::Stage> build_vpn_client(const ConfigReader& c, const Stage
     s.ike_port = static_cast<std::uint16_t>(c.integer_or("ike_port", 500, 1, 65535));
     s.nat_t_port = static_cast<std::uint16_t>(c.integer_or("nat_t_port", 4500, 1, 65535));
     if (s.ike_port == s.nat_t_port) c.fail("nat_t_port", "equals ike_port", "a different port (4500)");
+}
+
+std::unique_ptr<core::Stage> build_vpn_client(const ConfigReader& c, const StageBuildContext& ctx) {
+    c.only({"type", "local", "gateway", "psk", "local_id", "remote_id", "ike_proposals", "esp_proposals", "pfs",
+            "request_address", "remote_ts", "local_ts", "dpd_delay_s", "force_encapsulation", "nat_traversal",
+            "child_rekey_s", "ike_port", "nat_t_port", "restart_s", "ttl"});
+    ipsec::VpnClientStage::Config cfg;
+    cfg.local = c.address("local");
+    cfg.gateway = c.address("gateway");
+    read_session(c, cfg.local, cfg.gateway, cfg.session);
+    cfg.session.request_virtual_ip = c.boolean_or("request_address", true);
+    cfg.session.remote_ts = c.has("remote_ts") ? c.prefix("remote_ts") : core::Ipv4Prefix{core::Ipv4Address{0}, 0};
     cfg.restart_delay = std::chrono::seconds(c.integer_or("restart_s", 5, 1, 3600));
     cfg.ttl = static_cast<std::uint8_t>(c.integer_or("ttl", 64, 1, 255));
     if (ctx.random == nullptr) throw std::logic_error("stage factory: no random source for IKE");
     return std::make_unique<ipsec::VpnClientStage>(std::move(cfg), *ctx.random);
 }
 
+std::unique_ptr<core::Stage> build_vpn_gateway(const ConfigReader& c, const StageBuildContext& ctx) {
+    c.only({"type", "local", "psk", "local_id", "remote_id", "ike_proposals", "esp_proposals", "pfs", "pool",
+            "local_ts", "dpd_delay_s", "force_encapsulation", "nat_traversal", "child_rekey_s", "ike_port",
+            "nat_t_port", "max_half_open", "max_sessions", "ttl"});
+    ipsec::VpnGatewayStage::Config cfg;
+    cfg.local = c.address("local");
+    ipsec::ike::SessionConfig session;
+    read_session(c, cfg.local, std::nullopt, session);
+    if (session.local_ts.empty()) c.fail("local_ts", "is missing", "the protected networks, e.g. [\"10.99.1.0/24\"]");
+    // The gateway answers rekeys; the clients (initiators) start them.
+    if (!c.has("child_rekey_s")) session.child_rekey_time = core::Duration::zero();
+    if (c.has("pool")) {
+        auto pool = c.prefix("pool");
+        if (pool.length > 30) c.fail("pool", "has no room for clients", "a prefix of /30 or shorter");
+        cfg.responder.pool = pool;
+    }
+    cfg.responder.max_half_open = static_cast<std::size_t>(c.integer_or("max_half_open", 32, 1, 100000));
+    cfg.responder.max_sessions = static_cast<std::size_t>(c.integer_or("max_sessions", 4096, 1, 1000000));
+    cfg.responder.session = std::make_shared<const ipsec::ike::SessionConfig>(std::move(session));
+    cfg.ttl = static_cast<std::uint8_t>(c.integer_or("ttl", 64, 1, 255));
+    if (ctx.random == nullptr) throw std::logic_error("stage factory: no random source for IKE");
+    return std::make_unique<ipsec::VpnGatewayStage>(std::move(cfg), *ctx.random);
+}
+
 }  // namespace
 
 void add_ike_stage_types(std::vector<StageType>& out) {
+    out.push_back({"ipsec.vpn_gateway", "IKEv1 remote-access gateway: many clients, Mode Config pool, per-client ESP (and NAT-T)", build_vpn_gateway});
     out.push_back({"ipsec.vpn_client", "IKEv1 remote-access client (Main Mode PSK, Mode Config, Quick Mode, NAT-T, DPD) keying ESP", build_vpn_client});
 }
 

@@ -1,0 +1,203 @@
+// SPDX-License-Identifier: MIT
+#include "ipsec/vpn_gateway_stage.hpp"
+
+#include "core/endian.hpp"
+#include "core/ipv4.hpp"
+#include "core/udp.hpp"
+#include "ipsec/ike_datagram.hpp"
+#include "ipsec/vpn_client_stage.hpp"
+
+namespace mipsec::ipsec {
+
+using core::DropReason;
+using core::Verdict;
+
+VpnGatewayStage::VpnGatewayStage(Config config, crypto::Random& random)
+    : config_(std::move(config)), random_(random), responder_(config_.responder, random) {}
+
+VpnGatewayStage::~VpnGatewayStage() = default;
+
+void VpnGatewayStage::send(const ike::OutgoingDatagram& d, core::StageContext& ctx) {
+    auto buf = build_ike_packet(d, config_.ttl, ctx);
+    if (!buf.valid()) {
+        ctx.log().limited(core::LogLevel::Warn, ctx.now(), "no buffer for an IKE message; it will be retransmitted");
+        return;
+    }
+    ++ike_sent_;
+    ctx.send_control(std::move(buf));
+}
+
+VpnGatewayStage::Client* VpnGatewayStage::by_spi(std::uint32_t spi) {
+    auto it = by_spi_.find(spi);
+    if (it == by_spi_.end()) return nullptr;
+    auto c = clients_.find(it->second);
+    return c == clients_.end() ? nullptr : &c->second;
+}
+
+void VpnGatewayStage::install(std::uint64_t owner, const ike::ChildSa& child, core::StageContext& ctx) {
+    auto& c = clients_[owner];
+    c.remote = child.remote;
+    if (!c.esp) {
+        EspTunnelStage::Config esp{config_.local, child.remote.address, config_.ttl};
+        // RFC 3948 §3.1.1 / RFC 4301 §5.2: a client may only send from the address it was given.
+        esp.allowed_inner_source = c.inner ? core::Ipv4Prefix{*c.inner, 32} : child.remote_ts;
+        c.esp = std::make_unique<EspTunnelStage>(esp);
+    }
+    if (child.udp_encapsulation && !c.udp) {
+        nat::UdpEncapStage::Config udp;
+        udp.local_port = config_.responder.session->nat_t_port;
+        udp.remote_port = child.remote.port;
+        udp.keepalive = core::Duration::zero();  // only the NATed side (the client) keeps alive
+        udp.local = config_.local;
+        udp.remote = child.remote.address;
+        udp.ttl = config_.ttl;
+        c.udp = std::make_unique<nat::UdpEncapStage>(udp);
+    }
+    Sa::Config in;
+    in.spi = child.spi_in;
+    in.suite = to_esp_suite(child.algorithm);
+    in.lifetime.hard.time = child.hard_lifetime;
+    Sa::Config out = in;
+    out.spi = child.spi_out;
+    auto inbound = Sa::create(Sa::Direction::Inbound, in, child.keymat_in(), random_, ctx.now());
+    auto outbound = Sa::create(Sa::Direction::Outbound, out, child.keymat_out(), random_, ctx.now());
+    if (!inbound || !outbound || !c.esp->install_inbound(std::move(*inbound), &ctx) || !c.esp->install_outbound(std::move(*outbound), &ctx)) {
+        ctx.log().error("cannot install ESP SAs for ", child.remote.to_string());
+        return;
+    }
+    by_spi_[child.spi_in] = owner;
+    c.spis.push_back(child.spi_in);
+    if (c.inner) by_inner_[*c.inner] = owner;
+    ++c.installs;
+    ctx.log().info("client ", child.remote.to_string(), c.inner ? " (" + c.inner->to_string() + ")" : std::string(), ": ESP SA in 0x",
+                   std::hex, child.spi_in, " out 0x", child.spi_out, std::dec, child.udp_encapsulation ? ", UDP-encapsulated" : "");
+}
+
+void VpnGatewayStage::remove(std::uint64_t owner) {
+    auto it = clients_.find(owner);
+    if (it == clients_.end()) return;
+    if (it->second.inner) by_inner_.erase(*it->second.inner);
+    for (auto spi : it->second.spis) by_spi_.erase(spi);
+    clients_.erase(it);
+}
+
+void VpnGatewayStage::drain(core::StageContext& ctx) {
+    auto output = responder_.take_output();
+    for (const auto& d : output.datagrams) send(d, ctx);
+    for (auto& tagged : output.events) {
+        const auto owner = tagged.session;
+        auto& e = tagged.event;
+        if (auto* vip = std::get_if<ike::InnerAddressAssigned>(&e)) {
+            clients_[owner].inner = vip->address.address;
+        } else if (auto* inst = std::get_if<ike::ChildSaInstalled>(&e)) {
+            install(owner, inst->sa, ctx);
+        } else if (auto* del = std::get_if<ike::ChildSaDeleted>(&e)) {
+            if (auto* c = by_spi(del->sa.spi_in)) c->esp->remove_inbound(del->sa.spi_in);
+            by_spi_.erase(del->sa.spi_in);
+        } else if (auto* failed = std::get_if<ike::Failed>(&e)) {
+            ctx.log().warn("IKE session ", owner, " failed: ", ike::to_string(failed->reason), failed->detail.empty() ? "" : " (" + failed->detail + ")");
+            remove(owner);
+        } else if (std::holds_alternative<ike::Closed>(e)) {
+            remove(owner);
+        }
+    }
+}
+
+Verdict VpnGatewayStage::encapsulate(core::PacketBuf& packet, core::StageContext& ctx) {
+    auto ip = core::Ipv4View::check(packet.bytes());
+    if (!ip) return Verdict::drop(core::ipv4_check_failure(packet));
+    auto it = by_inner_.find(ip->destination());
+    if (it == by_inner_.end()) return Verdict::drop(DropReason::NoSa);
+    auto& c = clients_[it->second];
+    auto v = c.esp->encapsulate(packet, ctx);
+    if (v.passed() && c.udp) v = c.udp->encapsulate(packet, ctx);
+    return v;
+}
+
+Verdict VpnGatewayStage::decapsulate(core::PacketBuf& packet, core::StageContext& ctx) {
+    auto ip = core::Ipv4View::check(packet.bytes());
+    if (!ip) return Verdict::drop(core::ipv4_check_failure(packet));
+    if (ip->destination() != config_.local) return Verdict::drop(DropReason::NotForUs);
+    const auto& session = *config_.responder.session;
+    Client* client = nullptr;
+    if (ip->protocol() == core::ip_protocol::udp) {
+        auto udp = core::UdpView::check(ip->payload());
+        if (!udp) return Verdict::drop(DropReason::Truncated);
+        auto payload = udp->payload();
+        switch (classify_udp(udp->destination_port(), payload, session.ike_port, session.nat_t_port)) {
+            case UdpKind::NotIke: return Verdict::drop(DropReason::UnexpectedProtocol);
+            case UdpKind::Malformed: return Verdict::drop(DropReason::Malformed);
+            case UdpKind::Keepalive: ++keepalives_; return Verdict::consumed();
+            case UdpKind::Ike: {
+                ++ike_received_;
+                const std::size_t skip = udp->destination_port() == session.nat_t_port ? non_esp_marker_len : 0;
+                responder_.on_datagram(payload.subspan(skip), {ip->destination(), udp->destination_port()},
+                                       {ip->source(), udp->source_port()}, ctx.now());
+                drain(ctx);
+                return Verdict::consumed();
+            }
+            case UdpKind::Esp:
+                client = by_spi(core::load_be32(payload.data()));
+                if (client == nullptr) return Verdict::drop(DropReason::UnknownSpi);
+                if (!client->udp) return Verdict::drop(DropReason::UnexpectedProtocol);  // this SA is not UDP-encapsulated
+                if (auto v = client->udp->decapsulate(packet, ctx); !v.passed()) return v;
+                break;
+        }
+    } else if (ip->protocol() == core::ip_protocol::esp) {
+        auto esp = ip->payload();
+        if (esp.size() < 8) return Verdict::drop(DropReason::Truncated);
+        client = by_spi(core::load_be32(esp.data()));
+        if (client == nullptr) return Verdict::drop(DropReason::UnknownSpi);
+    } else {
+        return Verdict::drop(DropReason::UnexpectedProtocol);
+    }
+    auto v = client->esp->decapsulate(packet, ctx);
+    // The ESP stage moved its peer on an authenticated packet; the client's UDP follows.
+    if (v.passed() && client->udp && client->esp->peer() && client->udp->peer() != client->esp->peer())
+        client->udp->on_event({core::RaisedEvent::external, core::PeerFloated{client->udp->peer().value_or(core::Endpoint{}), *client->esp->peer()}}, ctx);
+    return v;
+}
+
+std::optional<core::TimePoint> VpnGatewayStage::poll(core::StageContext& ctx) {
+    auto next = responder_.poll(ctx.now());
+    drain(ctx);
+    for (auto& [owner, c] : clients_) {
+        if (!c.esp) continue;
+        auto t = c.esp->poll(ctx);
+        if (t && (!next || *t < *next)) next = t;
+    }
+    return next;
+}
+
+void VpnGatewayStage::report(core::StatusSink& out) const {
+    out.field("local", config_.local.to_string());
+    out.field("ike_received", ike_received_);
+    out.field("ike_sent", ike_sent_);
+    out.field("keepalives_received", keepalives_);
+    const auto& rc = responder_.counters();
+    out.field("ike_sessions", static_cast<std::uint64_t>(responder_.session_count()));
+    out.field("ike_half_open", static_cast<std::uint64_t>(responder_.half_open_count()));
+    out.field("ike_dropped_malformed", rc.dropped_malformed);
+    out.field("ike_dropped_unknown_sa", rc.dropped_unknown_sa);
+    out.field("ike_dropped_half_open", rc.dropped_half_open);
+    out.begin_array("clients");
+    std::size_t shown = 0;
+    for (const auto& [owner, c] : clients_) {
+        if (++shown > 100) break;  // status stays readable with thousands of clients
+        out.begin_element();
+        out.field("session", owner);
+        out.field("remote", c.remote.to_string());
+        out.field("inner_address", c.inner ? c.inner->to_string() : std::string("none"));
+        out.field("sa_installs", c.installs);
+        if (c.esp) {
+            out.begin_object("esp");
+            c.esp->report(out);
+            out.end();
+        }
+        out.end();
+    }
+    out.end();
+    out.field("clients_total", static_cast<std::uint64_t>(clients_.size()));
+}
+
+}  // namespace mipsec::ipsec

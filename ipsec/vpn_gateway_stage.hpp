@@ -1,0 +1,72 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <unordered_map>
+
+#include "core/stage.hpp"
+#include "crypto/random.hpp"
+#include "ipsec/esp_tunnel_stage.hpp"
+#include "ipsec/ike/responder.hpp"
+#include "nat/udp_encap_stage.hpp"
+
+namespace mipsec::ipsec {
+
+/// A remote-access VPN gateway: an IKEv1 Responder serving many clients at once, each with
+/// its own inner address from the Mode Config pool and its own ESP tunnel (and, when NAT-T
+/// is negotiated, its own RFC 3948 UDP encapsulation toward the client's NAT endpoint).
+/// Outward (from the protected network, the TUN side): the inner destination picks the
+/// client by its inner address, O(1). Inward: IKE on the IKE ports goes to the Responder;
+/// ESP (raw, or in UDP on the NAT-T port) goes to the client owning the SPI, and the inner
+/// source must be that client's address (RFC 3948 §3.1.1; PolicyMismatch otherwise). NAT
+/// keepalives are consumed. The half-open limit and cookies are the Responder's.
+/// Runs directly over the transport: it does its own UDP encapsulation per client.
+/// Not thread-safe. Config: {"type": "ipsec.vpn_gateway", "local": ..., "pool": ..., "psk": ...}
+class VpnGatewayStage final : public core::Stage {
+public:
+    struct Config {
+        core::Ipv4Address local;
+        ike::ResponderConfig responder;  // its session config carries PSKs, proposals, local_ts
+        std::uint8_t ttl = 64;
+    };
+    VpnGatewayStage(Config config, crypto::Random& random);
+    ~VpnGatewayStage() override;
+
+    std::string_view name() const noexcept override { return "ipsec.vpn_gateway"; }
+    std::size_t headroom() const noexcept override { return EspTunnelStage::max_headroom + 8; }
+    std::size_t tailroom() const noexcept override { return EspTunnelStage::max_tailroom; }
+    core::Verdict encapsulate(core::PacketBuf& packet, core::StageContext& ctx) override;
+    core::Verdict decapsulate(core::PacketBuf& packet, core::StageContext& ctx) override;
+    std::optional<core::TimePoint> poll(core::StageContext& ctx) override;
+    void report(core::StatusSink& out) const override;
+
+    std::size_t client_count() const noexcept { return clients_.size(); }
+
+private:
+    struct Client {
+        std::unique_ptr<EspTunnelStage> esp;
+        std::unique_ptr<nat::UdpEncapStage> udp;  // set when the child SA uses UDP encapsulation
+        std::optional<core::Ipv4Address> inner;
+        core::Endpoint remote;
+        std::vector<std::uint32_t> spis;
+        std::uint64_t installs = 0;
+    };
+    void drain(core::StageContext& ctx);
+    void send(const ike::OutgoingDatagram& d, core::StageContext& ctx);
+    void install(std::uint64_t owner, const ike::ChildSa& child, core::StageContext& ctx);
+    void remove(std::uint64_t owner);
+    Client* by_spi(std::uint32_t spi);
+
+    Config config_;
+    crypto::Random& random_;
+    ike::Responder responder_;
+    std::unordered_map<std::uint64_t, Client> clients_;             // by IKE session owner id
+    std::unordered_map<core::Ipv4Address, std::uint64_t> by_inner_;  // inner address -> owner
+    std::unordered_map<std::uint32_t, std::uint64_t> by_spi_;        // our inbound SPI -> owner
+    std::uint64_t ike_received_ = 0;
+    std::uint64_t ike_sent_ = 0;
+    std::uint64_t keepalives_ = 0;
+};
+
+}  // namespace mipsec::ipsec
