@@ -1,0 +1,242 @@
+// SPDX-License-Identifier: MIT
+// ipsec.vpn_client and ipsec.vpn_gateway in two pipelines wired back to back through an
+// in-memory network with a NAT that rewrites the client's source address and port: IKE
+// brings up the tunnel, Mode Config hands the client its address, data flows both ways,
+// and the gateway refuses a client spoofing another inner source. Sans-I/O, no root.
+#include <doctest/doctest.h>
+
+#include <deque>
+#include <map>
+
+#include "core/ipv4.hpp"
+#include "core/pipeline.hpp"
+#include "core/udp.hpp"
+#include "crypto/random.hpp"
+#include "ipsec/vpn_client_stage.hpp"
+#include "ipsec/vpn_gateway_stage.hpp"
+#include "nat/udp_encap_stage.hpp"
+#include "tests/support/hex.hpp"
+
+using namespace mipsec;
+
+namespace {
+
+const auto client_addr = *core::Ipv4Address::parse("10.0.0.2");
+const auto nat_addr = *core::Ipv4Address::parse("198.51.100.1");
+const auto gw_addr = *core::Ipv4Address::parse("198.51.100.2");
+const auto lan_host = *core::Ipv4Address::parse("10.99.1.2");
+
+// Collects what a pipeline emits on each side.
+struct Wire final : core::PipelineIo {
+    std::deque<test::Bytes> outer, inner;
+    std::vector<core::RaisedEvent> events;
+    void send_outer(core::PacketBuf&& p) override { outer.emplace_back(p.bytes().begin(), p.bytes().end()); }
+    void deliver_inner(core::PacketBuf&& p) override { inner.emplace_back(p.bytes().begin(), p.bytes().end()); }
+    void on_event(const core::RaisedEvent& e) override { events.push_back(e); }
+};
+
+// A NAT for UDP from the client: source 10.0.0.2:p -> 198.51.100.1:(p + offset), and back.
+struct Nat {
+    std::uint16_t offset = 30000;
+    void outbound(test::Bytes& p) const {
+        auto ip = core::Ipv4MutView::check(std::span(p));
+        REQUIRE(ip);
+        REQUIRE(ip->protocol() == core::ip_protocol::udp);
+        auto udp = core::UdpMutView::check(ip->payload());
+        ip->set_source(nat_addr);
+        udp->set_source_port(static_cast<std::uint16_t>(udp->source_port() + offset));
+        udp->set_checksum(0);
+        ip->update_checksum();
+    }
+    void inbound(test::Bytes& p) const {
+        auto ip = core::Ipv4MutView::check(std::span(p));
+        REQUIRE(ip);
+        auto udp = core::UdpMutView::check(ip->payload());
+        ip->set_destination(client_addr);
+        udp->set_destination_port(static_cast<std::uint16_t>(udp->destination_port() - offset));
+        udp->set_checksum(0);
+        ip->update_checksum();
+    }
+};
+
+test::Bytes udp_packet(core::Ipv4Address src, core::Ipv4Address dst, std::size_t payload) {
+    test::Bytes p(28 + payload, 0x42);
+    core::Ipv4Header h;
+    h.total_length = static_cast<std::uint16_t>(p.size());
+    h.protocol = core::ip_protocol::udp;
+    h.source = src;
+    h.destination = dst;
+    h.emit(p);
+    core::UdpHeader{1234, 53, static_cast<std::uint16_t>(8 + payload), 0}.emit(std::span(p).subspan(20));
+    return p;
+}
+
+struct Lab {
+    crypto::KeystreamRandom random;
+    core::BufferPool pool{256, 2048};
+    Wire client_wire, gw_wire;
+    std::unique_ptr<core::Pipeline> client, gw;
+    Nat nat;
+    core::TimePoint now = core::TimePoint{} + std::chrono::hours(1);
+
+    Lab(const char* esp) {
+        ipsec::VpnClientStage::Config cc;
+        cc.local = client_addr;
+        cc.gateway = gw_addr;
+        cc.session.local_id = ipsec::ike::IdPayload::fqdn("cli.lab.example");
+        cc.session.psks.push_back({core::Ipv4Prefix{gw_addr, 32}, crypto::SecretBytes(test::from_hex("6c61622d70736b2d3031"))});
+        cc.session.request_virtual_ip = true;
+        cc.session.remote_ts = *core::Ipv4Prefix::parse("10.99.1.0/24");
+        ipsec::ike::EspProposal prop;
+        for (auto a : {ipsec::ike::EspAlgorithm::AesGcm128, ipsec::ike::EspAlgorithm::AesCbc128HmacSha256})
+            if (ipsec::ike::to_string(a) == esp) prop.algorithm = a;
+        cc.session.esp_proposals = {prop};
+        std::vector<std::unique_ptr<core::Stage>> cs;
+        cs.push_back(std::make_unique<ipsec::VpnClientStage>(std::move(cc), random));
+        cs.push_back(std::make_unique<nat::UdpEncapStage>(nat::UdpEncapStage::Config{.keepalive = std::chrono::seconds(20)}));
+        client = std::make_unique<core::Pipeline>(std::move(cs), pool, core::null_logger());
+        client->attach(&client_wire);
+
+        ipsec::ike::SessionConfig gs;
+        gs.local_id = ipsec::ike::IdPayload::fqdn("gw.lab.example");
+        gs.psks.push_back({std::nullopt, crypto::SecretBytes(test::from_hex("6c61622d70736b2d3031"))});
+        gs.local_ts = {*core::Ipv4Prefix::parse("10.99.1.0/24")};
+        gs.esp_proposals = {prop};
+        gs.child_rekey_time = core::Duration::zero();
+        ipsec::VpnGatewayStage::Config gc;
+        gc.local = gw_addr;
+        gc.responder.session = std::make_shared<const ipsec::ike::SessionConfig>(std::move(gs));
+        gc.responder.pool = *core::Ipv4Prefix::parse("10.99.100.0/24");
+        std::vector<std::unique_ptr<core::Stage>> gst;
+        gst.push_back(std::make_unique<ipsec::VpnGatewayStage>(std::move(gc), random));
+        gw = std::make_unique<core::Pipeline>(std::move(gst), pool, core::null_logger());
+        gw->attach(&gw_wire);
+    }
+
+    // Moves every queued outer packet across the NAT until both sides are quiet.
+    void exchange() {
+        for (int rounds = 0; rounds < 100 && (!client_wire.outer.empty() || !gw_wire.outer.empty()); ++rounds) {
+            while (!client_wire.outer.empty()) {
+                auto p = std::move(client_wire.outer.front());
+                client_wire.outer.pop_front();
+                nat.outbound(p);
+                feed(*gw, p);
+            }
+            while (!gw_wire.outer.empty()) {
+                auto p = std::move(gw_wire.outer.front());
+                gw_wire.outer.pop_front();
+                nat.inbound(p);
+                feed(*client, p);
+            }
+        }
+    }
+    core::Verdict feed(core::Pipeline& p, const test::Bytes& bytes) {
+        auto buf = pool.acquire(64);
+        REQUIRE(buf.resize(bytes.size()));
+        std::copy(bytes.begin(), bytes.end(), buf.data());
+        auto ip = core::Ipv4View::check(buf.bytes());
+        if (ip && ip->protocol() == core::ip_protocol::udp) {
+            auto udp = core::UdpView::check(ip->payload());
+            buf.meta().outer_src = {ip->source(), udp->source_port()};  // as the UDP socket reports it
+        }
+        p.set_now(now);
+        auto v = p.decapsulate(buf);
+        if (v.passed()) (&p == client.get() ? client_wire : gw_wire).inner.emplace_back(buf.bytes().begin(), buf.bytes().end());
+        return v;
+    }
+    core::Verdict send(core::Pipeline& p, const test::Bytes& inner, Wire& wire) {
+        auto buf = pool.acquire(p.headroom());
+        REQUIRE(buf.resize(inner.size()));
+        std::copy(inner.begin(), inner.end(), buf.data());
+        p.set_now(now);
+        auto v = p.encapsulate(buf);
+        if (v.passed()) wire.outer.emplace_back(buf.bytes().begin(), buf.bytes().end());
+        return v;
+    }
+    void tick() {
+        client->set_now(now);
+        gw->set_now(now);
+        (void)client->poll();
+        (void)gw->poll();
+        exchange();
+    }
+    const ipsec::VpnClientStage& client_stage() { return static_cast<const ipsec::VpnClientStage&>(client->stage(0)); }
+    const ipsec::VpnGatewayStage& gw_stage() { return static_cast<const ipsec::VpnGatewayStage&>(gw->stage(0)); }
+};
+
+}  // namespace
+
+TEST_CASE("vpn_client and vpn_gateway bring up a NAT-traversing tunnel and carry data both ways") {
+    for (const char* esp : {"aes128gcm16", "aes128-sha256"}) {
+        CAPTURE(esp);
+        Lab lab(esp);
+        lab.tick();  // MM1 ... QM3 through the NAT
+        REQUIRE(lab.client_stage().session() != nullptr);
+        CHECK(lab.client_stage().session()->state() == ipsec::ike::SessionState::Established);
+        REQUIRE(lab.client_stage().inner_address());
+        const auto vip = lab.client_stage().inner_address()->address;
+        CHECK(vip == *core::Ipv4Address::parse("10.99.100.1"));
+        CHECK(lab.gw_stage().client_count() == 1);
+        // The Mode Config address reached the shell as an event (it goes onto the TUN).
+        bool raised = false;
+        for (const auto& e : lab.client_wire.events) raised |= std::holds_alternative<core::InnerAddressAssigned>(e.event);
+        CHECK(raised);
+
+        auto up = udp_packet(vip, lan_host, 300);
+        REQUIRE(lab.send(*lab.client, up, lab.client_wire).passed());
+        auto wire = lab.client_wire.outer.back();
+        CHECK(core::Ipv4View::check(std::span<const std::uint8_t>(wire))->protocol() == core::ip_protocol::udp);  // NAT-T: ESP in UDP
+        lab.exchange();
+        REQUIRE(lab.gw_wire.inner.size() == 1);
+        CHECK(test::to_hex(lab.gw_wire.inner.back()) == test::to_hex(up));
+
+        auto down = udp_packet(lan_host, vip, 700);
+        REQUIRE(lab.send(*lab.gw, down, lab.gw_wire).passed());
+        lab.exchange();
+        REQUIRE(lab.client_wire.inner.size() == 1);
+        CHECK(test::to_hex(lab.client_wire.inner.back()) == test::to_hex(down));
+
+        // A client may only send from the address it was given (RFC 3948 §3.1.1).
+        auto spoof = udp_packet(*core::Ipv4Address::parse("10.99.100.77"), lan_host, 40);
+        REQUIRE(lab.send(*lab.client, spoof, lab.client_wire).passed());
+        auto spoofed = lab.client_wire.outer.back();
+        lab.client_wire.outer.pop_back();
+        lab.nat.outbound(spoofed);
+        CHECK(lab.feed(*lab.gw, spoofed).reason == core::DropReason::PolicyMismatch);
+
+        // Packets for an address no client holds have no SA.
+        auto nobody = udp_packet(lan_host, *core::Ipv4Address::parse("10.99.100.200"), 40);
+        CHECK(lab.send(*lab.gw, nobody, lab.gw_wire).reason == core::DropReason::NoSa);
+        // Garbage on the IKE port is counted, not fatal; the tunnel keeps working.
+        auto junk = udp_packet(nat_addr, gw_addr, 3);
+        core::UdpMutView::check(std::span(junk).subspan(20))->set_destination_port(500);
+        (void)lab.feed(*lab.gw, junk);
+        REQUIRE(lab.send(*lab.client, up, lab.client_wire).passed());
+        lab.exchange();
+        CHECK(lab.gw_wire.inner.size() == 2);
+    }
+}
+
+TEST_CASE("a wrong PSK never installs an SA; the client retries later") {
+    Lab lab("aes128gcm16");
+    // Replace the gateway with one holding another key.
+    ipsec::ike::SessionConfig gs;
+    gs.psks.push_back({std::nullopt, crypto::SecretBytes(test::from_hex("6f746865722d6b6579"))});
+    gs.local_ts = {*core::Ipv4Prefix::parse("10.99.1.0/24")};
+    ipsec::VpnGatewayStage::Config gc;
+    gc.local = gw_addr;
+    gc.responder.session = std::make_shared<const ipsec::ike::SessionConfig>(std::move(gs));
+    gc.responder.pool = *core::Ipv4Prefix::parse("10.99.100.0/24");
+    std::vector<std::unique_ptr<core::Stage>> gst;
+    gst.push_back(std::make_unique<ipsec::VpnGatewayStage>(std::move(gc), lab.random));
+    lab.gw = std::make_unique<core::Pipeline>(std::move(gst), lab.pool, core::null_logger());
+    lab.gw->attach(&lab.gw_wire);
+    for (int i = 0; i < 40; ++i) {
+        lab.tick();
+        lab.now += std::chrono::seconds(5);
+    }
+    CHECK(lab.gw_stage().client_count() == 0);
+    CHECK_FALSE(lab.client_stage().inner_address());
+    auto up = udp_packet(*core::Ipv4Address::parse("10.99.100.1"), lan_host, 10);
+    CHECK(lab.send(*lab.client, up, lab.client_wire).reason == core::DropReason::NoSa);
+}
