@@ -28,7 +28,7 @@ def client_state(host, mipsec, sock):
     return next(s for s in st["pipeline"] if s["type"] == "ipsec.vpn_client").get("state")
 
 
-def run_case(checks, args, label, ike, esp_gw, esp_cli):
+def run_case(checks, args, label, ike, esp_gw, esp_cli, rekey_s=None):
     with Lab("swan-cli") as lab:
         cli, gw, lan = lab.host("cli"), lab.host("gw"), lab.host("lan")
         lab.nat_box("nat", cli, ("10.0.0.1/24", "10.0.0.2/24"), gw, ("198.51.100.1/24", "198.51.100.2/24"))
@@ -45,7 +45,8 @@ def run_case(checks, args, label, ike, esp_gw, esp_cli):
             "pipeline": [
                 {"type": "ipsec.vpn_client", "local": "10.0.0.2", "gateway": "198.51.100.2", "psk": PSK,
                  "local_id": "cli.lab.example", "remote_id": "gw.lab.example", "remote_ts": "10.99.1.0/24",
-                 "ike_proposals": [ike.replace("-", "-", 2)], "esp_proposals": [esp_cli], "dpd_delay_s": 30},
+                 "ike_proposals": [ike], "esp_proposals": [esp_cli], "dpd_delay_s": 30,
+                 "child_rekey_s": rekey_s or 3600},
                 {"type": "nat.udp_encap", "keepalive_s": 20},
                 {"type": "tap.pcap", "file": f"{lab.dir}/cli-wire.pcap"},
             ],
@@ -77,6 +78,15 @@ def run_case(checks, args, label, ike, esp_gw, esp_cli):
         checks.check(f"{label}: 2 MiB TCP client -> LAN intact ({detail})", ok, detail)
         ok, detail = tcp_stream(cli, lan, vip, 5002, 2 * 1024 * 1024, lab)
         checks.check(f"{label}: 2 MiB TCP LAN -> client intact ({detail})", ok, detail)
+        if rekey_s:
+            # Traffic across the client's Quick Mode rekey: make-before-break must lose nothing.
+            before = client_state(cli, args.mipsec, sock)["sa_installs"]
+            r = cli.run(["ping", "-c", str(rekey_s * 10), "-i", "0.2", "-W", "1", "10.99.1.2"], check=False, timeout=rekey_s * 4 + 30)
+            after = client_state(cli, args.mipsec, sock)["sa_installs"]
+            checks.check(f"{label}: the client rekeyed the CHILD_SA during traffic ({before} -> {after} installs)", after > before, f"{before} -> {after}")
+            checks.check(f"{label}: no ping lost across the rekey", " 0% packet loss" in r.stdout, r.stdout[-300:])
+            sas = charon.list_sas()
+            checks.check(f"{label}: strongSwan has the rekeyed CHILD_SA installed", "INSTALLED" in sas, sas[-600:])
         st = status(cli, args.mipsec, sock)
         vpn = next(s for s in st["pipeline"] if s["type"] == "ipsec.vpn_client")
         checks.check(f"{label}: no ESP drops at the client", vpn["dropped"] == 0, json.dumps(vpn["drops"]))
@@ -94,7 +104,7 @@ def main():
         print("FAIL strongSwan charon is not installed (tools/install-deps.sh installs it)")
         return 1
     checks = Checks()
-    run_case(checks, args, "AES-GCM", "aes128-sha1-modp2048", "aes128gcm16", "aes128gcm16")
+    run_case(checks, args, "AES-GCM", "aes128-sha1-modp2048", "aes128gcm16", "aes128gcm16", rekey_s=6)
     run_case(checks, args, "AES-CBC+SHA-256, MODP-1024", "aes256-sha256-modp1024", "aes128-sha256", "aes128-sha256")
     return checks.finish()
 
