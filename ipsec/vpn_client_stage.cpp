@@ -36,6 +36,7 @@ void VpnClientStage::start_session(core::StageContext& ctx) {
     session_ = ike::Session::initiator(session_config_, random_, {config_.local, session_config_->ike_port},
                                        {config_.gateway, session_config_->ike_port});
     ++sessions_started_;
+    ike_key_logged_ = false;
     restart_at_.reset();
     ctx.log().info("starting IKE with ", config_.gateway.to_string());
     session_->start(ctx.now());
@@ -73,6 +74,11 @@ void VpnClientStage::install(const ike::ChildSa& child, core::StageContext& ctx)
         return;
     }
     ++sa_installs_;
+    if (config_.key_log != nullptr) {
+        // Outer addresses as they appear on this side's wire (before any NAT).
+        config_.key_log->esp_sa(config_.gateway, config_.local, child.spi_in, in.suite, child.keymat_in().span());
+        config_.key_log->esp_sa(config_.local, config_.gateway, child.spi_out, in.suite, child.keymat_out().span());
+    }
     ctx.log().info("ESP SA installed: in 0x", std::hex, child.spi_in, " out 0x", child.spi_out, std::dec, " ",
                    to_string(in.suite), child.udp_encapsulation ? " (UDP-encapsulated)" : "");
 }
@@ -83,6 +89,11 @@ void VpnClientStage::drain(core::StageContext& ctx) {
     for (const auto& d : output.datagrams) send(d, ctx);
     for (auto& e : output.events) {
         if (auto* est = std::get_if<ike::Established>(&e)) {
+            const auto& sa = session_->ike_sa();
+            if (config_.key_log != nullptr && sa.keys && !ike_key_logged_) {
+                config_.key_log->ike_sa(std::span<const std::uint8_t, 8>(sa.cky_i.data(), 8), sa.keys->cipher_key.span());
+                ike_key_logged_ = true;
+            }
             ctx.log().info("IKE SA established with ", est->remote.to_string(), est->udp_encapsulation ? ", NAT-T in use" : "");
         } else if (auto* vip = std::get_if<ike::InnerAddressAssigned>(&e)) {
             if (vip->ours) {

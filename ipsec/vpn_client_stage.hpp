@@ -8,6 +8,7 @@
 #include "crypto/random.hpp"
 #include "ipsec/esp_tunnel_stage.hpp"
 #include "ipsec/ike/session.hpp"
+#include "ipsec/key_log.hpp"
 
 namespace mipsec::ipsec {
 
@@ -29,6 +30,7 @@ public:
         ike::SessionConfig session;
         core::Duration restart_delay = std::chrono::seconds(5);
         std::uint8_t ttl = 64;
+        KeyLog* key_log = nullptr;  // set only when the user asked for a key log; outlives the stage
     };
     VpnClientStage(Config config, crypto::Random& random);
     ~VpnClientStage() override;
@@ -64,6 +66,7 @@ private:
     std::uint64_t ike_received_ = 0;
     std::uint64_t ike_sent_ = 0;
     std::uint64_t sa_installs_ = 0;
+    bool ike_key_logged_ = false;
 };
 
 /// The ESP suite of a negotiated IKE algorithm.

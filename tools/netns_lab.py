@@ -77,7 +77,8 @@ class Lab:
         self._processes: list[subprocess.Popen] = []
         self._links = itertools.count()
         self.dir = tempfile.mkdtemp(prefix=f"mipsec-{name}-")
-        self.keep_dir = keep_dir
+        # MIPSEC_KEEP_LAB=1 keeps configs, logs and captures for a post-mortem.
+        self.keep_dir = keep_dir or os.environ.get("MIPSEC_KEEP_LAB") == "1"
         self._closed = False
         self._old_handlers = {}
 

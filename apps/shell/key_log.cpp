@@ -53,6 +53,31 @@ std::string esp_sa_uat_line(const EspKeyLogEntry& e) {
            names.encryption + "\",\"" + hex(enc) + "\",\"" + names.authentication + "\",\"" + (auth.empty() ? "" : hex(auth)) + "\"";
 }
 
+std::string ikev1_uat_line(std::span<const std::uint8_t, 8> initiator_cookie, std::span<const std::uint8_t> encryption_key) {
+    // Both columns are UAT byte buffers: bare hex, no quotes and no 0x (quoted strings are
+    // refused as "Length of Initiator's COOKIE must be 8 octets").
+    return hex(initiator_cookie).substr(2) + "," + hex(encryption_key).substr(2);
+}
+
+void FileKeyLog::append(const std::string& path, const std::string& line) {
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    bool ok = fd >= 0 && ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size());
+    if (fd >= 0) ::close(fd);
+    if (!ok && !failed_) {
+        failed_ = true;
+        std::fprintf(stderr, "mipsec: cannot write key log %s: %s\n", path.c_str(), std::strerror(errno));
+    }
+}
+
+void FileKeyLog::ike_sa(std::span<const std::uint8_t, 8> initiator_cookie, std::span<const std::uint8_t> encryption_key) {
+    append(prefix_ + ".ikev1_decryption_table", ikev1_uat_line(initiator_cookie, encryption_key) + "\n");
+}
+
+void FileKeyLog::esp_sa(core::Ipv4Address source, core::Ipv4Address destination, std::uint32_t spi, ipsec::EspSuite suite,
+                        std::span<const std::uint8_t> keymat) {
+    append(prefix_ + ".esp_sa", esp_sa_uat_line({source, destination, spi, suite, keymat}) + "\n");
+}
+
 void append_esp_key_log(const std::string& path, const EspKeyLogEntry& entry) {
     int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     if (fd < 0) throw std::runtime_error("cannot open key log " + path + ": " + std::strerror(errno));

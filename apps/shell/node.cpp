@@ -12,6 +12,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "apps/shell/key_log.hpp"
 #include "apps/shell/stage_factory.hpp"
 #include "apps/shell/status_json.hpp"
 #include "apps/shell/transport.hpp"
@@ -43,7 +44,10 @@ public:
         : io_(io), config_(config), log_(log.child(config.name)), pool_(config.buffers, config.buffer_size), timer_(io) {}
 
     void start() {
-        StageBuildContext ctx{config_.name, false, &random_, core::Clock::now()};
+        StageBuildContext ctx{config_.name, false, &random_, core::Clock::now(), [this](const std::string& prefix) {
+                                  key_logs_.push_back(std::make_unique<FileKeyLog>(prefix));
+                                  return key_logs_.back().get();
+                              }};
         std::vector<std::unique_ptr<core::Stage>> stages;
         std::size_t index = 0;
         for (const auto& entry : config_.pipeline) {
@@ -282,6 +286,7 @@ private:
     NodeConfig config_;
     core::Logger log_;
     crypto::KeystreamRandom random_;  // before the pipeline: SAs keep a reference to it
+    std::vector<std::unique_ptr<FileKeyLog>> key_logs_;  // likewise for stages that log keys
     core::BufferPool pool_;
     std::unique_ptr<core::Pipeline> pipeline_;
     std::unique_ptr<Transport> transport_;

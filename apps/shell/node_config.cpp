@@ -90,7 +90,7 @@ NodeConfig parse_node(const ConfigReader& c, bool allow_process_keys) {
 
     // Build every stage without side effects to validate its settings and sum its overhead.
     crypto::SystemRandom random;
-    StageBuildContext ctx{n.name, true, &random, core::Clock::now()};
+    StageBuildContext ctx{n.name, true, &random, core::Clock::now(), nullptr};
     std::size_t overhead = 0;
     for (const auto& entry : c.objects("pipeline")) {
         auto stage = build_stage(entry, ctx);

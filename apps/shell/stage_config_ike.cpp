@@ -99,7 +99,7 @@ void read_session(const ConfigReader& c, core::Ipv4Address local, std::optional<
 std::unique_ptr<core::Stage> build_vpn_client(const ConfigReader& c, const StageBuildContext& ctx) {
     c.only({"type", "local", "gateway", "psk", "local_id", "remote_id", "ike_proposals", "esp_proposals", "pfs",
             "request_address", "remote_ts", "local_ts", "dpd_delay_s", "force_encapsulation", "nat_traversal",
-            "child_rekey_s", "ike_port", "nat_t_port", "restart_s", "ttl"});
+            "child_rekey_s", "ike_port", "nat_t_port", "restart_s", "ttl", "key_log"});
     ipsec::VpnClientStage::Config cfg;
     cfg.local = c.address("local");
     cfg.gateway = c.address("gateway");
@@ -108,6 +108,10 @@ std::unique_ptr<core::Stage> build_vpn_client(const ConfigReader& c, const Stage
     cfg.session.remote_ts = c.has("remote_ts") ? c.prefix("remote_ts") : core::Ipv4Prefix{core::Ipv4Address{0}, 0};
     cfg.restart_delay = std::chrono::seconds(c.integer_or("restart_s", 5, 1, 3600));
     cfg.ttl = static_cast<std::uint8_t>(c.integer_or("ttl", 64, 1, 255));
+    if (auto prefix = c.optional_string("key_log")) {
+        if (prefix->empty()) c.fail("key_log", "is empty", "a file path prefix (<prefix>.esp_sa and <prefix>.ikev1_decryption_table are written)");
+        if (ctx.key_log) cfg.key_log = ctx.key_log(*prefix);
+    }
     if (ctx.random == nullptr) throw std::logic_error("stage factory: no random source for IKE");
     return std::make_unique<ipsec::VpnClientStage>(std::move(cfg), *ctx.random);
 }

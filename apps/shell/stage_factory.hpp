@@ -11,6 +11,7 @@
 #include "apps/shell/config_reader.hpp"
 #include "core/stage.hpp"
 #include "crypto/random.hpp"
+#include "ipsec/key_log.hpp"
 
 namespace mipsec::shell {
 
@@ -20,6 +21,8 @@ struct StageBuildContext {
     bool dry_run = false;  // `mipsec check`: validate only, open no files or sockets
     crypto::Random* random = nullptr;  // the node's CSPRNG; outlives every stage
     core::TimePoint now{};
+    /// Makes (and keeps for the node's lifetime) a key log for a file prefix; null in dry runs.
+    std::function<ipsec::KeyLog*(const std::string& prefix)> key_log;
 };
 
 using StageBuilder = std::function<std::unique_ptr<core::Stage>(const ConfigReader&, const StageBuildContext&)>;

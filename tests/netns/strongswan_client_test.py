@@ -7,6 +7,7 @@ and a host on the gateway's LAN. Run for an AEAD and a CBC+HMAC proposal set."""
 import argparse
 import json
 import os
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tools"))
@@ -46,7 +47,7 @@ def run_case(checks, args, label, ike, esp_gw, esp_cli, rekey_s=None):
                 {"type": "ipsec.vpn_client", "local": "10.0.0.2", "gateway": "198.51.100.2", "psk": PSK,
                  "local_id": "cli.lab.example", "remote_id": "gw.lab.example", "remote_ts": "10.99.1.0/24",
                  "ike_proposals": [ike], "esp_proposals": [esp_cli], "dpd_delay_s": 30,
-                 "child_rekey_s": rekey_s or 3600},
+                 "child_rekey_s": rekey_s or 3600, "key_log": f"{lab.dir}/keys"},
                 {"type": "nat.udp_encap", "keepalive_s": 20},
                 {"type": "tap.pcap", "file": f"{lab.dir}/cli-wire.pcap"},
             ],
@@ -90,9 +91,37 @@ def run_case(checks, args, label, ike, esp_gw, esp_cli, rekey_s=None):
         st = status(cli, args.mipsec, sock)
         vpn = next(s for s in st["pipeline"] if s["type"] == "ipsec.vpn_client")
         checks.check(f"{label}: no ESP drops at the client", vpn["dropped"] == 0, json.dumps(vpn["drops"]))
+        key_log_check(checks, label, lab)
         if checks.failed:
             print(charon.log_text()[-3000:])
             lab.dump_logs()
+
+
+def key_log_check(checks, label, lab):
+    """tshark decrypts the client's wire capture with the keys mipsec logged: the encrypted
+    IKE messages (ikev1_decryption_table) and every ESP packet (esp_sa)."""
+    ike_lines = open(f"{lab.dir}/keys.ikev1_decryption_table").read().splitlines()
+    esp_lines = open(f"{lab.dir}/keys.esp_sa").read().splitlines()
+    opts = ["-o", "esp.enable_encryption_decode:TRUE"]
+    for line in ike_lines:
+        opts += ["-o", f"uat:ikev1_decryption_table:{line}"]
+    for line in esp_lines:
+        opts += ["-o", f"uat:esp_sa:{line}"]
+    pcap = f"{lab.dir}/cli-wire.pcap"
+
+    def count(filt, extra=()):
+        r = subprocess.run(["tshark", "-r", pcap, *extra, "-Y", filt], capture_output=True, text=True)
+        return r.stdout.count("\n"), r.stderr
+
+    esp_total, _ = count("esp")
+    esp_inner, err = count("esp && (icmp || tcp)", opts)
+    checks.check(f"{label}: tshark decrypts every ESP packet with the key log ({esp_inner} of {esp_total})",
+                 esp_total > 50 and esp_inner == esp_total, err[-300:])
+    # Decrypted IKE shows its inner payloads: the Mode Config attribute payload (type 14).
+    attr, err = count("isakmp.typepayload == 14", opts)
+    checks.check(f"{label}: tshark decrypts the IKE exchanges (Mode Config payload visible)", attr >= 1, err[-300:])
+    bad, _ = count("_ws.malformed || _ws.expert.severity == error", opts)
+    checks.check(f"{label}: no malformed packet in the decrypted capture", bad == 0, f"{bad} problems")
 
 
 def main():
