@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
 #include "crypto/aead.hpp"
+#include "crypto/openssl_ptr.hpp"
 
 #include <openssl/evp.h>
 #include <sodium.h>
@@ -30,14 +31,8 @@ std::size_t key_len(AeadAlgorithm a) noexcept {
 
 namespace {
 
-struct CipherCtxFree {
-    void operator()(EVP_CIPHER_CTX* c) const noexcept { EVP_CIPHER_CTX_free(c); }
-};
-using CipherCtxPtr = std::unique_ptr<EVP_CIPHER_CTX, CipherCtxFree>;
-
-struct CipherFree {
-    void operator()(EVP_CIPHER* c) const noexcept { EVP_CIPHER_free(c); }
-};
+using detail::CipherCtxPtr;
+using detail::CipherPtr;
 
 bool fits_int(std::size_t n) noexcept { return n <= static_cast<std::size_t>(INT_MAX); }
 
@@ -141,7 +136,7 @@ private:
 
 core::Result<std::unique_ptr<Aead>> create_gcm(AeadAlgorithm algorithm, std::span<const std::uint8_t> key) {
     const char* name = algorithm == AeadAlgorithm::AesGcm128 ? "AES-128-GCM" : "AES-256-GCM";
-    std::unique_ptr<EVP_CIPHER, CipherFree> cipher(EVP_CIPHER_fetch(nullptr, name, nullptr));
+    CipherPtr cipher(EVP_CIPHER_fetch(nullptr, name, nullptr));
     CipherCtxPtr enc(EVP_CIPHER_CTX_new());
     CipherCtxPtr dec(EVP_CIPHER_CTX_new());
     if (!cipher || !enc || !dec) return core::Errc::Unsupported;

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
 #include "crypto/cipher.hpp"
+#include "crypto/openssl_ptr.hpp"
 
 #include <openssl/evp.h>
 
@@ -27,14 +28,8 @@ std::size_t key_len(CipherAlgorithm a) noexcept {
 
 namespace {
 
-struct CipherCtxFree {
-    void operator()(EVP_CIPHER_CTX* c) const noexcept { EVP_CIPHER_CTX_free(c); }
-};
-using CipherCtxPtr = std::unique_ptr<EVP_CIPHER_CTX, CipherCtxFree>;
-
-struct CipherFree {
-    void operator()(EVP_CIPHER* c) const noexcept { EVP_CIPHER_free(c); }
-};
+using detail::CipherCtxPtr;
+using detail::CipherPtr;
 
 // Encryption and decryption need different AES key schedules, so each direction has its own
 // context keyed once; a call only installs the IV (no allocation, checked on OpenSSL 3.0).
@@ -84,7 +79,7 @@ const char* openssl_name(CipherAlgorithm a) noexcept {
 core::Result<std::unique_ptr<Cipher>> Cipher::create(CipherAlgorithm algorithm, std::span<const std::uint8_t> key) {
     std::size_t want = key_len(algorithm);
     if (want == 0 || key.size() != want) return core::Errc::InvalidArgument;
-    std::unique_ptr<EVP_CIPHER, CipherFree> cipher(EVP_CIPHER_fetch(nullptr, openssl_name(algorithm), nullptr));
+    CipherPtr cipher(EVP_CIPHER_fetch(nullptr, openssl_name(algorithm), nullptr));
     CipherCtxPtr enc(EVP_CIPHER_CTX_new());
     CipherCtxPtr dec(EVP_CIPHER_CTX_new());
     if (!cipher || !enc || !dec) return core::Errc::Unsupported;

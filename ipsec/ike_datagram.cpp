@@ -28,6 +28,16 @@ core::PacketBuf build_ike_packet(const ike::OutgoingDatagram& d, std::uint8_t tt
     return buf;
 }
 
+bool send_ike_packet(const ike::OutgoingDatagram& d, std::uint8_t ttl, core::StageContext& ctx) {
+    auto buf = build_ike_packet(d, ttl, ctx);
+    if (!buf.valid()) {
+        ctx.log().limited(core::LogLevel::Warn, ctx.now(), "no buffer for an IKE message; it will be retransmitted");
+        return false;
+    }
+    ctx.send_control(std::move(buf));
+    return true;
+}
+
 UdpKind classify_udp(std::uint16_t destination_port, std::span<const std::uint8_t> payload, std::uint16_t ike_port,
                      std::uint16_t nat_t_port) noexcept {
     if (destination_port == ike_port) return UdpKind::Ike;  // no marker on the IKE port

@@ -18,6 +18,9 @@ inline constexpr std::size_t non_esp_marker_len = 4;
 /// Builds the IPv4/UDP packet for `d` in a buffer from ctx.allocate() (headroom for the
 /// stages below) with a computed UDP checksum; an invalid buffer if the pool is dry.
 core::PacketBuf build_ike_packet(const ike::OutgoingDatagram& d, std::uint8_t ttl, core::StageContext& ctx);
+/// Builds and sends `d` outward with ctx.send_control(); false (logged, rate-limited) when no
+/// buffer was free — IKE retransmits, so nothing else is needed.
+bool send_ike_packet(const ike::OutgoingDatagram& d, std::uint8_t ttl, core::StageContext& ctx);
 
 struct IkeDatagramIn {
     std::span<const std::uint8_t> message;  // the ISAKMP message, marker removed

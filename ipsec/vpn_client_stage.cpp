@@ -44,13 +44,7 @@ void VpnClientStage::start_session(core::StageContext& ctx) {
 }
 
 void VpnClientStage::send(const ike::OutgoingDatagram& d, core::StageContext& ctx) {
-    auto buf = build_ike_packet(d, config_.ttl, ctx);
-    if (!buf.valid()) {
-        ctx.log().limited(core::LogLevel::Warn, ctx.now(), "no buffer for an IKE message; it will be retransmitted");
-        return;
-    }
-    ++ike_sent_;
-    ctx.send_control(std::move(buf));
+    if (send_ike_packet(d, config_.ttl, ctx)) ++ike_sent_;
 }
 
 void VpnClientStage::install(const ike::ChildSa& child, core::StageContext& ctx) {

@@ -18,13 +18,7 @@ VpnGatewayStage::VpnGatewayStage(Config config, crypto::Random& random)
 VpnGatewayStage::~VpnGatewayStage() = default;
 
 void VpnGatewayStage::send(const ike::OutgoingDatagram& d, core::StageContext& ctx) {
-    auto buf = build_ike_packet(d, config_.ttl, ctx);
-    if (!buf.valid()) {
-        ctx.log().limited(core::LogLevel::Warn, ctx.now(), "no buffer for an IKE message; it will be retransmitted");
-        return;
-    }
-    ++ike_sent_;
-    ctx.send_control(std::move(buf));
+    if (send_ike_packet(d, config_.ttl, ctx)) ++ike_sent_;
 }
 
 VpnGatewayStage::Client* VpnGatewayStage::by_spi(std::uint32_t spi) {

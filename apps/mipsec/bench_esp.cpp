@@ -12,6 +12,7 @@
 
 #include "apps/mipsec/bench.hpp"
 #include "core/buffer_pool.hpp"
+#include "core/detached_stage_context.hpp"
 #include "core/ipv4.hpp"
 #include "crypto/aead.hpp"
 #include "crypto/cipher.hpp"
@@ -26,22 +27,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 constexpr std::size_t batch = 256;
-
-class BenchContext final : public core::StageContext {
-public:
-    explicit BenchContext(core::BufferPool& pool) : pool_(pool), log_(core::null_logger()) {}
-    core::TimePoint now() const override { return now_; }
-    core::PacketBuf allocate() override { return pool_.acquire(128); }
-    void send_control(core::PacketBuf&&) override {}
-    void deliver_inward(core::PacketBuf&&) override {}
-    void raise(core::ControlEvent) override {}
-    core::Logger& log() override { return log_; }
-
-private:
-    core::BufferPool& pool_;
-    core::Logger log_;
-    core::TimePoint now_ = core::Clock::now();
-};
 
 std::vector<std::uint8_t> inner_packet(std::size_t len) {
     std::vector<std::uint8_t> p(len, 0xA5);
@@ -72,7 +57,8 @@ double rate(std::chrono::nanoseconds duration, Step step) {
 Rates measure_stage(ipsec::EspSuite suite, std::size_t len, std::chrono::nanoseconds duration) {
     crypto::KeystreamRandom random;  // what `mipsec run` gives its stages
     core::BufferPool pool(batch + 8, 2048);
-    BenchContext ctx(pool);
+    core::DetachedStageContext ctx(pool, 128);
+    ctx.set_now(core::Clock::now());
     const auto local = core::Ipv4Address::from_octets(192, 0, 2, 1);
     const auto remote = core::Ipv4Address::from_octets(192, 0, 2, 2);
     crypto::SecretBytes keymat(ipsec::keymat_len(suite));

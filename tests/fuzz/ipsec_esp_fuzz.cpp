@@ -14,27 +14,13 @@
 #include <vector>
 
 #include "core/buffer_pool.hpp"
+#include "core/detached_stage_context.hpp"
 #include "core/ipv4.hpp"
 #include "crypto/random.hpp"
 #include "ipsec/esp_tunnel_stage.hpp"
 
 namespace {
 using namespace mipsec;
-
-class Ctx final : public core::StageContext {
-public:
-    explicit Ctx(core::BufferPool& pool) : pool_(pool), log_(core::null_logger()) {}
-    core::TimePoint now() const override { return core::TimePoint{} + std::chrono::hours(1); }
-    core::PacketBuf allocate() override { return pool_.acquire(64); }
-    void send_control(core::PacketBuf&&) override {}
-    void deliver_inward(core::PacketBuf&&) override {}
-    void raise(core::ControlEvent) override {}
-    core::Logger& log() override { return log_; }
-
-private:
-    core::BufferPool& pool_;
-    core::Logger log_;
-};
 
 class ZeroRandom final : public crypto::Random {
 public:
@@ -77,7 +63,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     --size;
     size = std::min<std::size_t>(size, 65000);
 
-    Ctx ctx(pool);
+    core::DetachedStageContext ctx(pool);
     ipsec::EspTunnelStage stage({.local = local, .remote = remote,
                                  .allowed_inner_source = core::Ipv4Prefix{core::Ipv4Address::from_octets(10, 0, 0, 0), 8}});
     for (int i = 0; i < 2; ++i) {

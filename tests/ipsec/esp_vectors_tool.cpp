@@ -20,6 +20,7 @@
 #include "core/ipv4.hpp"
 #include "core/logger.hpp"
 #include "crypto/random.hpp"
+#include "core/detached_stage_context.hpp"
 #include "ipsec/esp_tunnel_stage.hpp"
 #include "nat/udp_encap_stage.hpp"
 
@@ -46,21 +47,6 @@ std::vector<std::uint8_t> unhex(const std::string& s) {
     return out;
 }
 
-class Ctx final : public core::StageContext {
-public:
-    explicit Ctx(core::BufferPool& pool) : pool_(pool), log_(core::null_logger()) {}
-    core::TimePoint now() const override { return core::TimePoint{} + std::chrono::hours(1); }
-    core::PacketBuf allocate() override { return pool_.acquire(64); }
-    void send_control(core::PacketBuf&&) override {}
-    void deliver_inward(core::PacketBuf&&) override {}
-    void raise(core::ControlEvent) override {}
-    core::Logger& log() override { return log_; }
-
-private:
-    core::BufferPool& pool_;
-    core::Logger log_;
-};
-
 std::vector<std::uint8_t> inner_packet(std::mt19937& rng, std::size_t payload_len) {
     std::vector<std::uint8_t> p(20 + payload_len);
     core::Ipv4Header ip;
@@ -79,7 +65,7 @@ int seal() {
     std::mt19937 rng(0xE5B);
     crypto::SystemRandom system_random;
     core::BufferPool pool(2, 4096);
-    Ctx ctx(pool);
+    core::DetachedStageContext ctx(pool);
     json cases = json::array();
     std::uint32_t spi = 0x1000;
     for (auto suite : ipsec::all_esp_suites) {
@@ -134,7 +120,7 @@ int open() {
     json in = json::parse(std::cin);
     crypto::SystemRandom system_random;
     core::BufferPool pool(2, 4096);
-    Ctx ctx(pool);
+    core::DetachedStageContext ctx(pool);
     json out = json::array();
     for (const auto& c : in.at("cases")) {
         auto suite = ipsec::parse_esp_suite(c.at("suite").get<std::string>());
