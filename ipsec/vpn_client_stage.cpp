@@ -148,6 +148,7 @@ void VpnClientStage::on_event(const core::RaisedEvent& event, core::StageContext
 
 std::optional<core::TimePoint> VpnClientStage::poll(core::StageContext& ctx) {
     const auto now = ctx.now();
+    last_now_ = now;
     if (!session_ || (restart_at_ && now >= *restart_at_)) start_session(ctx);
     std::optional<core::TimePoint> next = esp_.poll(ctx);
     auto consider = [&](std::optional<core::TimePoint> t) {
@@ -179,6 +180,32 @@ void VpnClientStage::report(core::StatusSink& out) const {
         out.field("dropped_replay", c.dropped_replay);
         out.field("dpd_sent", c.dpd_sent);
         out.field("dpd_acked", c.dpd_acked);
+        out.end();
+        const auto& ike_sa = session_->ike_sa();
+        out.field("ike_peer", ike_sa.remote.to_string());
+        out.field("ike_proposal", std::string(ike_sa.proposal.key_bits == 256 ? "aes256-" : "aes128-") +
+                                      (ike_sa.proposal.hash == ike::IkeHash::Sha256 ? "sha256-" : "sha1-") +
+                                      (ike_sa.proposal.group == crypto::ModpGroup::Modp1024 ? "modp1024" : "modp2048"));
+        out.field("nat_detected", ike_sa.nat_detected());
+        out.begin_array("child_sas");
+        for (const auto& child : session_->children()) {
+            out.begin_element();
+            out.field("spi_in", static_cast<std::uint64_t>(child.spi_in));
+            out.field("spi_out", static_cast<std::uint64_t>(child.spi_out));
+            out.field("algorithm", ike::to_string(child.algorithm));
+            out.field("udp_encapsulation", child.udp_encapsulation);
+            auto seconds_until = [&](core::Duration d) {
+                auto left = child.installed_at + d - last_now_;
+                return static_cast<std::int64_t>(std::chrono::duration_cast<std::chrono::seconds>(left).count());
+            };
+            if (child.soft_lifetime != core::Duration::zero()) out.field("rekey_in_s", seconds_until(child.soft_lifetime));
+            if (child.hard_lifetime != core::Duration::zero()) out.field("expires_in_s", seconds_until(child.hard_lifetime));
+            if (const auto* sa = esp_.find_inbound(child.spi_in)) {
+                out.field("packets_in", sa->counters().packets);
+                out.field("bytes_in", sa->counters().bytes);
+            }
+            out.end();
+        }
         out.end();
     }
     out.begin_object("esp");

@@ -67,6 +67,7 @@ private:
     std::uint64_t ike_sent_ = 0;
     std::uint64_t sa_installs_ = 0;
     bool ike_key_logged_ = false;
+    core::TimePoint last_now_{};  // for report(): time left on SAs
 };
 
 /// The ESP suite of a negotiated IKE algorithm.

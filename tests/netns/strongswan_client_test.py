@@ -67,6 +67,10 @@ def run_case(checks, args, label, ike, esp_gw, esp_cli, rekey_s=None):
             return
         checks.check(f"{label}: IKE (Main Mode, Mode Config, Quick Mode) with strongSwan; ESP SA installed",
                      state["ike_state"] == "established", json.dumps(state)[:300])
+        child = (state.get("child_sas") or [{}])[0]
+        checks.check(f"{label}: status lists the IKE peer and the CHILD_SA with algorithm, SPIs and time to rekey",
+                     state.get("ike_peer", "").startswith("198.51.100.2") and child.get("algorithm") == esp_cli
+                     and child.get("spi_in", 0) > 0 and child.get("rekey_in_s", 0) > 0, json.dumps(state)[:600])
         vip = state["inner_address"].split("/")[0]
         checks.check(f"{label}: inner address {vip} from strongSwan's Mode Config pool 10.99.100.0/24", vip.startswith("10.99.100."), vip)
         sas = charon.list_sas()
