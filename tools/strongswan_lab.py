@@ -84,7 +84,7 @@ def swanctl_conf(c: Connection) -> str:
 class Charon:
     """One charon daemon in `host`, configured with `conn`."""
 
-    def __init__(self, lab: Lab, host: Host, conn: Connection, log_level: int = 2):
+    def __init__(self, lab: Lab, host: Host, conn: Connection, log_level: int = 2, cpu: Optional[int] = None):
         self.lab, self.host, self.conn = lab, host, conn
         self.state = os.path.join(lab.dir, f"charon-{host.role}")
         self.run_dir = os.path.join(self.state, "run")
@@ -119,8 +119,9 @@ class Charon:
         self.uri = f"unix://{self.run_dir}/charon.vici"
         # Private mount namespace: /run is replaced by our state dir, so the fixed pid file and
         # vici socket of each charon do not collide; exec keeps $! == charon's PID.
+        pin = f"taskset -c {cpu} " if cpu is not None else ""
         self.proc = host.spawn(["unshare", "-m", "--propagation", "private", "sh", "-c",
-                                f"mount --bind {self.run_dir} /run && exec env STRONGSWAN_CONF={self.conf} {CHARON}"],
+                                f"mount --bind {self.run_dir} /run && exec {pin}env STRONGSWAN_CONF={self.conf} {CHARON}"],
                                log_name=f"charon-{host.role}-stdout")
         lab.wait_for(lambda: os.path.exists(os.path.join(self.run_dir, "charon.vici")), timeout=15,
                      what=f"charon in {host.ns} to open its vici socket")

@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "core/address.hpp"
+
 namespace mipsec::bench {
 
 struct EspOptions {
@@ -16,5 +18,18 @@ struct EspOptions {
     int rounds = 3;
 };
 int run_esp(const EspOptions& options);
+
+struct IkeLoadOptions {
+    core::Ipv4Address local;
+    core::Ipv4Address gateway;
+    std::string psk;
+    std::string id = "bench.lab.example";
+    core::Ipv4Prefix remote_ts{core::Ipv4Address{0}, 0};
+    std::size_t count = 200;
+    std::size_t concurrency = 16;
+    int timeout_s = 60;
+};
+/// Prints one JSON line with the counts and rate; exit 0 if every handshake completed.
+int run_ike_load(const IkeLoadOptions& options);
 
 }  // namespace mipsec::bench

@@ -176,12 +176,42 @@ int main(int argc, char** argv) {
     bench_esp->add_option("--rounds", esp_options.rounds, "Alternating stage/raw rounds; the best of each is reported")->check(CLI::Range(1, 100))->capture_default_str();
     auto* version = app.add_subcommand("version", "Print the version");
 
+    bench::IkeLoadOptions ike_options;
+    std::string ike_local, ike_gateway, ike_ts = "0.0.0.0/0";
+    auto* bench_ike = bench->add_subcommand("ike-load", "IKEv1 load generator: complete Main Mode + Quick Mode handshakes against a gateway");
+    bench_ike->add_option("--local", ike_local, "Our address (binds UDP 500 and 4500)")->required();
+    bench_ike->add_option("--gateway", ike_gateway, "The gateway's address")->required();
+    bench_ike->add_option("--psk", ike_options.psk, "Pre-shared key")->required();
+    bench_ike->add_option("--id", ike_options.id, "Our ID (FQDN)")->capture_default_str();
+    bench_ike->add_option("--remote-ts", ike_ts, "Traffic selector behind the gateway")->capture_default_str();
+    bench_ike->add_option("--count", ike_options.count, "Handshakes to complete")->check(CLI::Range(1, 1000000))->capture_default_str();
+    bench_ike->add_option("--concurrency", ike_options.concurrency, "Handshakes in flight")->check(CLI::Range(1, 10000))->capture_default_str();
+    bench_ike->add_option("--timeout", ike_options.timeout_s, "Give up after this many seconds")->check(CLI::Range(1, 3600))->capture_default_str();
+
     CLI11_PARSE(app, argc, argv);
 
     if (*run) return run_command(config_path, level);
     if (*check) return check_command(config_path);
     if (*status) return status_command(socket_path, config_path, json);
     if (*bench_esp) return bench::run_esp(esp_options);
+    if (*bench_ike) {
+        auto local = core::Ipv4Address::parse(ike_local);
+        auto gateway = core::Ipv4Address::parse(ike_gateway);
+        auto ts = core::Ipv4Prefix::parse(ike_ts);
+        if (!local || !gateway || !ts) {
+            std::fprintf(stderr, "mipsec bench ike-load: --local and --gateway take IPv4 addresses, --remote-ts a prefix\n");
+            return 2;
+        }
+        ike_options.local = *local;
+        ike_options.gateway = *gateway;
+        ike_options.remote_ts = *ts;
+        try {
+            return bench::run_ike_load(ike_options);
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "mipsec bench ike-load: %s\n", e.what());
+            return 1;
+        }
+    }
     if (*stages) {
         for (const auto& t : shell::stage_types()) std::printf("%-20s %s\n", t.name.c_str(), t.summary.c_str());
         return 0;
