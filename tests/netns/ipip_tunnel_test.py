@@ -38,7 +38,7 @@ def status(host, mipsec, sock):
 
 def tshark_problems(path):
     """Count malformed frames / error-level expert items tshark reports in a capture."""
-    r = subprocess.run(["tshark", "-r", path, "-Y", "_ws.malformed || _ws.expert.severity == error"],
+    r = subprocess.run(["tshark", "-r", path, "-d", "tcp.port==5000-5100,data", "-Y", "_ws.malformed || _ws.expert.severity == error"],
                        capture_output=True, text=True)
     return r.returncode, r.stdout.strip(), r.stderr.strip()
 
