@@ -8,6 +8,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -162,6 +163,9 @@ private:
         return n;
     }
 
+    // Lets the other readers and the timer run between two full batches.
+    awaitable<void> yield_now() { co_await asio::post(io_, use_awaitable); }
+
     awaitable<void> pause_for_buffers() {
         ++backpressure_pauses_;
         asio::steady_timer t(io_, backpressure_pause);
@@ -188,6 +192,7 @@ private:
                 out_batch_.clear();  // returns the buffers to the pool
                 rearm_timer();
                 if (got < room) break;
+                co_await yield_now();  // a busy TUN must not starve the sockets and the timer
             }
         }
     }
@@ -214,6 +219,7 @@ private:
                 out_batch_.clear();
                 rearm_timer();
                 if (got < room) break;
+                co_await yield_now();
             }
         }
     }
