@@ -17,6 +17,21 @@ VpnGatewayStage::VpnGatewayStage(Config config, crypto::Random& random)
 
 VpnGatewayStage::~VpnGatewayStage() = default;
 
+bool VpnGatewayStage::first_report(core::Ipv4Address peer) {
+    constexpr std::size_t max_reported_peers = 4096;
+    auto it = reported_peers_.find(peer);
+    if (it != reported_peers_.end()) {
+        ++it->second;
+        return false;
+    }
+    if (reported_peers_.size() >= max_reported_peers) {
+        ++unreported_;
+        return false;
+    }
+    reported_peers_.emplace(peer, 1);
+    return true;
+}
+
 void VpnGatewayStage::send(const ike::OutgoingDatagram& d, core::StageContext& ctx) {
     if (send_ike_packet(d, config_.ttl, ctx)) ++ike_sent_;
 }
@@ -68,6 +83,7 @@ void VpnGatewayStage::install(std::uint64_t owner, const ike::ChildSa& child, co
 }
 
 void VpnGatewayStage::remove(std::uint64_t owner) {
+    session_peer_.erase(owner);
     auto it = clients_.find(owner);
     if (it == clients_.end()) return;
     if (it->second.inner) by_inner_.erase(*it->second.inner);
@@ -89,7 +105,11 @@ void VpnGatewayStage::drain(core::StageContext& ctx) {
             if (auto* c = by_spi(del->sa.spi_in)) c->esp->remove_inbound(del->sa.spi_in);
             by_spi_.erase(del->sa.spi_in);
         } else if (auto* failed = std::get_if<ike::Failed>(&e)) {
-            ctx.log().warn("IKE session ", owner, " failed: ", ike::to_string(failed->reason), failed->detail.empty() ? "" : " (" + failed->detail + ")");
+            auto peer = session_peer_.find(owner);
+            if (peer == session_peer_.end() || first_report(peer->second))
+                ctx.log().warn("IKE session ", owner, peer != session_peer_.end() ? " from " + peer->second.to_string() : std::string(),
+                               " failed: ", ike::to_string(failed->reason), failed->detail.empty() ? "" : " (" + failed->detail + ")",
+                               " (further problems from this peer are counted, not logged)");
             remove(owner);
         } else if (std::holds_alternative<ike::Closed>(e)) {
             remove(owner);
@@ -125,8 +145,15 @@ Verdict VpnGatewayStage::decapsulate(core::PacketBuf& packet, core::StageContext
             case UdpKind::Ike: {
                 ++ike_received_;
                 const std::size_t skip = udp->destination_port() == session.nat_t_port ? non_esp_marker_len : 0;
+                const auto& rc = responder_.counters();
+                const auto drops_before = rc.dropped_malformed + rc.dropped_unknown_sa + rc.dropped_half_open;
+                const auto created_before = rc.sessions_created;
                 responder_.on_datagram(payload.subspan(skip), {ip->destination(), udp->destination_port()},
                                        {ip->source(), udp->source_port()}, ctx.now());
+                if (rc.sessions_created != created_before) session_peer_[responder_.last_owner()] = ip->source();
+                if (rc.dropped_malformed + rc.dropped_unknown_sa + rc.dropped_half_open != drops_before && first_report(ip->source()))
+                    ctx.log().warn("dropping IKE from ", ip->source().to_string(), " (malformed, unknown SA or over the half-open limit; ",
+                                   "further drops from this peer are counted, not logged)");
                 drain(ctx);
                 return Verdict::consumed();
             }
@@ -168,6 +195,7 @@ void VpnGatewayStage::report(core::StatusSink& out) const {
     out.field("ike_received", ike_received_);
     out.field("ike_sent", ike_sent_);
     out.field("keepalives_received", keepalives_);
+    out.field("peers_with_problems", static_cast<std::uint64_t>(reported_peers_.size()) + unreported_);
     const auto& rc = responder_.counters();
     out.field("ike_sessions", static_cast<std::uint64_t>(responder_.session_count()));
     out.field("ike_half_open", static_cast<std::uint64_t>(responder_.half_open_count()));

@@ -64,6 +64,13 @@ private:
     std::unordered_map<std::uint64_t, Client> clients_;             // by IKE session owner id
     std::unordered_map<core::Ipv4Address, std::uint64_t> by_inner_;  // inner address -> owner
     std::unordered_map<std::uint32_t, std::uint64_t> by_spi_;        // our inbound SPI -> owner
+    /// True the first time a peer address is reported: bad input is logged once per peer
+    /// (bounded memory; once full, further peers are counted but not logged).
+    bool first_report(core::Ipv4Address peer);
+    std::unordered_map<core::Ipv4Address, std::uint64_t> reported_peers_;  // peer -> events seen
+    std::uint64_t unreported_ = 0;
+    std::unordered_map<std::uint64_t, core::Ipv4Address> session_peer_;  // for logging failures
+
     std::uint64_t ike_received_ = 0;
     std::uint64_t ike_sent_ = 0;
     std::uint64_t keepalives_ = 0;

@@ -66,6 +66,8 @@ public:
     std::size_t half_open_count() const noexcept;
     AddressPool* pool() noexcept { return pool_ ? &*pool_ : nullptr; }
     const ResponderCounters& counters() const noexcept { return counters_; }
+    /// The owner id the most recently created session got (0 before the first).
+    std::uint64_t last_owner() const noexcept { return next_owner_ - 1; }
 
 private:
     using Key = std::pair<Cookie, Cookie>;

@@ -83,6 +83,10 @@ def flood_check(checks, label, lab, gw, flood_host, victim, args):
     checks.check(f"{label}: the half-open limit held and the excess was counted",
                  state["ike_half_open"] <= 32 and state["ike_dropped_half_open"] > 0, json.dumps(state)[:400])
     checks.check(f"{label}: an established client lost no ping during the flood", " 0% packet loss" in out, out[-300:])
+    gw_log = open(f"{lab.dir}/mipsec-gw.log").read()
+    logged = gw_log.count("dropping IKE from")
+    checks.check(f"{label}: the flood is logged once per peer, not per packet ({logged} lines for 40 peers)",
+                 1 <= logged <= 40, gw_log[-500:])
 
 
 def run_case(checks, args, label, ike, esp_gw, esp_cli, two_clients):
