@@ -1,0 +1,223 @@
+// SPDX-License-Identifier: MIT
+#include "mip/foreign_agent_stage.hpp"
+
+#include <string>
+
+#include "core/icmp.hpp"
+#include "mip/tunnel_encap.hpp"
+
+namespace mipsec::mip {
+
+using core::DropReason;
+using core::Verdict;
+
+namespace {
+
+/// RFC 2003 §3.1 / RFC 1812: forwarding decrements the TTL; a packet that would reach 0 dies here.
+bool forward_ttl(core::PacketBuf& packet) noexcept {
+    auto ip = core::Ipv4MutView::check(packet.bytes());
+    if (!ip || ip->ttl() <= 1) return false;
+    ip->decrement_ttl();
+    return true;
+}
+
+}  // namespace
+
+ForeignAgentStage::ForeignAgentStage(Config config, crypto::Random& random)
+    : config_(std::move(config)), agent_(config_.agent, random) {
+    config_.agent = agent_.config();  // as normalised by the core
+}
+
+std::size_t ForeignAgentStage::headroom() const noexcept { return ip_in_ip_overhead; }
+
+bool ForeignAgentStage::addressed_to_us(core::Ipv4Address destination) const noexcept {
+    return destination == agent_.config().link_address || agent_.is_care_of_address(destination) ||
+           destination == all_mobility_agents || destination.is_broadcast();
+}
+
+bool ForeignAgentStage::emit(const ForeignAgent::Output& out, core::StageContext& ctx) {
+    bool any = false;
+    if (out.discard != ForeignAgent::Discard::None) ++counters_.messages_discarded;
+    if (out.datagram) {
+        any = true;
+        const auto& d = *out.datagram;
+        auto buf = ctx.allocate();
+        if (!emit_udp_packet(buf, d.source, d.destination, d.ttl, d.bytes())) {
+            ++counters_.no_buffer;
+        } else if (d.toward == ForeignAgent::Toward::HomeAgent) {
+            ++counters_.requests_relayed;
+            ctx.send_control(std::move(buf));
+        } else {
+            if (out.denied) {
+                ++counters_.denials_sent;
+                ctx.log().limited(core::LogLevel::Debug, ctx.now(), "registration of ", d.destination.to_string(),
+                                  " denied with code ", static_cast<unsigned>(*out.denied));
+            } else {
+                ++counters_.replies_relayed;
+            }
+            ctx.deliver_inward(std::move(buf));
+        }
+    }
+    if (out.advertisement) {
+        any = true;
+        const auto& a = *out.advertisement;
+        auto buf = ctx.allocate();
+        const std::size_t len = core::Ipv4Header::len + a.advert.emitted_len();
+        if (!buf.valid() || !buf.put(len)) {
+            ++counters_.no_buffer;
+        } else {
+            core::Ipv4Header ip;
+            ip.total_length = static_cast<std::uint16_t>(len);
+            ip.ttl = 1;  // RFC 5944 §2.3: every advertisement has TTL 1
+            ip.protocol = core::ip_protocol::icmp;
+            ip.source = a.source;
+            ip.destination = a.destination;
+            ip.emit(buf.bytes());
+            a.advert.emit(buf.bytes().subspan(core::Ipv4Header::len));
+            ++counters_.advertisements_sent;
+            ctx.deliver_inward(std::move(buf));
+        }
+    }
+    if (out.change) {
+        any = true;
+        const auto& v = out.change->visitor;
+        ctx.log().info(out.change->added ? "visitor " : "visitor gone: ", v.home_address.to_string(), " (home agent ",
+                       v.home_agent.to_string(), ", care-of ", v.care_of_address.to_string(), ")");
+        ctx.raise(core::RegistrationChanged{v.home_address, v.care_of_address, out.change->added});
+    }
+    return any;
+}
+
+Verdict ForeignAgentStage::encapsulate(core::PacketBuf& packet, core::StageContext& ctx) {
+    auto ip = core::Ipv4View::check(packet.bytes());
+    if (!ip) return Verdict::drop(core::ipv4_check_failure(packet));
+    const auto now = ctx.now();
+    last_now_ = now;
+
+    if (auto udp = udp_of(*ip); udp && udp->destination_port() == registration_port && addressed_to_us(ip->destination()) &&
+                                !udp->payload().empty() && udp->payload()[0] == message_type::registration_request) {
+        if (!udp->checksum_valid(ip->source(), ip->destination())) return Verdict::drop(DropReason::Malformed);
+        const ForeignAgent::RequestInfo from{ip->source(), ip->destination(), ip->ttl(), udp->source_port()};
+        emit(agent_.on_request(udp->payload(), from, now), ctx);
+        return Verdict::consumed();
+    }
+    if (ip->protocol() == core::ip_protocol::icmp && !ip->is_fragment() && addressed_to_us(ip->destination())) {
+        if (auto sol = AgentSolicitationView::check(ip->payload())) {
+            if (!core::IcmpView::check(ip->payload())->checksum_valid()) return Verdict::drop(DropReason::Malformed);
+            ++counters_.solicitations;
+            emit(agent_.on_solicitation(ip->source(), now), ctx);
+            return Verdict::consumed();
+        }
+    }
+
+    const auto* v = agent_.visitor(ip->source());
+    if (v == nullptr || !v->reverse_tunnel || v->colocated || v->expires <= now) {
+        ++counters_.passed_other;
+        return Verdict::pass();
+    }
+    // RFC 3024 §5.2 Direct Delivery: the FA tunnels the visitor's plain packets to its HA.
+    if (!forward_ttl(packet)) return Verdict::drop(DropReason::TtlExpired);
+    const OuterHeader outer{v->care_of_address, v->home_agent, config_.tunnel_ttl, config_.df_when_inner_clear,
+                            next_identification_++};
+    auto verdict = push_ip_in_ip(packet, outer);
+    if (verdict.passed()) ++counters_.reverse_tunnelled;
+    return verdict;
+}
+
+Verdict ForeignAgentStage::decapsulate(core::PacketBuf& packet, core::StageContext& ctx) {
+    auto ip = core::Ipv4View::check(packet.bytes());
+    if (!ip) return Verdict::drop(core::ipv4_check_failure(packet));
+    const auto now = ctx.now();
+    last_now_ = now;
+
+    if (auto udp = udp_of(*ip); udp && udp->destination_port() == agent_.config().relay_port &&
+                                agent_.is_care_of_address(ip->destination()) && !udp->payload().empty() &&
+                                udp->payload()[0] == message_type::registration_reply) {
+        if (!udp->checksum_valid(ip->source(), ip->destination())) return Verdict::drop(DropReason::Malformed);
+        emit(agent_.on_reply(udp->payload(), {ip->source(), udp->source_port()}, now), ctx);
+        return Verdict::consumed();
+    }
+
+    auto tunnel = peek_tunnel(*ip);
+    if (!tunnel || !agent_.is_care_of_address(tunnel->destination)) {
+        ++counters_.passed_other;
+        return Verdict::pass();
+    }
+    // RFC 3519 tunnelling ends at co-located MNs, never at this FA.
+    if (tunnel->kind != TunnelKind::IpInIp) return Verdict::drop(DropReason::UnexpectedProtocol);
+    if (tunnel->fragment) return Verdict::drop(DropReason::Fragment);
+    if (auto verdict = strip_tunnel(packet, *tunnel); !verdict.passed()) return verdict;
+    auto inner = core::Ipv4View::check(packet.bytes());
+    if (!inner) return Verdict::drop(DropReason::Internal);
+    const auto* v = agent_.visitor(inner->destination());
+    // RFC 5944 §4.2.2: undeliverable tunnelled packets are dropped silently (no ICMP).
+    if (v == nullptr || v->colocated || v->expires <= now) {
+        ++counters_.dropped_no_visitor;
+        return Verdict::drop(DropReason::NoBinding);
+    }
+    if (tunnel->source != v->home_agent || tunnel->destination != v->care_of_address) {
+        ++counters_.dropped_binding_mismatch;
+        return Verdict::drop(DropReason::BindingMismatch);
+    }
+    if (!forward_ttl(packet)) return Verdict::drop(DropReason::TtlExpired);
+    ++counters_.delivered_to_visitors;
+    return Verdict::pass();
+}
+
+std::optional<core::TimePoint> ForeignAgentStage::poll(core::StageContext& ctx) {
+    const auto now = ctx.now();
+    last_now_ = now;
+    for (int i = 0; i < 64; ++i) {
+        if (!emit(agent_.poll(now), ctx)) break;
+    }
+    return agent_.next_deadline();
+}
+
+void ForeignAgentStage::report(core::StatusSink& out) const {
+    const auto& cfg = agent_.config();
+    out.field("link_address", cfg.link_address.to_string());
+    std::string coas;
+    for (const auto& a : cfg.care_of_addresses) {
+        if (!coas.empty()) coas += ',';
+        coas += a.to_string();
+    }
+    out.field("care_of_addresses", coas);
+    out.field("reverse_tunnel", cfg.reverse_tunnel);
+    out.field("next_sequence", static_cast<std::uint64_t>(agent_.next_sequence()));
+    out.field("visitor_count", static_cast<std::uint64_t>(agent_.visitor_count()));
+    out.field("pending_count", static_cast<std::uint64_t>(agent_.pending_count()));
+    out.begin_array("visitors");
+    std::size_t listed = 0;
+    agent_.for_each_visitor([&](const ForeignAgent::Visitor& v) {
+        if (listed++ >= config_.report_limit) return;
+        out.begin_element();
+        out.field("home_address", v.home_address.to_string());
+        out.field("home_agent", v.home_agent.to_string());
+        out.field("care_of_address", v.care_of_address.to_string());
+        out.field("link", v.link.to_string());
+        out.field("reverse_tunnel", v.reverse_tunnel);
+        out.field("colocated", v.colocated);
+        if (v.expires != core::TimePoint::max()) {
+            out.field("lifetime_left_s", static_cast<std::int64_t>(
+                                             std::chrono::duration_cast<std::chrono::seconds>(v.expires - last_now_).count()));
+        }
+        out.end();
+    });
+    out.end();
+    out.begin_object("counters");
+    out.field("requests_relayed", counters_.requests_relayed);
+    out.field("replies_relayed", counters_.replies_relayed);
+    out.field("denials_sent", counters_.denials_sent);
+    out.field("messages_discarded", counters_.messages_discarded);
+    out.field("advertisements_sent", counters_.advertisements_sent);
+    out.field("solicitations", counters_.solicitations);
+    out.field("reverse_tunnelled", counters_.reverse_tunnelled);
+    out.field("delivered_to_visitors", counters_.delivered_to_visitors);
+    out.field("dropped_no_visitor", counters_.dropped_no_visitor);
+    out.field("dropped_binding_mismatch", counters_.dropped_binding_mismatch);
+    out.field("passed_other", counters_.passed_other);
+    out.field("no_buffer", counters_.no_buffer);
+    out.end();
+}
+
+}  // namespace mipsec::mip

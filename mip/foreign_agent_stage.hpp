@@ -1,0 +1,86 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+
+#include "core/stage.hpp"
+#include "crypto/random.hpp"
+#include "mip/foreign_agent.hpp"
+
+namespace mipsec::mip {
+
+/// The foreign agent's data path around a ForeignAgent core (RFC 5944 §3.7, §4.2.2; RFC 3024
+/// Direct Delivery reverse tunnelling; RFC 2003 IP-in-IP).
+///
+/// How the two sides are modelled: the stage's *inner* side is the visitor link, its *outer*
+/// side the network toward home agents.
+///  * encapsulate() takes what visiting mobile nodes send on the link: Registration Requests
+///    (UDP to port 434 of the FA, a care-of address, 224.0.0.11 or broadcast) and Agent
+///    Solicitations (ICMP 10) are consumed; data from a visitor that registered with T is
+///    reverse-tunnelled to its home agent (outer source = its care-of address), leaving as
+///    Pass; other packets pass unchanged (the FA routes them normally).
+///  * decapsulate() takes what arrives from the network: Registration Replies to a care-of
+///    address (port `relay_port`) are consumed; IP-in-IP from a visitor's home agent to a
+///    care-of address is unwrapped and the inner packet passes inward, i.e. onto the visitor
+///    link (no visitor: NoBinding; from another source: BindingMismatch); other packets pass.
+///  * Everything the FA sends to the link — relayed replies, its own denials, advertisements
+///    (periodic and solicited, IP TTL 1) — goes out with ctx.deliver_inward(); relayed
+///    requests toward home agents go out with ctx.send_control().
+/// So the shell connects the inner side to the visitor link (`link_ifindex`: a packet
+/// socket, or a TUN plus a host route per visitor from the RegistrationChanged events this
+/// stage raises) and the outer side to its usual sockets. As a router forwarding between the
+/// two, the FA decrements the inner TTL of packets it tunnels or detunnels (RFC 2003 §3.1).
+/// Not thread-safe.
+/// Config: {"type": "mip.foreign_agent", "link_address": "192.0.2.1", "care_of": ["192.0.2.1"],
+///          "reverse_tunnel": true, "advertisement_interval_s": 10}
+class ForeignAgentStage final : public core::Stage {
+public:
+    struct Config {
+        ForeignAgent::Config agent;
+        std::uint32_t link_ifindex = 0;  // for the shell: the visitor link; unused by the stage
+        std::uint8_t tunnel_ttl = 64;
+        bool df_when_inner_clear = false;
+        std::size_t report_limit = 100;
+    };
+
+    struct Counters {
+        std::uint64_t requests_relayed = 0;
+        std::uint64_t replies_relayed = 0;
+        std::uint64_t denials_sent = 0;
+        std::uint64_t messages_discarded = 0;
+        std::uint64_t advertisements_sent = 0;
+        std::uint64_t solicitations = 0;
+        std::uint64_t reverse_tunnelled = 0;
+        std::uint64_t delivered_to_visitors = 0;
+        std::uint64_t dropped_no_visitor = 0;
+        std::uint64_t dropped_binding_mismatch = 0;
+        std::uint64_t passed_other = 0;
+        std::uint64_t no_buffer = 0;
+    };
+
+    ForeignAgentStage(Config config, crypto::Random& random);
+
+    std::string_view name() const noexcept override { return "mip.foreign_agent"; }
+    std::size_t headroom() const noexcept override;
+    core::Verdict encapsulate(core::PacketBuf& packet, core::StageContext& ctx) override;
+    core::Verdict decapsulate(core::PacketBuf& packet, core::StageContext& ctx) override;
+    std::optional<core::TimePoint> poll(core::StageContext& ctx) override;
+    void report(core::StatusSink& out) const override;
+
+    const ForeignAgent& agent() const noexcept { return agent_; }
+    const Counters& counters() const noexcept { return counters_; }
+    const Config& config() const noexcept { return config_; }
+
+private:
+    bool emit(const ForeignAgent::Output& out, core::StageContext& ctx);
+    bool addressed_to_us(core::Ipv4Address destination) const noexcept;
+
+    Config config_;
+    ForeignAgent agent_;
+    Counters counters_;
+    std::uint16_t next_identification_ = 0;
+    core::TimePoint last_now_{};
+};
+
+}  // namespace mipsec::mip

@@ -1,0 +1,283 @@
+// SPDX-License-Identifier: MIT
+#include "mip/home_agent_stage.hpp"
+
+#include <algorithm>
+
+#include "core/icmp.hpp"
+#include "mip/tunnel_encap.hpp"
+
+namespace mipsec::mip {
+
+using core::DropReason;
+using core::Verdict;
+
+namespace {
+
+std::string_view discard_name(HomeAgent::Discard d) noexcept {
+    switch (d) {
+        case HomeAgent::Discard::None: return "none";
+        case HomeAgent::Discard::Malformed: return "malformed";
+        case HomeAgent::Discard::UnknownExtension: return "unknown non-skippable extension";
+        case HomeAgent::Discard::UnknownMobileNode: return "unknown mobile node";
+        case HomeAgent::Discard::NoAuthExtension: return "no mobile-home authentication extension";
+        case HomeAgent::Discard::UnexpectedFhae: return "unexpected foreign-home authentication extension";
+        case HomeAgent::Discard::CryptoFailure: return "HMAC unavailable";
+    }
+    return "?";
+}
+
+/// An RFC 3519 §3.6 keepalive: an ICMP echo request to the HA itself.
+std::optional<core::IcmpView> keepalive_of(const core::Ipv4View& inner, core::Ipv4Address ha) noexcept {
+    if (inner.protocol() != core::ip_protocol::icmp || inner.destination() != ha || inner.is_fragment()) return std::nullopt;
+    auto icmp = core::IcmpView::check(inner.payload());
+    if (!icmp || icmp->type() != core::icmp_type::echo_request || icmp->code() != 0 || !icmp->checksum_valid())
+        return std::nullopt;
+    return icmp;
+}
+
+}  // namespace
+
+HomeAgentStage::HomeAgentStage(Config config, crypto::Random& random)
+    : config_(std::move(config)), agent_(std::move(config_.agent), random) {}  // the SAs live only in the core
+
+std::size_t HomeAgentStage::headroom() const noexcept {
+    return agent_.config().udp_tunnelling ? ip_in_udp_overhead : ip_in_ip_overhead;
+}
+
+bool HomeAgentStage::is_broadcast_to_us(core::Ipv4Address destination) const noexcept {
+    const auto& net = agent_.config().home_network;
+    const core::Ipv4Address directed{net.network().value | ~net.mask()};
+    return destination.is_broadcast() || (net.length < 31 && destination == directed);
+}
+
+void HomeAgentStage::announce(const HomeAgent::BindingChange& change, core::StageContext& ctx) {
+    const bool registered = change.kind != HomeAgent::ChangeKind::Removed;
+    ctx.log().info(registered ? "binding " : "binding removed: ", change.binding.home_address.to_string(), " -> ",
+                   change.binding.care_of_address.to_string(),
+                   change.binding.mode == TunnelMode::Udp ? " (IP-in-UDP)" : " (IP-in-IP)");
+    ctx.raise(core::RegistrationChanged{change.binding.home_address, change.binding.care_of_address, registered});
+}
+
+Verdict HomeAgentStage::registration(const core::Ipv4View& ip, const core::UdpView& udp, core::StageContext& ctx) {
+    ++counters_.requests;
+    // RFC 5944 §3.8.2.1 check 1: a bad non-zero UDP checksum is discarded silently.
+    if (!udp.checksum_valid(ip.source(), ip.destination())) {
+        ++counters_.requests_discarded;
+        return Verdict::drop(DropReason::Malformed);
+    }
+    // What the binding was before, so a renewal to the same place raises nothing.
+    std::optional<HomeAgent::BindingInfo> before;
+    if (auto req = RegistrationRequestView::check(udp.payload())) before = agent_.binding(req->home_address());
+
+    const HomeAgent::Received rx{ip.source(), ip.destination(), udp.source_port(), udp.destination_port()};
+    auto out = agent_.process(udp.payload(), rx, ctx.now());
+    const auto& change = out.change;
+    if (change.kind == HomeAgent::ChangeKind::Added || change.kind == HomeAgent::ChangeKind::Removed ||
+        (change.kind == HomeAgent::ChangeKind::Updated &&
+         (!before || before->care_of_address != change.binding.care_of_address || before->mode != change.binding.mode))) {
+        announce(change, ctx);
+    }
+    if (!out.reply) {
+        ++counters_.requests_discarded;
+        ctx.log().limited(core::LogLevel::Debug, ctx.now(), "registration request from ", ip.source().to_string(),
+                          " discarded: ", discard_name(out.discard));
+        return Verdict::consumed();
+    }
+    // RFC 5944 §3.8.3.1: the reply comes from the request's destination, or from the HA's
+    // unicast address when that was a broadcast.
+    const core::Ipv4Address dst = ip.destination();
+    const core::Ipv4Address source = is_broadcast_to_us(dst) || dst.is_multicast() ? agent_.config().address : dst;
+    auto buf = ctx.allocate();
+    if (!emit_udp_packet(buf, {source, udp.destination_port()}, out.reply_to, config_.reply_ttl, out.reply->bytes())) {
+        ++counters_.no_buffer;
+        return Verdict::consumed();
+    }
+    ++counters_.replies_sent;
+    ctx.send_control(std::move(buf));
+    return Verdict::consumed();
+}
+
+void HomeAgentStage::answer_keepalive(const core::Ipv4View& inner, const HomeAgent::BindingInfo& b, core::StageContext& ctx) {
+    auto request = core::IcmpView::check(inner.payload());
+    auto buf = ctx.allocate();
+    const std::size_t body_len = request->body().size();
+    if (!buf.valid() || buf.headroom() + ip_in_udp_overhead > buf.capacity()) {
+        ++counters_.no_buffer;
+        return;
+    }
+    // Room in front for this stage's own tunnel headers.
+    buf.reset(buf.headroom() + ip_in_udp_overhead);
+    const core::Ipv4Address ha = agent_.config().address;
+    if (!emit_echo_packet(buf, ha, inner.source(), core::icmp_type::echo_reply, request->echo_identifier(),
+                          request->echo_sequence(), body_len)) {
+        ++counters_.no_buffer;
+        return;
+    }
+    auto reply = core::IcmpMutView::check(buf.bytes().subspan(core::Ipv4Header::len));
+    std::copy(request->body().begin(), request->body().end(), reply->body().begin());
+    reply->update_checksum();
+    const OuterHeader outer{ha, b.udp_endpoint.address, config_.tunnel_ttl, config_.df_when_inner_clear, next_identification_++};
+    if (!push_ip_in_udp(buf, outer, registration_port, b.udp_endpoint.port).passed()) return;
+    ++counters_.keepalives_answered;
+    ctx.send_control(std::move(buf));
+}
+
+Verdict HomeAgentStage::decapsulate(core::PacketBuf& packet, core::StageContext& ctx) {
+    auto ip = core::Ipv4View::check(packet.bytes());
+    if (!ip) return Verdict::drop(core::ipv4_check_failure(packet));
+    const core::Ipv4Address ha = agent_.config().address;
+    const auto now = ctx.now();
+    last_now_ = now;
+
+    if (auto udp = udp_of(*ip); udp && udp->destination_port() == registration_port &&
+                                (ip->destination() == ha || is_broadcast_to_us(ip->destination()))) {
+        const auto payload = udp->payload();
+        // RFC 3519 §3.3: on port 434, Type 1 is a request and Type 4 tunnelled data.
+        if (!payload.empty() && payload[0] == message_type::registration_request) return registration(*ip, *udp, ctx);
+        if (payload.empty() || payload[0] != message_type::tunnel_data || ip->destination() != ha)
+            return Verdict::drop(DropReason::UnknownMessage);
+    }
+
+    auto tunnel = peek_tunnel(*ip);
+    if (!tunnel || tunnel->destination != ha ||
+        (tunnel->kind == TunnelKind::Udp && tunnel->destination_port != registration_port)) {
+        if (config_.drop_unrelated) return Verdict::drop(DropReason::UnexpectedProtocol);
+        ++counters_.passed_unrelated;
+        return Verdict::pass();
+    }
+    if (tunnel->fragment) return Verdict::drop(DropReason::Fragment);
+    if (tunnel->kind == TunnelKind::Udp) {
+        if (!tunnel->udp_checksum_ok) return Verdict::drop(DropReason::Malformed);
+        // Only IP-in-UDP is negotiated (the core refuses other encapsulations with 142).
+        if (tunnel->next_header != core::ip_protocol::ipip) return Verdict::drop(DropReason::BadNextHeader);
+    }
+    if (auto v = strip_tunnel(packet, *tunnel); !v.passed()) return v;
+    auto inner = core::Ipv4View::check(packet.bytes());
+    if (!inner) return Verdict::drop(DropReason::Internal);
+
+    // RFC 3024 §4.3: a binding for the inner source, reached from its care-of address with the
+    // negotiated encapsulation. A binding whose lifetime ran out is gone even before poll().
+    const core::Ipv4Address home = inner->source();
+    auto b = agent_.binding(home);
+    if (!b || b->expires <= now) {
+        ++counters_.dropped_no_binding;
+        return Verdict::drop(DropReason::NoBinding);
+    }
+    const core::Endpoint outer_source{tunnel->source, tunnel->source_port};
+    const auto keepalive = tunnel->kind == TunnelKind::Udp ? keepalive_of(*inner, ha) : std::nullopt;
+    bool matches;
+    if (tunnel->kind == TunnelKind::IpInIp) {
+        matches = b->mode == TunnelMode::IpInIp && b->care_of_address == tunnel->source;
+    } else if (b->mode != TunnelMode::Udp) {
+        matches = false;
+    } else if (b->half_bound) {
+        // RFC 3519 §4.4: only a keepalive from the registration's source address completes it.
+        matches = keepalive && agent_.complete_half_bound(home, outer_source);
+        if (matches) {
+            ++counters_.half_bound_completed;
+            ctx.log().info("binding ", home.to_string(), " completed at ", outer_source.to_string());
+            b = agent_.binding(home);
+        }
+    } else {
+        // RFC 3519 §5.1: the effective CoA is the NAT-observed address *and* port.
+        matches = b->udp_endpoint == outer_source;
+    }
+    if (!matches) {
+        ++counters_.dropped_binding_mismatch;
+        ctx.log().limited(core::LogLevel::Debug, now, "reverse-tunnelled packet for ", home.to_string(), " from ",
+                          outer_source.to_string(), " does not match its binding");
+        return Verdict::drop(DropReason::BindingMismatch);
+    }
+    if (keepalive) {
+        answer_keepalive(*inner, *b, ctx);
+        return Verdict::consumed();
+    }
+    ++counters_.tunnelled_in;
+    return Verdict::pass();
+}
+
+Verdict HomeAgentStage::encapsulate(core::PacketBuf& packet, core::StageContext& ctx) {
+    auto ip = core::Ipv4View::check(packet.bytes());
+    if (!ip) return Verdict::drop(core::ipv4_check_failure(packet));
+    auto b = agent_.binding(ip->destination());
+    // A half-bound binding has no tunnel endpoint until its first keepalive (RFC 3519 §4.4).
+    if (!b || b->expires <= ctx.now() || (b->mode == TunnelMode::Udp && b->half_bound)) {
+        if (config_.pass_unbound) return Verdict::pass();
+        ++counters_.dropped_no_binding;
+        return Verdict::drop(DropReason::NoBinding);
+    }
+    // RFC 2003 §4: never send a packet back into the tunnel it came out of.
+    if (ip->source() == b->care_of_address) return Verdict::drop(DropReason::Loop);
+    const core::Ipv4Address ha = agent_.config().address;
+    Verdict v;
+    if (b->mode == TunnelMode::Udp) {
+        const OuterHeader outer{ha, b->udp_endpoint.address, config_.tunnel_ttl, config_.df_when_inner_clear, next_identification_++};
+        v = push_ip_in_udp(packet, outer, registration_port, b->udp_endpoint.port);
+    } else {
+        // RFC 5944 §4.2.3: the outer source is the address the HA put in its replies.
+        const OuterHeader outer{ha, b->care_of_address, config_.tunnel_ttl, config_.df_when_inner_clear, next_identification_++};
+        v = push_ip_in_ip(packet, outer);
+    }
+    if (v.passed()) ++counters_.tunnelled_out;
+    return v;
+}
+
+std::optional<core::TimePoint> HomeAgentStage::poll(core::StageContext& ctx) {
+    last_now_ = ctx.now();
+    expired_.clear();
+    auto next = agent_.poll(ctx.now(), &expired_);
+    for (const auto& b : expired_) {
+        ++counters_.bindings_expired;
+        ctx.log().info("binding expired: ", b.home_address.to_string(), " -> ", b.care_of_address.to_string());
+        ctx.raise(core::RegistrationChanged{b.home_address, b.care_of_address, false});
+    }
+    return next;
+}
+
+void HomeAgentStage::report(core::StatusSink& out) const {
+    const auto& cfg = agent_.config();
+    out.field("address", cfg.address.to_string());
+    out.field("home_network", cfg.home_network.to_string());
+    out.field("udp_tunnelling", cfg.udp_tunnelling);
+    out.field("reverse_tunnel_required", cfg.reverse_tunnel_required);
+    const auto& table = agent_.bindings();
+    out.field("binding_count", static_cast<std::uint64_t>(table.size()));
+    out.field("bindings_listed", static_cast<std::uint64_t>(std::min(table.size(), config_.report_limit)));
+    out.begin_array("bindings");
+    std::size_t listed = 0;
+    table.for_each([&](const Binding& b) {
+        if (listed++ >= config_.report_limit) return;
+        out.begin_element();
+        out.field("home_address", b.home_address.to_string());
+        out.field("care_of_address", b.care_of_address.to_string());
+        out.field("mode", b.mode == TunnelMode::Udp ? "ip_in_udp" : "ip_in_ip");
+        if (b.mode == TunnelMode::Udp) {
+            out.field("udp_endpoint", b.half_bound ? std::string("pending first keepalive") : b.udp_endpoint.to_string());
+            out.field("half_bound", b.half_bound);
+        }
+        out.field("reverse_tunnel", b.reverse_tunnel);
+        out.field("lifetime_granted_s", static_cast<std::uint64_t>(b.lifetime));
+        if (b.expires != core::TimePoint::max()) {
+            out.field("lifetime_left_s", static_cast<std::int64_t>(
+                                             std::chrono::duration_cast<std::chrono::seconds>(b.expires - last_now_).count()));
+        }
+        out.end();
+    });
+    out.end();
+    out.begin_object("counters");
+    out.field("requests", counters_.requests);
+    out.field("replies_sent", counters_.replies_sent);
+    out.field("requests_discarded", counters_.requests_discarded);
+    out.field("tunnelled_out", counters_.tunnelled_out);
+    out.field("tunnelled_in", counters_.tunnelled_in);
+    out.field("keepalives_answered", counters_.keepalives_answered);
+    out.field("half_bound_completed", counters_.half_bound_completed);
+    out.field("dropped_no_binding", counters_.dropped_no_binding);
+    out.field("dropped_binding_mismatch", counters_.dropped_binding_mismatch);
+    out.field("passed_unrelated", counters_.passed_unrelated);
+    out.field("bindings_expired", counters_.bindings_expired);
+    out.field("no_buffer", counters_.no_buffer);
+    out.end();
+}
+
+}  // namespace mipsec::mip

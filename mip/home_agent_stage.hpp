@@ -1,0 +1,96 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "core/ipv4.hpp"
+#include "core/stage.hpp"
+#include "core/udp.hpp"
+#include "crypto/random.hpp"
+#include "mip/home_agent.hpp"
+
+namespace mipsec::mip {
+
+/// The home agent's data path around a HomeAgent core. The home network is on the inner
+/// (TUN) side: packets the kernel routes to a bound home address come in through
+/// encapsulate(); packets from mobile nodes leave toward the home network as decapsulate()'s
+/// Pass.
+///
+/// Inward (from the wire):
+///  * UDP to port 434 of the HA (or a broadcast address, for RFC 5944 §3.8.2.1 check 6), type
+///    1: a non-zero UDP checksum must verify (check 1), then the core; its reply goes out with
+///    send_control from the request's destination (the HA unicast address if that was a
+///    broadcast) to the request's source, ports swapped. Consumed.
+///  * Reverse-tunnelled packets to the HA, IP-in-IP or UDP 434 Tunnel Data: RFC 3024 §4.3 check
+///    — a binding for the inner source whose care-of address (RFC 3519: NAT-observed address
+///    and port) is the outer source and whose mode is the encapsulation used, else dropped as
+///    NoBinding / BindingMismatch — then the inner packet passes toward the home network.
+///  * RFC 3519 keepalives (ICMP echo requests HoA -> HA inside the UDP tunnel) are answered
+///    with an echo reply through the tunnel and consumed; the first one completes a
+///    half-bound binding (RFC 3519 §4.4).
+///  * Anything else passes unchanged (another layer's traffic), unless `drop_unrelated`.
+/// Outward (from the home network): a packet for a bound home address is tunnelled to the
+/// binding's CoA (IP-in-IP from the HA address, or IP-in-UDP from port 434 to the NAT
+/// endpoint); no binding: NoBinding (or pass unchanged with `pass_unbound`).
+/// Binding changes (registration, deregistration, expiry in poll()) raise RegistrationChanged
+/// so the shell can route each bound home address into the TUN. One BindingTable lookup per
+/// packet. Not thread-safe.
+/// Config: {"type": "mip.home_agent", "address": "10.1.0.1", "home_network": "10.1.0.0/24",
+///          "mobile_nodes": [{"home_address": "10.1.0.77", "spi": 256, "key": "hex"}]}
+class HomeAgentStage final : public core::Stage {
+public:
+    struct Config {
+        HomeAgent::Config agent;
+        std::uint8_t tunnel_ttl = 64;     // outer TTL of tunnelled packets
+        std::uint8_t reply_ttl = 64;      // IP TTL of registration replies
+        bool df_when_inner_clear = false;
+        bool pass_unbound = false;        // outward packets without a binding pass unchanged
+        bool drop_unrelated = false;      // inward non-MIP packets are dropped (UnexpectedProtocol)
+        std::size_t report_limit = 100;   // bindings listed by report(); the count is always given
+    };
+
+    struct Counters {
+        std::uint64_t requests = 0;
+        std::uint64_t replies_sent = 0;
+        std::uint64_t requests_discarded = 0;  // no reply: unknown MN, no MHAE, malformed...
+        std::uint64_t tunnelled_out = 0;
+        std::uint64_t tunnelled_in = 0;
+        std::uint64_t keepalives_answered = 0;
+        std::uint64_t half_bound_completed = 0;
+        std::uint64_t dropped_no_binding = 0;
+        std::uint64_t dropped_binding_mismatch = 0;
+        std::uint64_t passed_unrelated = 0;
+        std::uint64_t bindings_expired = 0;
+        std::uint64_t no_buffer = 0;
+    };
+
+    /// `random` supplies nonces to the core; it must outlive the stage.
+    HomeAgentStage(Config config, crypto::Random& random);
+
+    std::string_view name() const noexcept override { return "mip.home_agent"; }
+    std::size_t headroom() const noexcept override;
+    core::Verdict encapsulate(core::PacketBuf& packet, core::StageContext& ctx) override;
+    core::Verdict decapsulate(core::PacketBuf& packet, core::StageContext& ctx) override;
+    std::optional<core::TimePoint> poll(core::StageContext& ctx) override;
+    void report(core::StatusSink& out) const override;
+
+    const HomeAgent& agent() const noexcept { return agent_; }
+    const Counters& counters() const noexcept { return counters_; }
+
+private:
+    core::Verdict registration(const core::Ipv4View& ip, const core::UdpView& udp, core::StageContext& ctx);
+    void answer_keepalive(const core::Ipv4View& inner, const HomeAgent::BindingInfo& b, core::StageContext& ctx);
+    void announce(const HomeAgent::BindingChange& change, core::StageContext& ctx);
+    bool is_broadcast_to_us(core::Ipv4Address destination) const noexcept;
+
+    Config config_;
+    HomeAgent agent_;
+    Counters counters_;
+    std::uint16_t next_identification_ = 0;
+    std::vector<Binding> expired_;  // reused by poll()
+    core::TimePoint last_now_{};
+};
+
+}  // namespace mipsec::mip

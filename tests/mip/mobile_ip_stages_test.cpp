@@ -1,0 +1,701 @@
+// SPDX-License-Identifier: MIT
+// MobileNodeStage <-> HomeAgentStage over the in-memory network: registration, data both ways
+// over IP-in-IP and IP-in-UDP (NAT simulated), the RFC 3024 acceptance checks, RFC 3519
+// keepalives, movement, return home, two independent MIP instances, and stacking in a Pipeline.
+#include <doctest/doctest.h>
+
+#include "core/pipeline.hpp"
+#include "mip/ip_in_ip_stage.hpp"
+#include "mip/tunnel_encap.hpp"
+#include "tests/mip/mobile_ip_world.hpp"
+
+using namespace mipsec;
+using namespace mipsec::test::literals;
+using namespace std::chrono_literals;
+using core::DropReason;
+using test::ip;
+using Udp = mip::MobileNode::UdpTunnelling;
+
+namespace {
+
+const auto key1 = "00112233445566778899aabbccddeeff"_hex;
+const auto key2 = "ffeeddccbbaa99887766554433221100"_hex;
+const auto home1 = ip("10.1.0.77");
+const auto home2 = ip("10.1.0.78");
+const auto ha1 = ip("10.1.0.1");
+const auto home_net = *core::Ipv4Prefix::parse("10.1.0.0/24");
+const auto coa1 = ip("192.168.1.23");
+const auto coa1b = ip("172.16.9.9");
+const auto coa2 = ip("192.168.2.50");
+const auto nat_public = ip("203.0.113.5");
+const auto cn = ip("10.9.9.9");
+
+core::Ipv4View view(const test::Bytes& p) {
+    auto v = core::Ipv4View::check(std::span(p));
+    REQUIRE(v);
+    return *v;
+}
+
+}  // namespace
+
+TEST_CASE("MN and HA stages: co-located registration, then IP-in-IP both ways in place") {
+    test::World w;
+    auto& mn = w.add_mn(test::mn_stage_config(home1, ha1, key1, coa1), {coa1});
+    auto& ha = w.add_ha(test::ha_stage_config(ha1, home_net, {{home1, &key1}}), {ha1});
+    w.poll();
+
+    // RFC 3024 §4.1.1 / mipv4.md §3: the request leaves from the CoA, TTL 255 with T, checksum set.
+    REQUIRE(w.wire.size() == 2);
+    auto req = view(w.wire[0]);
+    CHECK(req.source() == coa1);
+    CHECK(req.destination() == ha1);
+    CHECK(req.ttl() == 255);
+    auto req_udp = mip::udp_of(req);
+    REQUIRE(req_udp);
+    CHECK(req_udp->source_port() == 40000);
+    CHECK(req_udp->destination_port() == 434);
+    CHECK(req_udp->checksum() != 0);
+    CHECK(req_udp->checksum_valid(req.source(), req.destination()));
+    CHECK(req_udp->payload()[0] == 1);
+    auto rep = view(w.wire[1]);
+    CHECK(rep.source() == ha1);
+    CHECK(rep.destination() == coa1);
+    CHECK(mip::udp_of(rep)->destination_port() == 40000);
+    CHECK(mip::udp_of(rep)->source_port() == 434);
+
+    const auto* reg = mn.stage.active_registration();
+    REQUIRE(reg != nullptr);
+    CHECK(reg->mode == mip::TunnelMode::IpInIp);
+    CHECK(reg->reverse_tunnel);
+    auto mn_events = test::registrations(mn.ctx);
+    REQUIRE(mn_events.size() == 1);
+    CHECK(mn_events[0].registered);
+    CHECK(mn_events[0].care_of_address == coa1);
+    auto ha_events = test::registrations(ha.ctx);
+    REQUIRE(ha_events.size() == 1);
+    CHECK(ha_events[0].home_address == home1);
+    CHECK(ha_events[0].care_of_address == coa1);
+
+    // Uplink: reverse tunnel, then the HA's RFC 3024 check; same block, payload never moved.
+    const auto up = test::echo_packet(home1, cn, 1);
+    auto buf = test::load(w.pool, up);
+    const auto* block = buf.block();
+    const auto* payload = buf.data();
+    REQUIRE(mn.stage.encapsulate(buf, mn.ctx).passed());
+    auto outer = core::Ipv4View::check(buf.bytes());
+    REQUIRE(outer);
+    CHECK(outer->protocol() == core::ip_protocol::ipip);
+    CHECK(outer->source() == coa1);
+    CHECK(outer->destination() == ha1);
+    CHECK(outer->dont_fragment());
+    CHECK(outer->checksum_valid());
+    CHECK(buf.data() + 20 == payload);
+    REQUIRE(ha.stage.decapsulate(buf, ha.ctx).passed());
+    CHECK(buf.block() == block);
+    CHECK(buf.data() == payload);
+    CHECK(test::to_hex(buf.bytes()) == test::to_hex(up));
+
+    // Downlink: HA -> CoA, unwrapped by the MN.
+    const auto down = test::echo_packet(cn, home1, 2, 40, 63, core::icmp_type::echo_reply);
+    buf = test::load(w.pool, down);
+    REQUIRE(ha.stage.encapsulate(buf, ha.ctx).passed());
+    outer = core::Ipv4View::check(buf.bytes());
+    CHECK(outer->source() == ha1);
+    CHECK(outer->destination() == coa1);
+    CHECK(outer->protocol() == core::ip_protocol::ipip);
+    REQUIRE(mn.stage.decapsulate(buf, mn.ctx).passed());
+    CHECK(test::to_hex(buf.bytes()) == test::to_hex(down));
+
+    CHECK(mn.stage.counters().tunnelled_out == 1);
+    CHECK(mn.stage.counters().tunnelled_in == 1);
+    CHECK(ha.stage.counters().tunnelled_in == 1);
+    CHECK(ha.stage.counters().tunnelled_out == 1);
+
+    test::FlatStatus status;
+    mn.stage.report(status);
+    CHECK(status.values["state"] == "registered");
+    CHECK(status.values["mode"] == "ip_in_ip");
+    CHECK(status.values["care_of_address"] == "192.168.1.23");
+    CHECK(status.values["lifetime_left_s"] == "1000");
+    CHECK(status.values["counters.tunnelled_out"] == "1");
+}
+
+TEST_CASE("MN and HA stages: RFC 3519 IP-in-UDP through a NAT, both ways") {
+    test::World w;
+    auto& mn = w.add_mn(test::mn_stage_config(home1, ha1, key1, coa1, Udp::Wanted), {coa1});
+    auto& ha = w.add_ha(test::ha_stage_config(ha1, home_net, {{home1, &key1}}), {ha1});
+    w.add_nat(coa1, nat_public, 61000);
+    w.poll();
+
+    const auto* reg = mn.stage.active_registration();
+    REQUIRE(reg != nullptr);
+    CHECK(reg->mode == mip::TunnelMode::Udp);
+    CHECK(reg->keepalive_interval == 20s);  // the HA's Tunnel Reply interval
+    auto b = ha.stage.agent().binding(home1);
+    REQUIRE(b);
+    CHECK(b->mode == mip::TunnelMode::Udp);
+    CHECK(b->care_of_address == coa1);
+    CHECK(b->udp_endpoint == core::Endpoint{nat_public, 61000});
+
+    w.wire.clear();
+    const auto up = test::echo_packet(home1, cn, 1, 100);
+    REQUIRE(w.send(mn, up).passed());
+    REQUIRE(ha.node.inward.size() == 1);
+    CHECK(test::to_hex(ha.node.inward[0]) == test::to_hex(up));
+    REQUIRE(w.wire.size() == 1);
+    auto outer = view(w.wire[0]);
+    CHECK(outer.source() == nat_public);  // as the HA sees it
+    auto udp = mip::udp_of(outer);
+    REQUIRE(udp);
+    CHECK(udp->source_port() == 61000);
+    CHECK(udp->destination_port() == 434);
+    CHECK(test::to_hex(udp->payload().first(4)) == "04040000");
+    CHECK(udp->checksum_valid(outer.source(), outer.destination()));
+
+    const auto down = test::echo_packet(cn, home1, 2, 100, 63, core::icmp_type::echo_reply);
+    REQUIRE(w.send(ha, down).passed());
+    REQUIRE(mn.node.inward.size() == 1);
+    CHECK(test::to_hex(mn.node.inward[0]) == test::to_hex(down));
+    auto seen = view(w.wire.back());
+    CHECK(seen.destination() == coa1);  // after the NAT
+    CHECK(mip::udp_of(seen)->destination_port() == 40000);
+    CHECK(mip::udp_of(seen)->source_port() == 434);
+
+    test::FlatStatus status;
+    mn.stage.report(status);
+    CHECK(status.values["mode"] == "ip_in_udp");
+    CHECK(status.values["source_port"] == "40000");
+    test::FlatStatus ha_status;
+    ha.stage.report(ha_status);
+    CHECK(ha_status.values["binding_count"] == "1");
+    CHECK(ha_status.values["bindings[0].mode"] == "ip_in_udp");
+    CHECK(ha_status.values["bindings[0].udp_endpoint"] == "203.0.113.5:61000");
+}
+
+TEST_CASE("HA stage: RFC 3024 decapsulation check drops mismatches, other bindings undisturbed") {
+    test::World w;
+    auto& mn1 = w.add_mn(test::mn_stage_config(home1, ha1, key1, coa1, Udp::Wanted), {coa1});
+    auto& mn2 = w.add_mn(test::mn_stage_config(home2, ha1, key2, coa2), {coa2});
+    auto& ha = w.add_ha(test::ha_stage_config(ha1, home_net, {{home1, &key1}, {home2, &key2}}), {ha1});
+    w.add_nat(coa1, nat_public, 61000);
+    w.poll();
+    REQUIRE(mn1.stage.active_registration());
+    REQUIRE(mn2.stage.active_registration());
+    REQUIRE(ha.stage.agent().binding(home1)->mode == mip::TunnelMode::Udp);
+    REQUIRE(ha.stage.agent().binding(home2)->mode == mip::TunnelMode::IpInIp);
+
+    struct Row {
+        const char* name;
+        core::Ipv4Address inner_source;
+        bool udp;
+        core::Endpoint outer_source;
+        DropReason expected;
+    };
+    const Row rows[] = {
+        {"IP-in-IP from a stranger for MN2", home2, false, {ip("192.0.2.99"), 0}, DropReason::BindingMismatch},
+        {"MN1's inner source from MN2's CoA", home1, false, {coa2, 0}, DropReason::BindingMismatch},
+        {"inner source without a binding", ip("10.1.0.99"), false, {coa2, 0}, DropReason::NoBinding},
+        {"IP-in-IP where UDP was negotiated", home1, false, {nat_public, 0}, DropReason::BindingMismatch},
+        {"UDP where IP-in-IP was negotiated", home2, true, {coa2, 40000}, DropReason::BindingMismatch},
+        {"right NAT address, wrong port", home1, true, {nat_public, 61001}, DropReason::BindingMismatch},
+        {"UDP from a stranger for MN1", home1, true, {ip("192.0.2.99"), 61000}, DropReason::BindingMismatch},
+    };
+    for (const auto& row : rows) {
+        CAPTURE(row.name);
+        auto buf = test::load(w.pool, test::echo_packet(row.inner_source, cn));
+        const mip::OuterHeader outer{row.outer_source.address, ha1};
+        REQUIRE((row.udp ? mip::push_ip_in_udp(buf, outer, row.outer_source.port, 434) : mip::push_ip_in_ip(buf, outer)).passed());
+        auto v = ha.stage.decapsulate(buf, ha.ctx);
+        CHECK(v.action == core::Action::Drop);
+        CHECK(v.reason == row.expected);
+    }
+    CHECK(ha.stage.counters().dropped_binding_mismatch == 6);
+    CHECK(ha.stage.counters().dropped_no_binding == 1);
+    CHECK(ha.node.inward.empty());
+
+    // Nothing above touched the bindings: both MNs still get through, both ways.
+    CHECK(ha.stage.agent().binding(home1)->udp_endpoint == core::Endpoint{nat_public, 61000});
+    CHECK(ha.stage.agent().binding(home2)->care_of_address == coa2);
+    REQUIRE(w.send(mn1, test::echo_packet(home1, cn, 7)).passed());
+    REQUIRE(w.send(mn2, test::echo_packet(home2, cn, 8)).passed());
+    CHECK(ha.node.inward.size() == 2);
+    REQUIRE(w.send(ha, test::echo_packet(cn, home1, 9)).passed());
+    REQUIRE(w.send(ha, test::echo_packet(cn, home2, 10)).passed());
+    CHECK(mn1.node.inward.size() == 1);
+    CHECK(mn2.node.inward.size() == 1);
+    CHECK(ha.node.drops.empty());
+}
+
+TEST_CASE("MN and HA stages: keepalives when idle, echo replies, re-registration after NAT mapping loss") {
+    test::World w;
+    auto& mn = w.add_mn(test::mn_stage_config(home1, ha1, key1, coa1, Udp::Wanted), {coa1});
+    auto& ha = w.add_ha(test::ha_stage_config(ha1, home_net, {{home1, &key1}}), {ha1});
+    auto& nat = w.add_nat(coa1, nat_public, 61000);
+    w.poll();
+    REQUIRE(mn.stage.active_registration());
+
+    // RFC 3519 §3.6: nothing sent for K = 20 s -> an echo request HoA -> HA inside the tunnel.
+    w.advance(19s);
+    w.poll();
+    CHECK(mn.stage.counters().keepalives_sent == 0);
+    w.wire.clear();
+    w.advance(2s);
+    w.poll();
+    CHECK(mn.stage.counters().keepalives_sent == 1);
+    CHECK(ha.stage.counters().keepalives_answered == 1);
+    CHECK(mn.stage.counters().keepalive_replies == 1);
+    CHECK(ha.node.inward.empty());  // consumed, never reaches the home network
+    CHECK(mn.node.inward.empty());
+    REQUIRE(w.wire.size() == 2);
+    {
+        // The keepalive as the HA received it: IP-in-UDP, Next Header 4, inner echo HoA -> HA.
+        auto outer = view(w.wire[0]);
+        auto udp = mip::udp_of(outer);
+        REQUIRE(udp);
+        CHECK(udp->source_port() == 61000);
+        auto inner = core::Ipv4View::check(udp->payload().subspan(4));
+        REQUIRE(inner);
+        CHECK(inner->source() == home1);
+        CHECK(inner->destination() == ha1);
+        CHECK(core::IcmpView::check(inner->payload())->type() == core::icmp_type::echo_request);
+    }
+
+    // Traffic resets the idle timer: data at +30 s, so nothing is due at +45 s.
+    w.advance(9s);
+    REQUIRE(w.send(mn, test::echo_packet(home1, cn)).passed());
+    w.advance(15s);
+    w.poll();
+    CHECK(mn.stage.counters().keepalives_sent == 1);
+
+    // The NAT forgets the mapping: keepalives now arrive from a new port and are refused; after
+    // three unanswered ones the MN re-registers from the same source port (RFC 3519 §5.2).
+    nat.rebind(62000);
+    for (int i = 0; i < 3; ++i) {
+        w.advance(21s);
+        w.poll();
+    }
+    CHECK(mn.stage.counters().keepalives_sent == 4);
+    CHECK(mn.stage.counters().keepalive_replies == 1);
+    CHECK(ha.stage.counters().dropped_binding_mismatch == 3);
+    const auto requests_before = mn.stage.counters().requests_sent;
+    w.advance(21s);
+    w.poll();
+    CHECK(mn.stage.counters().requests_sent == requests_before + 1);
+    CHECK(ha.stage.agent().binding(home1)->udp_endpoint == core::Endpoint{nat_public, 62000});
+    REQUIRE(w.send(ha, test::echo_packet(cn, home1, 3)).passed());
+    CHECK(mn.node.inward.size() == 1);
+}
+
+TEST_CASE("MN stage follows its interface: movement re-registers and data follows; return home deregisters") {
+    test::World w;
+    auto cfg = test::mn_stage_config(home1, ha1, key1, {});
+    cfg.care_of_source = mip::MobileNodeStage::CareOfSource::Interface;
+    cfg.care_of_ifindex = 7;
+    auto& mn = w.add_mn(std::move(cfg), {coa1, coa1b, home1});
+    auto& ha = w.add_ha(test::ha_stage_config(ha1, home_net, {{home1, &key1}}), {ha1});
+    w.poll();
+    CHECK(mn.stage.counters().requests_sent == 0);  // no address yet
+    CHECK(w.send(mn, test::echo_packet(home1, cn)).reason == DropReason::NotRegistered);
+
+    // Another interface's address means nothing to this layer.
+    mn.stage.on_event(test::external(core::AddressChanged{8, {coa2, 24}, true}), mn.ctx);
+    CHECK(mn.ctx.sent.empty());
+
+    mn.stage.on_event(test::external(core::AddressChanged{7, {coa1, 24}, true}), mn.ctx);
+    w.net.pump();
+    REQUIRE(mn.stage.active_registration());
+    CHECK(mn.stage.active_registration()->care_of_address == coa1);
+
+    // Move: while the new registration is pending, user data is held back (old CoA is gone).
+    w.advance(5s);
+    mn.stage.on_event(test::external(core::AddressChanged{7, {coa1b, 16}, true}), mn.ctx);
+    CHECK(mn.ctx.sent.size() == 1);
+    auto held = test::load(w.pool, test::echo_packet(home1, cn));
+    CHECK(mn.stage.encapsulate(held, mn.ctx).reason == DropReason::NotRegistered);
+    w.net.pump();
+    REQUIRE(mn.stage.active_registration());
+    CHECK(mn.stage.active_registration()->care_of_address == coa1b);
+    CHECK(ha.stage.agent().binding(home1)->care_of_address == coa1b);
+    auto ha_events = test::registrations(ha.ctx);
+    REQUIRE(ha_events.size() == 2);
+    CHECK(ha_events[1].care_of_address == coa1b);
+    auto mn_events = test::registrations(mn.ctx);
+    REQUIRE(mn_events.size() == 2);
+    CHECK(mn_events[1].care_of_address == coa1b);
+
+    w.wire.clear();
+    REQUIRE(w.send(mn, test::echo_packet(home1, cn, 4)).passed());
+    CHECK(view(w.wire.back()).source() == coa1b);
+    REQUIRE(w.send(ha, test::echo_packet(cn, home1, 5)).passed());
+    CHECK(view(w.wire.back()).destination() == coa1b);
+    CHECK(mn.node.inward.size() == 1);
+
+    // Back home (the interface now holds the home address): deregister, then plain packets.
+    mn.stage.on_event(test::external(core::AddressChanged{7, {home1, 24}, true}), mn.ctx);
+    REQUIRE(mn.ctx.sent.size() == 1);
+    {
+        auto dereg = core::Ipv4View::check(mn.ctx.sent[0].bytes());
+        auto request = mip::RegistrationRequestView::check(mip::udp_of(*dereg)->payload());
+        REQUIRE(request);
+        CHECK(dereg->source() == home1);
+        CHECK(request->lifetime() == 0);
+        CHECK(request->care_of_address() == home1);
+    }
+    w.net.pump();
+    CHECK(mn.stage.node().state() == mip::MobileNode::State::AtHome);
+    CHECK_FALSE(ha.stage.agent().binding(home1));
+    ha_events = test::registrations(ha.ctx);
+    CHECK_FALSE(ha_events.back().registered);
+    CHECK_FALSE(test::registrations(mn.ctx).back().registered);
+
+    const auto plain = test::echo_packet(home1, cn, 6);
+    auto buf = test::load(w.pool, plain);
+    REQUIRE(mn.stage.encapsulate(buf, mn.ctx).passed());
+    CHECK(test::to_hex(buf.bytes()) == test::to_hex(plain));
+    auto to_home = test::load(w.pool, test::echo_packet(cn, home1));
+    CHECK(ha.stage.encapsulate(to_home, ha.ctx).reason == DropReason::NoBinding);
+
+    // Losing the address while away again stops traffic.
+    mn.stage.on_event(test::external(core::AddressChanged{7, {coa1, 24}, true}), mn.ctx);
+    w.net.pump();
+    REQUIRE(mn.stage.active_registration());
+    mn.stage.on_event(test::external(core::AddressChanged{7, {coa1, 24}, false}), mn.ctx);
+    CHECK(w.send(mn, test::echo_packet(home1, cn)).reason == DropReason::NotRegistered);
+}
+
+TEST_CASE("MN stage: InnerAddressAssigned is the RFC 5265 i-MIP care-of address") {
+    test::World w;
+    auto cfg = test::mn_stage_config(home1, ha1, key1, {});
+    cfg.care_of_source = mip::MobileNodeStage::CareOfSource::InnerAddress;
+    auto& mn = w.add_mn(std::move(cfg), {coa2});
+    w.add_ha(test::ha_stage_config(ha1, home_net, {{home1, &key1}}), {ha1});
+    w.poll();
+    CHECK(mn.stage.counters().requests_sent == 0);
+    mn.stage.on_event(test::external(core::AddressChanged{7, {coa1, 24}, true}), mn.ctx);  // not followed
+    CHECK(mn.ctx.sent.empty());
+    mn.stage.on_event({2, core::InnerAddressAssigned{{coa2, 32}}}, mn.ctx);
+    w.net.pump();
+    REQUIRE(mn.stage.active_registration());
+    CHECK(mn.stage.active_registration()->care_of_address == coa2);
+}
+
+TEST_CASE("MN stage: unregistered, unrelated and at-home traffic") {
+    test::World w;
+    auto& mn = w.add_mn(test::mn_stage_config(home1, ha1, key1, coa1), {coa1});
+    // No HA on the network: the request goes nowhere.
+    w.poll();
+    CHECK(w.send(mn, test::echo_packet(home1, cn)).reason == DropReason::NotRegistered);
+    CHECK(mn.stage.counters().dropped_not_registered == 1);
+    // Another source (e.g. the CoA itself) is not this layer's business.
+    const auto other = test::echo_packet(coa1, cn);
+    auto buf = test::load(w.pool, other);
+    REQUIRE(mn.stage.encapsulate(buf, mn.ctx).passed());
+    CHECK(test::to_hex(buf.bytes()) == test::to_hex(other));
+    CHECK(mn.stage.counters().passed_unrelated_out == 1);
+    // Inbound: plain packets and other tunnels pass; the HA's tunnel without a binding does not.
+    auto plain = test::load(w.pool, test::echo_packet(cn, coa1));
+    CHECK(mn.stage.decapsulate(plain, mn.ctx).passed());
+    auto foreign_tunnel = test::load(w.pool, test::echo_packet(cn, home1));
+    REQUIRE(mip::push_ip_in_ip(foreign_tunnel, {ip("198.51.100.7"), coa1}).passed());
+    CHECK(mn.stage.decapsulate(foreign_tunnel, mn.ctx).passed());
+    auto from_ha = test::load(w.pool, test::echo_packet(cn, home1));
+    REQUIRE(mip::push_ip_in_ip(from_ha, {ha1, coa1}).passed());
+    CHECK(mn.stage.decapsulate(from_ha, mn.ctx).reason == DropReason::NotRegistered);
+    CHECK(mn.stage.node().state() == mip::MobileNode::State::Registering);
+}
+
+TEST_CASE("MN stage: tunnelled packets must match the negotiated mode and addresses") {
+    test::World w;
+    auto& mn = w.add_mn(test::mn_stage_config(home1, ha1, key1, coa1, Udp::Wanted), {coa1});
+    w.add_ha(test::ha_stage_config(ha1, home_net, {{home1, &key1}}), {ha1});
+    w.add_nat(coa1, nat_public, 61000);
+    w.poll();
+    REQUIRE(mn.stage.active_registration()->mode == mip::TunnelMode::Udp);
+    struct Row {
+        const char* name;
+        bool udp;
+        std::uint16_t source_port, destination_port;
+        core::Ipv4Address destination;
+        std::uint8_t next_header;
+        DropReason expected;
+    };
+    const Row rows[] = {
+        {"IP-in-IP after UDP was negotiated", false, 0, 0, coa1, 4, DropReason::BindingMismatch},
+        {"UDP to another port", true, 434, 40001, coa1, 4, DropReason::BindingMismatch},
+        {"UDP to another address", true, 434, 40000, coa2, 4, DropReason::BindingMismatch},
+        {"Next Header GRE", true, 434, 40000, coa1, 47, DropReason::BadNextHeader},
+    };
+    for (const auto& row : rows) {
+        CAPTURE(row.name);
+        auto buf = test::load(w.pool, test::echo_packet(cn, home1));
+        const mip::OuterHeader outer{ha1, row.destination};
+        REQUIRE((row.udp ? mip::push_ip_in_udp(buf, outer, row.source_port, row.destination_port) : mip::push_ip_in_ip(buf, outer)).passed());
+        if (row.udp) {
+            buf.data()[29] = row.next_header;
+            core::UdpMutView::check(buf.bytes().subspan(20))->update_checksum(ha1, row.destination);
+        }
+        auto v = mn.stage.decapsulate(buf, mn.ctx);
+        CHECK(v.action == core::Action::Drop);
+        CHECK(v.reason == row.expected);
+    }
+    // A corrupted UDP checksum on otherwise valid tunnel data.
+    auto buf = test::load(w.pool, test::echo_packet(cn, home1));
+    REQUIRE(mip::push_ip_in_udp(buf, {ha1, coa1}, 434, 40000).passed());
+    buf.data()[buf.size() - 1] ^= 0xFF;
+    CHECK(mn.stage.decapsulate(buf, mn.ctx).reason == DropReason::Malformed);
+}
+
+TEST_CASE("two MN stages with separate home agents and keys in one process") {
+    test::World w;
+    const auto ha2 = ip("10.2.0.1");
+    const auto home_b = ip("10.2.0.77");
+    auto& a = w.add_mn(test::mn_stage_config(home1, ha1, key1, coa1), {coa1});
+    auto& b = w.add_mn(test::mn_stage_config(home_b, ha2, key2, coa2, Udp::Forced), {coa2});
+    auto& h1 = w.add_ha(test::ha_stage_config(ha1, home_net, {{home1, &key1}}), {ha1});
+    auto& h2 = w.add_ha(test::ha_stage_config(ha2, *core::Ipv4Prefix::parse("10.2.0.0/24"), {{home_b, &key2}}), {ha2});
+    w.poll();
+    REQUIRE(a.stage.active_registration());
+    REQUIRE(b.stage.active_registration());
+    CHECK(a.stage.active_registration()->mode == mip::TunnelMode::IpInIp);
+    CHECK(b.stage.active_registration()->mode == mip::TunnelMode::Udp);  // forced, no NAT
+    CHECK(h1.stage.agent().bindings().size() == 1);
+    CHECK(h2.stage.agent().bindings().size() == 1);
+    CHECK_FALSE(h1.stage.agent().binding(home_b));
+    CHECK_FALSE(h2.stage.agent().binding(home1));
+
+    REQUIRE(w.send(a, test::echo_packet(home1, cn, 1)).passed());
+    REQUIRE(w.send(b, test::echo_packet(home_b, cn, 2)).passed());
+    CHECK(h1.node.inward.size() == 1);
+    CHECK(h2.node.inward.size() == 1);
+    REQUIRE(w.send(h1, test::echo_packet(cn, home1, 3)).passed());
+    REQUIRE(w.send(h2, test::echo_packet(cn, home_b, 4)).passed());
+    CHECK(a.node.inward.size() == 1);
+    CHECK(b.node.inward.size() == 1);
+    // HA1 does not serve B's home address.
+    auto stray = test::load(w.pool, test::echo_packet(cn, home_b));
+    CHECK(h1.stage.encapsulate(stray, h1.ctx).reason == DropReason::NoBinding);
+}
+
+TEST_CASE("HA stage: checksum, broadcast destination, expiry and capped report") {
+    test::World w;
+    auto& mn1 = w.add_mn(test::mn_stage_config(home1, ha1, key1, coa1), {coa1});
+    auto& mn2 = w.add_mn(test::mn_stage_config(home2, ha1, key2, coa2), {coa2});
+    auto hcfg = test::ha_stage_config(ha1, home_net, {{home1, &key1}, {home2, &key2}});
+    hcfg.report_limit = 1;
+    auto& ha = w.add_ha(std::move(hcfg), {ha1, ip("10.1.0.255"), ip("255.255.255.255")});
+    (void)mn2;
+
+    // A request with a corrupted (non-zero) UDP checksum is discarded silently (check 1).
+    mn1.stage.poll(mn1.ctx);
+    REQUIRE(mn1.ctx.sent.size() == 1);
+    auto bad = std::move(mn1.ctx.sent[0]);
+    mn1.ctx.sent.clear();
+    bad.data()[bad.size() - 1] ^= 0x01;
+    CHECK(ha.stage.decapsulate(bad, ha.ctx).reason == DropReason::Malformed);
+    CHECK(ha.ctx.sent.empty());
+    CHECK(ha.stage.counters().requests_discarded == 1);
+
+    // Sent to the subnet-directed broadcast: 136, answered from the unicast address.
+    w.advance(2s);
+    mn1.stage.poll(mn1.ctx);
+    REQUIRE(mn1.ctx.sent.size() == 1);
+    auto to_bcast = std::move(mn1.ctx.sent[0]);
+    mn1.ctx.sent.clear();
+    test::rewrite(to_bcast.bytes(), std::nullopt, core::Endpoint{ip("10.1.0.255"), 0});
+    CHECK(ha.stage.decapsulate(to_bcast, ha.ctx).action == core::Action::Consumed);
+    REQUIRE(ha.ctx.sent.size() == 1);
+    {
+        auto reply_ip = core::Ipv4View::check(ha.ctx.sent[0].bytes());
+        CHECK(reply_ip->source() == ha1);
+        auto reply = mip::RegistrationReplyView::check(mip::udp_of(*reply_ip)->payload());
+        REQUIRE(reply);
+        CHECK(reply->code() == mip::reply_code::ha_unknown_home_agent);
+    }
+    ha.ctx.sent.clear();
+
+    // Now register both properly (the next retransmission), then let them expire.
+    w.advance(5s);
+    w.poll();
+    REQUIRE(ha.stage.agent().bindings().size() == 2);
+    test::FlatStatus status;
+    ha.stage.report(status);
+    CHECK(status.values["binding_count"] == "2");
+    CHECK(status.values["bindings_listed"] == "1");
+    CHECK(status.count("bindings[0].") > 0);
+    CHECK(status.count("bindings[1].") == 0);
+
+    // The MN renews well before expiry; stop it (take both off the network) and let the HA expire them.
+    w.net.nodes = {&ha.node};
+    w.advance(1001s);
+    const auto before = test::registrations(ha.ctx).size();
+    ha.stage.poll(ha.ctx);
+    auto events = test::registrations(ha.ctx);
+    REQUIRE(events.size() == before + 2);
+    CHECK_FALSE(events.back().registered);
+    CHECK(ha.stage.agent().bindings().size() == 0);
+    CHECK(ha.stage.counters().bindings_expired == 2);
+    auto late = test::load(w.pool, test::echo_packet(cn, home1));
+    CHECK(ha.stage.encapsulate(late, ha.ctx).reason == DropReason::NoBinding);
+}
+
+TEST_CASE("HA stage: a half-bound binding (RFC 3519 R flag) completes on the first keepalive") {
+    core::BufferPool pool(32, 2048);
+    test::FakeStageContext ctx(pool);
+    test::SeededRandom random(3);
+    mip::HomeAgentStage ha(test::ha_stage_config(ha1, home_net, {{home1, &key1}}), random);
+    const auto fa = ip("198.51.100.20");
+
+    // A co-located MN registering through an FA that demands it (R): D, T and a Tunnel Request with R.
+    mip::RegistrationRequest r;
+    r.flags = mip::RegistrationRequestView::flag_d | mip::RegistrationRequestView::flag_t;
+    r.lifetime = 60;
+    r.home_address = home1;
+    r.home_agent = ha1;
+    r.care_of_address = coa1;
+    r.identification = mip::ntp_time(ctx.now(), test::world_ntp_offset);
+    mip::RequestExtensions ext;
+    ext.udp_tunnel = mip::UdpTunnelRequest{false, true, 4};
+    auto sa = test::make_sa(256, key1);
+    auto msg = mip::build_request(r, ext, sa.auth_key());
+    REQUIRE(msg);
+    auto req = test::load(pool, test::udp_packet({fa, 434}, {ha1, 434}, msg->bytes()));
+    CHECK(ha.decapsulate(req, ctx).action == core::Action::Consumed);
+    auto b = ha.agent().binding(home1);
+    REQUIRE(b);
+    CHECK(b->half_bound);
+    auto early = test::load(pool, test::echo_packet(cn, home1));
+    CHECK(ha.encapsulate(early, ctx).reason == DropReason::NoBinding);
+
+    auto keepalive = [&](core::Endpoint from) {
+        auto buf = test::load(pool, test::echo_packet(home1, ha1, 1, 8));
+        REQUIRE(mip::push_ip_in_udp(buf, {from.address, ha1}, from.port, 434).passed());
+        return buf;
+    };
+    // Data (not a keepalive) or a keepalive from another address does not complete it.
+    auto data = test::load(pool, test::echo_packet(home1, cn));
+    REQUIRE(mip::push_ip_in_udp(data, {fa, ha1}, 40001, 434).passed());
+    CHECK(ha.decapsulate(data, ctx).reason == DropReason::BindingMismatch);
+    auto wrong = keepalive({ip("192.0.2.5"), 40001});
+    CHECK(ha.decapsulate(wrong, ctx).reason == DropReason::BindingMismatch);
+    CHECK(ha.agent().binding(home1)->half_bound);
+
+    ctx.sent.clear();
+    auto first = keepalive({fa, 40001});
+    CHECK(ha.decapsulate(first, ctx).action == core::Action::Consumed);
+    b = ha.agent().binding(home1);
+    CHECK_FALSE(b->half_bound);
+    CHECK(b->udp_endpoint == core::Endpoint{fa, 40001});
+    CHECK(ha.counters().half_bound_completed == 1);
+    // The echo reply goes back through the tunnel to the learnt endpoint.
+    REQUIRE(ctx.sent.size() == 1);
+    auto reply = core::Ipv4View::check(ctx.sent[0].bytes());
+    CHECK(reply->source() == ha1);
+    CHECK(reply->destination() == fa);
+    auto udp = mip::udp_of(*reply);
+    CHECK(udp->destination_port() == 40001);
+    CHECK(udp->source_port() == 434);
+    auto inner = core::Ipv4View::check(udp->payload().subspan(4));
+    REQUIRE(inner);
+    CHECK(inner->source() == ha1);
+    CHECK(inner->destination() == home1);
+    auto icmp = core::IcmpView::check(inner->payload());
+    CHECK(icmp->type() == core::icmp_type::echo_reply);
+    CHECK(icmp->checksum_valid());
+    CHECK(icmp->body().size() == 8);
+    auto now_ok = test::load(pool, test::echo_packet(cn, home1));
+    CHECK(ha.encapsulate(now_ok, ctx).passed());
+}
+
+namespace {
+/// Connects two pipelines back to back: what one sends outward the other decapsulates.
+struct Link final : core::PipelineIo {
+    std::vector<core::PacketBuf> outer;
+    std::vector<core::PacketBuf> inner;
+    void send_outer(core::PacketBuf&& p) override { outer.push_back(std::move(p)); }
+    void deliver_inner(core::PacketBuf&& p) override { inner.push_back(std::move(p)); }
+};
+
+void shuttle(core::Pipeline& a, Link& a_io, core::Pipeline& b, Link& b_io) {
+    for (int round = 0; round < 16 && (!a_io.outer.empty() || !b_io.outer.empty()); ++round) {
+        auto from_a = std::move(a_io.outer);
+        a_io.outer.clear();
+        for (auto& p : from_a)
+            if (b.decapsulate(p).passed()) b_io.inner.push_back(std::move(p));
+        auto from_b = std::move(b_io.outer);
+        b_io.outer.clear();
+        for (auto& p : from_b)
+            if (a.decapsulate(p).passed()) a_io.inner.push_back(std::move(p));
+    }
+}
+}  // namespace
+
+TEST_CASE("stacking: MN stage over a fixed IP-in-IP stage and over another MN layer round-trips in place") {
+    // i-MIP over an outer tunnel: [mip.mobile_node, mip.ipip] against [mip.home_agent, mip.ipip].
+    const auto outer_mn = ip("198.51.100.10");
+    const auto outer_gw = ip("198.51.100.1");
+    for (bool nested_mip : {false, true}) {
+        CAPTURE(nested_mip);
+        core::BufferPool pool(64, 2048);
+        test::SeededRandom random(11);
+        const auto x_home = ip("10.200.0.5");
+        const auto x_ha = ip("10.200.0.1");
+        std::vector<std::unique_ptr<core::Stage>> mn_stages;
+        std::vector<std::unique_ptr<core::Stage>> ha_stages;
+        // x-MIP below i-MIP: the i-MIP CoA is the x-MIP home address (RFC 5265 shape, without
+        // the VPN layer), and the x-HA sits below the i-HA in the peer pipeline.
+        const auto i_care_of = nested_mip ? x_home : coa1;
+        mn_stages.push_back(std::make_unique<mip::MobileNodeStage>(test::mn_stage_config(home1, ha1, key1, i_care_of, Udp::Forced), random));
+        ha_stages.push_back(std::make_unique<mip::HomeAgentStage>(test::ha_stage_config(ha1, home_net, {{home1, &key1}}), random));
+        if (nested_mip) {
+            mn_stages.push_back(std::make_unique<mip::MobileNodeStage>(test::mn_stage_config(x_home, x_ha, key2, outer_mn), random));
+            ha_stages.push_back(std::make_unique<mip::HomeAgentStage>(
+                test::ha_stage_config(x_ha, *core::Ipv4Prefix::parse("10.200.0.0/24"), {{x_home, &key2}}), random));
+        } else {
+            mn_stages.push_back(std::make_unique<mip::IpInIpStage>(mip::IpInIpStage::Config{outer_mn, outer_gw}));
+            ha_stages.push_back(std::make_unique<mip::IpInIpStage>(mip::IpInIpStage::Config{outer_gw, outer_mn}));
+        }
+        core::Pipeline mn(std::move(mn_stages), pool, core::null_logger());
+        core::Pipeline ha(std::move(ha_stages), pool, core::null_logger());
+        Link mn_io, ha_io;
+        mn.attach(&mn_io);
+        ha.attach(&ha_io);
+        auto t = core::TimePoint{} + 1h;
+        // The i-layer's first request is dropped while the x-layer registers; its retransmission
+        // (>= 1 s later) gets through.
+        for (int i = 0; i < 4; ++i) {
+            mn.set_now(t);
+            ha.set_now(t);
+            (void)mn.poll();
+            (void)ha.poll();
+            shuttle(mn, mn_io, ha, ha_io);
+            t += 2s;
+        }
+        const auto& stage = static_cast<const mip::MobileNodeStage&>(mn.stage(0));
+        REQUIRE(stage.active_registration());
+        CHECK(stage.active_registration()->mode == mip::TunnelMode::Udp);
+        if (nested_mip) REQUIRE(static_cast<const mip::MobileNodeStage&>(mn.stage(1)).active_registration());
+
+        // Up: TUN -> both layers -> peer pipeline -> home network, same block, same bytes.
+        const auto up = test::echo_packet(home1, cn, 1, 64);
+        auto buf = pool.acquire(mn.headroom());
+        REQUIRE(buf.resize(up.size()));
+        std::copy(up.begin(), up.end(), buf.data());
+        const auto* block = buf.block();
+        REQUIRE(mn.encapsulate(buf).passed());
+        CHECK(buf.size() == up.size() + mip::ip_in_udp_overhead + mip::ip_in_ip_overhead);
+        REQUIRE(ha.decapsulate(buf).passed());
+        CHECK(buf.block() == block);
+        CHECK(test::to_hex(buf.bytes()) == test::to_hex(up));
+
+        // Down: home network -> HA pipeline -> MN pipeline -> TUN.
+        const auto down = test::echo_packet(cn, home1, 2, 64, 60, core::icmp_type::echo_reply);
+        auto dbuf = pool.acquire(ha.headroom());
+        REQUIRE(dbuf.resize(down.size()));
+        std::copy(down.begin(), down.end(), dbuf.data());
+        const auto* dblock = dbuf.block();
+        REQUIRE(ha.encapsulate(dbuf).passed());
+        REQUIRE(mn.decapsulate(dbuf).passed());
+        CHECK(dbuf.block() == dblock);
+        CHECK(test::to_hex(dbuf.bytes()) == test::to_hex(down));
+    }
+}
