@@ -173,6 +173,10 @@ core::Result<void> Netlink::del_route(const Route& route) {
     return transact(encode_route(next_seq(), NetlinkOp::Delete, route));
 }
 
+core::Result<void> Netlink::add_rule(const Rule& rule) { return transact(encode_rule(next_seq(), NetlinkOp::Add, rule)); }
+
+core::Result<void> Netlink::del_rule(const Rule& rule) { return transact(encode_rule(next_seq(), NetlinkOp::Delete, rule)); }
+
 core::Result<LinkInfo> Netlink::get_link(core::Result<std::vector<std::uint8_t>> request) {
     last_detail_.clear();
     if (!request) return request.error();

@@ -44,6 +44,8 @@ public:
     /// Fails with std::errc::file_exists if the route is already there.
     core::Result<void> add_route(const Route& route);
     core::Result<void> del_route(const Route& route);
+    core::Result<void> add_rule(const Rule& rule);
+    core::Result<void> del_rule(const Rule& rule);
     /// core::Errc::NotFound if there is no such interface.
     core::Result<std::uint32_t> ifindex_of(std::string_view name);
     core::Result<LinkInfo> link(std::uint32_t ifindex);

@@ -7,6 +7,7 @@
 #include <linux/if_addr.h>
 #include <linux/if_link.h>
 #include <linux/netlink.h>
+#include <linux/fib_rules.h>
 #include <linux/rtnetlink.h>
 #include <sys/socket.h>
 
@@ -259,6 +260,30 @@ core::Result<std::vector<std::uint8_t>> encode_route(std::uint32_t seq, NetlinkO
     if (route.source) req.add_attr_ipv4(RTA_PREFSRC, *route.source);
     if (route.ifindex != 0) req.add_attr_u32(RTA_OIF, route.ifindex);
     if (route.table) req.add_attr_u32(RTA_TABLE, table);
+    return std::move(req).finish();
+}
+
+namespace fib_rule_off {
+constexpr std::size_t family = 0, table = 4, action = 7, flags = 8, size = 12;
+static_assert(offsetof(fib_rule_hdr, family) == family && offsetof(fib_rule_hdr, table) == table &&
+              offsetof(fib_rule_hdr, action) == action && offsetof(fib_rule_hdr, flags) == flags &&
+              sizeof(fib_rule_hdr) == size);
+}  // namespace fib_rule_off
+
+core::Result<std::vector<std::uint8_t>> encode_rule(std::uint32_t seq, NetlinkOp op, const Rule& rule) {
+    if (rule.table == 0 || rule.fwmark == 0 || rule.fwmask == 0) return core::Errc::InvalidArgument;
+    const bool add = op == NetlinkOp::Add;
+    NetlinkRequest req(add ? RTM_NEWRULE : RTM_DELRULE, add ? request_create : request_ack, seq);
+    auto hdr = req.add_fixed(fib_rule_off::size);
+    hdr[fib_rule_off::family] = AF_INET;
+    hdr[fib_rule_off::table] = rule.table < 256 ? static_cast<std::uint8_t>(rule.table) : std::uint8_t{RT_TABLE_UNSPEC};
+    hdr[fib_rule_off::action] = FR_ACT_TO_TBL;
+    store32(hdr.data() + fib_rule_off::flags, rule.invert ? FIB_RULE_INVERT : 0u);
+    // iproute2's attribute order, and like it no mask when it is all ones (the kernel's default).
+    req.add_attr_u32(FRA_FWMARK, rule.fwmark);
+    if (rule.fwmask != 0xFFFFFFFF) req.add_attr_u32(FRA_FWMASK, rule.fwmask);
+    req.add_attr_u32(FRA_TABLE, rule.table);
+    if (rule.priority != 0) req.add_attr_u32(FRA_PRIORITY, rule.priority);
     return std::move(req).finish();
 }
 

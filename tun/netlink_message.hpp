@@ -137,6 +137,21 @@ std::vector<std::uint8_t> encode_get_addresses(std::uint32_t seq);
 /// RTM_NEWROUTE (create, fail if it exists) or RTM_DELROUTE, like `ip route add/del`.
 core::Result<std::vector<std::uint8_t>> encode_route(std::uint32_t seq, NetlinkOp op, const Route& route);
 
+/// An IPv4 policy rule "[not] fwmark M/mask lookup T", like `ip rule add not fwmark 0x6d69 table
+/// 100 priority 32000`. The shell's way of sending only the host's own traffic into the TUN:
+/// its outer sockets carry the mark and so keep using the main table.
+struct Rule {
+    std::uint32_t table = 0;
+    std::uint32_t priority = 0;
+    std::uint32_t fwmark = 0;
+    std::uint32_t fwmask = 0xFFFFFFFF;
+    bool invert = false;  // "not fwmark"
+    friend bool operator==(const Rule&, const Rule&) = default;
+};
+/// RTM_NEWRULE (create, fail if it exists) or RTM_DELRULE. Errc::InvalidArgument for table 0
+/// or a mark of 0 (the kernel would then ignore the mark match).
+core::Result<std::vector<std::uint8_t>> encode_rule(std::uint32_t seq, NetlinkOp op, const Rule& rule);
+
 // --- What we receive ------------------------------------------------------------------------
 
 /// NLMSG_ERROR: an acknowledgement (error 0) or a failure (a positive errno), with the

@@ -265,6 +265,19 @@ TEST_CASE("request encoders produce iproute2's bytes") {
                                  {.destination = *core::Ipv4Prefix::parse("0.0.0.0/0"),
                                   .gateway = core::Ipv4Address::parse("10.1.2.1")})),
          "24000000 1800 0506 a53b036b 00000000 02 00 00 00 fe 04 00 01 00000000 0800 0500 0a010201"_hex},
+        {"ip rule add not fwmark 0x6d69 table 1000 priority 32000",
+         value(tun::encode_rule(seq, tun::NetlinkOp::Add, {.table = 1000, .priority = 32000, .fwmark = 0x6d69, .invert = true})),
+         "34000000 2000 0506 a53b036b 00000000 02 00 00 00 00 00 00 01 02000000"
+         "0800 0a00 696d0000 0800 0f00 e8030000 0800 0600 007d0000"_hex},
+        {"ip rule del not fwmark 0x6d69 table 1000 priority 32000",
+         value(tun::encode_rule(seq, tun::NetlinkOp::Delete, {.table = 1000, .priority = 32000, .fwmark = 0x6d69, .invert = true})),
+         "34000000 2100 0500 a53b036b 00000000 02 00 00 00 00 00 00 01 02000000"
+         "0800 0a00 696d0000 0800 0f00 e8030000 0800 0600 007d0000"_hex},
+        // Not from iproute2 (table < 256 also goes in the header; mask given): linux/fib_rules.h.
+        {"rule fwmark 0x10/0xf0 table 100",
+         value(tun::encode_rule(seq, tun::NetlinkOp::Add, {.table = 100, .fwmark = 0x10, .fwmask = 0xf0})),
+         "34000000 2000 0506 a53b036b 00000000 02 00 00 00 64 00 00 01 00000000"
+         "0800 0a00 10000000 0800 1000 f0000000 0800 0f00 64000000"_hex},
         {"host bits of the destination are cleared",
          value(tun::encode_route(seq, tun::NetlinkOp::Delete,
                                  {.destination = *core::Ipv4Prefix::parse("10.9.1.1/16"), .ifindex = ifx})),
@@ -288,6 +301,8 @@ TEST_CASE("request encoders refuse what the kernel would refuse") {
           core::Errc::InvalidArgument);
     CHECK(tun::encode_route(1, tun::NetlinkOp::Add, {.destination = {core::Ipv4Address{1}, 40}, .ifindex = 2})
               .error() == core::Errc::InvalidArgument);
+    CHECK(tun::encode_rule(1, tun::NetlinkOp::Add, {.table = 0, .fwmark = 1}).error() == core::Errc::InvalidArgument);
+    CHECK(tun::encode_rule(1, tun::NetlinkOp::Add, {.table = 100, .fwmark = 0}).error() == core::Errc::InvalidArgument);
 }
 
 TEST_CASE("parse_ack: a capped success ack captured from the kernel") {

@@ -272,6 +272,14 @@ TEST_CASE("Netlink sets MTU, link state, address and route, and reads them back"
     auto other = *core::Ipv4Prefix::parse("10.202.0.0/16");
     REQUIRE(nl->add_route({.destination = other, .ifindex = ifx, .table = 1000}));
     CHECK(std::get<int>(route_source(other.address)) == ENETUNREACH);
+    // ...until a rule sends unmarked traffic to that table (the shell's TUN routing).
+    const tun::Rule rule{.table = 1000, .priority = 32000, .fwmark = 0x6d69, .invert = true};
+    REQUIRE(nl->add_rule(rule));
+    CHECK(std::get<core::Ipv4Address>(route_source(other.address)) == tun_address);
+    CHECK(nl->add_rule(rule).error() == std::errc::file_exists);
+    REQUIRE(nl->del_rule(rule));
+    CHECK(std::get<int>(route_source(other.address)) == ENETUNREACH);
+    CHECK(nl->del_rule(rule).error() == std::errc::no_such_file_or_directory);
     REQUIRE(nl->del_route({.destination = other, .ifindex = ifx, .table = 1000}));
 
     // The kernel explains itself through the extended ack.
