@@ -12,12 +12,18 @@ public:
     PacketBuf allocate() override { return p_.pool_.acquire(p_.headroom_below(index_ + 1)); }
     void send_control(PacketBuf&& packet) override {
         ++p_.counters_[index_].control_sent;
-        if (p_.run_outward(index_ + 1, packet).passed() && p_.io_ != nullptr) p_.io_->send_outer(std::move(packet));
+        if (p_.run_outward(index_ + 1, packet).passed() && p_.io_ != nullptr) {
+            // What a stage announced before sending must take effect first: a home agent
+            // removes a binding (and the shell its host route) before the deregistration
+            // reply leaves, or the reply would be routed into the old tunnel.
+            p_.show_pending_events_to_io();
+            p_.io_->send_outer(std::move(packet));
+        }
     }
     void deliver_inward(PacketBuf&& packet) override {
         if (p_.run_inward(index_, packet).passed() && p_.io_ != nullptr) p_.io_->deliver_inner(std::move(packet));
     }
-    void raise(ControlEvent event) override { p_.events_.push_back({index_, std::move(event)}); }
+    void raise(ControlEvent event) override { p_.events_.push_back({{index_, std::move(event)}, false}); }
     Logger& log() override { return log_; }
 
 private:
@@ -102,8 +108,16 @@ std::optional<TimePoint> Pipeline::poll() {
 }
 
 void Pipeline::dispatch(ControlEvent event) {
-    events_.push_back({RaisedEvent::external, std::move(event)});
+    events_.push_back({{RaisedEvent::external, std::move(event)}, false});
     drain_events();
+}
+
+void Pipeline::show_pending_events_to_io() {
+    for (std::size_t i = 0; i < events_.size(); ++i) {  // by index: a handler may queue more
+        if (events_[i].io_seen) continue;
+        events_[i].io_seen = true;
+        io_->on_event(events_[i].event);
+    }
 }
 
 void Pipeline::drain_events() {
@@ -111,10 +125,10 @@ void Pipeline::drain_events() {
     if (draining_) return;
     draining_ = true;
     while (!events_.empty()) {
-        RaisedEvent e = std::move(events_.front());
+        QueuedEvent q = std::move(events_.front());
         events_.pop_front();
-        for (std::size_t i = 0; i < stages_.size(); ++i) stages_[i]->on_event(e, *contexts_[i]);
-        if (io_ != nullptr) io_->on_event(e);
+        for (std::size_t i = 0; i < stages_.size(); ++i) stages_[i]->on_event(q.event, *contexts_[i]);
+        if (io_ != nullptr && !q.io_seen) io_->on_event(q.event);
     }
     draining_ = false;
 }

@@ -84,6 +84,7 @@ private:
     Verdict run_inward(std::size_t last_plus_one, PacketBuf& packet);
     std::size_t headroom_below(std::size_t index) const noexcept;
     void drain_events();
+    void show_pending_events_to_io();
 
     std::vector<std::unique_ptr<Stage>> stages_;
     std::vector<std::unique_ptr<Context>> contexts_;
@@ -95,7 +96,11 @@ private:
     TimePoint now_{};
     std::size_t headroom_ = 0;
     std::size_t tailroom_ = 0;
-    std::deque<RaisedEvent> events_;
+    struct QueuedEvent {
+        RaisedEvent event;
+        bool io_seen = false;
+    };
+    std::deque<QueuedEvent> events_;
     bool draining_ = false;
 };
 

@@ -46,6 +46,7 @@ public:
     void on_event(const RaisedEvent& e, StageContext&) override { events.push_back(e.origin); }
     std::optional<TimePoint> poll(StageContext& ctx) override {
         if (send_on_poll) {
+            if (raise_before_send) ctx.raise(PathMtuChanged{1280});
             auto b = ctx.allocate();
             REQUIRE(b.valid());
             REQUIRE(b.put(4));
@@ -58,6 +59,7 @@ public:
 
     bool raise_on_packet = false;
     bool send_on_poll = false;
+    bool raise_before_send = false;
     std::optional<TimePoint> deadline;
     std::vector<std::size_t> events;
 
@@ -70,11 +72,18 @@ private:
 
 class RecordingIo final : public PipelineIo {
 public:
-    void send_outer(PacketBuf&& p) override { outer.emplace_back(p.bytes().begin(), p.bytes().end()); }
+    void send_outer(PacketBuf&& p) override {
+        outer.emplace_back(p.bytes().begin(), p.bytes().end());
+        order.push_back("packet");
+    }
     void deliver_inner(PacketBuf&& p) override { inner.emplace_back(p.bytes().begin(), p.bytes().end()); }
-    void on_event(const RaisedEvent& e) override { events.push_back(e.origin); }
+    void on_event(const RaisedEvent& e) override {
+        events.push_back(e.origin);
+        order.push_back("event");
+    }
     std::vector<Bytes> outer, inner;
     std::vector<std::size_t> events;
+    std::vector<std::string> order;
 };
 
 struct Spec {
@@ -190,6 +199,23 @@ TEST_CASE("events are delivered after the packet to every stage and the io, with
     CHECK(io.events == std::vector<std::size_t>{0});
     p.dispatch(LinkChanged{3, "eth0", true});
     CHECK(outer->events.back() == RaisedEvent::external);
+}
+
+TEST_CASE("an event raised before a control packet reaches the io first, once; stages still get it") {
+    BufferPool pool(4, 512);
+    auto stages = make({{1, 8, 0}, {2, 8, 0}});
+    auto* inner = static_cast<TagStage*>(stages[0].get());
+    auto* outer = static_cast<TagStage*>(stages[1].get());
+    inner->send_on_poll = true;
+    inner->raise_before_send = true;
+    Pipeline p(std::move(stages), pool, null_logger());
+    RecordingIo io;
+    p.attach(&io);
+    (void)p.poll();
+    CHECK(io.order == std::vector<std::string>{"event", "packet"});
+    CHECK(io.events == std::vector<std::size_t>{0});
+    CHECK(inner->events == std::vector<std::size_t>{0});
+    CHECK(outer->events == std::vector<std::size_t>{0});
 }
 
 TEST_CASE("poll returns the earliest stage deadline") {
