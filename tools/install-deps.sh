@@ -9,7 +9,7 @@ packages=(
   cmake ninja-build pkg-config g++ clang libclang-rt-14-dev
   libboost1.81-dev libssl-dev libsodium-dev libcli11-dev nlohmann-json3-dev doctest-dev
   # lab and end-to-end tests
-  iproute2 nftables conntrack iputils-ping dnsmasq-base procps
+  iproute2 nftables conntrack iputils-ping dnsmasq-base busybox procps
   # independent checkers
   tshark python3 python3-scapy python3-cryptography
   # interop peer: strongSwan 5.9 with kernel-libipsec (no kernel IPsec needed)

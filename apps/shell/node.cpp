@@ -84,11 +84,19 @@ public:
         out_batch_.reserve(config_.batch);
         started_ = std::chrono::steady_clock::now();
         asio::co_spawn(io_, tun_loop(), rethrow);
-        for (std::size_t i = 0; i < socket_fds_.size(); ++i) asio::co_spawn(io_, socket_loop(i), rethrow);
+        for (std::size_t i = 0; i < socket_fds_.size(); ++i)
+            if (transport_->receives(i)) asio::co_spawn(io_, socket_loop(i), rethrow);
         if (monitor_fd_) asio::co_spawn(io_, link_loop(), rethrow);
         asio::co_spawn(io_, timer_loop(), rethrow);
         log_.info("up: tun ", config_.tun.name, " mtu ", mtu_, ", ", pipeline_->size(), " stages, headroom ",
                   pipeline_->headroom(), ", tailroom ", pipeline_->tailroom());
+        announce_present_addresses();
+    }
+
+    ~RunningNode() override {
+        // Routes die with the TUN device; a policy rule would outlive us and misroute the host.
+        if (!rule_) return;
+        if (auto nl = tun::Netlink::open()) (void)nl->del_rule(*rule_);
     }
 
     void stop() override {
@@ -149,7 +157,50 @@ private:
         }
         check(nl.set_up(ifindex, true), "cannot bring " + config_.tun.name + " up");
         // Routes through the TUN vanish with the device when it closes, so cleanup is implicit.
-        for (const auto& r : config_.tun.routes) check(nl.add_route(tun::Route{r, ifindex, {}, {}, {}}), "cannot add route " + r.to_string() + " via " + config_.tun.name);
+        for (const auto& r : config_.tun.routes)
+            check(nl.add_route(tun::Route{r, ifindex, {}, config_.tun.route_table, {}}), "cannot add route " + r.to_string() + " via " + config_.tun.name);
+        if (config_.tun.route_table) {
+            const tun::Rule rule{.table = *config_.tun.route_table, .priority = 0, .fwmark = *config_.transport.fwmark, .invert = true};
+            auto added = nl.add_rule(rule);
+            if (!added && added.error() != std::errc::file_exists)
+                check(added, "cannot add rule \"not fwmark " + std::to_string(rule.fwmark) + " lookup " + std::to_string(rule.table) + "\"");
+            if (added) rule_ = rule;
+        }
+    }
+
+    // Stages that follow an interface's address (a mobile node's care-of address) learn the
+    // addresses that were already there before we started, as if they had just appeared.
+    void announce_present_addresses() {
+        auto nl = tun::Netlink::open();
+        if (!nl) return;
+        auto addresses = nl->addresses();
+        if (!addresses) {
+            log_.warn("cannot list interface addresses: ", addresses.error().message());
+            return;
+        }
+        pipeline_->set_now(core::Clock::now());
+        for (const auto& a : *addresses) pipeline_->dispatch(core::AddressChanged{a.ifindex, a.prefix, true});
+    }
+
+    // A home agent's bindings become host routes into the TUN, so the kernel hands it the
+    // packets for every mobile node that is away (and forgets them when it comes home).
+    void follow_binding(const core::RaisedEvent& e, const core::RegistrationChanged& change) {
+        if (e.origin >= pipeline_->size() || pipeline_->stage(e.origin).name() != "mip.home_agent") return;
+        auto nl = tun::Netlink::open();
+        if (!nl) {
+            log_.error("cannot open rtnetlink for the route to ", change.home_address.to_string(), ": ", nl.error().message());
+            return;
+        }
+        const tun::Route route{{change.home_address, 32}, device_->ifindex(), {}, config_.tun.route_table, {}};
+        if (change.registered) {
+            auto r = nl->add_route(route);
+            if (!r && r.error() != std::errc::file_exists)
+                log_.error("cannot route ", change.home_address.to_string(), " into ", config_.tun.name, ": ", r.error().message());
+        } else {
+            auto r = nl->del_route(route);
+            if (!r && r.error() != std::errc::no_such_process)
+                log_.error("cannot remove the route to ", change.home_address.to_string(), ": ", r.error().message());
+        }
     }
 
     // Fills in_batch_ with fresh buffers at `headroom`; returns how many it could get.
@@ -263,6 +314,7 @@ private:
     void on_event(const core::RaisedEvent& e) override {
         if (const auto* mtu = std::get_if<core::PathMtuChanged>(&e.event)) log_.info("path MTU now ", mtu->mtu);
         if (const auto* inner = std::get_if<core::InnerAddressAssigned>(&e.event)) assign_inner_address(inner->prefix);
+        if (const auto* reg = std::get_if<core::RegistrationChanged>(&e.event)) follow_binding(e, *reg);
     }
 
     // The VPN layer's Mode Config address becomes the TUN device's address, so traffic routed
@@ -284,7 +336,7 @@ private:
         }
         inner_address_ = host;
         // Routes through the TUN were added before the address existed; re-adding is harmless.
-        for (const auto& route : config_.tun.routes) (void)nl->add_route(tun::Route{route, device_->ifindex(), {}, {}, host.address});
+        for (const auto& route : config_.tun.routes) (void)nl->add_route(tun::Route{route, device_->ifindex(), {}, config_.tun.route_table, host.address});
         log_.info("inner address ", host.to_string(), " on ", config_.tun.name);
     }
 
@@ -307,6 +359,7 @@ private:
     std::vector<core::PacketBuf> out_batch_;
     std::size_t mtu_ = 0;
     std::optional<core::Ipv4Prefix> inner_address_;
+    std::optional<tun::Rule> rule_;
     std::uint64_t backpressure_pauses_ = 0;
     std::chrono::steady_clock::time_point started_{};
     bool stopping_ = false;

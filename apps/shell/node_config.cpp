@@ -13,10 +13,10 @@ namespace mipsec::shell {
 
 namespace {
 
-const std::set<std::uint8_t> raw_protocols_supported = {4, 47, 50, 55};
+const std::set<std::uint8_t> raw_protocols_supported = {4, 47, 50, 55, 255};
 
 TunConfig parse_tun(const ConfigReader& c) {
-    c.only({"name", "address", "mtu", "routes"});
+    c.only({"name", "address", "mtu", "routes", "route_table"});
     TunConfig t;
     t.name = c.string("name");
     if (t.name.empty() || t.name.size() > 15 || t.name.find_first_of("/ \t:") != std::string::npos || t.name == "." || t.name == "..")
@@ -24,15 +24,18 @@ TunConfig parse_tun(const ConfigReader& c) {
     if (c.has("address")) t.address = c.prefix("address");
     if (c.has("mtu")) t.mtu = static_cast<std::size_t>(c.integer("mtu", 576, 9000));
     t.routes = c.prefix_list("routes");
+    // 253-255 are the kernel's default, main and local tables.
+    if (c.has("route_table")) t.route_table = static_cast<std::uint32_t>(c.integer("route_table", 1, 252));
     return t;
 }
 
 TransportConfig parse_transport(const ConfigReader& c) {
-    c.only({"local", "udp_ports", "raw_protocols", "link_mtu"});
+    c.only({"local", "udp_ports", "raw_protocols", "link_mtu", "fwmark"});
     TransportConfig t;
     t.local = c.address("local");
-    if (t.local.is_unspecified() || t.local.is_multicast() || t.local.is_broadcast())
-        c.fail("local", "is not a unicast address", "the address of this host's outer interface");
+    if (t.local.is_multicast() || t.local.is_broadcast())
+        c.fail("local", "is not a unicast address", "the address of this host's outer interface, or 0.0.0.0 if it changes (a mobile node)");
+    if (c.has("fwmark")) t.fwmark = static_cast<std::uint32_t>(c.integer("fwmark", 1, 0xFFFFFFFF));
     if (c.has("udp_ports")) {
         const auto& ports = c.raw("udp_ports");
         if (!ports.is_array()) c.fail("udp_ports", "is not an array", "an array of port numbers like [4500]");
@@ -52,7 +55,7 @@ TransportConfig parse_transport(const ConfigReader& c) {
             auto where = c.pointer_of("raw_protocols") + "/" + std::to_string(i);
             if (!protos[i].is_number_integer() || protos[i].get<std::int64_t>() < 0 || protos[i].get<std::int64_t>() > 255 ||
                 !raw_protocols_supported.contains(static_cast<std::uint8_t>(protos[i].get<std::int64_t>())))
-                throw ConfigError(where, "is " + protos[i].dump(), "4 (IP-in-IP), 47 (GRE), 50 (ESP) or 55 (minimal encapsulation)");
+                throw ConfigError(where, "is " + protos[i].dump(), "4 (IP-in-IP), 47 (GRE), 50 (ESP), 55 (minimal encapsulation) or 255 (send-only, any protocol)");
             auto p = static_cast<std::uint8_t>(protos[i].get<std::int64_t>());
             if (std::find(t.raw_protocols.begin(), t.raw_protocols.end(), p) != t.raw_protocols.end())
                 throw ConfigError(where, "protocol " + std::to_string(p) + " is listed twice", "each protocol once");
@@ -76,6 +79,8 @@ NodeConfig parse_node(const ConfigReader& c, bool allow_process_keys) {
         c.fail("name", "\"" + n.name + "\" is not a valid node name", "1 to 32 letters, digits, '-' or '_'");
     n.tun = parse_tun(c.object("tun"));
     n.transport = parse_transport(c.object("transport"));
+    if (n.tun.route_table && !n.transport.fwmark)
+        c.object("tun").fail("route_table", "needs transport.fwmark", "a \"fwmark\" in \"transport\" so the node's own outer packets bypass the table");
     if (auto pool = c.optional_object("pool")) {
         pool->only({"buffers", "buffer_size", "batch"});
         n.buffers = static_cast<std::size_t>(pool->integer_or("buffers", 4096, 64, 1 << 20));

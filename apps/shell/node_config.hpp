@@ -21,6 +21,9 @@ struct TunConfig {
     std::optional<core::Ipv4Prefix> address;
     std::optional<std::size_t> mtu;  // absent: link MTU minus the pipeline's overhead
     std::vector<core::Ipv4Prefix> routes;
+    // Routes go into this table, consulted by a rule "not fwmark <transport.fwmark> lookup
+    // <table>": the host's own traffic enters the TUN, the node's outer packets never do.
+    std::optional<std::uint32_t> route_table;
 };
 
 struct TransportConfig {
@@ -28,6 +31,7 @@ struct TransportConfig {
     std::vector<std::uint16_t> udp_ports;     // bound on `local`; outer UDP leaves from these
     std::vector<std::uint8_t> raw_protocols;  // IP protocols sent/received with raw sockets
     std::size_t link_mtu = 1500;
+    std::optional<std::uint32_t> fwmark;  // SO_MARK on every socket
 };
 
 struct NodeConfig {

@@ -1,7 +1,13 @@
 // SPDX-License-Identifier: MIT
 // JSON -> mip stage configs.
+#include <net/if.h>
+
+#include <set>
+
 #include "apps/shell/stage_factory.hpp"
+#include "mip/home_agent_stage.hpp"
 #include "mip/ip_in_ip_stage.hpp"
+#include "mip/mobile_node_stage.hpp"
 
 namespace mipsec::shell {
 
@@ -16,10 +22,120 @@ std::unique_ptr<core::Stage> build_ipip(const ConfigReader& c, const StageBuildC
     cfg.df_when_inner_clear = c.boolean_or("df", false);
     return std::make_unique<mip::IpInIpStage>(cfg);
 }
+mip::SecurityAssociation read_sa(const ConfigReader& c) {
+    mip::SecurityAssociation sa;
+    sa.spi = static_cast<std::uint32_t>(c.integer("spi", mip::SecurityAssociation::min_spi, 0xFFFFFFFF));
+    sa.key = crypto::SecretBytes(c.hex_bytes("key", 1, 64));
+    sa.replay = c.choice_or("replay", {"timestamp", "nonce"}, "timestamp") == "nonce" ? mip::ReplayProtection::Nonce
+                                                                                        : mip::ReplayProtection::Timestamp;
+    return sa;
+}
+
+// Registration timestamps are NTP time (RFC 5944 §5.7); the cores only see the monotonic clock.
+core::Duration ntp_offset_now(const StageBuildContext& ctx) { return mip::ntp_offset(std::chrono::system_clock::now(), ctx.now); }
+
+std::unique_ptr<core::Stage> build_mobile_node(const ConfigReader& c, const StageBuildContext& ctx) {
+    c.only({"type", "home_address", "home_agent", "spi", "key", "replay", "lifetime_s", "reverse_tunnel", "udp_tunnelling",
+            "care_of", "care_of_address", "interface", "source_port", "nai", "tunnel_ttl", "df", "max_retransmit_s"});
+    mip::MobileNodeStage::Config cfg;
+    auto& node = cfg.node;
+    node.home_address = c.address("home_address");
+    node.home_agent = c.address("home_agent");
+    if (node.home_agent.is_unspecified() || node.home_agent.is_multicast())
+        c.fail("home_agent", "is not a unicast address", "the home agent's address");
+    node.sa = read_sa(c);
+    node.lifetime = static_cast<std::uint16_t>(c.integer_or("lifetime_s", 1800, 4, 65534));
+    node.reverse_tunnel = c.boolean_or("reverse_tunnel", true);
+    const auto udp = c.choice_or("udp_tunnelling", {"off", "wanted", "forced"}, "wanted");
+    node.udp_tunnelling = udp == "off" ? mip::MobileNode::UdpTunnelling::Off
+                          : udp == "forced" ? mip::MobileNode::UdpTunnelling::Forced
+                                            : mip::MobileNode::UdpTunnelling::Wanted;
+    node.nai = c.optional_string("nai").value_or("");
+    if (node.home_address.is_unspecified() && node.nai.empty())
+        c.fail("home_address", "is 0.0.0.0 without an \"nai\"", "the home address, or an NAI to learn it from the first reply (RFC 2794)");
+    node.source_port = static_cast<std::uint16_t>(c.integer_or("source_port", mip::registration_port, 1, 65535));
+    node.max_retransmit = std::chrono::seconds(c.integer_or("max_retransmit_s", 64, 1, 3600));
+    node.ntp_offset = ntp_offset_now(ctx);
+    cfg.tunnel_ttl = static_cast<std::uint8_t>(c.integer_or("tunnel_ttl", 64, 1, 255));
+    cfg.df_when_inner_clear = c.boolean_or("df", false);
+
+    const auto source = c.choice("care_of", {"static", "interface", "inner_address", "foreign_agent"});
+    if (source == "static") {
+        cfg.care_of_source = mip::MobileNodeStage::CareOfSource::Static;
+        cfg.static_care_of = c.address("care_of_address");
+    } else if (source == "inner_address") {
+        cfg.care_of_source = mip::MobileNodeStage::CareOfSource::InnerAddress;
+    } else {
+        cfg.care_of_source = source == "interface" ? mip::MobileNodeStage::CareOfSource::Interface
+                                                   : mip::MobileNodeStage::CareOfSource::ForeignAgent;
+        const auto name = c.string("interface");
+        if (name.empty() || name.size() > 15) c.fail("interface", "\"" + name + "\" is not an interface name", "the interface that moves, like \"wlan0\"");
+        if (!ctx.dry_run) {
+            cfg.care_of_ifindex = ::if_nametoindex(name.c_str());
+            if (cfg.care_of_ifindex == 0)
+                c.fail("interface", "no interface \"" + name + "\" in this network namespace", "an existing interface (see `ip link`)");
+        }
+    }
+    if (source != "static" && c.has("care_of_address"))
+        c.fail("care_of_address", "is only used with \"care_of\": \"static\"", "no care_of_address, or care_of static");
+    if (source != "interface" && source != "foreign_agent" && c.has("interface"))
+        c.fail("interface", "is only used with \"care_of\": \"interface\" or \"foreign_agent\"", "no interface here");
+    return std::make_unique<mip::MobileNodeStage>(std::move(cfg), *ctx.random);
+}
+
+std::unique_ptr<core::Stage> build_home_agent(const ConfigReader& c, const StageBuildContext& ctx) {
+    c.only({"type", "address", "home_network", "max_lifetime_s", "reverse_tunnel", "reverse_tunnel_required", "udp_tunnelling",
+            "keepalive_s", "udp_max_lifetime_s", "timestamp_tolerance_s", "max_bindings", "mobile_nodes", "tunnel_ttl", "df",
+            "pass_unbound", "drop_unrelated"});
+    mip::HomeAgentStage::Config cfg;
+    auto& agent = cfg.agent;
+    agent.address = c.address("address");
+    if (agent.address.is_unspecified() || agent.address.is_multicast()) c.fail("address", "is not a unicast address", "the home agent's own address");
+    agent.home_network = c.prefix("home_network");
+    agent.max_lifetime = static_cast<std::uint16_t>(c.integer_or("max_lifetime_s", 1800, 4, 65535));
+    agent.reverse_tunnel_supported = c.boolean_or("reverse_tunnel", true);
+    agent.reverse_tunnel_required = c.boolean_or("reverse_tunnel_required", false);
+    if (agent.reverse_tunnel_required && !agent.reverse_tunnel_supported)
+        c.fail("reverse_tunnel_required", "is true while reverse_tunnel is false", "reverse_tunnel true, or not required");
+    agent.udp_tunnelling = c.boolean_or("udp_tunnelling", true);
+    agent.keepalive_interval = static_cast<std::uint16_t>(c.integer_or("keepalive_s", 110, 0, 65535));
+    agent.udp_max_lifetime = static_cast<std::uint16_t>(c.integer_or("udp_max_lifetime_s", 0, 0, 65535));
+    agent.timestamp_tolerance = std::chrono::seconds(c.integer_or("timestamp_tolerance_s", 7, 1, 3600));
+    agent.max_bindings = static_cast<std::size_t>(c.integer_or("max_bindings", 1 << 20, 1, 1 << 26));
+    agent.ntp_offset = ntp_offset_now(ctx);
+    std::set<std::uint32_t> homes;
+    std::set<std::string> nais;
+    for (const auto& mn : c.objects("mobile_nodes")) {
+        mn.only({"home_address", "spi", "key", "replay", "nai"});
+        mip::HomeAgent::MobileNodeConfig m;
+        m.home_address = mn.address("home_address");
+        m.nai = mn.optional_string("nai").value_or("");
+        if (m.home_address.is_unspecified() && m.nai.empty())
+            mn.fail("home_address", "is 0.0.0.0 without an \"nai\"", "the mobile node's home address, or its NAI");
+        if (!m.home_address.is_unspecified() && !agent.home_network.contains(m.home_address))
+            mn.fail("home_address", m.home_address.to_string() + " is outside home_network " + agent.home_network.to_string(), "an address of the home network");
+        if (!m.home_address.is_unspecified() && !homes.insert(m.home_address.value).second)
+            mn.fail("home_address", m.home_address.to_string() + " is listed twice", "one entry per mobile node");
+        if (!m.nai.empty() && !nais.insert(m.nai).second) mn.fail("nai", "\"" + m.nai + "\" is listed twice", "one entry per mobile node");
+        m.sa = read_sa(mn);
+        agent.mobile_nodes.push_back(std::move(m));
+    }
+    if (agent.mobile_nodes.empty()) c.fail("mobile_nodes", "is empty", "at least one {\"home_address\", \"spi\", \"key\"}");
+    cfg.tunnel_ttl = static_cast<std::uint8_t>(c.integer_or("tunnel_ttl", 64, 1, 255));
+    cfg.df_when_inner_clear = c.boolean_or("df", false);
+    cfg.pass_unbound = c.boolean_or("pass_unbound", false);
+    cfg.drop_unrelated = c.boolean_or("drop_unrelated", false);
+    return std::make_unique<mip::HomeAgentStage>(std::move(cfg), *ctx.random);
+}
+
 }  // namespace
 
 void add_mip_stage_types(std::vector<StageType>& out) {
     out.push_back({"mip.ipip", "IP-in-IP tunnel between two fixed endpoints (RFC 2003)", build_ipip});
+    out.push_back({"mip.mobile_node", "Mobile IPv4 mobile node: registration, reverse tunnel, RFC 3519 UDP tunnel (RFC 5944, 3024)",
+                   build_mobile_node});
+    out.push_back({"mip.home_agent", "Mobile IPv4 home agent: bindings, tunnels to care-of addresses, RFC 3024 checks (RFC 5944)",
+                   build_home_agent});
 }
 
 }  // namespace mipsec::shell

@@ -3,6 +3,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <optional>
 #include <stdexcept>
 
 #include <netinet/in.h>
@@ -31,7 +32,13 @@ sockaddr_in to_sockaddr(core::Ipv4Address a, std::uint16_t port) {
 }
 }  // namespace
 
-Transport::Transport(const TransportConfig& config, std::size_t batch) : local_(config.local), batch_(batch) {
+Transport::Transport(const TransportConfig& config, std::size_t batch)
+    : local_(config.local), batch_(batch), any_local_(config.local.is_unspecified()) {
+    auto mark = [&](int fd) {
+        if (!config.fwmark) return;
+        std::uint32_t m = *config.fwmark;
+        if (::setsockopt(fd, SOL_SOCKET, SO_MARK, &m, sizeof m) != 0) fail("cannot set SO_MARK " + std::to_string(m), errno);
+    };
     try {
         for (auto port : config.udp_ports) {
             int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -39,6 +46,10 @@ Transport::Transport(const TransportConfig& config, std::size_t batch) : local_(
             sockets_.push_back({Kind::Udp, port, 0, fd, {}});
             int one = 1;
             ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+            // The address each datagram was sent to: with a wildcard bind it is the only way
+            // to rebuild the IP header (and with a fixed one it costs nothing).
+            if (::setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof one) != 0) fail("cannot set IP_PKTINFO", errno);
+            mark(fd);
             auto sa = to_sockaddr(local_, port);
             if (::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0)
                 fail("cannot bind UDP " + local_.to_string() + ":" + std::to_string(port), errno);
@@ -50,6 +61,7 @@ Transport::Transport(const TransportConfig& config, std::size_t batch) : local_(
             int one = 1;
             if (::setsockopt(fd, IPPROTO_IP, IP_HDRINCL, &one, sizeof one) != 0)
                 fail("cannot set IP_HDRINCL on raw socket", errno);
+            mark(fd);
             // Binding a raw socket filters inbound packets to this destination address.
             auto sa = to_sockaddr(local_, 0);
             if (::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0)
@@ -63,6 +75,7 @@ Transport::Transport(const TransportConfig& config, std::size_t batch) : local_(
     iovs_.resize(batch_);
     names_.resize(batch_);
     owner_.resize(batch_);
+    controls_.resize(batch_);
 }
 
 Transport::~Transport() {
@@ -86,14 +99,22 @@ int Transport::socket_for(std::span<const std::uint8_t> packet, std::size_t& pay
             }
         }
     }
+    // A socket for the exact protocol first, else the any-protocol one.
+    std::optional<std::size_t> chosen;
     for (std::size_t i = 0; i < sockets_.size(); ++i) {
-        if (sockets_[i].kind == Kind::Raw && sockets_[i].protocol == ip->protocol()) {
-            auto sa = to_sockaddr(ip->destination(), 0);
-            std::memcpy(&destination, &sa, sizeof sa);
-            destination_len = sizeof sa;
-            payload_offset = 0;
-            return static_cast<int>(i);
+        if (sockets_[i].kind != Kind::Raw) continue;
+        if (sockets_[i].protocol == ip->protocol()) {
+            chosen = i;
+            break;
         }
+        if (sockets_[i].protocol == any_protocol) chosen = i;
+    }
+    if (chosen) {
+        auto sa = to_sockaddr(ip->destination(), 0);
+        std::memcpy(&destination, &sa, sizeof sa);
+        destination_len = sizeof sa;
+        payload_offset = 0;
+        return static_cast<int>(*chosen);
     }
     return -1;
 }
@@ -141,6 +162,18 @@ void Transport::send(std::span<core::PacketBuf> packets) {
         msgs_[n].msg_hdr.msg_namelen = name_len;
         msgs_[n].msg_hdr.msg_iov = &iovs_[n];
         msgs_[n].msg_hdr.msg_iovlen = 1;
+        if (any_local_ && sockets_[static_cast<std::size_t>(owner)].kind == Kind::Udp) {
+            // Leave from the source the stage chose (the current care-of address).
+            auto* cmsg = reinterpret_cast<cmsghdr*>(controls_[n].data());
+            cmsg->cmsg_level = IPPROTO_IP;
+            cmsg->cmsg_type = IP_PKTINFO;
+            cmsg->cmsg_len = CMSG_LEN(sizeof(in_pktinfo));
+            in_pktinfo info{};
+            info.ipi_spec_dst.s_addr = htonl(ip->source().value);
+            std::memcpy(CMSG_DATA(cmsg), &info, sizeof info);
+            msgs_[n].msg_hdr.msg_control = controls_[n].data();
+            msgs_[n].msg_hdr.msg_controllen = CMSG_SPACE(sizeof(in_pktinfo));
+        }
         owner_[n] = owner;
         if (++n == batch_) flush();
     }
@@ -161,6 +194,10 @@ std::size_t Transport::receive(std::size_t index, std::span<core::PacketBuf> buf
         msgs_[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage);
         msgs_[i].msg_hdr.msg_iov = &iovs_[i];
         msgs_[i].msg_hdr.msg_iovlen = 1;
+        if (udp) {
+            msgs_[i].msg_hdr.msg_control = controls_[i].data();
+            msgs_[i].msg_hdr.msg_controllen = controls_[i].size();
+        }
     }
     int got = ::recvmmsg(sock.fd, msgs_.data(), static_cast<unsigned>(n), MSG_DONTWAIT, nullptr);
     if (got <= 0) {
@@ -180,6 +217,14 @@ std::size_t Transport::receive(std::size_t index, std::span<core::PacketBuf> buf
             continue;
         }
         if (accepted != i) std::swap(bufs[accepted], bufs[i]);
+        core::Ipv4Address destination = local_;
+        for (auto* c = CMSG_FIRSTHDR(&msgs_[i].msg_hdr); udp && c != nullptr; c = CMSG_NXTHDR(&msgs_[i].msg_hdr, c)) {
+            if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
+                in_pktinfo info{};
+                std::memcpy(&info, CMSG_DATA(c), sizeof info);
+                destination = core::Ipv4Address{ntohl(info.ipi_addr.s_addr)};
+            }
+        }
         if (udp) {
             // Rebuild the IP/UDP headers the socket consumed, so stages see a whole packet.
             if (!buf.resize(rebuilt_header_len + len)) {
@@ -190,19 +235,20 @@ std::size_t Transport::receive(std::size_t index, std::span<core::PacketBuf> buf
             ip.total_length = static_cast<std::uint16_t>(rebuilt_header_len + len);
             ip.protocol = core::ip_protocol::udp;
             ip.source = source.address;
-            ip.destination = local_;
+            ip.destination = destination;
             ip.emit(buf.bytes());
             core::UdpHeader u{source.port, sock.port, static_cast<std::uint16_t>(len + core::UdpHeader::len), 0};
             u.emit(buf.bytes().subspan(core::Ipv4Header::len));
             buf.meta().outer_src = source;
-            buf.meta().outer_dst = {local_, sock.port};
+            buf.meta().outer_dst = {destination, sock.port};
         } else {
             if (!buf.resize(len)) {
                 ++sock.counters.rx_errors;
                 continue;
             }
             buf.meta().outer_src = {source.address, 0};
-            buf.meta().outer_dst = {local_, 0};
+            auto ip = core::Ipv4View::check(buf.bytes());
+            buf.meta().outer_dst = {ip ? ip->destination() : local_, 0};
         }
         ++sock.counters.rx_packets;
         sock.counters.rx_bytes += len;

@@ -6,6 +6,13 @@
 // IP_HDRINCL so the header leaves exactly as the stage built it (TOS, DF, TTL). Inbound UDP
 // datagrams get their IP/UDP headers rebuilt in the buffer's headroom, so stages always see
 // a whole packet. Batch-shaped: recvmmsg/sendmmsg. Not thread-safe.
+//
+// A host whose address changes (a mobile node) binds to 0.0.0.0: UDP datagrams then leave
+// from the IP source the stage wrote (IP_PKTINFO) and inbound ones are rebuilt with the
+// address they were sent to. Raw protocol 255 is a send-only socket for any protocol (a mobile
+// node at home passes its own packets through unchanged). With a fwmark every socket carries
+// it, so policy routing can keep outer packets out of the TUN.
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -49,6 +56,12 @@ public:
     /// Sends whole outer IPv4 packets, batched per socket. Packets no socket can carry are
     /// counted in unroutable().
     void send(std::span<core::PacketBuf> packets);
+    /// Whether socket `index` receives (the any-protocol raw socket only sends).
+    bool receives(std::size_t index) const noexcept {
+        return sockets_[index].kind == Kind::Udp || sockets_[index].protocol != any_protocol;
+    }
+    static constexpr std::uint8_t any_protocol = 255;  // IPPROTO_RAW
+
     /// Receives up to bufs.size() packets from socket `index` into valid, reset buffers;
     /// returns how many (0: would block). Sets PacketMeta outer endpoints.
     std::size_t receive(std::size_t index, std::span<core::PacketBuf> bufs);
@@ -68,6 +81,8 @@ private:
     std::vector<struct iovec> iovs_;
     std::vector<sockaddr_storage> names_;
     std::vector<int> owner_;
+    std::vector<std::array<std::uint8_t, 64>> controls_;  // IP_PKTINFO per message
+    bool any_local_ = false;
 };
 
 }  // namespace mipsec::shell
