@@ -50,6 +50,10 @@ struct RegistrationChanged {
     Ipv4Address home_address;
     Ipv4Address care_of_address;
     bool registered = false;
+    // Registered through a foreign agent: its address on the link, and that link. The shell
+    // then routes the mobile node's traffic via the agent (RFC 5944 §4.2.2).
+    Ipv4Address foreign_agent{};
+    std::uint32_t link_ifindex = 0;
 };
 /// A layer obtained an inner address (IKE Mode Config, DHCP) that the layer above may use
 /// as its care-of address.

@@ -22,6 +22,9 @@ class BufferPool;
 struct PacketMeta {
     Endpoint outer_src;  // where an inbound packet came from on the wire (post-NAT), if known
     Endpoint outer_dst;
+    // Outbound: leave through this interface whatever the routing table says (a mobile node
+    // talking to an agent on a link where it has no address). 0: route normally.
+    std::uint32_t egress_ifindex = 0;
 };
 
 class PacketBuf {

@@ -158,7 +158,7 @@ MobileNode::Output MobileNode::agent_advertisement(const AgentAdvertisement& adv
             rebooted = true;
         last_advert_sequence_ = advert.sequence_number;
     }
-    if (config_.colocated) return {};
+    if (config_.colocated && !(config_.foreign_agents_when_no_address && (care_of_.is_unspecified() || via_fa_))) return {};
     if (!advert.foreign_agent() || advert.busy() || advert.care_of_count == 0) return {};
     const core::Ipv4Address coa = advert.care_of[0];
     if (via_fa_ && source == fa_address_ && coa == care_of_ && !rebooted && state_ != State::AtHome) return {};
@@ -318,6 +318,7 @@ MobileNode::Output MobileNode::on_reply(std::span<const std::uint8_t> payload, c
         r.care_of_address = care_of_;
         r.reverse_tunnel = p.reverse_tunnel;
         r.via_foreign_agent = via_fa_;
+        if (via_fa_) r.foreign_agent = fa_address_;
         r.lifetime = granted;
         r.source_port = config_.source_port;
         // RFC 3519 §3.2: UDP tunnelling only on an assenting Tunnel Reply to our own request.

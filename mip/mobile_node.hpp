@@ -59,6 +59,9 @@ public:
         bool reverse_tunnel = true;      // T bit (RFC 3024)
         UdpTunnelling udp_tunnelling = UdpTunnelling::Wanted;
         bool colocated = true;           // co-located CoA (D bit) vs FA care-of address
+        // Co-located, but while the link gives no address of our own, register through a
+        // foreign agent heard on it (RFC 5944 §3.6: an MN may use either kind of CoA).
+        bool foreign_agents_when_no_address = false;
         std::string nai;                 // RFC 2794 MN-NAI; empty: none
         std::uint16_t source_port = registration_port;  // kept for data too (RFC 3519 §5.1)
         core::Duration ntp_offset{};
@@ -93,6 +96,7 @@ public:
         TunnelMode mode = TunnelMode::IpInIp;
         bool reverse_tunnel = false;
         bool via_foreign_agent = false;
+        core::Ipv4Address foreign_agent;             // its address on the link (advert source)
         std::uint16_t lifetime = 0;                  // granted
         std::chrono::seconds keepalive_interval{0};  // UDP mode
         core::TimePoint expires = core::TimePoint::max();

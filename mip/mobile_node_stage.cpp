@@ -76,6 +76,8 @@ void MobileNodeStage::transmit(const MobileNode::Transmit& t, core::StageContext
         ctx.log().limited(core::LogLevel::Warn, ctx.now(), "no buffer for a registration request; it will be retransmitted");
         return;
     }
+    // Through an agent on a link where we may have no address: leave by that link.
+    if (t.destination.address != node_.home_agent()) buf.meta().egress_ifindex = config_.care_of_ifindex;
     ++counters_.requests_sent;
     ctx.send_control(std::move(buf));
 }
@@ -119,6 +121,7 @@ void MobileNodeStage::send_solicitation(core::StageContext& ctx) {
     ip.destination = all_mobility_agents;
     ip.emit(buf.bytes());
     emit_agent_solicitation(buf.bytes().subspan(core::Ipv4Header::len));
+    buf.meta().egress_ifindex = config_.care_of_ifindex;
     ++counters_.solicitations_sent;
     ctx.send_control(std::move(buf));
 }
@@ -126,10 +129,17 @@ void MobileNodeStage::send_solicitation(core::StageContext& ctx) {
 void MobileNodeStage::handle(const MobileNode::Output& out, core::StageContext& ctx) {
     if (out.transmit) transmit(*out.transmit, ctx);
     if (out.changed) {
-        ctx.log().info(out.changed->registered ? "registered " : "registration ended for ",
-                       out.changed->home_address.to_string(), " at care-of address ",
-                       out.changed->care_of_address.to_string());
-        ctx.raise(*out.changed);
+        core::RegistrationChanged change = *out.changed;
+        const auto& reg = node_.registration();
+        if (change.registered && reg && reg->via_foreign_agent) {
+            change.foreign_agent = reg->foreign_agent;
+            change.link_ifindex = config_.care_of_ifindex;
+        }
+        ctx.log().info(change.registered ? "registered " : "registration ended for ", change.home_address.to_string(),
+                       " at care-of address ", change.care_of_address.to_string(),
+                       change.foreign_agent.is_unspecified() ? "" : " via foreign agent ",
+                       change.foreign_agent.is_unspecified() ? std::string() : change.foreign_agent.to_string());
+        ctx.raise(change);
     }
     if (out.keepalive_due) send_keepalive(ctx);
 }
@@ -253,7 +263,19 @@ void MobileNodeStage::on_event(const core::RaisedEvent& event, core::StageContex
         }
     } else if (const auto* l = std::get_if<core::LinkChanged>(&event.event)) {
         if (!l->up || config_.care_of_ifindex == 0 || l->ifindex != config_.care_of_ifindex) return;
-        if (config_.care_of_source == CareOfSource::Interface) {
+        if (config_.care_of_source == CareOfSource::Interface && solicits_without_address()) {
+            // A new link: an agent heard on the old one is gone (RFC 5944 §2.4.2); until the
+            // link gives an address, look for an agent here.
+            const auto& reg = node_.registration();
+            if (node_.care_of_address().is_unspecified() || (reg && reg->via_foreign_agent && reg->care_of_address == node_.care_of_address()))
+                handle(node_.care_of_address_changed({}, now), ctx);
+            else
+                handle(node_.link_changed(now), ctx);
+            advert_heard_ = false;
+            solicitations_in_burst_ = 0;
+            solicitation_interval_ = std::chrono::seconds(1);
+            next_solicitation_ = now;
+        } else if (config_.care_of_source == CareOfSource::Interface) {
             handle(node_.link_changed(now), ctx);
         } else if (config_.care_of_source == CareOfSource::ForeignAgent) {
             // A new link may hold a new agent: solicit again (RFC 5944 §2.4.1).
@@ -269,9 +291,18 @@ void MobileNodeStage::on_event(const core::RaisedEvent& event, core::StageContex
     }
 }
 
+bool MobileNodeStage::solicits_without_address() const noexcept {
+    return node_.config().foreign_agents_when_no_address && config_.care_of_ifindex != 0;
+}
+
 std::optional<core::TimePoint> MobileNodeStage::solicitation_deadline() const noexcept {
-    if (config_.care_of_source != CareOfSource::ForeignAgent || advert_heard_) return std::nullopt;
-    return next_solicitation_;
+    if (advert_heard_) return std::nullopt;
+    if (config_.care_of_source == CareOfSource::ForeignAgent) return next_solicitation_;
+    // Interface mode: only while the link has given us no address.
+    if (config_.care_of_source == CareOfSource::Interface && solicits_without_address() &&
+        node_.care_of_address().is_unspecified())
+        return next_solicitation_;
+    return std::nullopt;
 }
 
 std::optional<core::TimePoint> MobileNodeStage::poll(core::StageContext& ctx) {

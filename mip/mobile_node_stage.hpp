@@ -99,6 +99,7 @@ private:
     void send_solicitation(core::StageContext& ctx);
     std::optional<core::TimePoint> solicitation_deadline() const noexcept;
     bool at_home() const noexcept;
+    bool solicits_without_address() const noexcept;
 
     Config config_;
     MobileNode node_;

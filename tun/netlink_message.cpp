@@ -250,6 +250,7 @@ core::Result<std::vector<std::uint8_t>> encode_route(std::uint32_t seq, NetlinkO
         // Without a gateway the destination is directly on the link.
         rtm[rtmsg_off::scope] = route.gateway ? RT_SCOPE_UNIVERSE : RT_SCOPE_LINK;
         rtm[rtmsg_off::type] = RTN_UNICAST;
+        if (route.onlink) store32(rtm.data() + rtmsg_off::flags, RTNH_F_ONLINK);
     } else {
         // Deletion matches on what we pass; NOWHERE / UNSPEC are the kernel's wildcards for
         // scope, protocol and type (fib_table_delete), as `ip route del` sends them.

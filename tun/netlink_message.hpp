@@ -122,6 +122,7 @@ struct Route {
     std::optional<core::Ipv4Address> gateway = std::nullopt;
     std::optional<std::uint32_t> table = std::nullopt;
     std::optional<core::Ipv4Address> source = std::nullopt;  // preferred source (RTA_PREFSRC)
+    bool onlink = false;  // the gateway is on the link even if no address there covers it
     friend bool operator==(const Route&, const Route&) = default;
 };
 

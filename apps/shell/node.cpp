@@ -20,6 +20,7 @@
 #include "core/buffer_pool.hpp"
 #include "core/pipeline.hpp"
 #include "crypto/random.hpp"
+#include "tun/link_device.hpp"
 #include "tun/linux_device.hpp"
 #include "tun/netlink.hpp"
 
@@ -64,11 +65,20 @@ public:
 
         transport_ = std::make_unique<Transport>(config_.transport, config_.batch);
 
-        auto device = tun::LinuxDevice::open(config_.tun.name);
-        if (!device) throw std::runtime_error("node " + config_.name + ": cannot open TUN device " + config_.tun.name + ": " + device.error().message());
-        device_ = std::move(*device);
-        mtu_ = config_.tun.mtu.value_or(config_.transport.link_mtu - pipeline_->headroom() - pipeline_->tailroom());
-        configure_link();
+        if (config_.inner_is_link) {
+            auto link = tun::LinkDevice::open(config_.tun.name);
+            if (!link)
+                throw std::runtime_error("node " + config_.name + ": cannot serve link " + config_.tun.name + ": " + link.error().message() +
+                                         " (needs an existing interface and root or CAP_NET_RAW)");
+            device_ = std::move(*link);
+            mtu_ = config_.transport.link_mtu;
+        } else {
+            auto device = tun::LinuxDevice::open(config_.tun.name);
+            if (!device) throw std::runtime_error("node " + config_.name + ": cannot open TUN device " + config_.tun.name + ": " + device.error().message());
+            device_ = std::move(*device);
+            mtu_ = config_.tun.mtu.value_or(config_.transport.link_mtu - pipeline_->headroom() - pipeline_->tailroom());
+            configure_link();
+        }
 
         tun_fd_ = std::make_unique<asio::posix::stream_descriptor>(io_, ::dup(device_->fd()));
         for (const auto& s : transport_->sockets()) socket_fds_.push_back(std::make_unique<asio::posix::stream_descriptor>(io_, ::dup(s.fd)));
@@ -115,8 +125,9 @@ public:
         j["name"] = config_.name;
         j["uptime_s"] = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started_).count();
         const auto& dc = device_->counters();
-        j["tun"] = {{"name", config_.tun.name}, {"mtu", mtu_}, {"rx_packets", dc.rx_packets}, {"tx_packets", dc.tx_packets},
+        j[config_.inner_is_link ? "link" : "tun"] = {{"name", config_.tun.name}, {"mtu", mtu_}, {"rx_packets", dc.rx_packets}, {"tx_packets", dc.tx_packets},
                     {"rx_errors", dc.rx_errors}, {"tx_errors", dc.tx_errors}};
+        if (config_.inner_is_link) j["link"]["left_to_kernel"] = inner_unchanged_;
         nlohmann::json socks = nlohmann::json::array();
         for (const auto& s : transport_->sockets()) {
             nlohmann::json o;
@@ -128,7 +139,8 @@ public:
             o["tx_errors"] = s.counters.tx_errors;
             socks.push_back(o);
         }
-        j["transport"] = {{"local", config_.transport.local.to_string()}, {"sockets", socks}, {"unroutable", transport_->unroutable()}};
+        j["transport"] = {{"local", config_.transport.local.to_string()}, {"sockets", socks}, {"unroutable", transport_->unroutable()},
+                          {"inbound_unchanged", inbound_unchanged_}};
         j["pool"] = {{"buffers", pool_.block_count()}, {"available", pool_.available()}, {"exhausted", pool_.exhausted_count()},
                      {"backpressure_pauses", backpressure_pauses_}};
         j["pipeline"] = pipeline_status(*pipeline_);
@@ -184,8 +196,40 @@ private:
 
     // A home agent's bindings become host routes into the TUN, so the kernel hands it the
     // packets for every mobile node that is away (and forgets them when it comes home).
-    void follow_binding(const core::RaisedEvent& e, const core::RegistrationChanged& change) {
-        if (e.origin >= pipeline_->size() || pipeline_->stage(e.origin).name() != "mip.home_agent") return;
+    void follow_registration(const core::RaisedEvent& e, const core::RegistrationChanged& change) {
+        if (e.origin >= pipeline_->size()) return;
+        const auto stage = pipeline_->stage(e.origin).name();
+        if (stage == "mip.home_agent") follow_binding(change);
+        if (stage == "mip.mobile_node") follow_foreign_agent(change);
+    }
+
+    // RFC 5944 §4.2.2: registered through a foreign agent, the mobile node uses it as its
+    // default router, on a link where it may have no address of its own.
+    void follow_foreign_agent(const core::RegistrationChanged& change) {
+        std::optional<tun::Route> wanted;
+        if (change.registered && !change.foreign_agent.is_unspecified() && change.link_ifindex != 0)
+            wanted = tun::Route{.destination = {core::Ipv4Address{0}, 0}, .ifindex = change.link_ifindex,
+                                .gateway = change.foreign_agent, .onlink = true};
+        if (wanted == agent_route_) return;
+        auto nl = tun::Netlink::open();
+        if (!nl) {
+            log_.error("cannot open rtnetlink for the foreign agent route: ", nl.error().message());
+            return;
+        }
+        if (agent_route_) (void)nl->del_route(*agent_route_);
+        agent_route_.reset();
+        if (!wanted) return;
+        auto r = nl->add_route(*wanted);
+        if (!r && r.error() != std::errc::file_exists) {
+            log_.error("cannot route via foreign agent ", change.foreign_agent.to_string(), ": ", r.error().message(), " ",
+                       nl->last_error_detail());
+            return;
+        }
+        agent_route_ = wanted;
+        log_.info("default route via foreign agent ", change.foreign_agent.to_string());
+    }
+
+    void follow_binding(const core::RegistrationChanged& change) {
         auto nl = tun::Netlink::open();
         if (!nl) {
             log_.error("cannot open rtnetlink for the route to ", change.home_address.to_string(), ": ", nl.error().message());
@@ -237,8 +281,17 @@ private:
                 if (got == 0) break;
                 pipeline_->set_now(core::Clock::now());
                 out_batch_.clear();
-                for (std::size_t i = 0; i < got; ++i)
-                    if (pipeline_->encapsulate(in_batch_[i]).passed()) out_batch_.push_back(std::move(in_batch_[i]));
+                for (std::size_t i = 0; i < got; ++i) {
+                    const auto* before = in_batch_[i].data();
+                    const auto size_before = in_batch_[i].size();
+                    if (!pipeline_->encapsulate(in_batch_[i]).passed()) continue;
+                    // A link's traffic is the kernel's too: only what a stage wrapped is ours to send.
+                    if (config_.inner_is_link && in_batch_[i].data() == before && in_batch_[i].size() == size_before) {
+                        ++inner_unchanged_;
+                        continue;
+                    }
+                    out_batch_.push_back(std::move(in_batch_[i]));
+                }
                 transport_->send(out_batch_);
                 out_batch_.clear();  // returns the buffers to the pool
                 rearm_timer();
@@ -264,8 +317,18 @@ private:
                 if (got == 0) break;
                 pipeline_->set_now(core::Clock::now());
                 out_batch_.clear();
-                for (std::size_t i = 0; i < got; ++i)
-                    if (pipeline_->decapsulate(in_batch_[i]).passed()) out_batch_.push_back(std::move(in_batch_[i]));
+                for (std::size_t i = 0; i < got; ++i) {
+                    const auto* before = in_batch_[i].data();
+                    const auto size_before = in_batch_[i].size();
+                    if (!pipeline_->decapsulate(in_batch_[i]).passed()) continue;
+                    // No stage took anything off: the packet was never ours to hand inward (an
+                    // ICMP message a raw socket copied, say) and the kernel has its own copy.
+                    if (in_batch_[i].data() == before && in_batch_[i].size() == size_before) {
+                        ++inbound_unchanged_;
+                        continue;
+                    }
+                    out_batch_.push_back(std::move(in_batch_[i]));
+                }
                 device_->write(out_batch_);
                 out_batch_.clear();
                 rearm_timer();
@@ -314,7 +377,7 @@ private:
     void on_event(const core::RaisedEvent& e) override {
         if (const auto* mtu = std::get_if<core::PathMtuChanged>(&e.event)) log_.info("path MTU now ", mtu->mtu);
         if (const auto* inner = std::get_if<core::InnerAddressAssigned>(&e.event)) assign_inner_address(inner->prefix);
-        if (const auto* reg = std::get_if<core::RegistrationChanged>(&e.event)) follow_binding(e, *reg);
+        if (const auto* reg = std::get_if<core::RegistrationChanged>(&e.event)) follow_registration(e, *reg);
     }
 
     // The VPN layer's Mode Config address becomes the TUN device's address, so traffic routed
@@ -348,7 +411,7 @@ private:
     core::BufferPool pool_;
     std::unique_ptr<core::Pipeline> pipeline_;
     std::unique_ptr<Transport> transport_;
-    std::unique_ptr<tun::LinuxDevice> device_;
+    std::unique_ptr<tun::Device> device_;
     std::unique_ptr<tun::NetlinkMonitor> monitor_;
     std::unique_ptr<asio::posix::stream_descriptor> tun_fd_;
     std::vector<std::unique_ptr<asio::posix::stream_descriptor>> socket_fds_;
@@ -360,7 +423,10 @@ private:
     std::size_t mtu_ = 0;
     std::optional<core::Ipv4Prefix> inner_address_;
     std::optional<tun::Rule> rule_;
+    std::optional<tun::Route> agent_route_;
     std::uint64_t backpressure_pauses_ = 0;
+    std::uint64_t inbound_unchanged_ = 0;
+    std::uint64_t inner_unchanged_ = 0;
     std::chrono::steady_clock::time_point started_{};
     bool stopping_ = false;
 };

@@ -13,7 +13,7 @@ namespace mipsec::shell {
 
 namespace {
 
-const std::set<std::uint8_t> raw_protocols_supported = {4, 47, 50, 55, 255};
+const std::set<std::uint8_t> raw_protocols_supported = {1, 4, 47, 50, 55, 255};
 
 TunConfig parse_tun(const ConfigReader& c) {
     c.only({"name", "address", "mtu", "routes", "route_table"});
@@ -55,7 +55,7 @@ TransportConfig parse_transport(const ConfigReader& c) {
             auto where = c.pointer_of("raw_protocols") + "/" + std::to_string(i);
             if (!protos[i].is_number_integer() || protos[i].get<std::int64_t>() < 0 || protos[i].get<std::int64_t>() > 255 ||
                 !raw_protocols_supported.contains(static_cast<std::uint8_t>(protos[i].get<std::int64_t>())))
-                throw ConfigError(where, "is " + protos[i].dump(), "4 (IP-in-IP), 47 (GRE), 50 (ESP), 55 (minimal encapsulation) or 255 (send-only, any protocol)");
+                throw ConfigError(where, "is " + protos[i].dump(), "1 (ICMP: agent advertisements), 4 (IP-in-IP), 47 (GRE), 50 (ESP), 55 (minimal encapsulation) or 255 (send-only, any protocol)");
             auto p = static_cast<std::uint8_t>(protos[i].get<std::int64_t>());
             if (std::find(t.raw_protocols.begin(), t.raw_protocols.end(), p) != t.raw_protocols.end())
                 throw ConfigError(where, "protocol " + std::to_string(p) + " is listed twice", "each protocol once");
@@ -69,7 +69,7 @@ TransportConfig parse_transport(const ConfigReader& c) {
 }
 
 NodeConfig parse_node(const ConfigReader& c, bool allow_process_keys) {
-    std::set<std::string, std::less<>> keys = {"name", "tun", "transport", "pipeline", "pool"};
+    std::set<std::string, std::less<>> keys = {"name", "tun", "link", "transport", "pipeline", "pool"};
     if (allow_process_keys) keys.insert({"control_socket", "log_level"});
     c.only(keys);
     NodeConfig n;
@@ -77,7 +77,17 @@ NodeConfig parse_node(const ConfigReader& c, bool allow_process_keys) {
     n.name = c.string("name");
     if (n.name.empty() || n.name.size() > 32 || n.name.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_") != std::string::npos)
         c.fail("name", "\"" + n.name + "\" is not a valid node name", "1 to 32 letters, digits, '-' or '_'");
-    n.tun = parse_tun(c.object("tun"));
+    if (c.has("link")) {
+        if (c.has("tun")) c.fail("link", "is given together with \"tun\"", "either a TUN device or a link as the inner side, not both");
+        auto link = c.object("link");
+        link.only({"interface"});
+        n.tun.name = link.string("interface");
+        if (n.tun.name.empty() || n.tun.name.size() > 15)
+            link.fail("interface", "\"" + n.tun.name + "\" is not an interface name", "the link this node serves, like \"eth1\"");
+        n.inner_is_link = true;
+    } else {
+        n.tun = parse_tun(c.object("tun"));
+    }
     n.transport = parse_transport(c.object("transport"));
     if (n.tun.route_table && !n.transport.fwmark)
         c.object("tun").fail("route_table", "needs transport.fwmark", "a \"fwmark\" in \"transport\" so the node's own outer packets bypass the table");

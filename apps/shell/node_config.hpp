@@ -38,6 +38,9 @@ struct NodeConfig {
     std::string name;
     std::string pointer;  // where this node sits in the JSON, for later error messages
     TunConfig tun;
+    // The inner side is an existing link (a foreign agent's visitor link) rather than a TUN
+    // device; tun.name is then that interface and the other tun settings are unused.
+    bool inner_is_link = false;
     TransportConfig transport;
     std::size_t buffers = 4096;
     std::size_t buffer_size = 2048;

@@ -5,6 +5,7 @@
 #include <set>
 
 #include "apps/shell/stage_factory.hpp"
+#include "mip/foreign_agent_stage.hpp"
 #include "mip/home_agent_stage.hpp"
 #include "mip/ip_in_ip_stage.hpp"
 #include "mip/mobile_node_stage.hpp"
@@ -36,7 +37,7 @@ core::Duration ntp_offset_now(const StageBuildContext& ctx) { return mip::ntp_of
 
 std::unique_ptr<core::Stage> build_mobile_node(const ConfigReader& c, const StageBuildContext& ctx) {
     c.only({"type", "home_address", "home_agent", "spi", "key", "replay", "lifetime_s", "reverse_tunnel", "udp_tunnelling",
-            "care_of", "care_of_address", "interface", "source_port", "nai", "tunnel_ttl", "df", "max_retransmit_s"});
+            "care_of", "care_of_address", "interface", "foreign_agents", "source_port", "nai", "tunnel_ttl", "df", "max_retransmit_s"});
     mip::MobileNodeStage::Config cfg;
     auto& node = cfg.node;
     node.home_address = c.address("home_address");
@@ -76,6 +77,9 @@ std::unique_ptr<core::Stage> build_mobile_node(const ConfigReader& c, const Stag
                 c.fail("interface", "no interface \"" + name + "\" in this network namespace", "an existing interface (see `ip link`)");
         }
     }
+    node.foreign_agents_when_no_address = c.boolean_or("foreign_agents", false);
+    if (node.foreign_agents_when_no_address && source != "interface")
+        c.fail("foreign_agents", "is only used with \"care_of\": \"interface\"", "care_of interface (or care_of foreign_agent to always use one)");
     if (source != "static" && c.has("care_of_address"))
         c.fail("care_of_address", "is only used with \"care_of\": \"static\"", "no care_of_address, or care_of static");
     if (source != "interface" && source != "foreign_agent" && c.has("interface"))
@@ -128,6 +132,43 @@ std::unique_ptr<core::Stage> build_home_agent(const ConfigReader& c, const Stage
     return std::make_unique<mip::HomeAgentStage>(std::move(cfg), *ctx.random);
 }
 
+std::unique_ptr<core::Stage> build_foreign_agent(const ConfigReader& c, const StageBuildContext& ctx) {
+    c.only({"type", "link_address", "care_of", "advertisement_interval_s", "advertisement_lifetime_s", "registration_lifetime_s",
+            "reverse_tunnel", "reverse_tunnel_required", "udp_tunnelling", "registration_required", "max_visitors", "max_pending",
+            "pending_timeout_s", "tunnel_ttl", "df"});
+    mip::ForeignAgentStage::Config cfg;
+    auto& agent = cfg.agent;
+    agent.link_address = c.address("link_address");
+    if (agent.link_address.is_unspecified() || agent.link_address.is_multicast())
+        c.fail("link_address", "is not a unicast address", "the agent's address on the visitor link");
+    if (c.has("care_of")) {
+        const auto& list = c.raw("care_of");
+        if (!list.is_array() || list.empty() || list.size() > 8)
+            c.fail("care_of", "is not an array of 1 to 8 addresses", "the care-of addresses to advertise, like [\"198.51.100.1\"]");
+        for (std::size_t i = 0; i < list.size(); ++i) {
+            auto a = list[i].is_string() ? core::Ipv4Address::parse(list[i].get<std::string>()) : std::nullopt;
+            if (!a || a->is_unspecified() || a->is_multicast())
+                throw ConfigError(c.pointer_of("care_of") + "/" + std::to_string(i), "is " + list[i].dump(), "a unicast IPv4 address");
+            agent.care_of_addresses.push_back(*a);
+        }
+    }
+    agent.advertisement_lifetime = static_cast<std::uint16_t>(c.integer_or("advertisement_lifetime_s", 30, 3, 9000));
+    agent.advertisement_interval = std::chrono::seconds(c.integer_or("advertisement_interval_s", 10, 1, 3000));
+    agent.registration_lifetime = static_cast<std::uint16_t>(c.integer_or("registration_lifetime_s", 1800, 4, 65535));
+    agent.reverse_tunnel = c.boolean_or("reverse_tunnel", true);
+    agent.reverse_tunnel_required = c.boolean_or("reverse_tunnel_required", false);
+    if (agent.reverse_tunnel_required && !agent.reverse_tunnel)
+        c.fail("reverse_tunnel_required", "is true while reverse_tunnel is false", "reverse_tunnel true, or not required");
+    agent.udp_tunnelling = c.boolean_or("udp_tunnelling", false);
+    agent.registration_required = c.boolean_or("registration_required", false);
+    agent.max_visitors = static_cast<std::size_t>(c.integer_or("max_visitors", 1024, 1, 1 << 20));
+    agent.max_pending = static_cast<std::size_t>(c.integer_or("max_pending", 256, 1, 1 << 16));
+    agent.pending_timeout = std::chrono::seconds(c.integer_or("pending_timeout_s", 10, 1, 600));
+    cfg.tunnel_ttl = static_cast<std::uint8_t>(c.integer_or("tunnel_ttl", 64, 1, 255));
+    cfg.df_when_inner_clear = c.boolean_or("df", false);
+    return std::make_unique<mip::ForeignAgentStage>(std::move(cfg), *ctx.random);
+}
+
 }  // namespace
 
 void add_mip_stage_types(std::vector<StageType>& out) {
@@ -136,6 +177,8 @@ void add_mip_stage_types(std::vector<StageType>& out) {
                    build_mobile_node});
     out.push_back({"mip.home_agent", "Mobile IPv4 home agent: bindings, tunnels to care-of addresses, RFC 3024 checks (RFC 5944)",
                    build_home_agent});
+    out.push_back({"mip.foreign_agent", "Mobile IPv4 foreign agent: advertisements, visitor list, relay, reverse tunnel (RFC 5944, 3024)",
+                   build_foreign_agent});
 }
 
 }  // namespace mipsec::shell

@@ -162,17 +162,34 @@ void Transport::send(std::span<core::PacketBuf> packets) {
         msgs_[n].msg_hdr.msg_namelen = name_len;
         msgs_[n].msg_hdr.msg_iov = &iovs_[n];
         msgs_[n].msg_hdr.msg_iovlen = 1;
-        if (any_local_ && sockets_[static_cast<std::size_t>(owner)].kind == Kind::Udp) {
-            // Leave from the source the stage chose (the current care-of address).
-            auto* cmsg = reinterpret_cast<cmsghdr*>(controls_[n].data());
+        const bool udp = sockets_[static_cast<std::size_t>(owner)].kind == Kind::Udp;
+        std::size_t control_len = 0;
+        auto add_cmsg = [&](int type, const void* data, std::size_t len) {
+            auto* cmsg = reinterpret_cast<cmsghdr*>(controls_[n].data() + control_len);
             cmsg->cmsg_level = IPPROTO_IP;
-            cmsg->cmsg_type = IP_PKTINFO;
-            cmsg->cmsg_len = CMSG_LEN(sizeof(in_pktinfo));
+            cmsg->cmsg_type = type;
+            cmsg->cmsg_len = CMSG_LEN(len);
+            std::memcpy(CMSG_DATA(cmsg), data, len);
+            control_len += CMSG_SPACE(len);
+        };
+        if ((any_local_ && udp) || pkt.meta().egress_ifindex != 0) {
+            // Leave from the source the stage chose (the current care-of address), and by the
+            // interface it named, if any (the kernel then takes the destination as on-link
+            // when no route through that interface covers it).
             in_pktinfo info{};
-            info.ipi_spec_dst.s_addr = htonl(ip->source().value);
-            std::memcpy(CMSG_DATA(cmsg), &info, sizeof info);
+            info.ipi_spec_dst.s_addr = udp ? htonl(ip->source().value) : 0;
+            info.ipi_ifindex = static_cast<int>(pkt.meta().egress_ifindex);
+            add_cmsg(IP_PKTINFO, &info, sizeof info);
+        }
+        if (udp && ip->ttl() != 64) {
+            // The kernel writes the header of a UDP socket's datagram; keep the stage's TTL
+            // (a reverse-tunnelling registration request must have 255, RFC 3024 §4.1.1).
+            const int ttl = ip->ttl();
+            add_cmsg(IP_TTL, &ttl, sizeof ttl);
+        }
+        if (control_len != 0) {
             msgs_[n].msg_hdr.msg_control = controls_[n].data();
-            msgs_[n].msg_hdr.msg_controllen = CMSG_SPACE(sizeof(in_pktinfo));
+            msgs_[n].msg_hdr.msg_controllen = control_len;
         }
         owner_[n] = owner;
         if (++n == batch_) flush();

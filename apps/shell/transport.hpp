@@ -81,7 +81,12 @@ private:
     std::vector<struct iovec> iovs_;
     std::vector<sockaddr_storage> names_;
     std::vector<int> owner_;
-    std::vector<std::array<std::uint8_t, 64>> controls_;  // IP_PKTINFO per message
+    struct alignas(8) Control {  // cmsghdr's alignment
+        std::array<std::uint8_t, 64> bytes;
+        std::uint8_t* data() noexcept { return bytes.data(); }
+        static constexpr std::size_t size() noexcept { return 64; }
+    };
+    std::vector<Control> controls_;  // IP_PKTINFO / IP_TTL per message
     bool any_local_ = false;
 };
 

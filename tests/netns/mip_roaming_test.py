@@ -5,6 +5,8 @@ The mobile node has one interface, wlan0, whose other end sits in an "air" names
 moved between bridges, as a laptop moves between access points. It goes
 
     home (static 10.1.0.77/24)
+      -> a foreign network with a `mipsec run` foreign agent and no address for us (FA care-of
+         address, reverse tunnelling by the FA, RFC 3024)
       -> a cafe network with a co-located care-of address from dnsmasq (IP-in-IP, RFC 2003)
       -> a network behind an nftables NAT, address from dnsmasq (IP-in-UDP, RFC 3519)
       -> home again (deregistration)
@@ -18,7 +20,9 @@ first echo reply and the first TCP bytes after it.
     cn 10.2.0.10 --- ha (10.2.0.1, 10.1.0.1 home link, 198.18.1.2 public) --- inet 198.18.x.1
     inet --- cafe router 198.18.2.2 (192.0.2.1/24, dnsmasq)
     inet --- nat box 198.18.3.2 (10.20.0.1/24, dnsmasq, masquerade)
-    air: br_home (ha), br_cafe (cafe), br_nat (nat box), and the mobile node's "ap" port
+    inet --- fa 198.18.4.2 (visitor link 198.51.100.1/24; does not forward: visitors' traffic
+             goes back through the reverse tunnel only)
+    air: br_home (ha), br_fa (fa), br_cafe (cafe), br_nat (nat box), and the mobile node's "ap" port
 """
 import argparse
 import json
@@ -100,11 +104,12 @@ def mn_config(lab):
         # The home address lives on the TUN; only traffic without the transport's mark is
         # routed into it, so the node's own outer packets follow the main table.
         "tun": {"name": "mip0", "address": f"{HOME_ADDRESS}/32", "routes": ["10.2.0.0/24"], "route_table": 100},
-        "transport": {"local": "0.0.0.0", "udp_ports": [434], "raw_protocols": [4, 255], "fwmark": FWMARK},
+        "transport": {"local": "0.0.0.0", "udp_ports": [434], "raw_protocols": [1, 4, 255], "fwmark": FWMARK},
         "pipeline": [
             {"type": "tap.pcap", "file": f"{lab.dir}/mn-inner.pcap"},
             {"type": "mip.mobile_node", "home_address": HOME_ADDRESS, "home_agent": HA_PUBLIC, "spi": 256, "key": KEY,
-             "lifetime_s": 120, "care_of": "interface", "interface": "wlan0", "max_retransmit_s": 4},
+             "lifetime_s": 120, "care_of": "interface", "interface": "wlan0", "foreign_agents": True,
+             "max_retransmit_s": 4},
             {"type": "tap.pcap", "file": f"{lab.dir}/mn-outer.pcap"},
         ],
     })
@@ -121,6 +126,22 @@ def ha_config(lab):
             {"type": "mip.home_agent", "address": HA_PUBLIC, "home_network": "10.1.0.0/24", "keepalive_s": 10,
              "mobile_nodes": [{"home_address": HOME_ADDRESS, "spi": 256, "key": KEY}]},
             {"type": "tap.pcap", "file": f"{lab.dir}/ha-outer.pcap"},
+        ],
+    })
+
+
+def fa_config(lab, link_if):
+    return write_json(lab, "fa", {
+        "name": "fa",
+        "control_socket": f"{lab.dir}/fa.sock",
+        "log_level": "info",
+        "link": {"interface": link_if},
+        "transport": {"local": "198.51.100.1", "udp_ports": [434], "raw_protocols": [4]},
+        "pipeline": [
+            {"type": "tap.pcap", "file": f"{lab.dir}/fa-link.pcap"},
+            {"type": "mip.foreign_agent", "link_address": "198.51.100.1", "advertisement_interval_s": 1,
+             "advertisement_lifetime_s": 9, "registration_lifetime_s": 600},
+            {"type": "tap.pcap", "file": f"{lab.dir}/fa-outer.pcap"},
         ],
     })
 
@@ -192,7 +213,7 @@ def main():
     checks = Checks()
 
     with Lab("mip-roaming") as lab:
-        air, ha, cn, inet, cafe, mn = (lab.host(r) for r in ("air", "ha", "cn", "inet", "cafe", "mn"))
+        air, ha, cn, inet, cafe, mn, fa = (lab.host(r) for r in ("air", "ha", "cn", "inet", "cafe", "mn", "fa"))
         for h in (ha, inet, cafe):
             h.sysctl("net.ipv4.ip_forward", "1")
         # The internet core.
@@ -201,6 +222,9 @@ def main():
         ha.run(["ip", "route", "add", "default", "via", "198.18.1.1"])
         cafe.run(["ip", "route", "add", "default", "via", "198.18.2.1"])
         inet.run(["ip", "route", "add", "192.0.2.0/24", "via", "198.18.2.2"])
+        lab.link(inet, "198.18.4.1/24", fa, "198.18.4.2/24")
+        fa.run(["ip", "route", "add", "default", "via", "198.18.4.1"])
+        inet.run(["ip", "route", "add", "198.51.100.0/24", "via", "198.18.4.2"])
         # Behind the home agent: the correspondent.
         lab.link(ha, "10.2.0.1/24", cn, f"{CN}/24")
         cn.run(["ip", "route", "add", "default", "via", "10.2.0.1"])
@@ -218,11 +242,13 @@ table ip nat {{
 }}
 """)
         # The radio: one bridge per network, routers' LAN ports on them.
-        for br in ("br_home", "br_cafe", "br_nat"):
+        for br in ("br_home", "br_fa", "br_cafe", "br_nat"):
             air.run(["ip", "link", "add", br, "type", "bridge"])
             air.run(["ip", "link", "set", br, "up"])
         _, p = lab.link(ha, "10.1.0.1/24", air, "")
         air.run(["ip", "link", "set", p, "master", "br_home"])
+        fa_lan, p = lab.link(fa, "198.51.100.1/24", air, "")
+        air.run(["ip", "link", "set", p, "master", "br_fa"])
         cafe_lan, p = lab.link(cafe, "192.0.2.1/24", air, "")
         air.run(["ip", "link", "set", p, "master", "br_cafe"])
         nat_lan, p = lab.link(natbox, "10.20.0.1/24", air, "")
@@ -248,11 +274,13 @@ table ip nat {{
             f.write(UDHCPC_SCRIPT)
         os.chmod(script, 0o755)
 
-        cfg_mn, cfg_ha = mn_config(lab), ha_config(lab)
+        cfg_mn, cfg_ha, cfg_fa = mn_config(lab), ha_config(lab), fa_config(lab, fa_lan)
+        checks.check("mipsec check accepts the foreign agent config", fa.run([args.mipsec, "check", cfg_fa], check=False).returncode == 0)
         checks.check("mipsec check accepts the mobile node config", mn.run([args.mipsec, "check", cfg_mn], check=False).returncode == 0)
         checks.check("mipsec check accepts the home agent config", ha.run([args.mipsec, "check", cfg_ha], check=False).returncode == 0)
         pha = ha.spawn([args.mipsec, "run", cfg_ha], log_name="mipsec-ha")
         pmn = mn.spawn([args.mipsec, "run", cfg_mn], log_name="mipsec-mn")
+        pfa = fa.spawn([args.mipsec, "run", cfg_fa], log_name="mipsec-fa")
         lab.wait_for(lambda: status(ha, args.mipsec, f"{lab.dir}/ha.sock") and status(mn, args.mipsec, f"{lab.dir}/mn.sock"),
                      what="both nodes up")
 
@@ -320,7 +348,26 @@ table ip nat {{
         def coa_in(prefix, mode):
             return lambda r: r.get("registered") and str(r.get("care_of_address", "")).startswith(prefix) and r.get("mode") == mode
 
-        rep = move("home -> cafe (co-located, DHCP)", "br_cafe", dhcp, coa_in("192.0.2.", "ip_in_ip"))
+        def fa_report():
+            return stage_report(status(fa, args.mipsec, f"{lab.dir}/fa.sock"), "mip.foreign_agent") or {}
+
+        rep = move("home -> foreign agent", "br_fa", lambda: None, coa_in("198.51.100.1", "foreign_agent"))
+        visitors = fa_report()
+        checks.check("FA: the mobile node is on the foreign agent's visitor list",
+                     any(v.get("home_address") == HOME_ADDRESS for v in visitors.get("visitors", [])), json.dumps(visitors))
+        binding = ha_report()
+        checks.check("FA: the home agent binds the home address to the FA's care-of address",
+                     any(b.get("care_of_address") == "198.51.100.1" for b in binding.get("bindings", [])), json.dumps(binding))
+        addrs = mn.run(["ip", "-4", "-o", "addr", "show", "dev", "wlan0"], check=False).stdout
+        checks.check("FA: the mobile node has no address of its own on the foreign link", addrs.strip() == "", addrs)
+        time.sleep(1.5)
+        counters = visitors.get("counters", {})
+        visitors = fa_report()
+        checks.check("FA: the FA reverse-tunnels the visitor's traffic and delivers the tunnelled traffic",
+                     visitors.get("counters", {}).get("reverse_tunnelled", 0) > counters.get("reverse_tunnelled", 0) and
+                     visitors.get("counters", {}).get("delivered_to_visitors", 0) > 0, json.dumps(visitors.get("counters")))
+
+        rep = move("foreign agent -> cafe (co-located, DHCP)", "br_cafe", dhcp, coa_in("192.0.2.", "ip_in_ip"))
         coa = rep.get("care_of_address", "")
         binding = ha_report()
         checks.check("cafe: the home agent binds the home address to the DHCP address, IP-in-IP",
@@ -350,9 +397,9 @@ table ip nat {{
         open(stop_file, "w").close()
         code = cli.wait(60)
         out = open(cli.log_path).read()
-        checks.check("the TCP stream survived all three moves intact", code == 0 and "match" in out, out.strip())
+        checks.check("the TCP stream survived all four moves intact", code == 0 and "match" in out, out.strip())
         lab.stop(pinger)
-        for name, p in (("home agent", pha), ("mobile node", pmn)):
+        for name, p in (("home agent", pha), ("mobile node", pmn), ("foreign agent", pfa)):
             c = lab.stop(p)
             checks.check(f"{name} exits 0 on SIGTERM", c == 0, f"exit {c}")
         if checks.failed:

@@ -278,6 +278,14 @@ TEST_CASE("request encoders produce iproute2's bytes") {
          value(tun::encode_rule(seq, tun::NetlinkOp::Add, {.table = 100, .fwmark = 0x10, .fwmask = 0xf0})),
          "34000000 2000 0506 a53b036b 00000000 02 00 00 00 64 00 00 01 00000000"
          "0800 0a00 10000000 0800 1000 f0000000 0800 0f00 64000000"_hex},
+        {"ip route add default via 198.51.100.1 dev d0 onlink",
+         value(tun::encode_route(seq, tun::NetlinkOp::Add,
+                                 {.destination = *core::Ipv4Prefix::parse("0.0.0.0/0"),
+                                  .ifindex = ifx,
+                                  .gateway = core::Ipv4Address::parse("198.51.100.1"),
+                                  .onlink = true})),
+         "2c000000 1800 0506 a53b036b 00000000 02 00 00 00 fe 04 00 01 04000000"
+         "0800 0500 c6336401 0800 0400 02000000"_hex},
         {"host bits of the destination are cleared",
          value(tun::encode_route(seq, tun::NetlinkOp::Delete,
                                  {.destination = *core::Ipv4Prefix::parse("10.9.1.1/16"), .ifindex = ifx})),
