@@ -19,6 +19,18 @@ struct EspOptions {
 };
 int run_esp(const EspOptions& options);
 
+struct HaOptions {
+    std::size_t nodes = 100000;  // mobile nodes registering in the rate test
+    std::vector<std::size_t> memory_sizes = {10000, 100000, 1000000};
+    int milliseconds = 1000;  // timed renewals per round
+    int rounds = 3;
+    bool nat = false;   // requests carry an RFC 3519 UDP Tunnel Request and arrive via a NAT
+    bool json = false;  // one JSON object instead of the tables
+};
+/// HomeAgent registrations/s on one core beside the raw HMAC-MD5 rate of the same two MACs,
+/// and resident bytes per configured MN and per binding, each size in a forked child.
+int run_ha(const HaOptions& options);
+
 struct IkeLoadOptions {
     core::Ipv4Address local;
     core::Ipv4Address gateway;

@@ -97,8 +97,9 @@ int check_command(const std::string& config_path) {
 void print_status(const nlohmann::json& j) {
     for (const auto& n : j.at("nodes")) {
         std::printf("node %s (up %llds)\n", n.at("name").get<std::string>().c_str(), n.at("uptime_s").get<long long>());
-        const auto& t = n.at("tun");
-        std::printf("  tun %s mtu %d: rx %llu tx %llu errors %llu/%llu\n", t.at("name").get<std::string>().c_str(), t.at("mtu").get<int>(),
+        const bool link = n.contains("link");
+        const auto& t = link ? n.at("link") : n.at("tun");
+        std::printf("  %s %s mtu %d: rx %llu tx %llu errors %llu/%llu\n", link ? "link" : "tun", t.at("name").get<std::string>().c_str(), t.at("mtu").get<int>(),
                     t.at("rx_packets").get<unsigned long long>(), t.at("tx_packets").get<unsigned long long>(),
                     t.at("rx_errors").get<unsigned long long>(), t.at("tx_errors").get<unsigned long long>());
         for (const auto& s : n.at("transport").at("sockets")) {
@@ -174,6 +175,14 @@ int main(int argc, char** argv) {
     bench_esp->add_option("--size", esp_options.sizes, "Inner packet sizes in bytes")->check(CLI::Range(28, 1500))->capture_default_str();
     bench_esp->add_option("--ms", esp_options.milliseconds, "Timed work per round")->check(CLI::Range(10, 60000))->capture_default_str();
     bench_esp->add_option("--rounds", esp_options.rounds, "Alternating stage/raw rounds; the best of each is reported")->check(CLI::Range(1, 100))->capture_default_str();
+    bench::HaOptions ha_options;
+    auto* bench_ha = bench->add_subcommand("ha", "Home agent registrations/s vs the raw HMAC-MD5 rate, and memory per binding");
+    bench_ha->add_option("--nodes", ha_options.nodes, "Mobile nodes registering in the rate test")->check(CLI::Range(1, 4000000))->capture_default_str();
+    bench_ha->add_option("--bindings", ha_options.memory_sizes, "Binding counts for the memory test, each in a fresh process")->check(CLI::Range(1, 4000000))->capture_default_str();
+    bench_ha->add_option("--ms", ha_options.milliseconds, "Timed renewals per round")->check(CLI::Range(10, 60000))->capture_default_str();
+    bench_ha->add_option("--rounds", ha_options.rounds, "Rounds of the HA and of the raw reference; the best of each is reported")->check(CLI::Range(1, 100))->capture_default_str();
+    bench_ha->add_flag("--nat", ha_options.nat, "Requests carry an RFC 3519 UDP Tunnel Request and arrive through a NAT");
+    bench_ha->add_flag("--json", ha_options.json, "Print one JSON object");
     auto* version = app.add_subcommand("version", "Print the version");
 
     bench::IkeLoadOptions ike_options;
@@ -194,6 +203,7 @@ int main(int argc, char** argv) {
     if (*check) return check_command(config_path);
     if (*status) return status_command(socket_path, config_path, json);
     if (*bench_esp) return bench::run_esp(esp_options);
+    if (*bench_ha) return bench::run_ha(ha_options);
     if (*bench_ike) {
         auto local = core::Ipv4Address::parse(ike_local);
         auto gateway = core::Ipv4Address::parse(ike_gateway);
