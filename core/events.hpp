@@ -30,6 +30,13 @@ struct AddressChanged {
     Ipv4Prefix prefix;
     bool added = false;
 };
+/// A route of the main IPv4 table appeared or went (rtnetlink RTM_NEWROUTE/DELROUTE): a DHCP
+/// client adds the default route just after the address, and a request sent in between is lost.
+struct RouteChanged {
+    std::uint32_t ifindex = 0;  // 0: no single output interface (multipath, unreachable...)
+    Ipv4Prefix destination;
+    bool added = false;
+};
 struct PathMtuChanged {
     std::size_t mtu = 0;
 };
@@ -61,7 +68,7 @@ struct InnerAddressAssigned {
     Ipv4Prefix prefix;
 };
 
-using ControlEvent = std::variant<OuterAddressChanged, LinkChanged, AddressChanged, PathMtuChanged,
+using ControlEvent = std::variant<OuterAddressChanged, LinkChanged, AddressChanged, RouteChanged, PathMtuChanged,
                                   SaInstalled, SaExpired, PeerFloated, RegistrationChanged,
                                   InnerAddressAssigned>;
 

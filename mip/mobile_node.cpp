@@ -174,6 +174,12 @@ MobileNode::Output MobileNode::agent_advertisement(const AgentAdvertisement& adv
     return start(now, false);
 }
 
+MobileNode::Output MobileNode::retry_now(core::TimePoint now) {
+    if (!pending_) return {};
+    pending_->retransmit_at = now;
+    return poll(now);
+}
+
 MobileNode::Output MobileNode::returned_home(core::TimePoint now) {
     via_fa_ = false;
     care_of_ = home_address_;

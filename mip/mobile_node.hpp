@@ -115,6 +115,9 @@ public:
     /// it; the home agent's own advert means "at home"; a sequence number restarting below 256
     /// means the agent rebooted and the MN re-registers.
     Output agent_advertisement(const AgentAdvertisement& advert, core::Ipv4Address source, core::TimePoint now);
+    /// Send the pending request again now (a route just appeared that the last try lacked);
+    /// counts as a retransmission. Nothing to do without a pending request.
+    Output retry_now(core::TimePoint now);
     /// Back on the home link: deregister all bindings (CoA = HoA, lifetime 0).
     Output returned_home(core::TimePoint now);
     /// A UDP payload received on the registration socket.

@@ -284,6 +284,10 @@ void MobileNodeStage::on_event(const core::RaisedEvent& event, core::StageContex
             solicitation_interval_ = std::chrono::seconds(1);
             next_solicitation_ = now;
         }
+    } else if (const auto* r = std::get_if<core::RouteChanged>(&event.event)) {
+        // The link's routes come just after its address: a request sent in between had no
+        // way out, so try again at once rather than after the retransmission timer.
+        if (r->added && config_.care_of_ifindex != 0 && r->ifindex == config_.care_of_ifindex) handle(node_.retry_now(now), ctx);
     } else if (const auto* i = std::get_if<core::InnerAddressAssigned>(&event.event)) {
         if (config_.care_of_source != CareOfSource::InnerAddress || i->prefix.address == node_.care_of_address()) return;
         // RFC 5265 §4 step 5: the VPN tunnel inner address is the i-MIP co-located CoA.

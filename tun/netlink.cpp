@@ -253,7 +253,7 @@ core::Result<std::vector<AddressInfo>> Netlink::addresses(std::uint32_t ifindex)
 // --- NetlinkMonitor --------------------------------------------------------------------------
 
 core::Result<NetlinkMonitor> NetlinkMonitor::open() {
-    int fd = open_socket(SOCK_NONBLOCK, RTMGRP_LINK | RTMGRP_IPV4_IFADDR);
+    int fd = open_socket(SOCK_NONBLOCK, RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV4_ROUTE);
     if (fd < 0) return errno_code(errno);
     // A larger receive buffer makes overruns rarer when many interfaces change at once
     // (the kernel caps it at net.core.rmem_max).

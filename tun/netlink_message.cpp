@@ -375,6 +375,33 @@ core::Result<AddressInfo> parse_address(const NetlinkMessageView& msg) {
     return info;
 }
 
+core::Result<RouteInfo> parse_route(const NetlinkMessageView& msg) {
+    if (msg.type() != RTM_NEWROUTE && msg.type() != RTM_DELROUTE) return core::Errc::Malformed;
+    auto p = msg.payload();
+    if (p.size() < rtmsg_off::size) return core::Errc::Truncated;
+    if (p[rtmsg_off::family] != AF_INET) return core::Errc::Unsupported;
+    if (p[rtmsg_off::dst_len] > 32) return core::Errc::Malformed;
+    RouteInfo info;
+    info.deleted = msg.type() == RTM_DELROUTE;
+    info.destination.length = p[rtmsg_off::dst_len];
+    info.table = p[rtmsg_off::table];
+    info.type = p[rtmsg_off::type];
+    AttributeReader attrs(p.subspan(rtmsg_off::size));
+    while (auto a = attrs.next()) {
+        if (a->type == RTA_DST) {
+            auto v = a->as_ipv4();
+            if (!v) return core::Errc::Malformed;
+            info.destination.address = *v;
+        } else if (a->type == RTA_OIF || a->type == RTA_TABLE) {
+            auto v = a->as_u32();
+            if (!v) return core::Errc::Malformed;
+            (a->type == RTA_OIF ? info.ifindex : info.table) = *v;
+        }
+    }
+    if (attrs.malformed()) return core::Errc::Malformed;
+    return info;
+}
+
 std::size_t NetlinkEventDecoder::decode(std::span<const std::uint8_t> datagram, std::vector<core::ControlEvent>& out) {
     std::size_t before = out.size();
     MessageReader reader(datagram);
@@ -406,6 +433,17 @@ std::size_t NetlinkEventDecoder::decode(std::span<const std::uint8_t> datagram, 
                     break;
                 }
                 out.emplace_back(core::AddressChanged{addr->ifindex, addr->prefix, !addr->deleted});
+                break;
+            }
+            case RTM_NEWROUTE:
+            case RTM_DELROUTE: {
+                auto route = parse_route(*msg);
+                if (!route) {
+                    if (route.error() != core::Errc::Unsupported) ++malformed_;
+                    break;
+                }
+                if (route->table != RT_TABLE_MAIN || route->type != RTN_UNICAST) break;
+                out.emplace_back(core::RouteChanged{route->ifindex, route->destination, !route->deleted});
                 break;
             }
             default: break;

@@ -184,7 +184,18 @@ struct AddressInfo {
 };
 core::Result<AddressInfo> parse_address(const NetlinkMessageView& msg);
 
-/// Turns rtnetlink notifications (RTMGRP_LINK, RTMGRP_IPV4_IFADDR) into control events.
+/// RTM_NEWROUTE / RTM_DELROUTE for IPv4; core::Errc::Unsupported for other families.
+struct RouteInfo {
+    std::uint32_t ifindex = 0;  // RTA_OIF, 0 if absent
+    core::Ipv4Prefix destination;
+    std::uint32_t table = 0;    // RTA_TABLE, else rtm_table
+    std::uint8_t type = 0;      // RTN_*
+    bool deleted = false;
+};
+core::Result<RouteInfo> parse_route(const NetlinkMessageView& msg);
+
+/// Turns rtnetlink notifications (RTMGRP_LINK, RTMGRP_IPV4_IFADDR, RTMGRP_IPV4_ROUTE) into
+/// control events; routes only for unicast routes of the main table.
 /// The kernel repeats RTM_NEWLINK for every attribute change (MTU, carrier, statistics), so a
 /// LinkChanged is raised only when an interface's up() state differs from the last one raised
 /// for it (or it is seen for the first time); RTM_DELLINK raises up=false and forgets it.

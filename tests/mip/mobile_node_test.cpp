@@ -148,6 +148,20 @@ TEST_CASE("MN retransmits with exponential back-off from 1 s and fresh timestamp
     CHECK_FALSE(l.mn.poll(*d - 1ms).transmit);
 }
 
+TEST_CASE("MN retry_now resends the pending request at once, and only then") {
+    Loop l(mn_config(), ha_config());
+    CHECK_FALSE(l.mn.retry_now(l.now).transmit);  // nothing pending
+    auto first = l.mn.care_of_address_changed(coa, l.now);  // "lost": no route yet
+    REQUIRE(first.transmit);
+    l.now += 50ms;  // the default route appears
+    auto again = l.mn.retry_now(l.now);
+    REQUIRE(again.transmit);
+    CHECK(identification_of(*again.transmit) > identification_of(*first.transmit));
+    l.deliver(std::move(again));
+    CHECK(l.mn.state() == State::Registered);
+    CHECK_FALSE(l.mn.retry_now(l.now).transmit);  // registered: nothing to resend
+}
+
 TEST_CASE("MN back-off is capped by the requested lifetime") {
     Loop l(mn_config([](auto& c) { c.lifetime = 3; }), ha_config());
     (void)l.mn.care_of_address_changed(coa, l.now);

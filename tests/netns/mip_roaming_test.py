@@ -313,6 +313,7 @@ table ip nat {{
             t0 = time.time()
             bridge_port(air, bridge)
             configure()
+            addressed = time.time() - t0
             try:
                 lab.wait_for(lambda: expect(mn_report()), timeout=30, what=f"{label}: registration")
                 registered = time.time() - t0
@@ -334,12 +335,12 @@ table ip nat {{
             checks.check(f"{label}: pings to the home address answered again", ping_dt is not None)
             checks.check(f"{label}: the TCP stream goes on", tcp_dt is not None)
             fmt = lambda v: "n/a" if v is None else f"{v * 1000:.0f} ms"  # noqa: E731
-            print(f"timing {label}: link change -> registered {fmt(registered)}, first echo reply {fmt(ping_dt)}, "
-                  f"first TCP bytes at the correspondent {fmt(tcp_dt)}", flush=True)
+            print(f"timing {label}: link change -> address configured {fmt(addressed)}, registered {fmt(registered)}, "
+                  f"first echo reply {fmt(ping_dt)}, first TCP bytes at the correspondent {fmt(tcp_dt)}", flush=True)
             return rep
 
         def dhcp():
-            mn.run(["busybox", "udhcpc", "-i", "wlan0", "-f", "-q", "-n", "-t", "5", "-T", "1", "-s", script], timeout=30)
+            mn.run(["busybox", "udhcpc", "-i", "wlan0", "-f", "-q", "-n", "-B", "-t", "5", "-T", "1", "-s", script], timeout=30)
 
         def static_home():
             mn.run(["ip", "addr", "add", f"{HOME_ADDRESS}/24", "dev", "wlan0"])

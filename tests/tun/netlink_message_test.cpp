@@ -29,6 +29,7 @@ using tun::NetlinkMessageView;
 namespace {
 
 constexpr std::uint32_t seq = 0x6b033ba5;
+constexpr std::size_t rtm_type_offset = 16 + 7;  // nlmsghdr, then rtmsg's rtm_type
 const core::Ipv4Prefix addr_10_1_2_3_24{core::Ipv4Address::from_octets(10, 1, 2, 3), 24};
 
 /// The first n bytes of a message with nlmsg_len patched to n: a message that is
@@ -533,6 +534,32 @@ TEST_CASE("NetlinkEventDecoder turns address notifications into AddressChanged")
     CHECK(added->added);
     CHECK_FALSE(removed->added);
     CHECK(removed->prefix == addr_10_1_2_3_24);
+}
+
+TEST_CASE("NetlinkEventDecoder turns main-table unicast routes into RouteChanged") {
+    tun::NetlinkEventDecoder dec;
+    std::vector<core::ControlEvent> out;
+    // A kernel notification has the layout of the request that made the route.
+    const tun::Route dflt{.destination = *core::Ipv4Prefix::parse("0.0.0.0/0"), .ifindex = 3,
+                          .gateway = core::Ipv4Address::parse("192.0.2.1")};
+    Bytes add = value(tun::encode_route(seq, tun::NetlinkOp::Add, dflt));
+    Bytes del = value(tun::encode_route(seq, tun::NetlinkOp::Delete, dflt));
+    del[rtm_type_offset] = RTN_UNICAST;  // the kernel's RTM_DELROUTE names the type; our request does not
+    Bytes other_table = value(tun::encode_route(seq, tun::NetlinkOp::Add,
+                                                {.destination = addr_10_1_2_3_24, .ifindex = 3, .table = 100}));
+    REQUIRE(dec.decode(add, out) == 1);
+    REQUIRE(dec.decode(del, out) == 1);
+    CHECK(dec.decode(other_table, out) == 0);
+    auto* a = std::get_if<core::RouteChanged>(&out[0]);
+    auto* d = std::get_if<core::RouteChanged>(&out[1]);
+    REQUIRE(a);
+    REQUIRE(d);
+    CHECK(a->ifindex == 3);
+    CHECK(a->destination.length == 0);
+    CHECK(a->added);
+    CHECK_FALSE(d->added);
+    CHECK(dec.decode(cut(add, 20), out) == 0);
+    CHECK(dec.malformed_count() == 1);
 }
 
 TEST_CASE("NetlinkEventDecoder ignores the irrelevant and counts the malformed") {
