@@ -55,7 +55,8 @@ void HomeAgentStage::announce(const HomeAgent::BindingChange& change, core::Stag
     ctx.log().info(registered ? "binding " : "binding removed: ", change.binding.home_address.to_string(), " -> ",
                    change.binding.care_of_address.to_string(),
                    change.binding.mode == TunnelMode::Udp ? " (IP-in-UDP)" : " (IP-in-IP)");
-    ctx.raise(core::RegistrationChanged{change.binding.home_address, change.binding.care_of_address, registered});
+    ctx.raise(core::RegistrationChanged{change.binding.home_address, change.binding.care_of_address, registered, {},
+                                        config_.home_link_ifindex});
 }
 
 Verdict HomeAgentStage::registration(const core::Ipv4View& ip, const core::UdpView& udp, core::StageContext& ctx) {
@@ -229,7 +230,7 @@ std::optional<core::TimePoint> HomeAgentStage::poll(core::StageContext& ctx) {
     for (const auto& b : expired_) {
         ++counters_.bindings_expired;
         ctx.log().info("binding expired: ", b.home_address.to_string(), " -> ", b.care_of_address.to_string());
-        ctx.raise(core::RegistrationChanged{b.home_address, b.care_of_address, false});
+        ctx.raise(core::RegistrationChanged{b.home_address, b.care_of_address, false, {}, config_.home_link_ifindex});
     }
     return next;
 }

@@ -49,6 +49,9 @@ public:
         bool pass_unbound = false;        // outward packets without a binding pass unchanged
         bool drop_unrelated = false;      // inward non-MIP packets are dropped (UnexpectedProtocol)
         std::size_t report_limit = 100;   // bindings listed by report(); the count is always given
+        // The home link, for the shell: it proxies ARP there for away mobile nodes and
+        // announces each new binding with a gratuitous ARP (RFC 5944 §4.6). 0: none.
+        std::uint32_t home_link_ifindex = 0;
     };
 
     struct Counters {

@@ -135,6 +135,9 @@ void MobileNodeStage::handle(const MobileNode::Output& out, core::StageContext& 
             change.foreign_agent = reg->foreign_agent;
             change.link_ifindex = config_.care_of_ifindex;
         }
+        // Home again: the shell reclaims the home address on the link from the HA's proxy
+        // ARP with a gratuitous ARP (RFC 5944 §4.6).
+        if (!change.registered && at_home()) change.link_ifindex = config_.care_of_ifindex;
         ctx.log().info(change.registered ? "registered " : "registration ended for ", change.home_address.to_string(),
                        " at care-of address ", change.care_of_address.to_string(),
                        change.foreign_agent.is_unspecified() ? "" : " via foreign agent ",
@@ -147,6 +150,17 @@ void MobileNodeStage::handle(const MobileNode::Output& out, core::StageContext& 
 Verdict MobileNodeStage::encapsulate(core::PacketBuf& packet, core::StageContext& ctx) {
     auto ip = core::Ipv4View::check(packet.bytes());
     if (!ip) return Verdict::drop(core::ipv4_check_failure(packet));
+    // Our own registration traffic never comes from the host: if it does, the host routes the
+    // node's outer packets back into its TUN (say, a default route through it) and passing it
+    // on would loop it at full speed.
+    if (auto udp = udp_of(*ip); udp && udp->destination_port() == registration_port &&
+                                udp->source_port() == node_.config().source_port &&
+                                (ip->destination() == node_.home_agent() || ip->source() == node_.care_of_address())) {
+        ++counters_.dropped_loop;
+        ctx.log().limited(core::LogLevel::Warn, ctx.now(), "own registration request came back from the host: "
+                          "a route sends the node's outer packets into its own TUN; check the routes to ", ip->destination().to_string());
+        return Verdict::drop(DropReason::Loop);
+    }
     const core::Ipv4Address home = node_.home_address();
     if (home.is_unspecified() || ip->source() != home) {
         ++counters_.passed_unrelated_out;
@@ -378,6 +392,7 @@ void MobileNodeStage::report(core::StatusSink& out) const {
     out.field("keepalives_sent", counters_.keepalives_sent);
     out.field("keepalive_replies", counters_.keepalive_replies);
     out.field("no_buffer", counters_.no_buffer);
+    out.field("dropped_loop", counters_.dropped_loop);
     out.end();
 }
 

@@ -72,6 +72,7 @@ public:
         std::uint64_t keepalives_sent = 0;
         std::uint64_t keepalive_replies = 0;
         std::uint64_t no_buffer = 0;
+        std::uint64_t dropped_loop = 0;  // our own registration traffic routed back to us
     };
 
     /// `random` supplies nonce bits to the core; it must outlive the stage.

@@ -3,7 +3,10 @@
 
 #include <chrono>
 #include <cstdio>
+#include <set>
 #include <vector>
+
+#include <net/if.h>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -20,6 +23,7 @@
 #include "core/buffer_pool.hpp"
 #include "core/pipeline.hpp"
 #include "crypto/random.hpp"
+#include "tun/arp.hpp"
 #include "tun/link_device.hpp"
 #include "tun/linux_device.hpp"
 #include "tun/netlink.hpp"
@@ -199,8 +203,14 @@ private:
     void follow_registration(const core::RaisedEvent& e, const core::RegistrationChanged& change) {
         if (e.origin >= pipeline_->size()) return;
         const auto stage = pipeline_->stage(e.origin).name();
-        if (stage == "mip.home_agent") follow_binding(change);
-        if (stage == "mip.mobile_node") follow_foreign_agent(change);
+        if (stage == "mip.home_agent") {
+            follow_binding(change);
+            announce_on_home_link(change, true);
+        }
+        if (stage == "mip.mobile_node") {
+            follow_foreign_agent(change);
+            if (!change.registered) announce_on_home_link(change, false);
+        }
     }
 
     // RFC 5944 §4.2.2: registered through a foreign agent, the mobile node uses it as its
@@ -227,6 +237,29 @@ private:
         }
         agent_route_ = wanted;
         log_.info("default route via foreign agent ", change.foreign_agent.to_string());
+    }
+
+    // RFC 5944 §4.6: while a mobile node is away its HA answers ARP for the home address on
+    // the home link (proxy ARP: the kernel does it for addresses routed elsewhere) and says so
+    // at once with a gratuitous ARP; back home, the mobile node takes the address back.
+    void announce_on_home_link(const core::RegistrationChanged& change, bool home_agent) {
+        if (change.link_ifindex == 0) return;
+        if (home_agent && change.registered && !proxy_arp_on_.contains(change.link_ifindex)) {
+            char name[IF_NAMESIZE] = {};
+            if (::if_indextoname(change.link_ifindex, name) != nullptr) {
+                if (std::FILE* f = std::fopen((std::string("/proc/sys/net/ipv4/conf/") + name + "/proxy_arp").c_str(), "w")) {
+                    std::fputs("1", f);
+                    std::fclose(f);
+                    proxy_arp_on_.insert(change.link_ifindex);
+                } else {
+                    log_.warn("cannot enable proxy ARP on ", name, ": hosts on the home link will not reach away mobile nodes");
+                }
+            }
+        }
+        if (home_agent != change.registered) return;  // HA: on binding; MN: on coming home
+        if (auto r = tun::send_gratuitous_arp(change.link_ifindex, change.home_address); !r)
+            log_.limited(core::LogLevel::Warn, core::Clock::now(), "cannot send a gratuitous ARP for ", change.home_address.to_string(), ": ",
+                         r.error().message());
     }
 
     void follow_binding(const core::RegistrationChanged& change) {
@@ -424,6 +457,7 @@ private:
     std::optional<core::Ipv4Prefix> inner_address_;
     std::optional<tun::Rule> rule_;
     std::optional<tun::Route> agent_route_;
+    std::set<std::uint32_t> proxy_arp_on_;
     std::uint64_t backpressure_pauses_ = 0;
     std::uint64_t inbound_unchanged_ = 0;
     std::uint64_t inner_unchanged_ = 0;

@@ -90,7 +90,7 @@ std::unique_ptr<core::Stage> build_mobile_node(const ConfigReader& c, const Stag
 std::unique_ptr<core::Stage> build_home_agent(const ConfigReader& c, const StageBuildContext& ctx) {
     c.only({"type", "address", "home_network", "max_lifetime_s", "reverse_tunnel", "reverse_tunnel_required", "udp_tunnelling",
             "keepalive_s", "udp_max_lifetime_s", "timestamp_tolerance_s", "max_bindings", "mobile_nodes", "tunnel_ttl", "df",
-            "pass_unbound", "drop_unrelated"});
+            "pass_unbound", "drop_unrelated", "home_interface"});
     mip::HomeAgentStage::Config cfg;
     auto& agent = cfg.agent;
     agent.address = c.address("address");
@@ -129,6 +129,11 @@ std::unique_ptr<core::Stage> build_home_agent(const ConfigReader& c, const Stage
     cfg.df_when_inner_clear = c.boolean_or("df", false);
     cfg.pass_unbound = c.boolean_or("pass_unbound", false);
     cfg.drop_unrelated = c.boolean_or("drop_unrelated", false);
+    if (auto name = c.optional_string("home_interface"); name && !ctx.dry_run) {
+        cfg.home_link_ifindex = ::if_nametoindex(name->c_str());
+        if (cfg.home_link_ifindex == 0)
+            c.fail("home_interface", "no interface \"" + *name + "\" in this network namespace", "the home link's interface (see `ip link`)");
+    }
     return std::make_unique<mip::HomeAgentStage>(std::move(cfg), *ctx.random);
 }
 

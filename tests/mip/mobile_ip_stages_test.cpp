@@ -404,6 +404,20 @@ TEST_CASE("MN stage: unregistered, unrelated and at-home traffic") {
     CHECK(mn.stage.node().state() == mip::MobileNode::State::Registering);
 }
 
+TEST_CASE("MN stage: its own registration request coming back from the host is a loop, dropped") {
+    test::World w;
+    auto& mn = w.add_mn(test::mn_stage_config(home1, ha1, key1, coa1), {coa1});
+    w.poll();  // sends the first request (nobody answers)
+    REQUIRE_FALSE(w.wire.empty());
+    // The host routed that request into the TUN: it must not go out again.
+    auto looped = test::load(w.pool, w.wire.back());
+    CHECK(mn.stage.encapsulate(looped, mn.ctx).reason == DropReason::Loop);
+    CHECK(mn.stage.counters().dropped_loop == 1);
+    // Other UDP to port 434 from the host (another program's) is not ours to judge.
+    auto other = test::load(w.pool, test::echo_packet(coa1, cn));
+    CHECK(mn.stage.encapsulate(other, mn.ctx).passed());
+}
+
 TEST_CASE("MN stage: tunnelled packets must match the negotiated mode and addresses") {
     test::World w;
     auto& mn = w.add_mn(test::mn_stage_config(home1, ha1, key1, coa1, Udp::Wanted), {coa1});

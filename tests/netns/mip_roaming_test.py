@@ -11,13 +11,15 @@ moved between bridges, as a laptop moves between access points. It goes
       -> a network behind an nftables NAT, address from dnsmasq (IP-in-UDP, RFC 3519)
       -> home again (deregistration)
 
-while a TCP stream from the mobile node's home address to a correspondent behind the home
-agent keeps going, and the correspondent pings the home address. mipsec learns every move
+while a TCP stream from the mobile node's home address to a correspondent on the home link
+keeps going, and the correspondent pings the home address. While the mobile node is away the
+home agent answers ARP for its home address (proxy ARP, announced with a gratuitous ARP); back
+home, the mobile node reclaims it with its own gratuitous ARP (RFC 5944 §4.6). mipsec learns every move
 from rtnetlink only (link down/up, address removed/added); the test never tells it. Each move
 is its own set of assertions and prints the time from the link change to the registration, the
 first echo reply and the first TCP bytes after it.
 
-    cn 10.2.0.10 --- ha (10.2.0.1, 10.1.0.1 home link, 198.18.1.2 public) --- inet 198.18.x.1
+    home link 10.1.0.0/24: cn 10.1.0.10, ha 10.1.0.1 (public 198.18.1.2) --- inet 198.18.x.1
     inet --- cafe router 198.18.2.2 (192.0.2.1/24, dnsmasq)
     inet --- nat box 198.18.3.2 (10.20.0.1/24, dnsmasq, masquerade)
     inet --- fa 198.18.4.2 (visitor link 198.51.100.1/24; does not forward: visitors' traffic
@@ -35,7 +37,7 @@ from netns_lab import Checks, Lab, require_root  # noqa: E402
 
 HOME_ADDRESS = "10.1.0.77"
 HA_PUBLIC = "198.18.1.2"
-CN = "10.2.0.10"
+CN = "10.1.0.10"
 KEY = "00112233445566778899aabbccddeeff"
 FWMARK = 0x6d69
 
@@ -103,7 +105,7 @@ def mn_config(lab):
         "log_level": "info",
         # The home address lives on the TUN; only traffic without the transport's mark is
         # routed into it, so the node's own outer packets follow the main table.
-        "tun": {"name": "mip0", "address": f"{HOME_ADDRESS}/32", "routes": ["10.2.0.0/24"], "route_table": 100},
+        "tun": {"name": "mip0", "address": f"{HOME_ADDRESS}/32", "routes": ["10.1.0.0/24"], "route_table": 100},
         "transport": {"local": "0.0.0.0", "udp_ports": [434], "raw_protocols": [1, 4, 255], "fwmark": FWMARK},
         "pipeline": [
             {"type": "tap.pcap", "file": f"{lab.dir}/mn-inner.pcap"},
@@ -115,7 +117,7 @@ def mn_config(lab):
     })
 
 
-def ha_config(lab):
+def ha_config(lab, home_if):
     return write_json(lab, "ha", {
         "name": "ha",
         "control_socket": f"{lab.dir}/ha.sock",
@@ -124,6 +126,7 @@ def ha_config(lab):
         "transport": {"local": HA_PUBLIC, "udp_ports": [434], "raw_protocols": [4]},
         "pipeline": [
             {"type": "mip.home_agent", "address": HA_PUBLIC, "home_network": "10.1.0.0/24", "keepalive_s": 10,
+             "home_interface": home_if,
              "mobile_nodes": [{"home_address": HOME_ADDRESS, "spi": 256, "key": KEY}]},
             {"type": "tap.pcap", "file": f"{lab.dir}/ha-outer.pcap"},
         ],
@@ -173,6 +176,19 @@ def bridge_port(air, bridge, port="ap"):
     air.run(["ip", "link", "set", port, "nomaster"])
     air.run(["ip", "link", "set", port, "master", bridge])
     air.run(["ip", "link", "set", port, "up"])
+
+
+def mac_of(host, ifname):
+    return open_json(host.run(["ip", "-j", "link", "show", ifname]).stdout)[0]["address"]
+
+
+def neighbour_mac(host, address):
+    entries = open_json(host.run(["ip", "-j", "neigh", "show", address]).stdout)
+    return entries[0].get("lladdr") if entries else None
+
+
+def open_json(text):
+    return json.loads(text) if text.strip() else []
 
 
 def first_after(times, t0):
@@ -225,9 +241,6 @@ def main():
         lab.link(inet, "198.18.4.1/24", fa, "198.18.4.2/24")
         fa.run(["ip", "route", "add", "default", "via", "198.18.4.1"])
         inet.run(["ip", "route", "add", "198.51.100.0/24", "via", "198.18.4.2"])
-        # Behind the home agent: the correspondent.
-        lab.link(ha, "10.2.0.1/24", cn, f"{CN}/24")
-        cn.run(["ip", "route", "add", "default", "via", "10.2.0.1"])
         # The NAT box: inside 10.20.0.0/24 (on br_nat), outside on the internet.
         natbox = lab.host("natbox")
         natbox.sysctl("net.ipv4.ip_forward", "1")
@@ -245,8 +258,11 @@ table ip nat {{
         for br in ("br_home", "br_fa", "br_cafe", "br_nat"):
             air.run(["ip", "link", "add", br, "type", "bridge"])
             air.run(["ip", "link", "set", br, "up"])
-        _, p = lab.link(ha, "10.1.0.1/24", air, "")
+        ha_home, p = lab.link(ha, "10.1.0.1/24", air, "")
         air.run(["ip", "link", "set", p, "master", "br_home"])
+        _, p = lab.link(cn, f"{CN}/24", air, "")
+        air.run(["ip", "link", "set", p, "master", "br_home"])
+        cn.run(["ip", "route", "add", "default", "via", "10.1.0.1"])
         fa_lan, p = lab.link(fa, "198.51.100.1/24", air, "")
         air.run(["ip", "link", "set", p, "master", "br_fa"])
         cafe_lan, p = lab.link(cafe, "192.0.2.1/24", air, "")
@@ -260,7 +276,7 @@ table ip nat {{
         air.run(["ip", "link", "set", p, "name", "ap"])
         bridge_port(air, "br_home")
         mn.run(["ip", "addr", "add", f"{HOME_ADDRESS}/24", "dev", "wlan0"])
-        mn.run(["ip", "route", "add", "default", "via", "10.1.0.1"])
+        mn.run(["ip", "route", "add", "default", "via", "10.1.0.1", "dev", "wlan0"])
 
         # Real DHCP servers on the cafe and NAT networks.
         for host, lan, lo, hi, router in ((cafe, cafe_lan, "192.0.2.100", "192.0.2.150", "192.0.2.1"),
@@ -274,7 +290,7 @@ table ip nat {{
             f.write(UDHCPC_SCRIPT)
         os.chmod(script, 0o755)
 
-        cfg_mn, cfg_ha, cfg_fa = mn_config(lab), ha_config(lab), fa_config(lab, fa_lan)
+        cfg_mn, cfg_ha, cfg_fa = mn_config(lab), ha_config(lab, ha_home), fa_config(lab, fa_lan)
         checks.check("mipsec check accepts the foreign agent config", fa.run([args.mipsec, "check", cfg_fa], check=False).returncode == 0)
         checks.check("mipsec check accepts the mobile node config", mn.run([args.mipsec, "check", cfg_mn], check=False).returncode == 0)
         checks.check("mipsec check accepts the home agent config", ha.run([args.mipsec, "check", cfg_ha], check=False).returncode == 0)
@@ -344,7 +360,9 @@ table ip nat {{
 
         def static_home():
             mn.run(["ip", "addr", "add", f"{HOME_ADDRESS}/24", "dev", "wlan0"])
-            mn.run(["ip", "route", "replace", "default", "via", "10.1.0.1"])
+            # "dev": the home prefix is also routed into the TUN (table 100) for unmarked lookups,
+            # so the gateway must be named on the link, as DHCP clients do.
+            mn.run(["ip", "route", "replace", "default", "via", "10.1.0.1", "dev", "wlan0"])
 
         def coa_in(prefix, mode):
             return lambda r: r.get("registered") and str(r.get("care_of_address", "")).startswith(prefix) and r.get("mode") == mode
@@ -359,6 +377,9 @@ table ip nat {{
         binding = ha_report()
         checks.check("FA: the home agent binds the home address to the FA's care-of address",
                      any(b.get("care_of_address") == "198.51.100.1" for b in binding.get("bindings", [])), json.dumps(binding))
+        ha_mac, mn_mac = mac_of(ha, ha_home), mac_of(mn, "wlan0")
+        checks.check("FA: on the home link the correspondent reaches the home address at the HA's MAC (proxy + gratuitous ARP)",
+                     neighbour_mac(cn, HOME_ADDRESS) == ha_mac, f"{neighbour_mac(cn, HOME_ADDRESS)} vs HA {ha_mac}")
         addrs = mn.run(["ip", "-4", "-o", "addr", "show", "dev", "wlan0"], check=False).stdout
         checks.check("FA: the mobile node has no address of its own on the foreign link", addrs.strip() == "", addrs)
         time.sleep(1.5)
@@ -393,6 +414,8 @@ table ip nat {{
         checks.check("home: the binding is gone at the home agent", not binding.get("bindings"), json.dumps(binding))
         route = ha.run(["ip", "route", "show", f"{HOME_ADDRESS}/32"], check=False).stdout
         checks.check("home: the host route into the TUN is gone", route.strip() == "", route)
+        checks.check("home: the mobile node's gratuitous ARP points the correspondent back at its own MAC",
+                     neighbour_mac(cn, HOME_ADDRESS) == mn_mac, f"{neighbour_mac(cn, HOME_ADDRESS)} vs MN {mn_mac}")
 
         # Finish the stream: every byte sent arrived, in order, once.
         open(stop_file, "w").close()
