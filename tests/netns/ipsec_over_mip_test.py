@@ -16,12 +16,12 @@ being answered. Movement is learnt from rtnetlink only.
 import argparse
 import json
 import os
-import re
 import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tools"))
 from netns_lab import Checks, Lab, require_root  # noqa: E402
+from roaming_lab import Roaming, ike_sa_ids, node_status, stage_states, write_json  # noqa: E402
 from strongswan_lab import Charon, Child, Connection  # noqa: E402
 
 PSK = "lab-psk-0123456789"
@@ -30,56 +30,6 @@ X_HA = "198.18.1.2"
 GW = "198.18.5.2"
 MIP_KEY = "00112233445566778899aabbccddeeff"
 FWMARK = 0x6d69
-
-UDHCPC_SCRIPT = """#!/bin/sh
-case "$1" in
-  deconfig) ip -4 addr flush dev "$interface" ;;
-  bound|renew)
-    ip addr replace "$ip/$mask" dev "$interface"
-    [ -n "$router" ] && ip route replace default via "${router%% *}" dev "$interface" ;;
-esac
-exit 0
-"""
-
-
-def write_json(lab, name, cfg):
-    path = f"{lab.dir}/{name}.json"
-    with open(path, "w") as f:
-        json.dump(cfg, f, indent=2)
-    return path
-
-
-def status(host, mipsec, sock):
-    r = host.run([mipsec, "status", "--socket", sock, "--json"], check=False)
-    if r.returncode != 0:
-        return None
-    try:
-        return json.loads(r.stdout)["nodes"][0]
-    except (ValueError, KeyError, IndexError):
-        return None
-
-
-def stage_state(st, kind):
-    if not st:
-        return {}
-    return next((s.get("state", {}) for s in st["pipeline"] if s["type"] == kind), {})
-
-
-def ike_sa_ids(list_sas_text):
-    """strongSwan's unique IKE SA ids and SPIs ("rw: #1, ESTABLISHED, IKEv1, 1a2b...i 3c4d...r")."""
-    out = []
-    for line in list_sas_text.splitlines():
-        m = re.search(r"#(\d+), \w+, IKEv1, ([0-9a-f]+)_i\*? ([0-9a-f]+)_r", line)
-        if m:
-            out.append(m.groups())
-    return out
-
-
-def bridge_port(air, bridge):
-    air.run(["ip", "link", "set", "ap", "down"])
-    air.run(["ip", "link", "set", "ap", "nomaster"])
-    air.run(["ip", "link", "set", "ap", "master", bridge])
-    air.run(["ip", "link", "set", "ap", "up"])
 
 
 def main():
@@ -90,62 +40,19 @@ def main():
     checks = Checks()
 
     with Lab("ipsec-over-mip") as lab:
-        air, xha, gw, lan, inet, cafe, natbox, mn = (lab.host(r) for r in ("air", "xha", "gw", "lan", "inet", "cafe", "natbox", "mn"))
-        for h in (xha, gw, inet, cafe, natbox):
+        mn = lab.host("mn")
+        net = Roaming(lab, mn)
+        xha, gw, lan = lab.host("xha"), lab.host("gw"), lab.host("lan")
+        for h in (xha, gw):
             h.sysctl("net.ipv4.ip_forward", "1")
-        lab.link(inet, "198.18.1.1/24", xha, f"{X_HA}/24")
-        lab.link(inet, "198.18.2.1/24", cafe, "198.18.2.2/24")
-        out_if, _ = lab.link(natbox, "198.18.3.2/24", inet, "198.18.3.1/24")
-        lab.link(inet, "198.18.5.1/24", gw, f"{GW}/24")
-        for h, via in ((xha, "198.18.1.1"), (cafe, "198.18.2.1"), (natbox, "198.18.3.1"), (gw, "198.18.5.1")):
-            h.run(["ip", "route", "add", "default", "via", via])
-        inet.run(["ip", "route", "add", "192.0.2.0/24", "via", "198.18.2.2"])
-        inet.run(["ip", "route", "add", "203.0.113.0/24", "via", X_HA])  # the external home network
+        net.public(xha, 1, X_HA)
+        net.inet.run(["ip", "route", "add", "203.0.113.0/24", "via", X_HA])  # the external home network
+        net.public(gw, 5, GW)
         lab.link(gw, "10.99.1.1/24", lan, "10.99.1.2/24")
         lan.run(["ip", "route", "add", "default", "via", "10.99.1.1"])
-        natbox.run(["nft", "-f", "-"], input=f"""
-table ip nat {{
-  chain postrouting {{
-    type nat hook postrouting priority srcnat; policy accept;
-    oifname "{out_if}" masquerade
-  }}
-}}
-""")
-        for br in ("br_cafe", "br_nat"):
-            air.run(["ip", "link", "add", br, "type", "bridge"])
-            air.run(["ip", "link", "set", br, "up"])
-        cafe_lan, p = lab.link(cafe, "192.0.2.1/24", air, "")
-        air.run(["ip", "link", "set", p, "master", "br_cafe"])
-        nat_lan, p = lab.link(natbox, "10.20.0.1/24", air, "")
-        air.run(["ip", "link", "set", p, "master", "br_nat"])
-        wlan, p = lab.link(mn, "", air, "")
-        mn.run(["ip", "link", "set", wlan, "name", "wlan0"])
-        mn.run(["ip", "link", "set", "wlan0", "up"])
-        air.run(["ip", "link", "set", p, "down"])
-        air.run(["ip", "link", "set", p, "name", "ap"])
-        for host, iface, lo, hi, router in ((cafe, cafe_lan, "192.0.2.100", "192.0.2.150", "192.0.2.1"),
-                                            (natbox, nat_lan, "10.20.0.100", "10.20.0.150", "10.20.0.1")):
-            host.spawn(["dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--port=0", f"--interface={iface}",
-                        "--bind-interfaces", f"--dhcp-range={lo},{hi},255.255.255.0,10m", f"--dhcp-option=3,{router}",
-                        "--dhcp-authoritative", f"--dhcp-leasefile={lab.dir}/{host.role}.leases", "--pid-file="],
-                       log_name=f"dnsmasq-{host.role}")
-        script = f"{lab.dir}/udhcpc.sh"
-        with open(script, "w") as f:
-            f.write(UDHCPC_SCRIPT)
-        os.chmod(script, 0o755)
-
-        def dhcp():
-            mn.run(["busybox", "udhcpc", "-i", "wlan0", "-f", "-q", "-n", "-B", "-t", "5", "-T", "1", "-s", script], timeout=30)
-
-        def move(bridge):
-            mn.run(["ip", "-4", "addr", "flush", "dev", "wlan0"])
-            mn.run(["ip", "route", "flush", "dev", "wlan0"], check=False)
-            t0 = time.time()
-            bridge_port(air, bridge)
-            dhcp()
-            return t0
-
-        move("br_cafe")
+        net.access("cafe", 2, "192.0.2.1/24", ("192.0.2.100", "192.0.2.150"))
+        net.access("natbox", 3, "10.20.0.1/24", ("10.20.0.100", "10.20.0.150"), nat=True)
+        net.move("cafe")
 
         charon = Charon(lab, gw, Connection("rw", GW, "%any", "gw.lab.example", "mn.lab.example", PSK,
                                             proposals="aes128-sha256-modp2048", pools="vpn", pool_addrs="10.99.100.0/24",
@@ -180,10 +87,10 @@ table ip nat {{
         sock = f"{lab.dir}/mn.sock"
 
         def vpn():
-            return stage_state(status(mn, args.mipsec, sock), "ipsec.vpn_client")
+            return (stage_states(node_status(mn, args.mipsec, sock), "ipsec.vpn_client") or [{}])[0]
 
         def mip():
-            return stage_state(status(mn, args.mipsec, sock), "mip.mobile_node")
+            return (stage_states(node_status(mn, args.mipsec, sock), "mip.mobile_node") or [{}])[0]
 
         try:
             lab.wait_for(lambda: vpn().get("sa_installs", 0) >= 1 and vpn().get("inner_address", "none") != "none",
@@ -211,9 +118,9 @@ table ip nat {{
 
         # Keep pinging while the mobile node moves twice.
         pinger = lan.spawn(["ping", "-D", "-n", "-i", "0.1", "-W", "1", vip], log_name="ping")
-        for label, bridge, mode in (("cafe -> NAT", "br_nat", "ip_in_udp"), ("NAT -> cafe", "br_cafe", "ip_in_ip")):
+        for label, network, mode in (("cafe -> NAT", "natbox", "ip_in_udp"), ("NAT -> cafe", "cafe", "ip_in_ip")):
             seen_before = open(pinger.log_path).read().count("bytes from")
-            t0 = move(bridge)
+            t0 = net.move(network)
             try:
                 lab.wait_for(lambda: (x := mip()).get("registered") and x.get("mode") == mode, timeout=30, what=f"{label} registration")
                 reg_dt = time.time() - t0

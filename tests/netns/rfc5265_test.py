@@ -22,12 +22,12 @@ the same SAs on both sides; the TCP stream ends byte-exact.
 import argparse
 import json
 import os
-import re
 import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tools"))
 from netns_lab import Checks, Lab, require_root  # noqa: E402
+from roaming_lab import Roaming, Stream, ike_sa_ids, node_status, stage_states, write_json  # noqa: E402
 from strongswan_lab import Charon, Child, Connection  # noqa: E402
 
 PSK = "lab-psk-0123456789"
@@ -41,101 +41,6 @@ GW = "198.18.5.2"
 MIP_KEY = "00112233445566778899aabbccddeeff"
 FWMARK = 0x6d69
 
-STREAM_SERVER = r"""
-import hashlib, socket, sys, time
-srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-srv.bind((sys.argv[1], int(sys.argv[2]))); srv.listen(1)
-print("listening", flush=True)
-c, _ = srv.accept(); h = hashlib.sha256(); n = 0
-log = open(sys.argv[3], "w")
-while True:
-    b = c.recv(65536)
-    if not b: break
-    h.update(b); n += len(b)
-    print(f"{time.time():.6f} {n}", file=log, flush=True)
-c.sendall(f"{n} {h.hexdigest()}".encode()); c.close()
-"""
-
-STREAM_CLIENT = r"""
-import hashlib, os, socket, sys, time
-s = socket.socket(); s.bind((sys.argv[1], 0)); s.settimeout(120)
-s.connect((sys.argv[2], int(sys.argv[3])))
-print("connected", flush=True)
-h = hashlib.sha256(); n = 0
-while not os.path.exists(sys.argv[4]):
-    chunk = os.urandom(2048)
-    s.sendall(chunk); h.update(chunk); n += len(chunk)
-    time.sleep(0.02)
-s.shutdown(socket.SHUT_WR)
-reply = b""
-while True:
-    b = s.recv(4096)
-    if not b: break
-    reply += b
-ok = reply.decode() == f"{n} {h.hexdigest()}"
-print(f"{'match' if ok else 'MISMATCH'} {n} bytes; server said {reply.decode()!r}", flush=True)
-sys.exit(0 if ok else 1)
-"""
-
-UDHCPC_SCRIPT = """#!/bin/sh
-case "$1" in
-  deconfig) ip -4 addr flush dev "$interface" ;;
-  bound|renew)
-    ip addr replace "$ip/$mask" dev "$interface"
-    [ -n "$router" ] && ip route replace default via "${router%% *}" dev "$interface" ;;
-esac
-exit 0
-"""
-
-
-def write_json(lab, name, cfg):
-    path = f"{lab.dir}/{name}.json"
-    with open(path, "w") as f:
-        json.dump(cfg, f, indent=2)
-    return path
-
-
-def status(host, mipsec, sock):
-    r = host.run([mipsec, "status", "--socket", sock, "--json"], check=False)
-    if r.returncode != 0:
-        return None
-    try:
-        return json.loads(r.stdout)["nodes"][0]
-    except (ValueError, KeyError, IndexError):
-        return None
-
-
-def stage_state(st, kind):
-    if not st:
-        return {}
-    return next((s.get("state", {}) for s in st["pipeline"] if s["type"] == kind), {})
-
-
-def ike_sa_ids(list_sas_text):
-    """strongSwan's unique IKE SA ids and SPIs ("rw: #1, ESTABLISHED, IKEv1, 1a2b...i 3c4d...r")."""
-    out = []
-    for line in list_sas_text.splitlines():
-        m = re.search(r"#(\d+), \w+, IKEv1, ([0-9a-f]+)_i\*? ([0-9a-f]+)_r", line)
-        if m:
-            out.append(m.groups())
-    return out
-
-
-def stream_bytes(path):
-    try:
-        with open(path) as f:
-            lines = f.read().split()
-        return int(lines[-1]) if lines else 0
-    except (OSError, ValueError):
-        return 0
-
-
-def bridge_port(air, bridge):
-    air.run(["ip", "link", "set", "ap", "down"])
-    air.run(["ip", "link", "set", "ap", "nomaster"])
-    air.run(["ip", "link", "set", "ap", "master", bridge])
-    air.run(["ip", "link", "set", "ap", "up"])
-
 
 def main():
     ap = argparse.ArgumentParser()
@@ -145,18 +50,14 @@ def main():
     checks = Checks()
 
     with Lab("rfc5265") as lab:
-        air, xha, gw, inet, cafe, natbox, mn, iha, cn, sw = (lab.host(r) for r in (
-            "air", "xha", "gw", "inet", "cafe", "natbox", "mn", "iha", "cn", "sw"))
-        for h in (xha, gw, inet, cafe, natbox):
+        mn = lab.host("mn")
+        net = Roaming(lab, mn)
+        xha, gw, iha, cn, sw = (lab.host(r) for r in ("xha", "gw", "iha", "cn", "sw"))
+        for h in (xha, gw, iha):
             h.sysctl("net.ipv4.ip_forward", "1")
-        lab.link(inet, "198.18.1.1/24", xha, f"{X_HA}/24")
-        lab.link(inet, "198.18.2.1/24", cafe, "198.18.2.2/24")
-        out_if, _ = lab.link(natbox, "198.18.3.2/24", inet, "198.18.3.1/24")
-        lab.link(inet, "198.18.5.1/24", gw, f"{GW}/24")
-        for h, via in ((xha, "198.18.1.1"), (cafe, "198.18.2.1"), (natbox, "198.18.3.1"), (gw, "198.18.5.1")):
-            h.run(["ip", "route", "add", "default", "via", via])
-        inet.run(["ip", "route", "add", "192.0.2.0/24", "via", "198.18.2.2"])
-        inet.run(["ip", "route", "add", "203.0.113.0/24", "via", X_HA])  # the external home network
+        net.public(xha, 1, X_HA)
+        net.inet.run(["ip", "route", "add", "203.0.113.0/24", "via", X_HA])  # the external home network
+        net.public(gw, 5, GW)
         # The intranet LAN: a switch namespace with one bridge; gateway, internal HA and
         # correspondent on it.
         sw.run(["ip", "link", "add", "br_lan", "type", "bridge"])
@@ -168,50 +69,9 @@ def main():
             lan_ifs[host.role] = ifname
         for host in (iha, cn):
             host.run(["ip", "route", "add", "default", "via", "10.99.1.1"])
-        iha.sysctl("net.ipv4.ip_forward", "1")
-        natbox.run(["nft", "-f", "-"], input=f"""
-table ip nat {{
-  chain postrouting {{
-    type nat hook postrouting priority srcnat; policy accept;
-    oifname "{out_if}" masquerade
-  }}
-}}
-""")
-        for br in ("br_cafe", "br_nat"):
-            air.run(["ip", "link", "add", br, "type", "bridge"])
-            air.run(["ip", "link", "set", br, "up"])
-        cafe_lan, p = lab.link(cafe, "192.0.2.1/24", air, "")
-        air.run(["ip", "link", "set", p, "master", "br_cafe"])
-        nat_lan, p = lab.link(natbox, "10.20.0.1/24", air, "")
-        air.run(["ip", "link", "set", p, "master", "br_nat"])
-        wlan, p = lab.link(mn, "", air, "")
-        mn.run(["ip", "link", "set", wlan, "name", "wlan0"])
-        mn.run(["ip", "link", "set", "wlan0", "up"])
-        air.run(["ip", "link", "set", p, "down"])
-        air.run(["ip", "link", "set", p, "name", "ap"])
-        for host, iface, lo, hi, router in ((cafe, cafe_lan, "192.0.2.100", "192.0.2.150", "192.0.2.1"),
-                                            (natbox, nat_lan, "10.20.0.100", "10.20.0.150", "10.20.0.1")):
-            host.spawn(["dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--port=0", f"--interface={iface}",
-                        "--bind-interfaces", f"--dhcp-range={lo},{hi},255.255.255.0,10m", f"--dhcp-option=3,{router}",
-                        "--dhcp-authoritative", f"--dhcp-leasefile={lab.dir}/{host.role}.leases", "--pid-file="],
-                       log_name=f"dnsmasq-{host.role}")
-        script = f"{lab.dir}/udhcpc.sh"
-        with open(script, "w") as f:
-            f.write(UDHCPC_SCRIPT)
-        os.chmod(script, 0o755)
-
-        def dhcp():
-            mn.run(["busybox", "udhcpc", "-i", "wlan0", "-f", "-q", "-n", "-B", "-t", "5", "-T", "1", "-s", script], timeout=30)
-
-        def move(bridge):
-            mn.run(["ip", "-4", "addr", "flush", "dev", "wlan0"])
-            mn.run(["ip", "route", "flush", "dev", "wlan0"], check=False)
-            t0 = time.time()
-            bridge_port(air, bridge)
-            dhcp()
-            return t0
-
-        move("br_cafe")
+        net.access("cafe", 2, "192.0.2.1/24", ("192.0.2.100", "192.0.2.150"))
+        net.access("natbox", 3, "10.20.0.1/24", ("10.20.0.100", "10.20.0.150"), nat=True)
+        net.move("cafe")
 
         charon = Charon(lab, gw, Connection("rw", GW, "%any", "gw.lab.example", "mn.lab.example", PSK,
                                             proposals="aes128-sha256-modp2048", pools="vpn", pool_addrs="10.99.100.0/24",
@@ -257,12 +117,11 @@ table ip nat {{
         mn.spawn([args.mipsec, "run", cfg_mn], log_name="mipsec-mn")
         sock = f"{lab.dir}/mn.sock"
 
-        def vpn():
-            return stage_state(status(mn, args.mipsec, sock), "ipsec.vpn_client")
-
         def stages(kind):
-            st = status(mn, args.mipsec, sock)
-            return [s.get("state", {}) for s in st["pipeline"] if s["type"] == kind] if st else []
+            return stage_states(node_status(mn, args.mipsec, sock), kind)
+
+        def vpn():
+            return (stages("ipsec.vpn_client") or [{}])[0]
 
         def mip():  # the x-MIP layer: the outer one
             found = stages("mip.mobile_node")
@@ -308,17 +167,13 @@ table ip nat {{
 
         # A TCP stream from the intranet home address to the correspondent, and pings back,
         # while the node moves twice.
-        stream_log, stop_file = f"{lab.dir}/stream.times", f"{lab.dir}/stream.stop"
-        srv = cn.spawn(["/usr/bin/python3", "-c", STREAM_SERVER, CN, "5001", stream_log], log_name="stream-server")
-        lab.wait_for(lambda: "listening" in open(srv.log_path).read(), what="stream server")
-        cli = mn.spawn(["/usr/bin/python3", "-c", STREAM_CLIENT, I_HOME, CN, "5001", stop_file], log_name="stream-client")
-        lab.wait_for(lambda: "connected" in open(cli.log_path).read(), timeout=20, what="stream connected")
+        stream = Stream(lab, cn, mn, I_HOME, CN)
         pinger = cn.spawn(["ping", "-D", "-n", "-i", "0.1", "-W", "1", I_HOME], log_name="ping")
         time.sleep(1)
-        for label, bridge, mode in (("cafe -> NAT", "br_nat", "ip_in_udp"), ("NAT -> cafe", "br_cafe", "ip_in_ip")):
+        for label, network, mode in (("cafe -> NAT", "natbox", "ip_in_udp"), ("NAT -> cafe", "cafe", "ip_in_ip")):
             seen_before = open(pinger.log_path).read().count("bytes from")
-            streamed_before = stream_bytes(stream_log)
-            t0 = move(bridge)
+            streamed_before = stream.bytes()
+            t0 = net.move(network)
             try:
                 lab.wait_for(lambda: (x := mip()).get("registered") and x.get("mode") == mode, timeout=30, what=f"{label} registration")
                 reg_dt = time.time() - t0
@@ -327,7 +182,7 @@ table ip nat {{
             checks.check(f"{label}: x-MIP re-registered ({mode})", reg_dt is not None, json.dumps(mip()))
             try:
                 lab.wait_for(lambda: open(pinger.log_path).read().count("bytes from") > seen_before + 5 and
-                             stream_bytes(stream_log) > streamed_before, timeout=40, what="traffic after the move")
+                             stream.bytes() > streamed_before, timeout=40, what="traffic after the move")
                 ok = True
             except TimeoutError:
                 ok = False
@@ -342,10 +197,8 @@ table ip nat {{
             checks.check(f"{label}: strongSwan still has the same single IKE SA", ike_sa_ids(sas) == ike_ids_before, sas[-400:])
             print(f"timing {label}: link change -> x-MIP registered {'n/a' if reg_dt is None else f'{reg_dt * 1000:.0f} ms'} "
                   f"(DHCP included); no IKE exchange, no i-MIP registration", flush=True)
-        open(stop_file, "w").close()
-        code = cli.wait(60)
-        out = open(cli.log_path).read()
-        checks.check("the TCP stream from the intranet home address survived both moves intact", code == 0 and "match" in out, out.strip())
+        ok, out = stream.finish()
+        checks.check("the TCP stream from the intranet home address survived both moves intact", ok, out)
         print("\n$ mipsec status   (the mobile node: i-MIP / VPN client / x-MIP)")
         print(mn.run([args.mipsec, "status", "--socket", sock], check=False).stdout)
         lab.stop(pinger)
