@@ -1,0 +1,332 @@
+// SPDX-License-Identifier: MIT
+// ForeignAgent core and ForeignAgentStage: advertisements, relay checks and codes, reply
+// matching, visitor list, pending timeouts, expiry; the stage's data path (reverse tunnel,
+// delivery to visitors, RFC 3024 source checks).
+#include <doctest/doctest.h>
+
+#include "mip/foreign_agent.hpp"
+#include "mip/foreign_agent_stage.hpp"
+#include "mip/tunnel_encap.hpp"
+#include "tests/mip/mip_test_support.hpp"
+#include "tests/mip/stage_network.hpp"
+#include "tests/support/fake_stage_context.hpp"
+
+using namespace mipsec;
+using namespace std::chrono_literals;
+using test::ip;
+using namespace mipsec::test::literals;
+
+namespace {
+
+const auto key_a = "00112233445566778899aabbccddeeff"_hex;
+const auto key_b = "ffeeddccbbaa99887766554433221100"_hex;
+const auto home_a = ip("10.1.0.77");
+const auto home_b = ip("10.1.0.78");
+const auto ha_addr = ip("203.0.113.1");
+const auto fa_link = ip("198.51.100.1");
+const auto other_coa = ip("192.0.2.9");
+constexpr std::uint8_t flag_t = mip::RegistrationRequestView::flag_t;
+
+mip::ForeignAgent::Config fa_config() {
+    mip::ForeignAgent::Config c;
+    c.link_address = fa_link;
+    c.registration_lifetime = 600;
+    c.advertisement_interval = 3s;
+    c.advertisement_lifetime = 9;
+    c.advertisement_jitter = 0;
+    c.max_pending = 2;
+    c.max_visitors = 2;
+    c.pending_timeout = 5s;
+    return c;
+}
+
+struct Fixture {
+    test::SeededRandom random;
+    core::TimePoint now = core::TimePoint{} + 1h;
+    mip::ForeignAgent fa;
+    explicit Fixture(mip::ForeignAgent::Config c = fa_config()) : fa(std::move(c), random) {}
+};
+
+test::Bytes request(core::Ipv4Address home, const test::Bytes& key, std::uint8_t flags = flag_t, std::uint16_t lifetime = 300,
+                    core::Ipv4Address coa = fa_link, std::uint64_t id = 0x1122334455667788, core::Ipv4Address ha = ha_addr) {
+    auto m = mip::build_request({flags, lifetime, home, ha, coa, id}, {}, {256, key});
+    REQUIRE(m);
+    return {m->bytes().begin(), m->bytes().end()};
+}
+
+test::Bytes reply(core::Ipv4Address home, const test::Bytes& key, std::uint8_t code = 0, std::uint16_t lifetime = 300,
+                  std::uint64_t id = 0x1122334455667788) {
+    auto m = mip::build_reply({code, lifetime, home, ha_addr, id}, {}, {256, key});
+    REQUIRE(m);
+    return {m->bytes().begin(), m->bytes().end()};
+}
+
+mip::ForeignAgent::RequestInfo from_mn(core::Ipv4Address home, std::uint8_t ttl = 255) { return {home, fa_link, ttl, 434}; }
+
+std::uint8_t denial_code(const mip::ForeignAgent::Output& out) {
+    REQUIRE(out.datagram);
+    CHECK(out.datagram->toward == mip::ForeignAgent::Toward::Link);
+    auto v = mip::RegistrationReplyView::check(out.datagram->bytes());
+    REQUIRE(v);
+    return v->code();
+}
+
+}  // namespace
+
+TEST_CASE("FA advertises periodically to 224.0.0.1 and answers solicitations at once") {
+    Fixture f;
+    auto out = f.fa.poll(f.now);
+    REQUIRE(out.advertisement);
+    const auto& a = *out.advertisement;
+    CHECK(a.destination == mip::all_systems_multicast);
+    CHECK(a.source == fa_link);
+    CHECK(a.advert.foreign_agent());
+    CHECK(a.advert.reverse_tunnel());
+    CHECK(a.advert.care_of_count == 1);
+    CHECK(a.advert.care_of[0] == fa_link);
+    CHECK(a.advert.registration_lifetime == 600);
+    CHECK(a.advert.sequence_number == 0);
+    // Nothing more until the interval (3 s, at most Lifetime/3) has passed.
+    CHECK_FALSE(f.fa.poll(f.now + 2s).advertisement);
+    auto next = f.fa.poll(f.now + 3s);
+    REQUIRE(next.advertisement);
+    CHECK(next.advertisement->advert.sequence_number == 1);
+    auto solicited = f.fa.on_solicitation(home_a, f.now + 4s);
+    REQUIRE(solicited.advertisement);
+    CHECK(solicited.advertisement->destination == home_a);
+}
+
+TEST_CASE("FA relays a valid request unchanged from its care-of address and adds the visitor on the HA's accept") {
+    Fixture f;
+    const auto req = request(home_a, key_a);
+    auto out = f.fa.on_request(req, from_mn(home_a), f.now);
+    REQUIRE(out.datagram);
+    const auto& d = *out.datagram;
+    CHECK(d.toward == mip::ForeignAgent::Toward::HomeAgent);
+    CHECK(d.source == core::Endpoint{fa_link, 434});
+    CHECK(d.destination == core::Endpoint{ha_addr, 434});
+    CHECK(test::to_hex(d.bytes()) == test::to_hex(req));  // RFC 5944 §3.7.2.2: MHAE-covered bytes untouched
+    CHECK(f.fa.pending_count() == 1);
+    CHECK(f.fa.visitor(home_a) == nullptr);  // not before the HA accepts
+
+    auto back = f.fa.on_reply(reply(home_a, key_a), {ha_addr, 434}, f.now + 10ms);
+    REQUIRE(back.datagram);
+    CHECK(back.datagram->toward == mip::ForeignAgent::Toward::Link);
+    CHECK(back.datagram->destination == core::Endpoint{home_a, 434});
+    CHECK(back.datagram->source.address == fa_link);
+    REQUIRE(back.change);
+    CHECK(back.change->added);
+    const auto* v = f.fa.visitor(home_a);
+    REQUIRE(v);
+    CHECK(v->home_agent == ha_addr);
+    CHECK(v->care_of_address == fa_link);
+    CHECK(v->reverse_tunnel);
+    CHECK_FALSE(v->colocated);
+    CHECK(f.fa.pending_count() == 0);
+    CHECK(f.fa.is_care_of_address(fa_link));
+}
+
+TEST_CASE("FA denies what RFC 5944 §3.7.1 and RFC 3024 make it deny, with the right code") {
+    struct Row {
+        const char* name;
+        test::Bytes req;
+        std::uint8_t ttl;
+        std::uint8_t code;
+    };
+    const Row rows[] = {
+        {"T with TTL 64: mobile node too distant", request(home_a, key_a, flag_t), 64, 76},
+        {"lifetime above the advertised maximum", request(home_a, key_a, flag_t, 900), 255, 69},
+        {"D clear and a care-of address not ours", request(home_a, key_a, flag_t, 300, other_coa), 255, 77},
+        {"home agent 0.0.0.0", request(home_a, key_a, flag_t, 300, fa_link, 1, core::Ipv4Address{0}), 255, 98},
+        {"home agent multicast", request(home_a, key_a, flag_t, 300, fa_link, 1, ip("224.0.0.5")), 255, 194},
+        {"minimal encapsulation asked", request(home_a, key_a, flag_t | mip::RegistrationRequestView::flag_m), 255, 72},
+    };
+    for (const auto& row : rows) {
+        CAPTURE(row.name);
+        Fixture f;
+        auto out = f.fa.on_request(row.req, from_mn(home_a, row.ttl), f.now);
+        CHECK(denial_code(out) == row.code);
+        REQUIRE(out.denied);
+        CHECK(*out.denied == row.code);
+        CHECK(f.fa.pending_count() == 0);
+    }
+    Fixture f;
+    auto first = f.fa.on_request(request(home_a, key_a), from_mn(home_a, 64), f.now);
+    CHECK(denial_code(first) == 76);
+    // RFC 3024 §3.3: at most one 76 per second; the rest are discarded.
+    auto second = f.fa.on_request(request(home_a, key_a), from_mn(home_a, 64), f.now + 100ms);
+    CHECK(second.discard == mip::ForeignAgent::Discard::RateLimited);
+    CHECK_FALSE(second.datagram);
+    // Garbage is not answered at all.
+    const auto junk = "0100"_hex;
+    CHECK(f.fa.on_request(junk, from_mn(home_a), f.now).discard == mip::ForeignAgent::Discard::Malformed);
+}
+
+TEST_CASE("FA without reverse tunnelling answers T with 74; requiring it answers no-T with 75") {
+    auto off = fa_config();
+    off.reverse_tunnel = false;
+    Fixture f(off);
+    CHECK(denial_code(f.fa.on_request(request(home_a, key_a, flag_t), from_mn(home_a), f.now)) == 74);
+    auto required = fa_config();
+    required.reverse_tunnel_required = true;
+    Fixture g(required);
+    CHECK(denial_code(g.fa.on_request(request(home_a, key_a, 0), from_mn(home_a, 64), g.now)) == 75);
+}
+
+TEST_CASE("FA replies: only from the request's HA, only for a pending request; limits answer 66") {
+    Fixture f;
+    REQUIRE(f.fa.on_request(request(home_a, key_a), from_mn(home_a), f.now).datagram);
+    CHECK(f.fa.on_reply(reply(home_a, key_a), {ip("203.0.113.99"), 434}, f.now).discard ==
+          mip::ForeignAgent::Discard::NotFromHomeAgent);
+    CHECK(f.fa.on_reply(reply(home_b, key_b), {ha_addr, 434}, f.now).discard == mip::ForeignAgent::Discard::NoPending);
+    CHECK(f.fa.on_reply(reply(home_a, key_a, 0, 300, 0x99), {ha_addr, 434}, f.now).discard ==
+          mip::ForeignAgent::Discard::NoPending);  // another Identification
+    CHECK(f.fa.pending_count() == 1);
+    // max_pending 2: a second MN fits, a third gets 66.
+    REQUIRE(f.fa.on_request(request(home_b, key_b), from_mn(home_b), f.now).datagram);
+    const auto home_c = ip("10.1.0.79");
+    CHECK(denial_code(f.fa.on_request(request(home_c, key_a), from_mn(home_c), f.now)) == 66);
+    // A denial from the HA is relayed, and adds no visitor.
+    auto denied = f.fa.on_reply(reply(home_b, key_b, 131), {ha_addr, 434}, f.now);
+    REQUIRE(denied.datagram);
+    CHECK_FALSE(denied.change);
+    CHECK(f.fa.visitor(home_b) == nullptr);
+}
+
+TEST_CASE("FA answers 78 when the HA never replies, and forgets the request") {
+    Fixture f;
+    REQUIRE(f.fa.on_request(request(home_a, key_a), from_mn(home_a), f.now).datagram);
+    std::optional<mip::ForeignAgent::Output> timeout;
+    for (auto t = f.now; t <= f.now + 6s && !timeout; t += 500ms) {
+        auto out = f.fa.poll(t);
+        if (out.denied) timeout = out;
+    }
+    REQUIRE(timeout);
+    CHECK(*timeout->denied == 78);
+    CHECK(denial_code(*timeout) == 78);
+    CHECK(f.fa.pending_count() == 0);
+}
+
+TEST_CASE("FA visitors leave on deregistration and on expiry; others stay") {
+    Fixture f;
+    for (const auto& [home, key] : {std::pair{home_a, key_a}, std::pair{home_b, key_b}}) {
+        REQUIRE(f.fa.on_request(request(home, key, flag_t, 30), from_mn(home), f.now).datagram);
+        REQUIRE(f.fa.on_reply(reply(home, key, 0, 30), {ha_addr, 434}, f.now).change);
+    }
+    CHECK(f.fa.visitor_count() == 2);
+    // home_a deregisters (lifetime 0).
+    REQUIRE(f.fa.on_request(request(home_a, key_a, flag_t, 0, fa_link, 0x2000), from_mn(home_a), f.now + 1s).datagram);
+    auto gone = f.fa.on_reply(reply(home_a, key_a, 0, 0, 0x2000), {ha_addr, 434}, f.now + 1s);
+    REQUIRE(gone.change);
+    CHECK_FALSE(gone.change->added);
+    CHECK(f.fa.visitor(home_a) == nullptr);
+    REQUIRE(f.fa.visitor(home_b) != nullptr);
+    // home_b's 30 s run out.
+    bool expired = false;
+    for (auto t = f.now + 2s; t <= f.now + 40s && !expired; t += 1s) {
+        auto out = f.fa.poll(t);
+        expired = out.change && !out.change->added && out.change->visitor.home_address == home_b;
+    }
+    CHECK(expired);
+    CHECK(f.fa.visitor_count() == 0);
+}
+
+namespace {
+
+// The stage between a visitor link (inner side) and the network (outer side).
+struct StageFixture {
+    core::BufferPool pool{64, 2048};
+    test::SeededRandom random;
+    test::FakeStageContext ctx{pool};
+    mip::ForeignAgentStage stage;
+    StageFixture() : stage({fa_config(), 0, 64, false, 100}, random) {}
+
+    core::PacketBuf udp(core::Endpoint src, core::Endpoint dst, const test::Bytes& payload, std::uint8_t ttl = 255) {
+        auto buf = pool.acquire(128);
+        REQUIRE(mip::emit_udp_packet(buf, src, dst, ttl, payload));
+        return buf;
+    }
+    void register_visitor(core::Ipv4Address home, const test::Bytes& key) {
+        auto req = udp({home, 434}, {fa_link, 434}, request(home, key));
+        REQUIRE(stage.encapsulate(req, ctx).action == core::Action::Consumed);
+        auto rep = udp({ha_addr, 434}, {fa_link, 434}, reply(home, key));
+        REQUIRE(stage.decapsulate(rep, ctx).action == core::Action::Consumed);
+    }
+};
+
+}  // namespace
+
+TEST_CASE("FA stage: relays over the network, delivers replies on the link, raises the visitor") {
+    StageFixture s;
+    s.register_visitor(home_a, key_a);
+    REQUIRE(s.ctx.sent.size() == 1);  // the relayed request
+    auto relayed = core::Ipv4View::check(s.ctx.sent[0].bytes());
+    REQUIRE(relayed);
+    CHECK(relayed->source() == fa_link);
+    CHECK(relayed->destination() == ha_addr);
+    REQUIRE(s.ctx.delivered.size() == 1);  // the relayed reply, onto the visitor link
+    auto delivered = core::Ipv4View::check(s.ctx.delivered[0].bytes());
+    REQUIRE(delivered);
+    CHECK(delivered->destination() == home_a);
+    REQUIRE(s.ctx.events.size() == 1);
+    const auto* change = std::get_if<core::RegistrationChanged>(&s.ctx.events[0]);
+    REQUIRE(change);
+    CHECK(change->registered);
+    CHECK(change->home_address == home_a);
+    CHECK(s.stage.counters().requests_relayed == 1);
+    CHECK(s.stage.counters().replies_relayed == 1);
+}
+
+TEST_CASE("FA stage: reverse tunnel for visitors, delivery of the HA's tunnel, RFC 3024 source checks") {
+    StageFixture s;
+    s.register_visitor(home_a, key_a);
+    const auto cn = ip("10.1.0.10");
+
+    // A visitor's packet on the link goes to its HA inside IP-in-IP from the care-of address.
+    auto out = test::load(s.pool, test::echo_packet(home_a, cn, 1, 16, 64));
+    REQUIRE(s.stage.encapsulate(out, s.ctx).passed());
+    auto outer = core::Ipv4View::check(out.bytes());
+    REQUIRE(outer);
+    CHECK(outer->protocol() == core::ip_protocol::ipip);
+    CHECK(outer->source() == fa_link);
+    CHECK(outer->destination() == ha_addr);
+    auto inner = core::Ipv4View::check(outer->payload());
+    REQUIRE(inner);
+    CHECK(inner->ttl() == 63);  // forwarded by the FA (RFC 2003 §3.1)
+    CHECK(s.stage.counters().reverse_tunnelled == 1);
+
+    // The HA's tunnel to the care-of address is unwrapped for the visitor.
+    auto in = test::load(s.pool, test::echo_packet(cn, home_a, 2, 16, 64));
+    REQUIRE(mip::push_ip_in_ip(in, {ha_addr, fa_link}).passed());
+    REQUIRE(s.stage.decapsulate(in, s.ctx).passed());
+    auto plain = core::Ipv4View::check(in.bytes());
+    REQUIRE(plain);
+    CHECK(plain->destination() == home_a);
+    CHECK(plain->ttl() == 63);
+    CHECK(s.stage.counters().delivered_to_visitors == 1);
+
+    // From another tunnel source: not the visitor's HA.
+    auto spoofed = test::load(s.pool, test::echo_packet(cn, home_a));
+    REQUIRE(mip::push_ip_in_ip(spoofed, {ip("203.0.113.66"), fa_link}).passed());
+    CHECK(s.stage.decapsulate(spoofed, s.ctx).reason == core::DropReason::BindingMismatch);
+    // For someone who is not visiting.
+    auto stranger = test::load(s.pool, test::echo_packet(cn, home_b));
+    REQUIRE(mip::push_ip_in_ip(stranger, {ha_addr, fa_link}).passed());
+    CHECK(s.stage.decapsulate(stranger, s.ctx).reason == core::DropReason::NoBinding);
+    // A non-visitor's packet on the link is the kernel's business: unchanged.
+    const auto other = test::echo_packet(home_b, cn);
+    auto passing = test::load(s.pool, other);
+    REQUIRE(s.stage.encapsulate(passing, s.ctx).passed());
+    CHECK(test::to_hex(passing.bytes()) == test::to_hex(other));
+    // The visitor list is untouched by all of that.
+    CHECK(s.stage.agent().visitor(home_a) != nullptr);
+}
+
+TEST_CASE("FA stage: a request with a bad UDP checksum is dropped, the visitor list unchanged") {
+    StageFixture s;
+    auto req = s.udp({home_a, 434}, {fa_link, 434}, request(home_a, key_a));
+    req.bytes()[27] ^= 0x01;  // UDP checksum
+    CHECK(s.stage.encapsulate(req, s.ctx).reason == core::DropReason::Malformed);
+    CHECK(s.ctx.sent.empty());
+    CHECK(s.stage.agent().pending_count() == 0);
+}
