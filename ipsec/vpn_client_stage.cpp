@@ -28,19 +28,59 @@ VpnClientStage::VpnClientStage(Config config, crypto::Random& random)
     : config_(std::move(config)),
       session_config_(std::make_shared<const ike::SessionConfig>(std::move(config_.session))),
       random_(random),
-      esp_({config_.local, config_.gateway, config_.ttl}) {}
+      esp_({config_.local, config_.gateway, config_.ttl}) {
+    // RFC 2407 §4.6.3.3: INITIAL-CONTACT would make the gateway drop the SAs still in use.
+    auto reauth = std::make_shared<ike::SessionConfig>(*session_config_);
+    reauth->send_initial_contact = false;
+    reauth_config_ = std::move(reauth);
+}
 
 VpnClientStage::~VpnClientStage() = default;
 
 void VpnClientStage::start_session(core::StageContext& ctx) {
     session_ = ike::Session::initiator(session_config_, random_, {config_.local, session_config_->ike_port},
                                        {config_.gateway, session_config_->ike_port});
+    next_session_.reset();
+    reauth_at_.reset();
+    promote_pending_ = false;
     ++sessions_started_;
     ike_key_logged_ = false;
     restart_at_.reset();
     ctx.log().info("starting IKE with ", config_.gateway.to_string());
     session_->start(ctx.now());
     drain(ctx);
+}
+
+void VpnClientStage::schedule_reauthentication(const ike::Session& s) {
+    const auto lifetime = s.ike_sa().proposal.lifetime;
+    if (lifetime <= core::Duration::zero()) return;
+    auto margin = config_.reauth_margin > core::Duration::zero() ? config_.reauth_margin : lifetime / 10;
+    margin = std::min(margin, lifetime / 2);
+    reauth_at_ = s.established_at() + lifetime - margin;
+}
+
+void VpnClientStage::start_reauthentication(core::StageContext& ctx) {
+    next_session_ = ike::Session::initiator(reauth_config_, random_, {config_.local, session_config_->ike_port},
+                                            {config_.gateway, session_config_->ike_port});
+    reauth_at_.reset();
+    ctx.log().info("re-authenticating with ", config_.gateway.to_string(), " before the IKE SA expires");
+    next_session_->start(ctx.now(), inner_address_ ? std::optional(inner_address_->address) : std::nullopt);
+    drain_session(*next_session_, Role::Next, ctx);
+}
+
+// The new IKE SA has its child SA installed next to the old one: now the old ones can go.
+void VpnClientStage::promote_next(core::StageContext& ctx) {
+    promote_pending_ = false;
+    auto old = std::move(session_);
+    session_ = std::move(next_session_);
+    ++reauths_;
+    ike_key_logged_ = true;
+    schedule_reauthentication(*session_);
+    if (old) {
+        old->close(ctx.now());
+        drain_session(*old, Role::Retiring, ctx);
+    }
+    ctx.log().info("re-authenticated with ", config_.gateway.to_string(), "; the old IKE SA is deleted");
 }
 
 void VpnClientStage::send(const ike::OutgoingDatagram& d, core::StageContext& ctx) {
@@ -78,33 +118,64 @@ void VpnClientStage::install(const ike::ChildSa& child, core::StageContext& ctx)
 }
 
 void VpnClientStage::drain(core::StageContext& ctx) {
-    if (!session_) return;
-    auto output = session_->take_output();
+    if (session_) drain_session(*session_, Role::Current, ctx);
+    if (next_session_) drain_session(*next_session_, Role::Next, ctx);
+    if (next_session_ && next_session_->state() != ike::SessionState::Connecting &&
+        next_session_->state() != ike::SessionState::Established) {
+        next_session_.reset();  // failed or closed: the current IKE SA stays; reauth_at_ retries
+        promote_pending_ = false;
+    }
+    if (promote_pending_ && next_session_) promote_next(ctx);
+}
+
+void VpnClientStage::drain_session(ike::Session& s, Role role, core::StageContext& ctx) {
+    auto output = s.take_output();
     for (const auto& d : output.datagrams) send(d, ctx);
     for (auto& e : output.events) {
         if (auto* est = std::get_if<ike::Established>(&e)) {
-            const auto& sa = session_->ike_sa();
-            if (config_.key_log != nullptr && sa.keys && !ike_key_logged_) {
+            if (role == Role::Retiring) continue;
+            const auto& sa = s.ike_sa();
+            if (config_.key_log != nullptr && sa.keys && (role == Role::Next || !ike_key_logged_)) {
                 config_.key_log->ike_sa(std::span<const std::uint8_t, 8>(sa.cky_i.data(), 8), sa.keys->cipher_key.span());
-                ike_key_logged_ = true;
+                if (role == Role::Current) ike_key_logged_ = true;
             }
-            ctx.log().info("IKE SA established with ", est->remote.to_string(), est->udp_encapsulation ? ", NAT-T in use" : "");
+            if (role == Role::Current) schedule_reauthentication(s);
+            ctx.log().info(role == Role::Next ? "new IKE SA established with " : "IKE SA established with ", est->remote.to_string(),
+                           est->udp_encapsulation ? ", NAT-T in use" : "");
         } else if (auto* vip = std::get_if<ike::InnerAddressAssigned>(&e)) {
-            if (vip->ours) {
+            if (role == Role::Retiring || !vip->ours) continue;
+            if (inner_address_ != vip->address) {
                 inner_address_ = vip->address;
                 ctx.log().info("Mode Config address ", vip->address.to_string());
                 ctx.raise(core::InnerAddressAssigned{vip->address});
             }
         } else if (auto* inst = std::get_if<ike::ChildSaInstalled>(&e)) {
+            if (role == Role::Retiring) continue;
             install(inst->sa, ctx);
+            if (role == Role::Next) promote_pending_ = true;
         } else if (auto* del = std::get_if<ike::ChildSaDeleted>(&e)) {
             esp_.remove_inbound(del->sa.spi_in);
         } else if (auto* failed = std::get_if<ike::Failed>(&e)) {
-            last_failure_ = std::string(ike::to_string(failed->reason)) + (failed->detail.empty() ? "" : ": " + failed->detail);
+            if (role == Role::Retiring) continue;
+            const std::string why = std::string(ike::to_string(failed->reason)) + (failed->detail.empty() ? "" : ": " + failed->detail);
+            if (role == Role::Next) {
+                ctx.log().warn("re-authentication with ", config_.gateway.to_string(), " failed (", why, "); the current IKE SA stays, retrying in ",
+                               std::chrono::duration_cast<std::chrono::seconds>(config_.restart_delay).count(), " s");
+                reauth_at_ = ctx.now() + config_.restart_delay;
+                promote_pending_ = false;
+                continue;
+            }
+            last_failure_ = why;
             ctx.log().warn("IKE with ", config_.gateway.to_string(), " failed (", last_failure_, "); retrying in ",
                            std::chrono::duration_cast<std::chrono::seconds>(config_.restart_delay).count(), " s");
             restart_at_ = ctx.now() + config_.restart_delay;
         } else if (auto* closed = std::get_if<ike::Closed>(&e)) {
+            if (role == Role::Retiring) continue;
+            if (role == Role::Next) {
+                reauth_at_ = ctx.now() + config_.restart_delay;
+                promote_pending_ = false;
+                continue;
+            }
             ctx.log().info("IKE SA closed", closed->by_peer ? " by the gateway" : "", "; reconnecting");
             restart_at_ = ctx.now() + config_.restart_delay;
         }
@@ -130,15 +201,25 @@ Verdict VpnClientStage::decapsulate(core::PacketBuf& packet, core::StageContext&
         if (kind != UdpKind::Ike) return Verdict::drop(DropReason::MisplacedKeepalive);
         if (ip->destination() != config_.local) return Verdict::drop(DropReason::NotForUs);
         ++ike_received_;
-        if (session_) {
-            const std::size_t skip = port == session_config_->nat_t_port ? non_esp_marker_len : 0;
-            session_->on_datagram(payload.subspan(skip), {ip->destination(), port}, {ip->source(), udp->source_port()}, ctx.now());
+        const std::size_t skip = port == session_config_->nat_t_port ? non_esp_marker_len : 0;
+        auto message = payload.subspan(std::min(skip, payload.size()));
+        // During a re-authentication two IKE SAs share the ports: the initiator cookie, ours
+        // in both, says which one a message belongs to.
+        ike::Session* target = session_.get();
+        if (next_session_ && message.size() >= 8 &&
+            std::equal(message.begin(), message.begin() + 8, next_session_->ike_sa().cky_i.begin()))
+            target = next_session_.get();
+        if (target) {
+            target->on_datagram(message, {ip->destination(), port}, {ip->source(), udp->source_port()}, ctx.now());
             drain(ctx);
         }
         return Verdict::consumed();
     }
     auto v = esp_.decapsulate(packet, ctx);
-    if (v.passed() && session_) session_->note_traffic(ctx.now());
+    if (v.passed()) {
+        if (session_) session_->note_traffic(ctx.now());
+        if (next_session_) next_session_->note_traffic(ctx.now());
+    }
     return v;
 }
 
@@ -154,11 +235,13 @@ std::optional<core::TimePoint> VpnClientStage::poll(core::StageContext& ctx) {
     auto consider = [&](std::optional<core::TimePoint> t) {
         if (t && (!next || *t < *next)) next = t;
     };
-    if (session_) {
-        consider(session_->poll(now));
-        drain(ctx);
-    }
+    if (session_ && !next_session_ && reauth_at_ && now >= *reauth_at_ && session_->state() == ike::SessionState::Established)
+        start_reauthentication(ctx);
+    if (session_) consider(session_->poll(now));
+    if (next_session_) consider(next_session_->poll(now));
+    drain(ctx);
     consider(restart_at_);
+    if (!next_session_) consider(reauth_at_);
     return next;
 }
 
@@ -170,6 +253,10 @@ void VpnClientStage::report(core::StatusSink& out) const {
     out.field("ike_received", ike_received_);
     out.field("ike_sent", ike_sent_);
     out.field("sa_installs", sa_installs_);
+    out.field("ike_reauthentications", reauths_);
+    if (next_session_) out.field("reauthentication", std::string(ike::to_string(next_session_->state())));
+    else if (reauth_at_)
+        out.field("reauth_in_s", static_cast<std::int64_t>(std::chrono::duration_cast<std::chrono::seconds>(*reauth_at_ - last_now_).count()));
     if (!last_failure_.empty()) out.field("last_failure", last_failure_);
     if (session_) {
         const auto& c = session_->counters();

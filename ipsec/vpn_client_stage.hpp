@@ -21,6 +21,12 @@ namespace mipsec::ipsec {
 /// reports them (make-before-break on rekey); the Mode Config address is raised as
 /// InnerAddressAssigned for the shell (TUN address) and for a Mobile IP layer above. When
 /// the session fails or closes, a new one starts after `restart_delay` (dpd_action restart).
+/// Before the IKE SA's lifetime ends (`reauth_margin` ahead; default a tenth of it) the stage
+/// re-authenticates make-before-break, as IKEv1 peers do: a second Session runs Main Mode
+/// (without INITIAL-CONTACT), asks Mode Config for the same inner address and installs its own
+/// child SA next to the old one; only then are the old child SAs and the old ISAKMP SA deleted
+/// (Delete payloads under the old SA). If the new one fails, the old one keeps working and the
+/// re-authentication is retried after `restart_delay`.
 /// Not thread-safe. Config: {"type": "ipsec.vpn_client", "local": ..., "gateway": ..., "psk": ...}
 class VpnClientStage final : public core::Stage {
 public:
@@ -29,6 +35,7 @@ public:
         core::Ipv4Address gateway;
         ike::SessionConfig session;
         core::Duration restart_delay = std::chrono::seconds(5);
+        core::Duration reauth_margin = core::Duration::zero();  // zero: a tenth of the IKE lifetime
         std::uint8_t ttl = 64;
         KeyLog* key_log = nullptr;  // set only when the user asked for a key log; outlives the stage
     };
@@ -45,12 +52,18 @@ public:
     void report(core::StatusSink& out) const override;
 
     const ike::Session* session() const noexcept { return session_.get(); }
+    std::uint64_t reauthentications() const noexcept { return reauths_; }
     const EspTunnelStage& esp() const noexcept { return esp_; }
     const std::optional<core::Ipv4Prefix>& inner_address() const noexcept { return inner_address_; }
 
 private:
+    enum class Role : std::uint8_t { Current, Next, Retiring };
     void start_session(core::StageContext& ctx);
+    void start_reauthentication(core::StageContext& ctx);
+    void schedule_reauthentication(const ike::Session& s);
+    void promote_next(core::StageContext& ctx);
     void drain(core::StageContext& ctx);
+    void drain_session(ike::Session& s, Role role, core::StageContext& ctx);
     void send(const ike::OutgoingDatagram& d, core::StageContext& ctx);
     void install(const ike::ChildSa& child, core::StageContext& ctx);
 
@@ -58,7 +71,12 @@ private:
     std::shared_ptr<const ike::SessionConfig> session_config_;
     crypto::Random& random_;
     EspTunnelStage esp_;
+    std::shared_ptr<const ike::SessionConfig> reauth_config_;  // the same, without INITIAL-CONTACT
     std::unique_ptr<ike::Session> session_;
+    std::unique_ptr<ike::Session> next_session_;  // a re-authentication under way
+    std::optional<core::TimePoint> reauth_at_;
+    bool promote_pending_ = false;
+    std::uint64_t reauths_ = 0;
     std::optional<core::TimePoint> restart_at_;
     std::optional<core::Ipv4Prefix> inner_address_;
     std::string last_failure_;

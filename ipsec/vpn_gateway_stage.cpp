@@ -86,7 +86,11 @@ void VpnGatewayStage::remove(std::uint64_t owner) {
     session_peer_.erase(owner);
     auto it = clients_.find(owner);
     if (it == clients_.end()) return;
-    if (it->second.inner) by_inner_.erase(*it->second.inner);
+    // A re-authenticating client's new session may already own the inner address's route.
+    if (it->second.inner) {
+        auto route = by_inner_.find(*it->second.inner);
+        if (route != by_inner_.end() && route->second == owner) by_inner_.erase(route);
+    }
     for (auto spi : it->second.spis) by_spi_.erase(spi);
     clients_.erase(it);
 }

@@ -74,6 +74,9 @@ void read_session(const ConfigReader& c, core::Ipv4Address local, std::optional<
                                   "aes128|aes256 - sha1|sha256 - modp1024|modp2048, e.g. \"aes128-sha1-modp2048\"");
         s.ike_proposals.push_back(*p);
     }
+    // RFC 2407 §4.5 SA Life Duration, offered (client) or the most we accept (gateway).
+    const auto ike_lifetime = std::chrono::seconds(c.integer_or("ike_lifetime_s", 15840, 10, 7 * 86400));
+    for (auto& p : s.ike_proposals) p.lifetime = ike_lifetime;
     s.esp_proposals.clear();
     auto esp_names = string_list(c, "esp_proposals", {"aes128gcm16"});
     for (std::size_t i = 0; i < esp_names.size(); ++i) {
@@ -99,7 +102,8 @@ void read_session(const ConfigReader& c, core::Ipv4Address local, std::optional<
 std::unique_ptr<core::Stage> build_vpn_client(const ConfigReader& c, const StageBuildContext& ctx) {
     c.only({"type", "local", "gateway", "psk", "local_id", "remote_id", "ike_proposals", "esp_proposals", "pfs",
             "request_address", "remote_ts", "local_ts", "dpd_delay_s", "force_encapsulation", "nat_traversal",
-            "child_rekey_s", "ike_port", "nat_t_port", "restart_s", "ttl", "key_log"});
+            "child_rekey_s", "ike_port", "nat_t_port", "restart_s", "ttl", "key_log", "ike_lifetime_s",
+            "reauth_margin_s"});
     ipsec::VpnClientStage::Config cfg;
     cfg.local = c.address("local");
     cfg.gateway = c.address("gateway");
@@ -107,6 +111,11 @@ std::unique_ptr<core::Stage> build_vpn_client(const ConfigReader& c, const Stage
     cfg.session.request_virtual_ip = c.boolean_or("request_address", true);
     cfg.session.remote_ts = c.has("remote_ts") ? c.prefix("remote_ts") : core::Ipv4Prefix{core::Ipv4Address{0}, 0};
     cfg.restart_delay = std::chrono::seconds(c.integer_or("restart_s", 5, 1, 3600));
+    if (c.has("reauth_margin_s")) {
+        cfg.reauth_margin = std::chrono::seconds(c.integer_or("reauth_margin_s", 0, 1, 86400));
+        if (cfg.reauth_margin * 2 > cfg.session.ike_proposals.front().lifetime)
+            c.fail("reauth_margin_s", "is more than half the IKE lifetime", "at most ike_lifetime_s / 2 (default: a tenth of it)");
+    }
     cfg.ttl = static_cast<std::uint8_t>(c.integer_or("ttl", 64, 1, 255));
     if (auto prefix = c.optional_string("key_log")) {
         if (prefix->empty()) c.fail("key_log", "is empty", "a file path prefix (<prefix>.esp_sa and <prefix>.ikev1_decryption_table are written)");
@@ -119,7 +128,7 @@ std::unique_ptr<core::Stage> build_vpn_client(const ConfigReader& c, const Stage
 std::unique_ptr<core::Stage> build_vpn_gateway(const ConfigReader& c, const StageBuildContext& ctx) {
     c.only({"type", "local", "psk", "local_id", "remote_id", "ike_proposals", "esp_proposals", "pfs", "pool",
             "local_ts", "dpd_delay_s", "force_encapsulation", "nat_traversal", "child_rekey_s", "ike_port",
-            "nat_t_port", "max_half_open", "max_sessions", "ttl"});
+            "nat_t_port", "max_half_open", "max_sessions", "ttl", "ike_lifetime_s"});
     ipsec::VpnGatewayStage::Config cfg;
     cfg.local = c.address("local");
     ipsec::ike::SessionConfig session;

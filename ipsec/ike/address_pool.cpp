@@ -15,22 +15,29 @@ AddressPool::AddressPool(core::Ipv4Prefix range) : range_(range) {
     }
 }
 
-std::optional<core::Ipv4Address> AddressPool::acquire(std::uint64_t owner, std::optional<core::Ipv4Address> wanted) {
+std::optional<core::Ipv4Address> AddressPool::acquire(std::uint64_t owner, std::optional<core::Ipv4Address> wanted,
+                                                      std::string_view identity) {
     if (auto it = by_owner_.find(owner); it != by_owner_.end()) return core::Ipv4Address{it->second};
     std::optional<std::uint32_t> pick;
-    if (wanted && wanted->value >= first_ && wanted->value <= last_ && free(wanted->value)) pick = wanted->value;
+    if (wanted && wanted->value >= first_ && wanted->value <= last_) {
+        auto held = by_address_.find(wanted->value);
+        if (held == by_address_.end() || (!identity.empty() && held->second.identity == identity)) pick = wanted->value;
+    }
     for (std::uint64_t a = first_; !pick && a <= last_; ++a)
         if (free(static_cast<std::uint32_t>(a))) pick = static_cast<std::uint32_t>(a);
     if (!pick) return std::nullopt;
     by_owner_[owner] = *pick;
-    by_address_[*pick] = owner;
+    auto& lease = by_address_[*pick];
+    if (lease.holders == 0) lease.identity = std::string(identity);
+    ++lease.holders;
     return core::Ipv4Address{*pick};
 }
 
 void AddressPool::release(std::uint64_t owner) {
     auto it = by_owner_.find(owner);
     if (it == by_owner_.end()) return;
-    by_address_.erase(it->second);
+    auto lease = by_address_.find(it->second);
+    if (lease != by_address_.end() && --lease->second.holders == 0) by_address_.erase(lease);
     by_owner_.erase(it);
 }
 

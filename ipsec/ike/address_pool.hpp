@@ -4,10 +4,14 @@
 // owner (a Session), released when the owner's IKE SA ends. Addresses come from `range`
 // (network and broadcast addresses excluded for prefixes shorter than /31), lowest free
 // first, like strongSwan's mem_pool (10.99.100.0/24 -> .1 first). A client asking for its
-// previous address gets it back if it is free. Not thread-safe.
+// previous address gets it back if it is free — or if it is held by the same peer identity:
+// a client re-authenticating (a new IKE SA before the old one is deleted) keeps its address,
+// shared by both sessions until the older one ends. Not thread-safe.
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <string>
+#include <string_view>
 
 #include "core/address.hpp"
 
@@ -19,10 +23,13 @@ public:
 
     /// The owner's address (the existing lease, `wanted` if free and in range, else the lowest
     /// free one); nullopt when the pool is exhausted.
-    std::optional<core::Ipv4Address> acquire(std::uint64_t owner, std::optional<core::Ipv4Address> wanted = std::nullopt);
+    /// `identity` (the peer's authenticated ID, any bytes; empty: none) lets an owner share the
+    /// wanted address with another owner of the same identity.
+    std::optional<core::Ipv4Address> acquire(std::uint64_t owner, std::optional<core::Ipv4Address> wanted = std::nullopt,
+                                             std::string_view identity = {});
     void release(std::uint64_t owner);
     std::optional<core::Ipv4Address> lease_of(std::uint64_t owner) const;
-    std::size_t leased() const noexcept { return by_owner_.size(); }
+    std::size_t leased() const noexcept { return by_address_.size(); }
     std::size_t capacity() const noexcept { return last_ >= first_ ? last_ - first_ + 1 : 0; }
     core::Ipv4Prefix range() const noexcept { return range_; }
 
@@ -31,8 +38,12 @@ private:
     core::Ipv4Prefix range_;
     std::uint32_t first_;
     std::uint32_t last_;
+    struct Lease {
+        std::string identity;
+        std::size_t holders = 0;
+    };
     std::map<std::uint64_t, std::uint32_t> by_owner_;
-    std::map<std::uint32_t, std::uint64_t> by_address_;
+    std::map<std::uint32_t, Lease> by_address_;
 };
 
 }  // namespace mipsec::ipsec::ike

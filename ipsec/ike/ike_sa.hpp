@@ -36,7 +36,7 @@ enum class FailReason : std::uint8_t {
     PeerDead,              // DPD got no R-U-THERE-ACK
     PeerNotified,          // the peer sent an error notify (see Failed::notify)
     NoAddress,             // Mode Config: pool exhausted / no address in the reply
-    Expired,               // IKE SA lifetime reached (re-authentication is not implemented)
+    Expired,               // IKE SA lifetime reached (no re-authentication replaced it in time)
 };
 std::string_view to_string(FailReason r) noexcept;
 

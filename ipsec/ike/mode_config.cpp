@@ -113,7 +113,13 @@ TaskStatus ModeConfig::process(const Message& in) {
     const DataAttribute* want = attr->attributes.find(cfg_attr::internal_ip4_address);
     if (!want) return fail(FailReason::NoAddress, "no address requested");
     if (!pool_) return fail(FailReason::NoAddress, "no address pool configured");
-    auto lease = pool_->acquire(owner_, addr_of(*want));
+    // The authenticated peer ID: the same client re-authenticating keeps its address.
+    std::string identity;
+    if (sa_->peer_id) {
+        identity.push_back(static_cast<char>(sa_->peer_id->id_type));
+        identity.append(sa_->peer_id->data.begin(), sa_->peer_id->data.end());
+    }
+    auto lease = pool_->acquire(owner_, addr_of(*want), identity);
     if (!lease) return fail(FailReason::NoAddress, "address pool exhausted");
     result_ = ModeConfigResult{*lease, cfg_->netmask, cfg_->dns_servers};
     ++step_;

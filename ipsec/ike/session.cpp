@@ -111,9 +111,10 @@ std::unique_ptr<Session> Session::responder(std::shared_ptr<const SessionConfig>
     return s;
 }
 
-void Session::start(core::TimePoint now) {
+void Session::start(core::TimePoint now, std::optional<core::Ipv4Address> previous_address) {
     if (started_ || !sa_.initiator) return;
     started_ = true;
+    previous_address_ = previous_address;
     created_ = now;
     Message mm1;
     if (mm_->build(mm1) == TaskStatus::Failed) return fail(FailReason::ProtocolError, mm_->failure().detail, false);
@@ -534,7 +535,7 @@ void Session::start_mode_config(core::TimePoint now) {
     std::uint32_t mid = fresh_message_id();
     Exchange& ex = new_exchange(mid);
     ex.we_initiated = true;
-    ex.task.emplace<ModeConfig>(ModeConfig::client(sa_, *cfg_, mid));
+    ex.task.emplace<ModeConfig>(ModeConfig::client(sa_, *cfg_, mid, previous_address_));
     Message req;
     if (std::get<ModeConfig>(ex.task).build(req) == TaskStatus::Failed || !send_message(req, &ex.last_sent))
         return fail(FailReason::ProtocolError, "cannot build the Mode Config request", true);
@@ -770,7 +771,7 @@ std::optional<core::TimePoint> Session::poll(core::TimePoint now) {
     }
     core::TimePoint expiry = established_at_ + sa_.proposal.lifetime;
     if (now >= expiry) {
-        fail(FailReason::Expired, "IKE SA lifetime reached (re-authentication not implemented)", true);
+        fail(FailReason::Expired, "IKE SA lifetime reached before a re-authentication completed", true);
         return std::nullopt;
     }
     consider(expiry);

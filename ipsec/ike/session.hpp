@@ -28,8 +28,9 @@
 //   * DPD (RFC 3706) when both sides sent the VID and dpd_delay > 0: R-U-THERE after that
 //     long without authenticated traffic (note_traffic() counts inbound ESP too), resent on
 //     the retransmission schedule, then the peer is declared dead.
-// Not implemented: IKE SA re-authentication (at the IKE lifetime the session fails with
-// FailReason::Expired), push-mode Mode Config, XAuth, Aggressive Mode, certificates,
+// IKE SA lifetime: a Session never rekeys itself; at the lifetime it fails with
+// FailReason::Expired. Re-authentication (a new Session before that, make-before-break) is
+// the client stage's job. Not implemented: push-mode Mode Config, XAuth, Aggressive Mode, certificates,
 // transport mode, IKE fragmentation, RESPONDER-LIFETIME. Not thread-safe; not movable
 // (tasks point into it): create with the factories.
 #include <cstdint>
@@ -130,8 +131,9 @@ public:
     Session(const Session&) = delete;
     Session& operator=(const Session&) = delete;
 
-    /// Initiator: sends MM1.
-    void start(core::TimePoint now);
+    /// Initiator: sends MM1. `previous_address`: ask Mode Config to keep this inner address (a
+    /// re-authentication).
+    void start(core::TimePoint now, std::optional<core::Ipv4Address> previous_address = std::nullopt);
     /// One received ISAKMP message (non-ESP marker already removed) and where it travelled.
     void on_datagram(std::span<const std::uint8_t> bytes, core::Endpoint local, core::Endpoint remote,
                      core::TimePoint now);
@@ -148,6 +150,8 @@ public:
     bool send_dpd(core::TimePoint now);
 
     SessionState state() const noexcept { return state_; }
+    /// When phase 1 completed (meaningful once Established was raised).
+    core::TimePoint established_at() const noexcept { return established_at_; }
     bool is_initiator() const noexcept { return sa_.initiator; }
     const IkeSa& ike_sa() const noexcept { return sa_; }
     const SessionCounters& counters() const noexcept { return counters_; }
@@ -222,6 +226,7 @@ private:
     std::uint64_t owner_ = 0;
     core::TimePoint created_{};
     core::TimePoint established_at_{};
+    std::optional<core::Ipv4Address> previous_address_;
     core::TimePoint last_rx_{};
     bool started_ = false;
     // DPD (RFC 3706 §5.3): our sequence numbers and the outstanding R-U-THERE.

@@ -23,6 +23,20 @@ namespace mipsec::ipsec::ike {
 struct PskEntry {
     std::optional<core::Ipv4Prefix> peer;
     crypto::SecretBytes key;
+
+    PskEntry(std::optional<core::Ipv4Prefix> p, crypto::SecretBytes k) : peer(p), key(std::move(k)) {}
+    // Copyable on purpose (a re-authentication runs with a copy of the session settings);
+    // each copy wipes its own key when it goes.
+    PskEntry(const PskEntry& o) : peer(o.peer), key(o.key.clone()) {}
+    PskEntry& operator=(const PskEntry& o) {
+        if (this != &o) {
+            peer = o.peer;
+            key = o.key.clone();
+        }
+        return *this;
+    }
+    PskEntry(PskEntry&&) noexcept = default;
+    PskEntry& operator=(PskEntry&&) noexcept = default;
 };
 
 struct RetransmitPolicy {

@@ -15,6 +15,7 @@
 #include "ipsec/vpn_client_stage.hpp"
 #include "ipsec/vpn_gateway_stage.hpp"
 #include "nat/udp_encap_stage.hpp"
+#include "tests/support/flat_status.hpp"
 #include "tests/support/hex.hpp"
 
 using namespace mipsec;
@@ -79,7 +80,7 @@ struct Lab {
     Nat nat;
     core::TimePoint now = core::TimePoint{} + std::chrono::hours(1);
 
-    Lab(const char* esp) {
+    explicit Lab(const char* esp, core::Duration ike_lifetime = std::chrono::hours(4)) {
         ipsec::VpnClientStage::Config cc;
         cc.local = client_addr;
         cc.gateway = gw_addr;
@@ -91,6 +92,7 @@ struct Lab {
         for (auto a : {ipsec::ike::EspAlgorithm::AesGcm128, ipsec::ike::EspAlgorithm::AesCbc128HmacSha256})
             if (ipsec::ike::to_string(a) == esp) prop.algorithm = a;
         cc.session.esp_proposals = {prop};
+        for (auto& p : cc.session.ike_proposals) p.lifetime = ike_lifetime;
         std::vector<std::unique_ptr<core::Stage>> cs;
         cs.push_back(std::make_unique<ipsec::VpnClientStage>(std::move(cc), random));
         cs.push_back(std::make_unique<nat::UdpEncapStage>(nat::UdpEncapStage::Config{.keepalive = std::chrono::seconds(20)}));
@@ -239,4 +241,77 @@ TEST_CASE("a wrong PSK never installs an SA; the client retries later") {
     CHECK_FALSE(lab.client_stage().inner_address());
     auto up = udp_packet(*core::Ipv4Address::parse("10.99.100.1"), lan_host, 10);
     CHECK(lab.send(*lab.client, up, lab.client_wire).reason == core::DropReason::NoSa);
+}
+
+TEST_CASE("the client re-authenticates before the IKE SA lifetime ends: same address, no packet lost, no restart") {
+    Lab lab("aes128gcm16", std::chrono::seconds(60));
+    lab.tick();
+    REQUIRE(lab.client_stage().session() != nullptr);
+    REQUIRE(lab.client_stage().session()->state() == ipsec::ike::SessionState::Established);
+    REQUIRE(lab.client_stage().inner_address());
+    const auto vip = lab.client_stage().inner_address()->address;
+    const auto first_cookie = lab.client_stage().session()->ike_sa().cky_i;
+    std::size_t sent_up = 0, sent_down = 0;
+    // 150 s of traffic both ways, a packet each second: two re-authentications (at 54 s and
+    // ~108 s, a tenth of the lifetime ahead) happen in between.
+    for (int second = 0; second < 150; ++second) {
+        lab.now += std::chrono::seconds(1);
+        lab.tick();
+        auto up = udp_packet(vip, lan_host, 100);
+        REQUIRE(lab.send(*lab.client, up, lab.client_wire).passed());
+        ++sent_up;
+        auto down = udp_packet(lan_host, vip, 100);
+        REQUIRE(lab.send(*lab.gw, down, lab.gw_wire).passed());
+        ++sent_down;
+        lab.exchange();
+        REQUIRE(lab.client_stage().session()->state() == ipsec::ike::SessionState::Established);
+    }
+    CHECK(lab.client_stage().reauthentications() == 2);
+    CHECK(lab.client_stage().session()->ike_sa().cky_i != first_cookie);
+    CHECK(lab.gw_wire.inner.size() == sent_up);
+    CHECK(lab.client_wire.inner.size() == sent_down);
+    REQUIRE(lab.client_stage().inner_address());
+    CHECK(lab.client_stage().inner_address()->address == vip);
+    // The old IKE SAs were deleted on both sides: one client, one lease, one inbound SA each.
+    CHECK(lab.gw_stage().client_count() == 1);
+    CHECK(lab.client_stage().esp().inbound_count() == 1);
+    std::size_t address_events = 0;
+    for (const auto& e : lab.client_wire.events) address_events += std::holds_alternative<core::InnerAddressAssigned>(e.event);
+    CHECK(address_events == 1);
+    // A status report shows the count and the next one.
+    test::FlatStatus status;
+    lab.client_stage().report(status);
+    CHECK(status.values["ike_reauthentications"] == "2");
+    CHECK(status.values.count("reauth_in_s") == 1);
+}
+
+TEST_CASE("a failed re-authentication leaves the current IKE SA working and is retried") {
+    Lab lab("aes128gcm16", std::chrono::seconds(100));
+    lab.tick();
+    REQUIRE(lab.client_stage().inner_address());
+    const auto vip = lab.client_stage().inner_address()->address;
+    // From 85 s on (the re-authentication is due at 90 s) the gateway hears nothing on port 500.
+    std::size_t blocked = 0;
+    for (int second = 0; second < 99; ++second) {
+        lab.now += std::chrono::seconds(1);
+        lab.client->set_now(lab.now);
+        (void)lab.client->poll();
+        lab.gw->set_now(lab.now);
+        (void)lab.gw->poll();
+        if (second >= 85) {
+            blocked += std::erase_if(lab.client_wire.outer, [](const test::Bytes& p) {
+                auto ip = core::Ipv4View::check(std::span<const std::uint8_t>(p));
+                auto udp = core::UdpView::check(ip->payload());
+                return udp && udp->destination_port() == 500;
+            });
+        }
+        lab.exchange();
+        auto up = udp_packet(vip, lan_host, 100);
+        REQUIRE(lab.send(*lab.client, up, lab.client_wire).passed());
+        lab.exchange();
+    }
+    CHECK(blocked > 0);  // the new Main Mode was tried (and retransmitted)
+    CHECK(lab.client_stage().reauthentications() == 0);
+    CHECK(lab.gw_wire.inner.size() == 99);
+    CHECK(lab.client_stage().session()->state() == ipsec::ike::SessionState::Established);
 }

@@ -29,7 +29,7 @@ def client_state(host, mipsec, sock):
     return next(s for s in st["pipeline"] if s["type"] == "ipsec.vpn_client").get("state")
 
 
-def run_case(checks, args, label, ike, esp_gw, esp_cli, rekey_s=None, rebind=False):
+def run_case(checks, args, label, ike, esp_gw, esp_cli, rekey_s=None, rebind=False, ike_lifetime_s=None):
     with Lab("swan-cli") as lab:
         cli, gw, lan = lab.host("cli"), lab.host("gw"), lab.host("lan")
         nat = lab.nat_box("nat", cli, ("10.0.0.1/24", "10.0.0.2/24"), gw, ("198.51.100.1/24", "198.51.100.2/24"),
@@ -48,7 +48,8 @@ def run_case(checks, args, label, ike, esp_gw, esp_cli, rekey_s=None, rebind=Fal
                 {"type": "ipsec.vpn_client", "local": "10.0.0.2", "gateway": "198.51.100.2", "psk": PSK,
                  "local_id": "cli.lab.example", "remote_id": "gw.lab.example", "remote_ts": "10.99.1.0/24",
                  "ike_proposals": [ike], "esp_proposals": [esp_cli], "dpd_delay_s": 2 if rebind else 30,
-                 "child_rekey_s": rekey_s or 3600, "key_log": f"{lab.dir}/keys"},
+                 "child_rekey_s": rekey_s or 3600, "key_log": f"{lab.dir}/keys",
+                 **({"ike_lifetime_s": ike_lifetime_s} if ike_lifetime_s else {})},
                 {"type": "nat.udp_encap", "keepalive_s": 20},
                 {"type": "tap.pcap", "file": f"{lab.dir}/cli-wire.pcap"},
             ],
@@ -102,6 +103,29 @@ def run_case(checks, args, label, ike, esp_gw, esp_cli, rekey_s=None, rebind=Fal
             checks.check(f"{label}: no ping lost across the rekey", " 0% packet loss" in r.stdout, r.stdout[-300:])
             sas = charon.list_sas()
             checks.check(f"{label}: strongSwan has the rekeyed CHILD_SA installed", "INSTALLED" in sas, sas[-600:])
+        if ike_lifetime_s:
+            # IKEv1 has no IKE SA rekey: before the lifetime ends the client re-authenticates
+            # (a new Main Mode without INITIAL-CONTACT, Mode Config asking for the same address,
+            # a new CHILD_SA, then the old ones deleted) while traffic flows.
+            before = client_state(cli, args.mipsec, sock)
+            ping = cli.spawn(["ping", "-c", str(ike_lifetime_s * 5 + 40), "-i", "0.2", "-W", "1", "10.99.1.2"], log_name="ping-reauth")
+            try:
+                after = lab.wait_for(lambda: (s := client_state(cli, args.mipsec, sock)) and s.get("ike_reauthentications", 0) >= 1 and s,
+                                     timeout=ike_lifetime_s + 10, what="a re-authentication")
+            except TimeoutError as e:
+                after = client_state(cli, args.mipsec, sock) or {}
+                print(e)
+            ping.wait(ike_lifetime_s + 60)
+            out = open(ping.log_path).read()
+            checks.check(f"{label}: the client re-authenticated before the {ike_lifetime_s} s IKE lifetime ended, without a restart",
+                         after.get("ike_reauthentications", 0) >= 1 and after.get("sessions_started") == before.get("sessions_started"),
+                         json.dumps(after)[:400])
+            checks.check(f"{label}: the same inner address after the re-authentication",
+                         after.get("inner_address", "").split("/")[0] == vip, after.get("inner_address", ""))
+            checks.check(f"{label}: no ping lost across the re-authentication", " 0% packet loss" in out, out[-300:])
+            sas = charon.list_sas()
+            checks.check(f"{label}: strongSwan holds one IKE SA (the old one deleted) with an INSTALLED CHILD_SA",
+                         sas.count("ESTABLISHED") == 1 and "INSTALLED" in sas, sas[-800:])
         st = status(cli, args.mipsec, sock)
         vpn = next(s for s in st["pipeline"] if s["type"] == "ipsec.vpn_client")
         checks.check(f"{label}: no ESP drops at the client", vpn["dropped"] == 0, json.dumps(vpn["drops"]))
@@ -149,7 +173,7 @@ def main():
         print("FAIL strongSwan charon is not installed (tools/install-deps.sh installs it)")
         return 1
     checks = Checks()
-    run_case(checks, args, "AES-GCM", "aes128-sha1-modp2048", "aes128gcm16", "aes128gcm16", rekey_s=6)
+    run_case(checks, args, "AES-GCM", "aes128-sha1-modp2048", "aes128gcm16", "aes128gcm16", rekey_s=6, ike_lifetime_s=30)
     run_case(checks, args, "AES-CBC+SHA-256, MODP-1024", "aes256-sha256-modp1024", "aes128-sha256", "aes128-sha256", rebind=True)
     return checks.finish()
 

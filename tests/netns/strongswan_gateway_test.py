@@ -89,7 +89,30 @@ def flood_check(checks, label, lab, gw, flood_host, victim, args):
                  1 <= logged <= 40, gw_log[-500:])
 
 
-def run_case(checks, args, label, ike, esp_gw, esp_cli, two_clients):
+def rekey_check(checks, label, lab, gw, lan, charon, vip, args):
+    """strongSwan's CHILD_SA rekeys and IKE re-authentications during a ping both ways."""
+    host, c = charon
+    sock = f"{lab.dir}/gw.sock"
+    first = next(s for s in status(gw, args.mipsec, sock)["pipeline"] if s["type"] == "ipsec.vpn_gateway")["state"]
+    first_session = first["clients"][0]["session"]
+    up = host.spawn(["ping", "-c", "175", "-i", "0.2", "-W", "1", "10.99.1.2"], log_name="ping-up")
+    down = lan.spawn(["ping", "-c", "175", "-i", "0.2", "-W", "1", vip], log_name="ping-down")
+    up.wait(90)
+    down.wait(90)
+    for name, p in (("client -> LAN", up), ("LAN -> client", down)):
+        out = open(p.log_path).read()
+        checks.check(f"{label}: no ping {name} lost across strongSwan's rekeys and re-authentication", " 0% packet loss" in out, out[-300:])
+    log = c.log_text()
+    child_ups = len(re.findall(r"CHILD_SA \S+ established", log))
+    checks.check(f"{label}: strongSwan rekeyed its CHILD_SA with mipsec ({child_ups} CHILD_SAs established)", child_ups >= 3, log[-1500:])
+    vgw = next(s for s in status(gw, args.mipsec, sock)["pipeline"] if s["type"] == "ipsec.vpn_gateway")["state"]
+    clients = vgw["clients"]
+    checks.check(f"{label}: strongSwan re-authenticated: a new IKE SA at mipsec, the old one deleted, the same inner address",
+                 vgw["ike_sessions"] == 1 and len(clients) == 1 and clients[0]["session"] != first_session
+                 and clients[0]["inner_address"] == vip, json.dumps(vgw)[:600])
+
+
+def run_case(checks, args, label, ike, esp_gw, esp_cli, two_clients, rekey=False):
     with Lab("swan-gw") as lab:
         gw, lan, cli1 = lab.host("gw"), lab.host("lan"), lab.host("cli1")
         lab.nat_box("nat", cli1, ("10.0.0.1/24", "10.0.0.2/24"), gw, ("198.51.100.1/24", "198.51.100.2/24"))
@@ -121,8 +144,12 @@ def run_case(checks, args, label, ike, esp_gw, esp_cli, two_clients):
         lab.wait_for(lambda: status(gw, args.mipsec, f"{lab.dir}/gw.sock"), what="the gateway")
         charons = []
         for host, addr, ident in clients:
+            # With `rekey` the client rekeys its CHILD_SA every ~10 s and re-authenticates
+            # (IKEv1 has no IKE SA rekey) every ~25 s.
             c = Charon(lab, host, Connection("gw", addr, "198.51.100.2", ident, "gw.lab.example", PSK, proposals=ike,
-                                             vips="0.0.0.0", children=[Child(remote_ts="10.99.1.0/24", esp_proposals=esp_cli)]))
+                                             vips="0.0.0.0", rekey_time="25s" if rekey else None,
+                                             children=[Child(remote_ts="10.99.1.0/24", esp_proposals=esp_cli,
+                                                             rekey_time="10s" if rekey else "1h")]))
             r = c.initiate()
             try:
                 wait_established(c, timeout=15)
@@ -153,6 +180,8 @@ def run_case(checks, args, label, ike, esp_gw, esp_cli, two_clients):
             checks.check(f"{label}: 2 MiB TCP {host.role} -> LAN intact ({detail})", ok, detail)
         if two_clients:
             flood_check(checks, label, lab, gw, cli1, charons[0][0], args)
+        if rekey:
+            rekey_check(checks, label, lab, gw, lan, charons[0], vips[0], args)
         st = status(gw, args.mipsec, f"{lab.dir}/gw.sock")
         vgw = next(s for s in st["pipeline"] if s["type"] == "ipsec.vpn_gateway")
         checks.check(f"{label}: gateway status lists {len(clients)} client(s)", vgw["state"]["clients_total"] == len(clients), json.dumps(vgw["state"])[:500])
@@ -173,7 +202,7 @@ def main():
         return 1
     checks = Checks()
     run_case(checks, args, "AES-GCM, two clients", "aes128-sha1-modp2048", "aes128gcm16", "aes128gcm16", True)
-    run_case(checks, args, "AES-CBC+SHA1", "aes256-sha256-modp2048", "aes128-sha1", "aes128-sha1", False)
+    run_case(checks, args, "AES-CBC+SHA1", "aes256-sha256-modp2048", "aes128-sha1", "aes128-sha1", False, rekey=True)
     return checks.finish()
 
 
