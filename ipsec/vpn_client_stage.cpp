@@ -37,7 +37,12 @@ VpnClientStage::VpnClientStage(Config config, crypto::Random& random)
 
 VpnClientStage::~VpnClientStage() = default;
 
+namespace {
+constexpr core::Duration retire_delay = std::chrono::seconds(3);
+}  // namespace
+
 void VpnClientStage::start_session(core::StageContext& ctx) {
+    retire(ctx);
     session_ = ike::Session::initiator(session_config_, random_, {config_.local, session_config_->ike_port},
                                        {config_.gateway, session_config_->ike_port});
     next_session_.reset();
@@ -76,18 +81,27 @@ void VpnClientStage::promote_next(core::StageContext& ctx) {
     ++reauths_;
     ike_key_logged_ = true;
     schedule_reauthentication(*session_);
-    if (old) {
-        old->close(ctx.now());
-        drain_session(*old, Role::Retiring, ctx);
-    }
-    ctx.log().info("re-authenticated with ", config_.gateway.to_string(), "; the old IKE SA is deleted");
+    // The gateway may still send on the old CHILD_SA until it has installed the new one: the
+    // old IKE SA and its SAs are deleted a moment later.
+    retiring_ = std::move(old);
+    retire_at_ = ctx.now() + retire_delay;
+    ctx.log().info("re-authenticated with ", config_.gateway.to_string(), "; the old IKE SA goes in ",
+                   std::chrono::duration_cast<std::chrono::seconds>(retire_delay).count(), " s");
+}
+
+void VpnClientStage::retire(core::StageContext& ctx) {
+    if (!retiring_) return;
+    retiring_->close(ctx.now());
+    drain_session(*retiring_, Role::Retiring, ctx);
+    retiring_.reset();
+    retire_at_.reset();
 }
 
 void VpnClientStage::send(const ike::OutgoingDatagram& d, core::StageContext& ctx) {
     if (send_ike_packet(d, config_.ttl, ctx)) ++ike_sent_;
 }
 
-void VpnClientStage::install(const ike::ChildSa& child, core::StageContext& ctx) {
+void VpnClientStage::install(const ike::ChildSa& child, bool inbound_only, core::StageContext& ctx) {
     Sa::Config in;
     in.spi = child.spi_in;
     in.suite = to_esp_suite(child.algorithm);
@@ -100,9 +114,10 @@ void VpnClientStage::install(const ike::ChildSa& child, core::StageContext& ctx)
         ctx.log().error("cannot create ESP SAs from IKE keys: ", (inbound ? outbound.error() : inbound.error()).message());
         return;
     }
-    // Make-before-break: the new inbound SA joins the old one; outbound switches at once.
+    // Make-before-break: the new inbound SA joins the old one; outbound switches at once
+    // (unless this SA lost a rekey collision and is about to be deleted).
     auto r1 = esp_.install_inbound(std::move(*inbound), &ctx);
-    auto r2 = esp_.install_outbound(std::move(*outbound), &ctx);
+    auto r2 = inbound_only ? core::Result<void>{} : esp_.install_outbound(std::move(*outbound), &ctx);
     if (!r1 || !r2) {
         ctx.log().error("cannot install ESP SAs: ", (r1 ? r2.error() : r1.error()).message());
         return;
@@ -120,6 +135,7 @@ void VpnClientStage::install(const ike::ChildSa& child, core::StageContext& ctx)
 void VpnClientStage::drain(core::StageContext& ctx) {
     if (session_) drain_session(*session_, Role::Current, ctx);
     if (next_session_) drain_session(*next_session_, Role::Next, ctx);
+    if (retiring_) drain_session(*retiring_, Role::Retiring, ctx);
     if (next_session_ && next_session_->state() != ike::SessionState::Connecting &&
         next_session_->state() != ike::SessionState::Established) {
         next_session_.reset();  // failed or closed: the current IKE SA stays; reauth_at_ retries
@@ -151,7 +167,7 @@ void VpnClientStage::drain_session(ike::Session& s, Role role, core::StageContex
             }
         } else if (auto* inst = std::get_if<ike::ChildSaInstalled>(&e)) {
             if (role == Role::Retiring) continue;
-            install(inst->sa, ctx);
+            install(inst->sa, inst->inbound_only, ctx);
             if (role == Role::Next) promote_pending_ = true;
         } else if (auto* del = std::get_if<ike::ChildSaDeleted>(&e)) {
             esp_.remove_inbound(del->sa.spi_in);
@@ -206,9 +222,11 @@ Verdict VpnClientStage::decapsulate(core::PacketBuf& packet, core::StageContext&
         // During a re-authentication two IKE SAs share the ports: the initiator cookie, ours
         // in both, says which one a message belongs to.
         ike::Session* target = session_.get();
-        if (next_session_ && message.size() >= 8 &&
-            std::equal(message.begin(), message.begin() + 8, next_session_->ike_sa().cky_i.begin()))
-            target = next_session_.get();
+        auto ours = [&](const std::unique_ptr<ike::Session>& s) {
+            return s && message.size() >= 8 && std::equal(message.begin(), message.begin() + 8, s->ike_sa().cky_i.begin());
+        };
+        if (ours(next_session_)) target = next_session_.get();
+        else if (ours(retiring_)) target = retiring_.get();
         if (target) {
             target->on_datagram(message, {ip->destination(), port}, {ip->source(), udp->source_port()}, ctx.now());
             drain(ctx);
@@ -237,9 +255,12 @@ std::optional<core::TimePoint> VpnClientStage::poll(core::StageContext& ctx) {
     };
     if (session_ && !next_session_ && reauth_at_ && now >= *reauth_at_ && session_->state() == ike::SessionState::Established)
         start_reauthentication(ctx);
+    if (retire_at_ && now >= *retire_at_) retire(ctx);
     if (session_) consider(session_->poll(now));
     if (next_session_) consider(next_session_->poll(now));
+    if (retiring_) consider(retiring_->poll(now));
     drain(ctx);
+    consider(retire_at_);
     consider(restart_at_);
     if (!next_session_) consider(reauth_at_);
     return next;
@@ -267,6 +288,7 @@ void VpnClientStage::report(core::StatusSink& out) const {
         out.field("dropped_replay", c.dropped_replay);
         out.field("dpd_sent", c.dpd_sent);
         out.field("dpd_acked", c.dpd_acked);
+        out.field("rekey_collisions", c.rekey_collisions);
         out.end();
         const auto& ike_sa = session_->ike_sa();
         out.field("ike_peer", ike_sa.remote.to_string());
@@ -280,6 +302,8 @@ void VpnClientStage::report(core::StatusSink& out) const {
             out.field("spi_in", static_cast<std::uint64_t>(child.spi_in));
             out.field("spi_out", static_cast<std::uint64_t>(child.spi_out));
             out.field("algorithm", ike::to_string(child.algorithm));
+            // rekeyed: replaced by a newer SA, still accepting late packets, deleted shortly.
+            out.field("state", child.superseded ? "rekeyed" : "installed");
             out.field("udp_encapsulation", child.udp_encapsulation);
             auto seconds_until = [&](core::Duration d) {
                 auto left = child.installed_at + d - last_now_;

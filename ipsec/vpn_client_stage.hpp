@@ -24,8 +24,8 @@ namespace mipsec::ipsec {
 /// Before the IKE SA's lifetime ends (`reauth_margin` ahead; default a tenth of it) the stage
 /// re-authenticates make-before-break, as IKEv1 peers do: a second Session runs Main Mode
 /// (without INITIAL-CONTACT), asks Mode Config for the same inner address and installs its own
-/// child SA next to the old one; only then are the old child SAs and the old ISAKMP SA deleted
-/// (Delete payloads under the old SA). If the new one fails, the old one keeps working and the
+/// child SA next to the old one; a few seconds later (the gateway may still send on the old
+/// one) the old child SAs and the old ISAKMP SA are deleted (Delete payloads under the old SA). If the new one fails, the old one keeps working and the
 /// re-authentication is retried after `restart_delay`.
 /// Not thread-safe. Config: {"type": "ipsec.vpn_client", "local": ..., "gateway": ..., "psk": ...}
 class VpnClientStage final : public core::Stage {
@@ -62,10 +62,11 @@ private:
     void start_reauthentication(core::StageContext& ctx);
     void schedule_reauthentication(const ike::Session& s);
     void promote_next(core::StageContext& ctx);
+    void retire(core::StageContext& ctx);
     void drain(core::StageContext& ctx);
     void drain_session(ike::Session& s, Role role, core::StageContext& ctx);
     void send(const ike::OutgoingDatagram& d, core::StageContext& ctx);
-    void install(const ike::ChildSa& child, core::StageContext& ctx);
+    void install(const ike::ChildSa& child, bool inbound_only, core::StageContext& ctx);
 
     Config config_;
     std::shared_ptr<const ike::SessionConfig> session_config_;
@@ -74,6 +75,8 @@ private:
     std::shared_ptr<const ike::SessionConfig> reauth_config_;  // the same, without INITIAL-CONTACT
     std::unique_ptr<ike::Session> session_;
     std::unique_ptr<ike::Session> next_session_;  // a re-authentication under way
+    std::unique_ptr<ike::Session> retiring_;      // the IKE SA a re-authentication replaced
+    std::optional<core::TimePoint> retire_at_;
     std::optional<core::TimePoint> reauth_at_;
     bool promote_pending_ = false;
     std::uint64_t reauths_ = 0;

@@ -43,7 +43,7 @@ VpnGatewayStage::Client* VpnGatewayStage::by_spi(std::uint32_t spi) {
     return c == clients_.end() ? nullptr : &c->second;
 }
 
-void VpnGatewayStage::install(std::uint64_t owner, const ike::ChildSa& child, core::StageContext& ctx) {
+void VpnGatewayStage::install(std::uint64_t owner, const ike::ChildSa& child, bool inbound_only, core::StageContext& ctx) {
     auto& c = clients_[owner];
     c.remote = child.remote;
     if (!c.esp) {
@@ -70,7 +70,8 @@ void VpnGatewayStage::install(std::uint64_t owner, const ike::ChildSa& child, co
     out.spi = child.spi_out;
     auto inbound = Sa::create(Sa::Direction::Inbound, in, child.keymat_in(), random_, ctx.now());
     auto outbound = Sa::create(Sa::Direction::Outbound, out, child.keymat_out(), random_, ctx.now());
-    if (!inbound || !outbound || !c.esp->install_inbound(std::move(*inbound), &ctx) || !c.esp->install_outbound(std::move(*outbound), &ctx)) {
+    if (!inbound || !outbound || !c.esp->install_inbound(std::move(*inbound), &ctx) ||
+        (!inbound_only && !c.esp->install_outbound(std::move(*outbound), &ctx))) {
         ctx.log().error("cannot install ESP SAs for ", child.remote.to_string());
         return;
     }
@@ -80,6 +81,16 @@ void VpnGatewayStage::install(std::uint64_t owner, const ike::ChildSa& child, co
     ++c.installs;
     ctx.log().info("client ", child.remote.to_string(), c.inner ? " (" + c.inner->to_string() + ")" : std::string(), ": ESP SA in 0x",
                    std::hex, child.spi_in, " out 0x", child.spi_out, std::dec, child.udp_encapsulation ? ", UDP-encapsulated" : "");
+}
+
+// A session ended: its client entry goes too, unless its ESP SAs were orphaned.
+void VpnGatewayStage::release(std::uint64_t owner) {
+    auto it = clients_.find(owner);
+    if (it != clients_.end() && it->second.orphaned) {
+        session_peer_.erase(owner);
+        return;
+    }
+    remove(owner);
 }
 
 void VpnGatewayStage::remove(std::uint64_t owner) {
@@ -95,6 +106,38 @@ void VpnGatewayStage::remove(std::uint64_t owner) {
     clients_.erase(it);
 }
 
+// The client re-authenticated and its old IKE SA ended before the new one made a CHILD_SA: the
+// old ESP SAs (still in use by the client) now belong to the new session.
+void VpnGatewayStage::hand_over(std::uint64_t from, std::uint64_t to, core::StageContext& ctx) {
+    auto old = clients_.find(from);
+    if (old == clients_.end()) return;
+    if (to == 0) {
+        old->second.orphaned = true;
+        ctx.log().info("client ", old->second.remote.to_string(), ": IKE SA gone, its ESP SAs stay for its next IKE SA");
+        return;
+    }
+    Client& heir = clients_[to];
+    if (heir.esp) {
+        // The heir has an ESP tunnel of its own already: the old entry keeps the old SAs
+        // until the heir's Session deletes them.
+        old->second.orphaned = true;
+        return;
+    }
+    heir.esp = std::move(old->second.esp);
+    heir.udp = std::move(old->second.udp);
+    heir.remote = old->second.remote;
+    if (!heir.inner) heir.inner = old->second.inner;
+    for (auto spi : old->second.spis) {
+        heir.spis.push_back(spi);
+        by_spi_[spi] = to;
+    }
+    heir.installs += old->second.installs;
+    if (heir.inner) by_inner_[*heir.inner] = to;
+    old->second.spis.clear();
+    old->second.orphaned = false;
+    ctx.log().info("client ", heir.remote.to_string(), ": ESP SAs carried over to its re-authenticated IKE SA");
+}
+
 void VpnGatewayStage::drain(core::StageContext& ctx) {
     auto output = responder_.take_output();
     for (const auto& d : output.datagrams) send(d, ctx);
@@ -104,19 +147,34 @@ void VpnGatewayStage::drain(core::StageContext& ctx) {
         if (auto* vip = std::get_if<ike::InnerAddressAssigned>(&e)) {
             clients_[owner].inner = vip->address.address;
         } else if (auto* inst = std::get_if<ike::ChildSaInstalled>(&e)) {
-            install(owner, inst->sa, ctx);
+            install(owner, inst->sa, inst->inbound_only, ctx);
         } else if (auto* del = std::get_if<ike::ChildSaDeleted>(&e)) {
-            if (auto* c = by_spi(del->sa.spi_in)) c->esp->remove_inbound(del->sa.spi_in);
-            by_spi_.erase(del->sa.spi_in);
+            auto spi_owner = by_spi_.find(del->sa.spi_in);
+            if (spi_owner != by_spi_.end()) {
+                auto c = clients_.find(spi_owner->second);
+                if (c != clients_.end()) {
+                    if (c->second.esp) c->second.esp->remove_inbound(del->sa.spi_in);
+                    std::erase(c->second.spis, del->sa.spi_in);
+                    if (c->second.orphaned && c->second.spis.empty()) {
+                        const auto gone = c->first;
+                        by_spi_.erase(spi_owner);
+                        remove(gone);
+                        continue;
+                    }
+                }
+                by_spi_.erase(spi_owner);
+            }
+        } else if (auto* handed = std::get_if<ike::ChildSasHandedOver>(&e)) {
+            hand_over(owner, handed->successor, ctx);
         } else if (auto* failed = std::get_if<ike::Failed>(&e)) {
             auto peer = session_peer_.find(owner);
             if (peer == session_peer_.end() || first_report(peer->second))
                 ctx.log().warn("IKE session ", owner, peer != session_peer_.end() ? " from " + peer->second.to_string() : std::string(),
                                " failed: ", ike::to_string(failed->reason), failed->detail.empty() ? "" : " (" + failed->detail + ")",
                                " (further problems from this peer are counted, not logged)");
-            remove(owner);
+            release(owner);
         } else if (std::holds_alternative<ike::Closed>(e)) {
-            remove(owner);
+            release(owner);
         }
     }
 }

@@ -51,11 +51,14 @@ private:
         core::Endpoint remote;
         std::vector<std::uint32_t> spis;
         std::uint64_t installs = 0;
+        bool orphaned = false;  // its IKE SA ended; its ESP SAs wait for the client's next one
     };
     void drain(core::StageContext& ctx);
     void send(const ike::OutgoingDatagram& d, core::StageContext& ctx);
-    void install(std::uint64_t owner, const ike::ChildSa& child, core::StageContext& ctx);
+    void install(std::uint64_t owner, const ike::ChildSa& child, bool inbound_only, core::StageContext& ctx);
     void remove(std::uint64_t owner);
+    void release(std::uint64_t owner);
+    void hand_over(std::uint64_t from, std::uint64_t to, core::StageContext& ctx);
     Client* by_spi(std::uint32_t spi);
 
     Config config_;

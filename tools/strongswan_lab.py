@@ -29,6 +29,7 @@ class Child:
     esp_proposals: str = "aes128gcm16"
     rekey_time: str = "1h"
     life_time: Optional[str] = None
+    rand_time: Optional[str] = None     # "0s": rekey exactly at rekey_time
 
 
 @dataclass
@@ -69,6 +70,8 @@ def swanctl_conf(c: Connection) -> str:
                   f"        rekey_time = {ch.rekey_time}"]
         if ch.life_time:
             lines.append(f"        life_time = {ch.life_time}")
+        if ch.rand_time:
+            lines.append(f"        rand_time = {ch.rand_time}")
         if c.dpd_action:
             lines.append(f"        dpd_action = {c.dpd_action}")
         lines.append("      }")

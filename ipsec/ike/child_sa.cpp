@@ -38,6 +38,10 @@ ChildSa ChildSa::clone() const {
     c.pfs_group = pfs_group;
     c.initiator = initiator;
     c.installed_at = installed_at;
+    c.collision_nonce = collision_nonce;
+    c.replaces = replaces;
+    c.superseded = superseded;
+    c.delete_at = delete_at;
     return c;
 }
 

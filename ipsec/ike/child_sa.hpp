@@ -8,6 +8,7 @@
 // Move-only (keys are SecretBytes); clone() for an explicit copy.
 #include <cstdint>
 #include <optional>
+#include <vector>
 
 #include "core/address.hpp"
 #include "core/time.hpp"
@@ -27,7 +28,7 @@ struct ChildSa {
     crypto::SecretBytes salt_out;
     crypto::SecretBytes integrity_key_in;    // HMAC key, empty for AES-GCM
     crypto::SecretBytes integrity_key_out;
-    core::Duration soft_lifetime{};  // rekey after this (zero: the peer rekeys / never)
+    core::Duration soft_lifetime{};  // we rekey after this (zero: only the peer may)
     core::Duration hard_lifetime{};  // negotiated lifetime: unusable after this
     core::Ipv4Prefix local_ts;       // our side of the tunnel (IDci for the initiator)
     core::Ipv4Prefix remote_ts;
@@ -37,6 +38,12 @@ struct ChildSa {
     std::optional<crypto::ModpGroup> pfs_group;
     bool initiator = false;          // we ran Quick Mode as initiator
     core::TimePoint installed_at{};
+    /// The lower of the Quick Mode's two nonces: of two SAs from colliding rekeys, the one with
+    /// the lower value is redundant (the rule of RFC 7296 §2.8.1, applied by both peers alike).
+    std::vector<std::uint8_t> collision_nonce;
+    std::optional<std::uint32_t> replaces;  // spi_in of the SA this one rekeys (as we judged it)
+    bool superseded = false;                // a newer SA replaces it: never rekeyed, deleted soon
+    std::optional<core::TimePoint> delete_at;
 
     /// KEYMAT of one direction in ipsec::Sa order: encryption key | salt | integrity key.
     crypto::SecretBytes keymat_in() const;

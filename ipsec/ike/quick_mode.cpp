@@ -25,7 +25,9 @@ QuickMode QuickMode::responder(IkeSa& sa, const SessionConfig& cfg, crypto::Rand
     q.cfg_ = &cfg;
     q.params_.spi_in = spi_in;
     q.params_.pfs_group = cfg.pfs_group;
-    q.params_.rekey_time = core::Duration::zero();  // the initiator rekeys
+    // Either peer may rekey (strongSwan does as responder too); a gateway leaves it to its
+    // clients unless configured otherwise.
+    q.params_.rekey_time = cfg.child_rekey_time;
     q.policy_ = std::move(policy);
     return q;
 }
@@ -214,6 +216,7 @@ bool QuickMode::derive_child(const EspOffer& offer, std::uint32_t spi_out) {
     c.remote = sa_->remote;
     c.pfs_group = offer.pfs_group;
     c.initiator = initiator_;
+    c.collision_nonce = std::min(ni_, nr_);
     child_ = std::move(c);
     return true;
 }

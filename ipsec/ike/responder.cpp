@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include "ipsec/ike/responder.hpp"
 
+#include <algorithm>
+
 #include "core/endian.hpp"
 #include "crypto/hash.hpp"
 
@@ -84,6 +86,25 @@ void Responder::on_datagram(std::span<const std::uint8_t> bytes, core::Endpoint 
 
 std::optional<core::TimePoint> Responder::poll(core::TimePoint now) {
     std::optional<core::TimePoint> next;
+    for (auto it = orphans_.begin(); it != orphans_.end();) {
+        auto& kids = it->children;
+        for (auto c = kids.begin(); c != kids.end();) {
+            const auto end = c->installed_at + c->hard_lifetime;
+            if (c->hard_lifetime == core::Duration::zero() || now >= end) {
+                out_.events.push_back({it->owner, ChildSaDeleted{std::move(*c), false}});
+                c = kids.erase(c);
+                continue;
+            }
+            if (!next || end < *next) next = end;
+            ++c;
+        }
+        if (kids.empty()) {
+            if (pool_) pool_->release(it->owner);
+            it = orphans_.erase(it);
+        } else {
+            ++it;
+        }
+    }
     for (auto& [k, s] : sessions_) {
         auto t = s->poll(now);
         collect(*s, now);
@@ -99,7 +120,29 @@ void Responder::collect(Session& s, core::TimePoint now) {
     bool initial_contact = false;
     for (auto& e : o.events) {
         if (std::holds_alternative<Established>(e) && s.ike_sa().initial_contact_received) initial_contact = true;
+        if (auto* handed = std::get_if<ChildSasHandedOver>(&e)) {
+            std::vector<ChildSa> copies;
+            for (const auto& c : handed->children) copies.push_back(c.clone());
+            if (orphan_count() + copies.size() > cfg_.max_sessions) {
+                // Bounded like sessions: past the limit they are simply deleted.
+                for (auto& c : handed->children) out_.events.push_back({s.owner(), ChildSaDeleted{std::move(c), false}});
+                if (pool_) pool_->release(s.owner());
+                continue;
+            }
+            if (Session* heir = successor_of(s)) {
+                heir->adopt_children(std::move(copies), now);
+                handed->successor = heir->owner();
+                if (pool_) pool_->release(s.owner());
+            } else {
+                orphans_.push_back({s.owner(), *s.ike_sa().peer_id, std::move(copies)});
+            }
+        }
         out_.events.push_back({s.owner(), std::move(e)});
+    }
+    if (std::any_of(o.events.begin(), o.events.end(), [](const SessionEvent& e) { return std::holds_alternative<Established>(e); }) &&
+        s.ike_sa().peer_id) {
+        if (initial_contact) drop_orphans(*s.ike_sa().peer_id);
+        else adopt_orphans(s, now);
     }
     if (!initial_contact || !s.ike_sa().peer_id) return;
     // RFC 2407 §4.6.3.3: the peer rebooted; its older SAs are stale.
@@ -111,6 +154,52 @@ void Responder::collect(Session& s, core::TimePoint now) {
         for (auto& d : oo.datagrams) out_.datagrams.push_back(std::move(d));
         for (auto& e : oo.events) out_.events.push_back({other->owner(), std::move(e)});
     }
+}
+
+std::size_t Responder::orphan_count() const noexcept {
+    std::size_t n = 0;
+    for (const auto& o : orphans_) n += o.children.size();
+    return n;
+}
+
+void Responder::adopt_orphans(Session& heir, core::TimePoint now) {
+    for (auto it = orphans_.begin(); it != orphans_.end();) {
+        if (it->peer != *heir.ike_sa().peer_id) {
+            ++it;
+            continue;
+        }
+        // The heir's Mode Config gets the same address: the pool shares it by identity.
+        heir.adopt_children(std::move(it->children), now);
+        out_.events.push_back({it->owner, ChildSasHandedOver{{}, heir.owner()}});
+        if (pool_) pool_->release(it->owner);
+        it = orphans_.erase(it);
+    }
+}
+
+// INITIAL-CONTACT: the peer restarted and forgot them.
+void Responder::drop_orphans(const IdPayload& peer) {
+    for (auto it = orphans_.begin(); it != orphans_.end();) {
+        if (it->peer != peer) {
+            ++it;
+            continue;
+        }
+        for (auto& c : it->children) out_.events.push_back({it->owner, ChildSaDeleted{std::move(c), false}});
+        if (pool_) pool_->release(it->owner);
+        it = orphans_.erase(it);
+    }
+}
+
+// The newest other established session of the same authenticated peer: its re-authentication
+// (strongSwan rekeys the old CHILD_SA under the new IKE SA only when it is due).
+Session* Responder::successor_of(const Session& s) {
+    if (!s.ike_sa().peer_id) return nullptr;
+    Session* best = nullptr;
+    for (auto& [k, other] : sessions_) {
+        if (other.get() == &s || other->state() != SessionState::Established || !other->ike_sa().peer_id) continue;
+        if (*other->ike_sa().peer_id != *s.ike_sa().peer_id) continue;
+        if (!best || other->owner() > best->owner()) best = other.get();
+    }
+    return best;
 }
 
 void Responder::reap() {
@@ -126,6 +215,9 @@ void Responder::reap() {
 }
 
 void Responder::close_all(core::TimePoint now) {
+    for (auto& o : orphans_)
+        for (auto& c : o.children) out_.events.push_back({o.owner, ChildSaDeleted{std::move(c), false}});
+    orphans_.clear();
     for (auto& [k, s] : sessions_) {
         s->close(now);
         collect(*s, now);

@@ -63,6 +63,8 @@ public:
 
     Session* find(const Cookie& cky_i, const Cookie& cky_r);
     std::size_t session_count() const noexcept { return sessions_.size(); }
+    /// CHILD_SAs kept after their IKE SA ended, waiting for the peer's next one.
+    std::size_t orphan_count() const noexcept;
     std::size_t half_open_count() const noexcept;
     AddressPool* pool() noexcept { return pool_ ? &*pool_ : nullptr; }
     const ResponderCounters& counters() const noexcept { return counters_; }
@@ -73,6 +75,18 @@ private:
     using Key = std::pair<Cookie, Cookie>;
     void collect(Session& s, core::TimePoint now);
     void reap();
+    Session* successor_of(const Session& s);
+    void adopt_orphans(Session& heir, core::TimePoint now);
+    void drop_orphans(const IdPayload& peer);
+
+    // CHILD_SAs whose IKE SA ended before the peer's next one was up (see ChildSasHandedOver),
+    // with the ended session's owner (its address lease is kept for them).
+    struct Orphans {
+        std::uint64_t owner = 0;
+        IdPayload peer;
+        std::vector<ChildSa> children;
+    };
+    std::vector<Orphans> orphans_;
     Cookie make_cookie(const Cookie& cky_i, core::Endpoint remote);
 
     ResponderConfig cfg_;

@@ -421,7 +421,7 @@ void Session::on_protected(const Message& header_only, std::span<const std::uint
         bool rekey = false;
         if (auto* q = std::get_if<QuickMode>(&ex->task); q && q->replaces()) {
             rekey = true;
-            std::erase(rekeying_, *q->replaces());
+            rekey_abandoned(*q->replaces(), now);
         }
         if (ex->we_initiated && !rekey && sa_.initiator) fail(f.reason, f.detail, true);
         return;
@@ -496,7 +496,7 @@ void Session::on_informational(const Message& m, core::TimePoint now) {
                     ex.awaiting = false;
                     auto* q = std::get_if<QuickMode>(&ex.task);
                     if (q && q->replaces()) {
-                        std::erase(rekeying_, *q->replaces());
+                        rekey_abandoned(*q->replaces(), now);
                         continue;
                     }
                     if (sa_.initiator)
@@ -510,7 +510,7 @@ void Session::on_informational(const Message& m, core::TimePoint now) {
                     return std::equal(s.begin(), s.end(), cookies.begin(), cookies.end());
                 });
                 if (!match) continue;
-                end_children(true);
+                end_children(true, true);
                 state_ = SessionState::Closed;
                 out_.events.emplace_back(Closed{true});
                 release_lease();
@@ -586,15 +586,86 @@ bool Session::rekey_child(std::uint32_t spi_in, core::TimePoint now) {
     return true;
 }
 
+namespace {
+// How long the losing SA of a rekey collision (or an SA the peer rekeyed) keeps accepting
+// packets the peer sent before it switched: a few round trips.
+constexpr core::Duration superseded_grace = std::chrono::seconds(5);
+// An SA the peer rekeyed waits longer, so that a peer deleting after superseded_grace (as we
+// do) sends its Delete first and both do not delete the same SA.
+constexpr core::Duration peer_rekeyed_grace = 2 * superseded_grace;
+}  // namespace
+
+// IKEv1 has no rekey collision handling of its own: when both peers rekey one CHILD_SA at
+// once, each ends with two new SAs. A Quick Mode we answer whose selectors equal a live SA's
+// is the peer rekeying that SA (as strongSwan judges it too); if that SA is ours and under
+// rekey, or itself came from a rekey moments ago, the two new SAs collided. Both peers then
+// keep the SA whose Quick Mode had the higher lowest nonce and delete the other after a grace
+// period (strongSwan never deletes rekeyed SAs itself, so the delete is ours to send either way).
 void Session::install_child(ChildSa child, std::optional<std::uint32_t> replaces, core::TimePoint now) {
     child.installed_at = now;
+    auto same_selectors = [&](const ChildSa& c) {
+        return !c.superseded && c.local_ts == child.local_ts && c.remote_ts == child.remote_ts;
+    };
+    auto find_spi = [&](std::uint32_t spi) {
+        return std::find_if(children_.begin(), children_.end(), [&](const ChildSa& c) { return c.spi_in == spi; });
+    };
+    ChildSa* rival = nullptr;  // the other new SA of a collision
+    if (replaces) {
+        // Our rekey finished; did the peer's rekey of the same SA finish first?
+        for (auto& c : children_)
+            if (c.replaces == replaces && !c.superseded) rival = &c;
+    } else if (!child.initiator) {
+        auto live = std::find_if(children_.begin(), children_.end(), same_selectors);
+        if (live != children_.end()) {
+            const bool under_our_rekey = std::find(rekeying_.begin(), rekeying_.end(), live->spi_in) != rekeying_.end();
+            // Our own rekey finished moments ago (well inside one retransmission timeout): the
+            // peer started this one before it learnt of ours. An older SA is simply rekeyed.
+            const bool fresh_rekey = live->replaces && live->initiator && now - live->installed_at < 2 * cfg_->retransmit.timeout;
+            if (fresh_rekey) {
+                rival = &*live;
+                replaces = live->replaces;
+            } else {
+                replaces = live->spi_in;
+                if (!under_our_rekey) {
+                    // The peer rekeyed it: stop using and rekeying it, delete it soon.
+                    live->superseded = true;
+                    live->delete_at = now + peer_rekeyed_grace;
+                }
+            }
+        }
+    }
+    child.replaces = replaces;
+    bool inbound_only = false;
+    if (rival) {
+        ++counters_.rekey_collisions;
+        ChildSa* loser = rival->collision_nonce < child.collision_nonce ? rival : &child;
+        loser->superseded = true;
+        loser->delete_at = now + superseded_grace;
+        inbound_only = loser == &child;
+    }
+    const bool ours_replacing = replaces && child.initiator;
     children_.push_back(child.clone());
-    out_.events.emplace_back(ChildSaInstalled{std::move(child), replaces});
-    if (!replaces) return;
-    // Make-before-break: the new SA is in place, now the old one goes.
+    out_.events.emplace_back(ChildSaInstalled{std::move(child), replaces, inbound_only});
+    if (!ours_replacing) return;
+    // Make-before-break: the new SA is in place and carries our traffic now; the old one still
+    // accepts what the peer sends until it installs the new one (it has not seen QM3 yet).
     std::erase(rekeying_, *replaces);
-    auto it = std::find_if(children_.begin(), children_.end(), [&](const ChildSa& c) { return c.spi_in == *replaces; });
-    if (it != children_.end()) delete_child(static_cast<std::size_t>(it - children_.begin()), false, true, now);
+    if (auto it = find_spi(*replaces); it != children_.end() && !it->superseded) {
+        it->superseded = true;
+        it->delete_at = now + superseded_grace;
+    }
+}
+
+// Our rekey of `spi_in` failed. If the peer rekeyed it meanwhile, that SA replaces it.
+void Session::rekey_abandoned(std::uint32_t spi_in, core::TimePoint now) {
+    std::erase(rekeying_, spi_in);
+    if (std::none_of(children_.begin(), children_.end(), [&](const ChildSa& c) { return c.replaces == spi_in && !c.superseded; }))
+        return;
+    for (auto& c : children_)
+        if (c.spi_in == spi_in && !c.superseded) {
+            c.superseded = true;
+            c.delete_at = now + superseded_grace;
+        }
 }
 
 void Session::delete_child(std::size_t index, bool by_peer, bool notify_peer, core::TimePoint now) {
@@ -710,7 +781,7 @@ std::optional<core::TimePoint> Session::poll(core::TimePoint now) {
                 bool rekey = false;
                 if (auto* q = std::get_if<QuickMode>(&ex.task); q && q->replaces()) {
                     rekey = true;
-                    std::erase(rekeying_, *q->replaces());
+                    rekey_abandoned(*q->replaces(), now);
                 }
                 if (ex.message_id == 0 || (ex.we_initiated && !rekey && sa_.initiator)) {
                     fail(FailReason::Timeout, ex.message_id == 0 ? "no answer to Main Mode" : "no answer to phase-2 exchange",
@@ -726,13 +797,14 @@ std::optional<core::TimePoint> Session::poll(core::TimePoint now) {
     for (std::size_t i = 0; i < children_.size();) {
         const ChildSa& c = children_[i];
         core::TimePoint hard = c.installed_at + c.hard_lifetime;
-        if (c.hard_lifetime > core::Duration::zero() && now >= hard) {
+        if ((c.hard_lifetime > core::Duration::zero() && now >= hard) || (c.delete_at && now >= *c.delete_at)) {
             delete_child(i, false, true, now);
             continue;
         }
         if (c.hard_lifetime > core::Duration::zero()) consider(hard);
+        if (c.delete_at) consider(*c.delete_at);
         bool busy = std::find(rekeying_.begin(), rekeying_.end(), c.spi_in) != rekeying_.end();
-        if (c.initiator && c.soft_lifetime > core::Duration::zero() && !busy) {
+        if (!c.superseded && c.soft_lifetime > core::Duration::zero() && !busy) {
             core::TimePoint soft = c.installed_at + c.soft_lifetime;
             if (now >= soft) {
                 start_quick_mode(now, c.spi_in);
@@ -876,20 +948,41 @@ void Session::fail(FailReason reason, std::string detail, bool send_delete, std:
         d.spis.emplace_back(ck.begin(), ck.end());
         send_informational({Payload(std::move(d))}, core::TimePoint{});
     }
-    end_children(false);
+    end_children(false, reason == FailReason::Expired);
     state_ = SessionState::Failed;
     out_.events.emplace_back(Failed{reason, peer_notify, std::move(detail)});
     release_lease();
 }
 
-void Session::end_children(bool by_peer) {
-    for (auto& c : children_) out_.events.emplace_back(ChildSaDeleted{std::move(c), by_peer});
+void Session::end_children(bool by_peer, bool may_hand_over) {
+    // A gateway's children (and their address lease) go to the Responder, which keeps them
+    // for the peer's next IKE SA.
+    const bool hand_over = may_hand_over && !sa_.initiator && !children_.empty() && sa_.peer_id;
+    if (hand_over) {
+        out_.events.emplace_back(ChildSasHandedOver{std::move(children_), 0});
+        lease_handed_over_ = true;
+    }
+    else
+        for (auto& c : children_) out_.events.emplace_back(ChildSaDeleted{std::move(c), by_peer});
     children_.clear();
     rekeying_.clear();
 }
 
+void Session::adopt_children(std::vector<ChildSa> children, core::TimePoint now) {
+    for (auto& c : children) {
+        const bool covered = std::any_of(children_.begin(), children_.end(), [&](const ChildSa& mine) {
+            return !mine.superseded && mine.local_ts == c.local_ts && mine.remote_ts == c.remote_ts;
+        });
+        if (covered && !c.superseded) {
+            c.superseded = true;
+            c.delete_at = now + superseded_grace;
+        }
+        children_.push_back(std::move(c));
+    }
+}
+
 void Session::release_lease() {
-    if (pool_) pool_->release(owner_);
+    if (pool_ && !lease_handed_over_) pool_->release(owner_);
 }
 
 }  // namespace mipsec::ipsec::ike

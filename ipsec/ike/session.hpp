@@ -22,9 +22,13 @@
 //   * Informationals after phase 1 must be encrypted with HASH(1) first; plaintext ones are
 //     ignored (RFC 2408 §5.14 as strongSwan applies it). Before phase 1 completes, plaintext
 //     error notifies from the peer end the negotiation.
-//   * Child SAs are rekeyed by whoever initiated them, `child_rekey_time` after install,
-//     make-before-break: the new SA is installed (event) before the old one is deleted
-//     (Delete sent, event). An SA past its negotiated lifetime is deleted.
+//   * Child SAs are rekeyed `child_rekey_time` after install (by either side; a gateway
+//     config usually leaves it to the client), make-before-break: the new SA is installed
+//     (event) before the old one is deleted (Delete sent, event). A Quick Mode from the peer
+//     with a live SA's selectors rekeys that SA: it stops being rekeyed and is deleted after
+//     a short grace. Rekey collisions (both sides at once) keep the SA with the higher lowest
+//     nonce on both sides; the other is installed inbound-only and deleted after the grace.
+//     An SA past its negotiated lifetime is deleted.
 //   * DPD (RFC 3706) when both sides sent the VID and dpd_delay > 0: R-U-THERE after that
 //     long without authenticated traffic (note_traffic() counts inbound ESP too), resent on
 //     the retransmission schedule, then the peer is declared dead.
@@ -80,6 +84,9 @@ struct InnerAddressAssigned {
 struct ChildSaInstalled {
     ChildSa sa;
     std::optional<std::uint32_t> replaces;  // spi_in of the SA this one rekeys
+    /// The losing SA of a rekey collision: accept what the peer still sends on it, but keep
+    /// sending on the current outbound SA; it is deleted shortly.
+    bool inbound_only = false;
 };
 struct ChildSaDeleted {
     ChildSa sa;
@@ -93,7 +100,16 @@ struct Failed {
 struct Closed {
     bool by_peer = false;
 };
-using SessionEvent = std::variant<Established, InnerAddressAssigned, ChildSaInstalled, ChildSaDeleted, Failed, Closed>;
+/// A gateway session ended (its IKE SA expired or the peer deleted it) with CHILD_SAs left: in
+/// IKEv1 IPsec SAs outlive the ISAKMP SA that made them, and strongSwan keeps using them while
+/// it re-authenticates. The Responder gives them to the peer's newer IKE SA (`successor`, that
+/// session's owner), now or when one is established; until then (`successor` 0) they stay
+/// installed, orphaned, until their lifetime ends.
+struct ChildSasHandedOver {
+    std::vector<ChildSa> children;
+    std::uint64_t successor = 0;
+};
+using SessionEvent = std::variant<Established, InnerAddressAssigned, ChildSaInstalled, ChildSaDeleted, Failed, Closed, ChildSasHandedOver>;
 
 struct SessionOutput {
     std::vector<OutgoingDatagram> datagrams;
@@ -111,6 +127,7 @@ struct SessionCounters {
     std::uint64_t dropped_unexpected = 0;   // valid but not expected now (incl. plaintext informationals)
     std::uint64_t dpd_sent = 0;
     std::uint64_t dpd_acked = 0;
+    std::uint64_t rekey_collisions = 0;  // both peers rekeyed one CHILD_SA at once; one SA dropped
 };
 
 enum class SessionState : std::uint8_t { Connecting, Established, Closed, Failed };
@@ -148,6 +165,9 @@ public:
     bool rekey_child(std::uint32_t spi_in, core::TimePoint now);
     /// Sends an R-U-THERE now (normally driven by poll()); false without DPD support.
     bool send_dpd(core::TimePoint now);
+    /// Takes over CHILD_SAs of an ended IKE SA of the same peer (see ChildSasHandedOver); one
+    /// whose selectors a live SA of ours already covers is deleted after a short grace.
+    void adopt_children(std::vector<ChildSa> children, core::TimePoint now);
 
     SessionState state() const noexcept { return state_; }
     /// When phase 1 completed (meaningful once Established was raised).
@@ -190,6 +210,7 @@ private:
     void start_quick_mode(core::TimePoint now, std::optional<std::uint32_t> replaces);
     void install_child(ChildSa child, std::optional<std::uint32_t> replaces, core::TimePoint now);
     void delete_child(std::size_t index, bool by_peer, bool notify_peer, core::TimePoint now);
+    void rekey_abandoned(std::uint32_t spi_in, core::TimePoint now);
     void send_informational(std::vector<Payload> payloads, core::TimePoint now);
     void send_plain_notify(std::uint16_t type);
 
@@ -207,7 +228,8 @@ private:
     void adopt_endpoints(core::Endpoint local, core::Endpoint remote);
 
     void fail(FailReason reason, std::string detail, bool send_delete, std::uint16_t peer_notify = 0);
-    void end_children(bool by_peer);
+    /// A gateway's children may go to the Responder (ChildSasHandedOver) instead of being deleted.
+    void end_children(bool by_peer, bool may_hand_over = false);
     void release_lease();
 
     std::shared_ptr<const SessionConfig> cfg_;
@@ -227,6 +249,7 @@ private:
     core::TimePoint created_{};
     core::TimePoint established_at_{};
     std::optional<core::Ipv4Address> previous_address_;
+    bool lease_handed_over_ = false;  // the Responder releases it with the handed-over children
     core::TimePoint last_rx_{};
     bool started_ = false;
     // DPD (RFC 3706 §5.3): our sequence numbers and the outstanding R-U-THERE.

@@ -499,6 +499,10 @@ TEST_CASE("child SA rekey is make-before-break on both sides") {
     net.run_for(seconds(59));
     CHECK(net.client_all<ChildSaInstalled>().size() == 1);
     net.run_for(seconds(2));
+    // Both SAs for a few seconds: the old one takes what the peer sent before it switched.
+    CHECK(net.client->children().size() == 2);
+    CHECK(net.client_all<ChildSaDeleted>().empty());
+    net.run_for(seconds(5));
 
     // Client: installed(new, replaces old) strictly before deleted(old).
     std::optional<std::size_t> installed_at, deleted_at;
@@ -662,5 +666,164 @@ TEST_CASE("the gateway checks traffic selectors against its networks") {
         auto gin = net.gw_all<ChildSaInstalled>();
         REQUIRE(gin.size() == 1);
         CHECK(gin[0]->sa.remote_ts == *core::Ipv4Prefix::parse("10.99.100.7/32"));
+    }
+}
+
+namespace {
+// The SPI a side sends on: the last SA installed for both directions.
+std::uint32_t outbound_spi(const std::vector<const ChildSaInstalled*>& installs) {
+    for (auto it = installs.rbegin(); it != installs.rend(); ++it)
+        if (!(*it)->inbound_only) return (*it)->sa.spi_out;
+    return 0;
+}
+}  // namespace
+
+TEST_CASE("a rekey collision (both sides rekey the same SA at once) leaves one mirrored SA on both sides") {
+    for (bool client_first : {true, false}) {
+        CAPTURE(client_first);
+        IkeNet net(true);
+        net.client_cfg->child_rekey_time = seconds(60);
+        net.gw_cfg->child_rekey_time = seconds(60);
+        net.client_cfg->esp_proposals = {{EspAlgorithm::AesGcm128, seconds(600)}};
+        net.start();
+        REQUIRE(net.client->children().size() == 1);
+        // Both soft lifetimes fire in the same step. In the first run both Quick Modes cross
+        // on the wire; in the second the gateway's QM1 is lost once, so the client finishes
+        // its own rekey first and the gateway's retransmitted QM1 arrives afterwards.
+        net.now += seconds(60);
+        bool dropped = false;
+        if (!client_first)
+            net.filter = [&](ipsec::ike::OutgoingDatagram& d, bool to_gateway) {
+                if (to_gateway || dropped || d.payload.size() < 28 || d.payload[18] != 32) return true;
+                dropped = true;
+                return false;
+            };
+        net.gw->poll(net.now);
+        net.client->poll(net.now);
+        net.pump();
+        CHECK(dropped == !client_first);
+        net.run_for(seconds(10));
+        CHECK(net.client->counters().rekey_collisions == 1);
+        REQUIRE(net.gw_session() != nullptr);
+        CHECK(net.gw_session()->counters().rekey_collisions == 1);
+        REQUIRE(net.client->children().size() == 1);
+        REQUIRE(net.gw_session()->children().size() == 1);
+        const auto& c = net.client->children()[0];
+        const auto& g = net.gw_session()->children()[0];
+        CHECK(c.spi_in == g.spi_out);
+        CHECK(c.spi_out == g.spi_in);
+        // Each side sends on the surviving SA.
+        CHECK(outbound_spi(net.client_all<ChildSaInstalled>()) == c.spi_out);
+        CHECK(outbound_spi(net.gw_all<ChildSaInstalled>()) == g.spi_out);
+        // Three SAs were negotiated (the first and two rekeys); two were deleted on each side.
+        CHECK(net.client_all<ChildSaInstalled>().size() == 3);
+        CHECK(net.client_all<ChildSaDeleted>().size() == 2);
+        CHECK(net.gw_all<ChildSaDeleted>().size() == 2);
+        // And the survivor is rekeyed normally later: no collision, one SA.
+        net.run_for(seconds(60));
+        CHECK(net.client->children().size() == 1);
+        CHECK(net.gw_session()->children().size() == 1);
+    }
+}
+
+TEST_CASE("a rekey started by the gateway replaces the SA on both sides; the client does not rekey it again") {
+    IkeNet net(false);
+    net.client_cfg->child_rekey_time = seconds(300);
+    net.gw_cfg->child_rekey_time = seconds(60);
+    net.client_cfg->esp_proposals = {{EspAlgorithm::AesGcm128, seconds(600)}};
+    net.start();
+    const auto first = net.client->children()[0].spi_in;
+    net.run_for(seconds(70));
+    REQUIRE(net.client->children().size() == 1);
+    REQUIRE(net.gw_session()->children().size() == 1);
+    CHECK(net.client->children()[0].spi_in != first);
+    CHECK(net.client->children()[0].spi_in == net.gw_session()->children()[0].spi_out);
+    CHECK(net.client->counters().rekey_collisions == 0);
+    auto cin = net.client_all<ChildSaInstalled>();
+    REQUIRE(cin.size() == 2);
+    CHECK(cin[1]->replaces == first);
+    CHECK(outbound_spi(cin) == net.client->children()[0].spi_out);
+}
+
+TEST_CASE("AddressPool: the same identity may share its address (re-authentication), others may not") {
+    AddressPool pool(*core::Ipv4Prefix::parse("10.99.100.0/29"));
+    auto a = pool.acquire(1, std::nullopt, "cli-a");
+    REQUIRE(a);
+    CHECK(pool.acquire(2, a, "cli-a") == a);  // a second IKE SA of the same client
+    auto other = pool.acquire(3, a, "cli-b");
+    REQUIRE(other);
+    CHECK(*other != *a);
+    CHECK(pool.acquire(4, a) != a);  // no identity: no sharing
+    CHECK(pool.leased() == 3);
+    pool.release(1);
+    CHECK(pool.acquire(5, std::nullopt, "x") != a);  // still held by owner 2
+    pool.release(2);
+    CHECK(pool.lease_of(2) == std::nullopt);
+    CHECK(pool.acquire(6, std::nullopt, "y") == a);
+}
+
+TEST_CASE("CHILD_SAs outlive their IKE SA at the gateway until the client's next IKE SA takes them (strongSwan IKEv1 behaviour)") {
+    enum class Reauth { BeforeExpiry, AfterExpiry, Never };
+    for (auto mode : {Reauth::BeforeExpiry, Reauth::AfterExpiry, Reauth::Never}) {
+        CAPTURE(static_cast<int>(mode));
+        IkeNet net(true);
+        for (auto& p : net.client_cfg->ike_proposals) p.lifetime = seconds(100);
+        net.client_cfg->esp_proposals = {{EspAlgorithm::AesGcm128, seconds(300)}};
+        net.client_cfg->child_rekey_time = core::Duration::zero();
+        net.start();
+        REQUIRE(net.client->children().size() == 1);
+        const auto old_child_spi = net.client->children()[0].spi_out;  // the gateway's spi_in
+        const auto old_owner = net.gw_session()->owner();
+        REQUIRE(net.gw->pool()->leased() == 1);
+        std::unique_ptr<Session> old_client;
+        // strongSwan's re-authentication: a new Main Mode and Mode Config, no INITIAL-CONTACT,
+        // and no Quick Mode until the old CHILD_SA is due for rekeying.
+        auto reauthenticate = [&] {
+            auto reauth = std::make_shared<SessionConfig>(*net.client_cfg);
+            reauth->send_initial_contact = false;
+            net.filter = [](ipsec::ike::OutgoingDatagram& d, bool to_gateway) {
+                return !(to_gateway && d.payload.size() >= 28 && d.payload[18] == 32);
+            };
+            old_client = std::move(net.client);
+            net.client = Session::initiator(reauth, net.client_rng, net.client_local(), IkeNet::gateway);
+            net.client->start(net.now);
+            net.pump();
+            REQUIRE(net.gw_session() != nullptr);
+            CHECK(net.gw_session()->owner() != old_owner);
+            return net.gw_session()->owner();
+        };
+        std::uint64_t new_owner = 0;
+        net.run_for(seconds(80));
+        if (mode == Reauth::BeforeExpiry) new_owner = reauthenticate();
+        net.run_for(seconds(30));  // the old IKE SA expires at the gateway at 100 s
+        if (mode != Reauth::BeforeExpiry) {
+            CHECK(net.gw->orphan_count() == 1);
+            CHECK(net.gw->pool()->leased() == 1);  // the orphan keeps the client's address
+        }
+        if (mode == Reauth::AfterExpiry) new_owner = reauthenticate();
+        net.run_for(seconds(200));  // past the CHILD_SA's 300 s lifetime
+        std::optional<std::uint64_t> handed_to;
+        bool deleted = false;
+        for (const auto& e : net.gw_events) {
+            if (e.session != old_owner) continue;
+            if (auto* h = std::get_if<ChildSasHandedOver>(&e.event); h && h->successor != 0) handed_to = h->successor;
+            if (auto* d = std::get_if<ChildSaDeleted>(&e.event); d && d->sa.spi_in == old_child_spi) deleted = true;
+        }
+        CHECK(net.gw->orphan_count() == 0);
+        if (mode == Reauth::Never) {
+            CHECK_FALSE(handed_to);
+            CHECK(deleted);  // at its own lifetime, not with the IKE SA
+            CHECK(net.gw->pool()->leased() == 0);
+        } else {
+            REQUIRE(handed_to);
+            CHECK(*handed_to == new_owner);
+            CHECK_FALSE(deleted);
+            // The heir owns it now; it expired there (the test client never rekeyed it).
+            bool heir_deleted = false;
+            for (const auto& e : net.gw_events)
+                if (auto* d = std::get_if<ChildSaDeleted>(&e.event); d && e.session == new_owner && d->sa.spi_in == old_child_spi)
+                    heir_deleted = true;
+            CHECK(heir_deleted);
+        }
     }
 }
