@@ -5,6 +5,7 @@
 #include "core/ipv4.hpp"
 #include "core/udp.hpp"
 #include "ipsec/ike_datagram.hpp"
+#include "ipsec/ike_status.hpp"
 #include "ipsec/vpn_client_stage.hpp"
 
 namespace mipsec::ipsec {
@@ -242,6 +243,7 @@ Verdict VpnGatewayStage::decapsulate(core::PacketBuf& packet, core::StageContext
 }
 
 std::optional<core::TimePoint> VpnGatewayStage::poll(core::StageContext& ctx) {
+    last_now_ = ctx.now();
     auto next = responder_.poll(ctx.now());
     drain(ctx);
     for (auto& [owner, c] : clients_) {
@@ -264,6 +266,7 @@ void VpnGatewayStage::report(core::StatusSink& out) const {
     out.field("ike_dropped_malformed", rc.dropped_malformed);
     out.field("ike_dropped_unknown_sa", rc.dropped_unknown_sa);
     out.field("ike_dropped_half_open", rc.dropped_half_open);
+    out.field("orphaned_child_sas", static_cast<std::uint64_t>(responder_.orphan_count()));
     out.begin_array("clients");
     std::size_t shown = 0;
     for (const auto& [owner, c] : clients_) {
@@ -273,6 +276,9 @@ void VpnGatewayStage::report(core::StatusSink& out) const {
         out.field("remote", c.remote.to_string());
         out.field("inner_address", c.inner ? c.inner->to_string() : std::string("none"));
         out.field("sa_installs", c.installs);
+        const auto* session = responder_.session_of(owner);
+        out.field("ike_state", session ? std::string(ike::to_string(session->state())) : std::string(c.orphaned ? "gone (SAs kept)" : "none"));
+        if (session && c.esp) report_ike_session(out, *session, *c.esp, last_now_);
         if (c.esp) {
             out.begin_object("esp");
             c.esp->report(out);

@@ -62,6 +62,7 @@ private:
     Client* by_spi(std::uint32_t spi);
 
     Config config_;
+    core::TimePoint last_now_{};  // for report(): time left on SAs
     crypto::Random& random_;
     ike::Responder responder_;
     std::unordered_map<std::uint64_t, Client> clients_;             // by IKE session owner id

@@ -34,6 +34,11 @@ std::size_t Responder::half_open_count() const noexcept {
     return n;
 }
 
+const Session* Responder::session_of(std::uint64_t owner) const {
+    auto it = by_owner_.find(owner);
+    return it == by_owner_.end() ? nullptr : it->second;
+}
+
 Session* Responder::find(const Cookie& cky_i, const Cookie& cky_r) {
     auto it = sessions_.find({cky_i, cky_r});
     return it == sessions_.end() ? nullptr : it->second.get();
@@ -69,6 +74,7 @@ void Responder::on_datagram(std::span<const std::uint8_t> bytes, core::Endpoint 
             std::uint64_t owner = next_owner_++;
             auto s = Session::responder(cfg_.session, random_, local, remote, cky_i, mine, pool(), owner, now);
             target = s.get();
+            by_owner_[owner] = target;
             sessions_[{cky_i, mine}] = std::move(s);
             ++counters_.sessions_created;
         }
@@ -206,6 +212,7 @@ void Responder::reap() {
     for (auto it = sessions_.begin(); it != sessions_.end();) {
         auto st = it->second->state();
         if (st == SessionState::Failed || st == SessionState::Closed) {
+            by_owner_.erase(it->second->owner());
             it = sessions_.erase(it);
             ++counters_.sessions_removed;
         } else {

@@ -18,6 +18,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <unordered_map>
 #include <vector>
 
 #include "ipsec/ike/address_pool.hpp"
@@ -62,6 +63,8 @@ public:
     void close_all(core::TimePoint now);
 
     Session* find(const Cookie& cky_i, const Cookie& cky_r);
+    /// The live session with this owner id (TaggedEvent::session), or nullptr.
+    const Session* session_of(std::uint64_t owner) const;
     std::size_t session_count() const noexcept { return sessions_.size(); }
     /// CHILD_SAs kept after their IKE SA ended, waiting for the peer's next one.
     std::size_t orphan_count() const noexcept;
@@ -87,6 +90,7 @@ private:
         std::vector<ChildSa> children;
     };
     std::vector<Orphans> orphans_;
+    std::unordered_map<std::uint64_t, Session*> by_owner_;
     Cookie make_cookie(const Cookie& cky_i, core::Endpoint remote);
 
     ResponderConfig cfg_;

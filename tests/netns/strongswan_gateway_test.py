@@ -185,6 +185,13 @@ def run_case(checks, args, label, ike, esp_gw, esp_cli, two_clients, rekey=False
         st = status(gw, args.mipsec, f"{lab.dir}/gw.sock")
         vgw = next(s for s in st["pipeline"] if s["type"] == "ipsec.vpn_gateway")
         checks.check(f"{label}: gateway status lists {len(clients)} client(s)", vgw["state"]["clients_total"] == len(clients), json.dumps(vgw["state"])[:500])
+        for entry in vgw["state"]["clients"]:
+            kids = entry.get("child_sas") or [{}]
+            checks.check(f"{label}: status shows {entry.get('inner_address')}'s IKE SA and CHILD_SA (state, proposal, lifetime, algorithm, traffic)",
+                         entry.get("ike_state") == "established" and entry.get("ike_proposal") == ike
+                         and entry.get("ike_expires_in_s", 0) > 0 and kids[0].get("algorithm") == esp_gw
+                         and kids[0].get("packets_in", 0) > 0 and kids[0].get("bytes_out", 0) > 0 and kids[0].get("expires_in_s", 0) > 0,
+                         json.dumps(entry)[:800])
         checks.check(f"{label}: no drops at the gateway stage", vgw["dropped"] == 0, json.dumps(vgw["drops"]))
         if checks.failed:
             for _, c in charons:
