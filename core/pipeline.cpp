@@ -107,6 +107,11 @@ std::optional<TimePoint> Pipeline::poll() {
     return next;
 }
 
+void Pipeline::shutdown() {
+    for (std::size_t i = 0; i < stages_.size(); ++i) stages_[i]->shutdown(*contexts_[i]);
+    drain_events();
+}
+
 void Pipeline::dispatch(ControlEvent event) {
     events_.push_back({{RaisedEvent::external, std::move(event)}, false});
     drain_events();

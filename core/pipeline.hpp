@@ -66,6 +66,9 @@ public:
     Verdict decapsulate(PacketBuf& packet);
     /// Runs every stage's timers; returns the earliest deadline any stage asked for.
     std::optional<TimePoint> poll();
+    /// Every stage's shutdown(), innermost first, so that what they send still passes the
+    /// stages below.
+    void shutdown();
     /// An event from outside (rtnetlink, the shell), delivered to every stage.
     void dispatch(ControlEvent event);
 

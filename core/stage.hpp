@@ -66,6 +66,9 @@ public:
     virtual Verdict decapsulate(PacketBuf& packet, StageContext& ctx) = 0;
     virtual void on_event(const RaisedEvent&, StageContext&) {}
     virtual std::optional<TimePoint> poll(StageContext&) { return std::nullopt; }
+    /// The node is stopping: tell peers what ends with it (IKE Delete payloads), through
+    /// ctx.send_control(), still delivered before the sockets close.
+    virtual void shutdown(StageContext&) {}
     /// Describes stage-specific state (SAs, bindings, registration) for `mipsec status`.
     virtual void report(StatusSink&) const {}
 };

@@ -267,6 +267,18 @@ std::optional<core::TimePoint> VpnClientStage::poll(core::StageContext& ctx) {
     return next;
 }
 
+void VpnClientStage::shutdown(core::StageContext& ctx) {
+    retire(ctx);
+    for (auto* s : {next_session_.get(), session_.get()}) {
+        if (!s) continue;
+        s->close(ctx.now());
+        drain_session(*s, Role::Retiring, ctx);
+    }
+    next_session_.reset();
+    restart_at_.reset();
+    reauth_at_.reset();
+}
+
 void VpnClientStage::report(core::StatusSink& out) const {
     out.field("gateway", config_.gateway.to_string());
     out.field("ike_state", session_ ? std::string(ike::to_string(session_->state())) : std::string("idle"));

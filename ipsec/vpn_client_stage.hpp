@@ -50,6 +50,8 @@ public:
     void on_event(const core::RaisedEvent& event, core::StageContext& ctx) override;
     std::optional<core::TimePoint> poll(core::StageContext& ctx) override;
     void report(core::StatusSink& out) const override;
+    /// Deletes the CHILD_SAs and the IKE SA at the gateway (it frees the address at once).
+    void shutdown(core::StageContext& ctx) override;
 
     const ike::Session* session() const noexcept { return session_.get(); }
     std::uint64_t reauthentications() const noexcept { return reauths_; }

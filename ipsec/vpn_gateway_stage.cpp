@@ -254,6 +254,11 @@ std::optional<core::TimePoint> VpnGatewayStage::poll(core::StageContext& ctx) {
     return next;
 }
 
+void VpnGatewayStage::shutdown(core::StageContext& ctx) {
+    responder_.close_all(ctx.now());
+    drain(ctx);
+}
+
 void VpnGatewayStage::report(core::StatusSink& out) const {
     out.field("local", config_.local.to_string());
     out.field("ike_received", ike_received_);

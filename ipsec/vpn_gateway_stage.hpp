@@ -40,6 +40,8 @@ public:
     core::Verdict decapsulate(core::PacketBuf& packet, core::StageContext& ctx) override;
     std::optional<core::TimePoint> poll(core::StageContext& ctx) override;
     void report(core::StatusSink& out) const override;
+    /// Deletes every client's SAs at the client.
+    void shutdown(core::StageContext& ctx) override;
 
     std::size_t client_count() const noexcept { return clients_.size(); }
 

@@ -114,6 +114,8 @@ public:
     }
 
     void stop() override {
+        // Goodbyes (IKE Delete payloads) leave while the sockets are still open.
+        if (!stopping_) pipeline_->shutdown();
         stopping_ = true;
         boost::system::error_code ignored;
         if (tun_fd_) tun_fd_->close(ignored);

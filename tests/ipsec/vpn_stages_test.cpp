@@ -315,3 +315,28 @@ TEST_CASE("a failed re-authentication leaves the current IKE SA working and is r
     CHECK(lab.gw_wire.inner.size() == 99);
     CHECK(lab.client_stage().session()->state() == ipsec::ike::SessionState::Established);
 }
+
+TEST_CASE("stopping a node deletes its IKE and ESP SAs at the peer") {
+    SUBCASE("the client stops: the gateway forgets it at once") {
+        Lab lab("aes128gcm16");
+        lab.tick();
+        REQUIRE(lab.gw_stage().client_count() == 1);
+        lab.client->set_now(lab.now);
+        lab.client->shutdown();
+        lab.exchange();
+        CHECK(lab.gw_stage().client_count() == 0);
+        test::FlatStatus status;
+        lab.gw_stage().report(status);
+        CHECK(status.values["ike_sessions"] == "0");
+    }
+    SUBCASE("the gateway stops: the client learns it and reconnects later") {
+        Lab lab("aes128gcm16");
+        lab.tick();
+        REQUIRE(lab.client_stage().session()->state() == ipsec::ike::SessionState::Established);
+        lab.gw->set_now(lab.now);
+        lab.gw->shutdown();
+        lab.exchange();
+        CHECK(lab.client_stage().session()->state() == ipsec::ike::SessionState::Closed);
+        CHECK(lab.client_stage().esp().inbound_count() == 0);
+    }
+}

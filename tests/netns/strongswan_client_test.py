@@ -58,7 +58,7 @@ def run_case(checks, args, label, ike, esp_gw, esp_cli, rekey_s=None, rebind=Fal
         path = f"{lab.dir}/cli.json"
         with open(path, "w") as f:
             json.dump(cfg, f, indent=2)
-        cli.spawn([args.mipsec, "run", path], log_name="mipsec-cli")
+        client = cli.spawn([args.mipsec, "run", path], log_name="mipsec-cli")
         sock = f"{lab.dir}/cli.sock"
         try:
             state = lab.wait_for(lambda: (s := client_state(cli, args.mipsec, sock)) and s.get("sa_installs", 0) >= 1 and s,
@@ -131,6 +131,15 @@ def run_case(checks, args, label, ike, esp_gw, esp_cli, rekey_s=None, rebind=Fal
         vpn = next(s for s in st["pipeline"] if s["type"] == "ipsec.vpn_client")
         checks.check(f"{label}: no ESP drops at the client", vpn["dropped"] == 0, json.dumps(vpn["drops"]))
         key_log_check(checks, label, lab)
+        # A stopping client says goodbye: strongSwan drops the IKE SA and CHILD_SA at once
+        # instead of waiting for DPD.
+        code = lab.stop(client)
+        try:
+            lab.wait_for(lambda: "ESTABLISHED" not in charon.list_sas(), timeout=3, what="strongSwan to drop the SAs")
+            gone = True
+        except TimeoutError:
+            gone = False
+        checks.check(f"{label}: a stopped client (exit {code}) deletes its SAs at strongSwan", gone and code == 0, charon.list_sas()[-500:])
         if checks.failed:
             print(charon.log_text()[-3000:])
             lab.dump_logs()

@@ -140,7 +140,7 @@ def run_case(checks, args, label, ike, esp_gw, esp_cli, two_clients, rekey=False
         path = f"{lab.dir}/gw.json"
         with open(path, "w") as f:
             json.dump(cfg, f, indent=2)
-        gw.spawn([args.mipsec, "run", path], log_name="mipsec-gw")
+        gateway = gw.spawn([args.mipsec, "run", path], log_name="mipsec-gw")
         lab.wait_for(lambda: status(gw, args.mipsec, f"{lab.dir}/gw.sock"), what="the gateway")
         charons = []
         for host, addr, ident in clients:
@@ -193,6 +193,15 @@ def run_case(checks, args, label, ike, esp_gw, esp_cli, two_clients, rekey=False
                          and kids[0].get("packets_in", 0) > 0 and kids[0].get("bytes_out", 0) > 0 and kids[0].get("expires_in_s", 0) > 0,
                          json.dumps(entry)[:800])
         checks.check(f"{label}: no drops at the gateway stage", vgw["dropped"] == 0, json.dumps(vgw["drops"]))
+        # A stopping gateway deletes every client's SAs; the strongSwan clients drop them.
+        code = lab.stop(gateway)
+        try:
+            lab.wait_for(lambda: all("ESTABLISHED" not in c.list_sas() for _, c in charons), timeout=3, what="the clients to drop the SAs")
+            gone = True
+        except TimeoutError:
+            gone = False
+        checks.check(f"{label}: a stopped gateway (exit {code}) deletes its clients' SAs at strongSwan", gone and code == 0,
+                     charons[0][1].list_sas()[-500:])
         if checks.failed:
             for _, c in charons:
                 print(c.log_text()[-2000:])
