@@ -50,17 +50,20 @@ core::Duration MobileNode::retransmit_cap(std::uint16_t lifetime) const noexcept
     return std::max(cap, config_.initial_retransmit);
 }
 
-std::optional<MobileNode::Transmit> MobileNode::send(core::TimePoint now, bool deregistration, bool fresh_timer) {
+std::optional<MobileNode::Transmit> MobileNode::send(core::TimePoint now, bool deregistration, bool fresh_timer, bool away) {
     RegistrationRequest r;
     const bool colocated = config_.colocated && !via_fa_;
+    // `away`: deregistering only the binding of the current care-of address, sent the way a
+    // registration from here goes (RFC 5944 §3.6.1.2); otherwise a deregistration is from home.
+    const bool from_home = deregistration && !away;
     const bool reverse = reverse_tunnel_ && !deregistration;
-    r.flags = static_cast<std::uint8_t>((colocated && !deregistration ? RegistrationRequestView::flag_d : 0) |
+    r.flags = static_cast<std::uint8_t>((colocated && !from_home ? RegistrationRequestView::flag_d : 0) |
                                         (reverse ? RegistrationRequestView::flag_t : 0));
     r.lifetime = deregistration ? 0 : std::min(lifetime_limit_, config_.lifetime);
     r.home_address = home_address_;
     r.home_agent = home_agent_;
     // RFC 5944 §3.6.1.2: deregistering every binding from home uses CoA = HoA.
-    r.care_of_address = deregistration ? home_address_ : care_of_;
+    r.care_of_address = from_home ? home_address_ : care_of_;
     r.identification = next_identification(now);
 
     RequestExtensions ext;
@@ -89,9 +92,9 @@ std::optional<MobileNode::Transmit> MobileNode::send(core::TimePoint now, bool d
 
     Transmit t;
     // IP source: the co-located CoA, else the home address (via an FA, or at home).
-    t.source = colocated && !deregistration ? care_of_ : home_address_;
+    t.source = colocated && !from_home ? care_of_ : home_address_;
     t.source_port = config_.source_port;
-    t.destination = {via_fa_ && !deregistration ? fa_address_ : home_agent_, registration_port};
+    t.destination = {via_fa_ && !from_home ? fa_address_ : home_agent_, registration_port};
     // RFC 3024 §4.1.1: a request with T set goes out with TTL 255.
     t.ttl = reverse ? 255 : 64;
     auto built = build_request(r, ext, config_.sa.auth_key());
@@ -106,6 +109,19 @@ std::optional<MobileNode::Transmit> MobileNode::send(core::TimePoint now, bool d
     p.transmit = t;
     pending_ = p;
     return t;
+}
+
+MobileNode::Output MobileNode::shutdown(core::TimePoint now) {
+    Output out;
+    const bool away = state_ == State::Registered || state_ == State::Registering;
+    if (!away || care_of_.is_unspecified() || care_of_ == home_address_) return out;
+    // Nobody will be here for the reply: one try, then the binding is gone or expires anyway.
+    out.transmit = send(now, true, true, true);
+    pending_.reset();
+    retry_at_.reset();
+    registration_.reset();
+    state_ = State::Idle;
+    return out;
 }
 
 MobileNode::Output MobileNode::start(core::TimePoint now, bool deregistration) {

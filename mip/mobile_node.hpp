@@ -120,6 +120,9 @@ public:
     Output retry_now(core::TimePoint now);
     /// Back on the home link: deregister all bindings (CoA = HoA, lifetime 0).
     Output returned_home(core::TimePoint now);
+    /// The node is stopping while away: deregister the current care-of address's binding (one
+    /// try, no reply awaited) so the HA stops tunnelling to an address nobody serves.
+    Output shutdown(core::TimePoint now);
     /// A UDP payload received on the registration socket.
     Output on_reply(std::span<const std::uint8_t> payload, core::Endpoint from, core::TimePoint now);
     /// Timers: retransmission, renewal, expiry, keepalive.
@@ -156,7 +159,7 @@ private:
     };
 
     Output start(core::TimePoint now, bool deregistration);
-    std::optional<Transmit> send(core::TimePoint now, bool deregistration, bool fresh_timer);
+    std::optional<Transmit> send(core::TimePoint now, bool deregistration, bool fresh_timer, bool away = false);
     std::uint64_t next_identification(core::TimePoint now);
     Output lose_registration(core::TimePoint now);
     core::Duration retransmit_cap(std::uint16_t lifetime) const noexcept;

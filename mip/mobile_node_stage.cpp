@@ -126,6 +126,14 @@ void MobileNodeStage::send_solicitation(core::StageContext& ctx) {
     ctx.send_control(std::move(buf));
 }
 
+void MobileNodeStage::shutdown(core::StageContext& ctx) {
+    auto out = node_.shutdown(ctx.now());
+    if (!out.transmit) return;
+    ctx.log().info("stopping: deregistering ", node_.home_address().to_string(), " at care-of address ",
+                   node_.care_of_address().to_string());
+    transmit(*out.transmit, ctx);
+}
+
 void MobileNodeStage::handle(const MobileNode::Output& out, core::StageContext& ctx) {
     if (out.transmit) transmit(*out.transmit, ctx);
     if (out.changed) {

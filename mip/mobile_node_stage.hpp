@@ -85,6 +85,8 @@ public:
     void on_event(const core::RaisedEvent& event, core::StageContext& ctx) override;
     std::optional<core::TimePoint> poll(core::StageContext& ctx) override;
     void report(core::StatusSink& out) const override;
+    /// Away from home: deregisters the current binding at the HA (one try).
+    void shutdown(core::StageContext& ctx) override;
 
     const MobileNode& node() const noexcept { return node_; }
     const Counters& counters() const noexcept { return counters_; }

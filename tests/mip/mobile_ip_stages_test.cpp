@@ -172,6 +172,40 @@ TEST_CASE("MN and HA stages: RFC 3519 IP-in-UDP through a NAT, both ways") {
     CHECK(ha_status.values["bindings[0].udp_endpoint"] == "203.0.113.5:61000");
 }
 
+TEST_CASE("MN stage stopping away from home deregisters its binding (IP-in-IP and through a NAT)") {
+    for (bool nat : {false, true}) {
+        CAPTURE(nat);
+        test::World w;
+        auto& mn = w.add_mn(test::mn_stage_config(home1, ha1, key1, coa1, nat ? Udp::Wanted : Udp::Off), {coa1});
+        auto& ha = w.add_ha(test::ha_stage_config(ha1, home_net, {{home1, &key1}}), {ha1});
+        if (nat) w.add_nat(coa1, nat_public, 61000);
+        w.poll();
+        REQUIRE(ha.stage.agent().binding(home1));
+        w.wire.clear();
+        mn.stage.shutdown(mn.ctx);
+        w.net.pump();
+        // One request, lifetime 0 for this care-of address, from where registrations go.
+        REQUIRE(w.wire.size() == 2);
+        auto req = view(w.wire[0]);
+        auto udp = mip::udp_of(req);
+        REQUIRE(udp);
+        CHECK(udp->destination_port() == 434);
+        auto parsed = mip::RegistrationRequestView::check(udp->payload());
+        REQUIRE(parsed);
+        CHECK(parsed->lifetime() == 0);
+        CHECK(parsed->care_of_address() == coa1);
+        CHECK_FALSE(ha.stage.agent().binding(home1));
+        auto ha_events = test::registrations(ha.ctx);
+        REQUIRE(ha_events.size() == 2);
+        CHECK_FALSE(ha_events[1].registered);
+        // Stopping again, or at home, sends nothing.
+        w.wire.clear();
+        mn.stage.shutdown(mn.ctx);
+        w.net.pump();
+        CHECK(w.wire.empty());
+    }
+}
+
 TEST_CASE("HA stage: RFC 3024 decapsulation check drops mismatches, other bindings undisturbed") {
     test::World w;
     auto& mn1 = w.add_mn(test::mn_stage_config(home1, ha1, key1, coa1, Udp::Wanted), {coa1});

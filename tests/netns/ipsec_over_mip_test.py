@@ -83,7 +83,7 @@ def main():
         for host, cfg in ((xha, cfg_ha), (mn, cfg_mn)):
             checks.check(f"mipsec check accepts the {host.role} config", host.run([args.mipsec, "check", cfg], check=False).returncode == 0)
         xha.spawn([args.mipsec, "run", cfg_ha], log_name="mipsec-xha")
-        mn.spawn([args.mipsec, "run", cfg_mn], log_name="mipsec-mn")
+        mn_proc = mn.spawn([args.mipsec, "run", cfg_mn], log_name="mipsec-mn")
         sock = f"{lab.dir}/mn.sock"
 
         def vpn():
@@ -145,6 +145,20 @@ def main():
             print(f"timing {label}: link change -> x-MIP registered {'n/a' if reg_dt is None else f'{reg_dt * 1000:.0f} ms'} "
                   f"(DHCP included); no IKE exchange", flush=True)
         lab.stop(pinger)
+        # Stopping the node while away: the VPN client deletes its SAs at strongSwan (through
+        # the x-MIP tunnel), then the mobile node deregisters at its home agent.
+        xha_sock = f"{lab.dir}/xha.sock"
+        before = (stage_states(node_status(xha, args.mipsec, xha_sock), "mip.home_agent") or [{}])[0].get("binding_count")
+        code = lab.stop(mn_proc)
+        try:
+            lab.wait_for(lambda: "ESTABLISHED" not in charon.list_sas()
+                         and (stage_states(node_status(xha, args.mipsec, xha_sock), "mip.home_agent") or [{}])[0].get("binding_count") == 0,
+                         timeout=3, what="the SAs and the binding to go")
+            gone = True
+        except TimeoutError:
+            gone = False
+        checks.check(f"stopping the mobile node (exit {code}) deletes its SAs at strongSwan and its binding at the home agent "
+                     f"({before} -> 0 bindings)", gone and code == 0 and before == 1, charon.list_sas()[-400:])
         if checks.failed:
             print(charon.log_text()[-3000:])
             lab.dump_logs()
