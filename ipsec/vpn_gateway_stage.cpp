@@ -169,7 +169,13 @@ void VpnGatewayStage::drain(core::StageContext& ctx) {
             hand_over(owner, handed->successor, ctx);
         } else if (auto* failed = std::get_if<ike::Failed>(&e)) {
             auto peer = session_peer_.find(owner);
-            if (peer == session_peer_.end() || first_report(peer->second))
+            if (failed->reason == ike::FailReason::Expired) {
+                // Normal for a gateway: re-authenticating is the client's job (its ESP SAs,
+                // if any are left, wait for its next IKE SA).
+                auto c = clients_.find(owner);
+                ctx.log().info("IKE session ", owner, peer != session_peer_.end() ? " from " + peer->second.to_string() : std::string(),
+                               " reached its lifetime", c != clients_.end() && c->second.orphaned ? "; its ESP SAs stay for the client's next IKE SA" : "");
+            } else if (peer == session_peer_.end() || first_report(peer->second))
                 ctx.log().warn("IKE session ", owner, peer != session_peer_.end() ? " from " + peer->second.to_string() : std::string(),
                                " failed: ", ike::to_string(failed->reason), failed->detail.empty() ? "" : " (" + failed->detail + ")",
                                " (further problems from this peer are counted, not logged)");

@@ -13,6 +13,7 @@
 #include "nat/udp_encap_stage.hpp"
 #include "tests/support/fake_stage_context.hpp"
 #include "tests/support/fixed_random.hpp"
+#include "tests/support/flat_status.hpp"
 #include "tests/support/hex.hpp"
 #include "tests/support/vectors.hpp"
 
@@ -107,32 +108,6 @@ test::Bytes forge(Tunnel& t, std::span<const std::uint8_t> payload, std::uint8_t
     return bytes_of(buf);
 }
 
-class RecordingSink final : public core::StatusSink {
-public:
-    void field(std::string_view key, std::uint64_t value) override { put(key, std::to_string(value)); }
-    void field(std::string_view key, std::int64_t value) override { put(key, std::to_string(value)); }
-    void field(std::string_view key, std::string_view value) override { put(key, std::string(value)); }
-    void field(std::string_view key, bool value) override { put(key, value ? "true" : "false"); }
-    void begin_object(std::string_view key) override { frames_.push_back({std::string(key)}); }
-    void begin_array(std::string_view key) override { frames_.push_back({std::string(key)}); }
-    void begin_element() override {
-        frames_.push_back({std::to_string(frames_.back().elements++)});
-    }
-    void end() override { frames_.pop_back(); }
-    std::map<std::string, std::string> values;
-
-private:
-    struct Frame {
-        std::string name;
-        int elements = 0;
-    };
-    void put(std::string_view key, std::string v) {
-        std::string full;
-        for (const auto& f : frames_) full += f.name + ".";
-        values[full + std::string(key)] = std::move(v);
-    }
-    std::vector<Frame> frames_;
-};
 
 }  // namespace
 
@@ -594,16 +569,16 @@ TEST_CASE("report() lists the SAs with their counters for mipsec status") {
     REQUIRE(t.a.encapsulate(buf, t.ctx_a).passed());
     buf.bytes()[30] ^= 1;
     CHECK(t.b.decapsulate(buf, t.ctx_b).reason == DropReason::AuthFailed);
-    RecordingSink sink;
+    test::FlatStatus sink;
     t.b.report(sink);
     CHECK(sink.values["local"] == "198.51.100.2");
     CHECK(sink.values["remote"] == "192.0.2.1");
     CHECK(sink.values["outbound.spi"] == "0x0000b0a0");
     CHECK(sink.values["outbound.suite"] == "aes128-sha1");
     CHECK(sink.values["outbound.esn"] == "true");
-    CHECK(sink.values["inbound.0.spi"] == "0x0000a0b0");
-    CHECK(sink.values["inbound.0.auth_failures"] == "1");
-    CHECK(sink.values["inbound.0.drops"] == "1");
-    CHECK(sink.values["inbound.0.packets"] == "0");
-    CHECK(sink.values["inbound.0.state"] == "live");
+    CHECK(sink.values["inbound[0].spi"] == "0x0000a0b0");
+    CHECK(sink.values["inbound[0].auth_failures"] == "1");
+    CHECK(sink.values["inbound[0].drops"] == "1");
+    CHECK(sink.values["inbound[0].packets"] == "0");
+    CHECK(sink.values["inbound[0].state"] == "live");
 }
