@@ -827,3 +827,32 @@ TEST_CASE("CHILD_SAs outlive their IKE SA at the gateway until the client's next
         }
     }
 }
+
+TEST_CASE("orphaned CHILD_SAs are dropped, not adopted, when the client comes back with INITIAL-CONTACT") {
+    IkeNet net(true);
+    for (auto& p : net.client_cfg->ike_proposals) p.lifetime = seconds(100);
+    net.client_cfg->esp_proposals = {{EspAlgorithm::AesGcm128, seconds(300)}};
+    net.client_cfg->child_rekey_time = core::Duration::zero();
+    net.start();
+    const auto old_child_spi = net.client->children()[0].spi_out;
+    const auto old_owner = net.gw_session()->owner();
+    net.run_for(seconds(110));  // both IKE SAs expire; the gateway keeps the CHILD_SA
+    REQUIRE(net.gw->orphan_count() == 1);
+    // A restarted client: INITIAL-CONTACT (RFC 2407 §4.6.3.3) says its old SAs are stale.
+    auto old_client = std::move(net.client);
+    net.client = Session::initiator(net.client_cfg, net.client_rng, net.client_local(), IkeNet::gateway);
+    net.client->start(net.now);
+    net.pump();
+    CHECK(net.gw->orphan_count() == 0);
+    bool deleted = false, adopted = false;
+    for (const auto& e : net.gw_events) {
+        if (e.session != old_owner) continue;
+        if (auto* d = std::get_if<ChildSaDeleted>(&e.event); d && d->sa.spi_in == old_child_spi) deleted = true;
+        if (auto* h = std::get_if<ChildSasHandedOver>(&e.event); h && h->successor != 0) adopted = true;
+    }
+    CHECK(deleted);
+    CHECK_FALSE(adopted);
+    REQUIRE(net.gw_session() != nullptr);
+    CHECK(net.gw_session()->children().size() == 1);  // only its own new one
+    CHECK(net.gw->pool()->leased() == 1);
+}
