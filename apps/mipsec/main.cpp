@@ -94,6 +94,37 @@ int check_command(const std::string& config_path) {
     }
 }
 
+std::string json_text(const nlohmann::json& v, const char* key, const char* fallback = "?") {
+    if (!v.contains(key)) return fallback;
+    const auto& x = v.at(key);
+    return x.is_string() ? x.get<std::string>() : x.dump();
+}
+
+std::string spi_hex(const nlohmann::json& v, const char* key) {
+    char buf[16];
+    std::snprintf(buf, sizeof buf, "0x%08llx", v.value(key, 0ULL));
+    return buf;
+}
+
+// An IKE session's SAs as a table, like `swanctl --list-sas`: one IKE line, one line per
+// CHILD_SA. `--json` has every field.
+void print_ike_session(const nlohmann::json& st, const char* indent) {
+    std::printf("%sIKE %s %s %s%s", indent, json_text(st, "ike_peer").c_str(), json_text(st, "ike_state").c_str(),
+                json_text(st, "ike_proposal").c_str(), st.value("nat_detected", false) ? " NAT-T" : "");
+    if (st.contains("ike_expires_in_s")) std::printf(", expires in %llds", st.at("ike_expires_in_s").get<long long>());
+    if (st.contains("reauth_in_s")) std::printf(", re-authenticates in %llds", st.at("reauth_in_s").get<long long>());
+    std::printf("\n");
+    if (!st.contains("child_sas")) return;
+    for (const auto& c : st.at("child_sas")) {
+        std::printf("%s  ESP in %s out %s %s %s", indent, spi_hex(c, "spi_in").c_str(), spi_hex(c, "spi_out").c_str(),
+                    json_text(c, "algorithm").c_str(), json_text(c, "state").c_str());
+        if (c.contains("rekey_in_s")) std::printf(", rekey in %llds", c.at("rekey_in_s").get<long long>());
+        if (c.contains("expires_in_s")) std::printf(", expires in %llds", c.at("expires_in_s").get<long long>());
+        std::printf(", in %llu pkts/%llu B, out %llu pkts/%llu B\n", c.value("packets_in", 0ULL), c.value("bytes_in", 0ULL),
+                    c.value("packets_out", 0ULL), c.value("bytes_out", 0ULL));
+    }
+}
+
 void print_status(const nlohmann::json& j) {
     for (const auto& n : j.at("nodes")) {
         std::printf("node %s (up %llds)\n", n.at("name").get<std::string>().c_str(), n.at("uptime_s").get<long long>());
@@ -117,7 +148,23 @@ void print_status(const nlohmann::json& j) {
                         s.at("consumed").get<unsigned long long>(), s.at("control_sent").get<unsigned long long>(), s.at("dropped").get<unsigned long long>());
             for (const auto& [reason, count] : s.at("drops").items()) std::printf(" %s=%llu", reason.c_str(), count.get<unsigned long long>());
             std::printf("\n");
-            if (s.contains("state")) std::printf("      %s\n", s.at("state").dump().c_str());
+            if (!s.contains("state")) continue;
+            const auto& st = s.at("state");
+            const auto type = s.at("type").get<std::string>();
+            if (type == "ipsec.vpn_client" && st.contains("ike_peer")) {
+                std::printf("      inner address %s, %llu re-authentication(s)\n", json_text(st, "inner_address").c_str(),
+                            st.value("ike_reauthentications", 0ULL));
+                print_ike_session(st, "      ");
+            } else if (type == "ipsec.vpn_gateway" && st.contains("clients")) {
+                std::printf("      %llu client(s), %llu IKE session(s), %llu half-open\n", st.value("clients_total", 0ULL),
+                            st.value("ike_sessions", 0ULL), st.value("ike_half_open", 0ULL));
+                for (const auto& c : st.at("clients")) {
+                    std::printf("      client %s (%s)\n", json_text(c, "remote").c_str(), json_text(c, "inner_address").c_str());
+                    if (c.contains("ike_peer")) print_ike_session(c, "        ");
+                }
+            } else {
+                std::printf("      %s\n", st.dump().c_str());
+            }
         }
     }
 }

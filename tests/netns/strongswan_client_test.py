@@ -7,6 +7,7 @@ and a host on the gateway's LAN. Run for an AEAD and a CBC+HMAC proposal set."""
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -74,6 +75,13 @@ def run_case(checks, args, label, ike, esp_gw, esp_cli, rekey_s=None, rebind=Fal
         checks.check(f"{label}: status lists the IKE peer and the CHILD_SA with algorithm, SPIs and time to rekey",
                      state.get("ike_peer", "").startswith("198.51.100.2") and child.get("algorithm") == esp_cli
                      and child.get("spi_in", 0) > 0 and child.get("rekey_in_s", 0) > 0, json.dumps(state)[:600])
+        text = cli.run([args.mipsec, "status", "--socket", sock], check=False).stdout
+        if os.environ.get("MIPSEC_SHOW_STATUS"):
+            print(text, flush=True)
+        checks.check(f"{label}: `mipsec status` prints the IKE SA and CHILD_SA as a table",
+                     re.search(r"IKE 198\.51\.100\.2:\d+ established " + re.escape(ike), text) is not None
+                     and re.search(r"ESP in 0x[0-9a-f]{8} out 0x[0-9a-f]{8} " + re.escape(esp_cli) + " installed, rekey in", text) is not None,
+                     text[-800:])
         vip = state["inner_address"].split("/")[0]
         checks.check(f"{label}: inner address {vip} from strongSwan's Mode Config pool 10.99.100.0/24", vip.startswith("10.99.100."), vip)
         sas = charon.list_sas()

@@ -185,6 +185,9 @@ def run_case(checks, args, label, ike, esp_gw, esp_cli, two_clients, rekey=False
         st = status(gw, args.mipsec, f"{lab.dir}/gw.sock")
         vgw = next(s for s in st["pipeline"] if s["type"] == "ipsec.vpn_gateway")
         checks.check(f"{label}: gateway status lists {len(clients)} client(s)", vgw["state"]["clients_total"] == len(clients), json.dumps(vgw["state"])[:500])
+        text = gw.run([args.mipsec, "status", "--socket", f"{lab.dir}/gw.sock"], check=False).stdout
+        checks.check(f"{label}: `mipsec status` prints each client's IKE SA and CHILD_SA",
+                     text.count(" established " + ike) == len(clients) and text.count("ESP in 0x") >= len(clients), text[-1200:])
         for entry in vgw["state"]["clients"]:
             kids = entry.get("child_sas") or [{}]
             checks.check(f"{label}: status shows {entry.get('inner_address')}'s IKE SA and CHILD_SA (state, proposal, lifetime, algorithm, traffic)",
