@@ -961,9 +961,9 @@ void Session::end_children(bool by_peer, bool may_hand_over) {
     if (hand_over) {
         out_.events.emplace_back(ChildSasHandedOver{std::move(children_), 0});
         lease_handed_over_ = true;
-    }
-    else
+    } else {
         for (auto& c : children_) out_.events.emplace_back(ChildSaDeleted{std::move(c), by_peer});
+    }
     children_.clear();
     rekeying_.clear();
 }
