@@ -150,21 +150,16 @@ void VpnGatewayStage::drain(core::StageContext& ctx) {
         } else if (auto* inst = std::get_if<ike::ChildSaInstalled>(&e)) {
             install(owner, inst->sa, inst->inbound_only, ctx);
         } else if (auto* del = std::get_if<ike::ChildSaDeleted>(&e)) {
-            auto spi_owner = by_spi_.find(del->sa.spi_in);
-            if (spi_owner != by_spi_.end()) {
-                auto c = clients_.find(spi_owner->second);
-                if (c != clients_.end()) {
-                    if (c->second.esp) c->second.esp->remove_inbound(del->sa.spi_in);
-                    std::erase(c->second.spis, del->sa.spi_in);
-                    if (c->second.orphaned && c->second.spis.empty()) {
-                        const auto gone = c->first;
-                        by_spi_.erase(spi_owner);
-                        remove(gone);
-                        continue;
-                    }
-                }
-                by_spi_.erase(spi_owner);
-            }
+            const auto spi = del->sa.spi_in;
+            auto spi_owner = by_spi_.find(spi);
+            if (spi_owner == by_spi_.end()) continue;
+            const auto holder = spi_owner->second;  // an orphaned entry may hold it, not `owner`
+            by_spi_.erase(spi_owner);
+            auto c = clients_.find(holder);
+            if (c == clients_.end()) continue;
+            if (c->second.esp) c->second.esp->remove_inbound(spi);
+            std::erase(c->second.spis, spi);
+            if (c->second.orphaned && c->second.spis.empty()) remove(holder);
         } else if (auto* handed = std::get_if<ike::ChildSasHandedOver>(&e)) {
             hand_over(owner, handed->successor, ctx);
         } else if (auto* failed = std::get_if<ike::Failed>(&e)) {

@@ -49,6 +49,8 @@ struct ChildSa {
     crypto::SecretBytes keymat_in() const;
     crypto::SecretBytes keymat_out() const;
     ChildSa clone() const;
+    /// Both tunnel the same traffic (a rekey of one another, or a duplicate).
+    bool same_selectors(const ChildSa& o) const noexcept { return local_ts == o.local_ts && remote_ts == o.remote_ts; }
 };
 
 }  // namespace mipsec::ipsec::ike

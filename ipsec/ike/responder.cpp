@@ -129,16 +129,15 @@ void Responder::collect(Session& s, core::TimePoint now) {
         if (auto* handed = std::get_if<ChildSasHandedOver>(&e)) {
             std::vector<ChildSa> copies;
             for (const auto& c : handed->children) copies.push_back(c.clone());
-            if (orphan_count() + copies.size() > cfg_.max_sessions) {
-                // Bounded like sessions: past the limit they are simply deleted.
-                for (auto& c : handed->children) out_.events.push_back({s.owner(), ChildSaDeleted{std::move(c), false}});
-                if (pool_) pool_->release(s.owner());
-                continue;
-            }
             if (Session* heir = successor_of(s)) {
                 heir->adopt_children(std::move(copies), now);
                 handed->successor = heir->owner();
                 if (pool_) pool_->release(s.owner());
+            } else if (orphan_count() + copies.size() > cfg_.max_sessions) {
+                // Orphans are bounded like sessions: past the limit they are simply deleted.
+                for (auto& c : handed->children) out_.events.push_back({s.owner(), ChildSaDeleted{std::move(c), false}});
+                if (pool_) pool_->release(s.owner());
+                continue;
             } else {
                 orphans_.push_back({s.owner(), *s.ike_sa().peer_id, std::move(copies)});
             }

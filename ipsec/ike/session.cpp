@@ -522,7 +522,7 @@ void Session::on_informational(const Message& m, core::TimePoint now) {
                 // The sender names its inbound SPI (strongSwan quick_delete.c): our outbound.
                 auto it = std::find_if(children_.begin(), children_.end(), [&](const ChildSa& c) { return c.spi_out == spi; });
                 if (it == children_.end())
-                    it = std::find_if(children_.begin(), children_.end(), [&](const ChildSa& c) { return c.spi_in == spi; });
+                    it = child_by_spi_in(spi);
                 if (it != children_.end()) delete_child(static_cast<std::size_t>(it - children_.begin()), true, false, now);
             }
         }
@@ -547,7 +547,7 @@ void Session::start_quick_mode(core::TimePoint now, std::optional<std::uint32_t>
     p.proposals = cfg_->esp_proposals;
     p.pfs_group = cfg_->pfs_group;
     if (replaces) {
-        auto it = std::find_if(children_.begin(), children_.end(), [&](const ChildSa& c) { return c.spi_in == *replaces; });
+        auto it = child_by_spi_in(*replaces);
         if (it == children_.end()) return;
         p.local_ts = it->local_ts;
         p.remote_ts = it->remote_ts;
@@ -603,19 +603,14 @@ constexpr core::Duration peer_rekeyed_grace = 2 * superseded_grace;
 // period (strongSwan never deletes rekeyed SAs itself, so the delete is ours to send either way).
 void Session::install_child(ChildSa child, std::optional<std::uint32_t> replaces, core::TimePoint now) {
     child.installed_at = now;
-    auto same_selectors = [&](const ChildSa& c) {
-        return !c.superseded && c.local_ts == child.local_ts && c.remote_ts == child.remote_ts;
-    };
-    auto find_spi = [&](std::uint32_t spi) {
-        return std::find_if(children_.begin(), children_.end(), [&](const ChildSa& c) { return c.spi_in == spi; });
-    };
     ChildSa* rival = nullptr;  // the other new SA of a collision
     if (replaces) {
         // Our rekey finished; did the peer's rekey of the same SA finish first?
         for (auto& c : children_)
             if (c.replaces == replaces && !c.superseded) rival = &c;
     } else if (!child.initiator) {
-        auto live = std::find_if(children_.begin(), children_.end(), same_selectors);
+        auto live = std::find_if(children_.begin(), children_.end(),
+                                 [&](const ChildSa& c) { return !c.superseded && c.same_selectors(child); });
         if (live != children_.end()) {
             const bool under_our_rekey = std::find(rekeying_.begin(), rekeying_.end(), live->spi_in) != rekeying_.end();
             // Our own rekey finished moments ago (well inside one retransmission timeout): the
@@ -650,10 +645,14 @@ void Session::install_child(ChildSa child, std::optional<std::uint32_t> replaces
     // Make-before-break: the new SA is in place and carries our traffic now; the old one still
     // accepts what the peer sends until it installs the new one (it has not seen QM3 yet).
     std::erase(rekeying_, *replaces);
-    if (auto it = find_spi(*replaces); it != children_.end() && !it->superseded) {
+    if (auto it = child_by_spi_in(*replaces); it != children_.end() && !it->superseded) {
         it->superseded = true;
         it->delete_at = now + superseded_grace;
     }
+}
+
+std::vector<ChildSa>::iterator Session::child_by_spi_in(std::uint32_t spi_in) {
+    return std::find_if(children_.begin(), children_.end(), [&](const ChildSa& c) { return c.spi_in == spi_in; });
 }
 
 // Our rekey of `spi_in` failed. If the peer rekeyed it meanwhile, that SA replaces it.
@@ -970,9 +969,8 @@ void Session::end_children(bool by_peer, bool may_hand_over) {
 
 void Session::adopt_children(std::vector<ChildSa> children, core::TimePoint now) {
     for (auto& c : children) {
-        const bool covered = std::any_of(children_.begin(), children_.end(), [&](const ChildSa& mine) {
-            return !mine.superseded && mine.local_ts == c.local_ts && mine.remote_ts == c.remote_ts;
-        });
+        const bool covered = std::any_of(children_.begin(), children_.end(),
+                                         [&](const ChildSa& mine) { return !mine.superseded && mine.same_selectors(c); });
         if (covered && !c.superseded) {
             c.superseded = true;
             c.delete_at = now + superseded_grace;

@@ -211,6 +211,7 @@ private:
     void install_child(ChildSa child, std::optional<std::uint32_t> replaces, core::TimePoint now);
     void delete_child(std::size_t index, bool by_peer, bool notify_peer, core::TimePoint now);
     void rekey_abandoned(std::uint32_t spi_in, core::TimePoint now);
+    std::vector<ChildSa>::iterator child_by_spi_in(std::uint32_t spi_in);
     void send_informational(std::vector<Payload> payloads, core::TimePoint now);
     void send_plain_notify(std::uint16_t type);
 
