@@ -40,6 +40,7 @@ enum class DropReason : std::uint8_t {
     RateLimited,        // a control reply suppressed by rate limiting
     Blocked,            // data gated by policy (e.g. RFC 5265 link-change block)
     Internal,           // our invariant broke; never caused by input alone
+    UdpEncapMissing,    // an ESP SA wants UDP encapsulation and no nat.udp_encap below took it
     Count
 };
 

@@ -48,12 +48,23 @@ struct SaExpired {
     std::uint32_t spi = 0;
     bool hard = false;  // soft: rekey wanted; hard: the SA is no longer used
 };
-/// The peer's NAT-visible endpoint changed, seen on an authenticated packet.
+/// The peer's NAT-visible endpoint changed, seen on an authenticated packet. Addressed by
+/// `local`, the endpoint the packet arrived on: only the UDP layer bound there follows it, so
+/// a second nat.udp_encap elsewhere in the stack keeps its own peer.
 struct PeerFloated {
     Endpoint old_peer;
     Endpoint new_peer;
+    Endpoint local;
 };
+/// A Mobile IP registration or binding changed. `kind` says whose: the shell routes a home
+/// agent's bindings into the TUN, follows a mobile node's own foreign agent, and leaves a
+/// foreign agent's visitor list alone, without knowing which stage sent it.
 struct RegistrationChanged {
+    enum class Kind : std::uint8_t {
+        OwnRegistration,  // a mobile node's registration with its home agent
+        HomeBinding,      // a home agent's binding for a mobile node
+        Visitor,          // a foreign agent's visitor entry
+    };
     Ipv4Address home_address;
     Ipv4Address care_of_address;
     bool registered = false;
@@ -61,6 +72,7 @@ struct RegistrationChanged {
     // then routes the mobile node's traffic via the agent (RFC 5944 §4.2.2).
     Ipv4Address foreign_agent{};
     std::uint32_t link_ifindex = 0;
+    Kind kind = Kind::OwnRegistration;
 };
 /// A layer obtained an inner address (IKE Mode Config, DHCP) that the layer above may use
 /// as its care-of address.

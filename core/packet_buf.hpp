@@ -9,6 +9,7 @@
 #include <cassert>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <utility>
 
@@ -18,10 +19,24 @@ namespace mipsec::core {
 
 class BufferPool;
 
-/// Small typed per-packet metadata filled by the shell or a stage, never raw scratch bytes.
+/// The UDP endpoints an ESP packet travelled between before nat.udp_encap unwrapped it.
+struct UdpOrigin {
+    Endpoint from;  // the peer as this side sees it (after any NAT)
+    Endpoint to;    // the local address and port it arrived on
+};
+
+/// Small typed per-packet metadata, never raw scratch bytes. Each field belongs to one pair of
+/// adjacent layers: the layer that learns something sets it for its neighbour, and the
+/// neighbour that acts on it clears it, so nothing one layer wrote leaks to another layer of
+/// the same kind further up or down the stack.
 struct PacketMeta {
-    Endpoint outer_src;  // where an inbound packet came from on the wire (post-NAT), if known
-    Endpoint outer_dst;
+    // Inbound: nat.udp_encap stripped a UDP header from this ESP packet (RFC 3948); the ESP
+    // layer directly above takes it (source checks, NAT float) and clears it.
+    std::optional<UdpOrigin> esp_in_udp;
+    // Outbound: the ESP layer that sealed this packet uses a UDP-encapsulated SA (IKE found a
+    // NAT, or the user forced it); the nat.udp_encap directly below wraps it and clears this.
+    // A request no stage took is dropped by the pipeline (UdpEncapMissing).
+    bool esp_wants_udp = false;
     // Outbound: leave through this interface whatever the routing table says (a mobile node
     // talking to an agent on a link where it has no address). 0: route normally.
     std::uint32_t egress_ifindex = 0;

@@ -12,7 +12,8 @@ public:
     PacketBuf allocate() override { return p_.pool_.acquire(p_.headroom_below(index_ + 1)); }
     void send_control(PacketBuf&& packet) override {
         ++p_.counters_[index_].control_sent;
-        if (p_.run_outward(index_ + 1, packet).passed() && p_.io_ != nullptr) {
+        // The sending stage owns the packet: layers below that call it NotMine still send it.
+        if (p_.run_outward(index_ + 1, packet).continues() && p_.io_ != nullptr) {
             // What a stage announced before sending must take effect first: a home agent
             // removes a binding (and the shell its host route) before the deregistration
             // reply leaves, or the reply would be routed into the old tunnel.
@@ -21,10 +22,11 @@ public:
         }
     }
     void deliver_inward(PacketBuf&& packet) override {
-        if (p_.run_inward(index_, packet).passed() && p_.io_ != nullptr) p_.io_->deliver_inner(std::move(packet));
+        if (p_.run_inward(index_, packet).continues() && p_.io_ != nullptr) p_.io_->deliver_inner(std::move(packet));
     }
     void raise(ControlEvent event) override { p_.events_.push_back({{index_, std::move(event)}, false}); }
     Logger& log() override { return log_; }
+    std::size_t position() const override { return index_; }
 
 private:
     Pipeline& p_;
@@ -52,11 +54,13 @@ std::size_t Pipeline::headroom_below(std::size_t index) const noexcept {
 }
 
 Verdict Pipeline::run_outward(std::size_t first, PacketBuf& packet) {
+    bool claimed = false;
     for (std::size_t i = first; i < stages_.size(); ++i) {
         Verdict v = stages_[i]->encapsulate(packet, *contexts_[i]);
         auto& c = counters_[i];
         switch (v.action) {
-            case Action::Pass: ++c.encapsulated; continue;
+            case Action::Pass: ++c.encapsulated; claimed = true; continue;
+            case Action::NotMine: ++c.not_mine; continue;
             case Action::Consumed: ++c.consumed; return v;
             case Action::Drop:
                 ++c.dropped;
@@ -65,15 +69,26 @@ Verdict Pipeline::run_outward(std::size_t first, PacketBuf& packet) {
                 return v;
         }
     }
-    return Verdict::pass();
+    if (packet.meta().esp_wants_udp && !stages_.empty()) {
+        // An ESP layer asked for RFC 3948 encapsulation and nothing below provided it: sending
+        // plain ESP where IKE negotiated UDP would vanish in the NAT, so say so instead.
+        auto& c = counters_.back();
+        ++c.dropped;
+        ++c.drops[static_cast<std::size_t>(DropReason::UdpEncapMissing)];
+        contexts_.back()->log().limited(LogLevel::Warn, now_, "ESP needs UDP encapsulation but no nat.udp_encap stage is below it");
+        return Verdict::drop(DropReason::UdpEncapMissing);
+    }
+    return claimed ? Verdict::pass() : Verdict::not_mine();
 }
 
 Verdict Pipeline::run_inward(std::size_t last_plus_one, PacketBuf& packet) {
+    bool claimed = false;
     for (std::size_t i = last_plus_one; i-- > 0;) {
         Verdict v = stages_[i]->decapsulate(packet, *contexts_[i]);
         auto& c = counters_[i];
         switch (v.action) {
-            case Action::Pass: ++c.decapsulated; continue;
+            case Action::Pass: ++c.decapsulated; claimed = true; continue;
+            case Action::NotMine: ++c.not_mine; continue;
             case Action::Consumed: ++c.consumed; return v;
             case Action::Drop:
                 ++c.dropped;
@@ -82,7 +97,7 @@ Verdict Pipeline::run_inward(std::size_t last_plus_one, PacketBuf& packet) {
                 return v;
         }
     }
-    return Verdict::pass();
+    return claimed ? Verdict::pass() : Verdict::not_mine();
 }
 
 Verdict Pipeline::encapsulate(PacketBuf& packet) {

@@ -5,9 +5,11 @@
 //  1. The shell reads a packet from the TUN device into a buffer at offset headroom(), so
 //     no stage ever moves the payload.
 //  2. encapsulate() runs stages 0..n-1; each pushes its header into the headroom.
-//  3. A Pass verdict leaves a whole outer IPv4 packet for the shell to send.
+//  3. A Pass verdict leaves a whole outer IPv4 packet for the shell to send. Stages that call
+//     a packet NotMine hand it on untouched; if no stage claimed it, the pipeline's verdict is
+//     NotMine and the shell decides (a served link's own traffic stays with the kernel).
 //  4. decapsulate() runs stages n-1..0 on a packet from the wire; Pass leaves an inner
-//     packet for the TUN device.
+//     packet for the TUN device; NotMine means no layer recognised it (the kernel has it).
 //  5. Control packets a stage sends (send_control) are wrapped by the stages below it and
 //     go to the PipelineIo's send_outer; deliver_inward goes through the stages above.
 //  6. Events raised meanwhile are queued and delivered to every stage and to the
@@ -39,6 +41,7 @@ protected:
 struct StageCounters {
     std::uint64_t encapsulated = 0;  // packets passed outward
     std::uint64_t decapsulated = 0;  // packets passed inward
+    std::uint64_t not_mine = 0;      // packets that were not this layer's, handed on untouched
     std::uint64_t consumed = 0;      // control traffic taken by the stage
     std::uint64_t control_sent = 0;  // control packets the stage sent
     std::uint64_t dropped = 0;

@@ -21,15 +21,24 @@
 
 namespace mipsec::core {
 
-enum class Action : std::uint8_t { Pass, Consumed, Drop };
+/// What a stage did with a packet. Pass: the packet belongs to this layer, which wrapped or
+/// unwrapped it (or deliberately let it through, as a mobile node at home does). NotMine: the
+/// packet is not this layer's business and is handed on untouched; a packet that every stage
+/// calls NotMine was never the node's (the shell leaves it to the kernel), which no stage has to
+/// signal by leaving bytes unchanged. Consumed: control traffic taken. Drop: counted with a reason.
+enum class Action : std::uint8_t { Pass, NotMine, Consumed, Drop };
 
 struct Verdict {
     Action action = Action::Pass;
     DropReason reason = DropReason::None;
     static constexpr Verdict pass() noexcept { return {Action::Pass}; }
+    static constexpr Verdict not_mine() noexcept { return {Action::NotMine}; }
     static constexpr Verdict consumed() noexcept { return {Action::Consumed}; }  // control traffic taken
     static constexpr Verdict drop(DropReason r) noexcept { return {Action::Drop, r}; }
     constexpr bool passed() const noexcept { return action == Action::Pass; }
+    constexpr bool unclaimed() const noexcept { return action == Action::NotMine; }
+    /// The packet is still in flight: a layer took it (Pass) or it went by untouched (NotMine).
+    constexpr bool continues() const noexcept { return action == Action::Pass || action == Action::NotMine; }
 };
 
 /// What a stage may ask of the pipeline around it. The pipeline gives each stage its own
@@ -48,6 +57,9 @@ public:
     /// Queues an event for every stage and the shell, delivered after the current packet.
     virtual void raise(ControlEvent event) = 0;
     virtual Logger& log() = 0;
+    /// This stage's index in its pipeline (0 = innermost), which RaisedEvent::origin uses: a
+    /// stage tells events from the layers below it (origin > position()) from those above.
+    virtual std::size_t position() const { return 0; }
 
 protected:
     ~StageContext() = default;

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <utility>
 
 #include "ipsec/esp_wire.hpp"
 
@@ -37,7 +38,7 @@ void report_sa(core::StatusSink& out, const Sa& sa, LifetimeState state) {
 }
 }  // namespace
 
-EspTunnelStage::EspTunnelStage(Config config) : config_(config) {}
+EspTunnelStage::EspTunnelStage(Config config) : config_(config), udp_encapsulation_(config.udp_encapsulation) {}
 
 EspTunnelStage::Slot* EspTunnelStage::find_slot(std::uint32_t spi) noexcept {
     for (auto& s : inbound_)
@@ -122,6 +123,7 @@ core::Verdict EspTunnelStage::protect(core::PacketBuf& packet, std::uint8_t next
     outer.source = config_.local;
     outer.destination = config_.remote;
     outer.emit(packet.bytes());
+    packet.meta().esp_wants_udp = udp_encapsulation_;
     return Verdict::pass();
 }
 
@@ -155,8 +157,10 @@ core::Verdict EspTunnelStage::decapsulate(core::PacketBuf& packet, core::StageCo
     if (!outer) return Verdict::drop(core::ipv4_check_failure(packet));
     if (outer->protocol() != core::ip_protocol::esp) return Verdict::drop(DropReason::UnexpectedProtocol);
     // After UDP decapsulation the source is whatever the NAT made of it; the SA's ICV is
-    // what authenticates the peer then (RFC 3948 §3.1.2).
-    const bool udp_encapsulated = packet.meta().outer_src.port != 0;
+    // what authenticates the peer then (RFC 3948 §3.1.2). Only the UDP layer directly below
+    // says so; the note is ours alone and ends here.
+    const auto udp_origin = std::exchange(packet.meta().esp_in_udp, std::nullopt);
+    const bool udp_encapsulated = udp_origin.has_value();
     if (outer->destination() != config_.local || (!udp_encapsulated && outer->source() != config_.remote))
         return Verdict::drop(DropReason::NotForUs);
     if (outer->is_fragment()) return Verdict::drop(DropReason::Fragment);
@@ -175,9 +179,9 @@ core::Verdict EspTunnelStage::decapsulate(core::PacketBuf& packet, core::StageCo
     if (!v.passed()) return v;
 
     // From here the packet is authenticated: the NAT mapping it came through is the peer's.
-    if (udp_encapsulated && (!peer_ || *peer_ != packet.meta().outer_src)) {
-        ctx.raise(core::PeerFloated{peer_.value_or(core::Endpoint{}), packet.meta().outer_src});
-        peer_ = packet.meta().outer_src;
+    if (udp_encapsulated && (!peer_ || *peer_ != udp_origin->from)) {
+        ctx.raise(core::PeerFloated{peer_.value_or(core::Endpoint{}), udp_origin->from, udp_origin->to});
+        peer_ = udp_origin->from;
         ++counters_.peer_floats;
     }
     // RFC 4303 §2.6: dummy packets are discarded silently once they have been processed.

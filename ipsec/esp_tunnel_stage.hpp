@@ -19,13 +19,14 @@ namespace mipsec::ipsec {
 /// headroom, padding, trailer and ICV into the tailroom; the inner packet never moves. The
 /// outer header copies TOS and DF from the inner one (RFC 4301 §5.1.2.1), TTL from config.
 /// Inward: accepts only protocol 50 addressed to `local` from `remote` (any source when the
-/// UDP stage below marked the packet as UDP-encapsulated, PacketMeta::outer_src.port != 0,
-/// because a NAT rewrites it), finds the SA by SPI, lets it verify and decrypt, and leaves the
+/// nat.udp_encap directly below unwrapped it, PacketMeta::esp_in_udp, because a NAT rewrites
+/// it), finds the SA by SPI, lets it verify and decrypt, and leaves the
 /// inner IPv4 packet. Next Header 59 is a dummy packet (dropped as DummyPacket after it has
 /// moved the replay window, RFC 4303 §2.6); any NH but 4 is BadNextHeader. An inner source
 /// outside `allowed_inner_source` is PolicyMismatch (RFC 4301 §5.2 step 4). A new NAT
 /// endpoint seen on an authenticated UDP-encapsulated packet raises PeerFloated.
-/// NAT traversal itself is nat.udp_encap, stacked below this stage.
+/// NAT traversal itself is nat.udp_encap, stacked below this stage: outbound packets carry
+/// PacketMeta::esp_wants_udp when this SA is UDP-encapsulated.
 /// SAs: one outbound, several inbound (make-before-break rekeying keeps the old inbound SA
 /// until it is removed or expires). Lifetimes are checked in poll() and after every packet;
 /// crossing soft or hard raises SaExpired once each.
@@ -40,6 +41,9 @@ public:
         std::uint8_t ttl = 64;
         /// Inbound tunnel policy: inner sources allowed from this peer; nullopt allows any.
         std::optional<core::Ipv4Prefix> allowed_inner_source = std::nullopt;
+        /// Outbound packets ask the nat.udp_encap below for RFC 3948 encapsulation (manual
+        /// SAs; an IKE-keyed stage sets it per negotiated SA with set_udp_encapsulation()).
+        bool udp_encapsulation = false;
     };
     struct Counters {
         std::uint64_t dummies_sent = 0;
@@ -70,6 +74,10 @@ public:
     /// Nothing is installed unless both are acceptable.
     core::Result<void> install(Sa inbound, Sa outbound, core::StageContext* ctx = nullptr);
     bool remove_inbound(std::uint32_t spi) noexcept;
+    /// Whether outbound packets ask the layer below for UDP encapsulation (RFC 3948): what
+    /// IKE negotiated for the outbound SA (RFC 3947 NAT detection or a forced encapsulation).
+    void set_udp_encapsulation(bool on) noexcept { udp_encapsulation_ = on; }
+    bool udp_encapsulation() const noexcept { return udp_encapsulation_; }
     bool remove_outbound() noexcept;
 
     /// Sends an ESP packet with Next Header 59 and payload_len zero bytes (encrypted, so
@@ -99,6 +107,7 @@ private:
     std::optional<Slot> outbound_;
     std::vector<Slot> inbound_;
     std::optional<core::Endpoint> peer_;
+    bool udp_encapsulation_ = false;
     std::uint16_t next_identification_ = 0;
     Counters counters_;
 };

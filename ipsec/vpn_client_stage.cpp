@@ -119,6 +119,9 @@ void VpnClientStage::install(const ike::ChildSa& child, bool inbound_only, core:
     // (unless this SA lost a rekey collision and is about to be deleted).
     auto r1 = esp_.install_inbound(std::move(*inbound), &ctx);
     auto r2 = inbound_only ? core::Result<void>{} : esp_.install_outbound(std::move(*outbound), &ctx);
+    // RFC 3947/3948: ESP goes in UDP exactly when this SA was negotiated that way (NAT found,
+    // or encapsulation forced), whatever stages the configuration stacked below.
+    if (!inbound_only && r2) esp_.set_udp_encapsulation(child.udp_encapsulation);
     if (!r1 || !r2) {
         ctx.log().error("cannot install ESP SAs: ", (r1 ? r2.error() : r1.error()).message());
         return;

@@ -63,6 +63,8 @@ void VpnGatewayStage::install(std::uint64_t owner, const ike::ChildSa& child, bo
         udp.ttl = config_.ttl;
         c.udp = std::make_unique<nat::UdpEncapStage>(udp);
     }
+    // This client's ESP goes in UDP exactly when its own negotiation said so (RFC 3947).
+    c.esp->set_udp_encapsulation(child.udp_encapsulation);
     Sa::Config in;
     in.spi = child.spi_in;
     in.suite = to_esp_suite(child.algorithm);
@@ -239,7 +241,8 @@ Verdict VpnGatewayStage::decapsulate(core::PacketBuf& packet, core::StageContext
     auto v = client->esp->decapsulate(packet, ctx);
     // The ESP stage moved its peer on an authenticated packet; the client's UDP follows.
     if (v.passed() && client->udp && client->esp->peer() && client->udp->peer() != client->esp->peer())
-        client->udp->on_event({core::RaisedEvent::external, core::PeerFloated{client->udp->peer().value_or(core::Endpoint{}), *client->esp->peer()}}, ctx);
+        client->udp->on_event({core::RaisedEvent::external, core::PeerFloated{client->udp->peer().value_or(core::Endpoint{}), *client->esp->peer(),
+                                                                               {config_.local, config_.responder.session->nat_t_port}}}, ctx);
     return v;
 }
 

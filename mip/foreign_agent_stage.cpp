@@ -83,7 +83,8 @@ bool ForeignAgentStage::emit(const ForeignAgent::Output& out, core::StageContext
         const auto& v = out.change->visitor;
         ctx.log().info(out.change->added ? "visitor " : "visitor gone: ", v.home_address.to_string(), " (home agent ",
                        v.home_agent.to_string(), ", care-of ", v.care_of_address.to_string(), ")");
-        ctx.raise(core::RegistrationChanged{v.home_address, v.care_of_address, out.change->added});
+        ctx.raise(core::RegistrationChanged{v.home_address, v.care_of_address, out.change->added, {}, 0,
+                                            core::RegistrationChanged::Kind::Visitor});
     }
     return any;
 }
@@ -113,7 +114,7 @@ Verdict ForeignAgentStage::encapsulate(core::PacketBuf& packet, core::StageConte
     const auto* v = agent_.visitor(ip->source());
     if (v == nullptr || !v->reverse_tunnel || v->colocated || v->expires <= now) {
         ++counters_.passed_other;
-        return Verdict::pass();
+        return Verdict::not_mine();
     }
     // RFC 3024 §5.2 Direct Delivery: the FA tunnels the visitor's plain packets to its HA.
     if (!forward_ttl(packet)) return Verdict::drop(DropReason::TtlExpired);
@@ -141,7 +142,7 @@ Verdict ForeignAgentStage::decapsulate(core::PacketBuf& packet, core::StageConte
     auto tunnel = peek_tunnel(*ip);
     if (!tunnel || !agent_.is_care_of_address(tunnel->destination)) {
         ++counters_.passed_other;
-        return Verdict::pass();
+        return Verdict::not_mine();
     }
     // RFC 3519 tunnelling ends at co-located MNs, never at this FA.
     if (tunnel->kind != TunnelKind::IpInIp) return Verdict::drop(DropReason::UnexpectedProtocol);

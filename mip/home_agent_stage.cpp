@@ -56,7 +56,7 @@ void HomeAgentStage::announce(const HomeAgent::BindingChange& change, core::Stag
                    change.binding.care_of_address.to_string(),
                    change.binding.mode == TunnelMode::Udp ? " (IP-in-UDP)" : " (IP-in-IP)");
     ctx.raise(core::RegistrationChanged{change.binding.home_address, change.binding.care_of_address, registered, {},
-                                        config_.home_link_ifindex});
+                                        config_.home_link_ifindex, core::RegistrationChanged::Kind::HomeBinding});
 }
 
 Verdict HomeAgentStage::registration(const core::Ipv4View& ip, const core::UdpView& udp, core::StageContext& ctx) {
@@ -144,7 +144,7 @@ Verdict HomeAgentStage::decapsulate(core::PacketBuf& packet, core::StageContext&
         (tunnel->kind == TunnelKind::Udp && tunnel->destination_port != registration_port)) {
         if (config_.drop_unrelated) return Verdict::drop(DropReason::UnexpectedProtocol);
         ++counters_.passed_unrelated;
-        return Verdict::pass();
+        return Verdict::not_mine();
     }
     if (tunnel->fragment) return Verdict::drop(DropReason::Fragment);
     if (tunnel->kind == TunnelKind::Udp) {
@@ -203,7 +203,7 @@ Verdict HomeAgentStage::encapsulate(core::PacketBuf& packet, core::StageContext&
     auto b = agent_.binding(ip->destination());
     // A half-bound binding has no tunnel endpoint until its first keepalive (RFC 3519 §4.4).
     if (!b || b->expires <= ctx.now() || (b->mode == TunnelMode::Udp && b->half_bound)) {
-        if (config_.pass_unbound) return Verdict::pass();
+        if (config_.pass_unbound) return Verdict::not_mine();
         ++counters_.dropped_no_binding;
         return Verdict::drop(DropReason::NoBinding);
     }
@@ -230,7 +230,8 @@ std::optional<core::TimePoint> HomeAgentStage::poll(core::StageContext& ctx) {
     for (const auto& b : expired_) {
         ++counters_.bindings_expired;
         ctx.log().info("binding expired: ", b.home_address.to_string(), " -> ", b.care_of_address.to_string());
-        ctx.raise(core::RegistrationChanged{b.home_address, b.care_of_address, false, {}, config_.home_link_ifindex});
+        ctx.raise(core::RegistrationChanged{b.home_address, b.care_of_address, false, {}, config_.home_link_ifindex,
+                                            core::RegistrationChanged::Kind::HomeBinding});
     }
     return next;
 }

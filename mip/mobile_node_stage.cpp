@@ -172,7 +172,7 @@ Verdict MobileNodeStage::encapsulate(core::PacketBuf& packet, core::StageContext
     const core::Ipv4Address home = node_.home_address();
     if (home.is_unspecified() || ip->source() != home) {
         ++counters_.passed_unrelated_out;
-        return Verdict::pass();
+        return Verdict::not_mine();
     }
     if (at_home()) {
         ++counters_.passed_plain_out;
@@ -230,7 +230,7 @@ Verdict MobileNodeStage::decapsulate(core::PacketBuf& packet, core::StageContext
 
     auto tunnel = peek_tunnel(*ip);
     // Only the HA's tunnel is this layer's; other tunnels belong to the host or a layer above.
-    if (!tunnel || tunnel->source != node_.home_agent()) return Verdict::pass();
+    if (!tunnel || tunnel->source != node_.home_agent()) return Verdict::not_mine();
     if (tunnel->fragment) return Verdict::drop(DropReason::Fragment);
     const auto* reg = active_registration();
     if (reg == nullptr || at_home()) {
@@ -311,7 +311,10 @@ void MobileNodeStage::on_event(const core::RaisedEvent& event, core::StageContex
         // way out, so try again at once rather than after the retransmission timer.
         if (r->added && config_.care_of_ifindex != 0 && r->ifindex == config_.care_of_ifindex) handle(node_.retry_now(now), ctx);
     } else if (const auto* i = std::get_if<core::InnerAddressAssigned>(&event.event)) {
+        // Only a VPN layer below this one carries our packets; an address another layer got is
+        // not a care-of address for us.
         if (config_.care_of_source != CareOfSource::InnerAddress || i->prefix.address == node_.care_of_address()) return;
+        if (event.origin == core::RaisedEvent::external || event.origin <= ctx.position()) return;
         // RFC 5265 §4 step 5: the VPN tunnel inner address is the i-MIP co-located CoA.
         handle(node_.care_of_address_changed(i->prefix.address, now), ctx);
     }

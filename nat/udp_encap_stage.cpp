@@ -21,7 +21,10 @@ std::optional<core::Endpoint> UdpEncapStage::peer() const noexcept { return peer
 core::Verdict UdpEncapStage::encapsulate(core::PacketBuf& packet, core::StageContext& ctx) {
     auto ip = core::Ipv4View::check(packet.bytes());
     if (!ip) return Verdict::drop(core::ipv4_check_failure(packet));
-    if (ip->protocol() != core::ip_protocol::esp) return Verdict::pass();
+    // Only ESP whose SA asked for it (IKE's NAT detection, RFC 3947 §3, or the user's force)
+    // is wrapped; plain ESP and everything else go by untouched.
+    if (ip->protocol() != core::ip_protocol::esp || !packet.meta().esp_wants_udp) return Verdict::not_mine();
+    packet.meta().esp_wants_udp = false;
     const std::size_t header_len = ip->header_len();
     const std::size_t total = ip->total_length();
     if (total + core::UdpHeader::len > 0xFFFF) return Verdict::drop(DropReason::TooBig);
@@ -40,18 +43,18 @@ core::Verdict UdpEncapStage::encapsulate(core::PacketBuf& packet, core::StageCon
     out->update_checksum();
     core::UdpHeader{config_.local_port, peer_->port, udp_len, 0}.emit(packet.bytes().subspan(header_len));
     last_sent_ = ctx.now();
-    sent_any_ = true;
+    active_ = true;
     return Verdict::pass();
 }
 
-core::Verdict UdpEncapStage::decapsulate(core::PacketBuf& packet, core::StageContext&) {
+core::Verdict UdpEncapStage::decapsulate(core::PacketBuf& packet, core::StageContext& ctx) {
     auto ip = core::Ipv4View::check(packet.bytes());
     if (!ip) return Verdict::drop(core::ipv4_check_failure(packet));
-    if (ip->protocol() != core::ip_protocol::udp) return Verdict::pass();
+    if (ip->protocol() != core::ip_protocol::udp) return Verdict::not_mine();
     // Another layer's UDP (or a higher layer's inner packet) is not ours to judge: look at the
     // destination port before validating anything else.
     auto l4 = ip->payload();
-    if (l4.size() < 4 || core::load_be16(l4.data() + 2) != config_.local_port) return Verdict::pass();
+    if (l4.size() < 4 || core::load_be16(l4.data() + 2) != config_.local_port) return Verdict::not_mine();
     auto udp = core::UdpView::check(l4);
     if (!udp) return Verdict::drop(DropReason::Truncated);
 
@@ -82,14 +85,23 @@ core::Verdict UdpEncapStage::decapsulate(core::PacketBuf& packet, core::StageCon
     if (!out) return Verdict::drop(DropReason::Internal);
     out->set_protocol(core::ip_protocol::esp);
     out->update_checksum();
-    // ESP checks this against the SA's last authenticated source and raises PeerFloated.
-    packet.meta().outer_src = source;
+    // For the ESP layer directly above: it checks the source once the packet authenticated and
+    // raises PeerFloated addressed to this local endpoint.
+    if (!local_) local_ = out->destination();  // our end of this layer, for addressed events
+    packet.meta().esp_in_udp = core::UdpOrigin{source, {out->destination(), config_.local_port}};
+    if (!active_) {
+        // The first keepalive waits a full idle interval from now.
+        active_ = true;
+        last_sent_ = ctx.now();
+    }
     return Verdict::pass();
 }
 
 void UdpEncapStage::on_event(const core::RaisedEvent& event, core::StageContext& ctx) {
     const auto* floated = std::get_if<core::PeerFloated>(&event.event);
     if (floated == nullptr || floated->new_peer.port == 0) return;
+    // Another UDP layer's peer moved, not ours.
+    if (floated->local.port != config_.local_port || (local_ && floated->local.address != *local_)) return;
     if (peer_ && *peer_ == floated->new_peer) return;
     ctx.log().info("peer moved from ", peer_ ? peer_->to_string() : "unknown", " to ", floated->new_peer.to_string(),
                    " (NAT rebinding seen on an authenticated packet)");
@@ -98,13 +110,10 @@ void UdpEncapStage::on_event(const core::RaisedEvent& event, core::StageContext&
 }
 
 std::optional<core::TimePoint> UdpEncapStage::poll(core::StageContext& ctx) {
-    if (config_.keepalive == core::Duration::zero() || !peer_ || !local_) return std::nullopt;
+    // Keepalives hold a NAT mapping open (RFC 3948 §2.2): only once UDP encapsulation is in
+    // use, never for a peer reached with plain ESP.
+    if (config_.keepalive == core::Duration::zero() || !peer_ || !local_ || !active_) return std::nullopt;
     auto now = ctx.now();
-    if (!sent_any_) {
-        // Nothing sent yet: start the idle clock now so the first keepalive waits a full interval.
-        last_sent_ = now;
-        sent_any_ = true;
-    }
     auto due = last_sent_ + config_.keepalive;
     if (now < due) return due;
     auto buf = ctx.allocate();

@@ -9,15 +9,18 @@
 namespace mipsec::nat {
 
 /// UDP encapsulation of ESP for NAT traversal (RFC 3948). Outward: [IP|ESP..] becomes
-/// [IP|UDP|ESP..]: the 20-60 byte IP header moves 8 bytes into the headroom, the payload stays
-/// put, UDP checksum 0 (§2.1 SHOULD for IPv4). Other outbound protocols pass untouched (IKE
-/// builds its own UDP). Inward, on the local port: a lone 0xFF is a NAT keepalive (consumed,
+/// [IP|UDP|ESP..] when the ESP layer above marked the packet (PacketMeta::esp_wants_udp: its
+/// SA was negotiated with NAT-T, or the user forced encapsulation); the 20-60 byte IP header
+/// moves 8 bytes into the headroom, the payload stays put, UDP checksum 0 (§2.1 SHOULD for
+/// IPv4). Unmarked ESP and other protocols are NotMine (IKE builds its own UDP). Inward, on the local port: a lone 0xFF is a NAT keepalive (consumed,
 /// never a liveness signal, §2.2); four zero bytes are the non-ESP marker: IKE, passed up
 /// unchanged for the control plane; anything else is ESP and is unwrapped back to [IP|ESP..].
-/// The peer's endpoint follows a NAT rebinding only when the layer above (ESP) raises
-/// PeerFloated for an authenticated packet; this stage alone never trusts a source port.
-/// Sends a one-byte 0xFF keepalive after `keepalive` without outbound traffic (0 = never;
-/// only the side behind a NAT should send them).
+/// The unwrapped packet carries PacketMeta::esp_in_udp (source, local endpoint) for the ESP
+/// layer directly above. The peer's endpoint follows a NAT rebinding only when that layer
+/// raises PeerFloated for an authenticated packet addressed to this stage's local endpoint;
+/// this stage alone never trusts a source port. Once encapsulation is in use, sends a one-byte
+/// 0xFF keepalive after `keepalive` without outbound traffic (0 = never; only the side behind
+/// a NAT should send them).
 /// Not thread-safe; one instance per peer.
 /// Config: {"type": "nat.udp_encap", "local_port": 4500, "remote_port": 4500, "keepalive_s": 20}
 class UdpEncapStage final : public core::Stage {
@@ -60,7 +63,7 @@ private:
     std::optional<core::Ipv4Address> local_;
     std::optional<core::Endpoint> peer_;
     core::TimePoint last_sent_{};
-    bool sent_any_ = false;
+    bool active_ = false;  // UDP encapsulation in use: ESP was wrapped or unwrapped here
 };
 
 }  // namespace mipsec::nat

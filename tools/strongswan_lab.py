@@ -48,10 +48,13 @@ class Connection:
     dpd_action: Optional[str] = None
     rekey_time: Optional[str] = None
     children: list[Child] = field(default_factory=lambda: [Child()])
+    # kernel-libipsec only speaks ESP in UDP: without a NAT on the path strongSwan needs
+    # encap = yes (it then fakes NAT-D); through a NAT, False leaves it to NAT detection.
+    encap: bool = True
 
 
 def swanctl_conf(c: Connection) -> str:
-    lines = ["connections {", f"  {c.name} {{", "    version = 1", "    encap = yes",
+    lines = ["connections {", f"  {c.name} {{", "    version = 1", f"    encap = {'yes' if c.encap else 'no'}",
              f"    local_addrs = {c.local_addrs}", f"    remote_addrs = {c.remote_addrs}",
              f"    proposals = {c.proposals}", "    unique = no", "    keyingtries = 1"]
     if c.vips:

@@ -146,7 +146,7 @@ public:
             socks.push_back(o);
         }
         j["transport"] = {{"local", config_.transport.local.to_string()}, {"sockets", socks}, {"unroutable", transport_->unroutable()},
-                          {"inbound_unchanged", inbound_unchanged_}};
+                          {"inbound_unclaimed", inbound_unclaimed_}, {"outbound_unclaimed", outbound_unclaimed_}};
         j["pool"] = {{"buffers", pool_.block_count()}, {"available", pool_.available()}, {"exhausted", pool_.exhausted_count()},
                      {"backpressure_pauses", backpressure_pauses_}};
         j["pipeline"] = pipeline_status(*pipeline_);
@@ -202,16 +202,22 @@ private:
 
     // A home agent's bindings become host routes into the TUN, so the kernel hands it the
     // packets for every mobile node that is away (and forgets them when it comes home).
-    void follow_registration(const core::RaisedEvent& e, const core::RegistrationChanged& change) {
-        if (e.origin >= pipeline_->size()) return;
-        const auto stage = pipeline_->stage(e.origin).name();
-        if (stage == "mip.home_agent") {
-            follow_binding(change);
-            announce_on_home_link(change, true);
-        }
-        if (stage == "mip.mobile_node") {
-            follow_foreign_agent(change);
-            if (!change.registered) announce_on_home_link(change, false);
+    void follow_registration(const core::RegistrationChanged& change) {
+        using Kind = core::RegistrationChanged::Kind;
+        switch (change.kind) {
+            case Kind::HomeBinding:
+                follow_binding(change);
+                announce_on_home_link(change, true);
+                break;
+            case Kind::OwnRegistration:
+                follow_foreign_agent(change);
+                if (!change.registered) announce_on_home_link(change, false);
+                break;
+            case Kind::Visitor:
+                // A foreign agent serving its visitor link through a TUN routes each visitor
+                // into it; on a packet-socket link the visitors are on-link already.
+                if (!config_.inner_is_link) follow_binding(change);
+                break;
         }
     }
 
@@ -317,12 +323,16 @@ private:
                 pipeline_->set_now(core::Clock::now());
                 out_batch_.clear();
                 for (std::size_t i = 0; i < got; ++i) {
-                    const auto* before = in_batch_[i].data();
-                    const auto size_before = in_batch_[i].size();
-                    if (!pipeline_->encapsulate(in_batch_[i]).passed()) continue;
-                    // A link's traffic is the kernel's too: only what a stage wrapped is ours to send.
-                    if (config_.inner_is_link && in_batch_[i].data() == before && in_batch_[i].size() == size_before) {
-                        ++inner_unchanged_;
+                    const auto v = pipeline_->encapsulate(in_batch_[i]);
+                    if (v.unclaimed()) {
+                        // A served link's traffic is the kernel's too: only what a stage took is
+                        // ours to send. From a TUN, everything was routed to us: it leaves as is.
+                        if (config_.inner_is_link) {
+                            ++inner_unchanged_;
+                            continue;
+                        }
+                        ++outbound_unclaimed_;
+                    } else if (!v.passed()) {
                         continue;
                     }
                     out_batch_.push_back(std::move(in_batch_[i]));
@@ -353,15 +363,11 @@ private:
                 pipeline_->set_now(core::Clock::now());
                 out_batch_.clear();
                 for (std::size_t i = 0; i < got; ++i) {
-                    const auto* before = in_batch_[i].data();
-                    const auto size_before = in_batch_[i].size();
-                    if (!pipeline_->decapsulate(in_batch_[i]).passed()) continue;
-                    // No stage took anything off: the packet was never ours to hand inward (an
-                    // ICMP message a raw socket copied, say) and the kernel has its own copy.
-                    if (in_batch_[i].data() == before && in_batch_[i].size() == size_before) {
-                        ++inbound_unchanged_;
-                        continue;
-                    }
+                    const auto v = pipeline_->decapsulate(in_batch_[i]);
+                    // No layer recognised it: never ours to hand inward (an ICMP message a raw
+                    // socket copied, say), and the kernel has its own copy.
+                    if (v.unclaimed()) ++inbound_unclaimed_;
+                    if (!v.passed()) continue;
                     out_batch_.push_back(std::move(in_batch_[i]));
                 }
                 device_->write(out_batch_);
@@ -412,7 +418,7 @@ private:
     void on_event(const core::RaisedEvent& e) override {
         if (const auto* mtu = std::get_if<core::PathMtuChanged>(&e.event)) log_.info("path MTU now ", mtu->mtu);
         if (const auto* inner = std::get_if<core::InnerAddressAssigned>(&e.event)) assign_inner_address(inner->prefix);
-        if (const auto* reg = std::get_if<core::RegistrationChanged>(&e.event)) follow_registration(e, *reg);
+        if (const auto* reg = std::get_if<core::RegistrationChanged>(&e.event)) follow_registration(*reg);
     }
 
     // The VPN layer's Mode Config address becomes the TUN device's address, so traffic routed
@@ -461,7 +467,8 @@ private:
     std::optional<tun::Route> agent_route_;
     std::set<std::uint32_t> proxy_arp_on_;
     std::uint64_t backpressure_pauses_ = 0;
-    std::uint64_t inbound_unchanged_ = 0;
+    std::uint64_t inbound_unclaimed_ = 0;   // from the wire, no layer's: the kernel has it
+    std::uint64_t outbound_unclaimed_ = 0;  // from the TUN, no layer's: sent as it is
     std::uint64_t inner_unchanged_ = 0;
     std::chrono::steady_clock::time_point started_{};
     bool stopping_ = false;

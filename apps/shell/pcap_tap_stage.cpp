@@ -53,12 +53,12 @@ void PcapTapStage::write(const core::PacketBuf& packet) {
 
 core::Verdict PcapTapStage::encapsulate(core::PacketBuf& packet, core::StageContext&) {
     write(packet);
-    return core::Verdict::pass();
+    return core::Verdict::not_mine();
 }
 
 core::Verdict PcapTapStage::decapsulate(core::PacketBuf& packet, core::StageContext&) {
     write(packet);
-    return core::Verdict::pass();
+    return core::Verdict::not_mine();
 }
 
 void PcapTapStage::report(core::StatusSink& out) const {

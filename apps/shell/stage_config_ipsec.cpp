@@ -44,13 +44,15 @@ std::string suite_names() {
 }
 
 std::unique_ptr<core::Stage> build_esp(const ConfigReader& c, const StageBuildContext& ctx) {
-    c.only({"type", "local", "remote", "ttl", "allowed_inner_source", "sa", "key_log"});
+    c.only({"type", "local", "remote", "ttl", "allowed_inner_source", "udp_encapsulation", "sa", "key_log"});
     ipsec::EspTunnelStage::Config cfg;
     cfg.local = c.address("local");
     cfg.remote = c.address("remote");
     if (cfg.local == cfg.remote) c.fail("remote", "equals local", "the peer's tunnel endpoint");
     cfg.ttl = static_cast<std::uint8_t>(c.integer_or("ttl", 64, 1, 255));
     if (c.has("allowed_inner_source")) cfg.allowed_inner_source = c.prefix("allowed_inner_source");
+    // Manual SAs have no NAT detection: the user says whether the peer expects ESP in UDP.
+    cfg.udp_encapsulation = c.boolean_or("udp_encapsulation", false);
     auto stage = std::make_unique<ipsec::EspTunnelStage>(cfg);
 
     auto sa_cfg = c.optional_object("sa");

@@ -48,6 +48,7 @@ nlohmann::json pipeline_status(const core::Pipeline& pipeline) {
         s["type"] = std::string(p.stage(i).name());
         s["encapsulated"] = c.encapsulated;
         s["decapsulated"] = c.decapsulated;
+        s["not_mine"] = c.not_mine;
         s["consumed"] = c.consumed;
         s["control_sent"] = c.control_sent;
         s["dropped"] = c.dropped;

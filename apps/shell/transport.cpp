@@ -256,16 +256,11 @@ std::size_t Transport::receive(std::size_t index, std::span<core::PacketBuf> buf
             ip.emit(buf.bytes());
             core::UdpHeader u{source.port, sock.port, static_cast<std::uint16_t>(len + core::UdpHeader::len), 0};
             u.emit(buf.bytes().subspan(core::Ipv4Header::len));
-            buf.meta().outer_src = source;
-            buf.meta().outer_dst = {destination, sock.port};
         } else {
             if (!buf.resize(len)) {
                 ++sock.counters.rx_errors;
                 continue;
             }
-            buf.meta().outer_src = {source.address, 0};
-            auto ip = core::Ipv4View::check(buf.bytes());
-            buf.meta().outer_dst = {ip ? ip->destination() : local_, 0};
         }
         ++sock.counters.rx_packets;
         sock.counters.rx_bytes += len;

@@ -63,7 +63,7 @@ public:
     static constexpr std::uint8_t any_protocol = 255;  // IPPROTO_RAW
 
     /// Receives up to bufs.size() packets from socket `index` into valid, reset buffers;
-    /// returns how many (0: would block). Sets PacketMeta outer endpoints.
+    /// returns how many (0: would block). Addresses and ports are in the packet itself (rebuilt headers); no metadata is set.
     std::size_t receive(std::size_t index, std::span<core::PacketBuf> bufs);
 
     std::uint64_t unroutable() const noexcept { return unroutable_; }

@@ -479,6 +479,7 @@ TEST_CASE("stacked on nat.udp_encap: through a NAT the source may change, and th
     // source to 203.0.113.50:40000. B's ESP accepts the rewritten source for UDP-encapsulated
     // packets only, and tells the UDP stage below where A really is.
     Tunnel t(EspSuite::AesCbc256HmacSha1, true);
+    t.a.set_udp_encapsulation(true);
     nat::UdpEncapStage udp_a({.keepalive = 0s});
     nat::UdpEncapStage udp_b({.keepalive = 0s});
     const core::Endpoint nat_public{*core::Ipv4Address::parse("203.0.113.50"), 40000};
@@ -497,12 +498,15 @@ TEST_CASE("stacked on nat.udp_encap: through a NAT the source may change, and th
     auto buf = send(50);
     t.ctx_b.events.clear();
     REQUIRE(udp_b.decapsulate(buf, t.ctx_b).passed());
-    CHECK(buf.meta().outer_src == nat_public);
+    REQUIRE(buf.meta().esp_in_udp);
+    CHECK(buf.meta().esp_in_udp->from == nat_public);
     REQUIRE(t.b.decapsulate(buf, t.ctx_b).passed());
+    CHECK_FALSE(buf.meta().esp_in_udp);  // consumed by the layer it was meant for
     CHECK(test::to_hex(buf.bytes()) == test::to_hex(inner_packet(50)));
     REQUIRE(t.ctx_b.events.size() == 1);
     auto floated = std::get<core::PeerFloated>(t.ctx_b.events[0]);
     CHECK(floated.new_peer == nat_public);
+    CHECK(floated.local.port == 4500);  // addressed to the UDP layer the packet came through
     udp_b.on_event({0, t.ctx_b.events[0]}, t.ctx_b);
     CHECK(udp_b.peer() == nat_public);
     CHECK(t.b.peer() == nat_public);

@@ -84,6 +84,7 @@ int seal() {
             }
             ipsec::EspTunnelStage stage({left, right});
             if (!stage.install_outbound(std::move(*sa))) return 1;
+            stage.set_udp_encapsulation(udp);
             // RFC 3948: the UDP stage sits below ESP and wraps its output in UDP 4500.
             nat::UdpEncapStage udp_stage({.keepalive = core::Duration::zero()});
             json packets = json::array();

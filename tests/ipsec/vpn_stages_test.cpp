@@ -136,11 +136,6 @@ struct Lab {
         auto buf = pool.acquire(64);
         REQUIRE(buf.resize(bytes.size()));
         std::copy(bytes.begin(), bytes.end(), buf.data());
-        auto ip = core::Ipv4View::check(buf.bytes());
-        if (ip && ip->protocol() == core::ip_protocol::udp) {
-            auto udp = core::UdpView::check(ip->payload());
-            buf.meta().outer_src = {ip->source(), udp->source_port()};  // as the UDP socket reports it
-        }
         p.set_now(now);
         auto v = p.decapsulate(buf);
         if (v.passed()) (&p == client.get() ? client_wire : gw_wire).inner.emplace_back(buf.bytes().begin(), buf.bytes().end());

@@ -423,15 +423,15 @@ TEST_CASE("MN stage: unregistered, unrelated and at-home traffic") {
     // Another source (e.g. the CoA itself) is not this layer's business.
     const auto other = test::echo_packet(coa1, cn);
     auto buf = test::load(w.pool, other);
-    REQUIRE(mn.stage.encapsulate(buf, mn.ctx).passed());
+    REQUIRE(mn.stage.encapsulate(buf, mn.ctx).action == core::Action::NotMine);
     CHECK(test::to_hex(buf.bytes()) == test::to_hex(other));
     CHECK(mn.stage.counters().passed_unrelated_out == 1);
     // Inbound: plain packets and other tunnels pass; the HA's tunnel without a binding does not.
     auto plain = test::load(w.pool, test::echo_packet(cn, coa1));
-    CHECK(mn.stage.decapsulate(plain, mn.ctx).passed());
+    CHECK(mn.stage.decapsulate(plain, mn.ctx).action == core::Action::NotMine);
     auto foreign_tunnel = test::load(w.pool, test::echo_packet(cn, home1));
     REQUIRE(mip::push_ip_in_ip(foreign_tunnel, {ip("198.51.100.7"), coa1}).passed());
-    CHECK(mn.stage.decapsulate(foreign_tunnel, mn.ctx).passed());
+    CHECK(mn.stage.decapsulate(foreign_tunnel, mn.ctx).action == core::Action::NotMine);
     auto from_ha = test::load(w.pool, test::echo_packet(cn, home1));
     REQUIRE(mip::push_ip_in_ip(from_ha, {ha1, coa1}).passed());
     CHECK(mn.stage.decapsulate(from_ha, mn.ctx).reason == DropReason::NotRegistered);
@@ -449,7 +449,7 @@ TEST_CASE("MN stage: its own registration request coming back from the host is a
     CHECK(mn.stage.counters().dropped_loop == 1);
     // Other UDP to port 434 from the host (another program's) is not ours to judge.
     auto other = test::load(w.pool, test::echo_packet(coa1, cn));
-    CHECK(mn.stage.encapsulate(other, mn.ctx).passed());
+    CHECK(mn.stage.encapsulate(other, mn.ctx).action == core::Action::NotMine);
 }
 
 TEST_CASE("MN stage: tunnelled packets must match the negotiated mode and addresses") {

@@ -33,6 +33,13 @@ core::PacketBuf load(core::BufferPool& pool, std::span<const std::uint8_t> bytes
     return buf;
 }
 
+// An ESP packet as an ESP layer with a UDP-encapsulated SA hands it down.
+core::PacketBuf marked_esp(core::BufferPool& pool) {
+    auto buf = load(pool, esp_packet());
+    buf.meta().esp_wants_udp = true;
+    return buf;
+}
+
 // A UDP/4500 datagram from `from` to the client carrying `payload`.
 test::Bytes udp_to_client(core::Endpoint from, std::span<const std::uint8_t> payload, std::uint16_t dport = 4500) {
     test::Bytes p(28 + payload.size());
@@ -54,6 +61,7 @@ TEST_CASE("ESP is wrapped in UDP 4500 and unwrapped again without moving the pay
     nat::UdpEncapStage stage({});
     auto original = esp_packet();
     auto buf = load(pool, original);
+    buf.meta().esp_wants_udp = true;
     const auto* esp_start = buf.data() + 20;
     REQUIRE(stage.encapsulate(buf, ctx).passed());
     auto ip = core::Ipv4View::check(buf.bytes());
@@ -74,21 +82,38 @@ TEST_CASE("ESP is wrapped in UDP 4500 and unwrapped again without moving the pay
     REQUIRE(peer.decapsulate(buf, ctx).passed());
     CHECK(test::to_hex(buf.bytes()) == test::to_hex(original));
     CHECK(buf.data() + 20 == esp_start);
-    CHECK(buf.meta().outer_src == core::Endpoint{client, 4500});
+    CHECK_FALSE(buf.meta().esp_wants_udp);  // the request was ours to take
+    REQUIRE(buf.meta().esp_in_udp);
+    CHECK(buf.meta().esp_in_udp->from == core::Endpoint{client, 4500});
+    CHECK(buf.meta().esp_in_udp->to == core::Endpoint{gateway, 4500});
+}
+
+TEST_CASE("ESP whose SA did not ask for UDP goes by untouched (encapsulation follows negotiation, RFC 3947)") {
+    core::BufferPool pool(2, 512);
+    test::FakeStageContext ctx(pool);
+    nat::UdpEncapStage stage({.keepalive = std::chrono::seconds(20), .local = client, .remote = gateway});
+    auto original = esp_packet();
+    auto buf = load(pool, original);
+    CHECK(stage.encapsulate(buf, ctx).action == core::Action::NotMine);
+    CHECK(test::to_hex(buf.bytes()) == test::to_hex(original));
+    // A peer reached with plain ESP needs no NAT keepalives, even with the peer configured.
+    ctx.advance(std::chrono::seconds(60));
+    CHECK_FALSE(stage.poll(ctx));
+    CHECK(ctx.sent.empty());
 }
 
 TEST_CASE("configured ports are used both ways") {
     core::BufferPool pool(2, 512);
     test::FakeStageContext ctx(pool);
     nat::UdpEncapStage stage({.local_port = 14500, .remote_port = 24500});
-    auto buf = load(pool, esp_packet());
+    auto buf = marked_esp(pool);
     REQUIRE(stage.encapsulate(buf, ctx).passed());
     auto udp = core::UdpView::check(core::Ipv4View::check(buf.bytes())->payload());
     CHECK(udp->source_port() == 14500);
     CHECK(udp->destination_port() == 24500);
     auto ka = udp_to_client({gateway, 24500}, "ff"_hex, 4500);
     auto kbuf = load(pool, ka);
-    CHECK(stage.decapsulate(kbuf, ctx).passed());  // port 4500 is not this stage's: not touched
+    CHECK(stage.decapsulate(kbuf, ctx).action == core::Action::NotMine);  // port 4500 is not this stage's
     CHECK(stage.counters().keepalives_received == 0);
 }
 
@@ -137,14 +162,14 @@ TEST_CASE("keepalives are sent only after the idle interval, and traffic resets 
     test::FakeStageContext ctx(pool);
     nat::UdpEncapStage stage({.keepalive = std::chrono::seconds(20)});
     CHECK_FALSE(stage.poll(ctx));  // no peer known yet: nothing to keep alive
-    auto buf = load(pool, esp_packet());
+    auto buf = marked_esp(pool);
     REQUIRE(stage.encapsulate(buf, ctx).passed());
     auto t0 = ctx.now();
     auto due = stage.poll(ctx);
     REQUIRE(due);
     CHECK(*due == t0 + std::chrono::seconds(20));
     ctx.advance(std::chrono::seconds(15));
-    auto again = load(pool, esp_packet());
+    auto again = marked_esp(pool);
     REQUIRE(stage.encapsulate(again, ctx).passed());  // traffic: the idle clock restarts
     ctx.advance(std::chrono::seconds(10));
     CHECK(*stage.poll(ctx) == t0 + std::chrono::seconds(35));
@@ -162,7 +187,7 @@ TEST_CASE("keepalives are sent only after the idle interval, and traffic resets 
     CHECK(stage.counters().keepalives_sent == 1);
 
     nat::UdpEncapStage quiet({.keepalive = core::Duration::zero()});
-    auto q = load(pool, esp_packet());
+    auto q = marked_esp(pool);
     REQUIRE(quiet.encapsulate(q, ctx).passed());
     CHECK_FALSE(quiet.poll(ctx));
 }
@@ -171,7 +196,7 @@ TEST_CASE("the peer endpoint follows PeerFloated, never a bare source port") {
     core::BufferPool pool(4, 512);
     test::FakeStageContext ctx(pool);
     nat::UdpEncapStage stage({});
-    auto buf = load(pool, esp_packet());
+    auto buf = marked_esp(pool);
     REQUIRE(stage.encapsulate(buf, ctx).passed());
     // An unauthenticated packet from a new port changes nothing by itself.
     auto p = udp_to_client({gateway, 61000}, "00 00 12 34 00 00 00 01 aa bb"_hex);
@@ -179,9 +204,13 @@ TEST_CASE("the peer endpoint follows PeerFloated, never a bare source port") {
     REQUIRE(stage.decapsulate(in, ctx).passed());
     CHECK(stage.peer() == core::Endpoint{gateway, 4500});
     // ESP authenticated it and says so:
-    stage.on_event({1, core::PeerFloated{{gateway, 4500}, {gateway, 61000}}}, ctx);
+    // A float addressed to another UDP layer (another local port or address) is not ours.
+    stage.on_event({1, core::PeerFloated{{gateway, 4500}, {gateway, 61000}, {client, 14500}}}, ctx);
+    stage.on_event({1, core::PeerFloated{{gateway, 4500}, {gateway, 61000}, {gateway, 4500}}}, ctx);
+    CHECK(stage.peer() == core::Endpoint{gateway, 4500});
+    stage.on_event({1, core::PeerFloated{{gateway, 4500}, {gateway, 61000}, {client, 4500}}}, ctx);
     CHECK(stage.peer() == core::Endpoint{gateway, 61000});
-    auto out = load(pool, esp_packet());
+    auto out = marked_esp(pool);
     REQUIRE(stage.encapsulate(out, ctx).passed());
     CHECK(core::UdpView::check(core::Ipv4View::check(out.bytes())->payload())->destination_port() == 61000);
 }
@@ -194,8 +223,9 @@ TEST_CASE("non-ESP traffic passes through untouched in both directions") {
     p[9] = core::ip_protocol::ipip;
     core::Ipv4MutView::check(std::span(p))->update_checksum();
     auto buf = load(pool, p);
-    REQUIRE(stage.encapsulate(buf, ctx).passed());
+    buf.meta().esp_wants_udp = true;  // even a stale request does not make IP-in-IP ours
+    REQUIRE(stage.encapsulate(buf, ctx).action == core::Action::NotMine);
     CHECK(test::to_hex(buf.bytes()) == test::to_hex(p));
-    REQUIRE(stage.decapsulate(buf, ctx).passed());
+    REQUIRE(stage.decapsulate(buf, ctx).action == core::Action::NotMine);
     CHECK(test::to_hex(buf.bytes()) == test::to_hex(p));
 }
