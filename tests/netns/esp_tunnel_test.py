@@ -30,6 +30,8 @@ def write(lab, name, local, esp_local, esp_remote, tun_addr, route, sa, udp=None
     if key_log:
         pipeline[0]["key_log"] = key_log
     if udp is not None:
+        # Manual SAs have no NAT detection: the ESP layer is told to ask for UDP.
+        pipeline[0]["udp_encapsulation"] = True
         pipeline.append(dict({"type": "nat.udp_encap"}, **udp))
     pipeline += list(extra_outer)
     cfg = {"name": name, "control_socket": f"{lab.dir}/{name}.sock",

@@ -113,6 +113,9 @@ def rekey_check(checks, label, lab, gw, lan, charon, vip, args):
 
 
 def run_case(checks, args, label, ike, esp_gw, esp_cli, two_clients, rekey=False):
+    # The client behind the NAT leaves encapsulation to NAT detection (encap = no): both
+    # sides must find the NAT themselves (RFC 3947). The routed client cannot: kernel-libipsec
+    # only speaks ESP in UDP, so it forces encapsulation (encap = yes).
     with Lab("swan-gw") as lab:
         gw, lan, cli1 = lab.host("gw"), lab.host("lan"), lab.host("cli1")
         lab.nat_box("nat", cli1, ("10.0.0.1/24", "10.0.0.2/24"), gw, ("198.51.100.1/24", "198.51.100.2/24"))
@@ -147,7 +150,7 @@ def run_case(checks, args, label, ike, esp_gw, esp_cli, two_clients, rekey=False
             # With `rekey` the client rekeys its CHILD_SA every ~10 s and re-authenticates
             # (IKEv1 has no IKE SA rekey) every ~25 s.
             c = Charon(lab, host, Connection("gw", addr, "198.51.100.2", ident, "gw.lab.example", PSK, proposals=ike,
-                                             vips="0.0.0.0", rekey_time="25s" if rekey else None,
+                                             vips="0.0.0.0", rekey_time="25s" if rekey else None, encap=host is not cli1,
                                              children=[Child(remote_ts="10.99.1.0/24", esp_proposals=esp_cli,
                                                              rekey_time="10s" if rekey else "1h")]))
             r = c.initiate()
@@ -190,6 +193,8 @@ def run_case(checks, args, label, ike, esp_gw, esp_cli, two_clients, rekey=False
                      text.count(" established " + ike) == len(clients) and text.count("ESP in 0x") >= len(clients), text[-1200:])
         for entry in vgw["state"]["clients"]:
             kids = entry.get("child_sas") or [{}]
+            checks.check(f"{label}: {entry.get('inner_address')}'s CHILD_SA is UDP-encapsulated (NAT detected, or forced by the client)",
+                         kids[0].get("udp_encapsulation") is True, json.dumps(entry)[:400])
             checks.check(f"{label}: status shows {entry.get('inner_address')}'s IKE SA and CHILD_SA (state, proposal, lifetime, algorithm, traffic)",
                          entry.get("ike_state") == "established" and entry.get("ike_proposal") == ike
                          and entry.get("ike_expires_in_s", 0) > 0 and kids[0].get("algorithm") == esp_gw
