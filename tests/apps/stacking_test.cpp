@@ -24,6 +24,7 @@
 #include "mip/ip_in_ip_stage.hpp"
 #include "nat/udp_encap_stage.hpp"
 #include "tests/support/hex.hpp"
+#include "tests/support/packets.hpp"
 
 using namespace mipsec;
 
@@ -56,6 +57,20 @@ std::unique_ptr<core::Stage> make(Kind k, bool left, crypto::Random& random, con
         }
     }
     return nullptr;
+}
+
+// A UDP packet 10.1.0.1 -> 10.2.0.1 with DF set, `len` bytes, a payload pattern from `seed`.
+test::Bytes inner_packet(std::size_t len, std::uint8_t seed) {
+    test::Bytes inner(len);
+    core::Ipv4Header h;
+    h.total_length = static_cast<std::uint16_t>(inner.size());
+    h.protocol = core::ip_protocol::udp;
+    h.flags_fragment = core::Ipv4View::flag_df;
+    h.source = addr("10.1.0.1");
+    h.destination = addr("10.2.0.1");
+    h.emit(inner);
+    for (std::size_t i = 20; i < inner.size(); ++i) inner[i] = static_cast<std::uint8_t>(i * 7 + seed);
+    return inner;
 }
 
 const char* name(Kind k) {
@@ -95,18 +110,8 @@ TEST_CASE("every order of real stages round-trips through the mirrored peer, in 
         core::Pipeline tx(std::move(tx_stages), pool, core::null_logger());
         core::Pipeline rx(std::move(rx_stages), pool, core::null_logger());
         for (int round = 0; round < 3; ++round) {
-            auto buf = pool.acquire(tx.headroom());
-            test::Bytes inner(200 + 37 * round);
-            core::Ipv4Header h;
-            h.total_length = static_cast<std::uint16_t>(inner.size());
-            h.protocol = core::ip_protocol::udp;
-            h.flags_fragment = core::Ipv4View::flag_df;
-            h.source = addr("10.1.0.1");
-            h.destination = addr("10.2.0.1");
-            h.emit(inner);
-            for (std::size_t i = 20; i < inner.size(); ++i) inner[i] = static_cast<std::uint8_t>(i * 7 + round);
-            REQUIRE(buf.resize(inner.size()));
-            std::copy(inner.begin(), inner.end(), buf.data());
+            const auto inner = inner_packet(200 + 37 * static_cast<std::size_t>(round), static_cast<std::uint8_t>(round));
+            auto buf = test::load(pool, inner, tx.headroom());
             const auto* block = buf.block();
             const auto* payload = buf.data();
             auto out = tx.encapsulate(buf);
@@ -145,16 +150,8 @@ TEST_CASE("an ESP SA that wants UDP with no nat.udp_encap directly below is a co
         for (auto k : order) stages.push_back(make(k, true, random, k1, k2, true));
         core::BufferPool pool(2, 2048);
         core::Pipeline tx(std::move(stages), pool, core::null_logger());
-        auto buf = pool.acquire(tx.headroom());
-        test::Bytes inner(60);
-        core::Ipv4Header h;
-        h.total_length = static_cast<std::uint16_t>(inner.size());
-        h.protocol = core::ip_protocol::udp;
-        h.source = addr("10.1.0.1");
-        h.destination = addr("10.2.0.1");
-        h.emit(inner);
-        REQUIRE(buf.resize(inner.size()));
-        std::copy(inner.begin(), inner.end(), buf.data());
+        const auto inner = inner_packet(60, 0);
+        auto buf = test::load(pool, inner, tx.headroom());
         auto v = tx.encapsulate(buf);
         CHECK(v.reason == core::DropReason::UdpEncapMissing);
         CHECK(tx.counters(tx.size() - 1).drops[static_cast<std::size_t>(core::DropReason::UdpEncapMissing)] == 1);
@@ -193,16 +190,8 @@ TEST_CASE("two ESP-in-UDP layers: a NAT rebinding on the outer path moves only t
     auto& rx_outer_udp = static_cast<nat::UdpEncapStage&>(rx.stage(3));
     for (std::uint16_t nat_port : {4500, 40000}) {
         CAPTURE(nat_port);
-        auto buf = pool.acquire(tx.headroom());
-        test::Bytes inner(100);
-        core::Ipv4Header h;
-        h.total_length = static_cast<std::uint16_t>(inner.size());
-        h.protocol = core::ip_protocol::udp;
-        h.source = addr("10.1.0.1");
-        h.destination = addr("10.2.0.1");
-        h.emit(inner);
-        REQUIRE(buf.resize(inner.size()));
-        std::copy(inner.begin(), inner.end(), buf.data());
+        const auto inner = inner_packet(100, 0);
+        auto buf = test::load(pool, inner, tx.headroom());
         REQUIRE(tx.encapsulate(buf).passed());
         // A NAT rebinds the outermost UDP source port; the inner layer's UDP is inside ESP.
         auto ip = core::Ipv4MutView::check(buf.bytes());

@@ -15,6 +15,7 @@
 #include "tests/support/fixed_random.hpp"
 #include "tests/support/flat_status.hpp"
 #include "tests/support/hex.hpp"
+#include "tests/support/packets.hpp"
 #include "tests/support/vectors.hpp"
 
 using namespace mipsec;
@@ -32,13 +33,7 @@ const auto gw_b = *core::Ipv4Address::parse("198.51.100.2");
 const auto host_a = *core::Ipv4Address::parse("10.1.0.5");
 const auto host_b = *core::Ipv4Address::parse("10.2.0.9");
 
-core::PacketBuf load(core::BufferPool& pool, std::span<const std::uint8_t> bytes, std::size_t headroom = 128) {
-    auto buf = pool.acquire(headroom);
-    REQUIRE(buf.valid());
-    REQUIRE(buf.resize(bytes.size()));
-    std::copy(bytes.begin(), bytes.end(), buf.data());
-    return buf;
-}
+using test::load;
 
 test::Bytes bytes_of(const core::PacketBuf& p) { return {p.bytes().begin(), p.bytes().end()}; }
 

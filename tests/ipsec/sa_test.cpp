@@ -13,6 +13,7 @@
 #include "ipsec/sa.hpp"
 #include "tests/support/fixed_random.hpp"
 #include "tests/support/hex.hpp"
+#include "tests/support/packets.hpp"
 #include "tests/support/vectors.hpp"
 
 using namespace mipsec;
@@ -26,14 +27,9 @@ namespace {
 const core::TimePoint t0 = core::TimePoint{} + std::chrono::hours(1);
 
 core::PacketBuf load(core::BufferPool& pool, std::span<const std::uint8_t> bytes, std::size_t headroom = 64) {
-    auto buf = pool.acquire(headroom);
-    REQUIRE(buf.valid());
-    REQUIRE(buf.resize(bytes.size()));
-    std::copy(bytes.begin(), bytes.end(), buf.data());
-    return buf;
+    return test::load(pool, bytes, headroom);
 }
-
-test::Bytes bytes_of(const core::PacketBuf& p) { return {p.bytes().begin(), p.bytes().end()}; }
+using test::bytes_of;
 
 crypto::SecretBytes keymat_for(EspSuite suite, std::uint8_t seed = 1) {
     crypto::SecretBytes k(ipsec::keymat_len(suite));

@@ -6,6 +6,7 @@
 #include "mip/ip_in_ip_stage.hpp"
 #include "tests/support/fake_stage_context.hpp"
 #include "tests/support/hex.hpp"
+#include "tests/support/packets.hpp"
 
 using namespace mipsec;
 using namespace mipsec::test::literals;
@@ -22,12 +23,7 @@ test::Bytes inner_packet() {
     return p;
 }
 
-core::PacketBuf load(core::BufferPool& pool, std::span<const std::uint8_t> bytes) {
-    auto buf = pool.acquire(64);
-    REQUIRE(buf.resize(bytes.size()));
-    std::copy(bytes.begin(), bytes.end(), buf.data());
-    return buf;
-}
+core::PacketBuf load(core::BufferPool& pool, std::span<const std::uint8_t> bytes) { return test::load(pool, bytes, 64); }
 }  // namespace
 
 TEST_CASE("IP-in-IP encapsulation follows RFC 2003 §3.1 and round-trips in place") {

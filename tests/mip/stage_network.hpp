@@ -21,18 +21,10 @@
 #include "tests/support/fake_stage_context.hpp"
 #include "tests/support/flat_status.hpp"
 #include "tests/support/hex.hpp"
+#include "tests/support/packets.hpp"
 
 namespace mipsec::test {
 
-inline core::PacketBuf load(core::BufferPool& pool, std::span<const std::uint8_t> bytes, std::size_t headroom = 128) {
-    auto buf = pool.acquire(headroom);
-    REQUIRE(buf.valid());
-    REQUIRE(buf.resize(bytes.size()));
-    std::copy(bytes.begin(), bytes.end(), buf.data());
-    return buf;
-}
-
-inline Bytes bytes_of(const core::PacketBuf& p) { return {p.bytes().begin(), p.bytes().end()}; }
 
 /// An ICMP echo request src -> dst with `body` bytes of payload pattern, TTL `ttl`, DF set.
 inline Bytes echo_packet(core::Ipv4Address src, core::Ipv4Address dst, std::uint16_t seq = 1, std::size_t body = 16,

@@ -9,6 +9,7 @@
 #include "nat/udp_encap_stage.hpp"
 #include "tests/support/fake_stage_context.hpp"
 #include "tests/support/hex.hpp"
+#include "tests/support/packets.hpp"
 
 using namespace mipsec;
 using namespace mipsec::test::literals;
@@ -26,12 +27,7 @@ test::Bytes esp_packet() {
     return p;
 }
 
-core::PacketBuf load(core::BufferPool& pool, std::span<const std::uint8_t> bytes, std::size_t headroom = 64) {
-    auto buf = pool.acquire(headroom);
-    REQUIRE(buf.resize(bytes.size()));
-    std::copy(bytes.begin(), bytes.end(), buf.data());
-    return buf;
-}
+core::PacketBuf load(core::BufferPool& pool, std::span<const std::uint8_t> bytes) { return test::load(pool, bytes, 64); }
 
 // An ESP packet as an ESP layer with a UDP-encapsulated SA hands it down.
 core::PacketBuf marked_esp(core::BufferPool& pool) {
