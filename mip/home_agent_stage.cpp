@@ -394,15 +394,18 @@ void HomeAgentStage::report(core::StatusSink& out) const {
     out.field("requests", counters_.requests);
     out.field("replies_sent", counters_.replies_sent);
     out.field("requests_discarded", counters_.requests_discarded);
-    out.begin_object("discarded");
-    for (std::size_t i = 0; i < request_failure_count; ++i)
-        if (is_discard(static_cast<RequestFailure>(i))) out.field(status_key(static_cast<RequestFailure>(i)), counters_.failures[i]);
-    out.end();
+    // Each reason that occurred, as the pipeline lists its drop reasons.
+    auto reasons = [&](std::string_view key, bool discards) {
+        out.begin_object(key);
+        for (std::size_t i = 0; i < request_failure_count; ++i) {
+            const auto f = static_cast<RequestFailure>(i);
+            if (is_discard(f) == discards && counters_.failures[i] != 0) out.field(status_key(f), counters_.failures[i]);
+        }
+        out.end();
+    };
+    reasons("discarded", true);
     out.field("requests_rejected", counters_.requests_rejected);
-    out.begin_object("rejected");
-    for (std::size_t i = 0; i < request_failure_count; ++i)
-        if (!is_discard(static_cast<RequestFailure>(i))) out.field(status_key(static_cast<RequestFailure>(i)), counters_.failures[i]);
-    out.end();
+    reasons("rejected", false);
     out.field("tunnelled_out", counters_.tunnelled_out);
     out.field("tunnelled_in", counters_.tunnelled_in);
     out.field("keepalives_answered", counters_.keepalives_answered);

@@ -41,7 +41,7 @@ namespace mipsec::mip {
 /// Binding changes (registration, deregistration, expiry in poll()) raise RegistrationChanged
 /// so the shell can route each bound home address into the TUN. One BindingTable lookup per
 /// packet. A request that is discarded or denied is counted under its reason (report():
-/// counters.discarded.*, counters.rejected.*) and logged as a warning naming the mobile node
+/// counters.discarded.<reason>, counters.rejected.<reason>, each listed once non-zero) and logged as a warning naming the mobile node
 /// (home address, NAI), the sender and the reason: one line per mobile node per
 /// `failure_log_interval`, for at most `failure_log_nodes` nodes remembered at a time, under
 /// the logger's own rate limit. Not thread-safe.
