@@ -71,11 +71,11 @@ public:
 
     core::Result<SecretBytes> shared_secret(std::span<const std::uint8_t> peer_public) const override {
         std::size_t len = modulus_len(group_);
-        // ikev1.md pitfall 1: KE data is exactly the modulus length; anything else is malformed.
+        // KE data is exactly the modulus length (RFC 7296 §3.4; strongSwan's IKEv1 too), else malformed.
         if (peer_public.size() != len) return core::Errc::InvalidArgument;
         BnPtr y(BN_bin2bn(peer_public.data(), static_cast<int>(peer_public.size()), nullptr));
         if (!y) return core::Errc::NoBuffer;
-        // 1 < y < p-1 (ikev1.md §11): rejects 0, 1, p-1 (small subgroup) and values >= p.
+        // 1 < y < p-1 (NIST SP 800-56A §5.6.2.3.1): rejects 0, 1, p-1 (small subgroup) and values >= p.
         if (BN_cmp(y.get(), BN_value_one()) <= 0 || BN_cmp(y.get(), p_minus_1_.get()) >= 0)
             return core::Errc::InvalidArgument;
         BnCtxPtr ctx(BN_CTX_secure_new());
@@ -84,7 +84,7 @@ public:
         if (BN_mod_exp_mont_consttime(z.get(), y.get(), x_.get(), p_.get(), ctx.get(), mont_.get()) != 1)
             return core::Errc::InvalidArgument;
         SecretBytes out(len);
-        // Left-padded to the modulus length (ikev1.md pitfall 1: g^xy is used at full length).
+        // Left-padded to the modulus length (g^xy enters SKEYID_d at full length, RFC 2409 §5).
         if (BN_bn2binpad(z.get(), out.mutable_span().data(), static_cast<int>(len)) != static_cast<int>(len))
             return core::Errc::InvalidArgument;
         return out;

@@ -2,7 +2,7 @@
 #pragma once
 // Finite-field Diffie-Hellman over the MODP groups IKEv1 uses: group 2 (RFC 2409, 1024 bit)
 // and group 14 (RFC 3526, 2048 bit). Public values and shared secrets are exactly
-// modulus-length, big-endian, left-padded with zeros (ikev1.md pitfall 13).
+// modulus-length, big-endian, left-padded with zeros (RFC 7296 §3.4; strongSwan's IKEv1 too).
 #include <cstddef>
 #include <cstdint>
 #include <memory>

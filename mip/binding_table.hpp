@@ -22,7 +22,7 @@ namespace mipsec::mip {
 enum class TunnelMode : std::uint8_t { IpInIp, Udp };
 
 /// One binding. `udp_endpoint` is the NAT-observed source of the registration (RFC 3519 §5.1)
-/// and is meaningful only in UDP mode; a half-bound binding (R flag, §14.6 of mipv4.md) still
+/// and is meaningful only in UDP mode; a half-bound binding (R flag, RFC 3519 §3.1.2, §4.11) still
 /// waits for the first keepalive to learn its port.
 struct Binding {
     core::Ipv4Address home_address;

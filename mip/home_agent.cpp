@@ -64,6 +64,7 @@ HomeAgent::Outcome HomeAgent::process(std::span<const std::uint8_t> request, con
         out.discard = Discard::Malformed;
         return out;
     }
+    out.home_address = req->home_address();
     ScannedExtensions ext;
     if (auto err = scan_extensions(request, RegistrationRequestView::header_len, MessageKind::Request, ext)) {
         out.discard = *err == ScanError::UnknownNonSkippable ? Discard::UnknownExtension : Discard::Malformed;
@@ -72,18 +73,25 @@ HomeAgent::Outcome HomeAgent::process(std::span<const std::uint8_t> request, con
 
     // Check 2: an SA for this MN and an authorization-enabling extension, else silent discard.
     core::Ipv4Address home = req->home_address();
+    if (ext.nai_present) out.nai = ext.nai;
+    if (ext.mobile_home_auth) out.spi = ext.mobile_home_auth->spi;
     if (home.is_unspecified() && ext.nai_present && ext.nai_before_mhae) {
         auto n = nai_to_home_.find(std::string(reinterpret_cast<const char*>(ext.nai.data()), ext.nai.size()));
         if (n != nai_to_home_.end()) home = {n->second};
     }
+    out.home_address = home;
     auto it = mobile_nodes_.find(home.value);
     if (it == mobile_nodes_.end()) {
         out.discard = Discard::UnknownMobileNode;
         return out;
     }
     MobileNodeState& mn = it->second;
-    if (!ext.mobile_home_auth || ext.mobile_home_auth->spi != mn.sa.spi) {
+    if (!ext.mobile_home_auth) {
         out.discard = Discard::NoAuthExtension;
+        return out;
+    }
+    if (ext.mobile_home_auth->spi != mn.sa.spi) {
+        out.discard = Discard::UnknownSpi;
         return out;
     }
 

@@ -6,7 +6,7 @@
 // the binding change; poll(now) expires bindings and reports the next deadline. It never
 // sends anything unprompted (RFC 5944 §3.8.3: no reply on expiry).
 //
-// Validity checks run in the order of RFC 5944 §3.8.2.1 (mipv4.md §5): SA and MHAE present
+// Validity checks run in the order of RFC 5944 §3.8.2.1 and §3.5: SA and MHAE present
 // (else silent discard) -> MHAE authenticator (131) -> Identification (133, with resync value)
 // -> FHAE (no HA-FA SAs: a request carrying one is discarded) -> broadcast destination or
 // foreign Home Agent field (136) -> reserved bits / UDP tunnel request form (134) -> reverse
@@ -75,7 +75,8 @@ public:
         Malformed,          // not a request, truncated header or extension list
         UnknownExtension,   // unrecognised type 0-127 (RFC 5944 §3.8.3.1)
         UnknownMobileNode,  // no SA for this home address / NAI
-        NoAuthExtension,    // no MHAE, or SPI not the SA's
+        NoAuthExtension,    // no MHAE
+        UnknownSpi,         // an MHAE whose SPI is not the mobile node's SA
         UnexpectedFhae,     // Foreign-Home auth present but no HA-FA SA
         CryptoFailure,      // HMAC unavailable
     };
@@ -93,6 +94,11 @@ public:
         core::Endpoint reply_from;          // HA unicast address : request's destination port
         core::Endpoint reply_to;            // request's IP source : UDP source port
         BindingChange change;
+        // Who asked, for logs: the home address (resolved from the NAI when it was 0.0.0.0),
+        // the NAI bytes (a view into the request; empty if none) and the MHAE's SPI (0 if none).
+        core::Ipv4Address home_address;
+        std::span<const std::uint8_t> nai;
+        std::uint32_t spi = 0;
     };
 
     /// What the data path needs for one home address.
@@ -115,7 +121,7 @@ public:
     std::optional<core::TimePoint> next_deadline() const noexcept { return bindings_.next_expiry(); }
 
     std::optional<BindingInfo> binding(core::Ipv4Address home_address) const noexcept;
-    /// RFC 3519 §4.4 / mipv4.md §14.6: a half-bound binding learns its tunnel endpoint from the
+    /// RFC 3519 §4.4, §4.11: a half-bound binding learns its tunnel endpoint from the
     /// first keepalive whose outer source address equals the registration's source address.
     bool complete_half_bound(core::Ipv4Address home_address, core::Endpoint keepalive_source) noexcept;
     const BindingTable& bindings() const noexcept { return bindings_; }

@@ -2,6 +2,8 @@
 #include "mip/home_agent_stage.hpp"
 
 #include <algorithm>
+#include <functional>
+#include <string>
 
 #include "core/icmp.hpp"
 #include "mip/tunnel_encap.hpp"
@@ -13,17 +15,68 @@ using core::Verdict;
 
 namespace {
 
-std::string_view discard_name(HomeAgent::Discard d) noexcept {
+using Failure = HomeAgentStage::RequestFailure;
+
+std::optional<Failure> failure_of(HomeAgent::Discard d) noexcept {
     switch (d) {
-        case HomeAgent::Discard::None: return "none";
-        case HomeAgent::Discard::Malformed: return "malformed";
-        case HomeAgent::Discard::UnknownExtension: return "unknown non-skippable extension";
-        case HomeAgent::Discard::UnknownMobileNode: return "unknown mobile node";
-        case HomeAgent::Discard::NoAuthExtension: return "no mobile-home authentication extension";
-        case HomeAgent::Discard::UnexpectedFhae: return "unexpected foreign-home authentication extension";
-        case HomeAgent::Discard::CryptoFailure: return "HMAC unavailable";
+        case HomeAgent::Discard::None: return std::nullopt;
+        case HomeAgent::Discard::Malformed: return Failure::Malformed;
+        case HomeAgent::Discard::UnknownExtension: return Failure::UnknownExtension;
+        case HomeAgent::Discard::UnknownMobileNode: return Failure::UnknownHomeAddress;
+        case HomeAgent::Discard::NoAuthExtension: return Failure::NoAuthExtension;
+        case HomeAgent::Discard::UnknownSpi: return Failure::UnknownSpi;
+        case HomeAgent::Discard::UnexpectedFhae: return Failure::UnexpectedFhae;
+        case HomeAgent::Discard::CryptoFailure: return Failure::CryptoFailure;
+    }
+    return Failure::Malformed;
+}
+
+Failure failure_of_denial(std::uint8_t code) noexcept {
+    switch (code) {
+        case reply_code::ha_mn_auth_failed: return Failure::BadAuthenticator;
+        case reply_code::ha_identification_mismatch: return Failure::IdentificationMismatch;
+        case reply_code::ha_unknown_home_agent: return Failure::UnknownHomeAgent;
+        case reply_code::ha_poorly_formed: return Failure::PoorlyFormed;
+        case reply_code::ha_reverse_tunnel_unavailable:
+        case reply_code::ha_reverse_tunnel_mandatory: return Failure::ReverseTunnel;
+        case reply_code::ha_encapsulation_unavailable:
+        case reply_code::ha_udp_encapsulation_unavailable: return Failure::Encapsulation;
+        case reply_code::ha_prohibited: return Failure::Prohibited;
+        case reply_code::ha_insufficient_resources: return Failure::InsufficientResources;
+        default: return Failure::OtherDenial;
+    }
+}
+
+/// What a user should read in the log for each reason.
+std::string_view explanation(Failure f) noexcept {
+    switch (f) {
+        case Failure::BadUdpChecksum: return "UDP checksum does not verify";
+        case Failure::Malformed: return "malformed request";
+        case Failure::UnknownExtension: return "unknown non-skippable extension (type 0-127)";
+        case Failure::UnknownHomeAddress: return "no mobile node configured with this home address or NAI";
+        case Failure::NoAuthExtension: return "no mobile-home authentication extension";
+        case Failure::UnknownSpi: return "SPI is not the one configured for this mobile node";
+        case Failure::UnexpectedFhae: return "foreign-home authentication extension, but no foreign agent key";
+        case Failure::CryptoFailure: return "HMAC unavailable";
+        case Failure::BadAuthenticator: return "authenticator does not verify (wrong key?)";
+        case Failure::IdentificationMismatch: return "identification too far from our clock, or replayed";
+        case Failure::UnknownHomeAgent: return "sent to a broadcast address or to another home agent";
+        case Failure::PoorlyFormed: return "poorly formed request";
+        case Failure::ReverseTunnel: return "reverse tunnelling unavailable or required";
+        case Failure::Encapsulation: return "requested encapsulation unavailable";
+        case Failure::Prohibited: return "UDP tunnelling not allowed by configuration";
+        case Failure::InsufficientResources: return "binding table full";
+        case Failure::OtherDenial: return "denied";
+        case Failure::Count_: break;
     }
     return "?";
+}
+
+/// One key per mobile node: its home address, else its NAI, else the sender's address.
+std::uint64_t node_key(core::Ipv4Address home, std::string_view nai, core::Ipv4Address sender) noexcept {
+    if (!home.is_unspecified()) return home.value;
+    if (!nai.empty()) return (std::uint64_t{1} << 32) | (std::hash<std::string_view>{}(nai) & 0xFFFFFFFFu);
+    return (std::uint64_t{2} << 32) | sender.value;
 }
 
 /// An RFC 3519 §3.6 keepalive: an ICMP echo request to the HA itself.
@@ -37,8 +90,78 @@ std::optional<core::IcmpView> keepalive_of(const core::Ipv4View& inner, core::Ip
 
 }  // namespace
 
+std::string_view HomeAgentStage::status_key(RequestFailure f) noexcept {
+    switch (f) {
+        case Failure::BadUdpChecksum: return "bad_udp_checksum";
+        case Failure::Malformed: return "malformed";
+        case Failure::UnknownExtension: return "unknown_extension";
+        case Failure::UnknownHomeAddress: return "unknown_home_address";
+        case Failure::NoAuthExtension: return "no_auth_extension";
+        case Failure::UnknownSpi: return "unknown_spi";
+        case Failure::UnexpectedFhae: return "unexpected_fhae";
+        case Failure::CryptoFailure: return "crypto_failure";
+        case Failure::BadAuthenticator: return "bad_authenticator";
+        case Failure::IdentificationMismatch: return "identification_mismatch";
+        case Failure::UnknownHomeAgent: return "unknown_home_agent";
+        case Failure::PoorlyFormed: return "poorly_formed";
+        case Failure::ReverseTunnel: return "reverse_tunnel";
+        case Failure::Encapsulation: return "encapsulation_unavailable";
+        case Failure::Prohibited: return "prohibited";
+        case Failure::InsufficientResources: return "insufficient_resources";
+        case Failure::OtherDenial: return "other";
+        case Failure::Count_: break;
+    }
+    return "?";
+}
+
+bool HomeAgentStage::PerNodeLogLimit::admit(std::uint64_t node, core::TimePoint now, std::uint64_t& held_back) {
+    if (capacity_ == 0) {
+        held_back = 0;
+        return true;
+    }
+    if (auto it = entries_.find(node); it != entries_.end()) {
+        if (now - it->second.logged < interval_) {
+            ++it->second.held_back;
+            return false;
+        }
+        held_back = it->second.held_back;
+        it->second = {now, 0};
+        return true;
+    }
+    if (entries_.size() >= capacity_) {
+        entries_.erase(order_.front());
+        order_.pop_front();
+    }
+    entries_.emplace(node, Entry{now, 0});
+    order_.push_back(node);
+    held_back = 0;
+    return true;
+}
+
 HomeAgentStage::HomeAgentStage(Config config, crypto::Random& random)
-    : config_(std::move(config)), agent_(std::move(config_.agent), random) {}  // the SAs live only in the core
+    : config_(std::move(config)),
+      agent_(std::move(config_.agent), random),  // the SAs live only in the core
+      failure_log_(config_.failure_log_nodes, config_.failure_log_interval) {}
+
+void HomeAgentStage::count_and_log(const FailedRequest& f, core::StageContext& ctx) {
+    ++counters_.failures[static_cast<std::size_t>(f.reason)];
+    const bool discarded = is_discard(f.reason);
+    ++(discarded ? counters_.requests_discarded : counters_.requests_rejected);
+    std::uint64_t held_back = 0;
+    if (!ctx.log().enabled(core::LogLevel::Warn) ||
+        !failure_log_.admit(node_key(f.home_address, f.nai, f.from.address), ctx.now(), held_back))
+        return;
+    // Printable NAI only; a hostile one must not forge log lines.
+    const bool nai_printable = std::all_of(f.nai.begin(), f.nai.end(), [](char c) { return c >= 0x20 && c < 0x7F; });
+    const std::string_view nai = f.nai.empty() ? "" : nai_printable ? f.nai : "<not printable>";
+    ctx.log().limited(core::LogLevel::Warn, ctx.now(), "registration request for ",
+                      f.home_address.is_unspecified() ? std::string("?") : f.home_address.to_string(),
+                      nai.empty() ? "" : " (NAI ", nai, nai.empty() ? "" : ")", " from ", f.from.to_string(),
+                      discarded ? " discarded: " : " rejected with code ",
+                      discarded ? std::string() : std::to_string(f.code) + ": ", explanation(f.reason),
+                      f.reason == Failure::UnknownSpi ? " (got " + std::to_string(f.spi) + ")" : std::string(),
+                      held_back != 0 ? " (" + std::to_string(held_back) + " more from this node not logged)" : std::string());
+}
 
 std::size_t HomeAgentStage::headroom() const noexcept {
     return agent_.config().udp_tunnelling ? ip_in_udp_overhead : ip_in_ip_overhead;
@@ -61,14 +184,16 @@ void HomeAgentStage::announce(const HomeAgent::BindingChange& change, core::Stag
 
 Verdict HomeAgentStage::registration(const core::Ipv4View& ip, const core::UdpView& udp, core::StageContext& ctx) {
     ++counters_.requests;
-    // RFC 5944 §3.8.2.1 check 1: a bad non-zero UDP checksum is discarded silently.
+    const core::Endpoint sender{ip.source(), udp.source_port()};
+    auto req = RegistrationRequestView::check(udp.payload());
+    // RFC 5944 §3.8.2.1 check 1: a bad non-zero UDP checksum is discarded without a reply.
     if (!udp.checksum_valid(ip.source(), ip.destination())) {
-        ++counters_.requests_discarded;
+        count_and_log({Failure::BadUdpChecksum, sender, req ? req->home_address() : core::Ipv4Address{}, {}, 0, 0}, ctx);
         return Verdict::drop(DropReason::Malformed);
     }
     // What the binding was before, so a renewal to the same place raises nothing.
     std::optional<HomeAgent::BindingInfo> before;
-    if (auto req = RegistrationRequestView::check(udp.payload())) before = agent_.binding(req->home_address());
+    if (req) before = agent_.binding(req->home_address());
 
     const HomeAgent::Received rx{ip.source(), ip.destination(), udp.source_port(), udp.destination_port()};
     auto out = agent_.process(udp.payload(), rx, ctx.now());
@@ -78,12 +203,12 @@ Verdict HomeAgentStage::registration(const core::Ipv4View& ip, const core::UdpVi
          (!before || before->care_of_address != change.binding.care_of_address || before->mode != change.binding.mode))) {
         announce(change, ctx);
     }
+    const std::string_view nai(reinterpret_cast<const char*>(out.nai.data()), out.nai.size());
     if (!out.reply) {
-        ++counters_.requests_discarded;
-        ctx.log().limited(core::LogLevel::Debug, ctx.now(), "registration request from ", ip.source().to_string(),
-                          " discarded: ", discard_name(out.discard));
+        count_and_log({failure_of(out.discard).value_or(Failure::Malformed), sender, out.home_address, nai, out.spi, 0}, ctx);
         return Verdict::consumed();
     }
+    if (!is_accepted(out.code)) count_and_log({failure_of_denial(out.code), sender, out.home_address, nai, out.spi, out.code}, ctx);
     // RFC 5944 §3.8.3.1: the reply comes from the request's destination, or from the HA's
     // unicast address when that was a broadcast.
     const core::Ipv4Address dst = ip.destination();
@@ -270,6 +395,18 @@ void HomeAgentStage::report(core::StatusSink& out) const {
     out.field("requests", counters_.requests);
     out.field("replies_sent", counters_.replies_sent);
     out.field("requests_discarded", counters_.requests_discarded);
+    // Each reason that occurred, as the pipeline lists its drop reasons.
+    auto reasons = [&](std::string_view key, bool discards) {
+        out.begin_object(key);
+        for (std::size_t i = 0; i < request_failure_count; ++i) {
+            const auto f = static_cast<RequestFailure>(i);
+            if (is_discard(f) == discards && counters_.failures[i] != 0) out.field(status_key(f), counters_.failures[i]);
+        }
+        out.end();
+    };
+    reasons("discarded", true);
+    out.field("requests_rejected", counters_.requests_rejected);
+    reasons("rejected", false);
     out.field("tunnelled_out", counters_.tunnelled_out);
     out.field("tunnelled_in", counters_.tunnelled_in);
     out.field("keepalives_answered", counters_.keepalives_answered);

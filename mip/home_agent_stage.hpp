@@ -1,8 +1,12 @@
 // SPDX-License-Identifier: MIT
 #pragma once
+#include <array>
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <optional>
+#include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "core/ipv4.hpp"
@@ -36,11 +40,43 @@ namespace mipsec::mip {
 /// endpoint); no binding: NoBinding (or pass unchanged with `pass_unbound`).
 /// Binding changes (registration, deregistration, expiry in poll()) raise RegistrationChanged
 /// so the shell can route each bound home address into the TUN. One BindingTable lookup per
-/// packet. Not thread-safe.
+/// packet. A request that is discarded or denied is counted under its reason (report():
+/// counters.discarded.<reason>, counters.rejected.<reason>, each listed once non-zero) and logged as a warning naming the mobile node
+/// (home address, NAI), the sender and the reason: one line per mobile node per
+/// `failure_log_interval`, for at most `failure_log_nodes` nodes remembered at a time, under
+/// the logger's own rate limit. Not thread-safe.
 /// Config: {"type": "mip.home_agent", "address": "10.1.0.1", "home_network": "10.1.0.0/24",
 ///          "mobile_nodes": [{"home_address": "10.1.0.77", "spi": 256, "key": "hex"}]}
 class HomeAgentStage final : public core::Stage {
 public:
+    /// Why a registration request was not accepted. Up to CryptoFailure it was discarded
+    /// without a reply (RFC 5944 §3.8.2.1 checks 1, 2 and 5); from BadAuthenticator on it was
+    /// answered with a denial code (131, 133, 136, 134, 137/138, 139/142, 129, 130).
+    enum class RequestFailure : std::uint8_t {
+        BadUdpChecksum,
+        Malformed,
+        UnknownExtension,
+        UnknownHomeAddress,
+        NoAuthExtension,
+        UnknownSpi,
+        UnexpectedFhae,
+        CryptoFailure,
+        BadAuthenticator,
+        IdentificationMismatch,
+        UnknownHomeAgent,
+        PoorlyFormed,
+        ReverseTunnel,
+        Encapsulation,
+        Prohibited,
+        InsufficientResources,
+        OtherDenial,
+        Count_
+    };
+    static constexpr std::size_t request_failure_count = static_cast<std::size_t>(RequestFailure::Count_);
+    /// The status key of a reason ("unknown_spi").
+    static std::string_view status_key(RequestFailure f) noexcept;
+    static bool is_discard(RequestFailure f) noexcept { return f <= RequestFailure::CryptoFailure; }
+
     struct Config {
         HomeAgent::Config agent;
         std::uint8_t tunnel_ttl = 64;     // outer TTL of tunnelled packets
@@ -52,12 +88,17 @@ public:
         // The home link, for the shell: it proxies ARP there for away mobile nodes and
         // announces each new binding with a gratuitous ARP (RFC 5944 §4.6). 0: none.
         std::uint32_t home_link_ifindex = 0;
+        // Failed requests: one log line per mobile node per interval, for this many nodes.
+        core::Duration failure_log_interval = std::chrono::seconds(60);
+        std::size_t failure_log_nodes = 1024;
     };
 
     struct Counters {
         std::uint64_t requests = 0;
         std::uint64_t replies_sent = 0;
         std::uint64_t requests_discarded = 0;  // no reply: unknown MN, no MHAE, malformed...
+        std::uint64_t requests_rejected = 0;   // answered with a denial code
+        std::array<std::uint64_t, request_failure_count> failures{};  // by RequestFailure
         std::uint64_t tunnelled_out = 0;
         std::uint64_t tunnelled_in = 0;
         std::uint64_t keepalives_answered = 0;
@@ -81,8 +122,42 @@ public:
 
     const HomeAgent& agent() const noexcept { return agent_; }
     const Counters& counters() const noexcept { return counters_; }
+    std::uint64_t failures(RequestFailure f) const noexcept { return counters_.failures[static_cast<std::size_t>(f)]; }
+    /// Mobile nodes whose last failure log time is remembered (at most failure_log_nodes).
+    std::size_t failure_log_nodes() const noexcept { return failure_log_.size(); }
 
 private:
+    /// For a bounded set of mobile nodes, when a failure was last logged and how many were
+    /// held back since; the oldest node remembered makes room for a new one.
+    class PerNodeLogLimit {
+    public:
+        PerNodeLogLimit(std::size_t capacity, core::Duration interval) : capacity_(capacity), interval_(interval) {}
+        /// True when a line for `node` may be written at `now`; `held_back` is then the
+        /// number of failures not logged since the previous line.
+        bool admit(std::uint64_t node, core::TimePoint now, std::uint64_t& held_back);
+        std::size_t size() const noexcept { return entries_.size(); }
+
+    private:
+        struct Entry {
+            core::TimePoint logged;
+            std::uint64_t held_back = 0;
+        };
+        std::size_t capacity_;
+        core::Duration interval_;
+        std::unordered_map<std::uint64_t, Entry> entries_;
+        std::deque<std::uint64_t> order_;  // keys of entries_, oldest first
+    };
+
+    struct FailedRequest {
+        RequestFailure reason;
+        core::Endpoint from;
+        core::Ipv4Address home_address;
+        std::string_view nai;
+        std::uint32_t spi = 0;
+        std::uint8_t code = 0;  // the denial code sent, for rejections
+    };
+    void count_and_log(const FailedRequest& failure, core::StageContext& ctx);
+
     core::Verdict registration(const core::Ipv4View& ip, const core::UdpView& udp, core::StageContext& ctx);
     void answer_keepalive(const core::Ipv4View& inner, const HomeAgent::BindingInfo& b, core::StageContext& ctx);
     void announce(const HomeAgent::BindingChange& change, core::StageContext& ctx);
@@ -94,6 +169,7 @@ private:
     std::uint16_t next_identification_ = 0;
     std::vector<Binding> expired_;  // reused by poll()
     core::TimePoint last_now_{};
+    PerNodeLogLimit failure_log_;
 };
 
 }  // namespace mipsec::mip

@@ -11,7 +11,7 @@
 // the registration appears, moves or goes, and whether an RFC 3519 keepalive is due.
 // next_deadline() says when poll() must run next.
 //
-// Behaviour (mipv4.md §5-8, §14-15):
+// Behaviour (RFC 5944 §3.5-§3.8, §5; RFC 3519 §3, §4):
 //  * Identification: NTP timestamps, strictly increasing even across resyncs, or nonces
 //    (high 32 bits = the HA's last authenticated nonce). A 133 reply resynchronises only if
 //    it is authenticated and its low 32 bits match the request (RFC 5944 §5.7).

@@ -2,10 +2,10 @@
 #pragma once
 // Mobile IPv4 registration messages on UDP port 434 (RFC 5944 §3.3-3.5, RFC 3519 §3, RFC 2794).
 //
-// Views over the UDP payload, STYLE.md form: check() validates the fixed header length and
+// Views over the UDP payload: check() validates the fixed header length and
 // the Type byte once, after which every accessor is in bounds. Extensions are walked by
 // ExtensionReader, which dispatches on the type *before* reading a length because three
-// encodings share one list (mipv4.md §1): one-byte pad (type 0), long (types 36 and 38: 16-bit
+// encodings share one list (RFC 5944 §1.9-§1.11): one-byte pad (type 0), long (types 36 and 38: 16-bit
 // Length at offset 2) and the simple/short TLV (Length at offset 1). The list ends at the end of
 // the UDP payload. scan_extensions() applies the RFC 5944 §3.6.1.3/§3.8.3.1 skipping rule for one
 // message type: an unrecognised type 0-127 rejects the whole message, 128-255 is skipped.

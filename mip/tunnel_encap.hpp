@@ -10,7 +10,7 @@
 //    outer TOS is copied from the inner header, the outer DF is set whenever the inner DF is
 //    (RFC 2003 §3.1 MUST), the outer TTL is the caller's (never copied), inner options are not
 //    copied. The IP-in-UDP datagram carries a computed UDP checksum (RFC 3519 leaves it open;
-//    mipv4.md §14.4 advice). Loop checks (RFC 2003 §4) are the caller's: only it knows which
+//    a zero one may not pass every peer). Loop checks (RFC 2003 §4) are the caller's: only it knows which
 //    sources are its own and which packets it forwards rather than originates.
 //  * peek_tunnel classifies a received packet without changing it; strip_tunnel removes
 //    the outer headers it found and validates the inner packet (RFC 2003 §3.1: a decapsulated

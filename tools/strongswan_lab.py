@@ -4,7 +4,7 @@
 Each Charon gets its own state directory (never under /run), its own strongswan.conf with an
 explicit plugin list (kernel-libipsec before kernel-netlink so it wins the kernel-ipsec slot),
 a private /run (charon's pid file and vici socket paths are fixed), and its own swanctl.conf.
-Nothing in the host namespace or /etc/swanctl is used. See ../shared/spec/strongswan-interop.md.
+Nothing in the host namespace or /etc/swanctl is used.
 """
 from __future__ import annotations
 

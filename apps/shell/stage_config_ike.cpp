@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // JSON -> IKE-keyed VPN stages. Proposal names follow strongSwan's swanctl syntax.
 #include <stdexcept>
+#include <string>
 
 #include "apps/shell/stage_factory.hpp"
 #include "ipsec/vpn_client_stage.hpp"
@@ -80,10 +81,26 @@ void read_session(const ConfigReader& c, core::Ipv4Address local, std::optional<
     s.esp_proposals.clear();
     auto esp_names = string_list(c, "esp_proposals", {"aes128gcm16"});
     for (std::size_t i = 0; i < esp_names.size(); ++i) {
-        auto a = parse_esp_algorithm(esp_names[i]);
-        if (!a) throw ConfigError(c.pointer_of("esp_proposals") + "/" + std::to_string(i), "\"" + esp_names[i] + "\" is not a supported ESP proposal",
-                                  "aes128gcm16, aes256gcm16, aes128-sha1, aes256-sha1, aes128-sha256 or aes256-sha256");
-        s.esp_proposals.push_back({*a});
+        const std::string& name = esp_names[i];
+        const std::string pointer = c.pointer_of("esp_proposals") + "/" + std::to_string(i);
+        if (auto a = parse_esp_algorithm(name)) {
+            s.esp_proposals.push_back({*a});
+            continue;
+        }
+        // strongSwan writes the PFS group into the ESP proposal ("aes256gcm16-modp2048");
+        // here the algorithm and the group are two keys, as RFC 2409 §5.5 negotiates them.
+        if (auto dash = name.rfind('-'); dash != std::string::npos && name.compare(dash + 1, 4, "modp") == 0 &&
+                                          parse_esp_algorithm(std::string_view(name).substr(0, dash))) {
+            const std::string algorithm = name.substr(0, dash), group = name.substr(dash + 1);
+            const bool supported = group == "modp1024" || group == "modp2048";
+            throw ConfigError(pointer,
+                              "\"" + name + "\" names a Diffie-Hellman group; the PFS group goes in the \"pfs\" key" +
+                                  (supported ? "" : " (" + group + " is not supported: modp1024 or modp2048)"),
+                              "\"esp_proposals\": [\"" + algorithm + "\"], \"pfs\": \"" + (supported ? group : "modp2048") + "\"");
+        }
+        throw ConfigError(pointer, "\"" + name + "\" is not a supported ESP proposal",
+                          "aes128gcm16, aes256gcm16, aes128-sha1, aes256-sha1, aes128-sha256 or aes256-sha256 "
+                          "(the PFS group goes in the \"pfs\" key)");
     }
     if (c.has("pfs")) {
         auto g = c.choice("pfs", {"modp1024", "modp2048"});

@@ -85,7 +85,7 @@ std::unique_ptr<core::Stage> build_esp(const ConfigReader& c, const StageBuildCo
         dir.only({"spi", "key"});
         auto config = common;
         config.spi = read_spi(dir, "spi");
-        // KEYMAT: encryption key (+ 4-byte salt for AEAD suites) then integrity key (esp.md §8.3).
+        // KEYMAT: encryption key (+ 4-byte salt for AEAD suites) then integrity key (RFC 4106 §8.1).
         crypto::SecretBytes keymat(dir.hex_bytes("key", key_len, key_len));
         auto sa = ipsec::Sa::create(d.direction, config, keymat, random, ctx.now);
         if (!sa) dir.fail("", "cannot create the SA: " + sa.error().message(), "valid settings for " + suite_name);

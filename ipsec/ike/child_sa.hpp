@@ -2,7 +2,7 @@
 #pragma once
 // ChildSa: one negotiated ESP SA pair, as Quick Mode hands it to the data plane. Keys come
 // from the Quick Mode KEYMAT (RFC 2409 §5.5), one KEYMAT per direction seeded with the SPI
-// chosen by that direction's receiver (pitfall 16 / ikev1.md §5.1): `*_in` keys protect
+// chosen by that direction's receiver (RFC 2409 §5.5): `*_in` keys protect
 // packets to us (our SPI `spi_in`), `*_out` keys packets to the peer (`spi_out`). Each KEYMAT
 // is cut encryption key first (+ 4-byte salt for AES-GCM, RFC 4106 §8.1), then integrity key.
 // Move-only (keys are SecretBytes); clone() for an explicit copy.

@@ -18,7 +18,7 @@
 
 namespace mipsec::ipsec::ike {
 
-/// What a task's build()/process() leaves to its driver (STYLE.md "handshakes as small tasks").
+/// What a task's build()/process() leaves to its driver (each exchange is a task, as in strongSwan).
 enum class TaskStatus : std::uint8_t {
     NeedMore,  // build: a reply is expected; process: build the next message
     Done,      // the exchange is complete (after this message)

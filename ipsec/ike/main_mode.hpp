@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 // MainMode: the six-message Identity Protection exchange with pre-shared keys (RFC 2409 §5,
-// ikev1.md §3), NAT-T detection (RFC 3947 §3) and the VIDs strongSwan needs to see:
+// §5.4), NAT-T detection (RFC 3947 §3) and the VIDs strongSwan needs to see:
 //   1 I->R  SA, VID(DPD), VID(RFC 3947)
 //   2 R->I  SA (one transform, copied), VID(DPD), VID(RFC 3947)
 //   3 I->R  KE, Ni, NAT-D(peer), NAT-D(me)          (NAT-D only when both sent the VID)
@@ -58,7 +58,7 @@ private:
     TaskFailure failure_;
 
     SaPayload reply_sa_;  // responder: MM2's SA, chosen while processing MM1
-    Bytes sai_b_;  // initiator's SA payload body from MM1 (both roles hash it, pitfall 2)
+    Bytes sai_b_;  // initiator's SA payload body from MM1 (both roles hash it, RFC 2409 §5)
     std::unique_ptr<crypto::DiffieHellman> dh_;
     Bytes g_xi_, g_xr_, ni_, nr_;
     crypto::SecretBytes g_xy_;

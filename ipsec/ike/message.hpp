@@ -9,13 +9,13 @@
 //     header up to Length) in `encrypted_body` and decodes no payloads;
 //   * parse_decrypted(header, plaintext) decodes the decrypted body. Bytes after the last
 //     payload (Next Payload 0) are CBC padding and are ignored whatever their value
-//     (ikev1.md §3.2: walk payload lengths, never trust the ciphertext length);
+//     (RFC 2409 Appendix B: walk payload lengths, never trust the ciphertext length);
 //   * emit_payloads() gives the plaintext chain to pad and encrypt; a Message with
 //     `encrypted_body` set emits header + ciphertext as is.
 // Plaintext messages are strict: header Length must equal the input size and the payload
 // chain must end exactly at Length (TrailingData otherwise).
 //
-// Hash inputs (ikev1.md §3.1, §5, pitfall 2/3/6): for received messages `wire` keeps the
+// Hash inputs (RFC 2409 §5, §5.4, §5.5): for received messages `wire` keeps the
 // bytes parsed (header and payload chain, padding excluded) and each Payload records where
 // it sat, so wire_body(i) is exactly SAi_b / IDii_b / Ni_b and wire_from(i) is the
 // "all payloads after HASH" input of Quick Mode and Informational hashes. For payloads we

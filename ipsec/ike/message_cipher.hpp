@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 // MessageCipher: encryption of ISAKMP messages after the key exchange (RFC 2408 §3.1 E flag,
-// RFC 2409 Appendix B; ikev1.md §3.2, §4) with the CBC IV chains strongSwan keeps
+// RFC 2409 §5, Appendix B) with the CBC IV chains strongSwan keeps
 // (iv_manager.c):
 //   * M-ID 0 (Main Mode): one bidirectional chain seeded with hash(g^xi | g^xr); each message's
 //     IV is the last ciphertext block of the previous phase-1 message. Its final value (after
@@ -12,7 +12,7 @@
 // seal() advances the chain of the message's M-ID at once (we authenticated what we send).
 // open() only decrypts and returns the message's last ciphertext block; the caller commits
 // it with commit() after the message authenticated (HASH verified), so a forged or corrupt
-// packet cannot desynchronise the chain (pitfall 15, strongSwan's confirm_iv).
+// packet cannot desynchronise the chain (strongSwan's confirm_iv).
 // Plaintext is padded with 1..16 zero bytes (a full block when aligned, as strongSwan);
 // received padding is ignored by parse_decrypted(). Not thread-safe; one per IKE SA.
 #include <cstdint>

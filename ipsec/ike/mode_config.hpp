@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 #pragma once
-// ModeConfig: the Transaction exchange in pull mode (draft-dukes-ike-mode-cfg §3, ikev1.md §10,
+// ModeConfig: the Transaction exchange in pull mode (draft-dukes-ike-mode-cfg §3,
 // strongSwan mode_config.c), run after Main Mode and before Quick Mode:
 //   client  -> *HASH, ATTR(CFG_REQUEST, id, INTERNAL_IP4_ADDRESS (empty or the old address)
 //                          [, INTERNAL_IP4_NETMASK] [, INTERNAL_IP4_DNS])

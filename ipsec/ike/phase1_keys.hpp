@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 #pragma once
-// IKEv1 key math shared by every exchange (RFC 2409 §5, §5.4, §5.5, Appendix B; ikev1.md §3-5):
+// IKEv1 key math shared by every exchange (RFC 2409 §5, §5.4, §5.5, Appendix B):
 //   SKEYID   = prf(PSK, Ni_b | Nr_b)                               (pre-shared key auth)
 //   SKEYID_d = prf(SKEYID, g^xy | CKY-I | CKY-R | 0)
 //   SKEYID_a = prf(SKEYID, SKEYID_d | g^xy | CKY-I | CKY-R | 1)
@@ -12,7 +12,7 @@
 //            DH values and cookies and uses IDir_b.
 // plus the phase-2 helpers: per-M-ID IVs, the Quick Mode/Informational hashes and KEYMAT,
 // and the NAT-D hash (RFC 3947 §3.2). `prf` is HMAC with the negotiated hash; g^xy and the KE
-// values are modulus-length (pitfall 1). Pure functions over byte spans; keys in SecretBytes.
+// values are modulus-length (as in strongSwan). Pure functions over byte spans; keys in SecretBytes.
 #include <array>
 #include <cstdint>
 #include <initializer_list>

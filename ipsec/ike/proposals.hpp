@@ -3,11 +3,11 @@
 // Phase-1 (IKE SA) and phase-2 (ESP) proposals as values, their Transform encodings and the
 // responder's selection (RFC 2409 §5 and Appendix A, RFC 2407 §4.5, RFC 3947 §5).
 //
-// Encodings follow what strongSwan 5.9 sends (strongswan-interop.md):
+// Encodings follow what strongSwan 5.9 sends (observed on the wire):
 //   IKE : KEY_IKE, Encryption AES-CBC (7), Key-Length, Hash, Group, Auth PSK, Life-Type s,
 //         Life-Duration (TV when it fits 16 bits, else TLV).
 //   ESP : transform ID 20 (AES-GCM, 16-byte ICV) or 12 (AES-CBC); Key-Length always,
-//         Authentication Algorithm only for CBC (pitfall 8), Group Description when PFS,
+//         Authentication Algorithm only for CBC (GCM: combined mode), Group Description when PFS,
 //         Encapsulation Mode 3 (UDP tunnel) with NAT-T else 1, SA-Life-Type s, SA-Life-Duration.
 // Our initiators send one Proposal payload holding one Transform per alternative (ORed);
 // responders accept any layout, walk the offer in the initiator's order and answer with one

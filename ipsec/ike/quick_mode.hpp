@@ -1,12 +1,12 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 // QuickMode: the phase-2 exchange that creates one tunnel-mode ESP SA pair (RFC 2409 §5.5,
-// ikev1.md §5):
+// RFC 2407 §4.5):
 //   I->R  *HASH(1), SA, Ni [, KE], IDci, IDcr
 //   R->I  *HASH(2), SA, Nr [, KE], IDci, IDcr
 //   I->R  *HASH(3)
 // HASH first, SA second; the hashes cover the exact payload bytes after the HASH payload,
-// padding excluded (pitfall 6). Encapsulation mode 3 (UDP tunnel) when NAT-T is in use,
+// padding excluded (RFC 2409 §5.5). Encapsulation mode 3 (UDP tunnel) when NAT-T is in use,
 // else 1; no NAT-OA (tunnel mode, RFC 3947 §5). IDs always sent: ID_IPV4_ADDR for /32, else
 // ID_IPV4_ADDR_SUBNET. The initiator has its ChildSa after message 2, the responder after
 // message 3 (take_child()). A message that does not authenticate gives Dropped and leaves the

@@ -1,21 +1,21 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 // Session: one IKEv1 ISAKMP SA and its ESP child SAs toward one peer, as a sans-I/O core
-// (STYLE.md "Control planes"). Bytes, endpoints and the time go in through on_datagram();
+// (no I/O of its own). Bytes, endpoints and the time go in through on_datagram();
 // poll(now) runs timers and returns the next deadline; take_output() hands over the
 // datagrams to send and the events raised since the last call. No clock, socket or global.
 //
 // Flow (initiator = client):  Main Mode (6) -> [Transaction: Mode Config pull (2)]
 //                              -> Quick Mode (3) -> ChildSaInstalled
 // The responder side (gateway) is created by Responder for each new initiator.
-// Transport rules (ikev1.md §3.2-§8, strongswan-interop.md):
+// Transport rules (RFC 2409 §5-§5.7, RFC 3947, as strongSwan 5.9 applies them):
 //   * Datagram bytes are ISAKMP messages: on port 4500 the shell strips/prepends the 4-byte
 //     non-ESP marker; OutgoingDatagram::non_esp_marker says when to prepend it.
 //   * The initiator floats to nat_t_port from MM5 on when a NAT was detected; the responder
 //     answers from where the request arrived to where it came from (RFC 3947 §4).
 //   * Retransmission: the identical bytes, after timeout x base^n, `retransmits` times, then
 //     the exchange fails (strongSwan: 4 s x 1.8^n, 5 retransmits, ~165 s). A duplicate of the
-//     last request is answered with the identical last reply (pitfall 15); other repeats of
+//     last request is answered with the identical last reply (as strongSwan); other repeats of
 //     used Message IDs are dropped as replays.
 //   * IVs are committed only after a message authenticated (MessageCipher); a tampered,
 //     truncated or replayed message is dropped and counted, the SA is left as it was.

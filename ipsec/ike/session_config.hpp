@@ -19,7 +19,7 @@
 namespace mipsec::ipsec::ike {
 
 /// A pre-shared key for peers whose IKE address lies in `peer` (nullopt: any peer). Main Mode
-/// with PSK must pick the key by address, before IDii is decrypted (pitfall 14).
+/// with PSK must pick the key by address, before IDii is decrypted (RFC 2409 §5.4).
 struct PskEntry {
     std::optional<core::Ipv4Prefix> peer;
     crypto::SecretBytes key;

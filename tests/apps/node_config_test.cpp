@@ -103,3 +103,34 @@ TEST_CASE("key hex is checked for length without echoing the key") {
         CHECK(m.find("0011") == std::string::npos);
     }
 }
+
+TEST_CASE("a strongSwan-style ESP proposal with a DH group points at the pfs key") {
+    auto vpn = good();
+    vpn["transport"] = json::parse(R"({"local": "192.0.2.1", "udp_ports": [500, 4500]})");
+    vpn["pipeline"] = json::array({json::parse(R"({"type": "ipsec.vpn_client", "local": "192.0.2.1",
+        "gateway": "192.0.2.2", "psk": "correct horse battery", "esp_proposals": ["aes256gcm16"], "pfs": "modp2048"})")});
+    CHECK(error_of(vpn).empty());
+
+    vpn["pipeline"][0].erase("pfs");
+    vpn["pipeline"][0]["esp_proposals"] = {"aes128-sha256", "aes256gcm16-modp2048"};
+    auto message = error_of(vpn);
+    CAPTURE(message);
+    CHECK(message.find("/pipeline/0/esp_proposals/1: \"aes256gcm16-modp2048\" names a Diffie-Hellman group; "
+                       "the PFS group goes in the \"pfs\" key; "
+                       "expected \"esp_proposals\": [\"aes256gcm16\"], \"pfs\": \"modp2048\"") != std::string::npos);
+
+    // A group we do not implement is named as such, and the fix offers one we do.
+    vpn["pipeline"][0]["esp_proposals"] = {"aes128-sha1-modp3072"};
+    message = error_of(vpn);
+    CAPTURE(message);
+    CHECK(message.find("\"aes128-sha1-modp3072\" names a Diffie-Hellman group; the PFS group goes in the \"pfs\" key "
+                       "(modp3072 is not supported: modp1024 or modp2048); "
+                       "expected \"esp_proposals\": [\"aes128-sha1\"], \"pfs\": \"modp2048\"") != std::string::npos);
+
+    // Anything else unknown still lists what is supported, and where the group goes.
+    vpn["pipeline"][0]["esp_proposals"] = {"3des-md5"};
+    message = error_of(vpn);
+    CAPTURE(message);
+    CHECK(message.find("\"3des-md5\" is not a supported ESP proposal; expected aes128gcm16,") != std::string::npos);
+    CHECK(message.find("the PFS group goes in the \"pfs\" key") != std::string::npos);
+}

@@ -116,7 +116,7 @@ TEST_CASE("known answer for group 2 with a fixed exponent source") {
           "b0435f28e8846767f8fc8b0c3aee52e599c7c7d39f7e4cda9d767f3a0cfc042a");
 }
 
-TEST_CASE("values with leading zero bytes stay left-padded (ikev1.md pitfall 1)") {
+TEST_CASE("values with leading zero bytes stay left-padded to the modulus length") {
     // About 1 in 256 values starts with 0x00; run enough deterministic key pairs to see some.
     int leading_zero = 0;
     for (int i = 0; i < 600 && leading_zero < 3; ++i) {

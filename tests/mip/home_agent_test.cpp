@@ -132,7 +132,7 @@ TEST_CASE("HA silently discards what it cannot authenticate (RFC 5944 §3.8.2.1 
              r.fixed.identification = f.ts();
              return build(r);
          },
-         Discard::NoAuthExtension},
+         Discard::UnknownSpi},
         {"no MHAE",
          [](Fixture& f) {
              Req r;
@@ -171,6 +171,35 @@ TEST_CASE("HA silently discards what it cannot authenticate (RFC 5944 §3.8.2.1 
         CHECK_FALSE(out.reply);
         CHECK(f.ha.bindings().empty());
     }
+}
+
+TEST_CASE("HA outcome names the node for logs: home address (from the NAI too), NAI and SPI") {
+    Fixture f;
+    Req r;
+    r.fixed.identification = f.ts();
+    r.key = key_b;  // a's request with b's key: 131
+    auto out = f.ha.process(build(r), direct(), f.now);
+    CHECK(out.code == mip::reply_code::ha_mn_auth_failed);
+    CHECK(out.home_address == home_a);
+    CHECK(out.nai.empty());
+    CHECK(out.spi == 256);
+
+    r.fixed.home_address = core::Ipv4Address{};
+    r.ext.nai = "a@example.org";
+    r.spi = 300;
+    auto test_bytes = build(r);
+    out = f.ha.process(test_bytes, direct(), f.now);
+    CHECK(out.discard == Discard::UnknownSpi);
+    CHECK(out.home_address == home_a);  // resolved from the NAI
+    CHECK(std::string(out.nai.begin(), out.nai.end()) == "a@example.org");
+    CHECK(out.spi == 300);
+
+    r.ext.nai = "nobody@example.org";
+    test_bytes = build(r);
+    out = f.ha.process(test_bytes, direct(), f.now);
+    CHECK(out.discard == Discard::UnknownMobileNode);
+    CHECK(out.home_address.is_unspecified());
+    CHECK(std::string(out.nai.begin(), out.nai.end()) == "nobody@example.org");
 }
 
 TEST_CASE("HA: tampered request gets 131 and leaves the existing binding alone") {

@@ -54,6 +54,7 @@ const char* discard_name(mip::HomeAgent::Discard d) {
     case mip::HomeAgent::Discard::UnknownExtension: return "unknown_extension";
     case mip::HomeAgent::Discard::UnknownMobileNode: return "unknown_mobile_node";
     case mip::HomeAgent::Discard::NoAuthExtension: return "no_auth_extension";
+    case mip::HomeAgent::Discard::UnknownSpi: return "unknown_spi";
     case mip::HomeAgent::Discard::UnexpectedFhae: return "unexpected_fhae";
     case mip::HomeAgent::Discard::CryptoFailure: return "crypto_failure";
     }

@@ -4,6 +4,9 @@
 // keepalives, movement, return home, two independent MIP instances, and stacking in a Pipeline.
 #include <doctest/doctest.h>
 
+#include <functional>
+#include <string>
+
 #include "core/pipeline.hpp"
 #include "mip/ip_in_ip_stage.hpp"
 #include "mip/tunnel_encap.hpp"
@@ -44,7 +47,7 @@ TEST_CASE("MN and HA stages: co-located registration, then IP-in-IP both ways in
     auto& ha = w.add_ha(test::ha_stage_config(ha1, home_net, {{home1, &key1}}), {ha1});
     w.poll();
 
-    // RFC 3024 §4.1.1 / mipv4.md §3: the request leaves from the CoA, TTL 255 with T, checksum set.
+    // RFC 3024 §4.1.1, RFC 5944 §3.6.1.1: the request leaves from the CoA, TTL 255 with T, checksum set.
     REQUIRE(w.wire.size() == 2);
     auto req = view(w.wire[0]);
     CHECK(req.source() == coa1);
@@ -652,6 +655,269 @@ TEST_CASE("HA stage: a half-bound binding (RFC 3519 R flag) completes on the fir
     CHECK(icmp->body().size() == 8);
     auto now_ok = test::load(pool, test::echo_packet(cn, home1));
     CHECK(ha.encapsulate(now_ok, ctx).passed());
+}
+
+namespace {
+/// A StageContext that keeps the stage's log lines (FakeStageContext discards them).
+class LoggingStageContext final : public core::StageContext {
+public:
+    explicit LoggingStageContext(core::BufferPool& pool)
+        : pool_(pool), log_("ha", core::LogLevel::Info, [this](core::LogLevel level, std::string_view, std::string_view message) {
+              if (level == core::LogLevel::Warn) warnings.emplace_back(message);
+          }) {}
+    core::TimePoint now() const override { return now_; }
+    core::PacketBuf allocate() override { return pool_.acquire(128); }
+    void send_control(core::PacketBuf&& p) override { sent.push_back(std::move(p)); }
+    void deliver_inward(core::PacketBuf&&) override {}
+    void raise(core::ControlEvent) override {}
+    core::Logger& log() override { return log_; }
+    void advance(core::Duration d) { now_ += d; }
+
+    std::vector<core::PacketBuf> sent;
+    std::vector<std::string> warnings;
+
+private:
+    core::BufferPool& pool_;
+    core::Logger log_;
+    core::TimePoint now_ = core::TimePoint{} + 1h;
+};
+
+/// A home agent stage serving home1 (key1) and home2 (key2, NAI "b@example.org").
+struct FailureBench {
+    core::BufferPool pool{64, 2048};
+    LoggingStageContext ctx{pool};
+    test::SeededRandom random{5};
+    mip::HomeAgentStage ha;
+
+    explicit FailureBench(std::size_t log_nodes = 1024) : ha(config(log_nodes), random) {}
+    static mip::HomeAgentStage::Config config(std::size_t log_nodes) {
+        auto c = test::ha_stage_config(ha1, home_net, {{home1, &key1}, {home2, &key2}});
+        c.agent.mobile_nodes[1].nai = "b@example.org";
+        c.failure_log_nodes = log_nodes;
+        return c;
+    }
+
+    struct Request {
+        mip::RegistrationRequest fixed{mip::RegistrationRequestView::flag_d | mip::RegistrationRequestView::flag_t, 600, home1, ha1, coa1, 0};
+        mip::RequestExtensions ext;
+        std::uint32_t spi = 256;
+        const test::Bytes* key = &key1;
+        test::Bytes trailer;  // appended after the MHAE
+    };
+    Request request() const {
+        Request r;
+        r.fixed.identification = mip::ntp_time(ctx.now(), test::world_ntp_offset);
+        return r;
+    }
+    test::Bytes payload(const Request& r) const {
+        auto m = mip::build_request(r.fixed, r.ext, test::make_sa(r.spi, *r.key).auth_key());
+        REQUIRE(m);
+        test::Bytes b(m->bytes().begin(), m->bytes().end());
+        b.insert(b.end(), r.trailer.begin(), r.trailer.end());
+        return b;
+    }
+    core::Verdict send(const test::Bytes& udp_payload, core::Endpoint from = {coa1, 40000}) {
+        auto p = test::load(pool, test::udp_packet(from, {ha1, 434}, udp_payload));
+        return ha.decapsulate(p, ctx);
+    }
+    std::string status(const std::string& key) const {
+        test::FlatStatus s;
+        ha.report(s);
+        return s.values[key];
+    }
+};
+}  // namespace
+
+TEST_CASE("HA stage: each discarded or rejected request is counted by reason and logged naming the node") {
+    using F = mip::HomeAgentStage::RequestFailure;
+    struct Row {
+        const char* name;
+        std::function<test::Bytes(FailureBench&)> make;
+        F reason;
+        const char* log_text;
+    };
+    const Row rows[] = {
+        {"malformed", [](FailureBench&) { return "01 00 00 00"_hex; }, F::Malformed,
+         "registration request for ? from 192.168.1.23:40000 discarded: malformed request"},
+        {"unknown extension",
+         [](FailureBench& b) {
+             auto r = b.request();
+             r.trailer = "32 00"_hex;
+             return b.payload(r);
+         },
+         F::UnknownExtension, "for 10.1.0.77 from 192.168.1.23:40000 discarded: unknown non-skippable extension"},
+        {"unknown home address",
+         [](FailureBench& b) {
+             auto r = b.request();
+             r.fixed.home_address = ip("10.1.0.99");
+             return b.payload(r);
+         },
+         F::UnknownHomeAddress, "for 10.1.0.99 from 192.168.1.23:40000 discarded: no mobile node configured with this home address or NAI"},
+        {"unknown NAI",
+         [](FailureBench& b) {
+             auto r = b.request();
+             r.fixed.home_address = core::Ipv4Address{};
+             r.ext.nai = "who@example.org";
+             return b.payload(r);
+         },
+         F::UnknownHomeAddress, "for ? (NAI who@example.org) from 192.168.1.23:40000 discarded: no mobile node configured"},
+        {"no MHAE",
+         [](FailureBench& b) {
+             auto p = b.payload(b.request());
+             p.resize(mip::RegistrationRequestView::header_len);
+             return p;
+         },
+         F::NoAuthExtension, "for 10.1.0.77 from 192.168.1.23:40000 discarded: no mobile-home authentication extension"},
+        {"unknown SPI",
+         [](FailureBench& b) {
+             auto r = b.request();
+             r.spi = 999;
+             return b.payload(r);
+         },
+         F::UnknownSpi, "for 10.1.0.77 from 192.168.1.23:40000 discarded: SPI is not the one configured for this mobile node (got 999)"},
+        {"FHAE without an FA key",
+         [](FailureBench& b) {
+             auto r = b.request();
+             r.trailer = "22 14 00 00 01 00 00000000000000000000000000000000"_hex;
+             return b.payload(r);
+         },
+         F::UnexpectedFhae, "for 10.1.0.77 from 192.168.1.23:40000 discarded: foreign-home authentication extension"},
+        {"bad authenticator",
+         [](FailureBench& b) {
+             auto r = b.request();
+             r.key = &key2;
+             return b.payload(r);
+         },
+         F::BadAuthenticator, "for 10.1.0.77 from 192.168.1.23:40000 rejected with code 131: authenticator does not verify (wrong key?)"},
+        {"bad authenticator, node named by its NAI",
+         [](FailureBench& b) {
+             auto r = b.request();
+             r.fixed.home_address = core::Ipv4Address{};
+             r.ext.nai = "b@example.org";
+             return b.payload(r);  // key1, but b's key is key2
+         },
+         F::BadAuthenticator, "for 10.1.0.78 (NAI b@example.org) from 192.168.1.23:40000 rejected with code 131"},
+        {"identification mismatch",
+         [](FailureBench& b) {
+             auto r = b.request();
+             r.fixed.identification = mip::ntp_time(b.ctx.now() - 1h, test::world_ntp_offset);
+             return b.payload(r);
+         },
+         F::IdentificationMismatch, "for 10.1.0.77 from 192.168.1.23:40000 rejected with code 133: identification too far from our clock"},
+        {"another home agent",
+         [](FailureBench& b) {
+             auto r = b.request();
+             r.fixed.home_agent = ip("10.1.0.2");
+             return b.payload(r);
+         },
+         F::UnknownHomeAgent, "rejected with code 136: sent to a broadcast address or to another home agent"},
+        {"reserved flag",
+         [](FailureBench& b) {
+             auto r = b.request();
+             r.fixed.flags |= mip::RegistrationRequestView::flag_x;
+             return b.payload(r);
+         },
+         F::PoorlyFormed, "rejected with code 134: poorly formed request"},
+    };
+    for (const auto& row : rows) {
+        CAPTURE(row.name);
+        FailureBench b;
+        const auto v = b.send(row.make(b));
+        CHECK(v.action == core::Action::Consumed);
+        const bool discarded = mip::HomeAgentStage::is_discard(row.reason);
+        CHECK(b.ctx.sent.size() == (discarded ? 0u : 1u));
+        CHECK(b.ha.failures(row.reason) == 1);
+        CHECK(b.ha.counters().requests_discarded == (discarded ? 1u : 0u));
+        CHECK(b.ha.counters().requests_rejected == (discarded ? 0u : 1u));
+        const std::string key = std::string(discarded ? "counters.discarded." : "counters.rejected.") +
+                                std::string(mip::HomeAgentStage::status_key(row.reason));
+        test::FlatStatus status;
+        b.ha.report(status);
+        CHECK(status.values[key] == "1");
+        CHECK(status.count("counters.discarded.") + status.count("counters.rejected.") == 1);  // only this reason
+        REQUIRE(b.ctx.warnings.size() == 1);
+        CAPTURE(b.ctx.warnings[0]);
+        CHECK(b.ctx.warnings[0].find(row.log_text) != std::string::npos);
+    }
+
+    // A bad UDP checksum (check 1) is dropped before the core, counted and logged the same way.
+    FailureBench b;
+    auto p = test::load(b.pool, test::udp_packet({coa1, 40000}, {ha1, 434}, b.payload(b.request())));
+    p.data()[p.size() - 1] ^= 0x01;
+    CHECK(b.ha.decapsulate(p, b.ctx).reason == DropReason::Malformed);
+    CHECK(b.ha.failures(mip::HomeAgentStage::RequestFailure::BadUdpChecksum) == 1);
+    CHECK(b.status("counters.discarded.bad_udp_checksum") == "1");
+    CHECK(b.status("counters.requests_discarded") == "1");
+    REQUIRE(b.ctx.warnings.size() == 1);
+    CHECK(b.ctx.warnings[0].find("for 10.1.0.77 from 192.168.1.23:40000 discarded: UDP checksum does not verify") != std::string::npos);
+
+    // An accepted request adds to no failure counter and logs no warning.
+    FailureBench ok;
+    CHECK(ok.send(ok.payload(ok.request())).action == core::Action::Consumed);
+    CHECK(ok.ha.agent().binding(home1));
+    CHECK(ok.ha.counters().requests_discarded + ok.ha.counters().requests_rejected == 0);
+    CHECK(ok.ctx.warnings.empty());
+    test::FlatStatus quiet;
+    ok.ha.report(quiet);
+    CHECK(quiet.count("counters.rejected.") == 0);
+    CHECK(quiet.count("counters.discarded.") == 0);
+    CHECK(quiet.values["counters.requests_rejected"] == "0");
+}
+
+TEST_CASE("HA stage: failures are logged once per mobile node per interval, with bounded memory") {
+    FailureBench b;
+    auto bad_auth = b.request();
+    bad_auth.key = &key2;
+    // A node retrying with the wrong key: every try counted, one line.
+    for (int i = 0; i < 5; ++i) {
+        bad_auth.fixed.identification = mip::ntp_time(b.ctx.now(), test::world_ntp_offset) + static_cast<std::uint64_t>(i);
+        (void)b.send(b.payload(bad_auth));
+    }
+    CHECK(b.ha.failures(mip::HomeAgentStage::RequestFailure::BadAuthenticator) == 5);
+    CHECK(b.ctx.warnings.size() == 1);
+    // Another node's failure meanwhile has its own line.
+    auto other = b.request();
+    other.fixed.home_address = home2;
+    other.key = &key1;
+    (void)b.send(b.payload(other), {coa2, 40000});
+    REQUIRE(b.ctx.warnings.size() == 2);
+    CHECK(b.ctx.warnings[1].find("for 10.1.0.78 (NAI") == std::string::npos);  // it sent no NAI
+    CHECK(b.ctx.warnings[1].find("for 10.1.0.78 from 192.168.2.50:40000") != std::string::npos);
+    // Within the interval the first node stays quiet; after it, one line says what was held back.
+    b.ctx.advance(30s);
+    bad_auth.fixed.identification = mip::ntp_time(b.ctx.now(), test::world_ntp_offset);
+    (void)b.send(b.payload(bad_auth));
+    CHECK(b.ctx.warnings.size() == 2);
+    b.ctx.advance(31s);
+    bad_auth.fixed.identification = mip::ntp_time(b.ctx.now(), test::world_ntp_offset);
+    (void)b.send(b.payload(bad_auth));
+    REQUIRE(b.ctx.warnings.size() == 3);
+    CHECK(b.ctx.warnings[2].find("for 10.1.0.77 ") != std::string::npos);
+    CHECK(b.ctx.warnings[2].find("(5 more from this node not logged)") != std::string::npos);
+    CHECK(b.ha.failures(mip::HomeAgentStage::RequestFailure::BadAuthenticator) == 8);  // 7 from home1, 1 from home2
+
+    // Memory is bounded: with room for two nodes, a flood of home addresses keeps two, and a
+    // node pushed out is logged again (a line more rather than a table that grows).
+    FailureBench small(2);
+    auto unknown = [&](const char* home) {
+        auto r = small.request();
+        r.fixed.home_address = ip(home);
+        (void)small.send(small.payload(r));
+    };
+    unknown("10.1.0.100");
+    unknown("10.1.0.101");
+    unknown("10.1.0.100");
+    CHECK(small.ctx.warnings.size() == 2);
+    unknown("10.1.0.102");  // pushes 10.1.0.100 out
+    unknown("10.1.0.100");
+    CHECK(small.ctx.warnings.size() == 4);
+    for (int i = 0; i < 200; ++i) {
+        auto r = small.request();
+        r.fixed.home_address = core::Ipv4Address{ip("10.1.1.0").value + static_cast<std::uint32_t>(i)};
+        (void)small.send(small.payload(r));
+    }
+    CHECK(small.ha.failure_log_nodes() == 2);
+    CHECK(small.ha.failures(mip::HomeAgentStage::RequestFailure::UnknownHomeAddress) == 205);
 }
 
 namespace {

@@ -7,7 +7,7 @@
 
 namespace mipsec::test {
 nlohmann::json load_vectors(std::string_view file_name) {
-    std::string path = std::string(MIPSEC_SPEC_DIR) + "/vectors/" + std::string(file_name);
+    std::string path = std::string(MIPSEC_VECTORS_DIR) + "/" + std::string(file_name);
     std::ifstream in(path);
     if (!in) throw std::runtime_error("test vectors not found: " + path);
     return nlohmann::json::parse(in);

@@ -18,7 +18,7 @@ test::Bytes bytes(const std::array<std::uint8_t, N>& a) {
     return test::Bytes(a.begin(), a.end());
 }
 
-// Main Mode message 1 as strongSwan 5.9 sends it (strongswan-interop.md): SA with the
+// Main Mode message 1 as strongSwan 5.9 sends it (captured on the wire): SA with the
 // AES-128/SHA1/MODP-2048/PSK/15840 s transform, then the XAUTH, DPD, FRAGMENTATION,
 // RFC 3947 and draft-02\n Vendor IDs.
 test::Bytes mm1_bytes() {
@@ -188,7 +188,7 @@ TEST_CASE("a decrypted body parses with its padding ignored (RFC 2409 Appendix B
         CHECK(m->payloads[0].get<IdPayload>()->as_name() == "cli.lab.example");
         CHECK(m->payloads[2].get<NotifyPayload>()->notify_type == notify_type::initial_contact);
         CHECK(m->payloads[2].get<NotifyPayload>()->spi == cookies);
-        // IDii_b: ID body without the generic header (ikev1.md pitfall 3).
+        // IDii_b: ID body without the generic header (RFC 2409 §5).
         CHECK(test::to_hex(m->wire_body(0)) == test::to_hex(std::span(id).subspan(4)));
         CHECK(m->wire.size() == 28 + 75);  // padding excluded
         CHECK(test::to_hex(m->wire_from(1)) == test::to_hex(std::span(plain).subspan(23)));
@@ -303,7 +303,7 @@ TEST_CASE("protected informationals: DPD R-U-THERE and Delete round-trip") {
         REQUIRE(back);
         CHECK(back->payloads == m->payloads);
         CHECK(back->header.cookies() == m->header.cookies());
-        CHECK(back->payloads.front().type() == payload_type::hash);  // HASH first (ikev1.md pitfall 13)
+        CHECK(back->payloads.front().type() == payload_type::hash);  // HASH first (RFC 2409 §5.7)
         CHECK(back->wire_from(1).size() == back->payloads[1].wire.len);
     }
 }

@@ -88,7 +88,7 @@ TEST_CASE("Phase1Keys: HASH_I and HASH_R use SAi_b and the ID bodies (RFC 2409 �
     REQUIRE(hr);
     CHECK(to_hex(*hi) == ex.p1["hash_i"]);
     CHECK(to_hex(*hr) == ex.p1["hash_r"]);
-    // Swapping the roles must not give the same value (pitfall: wrong order of g^x / cookies).
+    // Swapping the roles must not give the same value (a classic bug: wrong order of g^x / cookies).
     auto wrong = k.auth_hash(false, ex.gxi, ex.gxr, ex.ci, ex.cr, sai_b, from_hex(ex.in["idii_b"].get<std::string>()));
     CHECK(to_hex(*wrong) != ex.p1["hash_i"]);
 }
@@ -105,7 +105,7 @@ TEST_CASE("NAT-D hashes use the plain hash of CKY-I | CKY-R | IP | port (RFC 394
           ex.p1["natd_hash_of_initiator_500"]);
 }
 
-TEST_CASE("Quick Mode: first IV, HASH(3) and KEYMAT per direction (RFC 2409 §5.5, pitfall 16)") {
+TEST_CASE("Quick Mode: first IV, HASH(3) and KEYMAT per direction (RFC 2409 §5.5)") {
     Example ex;
     Phase1Keys k = ex.derive(16);
     std::uint32_t mid = 0x1a2b3c4d;
@@ -137,7 +137,7 @@ TEST_CASE("Quick Mode: first IV, HASH(3) and KEYMAT per direction (RFC 2409 §5.
     }
 }
 
-TEST_CASE("MessageCipher: encrypt/decrypt round trip, IV chaining and deferred commit (ikev1.md §3.2, §4)") {
+TEST_CASE("MessageCipher: encrypt/decrypt round trip, IV chaining and deferred commit (RFC 2409 Appendix B)") {
     Example ex;
     Phase1Keys k = ex.derive(16);
     auto a = MessageCipher::create(crypto::CipherAlgorithm::AesCbc128, k.cipher_key.span(), crypto::HashAlgorithm::Sha1, k.iv);

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// Proposal encodings against strongSwan's bytes (strongswan-interop.md), selection rules and
+// Proposal encodings against strongSwan 5.9's bytes (captured on the wire), selection rules and
 // traffic-selector IDs.
 #include <doctest/doctest.h>
 
@@ -31,7 +31,7 @@ TEST_CASE("IKE transform: strongSwan's attribute order and values") {
     // strongSwan 5.9 MM1: AES-CBC, Key-Length 128, SHA1, MODP-2048, PSK, seconds, 15840.
     IkeProposal p;
     CHECK(body(p.to_transform(1)) == "01 01 0000 8001 0007 800e 0080 8002 0002 8004 000e 8003 0001 800b 0001 800c 3de0"_hex);
-    // 86400 s does not fit TV: a 4-byte TLV (pitfall 9).
+    // 86400 s does not fit TV: a 4-byte TLV (RFC 2408 §3.3).
     IkeProposal day{256, IkeHash::Sha256, crypto::ModpGroup::Modp1024, seconds(86400)};
     CHECK(body(day.to_transform(2)) ==
           "02 01 0000 8001 0007 800e 0100 8002 0004 8004 0002 8003 0001 800b 0001 000c 0004 00015180"_hex);
@@ -78,7 +78,7 @@ TEST_CASE("ESP transforms: GCM without auth attribute, CBC with it, encapsulatio
     CHECK(o->pfs_group == crypto::ModpGroup::Modp2048);
     CHECK(o->encapsulation == encapsulation_mode::udp_tunnel);
 
-    // GCM with an authentication attribute is malformed for strongSwan (pitfall 8).
+    // GCM with an authentication attribute is malformed for strongSwan (combined mode, RFC 4106 §8.3).
     auto bad = gcm.to_transform(1, std::nullopt, true);
     bad.attributes.add(DataAttribute::basic(phase2_attr::auth_algorithm, auth_algorithm::hmac_sha1));
     CHECK_FALSE(EspOffer::from_transform(bad));

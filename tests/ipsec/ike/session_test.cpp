@@ -278,7 +278,7 @@ TEST_CASE("tampered, truncated and replayed messages are dropped and counted; th
     CHECK(net.gw_all<ChildSaInstalled>().size() == 1);
 
     // Replay of the Mode Config request: answered? No: the exchange finished with a reply, so
-    // the identical request gets the identical reply (pitfall 15), nothing new is leased.
+    // the identical request gets the identical reply (as strongSwan does), nothing new is leased.
     auto cfg_req = net.to_gw[3].payload;
     std::size_t sent_before = net.to_client.size();
     net.gw->on_datagram(cfg_req, to, from, net.now);
@@ -462,7 +462,7 @@ TEST_CASE("DPD: R-U-THERE after the idle delay, ACK echoes the sequence; silence
     REQUIRE(net.to_gw.size() == sent + 1);
     CHECK(net.client->counters().dpd_sent == 1);
     CHECK(net.client->counters().dpd_acked == 1);
-    // The R-U-THERE is a protected informational with HASH first (pitfall 13).
+    // The R-U-THERE is a protected informational with HASH first (RFC 2409 §5.7, as strongSwan sends it).
     auto m = parse(net.to_gw.back().payload);
     REQUIRE(m);
     CHECK(m->header.exchange_type == exchange_type::informational);
