@@ -761,6 +761,14 @@ TEST_CASE("HA stage: each discarded or rejected request is counted by reason and
              return b.payload(r);
          },
          F::UnknownHomeAddress, "for ? (NAI who@example.org) from 192.168.1.23:40000 discarded: no mobile node configured"},
+        {"NAI that would forge a log line",
+         [](FailureBench& b) {
+             auto r = b.request();
+             r.fixed.home_address = core::Ipv4Address{};
+             r.ext.nai = "x\nha: binding 10.1.0.77";
+             return b.payload(r);
+         },
+         F::UnknownHomeAddress, "for ? (NAI <not printable>) from 192.168.1.23:40000 discarded"},
         {"no MHAE",
          [](FailureBench& b) {
              auto p = b.payload(b.request());
