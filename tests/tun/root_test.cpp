@@ -414,8 +414,9 @@ TEST_CASE("LinuxDevice counts a packet too big for the buffer and a packet the k
     junk.push_back(small.acquire(headroom));
     REQUIRE(junk[0].put(3));
     junk[0].bytes()[0] = 0x00;
-    CHECK(dev->write(junk) == 1);  // dealt with: dropped and counted, not retried
+    CHECK(dev->write(junk) == 0);  // dropped and counted, not retried
     CHECK(dev->counters().tx_errors == 1);
+    CHECK(dev->counters().tx_failures[tun::WriteFailure::Other] == 1);
     CHECK(dev->counters().tx_packets == 0);
     CHECK(dev->last_error() == std::errc::invalid_argument);
 }
