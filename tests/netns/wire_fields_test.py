@@ -107,6 +107,8 @@ def case(checks, args, udp):
                      json.dumps(sock))
         checks.check(f"{label}: a's status shows the path MTU to b", {"destination": "192.0.2.2", "mtu": LINK_MTU} in st["transport"].get("path_mtu", []),
                      json.dumps(st["transport"]))
+        log = open(f"{lab.dir}/mipsec-a.log").read()
+        checks.check(f"{label}: a logs the path MTU it learned (raised as PathMtuChanged)", f"path MTU to 192.0.2.2 is {LINK_MTU}" in log, log[-500:])
         text = a.run([args.mipsec, "status", "--socket", f"{lab.dir}/a.sock"], check=False).stdout
         checks.check(f"{label}: status text shows the reason and the path MTU",
                      "message_too_long=" in text and f"path MTU: 192.0.2.2 {LINK_MTU}" in text, text)
