@@ -11,8 +11,9 @@
 // always see a whole packet. Batch-shaped: recvmmsg/sendmmsg. Not thread-safe.
 //
 // Nothing is lost uncounted: a packet no socket can carry is counted in unroutable(), a send
-// the kernel refuses in its socket's tx_errors and tx_failures (by reason). A packet with DF
-// refused as too big (EMSGSIZE) teaches the path MTU to its destination (path_mtus()); a
+// the kernel refuses in its socket's tx_errors and tx_failures (by reason). A packet refused
+// as too big (EMSGSIZE: with DF over the path MTU on a UDP socket; over the interface MTU on a
+// raw one, which never fragments) teaches the path MTU to its destination (path_mtus()); a
 // change is queued for the shell to raise as PathMtuChanged (take_path_mtu_changes()).
 //
 // A host whose address changes (a mobile node) binds to 0.0.0.0: UDP datagrams then leave

@@ -33,6 +33,7 @@
 #include "core/icmp.hpp"
 #include "core/ipv4.hpp"
 #include "core/udp.hpp"
+#include "tests/support/private_netns.hpp"
 #include "tun/errc.hpp"
 #include "tun/linux_device.hpp"
 #include "tun/netlink.hpp"
@@ -40,6 +41,7 @@
 
 using namespace mipsec;
 using namespace std::chrono_literals;
+using mipsec::test::enter_private_netns;
 
 namespace {
 
@@ -47,15 +49,6 @@ const core::Ipv4Prefix tun_prefix = *core::Ipv4Prefix::parse("10.200.0.1/24");
 const core::Ipv4Address tun_address = tun_prefix.address;
 const core::Ipv4Prefix routed = *core::Ipv4Prefix::parse("10.201.0.0/16");
 const core::Ipv4Address routed_host = *core::Ipv4Address::parse("10.201.0.5");
-
-void enter_private_netns() {
-    if (::geteuid() != 0) {
-        std::puts("SKIPPED: needs root");
-        std::fflush(stdout);
-        std::_Exit(77);
-    }
-    REQUIRE_MESSAGE(::unshare(CLONE_NEWNET) == 0, "unshare(CLONE_NEWNET): ", std::strerror(errno));
-}
 
 class Fd {
 public:
