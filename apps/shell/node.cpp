@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include "apps/shell/node.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <set>
@@ -430,9 +431,30 @@ private:
         }
     }
 
+    // The inner MTU follows a smaller outer path, as the kernel's own tunnels do: the kernel
+    // then tells inner senders (ICMP fragmentation needed, RFC 1191) instead of our dropping
+    // their DF packets at the socket one by one. It never grows back by itself.
+    void follow_path_mtu(std::size_t path_mtu) {
+        if (config_.inner_is_link) return;
+        const std::size_t overhead = pipeline_->headroom() + pipeline_->tailroom();
+        const std::size_t inner = std::max<std::size_t>(576, path_mtu > overhead ? path_mtu - overhead : 0);
+        if (inner >= mtu_) return;
+        if (config_.tun.mtu) {
+            log_.warn("path MTU ", path_mtu, " leaves ", inner, " bytes for inner packets, but tun.mtu fixes ", mtu_, ": bigger DF packets are dropped");
+            return;
+        }
+        auto nl = tun::Netlink::open();
+        auto r = nl ? nl->set_mtu(device_->ifindex(), static_cast<std::uint32_t>(inner)) : core::Result<void>(nl.error());
+        if (!r) {
+            log_.error("cannot lower the MTU of ", config_.tun.name, " to ", inner, ": ", r.error().message());
+            return;
+        }
+        log_.info("MTU of ", config_.tun.name, " lowered from ", mtu_, " to ", inner, " to fit path MTU ", path_mtu);
+        mtu_ = inner;
+    }
+
     void on_event(const core::RaisedEvent& e) override {
-        const auto* mtu = std::get_if<core::PathMtuChanged>(&e.event);
-        if (mtu && e.origin != core::RaisedEvent::external) log_.info("path MTU now ", mtu->mtu);
+        if (const auto* mtu = std::get_if<core::PathMtuChanged>(&e.event)) follow_path_mtu(mtu->mtu);
         if (const auto* inner = std::get_if<core::InnerAddressAssigned>(&e.event)) assign_inner_address(inner->prefix);
         if (const auto* reg = std::get_if<core::RegistrationChanged>(&e.event)) follow_registration(e, *reg);
     }

@@ -4,8 +4,9 @@ the raw ESP path and on the UDP-encapsulated one (RFC 3948), where the kernel wr
 header. DSCP and ECN are copied outward (RFC 4301 §5.1.2.1, RFC 6040 §4.1) and so is DF;
 ESP-in-UDP leaves with a zero UDP checksum (RFC 3948 §2.1); a CE mark the network puts on the
 outer header reaches the inner packet (RFC 6040 §4.2), so inbound TOS is read, not made up; a
-DF packet too big for the link is refused, counted as message_too_long, and the path MTU it
-taught shows in `mipsec status`."""
+DF packet too big for the link is refused, counted as message_too_long, the path MTU it
+taught shows in `mipsec status` and the TUN MTU shrinks to fit it, so the kernel tells inner
+senders the MTU from then on."""
 import argparse
 import json
 import os
@@ -87,15 +88,25 @@ def case(checks, args, udp):
         b.spawn([args.mipsec, "run", cfg_b], log_name="mipsec-b")
         lab.wait_for(lambda: status(a, args.mipsec, f"{lab.dir}/a.sock") and status(b, args.mipsec, f"{lab.dir}/b.sock"),
                      what="both nodes")
+        overhead = 1500 - status(a, args.mipsec, f"{lab.dir}/a.sock")["tun"]["mtu"]
         wire, wire_pcap = capture(lab, b, b_if, "wire")
         inner, inner_pcap = capture(lab, b, "esp0", "inner")
 
         for size, tos, pmtu, _, _ in FLOWS:
             ok, out = ping(a, size, tos, pmtu)
             checks.check(f"{label}: ping -s {size} -Q {hex(tos)} -M {pmtu} a -> b", ok, out)
+        time.sleep(0.5)  # let dumpcap write the last packets before it stops
+        lab.stop(wire)
+        lab.stop(inner)
         # Bigger than the link with DF: refused by the kernel, counted, and the path MTU learned.
         ok, _ = ping(a, BIG, 0, "do", count=2)
         checks.check(f"{label}: a DF packet too big for the link does not get through", not ok)
+        tun_mtu = status(a, args.mipsec, f"{lab.dir}/a.sock")["tun"]["mtu"]
+        checks.check(f"{label}: a lowers its TUN MTU to the path MTU minus the stages' overhead", tun_mtu == LINK_MTU - overhead,
+                     f"{tun_mtu}, want {LINK_MTU - overhead}")
+        r = a.run(["ping", "-c", "1", "-W", "1", "-s", str(BIG), "-M", "do", "-I", "10.20.1.1", "10.20.2.1"], check=False)
+        checks.check(f"{label}: the next big DF packet is refused by a's kernel at the TUN, which tells the sender the MTU",
+                     f"mtu={LINK_MTU - overhead}" in r.stdout + r.stderr, (r.stdout + r.stderr)[-300:])
         if udp:
             # Without DF the kernel fragments the outer UDP datagram, as a router would.
             ok, out = ping(a, BIG, 0, "dont", count=2)
@@ -103,7 +114,7 @@ def case(checks, args, udp):
         st = status(a, args.mipsec, f"{lab.dir}/a.sock")
         sock = st["transport"]["sockets"][0]
         too_long = sock.get("tx_failures", {}).get("message_too_long", 0)
-        checks.check(f"{label}: a counts the refused sends as message_too_long", too_long >= 2 and sock["tx_errors"] == too_long,
+        checks.check(f"{label}: a counts the refused sends as message_too_long", too_long >= 1 and sock["tx_errors"] == too_long,
                      json.dumps(sock))
         checks.check(f"{label}: a's status shows the path MTU to b", {"destination": "192.0.2.2", "mtu": LINK_MTU} in st["transport"].get("path_mtu", []),
                      json.dumps(st["transport"]))
@@ -112,8 +123,6 @@ def case(checks, args, udp):
         text = a.run([args.mipsec, "status", "--socket", f"{lab.dir}/a.sock"], check=False).stdout
         checks.check(f"{label}: status text shows the reason and the path MTU",
                      "message_too_long=" in text and f"path MTU: 192.0.2.2 {LINK_MTU}" in text, text)
-        lab.stop(wire)
-        lab.stop(inner)
 
         # Outer packets a -> b, grouped by length: one group per ping flow, and each packet of a
         # group carries the inner packet's TOS and DF.
@@ -134,7 +143,7 @@ def case(checks, args, udp):
         # The CE mark added on the wire reaches the inner echo requests on b's TUN.
         ecn = fields(inner_pcap, f"icmp.type == 8 && ip.len == {CE_FLOW_SIZE + 28}", ["ip.dsfield.ecn"])
         checks.check(f"{label}: the outer CE mark reaches the inner packets (RFC 6040 §4.2)",
-                     len(ecn) >= 3 and all(int(e[0], 0) == 3 for e in ecn), str(ecn))
+                     len(ecn) >= 2 and all(int(e[0], 0) == 3 for e in ecn), str(ecn))
         if checks.failed:
             lab.dump_logs()
 
