@@ -10,13 +10,16 @@
 //    hold packets; 0 means the device would block (wait for readiness on fd()). Buffers past
 //    the returned count keep their length, though their bytes may have been overwritten by a
 //    packet that was dropped (too big for the buffer).
-//  - write(bufs): returns how many leading buffers were dealt with: written, or dropped on an
-//    error that retrying cannot fix (counted in tx_errors). The rest were not tried because the
-//    device would block; offer them again when fd() is writable.
-//  - No exceptions on the packet path: errors other than "would block" bump a counter and are
-//    kept in last_error(); a read error ends the batch early. A device whose reads fail
-//    persistently (the interface was deleted) shows it in last_error().
+//  - write(bufs): tries every buffer and returns how many were written. A buffer that could not
+//    be written is dropped and counted in tx_errors and, by reason, in tx_failures: that
+//    includes "would block" (a full queue is no_buffer_space), because the shell has nowhere
+//    to keep packets and a router drops what it cannot queue. Nothing is lost uncounted.
+//  - No exceptions on the packet path: read errors other than "would block" bump a counter
+//    and are kept in last_error(); a read error ends the batch early. A device whose reads
+//    fail persistently (the interface was deleted) shows it in last_error().
 // Not thread-safe; one reader/writer thread per device.
+#include <array>
+#include <cerrno>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -27,13 +30,58 @@
 
 namespace mipsec::tun {
 
+/// Why a packet handed to a device or a socket did not leave: the errno classes a user can act
+/// on (a full queue, a path MTU below the packet, a missing route, a firewall rule).
+enum class WriteFailure : std::uint8_t { NoBufferSpace, MessageTooLong, NetworkUnreachable, NotPermitted, Other };
+inline constexpr std::size_t write_failure_count = 5;
+
+constexpr WriteFailure classify_write_error(int err) noexcept {
+    switch (err) {
+        case ENOBUFS:
+        case ENOMEM:
+        case EAGAIN:  // the socket's or device's queue is full (EWOULDBLOCK is the same value)
+            return WriteFailure::NoBufferSpace;
+        case EMSGSIZE: return WriteFailure::MessageTooLong;
+        case ENETUNREACH:
+        case EHOSTUNREACH:
+        case ENETDOWN:
+        case EHOSTDOWN:
+        case EADDRNOTAVAIL:  // the source address went away (a mobile node moved)
+            return WriteFailure::NetworkUnreachable;
+        case EPERM:
+        case EACCES:  // a netfilter rule or a missing SO_BROADCAST refused it
+            return WriteFailure::NotPermitted;
+        default: return WriteFailure::Other;
+    }
+}
+
+/// The name `mipsec status` shows.
+constexpr std::string_view to_string(WriteFailure f) noexcept {
+    switch (f) {
+        case WriteFailure::NoBufferSpace: return "no_buffer_space";
+        case WriteFailure::MessageTooLong: return "message_too_long";
+        case WriteFailure::NetworkUnreachable: return "network_unreachable";
+        case WriteFailure::NotPermitted: return "not_permitted";
+        case WriteFailure::Other: return "other";
+    }
+    return "other";
+}
+
+/// Failed writes by reason; their sum is the tx_errors beside them.
+struct WriteFailures {
+    std::array<std::uint64_t, write_failure_count> by_reason{};
+    void add(WriteFailure f) noexcept { ++by_reason[static_cast<std::size_t>(f)]; }
+    std::uint64_t operator[](WriteFailure f) const noexcept { return by_reason[static_cast<std::size_t>(f)]; }
+};
+
 struct DeviceCounters {
     std::uint64_t rx_packets = 0;
     std::uint64_t rx_bytes = 0;
     std::uint64_t rx_errors = 0;  // failed reads, packets larger than the buffer
     std::uint64_t tx_packets = 0;
     std::uint64_t tx_bytes = 0;
-    std::uint64_t tx_errors = 0;  // failed or short writes
+    std::uint64_t tx_errors = 0;  // packets not written (failed, short or would block)
+    WriteFailures tx_failures;    // the same packets by reason
 };
 
 class Device {
@@ -56,6 +104,12 @@ public:
 
 protected:
     Device() = default;
+    /// One packet not written because of errno `err`.
+    void count_write_failure(int err) noexcept {
+        ++counters_.tx_errors;
+        counters_.tx_failures.add(classify_write_error(err));
+        last_error_ = std::error_code(err, std::system_category());
+    }
     DeviceCounters counters_;
     std::error_code last_error_;
 };

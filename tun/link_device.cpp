@@ -114,27 +114,30 @@ std::size_t LinkDevice::read(std::span<core::PacketBuf> bufs) {
 }
 
 std::size_t LinkDevice::write(std::span<core::PacketBuf> bufs) {
-    std::size_t n = 0;
-    for (; n < bufs.size(); ++n) {
+    std::size_t written = 0;
+    for (std::size_t n = 0; n < bufs.size(); ++n) {
         auto ip = core::Ipv4View::check(bufs[n].bytes());
         if (!ip) {
-            ++counters_.tx_errors;
+            count_write_failure(EINVAL);
             continue;
         }
         sockaddr_in to{};
         to.sin_family = AF_INET;
         to.sin_addr.s_addr = htonl(ip->destination().value);
-        ssize_t sent = ::sendto(tx_, bufs[n].data(), ip->total_length(), 0, reinterpret_cast<sockaddr*>(&to), sizeof to);
+        ssize_t sent;
+        do {
+            sent = ::sendto(tx_, bufs[n].data(), ip->total_length(), 0, reinterpret_cast<sockaddr*>(&to), sizeof to);
+        } while (sent < 0 && errno == EINTR);
         if (sent < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK) break;
-            ++counters_.tx_errors;
-            last_error_ = last_errno();
+            // A full socket buffer (EAGAIN) loses the packet as surely as an unreachable host.
+            count_write_failure(errno);
             continue;
         }
         ++counters_.tx_packets;
         counters_.tx_bytes += static_cast<std::size_t>(sent);
+        ++written;
     }
-    return n;
+    return written;
 }
 
 }  // namespace mipsec::tun

@@ -134,27 +134,25 @@ std::size_t LinuxDevice::read(std::span<core::PacketBuf> bufs) {
 }
 
 std::size_t LinuxDevice::write(std::span<core::PacketBuf> bufs) {
-    std::size_t n = 0;
-    while (n < bufs.size()) {
+    std::size_t written = 0;
+    for (std::size_t n = 0; n < bufs.size();) {
         const core::PacketBuf& buf = bufs[n];
         ssize_t put = ::write(fd_, buf.data(), buf.size());
         if (put < 0) {
             if (errno == EINTR) continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK) break;
-            // EINVAL (not an IP packet), EIO (interface down) and the like do not get better
-            // by retrying this packet: count it and move on.
-            ++counters_.tx_errors;
-            last_error_ = std::error_code(errno, std::system_category());
+            // EAGAIN (the device queue is full), EINVAL (not an IP packet), EIO (interface
+            // down) and the like: this packet is lost, counted with its reason.
+            count_write_failure(errno);
         } else if (static_cast<std::size_t>(put) != buf.size()) {
-            ++counters_.tx_errors;
-            last_error_ = std::make_error_code(std::errc::message_size);
+            count_write_failure(EMSGSIZE);
         } else {
             ++counters_.tx_packets;
             counters_.tx_bytes += buf.size();
+            ++written;
         }
         ++n;
     }
-    return n;
+    return written;
 }
 
 }  // namespace mipsec::tun

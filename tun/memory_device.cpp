@@ -61,18 +61,20 @@ std::size_t MemoryDevice::read(std::span<core::PacketBuf> bufs) {
 }
 
 std::size_t MemoryDevice::write(std::span<core::PacketBuf> bufs) {
-    std::size_t n = 0;
-    for (; n < bufs.size(); ++n) {
-        if (write_limit_) {
-            if (*write_limit_ == 0) break;
-            --*write_limit_;
+    std::size_t written = 0;
+    for (auto& buf : bufs) {
+        if (failing_writes_ != 0) {
+            --failing_writes_;
+            count_write_failure(failure_errno_);
+            continue;
         }
-        std::span<const std::uint8_t> bytes = std::as_const(bufs[n]).bytes();
+        std::span<const std::uint8_t> bytes = std::as_const(buf).bytes();
         written_.emplace_back(bytes.begin(), bytes.end());
         ++counters_.tx_packets;
         counters_.tx_bytes += bytes.size();
+        ++written;
     }
-    return n;
+    return written;
 }
 
 }  // namespace mipsec::tun

@@ -3,13 +3,13 @@
 // MemoryDevice: a tun::Device in memory for tests and simulations. Packets inject()ed are
 // handed out by read() in order; packets given to write() are collected in written().
 // fd() is a non-blocking eventfd that is readable exactly while injected packets wait, so the
-// shell's readiness loop runs unchanged over it (it is always writable; writes never block
-// unless a write limit is set). Copies packets on inject/write: a test device, not a data path.
+// shell's readiness loop runs unchanged over it (it is always writable). Writes succeed unless
+// a test asks for failures (fail_writes), which are counted as a real device counts them.
+// Copies packets on inject/write: a test device, not a data path.
 // Not thread-safe.
 #include <cstddef>
 #include <cstdint>
 #include <deque>
-#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -36,9 +36,12 @@ public:
     /// Everything written so far, oldest first.
     const std::vector<std::vector<std::uint8_t>>& written() const noexcept { return written_; }
     std::vector<std::vector<std::uint8_t>> take_written() { return std::exchange(written_, {}); }
-    /// Accept only this many more packets in write(), then behave as if the device would block;
-    /// nullopt (the default) means unlimited. For back-pressure tests.
-    void set_write_limit(std::optional<std::size_t> limit) noexcept { write_limit_ = limit; }
+    /// The next `count` packets given to write() fail with errno `err` (EAGAIN: the queue is
+    /// full; EIO: the interface is down...): not collected, counted in tx_errors/tx_failures.
+    void fail_writes(std::size_t count, int err) noexcept {
+        failing_writes_ = count;
+        failure_errno_ = err;
+    }
 
 private:
     void set_readable(bool readable) noexcept;
@@ -48,7 +51,8 @@ private:
     int event_fd_ = -1;
     std::deque<std::vector<std::uint8_t>> inbound_;
     std::vector<std::vector<std::uint8_t>> written_;
-    std::optional<std::size_t> write_limit_;
+    std::size_t failing_writes_ = 0;
+    int failure_errno_ = 0;
 };
 
 }  // namespace mipsec::tun

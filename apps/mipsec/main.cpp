@@ -125,18 +125,37 @@ void print_ike_session(const nlohmann::json& st, const char* indent) {
     }
 }
 
+// " (message_too_long=3 no_buffer_space=1)" for the write failures by reason, if any.
+std::string failure_reasons(const nlohmann::json& v) {
+    if (!v.contains("tx_failures") || v.at("tx_failures").empty()) return "";
+    std::string out = " (";
+    for (const auto& [reason, count] : v.at("tx_failures").items()) {
+        if (out.size() > 2) out += " ";
+        out += reason + "=" + std::to_string(count.get<unsigned long long>());
+    }
+    return out + ")";
+}
+
 void print_status(const nlohmann::json& j) {
     for (const auto& n : j.at("nodes")) {
         std::printf("node %s (up %llds)\n", n.at("name").get<std::string>().c_str(), n.at("uptime_s").get<long long>());
         const bool link = n.contains("link");
         const auto& t = link ? n.at("link") : n.at("tun");
-        std::printf("  %s %s mtu %d: rx %llu tx %llu errors %llu/%llu\n", link ? "link" : "tun", t.at("name").get<std::string>().c_str(), t.at("mtu").get<int>(),
+        std::printf("  %s %s mtu %d: rx %llu tx %llu errors %llu/%llu%s\n", link ? "link" : "tun", t.at("name").get<std::string>().c_str(), t.at("mtu").get<int>(),
                     t.at("rx_packets").get<unsigned long long>(), t.at("tx_packets").get<unsigned long long>(),
-                    t.at("rx_errors").get<unsigned long long>(), t.at("tx_errors").get<unsigned long long>());
+                    t.at("rx_errors").get<unsigned long long>(), t.at("tx_errors").get<unsigned long long>(), failure_reasons(t).c_str());
         for (const auto& s : n.at("transport").at("sockets")) {
             std::string what = s.contains("udp_port") ? "udp " + std::to_string(s.at("udp_port").get<int>()) : "raw proto " + std::to_string(s.at("raw_protocol").get<int>());
-            std::printf("  %-14s rx %llu tx %llu errors %llu/%llu\n", what.c_str(), s.at("rx_packets").get<unsigned long long>(),
-                        s.at("tx_packets").get<unsigned long long>(), s.at("rx_errors").get<unsigned long long>(), s.at("tx_errors").get<unsigned long long>());
+            std::printf("  %-14s rx %llu tx %llu errors %llu/%llu%s\n", what.c_str(), s.at("rx_packets").get<unsigned long long>(),
+                        s.at("tx_packets").get<unsigned long long>(), s.at("rx_errors").get<unsigned long long>(), s.at("tx_errors").get<unsigned long long>(),
+                        failure_reasons(s).c_str());
+        }
+        const auto& transport = n.at("transport");
+        if (transport.value("unroutable", 0ULL) != 0) std::printf("  unroutable (no socket for the packet): %llu\n", transport.at("unroutable").get<unsigned long long>());
+        if (transport.contains("path_mtu") && !transport.at("path_mtu").empty()) {
+            std::printf("  path MTU:");
+            for (const auto& p : transport.at("path_mtu")) std::printf(" %s %llu", json_text(p, "destination").c_str(), p.at("mtu").get<unsigned long long>());
+            std::printf("\n");
         }
         const auto& p = n.at("pool");
         std::printf("  pool: %llu/%llu free, exhausted %llu, back-pressure pauses %llu\n", p.at("available").get<unsigned long long>(),

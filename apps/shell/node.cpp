@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include "apps/shell/node.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <set>
@@ -132,7 +133,7 @@ public:
         j["uptime_s"] = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started_).count();
         const auto& dc = device_->counters();
         j[config_.inner_is_link ? "link" : "tun"] = {{"name", config_.tun.name}, {"mtu", mtu_}, {"rx_packets", dc.rx_packets}, {"tx_packets", dc.tx_packets},
-                    {"rx_errors", dc.rx_errors}, {"tx_errors", dc.tx_errors}};
+                    {"rx_errors", dc.rx_errors}, {"tx_errors", dc.tx_errors}, {"tx_failures", write_failures_status(dc.tx_failures)}};
         if (config_.inner_is_link) j["link"]["left_to_kernel"] = inner_unchanged_;
         nlohmann::json socks = nlohmann::json::array();
         for (const auto& s : transport_->sockets()) {
@@ -143,10 +144,12 @@ public:
             o["tx_packets"] = s.counters.tx_packets;
             o["rx_errors"] = s.counters.rx_errors;
             o["tx_errors"] = s.counters.tx_errors;
+            o["tx_failures"] = write_failures_status(s.counters.tx_failures);
             socks.push_back(o);
         }
         j["transport"] = {{"local", config_.transport.local.to_string()}, {"sockets", socks}, {"unroutable", transport_->unroutable()},
-                          {"inbound_unclaimed", inbound_unclaimed_}, {"outbound_unclaimed", outbound_unclaimed_}};
+                          {"inbound_unclaimed", inbound_unclaimed_}, {"outbound_unclaimed", outbound_unclaimed_},
+                          {"path_mtu", path_mtu_status(*transport_)}};
         j["pool"] = {{"buffers", pool_.block_count()}, {"available", pool_.available()}, {"exhausted", pool_.exhausted_count()},
                      {"backpressure_pauses", backpressure_pauses_}};
         j["pipeline"] = pipeline_status(*pipeline_);
@@ -370,7 +373,7 @@ private:
                     if (!v.passed()) continue;
                     out_batch_.push_back(std::move(in_batch_[i]));
                 }
-                device_->write(out_batch_);
+                write_inner(out_batch_);
                 out_batch_.clear();
                 rearm_timer();
                 if (got < room) break;
@@ -396,6 +399,7 @@ private:
         while (!stopping_) {
             pipeline_->set_now(core::Clock::now());
             auto next = pipeline_->poll();
+            raise_path_mtu_changes();
             deadline_ = next.value_or(core::Clock::now() + std::chrono::seconds(1));
             timer_.expires_at(deadline_);
             co_await timer_.async_wait(asio::as_tuple(use_awaitable));
@@ -405,6 +409,7 @@ private:
     // Packets can move a stage's deadline earlier (a retransmission, a keepalive reset);
     // poll once and pull the timer in if needed.
     void rearm_timer() {
+        raise_path_mtu_changes();
         auto next = pipeline_->poll();
         if (next && *next < deadline_) {
             deadline_ = *next;
@@ -414,9 +419,49 @@ private:
 
     // PipelineIo: spontaneous output (control packets, keepalives, packets delivered inward).
     void send_outer(core::PacketBuf&& packet) override { transport_->send(std::span(&packet, 1)); }
-    void deliver_inner(core::PacketBuf&& packet) override { device_->write(std::span(&packet, 1)); }
+    void deliver_inner(core::PacketBuf&& packet) override { write_inner(std::span(&packet, 1)); }
+
+    // The device counts each packet it could not write, by reason (status shows them); the log
+    // says so too, rate-limited.
+    void write_inner(std::span<core::PacketBuf> packets) {
+        if (device_->write(packets) < packets.size())
+            log_.limited(core::LogLevel::Warn, core::Clock::now(), "cannot write to ", config_.tun.name, ": ", device_->last_error().message(),
+                         " (packets dropped; see tx_failures in mipsec status)");
+    }
+
+    // A send refused as too big taught the transport a path MTU; tell the stages, now that
+    // none is mid-packet.
+    void raise_path_mtu_changes() {
+        for (const auto& change : transport_->take_path_mtu_changes()) {
+            log_.info("path MTU to ", change.destination.to_string(), " is ", change.mtu, " (a packet was refused as too big for it)");
+            pipeline_->dispatch(core::PathMtuChanged{change.mtu});
+        }
+    }
+
+    // The inner MTU follows a smaller outer path, as the kernel's own tunnels do: the kernel
+    // then tells inner senders (ICMP fragmentation needed, RFC 1191) instead of our dropping
+    // their DF packets at the socket one by one. It never grows back by itself.
+    void follow_path_mtu(std::size_t path_mtu) {
+        if (config_.inner_is_link) return;
+        const std::size_t overhead = pipeline_->headroom() + pipeline_->tailroom();
+        const std::size_t inner = std::max<std::size_t>(576, path_mtu > overhead ? path_mtu - overhead : 0);
+        if (inner >= mtu_) return;
+        if (config_.tun.mtu) {
+            log_.warn("path MTU ", path_mtu, " leaves ", inner, " bytes for inner packets, but tun.mtu fixes ", mtu_, ": bigger DF packets are dropped");
+            return;
+        }
+        auto nl = tun::Netlink::open();
+        auto r = nl ? nl->set_mtu(device_->ifindex(), static_cast<std::uint32_t>(inner)) : core::Result<void>(nl.error());
+        if (!r) {
+            log_.error("cannot lower the MTU of ", config_.tun.name, " to ", inner, ": ", r.error().message());
+            return;
+        }
+        log_.info("MTU of ", config_.tun.name, " lowered from ", mtu_, " to ", inner, " to fit path MTU ", path_mtu);
+        mtu_ = inner;
+    }
+
     void on_event(const core::RaisedEvent& e) override {
-        if (const auto* mtu = std::get_if<core::PathMtuChanged>(&e.event)) log_.info("path MTU now ", mtu->mtu);
+        if (const auto* mtu = std::get_if<core::PathMtuChanged>(&e.event)) follow_path_mtu(mtu->mtu);
         if (const auto* inner = std::get_if<core::InnerAddressAssigned>(&e.event)) assign_inner_address(inner->prefix);
         if (const auto* reg = std::get_if<core::RegistrationChanged>(&e.event)) follow_registration(*reg);
     }

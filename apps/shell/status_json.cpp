@@ -65,4 +65,19 @@ nlohmann::json pipeline_status(const core::Pipeline& pipeline) {
     return stages;
 }
 
+nlohmann::json write_failures_status(const tun::WriteFailures& failures) {
+    nlohmann::json j = nlohmann::json::object();
+    for (std::size_t r = 0; r < tun::write_failure_count; ++r) {
+        const auto reason = static_cast<tun::WriteFailure>(r);
+        if (failures[reason] != 0) j[std::string(tun::to_string(reason))] = failures[reason];
+    }
+    return j;
+}
+
+nlohmann::json path_mtu_status(const Transport& transport) {
+    nlohmann::json j = nlohmann::json::array();
+    for (const auto& p : transport.path_mtus()) j.push_back({{"destination", p.destination.to_string()}, {"mtu", p.mtu}});
+    return j;
+}
+
 }  // namespace mipsec::shell

@@ -1,10 +1,17 @@
 // SPDX-License-Identifier: MIT
 #pragma once
-// JSON rendering of pipeline counters and of what stages report through core::StatusSink.
+// JSON rendering of pipeline counters, of what stages report through core::StatusSink, and of
+// the transport's and devices' loss counters.
 #include <nlohmann/json.hpp>
 
+#include "apps/shell/transport.hpp"
 #include "core/pipeline.hpp"
+#include "tun/device.hpp"
 
 namespace mipsec::shell {
 nlohmann::json pipeline_status(const core::Pipeline& pipeline);
+/// Failed writes by reason, only the reasons that occurred: {"message_too_long": 3}.
+nlohmann::json write_failures_status(const tun::WriteFailures& failures);
+/// Path MTUs the transport learned: [{"destination": "192.0.2.2", "mtu": 1400}].
+nlohmann::json path_mtu_status(const Transport& transport);
 }  // namespace mipsec::shell

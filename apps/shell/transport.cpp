@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include "apps/shell/transport.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <optional>
@@ -33,7 +34,7 @@ sockaddr_in to_sockaddr(core::Ipv4Address a, std::uint16_t port) {
 }  // namespace
 
 Transport::Transport(const TransportConfig& config, std::size_t batch)
-    : local_(config.local), batch_(batch), any_local_(config.local.is_unspecified()) {
+    : local_(config.local), batch_(batch), fwmark_(config.fwmark), any_local_(config.local.is_unspecified()) {
     auto mark = [&](int fd) {
         if (!config.fwmark) return;
         std::uint32_t m = *config.fwmark;
@@ -49,10 +50,23 @@ Transport::Transport(const TransportConfig& config, std::size_t batch)
             // The address each datagram was sent to: with a wildcard bind it is the only way
             // to rebuild the IP header (and with a fixed one it costs nothing).
             if (::setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof one) != 0) fail("cannot set IP_PKTINFO", errno);
+            // The TOS byte (DSCP and ECN: RFC 6040 decapsulation needs the outer CE mark) and
+            // the TTL each datagram arrived with, for the rebuilt header.
+            if (::setsockopt(fd, IPPROTO_IP, IP_RECVTOS, &one, sizeof one) != 0) fail("cannot set IP_RECVTOS", errno);
+            if (::setsockopt(fd, IPPROTO_IP, IP_RECVTTL, &one, sizeof one) != 0) fail("cannot set IP_RECVTTL", errno);
+            // Start without DF (Linux's default for UDP sets it when the datagram fits the
+            // route); send() switches per packet to what the stage's header says.
+            const int dont = IP_PMTUDISC_DONT;
+            if (::setsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &dont, sizeof dont) != 0) fail("cannot set IP_MTU_DISCOVER", errno);
             mark(fd);
             auto sa = to_sockaddr(local_, port);
             if (::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0)
                 fail("cannot bind UDP " + local_.to_string() + ":" + std::to_string(port), errno);
+            if (port == 0) {
+                socklen_t len = sizeof sa;
+                if (::getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len) != 0) fail("cannot read the bound UDP port", errno);
+                sockets_.back().port = ntohs(sa.sin_port);
+            }
         }
         for (auto proto : config.raw_protocols) {
             int fd = ::socket(AF_INET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, proto);
@@ -75,6 +89,8 @@ Transport::Transport(const TransportConfig& config, std::size_t batch)
     iovs_.resize(batch_);
     names_.resize(batch_);
     owner_.resize(batch_);
+    dont_fragment_.resize(batch_);
+    zero_checksum_.resize(batch_);
     controls_.resize(batch_);
 }
 
@@ -119,21 +135,83 @@ int Transport::socket_for(std::span<const std::uint8_t> packet, std::size_t& pay
     return -1;
 }
 
+void Transport::set_udp_state(Socket& sock, bool dont_fragment, bool zero_checksum) {
+    if (sock.dont_fragment != dont_fragment) {
+        // Linux has no per-packet DF for IPv4 (IPV6_DONTFRAG exists only for IPv6, and
+        // IP_HDRINCL is for raw sockets), so DF is socket state: IP_PMTUDISC_DO sets DF on every
+        // datagram and refuses one larger than the known path MTU with EMSGSIZE, which is how
+        // we learn the path MTU; IP_PMTUDISC_DONT never sets DF and lets the kernel fragment,
+        // as a router would fragment the outer packet of an inner one without DF (RFC 4301
+        // §8.1). Packets of one flow mostly agree, so this costs a system call per change, not
+        // per packet; send() groups a batch into runs that agree.
+        const int mode = dont_fragment ? IP_PMTUDISC_DO : IP_PMTUDISC_DONT;
+        if (::setsockopt(sock.fd, IPPROTO_IP, IP_MTU_DISCOVER, &mode, sizeof mode) == 0) sock.dont_fragment = dont_fragment;
+    }
+    if (sock.zero_checksum != zero_checksum) {
+        // The kernel computes the checksum of every datagram a UDP socket sends unless told
+        // not to. A stage that leaves it zero means it: ESP-in-UDP SHOULD carry a zero
+        // checksum (RFC 3948 §2.1; ESP has its own integrity check), as may an RFC 3519 data
+        // tunnel or a NAT-T keepalive; IKE and registrations compute theirs.
+        const int no_check = zero_checksum ? 1 : 0;
+        if (::setsockopt(sock.fd, SOL_SOCKET, SO_NO_CHECK, &no_check, sizeof no_check) == 0) sock.zero_checksum = zero_checksum;
+    }
+}
+
+void Transport::learn_path_mtu(const sockaddr_storage& destination) {
+    // IP_MTU is answered only for a connected socket. A throw-away UDP socket connected to the
+    // destination (with our fwmark, so policy routing picks the same route) asks the routing
+    // table for the path MTU it now knows; connecting sends nothing.
+    sockaddr_in to{};
+    std::memcpy(&to, &destination, sizeof to);
+    if (to.sin_port == 0) to.sin_port = htons(9);  // a raw socket's destination has no port
+    int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return;
+    int mtu = 0;
+    socklen_t len = sizeof mtu;
+    const bool marked = !fwmark_ || ::setsockopt(fd, SOL_SOCKET, SO_MARK, &*fwmark_, sizeof *fwmark_) == 0;
+    const bool known = marked && ::connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof to) == 0 &&
+                       ::getsockopt(fd, IPPROTO_IP, IP_MTU, &mtu, &len) == 0 && mtu > 0;
+    ::close(fd);
+    if (!known) return;
+    const core::Ipv4Address address{ntohl(to.sin_addr.s_addr)};
+    const PathMtu learned{address, static_cast<std::size_t>(mtu)};
+    auto it = std::find_if(path_mtus_.begin(), path_mtus_.end(), [&](const PathMtu& p) { return p.destination == address; });
+    if (it != path_mtus_.end()) {
+        if (it->mtu == learned.mtu) return;
+        path_mtus_.erase(it);
+    } else if (path_mtus_.size() == path_mtu_capacity) {
+        path_mtus_.erase(path_mtus_.begin());
+    }
+    path_mtus_.push_back(learned);
+    path_mtu_changes_.push_back(learned);
+}
+
 void Transport::send(std::span<core::PacketBuf> packets) {
-    // Fill one mmsghdr per packet, then flush runs that share a socket with one sendmmsg.
+    // Fill one mmsghdr per packet, then flush runs that share a socket (and, on a UDP socket,
+    // DF and checksum wishes) with one sendmmsg.
     std::size_t n = 0;
+    auto same_run = [&](std::size_t a, std::size_t b) {
+        return owner_[a] == owner_[b] && dont_fragment_[a] == dont_fragment_[b] && zero_checksum_[a] == zero_checksum_[b];
+    };
     auto flush = [&] {
         std::size_t start = 0;
         while (start < n) {
             std::size_t end = start + 1;
-            while (end < n && owner_[end] == owner_[start]) ++end;
+            while (end < n && same_run(start, end)) ++end;
             auto& sock = sockets_[static_cast<std::size_t>(owner_[start])];
+            if (sock.kind == Kind::Udp) set_udp_state(sock, dont_fragment_[start] != 0, zero_checksum_[start] != 0);
             std::size_t done = start;
             while (done < end) {
                 int sent = ::sendmmsg(sock.fd, msgs_.data() + done, static_cast<unsigned>(end - done), 0);
+                if (sent < 0 && errno == EINTR) continue;
                 if (sent <= 0) {
-                    // The packet is lost either way (full socket buffer, unreachable); count it.
+                    // sendmmsg reports an error only for the first message it could not send;
+                    // that packet is lost (full socket buffer, no route, too big): count it
+                    // with its reason and go on with the next one.
+                    const int err = sent < 0 ? errno : EIO;
                     ++sock.counters.tx_errors;
+                    sock.counters.tx_failures.add(tun::classify_write_error(err));
+                    if (err == EMSGSIZE) learn_path_mtu(names_[done]);
                     ++done;
                     continue;
                 }
@@ -187,6 +265,14 @@ void Transport::send(std::span<core::PacketBuf> packets) {
             const int ttl = ip->ttl();
             add_cmsg(IP_TTL, &ttl, sizeof ttl);
         }
+        if (udp && ip->tos() != 0) {
+            // The whole TOS byte, ECN bits included: a tunnel copies DSCP and ECN outward
+            // (RFC 4301 §5.1.2.1, RFC 6040 §4.1) and the network may mark CE on the way.
+            const int tos = ip->tos();
+            add_cmsg(IP_TOS, &tos, sizeof tos);
+        }
+        dont_fragment_[n] = udp && ip->dont_fragment();
+        zero_checksum_[n] = udp && core::UdpView::check(ip->payload())->checksum() == 0;
         if (control_len != 0) {
             msgs_[n].msg_hdr.msg_control = controls_[n].data();
             msgs_[n].msg_hdr.msg_controllen = control_len;
@@ -235,20 +321,33 @@ std::size_t Transport::receive(std::size_t index, std::span<core::PacketBuf> buf
         }
         if (accepted != i) std::swap(bufs[accepted], bufs[i]);
         core::Ipv4Address destination = local_;
+        std::uint8_t tos = 0;
+        std::uint8_t ttl = 64;
         for (auto* c = CMSG_FIRSTHDR(&msgs_[i].msg_hdr); udp && c != nullptr; c = CMSG_NXTHDR(&msgs_[i].msg_hdr, c)) {
-            if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
+            if (c->cmsg_level != IPPROTO_IP) continue;
+            if (c->cmsg_type == IP_PKTINFO) {
                 in_pktinfo info{};
                 std::memcpy(&info, CMSG_DATA(c), sizeof info);
                 destination = core::Ipv4Address{ntohl(info.ipi_addr.s_addr)};
+            } else if (c->cmsg_type == IP_TOS) {
+                tos = *CMSG_DATA(c);  // one byte
+            } else if (c->cmsg_type == IP_TTL) {
+                int value = 0;
+                std::memcpy(&value, CMSG_DATA(c), sizeof value);
+                ttl = static_cast<std::uint8_t>(value);
             }
         }
         if (udp) {
-            // Rebuild the IP/UDP headers the socket consumed, so stages see a whole packet.
+            // Rebuild the IP/UDP headers the socket consumed, so stages see a whole packet: TOS
+            // and TTL as they arrived; DF, identification and the checksum the kernel already
+            // verified are not told and stay zero.
             if (!buf.resize(rebuilt_header_len + len)) {
                 ++sock.counters.rx_errors;
                 continue;
             }
             core::Ipv4Header ip;
+            ip.tos = tos;
+            ip.ttl = ttl;
             ip.total_length = static_cast<std::uint16_t>(rebuilt_header_len + len);
             ip.protocol = core::ip_protocol::udp;
             ip.source = source.address;

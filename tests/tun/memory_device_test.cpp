@@ -4,6 +4,8 @@
 #include <ostream>  // doctest prints std::error_code with it
 
 #include <array>
+#include <cerrno>
+#include <string_view>
 #include <poll.h>
 #include <vector>
 
@@ -81,28 +83,56 @@ TEST_CASE("MemoryDevice drops a packet larger than the room behind the headroom"
     CHECK(dev.last_error() == std::errc::message_size);
 }
 
-TEST_CASE("MemoryDevice collects written packets and can push back") {
-    core::BufferPool pool(4, 128);
+TEST_CASE("MemoryDevice collects written packets; failed writes are counted by reason, never lost silently") {
+    core::BufferPool pool(8, 128);
     tun::MemoryDevice dev;
-    auto bufs = acquire(pool, 3, 20);
+    auto bufs = acquire(pool, 6, 20);
     for (std::size_t i = 0; i < bufs.size(); ++i) {
         REQUIRE(bufs[i].put(i + 1));
         for (auto& b : bufs[i].bytes()) b = static_cast<std::uint8_t>(0x10 + i);
     }
 
-    dev.set_write_limit(2);
-    CHECK(dev.write(bufs) == 2);
-    CHECK(dev.write(std::span(bufs).subspan(2)) == 0);  // "would block"
-    dev.set_write_limit(std::nullopt);
-    CHECK(dev.write(std::span(bufs).subspan(2)) == 1);
+    CHECK(dev.write(std::span(bufs).first(2)) == 2);
+    // A full queue does not leave the rest of the batch untried and uncounted.
+    dev.fail_writes(2, EAGAIN);
+    CHECK(dev.write(std::span(bufs).subspan(2, 3)) == 1);
+    dev.fail_writes(1, EIO);
+    CHECK(dev.write(std::span(bufs).subspan(5)) == 0);
 
     REQUIRE(dev.written().size() == 3);
     CHECK(to_hex(dev.written()[0]) == "10");
     CHECK(to_hex(dev.written()[1]) == "1111");
-    CHECK(to_hex(dev.written()[2]) == "121212");
+    CHECK(to_hex(dev.written()[2]) == "1414141414");  // the two before it failed
     CHECK(dev.counters().tx_packets == 3);
-    CHECK(dev.counters().tx_bytes == 6);
+    CHECK(dev.counters().tx_bytes == 8);
+    CHECK(dev.counters().tx_errors == 3);
+    CHECK(dev.counters().tx_failures[tun::WriteFailure::NoBufferSpace] == 2);
+    CHECK(dev.counters().tx_failures[tun::WriteFailure::Other] == 1);
+    CHECK(dev.last_error() == std::errc::io_error);
     auto taken = dev.take_written();
     CHECK(taken.size() == 3);
     CHECK(dev.written().empty());
+}
+
+TEST_CASE("write errors fall into the classes status shows") {
+    struct Row {
+        int err;
+        tun::WriteFailure expected;
+        std::string_view name;
+    };
+    const Row rows[] = {
+        {ENOBUFS, tun::WriteFailure::NoBufferSpace, "no_buffer_space"},
+        {EAGAIN, tun::WriteFailure::NoBufferSpace, "no_buffer_space"},
+        {EMSGSIZE, tun::WriteFailure::MessageTooLong, "message_too_long"},
+        {ENETUNREACH, tun::WriteFailure::NetworkUnreachable, "network_unreachable"},
+        {EHOSTUNREACH, tun::WriteFailure::NetworkUnreachable, "network_unreachable"},
+        {EADDRNOTAVAIL, tun::WriteFailure::NetworkUnreachable, "network_unreachable"},
+        {EPERM, tun::WriteFailure::NotPermitted, "not_permitted"},
+        {EINVAL, tun::WriteFailure::Other, "other"},
+    };
+    for (const auto& row : rows) {
+        CAPTURE(row.err);
+        CHECK(tun::classify_write_error(row.err) == row.expected);
+        CHECK(tun::to_string(row.expected) == row.name);
+    }
 }
