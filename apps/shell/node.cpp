@@ -3,11 +3,7 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstdio>
-#include <set>
 #include <vector>
-
-#include <net/if.h>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -17,6 +13,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "apps/shell/host_network.hpp"
 #include "apps/shell/key_log.hpp"
 #include "apps/shell/stage_factory.hpp"
 #include "apps/shell/status_json.hpp"
@@ -24,7 +21,6 @@
 #include "core/buffer_pool.hpp"
 #include "core/pipeline.hpp"
 #include "crypto/random.hpp"
-#include "tun/arp.hpp"
 #include "tun/link_device.hpp"
 #include "tun/linux_device.hpp"
 #include "tun/netlink.hpp"
@@ -47,8 +43,12 @@ void rethrow(std::exception_ptr e) {
 
 class RunningNode final : public Node, private core::PipelineIo {
 public:
-    RunningNode(asio::io_context& io, const NodeConfig& config, const core::Logger& log)
-        : io_(io), config_(config), log_(log.child(config.name)), pool_(config.buffers, config.buffer_size), timer_(io) {}
+    RunningNode(asio::io_context& io, const NodeConfig& config, const core::Logger& log, NodeParts parts)
+        : io_(io), config_(config), log_(log.child(config.name)), pool_(config.buffers, config.buffer_size),
+          transport_(std::move(parts.transport)), device_(std::move(parts.device)), host_(std::move(parts.host)),
+          monitor_links_(parts.monitor_links), timer_(io) {
+        if (!host_) host_ = make_linux_host_network(config_, log_);
+    }
 
     void start() {
         StageBuildContext ctx{config_.name, false, &random_, core::Clock::now(), [this](const std::string& prefix) {
@@ -68,32 +68,31 @@ public:
                                      " is too small for link MTU plus " + std::to_string(pipeline_->headroom() + pipeline_->tailroom()) +
                                      " bytes of stage overhead; raise pool.buffer_size");
 
-        transport_ = std::make_unique<Transport>(config_.transport, config_.batch);
+        if (!transport_) transport_ = std::make_unique<SocketTransport>(config_.transport, config_.batch);
 
-        if (config_.inner_is_link) {
+        if (device_) {
+            mtu_ = config_.tun.mtu.value_or(config_.transport.link_mtu - pipeline_->headroom() - pipeline_->tailroom());
+            if (config_.inner_is_link) host_->attach_link(device_->ifindex());
+            else host_->configure_tun(device_->ifindex(), mtu_);
+        } else if (config_.inner_is_link) {
             auto link = tun::LinkDevice::open(config_.tun.name);
             if (!link)
                 throw std::runtime_error("node " + config_.name + ": cannot serve link " + config_.tun.name + ": " + link.error().message() +
                                          " (needs an existing interface and root or CAP_NET_RAW)");
             device_ = std::move(*link);
             mtu_ = config_.transport.link_mtu;
+            host_->attach_link(device_->ifindex());
         } else {
             auto device = tun::LinuxDevice::open(config_.tun.name);
             if (!device) throw std::runtime_error("node " + config_.name + ": cannot open TUN device " + config_.tun.name + ": " + device.error().message());
             device_ = std::move(*device);
             mtu_ = config_.tun.mtu.value_or(config_.transport.link_mtu - pipeline_->headroom() - pipeline_->tailroom());
-            configure_link();
+            host_->configure_tun(device_->ifindex(), mtu_);
         }
 
         tun_fd_ = std::make_unique<asio::posix::stream_descriptor>(io_, ::dup(device_->fd()));
         for (const auto& s : transport_->sockets()) socket_fds_.push_back(std::make_unique<asio::posix::stream_descriptor>(io_, ::dup(s.fd)));
-        auto monitor = tun::NetlinkMonitor::open();
-        if (monitor) {
-            monitor_ = std::make_unique<tun::NetlinkMonitor>(std::move(*monitor));
-            monitor_fd_ = std::make_unique<asio::posix::stream_descriptor>(io_, ::dup(monitor_->fd()));
-        } else {
-            log_.warn("rtnetlink monitor unavailable (", monitor.error().message(), "): link changes will not be seen");
-        }
+        if (monitor_links_) open_link_monitor();
 
         in_batch_.resize(config_.batch);
         out_batch_.reserve(config_.batch);
@@ -106,12 +105,6 @@ public:
         log_.info("up: tun ", config_.tun.name, " mtu ", mtu_, ", ", pipeline_->size(), " stages, headroom ",
                   pipeline_->headroom(), ", tailroom ", pipeline_->tailroom());
         announce_present_addresses();
-    }
-
-    ~RunningNode() override {
-        // Routes die with the TUN device; a policy rule would outlive us and misroute the host.
-        if (!rule_) return;
-        if (auto nl = tun::Netlink::open()) (void)nl->del_rule(*rule_);
     }
 
     void stop() override {
@@ -157,138 +150,21 @@ public:
     }
 
 private:
-    void configure_link() {
-        auto opened = tun::Netlink::open();
-        if (!opened) throw std::runtime_error("node " + config_.name + ": cannot open rtnetlink: " + opened.error().message());
-        auto& nl = *opened;
-        auto check = [&](core::Result<void> r, const std::string& what) {
-            if (!r) {
-                std::string detail = nl.last_error_detail().empty() ? "" : " (" + nl.last_error_detail() + ")";
-                throw std::runtime_error("node " + config_.name + ": " + what + ": " + r.error().message() + detail);
-            }
-        };
-        const auto ifindex = device_->ifindex();
-        check(nl.set_mtu(ifindex, static_cast<std::uint32_t>(mtu_)), "cannot set MTU " + std::to_string(mtu_) + " on " + config_.tun.name);
-        if (config_.tun.address) check(nl.add_address(ifindex, *config_.tun.address), "cannot add address " + config_.tun.address->to_string());
-        // Stages carry IPv4 only; without this the kernel would feed the TUN IPv6 router
-        // solicitations that every stage has to drop and count.
-        if (std::FILE* f = std::fopen(("/proc/sys/net/ipv6/conf/" + config_.tun.name + "/disable_ipv6").c_str(), "w")) {
-            std::fputs("1", f);
-            std::fclose(f);
+    void open_link_monitor() {
+        auto monitor = tun::NetlinkMonitor::open();
+        if (!monitor) {
+            log_.warn("rtnetlink monitor unavailable (", monitor.error().message(), "): link changes will not be seen");
+            return;
         }
-        check(nl.set_up(ifindex, true), "cannot bring " + config_.tun.name + " up");
-        // Routes through the TUN vanish with the device when it closes, so cleanup is implicit.
-        for (const auto& r : config_.tun.routes)
-            check(nl.add_route(tun::Route{r, ifindex, {}, config_.tun.route_table, {}}), "cannot add route " + r.to_string() + " via " + config_.tun.name);
-        if (config_.tun.route_table) {
-            const tun::Rule rule{.table = *config_.tun.route_table, .priority = 0, .fwmark = *config_.transport.fwmark, .invert = true};
-            auto added = nl.add_rule(rule);
-            if (!added && added.error() != std::errc::file_exists)
-                check(added, "cannot add rule \"not fwmark " + std::to_string(rule.fwmark) + " lookup " + std::to_string(rule.table) + "\"");
-            if (added) rule_ = rule;
-        }
+        monitor_ = std::make_unique<tun::NetlinkMonitor>(std::move(*monitor));
+        monitor_fd_ = std::make_unique<asio::posix::stream_descriptor>(io_, ::dup(monitor_->fd()));
     }
 
     // Stages that follow an interface's address (a mobile node's care-of address) learn the
     // addresses that were already there before we started, as if they had just appeared.
     void announce_present_addresses() {
-        auto nl = tun::Netlink::open();
-        if (!nl) return;
-        auto addresses = nl->addresses();
-        if (!addresses) {
-            log_.warn("cannot list interface addresses: ", addresses.error().message());
-            return;
-        }
         pipeline_->set_now(core::Clock::now());
-        for (const auto& a : *addresses) pipeline_->dispatch(core::AddressChanged{a.ifindex, a.prefix, true});
-    }
-
-    // A home agent's bindings become host routes into the TUN, so the kernel hands it the
-    // packets for every mobile node that is away (and forgets them when it comes home).
-    void follow_registration(const core::RegistrationChanged& change) {
-        using Kind = core::RegistrationChanged::Kind;
-        switch (change.kind) {
-            case Kind::HomeBinding:
-                follow_binding(change);
-                announce_on_home_link(change, true);
-                break;
-            case Kind::OwnRegistration:
-                follow_foreign_agent(change);
-                if (!change.registered) announce_on_home_link(change, false);
-                break;
-            case Kind::Visitor:
-                // A foreign agent serving its visitor link through a TUN routes each visitor
-                // into it; on a packet-socket link the visitors are on-link already.
-                if (!config_.inner_is_link) follow_binding(change);
-                break;
-        }
-    }
-
-    // RFC 5944 §4.2.2: registered through a foreign agent, the mobile node uses it as its
-    // default router, on a link where it may have no address of its own.
-    void follow_foreign_agent(const core::RegistrationChanged& change) {
-        std::optional<tun::Route> wanted;
-        if (change.registered && !change.foreign_agent.is_unspecified() && change.link_ifindex != 0)
-            wanted = tun::Route{.destination = {core::Ipv4Address{0}, 0}, .ifindex = change.link_ifindex,
-                                .gateway = change.foreign_agent, .onlink = true};
-        if (wanted == agent_route_) return;
-        auto nl = tun::Netlink::open();
-        if (!nl) {
-            log_.error("cannot open rtnetlink for the foreign agent route: ", nl.error().message());
-            return;
-        }
-        if (agent_route_) (void)nl->del_route(*agent_route_);
-        agent_route_.reset();
-        if (!wanted) return;
-        auto r = nl->add_route(*wanted);
-        if (!r && r.error() != std::errc::file_exists) {
-            log_.error("cannot route via foreign agent ", change.foreign_agent.to_string(), ": ", r.error().message(), " ",
-                       nl->last_error_detail());
-            return;
-        }
-        agent_route_ = wanted;
-        log_.info("default route via foreign agent ", change.foreign_agent.to_string());
-    }
-
-    // RFC 5944 §4.6: while a mobile node is away its HA answers ARP for the home address on
-    // the home link (proxy ARP: the kernel does it for addresses routed elsewhere) and says so
-    // at once with a gratuitous ARP; back home, the mobile node takes the address back.
-    void announce_on_home_link(const core::RegistrationChanged& change, bool home_agent) {
-        if (change.link_ifindex == 0) return;
-        if (home_agent && change.registered && !proxy_arp_on_.contains(change.link_ifindex)) {
-            char name[IF_NAMESIZE] = {};
-            if (::if_indextoname(change.link_ifindex, name) != nullptr) {
-                if (std::FILE* f = std::fopen((std::string("/proc/sys/net/ipv4/conf/") + name + "/proxy_arp").c_str(), "w")) {
-                    std::fputs("1", f);
-                    std::fclose(f);
-                    proxy_arp_on_.insert(change.link_ifindex);
-                } else {
-                    log_.warn("cannot enable proxy ARP on ", name, ": hosts on the home link will not reach away mobile nodes");
-                }
-            }
-        }
-        if (home_agent != change.registered) return;  // HA: on binding; MN: on coming home
-        if (auto r = tun::send_gratuitous_arp(change.link_ifindex, change.home_address); !r)
-            log_.limited(core::LogLevel::Warn, core::Clock::now(), "cannot send a gratuitous ARP for ", change.home_address.to_string(), ": ",
-                         r.error().message());
-    }
-
-    void follow_binding(const core::RegistrationChanged& change) {
-        auto nl = tun::Netlink::open();
-        if (!nl) {
-            log_.error("cannot open rtnetlink for the route to ", change.home_address.to_string(), ": ", nl.error().message());
-            return;
-        }
-        const tun::Route route{{change.home_address, 32}, device_->ifindex(), {}, config_.tun.route_table, {}};
-        if (change.registered) {
-            auto r = nl->add_route(route);
-            if (!r && r.error() != std::errc::file_exists)
-                log_.error("cannot route ", change.home_address.to_string(), " into ", config_.tun.name, ": ", r.error().message());
-        } else {
-            auto r = nl->del_route(route);
-            if (!r && r.error() != std::errc::no_such_process)
-                log_.error("cannot remove the route to ", change.home_address.to_string(), ": ", r.error().message());
-        }
+        for (const auto& a : host_->present_addresses()) pipeline_->dispatch(a);
     }
 
     // Fills in_batch_ with fresh buffers at `headroom`; returns how many it could get.
@@ -450,43 +326,14 @@ private:
             log_.warn("path MTU ", path_mtu, " leaves ", inner, " bytes for inner packets, but tun.mtu fixes ", mtu_, ": bigger DF packets are dropped");
             return;
         }
-        auto nl = tun::Netlink::open();
-        auto r = nl ? nl->set_mtu(device_->ifindex(), static_cast<std::uint32_t>(inner)) : core::Result<void>(nl.error());
-        if (!r) {
-            log_.error("cannot lower the MTU of ", config_.tun.name, " to ", inner, ": ", r.error().message());
-            return;
-        }
+        if (!host_->set_tun_mtu(inner)) return;
         log_.info("MTU of ", config_.tun.name, " lowered from ", mtu_, " to ", inner, " to fit path MTU ", path_mtu);
         mtu_ = inner;
     }
 
     void on_event(const core::RaisedEvent& e) override {
         if (const auto* mtu = std::get_if<core::PathMtuChanged>(&e.event)) follow_path_mtu(mtu->mtu);
-        if (const auto* inner = std::get_if<core::InnerAddressAssigned>(&e.event)) assign_inner_address(inner->prefix);
-        if (const auto* reg = std::get_if<core::RegistrationChanged>(&e.event)) follow_registration(*reg);
-    }
-
-    // The VPN layer's Mode Config address becomes the TUN device's address, so traffic routed
-    // into the TUN leaves with the source the gateway's policy allows (only the topmost
-    // layer's address belongs on the TUN; a Mobile IP layer above uses it as care-of address).
-    void assign_inner_address(core::Ipv4Prefix prefix) {
-        core::Ipv4Prefix host{prefix.address, 32};
-        if (inner_address_ == host) return;
-        auto nl = tun::Netlink::open();
-        if (!nl) {
-            log_.error("cannot open rtnetlink to add ", host.to_string(), ": ", nl.error().message());
-            return;
-        }
-        if (inner_address_) (void)nl->del_address(device_->ifindex(), *inner_address_);
-        auto r = nl->add_address(device_->ifindex(), host);
-        if (!r && r.error() != std::errc::file_exists) {
-            log_.error("cannot add inner address ", host.to_string(), " to ", config_.tun.name, ": ", r.error().message());
-            return;
-        }
-        inner_address_ = host;
-        // Routes through the TUN were added before the address existed; re-adding is harmless.
-        for (const auto& route : config_.tun.routes) (void)nl->add_route(tun::Route{route, device_->ifindex(), {}, config_.tun.route_table, host.address});
-        log_.info("inner address ", host.to_string(), " on ", config_.tun.name);
+        host_->on_event(e);
     }
 
     asio::io_context& io_;
@@ -498,6 +345,8 @@ private:
     std::unique_ptr<core::Pipeline> pipeline_;
     std::unique_ptr<Transport> transport_;
     std::unique_ptr<tun::Device> device_;
+    std::unique_ptr<HostNetwork> host_;
+    bool monitor_links_ = true;
     std::unique_ptr<tun::NetlinkMonitor> monitor_;
     std::unique_ptr<asio::posix::stream_descriptor> tun_fd_;
     std::vector<std::unique_ptr<asio::posix::stream_descriptor>> socket_fds_;
@@ -507,10 +356,6 @@ private:
     std::vector<core::PacketBuf> in_batch_;
     std::vector<core::PacketBuf> out_batch_;
     std::size_t mtu_ = 0;
-    std::optional<core::Ipv4Prefix> inner_address_;
-    std::optional<tun::Rule> rule_;
-    std::optional<tun::Route> agent_route_;
-    std::set<std::uint32_t> proxy_arp_on_;
     std::uint64_t backpressure_pauses_ = 0;
     std::uint64_t inbound_unclaimed_ = 0;   // from the wire, no layer's: the kernel has it
     std::uint64_t outbound_unclaimed_ = 0;  // from the TUN, no layer's: sent as it is
@@ -522,7 +367,11 @@ private:
 }  // namespace
 
 std::unique_ptr<Node> Node::start(asio::io_context& io, const NodeConfig& config, const core::Logger& log) {
-    auto node = std::make_unique<RunningNode>(io, config, log);
+    return start(io, config, log, NodeParts{});
+}
+
+std::unique_ptr<Node> Node::start(asio::io_context& io, const NodeConfig& config, const core::Logger& log, NodeParts parts) {
+    auto node = std::make_unique<RunningNode>(io, config, log, std::move(parts));
     node->start();  // on throw, the destructor closes the TUN device (and with it its routes) and sockets
     return node;
 }

@@ -15,16 +15,31 @@
 #include <boost/asio/io_context.hpp>
 #include <nlohmann/json.hpp>
 
+#include "apps/shell/host_network.hpp"
 #include "apps/shell/node_config.hpp"
+#include "apps/shell/transport.hpp"
+#include "tun/device.hpp"
 #include "core/logger.hpp"
 
 namespace mipsec::shell {
+
+/// What a node runs over. Left empty, start() opens the real ones: the configured TUN device
+/// (or link), the sockets, the Linux host, an rtnetlink monitor. Tests hand in
+/// tun::MemoryDevice, MemoryTransport and a recording HostNetwork to run a whole node in
+/// process.
+struct NodeParts {
+    std::unique_ptr<tun::Device> device;
+    std::unique_ptr<Transport> transport;
+    std::unique_ptr<HostNetwork> host;
+    bool monitor_links = true;
+};
 
 class Node {
 public:
     /// Builds stages, opens the TUN device, configures it, opens sockets and starts the
     /// coroutines. Throws std::runtime_error (or ConfigError) with a message for the user.
     static std::unique_ptr<Node> start(boost::asio::io_context& io, const NodeConfig& config, const core::Logger& log);
+    static std::unique_ptr<Node> start(boost::asio::io_context& io, const NodeConfig& config, const core::Logger& log, NodeParts parts);
     virtual ~Node() = default;
     virtual void stop() = 0;
     virtual const std::string& name() const = 0;

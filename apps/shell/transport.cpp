@@ -33,7 +33,7 @@ sockaddr_in to_sockaddr(core::Ipv4Address a, std::uint16_t port) {
 }
 }  // namespace
 
-Transport::Transport(const TransportConfig& config, std::size_t batch)
+SocketTransport::SocketTransport(const TransportConfig& config, std::size_t batch)
     : local_(config.local), batch_(batch), fwmark_(config.fwmark), any_local_(config.local.is_unspecified()) {
     auto mark = [&](int fd) {
         if (!config.fwmark) return;
@@ -94,11 +94,11 @@ Transport::Transport(const TransportConfig& config, std::size_t batch)
     controls_.resize(batch_);
 }
 
-Transport::~Transport() {
+SocketTransport::~SocketTransport() {
     for (auto& s : sockets_) ::close(s.fd);
 }
 
-int Transport::socket_for(std::span<const std::uint8_t> packet, std::size_t& payload_offset,
+int SocketTransport::socket_for(std::span<const std::uint8_t> packet, std::size_t& payload_offset,
                           sockaddr_storage& destination, socklen_t& destination_len) const {
     auto ip = core::Ipv4View::check(packet);
     if (!ip) return -1;
@@ -135,7 +135,7 @@ int Transport::socket_for(std::span<const std::uint8_t> packet, std::size_t& pay
     return -1;
 }
 
-void Transport::set_udp_state(Socket& sock, bool dont_fragment, bool zero_checksum) {
+void SocketTransport::set_udp_state(Socket& sock, bool dont_fragment, bool zero_checksum) {
     if (sock.dont_fragment != dont_fragment) {
         // Linux has no per-packet DF for IPv4 (IPV6_DONTFRAG exists only for IPv6, and
         // IP_HDRINCL is for raw sockets), so DF is socket state: IP_PMTUDISC_DO sets DF on every
@@ -157,7 +157,7 @@ void Transport::set_udp_state(Socket& sock, bool dont_fragment, bool zero_checks
     }
 }
 
-void Transport::learn_path_mtu(const sockaddr_storage& destination) {
+void SocketTransport::learn_path_mtu(const sockaddr_storage& destination) {
     // IP_MTU is answered only for a connected socket. A throw-away UDP socket connected to the
     // destination (with our fwmark, so policy routing picks the same route) asks the routing
     // table for the path MTU it now knows; connecting sends nothing.
@@ -173,9 +173,12 @@ void Transport::learn_path_mtu(const sockaddr_storage& destination) {
                        ::getsockopt(fd, IPPROTO_IP, IP_MTU, &mtu, &len) == 0 && mtu > 0;
     ::close(fd);
     if (!known) return;
-    const core::Ipv4Address address{ntohl(to.sin_addr.s_addr)};
-    const PathMtu learned{address, static_cast<std::size_t>(mtu)};
-    auto it = std::find_if(path_mtus_.begin(), path_mtus_.end(), [&](const PathMtu& p) { return p.destination == address; });
+    note_path_mtu(core::Ipv4Address{ntohl(to.sin_addr.s_addr)}, static_cast<std::size_t>(mtu));
+}
+
+void Transport::note_path_mtu(core::Ipv4Address destination, std::size_t mtu) {
+    const PathMtu learned{destination, mtu};
+    auto it = std::find_if(path_mtus_.begin(), path_mtus_.end(), [&](const PathMtu& p) { return p.destination == destination; });
     if (it != path_mtus_.end()) {
         if (it->mtu == learned.mtu) return;
         path_mtus_.erase(it);
@@ -186,7 +189,7 @@ void Transport::learn_path_mtu(const sockaddr_storage& destination) {
     path_mtu_changes_.push_back(learned);
 }
 
-void Transport::send(std::span<core::PacketBuf> packets) {
+void SocketTransport::send(std::span<core::PacketBuf> packets) {
     // Fill one mmsghdr per packet, then flush runs that share a socket (and, on a UDP socket,
     // DF and checksum wishes) with one sendmmsg.
     std::size_t n = 0;
@@ -283,7 +286,7 @@ void Transport::send(std::span<core::PacketBuf> packets) {
     flush();
 }
 
-std::size_t Transport::receive(std::size_t index, std::span<core::PacketBuf> bufs) {
+std::size_t SocketTransport::receive(std::size_t index, std::span<core::PacketBuf> bufs) {
     auto& sock = sockets_[index];
     std::size_t n = std::min(bufs.size(), batch_);
     const bool udp = sock.kind == Kind::Udp;

@@ -38,6 +38,9 @@
 
 namespace mipsec::shell {
 
+/// What the node sends outer packets through and receives them from: the vocabulary (sockets
+/// with their counters, path MTUs learned) and the batch-shaped send/receive. SocketTransport
+/// is the real one; MemoryTransport (memory_transport.hpp) lets the whole node run in a test.
 class Transport {
 public:
     enum class Kind : std::uint8_t { Udp, Raw };
@@ -50,7 +53,7 @@ public:
         Kind kind;
         std::uint16_t port = 0;     // Udp
         std::uint8_t protocol = 0;  // Raw
-        int fd = -1;
+        int fd = -1;                // readable when receive() has something
         Counters counters;
         // Udp: what the socket is set to now (IP_MTU_DISCOVER, SO_NO_CHECK).
         bool dont_fragment = false;
@@ -65,38 +68,55 @@ public:
     static constexpr std::size_t path_mtu_capacity = 64;
     /// Headroom inbound buffers need in front of a received UDP payload.
     static constexpr std::size_t rebuilt_header_len = 28;
+    static constexpr std::uint8_t any_protocol = 255;  // IPPROTO_RAW
 
-    /// Opens and binds every socket; throws std::runtime_error naming the socket and the fix.
-    /// A UDP port 0 lets the kernel pick one (tests); sockets() then shows the port it got.
-    explicit Transport(const TransportConfig& config, std::size_t batch);
+    virtual ~Transport() = default;
     Transport(const Transport&) = delete;
     Transport& operator=(const Transport&) = delete;
-    ~Transport();
-
-    std::vector<Socket>& sockets() noexcept { return sockets_; }
-    const std::vector<Socket>& sockets() const noexcept { return sockets_; }
-    core::Ipv4Address local() const noexcept { return local_; }
 
     /// Sends whole outer IPv4 packets, batched per socket. Packets no socket can carry are
-    /// counted in unroutable().
-    void send(std::span<core::PacketBuf> packets);
+    /// counted in unroutable(), refused ones in their socket's tx_failures.
+    virtual void send(std::span<core::PacketBuf> packets) = 0;
+    /// Receives up to bufs.size() packets from socket `index` into valid, reset buffers;
+    /// returns how many (0: would block). Addresses and ports are in the packets' headers; no
+    /// metadata is set.
+    virtual std::size_t receive(std::size_t index, std::span<core::PacketBuf> bufs) = 0;
+
+    const std::vector<Socket>& sockets() const noexcept { return sockets_; }
     /// Whether socket `index` receives (the any-protocol raw socket only sends).
     bool receives(std::size_t index) const noexcept {
         return sockets_[index].kind == Kind::Udp || sockets_[index].protocol != any_protocol;
     }
-    static constexpr std::uint8_t any_protocol = 255;  // IPPROTO_RAW
-
-    /// Receives up to bufs.size() packets from socket `index` into valid, reset buffers;
-    /// returns how many (0: would block). Addresses and ports are in the packet itself (rebuilt headers); no metadata is set.
-    std::size_t receive(std::size_t index, std::span<core::PacketBuf> bufs);
-
     std::uint64_t unroutable() const noexcept { return unroutable_; }
-
     /// Path MTUs learned from refused sends, oldest first.
     const std::vector<PathMtu>& path_mtus() const noexcept { return path_mtus_; }
     /// Path MTU changes since the last call, for the shell to raise as PathMtuChanged once no
     /// stage is mid-packet.
     std::vector<PathMtu> take_path_mtu_changes() { return std::exchange(path_mtu_changes_, {}); }
+
+protected:
+    Transport() = default;
+    void note_path_mtu(core::Ipv4Address destination, std::size_t mtu);
+
+    std::vector<Socket> sockets_;
+    std::uint64_t unroutable_ = 0;
+    std::vector<PathMtu> path_mtus_;
+    std::vector<PathMtu> path_mtu_changes_;
+};
+
+/// The kernel's sockets: UDP bound per port, raw sockets with IP_HDRINCL per protocol.
+class SocketTransport final : public Transport {
+public:
+    /// Opens and binds every socket; throws std::runtime_error naming the socket and the fix.
+    /// A UDP port 0 lets the kernel pick one (tests); sockets() then shows the port it got.
+    explicit SocketTransport(const TransportConfig& config, std::size_t batch);
+    ~SocketTransport() override;
+
+    core::Ipv4Address local() const noexcept { return local_; }
+    std::vector<Socket>& sockets() noexcept { return sockets_; }
+    using Transport::sockets;
+    void send(std::span<core::PacketBuf> packets) override;
+    std::size_t receive(std::size_t index, std::span<core::PacketBuf> bufs) override;
 
 private:
     int socket_for(std::span<const std::uint8_t> packet, std::size_t& payload_offset,
@@ -105,12 +125,8 @@ private:
     void learn_path_mtu(const sockaddr_storage& destination);
 
     core::Ipv4Address local_;
-    std::vector<Socket> sockets_;
     std::size_t batch_;
-    std::uint64_t unroutable_ = 0;
     std::optional<std::uint32_t> fwmark_;
-    std::vector<PathMtu> path_mtus_;
-    std::vector<PathMtu> path_mtu_changes_;
     // Scratch for one batch, sized once: no allocation per packet.
     std::vector<struct mmsghdr> msgs_;
     std::vector<struct iovec> iovs_;

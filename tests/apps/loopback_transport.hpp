@@ -22,11 +22,11 @@ namespace mipsec::test {
 inline const core::Ipv4Address loopback{0x7F000001};
 inline constexpr std::size_t headroom = 64;
 
-inline shell::Transport open_loopback() {
+inline shell::SocketTransport open_loopback() {
     shell::TransportConfig config;
     config.local = loopback;
     config.udp_ports = {0};  // the kernel picks a free port
-    return shell::Transport(config, 8);
+    return shell::SocketTransport(config, 8);
 }
 
 inline std::uint16_t port_of(const shell::Transport& t) { return t.sockets()[0].port; }

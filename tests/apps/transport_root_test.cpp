@@ -71,7 +71,7 @@ TEST_CASE("a raw socket refuses a packet bigger than the interface, DF or not, a
     shell::TransportConfig config;
     config.local = loopback;
     config.raw_protocols = {core::ip_protocol::esp};
-    shell::Transport t(config, 8);
+    shell::SocketTransport t(config, 8);
     auto buf = pool.acquire(headroom);
     const std::size_t len = core::Ipv4Header::len + big.size();
     REQUIRE(buf.put(len));
