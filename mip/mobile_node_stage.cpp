@@ -311,7 +311,7 @@ void MobileNodeStage::on_event(const core::RaisedEvent& event, core::StageContex
         // way out, so try again at once rather than after the retransmission timer.
         if (r->added && config_.care_of_ifindex != 0 && r->ifindex == config_.care_of_ifindex) handle(node_.retry_now(now), ctx);
     } else if (const auto* i = std::get_if<core::InnerAddressAssigned>(&event.event)) {
-        if (config_.care_of_source != CareOfSource::InnerAddress || i->prefix.address == node_.care_of_address()) return;
+        if (!i->assigned || config_.care_of_source != CareOfSource::InnerAddress || i->prefix.address == node_.care_of_address()) return;
         // RFC 5265 §4 step 5: the VPN tunnel inner address is the i-MIP co-located CoA.
         handle(node_.care_of_address_changed(i->prefix.address, now), ctx);
     }

@@ -21,6 +21,24 @@ bool equal_bytes(std::span<const std::uint8_t> a, const Bytes& b) {
     return std::equal(a.begin(), a.end(), b.begin(), b.end());
 }
 
+/// RFC 2408 §3.14.1 names, as strongSwan logs them.
+std::string notify_name(std::uint16_t n) {
+    switch (n) {
+    case notify_type::invalid_payload_type: return "INVALID-PAYLOAD-TYPE";
+    case notify_type::invalid_exchange_type: return "INVALID-EXCHANGE-TYPE";
+    case notify_type::invalid_spi: return "INVALID-SPI";
+    case notify_type::attributes_not_supported: return "ATTRIBUTES-NOT-SUPPORTED";
+    case notify_type::no_proposal_chosen: return "NO-PROPOSAL-CHOSEN";
+    case notify_type::bad_proposal_syntax: return "BAD-PROPOSAL-SYNTAX";
+    case notify_type::payload_malformed: return "PAYLOAD-MALFORMED";
+    case notify_type::invalid_key_information: return "INVALID-KEY-INFORMATION";
+    case notify_type::invalid_id_information: return "INVALID-ID-INFORMATION";
+    case notify_type::invalid_hash_information: return "INVALID-HASH-INFORMATION";
+    case notify_type::authentication_failed: return "AUTHENTICATION-FAILED";
+    default: return "error notify " + std::to_string(n);
+    }
+}
+
 FailReason reason_for_notify(std::uint16_t n) {
     switch (n) {
     case notify_type::no_proposal_chosen: return FailReason::NoProposalChosen;
@@ -173,6 +191,7 @@ void Session::on_datagram(std::span<const std::uint8_t> bytes, core::Endpoint lo
     if (h.exchange_type == exchange_type::main_mode) return on_phase1(*parsed, bytes, local, remote, now);
     if (!mm_->established()) {
         if (h.exchange_type == exchange_type::informational && !h.encrypted()) return on_plain_informational(*parsed);
+        if (h.exchange_type == exchange_type::informational) return on_phase1_informational(*parsed, bytes);
         ++counters_.dropped_unexpected;
         return;
     }
@@ -198,10 +217,16 @@ void Session::on_phase1(const Message& header_only, std::span<const std::uint8_t
         }
         auto o = sa_.cipher->open(bytes);
         if (!o) {
-            // With a wrong PSK MM5/MM6 decrypt to garbage: the peer did not authenticate.
+            // With another PSK on the two sides MM5/MM6 decrypt to garbage. Answer as strongSwan
+            // does (task_manager_v1.c: a body that does not parse gets PAYLOAD-MALFORMED in an
+            // Informational protected with our phase-1 keys): the peer cannot read it, but learns
+            // at once that its authentication was not understood (see on_phase1_informational).
             ++counters_.dropped_auth;
-            send_plain_notify(notify_type::authentication_failed);
-            return fail(FailReason::AuthenticationFailed, "cannot decrypt the authentication message (wrong PSK?)", false);
+            send_error_notify(notify_type::payload_malformed);
+            return fail(FailReason::AuthenticationFailed,
+                        sa_.initiator ? "cannot decrypt the gateway's authentication message (MM6): wrong PSK?"
+                                      : "cannot decrypt the peer's authentication message (MM5): the two sides hold different PSKs",
+                        false);
         }
         msg = std::move(o->message);
         block = o->last_block;
@@ -214,8 +239,12 @@ void Session::on_phase1(const Message& header_only, std::span<const std::uint8_t
         return;
     }
     if (st == TaskStatus::Failed) {
-        if (block) ++counters_.dropped_auth;
-        if (mm_->failure().notify) send_plain_notify(mm_->failure().notify);
+        if (block) {
+            ++counters_.dropped_auth;
+            // The notify goes under the IV this message leaves, which is what the peer expects.
+            sa_.cipher->commit(0, *block);
+        }
+        if (mm_->failure().notify) send_error_notify(mm_->failure().notify);
         return fail(mm_->failure().reason, mm_->failure().detail, false);
     }
     if (block) sa_.cipher->commit(0, *block);
@@ -228,7 +257,7 @@ void Session::on_phase1(const Message& header_only, std::span<const std::uint8_t
         Message reply;
         TaskStatus bst = mm_->build(reply);
         if (bst == TaskStatus::Failed) {
-            if (mm_->failure().notify) send_plain_notify(mm_->failure().notify);
+            if (mm_->failure().notify) send_error_notify(mm_->failure().notify);
             return fail(mm_->failure().reason, mm_->failure().detail, false);
         }
         if (!send_message(reply, &ex->last_sent)) return fail(FailReason::ProtocolError, "cannot encode reply", false);
@@ -272,14 +301,65 @@ void Session::phase1_established(core::TimePoint now) {
 }
 
 void Session::on_plain_informational(const Message& m) {
-    // Before phase 1 completes the peer can only tell us in the clear why it gave up.
+    // Before the phase-1 keys exist the peer can only tell us in the clear why it gave up.
     for (const auto* n : m.find_all<NotifyPayload>()) {
         if (!n->is_error()) continue;
-        fail(reason_for_notify(n->notify_type), "peer sent error notify " + std::to_string(n->notify_type), false,
-             n->notify_type);
+        auto [reason, detail] = phase1_refusal(n->notify_type);
+        fail(reason, std::move(detail), false, n->notify_type);
         return;
     }
     ++counters_.dropped_unexpected;
+}
+
+// An encrypted Informational before Main Mode completed. strongSwan answers an MM5 it cannot
+// decrypt or verify with an error notify protected by its own phase-1 keys; with another PSK
+// those differ from ours, so the answer cannot be read here, and it never sends MM6. Arriving
+// while we wait for MM6, it can only mean that the gateway did not accept our MM5: say so at
+// once instead of retransmitting MM5 until the retransmissions run out. (Like the plaintext
+// notifies above it is unauthenticated; the client stage retries after its restart delay.)
+void Session::on_phase1_informational(const Message& header_only, std::span<const std::uint8_t> bytes) {
+    if (!sa_.initiator || mm_->step() != 5 || !sa_.cipher || !sa_.keys) {
+        ++counters_.dropped_unexpected;
+        return;
+    }
+    const std::uint32_t mid = header_only.header.message_id;
+    auto o = sa_.cipher->open(bytes);
+    bool authentic = false;
+    if (o && o->message.payloads.size() >= 2) {
+        if (const auto* hash = o->message.payloads.front().get<HashPayload>()) {
+            auto expected = sa_.keys->hash1(mid, o->message.wire_from(1));
+            authentic = expected && crypto::constant_time_equal(*expected, hash->data);
+        }
+    }
+    if (!authentic) {
+        ++counters_.dropped_auth;
+        return fail(FailReason::AuthenticationFailed, "the gateway could not decrypt our authentication: wrong PSK or identity?",
+                    false);
+    }
+    // Same keys on both sides: the gateway read MM5 and says what it did not like.
+    for (const auto* n : o->message.find_all<NotifyPayload>()) {
+        if (!n->is_error()) continue;
+        auto [reason, detail] = phase1_refusal(n->notify_type);
+        return fail(reason, std::move(detail), false, n->notify_type);
+    }
+    ++counters_.dropped_unexpected;
+}
+
+Session::Refusal Session::phase1_refusal(std::uint16_t notify) const {
+    const std::string name = notify_name(notify);
+    if (sa_.initiator && mm_->step() == 5) {
+        // The answer to MM5, our ID and HASH_I.
+        if (notify == notify_type::invalid_id_information)
+            return {FailReason::InvalidId, "the gateway does not accept our identity (" + name + ")"};
+        return {FailReason::AuthenticationFailed, "the gateway could not decrypt our authentication: wrong PSK or identity? (" + name + ")"};
+    }
+    if (notify == notify_type::no_proposal_chosen)
+        return {FailReason::NoProposalChosen, "phase 1 (Main Mode): no proposal chosen by the peer; we offered " +
+                                                  describe(cfg_->ike_proposals) + " (the peer's log names what it accepts)"};
+    if (notify == notify_type::authentication_failed && sa_.initiator)
+        return {FailReason::AuthenticationFailed,
+                "phase 1 (Main Mode): the gateway refused us before authentication (" + name + "): has it a PSK for our address?"};
+    return {reason_for_notify(notify), "phase 1 (Main Mode): the peer refused with " + name};
 }
 
 void Session::on_protected(const Message& header_only, std::span<const std::uint8_t> bytes, core::Endpoint local,
@@ -499,9 +579,15 @@ void Session::on_informational(const Message& m, core::TimePoint now) {
                         rekey_abandoned(*q->replaces(), now);
                         continue;
                     }
-                    if (sa_.initiator)
-                        return fail(reason_for_notify(n->notify_type),
-                                    "peer sent error notify " + std::to_string(n->notify_type), true, n->notify_type);
+                    if (!sa_.initiator) continue;
+                    std::string detail;
+                    if (q && n->notify_type == notify_type::no_proposal_chosen)
+                        detail = "phase 2 (Quick Mode): no proposal chosen by the gateway; we offered " + q->describe_our_offer() +
+                                 " (the gateway's log names what it accepts)";
+                    else
+                        detail = std::string(q ? "phase 2 (Quick Mode)" : "Mode Config") + ": the gateway refused with " +
+                                 notify_name(n->notify_type);
+                    return fail(reason_for_notify(n->notify_type), std::move(detail), true, n->notify_type);
                 }
             }
         } else if (const auto* d = m.payloads[i].get<DeletePayload>()) {
@@ -575,6 +661,18 @@ void Session::start_quick_mode(core::TimePoint now, std::optional<std::uint32_t>
     }
     if (replaces) rekeying_.push_back(*replaces);
     arm(ex, now);
+}
+
+bool Session::request_child(core::TimePoint now) {
+    if (state_ != SessionState::Established || !sa_.initiator) return false;
+    if (std::any_of(children_.begin(), children_.end(), [](const ChildSa& c) { return !c.superseded; })) return false;
+    // Mode Config still running starts Quick Mode itself; a Quick Mode in flight (a rekey too)
+    // brings a CHILD_SA already.
+    if (cfg_->request_virtual_ip && !mode_config_) return false;
+    for (const auto& ex : exchanges_)
+        if (ex.we_initiated && !ex.finished && std::holds_alternative<QuickMode>(ex.task)) return false;
+    start_quick_mode(now, std::nullopt);
+    return state_ == SessionState::Established;
 }
 
 bool Session::rekey_child(std::uint32_t spi_in, core::TimePoint now) {
@@ -710,6 +808,19 @@ void Session::send_plain_notify(std::uint16_t type) {
     n.spi.assign(ck.begin(), ck.end());
     m.payloads.emplace_back(std::move(n));
     send_message(m, nullptr);
+}
+
+// An error notify about phase 1. Once the phase-1 keys exist it goes in a protected
+// Informational (HASH(1) first, encrypted) as strongSwan sends it; a strongSwan peer ignores
+// plaintext notifies from then on. Before that, only a plaintext one can be sent.
+void Session::send_error_notify(std::uint16_t type) {
+    if (!sa_.keys || !sa_.cipher) return send_plain_notify(type);
+    NotifyPayload n;
+    n.protocol_id = protocol_id::isakmp;
+    n.notify_type = type;
+    auto ck = sa_.header(0, 0).cookies();
+    n.spi.assign(ck.begin(), ck.end());
+    send_informational({Payload(std::move(n))}, core::TimePoint{});
 }
 
 bool Session::send_dpd(core::TimePoint now) {

@@ -161,6 +161,10 @@ public:
     void note_traffic(core::TimePoint now);
     /// Deletes every child SA and the ISAKMP SA (Delete payloads to the peer).
     void close(core::TimePoint now);
+    /// Initiator: negotiates a new CHILD_SA (Quick Mode on this IKE SA, the configured
+    /// selectors) when none is left and none is under way, e.g. after the peer deleted the
+    /// last one and traffic needs one. False when nothing was started.
+    bool request_child(core::TimePoint now);
     /// Starts a rekey of the child with this spi_in now (normally driven by poll()).
     bool rekey_child(std::uint32_t spi_in, core::TimePoint now);
     /// Sends an R-U-THERE now (normally driven by poll()); false without DPD support.
@@ -201,6 +205,13 @@ private:
                    core::Endpoint remote, core::TimePoint now);
     void phase1_established(core::TimePoint now);
     void on_plain_informational(const Message& m);
+    void on_phase1_informational(const Message& header_only, std::span<const std::uint8_t> bytes);
+    struct Refusal {
+        FailReason reason;
+        std::string detail;
+    };
+    /// What a peer's error notify during Main Mode tells the user, by where we are.
+    Refusal phase1_refusal(std::uint16_t notify) const;
     // phase 2 and informational
     void on_protected(const Message& header_only, std::span<const std::uint8_t> bytes, core::Endpoint local,
                       core::Endpoint remote, core::TimePoint now);
@@ -214,6 +225,7 @@ private:
     std::vector<ChildSa>::iterator child_by_spi_in(std::uint32_t spi_in);
     void send_informational(std::vector<Payload> payloads, core::TimePoint now);
     void send_plain_notify(std::uint16_t type);
+    void send_error_notify(std::uint16_t type);
 
     // transport
     bool send_message(Message& m, Bytes* copy);
