@@ -171,9 +171,10 @@ void VpnClientStage::drain_session(ike::Session& s, Role role, core::StageContex
             install(inst->sa, inst->inbound_only, ctx);
             if (role == Role::Next) promote_pending_ = true;
         } else if (auto* del = std::get_if<ike::ChildSaDeleted>(&e)) {
-            // Both directions of the CHILD_SA go (a Delete names one SA pair, RFC 2408 §4.6.3.2).
-            // The outbound SA only while it is still this CHILD_SA's: after a make-before-break
-            // rekey it is already the new one. Without one, encapsulate() asks for a new CHILD_SA.
+            // Both directions of the CHILD_SA go: a Delete names one SPI of the pair (RFC 2408
+            // §3.15). The outbound SA only while it is still this CHILD_SA's: after a make-
+            // before-break rekey it is already the new one. Without one, encapsulate() asks
+            // for a new CHILD_SA.
             esp_.remove_inbound(del->sa.spi_in);
             if (const Sa* out = esp_.outbound(); out && out->spi() == del->sa.spi_out) {
                 esp_.remove_outbound();

@@ -173,8 +173,12 @@ void Session::on_datagram(std::span<const std::uint8_t> bytes, core::Endpoint lo
         ++counters_.dropped_malformed;
         return;
     }
-    // RFC 3947 §4: after floating, packets for this SA on the IKE port are stale.
-    if (sa_.local.port == cfg_->nat_t_port && cfg_->nat_t_port != cfg_->ike_port && local.port != cfg_->nat_t_port) {
+    // RFC 3947 §4: after floating, packets for this SA on the IKE port are stale. Not so a
+    // notify answering our floated MM5: strongSwan, not having accepted MM5, answers from the
+    // port it last accepted a message on (500).
+    const bool phase1_notify = !mm_->established() && h.exchange_type == exchange_type::informational;
+    if (sa_.local.port == cfg_->nat_t_port && cfg_->nat_t_port != cfg_->ike_port && local.port != cfg_->nat_t_port &&
+        !phase1_notify) {
         ++counters_.dropped_unexpected;
         return;
     }
@@ -351,7 +355,9 @@ Session::Refusal Session::phase1_refusal(std::uint16_t notify) const {
         // The answer to MM5, our ID and HASH_I.
         if (notify == notify_type::invalid_id_information)
             return {FailReason::InvalidId, "the gateway does not accept our identity (" + name + ")"};
-        return {FailReason::AuthenticationFailed, "the gateway could not decrypt our authentication: wrong PSK or identity? (" + name + ")"};
+        if (notify == notify_type::payload_malformed)
+            return {FailReason::AuthenticationFailed, "the gateway could not decrypt our authentication: wrong PSK or identity? (" + name + ")"};
+        return {FailReason::AuthenticationFailed, "the gateway did not accept our authentication: wrong PSK or identity? (" + name + ")"};
     }
     if (notify == notify_type::no_proposal_chosen)
         return {FailReason::NoProposalChosen, "phase 1 (Main Mode): no proposal chosen by the peer; we offered " +

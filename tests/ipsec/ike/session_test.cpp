@@ -232,6 +232,17 @@ TEST_CASE("wrong PSK: the gateway answers MM5 as strongSwan does and the client 
     IkeNet net(true);
     net.gw_cfg->psks.clear();
     net.gw_cfg->psks.push_back({std::nullopt, test::secret("not-the-same-psk")});
+    // strongSwan sends that answer from port 500 to the client's port-500 mapping: it never
+    // accepted the floated MM5, so it did not float itself.
+    net.filter = [&net](OutgoingDatagram& d, bool to_gateway) {
+        auto m = parse(d.payload);
+        if (!to_gateway && m && m->header.exchange_type == exchange_type::informational) {
+            d.local.port = 500;
+            d.remote = net.translate({IkeNet::client_private, 500});
+            d.non_esp_marker = false;
+        }
+        return true;
+    };
     net.start();
     auto gf = net.gw_all<Failed>();
     REQUIRE(gf.size() == 1);
