@@ -507,7 +507,7 @@ void Session::on_protected(const Message& header_only, std::span<const std::uint
         bool rekey = false;
         if (auto* q = std::get_if<QuickMode>(&ex->task); q && q->replaces()) {
             rekey = true;
-            rekey_abandoned(*q->replaces(), now);
+            children_.rekey_abandoned(*q->replaces(), now);
         }
         if (ex->we_initiated && !rekey && sa_.initiator) fail(f.reason, f.detail, true);
         return;
@@ -582,7 +582,7 @@ void Session::on_informational(const Message& m, core::TimePoint now) {
                     ex.awaiting = false;
                     auto* q = std::get_if<QuickMode>(&ex.task);
                     if (q && q->replaces()) {
-                        rekey_abandoned(*q->replaces(), now);
+                        children_.rekey_abandoned(*q->replaces(), now);
                         continue;
                     }
                     if (!sa_.initiator) continue;
@@ -612,10 +612,7 @@ void Session::on_informational(const Message& m, core::TimePoint now) {
             for (const auto& s : d->spis) {
                 std::uint32_t spi = core::load_be32(s.data());
                 // The sender names its inbound SPI (strongSwan quick_delete.c): our outbound.
-                auto it = std::find_if(children_.begin(), children_.end(), [&](const ChildSa& c) { return c.spi_out == spi; });
-                if (it == children_.end())
-                    it = child_by_spi_in(spi);
-                if (it != children_.end()) delete_child(static_cast<std::size_t>(it - children_.begin()), true, false, now);
+                if (const ChildSa* c = children_.find_named_by_peer(spi)) delete_child(c->spi_in, true, false, now);
             }
         }
     }
@@ -639,8 +636,8 @@ void Session::start_quick_mode(core::TimePoint now, std::optional<std::uint32_t>
     p.proposals = cfg_->esp_proposals;
     p.pfs_group = cfg_->pfs_group;
     if (replaces) {
-        auto it = child_by_spi_in(*replaces);
-        if (it == children_.end()) return;
+        const ChildSa* it = children_.find(*replaces);
+        if (!it) return;
         p.local_ts = it->local_ts;
         p.remote_ts = it->remote_ts;
     } else {
@@ -665,13 +662,13 @@ void Session::start_quick_mode(core::TimePoint now, std::optional<std::uint32_t>
         if (!replaces) fail(FailReason::ProtocolError, "cannot build Quick Mode", true);
         return;
     }
-    if (replaces) rekeying_.push_back(*replaces);
+    if (replaces) children_.rekey_started(*replaces);
     arm(ex, now);
 }
 
 bool Session::request_child(core::TimePoint now) {
     if (state_ != SessionState::Established || !sa_.initiator) return false;
-    if (std::any_of(children_.begin(), children_.end(), [](const ChildSa& c) { return !c.superseded; })) return false;
+    if (children_.has_live()) return false;
     // Mode Config still running starts Quick Mode itself; a Quick Mode in flight (a rekey too)
     // brings a CHILD_SA already.
     if (cfg_->request_virtual_ip && !mode_config_) return false;
@@ -683,109 +680,32 @@ bool Session::request_child(core::TimePoint now) {
 
 bool Session::rekey_child(std::uint32_t spi_in, core::TimePoint now) {
     if (state_ != SessionState::Established) return false;
-    if (std::find(rekeying_.begin(), rekeying_.end(), spi_in) != rekeying_.end()) return false;
-    if (std::none_of(children_.begin(), children_.end(), [&](const ChildSa& c) { return c.spi_in == spi_in; }))
-        return false;
+    if (children_.rekeying(spi_in) || !children_.find(spi_in)) return false;
     start_quick_mode(now, spi_in);
     return true;
 }
 
-namespace {
-// How long the losing SA of a rekey collision (or an SA the peer rekeyed) keeps accepting
-// packets the peer sent before it switched: a few round trips.
-constexpr core::Duration superseded_grace = std::chrono::seconds(5);
-// An SA the peer rekeyed waits longer, so that a peer deleting after superseded_grace (as we
-// do) sends its Delete first and both do not delete the same SA.
-constexpr core::Duration peer_rekeyed_grace = 2 * superseded_grace;
-}  // namespace
-
-// IKEv1 has no rekey collision handling of its own: when both peers rekey one CHILD_SA at
-// once, each ends with two new SAs. A Quick Mode we answer whose selectors equal a live SA's
-// is the peer rekeying that SA (as strongSwan judges it too); if that SA is ours and under
-// rekey, or itself came from a rekey moments ago, the two new SAs collided. Both peers then
-// keep the SA whose Quick Mode had the higher lowest nonce and delete the other after a grace
-// period (strongSwan never deletes rekeyed SAs itself, so the delete is ours to send either way).
+// The rules (make-before-break, the peer's rekey, collisions) are ChildSaSet's; a peer's
+// Quick Mode arriving within two retransmission timeouts of our own rekey finishing collided
+// with it.
 void Session::install_child(ChildSa child, std::optional<std::uint32_t> replaces, core::TimePoint now) {
-    child.installed_at = now;
-    ChildSa* rival = nullptr;  // the other new SA of a collision
-    if (replaces) {
-        // Our rekey finished; did the peer's rekey of the same SA finish first?
-        for (auto& c : children_)
-            if (c.replaces == replaces && !c.superseded) rival = &c;
-    } else if (!child.initiator) {
-        auto live = std::find_if(children_.begin(), children_.end(),
-                                 [&](const ChildSa& c) { return !c.superseded && c.same_selectors(child); });
-        if (live != children_.end()) {
-            const bool under_our_rekey = std::find(rekeying_.begin(), rekeying_.end(), live->spi_in) != rekeying_.end();
-            // Our own rekey finished moments ago (well inside one retransmission timeout): the
-            // peer started this one before it learnt of ours. An older SA is simply rekeyed.
-            const bool fresh_rekey = live->replaces && live->initiator && now - live->installed_at < 2 * cfg_->retransmit.timeout;
-            if (fresh_rekey) {
-                rival = &*live;
-                replaces = live->replaces;
-            } else {
-                replaces = live->spi_in;
-                if (!under_our_rekey) {
-                    // The peer rekeyed it: stop using and rekeying it, delete it soon.
-                    live->superseded = true;
-                    live->delete_at = now + peer_rekeyed_grace;
-                }
-            }
-        }
-    }
-    child.replaces = replaces;
-    bool inbound_only = false;
-    if (rival) {
-        ++counters_.rekey_collisions;
-        ChildSa* loser = rival->collision_nonce < child.collision_nonce ? rival : &child;
-        loser->superseded = true;
-        loser->delete_at = now + superseded_grace;
-        inbound_only = loser == &child;
-    }
-    const bool ours_replacing = replaces && child.initiator;
-    children_.push_back(child.clone());
-    out_.events.emplace_back(ChildSaInstalled{std::move(child), replaces, inbound_only});
-    if (!ours_replacing) return;
-    // Make-before-break: the new SA is in place and carries our traffic now; the old one still
-    // accepts what the peer sends until it installs the new one (it has not seen QM3 yet).
-    std::erase(rekeying_, *replaces);
-    if (auto it = child_by_spi_in(*replaces); it != children_.end() && !it->superseded) {
-        it->superseded = true;
-        it->delete_at = now + superseded_grace;
-    }
+    const auto r = children_.install(std::move(child), replaces, now, 2 * cfg_->retransmit.timeout);
+    if (r.collision) ++counters_.rekey_collisions;
+    out_.events.emplace_back(ChildSaInstalled{children_.all().back().clone(), r.replaces, r.inbound_only});
 }
 
-std::vector<ChildSa>::iterator Session::child_by_spi_in(std::uint32_t spi_in) {
-    return std::find_if(children_.begin(), children_.end(), [&](const ChildSa& c) { return c.spi_in == spi_in; });
-}
-
-// Our rekey of `spi_in` failed. If the peer rekeyed it meanwhile, that SA replaces it.
-void Session::rekey_abandoned(std::uint32_t spi_in, core::TimePoint now) {
-    std::erase(rekeying_, spi_in);
-    if (std::none_of(children_.begin(), children_.end(), [&](const ChildSa& c) { return c.replaces == spi_in && !c.superseded; }))
-        return;
-    for (auto& c : children_)
-        if (c.spi_in == spi_in && !c.superseded) {
-            c.superseded = true;
-            c.delete_at = now + superseded_grace;
-        }
-}
-
-void Session::delete_child(std::size_t index, bool by_peer, bool notify_peer, core::TimePoint now) {
-    if (index >= children_.size()) return;
+void Session::delete_child(std::uint32_t spi_in, bool by_peer, bool notify_peer, core::TimePoint now) {
+    if (!children_.find(spi_in)) return;
     if (notify_peer) {
         DeletePayload d;
         d.protocol_id = protocol_id::ipsec_esp;
         d.spi_size = 4;
         Bytes spi(4);
-        core::store_be32(spi.data(), children_[index].spi_in);
+        core::store_be32(spi.data(), spi_in);
         d.spis.push_back(std::move(spi));
         send_informational({Payload(std::move(d))}, now);
     }
-    ChildSa c = std::move(children_[index]);
-    children_.erase(children_.begin() + static_cast<std::ptrdiff_t>(index));
-    std::erase(rekeying_, c.spi_in);
-    out_.events.emplace_back(ChildSaDeleted{std::move(c), by_peer});
+    out_.events.emplace_back(ChildSaDeleted{std::move(*children_.remove(spi_in)), by_peer});
 }
 
 void Session::send_informational(std::vector<Payload> payloads, core::TimePoint) {
@@ -852,7 +772,7 @@ bool Session::send_dpd(core::TimePoint now) {
 void Session::close(core::TimePoint now) {
     if (state_ == SessionState::Closed || state_ == SessionState::Failed) return;
     if (state_ == SessionState::Established) {
-        while (!children_.empty()) delete_child(0, false, true, now);
+        while (!children_.empty()) delete_child(children_.all().front().spi_in, false, true, now);
         DeletePayload d;
         d.protocol_id = protocol_id::isakmp;
         d.spi_size = 16;
@@ -897,7 +817,7 @@ std::optional<core::TimePoint> Session::poll(core::TimePoint now) {
                 bool rekey = false;
                 if (auto* q = std::get_if<QuickMode>(&ex.task); q && q->replaces()) {
                     rekey = true;
-                    rekey_abandoned(*q->replaces(), now);
+                    children_.rekey_abandoned(*q->replaces(), now);
                 }
                 if (ex.message_id == 0 || (ex.we_initiated && !rekey && sa_.initiator)) {
                     fail(FailReason::Timeout, ex.message_id == 0 ? "no answer to Main Mode" : "no answer to phase-2 exchange",
@@ -910,28 +830,13 @@ std::optional<core::TimePoint> Session::poll(core::TimePoint now) {
         consider(ex.next_retransmit);
     }
     if (state_ != SessionState::Established) return next;
-    for (std::size_t i = 0; i < children_.size();) {
-        const ChildSa& c = children_[i];
-        core::TimePoint hard = c.installed_at + c.hard_lifetime;
-        if ((c.hard_lifetime > core::Duration::zero() && now >= hard) || (c.delete_at && now >= *c.delete_at)) {
-            delete_child(i, false, true, now);
-            continue;
-        }
-        if (c.hard_lifetime > core::Duration::zero()) consider(hard);
-        if (c.delete_at) consider(*c.delete_at);
-        bool busy = std::find(rekeying_.begin(), rekeying_.end(), c.spi_in) != rekeying_.end();
-        if (!c.superseded && c.soft_lifetime > core::Duration::zero() && !busy) {
-            core::TimePoint soft = c.installed_at + c.soft_lifetime;
-            if (now >= soft) {
-                start_quick_mode(now, c.spi_in);
-                if (state_ != SessionState::Established) return std::nullopt;
-                ++i;
-                continue;
-            }
-            consider(soft);
-        }
-        ++i;
+    const ChildSaSet::Due due = children_.due(now);
+    for (std::uint32_t spi_in : due.expired) delete_child(spi_in, false, true, now);
+    for (std::uint32_t spi_in : due.to_rekey) {
+        start_quick_mode(now, spi_in);
+        if (state_ != SessionState::Established) return std::nullopt;
     }
+    if (due.next) consider(*due.next);
     // Retransmissions of the rekey exchanges started just now.
     for (const auto& ex : exchanges_)
         if (ex.awaiting && !ex.finished) consider(ex.next_retransmit);
@@ -1033,7 +938,7 @@ std::uint32_t Session::fresh_spi() {
     // SPIs 1-255 are reserved (RFC 4303 §2.1).
     std::uint32_t spi = 0;
     auto used = [&](std::uint32_t s) {
-        return std::any_of(children_.begin(), children_.end(), [&](const ChildSa& c) { return c.spi_in == s; });
+        return children_.find(s) != nullptr;
     };
     while (spi < 256 || used(spi)) spi = random_.next_u32();
     return spi;
@@ -1075,26 +980,14 @@ void Session::end_children(bool by_peer, bool may_hand_over) {
     // for the peer's next IKE SA.
     const bool hand_over = may_hand_over && !sa_.initiator && !children_.empty() && sa_.peer_id;
     if (hand_over) {
-        out_.events.emplace_back(ChildSasHandedOver{std::move(children_), 0});
+        out_.events.emplace_back(ChildSasHandedOver{children_.take_all(), 0});
         lease_handed_over_ = true;
     } else {
-        for (auto& c : children_) out_.events.emplace_back(ChildSaDeleted{std::move(c), by_peer});
+        for (auto& c : children_.take_all()) out_.events.emplace_back(ChildSaDeleted{std::move(c), by_peer});
     }
-    children_.clear();
-    rekeying_.clear();
 }
 
-void Session::adopt_children(std::vector<ChildSa> children, core::TimePoint now) {
-    for (auto& c : children) {
-        const bool covered = std::any_of(children_.begin(), children_.end(),
-                                         [&](const ChildSa& mine) { return !mine.superseded && mine.same_selectors(c); });
-        if (covered && !c.superseded) {
-            c.superseded = true;
-            c.delete_at = now + superseded_grace;
-        }
-        children_.push_back(std::move(c));
-    }
-}
+void Session::adopt_children(std::vector<ChildSa> children, core::TimePoint now) { children_.adopt(std::move(children), now); }
 
 void Session::release_lease() {
     if (pool_ && !lease_handed_over_) pool_->release(owner_);

@@ -51,6 +51,7 @@
 #include "crypto/random.hpp"
 #include "ipsec/ike/address_pool.hpp"
 #include "ipsec/ike/child_sa.hpp"
+#include "ipsec/ike/child_sa_set.hpp"
 #include "ipsec/ike/ike_sa.hpp"
 #include "ipsec/ike/main_mode.hpp"
 #include "ipsec/ike/mode_config.hpp"
@@ -179,7 +180,7 @@ public:
     bool is_initiator() const noexcept { return sa_.initiator; }
     const IkeSa& ike_sa() const noexcept { return sa_; }
     const SessionCounters& counters() const noexcept { return counters_; }
-    const std::vector<ChildSa>& children() const noexcept { return children_; }
+    const std::vector<ChildSa>& children() const noexcept { return children_.all(); }
     const std::optional<ModeConfigResult>& mode_config() const noexcept { return mode_config_; }
     std::uint64_t owner() const noexcept { return owner_; }
 
@@ -220,9 +221,7 @@ private:
     void start_mode_config(core::TimePoint now);
     void start_quick_mode(core::TimePoint now, std::optional<std::uint32_t> replaces);
     void install_child(ChildSa child, std::optional<std::uint32_t> replaces, core::TimePoint now);
-    void delete_child(std::size_t index, bool by_peer, bool notify_peer, core::TimePoint now);
-    void rekey_abandoned(std::uint32_t spi_in, core::TimePoint now);
-    std::vector<ChildSa>::iterator child_by_spi_in(std::uint32_t spi_in);
+    void delete_child(std::uint32_t spi_in, bool by_peer, bool notify_peer, core::TimePoint now);
     void send_informational(std::vector<Payload> payloads, core::TimePoint now);
     void send_plain_notify(std::uint16_t type);
     void send_error_notify(std::uint16_t type);
@@ -254,8 +253,7 @@ private:
     SessionCounters counters_;
     std::deque<Exchange> exchanges_;  // deque: references stay valid on push_back
     std::deque<std::uint32_t> seen_mids_;
-    std::vector<ChildSa> children_;
-    std::vector<std::uint32_t> rekeying_;  // spi_in of children with a rekey under way
+    ChildSaSet children_;
     std::optional<ModeConfigResult> mode_config_;
     AddressPool* pool_ = nullptr;
     std::uint64_t owner_ = 0;
