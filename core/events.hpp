@@ -78,6 +78,8 @@ struct RegistrationChanged {
 /// as its care-of address.
 struct InnerAddressAssigned {
     Ipv4Prefix prefix;
+    /// false: withdrawn (the IKE SA that leased it failed or closed); stop using it.
+    bool assigned = true;
 };
 
 using ControlEvent = std::variant<OuterAddressChanged, LinkChanged, AddressChanged, RouteChanged, PathMtuChanged,

@@ -174,7 +174,17 @@ void VpnClientStage::drain_session(ike::Session& s, Role role, core::StageContex
             install(inst->sa, inst->inbound_only, ctx);
             if (role == Role::Next) promote_pending_ = true;
         } else if (auto* del = std::get_if<ike::ChildSaDeleted>(&e)) {
+            // Both directions of the CHILD_SA go: a Delete names one SPI of the pair (RFC 2408
+            // §3.15). The outbound SA only while it is still this CHILD_SA's: after a make-
+            // before-break rekey it is already the new one. Without one, encapsulate() asks
+            // for a new CHILD_SA.
             esp_.remove_inbound(del->sa.spi_in);
+            if (const Sa* out = esp_.outbound(); out && out->spi() == del->sa.spi_out) {
+                esp_.remove_outbound();
+                if (role != Role::Retiring)
+                    ctx.log().info("ESP SA in 0x", std::hex, del->sa.spi_in, " out 0x", del->sa.spi_out, std::dec, " deleted",
+                                   del->by_peer ? " by the gateway" : "", "; none left to send on");
+            }
         } else if (auto* failed = std::get_if<ike::Failed>(&e)) {
             if (role == Role::Retiring) continue;
             const std::string why = std::string(ike::to_string(failed->reason)) + (failed->detail.empty() ? "" : ": " + failed->detail);
@@ -189,6 +199,7 @@ void VpnClientStage::drain_session(ike::Session& s, Role role, core::StageContex
             ctx.log().warn("IKE with ", config_.gateway.to_string(), " failed (", last_failure_, "); retrying in ",
                            std::chrono::duration_cast<std::chrono::seconds>(config_.restart_delay).count(), " s");
             restart_at_ = ctx.now() + config_.restart_delay;
+            withdraw_inner_address(ctx);
         } else if (auto* closed = std::get_if<ike::Closed>(&e)) {
             if (role == Role::Retiring) continue;
             if (role == Role::Next) {
@@ -198,11 +209,28 @@ void VpnClientStage::drain_session(ike::Session& s, Role role, core::StageContex
             }
             ctx.log().info("IKE SA closed", closed->by_peer ? " by the gateway" : "", "; reconnecting");
             restart_at_ = ctx.now() + config_.restart_delay;
+            withdraw_inner_address(ctx);
         }
     }
 }
 
+// The Mode Config address belonged to the IKE SA that just ended: it must not stay on the
+// TUN (nor serve as care-of address) while no tunnel exists; the next IKE SA raises it again.
+void VpnClientStage::withdraw_inner_address(core::StageContext& ctx) {
+    if (!inner_address_) return;
+    ctx.log().info("Mode Config address ", inner_address_->to_string(), " withdrawn");
+    ctx.raise(core::InnerAddressAssigned{*inner_address_, false});
+    inner_address_.reset();
+}
+
 Verdict VpnClientStage::encapsulate(core::PacketBuf& packet, core::StageContext& ctx) {
+    // Traffic needs a CHILD_SA and the peer deleted the last one: negotiate a new one on the
+    // IKE SA we have (a re-authentication under way brings its own). Until it is installed
+    // the ESP stage drops with NoSa, counted like every drop.
+    if (!esp_.outbound() && session_ && !next_session_ && session_->request_child(ctx.now())) {
+        ctx.log().info("no CHILD_SA to send on: negotiating a new one with ", config_.gateway.to_string());
+        drain(ctx);
+    }
     return esp_.encapsulate(packet, ctx);
 }
 

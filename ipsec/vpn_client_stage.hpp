@@ -20,7 +20,10 @@ namespace mipsec::ipsec {
 /// ports) is consumed here; ESP goes to the ESP stage. Child SAs are installed as IKE
 /// reports them (make-before-break on rekey); the Mode Config address is raised as
 /// InnerAddressAssigned for the shell (TUN address) and for a Mobile IP layer above. When
-/// the session fails or closes, a new one starts after `restart_delay` (dpd_action restart).
+/// the session fails or closes, the address is withdrawn (InnerAddressAssigned, assigned
+/// false) and a new session starts after `restart_delay` (dpd_action restart). When the
+/// gateway deletes a CHILD_SA both its directions go; the next packet to send then starts
+/// a Quick Mode for a new one on the same IKE SA (dropped as NoSa until it is installed).
 /// Before the IKE SA's lifetime ends (`reauth_margin` ahead; default a tenth of it) the stage
 /// re-authenticates make-before-break, as IKEv1 peers do: a second Session runs Main Mode
 /// (without INITIAL-CONTACT), asks Mode Config for the same inner address and installs its own
@@ -69,6 +72,7 @@ private:
     void drain_session(ike::Session& s, Role role, core::StageContext& ctx);
     void send(const ike::OutgoingDatagram& d, core::StageContext& ctx);
     void install(const ike::ChildSa& child, bool inbound_only, core::StageContext& ctx);
+    void withdraw_inner_address(core::StageContext& ctx);
 
     Config config_;
     std::shared_ptr<const ike::SessionConfig> session_config_;

@@ -313,7 +313,7 @@ void MobileNodeStage::on_event(const core::RaisedEvent& event, core::StageContex
     } else if (const auto* i = std::get_if<core::InnerAddressAssigned>(&event.event)) {
         // Only a VPN layer below this one carries our packets; an address another layer got is
         // not a care-of address for us.
-        if (config_.care_of_source != CareOfSource::InnerAddress || i->prefix.address == node_.care_of_address()) return;
+        if (!i->assigned || config_.care_of_source != CareOfSource::InnerAddress || i->prefix.address == node_.care_of_address()) return;
         if (event.origin == core::RaisedEvent::external || event.origin <= ctx.position()) return;
         // RFC 5265 §4 step 5: the VPN tunnel inner address is the i-MIP co-located CoA.
         handle(node_.care_of_address_changed(i->prefix.address, now), ctx);

@@ -86,7 +86,7 @@ public:
     }
 
     void on_event(const core::RaisedEvent& e) override {
-        if (const auto* inner = std::get_if<core::InnerAddressAssigned>(&e.event)) assign_inner_address(inner->prefix);
+        if (const auto* inner = std::get_if<core::InnerAddressAssigned>(&e.event)) assign_inner_address(*inner);
         if (const auto* reg = std::get_if<core::RegistrationChanged>(&e.event)) follow_registration(*reg);
     }
 
@@ -179,12 +179,18 @@ private:
     // The VPN layer's Mode Config address becomes the TUN device's address, so traffic routed
     // into the TUN leaves with the source the gateway's policy allows (only the topmost
     // layer's address belongs on the TUN; a Mobile IP layer above uses it as care-of address).
-    void assign_inner_address(core::Ipv4Prefix prefix) {
-        core::Ipv4Prefix host{prefix.address, 32};
-        if (inner_address_ == host) return;
+    void assign_inner_address(const core::InnerAddressAssigned& inner) {
+        core::Ipv4Prefix host{inner.prefix.address, 32};
+        if ((inner_address_ == host) == inner.assigned) return;
         auto nl = tun::Netlink::open();
         if (!nl) {
-            log_.error("cannot open rtnetlink to add ", host.to_string(), ": ", nl.error().message());
+            log_.error("cannot open rtnetlink to change ", host.to_string(), ": ", nl.error().message());
+            return;
+        }
+        if (!inner.assigned) {  // the VPN layer lost it: no source address without a tunnel
+            (void)nl->del_address(device_ifindex_, host);
+            inner_address_.reset();
+            log_.info("inner address ", host.to_string(), " removed from ", config_.tun.name);
             return;
         }
         if (inner_address_) (void)nl->del_address(device_ifindex_, *inner_address_);

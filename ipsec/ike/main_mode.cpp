@@ -177,13 +177,19 @@ TaskStatus MainMode::process_sa(const Message& in) {
     sa_.peer_dpd = dpd;
     if (sa_.initiator) {
         auto p = accept_ike_reply(*sa, cfg_.ike_proposals);
-        if (!p) return fail(FailReason::NoProposalChosen, 0, "responder chose a proposal we did not offer");
+        if (!p)
+            return fail(FailReason::NoProposalChosen, 0,
+                        "phase 1 (Main Mode): the gateway chose " + describe_offer(*sa) + ", which we did not offer (we offered " +
+                            describe(cfg_.ike_proposals) + ")");
         sa_.proposal = *p;
         sa_.cky_r = in.header.responder_cookie;
         return TaskStatus::NeedMore;
     }
     auto sel = select_ike(*sa, cfg_.ike_proposals);
-    if (!sel) return fail(FailReason::NoProposalChosen, notify_type::no_proposal_chosen, "no acceptable IKE proposal");
+    if (!sel)
+        return fail(FailReason::NoProposalChosen, notify_type::no_proposal_chosen,
+                    "phase 1 (Main Mode): no proposal chosen; the peer offered " + describe_offer(*sa) + ", we accept " +
+                        describe(cfg_.ike_proposals));
     sa_.proposal = sel->proposal;
     // Our own lifetime bounds the one we keep (the initiator's stays in the reply).
     for (const auto& mine : cfg_.ike_proposals)

@@ -325,6 +325,138 @@ std::optional<EspAccepted> accept_esp_reply(const SaPayload& reply, std::span<co
 
 // ---- traffic selectors -----------------------------------------------------------------
 
+// ---- names ---------------------------------------------------------------------------------
+
+namespace {
+
+std::string group_name(std::uint64_t g) {
+    switch (g) {
+    case dh_group::modp_768: return "modp768";
+    case dh_group::modp_1024: return "modp1024";
+    case dh_group::modp_1536: return "modp1536";
+    case dh_group::modp_2048: return "modp2048";
+    case dh_group::modp_3072: return "modp3072";
+    case dh_group::modp_4096: return "modp4096";
+    case 17: return "modp6144";
+    case 18: return "modp8192";
+    case 19: return "ecp256";
+    case 20: return "ecp384";
+    case 21: return "ecp521";
+    case 31: return "curve25519";
+    default: return "group" + std::to_string(g);
+    }
+}
+
+std::string key_bits(const AttributeList& a, std::uint16_t type) {
+    auto kl = a.integer(type);
+    return kl ? std::to_string(*kl) : std::string();
+}
+
+std::string ike_transform_name(const Transform& t) {
+    if (t.transform_id != transform_key_ike) return "transform " + std::to_string(t.transform_id);
+    const auto& a = t.attributes;
+    std::string s;
+    switch (a.integer(phase1_attr::encryption).value_or(0)) {
+    case phase1_encryption::aes_cbc: s = "aes" + key_bits(a, phase1_attr::key_length); break;
+    case phase1_encryption::triple_des_cbc: s = "3des"; break;
+    case phase1_encryption::des_cbc: s = "des"; break;
+    default: s = "enc" + std::to_string(a.integer(phase1_attr::encryption).value_or(0));
+    }
+    switch (a.integer(phase1_attr::hash).value_or(0)) {
+    case phase1_hash::md5: s += "-md5"; break;
+    case phase1_hash::sha1: s += "-sha1"; break;
+    case phase1_hash::sha2_256: s += "-sha256"; break;
+    case phase1_hash::sha2_384: s += "-sha384"; break;
+    case phase1_hash::sha2_512: s += "-sha512"; break;
+    default: s += "-hash" + std::to_string(a.integer(phase1_attr::hash).value_or(0));
+    }
+    if (auto g = a.integer(phase1_attr::group_description)) s += "-" + group_name(*g);
+    auto auth = a.integer(phase1_attr::auth_method).value_or(0);
+    if (auth == auth_method::rsa_signature) s += " [RSA signatures]";
+    else if (auth == auth_method::xauth_init_psk || auth == auth_method::xauth_resp_psk) s += " [XAuth PSK]";
+    else if (auth != auth_method::pre_shared_key) s += " [auth method " + std::to_string(auth) + "]";
+    return s;
+}
+
+std::string esp_transform_name(const Transform& t) {
+    const auto& a = t.attributes;
+    const std::string bits = key_bits(a, phase2_attr::key_length);
+    std::string s;
+    switch (t.transform_id) {
+    case esp_transform::aes_gcm_16: s = "aes" + bits + "gcm16"; break;
+    case esp_transform::aes_gcm_12: s = "aes" + bits + "gcm12"; break;
+    case esp_transform::aes_gcm_8: s = "aes" + bits + "gcm8"; break;
+    case esp_transform::aes_cbc: s = "aes" + bits; break;
+    case esp_transform::aes_ctr: s = "aes" + bits + "ctr"; break;
+    case esp_transform::triple_des: s = "3des"; break;
+    case esp_transform::null: s = "null"; break;
+    default: s = "esp-transform" + std::to_string(t.transform_id);
+    }
+    if (auto auth = a.integer(phase2_attr::auth_algorithm)) {
+        switch (*auth) {
+        case auth_algorithm::hmac_md5: s += "-md5"; break;
+        case auth_algorithm::hmac_sha1: s += "-sha1"; break;
+        case auth_algorithm::hmac_sha2_256: s += "-sha256"; break;
+        case auth_algorithm::hmac_sha2_384: s += "-sha384"; break;
+        case auth_algorithm::hmac_sha2_512: s += "-sha512"; break;
+        default: s += "-auth" + std::to_string(*auth);
+        }
+    }
+    if (auto g = a.integer(phase2_attr::group_description)) s += "-" + group_name(*g);
+    switch (a.integer(phase2_attr::encapsulation_mode).value_or(encapsulation_mode::tunnel)) {
+    case encapsulation_mode::tunnel: break;
+    case encapsulation_mode::udp_tunnel: case encapsulation_mode::udp_tunnel_draft: s += " [UDP tunnel]"; break;
+    case encapsulation_mode::transport: case encapsulation_mode::udp_transport:
+    case encapsulation_mode::udp_transport_draft: s += " [transport]"; break;
+    default: s += " [mode " + std::to_string(*a.integer(phase2_attr::encapsulation_mode)) + "]";
+    }
+    return s;
+}
+
+}  // namespace
+
+std::string to_string(const IkeProposal& p) {
+    return "aes" + std::to_string(p.key_bits) + (p.hash == IkeHash::Sha256 ? "-sha256-" : "-sha1-") +
+           group_name(static_cast<std::uint16_t>(p.group));
+}
+
+std::string describe(std::span<const IkeProposal> proposals) {
+    std::string s;
+    for (const auto& p : proposals) s += (s.empty() ? "" : ", ") + to_string(p);
+    return s.empty() ? "nothing" : s;
+}
+
+std::string describe(std::span<const EspProposal> proposals, std::optional<crypto::ModpGroup> pfs_group) {
+    std::string s;
+    for (const auto& p : proposals) {
+        s += (s.empty() ? "" : ", ") + std::string(to_string(p.algorithm));
+        if (pfs_group) s += "-" + group_name(static_cast<std::uint16_t>(*pfs_group));
+    }
+    if (s.empty()) return "nothing";
+    return pfs_group ? s : s + " (no PFS)";
+}
+
+std::string describe_offer(const SaPayload& offer) {
+    constexpr std::size_t max_named = 12;  // a hostile offer must not make a huge log line
+    std::string s;
+    std::size_t named = 0, left = 0;
+    for (const auto& prop : offer.proposals) {
+        for (const auto& t : prop.transforms) {
+            if (named == max_named) {
+                ++left;
+                continue;
+            }
+            std::string name = prop.protocol_id == protocol_id::isakmp     ? ike_transform_name(t)
+                               : prop.protocol_id == protocol_id::ipsec_esp ? esp_transform_name(t)
+                                                                            : "protocol " + std::to_string(prop.protocol_id);
+            s += (s.empty() ? "" : ", ") + name;
+            ++named;
+        }
+    }
+    if (left) s += " and " + std::to_string(left) + " more";
+    return s.empty() ? "nothing" : s;
+}
+
 IdPayload to_id(core::Ipv4Prefix ts) {
     if (ts.length == 32) return IdPayload::ipv4_addr(ts.address);
     return IdPayload::ipv4_subnet(core::Ipv4Prefix{ts.network(), ts.length});

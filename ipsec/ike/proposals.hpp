@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <optional>
 #include <span>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -122,6 +123,19 @@ struct EspAccepted {
 };
 std::optional<EspAccepted> accept_esp_reply(const SaPayload& reply, std::span<const EspProposal> offered,
                                             std::optional<crypto::ModpGroup> pfs_group, bool udp_encap);
+
+// ---- names for failure details and logs, as strongSwan writes proposals ("aes128-sha1-modp2048",
+// "aes128gcm16-modp2048"), so a user can compare them with the peer's configuration.
+
+/// "aes128-sha1-modp2048".
+std::string to_string(const IkeProposal& p);
+/// Our phase-1 offer: "aes128-sha1-modp2048, aes256-sha256-modp2048".
+std::string describe(std::span<const IkeProposal> proposals);
+/// Our phase-2 offer: "aes128gcm16 (no PFS)" or "aes128gcm16-modp2048, aes128-sha256-modp2048".
+std::string describe(std::span<const EspProposal> proposals, std::optional<crypto::ModpGroup> pfs_group);
+/// What a peer offered in an SA payload, every transform named, also those we do not
+/// implement ("3des-md5-modp1024", "aes256gcm16-modp3072", "aes128gcm16 [transport]").
+std::string describe_offer(const SaPayload& offer);
 
 /// A traffic selector as IKEv1 sends it in IDci/IDcr: an IPv4 prefix, any protocol and port.
 /// /32 goes out as ID_IPV4_ADDR, everything else as ID_IPV4_ADDR_SUBNET (strongSwan's rule).

@@ -118,10 +118,15 @@ TaskStatus QuickMode::process_qm1(const Message& in) {
     ni_ = nonce->data;
     const KePayload* ke = in.find<KePayload>();
     auto sel = select_esp(*sa, cfg_->esp_proposals, cfg_->pfs_group, udp_encap(), params_.spi_in);
-    if (!sel) return fail(FailReason::NoProposalChosen, notify_type::no_proposal_chosen, "no acceptable ESP proposal");
+    if (!sel)
+        return fail(FailReason::NoProposalChosen, notify_type::no_proposal_chosen,
+                    "phase 2 (Quick Mode): no proposal chosen; the peer offered " + describe_offer(*sa) + ", we accept " +
+                        describe(cfg_->esp_proposals, cfg_->pfs_group) + (udp_encap() ? " in UDP tunnel mode (NAT-T)" : ""));
     // RFC 2409 §5.5: a KE goes with a Group Description in the transform, and vice versa.
     if (static_cast<bool>(ke) != sel->offer.pfs_group.has_value())
-        return fail(FailReason::NoProposalChosen, notify_type::no_proposal_chosen, "PFS group and KE disagree");
+        return fail(FailReason::NoProposalChosen, notify_type::no_proposal_chosen,
+                    std::string("phase 2 (Quick Mode): the peer's transform ") + (ke ? "has no PFS group but a KE payload came"
+                                                                                     : "names a PFS group but no KE payload came"));
     if (ke) {
         if (ke->data.size() != crypto::modulus_len(*sel->offer.pfs_group))
             return fail(FailReason::InvalidKeyInformation, notify_type::invalid_key_information, "QM KE length");
@@ -160,7 +165,10 @@ TaskStatus QuickMode::process_qm2(const Message& in) {
     if (!sa || !nonce || nonce->data.size() < 8 || nonce->data.size() > 256)
         return fail(FailReason::ProtocolError, 0, "QM2 without SA or nonce");
     auto acc = accept_esp_reply(*sa, params_.proposals, params_.pfs_group, udp_encap());
-    if (!acc) return fail(FailReason::NoProposalChosen, 0, "responder chose an ESP transform we did not offer");
+    if (!acc)
+        return fail(FailReason::NoProposalChosen, 0,
+                    "phase 2 (Quick Mode): the gateway chose " + describe_offer(*sa) + ", which we did not offer (we offered " +
+                        describe(params_.proposals, params_.pfs_group) + ")");
     nr_ = nonce->data;
     const KePayload* ke = in.find<KePayload>();
     if (static_cast<bool>(ke) != static_cast<bool>(dh_)) return fail(FailReason::InvalidKeyInformation, 0, "PFS KE missing");

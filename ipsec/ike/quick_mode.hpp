@@ -15,6 +15,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "crypto/diffie_hellman.hpp"
@@ -53,6 +54,8 @@ public:
     const TaskFailure& failure() const noexcept { return failure_; }
     std::optional<std::uint32_t> replaces() const noexcept { return params_.replaces; }
     std::uint32_t spi_in() const noexcept { return params_.spi_in; }
+    /// Initiator: what this exchange offers, for failure details ("aes128gcm16 (no PFS)").
+    std::string describe_our_offer() const { return describe(params_.proposals, params_.pfs_group); }
     /// The negotiated SA once the exchange is done (moves it out; empty optional afterwards).
     std::optional<ChildSa> take_child() { return std::exchange(child_, std::nullopt); }
 

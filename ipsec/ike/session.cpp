@@ -21,6 +21,24 @@ bool equal_bytes(std::span<const std::uint8_t> a, const Bytes& b) {
     return std::equal(a.begin(), a.end(), b.begin(), b.end());
 }
 
+/// RFC 2408 §3.14.1 names, as strongSwan logs them.
+std::string notify_name(std::uint16_t n) {
+    switch (n) {
+    case notify_type::invalid_payload_type: return "INVALID-PAYLOAD-TYPE";
+    case notify_type::invalid_exchange_type: return "INVALID-EXCHANGE-TYPE";
+    case notify_type::invalid_spi: return "INVALID-SPI";
+    case notify_type::attributes_not_supported: return "ATTRIBUTES-NOT-SUPPORTED";
+    case notify_type::no_proposal_chosen: return "NO-PROPOSAL-CHOSEN";
+    case notify_type::bad_proposal_syntax: return "BAD-PROPOSAL-SYNTAX";
+    case notify_type::payload_malformed: return "PAYLOAD-MALFORMED";
+    case notify_type::invalid_key_information: return "INVALID-KEY-INFORMATION";
+    case notify_type::invalid_id_information: return "INVALID-ID-INFORMATION";
+    case notify_type::invalid_hash_information: return "INVALID-HASH-INFORMATION";
+    case notify_type::authentication_failed: return "AUTHENTICATION-FAILED";
+    default: return "error notify " + std::to_string(n);
+    }
+}
+
 FailReason reason_for_notify(std::uint16_t n) {
     switch (n) {
     case notify_type::no_proposal_chosen: return FailReason::NoProposalChosen;
@@ -155,8 +173,12 @@ void Session::on_datagram(std::span<const std::uint8_t> bytes, core::Endpoint lo
         ++counters_.dropped_malformed;
         return;
     }
-    // RFC 3947 §4: after floating, packets for this SA on the IKE port are stale.
-    if (sa_.local.port == cfg_->nat_t_port && cfg_->nat_t_port != cfg_->ike_port && local.port != cfg_->nat_t_port) {
+    // RFC 3947 §4: after floating, packets for this SA on the IKE port are stale. Not so a
+    // notify answering our floated MM5: strongSwan, not having accepted MM5, answers from the
+    // port it last accepted a message on (500).
+    const bool phase1_notify = !mm_->established() && h.exchange_type == exchange_type::informational;
+    if (sa_.local.port == cfg_->nat_t_port && cfg_->nat_t_port != cfg_->ike_port && local.port != cfg_->nat_t_port &&
+        !phase1_notify) {
         ++counters_.dropped_unexpected;
         return;
     }
@@ -173,6 +195,7 @@ void Session::on_datagram(std::span<const std::uint8_t> bytes, core::Endpoint lo
     if (h.exchange_type == exchange_type::main_mode) return on_phase1(*parsed, bytes, local, remote, now);
     if (!mm_->established()) {
         if (h.exchange_type == exchange_type::informational && !h.encrypted()) return on_plain_informational(*parsed);
+        if (h.exchange_type == exchange_type::informational) return on_phase1_informational(*parsed, bytes);
         ++counters_.dropped_unexpected;
         return;
     }
@@ -198,10 +221,16 @@ void Session::on_phase1(const Message& header_only, std::span<const std::uint8_t
         }
         auto o = sa_.cipher->open(bytes);
         if (!o) {
-            // With a wrong PSK MM5/MM6 decrypt to garbage: the peer did not authenticate.
+            // With another PSK on the two sides MM5/MM6 decrypt to garbage. Answer as strongSwan
+            // does (task_manager_v1.c: a body that does not parse gets PAYLOAD-MALFORMED in an
+            // Informational protected with our phase-1 keys): the peer cannot read it, but learns
+            // at once that its authentication was not understood (see on_phase1_informational).
             ++counters_.dropped_auth;
-            send_plain_notify(notify_type::authentication_failed);
-            return fail(FailReason::AuthenticationFailed, "cannot decrypt the authentication message (wrong PSK?)", false);
+            send_error_notify(notify_type::payload_malformed);
+            return fail(FailReason::AuthenticationFailed,
+                        sa_.initiator ? "cannot decrypt the gateway's authentication message (MM6): wrong PSK?"
+                                      : "cannot decrypt the peer's authentication message (MM5): the two sides hold different PSKs",
+                        false);
         }
         msg = std::move(o->message);
         block = o->last_block;
@@ -214,8 +243,12 @@ void Session::on_phase1(const Message& header_only, std::span<const std::uint8_t
         return;
     }
     if (st == TaskStatus::Failed) {
-        if (block) ++counters_.dropped_auth;
-        if (mm_->failure().notify) send_plain_notify(mm_->failure().notify);
+        if (block) {
+            ++counters_.dropped_auth;
+            // The notify goes under the IV this message leaves, which is what the peer expects.
+            sa_.cipher->commit(0, *block);
+        }
+        if (mm_->failure().notify) send_error_notify(mm_->failure().notify);
         return fail(mm_->failure().reason, mm_->failure().detail, false);
     }
     if (block) sa_.cipher->commit(0, *block);
@@ -228,7 +261,7 @@ void Session::on_phase1(const Message& header_only, std::span<const std::uint8_t
         Message reply;
         TaskStatus bst = mm_->build(reply);
         if (bst == TaskStatus::Failed) {
-            if (mm_->failure().notify) send_plain_notify(mm_->failure().notify);
+            if (mm_->failure().notify) send_error_notify(mm_->failure().notify);
             return fail(mm_->failure().reason, mm_->failure().detail, false);
         }
         if (!send_message(reply, &ex->last_sent)) return fail(FailReason::ProtocolError, "cannot encode reply", false);
@@ -272,14 +305,67 @@ void Session::phase1_established(core::TimePoint now) {
 }
 
 void Session::on_plain_informational(const Message& m) {
-    // Before phase 1 completes the peer can only tell us in the clear why it gave up.
+    // Before the phase-1 keys exist the peer can only tell us in the clear why it gave up.
     for (const auto* n : m.find_all<NotifyPayload>()) {
         if (!n->is_error()) continue;
-        fail(reason_for_notify(n->notify_type), "peer sent error notify " + std::to_string(n->notify_type), false,
-             n->notify_type);
+        auto [reason, detail] = phase1_refusal(n->notify_type);
+        fail(reason, std::move(detail), false, n->notify_type);
         return;
     }
     ++counters_.dropped_unexpected;
+}
+
+// An encrypted Informational before Main Mode completed. strongSwan answers an MM5 it cannot
+// decrypt or verify with an error notify protected by its own phase-1 keys; with another PSK
+// those differ from ours, so the answer cannot be read here, and it never sends MM6. Arriving
+// while we wait for MM6, it can only mean that the gateway did not accept our MM5: say so at
+// once instead of retransmitting MM5 until the retransmissions run out. (Like the plaintext
+// notifies above it is unauthenticated; the client stage retries after its restart delay.)
+void Session::on_phase1_informational(const Message& header_only, std::span<const std::uint8_t> bytes) {
+    if (!sa_.initiator || mm_->step() != 5 || !sa_.cipher || !sa_.keys) {
+        ++counters_.dropped_unexpected;
+        return;
+    }
+    const std::uint32_t mid = header_only.header.message_id;
+    auto o = sa_.cipher->open(bytes);
+    bool authentic = false;
+    if (o && o->message.payloads.size() >= 2) {
+        if (const auto* hash = o->message.payloads.front().get<HashPayload>()) {
+            auto expected = sa_.keys->hash1(mid, o->message.wire_from(1));
+            authentic = expected && crypto::constant_time_equal(*expected, hash->data);
+        }
+    }
+    if (!authentic) {
+        ++counters_.dropped_auth;
+        return fail(FailReason::AuthenticationFailed, "the gateway could not decrypt our authentication: wrong PSK or identity?",
+                    false);
+    }
+    // Same keys on both sides: the gateway read MM5 and says what it did not like.
+    for (const auto* n : o->message.find_all<NotifyPayload>()) {
+        if (!n->is_error()) continue;
+        auto [reason, detail] = phase1_refusal(n->notify_type);
+        return fail(reason, std::move(detail), false, n->notify_type);
+    }
+    ++counters_.dropped_unexpected;
+}
+
+Session::Refusal Session::phase1_refusal(std::uint16_t notify) const {
+    const std::string name = notify_name(notify);
+    if (sa_.initiator && mm_->step() == 5) {
+        // The answer to MM5, our ID and HASH_I.
+        if (notify == notify_type::invalid_id_information)
+            return {FailReason::InvalidId, "the gateway does not accept our identity (" + name + ")"};
+        if (notify == notify_type::payload_malformed)
+            return {FailReason::AuthenticationFailed, "the gateway could not decrypt our authentication: wrong PSK or identity? (" + name + ")"};
+        return {FailReason::AuthenticationFailed, "the gateway did not accept our authentication: wrong PSK or identity? (" + name + ")"};
+    }
+    if (notify == notify_type::no_proposal_chosen)
+        return {FailReason::NoProposalChosen, "phase 1 (Main Mode): no proposal chosen by the peer; we offered " +
+                                                  describe(cfg_->ike_proposals) + " (the peer's log names what it accepts)"};
+    if (notify == notify_type::authentication_failed && sa_.initiator)
+        return {FailReason::AuthenticationFailed,
+                "phase 1 (Main Mode): the gateway refused us before authentication (" + name + "): has it a PSK for our address?"};
+    return {reason_for_notify(notify), "phase 1 (Main Mode): the peer refused with " + name};
 }
 
 void Session::on_protected(const Message& header_only, std::span<const std::uint8_t> bytes, core::Endpoint local,
@@ -421,7 +507,7 @@ void Session::on_protected(const Message& header_only, std::span<const std::uint
         bool rekey = false;
         if (auto* q = std::get_if<QuickMode>(&ex->task); q && q->replaces()) {
             rekey = true;
-            rekey_abandoned(*q->replaces(), now);
+            children_.rekey_abandoned(*q->replaces(), now);
         }
         if (ex->we_initiated && !rekey && sa_.initiator) fail(f.reason, f.detail, true);
         return;
@@ -496,12 +582,18 @@ void Session::on_informational(const Message& m, core::TimePoint now) {
                     ex.awaiting = false;
                     auto* q = std::get_if<QuickMode>(&ex.task);
                     if (q && q->replaces()) {
-                        rekey_abandoned(*q->replaces(), now);
+                        children_.rekey_abandoned(*q->replaces(), now);
                         continue;
                     }
-                    if (sa_.initiator)
-                        return fail(reason_for_notify(n->notify_type),
-                                    "peer sent error notify " + std::to_string(n->notify_type), true, n->notify_type);
+                    if (!sa_.initiator) continue;
+                    std::string detail;
+                    if (q && n->notify_type == notify_type::no_proposal_chosen)
+                        detail = "phase 2 (Quick Mode): no proposal chosen by the gateway; we offered " + q->describe_our_offer() +
+                                 " (the gateway's log names what it accepts)";
+                    else
+                        detail = std::string(q ? "phase 2 (Quick Mode)" : "Mode Config") + ": the gateway refused with " +
+                                 notify_name(n->notify_type);
+                    return fail(reason_for_notify(n->notify_type), std::move(detail), true, n->notify_type);
                 }
             }
         } else if (const auto* d = m.payloads[i].get<DeletePayload>()) {
@@ -520,10 +612,7 @@ void Session::on_informational(const Message& m, core::TimePoint now) {
             for (const auto& s : d->spis) {
                 std::uint32_t spi = core::load_be32(s.data());
                 // The sender names its inbound SPI (strongSwan quick_delete.c): our outbound.
-                auto it = std::find_if(children_.begin(), children_.end(), [&](const ChildSa& c) { return c.spi_out == spi; });
-                if (it == children_.end())
-                    it = child_by_spi_in(spi);
-                if (it != children_.end()) delete_child(static_cast<std::size_t>(it - children_.begin()), true, false, now);
+                if (const ChildSa* c = children_.find_named_by_peer(spi)) delete_child(c->spi_in, true, false, now);
             }
         }
     }
@@ -547,8 +636,8 @@ void Session::start_quick_mode(core::TimePoint now, std::optional<std::uint32_t>
     p.proposals = cfg_->esp_proposals;
     p.pfs_group = cfg_->pfs_group;
     if (replaces) {
-        auto it = child_by_spi_in(*replaces);
-        if (it == children_.end()) return;
+        const ChildSa* it = children_.find(*replaces);
+        if (!it) return;
         p.local_ts = it->local_ts;
         p.remote_ts = it->remote_ts;
     } else {
@@ -573,115 +662,50 @@ void Session::start_quick_mode(core::TimePoint now, std::optional<std::uint32_t>
         if (!replaces) fail(FailReason::ProtocolError, "cannot build Quick Mode", true);
         return;
     }
-    if (replaces) rekeying_.push_back(*replaces);
+    if (replaces) children_.rekey_started(*replaces);
     arm(ex, now);
+}
+
+bool Session::request_child(core::TimePoint now) {
+    if (state_ != SessionState::Established || !sa_.initiator) return false;
+    if (children_.has_live()) return false;
+    // Mode Config still running starts Quick Mode itself; a Quick Mode in flight (a rekey too)
+    // brings a CHILD_SA already.
+    if (cfg_->request_virtual_ip && !mode_config_) return false;
+    for (const auto& ex : exchanges_)
+        if (ex.we_initiated && !ex.finished && std::holds_alternative<QuickMode>(ex.task)) return false;
+    start_quick_mode(now, std::nullopt);
+    return state_ == SessionState::Established;
 }
 
 bool Session::rekey_child(std::uint32_t spi_in, core::TimePoint now) {
     if (state_ != SessionState::Established) return false;
-    if (std::find(rekeying_.begin(), rekeying_.end(), spi_in) != rekeying_.end()) return false;
-    if (std::none_of(children_.begin(), children_.end(), [&](const ChildSa& c) { return c.spi_in == spi_in; }))
-        return false;
+    if (children_.rekeying(spi_in) || !children_.find(spi_in)) return false;
     start_quick_mode(now, spi_in);
     return true;
 }
 
-namespace {
-// How long the losing SA of a rekey collision (or an SA the peer rekeyed) keeps accepting
-// packets the peer sent before it switched: a few round trips.
-constexpr core::Duration superseded_grace = std::chrono::seconds(5);
-// An SA the peer rekeyed waits longer, so that a peer deleting after superseded_grace (as we
-// do) sends its Delete first and both do not delete the same SA.
-constexpr core::Duration peer_rekeyed_grace = 2 * superseded_grace;
-}  // namespace
-
-// IKEv1 has no rekey collision handling of its own: when both peers rekey one CHILD_SA at
-// once, each ends with two new SAs. A Quick Mode we answer whose selectors equal a live SA's
-// is the peer rekeying that SA (as strongSwan judges it too); if that SA is ours and under
-// rekey, or itself came from a rekey moments ago, the two new SAs collided. Both peers then
-// keep the SA whose Quick Mode had the higher lowest nonce and delete the other after a grace
-// period (strongSwan never deletes rekeyed SAs itself, so the delete is ours to send either way).
+// The rules (make-before-break, the peer's rekey, collisions) are ChildSaSet's; a peer's
+// Quick Mode arriving within two retransmission timeouts of our own rekey finishing collided
+// with it.
 void Session::install_child(ChildSa child, std::optional<std::uint32_t> replaces, core::TimePoint now) {
-    child.installed_at = now;
-    ChildSa* rival = nullptr;  // the other new SA of a collision
-    if (replaces) {
-        // Our rekey finished; did the peer's rekey of the same SA finish first?
-        for (auto& c : children_)
-            if (c.replaces == replaces && !c.superseded) rival = &c;
-    } else if (!child.initiator) {
-        auto live = std::find_if(children_.begin(), children_.end(),
-                                 [&](const ChildSa& c) { return !c.superseded && c.same_selectors(child); });
-        if (live != children_.end()) {
-            const bool under_our_rekey = std::find(rekeying_.begin(), rekeying_.end(), live->spi_in) != rekeying_.end();
-            // Our own rekey finished moments ago (well inside one retransmission timeout): the
-            // peer started this one before it learnt of ours. An older SA is simply rekeyed.
-            const bool fresh_rekey = live->replaces && live->initiator && now - live->installed_at < 2 * cfg_->retransmit.timeout;
-            if (fresh_rekey) {
-                rival = &*live;
-                replaces = live->replaces;
-            } else {
-                replaces = live->spi_in;
-                if (!under_our_rekey) {
-                    // The peer rekeyed it: stop using and rekeying it, delete it soon.
-                    live->superseded = true;
-                    live->delete_at = now + peer_rekeyed_grace;
-                }
-            }
-        }
-    }
-    child.replaces = replaces;
-    bool inbound_only = false;
-    if (rival) {
-        ++counters_.rekey_collisions;
-        ChildSa* loser = rival->collision_nonce < child.collision_nonce ? rival : &child;
-        loser->superseded = true;
-        loser->delete_at = now + superseded_grace;
-        inbound_only = loser == &child;
-    }
-    const bool ours_replacing = replaces && child.initiator;
-    children_.push_back(child.clone());
-    out_.events.emplace_back(ChildSaInstalled{std::move(child), replaces, inbound_only});
-    if (!ours_replacing) return;
-    // Make-before-break: the new SA is in place and carries our traffic now; the old one still
-    // accepts what the peer sends until it installs the new one (it has not seen QM3 yet).
-    std::erase(rekeying_, *replaces);
-    if (auto it = child_by_spi_in(*replaces); it != children_.end() && !it->superseded) {
-        it->superseded = true;
-        it->delete_at = now + superseded_grace;
-    }
+    const auto r = children_.install(std::move(child), replaces, now, 2 * cfg_->retransmit.timeout);
+    if (r.collision) ++counters_.rekey_collisions;
+    out_.events.emplace_back(ChildSaInstalled{children_.all().back().clone(), r.replaces, r.inbound_only});
 }
 
-std::vector<ChildSa>::iterator Session::child_by_spi_in(std::uint32_t spi_in) {
-    return std::find_if(children_.begin(), children_.end(), [&](const ChildSa& c) { return c.spi_in == spi_in; });
-}
-
-// Our rekey of `spi_in` failed. If the peer rekeyed it meanwhile, that SA replaces it.
-void Session::rekey_abandoned(std::uint32_t spi_in, core::TimePoint now) {
-    std::erase(rekeying_, spi_in);
-    if (std::none_of(children_.begin(), children_.end(), [&](const ChildSa& c) { return c.replaces == spi_in && !c.superseded; }))
-        return;
-    for (auto& c : children_)
-        if (c.spi_in == spi_in && !c.superseded) {
-            c.superseded = true;
-            c.delete_at = now + superseded_grace;
-        }
-}
-
-void Session::delete_child(std::size_t index, bool by_peer, bool notify_peer, core::TimePoint now) {
-    if (index >= children_.size()) return;
+void Session::delete_child(std::uint32_t spi_in, bool by_peer, bool notify_peer, core::TimePoint now) {
+    if (!children_.find(spi_in)) return;
     if (notify_peer) {
         DeletePayload d;
         d.protocol_id = protocol_id::ipsec_esp;
         d.spi_size = 4;
         Bytes spi(4);
-        core::store_be32(spi.data(), children_[index].spi_in);
+        core::store_be32(spi.data(), spi_in);
         d.spis.push_back(std::move(spi));
         send_informational({Payload(std::move(d))}, now);
     }
-    ChildSa c = std::move(children_[index]);
-    children_.erase(children_.begin() + static_cast<std::ptrdiff_t>(index));
-    std::erase(rekeying_, c.spi_in);
-    out_.events.emplace_back(ChildSaDeleted{std::move(c), by_peer});
+    out_.events.emplace_back(ChildSaDeleted{std::move(*children_.remove(spi_in)), by_peer});
 }
 
 void Session::send_informational(std::vector<Payload> payloads, core::TimePoint) {
@@ -712,6 +736,19 @@ void Session::send_plain_notify(std::uint16_t type) {
     send_message(m, nullptr);
 }
 
+// An error notify about phase 1. Once the phase-1 keys exist it goes in a protected
+// Informational (HASH(1) first, encrypted) as strongSwan sends it; a strongSwan peer ignores
+// plaintext notifies from then on. Before that, only a plaintext one can be sent.
+void Session::send_error_notify(std::uint16_t type) {
+    if (!sa_.keys || !sa_.cipher) return send_plain_notify(type);
+    NotifyPayload n;
+    n.protocol_id = protocol_id::isakmp;
+    n.notify_type = type;
+    auto ck = sa_.header(0, 0).cookies();
+    n.spi.assign(ck.begin(), ck.end());
+    send_informational({Payload(std::move(n))}, core::TimePoint{});
+}
+
 bool Session::send_dpd(core::TimePoint now) {
     if (state_ != SessionState::Established || !cfg_->dpd || !sa_.peer_dpd) return false;
     ++dpd_seq_;
@@ -735,7 +772,7 @@ bool Session::send_dpd(core::TimePoint now) {
 void Session::close(core::TimePoint now) {
     if (state_ == SessionState::Closed || state_ == SessionState::Failed) return;
     if (state_ == SessionState::Established) {
-        while (!children_.empty()) delete_child(0, false, true, now);
+        while (!children_.empty()) delete_child(children_.all().front().spi_in, false, true, now);
         DeletePayload d;
         d.protocol_id = protocol_id::isakmp;
         d.spi_size = 16;
@@ -780,7 +817,7 @@ std::optional<core::TimePoint> Session::poll(core::TimePoint now) {
                 bool rekey = false;
                 if (auto* q = std::get_if<QuickMode>(&ex.task); q && q->replaces()) {
                     rekey = true;
-                    rekey_abandoned(*q->replaces(), now);
+                    children_.rekey_abandoned(*q->replaces(), now);
                 }
                 if (ex.message_id == 0 || (ex.we_initiated && !rekey && sa_.initiator)) {
                     fail(FailReason::Timeout, ex.message_id == 0 ? "no answer to Main Mode" : "no answer to phase-2 exchange",
@@ -793,28 +830,13 @@ std::optional<core::TimePoint> Session::poll(core::TimePoint now) {
         consider(ex.next_retransmit);
     }
     if (state_ != SessionState::Established) return next;
-    for (std::size_t i = 0; i < children_.size();) {
-        const ChildSa& c = children_[i];
-        core::TimePoint hard = c.installed_at + c.hard_lifetime;
-        if ((c.hard_lifetime > core::Duration::zero() && now >= hard) || (c.delete_at && now >= *c.delete_at)) {
-            delete_child(i, false, true, now);
-            continue;
-        }
-        if (c.hard_lifetime > core::Duration::zero()) consider(hard);
-        if (c.delete_at) consider(*c.delete_at);
-        bool busy = std::find(rekeying_.begin(), rekeying_.end(), c.spi_in) != rekeying_.end();
-        if (!c.superseded && c.soft_lifetime > core::Duration::zero() && !busy) {
-            core::TimePoint soft = c.installed_at + c.soft_lifetime;
-            if (now >= soft) {
-                start_quick_mode(now, c.spi_in);
-                if (state_ != SessionState::Established) return std::nullopt;
-                ++i;
-                continue;
-            }
-            consider(soft);
-        }
-        ++i;
+    const ChildSaSet::Due due = children_.due(now);
+    for (std::uint32_t spi_in : due.expired) delete_child(spi_in, false, true, now);
+    for (std::uint32_t spi_in : due.to_rekey) {
+        start_quick_mode(now, spi_in);
+        if (state_ != SessionState::Established) return std::nullopt;
     }
+    if (due.next) consider(*due.next);
     // Retransmissions of the rekey exchanges started just now.
     for (const auto& ex : exchanges_)
         if (ex.awaiting && !ex.finished) consider(ex.next_retransmit);
@@ -916,7 +938,7 @@ std::uint32_t Session::fresh_spi() {
     // SPIs 1-255 are reserved (RFC 4303 §2.1).
     std::uint32_t spi = 0;
     auto used = [&](std::uint32_t s) {
-        return std::any_of(children_.begin(), children_.end(), [&](const ChildSa& c) { return c.spi_in == s; });
+        return children_.find(s) != nullptr;
     };
     while (spi < 256 || used(spi)) spi = random_.next_u32();
     return spi;
@@ -958,26 +980,14 @@ void Session::end_children(bool by_peer, bool may_hand_over) {
     // for the peer's next IKE SA.
     const bool hand_over = may_hand_over && !sa_.initiator && !children_.empty() && sa_.peer_id;
     if (hand_over) {
-        out_.events.emplace_back(ChildSasHandedOver{std::move(children_), 0});
+        out_.events.emplace_back(ChildSasHandedOver{children_.take_all(), 0});
         lease_handed_over_ = true;
     } else {
-        for (auto& c : children_) out_.events.emplace_back(ChildSaDeleted{std::move(c), by_peer});
+        for (auto& c : children_.take_all()) out_.events.emplace_back(ChildSaDeleted{std::move(c), by_peer});
     }
-    children_.clear();
-    rekeying_.clear();
 }
 
-void Session::adopt_children(std::vector<ChildSa> children, core::TimePoint now) {
-    for (auto& c : children) {
-        const bool covered = std::any_of(children_.begin(), children_.end(),
-                                         [&](const ChildSa& mine) { return !mine.superseded && mine.same_selectors(c); });
-        if (covered && !c.superseded) {
-            c.superseded = true;
-            c.delete_at = now + superseded_grace;
-        }
-        children_.push_back(std::move(c));
-    }
-}
+void Session::adopt_children(std::vector<ChildSa> children, core::TimePoint now) { children_.adopt(std::move(children), now); }
 
 void Session::release_lease() {
     if (pool_ && !lease_handed_over_) pool_->release(owner_);

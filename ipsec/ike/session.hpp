@@ -51,6 +51,7 @@
 #include "crypto/random.hpp"
 #include "ipsec/ike/address_pool.hpp"
 #include "ipsec/ike/child_sa.hpp"
+#include "ipsec/ike/child_sa_set.hpp"
 #include "ipsec/ike/ike_sa.hpp"
 #include "ipsec/ike/main_mode.hpp"
 #include "ipsec/ike/mode_config.hpp"
@@ -161,6 +162,10 @@ public:
     void note_traffic(core::TimePoint now);
     /// Deletes every child SA and the ISAKMP SA (Delete payloads to the peer).
     void close(core::TimePoint now);
+    /// Initiator: negotiates a new CHILD_SA (Quick Mode on this IKE SA, the configured
+    /// selectors) when none is left and none is under way, e.g. after the peer deleted the
+    /// last one and traffic needs one. False when nothing was started.
+    bool request_child(core::TimePoint now);
     /// Starts a rekey of the child with this spi_in now (normally driven by poll()).
     bool rekey_child(std::uint32_t spi_in, core::TimePoint now);
     /// Sends an R-U-THERE now (normally driven by poll()); false without DPD support.
@@ -175,7 +180,7 @@ public:
     bool is_initiator() const noexcept { return sa_.initiator; }
     const IkeSa& ike_sa() const noexcept { return sa_; }
     const SessionCounters& counters() const noexcept { return counters_; }
-    const std::vector<ChildSa>& children() const noexcept { return children_; }
+    const std::vector<ChildSa>& children() const noexcept { return children_.all(); }
     const std::optional<ModeConfigResult>& mode_config() const noexcept { return mode_config_; }
     std::uint64_t owner() const noexcept { return owner_; }
 
@@ -201,6 +206,13 @@ private:
                    core::Endpoint remote, core::TimePoint now);
     void phase1_established(core::TimePoint now);
     void on_plain_informational(const Message& m);
+    void on_phase1_informational(const Message& header_only, std::span<const std::uint8_t> bytes);
+    struct Refusal {
+        FailReason reason;
+        std::string detail;
+    };
+    /// What a peer's error notify during Main Mode tells the user, by where we are.
+    Refusal phase1_refusal(std::uint16_t notify) const;
     // phase 2 and informational
     void on_protected(const Message& header_only, std::span<const std::uint8_t> bytes, core::Endpoint local,
                       core::Endpoint remote, core::TimePoint now);
@@ -209,11 +221,10 @@ private:
     void start_mode_config(core::TimePoint now);
     void start_quick_mode(core::TimePoint now, std::optional<std::uint32_t> replaces);
     void install_child(ChildSa child, std::optional<std::uint32_t> replaces, core::TimePoint now);
-    void delete_child(std::size_t index, bool by_peer, bool notify_peer, core::TimePoint now);
-    void rekey_abandoned(std::uint32_t spi_in, core::TimePoint now);
-    std::vector<ChildSa>::iterator child_by_spi_in(std::uint32_t spi_in);
+    void delete_child(std::uint32_t spi_in, bool by_peer, bool notify_peer, core::TimePoint now);
     void send_informational(std::vector<Payload> payloads, core::TimePoint now);
     void send_plain_notify(std::uint16_t type);
+    void send_error_notify(std::uint16_t type);
 
     // transport
     bool send_message(Message& m, Bytes* copy);
@@ -242,8 +253,7 @@ private:
     SessionCounters counters_;
     std::deque<Exchange> exchanges_;  // deque: references stay valid on push_back
     std::deque<std::uint32_t> seen_mids_;
-    std::vector<ChildSa> children_;
-    std::vector<std::uint32_t> rekeying_;  // spi_in of children with a rekey under way
+    ChildSaSet children_;
     std::optional<ModeConfigResult> mode_config_;
     AddressPool* pool_ = nullptr;
     std::uint64_t owner_ = 0;

@@ -6,6 +6,7 @@
 #include <doctest/doctest.h>
 
 #include <deque>
+#include <functional>
 #include <map>
 
 #include "core/ipv4.hpp"
@@ -80,7 +81,9 @@ struct Lab {
     Nat nat;
     core::TimePoint now = core::TimePoint{} + std::chrono::hours(1);
 
-    explicit Lab(const char* esp, core::Duration ike_lifetime = std::chrono::hours(4)) {
+    /// `tweak` may change either side's IKE settings before the stages are built.
+    using Tweak = std::function<void(ipsec::ike::SessionConfig&, bool gateway)>;
+    explicit Lab(const char* esp, core::Duration ike_lifetime = std::chrono::hours(4), const Tweak& tweak = {}) {
         ipsec::VpnClientStage::Config cc;
         cc.local = client_addr;
         cc.gateway = gw_addr;
@@ -93,6 +96,7 @@ struct Lab {
             if (ipsec::ike::to_string(a) == esp) prop.algorithm = a;
         cc.session.esp_proposals = {prop};
         for (auto& p : cc.session.ike_proposals) p.lifetime = ike_lifetime;
+        if (tweak) tweak(cc.session, false);
         std::vector<std::unique_ptr<core::Stage>> cs;
         cs.push_back(std::make_unique<ipsec::VpnClientStage>(std::move(cc), random));
         cs.push_back(std::make_unique<nat::UdpEncapStage>(nat::UdpEncapStage::Config{.keepalive = std::chrono::seconds(20)}));
@@ -105,6 +109,7 @@ struct Lab {
         gs.local_ts = {*core::Ipv4Prefix::parse("10.99.1.0/24")};
         gs.esp_proposals = {prop};
         gs.child_rekey_time = core::Duration::zero();
+        if (tweak) tweak(gs, true);
         ipsec::VpnGatewayStage::Config gc;
         gc.local = gw_addr;
         gc.responder.session = std::make_shared<const ipsec::ike::SessionConfig>(std::move(gs));
@@ -236,6 +241,116 @@ TEST_CASE("a wrong PSK never installs an SA; the client retries later") {
     CHECK_FALSE(lab.client_stage().inner_address());
     auto up = udp_packet(*core::Ipv4Address::parse("10.99.100.1"), lan_host, 10);
     CHECK(lab.send(*lab.client, up, lab.client_wire).reason == core::DropReason::NoSa);
+}
+
+namespace {
+// The SPI of a UDP-encapsulated ESP packet the client sent (RFC 3948 §2.1), or nullopt.
+std::optional<std::uint32_t> esp_spi(const test::Bytes& outer) {
+    auto ip = core::Ipv4View::check(std::span<const std::uint8_t>(outer));
+    if (!ip || ip->protocol() != core::ip_protocol::udp) return std::nullopt;
+    auto udp = core::UdpView::check(ip->payload());
+    if (!udp || udp->destination_port() != 4500 || udp->payload().size() < 8) return std::nullopt;
+    std::uint32_t spi = core::load_be32(udp->payload().data());
+    return spi == 0 ? std::nullopt : std::optional(spi);  // zero: the non-ESP marker (IKE)
+}
+}  // namespace
+
+TEST_CASE("the gateway deletes the CHILD_SA mid-stream: the client drops both directions and negotiates a new one") {
+    // Neither side rekeys; the gateway keeps the SA for 100 s of the client's 300 s and then
+    // deletes it, as `swanctl --terminate --child` would: a Delete while the SA is alive here.
+    Lab lab("aes128gcm16", std::chrono::hours(4), [](ipsec::ike::SessionConfig& s, bool gateway) {
+        s.child_rekey_time = core::Duration::zero();
+        for (auto& p : s.esp_proposals) p.lifetime = std::chrono::seconds(gateway ? 100 : 300);
+    });
+    lab.tick();
+    REQUIRE(lab.client_stage().inner_address());
+    const auto vip = lab.client_stage().inner_address()->address;
+    REQUIRE(lab.client_stage().esp().outbound());
+    const auto first_out = lab.client_stage().esp().outbound()->spi();
+    const auto cookie = lab.client_stage().session()->ike_sa().cky_i;
+    std::size_t sent = 0, refused = 0, dead_spi_after_delete = 0;
+    for (int second = 0; second < 130; ++second) {
+        lab.now += std::chrono::seconds(1);
+        lab.gw->set_now(lab.now);
+        (void)lab.gw->poll();
+        lab.exchange();
+        lab.client->set_now(lab.now);
+        (void)lab.client->poll();
+        lab.exchange();
+        const bool first_alive = lab.client_stage().esp().outbound() && lab.client_stage().esp().outbound()->spi() == first_out;
+        auto up = udp_packet(vip, lan_host, 100);
+        auto v = lab.send(*lab.client, up, lab.client_wire);
+        ++sent;
+        if (!v.passed()) {
+            CHECK(v.reason == core::DropReason::NoSa);
+            ++refused;
+        }
+        if (!first_alive)
+            for (const auto& p : lab.client_wire.outer) dead_spi_after_delete += esp_spi(p) == first_out;
+        lab.exchange();
+    }
+    // One packet found no SA: it started the Quick Mode; the next ones used the new SA.
+    CHECK(refused == 1);
+    CHECK(lab.client->counters(0).drops[static_cast<std::size_t>(core::DropReason::NoSa)] == 1);
+    CHECK(lab.gw_wire.inner.size() == sent - refused);
+    CHECK(dead_spi_after_delete == 0);
+    REQUIRE(lab.client_stage().esp().outbound());
+    CHECK(lab.client_stage().esp().outbound()->spi() != first_out);
+    CHECK(lab.client_stage().esp().find_inbound(first_out) == nullptr);
+    CHECK(lab.client_stage().esp().inbound_count() == 1);
+    // On the same IKE SA: no new Main Mode, no new address.
+    CHECK(lab.client_stage().session()->ike_sa().cky_i == cookie);
+    CHECK(lab.client_stage().session()->state() == ipsec::ike::SessionState::Established);
+    test::FlatStatus status;
+    lab.client_stage().report(status);
+    CHECK(status.values["sessions_started"] == "1");
+    CHECK(status.values["sa_installs"] == "2");
+    CHECK(lab.gw_stage().client_count() == 1);
+}
+
+TEST_CASE("a wrong PSK fails at the gateway's first answer, says why in the status and retries only after the restart delay") {
+    Lab lab("aes128gcm16", std::chrono::hours(4), [](ipsec::ike::SessionConfig& s, bool gateway) {
+        if (!gateway) return;
+        s.psks.clear();
+        s.psks.push_back({std::nullopt, crypto::SecretBytes(test::from_hex("6f746865722d6b6579"))});
+    });
+    lab.tick();  // MM1 ... MM5 and the gateway's answer, no time passing
+    REQUIRE(lab.client_stage().session());
+    CHECK(lab.client_stage().session()->state() == ipsec::ike::SessionState::Failed);
+    test::FlatStatus status;
+    lab.client_stage().report(status);
+    CHECK(status.values["last_failure"] == "authentication failed: the gateway could not decrypt our authentication: wrong PSK or identity?");
+    // Each attempt fails at once; a new one starts every restart_delay (5 s), not faster.
+    for (int second = 0; second < 30; ++second) {
+        lab.now += std::chrono::seconds(1);
+        lab.tick();
+        CHECK(lab.client_stage().session()->counters().retransmitted == 0);
+    }
+    test::FlatStatus later;
+    lab.client_stage().report(later);
+    CHECK(later.values["sessions_started"] == "7");  // t = 0, 5, 10, ... 30 s
+    CHECK(lab.gw_stage().client_count() == 0);
+}
+
+TEST_CASE("a client whose Quick Mode fails withdraws its Mode Config address and says which phase failed") {
+    Lab lab("aes128gcm16", std::chrono::hours(4), [](ipsec::ike::SessionConfig& s, bool gateway) {
+        if (gateway) s.esp_proposals = {{ipsec::ike::EspAlgorithm::AesCbc128HmacSha256}};
+    });
+    lab.tick();
+    std::vector<core::InnerAddressAssigned> raised;
+    for (const auto& e : lab.client_wire.events)
+        if (const auto* a = std::get_if<core::InnerAddressAssigned>(&e.event)) raised.push_back(*a);
+    REQUIRE(raised.size() == 2);
+    CHECK(raised[0].assigned);
+    CHECK_FALSE(raised[1].assigned);
+    CHECK(raised[1].prefix == raised[0].prefix);
+    CHECK_FALSE(lab.client_stage().inner_address());
+    test::FlatStatus status;
+    lab.client_stage().report(status);
+    CHECK(status.values["inner_address"] == "none");
+    CHECK(status.values["last_failure"] ==
+          "no proposal chosen: phase 2 (Quick Mode): no proposal chosen by the gateway; we offered aes128gcm16 (no PFS) "
+          "(the gateway's log names what it accepts)");
 }
 
 TEST_CASE("the client re-authenticates before the IKE SA lifetime ends: same address, no packet lost, no restart") {

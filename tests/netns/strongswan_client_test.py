@@ -31,7 +31,45 @@ def client_state(host, mipsec, sock):
     return next(s for s in st["pipeline"] if s["type"] == "ipsec.vpn_client").get("state")
 
 
-def run_case(checks, args, label, ike, esp_gw, esp_cli, rekey_s=None, rebind=False, ike_lifetime_s=None, swan_encap=True):
+def peer_delete_check(checks, label, lab, cli, charon, args, sock):
+    """strongSwan deletes the CHILD_SA mid-stream (`swanctl --terminate --child`) while the client
+    pings through the tunnel: the client must drop both directions of that SA, stop sending on
+    its SPI, negotiate a new CHILD_SA on the same IKE SA, and the ping resume."""
+    before = client_state(cli, args.mipsec, sock)
+    old_out = before["child_sas"][0]["spi_out"]
+    ping = cli.spawn(["ping", "-c", "80", "-i", "0.1", "-W", "1", "10.99.1.2"], log_name="ping-peer-delete")
+    time.sleep(2)
+    deleted_at = time.time()
+    r = charon.swan(["--terminate", "--child", "net", "--timeout", "5"], check=False)
+    checks.check(f"{label}: strongSwan deleted the CHILD_SA (swanctl --terminate --child net)", r.returncode == 0, r.stdout[-300:] + r.stderr[-300:])
+    ping.wait(30)
+    out = open(ping.log_path).read()
+    seqs = sorted(int(m) for m in re.findall(r"icmp_seq=(\d+) ", out))
+    gaps = [b - a for a, b in zip(seqs, seqs[1:])]
+    outage = (max(gaps) - 1) * 0.1 if gaps else float("inf")
+    print(f"     {label}: outage after strongSwan deleted the CHILD_SA: {outage:.1f} s "
+          f"({80 - len(seqs)} of 80 pings lost)", flush=True)
+    after = client_state(cli, args.mipsec, sock) or {}
+    kids = after.get("child_sas") or []
+    installed = [k for k in kids if k.get("state") == "installed"]  # (a rekey may have run meanwhile)
+    checks.check(f"{label}: the client negotiated a new CHILD_SA on the same IKE SA after strongSwan's Delete",
+                 after.get("sa_installs", 0) > before["sa_installs"] and after.get("sessions_started") == before["sessions_started"]
+                 and len(installed) == 1 and all(k.get("spi_out") != old_out for k in kids) and after.get("ike_state") == "established",
+                 json.dumps(after)[:600])
+    checks.check(f"{label}: traffic resumed after the CHILD_SA was deleted (outage {outage:.1f} s)",
+                 bool(seqs) and seqs[-1] == 80 and outage < 2.0, out[-400:])
+    sas = charon.list_sas()
+    checks.check(f"{label}: strongSwan has a new CHILD_SA INSTALLED", "INSTALLED" in sas and f"{old_out:08x}" not in sas, sas[-600:])
+    # The wire capture: once the Delete was in, nothing leaves on the dead SPI.
+    r = subprocess.run(["tshark", "-r", f"{lab.dir}/cli-wire.pcap", "-Y", f"esp.spi == 0x{old_out:08x} && frame.time_epoch > {deleted_at + 0.5:.3f}",
+                        "-T", "fields", "-e", "frame.number"], capture_output=True, text=True)
+    late = len(r.stdout.split())
+    checks.check(f"{label}: the client stopped sending on the deleted SA's SPI 0x{old_out:08x} ({late} packets after the Delete)",
+                 r.returncode == 0 and late == 0, r.stderr[-300:])
+
+
+def run_case(checks, args, label, ike, esp_gw, esp_cli, rekey_s=None, rebind=False, ike_lifetime_s=None, peer_delete=False,
+             swan_encap=True):
     with Lab("swan-cli") as lab:
         cli, gw, lan = lab.host("cli"), lab.host("gw"), lab.host("lan")
         nat = lab.nat_box("nat", cli, ("10.0.0.1/24", "10.0.0.2/24"), gw, ("198.51.100.1/24", "198.51.100.2/24"),
@@ -98,6 +136,10 @@ def run_case(checks, args, label, ike, esp_gw, esp_cli, rekey_s=None, rebind=Fal
         checks.check(f"{label}: 2 MiB TCP client -> LAN intact ({detail})", ok, detail)
         ok, detail = tcp_stream(cli, lan, vip, 5002, 2 * 1024 * 1024, lab)
         checks.check(f"{label}: 2 MiB TCP LAN -> client intact ({detail})", ok, detail)
+        no_sa_before = (next(s for s in status(cli, args.mipsec, sock)["pipeline"] if s["type"] == "ipsec.vpn_client")["drops"]).get("no_sa", 0)
+        if peer_delete:
+            peer_delete_check(checks, label, lab, cli, charon, args, sock)
+        no_sa_allowed = (next(s for s in status(cli, args.mipsec, sock)["pipeline"] if s["type"] == "ipsec.vpn_client")["drops"]).get("no_sa", 0) - no_sa_before
         if rebind:
             # The NAT forgets its mappings (reboot, timeout): the client's next packets leave
             # from a new random port. ESP replies to the old port are lost until the gateway
@@ -141,7 +183,9 @@ def run_case(checks, args, label, ike, esp_gw, esp_cli, rekey_s=None, rebind=Fal
                          sas.count("ESTABLISHED") == 1 and "INSTALLED" in sas, sas[-800:])
         st = status(cli, args.mipsec, sock)
         vpn = next(s for s in st["pipeline"] if s["type"] == "ipsec.vpn_client")
-        checks.check(f"{label}: no ESP drops at the client", vpn["dropped"] == 0, json.dumps(vpn["drops"]))
+        # Only the packets that found no SA while the new CHILD_SA was negotiated after strongSwan's Delete.
+        checks.check(f"{label}: no ESP drops at the client" + (f" but {no_sa_allowed} for want of an SA after the Delete" if no_sa_allowed else ""),
+                     vpn["dropped"] == no_sa_allowed and vpn["drops"].get("no_sa", 0) == no_sa_allowed, json.dumps(vpn["drops"]))
         key_log_check(checks, label, lab)
         # A stopping client says goodbye: strongSwan drops the IKE SA and CHILD_SA at once
         # instead of waiting for DPD.
@@ -246,6 +290,50 @@ def collision_case(checks, args, label):
             lab.dump_logs()
 
 
+def wrong_psk_case(checks, args, label):
+    """The client holds another PSK than strongSwan. strongSwan cannot decrypt MM5 and answers
+    with PAYLOAD-MALFORMED protected with its own keys, unreadable for the client: that answer
+    must end the attempt at once with a reason in `mipsec status`, not ~165 s of MM5
+    retransmissions and "no answer to Main Mode"; and the retries keep the restart delay."""
+    with Lab("swan-psk") as lab:
+        cli, gw = lab.host("cli"), lab.host("gw")
+        lab.link(cli, "10.0.0.2/24", gw, "10.0.0.1/24")
+        Charon(lab, gw, Connection("rw", "10.0.0.1", "%any", "gw.lab.example", "cli.lab.example", PSK,
+                                   pools="vpn", pool_addrs="10.99.100.0/24",
+                                   children=[Child(local_ts="10.99.1.0/24", remote_ts="dynamic")]))
+        sock = f"{lab.dir}/cli.sock"
+        cfg = {
+            "name": "cli", "control_socket": sock, "log_level": "info",
+            "tun": {"name": "vpn0", "routes": ["10.99.1.0/24"]},
+            "transport": {"local": "10.0.0.2", "udp_ports": [500, 4500]},
+            "pipeline": [
+                {"type": "ipsec.vpn_client", "local": "10.0.0.2", "gateway": "10.0.0.1", "psk": "not-" + PSK,
+                 "local_id": "cli.lab.example", "remote_id": "gw.lab.example", "remote_ts": "10.99.1.0/24",
+                 "esp_proposals": ["aes128gcm16"]},
+                {"type": "nat.udp_encap", "keepalive_s": 20},
+            ],
+        }
+        path = f"{lab.dir}/cli.json"
+        with open(path, "w") as f:
+            json.dump(cfg, f, indent=2)
+        started = time.monotonic()
+        cli.spawn([args.mipsec, "run", path], log_name="mipsec-cli")
+        try:
+            state = lab.wait_for(lambda: (s := client_state(cli, args.mipsec, sock)) and s.get("last_failure") and s,
+                                 timeout=15, what="the client's first failure")
+        except TimeoutError:
+            state = client_state(cli, args.mipsec, sock) or {}
+        took = time.monotonic() - started
+        checks.check(f"{label}: a wrong PSK fails at strongSwan's first answer ({took:.1f} s) and says why",
+                     "wrong PSK or identity?" in state.get("last_failure", "") and took < 10, json.dumps(state)[:500])
+        time.sleep(6)
+        state = client_state(cli, args.mipsec, sock) or {}
+        checks.check(f"{label}: the client retries after its 5 s restart delay, not faster ({state.get('sessions_started')} attempts)",
+                     state.get("sessions_started") in (2, 3), json.dumps(state)[:300])
+        if checks.failed:
+            lab.dump_logs()
+
+
 def key_log_check(checks, label, lab):
     """tshark decrypts the client's wire capture with the keys mipsec logged: the encrypted
     IKE messages (ikev1_decryption_table) and every ESP packet (esp_sa)."""
@@ -284,10 +372,11 @@ def main():
         print("FAIL strongSwan charon is not installed (tools/install-deps.sh installs it)")
         return 1
     checks = Checks()
-    run_case(checks, args, "AES-GCM", "aes128-sha1-modp2048", "aes128gcm16", "aes128gcm16", rekey_s=6, ike_lifetime_s=30)
+    run_case(checks, args, "AES-GCM", "aes128-sha1-modp2048", "aes128gcm16", "aes128gcm16", rekey_s=6, ike_lifetime_s=30, peer_delete=True)
     run_case(checks, args, "AES-CBC+SHA-256, MODP-1024", "aes256-sha256-modp1024", "aes128-sha256", "aes128-sha256", rebind=True,
              swan_encap=False)
     collision_case(checks, args, "rekey collision")
+    wrong_psk_case(checks, args, "wrong PSK")
     return checks.finish()
 
 

@@ -145,3 +145,41 @@ TEST_CASE("traffic selectors as IDs: /32 is ID_IPV4_ADDR, prefixes are subnets, 
     CHECK_FALSE(from_id(IdPayload::ipv4_addr(core::Ipv4Address::from_octets(10, 0, 0, 1), 17, 500)));
     CHECK_FALSE(from_id(IdPayload::fqdn("gw.lab.example")));
 }
+
+TEST_CASE("proposal names for failure details: ours as configured, the peer's offer transform by transform") {
+    const IkeProposal ike[] = {{128, IkeHash::Sha1, crypto::ModpGroup::Modp2048}, {256, IkeHash::Sha256, crypto::ModpGroup::Modp1024}};
+    CHECK(describe(ike) == "aes128-sha1-modp2048, aes256-sha256-modp1024");
+    CHECK(describe_offer(make_ike_sa(ike)) == "aes128-sha1-modp2048, aes256-sha256-modp1024");
+
+    const EspProposal esp[] = {{EspAlgorithm::AesGcm128}, {EspAlgorithm::AesCbc256HmacSha256}};
+    CHECK(describe(esp, std::nullopt) == "aes128gcm16, aes256-sha256 (no PFS)");
+    CHECK(describe(esp, crypto::ModpGroup::Modp2048) == "aes128gcm16-modp2048, aes256-sha256-modp2048");
+    CHECK(describe_offer(make_esp_sa(esp, 0x1000, crypto::ModpGroup::Modp2048, true)) ==
+          "aes128gcm16-modp2048 [UDP tunnel], aes256-sha256-modp2048 [UDP tunnel]");
+
+    // What we do not implement is named too: 3DES/MD5 in phase 1, a MODP-3072 PFS group and
+    // transport mode in phase 2.
+    Transform old_ike;
+    old_ike.attributes.add(DataAttribute::basic(phase1_attr::encryption, phase1_encryption::triple_des_cbc))
+        .add(DataAttribute::basic(phase1_attr::hash, phase1_hash::md5))
+        .add(DataAttribute::basic(phase1_attr::group_description, dh_group::modp_1024))
+        .add(DataAttribute::basic(phase1_attr::auth_method, auth_method::rsa_signature));
+    SaPayload ike_offer = make_ike_sa(ike);
+    ike_offer.proposals[0].transforms.insert(ike_offer.proposals[0].transforms.begin(), old_ike);
+    CHECK(describe_offer(ike_offer) == "3des-md5-modp1024 [RSA signatures], aes128-sha1-modp2048, aes256-sha256-modp1024");
+
+    Transform gcm256;
+    gcm256.transform_id = esp_transform::aes_gcm_16;
+    gcm256.attributes.add(DataAttribute::basic(phase2_attr::key_length, 256))
+        .add(DataAttribute::basic(phase2_attr::group_description, dh_group::modp_3072))
+        .add(DataAttribute::basic(phase2_attr::encapsulation_mode, encapsulation_mode::transport));
+    SaPayload esp_offer = make_esp_sa(esp, 0x1000, std::nullopt, false);
+    esp_offer.proposals[0].transforms = {gcm256};
+    CHECK(describe_offer(esp_offer) == "aes256gcm16-modp3072 [transport]");
+
+    // A hostile offer does not make an endless line.
+    SaPayload many = make_ike_sa(ike);
+    for (int i = 0; i < 30; ++i) many.proposals[0].transforms.push_back(old_ike);
+    CHECK(describe_offer(many).ends_with(" and 20 more"));
+    CHECK(describe_offer(SaPayload{}) == "nothing");
+}

@@ -193,9 +193,14 @@ TEST_CASE("no common proposal fails cleanly on both sides") {
         REQUIRE(cf.size() == 1);
         CHECK(cf[0]->reason == FailReason::NoProposalChosen);
         CHECK(cf[0]->notify == notify_type::no_proposal_chosen);
+        // Which phase, and what each side offered, as far as each side knows it.
+        CHECK(cf[0]->detail ==
+              "phase 1 (Main Mode): no proposal chosen by the peer; we offered aes256-sha256-modp2048 (the peer's log names what it accepts)");
         auto gf = net.gw_all<Failed>();
         REQUIRE(gf.size() == 1);
         CHECK(gf[0]->reason == FailReason::NoProposalChosen);
+        CHECK(gf[0]->detail ==
+              "phase 1 (Main Mode): no proposal chosen; the peer offered aes256-sha256-modp2048, we accept aes128-sha1-modp2048");
         CHECK(net.gw->session_count() == 0);
     }
     SUBCASE("ESP") {
@@ -206,6 +211,8 @@ TEST_CASE("no common proposal fails cleanly on both sides") {
         auto cf = net.client_all<Failed>();
         REQUIRE(cf.size() == 1);
         CHECK(cf[0]->reason == FailReason::NoProposalChosen);
+        CHECK(cf[0]->detail ==
+              "phase 2 (Quick Mode): no proposal chosen by the gateway; we offered aes256-sha256 (no PFS) (the gateway's log names what it accepts)");
         CHECK(net.gw_all<ChildSaInstalled>().empty());
         // The client tore the IKE SA down with a Delete; the lease went back to the pool.
         CHECK(net.gw_all<Closed>().size() == 1);
@@ -217,21 +224,45 @@ TEST_CASE("no common proposal fails cleanly on both sides") {
         net.start();
         REQUIRE(net.client_all<Failed>().size() == 1);
         CHECK(net.client_all<Failed>()[0]->reason == FailReason::NoProposalChosen);
+        CHECK(net.client_all<Failed>()[0]->detail.starts_with("phase 2 (Quick Mode): no proposal chosen by the gateway; we offered aes128gcm16 (no PFS)"));
     }
 }
 
-TEST_CASE("wrong PSK fails cleanly on both sides with AUTHENTICATION-FAILED") {
+TEST_CASE("wrong PSK: the gateway answers MM5 as strongSwan does and the client fails at that first answer") {
     IkeNet net(true);
     net.gw_cfg->psks.clear();
     net.gw_cfg->psks.push_back({std::nullopt, test::secret("not-the-same-psk")});
+    // strongSwan sends that answer from port 500 to the client's port-500 mapping: it never
+    // accepted the floated MM5, so it did not float itself.
+    net.filter = [&net](OutgoingDatagram& d, bool to_gateway) {
+        auto m = parse(d.payload);
+        if (!to_gateway && m && m->header.exchange_type == exchange_type::informational) {
+            d.local.port = 500;
+            d.remote = net.translate({IkeNet::client_private, 500});
+            d.non_esp_marker = false;
+        }
+        return true;
+    };
     net.start();
     auto gf = net.gw_all<Failed>();
     REQUIRE(gf.size() == 1);
     CHECK(gf[0]->reason == FailReason::AuthenticationFailed);
+    CHECK(gf[0]->detail.find("MM5") != std::string::npos);
+    // The answer is PAYLOAD-MALFORMED in an Informational protected with the gateway's keys
+    // (strongSwan's task_manager_v1.c), which the client, holding other keys, cannot read.
+    REQUIRE_FALSE(net.to_client.empty());
+    auto answer = parse(net.to_client.back().payload);
+    REQUIRE(answer);
+    CHECK(answer->header.exchange_type == exchange_type::informational);
+    CHECK(answer->header.encrypted());
     auto cf = net.client_all<Failed>();
     REQUIRE(cf.size() == 1);
     CHECK(cf[0]->reason == FailReason::AuthenticationFailed);
-    CHECK(cf[0]->notify == notify_type::authentication_failed);
+    CHECK(cf[0]->detail == "the gateway could not decrypt our authentication: wrong PSK or identity?");
+    CHECK(cf[0]->notify == 0);
+    // At once, not after the ~165 s of MM5 retransmissions.
+    CHECK(net.client->counters().retransmitted == 0);
+    CHECK(net.client->counters().dropped_auth == 1);
     CHECK(net.client_all<Established>().empty());
     CHECK(net.gw_all<Established>().empty());
     CHECK(net.client->state() == SessionState::Failed);
@@ -248,6 +279,48 @@ TEST_CASE("a PSK chosen by peer address: no entry for the client's address refus
     REQUIRE(net.gw_all<Failed>().size() == 1);
     CHECK(net.gw_all<Failed>()[0]->reason == FailReason::AuthenticationFailed);
     REQUIRE(net.client_all<Failed>().size() == 1);
+}
+
+TEST_CASE("a plaintext error notify answering MM5 names the likely cause at once") {
+    // Implementations other than strongSwan answer in the clear; the client must not read it
+    // as a generic "peer sent error notify 16".
+    IkeNet net(false);
+    net.gw_cfg->psks.clear();
+    net.gw_cfg->psks.push_back({std::nullopt, test::secret("not-the-same-psk")});
+    net.filter = [](OutgoingDatagram& d, bool to_gateway) {
+        auto m = parse(d.payload);
+        if (to_gateway || !m || m->header.exchange_type != exchange_type::informational) return true;
+        Message plain;
+        plain.header = m->header;
+        plain.header.flags = 0;
+        NotifyPayload n;
+        n.protocol_id = protocol_id::isakmp;
+        n.notify_type = notify_type::payload_malformed;
+        plain.payloads.emplace_back(std::move(n));
+        d.payload.clear();
+        REQUIRE(plain.emit(d.payload));
+        return true;
+    };
+    net.start();
+    auto cf = net.client_all<Failed>();
+    REQUIRE(cf.size() == 1);
+    CHECK(cf[0]->reason == FailReason::AuthenticationFailed);
+    CHECK(cf[0]->notify == notify_type::payload_malformed);
+    CHECK(cf[0]->detail == "the gateway could not decrypt our authentication: wrong PSK or identity? (PAYLOAD-MALFORMED)");
+}
+
+TEST_CASE("a gateway refusing the client's identity says so in a notify the client can read") {
+    // Same PSK, so the same keys: the gateway's protected notify decrypts and verifies at the
+    // client (its IV follows MM5, RFC 2409 Appendix B).
+    IkeNet net(false);
+    net.gw_cfg->remote_id = IdPayload::fqdn("someone.else");
+    net.start();
+    auto cf = net.client_all<Failed>();
+    REQUIRE(cf.size() == 1);
+    CHECK(cf[0]->reason == FailReason::InvalidId);
+    CHECK(cf[0]->notify == notify_type::invalid_id_information);
+    CHECK(cf[0]->detail == "the gateway does not accept our identity (INVALID-ID-INFORMATION)");
+    CHECK(net.client->counters().retransmitted == 0);
 }
 
 TEST_CASE("a required remote ID other than the peer's fails authentication") {
@@ -546,6 +619,35 @@ TEST_CASE("an SA past its lifetime without rekey is deleted on both sides") {
     CHECK(net.client_all<ChildSaDeleted>().size() == 1);
     CHECK(net.gw_all<ChildSaDeleted>().size() == 1);
     CHECK(net.client->state() == SessionState::Established);
+}
+
+TEST_CASE("with no CHILD_SA left the client negotiates a new one on the same IKE SA when asked") {
+    IkeNet net(false);
+    net.client_cfg->child_rekey_time = core::Duration::zero();
+    net.client_cfg->esp_proposals = {{EspAlgorithm::AesGcm128, seconds(100)}};
+    net.start();
+    // A CHILD_SA exists: nothing to do; the gateway (responder) never asks.
+    CHECK_FALSE(net.client->request_child(net.now));
+    CHECK_FALSE(net.gw_session()->request_child(net.now));
+    net.run_for(seconds(101));
+    REQUIRE(net.client->children().empty());
+    REQUIRE(net.gw_session()->children().empty());
+    const auto cookie = net.client->ike_sa().cky_i;
+    REQUIRE(net.client->request_child(net.now));
+    CHECK_FALSE(net.client->request_child(net.now));  // one Quick Mode at a time
+    net.pump();
+    REQUIRE(net.client->children().size() == 1);
+    REQUIRE(net.gw_session()->children().size() == 1);
+    auto cin = net.client_all<ChildSaInstalled>();
+    auto gin = net.gw_all<ChildSaInstalled>();
+    REQUIRE(cin.size() == 2);
+    REQUIRE(gin.size() == 2);
+    check_mirrored(cin[1]->sa, gin[1]->sa);
+    CHECK_FALSE(cin[1]->replaces);
+    CHECK(cin[1]->sa.spi_in != cin[0]->sa.spi_in);
+    CHECK(net.client->ike_sa().cky_i == cookie);  // the same IKE SA
+    CHECK(net.client->state() == SessionState::Established);
+    CHECK_FALSE(net.client->request_child(net.now));
 }
 
 TEST_CASE("close() deletes children and the ISAKMP SA; the gateway releases the lease") {
