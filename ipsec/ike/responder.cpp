@@ -38,8 +38,6 @@ const Session* Responder::session_of(std::uint64_t owner) const {
 Session* Responder::find(const Cookie& cky_i, const Cookie& cky_r) {
     auto it = sessions_.find({cky_i, cky_r});
     if (it == sessions_.end()) return nullptr;
-    // The caller may change the session (start a rekey, send DPD): its deadline is refiled at
-    // the next poll.
     session_timers_.schedule(it->second->owner(), core::TimePoint::min());
     return it->second.get();
 }
@@ -115,7 +113,7 @@ void Responder::on_datagram(std::span<const std::uint8_t> bytes, core::Endpoint 
             auto s = Session::responder(cfg_.session, random_, local, remote, cky_i, mine, pool(), owner, now);
             target = s.get();
             by_owner_[owner] = target;
-            half_open_[owner] = target;
+            half_open_.insert(owner);
             sessions_[{cky_i, mine}] = std::move(s);
             ++counters_.sessions_created;
         }

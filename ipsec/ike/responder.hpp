@@ -23,6 +23,7 @@
 #include <memory>
 #include <optional>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "core/deadline_queue.hpp"
@@ -75,6 +76,8 @@ public:
     /// Inbound ESP from this session's peer authenticated (its DPD idle timer restarts).
     void note_traffic(std::uint64_t owner, core::TimePoint now);
 
+    /// The session with these cookies, or nullptr. The caller may change it (start a rekey,
+    /// send DPD): its deadline is refiled at the next poll().
     Session* find(const Cookie& cky_i, const Cookie& cky_r);
     /// The live session with this owner id (TaggedEvent::session), or nullptr.
     const Session* session_of(std::uint64_t owner) const;
@@ -110,7 +113,7 @@ private:
     std::unordered_map<std::uint64_t, Session*> by_owner_;
     core::DeadlineQueue<std::uint64_t> session_timers_;  // by owner
     core::DeadlineQueue<std::uint64_t> orphan_timers_;   // by Orphans::owner: earliest hard lifetime
-    std::unordered_map<std::uint64_t, Session*> half_open_;  // by owner: not past Main Mode yet
+    std::unordered_set<std::uint64_t> half_open_;            // owners not past Main Mode yet
     std::vector<std::uint64_t> ended_;                      // owners that failed or closed, removed by reap()
     Cookie make_cookie(const Cookie& cky_i, core::Endpoint remote);
 
