@@ -272,7 +272,7 @@ Verdict VpnGatewayStage::decapsulate(core::PacketBuf& packet, core::StageContext
     // The ESP stage moved its peer on an authenticated packet; the client's UDP follows.
     if (v.passed() && client->udp && client->esp->peer() && client->udp->peer() != client->esp->peer())
         client->udp->on_event({core::RaisedEvent::external, core::PeerFloated{client->udp->peer().value_or(core::Endpoint{}), *client->esp->peer()}}, ctx);
-    // Authenticated traffic: the client is alive (its DPD idle timer restarts, RFC 3706 §5.2).
+    // Authenticated traffic: the client is alive (its DPD idle timer restarts, RFC 3706 §5.3).
     if (v.passed()) responder_.note_traffic(client->owner, ctx.now());
     return v;
 }

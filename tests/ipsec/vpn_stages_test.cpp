@@ -10,6 +10,7 @@
 #include <functional>
 #include <map>
 
+#include "core/endian.hpp"
 #include "core/ipv4.hpp"
 #include "core/pipeline.hpp"
 #include "core/udp.hpp"
@@ -593,4 +594,32 @@ TEST_CASE("the gateway's key log receives each client's IKE SA and both ESP SAs,
         CHECK(test::to_hex(mine.keymat) == test::to_hex(theirs->keymat));
         CHECK((mine.source == direct_addr) != (mine.destination == direct_addr));
     }
+}
+
+TEST_CASE("ESP from a client tells the gateway it is alive: no DPD while traffic flows, DPD once idle") {
+    Lab lab("aes128gcm16");
+    rebuild_gateway(lab, nullptr, [](ipsec::ike::SessionConfig& gs, ipsec::VpnGatewayStage::Config&) { gs.dpd_delay = std::chrono::seconds(20); });
+    lab.tick();
+    REQUIRE(lab.client_stage().inner_address());
+    const auto vip = lab.client_stage().inner_address()->address;
+    // IKE from the gateway (on the NAT-T port, behind the non-ESP marker): here only R-U-THERE.
+    std::size_t ike_from_gateway = 0;
+    auto step = [&](std::chrono::seconds dt, bool send) {
+        lab.now += dt;
+        lab.client->set_now(lab.now);
+        (void)lab.client->poll();
+        lab.gw->set_now(lab.now);
+        (void)lab.gw->poll();
+        for (const auto& p : lab.gw_wire.outer) {
+            auto udp = core::UdpView::check(core::Ipv4View::check(std::span<const std::uint8_t>(p))->payload());
+            if (udp && udp->payload().size() > 4 && core::load_be32(udp->payload().data()) == 0) ++ike_from_gateway;
+        }
+        if (send) REQUIRE(lab.send(*lab.client, udp_packet(vip, lan_host, 64), lab.client_wire).passed());
+        lab.exchange();
+    };
+    for (int i = 0; i < 12; ++i) step(std::chrono::seconds(5), true);  // 60 s of traffic, a packet each 5 s
+    CHECK(lab.gw_wire.inner.size() == 12);
+    CHECK(ike_from_gateway == 0);
+    for (int i = 0; i < 5; ++i) step(std::chrono::seconds(5), false);  // 25 s idle
+    CHECK(ike_from_gateway >= 1);
 }
