@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include "ipsec/vpn_gateway_stage.hpp"
 
+#include <utility>
+
 #include "core/endian.hpp"
 #include "core/ipv4.hpp"
 #include "core/udp.hpp"
@@ -37,15 +39,28 @@ void VpnGatewayStage::send(const ike::OutgoingDatagram& d, core::StageContext& c
     if (send_ike_packet(d, config_.ttl, ctx)) ++ike_sent_;
 }
 
-VpnGatewayStage::Client* VpnGatewayStage::by_spi(std::uint32_t spi) {
-    auto it = by_spi_.find(spi);
-    if (it == by_spi_.end()) return nullptr;
-    auto c = clients_.find(it->second);
-    return c == clients_.end() ? nullptr : &c->second;
+// "client 203.0.113.5:4500 (10.99.100.1)" as far as it is known, for logs.
+std::string VpnGatewayStage::describe(std::uint64_t owner) const {
+    std::string s = "client";
+    const auto* c = clients_.find(owner);
+    const auto* session = responder_.session_of(owner);
+    if (c && c->remote.address != core::Ipv4Address{}) {
+        s += " " + c->remote.to_string();
+    } else if (session != nullptr) {
+        s += " " + session->ike_sa().remote.to_string();
+    } else if (auto peer = session_peer_.find(owner); peer != session_peer_.end()) {
+        s += " " + peer->second.to_string();
+    }
+    if (c && c->inner) s += " (" + c->inner->to_string() + ")";
+    return s;
+}
+
+void VpnGatewayStage::reschedule(GatewayClient& c, core::StageContext& ctx) {
+    clients_.schedule(c.owner, c.esp ? c.esp->poll(ctx) : std::nullopt);
 }
 
 void VpnGatewayStage::install(std::uint64_t owner, const ike::ChildSa& child, bool inbound_only, core::StageContext& ctx) {
-    auto& c = clients_[owner];
+    auto& c = clients_.entry(owner);
     c.remote = child.remote;
     if (!c.esp) {
         EspTunnelStage::Config esp{config_.local, child.remote.address, config_.ttl};
@@ -78,18 +93,22 @@ void VpnGatewayStage::install(std::uint64_t owner, const ike::ChildSa& child, bo
         ctx.log().error("cannot install ESP SAs for ", child.remote.to_string());
         return;
     }
-    by_spi_[child.spi_in] = owner;
-    c.spis.push_back(child.spi_in);
-    if (c.inner) by_inner_[*c.inner] = owner;
+    clients_.add_spi(owner, child.spi_in);
     ++c.installs;
+    reschedule(c, ctx);
+    if (config_.key_log != nullptr) {
+        // Outer addresses as they appear on this side's wire (the client's NAT address).
+        config_.key_log->esp_sa(child.remote.address, config_.local, child.spi_in, in.suite, child.keymat_in().span());
+        config_.key_log->esp_sa(config_.local, child.remote.address, child.spi_out, in.suite, child.keymat_out().span());
+    }
     ctx.log().info("client ", child.remote.to_string(), c.inner ? " (" + c.inner->to_string() + ")" : std::string(), ": ESP SA in 0x",
                    std::hex, child.spi_in, " out 0x", child.spi_out, std::dec, child.udp_encapsulation ? ", UDP-encapsulated" : "");
 }
 
 // A session ended: its client entry goes too, unless its ESP SAs were orphaned.
 void VpnGatewayStage::release(std::uint64_t owner) {
-    auto it = clients_.find(owner);
-    if (it != clients_.end() && it->second.orphaned) {
+    const auto* c = clients_.find(owner);
+    if (c != nullptr && c->orphaned) {
         session_peer_.erase(owner);
         return;
     }
@@ -98,47 +117,48 @@ void VpnGatewayStage::release(std::uint64_t owner) {
 
 void VpnGatewayStage::remove(std::uint64_t owner) {
     session_peer_.erase(owner);
-    auto it = clients_.find(owner);
-    if (it == clients_.end()) return;
-    // A re-authenticating client's new session may already own the inner address's route.
-    if (it->second.inner) {
-        auto route = by_inner_.find(*it->second.inner);
-        if (route != by_inner_.end() && route->second == owner) by_inner_.erase(route);
-    }
-    for (auto spi : it->second.spis) by_spi_.erase(spi);
-    clients_.erase(it);
+    clients_.erase(owner);
 }
 
 // The client re-authenticated and its old IKE SA ended before the new one made a CHILD_SA: the
 // old ESP SAs (still in use by the client) now belong to the new session.
 void VpnGatewayStage::hand_over(std::uint64_t from, std::uint64_t to, core::StageContext& ctx) {
-    auto old = clients_.find(from);
-    if (old == clients_.end()) return;
+    auto* old = clients_.find(from);
+    if (old == nullptr) return;
     if (to == 0) {
-        old->second.orphaned = true;
-        ctx.log().info("client ", old->second.remote.to_string(), ": IKE SA gone, its ESP SAs stay for its next IKE SA");
+        old->orphaned = true;
+        ctx.log().info("client ", old->remote.to_string(), ": IKE SA gone, its ESP SAs stay for its next IKE SA");
         return;
     }
-    Client& heir = clients_[to];
-    if (heir.esp) {
-        // The heir has an ESP tunnel of its own already: the old entry keeps the old SAs
-        // until the heir's Session deletes them.
-        old->second.orphaned = true;
+    // Kept: the heir has an ESP tunnel of its own already; the old entry keeps the old SAs
+    // until the heir's Session deletes them.
+    if (clients_.hand_over(from, to) == GatewayClientTable::HandOver::Moved)
+        ctx.log().info("client ", clients_.find(to)->remote.to_string(), ": ESP SAs carried over to its re-authenticated IKE SA");
+}
+
+// RFC 2409 §5.5: the Quick Mode failed here and the client got NO-PROPOSAL-CHOSEN (or another
+// error notify). A client without any SA yet holds a lease for nothing: its IKE SA is deleted
+// (freeing the lease and the entry) so it starts over, and the log says why. A refused rekey
+// leaves the client's current SAs alone.
+void VpnGatewayStage::child_refused(std::uint64_t owner, const ike::ChildSaRefused& refused, core::StageContext& ctx) {
+    ++child_sas_refused_;
+    const auto* c = clients_.find(owner);
+    const bool has_sas = c != nullptr && !c->spis.empty();
+    std::string why = std::string(ike::to_string(refused.reason)) + (refused.detail.empty() ? "" : " (" + refused.detail + ")");
+    auto peer = session_peer_.find(owner);
+    const bool log = peer == session_peer_.end() || first_report(peer->second);
+    if (has_sas) {
+        if (log) ctx.log().warn(describe(owner), ": Quick Mode refused: ", why, "; its current ESP SAs stay");
         return;
     }
-    heir.esp = std::move(old->second.esp);
-    heir.udp = std::move(old->second.udp);
-    heir.remote = old->second.remote;
-    if (!heir.inner) heir.inner = old->second.inner;
-    for (auto spi : old->second.spis) {
-        heir.spis.push_back(spi);
-        by_spi_[spi] = to;
+    if (log) {
+        const auto* session = responder_.session_of(owner);
+        const bool leased = session && session->mode_config();
+        ctx.log().warn(describe(owner), ": Quick Mode failed: ", why, "; deleting its IKE SA",
+                       leased ? " and freeing " + session->mode_config()->address.to_string() : std::string(),
+                       " (further problems from this peer are counted, not logged)");
     }
-    heir.installs += old->second.installs;
-    if (heir.inner) by_inner_[*heir.inner] = to;
-    old->second.spis.clear();
-    old->second.orphaned = false;
-    ctx.log().info("client ", heir.remote.to_string(), ": ESP SAs carried over to its re-authenticated IKE SA");
+    refused_.push_back(owner);
 }
 
 void VpnGatewayStage::drain(core::StageContext& ctx) {
@@ -147,21 +167,30 @@ void VpnGatewayStage::drain(core::StageContext& ctx) {
     for (auto& tagged : output.events) {
         const auto owner = tagged.session;
         auto& e = tagged.event;
-        if (auto* vip = std::get_if<ike::InnerAddressAssigned>(&e)) {
-            clients_[owner].inner = vip->address.address;
+        if (std::holds_alternative<ike::Established>(e)) {
+            const auto* session = responder_.session_of(owner);
+            if (config_.key_log != nullptr && session && session->ike_sa().keys) {
+                const auto& sa = session->ike_sa();
+                config_.key_log->ike_sa(std::span<const std::uint8_t, 8>(sa.cky_i.data(), 8), sa.keys->cipher_key.span());
+            }
+        } else if (auto* vip = std::get_if<ike::InnerAddressAssigned>(&e)) {
+            clients_.entry(owner).inner = vip->address.address;
         } else if (auto* inst = std::get_if<ike::ChildSaInstalled>(&e)) {
             install(owner, inst->sa, inst->inbound_only, ctx);
+        } else if (auto* refused = std::get_if<ike::ChildSaRefused>(&e)) {
+            child_refused(owner, *refused, ctx);
         } else if (auto* del = std::get_if<ike::ChildSaDeleted>(&e)) {
             const auto spi = del->sa.spi_in;
-            auto spi_owner = by_spi_.find(spi);
-            if (spi_owner == by_spi_.end()) continue;
-            const auto holder = spi_owner->second;  // an orphaned entry may hold it, not `owner`
-            by_spi_.erase(spi_owner);
-            auto c = clients_.find(holder);
-            if (c == clients_.end()) continue;
-            if (c->second.esp) c->second.esp->remove_inbound(spi);
-            std::erase(c->second.spis, spi);
-            if (c->second.orphaned && c->second.spis.empty()) remove(holder);
+            const auto holder = clients_.remove_spi(spi);  // an orphaned entry may hold it, not `owner`
+            if (!holder) continue;
+            auto* c = clients_.find(*holder);
+            if (c == nullptr) continue;
+            if (c->esp) c->esp->remove_inbound(spi);
+            if (c->orphaned && c->spis.empty()) {
+                remove(*holder);
+            } else {
+                reschedule(*c, ctx);
+            }
         } else if (auto* handed = std::get_if<ike::ChildSasHandedOver>(&e)) {
             hand_over(owner, handed->successor, ctx);
         } else if (auto* failed = std::get_if<ike::Failed>(&e)) {
@@ -169,9 +198,9 @@ void VpnGatewayStage::drain(core::StageContext& ctx) {
             if (failed->reason == ike::FailReason::Expired) {
                 // Normal for a gateway: re-authenticating is the client's job (its ESP SAs,
                 // if any are left, wait for its next IKE SA).
-                auto c = clients_.find(owner);
+                const auto* c = clients_.find(owner);
                 ctx.log().info("IKE session ", owner, peer != session_peer_.end() ? " from " + peer->second.to_string() : std::string(),
-                               " reached its lifetime", c != clients_.end() && c->second.orphaned ? "; its ESP SAs stay for the client's next IKE SA" : "");
+                               " reached its lifetime", c != nullptr && c->orphaned ? "; its ESP SAs stay for the client's next IKE SA" : "");
             } else if (peer == session_peer_.end() || first_report(peer->second))
                 ctx.log().warn("IKE session ", owner, peer != session_peer_.end() ? " from " + peer->second.to_string() : std::string(),
                                " failed: ", ike::to_string(failed->reason), failed->detail.empty() ? "" : " (" + failed->detail + ")",
@@ -181,16 +210,19 @@ void VpnGatewayStage::drain(core::StageContext& ctx) {
             release(owner);
         }
     }
+    if (refused_.empty()) return;
+    for (auto owner : std::exchange(refused_, {})) responder_.close(owner, ctx.now());
+    drain(ctx);  // the Delete payloads and Closed events of what was just closed
 }
 
 Verdict VpnGatewayStage::encapsulate(core::PacketBuf& packet, core::StageContext& ctx) {
     auto ip = core::Ipv4View::check(packet.bytes());
     if (!ip) return Verdict::drop(core::ipv4_check_failure(packet));
-    auto it = by_inner_.find(ip->destination());
-    if (it == by_inner_.end()) return Verdict::drop(DropReason::NoSa);
-    auto& c = clients_[it->second];
-    auto v = c.esp->encapsulate(packet, ctx);
-    if (v.passed() && c.udp) v = c.udp->encapsulate(packet, ctx);
+    auto* c = clients_.by_inner(ip->destination());
+    if (c == nullptr || !c->esp) return Verdict::drop(DropReason::NoSa);
+    auto v = c->esp->encapsulate(packet, ctx);
+    // RFC 3948 §3.1: in UDP exactly when this client's negotiation chose UDP encapsulation.
+    if (v.passed() && c->udp) v = c->udp->encapsulate(packet, ctx);
     return v;
 }
 
@@ -199,7 +231,7 @@ Verdict VpnGatewayStage::decapsulate(core::PacketBuf& packet, core::StageContext
     if (!ip) return Verdict::drop(core::ipv4_check_failure(packet));
     if (ip->destination() != config_.local) return Verdict::drop(DropReason::NotForUs);
     const auto& session = *config_.responder.session;
-    Client* client = nullptr;
+    GatewayClient* client = nullptr;
     if (ip->protocol() == core::ip_protocol::udp) {
         auto udp = core::UdpView::check(ip->payload());
         if (!udp) return Verdict::drop(DropReason::Truncated);
@@ -224,8 +256,8 @@ Verdict VpnGatewayStage::decapsulate(core::PacketBuf& packet, core::StageContext
                 return Verdict::consumed();
             }
             case UdpKind::Esp:
-                client = by_spi(core::load_be32(payload.data()));
-                if (client == nullptr) return Verdict::drop(DropReason::UnknownSpi);
+                client = clients_.by_spi(core::load_be32(payload.data()));
+                if (client == nullptr || !client->esp) return Verdict::drop(DropReason::UnknownSpi);
                 if (!client->udp) return Verdict::drop(DropReason::UnexpectedProtocol);  // this SA is not UDP-encapsulated
                 if (auto v = client->udp->decapsulate(packet, ctx); !v.passed()) return v;
                 break;
@@ -233,8 +265,8 @@ Verdict VpnGatewayStage::decapsulate(core::PacketBuf& packet, core::StageContext
     } else if (ip->protocol() == core::ip_protocol::esp) {
         auto esp = ip->payload();
         if (esp.size() < 8) return Verdict::drop(DropReason::Truncated);
-        client = by_spi(core::load_be32(esp.data()));
-        if (client == nullptr) return Verdict::drop(DropReason::UnknownSpi);
+        client = clients_.by_spi(core::load_be32(esp.data()));
+        if (client == nullptr || !client->esp) return Verdict::drop(DropReason::UnknownSpi);
     } else {
         return Verdict::drop(DropReason::UnexpectedProtocol);
     }
@@ -243,18 +275,23 @@ Verdict VpnGatewayStage::decapsulate(core::PacketBuf& packet, core::StageContext
     if (v.passed() && client->udp && client->esp->peer() && client->udp->peer() != client->esp->peer())
         client->udp->on_event({core::RaisedEvent::external, core::PeerFloated{client->udp->peer().value_or(core::Endpoint{}), *client->esp->peer(),
                                                                                {config_.local, config_.responder.session->nat_t_port}}}, ctx);
+    // Authenticated traffic: the client is alive (its DPD idle timer restarts, RFC 3706 §5.3).
+    if (v.passed()) responder_.note_traffic(client->owner, ctx.now());
     return v;
 }
 
 std::optional<core::TimePoint> VpnGatewayStage::poll(core::StageContext& ctx) {
     last_now_ = ctx.now();
-    auto next = responder_.poll(ctx.now());
+    (void)responder_.poll(ctx.now());
     drain(ctx);
-    for (auto& [owner, c] : clients_) {
-        if (!c.esp) continue;
-        auto t = c.esp->poll(ctx);
-        if (t && (!next || *t < *next)) next = t;
-    }
+    // Only the clients whose ESP deadline passed; each is filed again with its next one.
+    std::vector<std::uint64_t> due;
+    while (auto owner = clients_.pop_due(ctx.now())) due.push_back(*owner);
+    for (auto owner : due)
+        if (auto* c = clients_.find(owner)) reschedule(*c, ctx);
+    auto next = responder_.next_deadline();  // drain() may have moved it
+    auto esp = clients_.next_deadline();
+    if (esp && (!next || *esp < *next)) next = esp;
     return next;
 }
 
@@ -276,10 +313,12 @@ void VpnGatewayStage::report(core::StatusSink& out) const {
     out.field("ike_dropped_unknown_sa", rc.dropped_unknown_sa);
     out.field("ike_dropped_half_open", rc.dropped_half_open);
     out.field("orphaned_child_sas", static_cast<std::uint64_t>(responder_.orphan_count()));
+    out.field("child_sas_refused", child_sas_refused_);
     out.begin_array("clients");
     std::size_t shown = 0;
-    for (const auto& [owner, c] : clients_) {
-        if (++shown > 100) break;  // status stays readable with thousands of clients
+    clients_.for_each([&](const GatewayClient& c) {
+        if (++shown > 100) return;  // status stays readable with thousands of clients
+        const auto owner = c.owner;
         out.begin_element();
         out.field("session", owner);
         out.field("remote", c.remote.to_string());
@@ -294,7 +333,7 @@ void VpnGatewayStage::report(core::StatusSink& out) const {
             out.end();
         }
         out.end();
-    }
+    });
     out.end();
     out.field("clients_total", static_cast<std::uint64_t>(clients_.size()));
 }

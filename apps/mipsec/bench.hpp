@@ -44,4 +44,12 @@ struct IkeLoadOptions {
 /// Prints one JSON line with the counts and rate; exit 0 if every handshake completed.
 int run_ike_load(const IkeLoadOptions& options);
 
+struct GatewayPollOptions {
+    std::vector<std::size_t> clients = {10, 1000, 10000};
+    int rounds = 201;   // timed rounds per size; the median is reported
+    int polls = 1000;   // Pipeline::poll() calls per round
+};
+/// A table of ns per gateway poll for each client count (all idle, all established in memory).
+int run_gateway_poll(const GatewayPollOptions& options);
+
 }  // namespace mipsec::bench

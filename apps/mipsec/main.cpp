@@ -262,6 +262,11 @@ int main(int argc, char** argv) {
     bench_ike->add_option("--count", ike_options.count, "Handshakes to complete")->check(CLI::Range(1, 1000000))->capture_default_str();
     bench_ike->add_option("--concurrency", ike_options.concurrency, "Handshakes in flight")->check(CLI::Range(1, 10000))->capture_default_str();
     bench_ike->add_option("--timeout", ike_options.timeout_s, "Give up after this many seconds")->check(CLI::Range(1, 3600))->capture_default_str();
+    bench::GatewayPollOptions gateway_poll_options;
+    auto* bench_gateway_poll = bench->add_subcommand("gateway-poll", "Per-batch tick of a VPN gateway with 10, 1,000 and 10,000 idle clients");
+    bench_gateway_poll->add_option("--clients", gateway_poll_options.clients, "Client counts, each a fresh gateway")->check(CLI::Range(1, 100000))->capture_default_str();
+    bench_gateway_poll->add_option("--rounds", gateway_poll_options.rounds, "Timed rounds; the median is reported")->check(CLI::Range(1, 10000))->capture_default_str();
+    bench_gateway_poll->add_option("--polls", gateway_poll_options.polls, "Polls per round")->check(CLI::Range(1, 10000000))->capture_default_str();
 
     CLI11_PARSE(app, argc, argv);
 
@@ -270,6 +275,7 @@ int main(int argc, char** argv) {
     if (*status) return status_command(socket_path, config_path, json);
     if (*bench_esp) return bench::run_esp(esp_options);
     if (*bench_ha) return bench::run_ha(ha_options);
+    if (*bench_gateway_poll) return bench::run_gateway_poll(gateway_poll_options);
     if (*bench_ike) {
         auto local = core::Ipv4Address::parse(ike_local);
         auto gateway = core::Ipv4Address::parse(ike_gateway);

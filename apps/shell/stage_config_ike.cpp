@@ -145,7 +145,7 @@ std::unique_ptr<core::Stage> build_vpn_client(const ConfigReader& c, const Stage
 std::unique_ptr<core::Stage> build_vpn_gateway(const ConfigReader& c, const StageBuildContext& ctx) {
     c.only({"type", "local", "psk", "local_id", "remote_id", "ike_proposals", "esp_proposals", "pfs", "pool",
             "local_ts", "dpd_delay_s", "force_encapsulation", "nat_traversal", "child_rekey_s", "ike_port",
-            "nat_t_port", "max_half_open", "max_sessions", "ttl", "ike_lifetime_s"});
+            "nat_t_port", "max_half_open", "max_sessions", "ttl", "ike_lifetime_s", "key_log"});
     ipsec::VpnGatewayStage::Config cfg;
     cfg.local = c.address("local");
     ipsec::ike::SessionConfig session;
@@ -162,6 +162,10 @@ std::unique_ptr<core::Stage> build_vpn_gateway(const ConfigReader& c, const Stag
     cfg.responder.max_sessions = static_cast<std::size_t>(c.integer_or("max_sessions", 4096, 1, 1000000));
     cfg.responder.session = std::make_shared<const ipsec::ike::SessionConfig>(std::move(session));
     cfg.ttl = static_cast<std::uint8_t>(c.integer_or("ttl", 64, 1, 255));
+    if (auto prefix = c.optional_string("key_log")) {
+        if (prefix->empty()) c.fail("key_log", "is empty", "a file path prefix (<prefix>.esp_sa and <prefix>.ikev1_decryption_table are written)");
+        if (ctx.key_log) cfg.key_log = ctx.key_log(*prefix);
+    }
     if (ctx.random == nullptr) throw std::logic_error("stage factory: no random source for IKE");
     return std::make_unique<ipsec::VpnGatewayStage>(std::move(cfg), *ctx.random);
 }

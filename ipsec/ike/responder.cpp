@@ -28,11 +28,7 @@ Cookie Responder::make_cookie(const Cookie& cky_i, core::Endpoint remote) {
     return c;
 }
 
-std::size_t Responder::half_open_count() const noexcept {
-    std::size_t n = 0;
-    for (const auto& [k, s] : sessions_) n += s->state() == SessionState::Connecting;
-    return n;
-}
+std::size_t Responder::half_open_count() const noexcept { return half_open_.size(); }
 
 const Session* Responder::session_of(std::uint64_t owner) const {
     auto it = by_owner_.find(owner);
@@ -41,7 +37,49 @@ const Session* Responder::session_of(std::uint64_t owner) const {
 
 Session* Responder::find(const Cookie& cky_i, const Cookie& cky_r) {
     auto it = sessions_.find({cky_i, cky_r});
-    return it == sessions_.end() ? nullptr : it->second.get();
+    if (it == sessions_.end()) return nullptr;
+    session_timers_.schedule(it->second->owner(), core::TimePoint::min());
+    return it->second.get();
+}
+
+std::optional<core::TimePoint> Responder::next_deadline() const noexcept {
+    auto a = session_timers_.next();
+    auto b = orphan_timers_.next();
+    if (!a) return b;
+    if (!b) return a;
+    return std::min(*a, *b);
+}
+
+void Responder::refresh(Session& s, core::TimePoint now) {
+    collect(s, now);
+    auto next = s.poll(now);
+    collect(s, now);
+    session_timers_.schedule(s.owner(), next);
+}
+
+void Responder::schedule_orphans(const Orphans& o) {
+    std::optional<core::TimePoint> next;
+    for (const auto& c : o.children) {
+        // A CHILD_SA without a lifetime is not kept (see poll): due at once.
+        const auto end = c.hard_lifetime == core::Duration::zero() ? core::TimePoint::min() : c.installed_at + c.hard_lifetime;
+        if (!next || end < *next) next = end;
+    }
+    orphan_timers_.schedule(o.owner, next);
+}
+
+bool Responder::close(std::uint64_t owner, core::TimePoint now) {
+    auto it = by_owner_.find(owner);
+    if (it == by_owner_.end()) return false;
+    it->second->close(now);
+    collect(*it->second, now);
+    reap();
+    return true;
+}
+
+void Responder::note_traffic(std::uint64_t owner, core::TimePoint now) {
+    // Only moves the DPD deadline later: the queued one fires early and is refiled then.
+    auto it = by_owner_.find(owner);
+    if (it != by_owner_.end()) it->second->note_traffic(now);
 }
 
 void Responder::on_datagram(std::span<const std::uint8_t> bytes, core::Endpoint local, core::Endpoint remote,
@@ -61,10 +99,10 @@ void Responder::on_datagram(std::span<const std::uint8_t> bytes, core::Endpoint 
             ++counters_.dropped_malformed;
             return;
         }
-        // A retransmitted MM1 belongs to the half-open session it created.
-        for (auto& [k, s] : sessions_)
-            if (k.first == cky_i && s->state() == SessionState::Connecting && s->ike_sa().remote == remote)
-                target = s.get();
+        // A retransmitted MM1 belongs to the half-open session it created (sessions_ is
+        // ordered by CKY-I first, so this visits only the sessions with this CKY-I).
+        for (auto it = sessions_.lower_bound({cky_i, Cookie{}}); it != sessions_.end() && it->first.first == cky_i; ++it)
+            if (it->second->state() == SessionState::Connecting && it->second->ike_sa().remote == remote) target = it->second.get();
         if (!target) {
             if (half_open_count() >= cfg_.max_half_open || sessions_.size() >= cfg_.max_sessions) {
                 ++counters_.dropped_half_open;
@@ -75,6 +113,7 @@ void Responder::on_datagram(std::span<const std::uint8_t> bytes, core::Endpoint 
             auto s = Session::responder(cfg_.session, random_, local, remote, cky_i, mine, pool(), owner, now);
             target = s.get();
             by_owner_[owner] = target;
+            half_open_.insert(owner);
             sessions_[{cky_i, mine}] = std::move(s);
             ++counters_.sessions_created;
         }
@@ -86,41 +125,47 @@ void Responder::on_datagram(std::span<const std::uint8_t> bytes, core::Endpoint 
         }
     }
     target->on_datagram(bytes, local, remote, now);
-    collect(*target, now);
+    refresh(*target, now);  // its deadline may have moved (a retransmission armed, an SA installed)
     reap();
 }
 
 std::optional<core::TimePoint> Responder::poll(core::TimePoint now) {
-    std::optional<core::TimePoint> next;
-    for (auto it = orphans_.begin(); it != orphans_.end();) {
+    // Only what is due: the keys come out of the queues first, so a session that files a
+    // deadline <= now again (a successor that just adopted CHILD_SAs) runs at the next poll.
+    std::vector<std::uint64_t> due;
+    while (auto owner = orphan_timers_.pop_due(now)) due.push_back(*owner);
+    for (auto owner : due) {
+        auto it = std::find_if(orphans_.begin(), orphans_.end(), [&](const Orphans& o) { return o.owner == owner; });
+        if (it == orphans_.end()) continue;
         auto& kids = it->children;
         for (auto c = kids.begin(); c != kids.end();) {
-            const auto end = c->installed_at + c->hard_lifetime;
-            if (c->hard_lifetime == core::Duration::zero() || now >= end) {
+            if (c->hard_lifetime == core::Duration::zero() || now >= c->installed_at + c->hard_lifetime) {
                 out_.events.push_back({it->owner, ChildSaDeleted{std::move(*c), false}});
                 c = kids.erase(c);
-                continue;
+            } else {
+                ++c;
             }
-            if (!next || end < *next) next = end;
-            ++c;
         }
         if (kids.empty()) {
             if (pool_) pool_->release(it->owner);
-            it = orphans_.erase(it);
+            orphans_.erase(it);
         } else {
-            ++it;
+            schedule_orphans(*it);
         }
     }
-    for (auto& [k, s] : sessions_) {
-        auto t = s->poll(now);
-        collect(*s, now);
-        if (t && (!next || *t < *next)) next = t;
+    due.clear();
+    while (auto owner = session_timers_.pop_due(now)) due.push_back(*owner);
+    for (auto owner : due) {
+        auto it = by_owner_.find(owner);
+        if (it != by_owner_.end()) refresh(*it->second, now);
     }
     reap();
-    return next;
+    return next_deadline();
 }
 
 void Responder::collect(Session& s, core::TimePoint now) {
+    if (s.state() != SessionState::Connecting) half_open_.erase(s.owner());
+    if (s.state() == SessionState::Failed || s.state() == SessionState::Closed) ended_.push_back(s.owner());
     SessionOutput o = s.take_output();
     for (auto& d : o.datagrams) out_.datagrams.push_back(std::move(d));
     bool initial_contact = false;
@@ -131,6 +176,7 @@ void Responder::collect(Session& s, core::TimePoint now) {
             for (const auto& c : handed->children) copies.push_back(c.clone());
             if (Session* heir = successor_of(s)) {
                 heir->adopt_children(std::move(copies), now);
+                session_timers_.schedule(heir->owner(), now);  // adopted SAs have deadlines of their own
                 handed->successor = heir->owner();
                 if (pool_) pool_->release(s.owner());
             } else if (orphan_count() + copies.size() > cfg_.max_sessions) {
@@ -140,6 +186,7 @@ void Responder::collect(Session& s, core::TimePoint now) {
                 continue;
             } else {
                 orphans_.push_back({s.owner(), *s.ike_sa().peer_id, std::move(copies)});
+                schedule_orphans(orphans_.back());
             }
         }
         out_.events.push_back({s.owner(), std::move(e)});
@@ -158,6 +205,7 @@ void Responder::collect(Session& s, core::TimePoint now) {
         SessionOutput oo = other->take_output();
         for (auto& d : oo.datagrams) out_.datagrams.push_back(std::move(d));
         for (auto& e : oo.events) out_.events.push_back({other->owner(), std::move(e)});
+        ended_.push_back(other->owner());
     }
 }
 
@@ -175,8 +223,10 @@ void Responder::adopt_orphans(Session& heir, core::TimePoint now) {
         }
         // The heir's Mode Config gets the same address: the pool shares it by identity.
         heir.adopt_children(std::move(it->children), now);
+        session_timers_.schedule(heir.owner(), now);
         out_.events.push_back({it->owner, ChildSasHandedOver{{}, heir.owner()}});
         if (pool_) pool_->release(it->owner);
+        orphan_timers_.cancel(it->owner);
         it = orphans_.erase(it);
     }
 }
@@ -190,6 +240,7 @@ void Responder::drop_orphans(const IdPayload& peer) {
         }
         for (auto& c : it->children) out_.events.push_back({it->owner, ChildSaDeleted{std::move(c), false}});
         if (pool_) pool_->release(it->owner);
+        orphan_timers_.cancel(it->owner);
         it = orphans_.erase(it);
     }
 }
@@ -207,22 +258,28 @@ Session* Responder::successor_of(const Session& s) {
     return best;
 }
 
+// Removes the sessions collect() saw fail or close (only those: no walk over all sessions).
 void Responder::reap() {
-    for (auto it = sessions_.begin(); it != sessions_.end();) {
-        auto st = it->second->state();
-        if (st == SessionState::Failed || st == SessionState::Closed) {
-            by_owner_.erase(it->second->owner());
-            it = sessions_.erase(it);
-            ++counters_.sessions_removed;
-        } else {
-            ++it;
-        }
+    for (auto owner : ended_) {
+        auto it = by_owner_.find(owner);
+        if (it == by_owner_.end()) continue;  // listed twice
+        const auto& sa = it->second->ike_sa();
+        sessions_.erase({sa.cky_i, sa.cky_r});
+        by_owner_.erase(it);
+        half_open_.erase(owner);
+        session_timers_.cancel(owner);
+        ++counters_.sessions_removed;
     }
+    ended_.clear();
 }
 
 void Responder::close_all(core::TimePoint now) {
     for (auto& o : orphans_)
         for (auto& c : o.children) out_.events.push_back({o.owner, ChildSaDeleted{std::move(c), false}});
+    for (auto& o : orphans_) {
+        if (pool_) pool_->release(o.owner);
+        orphan_timers_.cancel(o.owner);
+    }
     orphans_.clear();
     for (auto& [k, s] : sessions_) {
         s->close(now);

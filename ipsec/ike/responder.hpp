@@ -13,14 +13,20 @@
 //     with the same peer ID are closed.
 //   * Sessions that failed or closed are removed (their lease returns to the pool) after
 //     their output was collected.
+//   * Timers by deadline: each session's and each orphan group's next deadline sits in a
+//     DeadlineQueue, refreshed whenever the Responder touches that session; poll() runs only
+//     the sessions whose deadline has passed and returns the earliest remaining one, so an idle
+//     gateway's poll costs the same with ten clients or ten thousand.
 // Events are tagged with the session's owner id. Same I/O contract as Session. Not thread-safe.
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <optional>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
+#include "core/deadline_queue.hpp"
 #include "ipsec/ike/address_pool.hpp"
 #include "ipsec/ike/session.hpp"
 
@@ -57,11 +63,21 @@ public:
 
     void on_datagram(std::span<const std::uint8_t> bytes, core::Endpoint local, core::Endpoint remote,
                      core::TimePoint now);
+    /// Runs the timers of the sessions (and orphaned CHILD_SAs) whose deadline has passed;
+    /// returns the earliest deadline left, which on_datagram() may have moved earlier since.
     std::optional<core::TimePoint> poll(core::TimePoint now);
+    /// The earliest deadline of any session or orphan (O(1)).
+    std::optional<core::TimePoint> next_deadline() const noexcept;
     ResponderOutput take_output();
     /// Closes every session (Delete payloads to the peers).
     void close_all(core::TimePoint now);
+    /// Closes one session (Delete payloads to the peer); false if there is none with this owner.
+    bool close(std::uint64_t owner, core::TimePoint now);
+    /// Inbound ESP from this session's peer authenticated (its DPD idle timer restarts).
+    void note_traffic(std::uint64_t owner, core::TimePoint now);
 
+    /// The session with these cookies, or nullptr. The caller may change it (start a rekey,
+    /// send DPD): its deadline is refiled at the next poll().
     Session* find(const Cookie& cky_i, const Cookie& cky_r);
     /// The live session with this owner id (TaggedEvent::session), or nullptr.
     const Session* session_of(std::uint64_t owner) const;
@@ -70,6 +86,7 @@ public:
     std::size_t orphan_count() const noexcept;
     std::size_t half_open_count() const noexcept;
     AddressPool* pool() noexcept { return pool_ ? &*pool_ : nullptr; }
+    const AddressPool* pool() const noexcept { return pool_ ? &*pool_ : nullptr; }
     const ResponderCounters& counters() const noexcept { return counters_; }
     /// The owner id the most recently created session got (0 before the first).
     std::uint64_t last_owner() const noexcept { return next_owner_ - 1; }
@@ -77,6 +94,8 @@ public:
 private:
     using Key = std::pair<Cookie, Cookie>;
     void collect(Session& s, core::TimePoint now);
+    /// Runs s's due timers, collects its output and files its next deadline.
+    void refresh(Session& s, core::TimePoint now);
     void reap();
     Session* successor_of(const Session& s);
     void adopt_orphans(Session& heir, core::TimePoint now);
@@ -90,7 +109,12 @@ private:
         std::vector<ChildSa> children;
     };
     std::vector<Orphans> orphans_;
+    void schedule_orphans(const Orphans& o);
     std::unordered_map<std::uint64_t, Session*> by_owner_;
+    core::DeadlineQueue<std::uint64_t> session_timers_;  // by owner
+    core::DeadlineQueue<std::uint64_t> orphan_timers_;   // by Orphans::owner: earliest hard lifetime
+    std::unordered_set<std::uint64_t> half_open_;            // owners not past Main Mode yet
+    std::vector<std::uint64_t> ended_;                      // owners that failed or closed, removed by reap()
     Cookie make_cookie(const Cookie& cky_i, core::Endpoint remote);
 
     ResponderConfig cfg_;

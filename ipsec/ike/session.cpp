@@ -448,7 +448,10 @@ void Session::on_protected(const Message& header_only, std::span<const std::uint
         if (st == TaskStatus::Failed) {
             nex.finished = true;
             std::uint16_t notify = 0;
-            if (auto* q = std::get_if<QuickMode>(&nex.task)) notify = q->failure().notify;
+            if (auto* q = std::get_if<QuickMode>(&nex.task)) {
+                notify = q->failure().notify;
+                out_.events.emplace_back(ChildSaRefused{q->failure().reason, q->failure().detail});
+            }
             if (notify) {
                 NotifyPayload n;
                 n.protocol_id = protocol_id::ipsec_esp;

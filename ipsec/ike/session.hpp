@@ -110,7 +110,14 @@ struct ChildSasHandedOver {
     std::vector<ChildSa> children;
     std::uint64_t successor = 0;
 };
-using SessionEvent = std::variant<Established, InnerAddressAssigned, ChildSaInstalled, ChildSaDeleted, Failed, Closed, ChildSasHandedOver>;
+/// A Quick Mode the peer started failed here (no acceptable proposal, PFS or selectors
+/// refused; the peer got the error notify): no CHILD_SA came of it, the IKE SA stays.
+struct ChildSaRefused {
+    FailReason reason = FailReason::ProtocolError;
+    std::string detail;
+};
+using SessionEvent = std::variant<Established, InnerAddressAssigned, ChildSaInstalled, ChildSaDeleted, Failed, Closed, ChildSasHandedOver,
+                                  ChildSaRefused>;
 
 struct SessionOutput {
     std::vector<OutgoingDatagram> datagrams;

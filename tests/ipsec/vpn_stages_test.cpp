@@ -5,10 +5,12 @@
 // and the gateway refuses a client spoofing another inner source. Sans-I/O, no root.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <deque>
 #include <functional>
 #include <map>
 
+#include "core/endian.hpp"
 #include "core/ipv4.hpp"
 #include "core/pipeline.hpp"
 #include "core/udp.hpp"
@@ -449,4 +451,284 @@ TEST_CASE("stopping a node deletes its IKE and ESP SAs at the peer") {
         CHECK(lab.client_stage().session()->state() == ipsec::ike::SessionState::Closed);
         CHECK(lab.client_stage().esp().inbound_count() == 0);
     }
+}
+
+// ---- gateway side: per-client NAT-T, refused Quick Mode, key log ----------------------------
+
+namespace {
+
+const auto direct_addr = *core::Ipv4Address::parse("192.0.2.10");  // a client with no NAT in front
+
+struct RecordingKeyLog final : ipsec::KeyLog {
+    struct Esp {
+        core::Ipv4Address source, destination;
+        std::uint32_t spi;
+        test::Bytes keymat;
+    };
+    std::vector<std::pair<test::Bytes, test::Bytes>> ike;  // initiator cookie, encryption key
+    std::vector<Esp> esp;
+    void ike_sa(std::span<const std::uint8_t, 8> cky, std::span<const std::uint8_t> key) override {
+        ike.emplace_back(test::Bytes(cky.begin(), cky.end()), test::Bytes(key.begin(), key.end()));
+    }
+    void esp_sa(core::Ipv4Address source, core::Ipv4Address destination, std::uint32_t spi, ipsec::EspSuite,
+                std::span<const std::uint8_t> keymat) override {
+        esp.push_back({source, destination, spi, test::Bytes(keymat.begin(), keymat.end())});
+    }
+};
+
+// The Lab's gateway again, with its log kept and `tweak` applied to its config.
+void rebuild_gateway(Lab& lab, std::vector<std::string>* log,
+                     const std::function<void(ipsec::ike::SessionConfig&, ipsec::VpnGatewayStage::Config&)>& tweak) {
+    ipsec::ike::SessionConfig gs;
+    gs.local_id = ipsec::ike::IdPayload::fqdn("gw.lab.example");
+    gs.psks.push_back({std::nullopt, crypto::SecretBytes(test::from_hex("6c61622d70736b2d3031"))});
+    gs.local_ts = {*core::Ipv4Prefix::parse("10.99.1.0/24")};
+    gs.esp_proposals = {ipsec::ike::EspProposal{}};
+    gs.esp_proposals[0].algorithm = ipsec::ike::EspAlgorithm::AesGcm128;
+    gs.child_rekey_time = core::Duration::zero();
+    ipsec::VpnGatewayStage::Config gc;
+    gc.local = gw_addr;
+    gc.responder.pool = *core::Ipv4Prefix::parse("10.99.100.0/24");
+    tweak(gs, gc);
+    gc.responder.session = std::make_shared<const ipsec::ike::SessionConfig>(std::move(gs));
+    std::vector<std::unique_ptr<core::Stage>> gst;
+    gst.push_back(std::make_unique<ipsec::VpnGatewayStage>(std::move(gc), lab.random));
+    auto logger = log ? core::Logger("gw", core::LogLevel::Info,
+                                     [log](core::LogLevel, std::string_view, std::string_view m) { log->emplace_back(m); })
+                      : core::null_logger();
+    lab.gw = std::make_unique<core::Pipeline>(std::move(gst), lab.pool, std::move(logger));
+    lab.gw->attach(&lab.gw_wire);
+}
+
+// A client pipeline of ipsec.vpn_client alone (no nat.udp_encap below it): it sends IKE in
+// UDP and ESP as protocol 50, from `local`.
+std::unique_ptr<core::Pipeline> direct_client(Lab& lab, Wire& wire, core::Ipv4Address local, const char* id,
+                                              ipsec::KeyLog* key_log = nullptr) {
+    ipsec::VpnClientStage::Config cc;
+    cc.local = local;
+    cc.gateway = gw_addr;
+    cc.session.local_id = ipsec::ike::IdPayload::fqdn(id);
+    cc.session.psks.push_back({core::Ipv4Prefix{gw_addr, 32}, crypto::SecretBytes(test::from_hex("6c61622d70736b2d3031"))});
+    cc.session.request_virtual_ip = true;
+    cc.session.remote_ts = *core::Ipv4Prefix::parse("10.99.1.0/24");
+    cc.session.esp_proposals = {ipsec::ike::EspProposal{}};
+    cc.session.esp_proposals[0].algorithm = ipsec::ike::EspAlgorithm::AesGcm128;
+    cc.key_log = key_log;
+    std::vector<std::unique_ptr<core::Stage>> cs;
+    cs.push_back(std::make_unique<ipsec::VpnClientStage>(std::move(cc), lab.random));
+    auto p = std::make_unique<core::Pipeline>(std::move(cs), lab.pool, core::null_logger());
+    p->attach(&wire);
+    p->set_now(lab.now);
+    (void)p->poll();  // MM1
+    return p;
+}
+
+// Lab::feed for a pipeline of our own: what it passes inward lands in `wire.inner`.
+core::Verdict feed_into(Lab& lab, core::Pipeline& p, const test::Bytes& bytes, Wire& wire) {
+    auto buf = lab.pool.acquire(64);
+    REQUIRE(buf.resize(bytes.size()));
+    std::copy(bytes.begin(), bytes.end(), buf.data());
+    auto ip = core::Ipv4View::check(buf.bytes());
+    if (ip && ip->protocol() == core::ip_protocol::udp)
+        buf.meta().outer_src = {ip->source(), core::UdpView::check(ip->payload())->source_port()};
+    p.set_now(lab.now);
+    auto v = p.decapsulate(buf);
+    if (v.passed()) wire.inner.emplace_back(buf.bytes().begin(), buf.bytes().end());
+    return v;
+}
+
+// Moves packets between the gateway and a directly connected client until both are quiet.
+void exchange_direct(Lab& lab, core::Pipeline& client, Wire& wire) {
+    for (int rounds = 0; rounds < 100; ++rounds) {
+        bool moved = false;
+        while (!wire.outer.empty()) {
+            auto p = std::move(wire.outer.front());
+            wire.outer.pop_front();
+            (void)lab.feed(*lab.gw, p);
+            moved = true;
+        }
+        std::deque<test::Bytes> keep;
+        while (!lab.gw_wire.outer.empty()) {
+            auto p = std::move(lab.gw_wire.outer.front());
+            lab.gw_wire.outer.pop_front();
+            if (core::Ipv4View::check(std::span<const std::uint8_t>(p))->destination() == direct_addr) {
+                (void)feed_into(lab, client, p, wire);
+                moved = true;
+            } else {
+                keep.push_back(std::move(p));
+            }
+        }
+        lab.gw_wire.outer = std::move(keep);
+        if (!moved) return;
+    }
+}
+
+std::uint8_t outer_protocol(const test::Bytes& p) { return core::Ipv4View::check(std::span<const std::uint8_t>(p))->protocol(); }
+
+bool contains(const std::vector<std::string>& log, std::initializer_list<const char*> parts) {
+    return std::any_of(log.begin(), log.end(), [&](const std::string& line) {
+        return std::all_of(parts.begin(), parts.end(), [&](const char* p) { return line.find(p) != std::string::npos; });
+    });
+}
+
+}  // namespace
+
+TEST_CASE("the gateway UDP-encapsulates ESP per client, exactly when that client's IKE found a NAT") {
+    Lab lab("aes128gcm16");
+    lab.tick();  // lab.client, behind the NAT
+    Wire direct_wire;
+    auto direct = direct_client(lab, direct_wire, direct_addr, "direct.lab.example");  // no NAT in between
+    exchange_direct(lab, *direct, direct_wire);
+    REQUIRE(lab.gw_stage().client_count() == 2);
+    const auto& direct_stage = static_cast<const ipsec::VpnClientStage&>(direct->stage(0));
+    REQUIRE(direct_stage.inner_address());
+    REQUIRE(lab.client_stage().inner_address());
+    const auto direct_vip = direct_stage.inner_address()->address;
+    const auto nat_vip = lab.client_stage().inner_address()->address;
+    std::size_t udp_clients = 0;
+    lab.gw_stage().clients().for_each([&](const ipsec::GatewayClient& c) {
+        CAPTURE(c.remote.to_string());
+        CHECK((c.udp != nullptr) == (c.remote.address == nat_addr));
+        udp_clients += c.udp != nullptr;
+    });
+    CHECK(udp_clients == 1);
+
+    // Without a NAT: raw ESP up, accepted; raw ESP down, accepted by the client.
+    auto up = udp_packet(direct_vip, lan_host, 200);
+    REQUIRE(lab.send(*direct, up, direct_wire).passed());
+    const auto raw_up = direct_wire.outer.back();
+    CHECK(outer_protocol(raw_up) == core::ip_protocol::esp);
+    exchange_direct(lab, *direct, direct_wire);
+    REQUIRE(lab.gw_wire.inner.size() == 1);
+    CHECK(test::to_hex(lab.gw_wire.inner.back()) == test::to_hex(up));
+    auto down = udp_packet(lan_host, direct_vip, 300);
+    REQUIRE(lab.send(*lab.gw, down, lab.gw_wire).passed());
+    CHECK(outer_protocol(lab.gw_wire.outer.back()) == core::ip_protocol::esp);
+    exchange_direct(lab, *direct, direct_wire);
+    REQUIRE(direct_wire.inner.size() == 1);
+    CHECK(test::to_hex(direct_wire.inner.back()) == test::to_hex(down));
+
+    // Behind the NAT: ESP in UDP up, accepted; ESP in UDP down, to the NAT's port.
+    auto nat_up = udp_packet(nat_vip, lan_host, 200);
+    REQUIRE(lab.send(*lab.client, nat_up, lab.client_wire).passed());
+    CHECK(outer_protocol(lab.client_wire.outer.back()) == core::ip_protocol::udp);
+    lab.exchange();
+    REQUIRE(lab.gw_wire.inner.size() == 2);
+    CHECK(test::to_hex(lab.gw_wire.inner.back()) == test::to_hex(nat_up));
+    auto nat_down = udp_packet(lan_host, nat_vip, 300);
+    REQUIRE(lab.send(*lab.gw, nat_down, lab.gw_wire).passed());
+    const auto wire_down = lab.gw_wire.outer.back();
+    REQUIRE(outer_protocol(wire_down) == core::ip_protocol::udp);
+    auto down_ip = core::Ipv4View::check(std::span<const std::uint8_t>(wire_down));
+    CHECK(down_ip->destination() == nat_addr);
+    CHECK(core::UdpView::check(down_ip->payload())->destination_port() == 4500 + lab.nat.offset);
+    lab.exchange();
+    REQUIRE(lab.client_wire.inner.size() == 1);
+    CHECK(test::to_hex(lab.client_wire.inner.back()) == test::to_hex(nat_down));
+
+    // The direct client's ESP wrapped in UDP was not negotiated: refused as such.
+    test::Bytes wrapped(raw_up.size() + 8);
+    std::copy(raw_up.begin() + 20, raw_up.end(), wrapped.begin() + 28);
+    core::Ipv4Header h;
+    h.protocol = core::ip_protocol::udp;
+    h.ttl = 64;
+    h.source = direct_addr;
+    h.destination = gw_addr;
+    h.total_length = static_cast<std::uint16_t>(wrapped.size());
+    h.emit(wrapped);
+    core::UdpHeader{4500, 4500, static_cast<std::uint16_t>(wrapped.size() - 20), 0}.emit(std::span(wrapped).subspan(20));
+    CHECK(lab.feed(*lab.gw, wrapped).reason == core::DropReason::UnexpectedProtocol);
+}
+
+TEST_CASE("a gateway refusing a client's Quick Mode logs why, frees the lease and drops the client") {
+    Lab lab("aes128gcm16");
+    std::vector<std::string> log;
+    rebuild_gateway(lab, &log, [](ipsec::ike::SessionConfig& gs, ipsec::VpnGatewayStage::Config&) {
+        gs.esp_proposals[0].algorithm = ipsec::ike::EspAlgorithm::AesCbc128HmacSha256;  // the client offers only AES-GCM
+    });
+    // Like strongSwan, the client does not give up its IKE SA: here it never hears the
+    // gateway's answer to its Quick Mode (nor a Delete), so what is left is the gateway's doing.
+    lab.client->set_now(lab.now);
+    (void)lab.client->poll();
+    for (int rounds = 0; rounds < 100 && !lab.client_wire.outer.empty(); ++rounds) {
+        while (!lab.client_wire.outer.empty()) {
+            auto p = std::move(lab.client_wire.outer.front());
+            lab.client_wire.outer.pop_front();
+            lab.nat.outbound(p);
+            (void)lab.feed(*lab.gw, p);
+        }
+        const bool quick_mode_sent = lab.client_stage().inner_address().has_value();
+        while (!lab.gw_wire.outer.empty()) {
+            auto p = std::move(lab.gw_wire.outer.front());
+            lab.gw_wire.outer.pop_front();
+            lab.nat.inbound(p);
+            if (!quick_mode_sent) (void)lab.feed(*lab.client, p);
+        }
+    }
+    REQUIRE(lab.client_stage().inner_address());  // Mode Config had leased 10.99.100.1
+    CAPTURE(log.size());
+    CHECK(contains(log, {"client 198.51.100.1:", "(10.99.100.1)", "Quick Mode failed", "no acceptable ESP proposal",
+                         "freeing 10.99.100.1"}));
+    CHECK(lab.gw_stage().client_count() == 0);
+    CHECK(lab.gw_stage().responder().pool()->leased() == 0);
+    CHECK(lab.gw_stage().responder().session_count() == 0);
+    test::FlatStatus status;
+    lab.gw_stage().report(status);
+    CHECK(status.values["child_sas_refused"] == "1");
+    CHECK(status.values["clients_total"] == "0");
+}
+
+TEST_CASE("the gateway's key log receives each client's IKE SA and both ESP SAs, as the client's does") {
+    Lab lab("aes128gcm16");
+    RecordingKeyLog gw_keys, client_keys;
+    rebuild_gateway(lab, nullptr, [&](ipsec::ike::SessionConfig&, ipsec::VpnGatewayStage::Config& gc) { gc.key_log = &gw_keys; });
+    Wire wire;
+    auto client = direct_client(lab, wire, direct_addr, "direct.lab.example", &client_keys);
+    exchange_direct(lab, *client, wire);
+    REQUIRE(lab.gw_stage().client_count() == 1);
+    REQUIRE(client_keys.ike.size() == 1);
+    REQUIRE(gw_keys.ike.size() == 1);
+    CHECK(test::to_hex(gw_keys.ike[0].first) == test::to_hex(client_keys.ike[0].first));
+    CHECK(test::to_hex(gw_keys.ike[0].second) == test::to_hex(client_keys.ike[0].second));
+    CHECK_FALSE(gw_keys.ike[0].second.empty());
+    REQUIRE(gw_keys.esp.size() == 2);
+    REQUIRE(client_keys.esp.size() == 2);
+    // The same two SAs, each with its wire addresses: client -> gateway and gateway -> client.
+    for (const auto& mine : gw_keys.esp) {
+        CAPTURE(mine.spi);
+        auto theirs = std::find_if(client_keys.esp.begin(), client_keys.esp.end(), [&](const auto& e) { return e.spi == mine.spi; });
+        REQUIRE(theirs != client_keys.esp.end());
+        CHECK(mine.source == theirs->source);
+        CHECK(mine.destination == theirs->destination);
+        CHECK(test::to_hex(mine.keymat) == test::to_hex(theirs->keymat));
+        CHECK((mine.source == direct_addr) != (mine.destination == direct_addr));
+    }
+}
+
+TEST_CASE("ESP from a client tells the gateway it is alive: no DPD while traffic flows, DPD once idle") {
+    Lab lab("aes128gcm16");
+    rebuild_gateway(lab, nullptr, [](ipsec::ike::SessionConfig& gs, ipsec::VpnGatewayStage::Config&) { gs.dpd_delay = std::chrono::seconds(20); });
+    lab.tick();
+    REQUIRE(lab.client_stage().inner_address());
+    const auto vip = lab.client_stage().inner_address()->address;
+    // IKE from the gateway (on the NAT-T port, behind the non-ESP marker): here only R-U-THERE.
+    std::size_t ike_from_gateway = 0;
+    auto step = [&](std::chrono::seconds dt, bool send) {
+        lab.now += dt;
+        lab.client->set_now(lab.now);
+        (void)lab.client->poll();
+        lab.gw->set_now(lab.now);
+        (void)lab.gw->poll();
+        for (const auto& p : lab.gw_wire.outer) {
+            auto udp = core::UdpView::check(core::Ipv4View::check(std::span<const std::uint8_t>(p))->payload());
+            if (udp && udp->payload().size() > 4 && core::load_be32(udp->payload().data()) == 0) ++ike_from_gateway;
+        }
+        if (send) REQUIRE(lab.send(*lab.client, udp_packet(vip, lan_host, 64), lab.client_wire).passed());
+        lab.exchange();
+    };
+    for (int i = 0; i < 12; ++i) step(std::chrono::seconds(5), true);  // 60 s of traffic, a packet each 5 s
+    CHECK(lab.gw_wire.inner.size() == 12);
+    CHECK(ike_from_gateway == 0);
+    for (int i = 0; i < 5; ++i) step(std::chrono::seconds(5), false);  // 25 s idle
+    CHECK(ike_from_gateway >= 1);
 }
