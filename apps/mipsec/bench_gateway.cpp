@@ -145,7 +145,6 @@ private:
         core::UdpHeader{d.local.port, d.remote.port, static_cast<std::uint16_t>(len - core::Ipv4Header::len), 0}.emit(
             buf.bytes().subspan(core::Ipv4Header::len));
         std::copy(d.payload.begin(), d.payload.end(), buf.data() + core::Ipv4Header::len + core::UdpView::header_len + marker);
-        buf.meta().outer_src = d.local;  // as the UDP socket reports it
         gateway_->set_now(now_);
         (void)gateway_->decapsulate(buf);
     }
