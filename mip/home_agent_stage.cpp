@@ -370,6 +370,12 @@ void HomeAgentStage::report(core::StatusSink& out) const {
     out.field("home_network", cfg.home_network.to_string());
     out.field("udp_tunnelling", cfg.udp_tunnelling);
     out.field("reverse_tunnel_required", cfg.reverse_tunnel_required);
+    // RFC 5265 internal home agent: which sources are answered (with TNC); absent = all.
+    if (!cfg.trusted_networks.empty()) {
+        std::string list;
+        for (const auto& p : cfg.trusted_networks) list += (list.empty() ? "" : " ") + p.to_string();
+        out.field("trusted_networks", list);
+    }
     const auto& table = agent_.bindings();
     out.field("binding_count", static_cast<std::uint64_t>(table.size()));
     out.field("bindings_listed", static_cast<std::uint64_t>(std::min(table.size(), config_.report_limit)));

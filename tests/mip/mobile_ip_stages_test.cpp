@@ -943,6 +943,7 @@ TEST_CASE("HA stage: with trusted networks, requests from elsewhere are dropped,
     CHECK(b.ha.failures(mip::HomeAgentStage::RequestFailure::UntrustedSource) == 5);
     CHECK(b.ha.counters().requests_discarded == 5);
     CHECK(b.status("counters.discarded.untrusted_source") == "5");
+    CHECK(b.status("trusted_networks") == "192.168.1.0/24");
     REQUIRE(b.ctx.warnings.size() == 1);
     CHECK(b.ctx.warnings[0].find("for 10.1.0.77 from 192.168.2.50:40000 discarded: source address is not in trusted_networks") !=
           std::string::npos);
@@ -975,6 +976,9 @@ TEST_CASE("HA stage: without trusted networks, replies carry no TNC") {
     mip::ScannedExtensions s;
     REQUIRE_FALSE(mip::scan_extensions(udp->payload(), 20, mip::MessageKind::Reply, s));
     CHECK_FALSE(s.trusted_networks);
+    test::FlatStatus status;
+    b.ha.report(status);
+    CHECK(status.values.count("trusted_networks") == 0);
 }
 
 namespace {
