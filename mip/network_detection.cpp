@@ -121,7 +121,8 @@ void NetworkDetection::restart_detection(Interface& i, core::TimePoint now) noex
     i.reregistration_due = false;
 }
 
-bool NetworkDetection::attachment_changed(std::uint32_t ifindex, Attachment attachment, core::TimePoint now) {
+bool NetworkDetection::attachment_changed(std::uint32_t ifindex, Attachment attachment, core::TimePoint now,
+                                          core::Ipv4Address foreign_agent) {
     Interface* i = find(ifindex);
     if (!i) {
         if (attachment == Attachment::Detached) return true;
@@ -133,6 +134,7 @@ bool NetworkDetection::attachment_changed(std::uint32_t ifindex, Attachment atta
     // RFC 5265 §6: a status change invalidates everything learnt on this interface; replies
     // to requests sent before it prove nothing about the new network.
     i->attachment = attachment;
+    i->foreign_agent = attachment == Attachment::ForeignAgent ? foreign_agent : core::Ipv4Address{};
     i->internal_requests.clear();
     i->external_requests.clear();
     if (attachment == Attachment::Detached) {
@@ -165,7 +167,9 @@ NetworkDetection::ReplyResult NetworkDetection::internal_reply(std::uint32_t ifi
     // The i-HA answers the VPN's inner addresses too (they must be trusted for cvc/fvc), so a
     // TNC that came out of the tunnel says nothing about the network this interface is on.
     if (path == Path::Tunnel) return counted(ReplyResult::ViaTunnel);
-    if (from.address != config_.internal_home_agent || from.port != registration_port) return counted(ReplyResult::WrongSource);
+    const core::Ipv4Address sender =
+        i->attachment == Attachment::ForeignAgent ? i->foreign_agent : config_.internal_home_agent;
+    if (from.address != sender || from.port != registration_port) return counted(ReplyResult::WrongSource);
 
     auto view = RegistrationReplyView::check(reply);
     if (!view) return counted(ReplyResult::Malformed);

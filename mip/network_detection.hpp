@@ -11,7 +11,7 @@
 //  * Each interface is tracked on its own; success on one says nothing about another.
 //  * Every attachment change stops user data on that interface at once and restarts detection.
 //  * "Inside" only on an accepted reply from the i-HA that (a) comes from the i-HA's address and
-//    port 434, (b) carries a valid Mobile-Home Authentication Extension under the i-HA key,
+//    port 434 (attached through an intranet FA: from that FA, which relays it), (b) carries a valid Mobile-Home Authentication Extension under the i-HA key,
 //    (c) answers a request sent directly (not through the VPN tunnel) on *that* interface since
 //    its last attachment change (matched by Identification, so a replayed or stale reply, or
 //    one answering another interface's request, proves nothing), and (d) carries the Trusted
@@ -139,15 +139,20 @@ public:
 
     /// An interface's link or address changed (rtnetlink, agent advertisement). Stops user data
     /// on it at once and restarts detection; Detached means no service there until the next
-    /// attachment. False if the interface table is full (the interface then stays unserved).
-    bool attachment_changed(std::uint32_t ifindex, Attachment attachment, core::TimePoint now);
+    /// attachment. With Attachment::ForeignAgent, `foreign_agent` is the agent's address on the
+    /// link: registrations go through it and it relays the replies (RFC 5944 §3.7.3), so they
+    /// come from it. False if the interface table is full (the interface then stays unserved).
+    bool attachment_changed(std::uint32_t ifindex, Attachment attachment, core::TimePoint now,
+                            core::Ipv4Address foreign_agent = {});
 
     /// A registration request was sent on `ifindex`, directly (in the clear), to one of the
     /// home agents. Only replies answering such requests count. Ignored if not attached.
     void request_sent(std::uint32_t ifindex, Target to, std::uint64_t identification, core::TimePoint now);
 
     /// A UDP 434 datagram arrived on `ifindex` (Path::Tunnel: out of the VPN tunnel) from
-    /// `from`; `reply` is its payload. Verifies it as described above.
+    /// `from`; `reply` is its payload. Verifies it as described above. "From the i-HA" means
+    /// from its address, port 434 — or, attached through a foreign agent, from that agent
+    /// relaying it (any extension the agent appends after the MHAE is not trusted).
     ReplyResult internal_reply(std::uint32_t ifindex, Path path, core::Endpoint from, std::span<const std::uint8_t> reply,
                                core::TimePoint now);
 
@@ -192,6 +197,7 @@ private:
     struct Interface {
         std::uint32_t ifindex = 0;
         Attachment attachment = Attachment::Detached;
+        core::Ipv4Address foreign_agent;  // ForeignAgent attachments: who relays the replies
         Mode mode = Mode::NoService;
         core::TimePoint detection_started{};
         std::optional<core::TimePoint> external_answered;

@@ -260,14 +260,16 @@ TEST_CASE("an attachment change while inside or outside stops data at once and d
     CHECK(b.answer_internal(b.send_internal()) == Result::MadeInside);
     const auto rereg = b.send_internal();
     b.advance(5s);
-    REQUIRE(b.nd.attachment_changed(eth, ND::Attachment::ForeignAgent, b.now));
+    const auto fa = ip("10.9.0.1");
+    REQUIRE(b.nd.attachment_changed(eth, ND::Attachment::ForeignAgent, b.now, fa));
     CHECK_FALSE(b.nd.data_allowed(eth, b.now));
     CHECK(b.mode() == Mode::Detecting);
-    CHECK(b.answer_internal(rereg) == Result::UnknownIdentification);  // sent on the old network
+    CHECK(b.internal(eth, Bench::reply(rereg), ND::Path::Direct, {fa, 434}) == Result::UnknownIdentification);  // old network
     CHECK(b.answer_external(b.send_external()) == Result::MadeOutside);
     CHECK(ND::mode_name(b.mode()) == "fvc");
     b.advance(1s);
-    CHECK(b.answer_internal(b.send_internal()) == Result::MadeInside);
+    CHECK(b.answer_internal(b.send_internal()) == Result::WrongSource);  // via an FA the FA relays the reply
+    CHECK(b.internal(eth, Bench::reply(b.send_internal()), ND::Path::Direct, {fa, 434}) == Result::MadeInside);
     CHECK(ND::mode_name(b.mode()) == "f");
 
     REQUIRE(b.nd.attachment_changed(eth, ND::Attachment::Detached, b.now));
@@ -482,6 +484,32 @@ TEST_CASE("two interfaces: each detects alone, the inside one is preferred, losi
     b.advance(60s);
     CHECK(b.mode(eth) == Mode::Detecting);
     CHECK(b.nd.preferred_interface(b.now) == wlan);
+}
+
+TEST_CASE("via a foreign agent: the relayed reply counts, extensions the agent appends after the MHAE do not") {
+    Bench b;
+    const auto fa = ip("10.9.0.1");
+    REQUIRE(b.nd.attachment_changed(eth, ND::Attachment::ForeignAgent, b.now, fa));
+    // The FA appends a Mobile-Foreign Authentication Extension (RFC 5944 §3.5.3) after the MHAE.
+    const auto mfae = "21 14 00 00 01 00 00000000000000000000000000000000"_hex;
+    auto with_mfae = [&](test::Bytes r) {
+        r.insert(r.end(), mfae.begin(), mfae.end());
+        return r;
+    };
+    ReplySpec no_tnc;
+    no_tnc.tnc = false;
+    auto rogue = with_mfae(Bench::reply(b.send_internal(), no_tnc));
+    const auto tnc = "95 02 00 00"_hex;
+    rogue.insert(rogue.end(), tnc.begin(), tnc.end());  // a TNC an agent on the path added
+    CHECK(b.internal(eth, rogue, ND::Path::Direct, {fa, 434}) == Result::NoTrustedNetworks);
+    CHECK(b.internal(eth, with_mfae(Bench::reply(b.send_internal())), ND::Path::Direct, {ip("10.9.0.2"), 434}) ==
+          Result::WrongSource);
+    CHECK(b.mode() == Mode::Detecting);
+    CHECK(b.internal(eth, with_mfae(Bench::reply(b.send_internal())), ND::Path::Direct, {fa, 434}) == Result::MadeInside);
+    CHECK(b.mode() == Mode::InsideForeignAgent);
+    // Back to a co-located address: the FA no longer speaks for the i-HA.
+    REQUIRE(b.nd.attachment_changed(eth, ND::Attachment::CoLocated, b.now, fa));
+    CHECK(b.internal(eth, Bench::reply(b.send_internal()), ND::Path::Direct, {fa, 434}) == Result::WrongSource);
 }
 
 TEST_CASE("the interface table is bounded") {
