@@ -252,11 +252,14 @@ NetworkDetection::InterfaceStatus NetworkDetection::status_of(const Interface& i
     s.ifindex = i.ifindex;
     s.attachment = i.attachment;
     s.mode = i.mode;
-    // Between a passed deadline and the poll() that applies it, report what poll() will decide.
-    if (is_inside(i) && monitor_expired(i, now)) s.mode = Mode::Detecting;
     s.data_allowed = allows_data(i, now);
     s.register_internal = wants_internal(i, now);
     s.register_external = wants_external(i, now);
+    // Between T_MONITOR expiry and the poll() that applies it, report what poll() will decide.
+    if (is_inside(i) && monitor_expired(i, now)) {
+        s.mode = Mode::Detecting;
+        s.register_external = true;
+    }
     s.last_internal_success = i.last_internal_success;
     s.decided_by = i.decided_by;
     return s;

@@ -317,6 +317,9 @@ TEST_CASE("inside: T_MONITOR passes without a successful re-registration: data s
     b.now += 5s;
     CHECK_FALSE(b.nd.data_allowed(eth, b.now));
     CHECK(b.status().mode == Mode::Detecting);
+    CHECK(b.status().register_internal);
+    CHECK(b.status().register_external);
+    CHECK_FALSE(b.status().data_allowed);
     CHECK_FALSE(b.nd.preferred_interface(b.now));
     (void)b.nd.poll(b.now);
     auto s = b.status();
