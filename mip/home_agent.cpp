@@ -18,6 +18,12 @@ HomeAgent::HomeAgent(Config config, crypto::Random& random) : config_(std::move(
     std::vector<MobileNodeConfig>().swap(config_.mobile_nodes);
 }
 
+bool HomeAgent::source_trusted(core::Ipv4Address source) const noexcept {
+    if (config_.trusted_networks.empty()) return true;
+    return std::any_of(config_.trusted_networks.begin(), config_.trusted_networks.end(),
+                       [&](const core::Ipv4Prefix& p) { return p.contains(source); });
+}
+
 bool HomeAgent::identification_valid(const MobileNodeState& mn, std::uint64_t id, core::TimePoint now) const noexcept {
     if (mn.sa.replay == ReplayProtection::Nonce) {
         return mn.nonce_valid && static_cast<std::uint32_t>(id >> 32) == mn.nonce;
@@ -42,7 +48,8 @@ HomeAgent::Outcome HomeAgent::reply(Outcome out, MobileNodeState& mn, core::Ipv4
     ReplyExtensions re;
     if (ext.nai_present) re.nai = {reinterpret_cast<const char*>(ext.nai.data()), ext.nai.size()};
     re.udp_tunnel = tunnel_reply;
-    re.trusted_networks = config_.trusted_networks_ext;
+    // RFC 5265 §5: every reply to a trusted source (the only ones answered once a list is set).
+    re.trusted_networks = !config_.trusted_networks.empty();
     auto built = build_reply(r, re, mn.sa.auth_key());
     if (!built) {
         out.discard = Discard::CryptoFailure;
@@ -60,11 +67,17 @@ HomeAgent::Outcome HomeAgent::process(std::span<const std::uint8_t> request, con
     out.reply_to = {from.ip_source, from.udp_source_port};
 
     auto req = RegistrationRequestView::check(request);
+    if (req) out.home_address = req->home_address();
+    // RFC 5265 §5: silently drop requests from untrusted sources, before any HMAC work, so
+    // an outsider learns nothing (not even whether the home address exists).
+    if (!source_trusted(from.ip_source)) {
+        out.discard = Discard::UntrustedSource;
+        return out;
+    }
     if (!req) {
         out.discard = Discard::Malformed;
         return out;
     }
-    out.home_address = req->home_address();
     ScannedExtensions ext;
     if (auto err = scan_extensions(request, RegistrationRequestView::header_len, MessageKind::Request, ext)) {
         out.discard = *err == ScanError::UnknownNonSkippable ? Discard::UnknownExtension : Discard::Malformed;

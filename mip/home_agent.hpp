@@ -6,6 +6,8 @@
 // the binding change; poll(now) expires bindings and reports the next deadline. It never
 // sends anything unprompted (RFC 5944 §3.8.3: no reply on expiry).
 //
+// With trusted networks configured (RFC 5265 §5, internal home agent), a request from any
+// other IP source is dropped before anything else is looked at, and replies carry TNC.
 // Validity checks run in the order of RFC 5944 §3.8.2.1 and §3.5: SA and MHAE present
 // (else silent discard) -> MHAE authenticator (131) -> Identification (133, with resync value)
 // -> FHAE (no HA-FA SAs: a request carrying one is discarded) -> broadcast destination or
@@ -57,7 +59,11 @@ public:
         std::chrono::seconds timestamp_tolerance{7};
         core::Duration ntp_offset{};        // see ntp_offset() in security_association.hpp
         std::size_t max_bindings = 1 << 20;
-        bool trusted_networks_ext = false;  // add TNC (149) to replies (RFC 5265 §5)
+        // RFC 5265 §5 internal home agent: when non-empty, requests whose IP source lies
+        // outside every prefix are silently discarded (UntrustedSource), and every reply to a
+        // trusted source carries the TNC extension (149) before the MHAE. Empty (the default):
+        // an ordinary home agent, no source filter, no TNC.
+        std::vector<core::Ipv4Prefix> trusted_networks;
         std::vector<MobileNodeConfig> mobile_nodes;
     };
 
@@ -79,6 +85,7 @@ public:
         UnknownSpi,         // an MHAE whose SPI is not the mobile node's SA
         UnexpectedFhae,     // Foreign-Home auth present but no HA-FA SA
         CryptoFailure,      // HMAC unavailable
+        UntrustedSource,    // IP source outside the configured trusted networks (RFC 5265 §5)
     };
 
     enum class ChangeKind : std::uint8_t { None, Added, Updated, Removed };
@@ -140,6 +147,7 @@ private:
     Outcome reply(Outcome out, MobileNodeState& mn, core::Ipv4Address home, std::uint8_t code,
                   std::uint16_t lifetime, std::uint64_t identification, const ScannedExtensions& ext,
                   const std::optional<UdpTunnelReply>& tunnel_reply);
+    bool source_trusted(core::Ipv4Address source) const noexcept;
     bool identification_valid(const MobileNodeState& mn, std::uint64_t id, core::TimePoint now) const noexcept;
 
     Config config_;

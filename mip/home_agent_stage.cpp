@@ -27,6 +27,7 @@ std::optional<Failure> failure_of(HomeAgent::Discard d) noexcept {
         case HomeAgent::Discard::UnknownSpi: return Failure::UnknownSpi;
         case HomeAgent::Discard::UnexpectedFhae: return Failure::UnexpectedFhae;
         case HomeAgent::Discard::CryptoFailure: return Failure::CryptoFailure;
+        case HomeAgent::Discard::UntrustedSource: return Failure::UntrustedSource;
     }
     return Failure::Malformed;
 }
@@ -57,6 +58,7 @@ std::string_view explanation(Failure f) noexcept {
         case Failure::NoAuthExtension: return "no mobile-home authentication extension";
         case Failure::UnknownSpi: return "SPI is not the one configured for this mobile node";
         case Failure::UnexpectedFhae: return "foreign-home authentication extension, but no foreign agent key";
+        case Failure::UntrustedSource: return "source address is not in trusted_networks";
         case Failure::CryptoFailure: return "HMAC unavailable";
         case Failure::BadAuthenticator: return "authenticator does not verify (wrong key?)";
         case Failure::IdentificationMismatch: return "identification too far from our clock, or replayed";
@@ -99,6 +101,7 @@ std::string_view HomeAgentStage::status_key(RequestFailure f) noexcept {
         case Failure::NoAuthExtension: return "no_auth_extension";
         case Failure::UnknownSpi: return "unknown_spi";
         case Failure::UnexpectedFhae: return "unexpected_fhae";
+        case Failure::UntrustedSource: return "untrusted_source";
         case Failure::CryptoFailure: return "crypto_failure";
         case Failure::BadAuthenticator: return "bad_authenticator";
         case Failure::IdentificationMismatch: return "identification_mismatch";
@@ -367,6 +370,12 @@ void HomeAgentStage::report(core::StatusSink& out) const {
     out.field("home_network", cfg.home_network.to_string());
     out.field("udp_tunnelling", cfg.udp_tunnelling);
     out.field("reverse_tunnel_required", cfg.reverse_tunnel_required);
+    // RFC 5265 internal home agent: which sources are answered (with TNC); absent = all.
+    if (!cfg.trusted_networks.empty()) {
+        std::string list;
+        for (const auto& p : cfg.trusted_networks) list += (list.empty() ? "" : " ") + p.to_string();
+        out.field("trusted_networks", list);
+    }
     const auto& table = agent_.bindings();
     out.field("binding_count", static_cast<std::uint64_t>(table.size()));
     out.field("bindings_listed", static_cast<std::uint64_t>(std::min(table.size(), config_.report_limit)));

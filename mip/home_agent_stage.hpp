@@ -45,12 +45,14 @@ namespace mipsec::mip {
 /// (home address, NAI), the sender and the reason: one line per mobile node per
 /// `failure_log_interval`, for at most `failure_log_nodes` nodes remembered at a time, under
 /// the logger's own rate limit. Not thread-safe.
+/// With `trusted_networks` (RFC 5265 internal home agent) a request from another source is
+/// dropped without a reply, counted as untrusted_source and logged like the others.
 /// Config: {"type": "mip.home_agent", "address": "10.1.0.1", "home_network": "10.1.0.0/24",
 ///          "mobile_nodes": [{"home_address": "10.1.0.77", "spi": 256, "key": "hex"}]}
 class HomeAgentStage final : public core::Stage {
 public:
     /// Why a registration request was not accepted. Up to CryptoFailure it was discarded
-    /// without a reply (RFC 5944 §3.8.2.1 checks 1, 2 and 5); from BadAuthenticator on it was
+    /// without a reply (RFC 5944 §3.8.2.1 checks 1, 2 and 5; RFC 5265 §5 untrusted source); from BadAuthenticator on it was
     /// answered with a denial code (131, 133, 136, 134, 137/138, 139/142, 129, 130).
     enum class RequestFailure : std::uint8_t {
         BadUdpChecksum,
@@ -60,6 +62,7 @@ public:
         NoAuthExtension,
         UnknownSpi,
         UnexpectedFhae,
+        UntrustedSource,
         CryptoFailure,
         BadAuthenticator,
         IdentificationMismatch,

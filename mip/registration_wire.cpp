@@ -48,6 +48,13 @@ void UdpTunnelReply::emit(std::span<std::uint8_t> out) const noexcept {
     core::store_be16(out.data() + 6, keepalive_interval);
 }
 
+void TrustedNetworks::emit(std::span<std::uint8_t> out) const noexcept {
+    out[0] = extension_type::trusted_networks;
+    out[1] = TrustedNetworksView::length_value;
+    out[2] = TrustedNetworksView::sub_type_value;
+    out[3] = 0;  // Reserved (RFC 5265 §5)
+}
+
 std::optional<Extension> ExtensionReader::next() noexcept {
     if (truncated_ || pos_ >= list_.size()) return std::nullopt;
     const std::size_t remaining = list_.size() - pos_;
@@ -99,12 +106,12 @@ bool recognised(std::uint8_t type, MessageKind kind) noexcept {
     case extension_type::mobile_foreign_auth:
     case extension_type::foreign_home_auth:
     case extension_type::mn_nai:
-    case extension_type::trusted_networks:
         return true;
     case extension_type::udp_tunnel_request:
     case extension_type::encapsulating_delivery:
         return kind == MessageKind::Request;
     case extension_type::udp_tunnel_reply:
+    case extension_type::trusted_networks:  // RFC 5265 §5: replies only; in a request it is skipped
         return kind == MessageKind::Reply;
     default:
         return false;
@@ -170,9 +177,20 @@ std::optional<ScanError> scan_extensions(std::span<const std::uint8_t> message, 
             if (!UdpTunnelReplyView::check(ext->bytes)) return ScanError::Malformed;
             if (out.udp_tunnel_reply.empty()) out.udp_tunnel_reply = ext->bytes;
             break;
-        case extension_type::trusted_networks:
-            out.trusted_networks = true;
+        case extension_type::trusted_networks: {
+            // 149 is skippable (RFC 5944 §1.9): a wrong Length or an unknown Sub-Type makes it
+            // an extension we do not understand, skipped and never taken as "trusted".
+            auto view = TrustedNetworksView::check(ext->bytes);
+            if (!view || !TrustedNetworks::parse(*view)) {
+                out.trusted_networks_ignored = true;
+                break;
+            }
+            if (!out.trusted_networks) {
+                out.trusted_networks = true;
+                out.trusted_networks_before_mhae = before_mhae;
+            }
             break;
+        }
         default:
             break;  // pad, encapsulating delivery style
         }
@@ -257,13 +275,10 @@ core::Result<Message> build_reply(const RegistrationReply& reply, const ReplyExt
         extensions.udp_tunnel->emit(std::span(m.storage).subspan(m.len));
         m.len += UdpTunnelReply::len;
     }
+    // RFC 5265 §5: before the MHAE, so the authenticator covers it.
     if (extensions.trusted_networks) {
-        std::uint8_t* p = m.storage.data() + m.len;
-        p[0] = extension_type::trusted_networks;
-        p[1] = 2;
-        p[2] = 0;
-        p[3] = 0;
-        m.len += 4;
+        TrustedNetworks{}.emit(std::span(m.storage).subspan(m.len));
+        m.len += TrustedNetworks::len;
     }
     if (!append_mhae(m, auth)) return core::Errc::Unsupported;
     return m;

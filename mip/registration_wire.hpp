@@ -361,6 +361,50 @@ struct UdpTunnelReply {
     friend bool operator==(const UdpTunnelReply&, const UdpTunnelReply&) = default;
 };
 
+/// Trusted Networks Configured extension (type 149, RFC 5265 §5), 4 bytes: Type, Length = 2,
+/// Sub-Type = 0, Reserved (sent 0, ignored on receipt). An internal home agent puts it in every
+/// reply to a request from one of its trusted networks; it proves "inside" only when the MHAE
+/// covers it, i.e. it comes before the MHAE (RFC 5944 §3.5.1).
+template <class Byte>
+class BasicTrustedNetworksView {
+public:
+    static constexpr std::size_t len = 4;
+    static constexpr std::uint8_t length_value = 2;
+    static constexpr std::uint8_t sub_type_value = 0;
+
+    /// Type 149, Length 2 and 4 bytes; the Sub-Type is *not* checked here (see known_sub_type).
+    static std::optional<BasicTrustedNetworksView> check(std::span<Byte> bytes) noexcept {
+        if (bytes.size() < len || bytes[0] != extension_type::trusted_networks || bytes[1] != length_value)
+            return std::nullopt;
+        return BasicTrustedNetworksView(bytes.first(len));
+    }
+    std::uint8_t sub_type() const noexcept { return b_[2]; }
+    std::uint8_t reserved() const noexcept { return b_[3]; }
+    /// RFC 5265 §5 defines Sub-Type 0 only; another one is an extension we do not understand.
+    bool known_sub_type() const noexcept { return b_[2] == sub_type_value; }
+
+    void set_sub_type(std::uint8_t v) const noexcept requires(!std::is_const_v<Byte>) { b_[2] = v; }
+    void set_reserved(std::uint8_t v) const noexcept requires(!std::is_const_v<Byte>) { b_[3] = v; }
+
+private:
+    explicit BasicTrustedNetworksView(std::span<Byte> b) noexcept : b_(b) {}
+    std::span<Byte> b_;
+};
+using TrustedNetworksView = BasicTrustedNetworksView<const std::uint8_t>;
+using TrustedNetworksMutView = BasicTrustedNetworksView<std::uint8_t>;
+
+/// Value form of the TNC extension: it carries no data, so parse() is a validity check.
+struct TrustedNetworks {
+    static constexpr std::size_t len = TrustedNetworksView::len;
+    static std::optional<TrustedNetworks> parse(const TrustedNetworksView& v) noexcept {
+        if (!v.known_sub_type()) return std::nullopt;
+        return TrustedNetworks{};
+    }
+    /// Writes Type 149, Length 2, Sub-Type 0, Reserved 0; out must hold `len` bytes.
+    void emit(std::span<std::uint8_t> out) const noexcept;
+    friend bool operator==(const TrustedNetworks&, const TrustedNetworks&) = default;
+};
+
 /// MIP Tunnel Data header (type 4, RFC 3519 §3.3): Type, Next Header, Reserved (2).
 template <class Byte>
 class BasicTunnelDataView {
@@ -426,7 +470,13 @@ struct ScannedExtensions {
     bool udp_tunnel_request_before_mhae = false;
     bool udp_tunnel_request_ignored = false;          // present but Reserved 3 != 0 or bad length
     std::span<const std::uint8_t> udp_tunnel_reply;    // whole 44 extension; empty if absent
-    bool trusted_networks = false;                    // 149 (RFC 5265 §5)
+    bool trusted_networks = false;                    // a well-formed 149 (RFC 5265 §5) is present
+    bool trusted_networks_before_mhae = false;        // ... and the MHAE covers it
+    bool trusted_networks_ignored = false;            // a 149 with a wrong Length or unknown Sub-Type, skipped
+
+    /// RFC 5265 §5, §6: only a TNC the mobile-home authenticator covers says anything; one
+    /// after the MHAE may have been added by anyone on the path (an FA, an attacker).
+    bool trusted_networks_authenticated() const noexcept { return trusted_networks && trusted_networks_before_mhae; }
 };
 
 enum class ScanError : std::uint8_t {

@@ -90,7 +90,7 @@ std::unique_ptr<core::Stage> build_mobile_node(const ConfigReader& c, const Stag
 std::unique_ptr<core::Stage> build_home_agent(const ConfigReader& c, const StageBuildContext& ctx) {
     c.only({"type", "address", "home_network", "max_lifetime_s", "reverse_tunnel", "reverse_tunnel_required", "udp_tunnelling",
             "keepalive_s", "udp_max_lifetime_s", "timestamp_tolerance_s", "max_bindings", "mobile_nodes", "tunnel_ttl", "df",
-            "pass_unbound", "drop_unrelated", "home_interface"});
+            "pass_unbound", "drop_unrelated", "home_interface", "trusted_networks"});
     mip::HomeAgentStage::Config cfg;
     auto& agent = cfg.agent;
     agent.address = c.address("address");
@@ -107,6 +107,10 @@ std::unique_ptr<core::Stage> build_home_agent(const ConfigReader& c, const Stage
     agent.timestamp_tolerance = std::chrono::seconds(c.integer_or("timestamp_tolerance_s", 7, 1, 3600));
     agent.max_bindings = static_cast<std::size_t>(c.integer_or("max_bindings", 1 << 20, 1, 1 << 26));
     agent.ntp_offset = ntp_offset_now(ctx);
+    // RFC 5265 §5 internal home agent: only these sources are answered, with TNC. None by default.
+    agent.trusted_networks = c.prefix_list("trusted_networks");
+    if (c.has("trusted_networks") && agent.trusted_networks.empty())
+        c.fail("trusted_networks", "is empty", "the trusted source subnets, like [\"10.0.0.0/8\"], or no trusted_networks at all");
     std::set<std::uint32_t> homes;
     std::set<std::string> nais;
     for (const auto& mn : c.objects("mobile_nodes")) {

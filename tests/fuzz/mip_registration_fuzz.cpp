@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 // Registration messages: request/reply views, the extension walker and scanner (both message
 // kinds), and the whole HomeAgent::process path with one configured mobile node, fed the
-// input as is and with a valid MHAE appended (so the checks after authentication run too).
+// input as is and with a valid MHAE appended (so the checks after authentication run too);
+// the TNC extension and the RFC 5265 detection core's reply check.
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -9,6 +10,7 @@
 
 #include "mip/home_agent.hpp"
 #include "mip/mobile_node.hpp"
+#include "mip/network_detection.hpp"
 #include "mip/registration_wire.hpp"
 
 using namespace mipsec;
@@ -38,10 +40,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         if (auto a = mip::AuthExtensionView::check(e->bytes)) (void)a->spi();
         if (auto t = mip::UdpTunnelRequestView::check(e->bytes)) (void)mip::UdpTunnelRequest::parse(*t);
         if (auto t = mip::UdpTunnelReplyView::check(e->bytes)) (void)mip::UdpTunnelReply::parse(*t);
+        if (auto t = mip::TrustedNetworksView::check(e->bytes)) (void)mip::TrustedNetworks::parse(*t);
     }
     mip::ScannedExtensions scanned;
     (void)mip::scan_extensions(in, 24, mip::MessageKind::Request, scanned);
     (void)mip::scan_extensions(in, 20, mip::MessageKind::Reply, scanned);
+    (void)scanned.trusted_networks_authenticated();
 
     ZeroRandom random;
     const core::TimePoint now = core::TimePoint{} + std::chrono::hours(1);
@@ -55,8 +59,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const core::Ipv4Address home = size >= 8 ? core::Ipv4Address{core::load_be32(data + 4)}
                                              : core::Ipv4Address::from_octets(10, 1, 0, 77);
     cfg.mobile_nodes.push_back({home, std::move(sa), "fuzz@example"});
+    // RFC 5265 internal HA: replies to the trusted sender carry TNC; the other sender is dropped.
+    cfg.trusted_networks = {{core::Ipv4Address::from_octets(192, 0, 2, 0), 24}};
     mip::HomeAgent ha(std::move(cfg), random);
     const mip::HomeAgent::Received rx{core::Ipv4Address::from_octets(192, 0, 2, 1), core::Ipv4Address::from_octets(10, 1, 0, 1), 1234, 434};
+    const mip::HomeAgent::Received untrusted{core::Ipv4Address::from_octets(198, 51, 100, 1), core::Ipv4Address::from_octets(10, 1, 0, 1), 1234, 434};
+    (void)ha.process(in, untrusted, now);
     (void)ha.process(in, rx, now);
 
     // Same bytes with a correct MHAE appended: exercises every check after authentication.
@@ -68,10 +76,30 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         if (mip::compute_authenticator(key, msg, mac)) {
             msg.insert(msg.end(), mac.begin(), mac.end());
             auto out = ha.process(msg, rx, now);
-            if (out.reply) (void)mip::RegistrationReplyView::check(out.reply->bytes());
+            if (out.reply) {
+                (void)mip::RegistrationReplyView::check(out.reply->bytes());
+                mip::ScannedExtensions rs;
+                (void)mip::scan_extensions(out.reply->bytes(), 20, mip::MessageKind::Reply, rs);
+            }
             (void)ha.poll(now + std::chrono::seconds(70000));
         }
     }
+
+    // RFC 5265 detection: the input as the internal HA's reply to a request it may answer
+    // (Identification taken from the input), directly and through the tunnel.
+    mip::NetworkDetection::Config dc;
+    dc.internal_home_agent = core::Ipv4Address::from_octets(10, 1, 0, 1);
+    dc.internal_home_address = core::Ipv4Address::from_octets(10, 1, 0, 77);
+    dc.internal_sa.spi = 256;
+    dc.internal_sa.key = crypto::SecretBytes(std::span<const std::uint8_t>(key));
+    dc.external_home_agent = core::Ipv4Address::from_octets(198, 51, 100, 1);
+    mip::NetworkDetection detection(std::move(dc));
+    (void)detection.attachment_changed(2, mip::NetworkDetection::Attachment::CoLocated, now);
+    if (size >= 20) detection.request_sent(2, mip::NetworkDetection::Target::Internal, core::load_be64(data + 12), now);
+    const core::Endpoint iha{core::Ipv4Address::from_octets(10, 1, 0, 1), 434};
+    (void)detection.internal_reply(2, mip::NetworkDetection::Path::Tunnel, iha, in, now);
+    (void)detection.internal_reply(2, mip::NetworkDetection::Path::Direct, iha, in, now);
+    (void)detection.poll(now + std::chrono::seconds(61));
 
     // A mobile node waiting for a reply gets the input as a reply.
     mip::MobileNode::Config mc;

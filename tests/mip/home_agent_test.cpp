@@ -527,3 +527,90 @@ TEST_CASE("HA NAI: a request with home address 0.0.0.0 is assigned its address (
     CHECK(std::string(p.ext.nai.begin(), p.ext.nai.end()) == "a@example.org");
     CHECK(f.ha.binding(home_a));
 }
+
+// ---------------------------------------------------------------------------------------------
+// RFC 5265 §5: internal home agent with trusted networks
+
+TEST_CASE("HA without trusted networks: any source is served and no reply carries TNC") {
+    Fixture f;
+    Req r;
+    r.fixed.identification = f.ts();
+    auto out = f.ha.process(build(r), direct(ip("203.0.113.9")), f.now);
+    auto p = parse_reply(out);
+    CHECK(p.fixed.code == 0);
+    CHECK_FALSE(p.ext.trusted_networks);
+}
+
+TEST_CASE("HA with trusted networks: untrusted sources are dropped silently, before authentication") {
+    Fixture f([](mip::HomeAgent::Config& c) {
+        c.trusted_networks = {*core::Ipv4Prefix::parse("192.168.1.0/24"), *core::Ipv4Prefix::parse("172.16.0.0/12")};
+    });
+    Req r;
+    r.fixed.identification = f.ts();
+    const auto request = build(r);
+
+    // From outside every prefix: no reply, no binding, no replay state touched.
+    for (const char* src : {"192.168.2.1", "203.0.113.9", "172.32.0.1", "10.1.0.50"}) {
+        CAPTURE(src);
+        auto out = f.ha.process(request, direct(ip(src)), f.now);
+        CHECK(out.discard == Discard::UntrustedSource);
+        CHECK_FALSE(out.reply);
+        CHECK(out.home_address == home_a);  // for the log line
+        CHECK(out.change.kind == Change::None);
+        CHECK_FALSE(f.ha.binding(home_a));
+    }
+    // Even garbage and wrong-key requests from an untrusted source get the same silence:
+    // an outsider cannot tell a configured home address from an unknown one.
+    Req wrong_key = r;
+    wrong_key.key = key_b;
+    CHECK(f.ha.process(build(wrong_key), direct(ip("203.0.113.9")), f.now).discard == Discard::UntrustedSource);
+    const auto junk = "01 02 03"_hex;
+    CHECK(f.ha.process(junk, direct(ip("203.0.113.9")), f.now).discard == Discard::UntrustedSource);
+
+    // The same request from a trusted source (NATed sources are judged by the IP source, not
+    // the care-of address) is accepted, and the reply carries an authenticated TNC.
+    auto out = f.ha.process(request, direct(ip("172.20.1.1")), f.now);
+    auto p = parse_reply(out);
+    CHECK(p.authentic);
+    CHECK(p.fixed.code == 0);
+    CHECK(p.ext.trusted_networks_authenticated());
+    CHECK(f.ha.binding(home_a));
+}
+
+TEST_CASE("HA with trusted networks: every reply to a trusted source carries TNC before the MHAE, denials too") {
+    Fixture f([](mip::HomeAgent::Config& c) { c.trusted_networks = {*core::Ipv4Prefix::parse("192.168.1.0/24")}; });
+    Req r;
+    r.fixed.identification = f.ts();
+    r.ext.nai = "a@example.org";
+    r.ext.udp_tunnel = mip::UdpTunnelRequest{true, false, 4};
+    auto accepted = parse_reply(f.ha.process(build(r), direct(), f.now));
+    CHECK(accepted.fixed.code == 0);
+    CHECK(accepted.authentic);
+    CHECK(accepted.ext.trusted_networks_authenticated());
+    CHECK_FALSE(accepted.ext.udp_tunnel_reply.empty());
+
+    // The retransmitted request gets the duplicate answer, with TNC.
+    auto dup = parse_reply(f.ha.process(build(r), direct(), f.now));
+    CHECK(dup.ext.trusted_networks_authenticated());
+
+    // 131 (authenticated with the MN's key, so the MN can read it), 133, 136: all with TNC.
+    Req bad = r;
+    bad.key = key_b;
+    bad.fixed.identification = f.ts(1s);
+    auto denied_auth = parse_reply(f.ha.process(build(bad), direct(), f.now));
+    CHECK(denied_auth.fixed.code == mip::reply_code::ha_mn_auth_failed);
+    CHECK(denied_auth.ext.trusted_networks_authenticated());
+
+    Req stale = r;
+    stale.fixed.identification = f.ts(-1h);
+    auto denied_id = parse_reply(f.ha.process(build(stale), direct(), f.now));
+    CHECK(denied_id.fixed.code == mip::reply_code::ha_identification_mismatch);
+    CHECK(denied_id.ext.trusted_networks_authenticated());
+
+    Req other_ha = r;
+    other_ha.fixed.home_agent = ip("10.1.0.2");
+    other_ha.fixed.identification = f.ts(2s);
+    auto denied_ha = parse_reply(f.ha.process(build(other_ha), direct(), f.now));
+    CHECK(denied_ha.fixed.code == mip::reply_code::ha_unknown_home_agent);
+    CHECK(denied_ha.ext.trusted_networks_authenticated());
+}

@@ -57,6 +57,7 @@ const char* discard_name(mip::HomeAgent::Discard d) {
     case mip::HomeAgent::Discard::UnknownSpi: return "unknown_spi";
     case mip::HomeAgent::Discard::UnexpectedFhae: return "unexpected_fhae";
     case mip::HomeAgent::Discard::CryptoFailure: return "crypto_failure";
+    case mip::HomeAgent::Discard::UntrustedSource: return "untrusted_source";
     }
     return "?";
 }

@@ -689,10 +689,12 @@ struct FailureBench {
     test::SeededRandom random{5};
     mip::HomeAgentStage ha;
 
-    explicit FailureBench(std::size_t log_nodes = 1024) : ha(config(log_nodes), random) {}
-    static mip::HomeAgentStage::Config config(std::size_t log_nodes) {
+    explicit FailureBench(std::size_t log_nodes = 1024, std::vector<core::Ipv4Prefix> trusted = {})
+        : ha(config(log_nodes, std::move(trusted)), random) {}
+    static mip::HomeAgentStage::Config config(std::size_t log_nodes, std::vector<core::Ipv4Prefix> trusted) {
         auto c = test::ha_stage_config(ha1, home_net, {{home1, &key1}, {home2, &key2}});
         c.agent.mobile_nodes[1].nai = "b@example.org";
+        c.agent.trusted_networks = std::move(trusted);
         c.failure_log_nodes = log_nodes;
         return c;
     }
@@ -926,6 +928,57 @@ TEST_CASE("HA stage: failures are logged once per mobile node per interval, with
     }
     CHECK(small.ha.failure_log_nodes() == 2);
     CHECK(small.ha.failures(mip::HomeAgentStage::RequestFailure::UnknownHomeAddress) == 205);
+}
+
+TEST_CASE("HA stage: with trusted networks, requests from elsewhere are dropped, counted and logged rate-limited") {
+    FailureBench b(1024, {*core::Ipv4Prefix::parse("192.168.1.0/24")});
+    // From 192.168.2.50 (outside the list): nothing sent, no binding, one counter, one line.
+    for (int i = 0; i < 5; ++i) {
+        auto r = b.request();
+        r.fixed.identification += static_cast<std::uint64_t>(i);
+        CHECK(b.send(b.payload(r), {coa2, 40000}).action == core::Action::Consumed);
+    }
+    CHECK(b.ctx.sent.empty());
+    CHECK_FALSE(b.ha.agent().binding(home1));
+    CHECK(b.ha.failures(mip::HomeAgentStage::RequestFailure::UntrustedSource) == 5);
+    CHECK(b.ha.counters().requests_discarded == 5);
+    CHECK(b.status("counters.discarded.untrusted_source") == "5");
+    CHECK(b.status("trusted_networks") == "192.168.1.0/24");
+    REQUIRE(b.ctx.warnings.size() == 1);
+    CHECK(b.ctx.warnings[0].find("for 10.1.0.77 from 192.168.2.50:40000 discarded: source address is not in trusted_networks") !=
+          std::string::npos);
+    b.ctx.advance(61s);
+    (void)b.send(b.payload(b.request()), {coa2, 40000});
+    REQUIRE(b.ctx.warnings.size() == 2);
+    CHECK(b.ctx.warnings[1].find("(4 more from this node not logged)") != std::string::npos);
+
+    // From the trusted subnet: accepted, and the reply on the wire carries TNC before the MHAE.
+    CHECK(b.send(b.payload(b.request())).action == core::Action::Consumed);
+    REQUIRE(b.ctx.sent.size() == 1);
+    CHECK(b.ha.agent().binding(home1));
+    auto ipv = core::Ipv4View::check(b.ctx.sent[0].bytes());
+    REQUIRE(ipv);
+    auto udp = core::UdpView::check(ipv->payload());
+    REQUIRE(udp);
+    mip::ScannedExtensions s;
+    REQUIRE_FALSE(mip::scan_extensions(udp->payload(), 20, mip::MessageKind::Reply, s));
+    CHECK(s.trusted_networks_authenticated());
+    CHECK(mip::verify_authenticator(udp->payload(), *s.mobile_home_auth, key1));
+    CHECK(b.ha.failures(mip::HomeAgentStage::RequestFailure::UntrustedSource) == 6);
+}
+
+TEST_CASE("HA stage: without trusted networks, replies carry no TNC") {
+    FailureBench b;
+    CHECK(b.send(b.payload(b.request()), {coa2, 40000}).action == core::Action::Consumed);
+    REQUIRE(b.ctx.sent.size() == 1);
+    auto ipv = core::Ipv4View::check(b.ctx.sent[0].bytes());
+    auto udp = core::UdpView::check(ipv->payload());
+    mip::ScannedExtensions s;
+    REQUIRE_FALSE(mip::scan_extensions(udp->payload(), 20, mip::MessageKind::Reply, s));
+    CHECK_FALSE(s.trusted_networks);
+    test::FlatStatus status;
+    b.ha.report(status);
+    CHECK(status.values.count("trusted_networks") == 0);
 }
 
 namespace {

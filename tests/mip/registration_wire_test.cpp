@@ -425,3 +425,173 @@ TEST_CASE("builders: NAI and TNC placement, NAI length limit") {
     CHECK(rs.mobile_home_auth->offset == 24);
     CHECK(mip::verify_authenticator(reply->bytes(), *rs.mobile_home_auth, key));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Trusted Networks Configured extension (RFC 5265 §5)
+
+TEST_CASE("TNC extension: fixed bytes, parse and emit") {
+    const auto bytes = "95 02 00 00"_hex;
+    auto v = mip::TrustedNetworksView::check(bytes);
+    REQUIRE(v);
+    CHECK(v->sub_type() == 0);
+    CHECK(v->reserved() == 0);
+    CHECK(mip::TrustedNetworks::parse(*v).has_value());
+    test::Bytes out(4, 0xAA);
+    mip::TrustedNetworks{}.emit(out);
+    CHECK(to_hex(out) == "95020000");
+
+    // Reserved is ignored on receipt (RFC 5265 §5).
+    const auto reserved_set = "95 02 00 7f"_hex;
+    auto r = mip::TrustedNetworksView::check(reserved_set);
+    REQUIRE(r);
+    CHECK(r->reserved() == 0x7f);
+    CHECK(mip::TrustedNetworks::parse(*r).has_value());
+
+    // An unknown Sub-Type is not this extension.
+    const auto other_sub_type = "95 02 01 00"_hex;
+    auto o = mip::TrustedNetworksView::check(other_sub_type);
+    REQUIRE(o);
+    CHECK_FALSE(o->known_sub_type());
+    CHECK_FALSE(mip::TrustedNetworks::parse(*o).has_value());
+
+    // The mutable view writes what the reader reads.
+    test::Bytes m = bytes;
+    auto mv = mip::TrustedNetworksMutView::check(m);
+    REQUIRE(mv);
+    mv->set_sub_type(3);
+    mv->set_reserved(9);
+    CHECK(to_hex(m) == "95020309");
+}
+
+TEST_CASE("TNC extension: every truncation and a wrong Type or Length fail check()") {
+    const auto bytes = "95 02 00 00"_hex;
+    for (std::size_t n = 0; n < bytes.size(); ++n) {
+        CAPTURE(n);
+        CHECK_FALSE(mip::TrustedNetworksView::check(std::span(bytes).first(n)));
+    }
+    for (std::uint8_t length : {0, 1, 3, 4, 255}) {
+        CAPTURE(int{length});
+        auto wrong = bytes;
+        wrong[1] = length;
+        CHECK_FALSE(mip::TrustedNetworksView::check(wrong));
+    }
+    auto wrong_type = bytes;
+    wrong_type[0] = 148;
+    CHECK_FALSE(mip::TrustedNetworksView::check(wrong_type));
+    // Longer input: the view covers only the extension.
+    const auto longer = "95 02 00 00 ff ff"_hex;
+    auto v = mip::TrustedNetworksView::check(longer);
+    REQUIRE(v);
+}
+
+namespace {
+// A reply (code 0) with `ext` after the fixed part.
+test::Bytes reply_with(const test::Bytes& ext) {
+    auto msg = "03 00 00 3c 0a 01 00 4d 0a 01 00 01 00 00 00 00 00 00 00 05"_hex;
+    msg.insert(msg.end(), ext.begin(), ext.end());
+    return msg;
+}
+const char* const mhae_zero = "20 14 00 00 01 00 00000000000000000000000000000000";
+}  // namespace
+
+TEST_CASE("scan_extensions: TNC before the MHAE is authenticated, after it is not") {
+    mip::ScannedExtensions s;
+    const auto before = reply_with(test::from_hex(std::string("95 02 00 00") + mhae_zero));
+    REQUIRE_FALSE(mip::scan_extensions(before, 20, mip::MessageKind::Reply, s));
+    CHECK(s.trusted_networks);
+    CHECK(s.trusted_networks_before_mhae);
+    CHECK(s.trusted_networks_authenticated());
+    CHECK_FALSE(s.trusted_networks_ignored);
+    CHECK(s.mobile_home_auth->offset == 24);
+
+    // Wrong place: after the MHAE (an FA or anyone on the path could have appended it).
+    const auto after = reply_with(test::from_hex(std::string(mhae_zero) + "95 02 00 00"));
+    REQUIRE_FALSE(mip::scan_extensions(after, 20, mip::MessageKind::Reply, s));
+    CHECK(s.trusted_networks);
+    CHECK_FALSE(s.trusted_networks_before_mhae);
+    CHECK_FALSE(s.trusted_networks_authenticated());
+
+    // No TNC at all.
+    const auto none = reply_with(test::from_hex(mhae_zero));
+    REQUIRE_FALSE(mip::scan_extensions(none, 20, mip::MessageKind::Reply, s));
+    CHECK_FALSE(s.trusted_networks);
+    CHECK_FALSE(s.trusted_networks_authenticated());
+}
+
+TEST_CASE("scan_extensions: a TNC with a wrong Length or Sub-Type is skipped, never trusted") {
+    mip::ScannedExtensions s;
+    // Length 3 with three data bytes: walkable, skippable (149 >= 128), not understood.
+    const auto long_tnc = reply_with(test::from_hex(std::string("95 03 00 00 00") + mhae_zero));
+    REQUIRE_FALSE(mip::scan_extensions(long_tnc, 20, mip::MessageKind::Reply, s));
+    CHECK_FALSE(s.trusted_networks);
+    CHECK(s.trusted_networks_ignored);
+    REQUIRE(s.mobile_home_auth);
+    CHECK(s.mobile_home_auth->offset == 25);
+
+    const auto short_tnc = reply_with(test::from_hex(std::string("95 01 00") + mhae_zero));
+    REQUIRE_FALSE(mip::scan_extensions(short_tnc, 20, mip::MessageKind::Reply, s));
+    CHECK_FALSE(s.trusted_networks);
+    CHECK(s.trusted_networks_ignored);
+
+    const auto sub_type = reply_with(test::from_hex(std::string("95 02 01 00") + mhae_zero));
+    REQUIRE_FALSE(mip::scan_extensions(sub_type, 20, mip::MessageKind::Reply, s));
+    CHECK_FALSE(s.trusted_networks);
+    CHECK(s.trusted_networks_ignored);
+
+    // A wrong TNC followed by a good one: the good one counts.
+    const auto both = reply_with(test::from_hex(std::string("95 02 01 00 95 02 00 00") + mhae_zero));
+    REQUIRE_FALSE(mip::scan_extensions(both, 20, mip::MessageKind::Reply, s));
+    CHECK(s.trusted_networks_authenticated());
+    CHECK(s.trusted_networks_ignored);
+}
+
+TEST_CASE("scan_extensions: a truncated TNC truncates the message") {
+    const auto full = reply_with("95 02 00 00"_hex);
+    for (std::size_t cut = 1; cut < 4; ++cut) {
+        CAPTURE(cut);
+        const test::Bytes msg(full.begin(), full.end() - static_cast<std::ptrdiff_t>(cut));
+        mip::ScannedExtensions s;
+        CHECK(mip::scan_extensions(msg, 20, mip::MessageKind::Reply, s) == mip::ScanError::Truncated);
+        CHECK_FALSE(s.trusted_networks);
+    }
+}
+
+TEST_CASE("scan_extensions: TNC in a request is an unknown skippable extension") {
+    auto msg = request_bytes;
+    const auto ext = test::from_hex(std::string("95 02 00 00") + mhae_zero);
+    msg.insert(msg.end(), ext.begin(), ext.end());
+    mip::ScannedExtensions s;
+    REQUIRE_FALSE(mip::scan_extensions(msg, 24, mip::MessageKind::Request, s));
+    CHECK_FALSE(s.trusted_networks);
+    REQUIRE(s.mobile_home_auth);
+    CHECK(s.mobile_home_auth->offset == 28);
+}
+
+TEST_CASE("build_reply: TNC sits after NAI and UDP Tunnel Reply and before the MHAE, covered by it") {
+    const auto key = "00112233445566778899aabbccddeeff"_hex;
+    mip::ReplyExtensions rext;
+    rext.nai = "mn";
+    rext.udp_tunnel = mip::UdpTunnelReply{0, false, 110};
+    rext.trusted_networks = true;
+    auto reply = mip::build_reply({0, 60, ip("10.1.0.77"), ip("10.1.0.1"), 5}, rext, {300, key});
+    REQUIRE(reply);
+    const auto bytes = reply->bytes();
+    // 20 fixed + 4 NAI + 8 tunnel reply, then the TNC, then the MHAE.
+    CHECK(to_hex(bytes.subspan(32, 4)) == "95020000");
+    mip::ScannedExtensions s;
+    REQUIRE_FALSE(mip::scan_extensions(bytes, 20, mip::MessageKind::Reply, s));
+    CHECK(s.trusted_networks_authenticated());
+    CHECK(s.mobile_home_auth->offset == 36);
+    CHECK(mip::verify_authenticator(bytes, *s.mobile_home_auth, key));
+    // Flipping the TNC's Sub-Type breaks the authenticator: the MHAE covers it.
+    test::Bytes tampered(bytes.begin(), bytes.end());
+    tampered[34] = 1;
+    CHECK_FALSE(mip::verify_authenticator(tampered, *s.mobile_home_auth, key));
+
+    rext.trusted_networks = false;
+    auto plain = mip::build_reply({0, 60, ip("10.1.0.77"), ip("10.1.0.1"), 5}, rext, {300, key});
+    REQUIRE(plain);
+    CHECK(plain->len == reply->len - 4);
+    REQUIRE_FALSE(mip::scan_extensions(plain->bytes(), 20, mip::MessageKind::Reply, s));
+    CHECK_FALSE(s.trusted_networks);
+}
