@@ -185,7 +185,14 @@ void VpnGatewayStage::drain(core::StageContext& ctx) {
             if (!holder) continue;
             auto* c = clients_.find(*holder);
             if (c == nullptr) continue;
-            if (c->esp) c->esp->remove_inbound(spi);
+            if (c->esp) {
+                // Both directions go, as at the client: the outbound SA only while it is still
+                // this CHILD_SA's (after a rekey it is already the new one). Until the client
+                // negotiates again, packets for it drop as NoSa instead of being sealed with an
+                // SA the client no longer has.
+                c->esp->remove_inbound(spi);
+                if (const Sa* out = c->esp->outbound(); out && out->spi() == del->sa.spi_out) c->esp->remove_outbound();
+            }
             if (c->orphaned && c->spis.empty()) {
                 remove(*holder);
             } else {

@@ -135,6 +135,12 @@ void MobileNodeStage::shutdown(core::StageContext& ctx) {
 }
 
 void MobileNodeStage::handle(const MobileNode::Output& out, core::StageContext& ctx) {
+    // Our outer packets leave from the care-of address: a layer that pinned its own source to
+    // it (addressed by the old address) follows the move.
+    if (const auto coa = node_.care_of_address(); coa != announced_care_of_) {
+        ctx.raise(core::OuterAddressChanged{announced_care_of_, coa, config_.care_of_ifindex});
+        announced_care_of_ = coa;
+    }
     if (out.transmit) transmit(*out.transmit, ctx);
     if (out.changed) {
         core::RegistrationChanged change = *out.changed;

@@ -112,6 +112,7 @@ private:
     std::uint16_t keepalive_sequence_ = 0;
     // FA mode: Agent Solicitations until an advertisement arrives (RFC 5944 §2.4.1).
     bool advert_heard_ = false;
+    core::Ipv4Address announced_care_of_{};  // the care-of address last raised as OuterAddressChanged
     std::optional<core::TimePoint> next_solicitation_;
     core::Duration solicitation_interval_{};
     unsigned solicitations_in_burst_ = 0;

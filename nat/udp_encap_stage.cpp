@@ -98,6 +98,15 @@ core::Verdict UdpEncapStage::decapsulate(core::PacketBuf& packet, core::StageCon
 }
 
 void UdpEncapStage::on_event(const core::RaisedEvent& event, core::StageContext& ctx) {
+    if (const auto* moved = std::get_if<core::OuterAddressChanged>(&event.event)) {
+        // Keepalives leave from our address: follow it when the layer below moved it, and only
+        // when it is ours that moved (addressed by the old address).
+        if (local_ && *local_ == moved->old_address && !moved->new_address.is_unspecified()) {
+            ctx.log().info("local address ", local_->to_string(), " -> ", moved->new_address.to_string());
+            local_ = moved->new_address;
+        }
+        return;
+    }
     const auto* floated = std::get_if<core::PeerFloated>(&event.event);
     if (floated == nullptr || floated->new_peer.port == 0) return;
     // Another UDP layer's peer moved, not ours.

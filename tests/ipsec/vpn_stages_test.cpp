@@ -310,6 +310,49 @@ TEST_CASE("the gateway deletes the CHILD_SA mid-stream: the client drops both di
     CHECK(lab.gw_stage().client_count() == 1);
 }
 
+TEST_CASE("the client deletes the CHILD_SA: the gateway drops both directions and never seals with the dead SA") {
+    // Mirror of the case above: the client keeps the SA for 100 s of the gateway's 300 s.
+    Lab lab("aes128gcm16", std::chrono::hours(4), [](ipsec::ike::SessionConfig& s, bool gateway) {
+        s.child_rekey_time = core::Duration::zero();
+        for (auto& p : s.esp_proposals) p.lifetime = std::chrono::seconds(gateway ? 300 : 100);
+    });
+    lab.tick();
+    REQUIRE(lab.client_stage().inner_address());
+    const auto vip = lab.client_stage().inner_address()->address;
+    REQUIRE(lab.client_stage().esp().inbound_count() == 1);
+    const auto gateway_first_out = lab.client_stage().esp().inbound_at(0).spi();  // the gateway seals with it
+    std::size_t dead_spi_after_delete = 0, down_refused = 0;
+    bool deleted = false;
+    for (int second = 0; second < 130; ++second) {
+        lab.now += std::chrono::seconds(1);
+        lab.gw->set_now(lab.now);
+        (void)lab.gw->poll();
+        lab.exchange();
+        lab.client->set_now(lab.now);
+        (void)lab.client->poll();
+        lab.exchange();
+        deleted = deleted || lab.client_stage().esp().find_inbound(gateway_first_out) == nullptr;
+        auto down = udp_packet(lan_host, vip, 100);
+        auto v = lab.send(*lab.gw, down, lab.gw_wire);
+        if (!v.passed()) {
+            CHECK(v.reason == core::DropReason::NoSa);
+            ++down_refused;
+        }
+        if (deleted)
+            for (const auto& p : lab.gw_wire.outer) dead_spi_after_delete += esp_spi(p) == gateway_first_out;
+        auto up = udp_packet(vip, lan_host, 100);
+        (void)lab.send(*lab.client, up, lab.client_wire);
+        lab.exchange();
+    }
+    CHECK(deleted);
+    CHECK(dead_spi_after_delete == 0);
+    CHECK(down_refused <= 1);  // at most the packet between the Delete and the new Quick Mode
+    // The client negotiated a new CHILD_SA; the gateway seals with it.
+    REQUIRE(lab.client_stage().esp().inbound_count() == 1);
+    CHECK(lab.client_stage().esp().inbound_at(0).spi() != gateway_first_out);
+    CHECK(lab.gw_stage().client_count() == 1);
+}
+
 TEST_CASE("a wrong PSK fails at the gateway's first answer, says why in the status and retries only after the restart delay") {
     Lab lab("aes128gcm16", std::chrono::hours(4), [](ipsec::ike::SessionConfig& s, bool gateway) {
         if (!gateway) return;

@@ -345,8 +345,16 @@ TEST_CASE("MN stage follows its interface: movement re-registers and data follow
 
     // Move: while the new registration is pending, user data is held back (old CoA is gone).
     w.advance(5s);
+    const auto events_before = static_cast<std::ptrdiff_t>(mn.ctx.events.size());
     mn.stage.on_event(test::external(core::AddressChanged{7, {coa1b, 16}, true}), mn.ctx);
     CHECK(mn.ctx.sent.size() == 1);
+    // Layers that pinned their source to the care-of address are told, addressed by the old one.
+    const auto moved = std::find_if(mn.ctx.events.begin() + events_before, mn.ctx.events.end(),
+                                    [](const core::ControlEvent& e) { return std::holds_alternative<core::OuterAddressChanged>(e); });
+    REQUIRE(moved != mn.ctx.events.end());
+    CHECK(std::get<core::OuterAddressChanged>(*moved).old_address == coa1);
+    CHECK(std::get<core::OuterAddressChanged>(*moved).new_address == coa1b);
+    CHECK(std::get<core::OuterAddressChanged>(*moved).ifindex == 7);
     auto held = test::load(w.pool, test::echo_packet(home1, cn));
     CHECK(mn.stage.encapsulate(held, mn.ctx).reason == DropReason::NotRegistered);
     w.net.pump();

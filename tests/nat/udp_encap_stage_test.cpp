@@ -225,3 +225,18 @@ TEST_CASE("non-ESP traffic passes through untouched in both directions") {
     REQUIRE(stage.decapsulate(buf, ctx).action == core::Action::NotMine);
     CHECK(test::to_hex(buf.bytes()) == test::to_hex(p));
 }
+
+TEST_CASE("keepalives follow the local address when the layer below moves it, and only ours") {
+    core::BufferPool pool(8, 512);
+    test::FakeStageContext ctx(pool);
+    nat::UdpEncapStage stage({.keepalive = std::chrono::seconds(20)});
+    auto buf = marked_esp(pool);
+    REQUIRE(stage.encapsulate(buf, ctx).passed());  // learns local 10.0.0.2 and the gateway
+    const auto moved_to = *core::Ipv4Address::parse("10.0.0.77");
+    stage.on_event({2, core::OuterAddressChanged{*core::Ipv4Address::parse("192.0.2.9"), moved_to, 3}}, ctx);  // not ours
+    stage.on_event({2, core::OuterAddressChanged{client, moved_to, 3}}, ctx);
+    ctx.advance(std::chrono::seconds(21));
+    (void)stage.poll(ctx);
+    REQUIRE(ctx.sent.size() == 1);
+    CHECK(core::Ipv4View::check(ctx.sent[0].bytes())->source() == moved_to);
+}
