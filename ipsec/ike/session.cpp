@@ -98,7 +98,7 @@ const crypto::SecretBytes* SessionConfig::psk_for(core::Ipv4Address peer) const 
 
 Session::Session(std::shared_ptr<const SessionConfig> cfg, crypto::Random& random, bool initiator,
                  core::Endpoint local, core::Endpoint remote)
-    : cfg_(std::move(cfg)), random_(random) {
+    : cfg_(std::move(cfg)), random_(random), dpd_(cfg_->dpd_delay, cfg_->retransmit) {
     sa_.initiator = initiator;
     sa_.local = local;
     sa_.remote = remote;
@@ -287,7 +287,7 @@ void Session::phase1_established(core::TimePoint now) {
     established_at_ = now;
     last_rx_ = now;
     if (Exchange* ex = find_exchange(0)) ex->finished = true;
-    dpd_seq_ = random_.next_u32() & 0x7FFFFFFFu;  // RFC 3706 §7: top bit zero leaves room to grow
+    dpd_.start(random_.next_u32() & 0x7FFFFFFFu);  // RFC 3706 §7: top bit zero leaves room to grow
     Established e;
     e.local = sa_.local;
     e.remote = sa_.remote;
@@ -566,14 +566,8 @@ void Session::on_informational(const Message& m, core::TimePoint now) {
                 ack.data = n->data;
                 send_informational({Payload(std::move(ack))}, now);
             } else if (n->notify_type == notify_type::r_u_there_ack) {
-                if (!spi_ok || n->data.size() != 4 || !dpd_first_unacked_) continue;
-                std::uint32_t seq = core::load_be32(n->data.data());
-                // RFC 3706 §5.3: only an ACK for a sequence number we sent counts.
-                if (seq - *dpd_first_unacked_ <= dpd_seq_ - *dpd_first_unacked_) {
-                    dpd_first_unacked_.reset();
-                    dpd_retries_ = 0;
-                    ++counters_.dpd_acked;
-                }
+                if (!spi_ok || n->data.size() != 4) continue;
+                if (dpd_.acknowledge(core::load_be32(n->data.data()))) ++counters_.dpd_acked;
             } else if (n->is_error()) {
                 // An error about an exchange we started (strongSwan: NO-PROPOSAL-CHOSEN for a QM).
                 for (auto& ex : exchanges_) {
@@ -749,23 +743,19 @@ void Session::send_error_notify(std::uint16_t type) {
     send_informational({Payload(std::move(n))}, core::TimePoint{});
 }
 
-bool Session::send_dpd(core::TimePoint now) {
+bool Session::send_dpd(core::TimePoint now) { return send_dpd(now, false); }
+
+bool Session::send_dpd(core::TimePoint now, bool retry) {
     if (state_ != SessionState::Established || !cfg_->dpd || !sa_.peer_dpd) return false;
-    ++dpd_seq_;
-    if (!dpd_first_unacked_) {
-        dpd_first_unacked_ = dpd_seq_;
-        dpd_retries_ = 0;
-    }
     NotifyPayload n;
     n.protocol_id = protocol_id::isakmp;
     n.notify_type = notify_type::r_u_there;
     auto ck = sa_.header(0, 0).cookies();
     n.spi.assign(ck.begin(), ck.end());
     n.data.resize(4);
-    core::store_be32(n.data.data(), dpd_seq_);
+    core::store_be32(n.data.data(), dpd_.probe(now, retry));
     send_informational({Payload(std::move(n))}, now);
     ++counters_.dpd_sent;
-    dpd_next_ = now + cfg_->retransmit.delay(dpd_retries_);
     return true;
 }
 
@@ -840,27 +830,14 @@ std::optional<core::TimePoint> Session::poll(core::TimePoint now) {
     // Retransmissions of the rekey exchanges started just now.
     for (const auto& ex : exchanges_)
         if (ex.awaiting && !ex.finished) consider(ex.next_retransmit);
-    if (cfg_->dpd && sa_.peer_dpd && cfg_->dpd_delay > core::Duration::zero()) {
-        if (dpd_first_unacked_) {
-            if (now >= dpd_next_) {
-                if (dpd_retries_ < rp.retransmits) {
-                    ++dpd_retries_;
-                    send_dpd(now);
-                } else {
-                    fail(FailReason::PeerDead, "no R-U-THERE-ACK", false);
-                    return std::nullopt;
-                }
-            }
-            consider(dpd_next_);
-        } else {
-            core::TimePoint t = last_rx_ + cfg_->dpd_delay;
-            if (now >= t) {
-                send_dpd(now);
-                consider(dpd_next_);
-            } else {
-                consider(t);
-            }
+    if (cfg_->dpd && sa_.peer_dpd) {
+        switch (dpd_.due(now, last_rx_)) {
+        case Dpd::Due::Nothing: break;
+        case Dpd::Due::Probe: send_dpd(now, false); break;
+        case Dpd::Due::Retry: send_dpd(now, true); break;
+        case Dpd::Due::PeerDead: fail(FailReason::PeerDead, "no R-U-THERE-ACK", false); return std::nullopt;
         }
+        if (auto t = dpd_.next(last_rx_)) consider(*t);
     }
     core::TimePoint expiry = established_at_ + sa_.proposal.lifetime;
     if (now >= expiry) {

@@ -52,6 +52,7 @@
 #include "ipsec/ike/address_pool.hpp"
 #include "ipsec/ike/child_sa.hpp"
 #include "ipsec/ike/child_sa_set.hpp"
+#include "ipsec/ike/dpd.hpp"
 #include "ipsec/ike/ike_sa.hpp"
 #include "ipsec/ike/main_mode.hpp"
 #include "ipsec/ike/mode_config.hpp"
@@ -225,6 +226,7 @@ private:
     void send_informational(std::vector<Payload> payloads, core::TimePoint now);
     void send_plain_notify(std::uint16_t type);
     void send_error_notify(std::uint16_t type);
+    bool send_dpd(core::TimePoint now, bool retry);
 
     // transport
     bool send_message(Message& m, Bytes* copy);
@@ -263,11 +265,7 @@ private:
     bool lease_handed_over_ = false;  // the Responder releases it with the handed-over children
     core::TimePoint last_rx_{};
     bool started_ = false;
-    // DPD (RFC 3706 §5.3): our sequence numbers and the outstanding R-U-THERE.
-    std::uint32_t dpd_seq_ = 0;
-    std::optional<std::uint32_t> dpd_first_unacked_;
-    unsigned dpd_retries_ = 0;
-    core::TimePoint dpd_next_{};
+    Dpd dpd_;
 };
 
 }  // namespace mipsec::ipsec::ike
