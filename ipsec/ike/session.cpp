@@ -10,8 +10,6 @@
 namespace mipsec::ipsec::ike {
 namespace {
 
-constexpr std::size_t max_seen_mids = 512;
-constexpr std::size_t max_finished_exchanges = 8;
 
 bool prefix_inside(core::Ipv4Prefix inner, core::Ipv4Prefix outer) {
     return inner.length >= outer.length && outer.contains(inner.address);
@@ -570,7 +568,7 @@ void Session::on_informational(const Message& m, core::TimePoint now) {
                 if (dpd_.acknowledge(core::load_be32(n->data.data()))) ++counters_.dpd_acked;
             } else if (n->is_error()) {
                 // An error about an exchange we started (strongSwan: NO-PROPOSAL-CHOSEN for a QM).
-                for (auto& ex : exchanges_) {
+                for (auto& ex : exchanges_.all()) {
                     if (!ex.we_initiated || ex.finished || ex.message_id == 0) continue;
                     ex.finished = true;
                     ex.awaiting = false;
@@ -666,7 +664,7 @@ bool Session::request_child(core::TimePoint now) {
     // Mode Config still running starts Quick Mode itself; a Quick Mode in flight (a rekey too)
     // brings a CHILD_SA already.
     if (cfg_->request_virtual_ip && !mode_config_) return false;
-    for (const auto& ex : exchanges_)
+    for (const auto& ex : exchanges_.all())
         if (ex.we_initiated && !ex.finished && std::holds_alternative<QuickMode>(ex.task)) return false;
     start_quick_mode(now, std::nullopt);
     return state_ == SessionState::Established;
@@ -792,30 +790,24 @@ std::optional<core::TimePoint> Session::poll(core::TimePoint now) {
         }
         consider(t);
     }
-    for (std::size_t i = 0; i < exchanges_.size(); ++i) {
-        Exchange& ex = exchanges_[i];
+    for (auto& ex : exchanges_.all()) {
         if (!ex.awaiting || ex.finished) continue;
-        if (now >= ex.next_retransmit) {
-            if (ex.retransmits < rp.retransmits) {
-                ++ex.retransmits;
-                ++counters_.retransmitted;
-                send_bytes(ex.last_sent);
-                ex.next_retransmit = now + rp.delay(ex.retransmits);
-            } else {
-                ex.awaiting = false;
-                ex.finished = true;
-                bool rekey = false;
-                if (auto* q = std::get_if<QuickMode>(&ex.task); q && q->replaces()) {
-                    rekey = true;
-                    children_.rekey_abandoned(*q->replaces(), now);
-                }
-                if (ex.message_id == 0 || (ex.we_initiated && !rekey && sa_.initiator)) {
-                    fail(FailReason::Timeout, ex.message_id == 0 ? "no answer to Main Mode" : "no answer to phase-2 exchange",
-                         ex.message_id != 0);
-                    return std::nullopt;
-                }
-                continue;
+        const auto timer = ExchangeTable::tick(ex, now, rp);
+        if (timer == ExchangeTable::Timer::Resend) {
+            ++counters_.retransmitted;
+            send_bytes(ex.last_sent);
+        } else if (timer == ExchangeTable::Timer::GiveUp) {
+            bool rekey = false;
+            if (auto* q = std::get_if<QuickMode>(&ex.task); q && q->replaces()) {
+                rekey = true;
+                children_.rekey_abandoned(*q->replaces(), now);
             }
+            if (ex.message_id == 0 || (ex.we_initiated && !rekey && sa_.initiator)) {
+                fail(FailReason::Timeout, ex.message_id == 0 ? "no answer to Main Mode" : "no answer to phase-2 exchange",
+                     ex.message_id != 0);
+                return std::nullopt;
+            }
+            continue;
         }
         consider(ex.next_retransmit);
     }
@@ -828,7 +820,7 @@ std::optional<core::TimePoint> Session::poll(core::TimePoint now) {
     }
     if (due.next) consider(*due.next);
     // Retransmissions of the rekey exchanges started just now.
-    for (const auto& ex : exchanges_)
+    for (const auto& ex : exchanges_.all())
         if (ex.awaiting && !ex.finished) consider(ex.next_retransmit);
     if (cfg_->dpd && sa_.peer_dpd) {
         switch (dpd_.due(now, last_rx_)) {
@@ -870,66 +862,30 @@ void Session::send_bytes(const Bytes& bytes) {
     out_.datagrams.push_back({bytes, sa_.local, sa_.remote, sa_.local.port == cfg_->nat_t_port});
 }
 
-void Session::arm(Exchange& ex, core::TimePoint now) {
-    ex.awaiting = true;
-    ex.retransmits = 0;
-    ex.next_retransmit = now + cfg_->retransmit.delay(0);
-}
+void Session::arm(Exchange& ex, core::TimePoint now) { ExchangeTable::arm(ex, now, cfg_->retransmit); }
 
-Session::Exchange* Session::find_exchange(std::uint32_t mid) {
-    for (auto& ex : exchanges_)
-        if (ex.message_id == mid) return &ex;
-    return nullptr;
-}
+Session::Exchange* Session::find_exchange(std::uint32_t mid) { return exchanges_.find(mid); }
 
-Session::Exchange& Session::new_exchange(std::uint32_t mid) {
-    Exchange ex;
-    ex.message_id = mid;
-    exchanges_.push_back(std::move(ex));
-    return exchanges_.back();
-}
+Session::Exchange& Session::new_exchange(std::uint32_t mid) { return exchanges_.open(mid); }
 
 void Session::prune_exchanges() {
-    // Keep the last few finished exchanges to answer retransmissions; the M-ID stays in
-    // seen_mids_ so later replays are still refused.
-    std::size_t finished = 0;
-    for (const auto& ex : exchanges_) finished += ex.finished && ex.message_id != 0;
-    while (finished > max_finished_exchanges) {
-        auto it = std::find_if(exchanges_.begin(), exchanges_.end(),
-                               [](const Exchange& e) { return e.finished && e.message_id != 0; });
-        if (it == exchanges_.end()) break;
-        if (sa_.cipher) sa_.cipher->forget(it->message_id);
-        exchanges_.erase(it);
-        --finished;
-    }
+    // The IV chains of forgotten exchanges go too; their M-IDs stay seen, so replays are refused.
+    for (std::uint32_t mid : exchanges_.prune())
+        if (sa_.cipher) sa_.cipher->forget(mid);
 }
 
-std::uint32_t Session::fresh_message_id() {
-    std::uint32_t mid = 0;
-    while (mid == 0 || seen(mid) || find_exchange(mid)) mid = random_.next_u32();
-    remember(mid);
-    return mid;
-}
+std::uint32_t Session::fresh_message_id() { return exchanges_.fresh_message_id(random_); }
 
 std::uint32_t Session::fresh_spi() {
     // SPIs 1-255 are reserved (RFC 4303 §2.1).
     std::uint32_t spi = 0;
-    auto used = [&](std::uint32_t s) {
-        return children_.find(s) != nullptr;
-    };
-    while (spi < 256 || used(spi)) spi = random_.next_u32();
+    while (spi < 256 || children_.find(spi)) spi = random_.next_u32();
     return spi;
 }
 
-bool Session::seen(std::uint32_t mid) const {
-    return std::find(seen_mids_.begin(), seen_mids_.end(), mid) != seen_mids_.end();
-}
+bool Session::seen(std::uint32_t mid) const { return exchanges_.seen(mid); }
 
-void Session::remember(std::uint32_t mid) {
-    if (seen(mid)) return;
-    if (seen_mids_.size() >= max_seen_mids) seen_mids_.pop_front();
-    seen_mids_.push_back(mid);
-}
+void Session::remember(std::uint32_t mid) { exchanges_.remember(mid); }
 
 void Session::adopt_endpoints(core::Endpoint local, core::Endpoint remote) {
     sa_.local = local;

@@ -53,6 +53,7 @@
 #include "ipsec/ike/child_sa.hpp"
 #include "ipsec/ike/child_sa_set.hpp"
 #include "ipsec/ike/dpd.hpp"
+#include "ipsec/ike/exchange_table.hpp"
 #include "ipsec/ike/ike_sa.hpp"
 #include "ipsec/ike/main_mode.hpp"
 #include "ipsec/ike/mode_config.hpp"
@@ -186,18 +187,7 @@ public:
     std::uint64_t owner() const noexcept { return owner_; }
 
 private:
-    struct Exchange {
-        std::uint32_t message_id = 0;
-        std::variant<std::monostate, QuickMode, ModeConfig> task;
-        bool we_initiated = false;
-        Bytes last_received;
-        Bytes last_sent;
-        bool last_sent_is_reply = false;
-        bool awaiting = false;  // a message from the peer is due; retransmit last_sent
-        unsigned retransmits = 0;
-        core::TimePoint next_retransmit{};
-        bool finished = false;
-    };
+    using Exchange = ExchangeTable::Exchange;
 
     Session(std::shared_ptr<const SessionConfig> cfg, crypto::Random& random, bool initiator, core::Endpoint local,
             core::Endpoint remote);
@@ -253,8 +243,7 @@ private:
     SessionState state_ = SessionState::Connecting;
     SessionOutput out_;
     SessionCounters counters_;
-    std::deque<Exchange> exchanges_;  // deque: references stay valid on push_back
-    std::deque<std::uint32_t> seen_mids_;
+    ExchangeTable exchanges_;
     ChildSaSet children_;
     std::optional<ModeConfigResult> mode_config_;
     AddressPool* pool_ = nullptr;
