@@ -243,6 +243,8 @@ private:
     SessionState state_ = SessionState::Connecting;
     SessionOutput out_;
     SessionCounters counters_;
+    // The Session drives the tasks; its other jobs are types of their own: the exchanges and
+    // their retransmission, the CHILD_SAs and their rekey rules, and DPD (dpd_, below).
     ExchangeTable exchanges_;
     ChildSaSet children_;
     std::optional<ModeConfigResult> mode_config_;
