@@ -174,7 +174,7 @@ void Session::on_datagram(std::span<const std::uint8_t> bytes, core::Endpoint lo
     // RFC 3947 §4: after floating, packets for this SA on the IKE port are stale. Not so a
     // notify answering our floated MM5: strongSwan, not having accepted MM5, answers from the
     // port it last accepted a message on (500).
-    const bool phase1_notify = !mm_->established() && h.exchange_type == exchange_type::informational;
+    const bool phase1_notify = sa_.initiator && !mm_->established() && h.exchange_type == exchange_type::informational;
     if (sa_.local.port == cfg_->nat_t_port && cfg_->nat_t_port != cfg_->ike_port && local.port != cfg_->nat_t_port &&
         !phase1_notify) {
         ++counters_.dropped_unexpected;
