@@ -10,8 +10,6 @@
 namespace mipsec::ipsec::ike {
 namespace {
 
-constexpr std::size_t max_seen_mids = 512;
-constexpr std::size_t max_finished_exchanges = 8;
 
 bool prefix_inside(core::Ipv4Prefix inner, core::Ipv4Prefix outer) {
     return inner.length >= outer.length && outer.contains(inner.address);
@@ -98,7 +96,7 @@ const crypto::SecretBytes* SessionConfig::psk_for(core::Ipv4Address peer) const 
 
 Session::Session(std::shared_ptr<const SessionConfig> cfg, crypto::Random& random, bool initiator,
                  core::Endpoint local, core::Endpoint remote)
-    : cfg_(std::move(cfg)), random_(random) {
+    : cfg_(std::move(cfg)), random_(random), dpd_(cfg_->dpd_delay, cfg_->retransmit) {
     sa_.initiator = initiator;
     sa_.local = local;
     sa_.remote = remote;
@@ -176,7 +174,7 @@ void Session::on_datagram(std::span<const std::uint8_t> bytes, core::Endpoint lo
     // RFC 3947 §4: after floating, packets for this SA on the IKE port are stale. Not so a
     // notify answering our floated MM5: strongSwan, not having accepted MM5, answers from the
     // port it last accepted a message on (500).
-    const bool phase1_notify = !mm_->established() && h.exchange_type == exchange_type::informational;
+    const bool phase1_notify = sa_.initiator && !mm_->established() && h.exchange_type == exchange_type::informational;
     if (sa_.local.port == cfg_->nat_t_port && cfg_->nat_t_port != cfg_->ike_port && local.port != cfg_->nat_t_port &&
         !phase1_notify) {
         ++counters_.dropped_unexpected;
@@ -287,7 +285,7 @@ void Session::phase1_established(core::TimePoint now) {
     established_at_ = now;
     last_rx_ = now;
     if (Exchange* ex = find_exchange(0)) ex->finished = true;
-    dpd_seq_ = random_.next_u32() & 0x7FFFFFFFu;  // RFC 3706 §7: top bit zero leaves room to grow
+    dpd_.start(random_.next_u32() & 0x7FFFFFFFu);  // RFC 3706 §7: top bit zero leaves room to grow
     Established e;
     e.local = sa_.local;
     e.remote = sa_.remote;
@@ -569,17 +567,11 @@ void Session::on_informational(const Message& m, core::TimePoint now) {
                 ack.data = n->data;
                 send_informational({Payload(std::move(ack))}, now);
             } else if (n->notify_type == notify_type::r_u_there_ack) {
-                if (!spi_ok || n->data.size() != 4 || !dpd_first_unacked_) continue;
-                std::uint32_t seq = core::load_be32(n->data.data());
-                // RFC 3706 §5.3: only an ACK for a sequence number we sent counts.
-                if (seq - *dpd_first_unacked_ <= dpd_seq_ - *dpd_first_unacked_) {
-                    dpd_first_unacked_.reset();
-                    dpd_retries_ = 0;
-                    ++counters_.dpd_acked;
-                }
+                if (!spi_ok || n->data.size() != 4) continue;
+                if (dpd_.acknowledge(core::load_be32(n->data.data()))) ++counters_.dpd_acked;
             } else if (n->is_error()) {
                 // An error about an exchange we started (strongSwan: NO-PROPOSAL-CHOSEN for a QM).
-                for (auto& ex : exchanges_) {
+                for (auto& ex : exchanges_.all()) {
                     if (!ex.we_initiated || ex.finished || ex.message_id == 0) continue;
                     ex.finished = true;
                     ex.awaiting = false;
@@ -675,7 +667,7 @@ bool Session::request_child(core::TimePoint now) {
     // Mode Config still running starts Quick Mode itself; a Quick Mode in flight (a rekey too)
     // brings a CHILD_SA already.
     if (cfg_->request_virtual_ip && !mode_config_) return false;
-    for (const auto& ex : exchanges_)
+    for (const auto& ex : exchanges_.all())
         if (ex.we_initiated && !ex.finished && std::holds_alternative<QuickMode>(ex.task)) return false;
     start_quick_mode(now, std::nullopt);
     return state_ == SessionState::Established;
@@ -752,23 +744,19 @@ void Session::send_error_notify(std::uint16_t type) {
     send_informational({Payload(std::move(n))}, core::TimePoint{});
 }
 
-bool Session::send_dpd(core::TimePoint now) {
+bool Session::send_dpd(core::TimePoint now) { return send_dpd(now, false); }
+
+bool Session::send_dpd(core::TimePoint now, bool retry) {
     if (state_ != SessionState::Established || !cfg_->dpd || !sa_.peer_dpd) return false;
-    ++dpd_seq_;
-    if (!dpd_first_unacked_) {
-        dpd_first_unacked_ = dpd_seq_;
-        dpd_retries_ = 0;
-    }
     NotifyPayload n;
     n.protocol_id = protocol_id::isakmp;
     n.notify_type = notify_type::r_u_there;
     auto ck = sa_.header(0, 0).cookies();
     n.spi.assign(ck.begin(), ck.end());
     n.data.resize(4);
-    core::store_be32(n.data.data(), dpd_seq_);
+    core::store_be32(n.data.data(), dpd_.probe(now, retry));
     send_informational({Payload(std::move(n))}, now);
     ++counters_.dpd_sent;
-    dpd_next_ = now + cfg_->retransmit.delay(dpd_retries_);
     return true;
 }
 
@@ -805,30 +793,24 @@ std::optional<core::TimePoint> Session::poll(core::TimePoint now) {
         }
         consider(t);
     }
-    for (std::size_t i = 0; i < exchanges_.size(); ++i) {
-        Exchange& ex = exchanges_[i];
+    for (auto& ex : exchanges_.all()) {
         if (!ex.awaiting || ex.finished) continue;
-        if (now >= ex.next_retransmit) {
-            if (ex.retransmits < rp.retransmits) {
-                ++ex.retransmits;
-                ++counters_.retransmitted;
-                send_bytes(ex.last_sent);
-                ex.next_retransmit = now + rp.delay(ex.retransmits);
-            } else {
-                ex.awaiting = false;
-                ex.finished = true;
-                bool rekey = false;
-                if (auto* q = std::get_if<QuickMode>(&ex.task); q && q->replaces()) {
-                    rekey = true;
-                    children_.rekey_abandoned(*q->replaces(), now);
-                }
-                if (ex.message_id == 0 || (ex.we_initiated && !rekey && sa_.initiator)) {
-                    fail(FailReason::Timeout, ex.message_id == 0 ? "no answer to Main Mode" : "no answer to phase-2 exchange",
-                         ex.message_id != 0);
-                    return std::nullopt;
-                }
-                continue;
+        const auto timer = ExchangeTable::tick(ex, now, rp);
+        if (timer == ExchangeTable::Timer::Resend) {
+            ++counters_.retransmitted;
+            send_bytes(ex.last_sent);
+        } else if (timer == ExchangeTable::Timer::GiveUp) {
+            bool rekey = false;
+            if (auto* q = std::get_if<QuickMode>(&ex.task); q && q->replaces()) {
+                rekey = true;
+                children_.rekey_abandoned(*q->replaces(), now);
             }
+            if (ex.message_id == 0 || (ex.we_initiated && !rekey && sa_.initiator)) {
+                fail(FailReason::Timeout, ex.message_id == 0 ? "no answer to Main Mode" : "no answer to phase-2 exchange",
+                     ex.message_id != 0);
+                return std::nullopt;
+            }
+            continue;
         }
         consider(ex.next_retransmit);
     }
@@ -841,29 +823,16 @@ std::optional<core::TimePoint> Session::poll(core::TimePoint now) {
     }
     if (due.next) consider(*due.next);
     // Retransmissions of the rekey exchanges started just now.
-    for (const auto& ex : exchanges_)
+    for (const auto& ex : exchanges_.all())
         if (ex.awaiting && !ex.finished) consider(ex.next_retransmit);
-    if (cfg_->dpd && sa_.peer_dpd && cfg_->dpd_delay > core::Duration::zero()) {
-        if (dpd_first_unacked_) {
-            if (now >= dpd_next_) {
-                if (dpd_retries_ < rp.retransmits) {
-                    ++dpd_retries_;
-                    send_dpd(now);
-                } else {
-                    fail(FailReason::PeerDead, "no R-U-THERE-ACK", false);
-                    return std::nullopt;
-                }
-            }
-            consider(dpd_next_);
-        } else {
-            core::TimePoint t = last_rx_ + cfg_->dpd_delay;
-            if (now >= t) {
-                send_dpd(now);
-                consider(dpd_next_);
-            } else {
-                consider(t);
-            }
+    if (cfg_->dpd && sa_.peer_dpd) {
+        switch (dpd_.due(now, last_rx_)) {
+        case Dpd::Due::Nothing: break;
+        case Dpd::Due::Probe: send_dpd(now, false); break;
+        case Dpd::Due::Retry: send_dpd(now, true); break;
+        case Dpd::Due::PeerDead: fail(FailReason::PeerDead, "no R-U-THERE-ACK", false); return std::nullopt;
         }
+        if (auto t = dpd_.next(last_rx_)) consider(*t);
     }
     core::TimePoint expiry = established_at_ + sa_.proposal.lifetime;
     if (now >= expiry) {
@@ -896,66 +865,30 @@ void Session::send_bytes(const Bytes& bytes) {
     out_.datagrams.push_back({bytes, sa_.local, sa_.remote, sa_.local.port == cfg_->nat_t_port});
 }
 
-void Session::arm(Exchange& ex, core::TimePoint now) {
-    ex.awaiting = true;
-    ex.retransmits = 0;
-    ex.next_retransmit = now + cfg_->retransmit.delay(0);
-}
+void Session::arm(Exchange& ex, core::TimePoint now) { ExchangeTable::arm(ex, now, cfg_->retransmit); }
 
-Session::Exchange* Session::find_exchange(std::uint32_t mid) {
-    for (auto& ex : exchanges_)
-        if (ex.message_id == mid) return &ex;
-    return nullptr;
-}
+Session::Exchange* Session::find_exchange(std::uint32_t mid) { return exchanges_.find(mid); }
 
-Session::Exchange& Session::new_exchange(std::uint32_t mid) {
-    Exchange ex;
-    ex.message_id = mid;
-    exchanges_.push_back(std::move(ex));
-    return exchanges_.back();
-}
+Session::Exchange& Session::new_exchange(std::uint32_t mid) { return exchanges_.open(mid); }
 
 void Session::prune_exchanges() {
-    // Keep the last few finished exchanges to answer retransmissions; the M-ID stays in
-    // seen_mids_ so later replays are still refused.
-    std::size_t finished = 0;
-    for (const auto& ex : exchanges_) finished += ex.finished && ex.message_id != 0;
-    while (finished > max_finished_exchanges) {
-        auto it = std::find_if(exchanges_.begin(), exchanges_.end(),
-                               [](const Exchange& e) { return e.finished && e.message_id != 0; });
-        if (it == exchanges_.end()) break;
-        if (sa_.cipher) sa_.cipher->forget(it->message_id);
-        exchanges_.erase(it);
-        --finished;
-    }
+    // The IV chains of forgotten exchanges go too; their M-IDs stay seen, so replays are refused.
+    for (std::uint32_t mid : exchanges_.prune())
+        if (sa_.cipher) sa_.cipher->forget(mid);
 }
 
-std::uint32_t Session::fresh_message_id() {
-    std::uint32_t mid = 0;
-    while (mid == 0 || seen(mid) || find_exchange(mid)) mid = random_.next_u32();
-    remember(mid);
-    return mid;
-}
+std::uint32_t Session::fresh_message_id() { return exchanges_.fresh_message_id(random_); }
 
 std::uint32_t Session::fresh_spi() {
     // SPIs 1-255 are reserved (RFC 4303 §2.1).
     std::uint32_t spi = 0;
-    auto used = [&](std::uint32_t s) {
-        return children_.find(s) != nullptr;
-    };
-    while (spi < 256 || used(spi)) spi = random_.next_u32();
+    while (spi < 256 || children_.find(spi)) spi = random_.next_u32();
     return spi;
 }
 
-bool Session::seen(std::uint32_t mid) const {
-    return std::find(seen_mids_.begin(), seen_mids_.end(), mid) != seen_mids_.end();
-}
+bool Session::seen(std::uint32_t mid) const { return exchanges_.seen(mid); }
 
-void Session::remember(std::uint32_t mid) {
-    if (seen(mid)) return;
-    if (seen_mids_.size() >= max_seen_mids) seen_mids_.pop_front();
-    seen_mids_.push_back(mid);
-}
+void Session::remember(std::uint32_t mid) { exchanges_.remember(mid); }
 
 void Session::adopt_endpoints(core::Endpoint local, core::Endpoint remote) {
     sa_.local = local;

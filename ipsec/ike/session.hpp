@@ -52,6 +52,8 @@
 #include "ipsec/ike/address_pool.hpp"
 #include "ipsec/ike/child_sa.hpp"
 #include "ipsec/ike/child_sa_set.hpp"
+#include "ipsec/ike/dpd.hpp"
+#include "ipsec/ike/exchange_table.hpp"
 #include "ipsec/ike/ike_sa.hpp"
 #include "ipsec/ike/main_mode.hpp"
 #include "ipsec/ike/mode_config.hpp"
@@ -192,18 +194,7 @@ public:
     std::uint64_t owner() const noexcept { return owner_; }
 
 private:
-    struct Exchange {
-        std::uint32_t message_id = 0;
-        std::variant<std::monostate, QuickMode, ModeConfig> task;
-        bool we_initiated = false;
-        Bytes last_received;
-        Bytes last_sent;
-        bool last_sent_is_reply = false;
-        bool awaiting = false;  // a message from the peer is due; retransmit last_sent
-        unsigned retransmits = 0;
-        core::TimePoint next_retransmit{};
-        bool finished = false;
-    };
+    using Exchange = ExchangeTable::Exchange;
 
     Session(std::shared_ptr<const SessionConfig> cfg, crypto::Random& random, bool initiator, core::Endpoint local,
             core::Endpoint remote);
@@ -232,6 +223,7 @@ private:
     void send_informational(std::vector<Payload> payloads, core::TimePoint now);
     void send_plain_notify(std::uint16_t type);
     void send_error_notify(std::uint16_t type);
+    bool send_dpd(core::TimePoint now, bool retry);
 
     // transport
     bool send_message(Message& m, Bytes* copy);
@@ -258,8 +250,9 @@ private:
     SessionState state_ = SessionState::Connecting;
     SessionOutput out_;
     SessionCounters counters_;
-    std::deque<Exchange> exchanges_;  // deque: references stay valid on push_back
-    std::deque<std::uint32_t> seen_mids_;
+    // The Session drives the tasks; its other jobs are types of their own: the exchanges and
+    // their retransmission, the CHILD_SAs and their rekey rules, and DPD (dpd_, below).
+    ExchangeTable exchanges_;
     ChildSaSet children_;
     std::optional<ModeConfigResult> mode_config_;
     AddressPool* pool_ = nullptr;
@@ -270,11 +263,7 @@ private:
     bool lease_handed_over_ = false;  // the Responder releases it with the handed-over children
     core::TimePoint last_rx_{};
     bool started_ = false;
-    // DPD (RFC 3706 §5.3): our sequence numbers and the outstanding R-U-THERE.
-    std::uint32_t dpd_seq_ = 0;
-    std::optional<std::uint32_t> dpd_first_unacked_;
-    unsigned dpd_retries_ = 0;
-    core::TimePoint dpd_next_{};
+    Dpd dpd_;
 };
 
 }  // namespace mipsec::ipsec::ike

@@ -1,0 +1,48 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+// Dpd: Dead Peer Detection (RFC 3706) for one IKE SA as a task of its own, without crypto or
+// I/O: which sequence number an R-U-THERE carries, which R-U-THERE-ACK counts, when to probe
+// (`delay` without authenticated traffic from the peer), when to probe again (the IKE
+// retransmission schedule) and when the peer is dead (after the last retransmission). The
+// Session wraps the notifies in protected Informationals (RFC 3706 §5.1). Not thread-safe.
+#include <cstdint>
+#include <optional>
+
+#include "core/time.hpp"
+#include "ipsec/ike/session_config.hpp"
+
+namespace mipsec::ipsec::ike {
+
+class Dpd {
+public:
+    /// `delay`: idle time before a probe (zero: probes only on request, never on a timer).
+    Dpd(core::Duration delay, RetransmitPolicy retransmit) : delay_(delay), retransmit_(retransmit) {}
+
+    /// Phase 1 completed: our sequence numbers start after `seq` (RFC 3706 §7 suggests a random
+    /// start with the top bit clear, leaving room to count up).
+    void start(std::uint32_t seq) noexcept { seq_ = seq; }
+    /// An R-U-THERE is sent now (`retry`: the retransmission of an unanswered one); its
+    /// sequence number.
+    std::uint32_t probe(core::TimePoint now, bool retry) noexcept;
+    /// An R-U-THERE-ACK: true when it answers one of ours still outstanding (RFC 3706 §5.3:
+    /// only a sequence number we sent counts).
+    bool acknowledge(std::uint32_t seq) noexcept;
+
+    enum class Due : std::uint8_t { Nothing, Probe, Retry, PeerDead };
+    /// What the timer asks for at `now`, the peer's last authenticated traffic at `last_rx`.
+    Due due(core::TimePoint now, core::TimePoint last_rx) const noexcept;
+    /// When due() next has something to do (nullopt without a timer).
+    std::optional<core::TimePoint> next(core::TimePoint last_rx) const noexcept;
+
+    bool outstanding() const noexcept { return first_unacked_.has_value(); }
+
+private:
+    core::Duration delay_;
+    RetransmitPolicy retransmit_;
+    std::uint32_t seq_ = 0;
+    std::optional<std::uint32_t> first_unacked_;
+    unsigned retries_ = 0;
+    core::TimePoint next_{};
+};
+
+}  // namespace mipsec::ipsec::ike
