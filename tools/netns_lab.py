@@ -12,6 +12,7 @@ without root call `require_root()`, which prints SKIPPED and exits 77 (CTest SKI
 from __future__ import annotations
 
 import atexit
+import json
 import itertools
 import os
 import signal
@@ -255,3 +256,31 @@ def tcp_stream(server: Host, client: Host, address: str, port: int, size: int, l
     r = client.run(["/usr/bin/python3", "-c", TCP_CLIENT, address, str(port), str(size)], check=False, timeout=90)
     srv.wait(10)
     return r.returncode == 0, (r.stdout + r.stderr).strip()
+
+
+def node_status(host: Host, mipsec: str, sock: str):
+    """The first node of `mipsec status --json`, or None while it is not answering."""
+    r = host.run([mipsec, "status", "--socket", sock, "--json"], check=False)
+    if r.returncode != 0:
+        return None
+    try:
+        return json.loads(r.stdout)["nodes"][0]
+    except (ValueError, KeyError, IndexError):
+        return None
+
+
+def stage_states(node, kind: str) -> list:
+    """The reported state of every stage of type `kind` in a node's status, inner first."""
+    if not node:
+        return []
+    return [s.get("state", {}) for s in node.get("pipeline", []) if s.get("type") == kind]
+
+
+def pcap_packets(path: str):
+    """The packets of a LINKTYPE_RAW capture (what tap.pcap writes), oldest first."""
+    data = open(path, "rb").read()
+    off = 24
+    while off + 16 <= len(data):
+        incl = int.from_bytes(data[off + 8:off + 12], "little")
+        yield data[off + 16:off + 16 + incl]
+        off += 16 + incl

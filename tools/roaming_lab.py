@@ -9,7 +9,7 @@ import os
 import re
 import time
 
-from netns_lab import Host, Lab
+from netns_lab import Host, Lab, node_status, stage_states  # noqa: F401  (re-exported for the roaming tests)
 
 STREAM_SERVER = r"""
 import hashlib, socket, sys, time
@@ -66,24 +66,6 @@ def write_json(lab: Lab, name: str, cfg: dict) -> str:
     with open(path, "w") as f:
         json.dump(cfg, f, indent=2)
     return path
-
-
-def node_status(host: Host, mipsec: str, sock: str):
-    """The first node of `mipsec status --json`, or None while it is not answering."""
-    r = host.run([mipsec, "status", "--socket", sock, "--json"], check=False)
-    if r.returncode != 0:
-        return None
-    try:
-        return json.loads(r.stdout)["nodes"][0]
-    except (ValueError, KeyError, IndexError):
-        return None
-
-
-def stage_states(node, kind: str) -> list:
-    """The reported state of every stage of type `kind` in a node's status, inner first."""
-    if not node:
-        return []
-    return [s.get("state", {}) for s in node.get("pipeline", []) if s.get("type") == kind]
 
 
 def ike_sa_ids(list_sas_text: str) -> list:

@@ -11,7 +11,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tools"))
-from netns_lab import Checks, Lab, require_root, tcp_stream  # noqa: E402
+from netns_lab import Checks, Lab, node_status, require_root, tcp_stream  # noqa: E402
 
 KEY_LEN = {"aes128gcm16": 20, "aes256gcm16": 36, "chacha20poly1305": 36, "aes128-sha1": 36,
            "aes256-sha1": 52, "aes128-sha256": 48, "aes256-sha256": 64}
@@ -44,11 +44,6 @@ def write(lab, name, local, esp_local, esp_remote, tun_addr, route, sa, udp=None
     return path
 
 
-def status(host, mipsec, sock):
-    r = host.run([mipsec, "status", "--socket", sock, "--json"], check=False)
-    return json.loads(r.stdout)["nodes"][0] if r.returncode == 0 else None
-
-
 def stage(st, type_name):
     return next(s for s in st["pipeline"] if s["type"] == type_name)
 
@@ -56,7 +51,7 @@ def stage(st, type_name):
 def start_pair(lab, a, b, mipsec, cfg_a, cfg_b):
     a.spawn([mipsec, "run", cfg_a], log_name="mipsec-a")
     b.spawn([mipsec, "run", cfg_b], log_name="mipsec-b")
-    lab.wait_for(lambda: status(a, mipsec, f"{lab.dir}/a.sock") and status(b, mipsec, f"{lab.dir}/b.sock"), what="both nodes")
+    lab.wait_for(lambda: node_status(a, mipsec, f"{lab.dir}/a.sock") and node_status(b, mipsec, f"{lab.dir}/b.sock"), what="both nodes")
 
 
 def ping(host, src, dst, count=3, size=56):
@@ -79,7 +74,7 @@ def direct_case(checks, args, suite, esn, udp):
         checks.check(f"{label}: 2 MiB TCP a -> b intact ({detail.split(' (')[-1].rstrip(')') if ok else detail})", ok, detail)
         ok, detail = tcp_stream(a, b, "10.20.1.1", 5002, 512 * 1024, lab)
         checks.check(f"{label}: 512 KiB TCP b -> a intact", ok, detail)
-        st = status(a, args.mipsec, f"{lab.dir}/a.sock")
+        st = node_status(a, args.mipsec, f"{lab.dir}/a.sock")
         esp = stage(st, "ipsec.esp_tunnel")
         checks.check(f"{label}: ESP stage dropped nothing", esp["dropped"] == 0 and esp["encapsulated"] > 100, json.dumps(esp)[:400])
         if checks.failed:
@@ -103,17 +98,17 @@ def nat_case(checks, args):
         checks.check("through NAT: ping a -> b over UDP-encapsulated ESP", ok, out)
         ok, detail = tcp_stream(b, a, "10.20.2.1", 5003, 2 * 1024 * 1024, lab)
         checks.check("through NAT: 2 MiB TCP a -> b intact", ok, detail)
-        before = stage(status(b, args.mipsec, f"{lab.dir}/b.sock"), "nat.udp_encap")["state"]
+        before = stage(node_status(b, args.mipsec, f"{lab.dir}/b.sock"), "nat.udp_encap")["state"]
         lab.flush_nat(nat)  # the next packet from a gets a new random source port
         ok, out = ping(a, "10.20.1.1", "10.20.2.1", count=4)
-        after = stage(status(b, args.mipsec, f"{lab.dir}/b.sock"), "nat.udp_encap")["state"]
+        after = stage(node_status(b, args.mipsec, f"{lab.dir}/b.sock"), "nat.udp_encap")["state"]
         checks.check("NAT rebinding: traffic continues after the NAT forgot the mapping", ok, out)
         checks.check("NAT rebinding: b followed a's new port on an authenticated packet",
                      after["peer_floats"] > before["peer_floats"] and after["peer"] != before["peer"], f"{before} -> {after}")
         time.sleep(2.5)  # idle: a's 1-second keepalives must reach b through the NAT
-        ka = stage(status(b, args.mipsec, f"{lab.dir}/b.sock"), "nat.udp_encap")["state"]["keepalives_received"]
+        ka = stage(node_status(b, args.mipsec, f"{lab.dir}/b.sock"), "nat.udp_encap")["state"]["keepalives_received"]
         checks.check("keepalives: idle a sends 0xFF keepalives that reach b", ka >= 1, f"received {ka}")
-        esp_b = stage(status(b, args.mipsec, f"{lab.dir}/b.sock"), "ipsec.esp_tunnel")
+        esp_b = stage(node_status(b, args.mipsec, f"{lab.dir}/b.sock"), "ipsec.esp_tunnel")
         checks.check("b's ESP stage dropped nothing", esp_b["dropped"] == 0, json.dumps(esp_b["drops"]))
         for p in list(lab._processes):
             lab.stop(p)

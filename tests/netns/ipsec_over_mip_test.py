@@ -26,7 +26,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tools"))
-from netns_lab import Checks, Lab, require_root  # noqa: E402
+from netns_lab import Checks, Lab, pcap_packets, require_root  # noqa: E402
 from roaming_lab import Roaming, ike_sa_ids, node_status, stage_states, write_json  # noqa: E402
 from strongswan_lab import Charon, Child, Connection  # noqa: E402
 
@@ -107,12 +107,7 @@ class MipsecGateway:
 def pcap_kinds(path):
     """Counts a LINKTYPE_RAW capture's packets: plain ESP, ESP in UDP 4500, RFC 3519 IP-in-UDP."""
     counts = {"esp": 0, "esp_in_udp": 0, "mip_udp_tunnel": 0}
-    data = open(path, "rb").read()
-    off = 24
-    while off + 16 <= len(data):
-        incl = int.from_bytes(data[off + 8:off + 12], "little")
-        pkt = data[off + 16:off + 16 + incl]
-        off += 16 + incl
+    for pkt in pcap_packets(path):
         if len(pkt) < 28:
             continue
         ihl = (pkt[0] & 0x0F) * 4

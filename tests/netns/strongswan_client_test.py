@@ -13,19 +13,14 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tools"))
-from netns_lab import Checks, Lab, require_root, tcp_stream  # noqa: E402
+from netns_lab import Checks, Lab, node_status, require_root, tcp_stream  # noqa: E402
 from strongswan_lab import Charon, Child, Connection  # noqa: E402
 
 PSK = "lab-psk-0123456789"
 
 
-def status(host, mipsec, sock):
-    r = host.run([mipsec, "status", "--socket", sock, "--json"], check=False)
-    return json.loads(r.stdout)["nodes"][0] if r.returncode == 0 else None
-
-
 def client_state(host, mipsec, sock):
-    st = status(host, mipsec, sock)
+    st = node_status(host, mipsec, sock)
     if not st:
         return None
     return next(s for s in st["pipeline"] if s["type"] == "ipsec.vpn_client").get("state")
@@ -136,10 +131,10 @@ def run_case(checks, args, label, ike, esp_gw, esp_cli, rekey_s=None, rebind=Fal
         checks.check(f"{label}: 2 MiB TCP client -> LAN intact ({detail})", ok, detail)
         ok, detail = tcp_stream(cli, lan, vip, 5002, 2 * 1024 * 1024, lab)
         checks.check(f"{label}: 2 MiB TCP LAN -> client intact ({detail})", ok, detail)
-        no_sa_before = (next(s for s in status(cli, args.mipsec, sock)["pipeline"] if s["type"] == "ipsec.vpn_client")["drops"]).get("no_sa", 0)
+        no_sa_before = (next(s for s in node_status(cli, args.mipsec, sock)["pipeline"] if s["type"] == "ipsec.vpn_client")["drops"]).get("no_sa", 0)
         if peer_delete:
             peer_delete_check(checks, label, lab, cli, charon, args, sock)
-        no_sa_allowed = (next(s for s in status(cli, args.mipsec, sock)["pipeline"] if s["type"] == "ipsec.vpn_client")["drops"]).get("no_sa", 0) - no_sa_before
+        no_sa_allowed = (next(s for s in node_status(cli, args.mipsec, sock)["pipeline"] if s["type"] == "ipsec.vpn_client")["drops"]).get("no_sa", 0) - no_sa_before
         if rebind:
             # The NAT forgets its mappings (reboot, timeout): the client's next packets leave
             # from a new random port. ESP replies to the old port are lost until the gateway
@@ -181,7 +176,7 @@ def run_case(checks, args, label, ike, esp_gw, esp_cli, rekey_s=None, rebind=Fal
             sas = charon.list_sas()
             checks.check(f"{label}: strongSwan holds one IKE SA (the old one deleted) with an INSTALLED CHILD_SA",
                          sas.count("ESTABLISHED") == 1 and "INSTALLED" in sas, sas[-800:])
-        st = status(cli, args.mipsec, sock)
+        st = node_status(cli, args.mipsec, sock)
         vpn = next(s for s in st["pipeline"] if s["type"] == "ipsec.vpn_client")
         # Only the packets that found no SA while the new CHILD_SA was negotiated after strongSwan's Delete.
         checks.check(f"{label}: no ESP drops at the client" + (f" but {no_sa_allowed} for want of an SA after the Delete" if no_sa_allowed else ""),

@@ -11,15 +11,10 @@ import re
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tools"))
-from netns_lab import Checks, Lab, require_root, tcp_stream  # noqa: E402
+from netns_lab import Checks, Lab, node_status, pcap_packets, require_root, tcp_stream  # noqa: E402
 from strongswan_lab import Charon, Child, Connection, wait_established  # noqa: E402
 
 PSK = "lab-psk-0123456789"
-
-
-def status(host, mipsec, sock):
-    r = host.run([mipsec, "status", "--socket", sock, "--json"], check=False)
-    return json.loads(r.stdout)["nodes"][0] if r.returncode == 0 else None
 
 
 def vip_of(charon):
@@ -50,12 +45,7 @@ print(sent)
 
 def first_mm1(pcap):
     # The first UDP datagram to port 500 in a LINKTYPE_RAW pcap: strongSwan's MM1.
-    data = open(pcap, "rb").read()
-    off = 24
-    while off + 16 <= len(data):
-        incl = int.from_bytes(data[off + 8:off + 12], "little")
-        pkt = data[off + 16:off + 16 + incl]
-        off += 16 + incl
+    for pkt in pcap_packets(pcap):
         if len(pkt) > 28 and pkt[9] == 17 and int.from_bytes(pkt[22:24], "big") == 500:
             return pkt[28:]
     return None
@@ -77,7 +67,7 @@ def flood_check(checks, label, lab, gw, flood_host, victim, args):
     ping.wait(30)
     out = open(ping.log_path).read()
     sent = int(r.stdout.strip() or 0)
-    st = status(gw, args.mipsec, f"{lab.dir}/gw.sock")
+    st = node_status(gw, args.mipsec, f"{lab.dir}/gw.sock")
     checks.check(f"{label}: the gateway survived a flood of {sent} Main Mode requests from 40 addresses", st is not None and sent > 1000, r.stderr[-300:])
     state = next(s for s in st["pipeline"] if s["type"] == "ipsec.vpn_gateway")["state"]
     checks.check(f"{label}: the half-open limit held and the excess was counted",
@@ -93,7 +83,7 @@ def rekey_check(checks, label, lab, gw, lan, charon, vip, args):
     """strongSwan's CHILD_SA rekeys and IKE re-authentications during a ping both ways."""
     host, c = charon
     sock = f"{lab.dir}/gw.sock"
-    first = next(s for s in status(gw, args.mipsec, sock)["pipeline"] if s["type"] == "ipsec.vpn_gateway")["state"]
+    first = next(s for s in node_status(gw, args.mipsec, sock)["pipeline"] if s["type"] == "ipsec.vpn_gateway")["state"]
     first_session = first["clients"][0]["session"]
     up = host.spawn(["ping", "-c", "175", "-i", "0.2", "-W", "1", "10.99.1.2"], log_name="ping-up")
     down = lan.spawn(["ping", "-c", "175", "-i", "0.2", "-W", "1", vip], log_name="ping-down")
@@ -105,7 +95,7 @@ def rekey_check(checks, label, lab, gw, lan, charon, vip, args):
     log = c.log_text()
     child_ups = len(re.findall(r"CHILD_SA \S+ established", log))
     checks.check(f"{label}: strongSwan rekeyed its CHILD_SA with mipsec ({child_ups} CHILD_SAs established)", child_ups >= 3, log[-1500:])
-    vgw = next(s for s in status(gw, args.mipsec, sock)["pipeline"] if s["type"] == "ipsec.vpn_gateway")["state"]
+    vgw = next(s for s in node_status(gw, args.mipsec, sock)["pipeline"] if s["type"] == "ipsec.vpn_gateway")["state"]
     clients = vgw["clients"]
     checks.check(f"{label}: strongSwan re-authenticated: a new IKE SA at mipsec, the old one deleted, the same inner address",
                  vgw["ike_sessions"] == 1 and len(clients) == 1 and clients[0]["session"] != first_session
@@ -144,7 +134,7 @@ def run_case(checks, args, label, ike, esp_gw, esp_cli, two_clients, rekey=False
         with open(path, "w") as f:
             json.dump(cfg, f, indent=2)
         gateway = gw.spawn([args.mipsec, "run", path], log_name="mipsec-gw")
-        lab.wait_for(lambda: status(gw, args.mipsec, f"{lab.dir}/gw.sock"), what="the gateway")
+        lab.wait_for(lambda: node_status(gw, args.mipsec, f"{lab.dir}/gw.sock"), what="the gateway")
         charons = []
         for host, addr, ident in clients:
             # With `rekey` the client rekeys its CHILD_SA every ~10 s and re-authenticates
@@ -185,7 +175,7 @@ def run_case(checks, args, label, ike, esp_gw, esp_cli, two_clients, rekey=False
             flood_check(checks, label, lab, gw, cli1, charons[0][0], args)
         if rekey:
             rekey_check(checks, label, lab, gw, lan, charons[0], vips[0], args)
-        st = status(gw, args.mipsec, f"{lab.dir}/gw.sock")
+        st = node_status(gw, args.mipsec, f"{lab.dir}/gw.sock")
         vgw = next(s for s in st["pipeline"] if s["type"] == "ipsec.vpn_gateway")
         checks.check(f"{label}: gateway status lists {len(clients)} client(s)", vgw["state"]["clients_total"] == len(clients), json.dumps(vgw["state"])[:500])
         text = gw.run([args.mipsec, "status", "--socket", f"{lab.dir}/gw.sock"], check=False).stdout

@@ -11,18 +11,13 @@ import os
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tools"))
-from netns_lab import Checks, Lab, require_root, tcp_stream  # noqa: E402
+from netns_lab import Checks, Lab, node_status, pcap_packets, require_root, tcp_stream  # noqa: E402
 
 PSK = "lab-psk-0123456789"
 
 
-def status(host, mipsec, sock):
-    r = host.run([mipsec, "status", "--socket", sock, "--json"], check=False)
-    return json.loads(r.stdout)["nodes"][0] if r.returncode == 0 else None
-
-
 def stage_state(host, mipsec, sock, kind):
-    st = status(host, mipsec, sock)
+    st = node_status(host, mipsec, sock)
     if not st:
         return None
     return next(s for s in st["pipeline"] if s["type"] == kind).get("state")
@@ -31,12 +26,7 @@ def stage_state(host, mipsec, sock, kind):
 def wire_kinds(pcap):
     """Counts the outer packets of a LINKTYPE_RAW capture: plain ESP, ESP in UDP 4500, IKE."""
     counts = {"esp": 0, "esp_in_udp": 0, "ike": 0, "other": 0}
-    data = open(pcap, "rb").read()
-    off = 24
-    while off + 16 <= len(data):
-        incl = int.from_bytes(data[off + 8:off + 12], "little")
-        pkt = data[off + 16:off + 16 + incl]
-        off += 16 + incl
+    for pkt in pcap_packets(pcap):
         if len(pkt) < 20:
             continue
         ihl = (pkt[0] & 0x0F) * 4
@@ -126,7 +116,7 @@ def run_case(checks, args, label, through_nat):
         else:
             checks.check(f"{label}: the client's wire carries plain ESP only, nothing in UDP 4500 ({kinds})",
                          kinds["esp"] >= 10 and kinds["esp_in_udp"] == 0, str(kinds))
-        st = status(cli, args.mipsec, f"{lab.dir}/cli.sock")
+        st = node_status(cli, args.mipsec, f"{lab.dir}/cli.sock")
         udp_stage = next(s for s in st["pipeline"] if s["type"] == "nat.udp_encap")
         checks.check(f"{label}: nat.udp_encap {'wrapped' if through_nat else 'left alone'} the client's ESP",
                      (udp_stage["encapsulated"] > 0) == through_nat and udp_stage["dropped"] == 0, json.dumps(udp_stage)[:300])

@@ -17,7 +17,7 @@ import time
 from collections import defaultdict
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tools"))
-from netns_lab import Checks, Lab, require_root  # noqa: E402
+from netns_lab import Checks, Lab, node_status, require_root  # noqa: E402
 
 LINK_MTU = 1400  # the veth; the configs keep the default link_mtu 1500, so big DF packets are refused
 # Inner ICMP payload sizes, far enough apart that ESP padding cannot make two outer lengths equal.
@@ -43,11 +43,6 @@ def config(lab, name, local, remote, tun_addr, route, sa, udp):
     with open(path, "w") as f:
         json.dump(cfg, f, indent=2)
     return path
-
-
-def status(host, mipsec, sock):
-    r = host.run([mipsec, "status", "--socket", sock, "--json"], check=False)
-    return json.loads(r.stdout)["nodes"][0] if r.returncode == 0 else None
 
 
 def capture(lab, host, ifname, name):
@@ -88,9 +83,9 @@ def case(checks, args, udp):
                                         "  ip saddr 192.0.2.1 ip ecn ect0 ip ecn set ce\n }\n}\n")
         a.spawn([args.mipsec, "run", cfg_a], log_name="mipsec-a")
         b.spawn([args.mipsec, "run", cfg_b], log_name="mipsec-b")
-        lab.wait_for(lambda: status(a, args.mipsec, f"{lab.dir}/a.sock") and status(b, args.mipsec, f"{lab.dir}/b.sock"),
+        lab.wait_for(lambda: node_status(a, args.mipsec, f"{lab.dir}/a.sock") and node_status(b, args.mipsec, f"{lab.dir}/b.sock"),
                      what="both nodes")
-        overhead = 1500 - status(a, args.mipsec, f"{lab.dir}/a.sock")["tun"]["mtu"]
+        overhead = 1500 - node_status(a, args.mipsec, f"{lab.dir}/a.sock")["tun"]["mtu"]
         wire, wire_pcap = capture(lab, b, b_if, "wire")
         inner, inner_pcap = capture(lab, b, "esp0", "inner")
 
@@ -103,7 +98,7 @@ def case(checks, args, udp):
         # Bigger than the link with DF: refused by the kernel, counted, and the path MTU learned.
         ok, _ = ping(a, BIG, 0, "do", count=2)
         checks.check(f"{label}: a DF packet too big for the link does not get through", not ok)
-        tun_mtu = status(a, args.mipsec, f"{lab.dir}/a.sock")["tun"]["mtu"]
+        tun_mtu = node_status(a, args.mipsec, f"{lab.dir}/a.sock")["tun"]["mtu"]
         checks.check(f"{label}: a lowers its TUN MTU to the path MTU minus the stages' overhead", tun_mtu == LINK_MTU - overhead,
                      f"{tun_mtu}, want {LINK_MTU - overhead}")
         r = a.run(["ping", "-c", "1", "-W", "1", "-s", str(BIG), "-M", "do", "-I", "10.20.1.1", "10.20.2.1"], check=False)
@@ -116,7 +111,7 @@ def case(checks, args, udp):
         received = re.search(r"(\d+) received", out)
         checks.check(f"{label}: a packet too big for the link without DF is fragmented and gets through",
                      received is not None and int(received.group(1)) >= 2, out)
-        st = status(a, args.mipsec, f"{lab.dir}/a.sock")
+        st = node_status(a, args.mipsec, f"{lab.dir}/a.sock")
         sock = st["transport"]["sockets"][0]
         too_long = sock.get("tx_failures", {}).get("message_too_long", 0)
         checks.check(f"{label}: a counts the refused sends as message_too_long", too_long >= 1 and sock["tx_errors"] == too_long,
