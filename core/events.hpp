@@ -37,8 +37,11 @@ struct RouteChanged {
     Ipv4Prefix destination;
     bool added = false;
 };
+/// The path to `destination` carries at most `mtu` bytes (a send was refused as too big): the
+/// layer whose outer packets go there, and the node's TUN MTU, follow it.
 struct PathMtuChanged {
     std::size_t mtu = 0;
+    Ipv4Address destination{};
 };
 struct SaInstalled {
     std::uint32_t spi_inbound = 0;

@@ -310,7 +310,7 @@ private:
     void raise_path_mtu_changes() {
         for (const auto& change : transport_->take_path_mtu_changes()) {
             log_.info("path MTU to ", change.destination.to_string(), " is ", change.mtu, " (a packet was refused as too big for it)");
-            pipeline_->dispatch(core::PathMtuChanged{change.mtu});
+            pipeline_->dispatch(core::PathMtuChanged{change.mtu, change.destination});
         }
     }
 

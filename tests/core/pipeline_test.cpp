@@ -30,7 +30,7 @@ public:
         if (!p.put(tail_)) return Verdict::drop(DropReason::NoTailroom);
         std::fill_n(p.data(), len_, tag_);
         std::fill_n(p.data() + p.size() - tail_, tail_, static_cast<std::uint8_t>(~tag_));
-        if (raise_on_packet) ctx.raise(PathMtuChanged{tag_});
+        if (raise_on_packet) ctx.raise(PathMtuChanged{tag_, {}});
         return Verdict::pass();
     }
     Verdict decapsulate(PacketBuf& p, StageContext&) override {
@@ -46,7 +46,7 @@ public:
     void on_event(const RaisedEvent& e, StageContext&) override { events.push_back(e.origin); }
     std::optional<TimePoint> poll(StageContext& ctx) override {
         if (send_on_poll) {
-            if (raise_before_send) ctx.raise(PathMtuChanged{1280});
+            if (raise_before_send) ctx.raise(PathMtuChanged{1280, {}});
             auto b = ctx.allocate();
             REQUIRE(b.valid());
             REQUIRE(b.put(4));
