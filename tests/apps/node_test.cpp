@@ -43,17 +43,21 @@ public:
     std::vector<core::RaisedEvent> events;
 };
 
-// A UDP packet `from` -> `to` with a recognisable payload.
-test::Bytes inner_packet(const char* from, const char* to, std::size_t len = 64) {
+// An IPv4 packet `from` -> `to`, `len` bytes with a recognisable payload.
+test::Bytes ip_packet(std::uint8_t protocol, const char* from, const char* to, std::size_t len) {
     test::Bytes p(len);
     core::Ipv4Header h;
     h.total_length = static_cast<std::uint16_t>(len);
-    h.protocol = core::ip_protocol::udp;
+    h.protocol = protocol;
     h.source = addr(from);
     h.destination = addr(to);
     h.emit(p);
     for (std::size_t i = 20; i < len; ++i) p[i] = static_cast<std::uint8_t>(i);
     return p;
+}
+
+test::Bytes inner_packet(const char* from, const char* to, std::size_t len = 64) {
+    return ip_packet(core::ip_protocol::udp, from, to, len);
 }
 
 // One node, its parts kept at hand for the test.
@@ -110,13 +114,7 @@ TEST_CASE("a whole node in process: TUN -> IP-in-IP -> transport and back, host 
 
     // The peer's answer: the same shape the other way, delivered to the TUN unwrapped.
     auto reply = inner_packet("10.2.0.1", "10.1.0.1");
-    test::Bytes wrapped(20 + reply.size());
-    core::Ipv4Header h;
-    h.total_length = static_cast<std::uint16_t>(wrapped.size());
-    h.protocol = core::ip_protocol::ipip;
-    h.source = addr("192.0.2.2");
-    h.destination = addr("192.0.2.1");
-    h.emit(wrapped);
+    auto wrapped = ip_packet(core::ip_protocol::ipip, "192.0.2.2", "192.0.2.1", 20 + reply.size());
     std::copy(reply.begin(), reply.end(), wrapped.begin() + 20);
     n.transport->inject(0, wrapped);
     REQUIRE(n.run_until([&] { return !n.device->written().empty(); }));
@@ -141,26 +139,14 @@ TEST_CASE("a whole node in process: what no layer claims is counted, and failed 
     CHECK(n.transport->unroutable() == 1);
 
     // ICMP a raw socket copied: not ours, not handed to the TUN, counted.
-    test::Bytes icmp(28);
-    core::Ipv4Header h;
-    h.total_length = 28;
-    h.protocol = core::ip_protocol::icmp;
-    h.source = addr("198.51.100.9");
-    h.destination = addr("192.0.2.1");
-    h.emit(icmp);
-    n.transport->inject(1, icmp);
+    n.transport->inject(1, ip_packet(core::ip_protocol::icmp, "198.51.100.9", "192.0.2.1", 28));
     REQUIRE(n.run_until([&] { return n.node->status()["transport"]["inbound_unclaimed"] == 1; }));
     CHECK(n.device->written().empty());
 
     // A TUN write the kernel refuses is counted with its reason, never silent.
     n.device->fail_writes(1, ENOBUFS);
-    test::Bytes esp_in_udp(28 + 16);
-    core::Ipv4Header u;
-    u.total_length = static_cast<std::uint16_t>(esp_in_udp.size());
-    u.protocol = core::ip_protocol::udp;
-    u.source = addr("198.51.100.9");
-    u.destination = addr("192.0.2.1");
-    u.emit(esp_in_udp);
+    auto esp_in_udp = ip_packet(core::ip_protocol::udp, "198.51.100.9", "192.0.2.1", 28 + 16);
+    std::fill(esp_in_udp.begin() + 20, esp_in_udp.end(), std::uint8_t{0});
     // UDP 4500 -> 4500 carrying ESP (SPI 0x1234): unwrapped to plain ESP for the TUN.
     const std::uint8_t udp_header[8] = {0x11, 0x94, 0x11, 0x94, 0x00, 0x18, 0x00, 0x00};
     std::copy(std::begin(udp_header), std::end(udp_header), esp_in_udp.begin() + 20);

@@ -157,6 +157,16 @@ struct Lab {
         if (v.passed()) wire.outer.emplace_back(buf.bytes().begin(), buf.bytes().end());
         return v;
     }
+    // One second on: the gateway's timers first, then the client's, each exchange completed.
+    void advance_one_second() {
+        now += std::chrono::seconds(1);
+        gw->set_now(now);
+        (void)gw->poll();
+        exchange();
+        client->set_now(now);
+        (void)client->poll();
+        exchange();
+    }
     void tick() {
         client->set_now(now);
         gw->set_now(now);
@@ -272,13 +282,7 @@ TEST_CASE("the gateway deletes the CHILD_SA mid-stream: the client drops both di
     const auto cookie = lab.client_stage().session()->ike_sa().cky_i;
     std::size_t sent = 0, refused = 0, dead_spi_after_delete = 0;
     for (int second = 0; second < 130; ++second) {
-        lab.now += std::chrono::seconds(1);
-        lab.gw->set_now(lab.now);
-        (void)lab.gw->poll();
-        lab.exchange();
-        lab.client->set_now(lab.now);
-        (void)lab.client->poll();
-        lab.exchange();
+        lab.advance_one_second();
         const bool first_alive = lab.client_stage().esp().outbound() && lab.client_stage().esp().outbound()->spi() == first_out;
         auto up = udp_packet(vip, lan_host, 100);
         auto v = lab.send(*lab.client, up, lab.client_wire);
@@ -324,13 +328,7 @@ TEST_CASE("the client deletes the CHILD_SA: the gateway drops both directions an
     std::size_t dead_spi_after_delete = 0, down_refused = 0;
     bool deleted = false;
     for (int second = 0; second < 130; ++second) {
-        lab.now += std::chrono::seconds(1);
-        lab.gw->set_now(lab.now);
-        (void)lab.gw->poll();
-        lab.exchange();
-        lab.client->set_now(lab.now);
-        (void)lab.client->poll();
-        lab.exchange();
+        lab.advance_one_second();
         deleted = deleted || lab.client_stage().esp().find_inbound(gateway_first_out) == nullptr;
         auto down = udp_packet(lan_host, vip, 100);
         auto v = lab.send(*lab.gw, down, lab.gw_wire);
