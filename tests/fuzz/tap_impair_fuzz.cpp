@@ -66,7 +66,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                 continue;
             }
             if (at >= size) break;
-            std::size_t len = std::min<std::size_t>(data[at++], size - at);
+            const std::size_t wanted = data[at++];
+            const std::size_t len = std::min(wanted, size - at);
             auto buf = pool.acquire(64);
             if (!buf.valid()) break;  // every buffer held: the queue bound keeps this rare
             require(buf.resize(len));
