@@ -297,10 +297,20 @@ TEST_CASE("reordering makes a packet leave behind its successor; without one it 
     d.reorder = 0.3;
     ImpairStage stage(outbound_only(d, 9));
     std::vector<std::uint16_t> order;
+    // Expected: each run of held-back packets leaves right behind the packet after it.
+    std::vector<std::uint16_t> expected, pending;
     for (int i = 0; i < 1000; ++i) {
         auto p = test::load(b.pool, numbered_packet(static_cast<std::uint16_t>(i)));
         auto v = stage.encapsulate(p, b.ctx);
-        if (v.unclaimed()) order.push_back(id_of(p));
+        if (v.unclaimed()) {
+            order.push_back(id_of(p));
+            expected.push_back(static_cast<std::uint16_t>(i));
+            expected.insert(expected.end(), pending.begin(), pending.end());
+            pending.clear();
+        } else {
+            REQUIRE(v.action == core::Action::Consumed);
+            pending.push_back(static_cast<std::uint16_t>(i));
+        }
         (void)stage.poll(b.ctx);  // as the shell does after every batch
         for (auto& s : b.ctx.sent) order.push_back(id_of(s));
         b.ctx.sent.clear();
@@ -310,6 +320,8 @@ TEST_CASE("reordering makes a packet leave behind its successor; without one it 
     (void)stage.poll(b.ctx);
     for (auto& s : b.ctx.sent) order.push_back(id_of(s));
     REQUIRE(order.size() == 1000);
+    expected.insert(expected.end(), pending.begin(), pending.end());  // these left at their cap
+    CHECK(order == expected);
     std::vector<std::uint16_t> sorted = order;
     std::sort(sorted.begin(), sorted.end());
     for (std::size_t i = 0; i < sorted.size(); ++i) REQUIRE(sorted[i] == i);  // nothing lost or doubled
