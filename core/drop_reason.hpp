@@ -41,6 +41,7 @@ enum class DropReason : std::uint8_t {
     Blocked,            // data gated by policy (e.g. RFC 5265 link-change block)
     Internal,           // our invariant broke; never caused by input alone
     UdpEncapMissing,    // an ESP SA wants UDP encapsulation and no nat.udp_encap below took it
+    Impaired,           // tap.impair lost it on purpose (loss model or full delay queue)
     Count
 };
 

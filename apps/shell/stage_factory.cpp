@@ -11,6 +11,7 @@ const std::vector<StageType>& stage_types() {
         add_ike_stage_types(t);
         add_nat_stage_types(t);
         add_tap_stage_types(t);
+        add_impair_stage_types(t);
         return t;
     }();
     return types;

@@ -41,6 +41,7 @@ std::unique_ptr<core::Stage> build_stage(const ConfigReader& entry, const StageB
 // Per-module registration functions (stage_config_<module>.cpp).
 void add_mip_stage_types(std::vector<StageType>& out);
 void add_tap_stage_types(std::vector<StageType>& out);
+void add_impair_stage_types(std::vector<StageType>& out);
 void add_nat_stage_types(std::vector<StageType>& out);
 void add_ipsec_stage_types(std::vector<StageType>& out);
 void add_ike_stage_types(std::vector<StageType>& out);

@@ -134,3 +134,40 @@ TEST_CASE("a strongSwan-style ESP proposal with a DH group points at the pfs key
     CHECK(message.find("\"3des-md5\" is not a supported ESP proposal; expected aes128gcm16,") != std::string::npos);
     CHECK(message.find("the PFS group goes in the \"pfs\" key") != std::string::npos);
 }
+
+TEST_CASE("tap.impair settings are checked: probabilities in [0, 1], no unknown keys") {
+    auto with_impair = [](json impair) {
+        auto j = good();
+        impair["type"] = "tap.impair";
+        j["pipeline"].push_back(impair);
+        return j;
+    };
+    CHECK(error_of(with_impair(json::parse(
+              R"({"seed": 7, "outbound": {"loss": 0.2, "burst": {"p_good_bad": 0.05, "p_bad_good": 0.5, "loss_bad": 0.9},
+                  "duplicate": 0.01, "reorder": 0.05, "delay_ms": 20, "jitter_ms": 10, "corrupt": 0.001, "queue": 256},
+                  "inbound": {"loss": 1}})"))) == "");
+    struct Row {
+        const char* impair;
+        const char* expected_text;
+    };
+    const Row rows[] = {
+        {R"({"outbound": {"loss": 1.5}})", "/pipeline/2/outbound/loss: is 1.5, out of range; expected a probability from 0 to 1"},
+        {R"({"inbound": {"duplicate": -0.1}})", "/pipeline/2/inbound/duplicate: is -0.1, out of range; expected a probability from 0 to 1"},
+        {R"({"outbound": {"corrupt": "0.1"}})", "/pipeline/2/outbound/corrupt: is \"0.1\"; expected a probability from 0 to 1"},
+        {R"({"outbound": {"lose": 0.1}})", "/pipeline/2/outbound/lose: is not a known setting here"},
+        {R"({"outbund": {}})", "/pipeline/2/outbund: is not a known setting here"},
+        {R"({"inbound": {"burst": {"p_good_bad": 0.1}}})", "/pipeline/2/inbound/burst/p_bad_good: is missing; expected a probability from 0 to 1"},
+        {R"({"inbound": {"burst": {"p_good_bad": 0.1, "p_bad_good": 2}}})", "/pipeline/2/inbound/burst/p_bad_good: is 2, out of range"},
+        {R"({"inbound": {"burst": {"p_good_bad": 0.1, "p_bad_good": 0.5, "loss_good": 0}}})", "/pipeline/2/inbound/burst/loss_good: is not a known setting here"},
+        {R"({"outbound": {"queue": 0}})", "/pipeline/2/outbound/queue: is 0, out of range"},
+        {R"({"outbound": {"delay_ms": -1}})", "/pipeline/2/outbound/delay_ms: is -1, out of range"},
+        {R"({"seed": -3})", "/pipeline/2/seed: is -3, out of range"},
+        {R"({"outbound": 0.2})", "/pipeline/2/outbound: is 0.2; expected an object"},
+    };
+    for (const auto& row : rows) {
+        CAPTURE(row.impair);
+        auto message = error_of(with_impair(json::parse(row.impair)));
+        CAPTURE(message);
+        CHECK(message.find(row.expected_text) != std::string::npos);
+    }
+}
