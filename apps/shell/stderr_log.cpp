@@ -42,15 +42,14 @@ std::string format_log_line(LogFormat format, core::LogLevel level, std::string_
             line = utc_stamp(now, "%H:%M:%S") + " " + std::string(level_name);
             line.append(level_name.size() < 5 ? 5 - level_name.size() : 0, ' ');
             line += " ";
-            line += component;
-            line += ": ";
+            if (!component.empty()) line += std::string(component) + ": ";  // the root logger has none
             line += message;
             break;
         }
         case LogFormat::Journal: {
             // journald reads the prefix per line, so a line break inside a message gets one too.
             const std::string prefix = "<" + std::to_string(core::syslog_priority(level)) + ">";
-            line = prefix + std::string(component) + ": ";
+            line = prefix + (component.empty() ? std::string() : std::string(component) + ": ");
             for (char c : message) {
                 line += c;
                 if (c == '\n') line += prefix;

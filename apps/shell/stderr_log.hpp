@@ -19,7 +19,7 @@ std::optional<LogFormat> parse_log_format(std::string_view text) noexcept;
 
 /// One log line with its newline. `component` is the logger's path, "node/stage" (the
 /// first part is the node; the root logger's is empty).
-///   text:    "13:34:46.123 info  a/ipsec.esp_tunnel: SA up"
+///   text:    "13:34:46.123 info  a/ipsec.esp_tunnel: SA up" (no "component: " for the root logger)
 ///   journal: "<6>a/ipsec.esp_tunnel: SA up" (each line of a multi-line message prefixed)
 ///   json:    {"time":"2026-12-06T13:34:46.123Z","level":"info","node":"a","component":"ipsec.esp_tunnel","message":"SA up"}
 std::string format_log_line(LogFormat format, core::LogLevel level, std::string_view component, std::string_view message,

@@ -24,7 +24,7 @@ std::chrono::system_clock::time_point fixed_time() {
 TEST_CASE("text lines carry a UTC time, the level padded to five and the component") {
     CHECK(shell::format_log_line(LogFormat::Text, core::LogLevel::Info, "a/ipsec.esp_tunnel", "SA up", fixed_time()) ==
           "13:34:46.123 info  a/ipsec.esp_tunnel: SA up\n");
-    CHECK(shell::format_log_line(LogFormat::Text, core::LogLevel::Error, "", "bad", fixed_time()) == "13:34:46.123 error : bad\n");
+    CHECK(shell::format_log_line(LogFormat::Text, core::LogLevel::Error, "", "bad", fixed_time()) == "13:34:46.123 error bad\n");
 }
 
 TEST_CASE("journal lines carry the sd-daemon priority prefix and no timestamp") {
@@ -43,6 +43,8 @@ TEST_CASE("journal lines carry the sd-daemon priority prefix and no timestamp") 
     }
     // journald files each line on its own: every line of a multi-line message keeps its priority.
     CHECK(shell::format_log_line(LogFormat::Journal, core::LogLevel::Warn, "a", "one\ntwo", fixed_time()) == "<4>a: one\n<4>two\n");
+    // The root logger (main's own messages) has no component.
+    CHECK(shell::format_log_line(LogFormat::Journal, core::LogLevel::Info, "", "running", fixed_time()) == "<6>running\n");
 }
 
 TEST_CASE("json lines are one object with time, level, node, component and message") {
