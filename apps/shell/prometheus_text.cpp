@@ -173,7 +173,7 @@ struct StateWalk {
                 sample(key, value, path, labels, counters);
             }
         }
-        if (any_info) e.add(prefix + "_info", "gauge", "Settings and state of a " + type + " stage, as labels", info, 1);
+        if (any_info) e.add(prefix + "_info", "gauge", "Settings and state of the " + type + " stage, as labels", info, 1);
     }
 
     void sample(const std::string& key, const nlohmann::json& value, const std::string& path, const Labels& labels, bool in_counters) {
