@@ -26,6 +26,17 @@ bool parse_log_level(std::string_view text, LogLevel& out) noexcept {
     return false;
 }
 
+int syslog_priority(LogLevel l) noexcept {
+    switch (l) {
+        case LogLevel::Error: return 3;  // LOG_ERR
+        case LogLevel::Warn: return 4;   // LOG_WARNING
+        case LogLevel::Info: return 6;   // LOG_INFO
+        case LogLevel::Debug:
+        case LogLevel::Off: return 7;    // LOG_DEBUG
+    }
+    return 7;
+}
+
 Logger::Logger(std::string component, LogLevel level, Sink sink)
     : component_(std::move(component)),
       level_(std::make_shared<LogLevel>(level)),

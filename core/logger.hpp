@@ -20,6 +20,9 @@ enum class LogLevel : std::uint8_t { Debug, Info, Warn, Error, Off };
 std::string_view to_string(LogLevel l) noexcept;
 /// "debug", "info", "warn", "error", "off"; false if unknown.
 bool parse_log_level(std::string_view text, LogLevel& out) noexcept;
+/// The syslog priority journald files a line under (sd-daemon(3) "<N>" prefixes):
+/// error 3, warn 4, info 6, debug 7.
+int syslog_priority(LogLevel l) noexcept;
 
 class Logger {
 public:

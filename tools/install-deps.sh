@@ -11,7 +11,7 @@ packages=(
   # lab and end-to-end tests
   iproute2 nftables conntrack iputils-ping dnsmasq-base busybox procps
   # independent checkers
-  tshark python3 python3-scapy python3-cryptography
+  tshark python3 python3-scapy python3-cryptography python3-prometheus-client
   # interop peer: strongSwan 5.9 with kernel-libipsec (no kernel IPsec needed)
   strongswan-charon strongswan-swanctl strongswan-libcharon libcharon-extra-plugins
   libstrongswan-standard-plugins libstrongswan-extra-plugins

@@ -16,6 +16,7 @@
 #include "apps/shell/control_server.hpp"
 #include "apps/shell/node.hpp"
 #include "apps/shell/node_config.hpp"
+#include "apps/shell/prometheus_text.hpp"
 #include "apps/shell/stage_factory.hpp"
 #include "apps/shell/stderr_log.hpp"
 
@@ -30,7 +31,7 @@ using namespace mipsec;
 constexpr int exit_config = 2;
 constexpr int exit_failure = 1;
 
-int run_command(const std::string& config_path, const std::string& level_override) {
+int run_command(const std::string& config_path, const std::string& level_override, const std::string& log_format) {
     shell::RunConfig config;
     try {
         config = shell::load_run_config(config_path);
@@ -39,7 +40,8 @@ int run_command(const std::string& config_path, const std::string& level_overrid
         return exit_config;
     }
     if (!level_override.empty()) core::parse_log_level(level_override, config.log_level);
-    auto log = shell::make_stderr_logger(config.log_level);
+    // No --log-format: journal prefixes when stderr is the journal, else text.
+    auto log = shell::make_stderr_logger(config.log_level, shell::parse_log_format(log_format));
 
     boost::asio::io_context io(1);
     std::vector<std::unique_ptr<shell::Node>> nodes;
@@ -80,7 +82,8 @@ int run_command(const std::string& config_path, const std::string& level_overrid
 
 int check_command(const std::string& config_path) {
     try {
-        auto config = shell::load_run_config(config_path);
+        auto config = shell::load_run_config(config_path, shell::ExposedSecrets::Warn);
+        for (const auto& w : config.warnings) std::fprintf(stderr, "mipsec: warning: config %s: %s (`mipsec run` refuses this)\n", config_path.c_str(), w.c_str());
         std::printf("%s: OK, %zu node(s), control socket %s\n", config_path.c_str(), config.nodes.size(), config.control_socket.c_str());
         for (const auto& n : config.nodes) {
             std::printf("  %s: tun %s, local %s, pipeline (inner first):", n.name.c_str(), n.tun.name.c_str(), n.transport.local.to_string().c_str());
@@ -188,9 +191,10 @@ void print_status(const nlohmann::json& j) {
     }
 }
 
-int status_command(std::string socket_path, const std::string& config_path, bool json) {
+int status_command(std::string socket_path, const std::string& config_path, const std::string& format) {
     try {
-        if (!config_path.empty()) socket_path = shell::load_run_config(config_path).control_socket;
+        // Only the socket path: status needs neither a valid pipeline nor the keys.
+        if (!config_path.empty()) socket_path = shell::control_socket_path(shell::read_json_file(config_path));
     } catch (const shell::ConfigError& e) {
         std::fprintf(stderr, "mipsec: config %s: %s\n", config_path.c_str(), e.what());
         return exit_config;
@@ -201,7 +205,8 @@ int status_command(std::string socket_path, const std::string& config_path, bool
             std::fprintf(stderr, "mipsec: %s\n", reply.at("error").get<std::string>().c_str());
             return exit_failure;
         }
-        if (json) std::cout << reply.dump(2) << "\n";
+        if (format == "json") std::cout << reply.dump(2) << "\n";
+        else if (format == "prometheus") std::cout << shell::prometheus_text(reply);
         else print_status(reply);
         return 0;
     } catch (const std::exception& e) {
@@ -222,6 +227,9 @@ int main(int argc, char** argv) {
     auto* run = app.add_subcommand("run", "Start the nodes a JSON config describes; runs until SIGINT/SIGTERM");
     run->add_option("config", config_path, "JSON config file")->required();
     run->add_option("--log-level", level, "Override the config's log level")->check(CLI::IsMember({"debug", "info", "warn", "error", "off"}));
+    std::string log_format;
+    run->add_option("--log-format", log_format, "text, journal (\"<N>\" priority prefixes, no timestamp) or json (one object per line); default: journal when stderr is the journal, else text")
+        ->check(CLI::IsMember({"text", "journal", "json"}));
 
     auto* check = app.add_subcommand("check", "Validate a config file without starting anything");
     check->add_option("config", config_path, "JSON config file")->required();
@@ -229,7 +237,11 @@ int main(int argc, char** argv) {
     auto* status = app.add_subcommand("status", "Show a running instance's state and counters");
     status->add_option("--socket", socket_path, "Control socket of the instance")->capture_default_str();
     status->add_option("--config", config_path, "Take the control socket path from this config");
-    status->add_flag("--json", json, "Print the raw JSON");
+    status->add_flag("--json", json, "Print the raw JSON (the same as --format json)");
+    std::string status_format = "text";
+    status->add_option("--format", status_format, "text, json, or prometheus (text exposition format, for node_exporter's textfile collector)")
+        ->check(CLI::IsMember({"text", "json", "prometheus"}))
+        ->capture_default_str();
 
     auto* stages = app.add_subcommand("stages", "List the stage types a pipeline may use");
 
@@ -270,9 +282,15 @@ int main(int argc, char** argv) {
 
     CLI11_PARSE(app, argc, argv);
 
-    if (*run) return run_command(config_path, level);
+    if (*run) return run_command(config_path, level, log_format);
     if (*check) return check_command(config_path);
-    if (*status) return status_command(socket_path, config_path, json);
+    if (*status) {
+        if (json && status_format != "text" && status_format != "json") {
+            std::fprintf(stderr, "mipsec status: --json and --format %s contradict each other\n", status_format.c_str());
+            return exit_config;
+        }
+        return status_command(socket_path, config_path, json ? "json" : status_format);
+    }
     if (*bench_esp) return bench::run_esp(esp_options);
     if (*bench_ha) return bench::run_ha(ha_options);
     if (*bench_gateway_poll) return bench::run_gateway_poll(gateway_poll_options);

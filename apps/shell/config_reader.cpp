@@ -1,7 +1,15 @@
 // SPDX-License-Identifier: MIT
 #include "apps/shell/config_reader.hpp"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cctype>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 
 namespace mipsec::shell {
 
@@ -27,8 +35,55 @@ ConfigError::ConfigError(std::string pointer, std::string problem, std::string e
                          (expected.empty() ? "" : "; expected " + expected)),
       pointer_(std::move(pointer)) {}
 
-ConfigReader::ConfigReader(const nlohmann::json& node, std::string pointer)
-    : node_(node), pointer_(std::move(pointer)) {
+SecretSources SecretSources::from_environment(const std::string& config_path) {
+    SecretSources s;
+    if (const char* dir = std::getenv("CREDENTIALS_DIRECTORY"); dir != nullptr) s.credentials_directory = dir;
+    if (auto slash = config_path.rfind('/'); slash != std::string::npos) s.config_directory = slash == 0 ? "/" : config_path.substr(0, slash);
+    return s;
+}
+
+std::string SecretSources::resolve(const std::string& path) const {
+    if (path.starts_with('/')) return path;
+    const std::string& base = credentials_directory.empty() ? config_directory : credentials_directory;
+    if (base.empty()) return path;
+    return base.ends_with('/') ? base + path : base + "/" + path;
+}
+
+std::string read_secret_file(const std::string& path) {
+    // Open first, then check the descriptor: the mode we judge is the file we read.
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) throw std::runtime_error("cannot open \"" + path + "\": " + std::strerror(errno));
+    struct Closer {
+        int fd;
+        ~Closer() { ::close(fd); }
+    } closer{fd};
+    struct stat st{};
+    if (::fstat(fd, &st) != 0) throw std::runtime_error("cannot stat \"" + path + "\": " + std::strerror(errno));
+    if (!S_ISREG(st.st_mode)) throw std::runtime_error("\"" + path + "\" is not a regular file");
+    const unsigned mode = st.st_mode & 07777;
+    if ((mode & 077) != 0) {
+        char octal[8];
+        std::snprintf(octal, sizeof octal, "%04o", mode);
+        const char* who = (mode & S_IROTH) != 0 ? "is readable by others" : (mode & S_IRGRP) != 0 ? "is readable by its group" : "can be written by group or others";
+        throw std::runtime_error("key file \"" + path + "\" " + who + " (mode " + octal + "): chmod 600 it");
+    }
+    std::string content;
+    char buf[4096];
+    for (;;) {
+        auto n = ::read(fd, buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) throw std::runtime_error("cannot read \"" + path + "\": " + std::strerror(errno));
+        if (n == 0) break;
+        content.append(buf, static_cast<std::size_t>(n));
+        if (content.size() > 64 * 1024) throw std::runtime_error("\"" + path + "\" is larger than 64 KiB; a key file holds one key");
+    }
+    if (content.ends_with('\n')) content.pop_back();
+    if (content.empty()) throw std::runtime_error("\"" + path + "\" is empty");
+    return content;
+}
+
+ConfigReader::ConfigReader(const nlohmann::json& node, std::string pointer, SecretReads* secrets)
+    : node_(node), pointer_(std::move(pointer)), secrets_(secrets) {
     if (!node_.is_object()) throw ConfigError(pointer_, "is " + describe(node_), "an object");
 }
 
@@ -145,7 +200,10 @@ std::string ConfigReader::choice_or(std::string_view key, const std::vector<std:
 }
 
 std::vector<std::uint8_t> ConfigReader::hex_bytes(std::string_view key, std::size_t min_len, std::size_t max_len) const {
-    auto text = string(key);
+    return parse_hex(string(key), key, min_len, max_len);
+}
+
+std::vector<std::uint8_t> ConfigReader::parse_hex(const std::string& text, std::string_view key, std::size_t min_len, std::size_t max_len) const {
     std::string expected = min_len == max_len ? "hex for exactly " + std::to_string(min_len) + " bytes (" + std::to_string(2 * min_len) + " hex digits)"
                                               : "hex for " + std::to_string(min_len) + " to " + std::to_string(max_len) + " bytes";
     std::vector<std::uint8_t> out;
@@ -167,7 +225,42 @@ std::vector<std::uint8_t> ConfigReader::hex_bytes(std::string_view key, std::siz
     return out;
 }
 
-ConfigReader ConfigReader::object(std::string_view key) const { return ConfigReader(require(key), pointer_of(key)); }
+std::string ConfigReader::secret_key(std::string_view key) const {
+    const std::string file_key = std::string(key) + "_file";
+    return has(file_key) ? file_key : std::string(key);
+}
+
+std::string ConfigReader::secret_string(std::string_view key) const {
+    const std::string file_key = std::string(key) + "_file";
+    if (has(key) && has(file_key))
+        fail(file_key, "is given together with \"" + std::string(key) + "\"", "either \"" + std::string(key) + "\" (inline) or \"" + file_key + "\" (a file), not both");
+    if (!has(key) && !has(file_key))
+        fail(key, "is missing", "\"" + std::string(key) + "\" (inline) or \"" + file_key + "\" (a file holding it)");
+    if (!has(file_key)) {
+        auto value = string(key);
+        if (secrets_ != nullptr) secrets_->inline_pointers.push_back(pointer_of(key));
+        return value;
+    }
+    auto path = string(file_key);
+    if (path.empty()) fail(file_key, "is empty", "the path of a file holding the secret");
+    const SecretSources fallback = SecretSources::from_environment("");
+    const auto resolved = (secrets_ != nullptr ? secrets_->sources : fallback).resolve(path);
+    std::string value;
+    try {
+        value = read_secret_file(resolved);
+    } catch (const std::runtime_error& e) {
+        fail(file_key, e.what(), "a file only its owner can read (chmod 600); relative paths are taken from $CREDENTIALS_DIRECTORY if set, else the config file's directory");
+    }
+    if (secrets_ != nullptr) secrets_->from_files.push_back({pointer_, std::string(key), value});
+    return value;
+}
+
+std::vector<std::uint8_t> ConfigReader::secret_hex_bytes(std::string_view key, std::size_t min_len, std::size_t max_len) const {
+    auto text = secret_string(key);
+    return parse_hex(text, secret_key(key), min_len, max_len);
+}
+
+ConfigReader ConfigReader::object(std::string_view key) const { return ConfigReader(require(key), pointer_of(key), secrets_); }
 
 std::optional<ConfigReader> ConfigReader::optional_object(std::string_view key) const {
     if (!has(key)) return std::nullopt;
@@ -178,7 +271,7 @@ std::vector<ConfigReader> ConfigReader::objects(std::string_view key) const {
     const auto& v = require(key);
     if (!v.is_array()) fail(key, "is " + describe(v), "an array of objects");
     std::vector<ConfigReader> out;
-    for (std::size_t i = 0; i < v.size(); ++i) out.emplace_back(v[i], pointer_of(key) + "/" + std::to_string(i));
+    for (std::size_t i = 0; i < v.size(); ++i) out.emplace_back(v[i], pointer_of(key) + "/" + std::to_string(i), secrets_);
     return out;
 }
 

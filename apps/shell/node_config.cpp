@@ -1,7 +1,12 @@
 // SPDX-License-Identifier: MIT
 #include "apps/shell/node_config.hpp"
 
+#include <sys/stat.h>
+
 #include <algorithm>
+#include <climits>
+#include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -68,7 +73,20 @@ TransportConfig parse_transport(const ConfigReader& c) {
     return t;
 }
 
-NodeConfig parse_node(const ConfigReader& c, bool allow_process_keys) {
+// Stages are built twice: here to validate, and by the node to run. Secrets read from files
+// now go into the node's copy of its pipeline, so the node builds from what was checked and
+// never resolves a path against a different directory or credential set.
+void inline_file_secrets(nlohmann::json& pipeline, const std::string& pipeline_pointer, std::vector<SecretReads::FromFile>& from_files) {
+    for (auto& f : from_files) {
+        if (!f.object_pointer.starts_with(pipeline_pointer)) continue;
+        auto& object = pipeline[nlohmann::json::json_pointer(f.object_pointer.substr(pipeline_pointer.size()))];
+        object.erase(f.field + "_file");
+        object[f.field] = std::move(f.value);
+    }
+    from_files.clear();
+}
+
+NodeConfig parse_node(const ConfigReader& c, bool allow_process_keys, SecretReads& secrets) {
     std::set<std::string, std::less<>> keys = {"name", "tun", "link", "transport", "pipeline", "pool"};
     if (allow_process_keys) keys.insert({"control_socket", "log_level"});
     c.only(keys);
@@ -107,10 +125,12 @@ NodeConfig parse_node(const ConfigReader& c, bool allow_process_keys) {
     crypto::SystemRandom random;
     StageBuildContext ctx{n.name, true, &random, core::Clock::now(), nullptr};
     std::size_t overhead = 0;
+    secrets.from_files.clear();
     for (const auto& entry : c.objects("pipeline")) {
         auto stage = build_stage(entry, ctx);
         if (stage) overhead += stage->headroom() + stage->tailroom();
     }
+    inline_file_secrets(n.pipeline, c.pointer_of("pipeline"), secrets.from_files);
     std::size_t inner_mtu = n.tun.mtu.value_or(n.transport.link_mtu > overhead ? n.transport.link_mtu - overhead : 0);
     if (inner_mtu < 576)
         c.fail("transport", "link MTU " + std::to_string(n.transport.link_mtu) + " minus the pipeline's " + std::to_string(overhead) + " bytes of overhead leaves less than 576 bytes", "a larger \"link_mtu\"");
@@ -123,19 +143,21 @@ NodeConfig parse_node(const ConfigReader& c, bool allow_process_keys) {
 
 }  // namespace
 
-RunConfig parse_run_config(const nlohmann::json& root) {
-    ConfigReader top(root, "");
+RunConfig parse_run_config(const nlohmann::json& root, const SecretSources& sources) {
+    SecretReads secrets{sources, {}, {}};
+    ConfigReader top(root, "", &secrets);
     RunConfig run;
     const bool multi = top.has("nodes");
     if (multi) {
         top.only({"nodes", "control_socket", "log_level"});
-        for (const auto& n : top.objects("nodes")) run.nodes.push_back(parse_node(n, false));
+        for (const auto& n : top.objects("nodes")) run.nodes.push_back(parse_node(n, false, secrets));
         if (run.nodes.empty()) top.fail("nodes", "is empty", "at least one node");
     } else {
-        run.nodes.push_back(parse_node(top, true));
+        run.nodes.push_back(parse_node(top, true, secrets));
     }
     auto level = top.choice_or("log_level", {"debug", "info", "warn", "error", "off"}, "info");
     core::parse_log_level(level, run.log_level);
+    run.inline_secrets = std::move(secrets.inline_pointers);
     run.control_socket = top.optional_string("control_socket").value_or("/run/mipsec/" + run.nodes.front().name + ".sock");
     if (run.control_socket.empty() || run.control_socket.size() > 107)
         top.fail("control_socket", "is not a usable Unix socket path", "an absolute path of at most 107 characters");
@@ -173,6 +195,48 @@ nlohmann::json read_json_file(const std::string& path) {
     }
 }
 
-RunConfig load_run_config(const std::string& path) { return parse_run_config(read_json_file(path)); }
+std::string control_socket_path(const nlohmann::json& root) {
+    if (root.is_object() && root.contains("control_socket") && root["control_socket"].is_string()) return root["control_socket"].get<std::string>();
+    const nlohmann::json* first = &root;
+    if (root.is_object() && root.contains("nodes") && root["nodes"].is_array() && !root["nodes"].empty()) first = &root["nodes"][0];
+    if (!first->is_object() || !first->contains("name") || !(*first)["name"].is_string())
+        throw ConfigError("", "names no control socket and no node", "\"control_socket\" or a node \"name\"");
+    return "/run/mipsec/" + (*first)["name"].get<std::string>() + ".sock";
+}
+
+std::string readable_by_others(const std::string& path) {
+    struct stat st{};
+    if (::stat(path.c_str(), &st) != 0 || (st.st_mode & S_IROTH) == 0) return "";
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+    // Others reach the file only if they may pass through every directory above it.
+    char real[PATH_MAX];
+    if (::realpath(path.c_str(), real) == nullptr) return "";
+    std::string dir = real;
+    while (true) {
+        auto slash = dir.rfind('/');
+        if (slash == std::string::npos) break;
+        dir = slash == 0 ? "/" : dir.substr(0, slash);
+        struct stat d{};
+        if (::stat(dir.c_str(), &d) != 0 || (d.st_mode & S_IXOTH) == 0) return "";
+        if (dir == "/") break;
+    }
+    return std::string("readable by others (mode ") + mode + ")";
+}
+
+RunConfig load_run_config(const std::string& path, ExposedSecrets exposed) {
+    auto run = parse_run_config(read_json_file(path), SecretSources::from_environment(path));
+    if (run.inline_secrets.empty()) return run;
+    if (auto why = readable_by_others(path); !why.empty()) {
+        const auto& first = run.inline_secrets.front();
+        const std::string field = first.substr(first.rfind('/') + 1);
+        std::string problem = "is a secret written in config file \"" + path + "\", which is " + why +
+                              (run.inline_secrets.size() > 1 ? " (and " + std::to_string(run.inline_secrets.size() - 1) + " more inline secret(s))" : "");
+        std::string fix = "the secret in \"" + field + "_file\" (a file only its owner can read), or `chmod 600 " + path + "`";
+        if (exposed == ExposedSecrets::Refuse) throw ConfigError(first, problem, fix);
+        run.warnings.push_back(ConfigError(first, problem, fix).what());
+    }
+    return run;
+}
 
 }  // namespace mipsec::shell

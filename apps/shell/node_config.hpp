@@ -52,12 +52,31 @@ struct RunConfig {
     std::string control_socket;
     core::LogLevel log_level = core::LogLevel::Info;
     std::vector<NodeConfig> nodes;
+    /// JSON pointers of secrets written inline ("/pipeline/0/psk"); those read from
+    /// "*_file" are already resolved into each node's pipeline, which names no file.
+    std::vector<std::string> inline_secrets;
+    /// Problems that did not refuse the config (load_run_config with ExposedSecrets::Warn).
+    std::vector<std::string> warnings;
 };
 
-/// Throws ConfigError. Also builds every stage in dry-run mode, so stage settings are checked.
-RunConfig parse_run_config(const nlohmann::json& root);
-/// Reads and parses a file; JSON syntax errors name the line and column. Throws ConfigError.
-RunConfig load_run_config(const std::string& path);
+/// Throws ConfigError. Also builds every stage in dry-run mode, so stage settings are checked;
+/// secret files ("psk_file", "key_file") are read then, relative paths resolved by `sources`.
+RunConfig parse_run_config(const nlohmann::json& root, const SecretSources& sources = {});
+
+/// What to do with a config file that holds inline secrets and others can read.
+enum class ExposedSecrets : std::uint8_t {
+    Refuse,  // `mipsec run`: the secrets are already out; say how to fix it
+    Warn,    // `mipsec check`: report it (a shipped example is world-readable on purpose)
+};
+/// Reads and parses a file; JSON syntax errors name the line and column. Secret file paths
+/// resolve against $CREDENTIALS_DIRECTORY, else the file's directory. Throws ConfigError.
+RunConfig load_run_config(const std::string& path, ExposedSecrets exposed = ExposedSecrets::Refuse);
 nlohmann::json read_json_file(const std::string& path);
+/// The control socket a config names (or the default for its first node), without validating
+/// the rest or reading secrets: for `mipsec status --config`, which need not read keys.
+std::string control_socket_path(const nlohmann::json& root);
+/// Why others can read `path`, or "" if they cannot: its mode lets others read it and every
+/// directory above it lets others through (a 0644 file in a 0700 directory is private).
+std::string readable_by_others(const std::string& path);
 
 }  // namespace mipsec::shell

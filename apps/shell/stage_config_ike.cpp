@@ -60,8 +60,8 @@ ipsec::ike::IdPayload read_id(const ConfigReader& c, std::string_view key) {
 
 // Settings both roles share; `peer` restricts the PSK to one peer address (client).
 void read_session(const ConfigReader& c, core::Ipv4Address local, std::optional<core::Ipv4Address> peer, ipsec::ike::SessionConfig& s) {
-    auto psk = c.string("psk");
-    if (psk.size() < 8) c.fail("psk", "is shorter than 8 characters", "a pre-shared key of at least 8 characters");
+    auto psk = c.secret_string("psk");
+    if (psk.size() < 8) c.fail(c.secret_key("psk"), "is shorter than 8 characters", "a pre-shared key of at least 8 characters");
     std::optional<core::Ipv4Prefix> peer_prefix;
     if (peer) peer_prefix = core::Ipv4Prefix{*peer, 32};
     s.psks.push_back({peer_prefix, crypto::SecretBytes(std::span(reinterpret_cast<const std::uint8_t*>(psk.data()), psk.size()))});
@@ -117,7 +117,7 @@ void read_session(const ConfigReader& c, core::Ipv4Address local, std::optional<
 }
 
 std::unique_ptr<core::Stage> build_vpn_client(const ConfigReader& c, const StageBuildContext& ctx) {
-    c.only({"type", "local", "gateway", "psk", "local_id", "remote_id", "ike_proposals", "esp_proposals", "pfs",
+    c.only({"type", "local", "gateway", "psk", "psk_file", "local_id", "remote_id", "ike_proposals", "esp_proposals", "pfs",
             "request_address", "remote_ts", "local_ts", "dpd_delay_s", "force_encapsulation", "nat_traversal",
             "child_rekey_s", "ike_port", "nat_t_port", "restart_s", "ttl", "key_log", "ike_lifetime_s",
             "reauth_margin_s"});
@@ -143,7 +143,7 @@ std::unique_ptr<core::Stage> build_vpn_client(const ConfigReader& c, const Stage
 }
 
 std::unique_ptr<core::Stage> build_vpn_gateway(const ConfigReader& c, const StageBuildContext& ctx) {
-    c.only({"type", "local", "psk", "local_id", "remote_id", "ike_proposals", "esp_proposals", "pfs", "pool",
+    c.only({"type", "local", "psk", "psk_file", "local_id", "remote_id", "ike_proposals", "esp_proposals", "pfs", "pool",
             "local_ts", "dpd_delay_s", "force_encapsulation", "nat_traversal", "child_rekey_s", "ike_port",
             "nat_t_port", "max_half_open", "max_sessions", "ttl", "ike_lifetime_s", "key_log"});
     ipsec::VpnGatewayStage::Config cfg;

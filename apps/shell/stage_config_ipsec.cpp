@@ -82,11 +82,11 @@ std::unique_ptr<core::Stage> build_esp(const ConfigReader& c, const StageBuildCo
     int i = 0;
     for (auto d : {Direction{"inbound", ipsec::Sa::Direction::Inbound}, Direction{"outbound", ipsec::Sa::Direction::Outbound}}) {
         auto dir = sa_cfg->object(d.key);
-        dir.only({"spi", "key"});
+        dir.only({"spi", "key", "key_file"});
         auto config = common;
         config.spi = read_spi(dir, "spi");
         // KEYMAT: encryption key (+ 4-byte salt for AEAD suites) then integrity key (RFC 4106 §8.1).
-        crypto::SecretBytes keymat(dir.hex_bytes("key", key_len, key_len));
+        crypto::SecretBytes keymat(dir.secret_hex_bytes("key", key_len, key_len));
         auto sa = ipsec::Sa::create(d.direction, config, keymat, random, ctx.now);
         if (!sa) dir.fail("", "cannot create the SA: " + sa.error().message(), "valid settings for " + suite_name);
         spis[i] = config.spi;

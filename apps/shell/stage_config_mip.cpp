@@ -26,7 +26,7 @@ std::unique_ptr<core::Stage> build_ipip(const ConfigReader& c, const StageBuildC
 mip::SecurityAssociation read_sa(const ConfigReader& c) {
     mip::SecurityAssociation sa;
     sa.spi = static_cast<std::uint32_t>(c.integer("spi", mip::SecurityAssociation::min_spi, 0xFFFFFFFF));
-    sa.key = crypto::SecretBytes(c.hex_bytes("key", 1, 64));
+    sa.key = crypto::SecretBytes(c.secret_hex_bytes("key", 1, 64));
     sa.replay = c.choice_or("replay", {"timestamp", "nonce"}, "timestamp") == "nonce" ? mip::ReplayProtection::Nonce
                                                                                         : mip::ReplayProtection::Timestamp;
     return sa;
@@ -36,7 +36,7 @@ mip::SecurityAssociation read_sa(const ConfigReader& c) {
 core::Duration ntp_offset_now(const StageBuildContext& ctx) { return mip::ntp_offset(std::chrono::system_clock::now(), ctx.now); }
 
 std::unique_ptr<core::Stage> build_mobile_node(const ConfigReader& c, const StageBuildContext& ctx) {
-    c.only({"type", "home_address", "home_agent", "spi", "key", "replay", "lifetime_s", "reverse_tunnel", "udp_tunnelling",
+    c.only({"type", "home_address", "home_agent", "spi", "key", "key_file", "replay", "lifetime_s", "reverse_tunnel", "udp_tunnelling",
             "care_of", "care_of_address", "interface", "foreign_agents", "source_port", "nai", "tunnel_ttl", "df", "max_retransmit_s"});
     mip::MobileNodeStage::Config cfg;
     auto& node = cfg.node;
@@ -114,7 +114,7 @@ std::unique_ptr<core::Stage> build_home_agent(const ConfigReader& c, const Stage
     std::set<std::uint32_t> homes;
     std::set<std::string> nais;
     for (const auto& mn : c.objects("mobile_nodes")) {
-        mn.only({"home_address", "spi", "key", "replay", "nai"});
+        mn.only({"home_address", "spi", "key", "key_file", "replay", "nai"});
         mip::HomeAgent::MobileNodeConfig m;
         m.home_address = mn.address("home_address");
         m.nai = mn.optional_string("nai").value_or("");

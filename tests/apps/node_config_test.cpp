@@ -3,6 +3,11 @@
 // the JSON pointer, what is wrong and what is expected.
 #include <doctest/doctest.h>
 
+#include <sys/stat.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <string>
 
 #include "apps/shell/node_config.hpp"
@@ -170,4 +175,213 @@ TEST_CASE("tap.impair settings are checked: probabilities in [0, 1], no unknown 
         CAPTURE(message);
         CHECK(message.find(row.expected_text) != std::string::npos);
     }
+}
+
+// --- Secrets apart from the config: "psk_file" / "key_file", $CREDENTIALS_DIRECTORY, modes.
+
+namespace {
+
+// A private temporary directory with files at modes the test chooses; removed on exit.
+class TempDir {
+public:
+    TempDir() {
+        char name[] = "/tmp/mipsec-secrets-XXXXXX";
+        REQUIRE(::mkdtemp(name) != nullptr);
+        path_ = name;
+    }
+    ~TempDir() { std::filesystem::remove_all(path_); }
+    const std::string& path() const { return path_; }
+    std::string write(const std::string& name, const std::string& content, unsigned mode) const {
+        const auto p = path_ + "/" + name;
+        std::ofstream(p, std::ios::binary) << content;
+        REQUIRE(::chmod(p.c_str(), mode) == 0);
+        return p;
+    }
+
+private:
+    std::string path_;
+};
+
+const char* const gateway_psk = "correct horse battery";
+const std::string esp_in_key = "00112233445566778899aabbccddeeff01020304";  // aes128gcm16: 16 + 4 salt
+const std::string esp_out_key = "ffeeddccbbaa99887766554433221100a1a2a3a4";
+
+json secret_config() {
+    return json::parse(R"({
+      "name": "gw",
+      "tun": {"name": "vpn0"},
+      "transport": {"local": "192.0.2.1", "udp_ports": [500, 4500], "raw_protocols": [50]},
+      "pipeline": [
+        {"type": "ipsec.esp_tunnel", "local": "192.0.2.1", "remote": "192.0.2.9",
+         "sa": {"suite": "aes128gcm16", "inbound": {"spi": 4097, "key_file": "esp-in.key"},
+                "outbound": {"spi": 8194, "key": "ffeeddccbbaa99887766554433221100a1a2a3a4"}}},
+        {"type": "ipsec.vpn_gateway", "local": "192.0.2.1", "psk_file": "gw.psk", "local_ts": ["10.99.1.0/24"]}
+      ]
+    })");
+}
+
+std::string parse_error(const json& j, const shell::SecretSources& sources) {
+    try {
+        (void)shell::parse_run_config(j, sources);
+    } catch (const shell::ConfigError& e) {
+        return e.what();
+    }
+    return "";
+}
+
+}  // namespace
+
+TEST_CASE("secrets come from files relative to the config directory, one trailing newline trimmed") {
+    TempDir dir;
+    dir.write("gw.psk", std::string(gateway_psk) + "\n", 0600);
+    dir.write("esp-in.key", "00:11:22:33:44:55:66:77:88:99:aa:bb:cc:dd:ee:ff:01:02:03:04\n", 0400);  // inline formats apply
+    auto run = shell::parse_run_config(secret_config(), {"", dir.path()});
+    REQUIRE(run.nodes.size() == 1);
+    // The node builds from the resolved pipeline: contents inline, no file named any more.
+    const auto& p = run.nodes[0].pipeline;
+    CHECK(p[1]["psk"] == gateway_psk);
+    CHECK_FALSE(p[1].contains("psk_file"));
+    CHECK(p[0]["sa"]["inbound"]["key"] == "00:11:22:33:44:55:66:77:88:99:aa:bb:cc:dd:ee:ff:01:02:03:04");
+    CHECK_FALSE(p[0]["sa"]["inbound"].contains("key_file"));
+    // Only the outbound key was written in the config itself.
+    CHECK(run.inline_secrets == std::vector<std::string>{"/pipeline/0/sa/outbound/key"});
+}
+
+TEST_CASE("$CREDENTIALS_DIRECTORY wins over the config directory; absolute paths are taken as they are") {
+    TempDir config_dir, credentials;
+    config_dir.write("gw.psk", "the config directory's psk", 0600);
+    config_dir.write("esp-in.key", esp_in_key, 0600);
+    credentials.write("gw.psk", "the systemd credential", 0400);
+    credentials.write("esp-in.key", esp_in_key, 0400);
+    auto run = shell::parse_run_config(secret_config(), {credentials.path(), config_dir.path()});
+    CHECK(run.nodes[0].pipeline[1]["psk"] == "the systemd credential");
+
+    auto absolute = secret_config();
+    absolute["pipeline"][1]["psk_file"] = config_dir.path() + "/gw.psk";
+    run = shell::parse_run_config(absolute, {credentials.path(), "/nonexistent"});
+    CHECK(run.nodes[0].pipeline[1]["psk"] == "the config directory's psk");
+}
+
+TEST_CASE("secret files open to group or others are refused like ssh refuses keys") {
+    TempDir dir;
+    dir.write("esp-in.key", esp_in_key, 0600);
+    struct Row {
+        unsigned mode;
+        const char* message;
+    } rows[] = {
+        {0644, "/pipeline/1/psk_file: key file \"DIR/gw.psk\" is readable by others (mode 0644): chmod 600 it"},
+        {0640, "/pipeline/1/psk_file: key file \"DIR/gw.psk\" is readable by its group (mode 0640): chmod 600 it"},
+        {0620, "/pipeline/1/psk_file: key file \"DIR/gw.psk\" can be written by group or others (mode 0620): chmod 600 it"},
+    };
+    for (const auto& row : rows) {
+        CAPTURE(row.mode);
+        dir.write("gw.psk", gateway_psk, row.mode);
+        std::string expected = row.message;
+        expected.replace(expected.find("DIR"), 3, dir.path());
+        CHECK(parse_error(secret_config(), {"", dir.path()}).starts_with(expected));
+    }
+    dir.write("gw.psk", gateway_psk, 0600);
+    CHECK(parse_error(secret_config(), {"", dir.path()}) == "");
+}
+
+TEST_CASE("secret fields: exactly one of x / x_file, and file contents checked like inline values") {
+    TempDir dir;
+    dir.write("gw.psk", gateway_psk, 0600);
+    dir.write("esp-in.key", esp_in_key, 0600);
+    dir.write("short.key", "0011\n", 0600);
+    dir.write("short.psk", "short\n", 0600);
+    dir.write("empty.psk", "\n", 0600);
+    struct Row {
+        const char* name;
+        void (*mutate)(json&);
+        const char* expected_text;
+    };
+    const Row rows[] = {
+        {"both", [](json& j) { j["pipeline"][1]["psk"] = "inline and file"; }, "/pipeline/1/psk_file: is given together with \"psk\"; expected either \"psk\" (inline) or \"psk_file\" (a file), not both"},
+        {"neither", [](json& j) { j["pipeline"][1].erase("psk_file"); }, "/pipeline/1/psk: is missing; expected \"psk\" (inline) or \"psk_file\" (a file holding it)"},
+        {"missing file", [](json& j) { j["pipeline"][1]["psk_file"] = "nosuch.psk"; }, "/pipeline/1/psk_file: cannot open \""},
+        {"empty path", [](json& j) { j["pipeline"][1]["psk_file"] = ""; }, "/pipeline/1/psk_file: is empty"},
+        {"empty file", [](json& j) { j["pipeline"][1]["psk_file"] = "empty.psk"; }, "/pipeline/1/psk_file: \""},
+        {"short psk from a file", [](json& j) { j["pipeline"][1]["psk_file"] = "short.psk"; }, "/pipeline/1/psk_file: is shorter than 8 characters"},
+        {"short key from a file", [](json& j) { j["pipeline"][0]["sa"]["inbound"]["key_file"] = "short.key"; }, "/pipeline/0/sa/inbound/key_file: holds 2 bytes; expected hex for exactly 20 bytes"},
+        {"directory", [](json& j) { j["pipeline"][1]["psk_file"] = "."; }, "/pipeline/1/psk_file: \""},
+        {"not a string", [](json& j) { j["pipeline"][1]["psk_file"] = 7; }, "/pipeline/1/psk_file: is 7; expected a string"},
+    };
+    for (const auto& row : rows) {
+        CAPTURE(row.name);
+        auto j = secret_config();
+        row.mutate(j);
+        auto error = parse_error(j, {"", dir.path()});
+        CAPTURE(error);
+        CHECK(error.starts_with(row.expected_text));
+        // A secret never appears in a message.
+        CHECK(error.find(gateway_psk) == std::string::npos);
+    }
+}
+
+TEST_CASE("mobile node and home agent keys come from key_file too") {
+    TempDir dir;
+    dir.write("mn.key", "000102030405060708090a0b0c0d0e0f\n", 0600);
+    auto j = json::parse(R"({
+      "nodes": [
+        {"name": "mn", "tun": {"name": "mip0"}, "transport": {"local": "0.0.0.0", "udp_ports": [434]},
+         "pipeline": [{"type": "mip.mobile_node", "home_address": "10.1.0.5", "home_agent": "192.0.2.1", "spi": 256,
+                       "key_file": "mn.key", "care_of": "static", "care_of_address": "198.51.100.7"}]},
+        {"name": "ha", "tun": {"name": "ha0"}, "transport": {"local": "192.0.2.1", "udp_ports": [434]},
+         "pipeline": [{"type": "mip.home_agent", "address": "192.0.2.1", "home_network": "10.1.0.0/24",
+                       "mobile_nodes": [{"home_address": "10.1.0.5", "spi": 256, "key_file": "mn.key"}]}]}
+      ]})");
+    auto run = shell::parse_run_config(j, {"", dir.path()});
+    REQUIRE(run.nodes.size() == 2);
+    CHECK(run.nodes[0].pipeline[0]["key"] == "000102030405060708090a0b0c0d0e0f");
+    CHECK(run.nodes[1].pipeline[0]["mobile_nodes"][0]["key"] == "000102030405060708090a0b0c0d0e0f");
+    CHECK(run.inline_secrets.empty());
+}
+
+TEST_CASE("a config file holding inline secrets is refused by run, warned by check, when others can read it") {
+    TempDir dir;  // mkdtemp makes it 0700: nothing inside is reachable by others until we open it
+    dir.write("esp-in.key", esp_in_key, 0600);
+    dir.write("gw.psk", gateway_psk, 0600);
+    auto inline_config = secret_config();  // the outbound ESP key is inline
+    const auto path = dir.write("gw.json", inline_config.dump(), 0644);
+
+    // 0644 inside a private directory: others cannot reach it.
+    CHECK(shell::readable_by_others(path) == "");
+    CHECK_NOTHROW((void)shell::load_run_config(path));
+
+    REQUIRE(::chmod(dir.path().c_str(), 0755) == 0);
+    CHECK(shell::readable_by_others(path) == "readable by others (mode 0644)");
+    std::string error;
+    try {
+        (void)shell::load_run_config(path);
+    } catch (const shell::ConfigError& e) {
+        error = e.what();
+    }
+    CHECK(error == "/pipeline/0/sa/outbound/key: is a secret written in config file \"" + path +
+                       "\", which is readable by others (mode 0644); expected the secret in \"key_file\" (a file only its owner can read), or `chmod 600 " + path + "`");
+    auto warned = shell::load_run_config(path, shell::ExposedSecrets::Warn);
+    REQUIRE(warned.warnings.size() == 1);
+    CHECK(warned.warnings[0] == error);
+
+    // Either fix works: chmod 600 the config...
+    REQUIRE(::chmod(path.c_str(), 0600) == 0);
+    CHECK(shell::load_run_config(path).warnings.empty());
+    // ...or move the secret to a file, after which the config may be world-readable.
+    dir.write("esp-out.key", esp_out_key, 0600);
+    auto no_inline = inline_config;
+    no_inline["pipeline"][0]["sa"]["outbound"].erase("key");
+    no_inline["pipeline"][0]["sa"]["outbound"]["key_file"] = "esp-out.key";
+    const auto clean = dir.write("gw-files.json", no_inline.dump(), 0644);
+    auto run = shell::load_run_config(clean);
+    CHECK(run.inline_secrets.empty());
+    CHECK(run.nodes[0].pipeline[0]["sa"]["outbound"]["key"] == esp_out_key);
+}
+
+TEST_CASE("status finds the control socket without reading secrets") {
+    auto j = secret_config();  // its key files do not exist here
+    CHECK(shell::control_socket_path(j) == "/run/mipsec/gw.sock");
+    j["control_socket"] = "/tmp/x.sock";
+    CHECK(shell::control_socket_path(j) == "/tmp/x.sock");
+    CHECK(shell::control_socket_path(json::parse(R"({"nodes": [{"name": "b"}]})")) == "/run/mipsec/b.sock");
+    CHECK_THROWS_AS((void)shell::control_socket_path(json::array()), shell::ConfigError);
 }

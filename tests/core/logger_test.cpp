@@ -42,3 +42,10 @@ TEST_CASE("log level names round-trip") {
     LogLevel parsed{};
     CHECK_FALSE(parse_log_level("verbose", parsed));
 }
+
+TEST_CASE("syslog priorities follow sd-daemon(3)") {
+    CHECK(syslog_priority(LogLevel::Error) == 3);
+    CHECK(syslog_priority(LogLevel::Warn) == 4);
+    CHECK(syslog_priority(LogLevel::Info) == 6);
+    CHECK(syslog_priority(LogLevel::Debug) == 7);
+}
