@@ -8,6 +8,9 @@ packages=(
   # build
   cmake ninja-build pkg-config g++ clang libclang-rt-14-dev
   libboost1.81-dev libssl-dev libsodium-dev libcli11-dev nlohmann-json3-dev doctest-dev
+  # Debian package (cpack -G DEB: dpkg-shlibdeps computes Depends, file finds the ELF
+  # files, strip) and its test (man, systemd-analyze verify for the unit)
+  dpkg-dev file binutils man-db systemd
   # lab and end-to-end tests
   iproute2 nftables conntrack iputils-ping dnsmasq-base busybox procps
   # independent checkers

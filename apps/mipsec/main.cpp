@@ -9,6 +9,7 @@
 
 #include <CLI/CLI.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 
 #include "apps/mipsec/bench.hpp"
@@ -17,6 +18,7 @@
 #include "apps/shell/node.hpp"
 #include "apps/shell/node_config.hpp"
 #include "apps/shell/prometheus_text.hpp"
+#include "apps/shell/sd_notify.hpp"
 #include "apps/shell/stage_factory.hpp"
 #include "apps/shell/stderr_log.hpp"
 
@@ -62,10 +64,22 @@ int run_command(const std::string& config_path, const std::string& level_overrid
         return exit_failure;
     }
 
+    // systemd (Type=notify): ready once every node's coroutines have run up to their first
+    // wait — TUN, sockets and first timers armed; co_spawn posted them before this.
+    const auto service = shell::ServiceNotifier::from_environment();
+    shell::WatchdogPinger watchdog(io, service);
+    boost::asio::post(io, [&] {
+        if (auto r = service.notify("READY=1\nSTATUS=running " + std::to_string(nodes.size()) + " node(s); control socket " + config.control_socket); !r)
+            log.warn("cannot notify ", service.socket_path(), ": ", r.error().message());
+        watchdog.start();
+    });
+
     boost::asio::signal_set signals(io, SIGINT, SIGTERM);
     signals.async_wait([&](const boost::system::error_code& ec, int signo) {
         if (ec) return;
         log.info("signal ", signo, ": shutting down");
+        (void)service.notify("STOPPING=1\nSTATUS=shutting down on signal " + std::to_string(signo));
+        watchdog.stop();
         for (auto& node : nodes) node->stop();
         control->stop();
         io.stop();
