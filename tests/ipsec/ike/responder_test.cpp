@@ -66,7 +66,10 @@ TEST_CASE("responder: with many half-open sessions, each poll times out exactly 
 
     // Session i (owner i + 1) times out at t0 + 30 s + i x 100 ms: exactly those up to now go.
     std::size_t gone = 0;
-    for (const auto& [until, expected] : {std::pair{5050ms, 51}, std::pair{5050ms, 0}, std::pair{10000ms, 50}, std::pair{40000ms, 199}}) {
+    for (const auto& row : {std::pair{5050ms, 51}, std::pair{5050ms, 0}, std::pair{10000ms, 50}, std::pair{40000ms, 199}}) {
+        // Plain copies: doctest's CAPTURE cannot capture a structured binding (clang).
+        const auto until = row.first;
+        const int expected = row.second;
         CAPTURE(until.count());
         const auto now = t0 + 30s + until;
         const auto next = gw.poll(now);
