@@ -179,9 +179,10 @@ void print_status(const nlohmann::json& j) {
                     p.at("buffers").get<unsigned long long>(), p.at("exhausted").get<unsigned long long>(), p.at("backpressure_pauses").get<unsigned long long>());
         int i = 0;
         for (const auto& s : n.at("pipeline")) {
-            std::printf("  [%d] %-18s out %llu in %llu control %llu/%llu dropped %llu", i++, s.at("type").get<std::string>().c_str(),
+            std::printf("  [%d] %-18s out %llu in %llu not mine %llu control %llu/%llu dropped %llu", i++, s.at("type").get<std::string>().c_str(),
                         s.at("encapsulated").get<unsigned long long>(), s.at("decapsulated").get<unsigned long long>(),
-                        s.at("consumed").get<unsigned long long>(), s.at("control_sent").get<unsigned long long>(), s.at("dropped").get<unsigned long long>());
+                        s.value("not_mine", 0ULL), s.at("consumed").get<unsigned long long>(), s.at("control_sent").get<unsigned long long>(),
+                        s.at("dropped").get<unsigned long long>());
             for (const auto& [reason, count] : s.at("drops").items()) std::printf(" %s=%llu", reason.c_str(), count.get<unsigned long long>());
             std::printf("\n");
             if (!s.contains("state")) continue;
