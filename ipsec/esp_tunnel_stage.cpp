@@ -87,9 +87,35 @@ bool EspTunnelStage::remove_inbound(std::uint32_t spi) noexcept {
     return true;
 }
 
+bool EspTunnelStage::retire_inbound(std::uint32_t spi, core::TimePoint until) noexcept {
+    Slot* slot = find_slot(spi);
+    if (slot == nullptr) return false;
+    slot->retire_at = until;
+    return true;
+}
+
+core::Result<void> EspTunnelStage::install_outbound_when_confirmed(Sa sa, bool udp_encapsulation, std::uint32_t confirming_inbound_spi,
+                                                                   core::TimePoint deadline, core::StageContext* ctx) {
+    if (sa.direction() != Sa::Direction::Outbound) return core::Errc::InvalidArgument;
+    if (!outbound_) {
+        udp_encapsulation_ = udp_encapsulation;
+        return install_outbound(std::move(sa), ctx);
+    }
+    pending_.emplace(PendingOutbound{Slot{std::move(sa)}, udp_encapsulation, confirming_inbound_spi, deadline});
+    return {};
+}
+
+void EspTunnelStage::promote_pending() noexcept {
+    if (!pending_) return;
+    outbound_.emplace(std::move(pending_->slot));
+    udp_encapsulation_ = pending_->udp_encapsulation;
+    pending_.reset();
+}
+
 bool EspTunnelStage::remove_outbound() noexcept {
-    const bool had = outbound_.has_value();
+    const bool had = outbound_.has_value() || pending_.has_value();
     outbound_.reset();
+    promote_pending();
     return had;
 }
 
@@ -128,6 +154,7 @@ core::Verdict EspTunnelStage::protect(core::PacketBuf& packet, std::uint8_t next
 }
 
 core::Verdict EspTunnelStage::encapsulate(core::PacketBuf& packet, core::StageContext& ctx) {
+    if (pending_ && ctx.now() >= pending_->deadline) promote_pending();
     if (!outbound_) return Verdict::drop(DropReason::NoSa);
     auto inner = core::Ipv4View::check(packet.bytes());
     if (!inner) return Verdict::drop(core::ipv4_check_failure(packet));
@@ -179,6 +206,8 @@ core::Verdict EspTunnelStage::decapsulate(core::PacketBuf& packet, core::StageCo
     if (!v.passed()) return v;
 
     // From here the packet is authenticated: the NAT mapping it came through is the peer's.
+    // The peer sealed it with the SA pair of our rekey, so it has installed it: switch.
+    if (pending_ && pending_->confirming_inbound_spi == slot->sa.spi()) promote_pending();
     if (udp_encapsulated && (!peer_ || *peer_ != udp_origin->from)) {
         ctx.raise(core::PeerFloated{peer_.value_or(core::Endpoint{}), udp_origin->from, udp_origin->to});
         peer_ = udp_origin->from;
@@ -221,8 +250,22 @@ std::optional<core::TimePoint> EspTunnelStage::poll(core::StageContext& ctx) {
         auto at = slot.sa.next_lifetime_deadline(now);
         if (at && (!next || *at < *next)) next = at;
     };
+    auto consider = [&](core::TimePoint at) {
+        if (!next || at < *next) next = at;
+    };
+    if (pending_) {
+        if (now >= pending_->deadline)
+            promote_pending();
+        else
+            consider(pending_->deadline);
+    }
     if (outbound_) visit(*outbound_);
-    for (auto& s : inbound_) visit(s);
+    if (pending_) visit(pending_->slot);
+    std::erase_if(inbound_, [&](const Slot& s) { return s.retire_at && now >= *s.retire_at; });
+    for (auto& s : inbound_) {
+        visit(s);
+        if (s.retire_at) consider(*s.retire_at);
+    }
     return next;
 }
 
@@ -237,10 +280,17 @@ void EspTunnelStage::report(core::StatusSink& out) const {
         report_sa(out, outbound_->sa, outbound_->reported);
         out.end();
     }
+    if (pending_) {
+        out.begin_object("outbound_pending");
+        report_sa(out, pending_->slot.sa, pending_->slot.reported);
+        out.field("confirming_inbound_spi", spi_hex(pending_->confirming_inbound_spi));
+        out.end();
+    }
     out.begin_array("inbound");
     for (const auto& s : inbound_) {
         out.begin_element();
         report_sa(out, s.sa, s.reported);
+        if (s.retire_at) out.field("retiring", true);
         out.end();
     }
     out.end();

@@ -52,6 +52,12 @@ public:
 
     static constexpr std::size_t max_headroom = core::Ipv4Header::len + Sa::max_header_len;  // 20 + 8 + 16
     static constexpr std::size_t max_tailroom = Sa::max_trailer_len;                        // 15 + 2 + 16
+    /// How long a rekeyed outbound SA waits for the peer to show it installed the pair before
+    /// it is used anyway (the peer sends nothing, or our QM3 was lost and is being resent).
+    static constexpr core::Duration outbound_confirmation_wait = std::chrono::seconds(2);
+    /// How long an inbound SA we deleted keeps accepting what the peer sent before our Delete
+    /// reached it.
+    static constexpr core::Duration deleted_inbound_linger = std::chrono::seconds(2);
 
     explicit EspTunnelStage(Config config);
 
@@ -74,11 +80,28 @@ public:
     /// Nothing is installed unless both are acceptable.
     core::Result<void> install(Sa inbound, Sa outbound, core::StageContext* ctx = nullptr);
     bool remove_inbound(std::uint32_t spi) noexcept;
+    /// Keeps accepting on an inbound SA until `until`, then removes it: after we send a Delete
+    /// the peer may have packets sealed with it in flight, or still be sending on it until
+    /// the Delete arrives (the loser of a rekey collision is often the peer's newest SA).
+    bool retire_inbound(std::uint32_t spi, core::TimePoint until) noexcept;
+    /// A rekey we initiated (IKEv1 Quick Mode): the peer installs the new SA only when our
+    /// QM3 reaches it, so packets sealed with it before then would be lost. The current
+    /// outbound SA stays in use until the first authenticated packet arrives on
+    /// `confirming_inbound_spi` (the peer has installed the pair) or `deadline` passes.
+    /// Without a current outbound SA it is installed at once.
+    core::Result<void> install_outbound_when_confirmed(Sa sa, bool udp_encapsulation, std::uint32_t confirming_inbound_spi,
+                                                       core::TimePoint deadline, core::StageContext* ctx = nullptr);
     /// Whether outbound packets ask the layer below for UDP encapsulation (RFC 3948): what
     /// IKE negotiated for the outbound SA (RFC 3947 NAT detection or a forced encapsulation).
     void set_udp_encapsulation(bool on) noexcept { udp_encapsulation_ = on; }
     bool udp_encapsulation() const noexcept { return udp_encapsulation_; }
+    /// Stops sending on the current outbound SA; a rekeyed SA waiting for confirmation takes
+    /// its place at once. False when nothing was installed.
     bool remove_outbound() noexcept;
+    /// Forgets the outbound SA waiting for confirmation (its CHILD_SA was deleted).
+    void remove_pending_outbound() noexcept { pending_.reset(); }
+    /// The outbound SA waiting to take over after our rekey, if any.
+    const Sa* pending_outbound() const noexcept { return pending_ ? &pending_->slot.sa : nullptr; }
 
     /// Sends an ESP packet with Next Header 59 and payload_len zero bytes (encrypted, so
     /// indistinguishable from data on the wire) through the stages below (RFC 4303 §2.6 MUST).
@@ -97,7 +120,15 @@ private:
     struct Slot {
         Sa sa;
         LifetimeState reported = LifetimeState::Live;
+        std::optional<core::TimePoint> retire_at = std::nullopt;  // inbound only
     };
+    struct PendingOutbound {
+        Slot slot;
+        bool udp_encapsulation;
+        std::uint32_t confirming_inbound_spi;
+        core::TimePoint deadline;
+    };
+    void promote_pending() noexcept;
     core::Verdict protect(core::PacketBuf& packet, std::uint8_t next_header, std::uint8_t tos, bool df,
                           core::StageContext& ctx);
     static void check_lifetime(Slot& slot, core::StageContext& ctx);
@@ -105,6 +136,7 @@ private:
 
     Config config_;
     std::optional<Slot> outbound_;
+    std::optional<PendingOutbound> pending_;
     std::vector<Slot> inbound_;
     std::optional<core::Endpoint> peer_;
     bool udp_encapsulation_ = false;

@@ -115,13 +115,21 @@ void VpnClientStage::install(const ike::ChildSa& child, bool inbound_only, core:
         ctx.log().error("cannot create ESP SAs from IKE keys: ", (inbound ? outbound.error() : inbound.error()).message());
         return;
     }
-    // Make-before-break: the new inbound SA joins the old one; outbound switches at once
-    // (unless this SA lost a rekey collision and is about to be deleted).
+    // Make-before-break: the new inbound SA joins the old one. Outbound switches at once when
+    // the peer ran Quick Mode (it installed the pair before sending QM3); after our own QM3
+    // only once the peer shows it has the pair (unless this SA lost a rekey collision and is
+    // about to be deleted: then never). RFC 3947/3948: ESP goes in UDP exactly when this SA
+    // was negotiated that way, whatever stages the configuration stacked below.
     auto r1 = esp_.install_inbound(std::move(*inbound), &ctx);
-    auto r2 = inbound_only ? core::Result<void>{} : esp_.install_outbound(std::move(*outbound), &ctx);
-    // RFC 3947/3948: ESP goes in UDP exactly when this SA was negotiated that way (NAT found,
-    // or encapsulation forced), whatever stages the configuration stacked below.
-    if (!inbound_only && r2) esp_.set_udp_encapsulation(child.udp_encapsulation);
+    core::Result<void> r2;
+    if (inbound_only) {
+    } else if (child.initiator) {
+        r2 = esp_.install_outbound_when_confirmed(std::move(*outbound), child.udp_encapsulation, child.spi_in,
+                                                  ctx.now() + EspTunnelStage::outbound_confirmation_wait, &ctx);
+    } else {
+        r2 = esp_.install_outbound(std::move(*outbound), &ctx);
+        if (r2) esp_.set_udp_encapsulation(child.udp_encapsulation);
+    }
     if (!r1 || !r2) {
         ctx.log().error("cannot install ESP SAs: ", (r1 ? r2.error() : r1.error()).message());
         return;
@@ -178,12 +186,19 @@ void VpnClientStage::drain_session(ike::Session& s, Role role, core::StageContex
             // §3.15). The outbound SA only while it is still this CHILD_SA's: after a make-
             // before-break rekey it is already the new one. Without one, encapsulate() asks
             // for a new CHILD_SA.
-            esp_.remove_inbound(del->sa.spi_in);
+            // Our own Delete may cross packets the gateway sealed with the SA (or is still
+            // sealing, when it lost a rekey collision): accept them a little longer.
+            if (del->by_peer)
+                esp_.remove_inbound(del->sa.spi_in);
+            else
+                esp_.retire_inbound(del->sa.spi_in, ctx.now() + EspTunnelStage::deleted_inbound_linger);
             if (const Sa* out = esp_.outbound(); out && out->spi() == del->sa.spi_out) {
                 esp_.remove_outbound();
-                if (role != Role::Retiring)
+                if (role != Role::Retiring && esp_.outbound() == nullptr)
                     ctx.log().info("ESP SA in 0x", std::hex, del->sa.spi_in, " out 0x", del->sa.spi_out, std::dec, " deleted",
                                    del->by_peer ? " by the gateway" : "", "; none left to send on");
+            } else if (const Sa* pending = esp_.pending_outbound(); pending && pending->spi() == del->sa.spi_out) {
+                esp_.remove_pending_outbound();
             }
         } else if (auto* failed = std::get_if<ike::Failed>(&e)) {
             if (role == Role::Retiring) continue;

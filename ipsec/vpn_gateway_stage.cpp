@@ -78,8 +78,6 @@ void VpnGatewayStage::install(std::uint64_t owner, const ike::ChildSa& child, bo
         udp.ttl = config_.ttl;
         c.udp = std::make_unique<nat::UdpEncapStage>(udp);
     }
-    // This client's ESP goes in UDP exactly when its own negotiation said so (RFC 3947).
-    c.esp->set_udp_encapsulation(child.udp_encapsulation);
     Sa::Config in;
     in.spi = child.spi_in;
     in.suite = to_esp_suite(child.algorithm);
@@ -88,10 +86,20 @@ void VpnGatewayStage::install(std::uint64_t owner, const ike::ChildSa& child, bo
     out.spi = child.spi_out;
     auto inbound = Sa::create(Sa::Direction::Inbound, in, child.keymat_in(), random_, ctx.now());
     auto outbound = Sa::create(Sa::Direction::Outbound, out, child.keymat_out(), random_, ctx.now());
-    if (!inbound || !outbound || !c.esp->install_inbound(std::move(*inbound), &ctx) ||
-        (!inbound_only && !c.esp->install_outbound(std::move(*outbound), &ctx))) {
+    if (!inbound || !outbound || !c.esp->install_inbound(std::move(*inbound), &ctx)) {
         ctx.log().error("cannot install ESP SAs for ", child.remote.to_string());
         return;
+    }
+    // As at the client: after our own QM3 the new outbound SA waits until the client shows
+    // it has the pair. This client's ESP goes in UDP exactly when its own negotiation said so
+    // (RFC 3947).
+    if (inbound_only) {
+    } else if (child.initiator) {
+        (void)c.esp->install_outbound_when_confirmed(std::move(*outbound), child.udp_encapsulation, child.spi_in,
+                                                     ctx.now() + EspTunnelStage::outbound_confirmation_wait, &ctx);
+    } else {
+        (void)c.esp->install_outbound(std::move(*outbound), &ctx);
+        c.esp->set_udp_encapsulation(child.udp_encapsulation);
     }
     clients_.add_spi(owner, child.spi_in);
     ++c.installs;
@@ -191,7 +199,10 @@ void VpnGatewayStage::drain(core::StageContext& ctx) {
                 // negotiates again, packets for it drop as NoSa instead of being sealed with an
                 // SA the client no longer has.
                 c->esp->remove_inbound(spi);
-                if (const Sa* out = c->esp->outbound(); out && out->spi() == del->sa.spi_out) c->esp->remove_outbound();
+                if (const Sa* out = c->esp->outbound(); out && out->spi() == del->sa.spi_out)
+                    c->esp->remove_outbound();
+                else if (const Sa* pending = c->esp->pending_outbound(); pending && pending->spi() == del->sa.spi_out)
+                    c->esp->remove_pending_outbound();
             }
             if (c->orphaned && c->spis.empty()) {
                 remove(*holder);

@@ -469,6 +469,96 @@ TEST_CASE("SA installation at runtime: events, refusals, make-before-break rekey
     CHECK(t.a.encapsulate(none, t.ctx_a).reason == DropReason::NoSa);
 }
 
+std::uint32_t sealed_spi(const core::PacketBuf& p) {
+    return ipsec::EspView::check(core::Ipv4View::check(p.bytes())->payload())->spi();
+}
+
+TEST_CASE("after our own rekey the new outbound SA waits until the peer uses the pair, or for a deadline") {
+    Tunnel t(EspSuite::AesGcm128);
+    // A ran Quick Mode as initiator: new pair A->B 0xC0C0 (seed 7), B->A 0xD0D0 (seed 8). B
+    // has not processed QM3 yet, so it cannot open 0xC0C0.
+    REQUIRE(t.a.install_inbound(make_sa(Sa::Direction::Inbound, {.spi = 0xD0D0, .suite = EspSuite::AesGcm128}, 8, t.rnd, t.ctx_a.now())));
+    REQUIRE(t.a.install_outbound_when_confirmed(make_sa(Sa::Direction::Outbound, {.spi = 0xC0C0, .suite = EspSuite::AesGcm128}, 7, t.rnd,
+                                                        t.ctx_a.now()),
+                                                true, 0xD0D0, t.ctx_a.now() + 2s));
+    REQUIRE(t.a.pending_outbound() != nullptr);
+    auto early = load(t.pool, inner_packet(12), t.a.headroom());
+    REQUIRE(t.a.encapsulate(early, t.ctx_a).passed());
+    CHECK(sealed_spi(early) == 0xA0B0);  // still the old SA: B can open it
+    CHECK_FALSE(early.meta().esp_wants_udp);
+    CHECK(t.b.decapsulate(early, t.ctx_b).passed());
+    // A packet on the OLD inbound SA proves nothing about the new pair.
+    auto old_reply = load(t.pool, inner_packet(5), t.b.headroom());
+    REQUIRE(t.b.encapsulate(old_reply, t.ctx_b).passed());
+    REQUIRE(t.a.decapsulate(old_reply, t.ctx_a).passed());
+    CHECK(t.a.pending_outbound() != nullptr);
+    // B processes QM3 and answers with the new SA: A switches.
+    REQUIRE(t.b.install(make_sa(Sa::Direction::Inbound, {.spi = 0xC0C0, .suite = EspSuite::AesGcm128}, 7, t.rnd, t.ctx_b.now()),
+                        make_sa(Sa::Direction::Outbound, {.spi = 0xD0D0, .suite = EspSuite::AesGcm128}, 8, t.rnd, t.ctx_b.now())));
+    auto reply = load(t.pool, inner_packet(5), t.b.headroom());
+    REQUIRE(t.b.encapsulate(reply, t.ctx_b).passed());
+    REQUIRE(t.a.decapsulate(reply, t.ctx_a).passed());
+    CHECK(t.a.pending_outbound() == nullptr);
+    auto late = load(t.pool, inner_packet(12), t.a.headroom());
+    REQUIRE(t.a.encapsulate(late, t.ctx_a).passed());
+    CHECK(sealed_spi(late) == 0xC0C0);
+    CHECK(late.meta().esp_wants_udp);  // the pending SA's own encapsulation came with it
+    CHECK(t.b.decapsulate(late, t.ctx_b).passed());
+
+    SUBCASE("a silent peer: the deadline switches, on the packet path and in poll") {
+        REQUIRE(t.a.install_outbound_when_confirmed(make_sa(Sa::Direction::Outbound, {.spi = 0xE0E0}, 9, t.rnd, t.ctx_a.now()), false,
+                                                    0xF0F0, t.ctx_a.now() + 2s));
+        auto next = t.a.poll(t.ctx_a);
+        REQUIRE(next);
+        CHECK(*next <= t.ctx_a.now() + 2s);
+        t.ctx_a.advance(2s);
+        auto p = load(t.pool, inner_packet(12), t.a.headroom());
+        REQUIRE(t.a.encapsulate(p, t.ctx_a).passed());
+        CHECK(sealed_spi(p) == 0xE0E0);
+        REQUIRE(t.a.install_outbound_when_confirmed(make_sa(Sa::Direction::Outbound, {.spi = 0xE1E1}, 9, t.rnd, t.ctx_a.now()), false,
+                                                    0xF1F1, t.ctx_a.now() + 2s));
+        t.ctx_a.advance(3s);
+        t.a.poll(t.ctx_a);
+        CHECK(t.a.pending_outbound() == nullptr);
+        CHECK(t.a.outbound()->spi() == 0xE1E1);
+    }
+    SUBCASE("the peer deletes the current outbound SA: the pending one takes over at once") {
+        REQUIRE(t.a.install_outbound_when_confirmed(make_sa(Sa::Direction::Outbound, {.spi = 0xE0E0}, 9, t.rnd, t.ctx_a.now()), false,
+                                                    0xF0F0, t.ctx_a.now() + 2s));
+        CHECK(t.a.remove_outbound());
+        REQUIRE(t.a.outbound() != nullptr);
+        CHECK(t.a.outbound()->spi() == 0xE0E0);
+        CHECK(t.a.pending_outbound() == nullptr);
+    }
+    SUBCASE("without a current outbound SA there is nothing to wait for") {
+        CHECK(t.a.remove_outbound());
+        REQUIRE(t.a.install_outbound_when_confirmed(make_sa(Sa::Direction::Outbound, {.spi = 0xE0E0}, 9, t.rnd, t.ctx_a.now()), false,
+                                                    0xF0F0, t.ctx_a.now() + 2s));
+        REQUIRE(t.a.outbound() != nullptr);
+        CHECK(t.a.outbound()->spi() == 0xE0E0);
+    }
+}
+
+TEST_CASE("an inbound SA we deleted keeps opening the peer's packets for a while, then goes") {
+    Tunnel t(EspSuite::AesGcm128);
+    CHECK_FALSE(t.b.retire_inbound(0x1234, t.ctx_b.now() + 2s));
+    REQUIRE(t.b.retire_inbound(0xA0B0, t.ctx_b.now() + 2s));
+    auto in_flight = load(t.pool, inner_packet(12), t.a.headroom());
+    REQUIRE(t.a.encapsulate(in_flight, t.ctx_a).passed());
+    auto next = t.b.poll(t.ctx_b);
+    REQUIRE(next);
+    CHECK(*next == t.ctx_b.now() + 2s);
+    t.ctx_b.advance(1s);
+    t.b.poll(t.ctx_b);
+    CHECK(t.b.decapsulate(in_flight, t.ctx_b).passed());
+    t.ctx_b.advance(1s);
+    t.b.poll(t.ctx_b);
+    CHECK(t.b.inbound_count() == 0);
+    auto late = load(t.pool, inner_packet(12), t.a.headroom());
+    REQUIRE(t.a.encapsulate(late, t.ctx_a).passed());
+    CHECK(t.b.decapsulate(late, t.ctx_b).reason == DropReason::UnknownSpi);
+}
+
 TEST_CASE("stacked on nat.udp_encap: through a NAT the source may change, and the new endpoint floats") {
     // A (behind a NAT, private 192.0.2.1) talks to B over UDP 4500; the NAT rewrites A's
     // source to 203.0.113.50:40000. B's ESP accepts the rewritten source for UDP-encapsulated

@@ -770,3 +770,56 @@ TEST_CASE("ESP from a client tells the gateway it is alive: no DPD while traffic
     for (int i = 0; i < 5; ++i) step(std::chrono::seconds(5), false);  // 25 s idle
     CHECK(ike_from_gateway >= 1);
 }
+
+TEST_CASE("the client's own rekey loses nothing while the gateway has not processed QM3 yet") {
+    Lab lab("aes128gcm16", std::chrono::hours(4), [](ipsec::ike::SessionConfig& s, bool gateway) {
+        if (!gateway) s.child_rekey_time = std::chrono::seconds(30);
+    });
+    lab.tick();
+    REQUIRE(lab.client_stage().inner_address());
+    const auto vip = lab.client_stage().inner_address()->address;
+    REQUIRE(lab.client_stage().esp().outbound() != nullptr);
+    const auto old_out = lab.client_stage().esp().outbound()->spi();
+    auto to_gw = [&] {
+        while (!lab.client_wire.outer.empty()) {
+            auto p = std::move(lab.client_wire.outer.front());
+            lab.client_wire.outer.pop_front();
+            lab.nat.outbound(p);
+            (void)lab.feed(*lab.gw, p);
+        }
+    };
+    auto to_client = [&] {
+        while (!lab.gw_wire.outer.empty()) {
+            auto p = std::move(lab.gw_wire.outer.front());
+            lab.gw_wire.outer.pop_front();
+            lab.nat.inbound(p);
+            (void)lab.feed(*lab.client, p);
+        }
+    };
+    lab.now += std::chrono::seconds(31);
+    lab.client->set_now(lab.now);
+    (void)lab.client->poll();  // QM1
+    to_gw();                   // QM2 back
+    to_client();               // the client installs the new pair and sends QM3
+    REQUIRE(lab.client_wire.outer.size() == 1);
+    auto qm3 = std::move(lab.client_wire.outer.front());
+    lab.client_wire.outer.pop_front();
+    // QM3 is still on its way: what the client sends now must be sealed with the SA the
+    // gateway can open.
+    REQUIRE(lab.client_stage().esp().pending_outbound() != nullptr);
+    REQUIRE(lab.send(*lab.client, udp_packet(vip, lan_host, 100), lab.client_wire).passed());
+    to_gw();
+    CHECK(lab.gw_wire.inner.size() == 1);
+    lab.nat.outbound(qm3);
+    (void)lab.feed(*lab.gw, qm3);
+    // The gateway answers on the new pair: the client switches and the gateway opens it.
+    REQUIRE(lab.send(*lab.gw, udp_packet(lan_host, vip, 100), lab.gw_wire).passed());
+    to_client();
+    CHECK(lab.client_wire.inner.size() == 1);
+    REQUIRE(lab.client_stage().esp().outbound() != nullptr);
+    CHECK(lab.client_stage().esp().outbound()->spi() != old_out);
+    CHECK(lab.client_stage().esp().pending_outbound() == nullptr);
+    REQUIRE(lab.send(*lab.client, udp_packet(vip, lan_host, 100), lab.client_wire).passed());
+    to_gw();
+    CHECK(lab.gw_wire.inner.size() == 2);
+}
