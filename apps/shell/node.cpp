@@ -138,6 +138,9 @@ public:
             o["rx_errors"] = s.counters.rx_errors;
             o["tx_errors"] = s.counters.tx_errors;
             o["tx_failures"] = write_failures_status(s.counters.tx_failures);
+            o["rx_overflows"] = s.counters.rx_overflows;
+            o["receive_buffer"] = s.receive_buffer;
+            o["send_buffer"] = s.send_buffer;
             socks.push_back(o);
         }
         j["transport"] = {{"local", config_.transport.local.to_string()}, {"sockets", socks}, {"unroutable", transport_->unroutable()},

@@ -35,7 +35,7 @@ TunConfig parse_tun(const ConfigReader& c) {
 }
 
 TransportConfig parse_transport(const ConfigReader& c) {
-    c.only({"local", "udp_ports", "raw_protocols", "link_mtu", "fwmark"});
+    c.only({"local", "udp_ports", "raw_protocols", "link_mtu", "fwmark", "receive_buffer", "send_buffer"});
     TransportConfig t;
     t.local = c.address("local");
     if (t.local.is_multicast() || t.local.is_broadcast())
@@ -70,6 +70,8 @@ TransportConfig parse_transport(const ConfigReader& c) {
     if (t.udp_ports.empty() && t.raw_protocols.empty())
         c.fail("", "opens no socket", "\"udp_ports\" and/or \"raw_protocols\" so outer packets can leave");
     t.link_mtu = static_cast<std::size_t>(c.integer_or("link_mtu", 1500, 576, 65535));
+    t.receive_buffer = static_cast<std::size_t>(c.integer_or("receive_buffer", 4 << 20, 65536, 1 << 30));
+    t.send_buffer = static_cast<std::size_t>(c.integer_or("send_buffer", 4 << 20, 65536, 1 << 30));
     return t;
 }
 

@@ -32,6 +32,10 @@ struct TransportConfig {
     std::vector<std::uint8_t> raw_protocols;  // IP protocols sent/received with raw sockets
     std::size_t link_mtu = 1500;
     std::optional<std::uint32_t> fwmark;  // SO_MARK on every socket
+    // Per socket. The kernel default (about 208 KiB) overflows under a burst of full-size
+    // datagrams, and every overflow is a lost packet the tunnel's TCP must retransmit.
+    std::size_t receive_buffer = 4 << 20;
+    std::size_t send_buffer = 4 << 20;
 };
 
 struct NodeConfig {

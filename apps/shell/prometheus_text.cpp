@@ -222,6 +222,9 @@ void node_metrics(Exposition& e, const nlohmann::json& n) {
                 counter(e, "mipsec_socket_tx_packets_total", "Outer packets sent from the socket", l, s, "tx_packets");
                 counter(e, "mipsec_socket_rx_errors_total", "Receive errors on the socket", l, s, "rx_errors");
                 counter(e, "mipsec_socket_tx_errors_total", "Send errors on the socket", l, s, "tx_errors");
+                counter(e, "mipsec_socket_rx_overflows_total", "Datagrams the kernel dropped for a full receive buffer", l, s, "rx_overflows");
+                gauge(e, "mipsec_socket_receive_buffer_bytes", "Receive buffer the kernel granted", l, s, "receive_buffer");
+                gauge(e, "mipsec_socket_send_buffer_bytes", "Send buffer the kernel granted", l, s, "send_buffer");
                 failures(e, "mipsec_socket_tx_failures_total", "Sends that failed, by reason", l, s);
             }
         }

@@ -33,12 +33,33 @@ sockaddr_in to_sockaddr(core::Ipv4Address a, std::uint16_t port) {
 }
 }  // namespace
 
+namespace {
+// Privileged, the FORCE variants go past net.core.rmem_max/wmem_max; otherwise the plain ones
+// are capped there. Returns what the kernel granted (it reports double for its own bookkeeping).
+std::size_t size_buffer(int fd, int force_option, int option, std::size_t bytes) {
+    const int value = static_cast<int>(bytes);
+    if (::setsockopt(fd, SOL_SOCKET, force_option, &value, sizeof value) != 0)
+        (void)::setsockopt(fd, SOL_SOCKET, option, &value, sizeof value);
+    int granted = 0;
+    socklen_t len = sizeof granted;
+    if (::getsockopt(fd, SOL_SOCKET, option, &granted, &len) != 0) return 0;
+    return static_cast<std::size_t>(granted) / 2;
+}
+}  // namespace
+
 SocketTransport::SocketTransport(const TransportConfig& config, std::size_t batch)
     : local_(config.local), batch_(batch), fwmark_(config.fwmark), any_local_(config.local.is_unspecified()) {
     auto mark = [&](int fd) {
         if (!config.fwmark) return;
         std::uint32_t m = *config.fwmark;
         if (::setsockopt(fd, SOL_SOCKET, SO_MARK, &m, sizeof m) != 0) fail("cannot set SO_MARK " + std::to_string(m), errno);
+    };
+    auto size_buffers = [&](Socket& s) {
+        s.receive_buffer = size_buffer(s.fd, SO_RCVBUFFORCE, SO_RCVBUF, config.receive_buffer);
+        s.send_buffer = size_buffer(s.fd, SO_SNDBUFFORCE, SO_SNDBUF, config.send_buffer);
+        // The count of datagrams dropped for want of buffer space rides on every receive.
+        int one = 1;
+        if (::setsockopt(s.fd, SOL_SOCKET, SO_RXQ_OVFL, &one, sizeof one) != 0) fail("cannot set SO_RXQ_OVFL", errno);
     };
     try {
         for (auto port : config.udp_ports) {
@@ -59,6 +80,7 @@ SocketTransport::SocketTransport(const TransportConfig& config, std::size_t batc
             const int dont = IP_PMTUDISC_DONT;
             if (::setsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &dont, sizeof dont) != 0) fail("cannot set IP_MTU_DISCOVER", errno);
             mark(fd);
+            size_buffers(sockets_.back());
             auto sa = to_sockaddr(local_, port);
             if (::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0)
                 fail("cannot bind UDP " + local_.to_string() + ":" + std::to_string(port), errno);
@@ -76,6 +98,7 @@ SocketTransport::SocketTransport(const TransportConfig& config, std::size_t batc
             if (::setsockopt(fd, IPPROTO_IP, IP_HDRINCL, &one, sizeof one) != 0)
                 fail("cannot set IP_HDRINCL on raw socket", errno);
             mark(fd);
+            size_buffers(sockets_.back());
             // Binding a raw socket filters inbound packets to this destination address.
             auto sa = to_sockaddr(local_, 0);
             if (::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0)
@@ -300,10 +323,8 @@ std::size_t SocketTransport::receive(std::size_t index, std::span<core::PacketBu
         msgs_[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage);
         msgs_[i].msg_hdr.msg_iov = &iovs_[i];
         msgs_[i].msg_hdr.msg_iovlen = 1;
-        if (udp) {
-            msgs_[i].msg_hdr.msg_control = controls_[i].data();
-            msgs_[i].msg_hdr.msg_controllen = controls_[i].size();
-        }
+        msgs_[i].msg_hdr.msg_control = controls_[i].data();
+        msgs_[i].msg_hdr.msg_controllen = controls_[i].size();
     }
     int got = ::recvmmsg(sock.fd, msgs_.data(), static_cast<unsigned>(n), MSG_DONTWAIT, nullptr);
     if (got <= 0) {
@@ -326,8 +347,14 @@ std::size_t SocketTransport::receive(std::size_t index, std::span<core::PacketBu
         core::Ipv4Address destination = local_;
         std::uint8_t tos = 0;
         std::uint8_t ttl = 64;
-        for (auto* c = CMSG_FIRSTHDR(&msgs_[i].msg_hdr); udp && c != nullptr; c = CMSG_NXTHDR(&msgs_[i].msg_hdr, c)) {
-            if (c->cmsg_level != IPPROTO_IP) continue;
+        for (auto* c = CMSG_FIRSTHDR(&msgs_[i].msg_hdr); c != nullptr; c = CMSG_NXTHDR(&msgs_[i].msg_hdr, c)) {
+            if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SO_RXQ_OVFL) {
+                std::uint32_t dropped = 0;  // since the socket opened
+                std::memcpy(&dropped, CMSG_DATA(c), sizeof dropped);
+                sock.counters.rx_overflows = dropped;
+                continue;
+            }
+            if (!udp || c->cmsg_level != IPPROTO_IP) continue;
             if (c->cmsg_type == IP_PKTINFO) {
                 in_pktinfo info{};
                 std::memcpy(&info, CMSG_DATA(c), sizeof info);

@@ -48,6 +48,9 @@ public:
         std::uint64_t rx_packets = 0, rx_bytes = 0, rx_errors = 0;
         std::uint64_t tx_packets = 0, tx_bytes = 0, tx_errors = 0;
         tun::WriteFailures tx_failures;  // tx_errors by reason
+        // Datagrams the kernel dropped because the socket's receive buffer was full
+        // (SO_RXQ_OVFL, as of the last receive): lost before we could see them.
+        std::uint64_t rx_overflows = 0;
     };
     struct Socket {
         Kind kind;
@@ -58,6 +61,10 @@ public:
         // Udp: what the socket is set to now (IP_MTU_DISCOVER, SO_NO_CHECK).
         bool dont_fragment = false;
         bool zero_checksum = false;
+        // What the kernel granted (SO_RCVBUF / SO_SNDBUF as set; it may cap the request
+        // without CAP_NET_ADMIN).
+        std::size_t receive_buffer = 0;
+        std::size_t send_buffer = 0;
     };
     /// What a refused packet taught about the path to a destination.
     struct PathMtu {

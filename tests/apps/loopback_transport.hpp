@@ -22,9 +22,10 @@ namespace mipsec::test {
 inline const core::Ipv4Address loopback{0x7F000001};
 inline constexpr std::size_t headroom = 64;
 
-inline shell::SocketTransport open_loopback() {
+inline shell::SocketTransport open_loopback(std::size_t receive_buffer = 4 << 20) {
     shell::TransportConfig config;
     config.local = loopback;
+    config.receive_buffer = receive_buffer;
     config.udp_ports = {0};  // the kernel picks a free port
     return shell::SocketTransport(config, 8);
 }

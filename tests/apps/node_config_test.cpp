@@ -69,6 +69,8 @@ TEST_CASE("bad configs are refused with pointer, problem and expectation") {
         {"duplicate UDP port", [](json& j) { j["transport"]["udp_ports"] = {4500, 4500}; }, "/transport/udp_ports/1: port 4500 is listed twice"},
         {"impossible MTU", [](json& j) { j["tun"]["mtu"] = 1490; }, "/tun: MTU 1490 plus"},
         {"link MTU too small", [](json& j) { j["transport"]["link_mtu"] = 590; }, "/transport: link MTU 590"},
+        {"receive buffer too small", [](json& j) { j["transport"]["receive_buffer"] = 4096; }, "/transport/receive_buffer: is 4096, out of range; expected an integer from 65536 to 1073741824"},
+        {"send buffer not a number", [](json& j) { j["transport"]["send_buffer"] = "4M"; }, "/transport/send_buffer: is \"4M\"; expected an integer"},
         {"equal tunnel endpoints", [](json& j) { j["pipeline"][0]["remote"] = "192.0.2.1"; }, "/pipeline/0/remote: equals local"},
         {"bad log level", [](json& j) { j["log_level"] = "loud"; }, "/log_level: \"loud\" is not known"},
         {"unknown top-level key", [](json& j) { j["piepline"] = 1; }, "/piepline: is not a known setting here"},

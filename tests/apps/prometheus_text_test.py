@@ -52,6 +52,8 @@ check("tun rx", value("mipsec_tun_rx_packets_total", node="gw", device="vpn0") =
 check("tun failures by reason", value("mipsec_tun_tx_failures_total", reason="no_buffer_space") == 2)
 sock = node["transport"]["sockets"][1]
 check("socket rx", value("mipsec_socket_rx_packets_total", socket="udp/4500") == sock["rx_packets"])
+check("socket overflows", value("mipsec_socket_rx_overflows_total", socket="udp/4500") == sock["rx_overflows"])
+check("socket receive buffer", value("mipsec_socket_receive_buffer_bytes", socket="udp/4500") == sock["receive_buffer"])
 check("socket failures", value("mipsec_socket_tx_failures_total", socket="udp/4500", reason="message_too_long") == 3)
 check("path MTU", value("mipsec_path_mtu_bytes", destination="198.51.100.7") == 1280)
 gw = node["pipeline"][0]

@@ -111,3 +111,30 @@ TEST_CASE("a packet no socket can carry is counted as unroutable") {
     CHECK(a.unroutable() == 1);
     CHECK(a.sockets()[0].counters.tx_packets == 0);
 }
+
+TEST_CASE("sockets get the configured buffers, and datagrams the kernel dropped for a full one are counted") {
+    core::BufferPool pool(64, 2048);
+    auto big = open_loopback();
+    // Unprivileged, the kernel caps the request at net.core.rmem_max; as root it is granted.
+    CHECK(big.sockets()[0].receive_buffer >= 200 * 1024);
+    CHECK(big.sockets()[0].send_buffer >= 200 * 1024);
+    auto small = open_loopback(65536);
+    CHECK(small.sockets()[0].receive_buffer <= 65536);
+    auto sender = open_loopback();
+    // Far more than 64 KiB in flight before the receiver reads anything: the kernel drops.
+    for (int round = 0; round < 50; ++round) {
+        std::vector<Outer> burst(8, Outer{.source_port = port_of(sender), .destination_port = port_of(small),
+                                          .payload = std::string(1200, 'x')});
+        send(sender, pool, burst);
+    }
+    // A datagram carries the drop count as of its own arrival: drain what was queued before
+    // the overflow, then one sent after it tells.
+    while (!receive(small, pool, 8).empty()) {
+    }
+    send(sender, pool, {Outer{.source_port = port_of(sender), .destination_port = port_of(small)}});
+    CHECK(receive(small, pool, 1).size() == 1);
+    const auto dropped = small.sockets()[0].counters.rx_overflows;
+    CAPTURE(dropped);
+    CHECK(dropped > 0);
+    CHECK(dropped < 400);
+}
