@@ -123,6 +123,11 @@ HomeAgent::Outcome HomeAgent::process(std::span<const std::uint8_t> request, con
     // Check 3: MHAE authenticator. The 131 reply is authenticated with the SA the MN holds,
     // and changes no state (the request may be forged).
     if (!verify_authenticator(request, *ext.mobile_home_auth, mn.sa.key.span())) {
+        if (mn.last_auth_failure_reply && now - *mn.last_auth_failure_reply < config_.auth_failure_reply_interval) {
+            out.discard = Discard::AuthFailureUnanswered;
+            return out;
+        }
+        mn.last_auth_failure_reply = now;
         return reply(std::move(out), mn, home, reply_code::ha_mn_auth_failed, 0, echo_id(false), ext, std::nullopt);
     }
 

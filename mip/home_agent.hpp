@@ -14,7 +14,9 @@
 // foreign Home Agent field (136) -> reserved bits / UDP tunnel request form (134) -> reverse
 // tunnelling (137/138) and encapsulation (139) -> UDP tunnelling (129/142) -> resources (130).
 // Only authenticated requests change state: a request for another node's home address or a
-// tampered one never touches existing bindings or replay state.
+// tampered one never touches existing bindings or replay state. Every check before the MHAE
+// is a length, a lookup or a comparison, so a flood costs at most one HMAC per packet; 131
+// replies are limited to one per mobile node per `auth_failure_reply_interval`.
 //
 // One binding per home address; simultaneous bindings are not supported (S set => code 1,
 // RFC 5944 §3.8.3). The caller verifies a non-zero UDP checksum (check 1) before process().
@@ -59,6 +61,10 @@ public:
         std::chrono::seconds timestamp_tolerance{7};
         core::Duration ntp_offset{};        // see ntp_offset() in security_association.hpp
         std::size_t max_bindings = 1 << 20;
+        // A request failing its MHAE costs one HMAC; answering it (131) costs a second and sends
+        // a reply to a source that may be spoofed. At most one 131 per mobile node per interval;
+        // the rest are discarded (AuthFailureUnanswered). Zero: answer every one.
+        core::Duration auth_failure_reply_interval = std::chrono::seconds(1);
         // RFC 5265 §5 internal home agent: when non-empty, requests whose IP source lies
         // outside every prefix are silently discarded (UntrustedSource), and every reply to a
         // trusted source carries the TNC extension (149) before the MHAE. Empty (the default):
@@ -86,6 +92,7 @@ public:
         UnexpectedFhae,     // Foreign-Home auth present but no HA-FA SA
         CryptoFailure,      // HMAC unavailable
         UntrustedSource,    // IP source outside the configured trusted networks (RFC 5265 §5)
+        AuthFailureUnanswered,  // bad MHAE within auth_failure_reply_interval of the last 131
     };
 
     enum class ChangeKind : std::uint8_t { None, Added, Updated, Removed };
@@ -142,6 +149,7 @@ private:
         std::uint32_t nonce = 0;             // nonces: the HA nonce the next request must carry
         bool nonce_valid = false;
         bool ever_accepted = false;
+        std::optional<core::TimePoint> last_auth_failure_reply;  // when a 131 was last sent
     };
 
     Outcome reply(Outcome out, MobileNodeState& mn, core::Ipv4Address home, std::uint8_t code,

@@ -63,6 +63,7 @@ public:
         UnknownSpi,
         UnexpectedFhae,
         UntrustedSource,
+        BadAuthenticatorUnanswered,
         CryptoFailure,
         BadAuthenticator,
         IdentificationMismatch,

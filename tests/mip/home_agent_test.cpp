@@ -614,3 +614,50 @@ TEST_CASE("HA with trusted networks: every reply to a trusted source carries TNC
     CHECK(denied_ha.fixed.code == mip::reply_code::ha_unknown_home_agent);
     CHECK(denied_ha.ext.trusted_networks_authenticated());
 }
+
+TEST_CASE("HA under a flood of forged requests: one 131 per mobile node per interval, the node's own request still accepted") {
+    Fixture f;
+    Req forged;
+    forged.key = key_b;  // home_a's SPI, the wrong key
+    forged.fixed.care_of_address = ip("203.0.113.66");
+    auto send_forged = [&](std::uint64_t n) {
+        forged.fixed.identification = f.ts() + n;
+        return f.ha.process(build(forged), direct(ip("203.0.113.66")), f.now);
+    };
+    auto first = send_forged(0);
+    REQUIRE(first.reply);
+    CHECK(first.code == mip::reply_code::ha_mn_auth_failed);
+    // The rest inside the interval cost one HMAC each and get no reply (no reflection).
+    for (std::uint64_t n = 1; n <= 100; ++n) {
+        auto out = send_forged(n);
+        CHECK_FALSE(out.reply);
+        CHECK(out.discard == Discard::AuthFailureUnanswered);
+        CHECK(out.change.kind == Change::None);
+    }
+    // Another node's forgeries are limited separately; the genuine node is served at once.
+    Req forged_b = forged;
+    forged_b.fixed.home_address = home_b;
+    forged_b.spi = 257;
+    forged_b.key = key_a;
+    forged_b.fixed.identification = f.ts();
+    CHECK(f.ha.process(build(forged_b), direct(ip("203.0.113.66")), f.now).code == mip::reply_code::ha_mn_auth_failed);
+    Req genuine;
+    genuine.fixed.identification = f.ts(1ms);
+    CHECK(f.ha.process(build(genuine), direct(), f.now).code == mip::reply_code::accepted);
+    CHECK(f.ha.binding(home_a)->care_of_address == coa);
+    // After the interval a forged request is answered again.
+    f.now += 1s;
+    auto later = send_forged(1000);
+    REQUIRE(later.reply);
+    CHECK(later.code == mip::reply_code::ha_mn_auth_failed);
+}
+
+TEST_CASE("HA with auth_failure_reply_interval 0 answers every forged request with 131") {
+    Fixture f([](mip::HomeAgent::Config& c) { c.auth_failure_reply_interval = core::Duration::zero(); });
+    Req forged;
+    forged.key = key_b;
+    for (std::uint64_t n = 0; n < 5; ++n) {
+        forged.fixed.identification = f.ts() + n;
+        CHECK(f.ha.process(build(forged), direct(), f.now).code == mip::reply_code::ha_mn_auth_failed);
+    }
+}
