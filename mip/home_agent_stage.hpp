@@ -64,6 +64,7 @@ public:
         UnexpectedFhae,
         UntrustedSource,
         BadAuthenticatorUnanswered,
+        IdentificationUnanswered,
         CryptoFailure,
         BadAuthenticator,
         IdentificationMismatch,

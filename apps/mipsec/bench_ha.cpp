@@ -395,13 +395,13 @@ enum class FloodKind : std::uint8_t {
     UnknownHome,       // a home address nobody configured (check 2)
     UnknownSpi,        // a configured home address, another SPI (check 2)
     BadAuthenticator,  // home address and SPI right, authenticator wrong: verified, at most one 131/s
-    StaleReplay,       // an authentic request replayed with an old Identification: answered 133
+    StaleReplay,       // an authentic request replayed with an old Identification: at most one 133/s
     Count_
 };
 constexpr std::size_t flood_kind_count = static_cast<std::size_t>(FloodKind::Count_);
 constexpr std::array<const char*, flood_kind_count> flood_kind_names = {
     "good renewal", "random bytes (type 1)", "bad UDP checksum", "unknown home address",
-    "unknown SPI", "bad authenticator (<= one 131/s)", "stale replay (-> 133)"};
+    "unknown SPI", "bad authenticator (<= one 131/s)", "stale replay (<= one 133/s)"};
 constexpr std::array<const char*, flood_kind_count> flood_kind_keys = {
     "good", "garbage", "bad_checksum", "unknown_home_address", "unknown_spi", "bad_authenticator", "stale_replay"};
 

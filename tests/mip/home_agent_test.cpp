@@ -652,12 +652,45 @@ TEST_CASE("HA under a flood of forged requests: one 131 per mobile node per inte
     CHECK(later.code == mip::reply_code::ha_mn_auth_failed);
 }
 
-TEST_CASE("HA with auth_failure_reply_interval 0 answers every forged request with 131") {
-    Fixture f([](mip::HomeAgent::Config& c) { c.auth_failure_reply_interval = core::Duration::zero(); });
+TEST_CASE("HA with denial_reply_interval 0 answers every forged request with 131") {
+    Fixture f([](mip::HomeAgent::Config& c) { c.denial_reply_interval = core::Duration::zero(); });
     Req forged;
     forged.key = key_b;
     for (std::uint64_t n = 0; n < 5; ++n) {
         forged.fixed.identification = f.ts() + n;
         CHECK(f.ha.process(build(forged), direct(), f.now).code == mip::reply_code::ha_mn_auth_failed);
     }
+}
+
+TEST_CASE("HA under a flood of replays: one 133 per interval, then stale requests are discarded before their HMAC") {
+    Fixture f;
+    Req r;
+    r.fixed.identification = f.ts();
+    REQUIRE(f.ha.process(build(r), direct(), f.now).code == mip::reply_code::accepted);
+    const auto accepted = r;
+
+    f.now += 100ms;
+    Req stale = r;
+    stale.fixed.identification = f.ts(-1h);
+    auto first = f.ha.process(build(stale), direct(ip("203.0.113.66")), f.now);
+    CHECK(first.code == mip::reply_code::ha_identification_mismatch);
+    for (int n = 0; n < 50; ++n) {
+        stale.fixed.identification = f.ts(-1h) + static_cast<std::uint64_t>(n);
+        // The authenticator is not even looked at: a forged stale request meets the same fate.
+        stale.key = n % 2 == 0 ? key_a : key_b;
+        auto out = f.ha.process(build(stale), direct(ip("203.0.113.66")), f.now);
+        CHECK_FALSE(out.reply);
+        CHECK(out.discard == Discard::IdentificationUnanswered);
+    }
+    // The genuine node is unaffected: a retransmission of its accepted request is answered
+    // again, and a fresh request is accepted.
+    CHECK(f.ha.process(build(accepted), direct(), f.now).code == mip::reply_code::accepted);
+    Req renew = r;
+    renew.fixed.identification = f.ts();
+    CHECK(f.ha.process(build(renew), direct(), f.now).code == mip::reply_code::accepted);
+    // After the interval a stale request is answered with 133 again.
+    f.now += 1s;
+    stale.key = key_a;
+    stale.fixed.identification = f.ts(-1h);
+    CHECK(f.ha.process(build(stale), direct(ip("203.0.113.66")), f.now).code == mip::reply_code::ha_identification_mismatch);
 }

@@ -37,7 +37,7 @@ SPI = 256
 # (IP_HDRINCL, spoofed sources, UDP checksum 0 = none) for the given seconds.
 FLOODER_SCRIPT = r"""
 import hashlib, hmac, random, socket, struct, sys, time
-ha, home, key, spi, seconds = sys.argv[1], sys.argv[2], bytes.fromhex(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
+ha, home, key, spi, seconds, rate = sys.argv[1], sys.argv[2], bytes.fromhex(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), float(sys.argv[6])
 rnd = random.Random(434)
 a4 = lambda s: bytes(map(int, s.split(".")))
 def ntp(off=0):
@@ -67,8 +67,12 @@ s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
 s.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
 print("ready", flush=True)
 sent = 0; t0 = time.monotonic(); end = t0 + seconds; n = len(packets)
-while time.monotonic() < end:
-    for _ in range(256):
+while (now := time.monotonic()) < end:
+    # Paced: bursts of 64, never ahead of `rate` packets per second (0: as fast as possible).
+    if rate > 0 and sent > (now - t0) * rate:
+        time.sleep(min(0.002, sent / rate - (now - t0)))
+        continue
+    for _ in range(64):
         try:
             s.sendto(packets[sent % n], (ha, 0)); sent += 1
         except OSError:
@@ -90,6 +94,10 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--mipsec", required=True)
     ap.add_argument("--seconds", type=float, default=15)
+    # Far above any legitimate load, below what the home agent processes per second on a
+    # loaded 2-vCPU runner (beyond it the kernel drops from the socket queue, which no user
+    # space program can prevent: see "Floods" in README). 0: as fast as the flooder can.
+    ap.add_argument("--rate", type=float, default=10000)
     args = ap.parse_args()
     require_root("the registration flood test")
     checks = Checks()
@@ -137,7 +145,7 @@ def main():
         log_lines0 = len(open(ha_proc.log_path).read().splitlines())
 
         fl = subprocess.Popen(["ip", "netns", "exec", flooder.ns, "/usr/bin/python3", "-c", FLOODER_SCRIPT, HA, HOME, KEY, str(SPI),
-                               str(args.seconds)], stdout=subprocess.PIPE, text=True, start_new_session=True)
+                               str(args.seconds), str(args.rate)], stdout=subprocess.PIPE, text=True, start_new_session=True)
         lab._processes.append(fl)
         checks.check("the flooder started", fl.stdout.readline().strip() == "ready")
         lapses = 0
@@ -171,8 +179,9 @@ def main():
                      lapses == 0 and m1.get("registered"), json.dumps(m1)[:300])
         checks.check(f"every registration the mobile node sent during the flood was answered: zero lost ({reqs} sent, {replies} answered)",
                      reqs >= 3 and replies == reqs, f"{reqs} vs {replies}")
-        checks.check(f"the home agent processed everything its socket received: {rx} = {reqs} renewals + {ha_failures} failures counted",
-                     ha_requests == rx and ha_failures == rx - reqs, f"requests {ha_requests}, received {rx}, failures {ha_failures}")
+        checks.check(f"the home agent processed everything its socket received: {rx} = {replies} renewals answered + "
+                     f"{ha_failures} failures counted", ha_requests == rx and ha_failures == rx - replies,
+                     f"requests {ha_requests}, received {rx}, failures {ha_failures}")
         lines = open(ha_proc.log_path).read().splitlines()[log_lines0:]
         warn = [l for l in lines if "warn" in l.lower()]
         bound = 10 + 2 * (flood_s + 6)  # the logger's burst, then one per second (with margin)

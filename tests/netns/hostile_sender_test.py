@@ -407,8 +407,9 @@ def main():
             # anything: they are counted there (Udp InCsumErrors), and mipsec never sees them.
             ("reg_bad_checksum", "dropped by the kernel's UDP checksum check (InCsumErrors)",
              lambda n: kernel_udp_counter(xha, "InCsumErrors")),
-            ("reg_replay", "authentic but stale: answered 133, nothing changed",
-             lambda n: dig(ha_state(n), "counters", "rejected", "identification_mismatch")),
+            ("reg_replay", "authentic but stale: one answered 133, the rest discarded before their HMAC, nothing changed",
+             lambda n: dig(ha_state(n), "counters", "rejected", "identification_mismatch")
+             + dig(ha_state(n), "counters", "discarded", "identification_mismatch_unanswered")),
             ("udp434_other_types", "dropped: unknown message", lambda n: ha_drops(n, "unknown_message")),
             ("udp434_tunnel_data", "dropped: binding mismatch", lambda n: ha_drops(n, "binding_mismatch")),
             ("ipip_bound", "dropped: binding mismatch", lambda n: ha_drops(n, "binding_mismatch")),
