@@ -257,7 +257,7 @@ core::Duration ForeignAgent::jittered_interval() noexcept {
 ForeignAgent::Output ForeignAgent::on_solicitation(core::Ipv4Address source, core::TimePoint now) {
     Output out;
     if (last_solicited_ && now - *last_solicited_ < config_.solicited_min_interval) {
-        // RFC 1256 §3.5.2 / RFC 5944 §2.3: solicited advertisements are rate-limited, so a
+        // RFC 1256 §4.3, RFC 5944 §2.4: solicited advertisements are rate-limited, so a
         // flood of solicitations is never amplified. Whoever was held back (a flooder's spoofed
         // source or a real visitor) hears one multicast advertisement when the interval ends.
         solicitation_held_back_ = true;

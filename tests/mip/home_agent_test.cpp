@@ -262,7 +262,9 @@ TEST_CASE("HA identification: timestamps out of tolerance or not increasing get 
     CHECK((p.fixed.identification & 0xFFFFFFFFu) == (r.fixed.identification & 0xFFFFFFFFu));
     CHECK(f.ha.bindings().empty());
 
-    // Accept id1, then id2 > id1; replaying id1 (fresh within tolerance) must fail.
+    // Accept id1, then id2 > id1; replaying id1 (fresh within tolerance) must fail. (A second
+    // apart each time: at most one 133 per node per second is answered.)
+    f.now += 1s;
     Req r1;
     r1.fixed.identification = f.ts();
     REQUIRE(f.ha.process(build(r1), direct(), f.now).code == 0);
@@ -280,6 +282,7 @@ TEST_CASE("HA identification: timestamps out of tolerance or not increasing get 
     ahead.fixed.care_of_address = ip("192.168.1.24");
     ahead.fixed.identification = f.ts(6s);
     CHECK(f.ha.process(build(ahead), direct(ip("192.168.1.24")), f.now).code == 0);
+    f.now += 1s;
     ahead.fixed.identification = f.ts(30s);
     CHECK(f.ha.process(build(ahead), direct(ip("192.168.1.24")), f.now).code == 133);
 }
@@ -319,7 +322,8 @@ TEST_CASE("HA nonce replay protection self-synchronises (RFC 5944 §5.7.2)") {
     CHECK(next != nonce);  // every reply carries a fresh nonce
     CHECK((second.fixed.identification & 0xFFFFFFFFu) == 0x33334444u);
 
-    // The old nonce is no longer valid.
+    // The old nonce is no longer valid (a second later: at most one 133 per node per second).
+    f.now += 1s;
     r.fixed.identification = (std::uint64_t{nonce} << 32) | 0x55556666u;
     CHECK(f.ha.process(build(r), direct(), f.now).code == 133);
 }
