@@ -373,3 +373,36 @@ TEST_CASE("FA under a solicitation flood: at most one advertisement per interval
     REQUIRE(visitor_heard);
     CHECK(*visitor_heard - visitor_at <= interval);
 }
+
+TEST_CASE("FA stage under a solicitation flood: every solicitation counted, at most one advertisement per 100 ms on the link") {
+    StageFixture s;
+    (void)s.stage.poll(s.ctx);  // the first periodic advertisement
+    const auto adverts_before = s.stage.counters().advertisements_sent;
+    // 1 s of solicitations, one per millisecond, from spoofed on-link sources (ICMP 10, TTL 1).
+    for (int ms = 1; ms <= 1000; ++ms) {
+        s.ctx.advance(1ms);
+        if (auto d = s.stage.poll(s.ctx); d && *d <= s.ctx.now()) (void)s.stage.poll(s.ctx);
+        auto buf = s.pool.acquire(128);
+        const std::size_t len = core::Ipv4Header::len + mip::AgentSolicitationView::len;
+        REQUIRE(buf.put(len));
+        core::Ipv4Header h;
+        h.total_length = static_cast<std::uint16_t>(len);
+        h.ttl = 1;
+        h.protocol = core::ip_protocol::icmp;
+        h.source = core::Ipv4Address{ip("198.51.100.0").value + static_cast<std::uint32_t>(2 + ms % 250)};
+        h.destination = mip::all_mobility_agents;
+        h.emit(buf.bytes());
+        auto icmp = buf.bytes().subspan(core::Ipv4Header::len);
+        icmp[0] = mip::AgentSolicitationView::icmp_type;
+        core::IcmpMutView::check(icmp)->update_checksum();
+        CHECK(s.stage.encapsulate(buf, s.ctx).action == core::Action::Consumed);
+    }
+    const auto& c = s.stage.counters();
+    CHECK(c.solicitations == 1000);
+    const auto sent = c.advertisements_sent - adverts_before;
+    CHECK(sent >= 9);
+    CHECK(sent <= 11);
+    // Only the first was answered at once; every later one fell inside an interval.
+    CHECK(c.solicitations_held_back == 999);
+    CHECK(c.messages_discarded == 0);  // held back is not discarded: it is answered later
+}
