@@ -18,7 +18,8 @@ the home agent. The attacker's phases, each followed by a `mipsec status --json`
                data (type 4) from a stranger, random bytes; IP protocol 4 from a stranger
                (inner source bound and unbound, truncated inner).
   gateway      UDP 500 and 4500: random bytes, truncated ISAKMP headers, well-formed headers
-               with unknown cookies, non-ESP-marker tricks, NAT keepalives, ESP in UDP with an
+               with unknown cookies and with the live IKE SA's cookies (read from the mobile
+               node's capture) around garbage, non-ESP-marker tricks, NAT keepalives, ESP in UDP with an
                unknown SPI; IP protocol 50 with an unknown SPI and with the live SA's SPI but a
                bad ICV.
   mobile node  forged registration replies, IP-in-IP from a stranger, agent advertisements
@@ -39,7 +40,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tools"))
-from netns_lab import Checks, Lab, require_root  # noqa: E402
+from netns_lab import Checks, Lab, pcap_packets, require_root  # noqa: E402
 from roaming_lab import Roaming, Stream, node_status, stage_states, write_json  # noqa: E402
 
 PSK = "lab-psk-0123456789"
@@ -139,6 +140,16 @@ def phase(cmd):
             body = rb(48)
             return rb(8) + rb(8) + struct.pack("!BBBBII", 8, 0x10, 5, 1, rnd.getrandbits(32), 28 + len(body)) + body
         pk = [IP(dst=a["gw"]) / UDP(sport=500, dport=500) / Raw(isakmp()) for _ in range(n)]
+    elif p == "udp500_live_cookies":
+        # The live IKE SA's own cookies on an encrypted Informational with a garbage body, half
+        # from the attacker, half from the client's (spoofed) address and port.
+        cookies = bytes.fromhex(a["cookies"])
+        def forged():
+            body = rb(64)
+            return cookies + struct.pack("!BBBBII", 8, 0x10, 5, 1, rnd.getrandbits(32), 28 + len(body)) + body
+        half = n // 2
+        pk = [IP(dst=a["gw"]) / UDP(sport=500, dport=500) / Raw(forged()) for _ in range(half)]
+        pk += [IP(src=a["home"], dst=a["gw"]) / UDP(sport=500, dport=500) / Raw(forged()) for _ in range(n - half)]
     elif p == "udp4500_marker_garbage":
         # The non-ESP marker (RFC 3948 §2.2) in front of garbage, and a marker alone.
         pk = [IP(dst=a["gw"]) / UDP(sport=4500, dport=4500) / Raw(b"\0\0\0\0" + rb(rnd.randrange(0, 40))) for _ in range(n)]
@@ -240,6 +251,25 @@ def kernel_udp_counter(host, name):
     return int(dict(zip(lines[0][1:], lines[1][1:])).get(name, 0)) if len(lines) >= 2 else 0
 
 
+def live_ike_cookies(pcap):
+    """Initiator and responder cookies (16 bytes, hex) of the last IKE packet in a capture whose
+    responder cookie is set: the live IKE SA's."""
+    found = ""
+    for pkt in pcap_packets(pcap):
+        if len(pkt) < 20 or pkt[9] != 17:
+            continue
+        ihl = (pkt[0] & 0x0F) * 4
+        ports = {int.from_bytes(pkt[ihl:ihl + 2], "big"), int.from_bytes(pkt[ihl + 2:ihl + 4], "big")}
+        payload = pkt[ihl + 8:]
+        if 4500 in ports and payload[:4] == b"\0\0\0\0":
+            payload = payload[4:]
+        elif 500 not in ports:
+            continue
+        if len(payload) >= 28 and payload[8:16] != b"\0" * 8:
+            found = payload[:16].hex()
+    return found
+
+
 def socket_rx(node):
     return sum(s.get("rx_packets", 0) + s.get("rx_errors", 0) for s in node["transport"]["sockets"])
 
@@ -318,6 +348,7 @@ def main():
                  "remote_id": "gw.lab.example", "remote_ts": "10.99.1.0/24", "ike_proposals": ["aes128-sha256-modp2048"],
                  "esp_proposals": ["aes128gcm16"], "dpd_delay_s": 30},
                 {"type": "nat.udp_encap", "keepalive_s": 20},
+                {"type": "tap.pcap", "file": f"{lab.dir}/mn-ipsec.pcap"},  # for the live IKE SA's cookies
                 {"type": "mip.mobile_node", "home_address": X_HOME, "home_agent": X_HA, "spi": MIP_SPI, "key": MIP_KEY,
                  "lifetime_s": 600, "care_of": "interface", "interface": "wlan0", "max_retransmit_s": 4},
             ],
@@ -365,7 +396,9 @@ def main():
         time.sleep(2)
 
         attacker = Attacker(lab, evil)
-        common = {"n": N, "ha": X_HA, "gw": GW, "home": X_HOME, "spi": MIP_SPI, "key": MIP_KEY, "coa": coa,
+        cookies = live_ike_cookies(f"{lab.dir}/mn-ipsec.pcap")
+        checks.check("the live IKE SA's cookies read from the mobile node's capture", len(cookies) == 32, cookies)
+        common = {"cookies": cookies, "n": N, "ha": X_HA, "gw": GW, "home": X_HOME, "spi": MIP_SPI, "key": MIP_KEY, "coa": coa,
                   "evil_link": EVIL_LINK, "spi_esp": child.get("spi_out", 0), "src": EVIL}
         start = {name: st(h, s) for name, h, s in (("xha", xha, ha_sock), ("gw", gw, gw_sock), ("mn", mn, mn_sock))}
 
@@ -431,6 +464,9 @@ def main():
             ("udp500_random", "dropped by IKE (malformed or unknown SA)", ike_drops),
             ("udp500_truncated", "dropped by IKE (malformed)", ike_drops),
             ("udp500_unknown_cookies", "dropped by IKE (unknown SA)", ike_drops),
+            ("udp500_live_cookies", "the live IKE SA's cookies, garbage inside: dropped (IKE SA untouched)",
+             lambda n: ike_drops(n) + sum(dig(c, "ike_counters", k) for c in gw_state(n).get("clients", [])
+                                          for k in ("dropped_malformed", "dropped_auth", "dropped_replay"))),
             ("udp4500_marker_garbage", "dropped by IKE after the non-ESP marker", ike_drops),
             ("udp4500_keepalive", "counted as NAT keepalives", lambda n: gw_state(n).get("keepalives_received", 0)),
             ("udp4500_esp_unknown_spi", "dropped: unknown SPI", lambda n: gw_drops(n, "unknown_spi")),
