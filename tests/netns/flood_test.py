@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: MIT
-"""A home agent under a registration-request flood keeps serving its mobile node.
+"""A home agent under a registration-request flood keeps serving its mobile node, and a foreign
+agent under an Agent Solicitation flood neither amplifies it nor leaves a visitor unanswered.
 
     sw (bridge): ha 192.0.2.1 (`mipsec run` mip.home_agent), mn 192.0.2.10 (`mipsec run`
     mip.mobile_node, static care-of address, 4 s lifetime: it renews every couple of seconds),
@@ -15,6 +16,11 @@ agent counted every flood packet its socket received under a failure reason (rec
 the node's requests + the flood's failures), and its log stayed bounded (the warning lines are
 rate-limited per node and overall). Prints the flood rate, the requests the home agent
 processed per second and the kernel's receive-buffer drops, if any.
+
+Then a `mipsec run` foreign agent on a second bridge gets Agent Solicitations (TTL 1) from
+spoofed on-link sources at `--solicitation-rate` for 5 s while a visitor on the same link
+solicits once: the agent counts every solicitation, sends at most one advertisement per
+100 ms, and the visitor hears one within 500 ms.
 """
 import argparse
 import json
@@ -28,6 +34,7 @@ from netns_lab import Checks, Lab, node_status, require_root, stage_states  # no
 
 HA = "192.0.2.1"
 MN_COA = "192.0.2.10"
+FA = "198.51.100.1"
 FLOODER = "192.0.2.66"
 HOME = "10.1.0.77"
 KEY = "00112233445566778899aabbccddeeff"
@@ -82,6 +89,53 @@ print(f"sent {sent} {dt:.3f}", flush=True)
 """
 
 
+# Agent Solicitations (ICMP 10, RFC 5944 §2.2: TTL 1) to the foreign agent's link address from
+# spoofed on-link sources, paced at `rate` per second for the given seconds.
+SOLICITATION_FLOODER = r"""
+import random, socket, struct, sys, time
+fa, seconds, rate = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
+rnd = random.Random(1256)
+a4 = lambda s: bytes(map(int, s.split(".")))
+def icmp_checksum(b):
+    t = sum(struct.unpack("!%dH" % (len(b) // 2), b)); t = (t >> 16) + (t & 0xFFFF); t += t >> 16
+    return (~t) & 0xFFFF
+sol = bytes([10, 0, 0, 0, 0, 0, 0, 0]); sol = sol[:2] + struct.pack("!H", icmp_checksum(sol)) + sol[4:]
+packets = [struct.pack("!BBHHHBBH4s4s", 0x45, 0, 28, i, 0, 1, 1, 0, a4("198.51.100.%d" % rnd.randrange(100, 250)), a4(fa)) + sol
+           for i in range(500)]
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+s.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
+print("ready", flush=True)
+sent = 0; t0 = time.monotonic()
+while (now := time.monotonic()) < t0 + seconds:
+    if sent > (now - t0) * rate:
+        time.sleep(0.001); continue
+    for _ in range(16):
+        s.sendto(packets[sent % len(packets)], (fa, 0)); sent += 1
+print(f"sent {sent} {time.monotonic() - t0:.3f}", flush=True)
+"""
+
+# A visitor on the same link: one solicitation, then how long until an advertisement arrives.
+VISITOR = r"""
+import socket, struct, sys, time
+fa = sys.argv[1]
+r = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP); r.settimeout(0.05)
+sol = bytes([10, 0, 0xF5, 0xFF, 0, 0, 0, 0])  # type 10, checksum of an all-zero body
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+s.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, 1)
+t0 = time.monotonic(); s.sendto(sol, (fa, 0))
+while time.monotonic() < t0 + 5:
+    try:
+        pkt = r.recv(2048)
+    except socket.timeout:
+        continue
+    ihl = (pkt[0] & 0x0F) * 4
+    if pkt[ihl] == 9:
+        print(f"heard {time.monotonic() - t0:.3f}", flush=True); break
+else:
+    print("heard none", flush=True)
+"""
+
+
 def udp_rcvbuf_errors(host):
     """The kernel's count of UDP datagrams dropped for a full receive buffer in `host`."""
     lines = [line.split() for line in host.run(["cat", "/proc/net/snmp"]).stdout.splitlines() if line.startswith("Udp:")]
@@ -98,6 +152,7 @@ def main():
     # loaded 2-vCPU runner (beyond it the kernel drops from the socket queue, which no user
     # space program can prevent: see "Floods" in README). 0: as fast as the flooder can.
     ap.add_argument("--rate", type=float, default=10000)
+    ap.add_argument("--solicitation-rate", type=float, default=2000)
     args = ap.parse_args()
     require_root("the registration flood test")
     checks = Checks()
@@ -189,6 +244,61 @@ def main():
                      len(warn) <= bound, "\n".join(warn[-5:]))
         for name, p in (("ha", ha_proc), ("mn", mn_proc)):
             checks.check(f"{name}: still running", p.poll() is None)
+
+        # A foreign agent under an Agent Solicitation flood: it must not amplify it (at most one
+        # advertisement per 100 ms), must count every solicitation, and a visitor soliciting in
+        # the middle of the flood must still hear an advertisement at once.
+        fa, visitor = lab.host("fa"), lab.host("visitor")
+        sw.run(["ip", "link", "add", "br1", "type", "bridge"])
+        sw.run(["ip", "link", "set", "br1", "up"])
+        fa_link = None
+        for host, addr in ((fa, FA), (flooder, "198.51.100.66"), (visitor, "198.51.100.77")):
+            ifname, p = lab.link(host, f"{addr}/24", sw, "")
+            sw.run(["ip", "link", "set", p, "master", "br1"])
+            if host is fa:
+                fa_link = ifname
+        fa_sock = f"{lab.dir}/fa.sock"
+        path = f"{lab.dir}/fa.json"
+        with open(path, "w") as f:
+            json.dump({"name": "fa", "control_socket": fa_sock, "log_level": "info", "link": {"interface": fa_link},
+                       "transport": {"local": FA, "udp_ports": [434], "raw_protocols": [4]},
+                       "pipeline": [{"type": "mip.foreign_agent", "link_address": FA, "advertisement_interval_s": 10,
+                                     "advertisement_lifetime_s": 30, "registration_lifetime_s": 600}]}, f)
+        fa_proc = fa.spawn([args.mipsec, "run", path], log_name="mipsec-fa")
+        lab.wait_for(lambda: node_status(fa, args.mipsec, fa_sock), what="the foreign agent")
+
+        def fa_counters():
+            return (stage_states(node_status(fa, args.mipsec, fa_sock), "mip.foreign_agent") or [{}])[0].get("counters", {})
+
+        c0 = fa_counters()
+        seconds = 5.0
+        sf = subprocess.Popen(["ip", "netns", "exec", flooder.ns, "/usr/bin/python3", "-c", SOLICITATION_FLOODER, FA, str(seconds),
+                               str(args.solicitation_rate)], stdout=subprocess.PIPE, text=True, start_new_session=True)
+        lab._processes.append(sf)
+        checks.check("the solicitation flooder started", sf.stdout.readline().strip() == "ready")
+        time.sleep(seconds / 2)
+        heard = visitor.run(["/usr/bin/python3", "-c", VISITOR, FA], check=False).stdout.strip()
+        out = sf.stdout.read().split()
+        sol_sent, sol_s = (int(out[1]), float(out[2])) if len(out) >= 3 else (0, seconds)
+        time.sleep(0.5)
+        c1 = fa_counters()
+        got = c1.get("solicitations", 0) - c0.get("solicitations", 0)
+        held = c1.get("solicitations_held_back", 0) - c0.get("solicitations_held_back", 0)
+        adverts = c1.get("advertisements_sent", 0) - c0.get("advertisements_sent", 0)
+        print(f"solicitation flood: {sol_sent} sent in {sol_s:.1f} s; the foreign agent counted {got}, held back {held}, "
+              f"sent {adverts} advertisements; the visitor {heard}", flush=True)
+        checks.check(f"the foreign agent counted every solicitation ({got} of {sol_sent} + the visitor's 1)", got == sol_sent + 1,
+                     f"{got} vs {sol_sent + 1}")
+        # One per 100 ms interval, plus the first answer and at most one periodic one.
+        limit = int(sol_s * 10) + 3
+        checks.check(f"the foreign agent did not amplify: {adverts} advertisements for {got} solicitations (at most {limit})",
+                     0 < adverts <= limit and held >= got - limit, f"{adverts} adverts, {held} held back")
+        t = float(heard.split()[1]) if heard.startswith("heard ") and heard != "heard none" else None
+        # Within the 100 ms interval plus scheduling on a loaded runner; without the held-back
+        # answer it would wait for the periodic advertisement (10 s here).
+        checks.check(f"a visitor soliciting during the flood heard an advertisement within 500 ms ({heard})",
+                     t is not None and t <= 0.5, heard)
+        checks.check("fa: still running", fa_proc.poll() is None)
         if checks.failed:
             lab.dump_logs()
     return checks.finish()
