@@ -9,6 +9,11 @@
 // result back through a pipe. Time is the core's parameter: each registration gets `now`
 // 1 µs after the previous one and an NTP-timestamp Identification taken from that `now`, so
 // every request passes the HA's replay check (RFC 5944 §5.7.1) exactly as a live MN's would.
+//
+// `--flood` (run_ha_flood) measures the HomeAgentStage instead, with whole IPv4/UDP packets:
+// packets/s of a good renewal and of each kind of bad request a flooder sends, the cost of
+// each relative to the good one, and a mixed flood in which every good renewal must be
+// accepted and every bad packet counted.
 #include <malloc.h>
 #include <sys/wait.h>
 #include <unistd.h>
