@@ -42,6 +42,7 @@ enum class DropReason : std::uint8_t {
     Internal,           // our invariant broke; never caused by input alone
     UdpEncapMissing,    // an ESP SA wants UDP encapsulation and no nat.udp_encap below took it
     Impaired,           // tap.impair lost it on purpose (loss model or full delay queue)
+    NotOnLink,          // a link-only message (IP TTL must be 1) that came from beyond the link
     Count
 };
 

@@ -257,6 +257,10 @@ core::Duration ForeignAgent::jittered_interval() noexcept {
 ForeignAgent::Output ForeignAgent::on_solicitation(core::Ipv4Address source, core::TimePoint now) {
     Output out;
     if (last_solicited_ && now - *last_solicited_ < config_.solicited_min_interval) {
+        // RFC 1256 §4.3, RFC 5944 §2.4: solicited advertisements are rate-limited, so a
+        // flood of solicitations is never amplified. Whoever was held back (a flooder's spoofed
+        // source or a real visitor) hears one multicast advertisement when the interval ends.
+        solicitation_held_back_ = true;
         out.discard = Discard::RateLimited;
         return out;
     }
@@ -271,6 +275,13 @@ ForeignAgent::Output ForeignAgent::poll(core::TimePoint now) {
     if (!next_advertisement_ || now >= *next_advertisement_) {
         out.advertisement = advertise(all_systems_multicast);
         next_advertisement_ = now + jittered_interval();
+        solicitation_held_back_ = false;  // the multicast one answers them too
+        return out;
+    }
+    if (solicitation_held_back_ && last_solicited_ && now - *last_solicited_ >= config_.solicited_min_interval) {
+        out.advertisement = advertise(all_systems_multicast);
+        last_solicited_ = now;
+        solicitation_held_back_ = false;
         return out;
     }
     auto late = std::find_if(pending_.begin(), pending_.end(), [&](const Pending& p) { return p.expires <= now; });
@@ -304,6 +315,7 @@ std::optional<core::TimePoint> ForeignAgent::next_deadline() const noexcept {
     auto consider = [&](core::TimePoint t) {
         if (t != core::TimePoint::max() && (!d || t < *d)) d = t;
     };
+    if (solicitation_held_back_ && last_solicited_) consider(*last_solicited_ + config_.solicited_min_interval);
     for (const auto& p : pending_) consider(p.expires);
     for (const auto& [key, v] : visitors_) consider(v.expires);
     return d;

@@ -26,7 +26,10 @@
 //
 // Advertisements: ICMP 9 with a Mobility Agent Advertisement Extension (F, and T/U/R/B/H as
 // configured), TTL 1, to 224.0.0.1 every `advertisement_interval` (at most Lifetime/3,
-// randomised by ±`advertisement_jitter`), and to a soliciting node on request. Sequence
+// randomised by ±`advertisement_jitter`), and to a soliciting node on request, at most one per
+// `solicited_min_interval`: solicitations inside it are held back (RateLimited) and answered
+// together by one advertisement to 224.0.0.1 when it ends, so a flood is never amplified and a
+// visitor soliciting during one still hears an agent within the interval. Sequence
 // numbers start at 0 and wrap from 0xFFFF to 256 (RFC 5944 §2.3.1).
 // Not thread-safe; no global state.
 #include <array>
@@ -127,7 +130,7 @@ public:
         None,
         Malformed,         // not a request/reply at all
         UnknownExtension,  // unknown non-skippable FA extension after the MHAE
-        RateLimited,       // a 76 within a second of the previous one
+        RateLimited,       // a 76 within a second of the previous one; a solicitation held back
         NoPending,         // reply matching no relayed request
         NotFromHomeAgent,  // reply from another address than the request's home agent
         TooLong,           // longer than max_relay_len
@@ -199,6 +202,7 @@ private:
     std::uint16_t sequence_ = 0;
     std::optional<core::TimePoint> next_advertisement_;
     std::optional<core::TimePoint> last_solicited_;
+    bool solicitation_held_back_ = false;  // one arrived inside solicited_min_interval
     std::optional<core::TimePoint> last_too_distant_;
 };
 

@@ -106,7 +106,12 @@ Verdict ForeignAgentStage::encapsulate(core::PacketBuf& packet, core::StageConte
         if (auto sol = AgentSolicitationView::check(ip->payload())) {
             if (!core::IcmpView::check(ip->payload())->checksum_valid()) return Verdict::drop(DropReason::Malformed);
             ++counters_.solicitations;
-            emit(agent_.on_solicitation(ip->source(), now), ctx);
+            auto out = agent_.on_solicitation(ip->source(), now);
+            if (out.discard == ForeignAgent::Discard::RateLimited) {
+                ++counters_.solicitations_held_back;
+                return Verdict::consumed();
+            }
+            emit(out, ctx);
             return Verdict::consumed();
         }
     }
@@ -212,6 +217,7 @@ void ForeignAgentStage::report(core::StatusSink& out) const {
     out.field("messages_discarded", counters_.messages_discarded);
     out.field("advertisements_sent", counters_.advertisements_sent);
     out.field("solicitations", counters_.solicitations);
+    out.field("solicitations_held_back", counters_.solicitations_held_back);
     out.field("reverse_tunnelled", counters_.reverse_tunnelled);
     out.field("delivered_to_visitors", counters_.delivered_to_visitors);
     out.field("dropped_no_visitor", counters_.dropped_no_visitor);

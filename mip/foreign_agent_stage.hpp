@@ -51,6 +51,7 @@ public:
         std::uint64_t messages_discarded = 0;
         std::uint64_t advertisements_sent = 0;
         std::uint64_t solicitations = 0;
+        std::uint64_t solicitations_held_back = 0;  // inside solicited_min_interval: answered by one multicast advertisement later
         std::uint64_t reverse_tunnelled = 0;
         std::uint64_t delivered_to_visitors = 0;
         std::uint64_t dropped_no_visitor = 0;

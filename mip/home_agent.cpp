@@ -120,9 +120,26 @@ HomeAgent::Outcome HomeAgent::process(std::span<const std::uint8_t> request, con
         return (std::uint64_t{mn.nonce} << 32) | low;
     };
 
+    // A retransmission of the request that created the current binding (answered again below).
+    const Binding* current = bindings_.find(home);
+    const bool duplicate = current && mn.ever_accepted && current->identification == id &&
+                           current->care_of_address == req->care_of_address();
+    // Cheap before the HMAC: a request whose Identification cannot be accepted could only earn
+    // a 133, and one was sent to this node within the interval: discard it unauthenticated.
+    if (!duplicate && mn.last_mismatch_reply && now - *mn.last_mismatch_reply < config_.denial_reply_interval &&
+        !identification_valid(mn, id, now)) {
+        out.discard = Discard::IdentificationUnanswered;
+        return out;
+    }
+
     // Check 3: MHAE authenticator. The 131 reply is authenticated with the SA the MN holds,
     // and changes no state (the request may be forged).
     if (!verify_authenticator(request, *ext.mobile_home_auth, mn.sa.key.span())) {
+        if (mn.last_auth_failure_reply && now - *mn.last_auth_failure_reply < config_.denial_reply_interval) {
+            out.discard = Discard::AuthFailureUnanswered;
+            return out;
+        }
+        mn.last_auth_failure_reply = now;
         return reply(std::move(out), mn, home, reply_code::ha_mn_auth_failed, 0, echo_id(false), ext, std::nullopt);
     }
 
@@ -131,8 +148,7 @@ HomeAgent::Outcome HomeAgent::process(std::span<const std::uint8_t> request, con
 
     // A retransmission of the request that created the current binding: answer again, do
     // not extend the lifetime (RFC 5944 §3.8.3 duplicate rule).
-    if (const Binding* b = bindings_.find(home);
-        b && mn.ever_accepted && b->identification == id && b->care_of_address == req->care_of_address()) {
+    if (const Binding* b = current; duplicate) {
         const auto remaining = b->expires == core::TimePoint::max()
                                    ? std::uint16_t{0xFFFF}
                                    : static_cast<std::uint16_t>(std::clamp<std::int64_t>(
@@ -151,6 +167,7 @@ HomeAgent::Outcome HomeAgent::process(std::span<const std::uint8_t> request, con
         } else {
             resync = echo_id(true);
         }
+        mn.last_mismatch_reply = now;
         return reply(std::move(out), mn, home, reply_code::ha_identification_mismatch, 0, resync, ext, std::nullopt);
     }
     if (mn.sa.replay == ReplayProtection::Timestamp) {

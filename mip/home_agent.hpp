@@ -14,7 +14,10 @@
 // foreign Home Agent field (136) -> reserved bits / UDP tunnel request form (134) -> reverse
 // tunnelling (137/138) and encapsulation (139) -> UDP tunnelling (129/142) -> resources (130).
 // Only authenticated requests change state: a request for another node's home address or a
-// tampered one never touches existing bindings or replay state.
+// tampered one never touches existing bindings or replay state. Every check before the MHAE
+// is a length, a lookup or a comparison, so a flood costs at most one HMAC per packet; 131 and
+// 133 replies are limited to one each per mobile node per `denial_reply_interval`, and once a
+// 133 was sent, a request that could only earn another is discarded before its HMAC.
 //
 // One binding per home address; simultaneous bindings are not supported (S set => code 1,
 // RFC 5944 §3.8.3). The caller verifies a non-zero UDP checksum (check 1) before process().
@@ -59,6 +62,13 @@ public:
         std::chrono::seconds timestamp_tolerance{7};
         core::Duration ntp_offset{};        // see ntp_offset() in security_association.hpp
         std::size_t max_bindings = 1 << 20;
+        // A flood of forged or replayed requests for a configured node: answering each (131,
+        // 133) costs an HMAC and sends a reply to a source that may be spoofed. At most one 131
+        // and one 133 per mobile node per interval; the rest are discarded without a reply
+        // (AuthFailureUnanswered, IdentificationUnanswered), and a request whose
+        // Identification cannot be accepted is then discarded before its HMAC is computed.
+        // Zero: answer every one.
+        core::Duration denial_reply_interval = std::chrono::seconds(1);
         // RFC 5265 §5 internal home agent: when non-empty, requests whose IP source lies
         // outside every prefix are silently discarded (UntrustedSource), and every reply to a
         // trusted source carries the TNC extension (149) before the MHAE. Empty (the default):
@@ -86,6 +96,8 @@ public:
         UnexpectedFhae,     // Foreign-Home auth present but no HA-FA SA
         CryptoFailure,      // HMAC unavailable
         UntrustedSource,    // IP source outside the configured trusted networks (RFC 5265 §5)
+        AuthFailureUnanswered,     // bad MHAE within denial_reply_interval of the last 131
+        IdentificationUnanswered,  // unacceptable Identification within denial_reply_interval of the last 133
     };
 
     enum class ChangeKind : std::uint8_t { None, Added, Updated, Removed };
@@ -142,6 +154,8 @@ private:
         std::uint32_t nonce = 0;             // nonces: the HA nonce the next request must carry
         bool nonce_valid = false;
         bool ever_accepted = false;
+        std::optional<core::TimePoint> last_auth_failure_reply;  // when a 131 was last sent
+        std::optional<core::TimePoint> last_mismatch_reply;      // when a 133 was last sent
     };
 
     Outcome reply(Outcome out, MobileNodeState& mn, core::Ipv4Address home, std::uint8_t code,

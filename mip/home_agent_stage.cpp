@@ -28,6 +28,8 @@ std::optional<Failure> failure_of(HomeAgent::Discard d) noexcept {
         case HomeAgent::Discard::UnexpectedFhae: return Failure::UnexpectedFhae;
         case HomeAgent::Discard::CryptoFailure: return Failure::CryptoFailure;
         case HomeAgent::Discard::UntrustedSource: return Failure::UntrustedSource;
+        case HomeAgent::Discard::AuthFailureUnanswered: return Failure::BadAuthenticatorUnanswered;
+        case HomeAgent::Discard::IdentificationUnanswered: return Failure::IdentificationUnanswered;
     }
     return Failure::Malformed;
 }
@@ -59,6 +61,8 @@ std::string_view explanation(Failure f) noexcept {
         case Failure::UnknownSpi: return "SPI is not the one configured for this mobile node";
         case Failure::UnexpectedFhae: return "foreign-home authentication extension, but no foreign agent key";
         case Failure::UntrustedSource: return "source address is not in trusted_networks";
+        case Failure::BadAuthenticatorUnanswered: return "authenticator does not verify; not answered (one 131 per node per interval)";
+        case Failure::IdentificationUnanswered: return "identification unacceptable; discarded unauthenticated (one 133 per node per interval)";
         case Failure::CryptoFailure: return "HMAC unavailable";
         case Failure::BadAuthenticator: return "authenticator does not verify (wrong key?)";
         case Failure::IdentificationMismatch: return "identification too far from our clock, or replayed";
@@ -102,6 +106,8 @@ std::string_view HomeAgentStage::status_key(RequestFailure f) noexcept {
         case Failure::UnknownSpi: return "unknown_spi";
         case Failure::UnexpectedFhae: return "unexpected_fhae";
         case Failure::UntrustedSource: return "untrusted_source";
+        case Failure::BadAuthenticatorUnanswered: return "bad_authenticator_unanswered";
+        case Failure::IdentificationUnanswered: return "identification_mismatch_unanswered";
         case Failure::CryptoFailure: return "crypto_failure";
         case Failure::BadAuthenticator: return "bad_authenticator";
         case Failure::IdentificationMismatch: return "identification_mismatch";

@@ -63,6 +63,8 @@ public:
         UnknownSpi,
         UnexpectedFhae,
         UntrustedSource,
+        BadAuthenticatorUnanswered,
+        IdentificationUnanswered,
         CryptoFailure,
         BadAuthenticator,
         IdentificationMismatch,

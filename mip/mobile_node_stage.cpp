@@ -226,6 +226,9 @@ Verdict MobileNodeStage::decapsulate(core::PacketBuf& packet, core::StageContext
         if (auto view = AgentAdvertisementView::check(ip->payload())) {
             if (auto advert = AgentAdvertisement::parse(*view)) {
                 if (!core::IcmpView::check(ip->payload())->checksum_valid()) return Verdict::drop(DropReason::Malformed);
+                // RFC 5944 §2.3: every advertisement is sent with IP TTL 1, so one with any
+                // other TTL was forged beyond the link (e.g. "your home agent is here").
+                if (ip->ttl() != 1) return Verdict::drop(DropReason::NotOnLink);
                 ++counters_.advertisements_received;
                 if (advert->foreign_agent() || advert->home_agent()) advert_heard_ = true;
                 handle(node_.agent_advertisement(*advert, ip->source(), now), ctx);

@@ -31,6 +31,19 @@ struct HaOptions {
 /// and resident bytes per configured MN and per binding, each size in a forked child.
 int run_ha(const HaOptions& options);
 
+struct HaFloodOptions {
+    std::size_t nodes = 10000;        // mobile nodes, all bound before the flood
+    int milliseconds = 300;           // timed work per kind per round
+    int rounds = 3;
+    std::size_t flood_per_good = 100;  // bad packets per good renewal in the mixed run
+    bool json = false;
+};
+/// HomeAgentStage packets/s for a good renewal and for each kind of bad request (random
+/// bytes, bad checksum, unknown home address, unknown SPI, bad authenticator, stale replay),
+/// the cost of each relative to a good one, and a mixed flood: every good renewal accepted,
+/// every bad packet counted, log lines written.
+int run_ha_flood(const HaFloodOptions& options);
+
 struct IkeLoadOptions {
     core::Ipv4Address local;
     core::Ipv4Address gateway;

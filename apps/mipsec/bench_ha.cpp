@@ -9,6 +9,11 @@
 // result back through a pipe. Time is the core's parameter: each registration gets `now`
 // 1 µs after the previous one and an NTP-timestamp Identification taken from that `now`, so
 // every request passes the HA's replay check (RFC 5944 §5.7.1) exactly as a live MN's would.
+//
+// `--flood` (run_ha_flood) measures the HomeAgentStage instead, with whole IPv4/UDP packets:
+// packets/s of a good renewal and of each kind of bad request a flooder sends, the cost of
+// each relative to the good one, and a mixed flood in which every good renewal must be
+// accepted and every bad packet counted.
 #include <malloc.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -27,10 +32,13 @@
 #include <nlohmann/json.hpp>
 
 #include "apps/mipsec/bench.hpp"
+#include "core/buffer_pool.hpp"
 #include "core/endian.hpp"
 #include "crypto/mac.hpp"
 #include "crypto/random.hpp"
 #include "mip/home_agent.hpp"
+#include "mip/home_agent_stage.hpp"
+#include "mip/tunnel_encap.hpp"
 #include "mip/registration_wire.hpp"
 #include "mip/security_association.hpp"
 
@@ -381,6 +389,207 @@ MemoryResult measure_memory(std::size_t n, bool nat) {
 
 double per(std::int64_t bytes, std::size_t n) { return static_cast<double>(bytes) / static_cast<double>(n); }
 
+// ---- `mipsec bench ha --flood` -----------------------------------------------------------
+
+// What a flooder sends a home agent (RFC 5944 §3.8.2.1 order of checks): each class stops at a
+// different check, so the cost of each is the work done before that check said no.
+enum class FloodKind : std::uint8_t {
+    Good,              // a mobile node's renewal: MHAE verified, accepted, reply authenticated
+    Garbage,           // type 1, random bytes: stops at the length / extension scan
+    BadChecksum,       // a well-formed request with a wrong UDP checksum (check 1)
+    UnknownHome,       // a home address nobody configured (check 2)
+    UnknownSpi,        // a configured home address, another SPI (check 2)
+    BadAuthenticator,  // home address and SPI right, authenticator wrong: verified, at most one 131/s
+    StaleReplay,       // an authentic request replayed with an old Identification: at most one 133/s
+    Count_
+};
+constexpr std::size_t flood_kind_count = static_cast<std::size_t>(FloodKind::Count_);
+constexpr std::array<const char*, flood_kind_count> flood_kind_names = {
+    "good renewal", "random bytes (type 1)", "bad UDP checksum", "unknown home address",
+    "unknown SPI", "bad authenticator (<= one 131/s)", "stale replay (<= one 133/s)"};
+constexpr std::array<const char*, flood_kind_count> flood_kind_keys = {
+    "good", "garbage", "bad_checksum", "unknown_home_address", "unknown_spi", "bad_authenticator", "stale_replay"};
+
+/// A StageContext that counts what the stage sends and the log lines it writes.
+class CountingContext final : public core::StageContext {
+public:
+    explicit CountingContext(core::BufferPool& pool)
+        : pool_(pool), log_("bench", core::LogLevel::Info, [this](core::LogLevel, std::string_view, std::string_view) { ++log_lines; }) {}
+    core::TimePoint now() const override { return now_; }
+    core::PacketBuf allocate() override { return pool_.acquire(64); }
+    void send_control(core::PacketBuf&&) override { ++sent; }
+    void deliver_inward(core::PacketBuf&&) override {}
+    void raise(core::ControlEvent) override {}
+    core::Logger& log() override { return log_; }
+    void set_now(core::TimePoint t) noexcept { now_ = t; }
+    std::uint64_t sent = 0;
+    std::uint64_t log_lines = 0;
+
+private:
+    core::BufferPool& pool_;
+    core::Logger log_;
+    core::TimePoint now_ = t0;
+};
+
+/// Whole IPv4/UDP packets for the home agent, built untimed, with the time each one is
+/// processed at (an Identification only passes the replay check at its own time).
+struct FloodPacket {
+    std::vector<std::uint8_t> bytes;
+    core::TimePoint at;
+    FloodKind kind;
+};
+
+class FloodBuilder {
+public:
+    FloodBuilder(std::size_t nodes, const std::vector<std::uint32_t>& order) : nodes_(nodes), order_(order), rng_(5265) {}
+
+    /// Registration number `g` (global, so Identifications keep increasing) of kind `kind`.
+    bool build(FloodKind kind, std::uint64_t g, FloodPacket& out) {
+        out.kind = kind;
+        out.at = time_of(g);
+        const std::size_t i = order_[static_cast<std::size_t>(g % order_.size())];
+        // Spoofed sources: a different address for every bad packet, as from a botnet.
+        const core::Ipv4Address spoofed{core::Ipv4Address::from_octets(100, 64, 0, 0).value + static_cast<std::uint32_t>(rng_() & 0x3FFFFF)};
+        core::Endpoint from{kind == FloodKind::Good ? care_of_address(i) : spoofed, mip::registration_port};
+        std::vector<std::uint8_t> payload;
+        if (kind == FloodKind::Garbage) {
+            payload.resize(1 + rng_() % 60);
+            for (auto& b : payload) b = static_cast<std::uint8_t>(rng_());
+            payload[0] = mip::message_type::registration_request;
+        } else {
+            mip::RegistrationRequest r;
+            r.flags = mip::RegistrationRequestView::flag_d | mip::RegistrationRequestView::flag_t;
+            r.lifetime = requested_lifetime;
+            r.home_address = kind == FloodKind::UnknownHome ? core::Ipv4Address{home_address(nodes_ + (rng_() % 1000000)).value} : home_address(i);
+            r.home_agent = ha_address;
+            r.care_of_address = from.address;
+            // A replay carries an Identification a minute older than the clock.
+            r.identification = mip::ntp_time(kind == FloodKind::StaleReplay ? out.at - 60s : out.at, ntp_offset);
+            const auto k = key_for(i);
+            const std::uint32_t s = kind == FloodKind::UnknownSpi ? spi(i) + 0x100000 : spi(i);
+            auto m = mip::build_request(r, {}, {s, k});
+            if (!m) return false;
+            payload.assign(m->bytes().begin(), m->bytes().end());
+            if (kind == FloodKind::BadAuthenticator) payload.back() ^= 0x5A;
+        }
+        core::BufferPool pool(1, 2048);
+        auto buf = pool.acquire(0);
+        if (!mip::emit_udp_packet(buf, from, {ha_address, mip::registration_port}, 64, payload)) return false;
+        out.bytes.assign(buf.bytes().begin(), buf.bytes().end());
+        if (kind == FloodKind::BadChecksum) {
+            // Wrong, and never 0 (which would mean "no checksum", RFC 768).
+            auto* c = out.bytes.data() + core::Ipv4Header::len + 6;
+            c[1] ^= 0x01;
+            if (c[0] == 0 && c[1] == 0) c[1] = 0x02;
+        }
+        return true;
+    }
+
+private:
+    std::size_t nodes_;
+    const std::vector<std::uint32_t>& order_;
+    std::mt19937 rng_;
+};
+
+struct FloodResult {
+    bool ok = false;
+    std::array<double, flood_kind_count> rate{};  // packets/s of each kind alone, best round
+    // The mixed run: `flood_per_good` bad packets (all bad kinds in turn) per good renewal.
+    double mixed_good_rate = 0;
+    double mixed_bad_rate = 0;
+    std::uint64_t mixed_good_sent = 0;
+    std::uint64_t mixed_good_accepted = 0;
+    std::uint64_t mixed_bad_sent = 0;
+    std::uint64_t mixed_bad_counted = 0;  // requests_discarded + requests_rejected grew by this
+    std::uint64_t mixed_log_lines = 0;
+    double mixed_seconds = 0;  // simulated time the mixed run covered
+};
+
+FloodResult measure_flood(const HaFloodOptions& o) {
+    FloodResult r;
+    crypto::KeystreamRandom random;
+    mip::HomeAgentStage::Config cfg;
+    cfg.agent = make_config(o.nodes);
+    mip::HomeAgentStage ha(std::move(cfg), random);
+    core::BufferPool pool(64, 2048);
+    CountingContext ctx(pool);
+    const auto order = shuffled(o.nodes);
+    FloodBuilder builder(o.nodes, order);
+    std::uint64_t next = 0;
+    std::vector<FloodPacket> packets(batch);
+
+    // Runs the packets through the stage as the shell would (a pool buffer per packet).
+    auto run = [&](std::size_t count, Clock::duration& timed) -> bool {
+        const auto start = Clock::now();
+        for (std::size_t j = 0; j < count; ++j) {
+            auto buf = pool.acquire(64);
+            if (!buf.put(packets[j].bytes.size())) return false;
+            std::memcpy(buf.bytes().data(), packets[j].bytes.data(), packets[j].bytes.size());
+            ctx.set_now(packets[j].at);
+            (void)ha.decapsulate(buf, ctx);
+        }
+        timed += Clock::now() - start;
+        return true;
+    };
+    // Every MN registers once first, so renewals and replays meet existing state.
+    for (std::size_t j = 0; j < o.nodes; j += batch) {
+        const std::size_t count = std::min<std::size_t>(batch, o.nodes - j);
+        for (std::size_t k = 0; k < count; ++k)
+            if (!builder.build(FloodKind::Good, next++, packets[k])) return r;
+        Clock::duration ignored{};
+        if (!run(count, ignored)) return r;
+    }
+    if (ha.agent().bindings().size() != o.nodes) return r;
+
+    for (int round = 0; round < o.rounds; ++round) {
+        for (std::size_t kind = 0; kind < flood_kind_count; ++kind) {
+            Clock::duration timed{};
+            std::uint64_t done = 0;
+            while (timed < std::chrono::milliseconds(o.milliseconds)) {
+                for (auto& p : packets)
+                    if (!builder.build(static_cast<FloodKind>(kind), next++, p)) return r;
+                if (!run(packets.size(), timed)) return r;
+                done += packets.size();
+            }
+            r.rate[kind] = std::max(r.rate[kind], static_cast<double>(done) / seconds(timed));
+        }
+    }
+
+    // The mixed run: bad kinds in turn, one good renewal after every `flood_per_good`.
+    const auto c0 = ha.counters();
+    const auto log0 = ctx.log_lines;
+    const core::TimePoint sim_start = time_of(next);
+    Clock::duration timed{};
+    std::uint64_t good = 0, bad = 0;
+    std::size_t bad_kind = 1;
+    while (timed < std::chrono::milliseconds(o.milliseconds * o.rounds)) {
+        for (std::size_t j = 0; j < packets.size(); ++j) {
+            FloodKind kind = FloodKind::Good;
+            if ((good + bad) % (o.flood_per_good + 1) != 0) {
+                kind = static_cast<FloodKind>(bad_kind);
+                bad_kind = bad_kind + 1 == flood_kind_count ? 1 : bad_kind + 1;
+                ++bad;
+            } else {
+                ++good;
+            }
+            if (!builder.build(kind, next++, packets[j])) return r;
+        }
+        if (!run(packets.size(), timed)) return r;
+    }
+    const auto& c1 = ha.counters();
+    r.mixed_good_sent = good;
+    // Every good one is accepted: its reply was sent and it was not counted as a failure.
+    r.mixed_bad_counted = (c1.requests_discarded - c0.requests_discarded) + (c1.requests_rejected - c0.requests_rejected);
+    r.mixed_bad_sent = bad;
+    r.mixed_good_accepted = (c1.requests - c0.requests) - r.mixed_bad_counted;
+    r.mixed_good_rate = static_cast<double>(good) / seconds(timed);
+    r.mixed_bad_rate = static_cast<double>(bad) / seconds(timed);
+    r.mixed_log_lines = ctx.log_lines - log0;
+    r.mixed_seconds = seconds(time_of(next) - sim_start);
+    r.ok = r.mixed_good_accepted == good && r.mixed_bad_counted == bad && ha.agent().bindings().size() == o.nodes;
+    return r;
+}
+
 }  // namespace
 
 int run_ha(const HaOptions& options) {
@@ -472,6 +681,47 @@ int run_ha(const HaOptions& options) {
                 "table B/bind: BindingTable::memory_bytes() (records + index + expiry heap, by capacity)\n"
                 "first reg/s:  HomeAgent::process() while all N register once in shuffled order (table growing)\n");
     return ok ? 0 : 1;
+}
+
+int run_ha_flood(const HaFloodOptions& options) {
+    const auto fr = in_child<FloodResult>([&] { return measure_flood(options); });
+    if (!fr) {
+        std::fprintf(stderr, "mipsec bench ha --flood: the run failed\n");
+        return 1;
+    }
+    const double good = fr->rate[0];
+    if (options.json) {
+        nlohmann::json j;
+        j["benchmark"] = "ha_flood";
+        j["mobile_nodes"] = options.nodes;
+        j["ms"] = options.milliseconds;
+        j["rounds"] = options.rounds;
+        for (std::size_t k = 0; k < flood_kind_count; ++k) {
+            j["per_s"][flood_kind_keys[k]] = fr->rate[k];
+            j["cost_vs_good"][flood_kind_keys[k]] = fr->rate[k] > 0 ? good / fr->rate[k] : 0.0;
+        }
+        j["mixed"] = {{"flood_per_good", options.flood_per_good}, {"good_per_s", fr->mixed_good_rate}, {"bad_per_s", fr->mixed_bad_rate},
+                      {"good_sent", fr->mixed_good_sent}, {"good_accepted", fr->mixed_good_accepted}, {"bad_sent", fr->mixed_bad_sent},
+                      {"bad_counted", fr->mixed_bad_counted}, {"log_lines", fr->mixed_log_lines}, {"simulated_s", fr->mixed_seconds}};
+        j["ok"] = fr->ok;
+        std::printf("%s\n", j.dump().c_str());
+        return fr->ok ? 0 : 1;
+    }
+    std::printf("HomeAgentStage under a registration flood, one core: %zu mobile nodes bound, whole IPv4/UDP packets\n"
+                "through decapsulate() (UDP checksum, core checks, reply built and sent); best of %d rounds of %d ms\n",
+                options.nodes, options.rounds, options.milliseconds);
+    std::printf("%-34s %12s %9s %14s\n", "", "per second", "us each", "cost vs good");
+    for (std::size_t k = 0; k < flood_kind_count; ++k)
+        std::printf("%-34s %12.0f %9.2f %14.2f\n", flood_kind_names[k], fr->rate[k], 1e6 / fr->rate[k], good / fr->rate[k]);
+    std::printf("\nMixed: %zu bad packets (the bad kinds in turn, spoofed sources) per good renewal\n", options.flood_per_good);
+    std::printf("  good renewals %llu sent, %llu accepted (%.0f/s); bad %llu sent, %llu counted (%.0f/s)\n",
+                static_cast<unsigned long long>(fr->mixed_good_sent), static_cast<unsigned long long>(fr->mixed_good_accepted),
+                fr->mixed_good_rate, static_cast<unsigned long long>(fr->mixed_bad_sent),
+                static_cast<unsigned long long>(fr->mixed_bad_counted), fr->mixed_bad_rate);
+    std::printf("  log lines written: %llu over %.1f simulated seconds\n", static_cast<unsigned long long>(fr->mixed_log_lines),
+                fr->mixed_seconds);
+    if (!fr->ok) std::printf("!! a good registration was lost or a bad packet went uncounted\n");
+    return fr->ok ? 0 : 1;
 }
 
 }  // namespace mipsec::bench

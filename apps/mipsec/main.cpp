@@ -276,6 +276,11 @@ int main(int argc, char** argv) {
     bench_ha->add_option("--rounds", ha_options.rounds, "Rounds of the HA and of the raw reference; the best of each is reported")->check(CLI::Range(1, 100))->capture_default_str();
     bench_ha->add_flag("--nat", ha_options.nat, "Requests carry an RFC 3519 UDP Tunnel Request and arrive through a NAT");
     bench_ha->add_flag("--json", ha_options.json, "Print one JSON object");
+    bool ha_flood = false;
+    bench::HaFloodOptions flood_options;
+    bench_ha->add_flag("--flood", ha_flood, "Registration flood: cost of each kind of bad request vs a good one, and a mixed flood");
+    bench_ha->add_option("--flood-per-good", flood_options.flood_per_good, "Bad packets per good renewal in the mixed flood")
+        ->check(CLI::Range(1, 100000))->capture_default_str();
     auto* version = app.add_subcommand("version", "Print the version");
 
     bench::IkeLoadOptions ike_options;
@@ -307,6 +312,13 @@ int main(int argc, char** argv) {
         return status_command(socket_path, config_path, json ? "json" : status_format);
     }
     if (*bench_esp) return bench::run_esp(esp_options);
+    if (*bench_ha && ha_flood) {
+        if (bench_ha->count("--nodes") != 0) flood_options.nodes = ha_options.nodes;
+        if (bench_ha->count("--ms") != 0) flood_options.milliseconds = ha_options.milliseconds;
+        if (bench_ha->count("--rounds") != 0) flood_options.rounds = ha_options.rounds;
+        flood_options.json = ha_options.json;
+        return bench::run_ha_flood(flood_options);
+    }
     if (*bench_ha) return bench::run_ha(ha_options);
     if (*bench_gateway_poll) return bench::run_gateway_poll(gateway_poll_options);
     if (*bench_ike) {

@@ -330,3 +330,79 @@ TEST_CASE("FA stage: a request with a bad UDP checksum is dropped, the visitor l
     CHECK(s.ctx.sent.empty());
     CHECK(s.stage.agent().pending_count() == 0);
 }
+
+TEST_CASE("FA under a solicitation flood: at most one advertisement per interval, never amplified, and a visitor "
+          "soliciting in the middle still hears one within the interval") {
+    Fixture f;
+    (void)f.fa.poll(f.now);  // the first periodic advertisement
+    const auto interval = f.fa.config().solicited_min_interval;
+    std::size_t direct = 0, multicast = 0, held_back = 0;
+    std::optional<core::TimePoint> visitor_heard;
+    const core::TimePoint visitor_at = f.now + 1s + 37ms;
+    const core::Ipv4Address visitor = ip("198.51.100.77");
+    // 2 s of solicitations, one every millisecond, each from another (spoofed) source, with
+    // the FA polled whenever its deadline has come, as the shell does.
+    for (int ms = 1; ms <= 2000; ++ms) {
+        const auto t = f.now + std::chrono::milliseconds(ms);
+        while (auto d = f.fa.next_deadline()) {
+            if (*d > t) break;
+            auto out = f.fa.poll(*d);
+            if (!out.advertisement) break;
+            CHECK(out.advertisement->destination == mip::all_systems_multicast);
+            ++multicast;
+            if (!visitor_heard && *d >= visitor_at) visitor_heard = *d;
+        }
+        const bool is_visitor = t == visitor_at;
+        auto out = f.fa.on_solicitation(is_visitor ? visitor : core::Ipv4Address{0x0A000000u + static_cast<std::uint32_t>(ms)}, t);
+        if (out.discard == mip::ForeignAgent::Discard::RateLimited) {
+            ++held_back;
+            CHECK_FALSE(out.advertisement);
+        } else {
+            REQUIRE(out.advertisement);
+            ++direct;
+            if (is_visitor) visitor_heard = t;
+        }
+    }
+    // Every solicitation answered at once or held back; at most one advertisement per
+    // 100 ms interval (plus the periodic ones every 3 s) however many solicitations came.
+    CHECK(direct + held_back == 2000);
+    const auto intervals = static_cast<std::size_t>(2s / interval);
+    CHECK(direct + multicast <= intervals + 2);
+    CHECK(direct + multicast >= intervals - 1);
+    CHECK(held_back >= 2000 - intervals - 2);
+    REQUIRE(visitor_heard);
+    CHECK(*visitor_heard - visitor_at <= interval);
+}
+
+TEST_CASE("FA stage under a solicitation flood: every solicitation counted, at most one advertisement per 100 ms on the link") {
+    StageFixture s;
+    (void)s.stage.poll(s.ctx);  // the first periodic advertisement
+    const auto adverts_before = s.stage.counters().advertisements_sent;
+    // 1 s of solicitations, one per millisecond, from spoofed on-link sources (ICMP 10, TTL 1).
+    for (int ms = 1; ms <= 1000; ++ms) {
+        s.ctx.advance(1ms);
+        if (auto d = s.stage.poll(s.ctx); d && *d <= s.ctx.now()) (void)s.stage.poll(s.ctx);
+        auto buf = s.pool.acquire(128);
+        const std::size_t len = core::Ipv4Header::len + mip::AgentSolicitationView::len;
+        REQUIRE(buf.put(len));
+        core::Ipv4Header h;
+        h.total_length = static_cast<std::uint16_t>(len);
+        h.ttl = 1;
+        h.protocol = core::ip_protocol::icmp;
+        h.source = core::Ipv4Address{ip("198.51.100.0").value + static_cast<std::uint32_t>(2 + ms % 250)};
+        h.destination = mip::all_mobility_agents;
+        h.emit(buf.bytes());
+        auto icmp = buf.bytes().subspan(core::Ipv4Header::len);
+        icmp[0] = mip::AgentSolicitationView::icmp_type;
+        core::IcmpMutView::check(icmp)->update_checksum();
+        CHECK(s.stage.encapsulate(buf, s.ctx).action == core::Action::Consumed);
+    }
+    const auto& c = s.stage.counters();
+    CHECK(c.solicitations == 1000);
+    const auto sent = c.advertisements_sent - adverts_before;
+    CHECK(sent >= 9);
+    CHECK(sent <= 11);
+    // Only the first was answered at once; every later one fell inside an interval.
+    CHECK(c.solicitations_held_back == 999);
+    CHECK(c.messages_discarded == 0);  // held back is not discarded: it is answered later
+}

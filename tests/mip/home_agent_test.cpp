@@ -262,7 +262,9 @@ TEST_CASE("HA identification: timestamps out of tolerance or not increasing get 
     CHECK((p.fixed.identification & 0xFFFFFFFFu) == (r.fixed.identification & 0xFFFFFFFFu));
     CHECK(f.ha.bindings().empty());
 
-    // Accept id1, then id2 > id1; replaying id1 (fresh within tolerance) must fail.
+    // Accept id1, then id2 > id1; replaying id1 (fresh within tolerance) must fail. (A second
+    // apart each time: at most one 133 per node per second is answered.)
+    f.now += 1s;
     Req r1;
     r1.fixed.identification = f.ts();
     REQUIRE(f.ha.process(build(r1), direct(), f.now).code == 0);
@@ -280,6 +282,7 @@ TEST_CASE("HA identification: timestamps out of tolerance or not increasing get 
     ahead.fixed.care_of_address = ip("192.168.1.24");
     ahead.fixed.identification = f.ts(6s);
     CHECK(f.ha.process(build(ahead), direct(ip("192.168.1.24")), f.now).code == 0);
+    f.now += 1s;
     ahead.fixed.identification = f.ts(30s);
     CHECK(f.ha.process(build(ahead), direct(ip("192.168.1.24")), f.now).code == 133);
 }
@@ -319,7 +322,8 @@ TEST_CASE("HA nonce replay protection self-synchronises (RFC 5944 §5.7.2)") {
     CHECK(next != nonce);  // every reply carries a fresh nonce
     CHECK((second.fixed.identification & 0xFFFFFFFFu) == 0x33334444u);
 
-    // The old nonce is no longer valid.
+    // The old nonce is no longer valid (a second later: at most one 133 per node per second).
+    f.now += 1s;
     r.fixed.identification = (std::uint64_t{nonce} << 32) | 0x55556666u;
     CHECK(f.ha.process(build(r), direct(), f.now).code == 133);
 }
@@ -613,4 +617,84 @@ TEST_CASE("HA with trusted networks: every reply to a trusted source carries TNC
     auto denied_ha = parse_reply(f.ha.process(build(other_ha), direct(), f.now));
     CHECK(denied_ha.fixed.code == mip::reply_code::ha_unknown_home_agent);
     CHECK(denied_ha.ext.trusted_networks_authenticated());
+}
+
+TEST_CASE("HA under a flood of forged requests: one 131 per mobile node per interval, the node's own request still accepted") {
+    Fixture f;
+    Req forged;
+    forged.key = key_b;  // home_a's SPI, the wrong key
+    forged.fixed.care_of_address = ip("203.0.113.66");
+    auto send_forged = [&](std::uint64_t n) {
+        forged.fixed.identification = f.ts() + n;
+        return f.ha.process(build(forged), direct(ip("203.0.113.66")), f.now);
+    };
+    auto first = send_forged(0);
+    REQUIRE(first.reply);
+    CHECK(first.code == mip::reply_code::ha_mn_auth_failed);
+    // The rest inside the interval cost one HMAC each and get no reply (no reflection).
+    for (std::uint64_t n = 1; n <= 100; ++n) {
+        auto out = send_forged(n);
+        CHECK_FALSE(out.reply);
+        CHECK(out.discard == Discard::AuthFailureUnanswered);
+        CHECK(out.change.kind == Change::None);
+    }
+    // Another node's forgeries are limited separately; the genuine node is served at once.
+    Req forged_b = forged;
+    forged_b.fixed.home_address = home_b;
+    forged_b.spi = 257;
+    forged_b.key = key_a;
+    forged_b.fixed.identification = f.ts();
+    CHECK(f.ha.process(build(forged_b), direct(ip("203.0.113.66")), f.now).code == mip::reply_code::ha_mn_auth_failed);
+    Req genuine;
+    genuine.fixed.identification = f.ts(1ms);
+    CHECK(f.ha.process(build(genuine), direct(), f.now).code == mip::reply_code::accepted);
+    CHECK(f.ha.binding(home_a)->care_of_address == coa);
+    // After the interval a forged request is answered again.
+    f.now += 1s;
+    auto later = send_forged(1000);
+    REQUIRE(later.reply);
+    CHECK(later.code == mip::reply_code::ha_mn_auth_failed);
+}
+
+TEST_CASE("HA with denial_reply_interval 0 answers every forged request with 131") {
+    Fixture f([](mip::HomeAgent::Config& c) { c.denial_reply_interval = core::Duration::zero(); });
+    Req forged;
+    forged.key = key_b;
+    for (std::uint64_t n = 0; n < 5; ++n) {
+        forged.fixed.identification = f.ts() + n;
+        CHECK(f.ha.process(build(forged), direct(), f.now).code == mip::reply_code::ha_mn_auth_failed);
+    }
+}
+
+TEST_CASE("HA under a flood of replays: one 133 per interval, then stale requests are discarded before their HMAC") {
+    Fixture f;
+    Req r;
+    r.fixed.identification = f.ts();
+    REQUIRE(f.ha.process(build(r), direct(), f.now).code == mip::reply_code::accepted);
+    const auto accepted = r;
+
+    f.now += 100ms;
+    Req stale = r;
+    stale.fixed.identification = f.ts(-1h);
+    auto first = f.ha.process(build(stale), direct(ip("203.0.113.66")), f.now);
+    CHECK(first.code == mip::reply_code::ha_identification_mismatch);
+    for (int n = 0; n < 50; ++n) {
+        stale.fixed.identification = f.ts(-1h) + static_cast<std::uint64_t>(n);
+        // The authenticator is not even looked at: a forged stale request meets the same fate.
+        stale.key = n % 2 == 0 ? key_a : key_b;
+        auto out = f.ha.process(build(stale), direct(ip("203.0.113.66")), f.now);
+        CHECK_FALSE(out.reply);
+        CHECK(out.discard == Discard::IdentificationUnanswered);
+    }
+    // The genuine node is unaffected: a retransmission of its accepted request is answered
+    // again, and a fresh request is accepted.
+    CHECK(f.ha.process(build(accepted), direct(), f.now).code == mip::reply_code::accepted);
+    Req renew = r;
+    renew.fixed.identification = f.ts();
+    CHECK(f.ha.process(build(renew), direct(), f.now).code == mip::reply_code::accepted);
+    // After the interval a stale request is answered with 133 again.
+    f.now += 1s;
+    stale.key = key_a;
+    stale.fixed.identification = f.ts(-1h);
+    CHECK(f.ha.process(build(stale), direct(ip("203.0.113.66")), f.now).code == mip::reply_code::ha_identification_mismatch);
 }

@@ -58,6 +58,8 @@ const char* discard_name(mip::HomeAgent::Discard d) {
     case mip::HomeAgent::Discard::UnexpectedFhae: return "unexpected_fhae";
     case mip::HomeAgent::Discard::CryptoFailure: return "crypto_failure";
     case mip::HomeAgent::Discard::UntrustedSource: return "untrusted_source";
+    case mip::HomeAgent::Discard::AuthFailureUnanswered: return "auth_failure_unanswered";
+    case mip::HomeAgent::Discard::IdentificationUnanswered: return "identification_unanswered";
     }
     return "?";
 }

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "core/pipeline.hpp"
+#include "mip/agent_advertisement_wire.hpp"
 #include "mip/ip_in_ip_stage.hpp"
 #include "mip/tunnel_encap.hpp"
 #include "tests/mip/mobile_ip_world.hpp"
@@ -704,6 +705,9 @@ struct FailureBench {
         c.agent.mobile_nodes[1].nai = "b@example.org";
         c.agent.trusted_networks = std::move(trusted);
         c.failure_log_nodes = log_nodes;
+        // Every failure answered and counted under its own reason; the flood limits on 131/133
+        // replies have their own tests.
+        c.agent.denial_reply_interval = core::Duration::zero();
         return c;
     }
 
@@ -1081,4 +1085,50 @@ TEST_CASE("stacking: MN stage over a fixed IP-in-IP stage and over another MN la
         CHECK(dbuf.block() == dblock);
         CHECK(test::to_hex(dbuf.bytes()) == test::to_hex(down));
     }
+}
+
+namespace {
+
+/// An agent advertisement (RFC 5944 §2.1) from `source` with IP TTL `ttl`, H set.
+test::Bytes home_agent_advertisement(core::Ipv4Address source, core::Ipv4Address destination, std::uint8_t ttl) {
+    mip::AgentAdvertisement a;
+    a.flags = mip::MobilityAgentExtView::flag_h;
+    a.sequence_number = 7;
+    a.lifetime = 30;
+    test::Bytes p(core::Ipv4Header::len + a.emitted_len());
+    core::Ipv4Header h;
+    h.total_length = static_cast<std::uint16_t>(p.size());
+    h.ttl = ttl;
+    h.protocol = core::ip_protocol::icmp;
+    h.source = source;
+    h.destination = destination;
+    h.emit(p);
+    REQUIRE(a.emit(std::span(p).subspan(core::Ipv4Header::len)) == a.emitted_len());
+    return p;
+}
+
+}  // namespace
+
+TEST_CASE("MN stage: an advertisement from beyond the link (TTL != 1) cannot tell it that it is home") {
+    // Found by the hostile-sender lab: an attacker anywhere on the Internet sent the MN an
+    // advertisement with H set from its home agent's address, and the MN deregistered.
+    test::World w;
+    auto& mn = w.add_mn(test::mn_stage_config(home1, ha1, key1, coa1), {coa1});
+    w.add_ha(test::ha_stage_config(ha1, home_net, {{home1, &key1}}), {ha1});
+    w.poll();
+    w.net.pump();
+    REQUIRE(mn.stage.active_registration());
+    const auto sent_before = mn.stage.counters().requests_sent;
+
+    auto forged = test::load(w.pool, home_agent_advertisement(ha1, coa1, 63));
+    CHECK(mn.stage.decapsulate(forged, mn.ctx).reason == DropReason::NotOnLink);
+    CHECK(mn.stage.counters().advertisements_received == 0);
+    CHECK(mn.stage.counters().requests_sent == sent_before);
+    REQUIRE(mn.stage.active_registration());
+    CHECK(mn.stage.active_registration()->care_of_address == coa1);
+
+    // The same advertisement with TTL 1, as a home agent on the link sends it, is heard.
+    auto on_link = test::load(w.pool, home_agent_advertisement(ha1, coa1, 1));
+    CHECK(mn.stage.decapsulate(on_link, mn.ctx).action == core::Action::Consumed);
+    CHECK(mn.stage.counters().advertisements_received == 1);
 }
