@@ -6,6 +6,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -65,16 +66,19 @@ http::response<http::string_body> plain_response(http::status status, unsigned v
     return res;
 }
 
-// Counts a connection as open for as long as its coroutine runs, however it ends.
-class OpenConnection {
+// One slot of the connection cap, taken on accept (before the connection's coroutine first
+// runs, so a burst of accepts cannot overshoot the cap) and given back when it ends, however.
+class ConnectionSlot {
 public:
-    explicit OpenConnection(std::size_t& open) : open_(open) { ++open_; }
-    ~OpenConnection() { --open_; }
-    OpenConnection(const OpenConnection&) = delete;
-    OpenConnection& operator=(const OpenConnection&) = delete;
+    explicit ConnectionSlot(std::size_t& open) : open_(&open) { ++*open_; }
+    ConnectionSlot(ConnectionSlot&& other) noexcept : open_(std::exchange(other.open_, nullptr)) {}
+    ConnectionSlot& operator=(ConnectionSlot&&) = delete;
+    ~ConnectionSlot() {
+        if (open_ != nullptr) --*open_;
+    }
 
 private:
-    std::size_t& open_;
+    std::size_t* open_;
 };
 
 }  // namespace
@@ -104,13 +108,13 @@ struct MetricsListener::Shared : std::enable_shared_from_this<Shared> {
                 continue;
             }
             ++accepted;
-            asio::co_spawn(acceptor.get_executor(), serve(std::move(socket)), asio::detached);
+            asio::co_spawn(acceptor.get_executor(), serve(std::move(socket), ConnectionSlot(open)), asio::detached);
         }
     }
 
-    asio::awaitable<void> serve(tcp::socket socket) {
+    asio::awaitable<void> serve(tcp::socket socket, ConnectionSlot slot) {
         auto self = shared_from_this();
-        OpenConnection counted(open);
+        const ConnectionSlot held = std::move(slot);
         beast::tcp_stream stream(std::move(socket));
         // One deadline for the connection's whole life: a client cannot stretch it by sending
         // (or reading) a byte at a time. Expiry closes the socket, failing whatever is pending.
