@@ -216,6 +216,14 @@ void print_status(const nlohmann::json& j) {
             }
         }
     }
+    if (j.contains("metrics_listener")) {
+        const auto& m = j.at("metrics_listener");
+        std::printf("metrics listener http://%s/metrics: requests", json_text(m, "listen").c_str());
+        if (m.contains("requests"))
+            for (const auto& [code, count] : m.at("requests").items()) std::printf(" %s=%llu", code.c_str(), count.get<unsigned long long>());
+        std::printf("; connections open %llu, rejected over the cap %llu, timed out %llu, aborted %llu\n", m.value("connections_open", 0ULL),
+                    m.value("connections_rejected", 0ULL), m.value("connections_timed_out", 0ULL), m.value("connections_aborted", 0ULL));
+    }
 }
 
 int status_command(std::string socket_path, const std::string& config_path, const std::string& format) {
