@@ -9,8 +9,9 @@
 // Bad input never reaches the node: each connection has one deadline for its whole life
 // (request, response and closing), so a client that trickles bytes is cut off; at most
 // Config::max_connections are open at once and any more are closed on accept. Every
-// connection ends in exactly one counted outcome (a response code, a timeout, a rejection, an
-// abort), reported by status() and put into the status JSON as "metrics_listener".
+// connection is counted once: by the response code it got, or as rejected, timed out or
+// aborted (a response that then fails to go out is counted again as a write error); status()
+// reports the counts, which `mipsec run` puts into the status JSON as "metrics_listener".
 //
 // Runs on the caller's io_context as C++20 coroutines; not thread-safe (one io thread, like
 // the rest of the shell). Counters outlive the listener while connections finish.
