@@ -15,6 +15,7 @@
 #include "apps/mipsec/bench.hpp"
 #include "apps/shell/config_reader.hpp"
 #include "apps/shell/control_server.hpp"
+#include "apps/shell/metrics_listener.hpp"
 #include "apps/shell/node.hpp"
 #include "apps/shell/node_config.hpp"
 #include "apps/shell/prometheus_text.hpp"
@@ -48,16 +49,26 @@ int run_command(const std::string& config_path, const std::string& level_overrid
     boost::asio::io_context io(1);
     std::vector<std::unique_ptr<shell::Node>> nodes;
     std::unique_ptr<shell::ControlServer> control;
+    std::unique_ptr<shell::MetricsListener> metrics;
+    // What the control socket's "status" and the metrics listener's /metrics both show.
+    auto status_json = [&] {
+        nlohmann::json j;
+        j["version"] = MIPSEC_VERSION;
+        j["nodes"] = nlohmann::json::array();
+        for (const auto& node : nodes) j["nodes"].push_back(node->status());
+        if (metrics) j["metrics_listener"] = metrics->status();
+        return j;
+    };
     try {
         for (const auto& n : config.nodes) nodes.push_back(shell::Node::start(io, n, log));
         control = std::make_unique<shell::ControlServer>(io, config.control_socket, [&](const std::string& command) {
             if (command != "status") return nlohmann::json{{"error", "unknown command \"" + command + "\"; known: status"}};
-            nlohmann::json j;
-            j["version"] = MIPSEC_VERSION;
-            j["nodes"] = nlohmann::json::array();
-            for (const auto& node : nodes) j["nodes"].push_back(node->status());
-            return j;
+            return status_json();
         });
+        if (config.metrics_listen) {
+            metrics = std::make_unique<shell::MetricsListener>(io, shell::MetricsListener::Config{.listen = *config.metrics_listen}, status_json);
+            log.info("metrics at http://", metrics->local_endpoint().to_string(), "/metrics");
+        }
     } catch (const std::exception& e) {
         // Destroying what started closes TUN devices (their routes go with them) and sockets.
         std::fprintf(stderr, "mipsec: cannot start: %s\n", e.what());
@@ -82,6 +93,7 @@ int run_command(const std::string& config_path, const std::string& level_overrid
         watchdog.stop();
         for (auto& node : nodes) node->stop();
         control->stop();
+        if (metrics) metrics->stop();
         io.stop();
     });
     log.info("running ", nodes.size(), " node(s); control socket ", config.control_socket);
@@ -203,6 +215,14 @@ void print_status(const nlohmann::json& j) {
                 std::printf("      %s\n", st.dump().c_str());
             }
         }
+    }
+    if (j.contains("metrics_listener")) {
+        const auto& m = j.at("metrics_listener");
+        std::printf("metrics listener http://%s/metrics: requests", json_text(m, "listen").c_str());
+        if (m.contains("requests"))
+            for (const auto& [code, count] : m.at("requests").items()) std::printf(" %s=%llu", code.c_str(), count.get<unsigned long long>());
+        std::printf("; connections open %llu, rejected over the cap %llu, timed out %llu, aborted %llu\n", m.value("connections_open", 0ULL),
+                    m.value("connections_rejected", 0ULL), m.value("connections_timed_out", 0ULL), m.value("connections_aborted", 0ULL));
     }
 }
 

@@ -90,7 +90,7 @@ void inline_file_secrets(nlohmann::json& pipeline, const std::string& pipeline_p
 
 NodeConfig parse_node(const ConfigReader& c, bool allow_process_keys, SecretReads& secrets) {
     std::set<std::string, std::less<>> keys = {"name", "tun", "link", "transport", "pipeline", "pool"};
-    if (allow_process_keys) keys.insert({"control_socket", "log_level"});
+    if (allow_process_keys) keys.insert({"control_socket", "log_level", "metrics_listen"});
     c.only(keys);
     NodeConfig n;
     n.pointer = c.pointer();
@@ -151,7 +151,7 @@ RunConfig parse_run_config(const nlohmann::json& root, const SecretSources& sour
     RunConfig run;
     const bool multi = top.has("nodes");
     if (multi) {
-        top.only({"nodes", "control_socket", "log_level"});
+        top.only({"nodes", "control_socket", "log_level", "metrics_listen"});
         for (const auto& n : top.objects("nodes")) run.nodes.push_back(parse_node(n, false, secrets));
         if (run.nodes.empty()) top.fail("nodes", "is empty", "at least one node");
     } else {
@@ -163,6 +163,13 @@ RunConfig parse_run_config(const nlohmann::json& root, const SecretSources& sour
     run.control_socket = top.optional_string("control_socket").value_or("/run/mipsec/" + run.nodes.front().name + ".sock");
     if (run.control_socket.empty() || run.control_socket.size() > 107)
         top.fail("control_socket", "is not a usable Unix socket path", "an absolute path of at most 107 characters");
+    if (top.has("metrics_listen")) {
+        // The metrics listener binds address:port; port 0 would bind a random port no scraper knows.
+        run.metrics_listen = top.endpoint("metrics_listen");
+        if (run.metrics_listen->port == 0) top.fail("metrics_listen", "has port 0", "a port from 1 to 65535, like \"127.0.0.1:9101\"");
+        if (run.metrics_listen->address.is_multicast() || run.metrics_listen->address.is_broadcast())
+            top.fail("metrics_listen", "is not a unicast address", "an address of this host, like \"127.0.0.1:9101\" (or 0.0.0.0 for every interface)");
+    }
 
     std::set<std::string> names, tuns;
     for (std::size_t i = 0; i < run.nodes.size(); ++i) {

@@ -54,6 +54,8 @@ struct NodeConfig {
 
 struct RunConfig {
     std::string control_socket;
+    /// "metrics_listen": where the HTTP metrics listener binds; absent: no listener.
+    std::optional<core::Endpoint> metrics_listen;
     core::LogLevel log_level = core::LogLevel::Info;
     std::vector<NodeConfig> nodes;
     /// JSON pointers of secrets written inline ("/pipeline/0/psk"); those read from

@@ -265,6 +265,20 @@ void node_metrics(Exposition& e, const nlohmann::json& n) {
     }
 }
 
+// The HTTP metrics listener's own counters, so a refused or failed scrape is not silent.
+void metrics_listener_metrics(Exposition& e, const nlohmann::json& m) {
+    if (const auto* requests = find(m, "requests"); requests != nullptr && requests->is_object())
+        for (const auto& [code, count] : requests->items())
+            e.add("mipsec_metrics_requests_total", "counter", "HTTP requests the metrics listener answered, by response code", {{"code", code}}, count);
+    counter(e, "mipsec_metrics_connections_accepted_total", "Connections the metrics listener accepted", {}, m, "connections_accepted");
+    counter(e, "mipsec_metrics_connections_rejected_total", "Connections closed on accept because max_connections were open", {}, m, "connections_rejected");
+    counter(e, "mipsec_metrics_connections_timed_out_total", "Connections closed because no whole request arrived in time", {}, m, "connections_timed_out");
+    counter(e, "mipsec_metrics_connections_aborted_total", "Connections the client closed before sending a whole request", {}, m, "connections_aborted");
+    gauge(e, "mipsec_metrics_connections_open", "Connections to the metrics listener open now", {}, m, "connections_open");
+    counter(e, "mipsec_metrics_write_errors_total", "Responses the metrics listener could not write", {}, m, "write_errors");
+    counter(e, "mipsec_metrics_accept_errors_total", "Failed accepts on the metrics listener (out of descriptors or memory)", {}, m, "accept_errors");
+}
+
 }  // namespace
 
 std::string prometheus_label_escape(std::string_view value) {
@@ -282,6 +296,7 @@ std::string prometheus_text(const nlohmann::json& status) {
     Exposition e;
     if (const auto* nodes = find(status, "nodes"); nodes != nullptr && nodes->is_array())
         for (const auto& n : *nodes) node_metrics(e, n);
+    if (const auto* m = find(status, "metrics_listener"); m != nullptr && m->is_object()) metrics_listener_metrics(e, *m);
     return e.text();
 }
 

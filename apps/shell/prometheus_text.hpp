@@ -17,7 +17,7 @@
 
 namespace mipsec::shell {
 
-/// Renders {"nodes": [...]} as exposition text. Fields missing from the JSON are left out;
+/// Renders {"nodes": [...], "metrics_listener": {...}} as exposition text. Fields missing from the JSON are left out;
 /// never throws on an unexpected shape (a field of another type is skipped).
 std::string prometheus_text(const nlohmann::json& status);
 
