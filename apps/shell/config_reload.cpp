@@ -2,6 +2,8 @@
 #include "apps/shell/config_reload.hpp"
 
 #include <algorithm>
+#include <iterator>
+#include <string>
 
 #include "apps/shell/node.hpp"
 #include "apps/shell/stage_factory.hpp"
@@ -83,33 +85,51 @@ NodeChanges diff_node_config(const NodeConfig& running, const NodeConfig& next) 
         const auto& a = old_pipeline[i].value("type", std::string());
         return a == new_pipeline[i].value("type", std::string()) ? a : "";
     };
+    if (old_pipeline.size() != new_pipeline.size())
+        changes.refused.push_back(next.pointer + "/pipeline: " + std::to_string(old_pipeline.size()) + " stage(s) running, the file has " +
+                                  std::to_string(new_pipeline.size()) + restart);
+    auto refuse = [&](std::string reason) {
+        if (std::find(changes.refused.begin(), changes.refused.end(), reason) == changes.refused.end()) changes.refused.push_back(std::move(reason));
+    };
     for (const auto& op : nlohmann::json::diff(before, after)) {
-        const auto path = op.at("path").get<std::string>();
+        auto path = op.at("path").get<std::string>();
         const auto parts = split_pointer(path);
+        const bool pipeline_entry = parts.size() >= 2 && parts[0] == "pipeline";
+        // A stage more or fewer: said once above.
+        if (pipeline_entry && parts.size() == 2 && old_pipeline.size() != new_pipeline.size()) continue;
         // Only the values of live keys of an unchanged stage entry may change.
-        if (parts.size() >= 3 && parts[0] == "pipeline" && parts[1].find_first_not_of("0123456789") == std::string::npos) {
+        if (pipeline_entry && parts.size() >= 3 && parts[1].find_first_not_of("0123456789") == std::string::npos) {
             const std::size_t index = std::stoul(parts[1]);
             const std::string type = same_type_at(index);
             const auto* stage_type = type.empty() ? nullptr : find_stage_type(type);
             if (stage_type && stage_type->reconfigure &&
                 std::find(stage_type->live_keys.begin(), stage_type->live_keys.end(), parts[2]) != stage_type->live_keys.end()) {
                 auto it = std::find_if(changes.stages.begin(), changes.stages.end(), [&](const auto& s) { return s.index == index; });
-                if (it == changes.stages.end()) it = changes.stages.insert(changes.stages.end(), {index, type, {}});
+                if (it == changes.stages.end()) {
+                    changes.stages.push_back(NodeChanges::StageChange{index, type, {}});
+                    it = std::prev(changes.stages.end());
+                }
                 if (std::find(it->keys.begin(), it->keys.end(), parts[2]) == it->keys.end()) it->keys.push_back(parts[2]);
                 continue;
             }
             if (parts[2] == "type") {
-                changes.refused.push_back(next.pointer + path + " changed (a different stage)" + restart);
+                refuse(next.pointer + path + " changed (a different stage)" + restart);
                 continue;
             }
         }
-        // Values are never quoted: they may be keys.
-        std::string reason = next.pointer + path + what_happened(op.at("op").get<std::string>());
-        if (parts.size() == 2 && parts[0] == "pipeline") reason += " (the pipeline's shape)";
+        // Values are never quoted: they may be keys. An element appended to an array has
+        // the RFC 6902 path ".../-"; name the array.
+        std::string what = what_happened(op.at("op").get<std::string>());
+        if (path.ends_with("/-")) {
+            path.resize(path.size() - 2);
+            what = " gained an entry";
+        }
+        std::string reason = next.pointer + path + what;
+        if (pipeline_entry && parts.size() == 2) reason += " (the pipeline's shape)";
         else if (!parts.empty() && parts[0] == "name") reason += " (node names cannot change)";
-        changes.refused.push_back(reason + restart);
+        refuse(reason + restart);
     }
-    // Stage changes in pipeline order; nlohmann's diff lists them so already, but say so.
+    for (auto& stage : changes.stages) std::sort(stage.keys.begin(), stage.keys.end());
     std::sort(changes.stages.begin(), changes.stages.end(), [](const auto& a, const auto& b) { return a.index < b.index; });
     return changes;
 }

@@ -10,6 +10,7 @@
 // to none, and a refused one leaves the running configuration as it was.
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -41,7 +42,7 @@ struct NodeChanges {
     struct StageChange {
         std::size_t index = 0;
         std::string type;
-        std::vector<std::string> keys;  // the live keys that changed, in entry order
+        std::vector<std::string> keys;  // the live keys that changed, sorted
     };
     std::vector<StageChange> stages;
     bool none() const noexcept { return refused.empty() && stages.empty(); }

@@ -137,13 +137,15 @@ TEST_CASE("HA reload with the same mobile nodes changes nothing, and replay prot
     CHECK(ha.binding(home_a));
 
     // A key change alone is a re-key; an identification not newer than the last accepted one
-    // is still refused (133) under the new key.
+    // is still refused (133) under the new key (from another care-of address: the same one
+    // would be a retransmission, answered again).
     std::vector<mip::HomeAgent::MobileNodeConfig> nodes;
     nodes.push_back({home_a, test::make_sa(256, key_new), ""});
     nodes.push_back({home_b, test::make_sa(257, key_b), ""});
     auto rekeyed = ha.reconfigure(config_with(std::move(nodes)));
     CHECK(rekeyed.rekeyed == std::vector{home_a});
-    CHECK(ha.process(request(home_a, coa_a, 256, key_new, id), from(coa_a), now).code == mip::reply_code::ha_identification_mismatch);
+    CHECK(ha.process(request(home_a, ip("192.168.7.7"), 256, key_new, id), from(coa_a), now).code == mip::reply_code::ha_identification_mismatch);
+    CHECK(ha.binding(home_a)->care_of_address == coa_a);
 }
 
 TEST_CASE("HA stage reload: a removed mobile node's binding is announced gone at the next poll, counted") {

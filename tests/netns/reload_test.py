@@ -58,10 +58,10 @@ def with_traffic(lab, pinger, ping_target, stream_server, stream_client, stream_
     ping = pinger.spawn(["ping", "-c", "80", "-i", "0.05", "-W", "2", ping_target], log_name=f"ping-{pinger.role}")
     result = {}
     stream = threading.Thread(target=lambda: result.update(
-        zip(("ok", "detail"), tcp_stream(stream_server, stream_client, stream_address, 5001, 16 * 1024 * 1024, lab))))
+        zip(("ok", "detail"), tcp_stream(stream_server, stream_client, stream_address, 5001, 48 * 1024 * 1024, lab))))
     time.sleep(1.0)
     stream.start()
-    time.sleep(0.3)
+    time.sleep(0.8)  # the server is listening and the stream under way
     value = during()
     stream.join(120)
     ping.wait(30)
@@ -118,7 +118,7 @@ def home_agent_case(checks, args):
                      json.dumps(st["reload"]))
         checks.check("HA: the log says what changed", "added MN 10.1.0.78" in st["reload"]["last"]["message"], st["reload"]["last"]["message"])
         checks.check("HA: 80 pings across the reload, none lost", " 0% packet loss" in ping_out and "80 received" in ping_out, ping_out[-300:])
-        checks.check(f"HA: 16 MiB TCP stream across the reload intact ({detail})", ok, detail)
+        checks.check(f"HA: 48 MiB TCP stream across the reload intact ({detail})", ok, detail)
         after = stage_states(node_status(ha, args.mipsec, sock), "mip.home_agent")[0]
         b0, b1 = before["bindings"][0], after["bindings"][0]
         checks.check("HA: the binding is untouched (care-of, mode, lifetime granted)",
@@ -193,7 +193,7 @@ def gateway_case(checks, args):
         checks.check("gateway: the reload (PSK, pool) applied", st["reload"]["applied"] == 1, json.dumps(st["reload"]))
         checks.check("gateway: 80 pings LAN -> client across the reload, none lost",
                      " 0% packet loss" in ping_out and "80 received" in ping_out, ping_out[-300:])
-        checks.check(f"gateway: 16 MiB TCP stream client -> LAN across the reload intact ({detail})", ok, detail)
+        checks.check(f"gateway: 48 MiB TCP stream client -> LAN across the reload intact ({detail})", ok, detail)
         gw_state = stage_states(node_status(gw, args.mipsec, sock), "ipsec.vpn_gateway")[0]
         after = gw_state["clients"][0]
         spis = lambda c: [(x.get("spi_in"), x.get("spi_out")) for x in c.get("child_sas", [])]  # noqa: E731
