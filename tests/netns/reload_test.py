@@ -2,16 +2,21 @@
 """Reload (SIGHUP) with traffic running, nothing dropped.
 
 Home agent: a `mipsec run` mobile node, away at a static care-of address, and a `mipsec run`
-home agent; a correspondent on the home link pings the home address and streams TCP to it
-while the home agent's file gains a second mobile node and a new max_lifetime_s and the home
-agent gets SIGHUP: no echo lost, the stream intact, the binding untouched in status, the new
-mobile node listed. Then a broken file and a file changing the TUN: both refused (status
+home agent; a correspondent on the home link pings the home address while the home agent's
+file gains a second mobile node and a new max_lifetime_s and the home agent gets SIGHUP (no
+echo lost), then the mobile node streams TCP to it across a second SIGHUP re-keying the other
+mobile node (the stream intact); the binding untouched in status, the new mobile node
+listed. Then a broken file and a file changing the TUN: both refused (status
 says so, naming the JSON pointer), and the node keeps forwarding.
 
 VPN gateway: the mipsec VPN client against the mipsec VPN gateway; while the LAN pings the
-client's inner address and the client streams TCP to the LAN, the gateway's file gets a new
-PSK and a smaller pool that still holds the client's lease, and SIGHUP: no echo lost, the
-stream intact, the CHILD_SA's SPIs and the client's inner address unchanged in status.
+client's inner address the gateway's file gets a new PSK and a smaller pool that still holds
+the client's lease, and SIGHUP (no echo lost); then the client streams TCP to the LAN across a
+second SIGHUP adding an ESP proposal (intact); the CHILD_SA's SPIs and the client's inner
+address unchanged in status.
+
+Pings and the bulk stream cross separate reloads: a 200 Mbit/s stream fills the tunnel's
+queues and costs pings of its own, which would say nothing about the reload.
 
     mn 198.18.0.2 (mip0 10.1.0.77/32) --- ha 198.18.0.1 | 10.1.0.1/24 home link --- cn 10.1.0.10
     cli 198.51.100.1 --- gw 198.51.100.2 | 10.99.1.1/24 --- lan 10.99.1.2
@@ -53,19 +58,24 @@ def reload_and_wait(lab, host, proc, mipsec, sock, requested):
                         timeout=10, what=f"reload #{requested} in status")
 
 
-def with_traffic(lab, pinger, ping_target, stream_server, stream_client, stream_address, during):
-    """Pings and streams TCP while `during()` runs; returns (ping output, stream ok, detail, during's result)."""
-    ping = pinger.spawn(["ping", "-c", "80", "-i", "0.05", "-W", "2", ping_target], log_name=f"ping-{pinger.role}")
-    result = {}
-    stream = threading.Thread(target=lambda: result.update(
-        zip(("ok", "detail"), tcp_stream(stream_server, stream_client, stream_address, 5001, 48 * 1024 * 1024, lab))))
+def ping_across(lab, pinger, target, during):
+    """80 pings, 50 ms apart, with `during()` run after the first second; (ping output, its result)."""
+    ping = pinger.spawn(["ping", "-c", "80", "-i", "0.05", "-W", "2", target], log_name=f"ping-{pinger.role}")
     time.sleep(1.0)
+    value = during()
+    ping.wait(30)
+    return open(ping.log_path).read(), value
+
+
+def stream_across(lab, server, client, address, during):
+    """A 48 MiB TCP stream with `during()` run once it is under way; (ok, detail, its result)."""
+    result = {}
+    stream = threading.Thread(target=lambda: result.update(zip(("ok", "detail"), tcp_stream(server, client, address, 5001, 48 * 1024 * 1024, lab))))
     stream.start()
     time.sleep(0.8)  # the server is listening and the stream under way
     value = during()
     stream.join(120)
-    ping.wait(30)
-    return open(ping.log_path).read(), result.get("ok", False), result.get("detail", "stream did not finish"), value
+    return result.get("ok", False), result.get("detail", "stream did not finish"), value
 
 
 def home_agent_case(checks, args):
@@ -112,12 +122,16 @@ def home_agent_case(checks, args):
         ha_cfg["pipeline"][0]["mobile_nodes"].append({"home_address": "10.1.0.78", "spi": 300, "key": "ffeeddccbbaa99887766554433221100"})
         ha_cfg["pipeline"][0]["max_lifetime_s"] = 900
         write(lab, "ha", ha_cfg)
-        ping_out, ok, detail, st = with_traffic(lab, cn, HOME_ADDRESS, cn, mn, "10.1.0.10",
-                                                lambda: reload_and_wait(lab, ha, ha_proc, args.mipsec, sock, 1))
+        ping_out, st = ping_across(lab, cn, HOME_ADDRESS, lambda: reload_and_wait(lab, ha, ha_proc, args.mipsec, sock, 1))
         checks.check("HA: the reload adding a mobile node applied", st["reload"]["applied"] == 1 and st["reload"]["last"]["result"] == "applied",
                      json.dumps(st["reload"]))
         checks.check("HA: the log says what changed", "added MN 10.1.0.78" in st["reload"]["last"]["message"], st["reload"]["last"]["message"])
         checks.check("HA: 80 pings across the reload, none lost", " 0% packet loss" in ping_out and "80 received" in ping_out, ping_out[-300:])
+        ha_cfg["pipeline"][0]["mobile_nodes"][1]["key"] = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
+        write(lab, "ha", ha_cfg)
+        ok, detail, st = stream_across(lab, cn, mn, "10.1.0.10", lambda: reload_and_wait(lab, ha, ha_proc, args.mipsec, sock, 2))
+        checks.check("HA: the reload re-keying the other mobile node applied", st["reload"]["applied"] == 2 and "re-keyed 10.1.0.78" in st["reload"]["last"]["message"],
+                     json.dumps(st["reload"]))
         checks.check(f"HA: 48 MiB TCP stream across the reload intact ({detail})", ok, detail)
         after = stage_states(node_status(ha, args.mipsec, sock), "mip.home_agent")[0]
         b0, b1 = before["bindings"][0], after["bindings"][0]
@@ -128,19 +142,19 @@ def home_agent_case(checks, args):
 
         with open(ha_path, "w") as f:
             f.write('{"name": "ha", "tun": ')  # broken JSON
-        st = reload_and_wait(lab, ha, ha_proc, args.mipsec, sock, 2)
+        st = reload_and_wait(lab, ha, ha_proc, args.mipsec, sock, 3)
         checks.check("HA: a broken file is refused with the config error",
                      st["reload"]["refused"] == 1 and "JSON syntax error" in st["reload"]["last"]["message"], json.dumps(st["reload"]))
         ha_cfg["tun"]["mtu"] = 1400
         write(lab, "ha", ha_cfg)
-        st = reload_and_wait(lab, ha, ha_proc, args.mipsec, sock, 3)
+        st = reload_and_wait(lab, ha, ha_proc, args.mipsec, sock, 4)
         checks.check("HA: a TUN change is refused, naming /tun/mtu and 'restart to apply'",
                      st["reload"]["refused"] == 2 and "/tun/mtu added: restart to apply" in st["reload"]["last"]["message"], json.dumps(st["reload"]))
         checks.check("HA: the node is still running", ha_proc.poll() is None)
         r = cn.run(["ping", "-c", "5", "-i", "0.2", "-W", "2", HOME_ADDRESS], check=False)
         checks.check("HA: still forwarding after the refusals", " 0% packet loss" in r.stdout, r.stdout[-300:])
         r = ha.run([args.mipsec, "status", "--socket", sock], check=False)
-        checks.check("HA: `mipsec status` shows the reloads", "reloads: 3 requested, 1 applied, 0 unchanged, 2 refused" in r.stdout, r.stdout[:400])
+        checks.check("HA: `mipsec status` shows the reloads", "reloads: 4 requested, 2 applied, 0 unchanged, 2 refused" in r.stdout, r.stdout[:400])
 
 
 def gateway_case(checks, args):
@@ -188,11 +202,14 @@ def gateway_case(checks, args):
         gw_cfg["pipeline"][0]["psk"] = "a-new-psk-for-new-clients"
         gw_cfg["pipeline"][0]["pool"] = "10.99.100.0/25"
         write(lab, "gw", gw_cfg)
-        ping_out, ok, detail, st = with_traffic(lab, lan, vip, lan, cli, "10.99.1.2",
-                                                lambda: reload_and_wait(lab, gw, gw_proc, args.mipsec, sock, 1))
+        ping_out, st = ping_across(lab, lan, vip, lambda: reload_and_wait(lab, gw, gw_proc, args.mipsec, sock, 1))
         checks.check("gateway: the reload (PSK, pool) applied", st["reload"]["applied"] == 1, json.dumps(st["reload"]))
         checks.check("gateway: 80 pings LAN -> client across the reload, none lost",
                      " 0% packet loss" in ping_out and "80 received" in ping_out, ping_out[-300:])
+        gw_cfg["pipeline"][0]["esp_proposals"] = ["aes128gcm16", "aes256gcm16"]
+        write(lab, "gw", gw_cfg)
+        ok, detail, st = stream_across(lab, lan, cli, "10.99.1.2", lambda: reload_and_wait(lab, gw, gw_proc, args.mipsec, sock, 2))
+        checks.check("gateway: the reload (proposals) applied", st["reload"]["applied"] == 2, json.dumps(st["reload"]))
         checks.check(f"gateway: 48 MiB TCP stream client -> LAN across the reload intact ({detail})", ok, detail)
         gw_state = stage_states(node_status(gw, args.mipsec, sock), "ipsec.vpn_gateway")[0]
         after = gw_state["clients"][0]
