@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -104,7 +105,11 @@ def home_agent_case(checks, args):
         }
         ha_path = write(lab, "ha", ha_cfg)
         write(lab, "mn", mn_cfg)
-        ha_proc = ha.spawn([args.mipsec, "run", ha_path], log_name="mipsec-ha")
+        # The systemd notify protocol, as systemd would listen with Type=notify.
+        notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        notify.bind(f"{lab.dir}/notify.sock")
+        env = dict(os.environ, NOTIFY_SOCKET=f"{lab.dir}/notify.sock")
+        ha_proc = ha.spawn([args.mipsec, "run", ha_path], log_name="mipsec-ha", env=env)
         lab.wait_for(lambda: os.path.exists(f"{lab.dir}/ha.sock"), what="the home agent's control socket")
         mn.spawn([args.mipsec, "run", f"{lab.dir}/mn.json"], log_name="mipsec-mn")
         sock = f"{lab.dir}/ha.sock"
@@ -155,6 +160,16 @@ def home_agent_case(checks, args):
         checks.check("HA: still forwarding after the refusals", " 0% packet loss" in r.stdout, r.stdout[-300:])
         r = ha.run([args.mipsec, "status", "--socket", sock], check=False)
         checks.check("HA: `mipsec status` shows the reloads", "reloads: 4 requested, 2 applied, 0 unchanged, 2 refused" in r.stdout, r.stdout[:400])
+        notify.setblocking(False)
+        states = []
+        while True:
+            try:
+                states.append(notify.recv(4096).decode().split("\n")[0])
+            except BlockingIOError:
+                break
+        notify.close()
+        checks.check("HA: systemd hears READY=1, then RELOADING=1 and READY=1 around each of the 4 reloads",
+                     states == ["READY=1"] + ["RELOADING=1", "READY=1"] * 4, str(states))
 
 
 def gateway_case(checks, args):
