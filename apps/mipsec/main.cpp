@@ -92,7 +92,9 @@ int run_command(const std::string& config_path, const std::string& level_overrid
         for (auto& node : nodes) targets.push_back(node.get());
         const auto outcome = shell::reload_from_file(config_path, running, targets);
         reloads.record(outcome, std::chrono::system_clock::now());
+        // Each node has logged what it changed; say how it ended.
         if (outcome.result == shell::ReloadOutcome::Result::Refused) log.error("reload ", outcome.summary());
+        else if (outcome.result == shell::ReloadOutcome::Result::Applied) log.info("reload applied: ", outcome.lines.size(), " stage(s) changed");
         else log.info("reload ", outcome.summary());
         (void)service.notify("READY=1\nSTATUS=running " + std::to_string(nodes.size()) + " node(s); last reload " +
                              (outcome.result == shell::ReloadOutcome::Result::Refused ? "refused" : "applied"));

@@ -177,8 +177,7 @@ std::unique_ptr<core::Stage> build_vpn_gateway(const ConfigReader& c, const Stag
 
 // What a reload may change in a running gateway: what new negotiations use. local and the IKE
 // ports are the sockets' and every SA's, ttl and key_log are set up once; those need a restart.
-// "pool" may change its range but not appear or go (sessions hold the pool), which the shell
-// refuses as an added or removed key.
+// "pool" may change its range but not appear or go (sessions hold the pool): refused below.
 const std::vector<std::string> vpn_gateway_live_keys = {
     "psk", "local_id", "remote_id", "ike_proposals", "esp_proposals", "pfs", "pool", "local_ts", "dpd_delay_s",
     "force_encapsulation", "nat_traversal", "child_rekey_s", "max_half_open", "max_sessions", "ike_lifetime_s"};
@@ -187,8 +186,8 @@ StageReconfiguration reconfigure_vpn_gateway(core::Stage& stage, const ConfigRea
     auto& gateway = dynamic_cast<ipsec::VpnGatewayStage&>(stage);
     auto cfg = std::make_shared<ipsec::VpnGatewayStage::Config>(read_vpn_gateway(c, ctx));
     const auto* pool = gateway.responder().pool();
-    if (pool && !cfg->responder.pool) c.fail("pool", "is gone while clients may hold leases from it", "the pool kept (restart to apply)");
-    if (!pool && cfg->responder.pool) c.fail("pool", "is new, but running sessions have no pool", "no pool (restart to apply)");
+    if (pool && !cfg->responder.pool) c.fail("pool", "was removed, but clients may hold leases from it", "a restart to apply");
+    if (!pool && cfg->responder.pool) c.fail("pool", "was added, but the running gateway has no pool to change", "a restart to apply");
     return [&gateway, cfg] {
         std::vector<std::string> out;
         const auto* running = gateway.responder().pool();

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <variant>
 #include <vector>
 
@@ -262,4 +263,60 @@ TEST_CASE("a whole node in process: a reload that cannot apply live is refused w
 
     // The same file is no change at all.
     CHECK(n.node->reload(n.node->config()).empty());
+}
+
+namespace {
+
+nlohmann::json gateway_root(const char* name, const char* tun, std::optional<const char*> pool, const char* psk) {
+    nlohmann::json entry = {{"type", "ipsec.vpn_gateway"}, {"local", "192.0.2.1"}, {"psk", psk}, {"local_ts", {"10.99.1.0/24"}}};
+    if (pool) entry["pool"] = *pool;
+    return {{"name", name}, {"tun", {{"name", tun}}}, {"transport", {{"local", "192.0.2.1"}, {"udp_ports", {500, 4500}}, {"raw_protocols", {50}}}},
+            {"pipeline", nlohmann::json::array({entry})}};
+}
+
+}  // namespace
+
+TEST_CASE("a whole node in process: a gateway takes a new pool and PSK; a pool cannot appear or go") {
+    InProcessNode n(gateway_root("t", "mem0", "10.99.100.0/24", "first-psk-123")["pipeline"], {500, 4500}, {50});
+    auto lines = n.node->reload(shell::parse_run_config(gateway_root("t", "mem0", "10.99.200.0/24", "second-psk-456")).nodes.at(0));
+    REQUIRE(lines.size() == 1);
+    CHECK(lines[0].find("(pool, psk changed)") != std::string::npos);
+    CHECK(lines[0].find("pool 10.99.100.0/24 -> 10.99.200.0/24") != std::string::npos);
+    CHECK(lines[0].find("second-psk") == std::string::npos);
+    CHECK(n.node->status()["pipeline"][0]["state"]["pool"] == "10.99.200.0/24");
+
+    const auto running = n.node->config().pipeline;
+    CHECK_THROWS_WITH_AS(n.node->reload(shell::parse_run_config(gateway_root("t", "mem0", std::nullopt, "second-psk-456")).nodes.at(0)),
+                         doctest::Contains("/pipeline/0/pool: was removed"), shell::ConfigError);
+    CHECK(n.node->config().pipeline == running);
+    CHECK(n.node->status()["pipeline"][0]["state"]["pool"] == "10.99.200.0/24");
+}
+
+TEST_CASE("reload of several nodes: all or nothing") {
+    InProcessNode a(nlohmann::json::array({home_agent_entry({{"10.1.0.5", key_five}})}), {434}, {4});
+    InProcessNode b(gateway_root("t", "mem0", "10.99.100.0/24", "first-psk-123")["pipeline"], {500, 4500}, {50});
+    // Two nodes as one file would list them ("t" twice is fine here: each diff is per node).
+    shell::RunConfig running;
+    running.nodes = {a.config, b.config};
+    running.control_socket = "/run/mipsec/t.sock";
+    shell::RunConfig next = running;
+    next.nodes[0] = shell::parse_run_config(ha_root(home_agent_entry({{"10.1.0.5", key_five}, {"10.1.0.7", key_six}}))).nodes.at(0);
+    next.nodes[1] = shell::parse_run_config(gateway_root("t", "mem0", "10.99.100.0/24", "second-psk-456")).nodes.at(0);
+    next.nodes[1].transport.link_mtu = 1400;  // not live: refuses the whole reload
+
+    std::vector<shell::Node*> nodes = {a.node.get(), b.node.get()};
+    auto refused = shell::reload_nodes(running, next, nodes);
+    CHECK(refused.result == shell::ReloadOutcome::Result::Refused);
+    REQUIRE(refused.lines.size() == 1);
+    CHECK(refused.lines[0] == "/transport/link_mtu changed: restart to apply");
+    CHECK(a.node->status()["pipeline"][0]["state"]["mobile_nodes"] == 1);  // the live change waited too
+    CHECK(running.nodes[0].pipeline == a.config.pipeline);
+
+    next.nodes[1].transport.link_mtu = 1500;
+    auto applied = shell::reload_nodes(running, next, nodes);
+    CHECK(applied.result == shell::ReloadOutcome::Result::Applied);
+    CHECK(applied.lines.size() == 2);
+    CHECK(a.node->status()["pipeline"][0]["state"]["mobile_nodes"] == 2);
+    CHECK(running.nodes[0].pipeline == next.nodes[0].pipeline);
+    CHECK(shell::reload_nodes(running, next, nodes).result == shell::ReloadOutcome::Result::Unchanged);
 }
