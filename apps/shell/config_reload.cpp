@@ -116,6 +116,8 @@ NodeChanges diff_node_config(const NodeConfig& running, const NodeConfig& next) 
                 refuse(next.pointer + path + " changed (a different stage)" + restart);
                 continue;
             }
+            // The rest of an entry whose type changed goes with it: said by the type.
+            if (type.empty() && index < old_pipeline.size() && index < new_pipeline.size()) continue;
         }
         // Values are never quoted: they may be keys. An element appended to an array has
         // the RFC 6902 path ".../-"; name the array.

@@ -114,6 +114,11 @@ TEST_CASE("reload diff: what cannot change live is refused, each difference by i
         CAPTURE(refused);
         CHECK(has(changes.refused, row.reason));
     }
+    // A stage of another type is one difference, not one per setting.
+    auto other_type = ha_node();
+    other_type["pipeline"][0] = {{"type", "mip.ipip"}, {"local", "192.0.2.1"}, {"remote", "192.0.2.9"}};
+    CHECK(shell::diff_node_config(parse(ha_node()), parse(other_type)).refused ==
+          std::vector<std::string>{"/pipeline/0/type changed (a different stage): restart to apply"});
 }
 
 TEST_CASE("reload diff: pointers name the node inside \"nodes\"; refusals never quote a secret") {
