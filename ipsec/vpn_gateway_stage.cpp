@@ -313,6 +313,11 @@ std::optional<core::TimePoint> VpnGatewayStage::poll(core::StageContext& ctx) {
     return next;
 }
 
+std::size_t VpnGatewayStage::reconfigure(Config config) {
+    config_.responder = config.responder;
+    return responder_.reconfigure(std::move(config.responder));
+}
+
 void VpnGatewayStage::shutdown(core::StageContext& ctx) {
     responder_.close_all(ctx.now());
     drain(ctx);
@@ -320,6 +325,11 @@ void VpnGatewayStage::shutdown(core::StageContext& ctx) {
 
 void VpnGatewayStage::report(core::StatusSink& out) const {
     out.field("local", config_.local.to_string());
+    if (const auto* pool = responder_.pool()) {
+        out.field("pool", pool->range().to_string());
+        out.field("pool_leased", static_cast<std::uint64_t>(pool->leased()));
+        out.field("pool_leased_outside", static_cast<std::uint64_t>(pool->leased_outside_range()));
+    }
     out.field("ike_received", ike_received_);
     out.field("ike_sent", ike_sent_);
     out.field("keepalives_received", keepalives_);

@@ -52,6 +52,12 @@ public:
     core::Verdict decapsulate(core::PacketBuf& packet, core::StageContext& ctx) override;
     std::optional<core::TimePoint> poll(core::StageContext& ctx) override;
     void report(core::StatusSink& out) const override;
+    /// A reload: PSKs, proposals, limits and the Mode Config pool apply to new negotiations
+    /// (see Responder::reconfigure); established IKE SAs, CHILD_SAs and the ESP tunnels are not
+    /// touched, and leases outside a new pool stay with their clients until their IKE SA (and
+    /// CHILD_SAs kept after it) end. local, ttl, the IKE ports and the key log stay as started.
+    /// Returns how many leases lie outside the new pool.
+    std::size_t reconfigure(Config config);
     /// Deletes every client's SAs at the client.
     void shutdown(core::StageContext& ctx) override;
 

@@ -18,6 +18,59 @@ HomeAgent::HomeAgent(Config config, crypto::Random& random) : config_(std::move(
     std::vector<MobileNodeConfig>().swap(config_.mobile_nodes);
 }
 
+HomeAgent::Reconfigured HomeAgent::reconfigure(Config config) {
+    Reconfigured out;
+    std::unordered_map<std::uint32_t, SecurityAssociation> next;
+    std::unordered_map<std::string, std::uint32_t> next_nai;
+    for (auto& mn : config.mobile_nodes) {
+        if (!mn.nai.empty()) next_nai[mn.nai] = mn.home_address.value;
+        next[mn.home_address.value] = std::move(mn.sa);
+    }
+    for (auto it = mobile_nodes_.begin(); it != mobile_nodes_.end();) {
+        const core::Ipv4Address home{it->first};
+        if (next.contains(it->first)) {
+            ++it;
+            continue;
+        }
+        out.removed.push_back(home);
+        if (const Binding* b = bindings_.find(home)) {
+            out.bindings_removed.push_back(*b);
+            bindings_.erase(home);
+        }
+        it = mobile_nodes_.erase(it);
+    }
+    for (auto& [home, sa] : next) {
+        auto it = mobile_nodes_.find(home);
+        if (it == mobile_nodes_.end()) {
+            out.added.push_back({home});
+            MobileNodeState state;
+            state.sa = std::move(sa);
+            mobile_nodes_.emplace(home, std::move(state));
+            continue;
+        }
+        auto& running = it->second.sa;
+        const bool same_key = running.key.span().size() == sa.key.span().size() &&
+                              std::equal(running.key.span().begin(), running.key.span().end(), sa.key.span().begin());
+        if (running.spi == sa.spi && running.replay == sa.replay && same_key) continue;
+        out.rekeyed.push_back({home});
+        // The replay state stays: a timestamp must still exceed the last one accepted, and a
+        // nonce handed out is still the one the next request must carry (RFC 5944 §5.7).
+        running = std::move(sa);
+    }
+    nai_to_home_ = std::move(next_nai);
+    config.address = config_.address;
+    config.home_network = config_.home_network;
+    config.udp_tunnelling = config_.udp_tunnelling;
+    config.ntp_offset = config_.ntp_offset;
+    std::vector<MobileNodeConfig>().swap(config.mobile_nodes);
+    config_ = std::move(config);
+    auto by_address = [](core::Ipv4Address a, core::Ipv4Address b) { return a.value < b.value; };
+    std::sort(out.added.begin(), out.added.end(), by_address);
+    std::sort(out.removed.begin(), out.removed.end(), by_address);
+    std::sort(out.rekeyed.begin(), out.rekeyed.end(), by_address);
+    return out;
+}
+
 bool HomeAgent::source_trusted(core::Ipv4Address source) const noexcept {
     if (config_.trusted_networks.empty()) return true;
     return std::any_of(config_.trusted_networks.begin(), config_.trusted_networks.end(),

@@ -130,8 +130,25 @@ public:
         core::TimePoint expires;
     };
 
+    /// What reconfigure() changed, by home address (the NAI's key for an NAI-only node).
+    struct Reconfigured {
+        std::vector<core::Ipv4Address> added;
+        std::vector<core::Ipv4Address> removed;
+        std::vector<core::Ipv4Address> rekeyed;   // SPI, key or replay protection changed
+        std::vector<Binding> bindings_removed;    // the removed mobile nodes' bindings
+    };
+
     /// `random` supplies nonces; it must outlive the HomeAgent.
     HomeAgent(Config config, crypto::Random& random);
+
+    /// Takes a new configuration while running (a reload). A mobile node no longer listed
+    /// loses its SA and its binding (returned, for the caller to announce); a new one is
+    /// served from its first request; a re-keyed one keeps its binding and replay state, and
+    /// its next request must carry the new SPI and key. The other settings apply to the
+    /// requests that follow. address, home_network and udp_tunnelling cannot change under
+    /// existing bindings and the stage's headroom: the running ones are kept.
+    Reconfigured reconfigure(Config config);
+    std::size_t mobile_node_count() const noexcept { return mobile_nodes_.size(); }
 
     Outcome process(std::span<const std::uint8_t> request, const Received& from, core::TimePoint now);
     /// Expires bindings whose lifetime ended; removed bindings go to `expired` if given.

@@ -359,6 +359,14 @@ Verdict HomeAgentStage::encapsulate(core::PacketBuf& packet, core::StageContext&
 
 std::optional<core::TimePoint> HomeAgentStage::poll(core::StageContext& ctx) {
     last_now_ = ctx.now();
+    for (const auto& b : removed_by_reload_) {
+        ++counters_.bindings_removed_by_reload;
+        ctx.log().info("binding removed: ", b.home_address.to_string(), " -> ", b.care_of_address.to_string(),
+                       " (mobile node no longer configured)");
+        ctx.raise(core::RegistrationChanged{b.home_address, b.care_of_address, false, {}, config_.home_link_ifindex,
+                                            core::RegistrationChanged::Kind::HomeBinding});
+    }
+    removed_by_reload_.clear();
     expired_.clear();
     auto next = agent_.poll(ctx.now(), &expired_);
     for (const auto& b : expired_) {
@@ -368,6 +376,18 @@ std::optional<core::TimePoint> HomeAgentStage::poll(core::StageContext& ctx) {
                                             core::RegistrationChanged::Kind::HomeBinding});
     }
     return next;
+}
+
+HomeAgent::Reconfigured HomeAgentStage::reconfigure(Config config) {
+    auto changed = agent_.reconfigure(std::move(config.agent));
+    removed_by_reload_.insert(removed_by_reload_.end(), changed.bindings_removed.begin(), changed.bindings_removed.end());
+    config_.tunnel_ttl = config.tunnel_ttl;
+    config_.reply_ttl = config.reply_ttl;
+    config_.df_when_inner_clear = config.df_when_inner_clear;
+    config_.pass_unbound = config.pass_unbound;
+    config_.drop_unrelated = config.drop_unrelated;
+    config_.report_limit = config.report_limit;
+    return changed;
 }
 
 void HomeAgentStage::report(core::StatusSink& out) const {
@@ -382,6 +402,7 @@ void HomeAgentStage::report(core::StatusSink& out) const {
         for (const auto& p : cfg.trusted_networks) list += (list.empty() ? "" : " ") + p.to_string();
         out.field("trusted_networks", list);
     }
+    out.field("mobile_nodes", static_cast<std::uint64_t>(agent_.mobile_node_count()));
     const auto& table = agent_.bindings();
     out.field("binding_count", static_cast<std::uint64_t>(table.size()));
     out.field("bindings_listed", static_cast<std::uint64_t>(std::min(table.size(), config_.report_limit)));
@@ -430,6 +451,7 @@ void HomeAgentStage::report(core::StatusSink& out) const {
     out.field("dropped_binding_mismatch", counters_.dropped_binding_mismatch);
     out.field("passed_unrelated", counters_.passed_unrelated);
     out.field("bindings_expired", counters_.bindings_expired);
+    out.field("bindings_removed_by_reload", counters_.bindings_removed_by_reload);
     out.field("no_buffer", counters_.no_buffer);
     out.end();
 }

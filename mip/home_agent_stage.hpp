@@ -112,6 +112,7 @@ public:
         std::uint64_t dropped_binding_mismatch = 0;
         std::uint64_t passed_unrelated = 0;
         std::uint64_t bindings_expired = 0;
+        std::uint64_t bindings_removed_by_reload = 0;  // their mobile node left the configuration
         std::uint64_t no_buffer = 0;
     };
 
@@ -124,6 +125,13 @@ public:
     core::Verdict decapsulate(core::PacketBuf& packet, core::StageContext& ctx) override;
     std::optional<core::TimePoint> poll(core::StageContext& ctx) override;
     void report(core::StatusSink& out) const override;
+
+    /// A reload: the core takes the new mobile nodes and registration settings (see
+    /// HomeAgent::reconfigure), the stage its TTLs, DF and pass/drop choices. The bindings of
+    /// removed mobile nodes are announced as gone (RegistrationChanged) at the next poll(), so
+    /// the shell withdraws their routes; bindings of the others are untouched. The home link
+    /// and failure log settings stay as started.
+    HomeAgent::Reconfigured reconfigure(Config config);
 
     const HomeAgent& agent() const noexcept { return agent_; }
     const Counters& counters() const noexcept { return counters_; }
@@ -173,6 +181,7 @@ private:
     Counters counters_;
     std::uint16_t next_identification_ = 0;
     std::vector<Binding> expired_;  // reused by poll()
+    std::vector<Binding> removed_by_reload_;  // announced by the next poll()
     core::TimePoint last_now_{};
     PerNodeLogLimit failure_log_;
 };

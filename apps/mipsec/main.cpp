@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: MIT
 // mipsec: one binary, subcommands. Startup errors are printed and give a non-zero exit;
 // 2 means bad configuration or usage, 1 a failure to start or run.
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <iostream>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -14,6 +16,7 @@
 
 #include "apps/mipsec/bench.hpp"
 #include "apps/shell/config_reader.hpp"
+#include "apps/shell/config_reload.hpp"
 #include "apps/shell/control_server.hpp"
 #include "apps/shell/metrics_listener.hpp"
 #include "apps/shell/node.hpp"
@@ -42,6 +45,8 @@ int run_command(const std::string& config_path, const std::string& level_overrid
         std::fprintf(stderr, "mipsec: config %s: %s\n", config_path.c_str(), e.what());
         return exit_config;
     }
+    shell::RunConfig running = config;  // as the file says (no --log-level), for reloads to compare with
+    shell::ReloadHistory reloads;
     if (!level_override.empty()) core::parse_log_level(level_override, config.log_level);
     // No --log-format: journal prefixes when stderr is the journal, else text.
     auto log = shell::make_stderr_logger(config.log_level, shell::parse_log_format(log_format));
@@ -57,6 +62,7 @@ int run_command(const std::string& config_path, const std::string& level_overrid
         j["nodes"] = nlohmann::json::array();
         for (const auto& node : nodes) j["nodes"].push_back(node->status());
         if (metrics) j["metrics_listener"] = metrics->status();
+        j["reload"] = reloads.status();
         return j;
     };
     try {
@@ -85,6 +91,27 @@ int run_command(const std::string& config_path, const std::string& level_overrid
         watchdog.start();
     });
 
+    // SIGHUP (`systemctl reload`): re-read the file, apply what can change live to every node
+    // or to none; a refusal keeps the running configuration and says why.
+    boost::asio::signal_set hangup(io, SIGHUP);
+    std::function<void(const boost::system::error_code&, int)> on_hangup = [&](const boost::system::error_code& ec, int) {
+        if (ec) return;
+        (void)service.notify("RELOADING=1\nMONOTONIC_USEC=" + std::to_string(std::chrono::duration_cast<std::chrono::microseconds>(
+                                                                  std::chrono::steady_clock::now().time_since_epoch()).count()));
+        log.info("signal SIGHUP: reloading ", config_path);
+        std::vector<shell::Node*> targets;
+        for (auto& node : nodes) targets.push_back(node.get());
+        const auto outcome = shell::reload_from_file(config_path, running, targets);
+        reloads.record(outcome, std::chrono::system_clock::now());
+        // Each node has logged what it changed; say how it ended.
+        if (outcome.result == shell::ReloadOutcome::Result::Refused) log.error("reload ", outcome.summary());
+        else if (outcome.result == shell::ReloadOutcome::Result::Applied) log.info("reload applied: ", outcome.lines.size(), " stage(s) changed");
+        else log.info("reload ", outcome.summary());
+        (void)service.notify("READY=1\nSTATUS=running " + std::to_string(nodes.size()) + " node(s); last reload " +
+                             (outcome.result == shell::ReloadOutcome::Result::Refused ? "refused" : "applied"));
+        hangup.async_wait(on_hangup);
+    };
+    hangup.async_wait(on_hangup);
     boost::asio::signal_set signals(io, SIGINT, SIGTERM);
     signals.async_wait([&](const boost::system::error_code& ec, int signo) {
         if (ec) return;
@@ -92,6 +119,7 @@ int run_command(const std::string& config_path, const std::string& level_overrid
         (void)service.notify("STOPPING=1\nSTATUS=shutting down on signal " + std::to_string(signo));
         watchdog.stop();
         for (auto& node : nodes) node->stop();
+        hangup.cancel();
         control->stop();
         if (metrics) metrics->stop();
         io.stop();
@@ -166,6 +194,12 @@ std::string failure_reasons(const nlohmann::json& v) {
 }
 
 void print_status(const nlohmann::json& j) {
+    if (j.contains("reload") && j.at("reload").value("requested", 0ULL) != 0) {
+        const auto& r = j.at("reload");
+        std::printf("reloads: %llu requested, %llu applied, %llu unchanged, %llu refused; last: %s\n", r.value("requested", 0ULL),
+                    r.value("applied", 0ULL), r.value("unchanged", 0ULL), r.value("refused", 0ULL),
+                    r.contains("last") ? json_text(r.at("last"), "message").c_str() : "none");
+    }
     for (const auto& n : j.at("nodes")) {
         std::printf("node %s (up %llds)\n", n.at("name").get<std::string>().c_str(), n.at("uptime_s").get<long long>());
         const bool link = n.contains("link");

@@ -13,6 +13,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "apps/shell/config_reload.hpp"
 #include "apps/shell/host_network.hpp"
 #include "apps/shell/key_log.hpp"
 #include "apps/shell/stage_factory.hpp"
@@ -119,11 +120,49 @@ public:
     }
 
     const std::string& name() const override { return config_.name; }
+    const NodeConfig& config() const override { return config_; }
+
+    PreparedReload prepare_reload(const NodeConfig& next) override {
+        auto changes = diff_node_config(config_, next);
+        if (!changes.refused.empty()) throw ReloadRefused(std::move(changes.refused));
+        // Parse only: what a stage opened when it started (key logs, interfaces) stays its own.
+        StageBuildContext ctx{config_.name, /*dry_run=*/true, &random_, core::Clock::now(), nullptr};
+        PreparedReload plan{next, {}};
+        for (const auto& change : changes.stages) {
+            const auto pointer = next.pointer + "/pipeline/" + std::to_string(change.index);
+            ConfigReader reader(next.pipeline.at(change.index), pointer);
+            std::string keys;
+            for (const auto& k : change.keys) keys += (keys.empty() ? "" : ", ") + k;
+            const auto* type = find_stage_type(change.type);
+            plan.steps.push_back({pointer + " " + change.type + " (" + keys + " changed)", type->reconfigure(pipeline_->stage(change.index), reader, ctx)});
+        }
+        return plan;
+    }
+
+    std::vector<std::string> apply_reload(PreparedReload plan) override {
+        std::vector<std::string> lines;
+        for (auto& step : plan.steps) {
+            std::string line = step.stage;
+            for (const auto& detail : step.apply()) line += "; " + detail;
+            log_.info("reload: ", line);
+            lines.push_back(std::move(line));
+        }
+        config_ = std::move(plan.next);
+        if (!lines.empty()) ++reloads_applied_;
+        // A removed mobile node's binding is announced gone by the next poll: now, so its
+        // routes are withdrawn at once.
+        if (!stopping_) {
+            pipeline_->set_now(core::Clock::now());
+            rearm_timer();
+        }
+        return lines;
+    }
 
     nlohmann::json status() const override {
         nlohmann::json j;
         j["name"] = config_.name;
         j["uptime_s"] = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started_).count();
+        j["reloads_applied"] = reloads_applied_;
         const auto& dc = device_->counters();
         j[config_.inner_is_link ? "link" : "tun"] = {{"name", config_.tun.name}, {"mtu", mtu_}, {"rx_packets", dc.rx_packets}, {"tx_packets", dc.tx_packets},
                     {"rx_errors", dc.rx_errors}, {"tx_errors", dc.tx_errors}, {"tx_failures", write_failures_status(dc.tx_failures)}};
@@ -363,6 +402,7 @@ private:
     std::uint64_t inbound_unclaimed_ = 0;   // from the wire, no layer's: the kernel has it
     std::uint64_t outbound_unclaimed_ = 0;  // from the TUN, no layer's: sent as it is
     std::uint64_t inner_unchanged_ = 0;
+    std::uint64_t reloads_applied_ = 0;
     std::chrono::steady_clock::time_point started_{};
     bool stopping_ = false;
 };

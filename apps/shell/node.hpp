@@ -17,6 +17,7 @@
 
 #include "apps/shell/host_network.hpp"
 #include "apps/shell/node_config.hpp"
+#include "apps/shell/stage_factory.hpp"
 #include "apps/shell/transport.hpp"
 #include "tun/device.hpp"
 #include "core/logger.hpp"
@@ -44,6 +45,27 @@ public:
     virtual void stop() = 0;
     virtual const std::string& name() const = 0;
     virtual nlohmann::json status() const = 0;
+
+    /// A reload checked against this node, each stage's change parsed and ready to apply.
+    struct PreparedReload {
+        NodeConfig next;
+        struct Step {
+            std::string stage;  // "/pipeline/0 mip.home_agent (mobile_nodes)", for the log
+            StageReconfiguration apply;
+        };
+        std::vector<Step> steps;
+    };
+    /// The configuration the node runs (the last one reloaded).
+    virtual const NodeConfig& config() const = 0;
+    /// Compares `next` with the running configuration and parses each live change, changing
+    /// nothing. Throws ReloadRefused naming the JSON pointer of each difference that needs a
+    /// restart, or ConfigError.
+    virtual PreparedReload prepare_reload(const NodeConfig& next) = 0;
+    /// Applies a prepared reload; cannot fail. Bindings and SAs the change does not concern
+    /// are untouched. Returns what changed, one line each, also logged.
+    virtual std::vector<std::string> apply_reload(PreparedReload plan) = 0;
+    /// prepare_reload() then apply_reload().
+    std::vector<std::string> reload(const NodeConfig& next) { return apply_reload(prepare_reload(next)); }
 };
 
 }  // namespace mipsec::shell

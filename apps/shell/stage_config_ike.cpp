@@ -142,7 +142,7 @@ std::unique_ptr<core::Stage> build_vpn_client(const ConfigReader& c, const Stage
     return std::make_unique<ipsec::VpnClientStage>(std::move(cfg), *ctx.random);
 }
 
-std::unique_ptr<core::Stage> build_vpn_gateway(const ConfigReader& c, const StageBuildContext& ctx) {
+ipsec::VpnGatewayStage::Config read_vpn_gateway(const ConfigReader& c, const StageBuildContext& ctx) {
     c.only({"type", "local", "psk", "psk_file", "local_id", "remote_id", "ike_proposals", "esp_proposals", "pfs", "pool",
             "local_ts", "dpd_delay_s", "force_encapsulation", "nat_traversal", "child_rekey_s", "ike_port",
             "nat_t_port", "max_half_open", "max_sessions", "ttl", "ike_lifetime_s", "key_log"});
@@ -166,14 +166,46 @@ std::unique_ptr<core::Stage> build_vpn_gateway(const ConfigReader& c, const Stag
         if (prefix->empty()) c.fail("key_log", "is empty", "a file path prefix (<prefix>.esp_sa and <prefix>.ikev1_decryption_table are written)");
         if (ctx.key_log) cfg.key_log = ctx.key_log(*prefix);
     }
+    return cfg;
+}
+
+std::unique_ptr<core::Stage> build_vpn_gateway(const ConfigReader& c, const StageBuildContext& ctx) {
+    auto cfg = read_vpn_gateway(c, ctx);
     if (ctx.random == nullptr) throw std::logic_error("stage factory: no random source for IKE");
     return std::make_unique<ipsec::VpnGatewayStage>(std::move(cfg), *ctx.random);
+}
+
+// What a reload may change in a running gateway: what new negotiations use. local and the IKE
+// ports are the sockets' and every SA's, ttl and key_log are set up once; those need a restart.
+// "pool" may change its range but not appear or go (sessions hold the pool): refused below.
+const std::vector<std::string> vpn_gateway_live_keys = {
+    "psk", "local_id", "remote_id", "ike_proposals", "esp_proposals", "pfs", "pool", "local_ts", "dpd_delay_s",
+    "force_encapsulation", "nat_traversal", "child_rekey_s", "max_half_open", "max_sessions", "ike_lifetime_s"};
+
+StageReconfiguration reconfigure_vpn_gateway(core::Stage& stage, const ConfigReader& c, const StageBuildContext& ctx) {
+    auto& gateway = dynamic_cast<ipsec::VpnGatewayStage&>(stage);
+    auto cfg = std::make_shared<ipsec::VpnGatewayStage::Config>(read_vpn_gateway(c, ctx));
+    const auto* pool = gateway.responder().pool();
+    if (pool && !cfg->responder.pool) c.fail("pool", "was removed, but clients may hold leases from it", "a restart to apply");
+    if (!pool && cfg->responder.pool) c.fail("pool", "was added, but the running gateway has no pool to change", "a restart to apply");
+    return [&gateway, cfg] {
+        std::vector<std::string> out;
+        const auto* running = gateway.responder().pool();
+        const auto before = running ? std::optional(running->range()) : std::nullopt;
+        const std::size_t outside = gateway.reconfigure(std::move(*cfg));
+        if (before && running->range() != *before)
+            out.push_back("pool " + before->to_string() + " -> " + running->range().to_string() + ", leases inside it kept" +
+                          (outside ? ", " + std::to_string(outside) + " lease(s) outside it kept until their IKE SA ends" : ""));
+        out.push_back("new negotiations use the new settings; established IKE and CHILD SAs are unchanged");
+        return out;
+    };
 }
 
 }  // namespace
 
 void add_ike_stage_types(std::vector<StageType>& out) {
-    out.push_back({"ipsec.vpn_gateway", "IKEv1 remote-access gateway: many clients, Mode Config pool, per-client ESP (and NAT-T)", build_vpn_gateway});
+    out.push_back({"ipsec.vpn_gateway", "IKEv1 remote-access gateway: many clients, Mode Config pool, per-client ESP (and NAT-T)", build_vpn_gateway,
+                   vpn_gateway_live_keys, reconfigure_vpn_gateway});
     out.push_back({"ipsec.vpn_client", "IKEv1 remote-access client (Main Mode PSK, Mode Config, Quick Mode, NAT-T, DPD) keying ESP", build_vpn_client});
 }
 

@@ -87,7 +87,7 @@ std::unique_ptr<core::Stage> build_mobile_node(const ConfigReader& c, const Stag
     return std::make_unique<mip::MobileNodeStage>(std::move(cfg), *ctx.random);
 }
 
-std::unique_ptr<core::Stage> build_home_agent(const ConfigReader& c, const StageBuildContext& ctx) {
+mip::HomeAgentStage::Config read_home_agent(const ConfigReader& c, const StageBuildContext& ctx) {
     c.only({"type", "address", "home_network", "max_lifetime_s", "reverse_tunnel", "reverse_tunnel_required", "udp_tunnelling",
             "keepalive_s", "udp_max_lifetime_s", "timestamp_tolerance_s", "max_bindings", "mobile_nodes", "tunnel_ttl", "df",
             "pass_unbound", "drop_unrelated", "home_interface", "trusted_networks"});
@@ -138,7 +138,36 @@ std::unique_ptr<core::Stage> build_home_agent(const ConfigReader& c, const Stage
         if (cfg.home_link_ifindex == 0)
             c.fail("home_interface", "no interface \"" + *name + "\" in this network namespace", "the home link's interface (see `ip link`)");
     }
-    return std::make_unique<mip::HomeAgentStage>(std::move(cfg), *ctx.random);
+    return cfg;
+}
+
+std::unique_ptr<core::Stage> build_home_agent(const ConfigReader& c, const StageBuildContext& ctx) {
+    return std::make_unique<mip::HomeAgentStage>(read_home_agent(c, ctx), *ctx.random);
+}
+
+// What a reload may change in a running home agent: its mobile nodes and how it answers the
+// requests that follow. address and home_network sit in every binding and reply, udp_tunnelling
+// sizes the stage's headroom, home_interface is the shell's ARP proxy: those need a restart.
+const std::vector<std::string> home_agent_live_keys = {
+    "mobile_nodes", "max_lifetime_s", "reverse_tunnel", "reverse_tunnel_required", "keepalive_s", "udp_max_lifetime_s",
+    "timestamp_tolerance_s", "max_bindings", "trusted_networks", "tunnel_ttl", "df", "pass_unbound", "drop_unrelated"};
+
+StageReconfiguration reconfigure_home_agent(core::Stage& stage, const ConfigReader& c, const StageBuildContext& ctx) {
+    auto& agent = dynamic_cast<mip::HomeAgentStage&>(stage);
+    auto cfg = std::make_shared<mip::HomeAgentStage::Config>(read_home_agent(c, ctx));
+    return [&agent, cfg] {
+        auto changed = agent.reconfigure(std::move(*cfg));
+        std::vector<std::string> out;
+        for (const auto& a : changed.added) out.push_back("added MN " + a.to_string());
+        for (const auto& a : changed.removed) {
+            std::string line = "removed MN " + a.to_string();
+            for (const auto& b : changed.bindings_removed)
+                if (b.home_address == a) line += " (its binding to " + b.care_of_address.to_string() + " is dropped)";
+            out.push_back(std::move(line));
+        }
+        for (const auto& a : changed.rekeyed) out.push_back("re-keyed " + a.to_string() + " (binding kept until it registers with the new key)");
+        return out;
+    };
 }
 
 std::unique_ptr<core::Stage> build_foreign_agent(const ConfigReader& c, const StageBuildContext& ctx) {
@@ -185,7 +214,7 @@ void add_mip_stage_types(std::vector<StageType>& out) {
     out.push_back({"mip.mobile_node", "Mobile IPv4 mobile node: registration, reverse tunnel, RFC 3519 UDP tunnel (RFC 5944, 3024)",
                    build_mobile_node});
     out.push_back({"mip.home_agent", "Mobile IPv4 home agent: bindings, tunnels to care-of addresses, RFC 3024 checks (RFC 5944)",
-                   build_home_agent});
+                   build_home_agent, home_agent_live_keys, reconfigure_home_agent});
     out.push_back({"mip.foreign_agent", "Mobile IPv4 foreign agent: advertisements, visitor list, relay, reverse tunnel (RFC 5944, 3024)",
                    build_foreign_agent});
 }

@@ -17,6 +17,12 @@ const std::vector<StageType>& stage_types() {
     return types;
 }
 
+const StageType* find_stage_type(std::string_view name) {
+    for (const auto& t : stage_types())
+        if (t.name == name) return &t;
+    return nullptr;
+}
+
 std::unique_ptr<core::Stage> build_stage(const ConfigReader& entry, const StageBuildContext& ctx) {
     auto type = entry.string("type");
     for (const auto& t : stage_types())

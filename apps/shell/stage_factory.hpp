@@ -27,16 +27,30 @@ struct StageBuildContext {
 
 using StageBuilder = std::function<std::unique_ptr<core::Stage>(const ConfigReader&, const StageBuildContext&)>;
 
+/// A change to a running stage, parsed and checked, waiting to be applied: applying cannot
+/// fail (a reload applies to every node or to none) and returns what changed, for the log
+/// ("added MN 10.1.0.7"), naming no secret.
+using StageReconfiguration = std::function<std::vector<std::string>()>;
+/// Parses a new entry for a running stage of this type (built from an entry of the same type
+/// that differs only in the type's live keys). Throws ConfigError; changes nothing itself.
+using StageReconfigurer = std::function<StageReconfiguration(core::Stage&, const ConfigReader&, const StageBuildContext&)>;
+
 struct StageType {
     std::string name;
     std::string summary;
     StageBuilder build;
+    /// Keys of an entry that a reload may change in a running stage; empty: none (a change
+    /// to any other key needs a restart).
+    std::vector<std::string> live_keys = {};
+    StageReconfigurer reconfigure = {};
 };
 
 /// Every stage type `pipeline` entries may name.
 const std::vector<StageType>& stage_types();
 /// Builds one pipeline entry; throws ConfigError naming /…/type for an unknown type.
 std::unique_ptr<core::Stage> build_stage(const ConfigReader& entry, const StageBuildContext& ctx);
+/// The type an entry names, or nullptr.
+const StageType* find_stage_type(std::string_view name);
 
 // Per-module registration functions (stage_config_<module>.cpp).
 void add_mip_stage_types(std::vector<StageType>& out);

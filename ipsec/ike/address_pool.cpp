@@ -3,7 +3,10 @@
 
 namespace mipsec::ipsec::ike {
 
-AddressPool::AddressPool(core::Ipv4Prefix range) : range_(range) {
+AddressPool::AddressPool(core::Ipv4Prefix range) { set_range(range); }
+
+std::size_t AddressPool::set_range(core::Ipv4Prefix range) {
+    range_ = range;
     std::uint32_t net = range.network().value;
     std::uint32_t last = net | ~range.mask();
     if (range.length < 31) {
@@ -13,6 +16,14 @@ AddressPool::AddressPool(core::Ipv4Prefix range) : range_(range) {
         first_ = net;
         last_ = last;
     }
+    return leased_outside_range();
+}
+
+std::size_t AddressPool::leased_outside_range() const noexcept {
+    std::size_t outside = 0;
+    for (const auto& [address, lease] : by_address_)
+        if (address < first_ || address > last_) ++outside;
+    return outside;
 }
 
 std::optional<core::Ipv4Address> AddressPool::acquire(std::uint64_t owner, std::optional<core::Ipv4Address> wanted,

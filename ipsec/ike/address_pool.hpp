@@ -32,6 +32,14 @@ public:
     std::size_t leased() const noexcept { return by_address_.size(); }
     std::size_t capacity() const noexcept { return last_ >= first_ ? last_ - first_ + 1 : 0; }
     core::Ipv4Prefix range() const noexcept { return range_; }
+    /// Hands out addresses from `range` from now on (a reload). Existing leases stay with
+    /// their owners wherever they lie, so no client loses its address under a live SA; one
+    /// outside the new range is never handed out again once released, and an owner asking for
+    /// it back (a re-authentication) gets an address of the new range. Returns how many
+    /// leased addresses lie outside the new range.
+    std::size_t set_range(core::Ipv4Prefix range);
+    /// Leased addresses outside range() (left from before a set_range()).
+    std::size_t leased_outside_range() const noexcept;
 
 private:
     bool free(std::uint32_t a) const { return !by_address_.contains(a); }

@@ -2,6 +2,7 @@
 #include "ipsec/ike/responder.hpp"
 
 #include <algorithm>
+#include <cassert>
 
 #include "core/endian.hpp"
 #include "crypto/hash.hpp"
@@ -11,6 +12,15 @@ namespace mipsec::ipsec::ike {
 Responder::Responder(ResponderConfig cfg, crypto::Random& random) : cfg_(std::move(cfg)), random_(random) {
     if (cfg_.pool) pool_.emplace(*cfg_.pool);
     random_.fill(secret_);
+}
+
+std::size_t Responder::reconfigure(ResponderConfig cfg) {
+    assert(cfg.pool.has_value() == pool_.has_value());
+    std::size_t outside = 0;
+    if (pool_ && cfg.pool) outside = pool_->set_range(*cfg.pool);
+    else cfg.pool = cfg_.pool;
+    cfg_ = std::move(cfg);
+    return outside;
 }
 
 Cookie Responder::make_cookie(const Cookie& cky_i, core::Endpoint remote) {

@@ -73,6 +73,14 @@ public:
     void close_all(core::TimePoint now);
     /// Closes one session (Delete payloads to the peer); false if there is none with this owner.
     bool close(std::uint64_t owner, core::TimePoint now);
+    /// Takes new settings while running (a reload): PSKs, proposals and the rest of the
+    /// session config apply to sessions created from now on, while each existing session keeps
+    /// the settings it was negotiated under (its own shared copy), rekeys included; the limits
+    /// apply to the next MM1. The Mode Config pool takes the new range in place (see
+    /// AddressPool::set_range: leases stay); a pool cannot appear or go while sessions hold a
+    /// pointer to it, so `cfg.pool` must be set exactly when the running one is (asserted; the
+    /// running pool state is kept otherwise). Returns how many leases lie outside the new pool.
+    std::size_t reconfigure(ResponderConfig cfg);
     /// Inbound ESP from this session's peer authenticated (its DPD idle timer restarts).
     void note_traffic(std::uint64_t owner, core::TimePoint now);
 

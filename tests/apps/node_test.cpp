@@ -8,15 +8,22 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
+#include <variant>
 #include <vector>
 
 #include <boost/asio/io_context.hpp>
 
+#include "apps/shell/config_reload.hpp"
 #include "apps/shell/memory_transport.hpp"
 #include "apps/shell/node.hpp"
 #include "apps/shell/node_config.hpp"
+#include "core/buffer_pool.hpp"
 #include "core/ipv4.hpp"
 #include "core/logger.hpp"
+#include "mip/registration_wire.hpp"
+#include "mip/security_association.hpp"
+#include "mip/tunnel_encap.hpp"
 #include "tests/support/hex.hpp"
 #include "tun/memory_device.hpp"
 
@@ -156,4 +163,158 @@ TEST_CASE("a whole node in process: what no layer claims is counted, and failed 
     n.transport->inject(0, esp_in_udp);
     REQUIRE(n.run_until([&] { return n.node->status()["tun"]["tx_errors"] == 1; }));
     CHECK(n.node->status()["tun"]["tx_failures"]["no_buffer_space"] == 1);
+}
+
+namespace {
+
+nlohmann::json home_agent_entry(const std::vector<std::pair<const char*, const char*>>& nodes) {
+    auto mns = nlohmann::json::array();
+    std::uint32_t spi = 256;
+    for (const auto& [home, key] : nodes) mns.push_back({{"home_address", home}, {"spi", spi++}, {"key", key}});
+    return {{"type", "mip.home_agent"}, {"address", "192.0.2.1"}, {"home_network", "10.1.0.0/24"}, {"mobile_nodes", mns}};
+}
+
+// A registration request from `coa` for `home`, as the node's UDP socket would receive it.
+test::Bytes registration(const char* home, const char* coa, std::uint32_t spi, const test::Bytes& key) {
+    const auto ntp = mip::ntp_time(core::Clock::now(), mip::ntp_offset(std::chrono::system_clock::now(), core::Clock::now()));
+    mip::RegistrationRequest fixed{0x22, 600, addr(home), addr("192.0.2.1"), addr(coa), ntp};
+    auto m = mip::build_request(fixed, {}, {spi, key});
+    REQUIRE(m);
+    core::BufferPool pool(4, 2048);
+    auto buf = pool.acquire(64);
+    REQUIRE(mip::emit_udp_packet(buf, {addr(coa), 434}, {addr("192.0.2.1"), 434}, 64, m->bytes()));
+    return {buf.bytes().begin(), buf.bytes().end()};
+}
+
+const char* const key_five = "00112233445566778899aabbccddeeff";
+const char* const key_six = "ffeeddccbbaa99887766554433221100";
+const char* const key_seven = "0f1e2d3c4b5a69788796a5b4c3d2e1f0";
+
+nlohmann::json ha_root(nlohmann::json entry) {
+    return {{"name", "t"}, {"tun", {{"name", "mem0"}}}, {"transport", {{"local", "192.0.2.1"}, {"udp_ports", {434}}, {"raw_protocols", {4}}}},
+            {"pipeline", nlohmann::json::array({std::move(entry)})}};
+}
+
+}  // namespace
+
+TEST_CASE("a whole node in process: reload adds, re-keys and removes mobile nodes without touching the others' bindings") {
+    InProcessNode n(nlohmann::json::array({home_agent_entry({{"10.1.0.5", key_five}, {"10.1.0.6", key_six}})}), {434}, {4});
+    n.transport->inject(0, registration("10.1.0.5", "198.51.100.5", 256, test::from_hex(key_five)));
+    n.transport->inject(0, registration("10.1.0.6", "198.51.100.6", 257, test::from_hex(key_six)));
+    REQUIRE(n.run_until([&] { return n.node->status()["pipeline"][0]["state"]["binding_count"] == 2; }));
+
+    // .5 re-keyed (same SPI, new key), .6 removed, .7 added.
+    auto next = shell::parse_run_config(ha_root(home_agent_entry({{"10.1.0.5", key_seven}, {"10.1.0.7", key_six}}))).nodes.at(0);
+    auto lines = n.node->reload(next);
+    REQUIRE(lines.size() == 1);
+    CHECK(lines[0].find("/pipeline/0 mip.home_agent (mobile_nodes changed)") != std::string::npos);
+    CHECK(lines[0].find("added MN 10.1.0.7") != std::string::npos);
+    CHECK(lines[0].find("removed MN 10.1.0.6 (its binding to 198.51.100.6 is dropped)") != std::string::npos);
+    CHECK(lines[0].find("re-keyed 10.1.0.5") != std::string::npos);
+    CHECK(lines[0].find(key_seven) == std::string::npos);  // no key in the log
+
+    auto st = n.node->status();
+    CHECK(st["reloads_applied"] == 1);
+    CHECK(st["pipeline"][0]["state"]["mobile_nodes"] == 2);
+    REQUIRE(st["pipeline"][0]["state"]["binding_count"] == 1);
+    CHECK(st["pipeline"][0]["state"]["bindings"][0]["home_address"] == "10.1.0.5");
+    CHECK(st["pipeline"][0]["state"]["bindings"][0]["care_of_address"] == "198.51.100.5");
+    CHECK(st["pipeline"][0]["state"]["counters"]["bindings_removed_by_reload"] == 1);
+    // The shell heard that .6's binding went (its routes are withdrawn), and nothing about .5.
+    std::size_t removals = 0;
+    for (const auto& e : n.host->events)
+        if (const auto* r = std::get_if<core::RegistrationChanged>(&e.event); r && !r->registered) {
+            CHECK(r->home_address == addr("10.1.0.6"));
+            ++removals;
+        }
+    CHECK(removals == 1);
+
+    // .5 with its old key is refused now; with the new one it registers again; .7 registers.
+    const auto replies_before = n.node->status()["pipeline"][0]["state"]["counters"]["replies_sent"].get<std::uint64_t>();
+    n.transport->inject(0, registration("10.1.0.5", "198.51.100.55", 256, test::from_hex(key_five)));
+    REQUIRE(n.run_until([&] { return n.node->status()["pipeline"][0]["state"]["counters"]["replies_sent"] == replies_before + 1; }));
+    CHECK(n.node->status()["pipeline"][0]["state"]["counters"]["rejected"]["bad_authenticator"] == 1);
+    CHECK(n.node->status()["pipeline"][0]["state"]["bindings"][0]["care_of_address"] == "198.51.100.5");
+    n.transport->inject(0, registration("10.1.0.5", "198.51.100.55", 256, test::from_hex(key_seven)));
+    n.transport->inject(0, registration("10.1.0.7", "198.51.100.7", 257, test::from_hex(key_six)));
+    REQUIRE(n.run_until([&] { return n.node->status()["pipeline"][0]["state"]["binding_count"] == 2; }));
+}
+
+TEST_CASE("a whole node in process: a reload that cannot apply live is refused with its pointer, nothing changed") {
+    InProcessNode n(nlohmann::json::array({home_agent_entry({{"10.1.0.5", key_five}})}), {434}, {4});
+    const auto running = n.node->config().pipeline;
+
+    // A new mobile node (live) together with a new HA address (not live): neither applies.
+    auto entry = home_agent_entry({{"10.1.0.5", key_five}, {"10.1.0.7", key_six}});
+    entry["address"] = "192.0.2.9";
+    auto next = shell::parse_run_config(ha_root(entry)).nodes.at(0);
+    try {
+        (void)n.node->reload(next);
+        FAIL("reload applied");
+    } catch (const shell::ReloadRefused& e) {
+        REQUIRE(e.reasons().size() == 1);
+        CHECK(e.reasons()[0] == "/pipeline/0/address changed: restart to apply");
+    }
+    CHECK(n.node->config().pipeline == running);
+    CHECK(n.node->status()["pipeline"][0]["state"]["mobile_nodes"] == 1);
+    CHECK(n.node->status()["reloads_applied"] == 0);
+
+    // The same file is no change at all.
+    CHECK(n.node->reload(n.node->config()).empty());
+}
+
+namespace {
+
+nlohmann::json gateway_root(const char* name, const char* tun, std::optional<const char*> pool, const char* psk) {
+    nlohmann::json entry = {{"type", "ipsec.vpn_gateway"}, {"local", "192.0.2.1"}, {"psk", psk}, {"local_ts", {"10.99.1.0/24"}}};
+    if (pool) entry["pool"] = *pool;
+    return {{"name", name}, {"tun", {{"name", tun}}}, {"transport", {{"local", "192.0.2.1"}, {"udp_ports", {500, 4500}}, {"raw_protocols", {50}}}},
+            {"pipeline", nlohmann::json::array({entry})}};
+}
+
+}  // namespace
+
+TEST_CASE("a whole node in process: a gateway takes a new pool and PSK; a pool cannot appear or go") {
+    InProcessNode n(gateway_root("t", "mem0", "10.99.100.0/24", "first-psk-123")["pipeline"], {500, 4500}, {50});
+    auto lines = n.node->reload(shell::parse_run_config(gateway_root("t", "mem0", "10.99.200.0/24", "second-psk-456")).nodes.at(0));
+    REQUIRE(lines.size() == 1);
+    CHECK(lines[0].find("(pool, psk changed)") != std::string::npos);
+    CHECK(lines[0].find("pool 10.99.100.0/24 -> 10.99.200.0/24") != std::string::npos);
+    CHECK(lines[0].find("second-psk") == std::string::npos);
+    CHECK(n.node->status()["pipeline"][0]["state"]["pool"] == "10.99.200.0/24");
+
+    const auto running = n.node->config().pipeline;
+    CHECK_THROWS_WITH_AS(n.node->reload(shell::parse_run_config(gateway_root("t", "mem0", std::nullopt, "second-psk-456")).nodes.at(0)),
+                         doctest::Contains("/pipeline/0/pool: was removed"), shell::ConfigError);
+    CHECK(n.node->config().pipeline == running);
+    CHECK(n.node->status()["pipeline"][0]["state"]["pool"] == "10.99.200.0/24");
+}
+
+TEST_CASE("reload of several nodes: all or nothing") {
+    InProcessNode a(nlohmann::json::array({home_agent_entry({{"10.1.0.5", key_five}})}), {434}, {4});
+    InProcessNode b(gateway_root("t", "mem0", "10.99.100.0/24", "first-psk-123")["pipeline"], {500, 4500}, {50});
+    // Two nodes as one file would list them ("t" twice is fine here: each diff is per node).
+    shell::RunConfig running;
+    running.nodes = {a.config, b.config};
+    running.control_socket = "/run/mipsec/t.sock";
+    shell::RunConfig next = running;
+    next.nodes[0] = shell::parse_run_config(ha_root(home_agent_entry({{"10.1.0.5", key_five}, {"10.1.0.7", key_six}}))).nodes.at(0);
+    next.nodes[1] = shell::parse_run_config(gateway_root("t", "mem0", "10.99.100.0/24", "second-psk-456")).nodes.at(0);
+    next.nodes[1].transport.link_mtu = 1400;  // not live: refuses the whole reload
+
+    std::vector<shell::Node*> nodes = {a.node.get(), b.node.get()};
+    auto refused = shell::reload_nodes(running, next, nodes);
+    CHECK(refused.result == shell::ReloadOutcome::Result::Refused);
+    REQUIRE(refused.lines.size() == 1);
+    CHECK(refused.lines[0] == "/transport/link_mtu changed: restart to apply");
+    CHECK(a.node->status()["pipeline"][0]["state"]["mobile_nodes"] == 1);  // the live change waited too
+    CHECK(running.nodes[0].pipeline == a.config.pipeline);
+
+    next.nodes[1].transport.link_mtu = 1500;
+    auto applied = shell::reload_nodes(running, next, nodes);
+    CHECK(applied.result == shell::ReloadOutcome::Result::Applied);
+    CHECK(applied.lines.size() == 2);
+    CHECK(a.node->status()["pipeline"][0]["state"]["mobile_nodes"] == 2);
+    CHECK(running.nodes[0].pipeline == next.nodes[0].pipeline);
+    CHECK(shell::reload_nodes(running, next, nodes).result == shell::ReloadOutcome::Result::Unchanged);
 }
