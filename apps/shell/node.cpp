@@ -62,6 +62,7 @@ public:
             stages.push_back(build_stage(reader, ctx));
         }
         pipeline_ = std::make_unique<core::Pipeline>(std::move(stages), pool_, log_);
+        wipe_secrets(config_);  // the stages hold their own copies of the keys
         pipeline_->attach(this);
         if (pipeline_->headroom() + Transport::rebuilt_header_len + config_.transport.link_mtu + pipeline_->tailroom() > pool_.block_len())
             throw std::runtime_error("node " + config_.name + ": buffer_size " + std::to_string(config_.buffer_size) +
