@@ -12,7 +12,8 @@ working, including what needs a capability after the drop.
    and turns on proxy ARP (CAP_NET_ADMIN), and both send gratuitous ARP (CAP_NET_RAW), all
    after the drop; a correspondent on the home link pings the home address throughout.
 3. Started as nobody with ambient capabilities (systemd's AmbientCapabilities=), a node trims
-   them to what it needs.
+   them to what it needs; started as root with only the systemd unit's CapabilityBoundingSet=,
+   a node binds UDP 434 and 500 and drops to its "user".
 4. Fail closed: a drop that cannot be done (no CAP_SETUID in the bounding set) stops the node
    with a clear message and a non-zero exit, and its TUN device is gone.
 
@@ -242,6 +243,26 @@ def ambient_and_fail_closed(args, checks, lab):
                  st and int(st["CapEff"], 16) == CAP_NET_ADMIN and int(st["CapPrm"], 16) == CAP_NET_ADMIN
                  and int(st["CapAmb"], 16) == 0 and int(st["CapInh"], 16) == 0 and st.get("NoNewPrivs") == "1",
                  str({k: st.get(k) for k in ("Uid", "CapEff", "CapPrm", "CapAmb", "NoNewPrivs")}))
+    lab.stop(p)
+
+    # The systemd unit's CapabilityBoundingSet= is enough to set up (UDP 434 and 500 need
+    # CAP_NET_BIND_SERVICE even for root) and to drop to "user".
+    unit = os.path.join(os.path.dirname(__file__), "..", "..", "tools", "package", "mipsec@.service")
+    bounding = next(line.split("=", 1)[1].split() for line in open(unit) if line.startswith("CapabilityBoundingSet="))
+    unit_node = dict(node, user="nobody", control_socket=f"{lab.dir}/unit.sock",
+                     transport={"local": "192.0.2.1", "raw_protocols": [4], "udp_ports": [434, 500]})
+    cfg_unit = write_json(lab, "unit", unit_node)
+    os.chmod(cfg_unit, 0o600)
+    caps = ",".join("+" + c.lower().removeprefix("cap_") for c in bounding)
+    p = a.spawn(["setpriv", f"--bounding-set=-all,{caps}", args.mipsec, "run", cfg_unit], log_name="mipsec-unit-caps")
+    try:
+        wait_up(lab, a, args.mipsec, f"{lab.dir}/unit.sock", "node under the unit's bounding set")
+    except Exception as e:  # noqa: BLE001
+        print(e)
+    st = proc_status(p.pid) if p.poll() is None else {}
+    checks.check(f"under the unit's bounding set ({' '.join(bounding)}) a node binds UDP 434/500 and drops to nobody",
+                 bool(st) and st["Uid"].split()[0] == str(NOBODY) and int(st["CapEff"], 16) == CAP_NET_ADMIN,
+                 log_text(p)[-400:] + str({k: st.get(k) for k in ("Uid", "CapEff")}))
     lab.stop(p)
 
     # Fail closed: root without CAP_SETUID cannot become nobody; the node must not run on as root.
