@@ -17,17 +17,20 @@ SecretBytes& SecretBytes::operator=(SecretBytes&& other) noexcept {
     return *this;
 }
 
+namespace {
+ReleaseObserver release_observer = nullptr;
+}  // namespace
+
+void wipe_released_block(void* block, std::size_t len) noexcept {
+    if (block == nullptr || len == 0) return;
+    sodium_memzero(block, len);
+    if (release_observer != nullptr) release_observer(static_cast<const std::uint8_t*>(block), len);
+}
+
+void set_release_observer(ReleaseObserver observer) noexcept { release_observer = observer; }
+
 void SecretBytes::append(std::span<const std::uint8_t> more) {
-    if (more.empty()) return;
-    std::size_t new_len = bytes_.size() + more.size();
-    if (new_len > bytes_.capacity()) {
-        // Growing in place would let the vector free the old block unwiped: move by hand.
-        std::vector<std::uint8_t> grown;
-        grown.reserve(std::max(new_len, bytes_.capacity() * 2));
-        grown.assign(bytes_.begin(), bytes_.end());
-        wipe();
-        bytes_ = std::move(grown);
-    }
+    // A reallocation frees the old block through WipingAllocator, which zeroes it first.
     bytes_.insert(bytes_.end(), more.begin(), more.end());
 }
 
@@ -42,7 +45,8 @@ std::string SecretBytes::reveal_hex() const {
     return out;
 }
 
-// Zeroes the bytes and leaves the secret empty (size 0); the zeroed block stays allocated.
+// Zeroes the bytes and leaves the secret empty (size 0); the zeroed block stays allocated
+// (and is zeroed, all of it, again when it is freed).
 void SecretBytes::wipe() noexcept {
     secure_wipe(bytes_);
     bytes_.clear();

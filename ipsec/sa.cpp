@@ -115,7 +115,7 @@ core::Result<Sa> Sa::create(Direction direction, const Config& config, const cry
         auto aead = crypto::Aead::create(aead_algorithm(config.suite), key.first(i.enc_key_len));
         if (!aead) return aead.error();
         sa.aead_ = std::move(*aead);
-        std::copy_n(key.subspan(i.enc_key_len, salt_len).begin(), salt_len, sa.salt_.begin());
+        sa.salt_ = crypto::SecretBytes(key.subspan(i.enc_key_len, salt_len));
     } else {
         auto cipher = crypto::Cipher::create(cipher_algorithm(config.suite), key.first(i.enc_key_len));
         if (!cipher) return cipher.error();
@@ -176,7 +176,7 @@ Verdict Sa::seal(core::PacketBuf& packet, std::uint8_t next_header, core::TimePo
             random_->fill(iv);
         }
         std::array<std::uint8_t, crypto::Aead::nonce_len> nonce;
-        std::copy(salt_.begin(), salt_.end(), nonce.begin());
+        std::copy(salt_.span().begin(), salt_.span().end(), nonce.begin());
         std::copy(iv.begin(), iv.end(), nonce.begin() + salt_len);
         std::array<std::uint8_t, 12> aad;
         const std::size_t aad_len = build_aad(aad, config_.spi, seq, config_.esn);
@@ -231,7 +231,7 @@ Verdict Sa::open_aead(core::PacketBuf& packet, std::uint64_t seq, std::uint8_t& 
     const std::size_t hdr_len = header_len();
     const std::size_t ciphertext_len = bytes.size() - hdr_len - crypto::Aead::tag_len;
     std::array<std::uint8_t, crypto::Aead::nonce_len> nonce;
-    std::copy(salt_.begin(), salt_.end(), nonce.begin());
+    std::copy(salt_.span().begin(), salt_.span().end(), nonce.begin());
     std::copy_n(bytes.begin() + EspHeader::len, crypto::Aead::nonce_len - salt_len, nonce.begin() + salt_len);
     // The AAD carries the inferred high half, so a wrong ESN guess fails here (Appendix A).
     std::array<std::uint8_t, 12> aad;

@@ -167,7 +167,7 @@ private:
     crypto::Random* random_;
     core::TimePoint created_;
     std::unique_ptr<crypto::Aead> aead_;
-    std::array<std::uint8_t, 4> salt_{};
+    crypto::SecretBytes salt_;  // 4 bytes of keying material for AEAD suites (RFC 4106 §4)
     std::unique_ptr<crypto::Cipher> cipher_;
     std::unique_ptr<crypto::Mac> mac_;
     std::uint64_t counter_ = 0;

@@ -7,7 +7,10 @@
 #include <iostream>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <vector>
+
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <boost/asio/io_context.hpp>
@@ -21,6 +24,7 @@
 #include "apps/shell/metrics_listener.hpp"
 #include "apps/shell/node.hpp"
 #include "apps/shell/node_config.hpp"
+#include "apps/shell/privileges.hpp"
 #include "apps/shell/prometheus_text.hpp"
 #include "apps/shell/sd_notify.hpp"
 #include "apps/shell/stage_factory.hpp"
@@ -37,10 +41,34 @@ using namespace mipsec;
 constexpr int exit_config = 2;
 constexpr int exit_failure = 1;
 
-int run_command(const std::string& config_path, const std::string& level_override, const std::string& log_format) {
+// Least privilege (privileges.hpp): once every node is set up, switch to the configured user
+// keeping only the capabilities the roles use; false (after saying why) if that failed.
+bool drop_privileges(const shell::RunConfig& config, const std::optional<shell::RunAs>& run_as, const core::Logger& log) {
+    if (!run_as && ::geteuid() == 0) {
+        log.info("running as root with every capability: set \"user\" (or --user) to drop them after setup");
+        return true;
+    }
+    try {
+        auto dropped = shell::drop_privileges(run_as, shell::runtime_capabilities(config));
+        log.info("privileges dropped: uid ", dropped.uid, " gid ", dropped.gid, ", capabilities ", dropped.kept, ", no_new_privs");
+        for (const auto& m : dropped.missing) log.warn("started without ", m, ": those changes will fail");
+        return true;
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "mipsec: cannot drop privileges, stopping: %s\n", e.what());
+        return false;
+    }
+}
+
+int run_command(const std::string& config_path, const std::string& level_override, const std::string& log_format,
+                const std::string& user_override, const std::string& group_override) {
     shell::RunConfig config;
+    std::optional<shell::RunAs> run_as;
     try {
         config = shell::load_run_config(config_path);
+        if (!user_override.empty()) config.user = user_override, config.user_pointer = "--user";
+        if (!group_override.empty()) config.group = group_override, config.group_pointer = "--group";
+        if (!config.group.empty() && config.user.empty()) throw shell::ConfigError("--group", "is given without a user", "--user or \"user\" too");
+        run_as = shell::resolve_run_as(config);
     } catch (const shell::ConfigError& e) {
         std::fprintf(stderr, "mipsec: config %s: %s\n", config_path.c_str(), e.what());
         return exit_config;
@@ -80,12 +108,20 @@ int run_command(const std::string& config_path, const std::string& level_overrid
         std::fprintf(stderr, "mipsec: cannot start: %s\n", e.what());
         return exit_failure;
     }
+    for (auto& n : config.nodes) shell::wipe_secrets(n);  // the stages hold their own copies
+    for (auto& n : running.nodes) shell::wipe_secrets(n);
 
     // systemd (Type=notify): ready once every node's coroutines have run up to their first
     // wait — TUN, sockets and first timers armed; co_spawn posted them before this.
     const auto service = shell::ServiceNotifier::from_environment();
     shell::WatchdogPinger watchdog(io, service);
+    bool privileges_failed = false;
     boost::asio::post(io, [&] {
+        if (!drop_privileges(config, run_as, log)) {
+            privileges_failed = true;  // fail closed: never run on with more than we meant to keep
+            io.stop();
+            return;
+        }
         if (auto r = service.notify("READY=1\nSTATUS=running " + std::to_string(nodes.size()) + " node(s); control socket " + config.control_socket); !r)
             log.warn("cannot notify ", service.socket_path(), ": ", r.error().message());
         watchdog.start();
@@ -131,14 +167,20 @@ int run_command(const std::string& config_path, const std::string& level_overrid
         std::fprintf(stderr, "mipsec: internal error, stopping: %s\n", e.what());
         return exit_failure;
     }
-    return 0;
+    return privileges_failed ? exit_failure : 0;
 }
 
 int check_command(const std::string& config_path) {
     try {
         auto config = shell::load_run_config(config_path, shell::ExposedSecrets::Warn);
         for (const auto& w : config.warnings) std::fprintf(stderr, "mipsec: warning: config %s: %s (`mipsec run` refuses this)\n", config_path.c_str(), w.c_str());
+        const auto run_as = shell::resolve_run_as(config);
         std::printf("%s: OK, %zu node(s), control socket %s\n", config_path.c_str(), config.nodes.size(), config.control_socket.c_str());
+        if (run_as) {
+            std::printf("  after setup: user %s, group %s, capabilities", run_as->user.c_str(), run_as->group.c_str());
+            for (const auto& c : shell::runtime_capabilities(config)) std::printf(" %s", c.name.c_str());
+            std::printf("\n");
+        }
         for (const auto& n : config.nodes) {
             std::printf("  %s: tun %s, local %s, pipeline (inner first):", n.name.c_str(), n.tun.name.c_str(), n.transport.local.to_string().c_str());
             for (const auto& s : n.pipeline) std::printf(" %s", s.at("type").get<std::string>().c_str());
@@ -296,7 +338,9 @@ int main(int argc, char** argv) {
     auto* run = app.add_subcommand("run", "Start the nodes a JSON config describes; runs until SIGINT/SIGTERM");
     run->add_option("config", config_path, "JSON config file")->required();
     run->add_option("--log-level", level, "Override the config's log level")->check(CLI::IsMember({"debug", "info", "warn", "error", "off"}));
-    std::string log_format;
+    std::string log_format, run_user, run_group;
+    run->add_option("--user", run_user, "After setup, switch to this user (name or uid), keeping only the capabilities the nodes need; overrides the config's \"user\"");
+    run->add_option("--group", run_group, "The group to switch to (default: the user's primary group); overrides the config's \"group\"");
     run->add_option("--log-format", log_format, "text, journal (\"<N>\" priority prefixes, no timestamp) or json (one object per line); default: journal when stderr is the journal, else text")
         ->check(CLI::IsMember({"text", "journal", "json"}));
 
@@ -356,7 +400,7 @@ int main(int argc, char** argv) {
 
     CLI11_PARSE(app, argc, argv);
 
-    if (*run) return run_command(config_path, level, log_format);
+    if (*run) return run_command(config_path, level, log_format, run_user, run_group);
     if (*check) return check_command(config_path);
     if (*status) {
         if (json && status_format != "text" && status_format != "json") {

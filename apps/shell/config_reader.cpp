@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <cstdio>
@@ -67,8 +68,15 @@ std::string read_secret_file(const std::string& path) {
         const char* who = (mode & S_IROTH) != 0 ? "is readable by others" : (mode & S_IRGRP) != 0 ? "is readable by its group" : "can be written by group or others";
         throw std::runtime_error("key file \"" + path + "\" " + who + " (mode " + octal + "): chmod 600 it");
     }
+    // Sized once from the file so growing never leaves a copy behind; the buffer is zeroed.
     std::string content;
+    content.reserve(static_cast<std::size_t>(std::min<off_t>(st.st_size, 64 * 1024)) + 1);
     char buf[4096];
+    struct BufferWiper {
+        char* b;
+        std::size_t n;
+        ~BufferWiper() { crypto::secure_wipe(std::span(reinterpret_cast<std::uint8_t*>(b), n)); }
+    } buffer_wiper{buf, sizeof buf};
     for (;;) {
         auto n = ::read(fd, buf, sizeof buf);
         if (n < 0 && errno == EINTR) continue;
@@ -207,6 +215,7 @@ std::vector<std::uint8_t> ConfigReader::parse_hex(const std::string& text, std::
     std::string expected = min_len == max_len ? "hex for exactly " + std::to_string(min_len) + " bytes (" + std::to_string(2 * min_len) + " hex digits)"
                                               : "hex for " + std::to_string(min_len) + " to " + std::to_string(max_len) + " bytes";
     std::vector<std::uint8_t> out;
+    out.reserve(text.size() / 2 + 1);  // never regrown: a secret's bytes are not left in a freed block
     int high = -1;
     for (char c : text) {
         if (c == ':' || c == ' ') continue;
@@ -230,7 +239,18 @@ std::string ConfigReader::secret_key(std::string_view key) const {
     return has(file_key) ? file_key : std::string(key);
 }
 
-std::string ConfigReader::secret_string(std::string_view key) const {
+namespace {
+void wipe_string(std::string& text) {
+    crypto::secure_wipe(std::span(reinterpret_cast<std::uint8_t*>(text.data()), text.size()));
+}
+crypto::SecretBytes secret_of(std::string& text) {
+    crypto::SecretBytes out(std::span(reinterpret_cast<const std::uint8_t*>(text.data()), text.size()));
+    wipe_string(text);
+    return out;
+}
+}  // namespace
+
+crypto::SecretBytes ConfigReader::secret_string(std::string_view key) const {
     const std::string file_key = std::string(key) + "_file";
     if (has(key) && has(file_key))
         fail(file_key, "is given together with \"" + std::string(key) + "\"", "either \"" + std::string(key) + "\" (inline) or \"" + file_key + "\" (a file), not both");
@@ -239,7 +259,7 @@ std::string ConfigReader::secret_string(std::string_view key) const {
     if (!has(file_key)) {
         auto value = string(key);
         if (secrets_ != nullptr) secrets_->inline_pointers.push_back(pointer_of(key));
-        return value;
+        return secret_of(value);
     }
     auto path = string(file_key);
     if (path.empty()) fail(file_key, "is empty", "the path of a file holding the secret");
@@ -252,12 +272,17 @@ std::string ConfigReader::secret_string(std::string_view key) const {
         fail(file_key, e.what(), "a file only its owner can read (chmod 600); relative paths are taken from $CREDENTIALS_DIRECTORY if set, else the config file's directory");
     }
     if (secrets_ != nullptr) secrets_->from_files.push_back({pointer_, std::string(key), value});
-    return value;
+    return secret_of(value);
 }
 
-std::vector<std::uint8_t> ConfigReader::secret_hex_bytes(std::string_view key, std::size_t min_len, std::size_t max_len) const {
-    auto text = secret_string(key);
-    return parse_hex(text, secret_key(key), min_len, max_len);
+crypto::SecretBytes ConfigReader::secret_hex_bytes(std::string_view key, std::size_t min_len, std::size_t max_len) const {
+    auto secret = secret_string(key);
+    std::string text(reinterpret_cast<const char*>(secret.span().data()), secret.size());
+    auto bytes = parse_hex(text, secret_key(key), min_len, max_len);  // on a ConfigError the process exits
+    wipe_string(text);
+    crypto::SecretBytes out(bytes);
+    crypto::secure_wipe(bytes);
+    return out;
 }
 
 ConfigReader ConfigReader::object(std::string_view key) const { return ConfigReader(require(key), pointer_of(key), secrets_); }

@@ -19,6 +19,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/address.hpp"
+#include "crypto/secret_bytes.hpp"
 
 namespace mipsec::shell {
 
@@ -84,10 +85,11 @@ public:
     std::string choice_or(std::string_view key, const std::vector<std::string>& choices, std::string fallback) const;
     /// Hex string of exactly `len` bytes (or any length in [min_len, max_len]).
     std::vector<std::uint8_t> hex_bytes(std::string_view key, std::size_t min_len, std::size_t max_len) const;
-    /// A secret given as exactly one of `key` (inline) or `key`_file (a file's content).
-    std::string secret_string(std::string_view key) const;
+    /// A secret given as exactly one of `key` (inline) or `key`_file (a file's content). The
+    /// temporary copies made on the way are zeroed; only the returned secret holds it.
+    crypto::SecretBytes secret_string(std::string_view key) const;
     /// A secret in hex (formats as hex_bytes), inline or from `key`_file.
-    std::vector<std::uint8_t> secret_hex_bytes(std::string_view key, std::size_t min_len, std::size_t max_len) const;
+    crypto::SecretBytes secret_hex_bytes(std::string_view key, std::size_t min_len, std::size_t max_len) const;
     /// "key_file" when the secret `key` comes from a file, else "key": where to point errors.
     std::string secret_key(std::string_view key) const;
     ConfigReader object(std::string_view key) const;

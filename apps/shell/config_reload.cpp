@@ -181,6 +181,7 @@ ReloadOutcome reload_nodes(RunConfig& running, const RunConfig& next, std::span<
     }
     out.result = out.lines.empty() ? ReloadOutcome::Result::Unchanged : ReloadOutcome::Result::Applied;
     running = next;
+    for (auto& n : running.nodes) wipe_secrets(n);
     return out;
 }
 
@@ -194,7 +195,9 @@ ReloadOutcome reload_from_file(const std::string& path, RunConfig& running, std:
         out.lines.push_back("config " + path + ": " + e.what());
         return out;
     }
-    return reload_nodes(running, next, nodes);
+    auto outcome = reload_nodes(running, next, nodes);
+    for (auto& n : next.nodes) wipe_secrets(n);
+    return outcome;
 }
 
 void ReloadHistory::record(const ReloadOutcome& outcome, std::chrono::system_clock::time_point when) {

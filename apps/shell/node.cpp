@@ -63,6 +63,7 @@ public:
             stages.push_back(build_stage(reader, ctx));
         }
         pipeline_ = std::make_unique<core::Pipeline>(std::move(stages), pool_, log_);
+        wipe_secrets(config_);  // the stages hold their own copies of the keys
         pipeline_->attach(this);
         if (pipeline_->headroom() + Transport::rebuilt_header_len + config_.transport.link_mtu + pipeline_->tailroom() > pool_.block_len())
             throw std::runtime_error("node " + config_.name + ": buffer_size " + std::to_string(config_.buffer_size) +
@@ -123,7 +124,10 @@ public:
     const NodeConfig& config() const override { return config_; }
 
     PreparedReload prepare_reload(const NodeConfig& next) override {
-        auto changes = diff_node_config(config_, next);
+        // The running configuration keeps only fingerprints of its keys: compare like with like.
+        NodeConfig fingerprinted = next;
+        wipe_secrets(fingerprinted);
+        auto changes = diff_node_config(config_, fingerprinted);
         if (!changes.refused.empty()) throw ReloadRefused(std::move(changes.refused));
         // Parse only: what a stage opened when it started (key logs, interfaces) stays its own.
         StageBuildContext ctx{config_.name, /*dry_run=*/true, &random_, core::Clock::now(), nullptr};

@@ -4,15 +4,19 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <array>
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <set>
+#include <span>
 #include <sstream>
 
 #include "apps/shell/stage_factory.hpp"
+#include "crypto/hash.hpp"
 #include "crypto/random.hpp"
+#include "crypto/secret_bytes.hpp"
 
 namespace mipsec::shell {
 
@@ -78,19 +82,32 @@ TransportConfig parse_transport(const ConfigReader& c) {
 // Stages are built twice: here to validate, and by the node to run. Secrets read from files
 // now go into the node's copy of its pipeline, so the node builds from what was checked and
 // never resolves a path against a different directory or credential set.
-void inline_file_secrets(nlohmann::json& pipeline, const std::string& pipeline_pointer, std::vector<SecretReads::FromFile>& from_files) {
+void inline_file_secrets(nlohmann::json& pipeline, const std::string& pipeline_pointer, std::vector<SecretReads::FromFile>& from_files,
+                         std::vector<std::string>& secret_pointers) {
     for (auto& f : from_files) {
         if (!f.object_pointer.starts_with(pipeline_pointer)) continue;
-        auto& object = pipeline[nlohmann::json::json_pointer(f.object_pointer.substr(pipeline_pointer.size()))];
+        const auto object_pointer = f.object_pointer.substr(pipeline_pointer.size());
+        auto& object = pipeline[nlohmann::json::json_pointer(object_pointer)];
         object.erase(f.field + "_file");
-        object[f.field] = std::move(f.value);
+        object[f.field] = f.value;  // a copy: a moved-from short string keeps its bytes
+        secret_pointers.push_back(object_pointer + "/" + f.field);
+        crypto::secure_wipe(std::span(reinterpret_cast<std::uint8_t*>(f.value.data()), f.value.size()));
     }
     from_files.clear();
 }
 
+// Zeroes a string the JSON holds at `pointer` (a secret) and empties it.
+void wipe_json_string(nlohmann::json& root, const std::string& pointer) {
+    const nlohmann::json::json_pointer where(pointer);
+    if (!root.contains(where) || !root[where].is_string()) return;
+    auto& text = root[where].get_ref<std::string&>();
+    crypto::secure_wipe(std::span(reinterpret_cast<std::uint8_t*>(text.data()), text.size()));
+    text.clear();
+}
+
 NodeConfig parse_node(const ConfigReader& c, bool allow_process_keys, SecretReads& secrets) {
     std::set<std::string, std::less<>> keys = {"name", "tun", "link", "transport", "pipeline", "pool"};
-    if (allow_process_keys) keys.insert({"control_socket", "log_level", "metrics_listen"});
+    if (allow_process_keys) keys.insert({"control_socket", "log_level", "metrics_listen", "user", "group"});
     c.only(keys);
     NodeConfig n;
     n.pointer = c.pointer();
@@ -128,11 +145,15 @@ NodeConfig parse_node(const ConfigReader& c, bool allow_process_keys, SecretRead
     StageBuildContext ctx{n.name, true, &random, core::Clock::now(), nullptr};
     std::size_t overhead = 0;
     secrets.from_files.clear();
+    const std::size_t inline_before = secrets.inline_pointers.size();
     for (const auto& entry : c.objects("pipeline")) {
         auto stage = build_stage(entry, ctx);
         if (stage) overhead += stage->headroom() + stage->tailroom();
     }
-    inline_file_secrets(n.pipeline, c.pointer_of("pipeline"), secrets.from_files);
+    const auto pipeline_pointer = c.pointer_of("pipeline");
+    for (std::size_t i = inline_before; i < secrets.inline_pointers.size(); ++i)
+        if (secrets.inline_pointers[i].starts_with(pipeline_pointer)) n.secret_pointers.push_back(secrets.inline_pointers[i].substr(pipeline_pointer.size()));
+    inline_file_secrets(n.pipeline, pipeline_pointer, secrets.from_files, n.secret_pointers);
     std::size_t inner_mtu = n.tun.mtu.value_or(n.transport.link_mtu > overhead ? n.transport.link_mtu - overhead : 0);
     if (inner_mtu < 576)
         c.fail("transport", "link MTU " + std::to_string(n.transport.link_mtu) + " minus the pipeline's " + std::to_string(overhead) + " bytes of overhead leaves less than 576 bytes", "a larger \"link_mtu\"");
@@ -151,7 +172,7 @@ RunConfig parse_run_config(const nlohmann::json& root, const SecretSources& sour
     RunConfig run;
     const bool multi = top.has("nodes");
     if (multi) {
-        top.only({"nodes", "control_socket", "log_level", "metrics_listen"});
+        top.only({"nodes", "control_socket", "log_level", "metrics_listen", "user", "group"});
         for (const auto& n : top.objects("nodes")) run.nodes.push_back(parse_node(n, false, secrets));
         if (run.nodes.empty()) top.fail("nodes", "is empty", "at least one node");
     } else {
@@ -159,6 +180,21 @@ RunConfig parse_run_config(const nlohmann::json& root, const SecretSources& sour
     }
     auto level = top.choice_or("log_level", {"debug", "info", "warn", "error", "off"}, "info");
     core::parse_log_level(level, run.log_level);
+    // Account names as useradd(8) allows them, or a bare number; whether they exist is the
+    // system's business (resolve_run_as), root is refused here already.
+    auto account = [&](const char* key) {
+        auto name = top.optional_string(key).value_or("");
+        if (!top.has(key)) return name;
+        if (name.empty() || name.size() > 32 || name.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") != std::string::npos || name[0] == '-')
+            top.fail(key, "\"" + name + "\" is not an account name", "a user or group name like \"mipsec\", or a number");
+        if (name == "root" || name == "0") top.fail(key, "is root", "an unprivileged account; leave it out to stay root");
+        return name;
+    };
+    run.user = account("user");
+    run.group = account("group");
+    run.user_pointer = top.pointer_of("user");
+    run.group_pointer = top.pointer_of("group");
+    if (!run.group.empty() && run.user.empty()) top.fail("group", "is given without \"user\"", "\"user\" too (the group alone changes nothing)");
     run.inline_secrets = std::move(secrets.inline_pointers);
     run.control_socket = top.optional_string("control_socket").value_or("/run/mipsec/" + run.nodes.front().name + ".sock");
     if (run.control_socket.empty() || run.control_socket.size() > 107)
@@ -183,12 +219,16 @@ RunConfig parse_run_config(const nlohmann::json& root, const SecretSources& sour
 nlohmann::json read_json_file(const std::string& path) {
     std::ifstream in(path);
     if (!in) throw ConfigError("", "cannot read config file \"" + path + "\"", "a readable JSON file");
+    // Read whole, so the copy of any inline secret in the text can be wiped after parsing.
+    std::string text((std::istreambuf_iterator<char>(in)), {});
+    struct Wiper {
+        std::string& text;
+        ~Wiper() { crypto::secure_wipe(std::span(reinterpret_cast<std::uint8_t*>(text.data()), text.size())); }
+    } wiper{text};
     try {
-        return nlohmann::json::parse(in, nullptr, true, /*ignore_comments=*/true);
+        return nlohmann::json::parse(text, nullptr, true, /*ignore_comments=*/true);
     } catch (const nlohmann::json::parse_error& e) {
         // Translate the byte offset into line:column so the user can find it.
-        std::ifstream again(path);
-        std::string text((std::istreambuf_iterator<char>(again)), {});
         std::size_t line = 1, col = 1;
         for (std::size_t i = 0; i + 1 < e.byte && i < text.size(); ++i) {
             if (text[i] == '\n') {
@@ -233,8 +273,38 @@ std::string readable_by_others(const std::string& path) {
     return std::string("readable by others (mode ") + mode + ")";
 }
 
+void wipe_secrets(NodeConfig& node) {
+    static const std::array<std::uint8_t, 16> salt = [] {
+        std::array<std::uint8_t, 16> s{};
+        crypto::SystemRandom().fill(s);
+        return s;
+    }();
+    for (const auto& p : node.secret_pointers) {
+        const nlohmann::json::json_pointer where(p);
+        if (!node.pipeline.contains(where) || !node.pipeline[where].is_string()) continue;
+        const auto& text = node.pipeline[where].get_ref<const std::string&>();
+        std::array<std::uint8_t, 32> digest{};
+        const std::array<std::span<const std::uint8_t>, 2> parts{
+            std::span<const std::uint8_t>(salt), std::span(reinterpret_cast<const std::uint8_t*>(text.data()), text.size())};
+        std::string fingerprint = "sha256:";
+        if (crypto::hash(crypto::HashAlgorithm::Sha256, parts, digest)) {
+            static constexpr char hex[] = "0123456789abcdef";
+            for (auto b : digest) {
+                fingerprint += hex[b >> 4];
+                fingerprint += hex[b & 15];
+            }
+        }
+        wipe_json_string(node.pipeline, p);
+        node.pipeline[where] = std::move(fingerprint);
+    }
+    node.secret_pointers.clear();
+}
+
 RunConfig load_run_config(const std::string& path, ExposedSecrets exposed) {
-    auto run = parse_run_config(read_json_file(path), SecretSources::from_environment(path));
+    auto root = read_json_file(path);
+    auto run = parse_run_config(root, SecretSources::from_environment(path));
+    // The nodes have their own copies; this one goes now (on a ConfigError the process exits).
+    for (const auto& p : run.inline_secrets) wipe_json_string(root, p);
     if (run.inline_secrets.empty()) return run;
     if (auto why = readable_by_others(path); !why.empty()) {
         const auto& first = run.inline_secrets.front();

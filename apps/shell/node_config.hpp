@@ -50,13 +50,28 @@ struct NodeConfig {
     std::size_t buffer_size = 2048;
     std::size_t batch = 32;
     nlohmann::json pipeline;  // the array of stage objects, built by the stage factory
+    /// JSON pointers into `pipeline` of the secrets it holds ("/0/psk"), inline or read from
+    /// files: wipe_secrets() replaces them once the stages hold their own copies.
+    std::vector<std::string> secret_pointers;
 };
+
+/// Overwrites the secrets `node.pipeline` holds (the stages have their own copies) and puts a
+/// fingerprint in their place: a salted SHA-256, the salt random per process, so a reload can
+/// still tell whether a key changed without the key staying in memory.
+void wipe_secrets(NodeConfig& node);
 
 struct RunConfig {
     std::string control_socket;
     /// "metrics_listen": where the HTTP metrics listener binds; absent: no listener.
     std::optional<core::Endpoint> metrics_listen;
     core::LogLevel log_level = core::LogLevel::Info;
+    /// "user" and "group": the account `mipsec run` switches to once every node is set up
+    /// (see privileges.hpp); empty: it stays root. Names or numbers, checked against the
+    /// system only by resolve_run_as.
+    std::string user;
+    std::string group;
+    std::string user_pointer = "/user";  // for errors found when the names are looked up
+    std::string group_pointer = "/group";
     std::vector<NodeConfig> nodes;
     /// JSON pointers of secrets written inline ("/pipeline/0/psk"); those read from
     /// "*_file" are already resolved into each node's pipeline, which names no file.

@@ -64,7 +64,7 @@ void read_session(const ConfigReader& c, core::Ipv4Address local, std::optional<
     if (psk.size() < 8) c.fail(c.secret_key("psk"), "is shorter than 8 characters", "a pre-shared key of at least 8 characters");
     std::optional<core::Ipv4Prefix> peer_prefix;
     if (peer) peer_prefix = core::Ipv4Prefix{*peer, 32};
-    s.psks.push_back({peer_prefix, crypto::SecretBytes(std::span(reinterpret_cast<const std::uint8_t*>(psk.data()), psk.size()))});
+    s.psks.push_back({peer_prefix, std::move(psk)});
     s.local_id = c.has("local_id") ? read_id(c, "local_id") : ipsec::ike::IdPayload::ipv4_addr(local);
     if (c.has("remote_id")) s.remote_id = read_id(c, "remote_id");
     s.ike_proposals.clear();

@@ -74,3 +74,78 @@ TEST_CASE("constant_time_equal and secure_wipe") {
     CHECK(to_hex(a) == "000000");
     secure_wipe({});
 }
+
+// --- Freed blocks: every block a secret lets go of is zeroed first (WipingAllocator).
+
+namespace {
+struct Released {
+    const std::uint8_t* block;
+    std::size_t len;
+    bool zeroed;
+};
+std::vector<Released>& released() {
+    static std::vector<Released> r;
+    return r;
+}
+void record_release(const std::uint8_t* block, std::size_t len) {
+    bool zero = true;
+    for (std::size_t i = 0; i < len; ++i) zero = zero && block[i] == 0;
+    released().push_back({block, len, zero});
+}
+// Installs the observer for one test case and removes it again.
+struct ObserveReleases {
+    ObserveReleases() {
+        released().clear();
+        set_release_observer(record_release);
+    }
+    ~ObserveReleases() { set_release_observer(nullptr); }
+    const Released* find(const std::uint8_t* block) const {
+        for (const auto& r : released())
+            if (r.block == block) return &r;
+        return nullptr;
+    }
+};
+}  // namespace
+
+TEST_CASE("a destroyed secret's whole block is zeroed before it is freed") {
+    ObserveReleases observe;
+    const std::uint8_t* block = nullptr;
+    {
+        SecretBytes s("de ad be ef de ad be ef de ad be ef de ad be ef"_hex);
+        block = s.span().data();
+        CHECK(observe.find(block) == nullptr);  // still alive: nothing released yet
+    }
+    const auto* r = observe.find(block);
+    REQUIRE(r != nullptr);
+    CHECK(r->len >= 16);
+    CHECK(r->zeroed);
+}
+
+TEST_CASE("growing a secret zeroes the block it leaves, including bytes past the size") {
+    ObserveReleases observe;
+    SecretBytes s("01 02 03 04 05 06 07 08"_hex);
+    const std::uint8_t* first_block = s.span().data();
+    for (int i = 0; i < 64; ++i) s.append("aa"_hex);  // forces reallocations
+    CHECK(s.span().data() != first_block);
+    const auto* r = observe.find(first_block);
+    REQUIRE(r != nullptr);
+    CHECK(r->zeroed);
+    for (const auto& each : released()) CHECK(each.zeroed);
+    CHECK(s.size() == 72);
+    CHECK(s.span()[0] == 0x01);  // the live copy is intact
+}
+
+TEST_CASE("move-assigning over a secret zeroes and frees the old key, the moved key lives on") {
+    ObserveReleases observe;
+    SecretBytes a("11 11 11 11 11 11 11 11"_hex);
+    SecretBytes b("22 22 22 22"_hex);
+    const std::uint8_t* old_a = a.span().data();
+    const std::uint8_t* moved = b.span().data();
+    a = std::move(b);
+    CHECK(a.span().data() == moved);
+    const auto* r = observe.find(old_a);
+    REQUIRE(r != nullptr);
+    CHECK(r->zeroed);
+    CHECK(observe.find(moved) == nullptr);
+    CHECK(a.reveal_hex() == "22222222");
+}
