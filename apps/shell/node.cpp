@@ -152,6 +152,7 @@ public:
             lines.push_back(std::move(line));
         }
         config_ = std::move(plan.next);
+        wipe_secrets(config_);
         if (!lines.empty()) ++reloads_applied_;
         // A removed mobile node's binding is announced gone by the next poll: now, so its
         // routes are withdrawn at once.
