@@ -9,6 +9,11 @@
 // result back through a pipe. Time is the core's parameter: each registration gets `now`
 // 1 µs after the previous one and an NTP-timestamp Identification taken from that `now`, so
 // every request passes the HA's replay check (RFC 5944 §5.7.1) exactly as a live MN's would.
+//
+// Persistence: the same registrations with the binding store the home agent stage writes
+// (`state_file`): each accepted request is one SQLite transaction (binding + replay state)
+// before its reply, in WAL mode with synchronous=NORMAL (survives kill -9) and FULL (survives
+// power loss), beside the same loop with no store, alternating so load hits all alike.
 #include <malloc.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -18,6 +23,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <numeric>
 #include <optional>
 #include <random>
@@ -30,6 +36,7 @@
 #include "core/endian.hpp"
 #include "crypto/mac.hpp"
 #include "crypto/random.hpp"
+#include "mip/binding_store.hpp"
 #include "mip/home_agent.hpp"
 #include "mip/registration_wire.hpp"
 #include "mip/security_association.hpp"
@@ -138,13 +145,22 @@ public:
         }
         return true;
     }
-    /// Runs every request through `ha`; returns how many got an accepting reply.
-    std::size_t process(mip::HomeAgent& ha) {
+    /// Runs every request through `ha`; returns how many got an accepting reply. With a
+    /// `store`, each accepted request's binding and replay state are written to it first, one
+    /// transaction each, as HomeAgentStage does before sending the reply.
+    std::size_t process(mip::HomeAgent& ha, mip::BindingStore* store = nullptr) {
         std::size_t accepted = 0;
         for (std::size_t j = 0; j < count_; ++j) {
             auto out = ha.process({bytes_.data() + j * stride_, stride_}, from_[j], time_of(first_ + j));
             if (out.reply) reply_len_ = out.reply->len;
-            accepted += out.reply && out.code == mip::reply_code::accepted;
+            const bool ok = out.reply && out.code == mip::reply_code::accepted;
+            if (ok && store) {
+                const std::array<mip::StoreChange, 2> changes{
+                    mip::StoreChange{mip::StoreChange::PutBinding{{out.change.binding, mip::wall_time_of(out.change.binding.expires, ntp_offset)}}},
+                    mip::StoreChange{mip::StoreChange::PutReplay{{out.home_address, *ha.replay_state(out.home_address)}}}};
+                if (!store->write(changes)) continue;
+            }
+            accepted += ok;
         }
         return accepted;
     }
@@ -185,6 +201,15 @@ struct MemoryResult {
     std::size_t table_bytes = 0;          // BindingTable::memory_bytes()
     std::size_t retained_config_bytes = 0;  // capacity of Config::mobile_nodes kept after clear()
     double registration_rate = 0;         // process() only, first registration of each MN
+};
+
+struct PersistenceResult {
+    bool ok = false;
+    double off_rate = 0;          // the same loop without a store
+    double normal_rate = 0;       // SQLite WAL, synchronous=NORMAL: safe against kill -9
+    double full_rate = 0;         // SQLite WAL, synchronous=FULL: fsync per commit, safe against power loss
+    std::uint64_t failures = 0;
+    char error[160] = {};
 };
 
 template <class T, class F>
@@ -333,6 +358,64 @@ ThroughputResult measure_ha(const HaOptions& o) {
     return r;
 }
 
+// Registrations/s with each store setting; small batches, so that a slow fsync per commit
+// still finishes a round near its time budget.
+PersistenceResult measure_persistence(const HaOptions& o, const std::string& dir) {
+    PersistenceResult r;
+    enum class Mode { Off, Normal, Full };
+    struct Run {
+        Mode mode;
+        std::string path;
+        std::unique_ptr<mip::SqliteBindingStore> store;
+        std::unique_ptr<mip::HomeAgent> ha;
+        std::uint64_t next = 0;
+    };
+    crypto::KeystreamRandom random;
+    const auto order = shuffled(o.nodes);
+    std::vector<Run> runs;
+    for (Mode m : {Mode::Off, Mode::Normal, Mode::Full}) {
+        Run run{m, {}, nullptr, std::make_unique<mip::HomeAgent>(make_config(o.nodes), random), 0};
+        if (m != Mode::Off) {
+            run.path = dir + "/mipsec-bench-ha-" + std::to_string(::getpid()) + (m == Mode::Full ? "-full.db" : "-normal.db");
+            auto opened = mip::SqliteBindingStore::open({run.path, m == Mode::Full});
+            if (!opened) {
+                std::snprintf(r.error, sizeof r.error, "cannot open %s: %s", run.path.c_str(), opened.error().message().c_str());
+                return r;
+            }
+            run.store = std::move(opened->store);
+        }
+        runs.push_back(std::move(run));
+    }
+    constexpr std::size_t small_batch = 64;
+    RequestBatch requests(o.nat);
+    for (int round = 0; round < o.rounds; ++round) {
+        for (auto& run : runs) {
+            Clock::duration timed{};
+            std::uint64_t done = 0;
+            while (timed < std::chrono::milliseconds(o.milliseconds)) {
+                if (!requests.build(run.next, small_batch, order)) return r;
+                const auto start = Clock::now();
+                const std::size_t accepted = requests.process(*run.ha, run.store.get());
+                timed += Clock::now() - start;
+                r.failures += small_batch - accepted;
+                run.next += small_batch;
+                done += small_batch;
+            }
+            const double rate = static_cast<double>(done) / seconds(timed);
+            double& best = run.mode == Mode::Off ? r.off_rate : run.mode == Mode::Normal ? r.normal_rate : r.full_rate;
+            best = std::max(best, rate);
+        }
+    }
+    for (auto& run : runs) {
+        run.store.reset();
+        if (run.path.empty()) continue;
+        std::error_code ec;
+        for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(run.path + suffix, ec);
+    }
+    r.ok = r.failures == 0;
+    return r;
+}
+
 MemoryResult measure_memory(std::size_t n, bool nat) {
     MemoryResult r;
     r.bindings = n;
@@ -399,7 +482,19 @@ int run_ha(const HaOptions& options) {
         }
         memory.push_back(*m);
     }
-    bool ok = tp->ok;
+    std::string state_dir = options.state_dir;
+    if (state_dir.empty()) {
+        std::error_code ec;
+        state_dir = std::filesystem::temp_directory_path(ec).string();
+        if (ec) state_dir = "/tmp";
+    }
+    const auto persisted = in_child<PersistenceResult>([&] { return measure_persistence(options, state_dir); });
+    if (!persisted || persisted->off_rate == 0) {
+        std::fprintf(stderr, "mipsec bench ha: the persistence run failed%s%s\n", persisted && persisted->error[0] ? ": " : "",
+                     persisted ? persisted->error : "");
+        return 1;
+    }
+    bool ok = tp->ok && persisted->ok;
     for (const auto& m : memory) ok = ok && m.ok;
 
     if (options.json) {
@@ -418,6 +513,13 @@ int run_ha(const HaOptions& options) {
         j["raw_hmac_md5_pairs_rekeyed_per_s"] = raw.rekeyed_pairs_rate;
         j["ratio_renewal_to_raw"] = tp->renewal_rate / raw.keyed_pairs_rate;
         j["ratio_renewal_to_raw_rekeyed"] = tp->renewal_rate / raw.rekeyed_pairs_rate;
+        j["persistence"] = {
+            {"state_dir", state_dir},
+            {"off_registrations_per_s", persisted->off_rate},
+            {"sqlite_wal_normal_registrations_per_s", persisted->normal_rate},
+            {"sqlite_wal_full_registrations_per_s", persisted->full_rate},
+            {"failures", persisted->failures},
+        };
         j["memory"] = nlohmann::json::array();
         for (const auto& m : memory) {
             j["memory"].push_back({
@@ -454,6 +556,19 @@ int run_ha(const HaOptions& options) {
     row("raw HMAC-MD5 x2 (request + reply), context keyed once", raw.keyed_pairs_rate, true);
     row("raw HMAC-MD5 x2, Mac::create per MAC (as the codec does)", raw.rekeyed_pairs_rate, true);
     if (tp->failures != 0) std::printf("!! %llu registrations were not accepted\n", static_cast<unsigned long long>(tp->failures));
+
+    std::printf("\nPersistence (state_file): one SQLite transaction per accepted registration, file in %s;\n"
+                "best of %d alternating rounds of %d ms, batches of 64\n",
+                state_dir.c_str(), options.rounds, options.milliseconds);
+    std::printf("%-58s %12s %9s %9s\n", "", "per second", "us each", "vs off");
+    auto prow = [&](const char* what, double rate) {
+        std::printf("%-58s %12.0f %9.2f %9.2f\n", what, rate, 1e6 / rate, rate / persisted->off_rate);
+    };
+    prow("persistence off (no state_file)", persisted->off_rate);
+    prow("SQLite WAL, synchronous=NORMAL (kill -9 safe; default)", persisted->normal_rate);
+    prow("SQLite WAL, synchronous=FULL (power-loss safe)", persisted->full_rate);
+    if (persisted->failures != 0)
+        std::printf("!! %llu registrations were not accepted or not stored\n", static_cast<unsigned long long>(persisted->failures));
 
     std::printf("\nResident memory, one fresh process per size (RSS from /proc/self/statm after malloc_trim)\n");
     std::printf("%10s | %12s %12s %12s | %12s %12s | %12s %7s\n", "bindings", "config B/MN", "HA B/MN", "kept cfg B",

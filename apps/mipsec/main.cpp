@@ -276,6 +276,7 @@ int main(int argc, char** argv) {
     bench_ha->add_option("--rounds", ha_options.rounds, "Rounds of the HA and of the raw reference; the best of each is reported")->check(CLI::Range(1, 100))->capture_default_str();
     bench_ha->add_flag("--nat", ha_options.nat, "Requests carry an RFC 3519 UDP Tunnel Request and arrive through a NAT");
     bench_ha->add_flag("--json", ha_options.json, "Print one JSON object");
+    bench_ha->add_option("--state-dir", ha_options.state_dir, "Directory for the persistence test's SQLite files (default $TMPDIR or /tmp): put it on the disk a state_file would use");
     auto* version = app.add_subcommand("version", "Print the version");
 
     bench::IkeLoadOptions ike_options;
