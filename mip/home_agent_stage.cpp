@@ -211,20 +211,18 @@ Verdict HomeAgentStage::registration(const core::Ipv4View& ip, const core::UdpVi
         announce(change, ctx);
     }
     if (store_) {
-        // Durable before the reply leaves: a mobile node told "accepted" keeps its binding
-        // across a crash, and no request accepted before it can be replayed after it.
-        store_changes_.clear();
+        // Queued for the group commit in poll(), which the shell calls after each receive
+        // batch; the reply waits for it (below).
         if (change.kind == HomeAgent::ChangeKind::Removed) {
-            store_changes_.push_back({StoreChange::EraseBinding{change.binding.home_address}});
+            unsynced_.push_back({StoreChange::EraseBinding{change.binding.home_address}});
         } else if (change.kind != HomeAgent::ChangeKind::None) {
-            store_changes_.push_back(put_binding(change.binding));
+            unsynced_.push_back(put_binding(change.binding));
         }
         // Only an authenticated request moves replay state (a 131 reply changes nothing).
         if (auto after = agent_.replay_state(out.home_address);
             after && out.reply && out.code != reply_code::ha_mn_auth_failed && after != replay_before) {
-            store_changes_.push_back({StoreChange::PutReplay{{out.home_address, *after}}});
+            unsynced_.push_back({StoreChange::PutReplay{{out.home_address, *after}}});
         }
-        store_write(store_changes_, ctx);
     }
     const std::string_view nai(reinterpret_cast<const char*>(out.nai.data()), out.nai.size());
     if (!out.reply) {
@@ -242,6 +240,13 @@ Verdict HomeAgentStage::registration(const core::Ipv4View& ip, const core::UdpVi
         return Verdict::consumed();
     }
     ++counters_.replies_sent;
+    if (!unsynced_.empty()) {
+        // Durable before the reply leaves: a mobile node told "accepted" keeps its binding
+        // across a crash, and no request accepted before it can be replayed after it.
+        held_replies_.push_back(std::move(buf));
+        if (held_replies_.size() >= max_held_replies) sync_store(ctx);
+        return Verdict::consumed();
+    }
     ctx.send_control(std::move(buf));
     return Verdict::consumed();
 }
@@ -328,10 +333,7 @@ Verdict HomeAgentStage::decapsulate(core::PacketBuf& packet, core::StageContext&
             ctx.log().info("binding ", home.to_string(), " completed at ", outer_source.to_string());
             b = agent_.binding(home);
             if (store_) {
-                if (const Binding* completed = agent_.bindings().find(home)) {
-                    const StoreChange change = put_binding(*completed);
-                    store_write(std::span(&change, 1), ctx);
-                }
+                if (const Binding* completed = agent_.bindings().find(home)) unsynced_.push_back(put_binding(*completed));
             }
         }
     } else {
@@ -384,10 +386,9 @@ std::optional<core::TimePoint> HomeAgentStage::poll(core::StageContext& ctx) {
     last_now_ = ctx.now();
     expired_.clear();
     auto next = agent_.poll(ctx.now(), &expired_);
-    if (store_ && !expired_.empty()) {
-        store_changes_.clear();
-        for (const auto& b : expired_) store_changes_.push_back({StoreChange::EraseBinding{b.home_address}});
-        store_write(store_changes_, ctx);
+    if (store_) {
+        for (const auto& b : expired_) unsynced_.push_back({StoreChange::EraseBinding{b.home_address}});
+        sync_store(ctx);
     }
     for (const auto& b : expired_) {
         ++counters_.bindings_expired;
@@ -476,6 +477,13 @@ void HomeAgentStage::attach_store(std::unique_ptr<BindingStore> store, StoreOpen
 
 StoreChange HomeAgentStage::put_binding(const Binding& b) const {
     return {StoreChange::PutBinding{{b, wall_time_of(b.expires, agent_.config().ntp_offset)}}};
+}
+
+void HomeAgentStage::sync_store(core::StageContext& ctx) {
+    store_write(unsynced_, ctx);
+    unsynced_.clear();
+    for (auto& reply : held_replies_) ctx.send_control(std::move(reply));
+    held_replies_.clear();
 }
 
 void HomeAgentStage::store_write(std::span<const StoreChange> changes, core::StageContext& ctx) {

@@ -51,7 +51,9 @@ namespace mipsec::mip {
 /// With `trusted_networks` (RFC 5265 internal home agent) a request from another source is
 /// dropped without a reply, counted as untrusted_source and logged like the others.
 /// With a BindingStore attached, every binding change and every change of a mobile node's
-/// replay state is written to it (one transaction per request) before the reply leaves, and
+/// replay state is written to it before the reply leaves: group commit, one transaction per
+/// poll() (the shell polls after each receive batch) or per `max_held_replies` replies, which
+/// wait meanwhile; and
 /// what it held at start is restored before the first packet or poll: bindings with what is
 /// left of their lifetime, each raising RegistrationChanged as a new registration does (the
 /// shell re-creates the host route and proxy ARP), so forwarding resumes without the mobile
@@ -193,6 +195,8 @@ private:
     bool is_broadcast_to_us(core::Ipv4Address destination) const noexcept;
     void restore_stored(core::StageContext& ctx);
     void store_write(std::span<const StoreChange> changes, core::StageContext& ctx);
+    /// Commits what is queued, then sends the replies that waited for it.
+    void sync_store(core::StageContext& ctx);
     StoreChange put_binding(const Binding& b) const;
 
     Config config_;
@@ -205,6 +209,9 @@ private:
     std::unique_ptr<BindingStore> store_;
     std::optional<StoreOpening> pending_restore_;
     std::vector<StoreChange> store_changes_;  // reused
+    std::vector<StoreChange> unsynced_;       // changes since the last commit
+    std::vector<core::PacketBuf> held_replies_;  // replies waiting for that commit
+    static constexpr std::size_t max_held_replies = 64;
 };
 
 }  // namespace mipsec::mip

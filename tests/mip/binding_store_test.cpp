@@ -92,11 +92,13 @@ struct HomeAgentRun {
         c.agent.ntp_offset = ntp_offset;
         return c;
     }
-    /// Sends a request's bytes from `care_of`; returns the reply code (or -1 without a reply).
+    /// Sends a request's bytes from `care_of` and polls, as the shell does after a receive
+    /// batch; returns the reply code (or -1 without a reply).
     int send(const test::Bytes& request, core::Ipv4Address care_of) {
         ctx.sent.clear();
         auto p = test::load(pool, test::udp_packet({care_of, 434}, {ha1, 434}, request));
         (void)stage.decapsulate(p, ctx);
+        (void)stage.poll(ctx);
         if (ctx.sent.empty()) return -1;
         auto ip_reply = core::Ipv4View::check(ctx.sent.back().bytes());
         REQUIRE(ip_reply);
@@ -395,4 +397,31 @@ TEST_CASE("A restarted mobile node replaces its old binding cleanly") {
     REQUIRE(events.size() == 2);
     CHECK(events[1].care_of_address == coa2);
     CHECK(events[1].registered);
+}
+
+TEST_CASE("HA with a store: replies wait for the group commit at poll, one transaction per batch") {
+    core::BufferPool pool{64, 2048};
+    test::SeededRandom random{3};
+    const core::TimePoint t0 = core::TimePoint{} + 1h;
+    HomeAgentRun ha(pool, random, t0);
+    ha.stage.attach_store(std::make_unique<mip::MemoryBindingStore>(), {"memory", {}, std::nullopt});
+    (void)ha.stage.poll(ha.ctx);
+    // Two accepted requests in one receive batch (the node moved at once): nothing leaves yet.
+    for (auto [care_of, at] : {std::pair{coa1, t0}, std::pair{coa2, t0 + 1ms}}) {
+        auto p = test::load(pool, test::udp_packet({care_of, 434}, {ha1, 434}, request(care_of, at)));
+        CHECK(ha.stage.decapsulate(p, ha.ctx).action == core::Action::Consumed);
+    }
+    CHECK(ha.ctx.sent.empty());
+    CHECK(ha.stage.counters().store_writes == 0);
+    // The poll after the batch commits both, then sends both replies, in order.
+    (void)ha.stage.poll(ha.ctx);
+    CHECK(ha.stage.counters().store_writes == 1);
+    REQUIRE(ha.ctx.sent.size() == 2);
+    CHECK(core::Ipv4View::check(ha.ctx.sent[0].bytes())->destination() == coa1);
+    CHECK(core::Ipv4View::check(ha.ctx.sent[1].bytes())->destination() == coa2);
+    // A request that changes nothing (bad authenticator: 131) costs no transaction.
+    auto forged = request(coa1, t0 + 2ms);
+    forged.back() ^= 1;
+    CHECK(ha.send(forged, coa1) == mip::reply_code::ha_mn_auth_failed);
+    CHECK(ha.stage.counters().store_writes == 1);
 }
