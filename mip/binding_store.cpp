@@ -33,21 +33,25 @@ bool is_corruption(std::error_code ec) noexcept {
 
 constexpr std::int64_t never = -1;  // expires_ms of an infinite binding
 
-// flags column of `binding`
+// flags column (the binding's)
 constexpr std::int64_t flag_reverse_tunnel = 1;
 constexpr std::int64_t flag_broadcast = 2;
 constexpr std::int64_t flag_half_bound = 4;
-// flags column of `replay`
+// replay_flags column
 constexpr std::int64_t flag_nonce_valid = 1;
 constexpr std::int64_t flag_ever_accepted = 2;
 
+// One row per mobile node holding its replay state and, while `bound`, its binding: a
+// registration rewrites one row (one B-tree page), not one in each of two tables. Replay
+// state outlives the binding (a deregistered node's old requests stay refused).
 constexpr const char* schema =
-    "CREATE TABLE IF NOT EXISTS binding("
-    " home INTEGER PRIMARY KEY, care_of INTEGER NOT NULL, udp_address INTEGER NOT NULL, udp_port INTEGER NOT NULL,"
-    " expires_ms INTEGER NOT NULL, identification INTEGER NOT NULL, lifetime INTEGER NOT NULL,"
-    " keepalive INTEGER NOT NULL, mode INTEGER NOT NULL, flags INTEGER NOT NULL);"
-    "CREATE TABLE IF NOT EXISTS replay("
-    " home INTEGER PRIMARY KEY, last_accepted_id INTEGER NOT NULL, nonce INTEGER NOT NULL, flags INTEGER NOT NULL);";
+    "CREATE TABLE IF NOT EXISTS mobile_node("
+    " home INTEGER PRIMARY KEY,"
+    " last_accepted_id INTEGER NOT NULL DEFAULT 0, nonce INTEGER NOT NULL DEFAULT 0, replay_flags INTEGER NOT NULL DEFAULT 0,"
+    " bound INTEGER NOT NULL DEFAULT 0, care_of INTEGER NOT NULL DEFAULT 0, udp_address INTEGER NOT NULL DEFAULT 0,"
+    " udp_port INTEGER NOT NULL DEFAULT 0, expires_ms INTEGER NOT NULL DEFAULT 0, identification INTEGER NOT NULL DEFAULT 0,"
+    " lifetime INTEGER NOT NULL DEFAULT 0, keepalive INTEGER NOT NULL DEFAULT 0, mode INTEGER NOT NULL DEFAULT 0,"
+    " flags INTEGER NOT NULL DEFAULT 0);";
 
 }  // namespace
 
@@ -175,11 +179,14 @@ core::Result<SqliteBindingStore::Opened> SqliteBindingStore::open(const Options&
         h->db = db->release();
         std::error_code ec;
         if (!ec) ec = prepare(h->db,
-                              "INSERT OR REPLACE INTO binding(home, care_of, udp_address, udp_port, expires_ms, identification,"
-                              " lifetime, keepalive, mode, flags) VALUES(?,?,?,?,?,?,?,?,?,?)",
+                              "INSERT INTO mobile_node(home, bound, care_of, udp_address, udp_port, expires_ms, identification,"
+                              " lifetime, keepalive, mode, flags) VALUES(?1,1,?2,?3,?4,?5,?6,?7,?8,?9,?10)"
+                              " ON CONFLICT(home) DO UPDATE SET bound=1, care_of=?2, udp_address=?3, udp_port=?4, expires_ms=?5,"
+                              " identification=?6, lifetime=?7, keepalive=?8, mode=?9, flags=?10",
                               &h->put_binding);
-        if (!ec) ec = prepare(h->db, "DELETE FROM binding WHERE home = ?", &h->erase_binding);
-        if (!ec) ec = prepare(h->db, "INSERT OR REPLACE INTO replay(home, last_accepted_id, nonce, flags) VALUES(?,?,?,?)", &h->put_replay);
+        if (!ec) ec = prepare(h->db, "UPDATE mobile_node SET bound = 0 WHERE home = ?", &h->erase_binding);
+        if (!ec) ec = prepare(h->db, "INSERT INTO mobile_node(home, last_accepted_id, nonce, replay_flags) VALUES(?1,?2,?3,?4)"
+                              " ON CONFLICT(home) DO UPDATE SET last_accepted_id=?2, nonce=?3, replay_flags=?4", &h->put_replay);
         if (!ec) ec = prepare(h->db, "BEGIN IMMEDIATE", &h->begin);
         if (!ec) ec = prepare(h->db, "COMMIT", &h->commit);
         if (!ec) ec = prepare(h->db, "ROLLBACK", &h->rollback);
@@ -214,7 +221,7 @@ core::Result<StoredState> SqliteBindingStore::load() {
     sqlite3_stmt* s = nullptr;
     if (auto ec = prepare(h_->db,
                           "SELECT home, care_of, udp_address, udp_port, expires_ms, identification, lifetime, keepalive, mode, flags"
-                          " FROM binding",
+                          " FROM mobile_node WHERE bound = 1",
                           &s))
         return ec;
     std::unique_ptr<sqlite3_stmt, int (*)(sqlite3_stmt*)> bindings(s, ::sqlite3_finalize);
@@ -249,7 +256,7 @@ core::Result<StoredState> SqliteBindingStore::load() {
     if (rc != SQLITE_DONE) return sqlite_error(rc);
     bindings.reset();
 
-    if (auto ec = prepare(h_->db, "SELECT home, last_accepted_id, nonce, flags FROM replay", &s)) return ec;
+    if (auto ec = prepare(h_->db, "SELECT home, last_accepted_id, nonce, replay_flags FROM mobile_node WHERE replay_flags != 0", &s)) return ec;
     std::unique_ptr<sqlite3_stmt, int (*)(sqlite3_stmt*)> replay(s, ::sqlite3_finalize);
     while ((rc = ::sqlite3_step(s)) == SQLITE_ROW) {
         StoredReplay r;

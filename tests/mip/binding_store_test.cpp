@@ -216,10 +216,10 @@ TEST_CASE("SqliteBindingStore: an unreadable file is moved aside and the store s
                  REQUIRE(o.store->write(std::span(&c, 1)));
              }
              // Flip the stored mode byte through SQLite itself: same file format, foreign content.
-             run_sql(p, "UPDATE binding SET mode = 7");
+             run_sql(p, "UPDATE mobile_node SET mode = 7");
          }},
         {"someone else's database",
-         [](const std::string& p) { run_sql(p, "CREATE TABLE binding(x)"); }},
+         [](const std::string& p) { run_sql(p, "CREATE TABLE mobile_node(x)"); }},
     };
     for (const auto& row : cases) {
         CAPTURE(row.name);
