@@ -351,4 +351,34 @@ bool HomeAgent::complete_half_bound(core::Ipv4Address home_address, core::Endpoi
     return true;
 }
 
+std::optional<ReplayState> HomeAgent::replay_state(core::Ipv4Address home_address) const noexcept {
+    auto it = mobile_nodes_.find(home_address.value);
+    if (it == mobile_nodes_.end()) return std::nullopt;
+    const MobileNodeState& mn = it->second;
+    return ReplayState{mn.last_accepted_id, mn.nonce, mn.nonce_valid, mn.ever_accepted};
+}
+
+bool HomeAgent::restore_replay_state(core::Ipv4Address home_address, const ReplayState& state) noexcept {
+    auto it = mobile_nodes_.find(home_address.value);
+    if (it == mobile_nodes_.end()) return false;
+    MobileNodeState& mn = it->second;
+    mn.last_accepted_id = state.last_accepted_id;
+    mn.nonce = state.nonce;
+    mn.nonce_valid = state.nonce_valid;
+    mn.ever_accepted = state.ever_accepted;
+    return true;
+}
+
+bool HomeAgent::restore_binding(const Binding& binding, core::TimePoint now) {
+    if (!mobile_nodes_.contains(binding.home_address.value)) return false;
+    if (binding.expires <= now) return false;
+    if (!bindings_.find(binding.home_address) && bindings_.size() >= config_.max_bindings) return false;
+    // A shorter max_lifetime in today's configuration shortens what a restored binding keeps
+    // (RFC 5944 §3.8.2: the HA may shorten a lifetime, never lengthen it).
+    Binding b = binding;
+    if (config_.max_lifetime != 0xFFFF) b.expires = std::min(b.expires, now + std::chrono::seconds(config_.max_lifetime));
+    bindings_.upsert(b);
+    return true;
+}
+
 }  // namespace mipsec::mip

@@ -34,6 +34,7 @@
 #include "core/address.hpp"
 #include "core/time.hpp"
 #include "crypto/random.hpp"
+#include "mip/binding_store.hpp"
 #include "mip/binding_table.hpp"
 #include "mip/registration_wire.hpp"
 #include "mip/security_association.hpp"
@@ -163,6 +164,16 @@ public:
     const BindingTable& bindings() const noexcept { return bindings_; }
     BindingTable& bindings() noexcept { return bindings_; }
     const Config& config() const noexcept { return config_; }
+
+    /// Restart support (binding_store.hpp): a mobile node's replay state, to store when it
+    /// changed, and to put back before any request is processed. nullopt / false for a home
+    /// address no mobile node is configured with.
+    std::optional<ReplayState> replay_state(core::Ipv4Address home_address) const noexcept;
+    bool restore_replay_state(core::Ipv4Address home_address, const ReplayState& state) noexcept;
+    /// Puts back a stored binding (its `expires` already on this run's clock). Refused (false)
+    /// when no such mobile node is configured any more, its lifetime ended by `now`, or the
+    /// table is full; what is left is capped at today's max_lifetime.
+    bool restore_binding(const Binding& binding, core::TimePoint now);
 
 private:
     struct MobileNodeState {

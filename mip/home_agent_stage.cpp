@@ -202,7 +202,11 @@ Verdict HomeAgentStage::registration(const core::Ipv4View& ip, const core::UdpVi
     }
     // What the binding was before, so a renewal to the same place raises nothing.
     std::optional<HomeAgent::BindingInfo> before;
-    if (req) before = agent_.binding(req->home_address());
+    std::optional<ReplayState> replay_before;
+    if (req) {
+        before = agent_.binding(req->home_address());
+        if (store_) replay_before = agent_.replay_state(req->home_address());
+    }
 
     const HomeAgent::Received rx{ip.source(), ip.destination(), udp.source_port(), udp.destination_port()};
     auto out = agent_.process(udp.payload(), rx, ctx.now());
@@ -211,6 +215,20 @@ Verdict HomeAgentStage::registration(const core::Ipv4View& ip, const core::UdpVi
         (change.kind == HomeAgent::ChangeKind::Updated &&
          (!before || before->care_of_address != change.binding.care_of_address || before->mode != change.binding.mode))) {
         announce(change, ctx);
+    }
+    if (store_) {
+        // Queued for the group commit in poll(), which the shell calls after each receive
+        // batch; the reply waits for it (below).
+        if (change.kind == HomeAgent::ChangeKind::Removed) {
+            unsynced_.push_back({StoreChange::EraseBinding{change.binding.home_address}});
+        } else if (change.kind != HomeAgent::ChangeKind::None) {
+            unsynced_.push_back(put_binding(change.binding));
+        }
+        // Only an authenticated request moves replay state (a 131 reply changes nothing).
+        if (auto after = agent_.replay_state(out.home_address);
+            after && out.reply && out.code != reply_code::ha_mn_auth_failed && after != replay_before) {
+            unsynced_.push_back({StoreChange::PutReplay{{out.home_address, *after}}});
+        }
     }
     const std::string_view nai(reinterpret_cast<const char*>(out.nai.data()), out.nai.size());
     if (!out.reply) {
@@ -228,6 +246,13 @@ Verdict HomeAgentStage::registration(const core::Ipv4View& ip, const core::UdpVi
         return Verdict::consumed();
     }
     ++counters_.replies_sent;
+    if (!unsynced_.empty()) {
+        // Durable before the reply leaves: a mobile node told "accepted" keeps its binding
+        // across a crash, and no request accepted before it can be replayed after it.
+        held_replies_.push_back(std::move(buf));
+        if (held_replies_.size() >= max_held_replies) sync_store(ctx);
+        return Verdict::consumed();
+    }
     ctx.send_control(std::move(buf));
     return Verdict::consumed();
 }
@@ -260,6 +285,7 @@ void HomeAgentStage::answer_keepalive(const core::Ipv4View& inner, const HomeAge
 Verdict HomeAgentStage::decapsulate(core::PacketBuf& packet, core::StageContext& ctx) {
     auto ip = core::Ipv4View::check(packet.bytes());
     if (!ip) return Verdict::drop(core::ipv4_check_failure(packet));
+    if (pending_restore_) restore_stored(ctx);
     const core::Ipv4Address ha = agent_.config().address;
     const auto now = ctx.now();
     last_now_ = now;
@@ -312,6 +338,9 @@ Verdict HomeAgentStage::decapsulate(core::PacketBuf& packet, core::StageContext&
             ++counters_.half_bound_completed;
             ctx.log().info("binding ", home.to_string(), " completed at ", outer_source.to_string());
             b = agent_.binding(home);
+            if (store_) {
+                if (const Binding* completed = agent_.bindings().find(home)) unsynced_.push_back(put_binding(*completed));
+            }
         }
     } else {
         // RFC 3519 §5.1: the effective CoA is the NAT-observed address *and* port.
@@ -332,6 +361,7 @@ Verdict HomeAgentStage::decapsulate(core::PacketBuf& packet, core::StageContext&
 }
 
 Verdict HomeAgentStage::encapsulate(core::PacketBuf& packet, core::StageContext& ctx) {
+    if (pending_restore_) restore_stored(ctx);
     auto ip = core::Ipv4View::check(packet.bytes());
     if (!ip) return Verdict::drop(core::ipv4_check_failure(packet));
     auto b = agent_.binding(ip->destination());
@@ -358,6 +388,7 @@ Verdict HomeAgentStage::encapsulate(core::PacketBuf& packet, core::StageContext&
 }
 
 std::optional<core::TimePoint> HomeAgentStage::poll(core::StageContext& ctx) {
+    if (pending_restore_) restore_stored(ctx);
     last_now_ = ctx.now();
     for (const auto& b : removed_by_reload_) {
         ++counters_.bindings_removed_by_reload;
@@ -369,6 +400,10 @@ std::optional<core::TimePoint> HomeAgentStage::poll(core::StageContext& ctx) {
     removed_by_reload_.clear();
     expired_.clear();
     auto next = agent_.poll(ctx.now(), &expired_);
+    if (store_) {
+        for (const auto& b : expired_) unsynced_.push_back({StoreChange::EraseBinding{b.home_address}});
+        sync_store(ctx);
+    }
     for (const auto& b : expired_) {
         ++counters_.bindings_expired;
         ctx.log().info("binding expired: ", b.home_address.to_string(), " -> ", b.care_of_address.to_string());
@@ -453,7 +488,73 @@ void HomeAgentStage::report(core::StatusSink& out) const {
     out.field("bindings_expired", counters_.bindings_expired);
     out.field("bindings_removed_by_reload", counters_.bindings_removed_by_reload);
     out.field("no_buffer", counters_.no_buffer);
+    if (store_) {
+        out.field("bindings_restored", counters_.bindings_restored);
+        out.field("bindings_not_restored", counters_.bindings_not_restored);
+        out.field("state_file_corrupt", counters_.state_file_corrupt);
+        out.field("store_writes", counters_.store_writes);
+        out.field("store_write_errors", counters_.store_write_errors);
+    }
     out.end();
+}
+
+void HomeAgentStage::attach_store(std::unique_ptr<BindingStore> store, StoreOpening opening) {
+    store_ = std::move(store);
+    pending_restore_ = std::move(opening);
+}
+
+StoreChange HomeAgentStage::put_binding(const Binding& b) const {
+    return {StoreChange::PutBinding{{b, wall_time_of(b.expires, agent_.config().ntp_offset)}}};
+}
+
+void HomeAgentStage::sync_store(core::StageContext& ctx) {
+    store_write(unsynced_, ctx);
+    unsynced_.clear();
+    for (auto& reply : held_replies_) ctx.send_control(std::move(reply));
+    held_replies_.clear();
+}
+
+void HomeAgentStage::store_write(std::span<const StoreChange> changes, core::StageContext& ctx) {
+    if (changes.empty()) return;
+    if (auto r = store_->write(changes); !r) {
+        ++counters_.store_write_errors;
+        ctx.log().limited(core::LogLevel::Error, ctx.now(), "cannot write the binding store: ", r.error().message(),
+                          " (the binding works but will not survive a restart; see store_write_errors)");
+        return;
+    }
+    ++counters_.store_writes;
+}
+
+void HomeAgentStage::restore_stored(core::StageContext& ctx) {
+    StoreOpening opening = std::move(*pending_restore_);
+    pending_restore_.reset();
+    const auto now = ctx.now();
+    if (opening.corruption) {
+        ++counters_.state_file_corrupt;
+        ctx.log().error("binding store ", opening.description, " was unreadable (", *opening.corruption,
+                        "); starting with no bindings");
+    }
+    // Replay state first: a request recorded before the restart must not be accepted after it.
+    for (const auto& r : opening.state.replay) (void)agent_.restore_replay_state(r.home_address, r.state);
+    store_changes_.clear();
+    const auto offset = agent_.config().ntp_offset;
+    for (const auto& stored : opening.state.bindings) {
+        Binding b = stored.binding;
+        b.expires = time_point_of(stored.expires, offset);
+        if (!agent_.restore_binding(b, now)) {
+            ++counters_.bindings_not_restored;
+            store_changes_.push_back({StoreChange::EraseBinding{b.home_address}});
+            continue;
+        }
+        ++counters_.bindings_restored;
+        // The shell treats it as a new registration: host route into the TUN, proxy ARP and a
+        // gratuitous ARP on the home link (RFC 5944 §4.6), as before the restart.
+        ctx.raise(core::RegistrationChanged{b.home_address, b.care_of_address, true, {}, config_.home_link_ifindex,
+                                            core::RegistrationChanged::Kind::HomeBinding});
+    }
+    store_write(store_changes_, ctx);
+    ctx.log().info("binding store ", opening.description, ": restored ", counters_.bindings_restored, " binding(s), ",
+                   counters_.bindings_not_restored, " expired or no longer configured");
 }
 
 }  // namespace mipsec::mip

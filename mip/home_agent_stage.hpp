@@ -4,7 +4,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <optional>
+#include <string>
 #include <string_view>
 #include <unordered_map>
 #include <vector>
@@ -13,6 +15,7 @@
 #include "core/stage.hpp"
 #include "core/udp.hpp"
 #include "crypto/random.hpp"
+#include "mip/binding_store.hpp"
 #include "mip/home_agent.hpp"
 
 namespace mipsec::mip {
@@ -47,6 +50,14 @@ namespace mipsec::mip {
 /// the logger's own rate limit. Not thread-safe.
 /// With `trusted_networks` (RFC 5265 internal home agent) a request from another source is
 /// dropped without a reply, counted as untrusted_source and logged like the others.
+/// With a BindingStore attached, every binding change and every change of a mobile node's
+/// replay state is written to it before the reply leaves: group commit, one transaction per
+/// poll() (the shell polls after each receive batch) or per `max_held_replies` replies, which
+/// wait meanwhile; and
+/// what it held at start is restored before the first packet or poll: bindings with what is
+/// left of their lifetime, each raising RegistrationChanged as a new registration does (the
+/// shell re-creates the host route and proxy ARP), so forwarding resumes without the mobile
+/// nodes re-registering. A failed write is counted and logged; the binding still works.
 /// Config: {"type": "mip.home_agent", "address": "10.1.0.1", "home_network": "10.1.0.0/24",
 ///          "mobile_nodes": [{"home_address": "10.1.0.77", "spi": 256, "key": "hex"}]}
 class HomeAgentStage final : public core::Stage {
@@ -114,6 +125,19 @@ public:
         std::uint64_t bindings_expired = 0;
         std::uint64_t bindings_removed_by_reload = 0;  // their mobile node left the configuration
         std::uint64_t no_buffer = 0;
+        // With a BindingStore (state_file): what the restart found and what writing cost.
+        std::uint64_t bindings_restored = 0;
+        std::uint64_t bindings_not_restored = 0;  // expired while down, or no such mobile node now
+        std::uint64_t state_file_corrupt = 0;     // found unreadable at start: moved aside, started empty
+        std::uint64_t store_writes = 0;
+        std::uint64_t store_write_errors = 0;
+    };
+
+    /// What opening the store found, for the stage to log and count at its first poll.
+    struct StoreOpening {
+        std::string description;          // e.g. the file's path
+        StoredState state;                // restored at the first packet or poll
+        std::optional<std::string> corruption;  // set: the file was unreadable and moved aside (why, where)
     };
 
     /// `random` supplies nonces to the core; it must outlive the stage.
@@ -132,6 +156,9 @@ public:
     /// the shell withdraws their routes; bindings of the others are untouched. The home link
     /// and failure log settings stay as started.
     HomeAgent::Reconfigured reconfigure(Config config);
+    /// Persists bindings and replay state in `store` from now on; `opening.state` is restored
+    /// at the first packet or poll (which has a clock and a place to raise events).
+    void attach_store(std::unique_ptr<BindingStore> store, StoreOpening opening);
 
     const HomeAgent& agent() const noexcept { return agent_; }
     const Counters& counters() const noexcept { return counters_; }
@@ -175,6 +202,11 @@ private:
     void answer_keepalive(const core::Ipv4View& inner, const HomeAgent::BindingInfo& b, core::StageContext& ctx);
     void announce(const HomeAgent::BindingChange& change, core::StageContext& ctx);
     bool is_broadcast_to_us(core::Ipv4Address destination) const noexcept;
+    void restore_stored(core::StageContext& ctx);
+    void store_write(std::span<const StoreChange> changes, core::StageContext& ctx);
+    /// Commits what is queued, then sends the replies that waited for it.
+    void sync_store(core::StageContext& ctx);
+    StoreChange put_binding(const Binding& b) const;
 
     Config config_;
     HomeAgent agent_;
@@ -184,6 +216,12 @@ private:
     std::vector<Binding> removed_by_reload_;  // announced by the next poll()
     core::TimePoint last_now_{};
     PerNodeLogLimit failure_log_;
+    std::unique_ptr<BindingStore> store_;
+    std::optional<StoreOpening> pending_restore_;
+    std::vector<StoreChange> store_changes_;  // reused
+    std::vector<StoreChange> unsynced_;       // changes since the last commit
+    std::vector<core::PacketBuf> held_replies_;  // replies waiting for that commit
+    static constexpr std::size_t max_held_replies = 64;
 };
 
 }  // namespace mipsec::mip

@@ -8,6 +8,8 @@ packages=(
   # build
   cmake ninja-build pkg-config g++ clang libclang-rt-14-dev
   libboost1.81-dev libssl-dev libsodium-dev libcli11-dev nlohmann-json3-dev doctest-dev
+  # the home agent's binding store (state_file): SQLite in WAL mode
+  libsqlite3-dev
   # Debian package (cpack -G DEB: dpkg-shlibdeps computes Depends, file finds the ELF
   # files, strip) and its test (man, systemd-analyze verify for the unit)
   dpkg-dev file binutils man-db systemd

@@ -26,6 +26,7 @@ struct HaOptions {
     int rounds = 3;
     bool nat = false;   // requests carry an RFC 3519 UDP Tunnel Request and arrive via a NAT
     bool json = false;  // one JSON object instead of the tables
+    std::string state_dir;  // where the persistence test puts its SQLite files; empty: $TMPDIR or /tmp
 };
 /// HomeAgent registrations/s on one core beside the raw HMAC-MD5 rate of the same two MACs,
 /// and resident bytes per configured MN and per binding, each size in a forked child.

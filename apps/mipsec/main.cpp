@@ -379,6 +379,7 @@ int main(int argc, char** argv) {
     bench_ha->add_flag("--flood", ha_flood, "Registration flood: cost of each kind of bad request vs a good one, and a mixed flood");
     bench_ha->add_option("--flood-per-good", flood_options.flood_per_good, "Bad packets per good renewal in the mixed flood")
         ->check(CLI::Range(1, 100000))->capture_default_str();
+    bench_ha->add_option("--state-dir", ha_options.state_dir, "Directory for the persistence test's SQLite files (default $TMPDIR or /tmp): put it on the disk a state_file would use");
     auto* version = app.add_subcommand("version", "Print the version");
 
     bench::IkeLoadOptions ike_options;

@@ -1,6 +1,10 @@
 // SPDX-License-Identifier: MIT
 // JSON -> mip stage configs.
 #include <net/if.h>
+#include <sys/stat.h>
+
+#include <cstdio>
+#include <cstring>
 
 #include <set>
 
@@ -87,10 +91,34 @@ std::unique_ptr<core::Stage> build_mobile_node(const ConfigReader& c, const Stag
     return std::make_unique<mip::MobileNodeStage>(std::move(cfg), *ctx.random);
 }
 
+// The state file holds every binding and the replay state of RFC 5944 §5.7: whoever can read
+// it learns where each mobile node is, whoever can write it can undo replay protection. So,
+// as ssh does for its keys, refuse one that group or others can open, and a path whose
+// directory is missing (a typo there would silently lose every binding at each restart).
+void check_state_file(const ConfigReader& c, const std::string& path) {
+    if (path.empty() || path.ends_with('/')) c.fail("state_file", "\"" + path + "\" is not a file path", "a file path, like \"/var/lib/mipsec/ha.db\"");
+    const auto slash = path.rfind('/');
+    const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+    struct stat st{};
+    if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+        c.fail("state_file", "directory \"" + dir + "\" does not exist", "a file in an existing directory (create it, e.g. mkdir -m 700 " + dir + ")");
+    if (::lstat(path.c_str(), &st) != 0) return;  // created at start, mode 0600
+    if (!S_ISREG(st.st_mode)) c.fail("state_file", "\"" + path + "\" is not a regular file", "a regular file (or none yet)");
+    const unsigned mode = st.st_mode & 07777;
+    if ((mode & 077) != 0) {
+        char octal[8];
+        std::snprintf(octal, sizeof octal, "%04o", mode);
+        const char* who = (mode & S_IROTH) != 0   ? "is readable by others"
+                          : (mode & S_IRGRP) != 0 ? "is readable by its group"
+                                                  : "can be written by group or others";
+        c.fail("state_file", "\"" + path + "\" " + who + " (mode " + octal + ")", "a file only its owner can use: chmod 600 " + path);
+    }
+}
+
 mip::HomeAgentStage::Config read_home_agent(const ConfigReader& c, const StageBuildContext& ctx) {
     c.only({"type", "address", "home_network", "max_lifetime_s", "reverse_tunnel", "reverse_tunnel_required", "udp_tunnelling",
             "keepalive_s", "udp_max_lifetime_s", "timestamp_tolerance_s", "max_bindings", "mobile_nodes", "tunnel_ttl", "df",
-            "pass_unbound", "drop_unrelated", "home_interface", "trusted_networks"});
+            "pass_unbound", "drop_unrelated", "home_interface", "trusted_networks", "state_file", "state_sync"});
     mip::HomeAgentStage::Config cfg;
     auto& agent = cfg.agent;
     agent.address = c.address("address");
@@ -142,7 +170,24 @@ mip::HomeAgentStage::Config read_home_agent(const ConfigReader& c, const StageBu
 }
 
 std::unique_ptr<core::Stage> build_home_agent(const ConfigReader& c, const StageBuildContext& ctx) {
-    return std::make_unique<mip::HomeAgentStage>(read_home_agent(c, ctx), *ctx.random);
+    auto cfg = read_home_agent(c, ctx);
+    const auto state_file = c.optional_string("state_file");
+    const bool full_sync = c.choice_or("state_sync", {"normal", "full"}, "normal") == "full";
+    if (!state_file && c.has("state_sync")) c.fail("state_sync", "is set without a state_file", "a state_file, or no state_sync");
+    if (state_file) check_state_file(c, *state_file);
+    auto stage = std::make_unique<mip::HomeAgentStage>(std::move(cfg), *ctx.random);
+    if (state_file && !ctx.dry_run) {
+        auto opened = mip::SqliteBindingStore::open({*state_file, full_sync});
+        if (!opened) c.fail("state_file", "cannot open \"" + *state_file + "\": " + opened.error().message(), "a file this user can create and write");
+        mip::HomeAgentStage::StoreOpening opening{"\"" + *state_file + "\"", {}, std::nullopt};
+        if (opened->was_corrupt) opening.corruption = opened->corruption + "; moved aside to \"" + opened->moved_aside + "\"";
+        // open() has read it all once already; this second read is what the stage restores.
+        auto state = opened->store->load();
+        if (!state) c.fail("state_file", "cannot read \"" + *state_file + "\": " + state.error().message(), "a readable state file");
+        opening.state = std::move(*state);
+        stage->attach_store(std::move(opened->store), std::move(opening));
+    }
+    return stage;
 }
 
 // What a reload may change in a running home agent: its mobile nodes and how it answers the

@@ -387,3 +387,42 @@ TEST_CASE("status finds the control socket without reading secrets") {
     CHECK(shell::control_socket_path(json::parse(R"({"nodes": [{"name": "b"}]})")) == "/run/mipsec/b.sock");
     CHECK_THROWS_AS((void)shell::control_socket_path(json::array()), shell::ConfigError);
 }
+
+TEST_CASE("a home agent state_file in a missing directory, or open to others, is refused with a clear message") {
+    TempDir dir;
+    dir.write("open.db", "", 0644);
+    dir.write("group.db", "", 0640);
+    dir.write("private.db", "", 0600);
+    REQUIRE(::mkdir((dir.path() + "/a-directory.db").c_str(), 0700) == 0);
+    auto config = [&](const std::string& state_file, const char* sync = nullptr) {
+        auto j = json::parse(R"({"name": "ha", "tun": {"name": "ha0"}, "transport": {"local": "192.0.2.1", "udp_ports": [434]},
+          "pipeline": [{"type": "mip.home_agent", "address": "192.0.2.1", "home_network": "10.1.0.0/24",
+                        "mobile_nodes": [{"home_address": "10.1.0.5", "spi": 256, "key": "000102030405060708090a0b0c0d0e0f"}]}]})");
+        if (!state_file.empty()) j["pipeline"][0]["state_file"] = state_file;
+        if (sync) j["pipeline"][0]["state_sync"] = sync;
+        return j;
+    };
+    struct Row {
+        const char* name;
+        json j;
+        const char* expected_text;
+    };
+    const Row rows[] = {
+        {"missing directory", config(dir.path() + "/nowhere/ha.db"), "/pipeline/0/state_file: directory \""},
+        {"readable by others", config(dir.path() + "/open.db"), "is readable by others (mode 0644); expected a file only its owner can use: chmod 600"},
+        {"readable by its group", config(dir.path() + "/group.db"), "is readable by its group (mode 0640)"},
+        {"not a regular file", config(dir.path() + "/a-directory.db"), "a-directory.db\" is not a regular file"},
+        {"empty path", config("/"), "/pipeline/0/state_file: \"/\" is not a file path"},
+        {"state_sync without a state_file", config("", "full"), "/pipeline/0/state_sync: is set without a state_file"},
+        {"unknown state_sync", config(dir.path() + "/private.db", "sometimes"), "/pipeline/0/state_sync:"},
+    };
+    for (const auto& row : rows) {
+        CAPTURE(row.name);
+        auto message = error_of(row.j);
+        CAPTURE(message);
+        CHECK(message.find(row.expected_text) != std::string::npos);
+    }
+    // A private file, or one not created yet in an existing directory, is fine.
+    CHECK(error_of(config(dir.path() + "/private.db", "full")).empty());
+    CHECK(error_of(config(dir.path() + "/new.db")).empty());
+}

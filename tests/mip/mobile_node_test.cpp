@@ -485,3 +485,58 @@ TEST_CASE("two mobile nodes against two home agents run independently") {
     CHECK(a.mn.next_deadline() == a.now + 80s);
     CHECK(b.mn.next_deadline() == b.now + 32s);
 }
+
+TEST_CASE("MN notices a foreign agent reboot from the advertisement sequence number (RFC 5944 §2.3.2, §3.7.1)") {
+    // A value below the previous one and below 256 means the agent rebooted (its visitor list
+    // is gone): re-register at once. Below the previous one but 256 or more is the rollover
+    // (0xFFFF is followed by 256). Anything else from the same agent and care-of address is
+    // just the next advertisement.
+    struct Row {
+        const char* name;
+        std::uint16_t before;
+        std::uint16_t after;
+        bool reregisters;
+    };
+    const Row rows[] = {
+        {"next advertisement", 300, 301, false},
+        {"same number again", 7, 7, false},
+        {"reboot from above 256", 300, 2, true},
+        {"reboot, first advertisement after boot", 5, 0, true},
+        {"reboot just below 256", 255, 254, true},
+        {"rollover 0xFFFF -> 256", 0xFFFF, 256, false},
+        {"decrease above 256 (rollover region)", 300, 299, false},
+    };
+    const auto fa = ip("198.51.100.1");
+    for (const auto& row : rows) {
+        CAPTURE(row.name);
+        Loop l(mn_config([](auto& c) { c.colocated = false; c.lifetime = 600; }), ha_config());
+        mip::AgentAdvertisement adv;
+        adv.flags = 0x10;  // F
+        adv.care_of[0] = fa;
+        adv.care_of_count = 1;
+        adv.sequence_number = row.before;
+        auto first = l.mn.agent_advertisement(adv, fa, l.now);
+        REQUIRE(first.transmit);
+        const auto id_before = mip::RegistrationRequestView::check(first.transmit->payload.bytes())->identification();
+        l.deliver(std::move(first));
+        REQUIRE(l.mn.state() == State::Registered);
+        REQUIRE(l.mn.registration()->via_foreign_agent);
+
+        l.now += 5s;
+        adv.sequence_number = row.after;
+        auto out = l.mn.agent_advertisement(adv, fa, l.now);
+        CHECK(out.transmit.has_value() == row.reregisters);
+        if (!row.reregisters) continue;
+        // A fresh request to the (rebooted) foreign agent, with a newer identification.
+        CHECK(out.transmit->destination == core::Endpoint{fa, 434});
+        auto req = mip::RegistrationRequestView::check(out.transmit->payload.bytes());
+        REQUIRE(req);
+        CHECK(req->care_of_address() == fa);
+        CHECK(req->identification() > id_before);
+        l.deliver(std::move(out));
+        CHECK(l.mn.state() == State::Registered);
+        // The next advertisement of the rebooted agent is ordinary again.
+        adv.sequence_number = static_cast<std::uint16_t>(row.after + 1);
+        CHECK_FALSE(l.mn.agent_advertisement(adv, fa, l.now).transmit);
+    }
+}
