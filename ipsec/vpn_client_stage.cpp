@@ -275,6 +275,16 @@ Verdict VpnClientStage::decapsulate(core::PacketBuf& packet, core::StageContext&
 
 void VpnClientStage::on_event(const core::RaisedEvent& event, core::StageContext& ctx) {
     esp_.on_event(event, ctx);
+    // Mobile IP below (RFC 5265's x-MIP, whose home address is our local address) has just
+    // registered: IKE sent before that was dropped for want of a registration, so resend what
+    // is awaited now rather than after the retransmission timer (4 s for the first MM1).
+    const auto* reg = std::get_if<core::RegistrationChanged>(&event.event);
+    if (reg == nullptr || !reg->registered || reg->kind != core::RegistrationChanged::Kind::OwnRegistration ||
+        reg->home_address != config_.local)
+        return;
+    for (auto* s : {session_.get(), next_session_.get()})
+        if (s != nullptr) s->resend_pending(ctx.now());
+    drain(ctx);
 }
 
 std::optional<core::TimePoint> VpnClientStage::poll(core::StageContext& ctx) {

@@ -770,3 +770,36 @@ TEST_CASE("ESP from a client tells the gateway it is alive: no DPD while traffic
     for (int i = 0; i < 5; ++i) step(std::chrono::seconds(5), false);  // 25 s idle
     CHECK(ike_from_gateway >= 1);
 }
+
+TEST_CASE("IKE lost while Mobile IP below was not registered goes out again as soon as it registers") {
+    // RFC 5265: the VPN client's local address is the x-MIP home address. The node starts both
+    // at once; MM1 leaves before the registration is in and is dropped below.
+    Lab lab("aes128gcm16");
+    lab.client->set_now(lab.now);
+    (void)lab.client->poll();
+    REQUIRE(lab.client_wire.outer.size() == 1);
+    lab.client_wire.outer.clear();
+    auto registered = [&](core::Ipv4Address home) {
+        core::RegistrationChanged reg;
+        reg.home_address = home;
+        reg.care_of_address = *core::Ipv4Address::parse("192.0.2.100");
+        reg.registered = true;
+        lab.client->set_now(lab.now);
+        lab.client->dispatch(reg);
+    };
+    // Another node's registration (an i-MIP layer above has another home address) changes nothing.
+    registered(*core::Ipv4Address::parse("10.99.1.77"));
+    CHECK(lab.client_wire.outer.empty());
+    // Ours: MM1 again at once, without waiting out the 4 s retransmission timer.
+    registered(client_addr);
+    REQUIRE(lab.client_wire.outer.size() == 1);
+    lab.exchange();
+    CHECK(lab.client_stage().session()->state() == ipsec::ike::SessionState::Established);
+    CHECK(lab.client_stage().inner_address());
+    CHECK(lab.client_stage().session()->children().size() == 1);
+    CHECK(lab.client_stage().esp().outbound() != nullptr);
+    CHECK(lab.client_stage().session()->counters().retransmitted == 1);
+    // Once nothing is awaited, a registration (a handover) resends nothing.
+    registered(client_addr);
+    CHECK(lab.client_wire.outer.empty());
+}
