@@ -32,8 +32,8 @@ from netns_lab import Lab, require_root  # noqa: E402
 from roaming_lab import Stream  # noqa: E402
 
 REKEY_S = 10          # the first CHILD_SA is rekeyed this long after its install
-IKE_LIFETIME_S = 60   # re-authentication starts REAUTH_MARGIN_S before the IKE SA would end
-REAUTH_MARGIN_S = 30
+IKE_LIFETIME_S = 90   # re-authentication starts REAUTH_MARGIN_S before the IKE SA would end
+REAUTH_MARGIN_S = 45  # (45 s leave room for three Main Mode retransmissions, 4 + 7.2 + 13 s)
 COLUMNS = ("registration", "ike", "i-mip", "rekey", "re-auth", "handover")
 
 
@@ -80,22 +80,21 @@ def run_scenario(mipsec: str, loss: float, seed: int, log=print, timeout_scale: 
 
         stream = Stream(lab, fs.cn, fs.mn, I_HOME, CN, connect_timeout=60)
 
-        # The CHILD_SA rekey: due REKEY_S after the first install; the next install, when no
-        # re-authentication started in between, is the rekeyed SA.
+        # The CHILD_SA rekey: an install REKEY_S or more after the one before it with no
+        # re-authentication started in between is a rekey, due REKEY_S after that one (when a
+        # re-authentication comes first, the rekey timed is that of its new CHILD_SA).
         def rekeyed():
             e = ev()
-            reauth = first_event(e, "re-authenticating with", t_sa + 0.001)
-            later = [t for t, m in e if "ESP SA installed" in m and t > t_sa]
-            if reauth is not None and (not later or later[0] > reauth):
-                return -1.0  # a re-authentication came first: no rekey to time
-            return later and later[0]
+            installs = [t for t, m in e if "ESP SA installed" in m and t >= t_sa]
+            starts = [t for t, m in e if "re-authenticating with" in m]
+            for a, b in zip(installs, installs[1:]):
+                if b - a >= REKEY_S - 0.5 and not any(a < t < b for t in starts):
+                    return b - (a + REKEY_S)
+            return None
 
-        t_rekey = wait(lab, "the CHILD_SA rekey", rekeyed, REKEY_S + 60)
-        if t_rekey == -1.0:
-            t_rekey = None
-        if t_rekey:
-            times["rekey"] = t_rekey - (t_sa + REKEY_S)
-        check("CHILD_SA rekey completes (make-before-break)", t_rekey,
+        if wait(lab, "the CHILD_SA rekey", lambda: rekeyed() is not None, REKEY_S + 90):
+            times["rekey"] = rekeyed()
+        check("CHILD_SA rekey completes (make-before-break)", times["rekey"] is not None,
               str([(round(t - t_sa, 3), m) for t, m in ev() if t > t_sa and ("SA installed" in m or "authenticat" in m)][:6]))
 
         # Re-authentication: the first one to start after the first ESP SA (one may have run
@@ -119,10 +118,12 @@ def run_scenario(mipsec: str, loss: float, seed: int, log=print, timeout_scale: 
         if t_hand:
             times["handover"] = t_hand - t_move
         check("outside -> outside handover (cafe -> hotel): x-MIP re-registered", t_hand)
-        moved = wait(lab, "the stream after the handover", lambda: stream.bytes() > streamed + 20000, 90)
-        check("the TCP stream moves on after the handover", moved, f"{streamed} -> {stream.bytes()} bytes")
+        # Under heavy loss TCP may sit in exponential back-off for a while: give it time, then
+        # require that bytes sent after the handover arrived, all of them, in order.
+        wait(lab, "the stream after the handover", lambda: stream.bytes() > streamed + 20000, 60)
         ok, out = stream.finish(timeout=180)
-        check(f"the TCP stream through i-MIP in ESP in x-MIP survived, byte-exact ({stream.bytes()} bytes)", ok, out)
+        check(f"the TCP stream through i-MIP in ESP in x-MIP survived the handover, byte-exact "
+              f"({streamed} bytes before it, {stream.bytes()} in all)", ok and stream.bytes() > streamed, out)
         st = fs.mn_stages()
         vpn = st["vpn"]
         check("one IKE session all along (re-authentications, never a restart)", vpn.get("sessions_started") == 1,
