@@ -295,7 +295,12 @@ std::optional<core::TimePoint> VpnClientStage::poll(core::StageContext& ctx) {
     auto consider = [&](std::optional<core::TimePoint> t) {
         if (t && (!next || *t < *next)) next = t;
     };
-    if (session_ && !next_session_ && reauth_at_ && now >= *reauth_at_ && session_->state() == ike::SessionState::Established)
+    // A re-authentication asks Mode Config for the address this IKE SA holds: while the IKE SA
+    // still waits for it (Mode Config retransmitting on a lossy path), starting one would end
+    // with another address. It starts once the address is in (its arrival polls again).
+    const bool reauth_ready = inner_address_.has_value() || !session_config_->request_virtual_ip;
+    if (session_ && !next_session_ && reauth_at_ && now >= *reauth_at_ && reauth_ready &&
+        session_->state() == ike::SessionState::Established)
         start_reauthentication(ctx);
     if (retire_at_ && now >= *retire_at_) retire(ctx);
     if (session_) consider(session_->poll(now));
@@ -304,7 +309,7 @@ std::optional<core::TimePoint> VpnClientStage::poll(core::StageContext& ctx) {
     drain(ctx);
     consider(retire_at_);
     consider(restart_at_);
-    if (!next_session_) consider(reauth_at_);
+    if (!next_session_ && reauth_ready) consider(reauth_at_);
     return next;
 }
 

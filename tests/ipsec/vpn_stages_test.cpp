@@ -803,3 +803,54 @@ TEST_CASE("IKE lost while Mobile IP below was not registered goes out again as s
     registered(client_addr);
     CHECK(lab.client_wire.outer.empty());
 }
+
+TEST_CASE("a re-authentication waits for the Mode Config address the IKE SA is still retrying for, then keeps it") {
+    // IKE lifetime 52 s: the re-authentication is due at 46.8 s. The gateway's Mode Config
+    // reply and its answers to the client's retransmissions are lost until 46 s; the
+    // retransmission at ~47.5 s gets the address through, before the IKE SA ends at 52 s.
+    Lab lab("aes128gcm16", std::chrono::seconds(52));
+    int gateway_messages = 0;
+    bool lossy = true;
+    auto run = [&] {
+        for (int rounds = 0; rounds < 100 && (!lab.client_wire.outer.empty() || !lab.gw_wire.outer.empty()); ++rounds) {
+            while (!lab.client_wire.outer.empty()) {
+                auto p = std::move(lab.client_wire.outer.front());
+                lab.client_wire.outer.pop_front();
+                lab.nat.outbound(p);
+                lab.feed(*lab.gw, p);
+            }
+            while (!lab.gw_wire.outer.empty()) {
+                auto p = std::move(lab.gw_wire.outer.front());
+                lab.gw_wire.outer.pop_front();
+                if (lossy && ++gateway_messages > 3) continue;  // MM2, MM4, MM6 pass; then nothing
+                lab.nat.inbound(p);
+                lab.feed(*lab.client, p);
+            }
+        }
+    };
+    lab.client->set_now(lab.now);
+    (void)lab.client->poll();
+    run();
+    REQUIRE(lab.client_stage().session()->state() == ipsec::ike::SessionState::Established);
+    REQUIRE_FALSE(lab.client_stage().inner_address());
+    for (int second = 1; second <= 60; ++second) {
+        lab.now += std::chrono::seconds(1);
+        lossy = second < 46;
+        lab.client->set_now(lab.now);
+        (void)lab.client->poll();
+        lab.gw->set_now(lab.now);
+        (void)lab.gw->poll();
+        run();
+    }
+    REQUIRE(lab.client_stage().inner_address());
+    CHECK(lab.client_stage().inner_address()->address == *core::Ipv4Address::parse("10.99.100.1"));
+    CHECK(lab.client_stage().reauthentications() == 1);
+    test::FlatStatus status;
+    lab.client_stage().report(status);
+    CHECK(status.values["sessions_started"] == "1");
+    std::size_t assigned = 0;
+    for (const auto& e : lab.client_wire.events)
+        if (const auto* a = std::get_if<core::InnerAddressAssigned>(&e.event)) assigned += a->assigned;
+    CHECK(assigned == 1);  // never a second, different address
+    CHECK(lab.gw_stage().client_count() == 1);
+}
