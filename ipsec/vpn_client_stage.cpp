@@ -290,6 +290,16 @@ Verdict VpnClientStage::decapsulate(core::PacketBuf& packet, core::StageContext&
 
 void VpnClientStage::on_event(const core::RaisedEvent& event, core::StageContext& ctx) {
     esp_.on_event(event, ctx);
+    // Mobile IP below (RFC 5265's x-MIP, whose home address is our local address) has just
+    // registered: IKE sent before that was dropped for want of a registration, so resend what
+    // is awaited now rather than after the retransmission timer (4 s for the first MM1).
+    const auto* reg = std::get_if<core::RegistrationChanged>(&event.event);
+    if (reg == nullptr || !reg->registered || reg->kind != core::RegistrationChanged::Kind::OwnRegistration ||
+        reg->home_address != config_.local)
+        return;
+    for (auto* s : {session_.get(), next_session_.get()})
+        if (s != nullptr) s->resend_pending(ctx.now());
+    drain(ctx);
 }
 
 std::optional<core::TimePoint> VpnClientStage::poll(core::StageContext& ctx) {
@@ -300,7 +310,12 @@ std::optional<core::TimePoint> VpnClientStage::poll(core::StageContext& ctx) {
     auto consider = [&](std::optional<core::TimePoint> t) {
         if (t && (!next || *t < *next)) next = t;
     };
-    if (session_ && !next_session_ && reauth_at_ && now >= *reauth_at_ && session_->state() == ike::SessionState::Established)
+    // A re-authentication asks Mode Config for the address this IKE SA holds: while the IKE SA
+    // still waits for it (Mode Config retransmitting on a lossy path), starting one would end
+    // with another address. It starts once the address is in (its arrival polls again).
+    const bool reauth_ready = inner_address_.has_value() || !session_config_->request_virtual_ip;
+    if (session_ && !next_session_ && reauth_at_ && now >= *reauth_at_ && reauth_ready &&
+        session_->state() == ike::SessionState::Established)
         start_reauthentication(ctx);
     if (retire_at_ && now >= *retire_at_) retire(ctx);
     if (session_) consider(session_->poll(now));
@@ -309,7 +324,7 @@ std::optional<core::TimePoint> VpnClientStage::poll(core::StageContext& ctx) {
     drain(ctx);
     consider(retire_at_);
     consider(restart_at_);
-    if (!next_session_) consider(reauth_at_);
+    if (!next_session_ && reauth_ready) consider(reauth_at_);
     return next;
 }
 

@@ -326,6 +326,13 @@ void MobileNodeStage::on_event(const core::RaisedEvent& event, core::StageContex
         if (event.origin == core::RaisedEvent::external || event.origin <= ctx.position()) return;
         // RFC 5265 §4 step 5: the VPN tunnel inner address is the i-MIP co-located CoA.
         handle(node_.care_of_address_changed(i->prefix.address, now), ctx);
+    } else if (const auto* sa = std::get_if<core::SaInstalled>(&event.event)) {
+        // The VPN below installs its first outbound SA just after raising the inner address
+        // (our care-of address): a request sent in between found no SA, so try again at once
+        // rather than after the retransmission timer.
+        if (sa->spi_outbound == 0 || config_.care_of_source != CareOfSource::InnerAddress) return;
+        if (event.origin == core::RaisedEvent::external || event.origin <= ctx.position()) return;
+        handle(node_.retry_now(now), ctx);
     }
 }
 

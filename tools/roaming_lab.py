@@ -114,7 +114,8 @@ class Stream:
     """A TCP stream from `client` (bound to `source`) to `server` at `address`, running until
     finish()."""
 
-    def __init__(self, lab: Lab, server: Host, client: Host, source: str, address: str, port: int = 5001):
+    def __init__(self, lab: Lab, server: Host, client: Host, source: str, address: str, port: int = 5001,
+                 connect_timeout: float = 20):
         self.lab = lab
         self.log = f"{lab.dir}/stream-{port}.times"
         self.stop_file = f"{lab.dir}/stream-{port}.stop"
@@ -122,7 +123,7 @@ class Stream:
         lab.wait_for(lambda: "listening" in open(srv.log_path).read(), what="stream server")
         self.client = client.spawn(["/usr/bin/python3", "-c", STREAM_CLIENT, source, address, str(port), self.stop_file],
                                    log_name=f"stream-client-{port}")
-        lab.wait_for(lambda: "connected" in open(self.client.log_path).read(), timeout=20, what="stream connected")
+        lab.wait_for(lambda: "connected" in open(self.client.log_path).read(), timeout=connect_timeout, what="stream connected")
 
     def times(self) -> list:
         return stream_times(self.log)
@@ -131,10 +132,10 @@ class Stream:
         t = self.times()
         return t[-1][1] if t else 0
 
-    def finish(self) -> tuple[bool, str]:
+    def finish(self, timeout: float = 60) -> tuple[bool, str]:
         """Stops the client; true if the server received every byte, in order, once."""
         open(self.stop_file, "w").close()
-        code = self.client.wait(60)
+        code = self.client.wait(timeout)
         out = open(self.client.log_path).read().strip()
         return code == 0 and "match" in out, out
 

@@ -673,6 +673,16 @@ bool Session::request_child(core::TimePoint now) {
     return state_ == SessionState::Established;
 }
 
+void Session::resend_pending(core::TimePoint now) {
+    if (state_ == SessionState::Closed || state_ == SessionState::Failed || !started_) return;
+    for (auto& ex : exchanges_.all()) {
+        if (!ex.awaiting || ex.finished || ex.last_sent.empty()) continue;
+        ++counters_.retransmitted;
+        send_bytes(ex.last_sent);
+        ex.next_retransmit = now + cfg_->retransmit.delay(ex.retransmits);
+    }
+}
+
 bool Session::rekey_child(std::uint32_t spi_in, core::TimePoint now) {
     if (state_ != SessionState::Established) return false;
     if (children_.rekeying(spi_in) || !children_.find(spi_in)) return false;

@@ -175,6 +175,11 @@ public:
     /// selectors) when none is left and none is under way, e.g. after the peer deleted the
     /// last one and traffic needs one. False when nothing was started.
     bool request_child(core::TimePoint now);
+    /// The path to the peer has just come up (a Mobile IP layer below registered): requests
+    /// still awaiting an answer were likely lost on the way, so they go out again now, each
+    /// with its back-off restarted from now, instead of waiting out the timer (4 s for MM1).
+    /// Counted as retransmissions; a no-op when nothing is awaited.
+    void resend_pending(core::TimePoint now);
     /// Starts a rekey of the child with this spi_in now (normally driven by poll()).
     bool rekey_child(std::uint32_t spi_in, core::TimePoint now);
     /// Sends an R-U-THERE now (normally driven by poll()); false without DPD support.

@@ -823,3 +823,87 @@ TEST_CASE("the client's own rekey loses nothing while the gateway has not proces
     to_gw();
     CHECK(lab.gw_wire.inner.size() == 2);
 }
+
+TEST_CASE("IKE lost while Mobile IP below was not registered goes out again as soon as it registers") {
+    // RFC 5265: the VPN client's local address is the x-MIP home address. The node starts both
+    // at once; MM1 leaves before the registration is in and is dropped below.
+    Lab lab("aes128gcm16");
+    lab.client->set_now(lab.now);
+    (void)lab.client->poll();
+    REQUIRE(lab.client_wire.outer.size() == 1);
+    lab.client_wire.outer.clear();
+    auto registered = [&](core::Ipv4Address home) {
+        core::RegistrationChanged reg;
+        reg.home_address = home;
+        reg.care_of_address = *core::Ipv4Address::parse("192.0.2.100");
+        reg.registered = true;
+        lab.client->set_now(lab.now);
+        lab.client->dispatch(reg);
+    };
+    // Another node's registration (an i-MIP layer above has another home address) changes nothing.
+    registered(*core::Ipv4Address::parse("10.99.1.77"));
+    CHECK(lab.client_wire.outer.empty());
+    // Ours: MM1 again at once, without waiting out the 4 s retransmission timer.
+    registered(client_addr);
+    REQUIRE(lab.client_wire.outer.size() == 1);
+    lab.exchange();
+    CHECK(lab.client_stage().session()->state() == ipsec::ike::SessionState::Established);
+    CHECK(lab.client_stage().inner_address());
+    CHECK(lab.client_stage().session()->children().size() == 1);
+    CHECK(lab.client_stage().esp().outbound() != nullptr);
+    CHECK(lab.client_stage().session()->counters().retransmitted == 1);
+    // Once nothing is awaited, a registration (a handover) resends nothing.
+    registered(client_addr);
+    CHECK(lab.client_wire.outer.empty());
+}
+
+TEST_CASE("a re-authentication waits for the Mode Config address the IKE SA is still retrying for, then keeps it") {
+    // IKE lifetime 52 s: the re-authentication is due at 46.8 s. The gateway's Mode Config
+    // reply and its answers to the client's retransmissions are lost until 46 s; the
+    // retransmission at ~47.5 s gets the address through, before the IKE SA ends at 52 s.
+    Lab lab("aes128gcm16", std::chrono::seconds(52));
+    int gateway_messages = 0;
+    bool lossy = true;
+    auto run = [&] {
+        for (int rounds = 0; rounds < 100 && (!lab.client_wire.outer.empty() || !lab.gw_wire.outer.empty()); ++rounds) {
+            while (!lab.client_wire.outer.empty()) {
+                auto p = std::move(lab.client_wire.outer.front());
+                lab.client_wire.outer.pop_front();
+                lab.nat.outbound(p);
+                lab.feed(*lab.gw, p);
+            }
+            while (!lab.gw_wire.outer.empty()) {
+                auto p = std::move(lab.gw_wire.outer.front());
+                lab.gw_wire.outer.pop_front();
+                if (lossy && ++gateway_messages > 3) continue;  // MM2, MM4, MM6 pass; then nothing
+                lab.nat.inbound(p);
+                lab.feed(*lab.client, p);
+            }
+        }
+    };
+    lab.client->set_now(lab.now);
+    (void)lab.client->poll();
+    run();
+    REQUIRE(lab.client_stage().session()->state() == ipsec::ike::SessionState::Established);
+    REQUIRE_FALSE(lab.client_stage().inner_address());
+    for (int second = 1; second <= 60; ++second) {
+        lab.now += std::chrono::seconds(1);
+        lossy = second < 46;
+        lab.client->set_now(lab.now);
+        (void)lab.client->poll();
+        lab.gw->set_now(lab.now);
+        (void)lab.gw->poll();
+        run();
+    }
+    REQUIRE(lab.client_stage().inner_address());
+    CHECK(lab.client_stage().inner_address()->address == *core::Ipv4Address::parse("10.99.100.1"));
+    CHECK(lab.client_stage().reauthentications() == 1);
+    test::FlatStatus status;
+    lab.client_stage().report(status);
+    CHECK(status.values["sessions_started"] == "1");
+    std::size_t assigned = 0;
+    for (const auto& e : lab.client_wire.events)
+        if (const auto* a = std::get_if<core::InnerAddressAssigned>(&e.event)) assigned += a->assigned;
+    CHECK(assigned == 1);  // never a second, different address
+    CHECK(lab.gw_stage().client_count() == 1);
+}

@@ -425,6 +425,33 @@ TEST_CASE("MN stage: InnerAddressAssigned is the RFC 5265 i-MIP care-of address"
     CHECK(mn.stage.active_registration()->care_of_address == coa2);
 }
 
+TEST_CASE("MN stage: a request lost for want of a VPN SA goes out again when the SA below is installed") {
+    // The VPN raises its inner address (our care-of address) just before it installs the
+    // CHILD_SA: the first request meets no SA below and is dropped there.
+    test::World w;
+    auto cfg = test::mn_stage_config(home1, ha1, key1, {});
+    cfg.care_of_source = mip::MobileNodeStage::CareOfSource::InnerAddress;
+    auto& mn = w.add_mn(std::move(cfg), {coa2});
+    w.add_ha(test::ha_stage_config(ha1, home_net, {{home1, &key1}}), {ha1});
+    w.poll();
+    mn.stage.on_event({2, core::InnerAddressAssigned{{coa2, 32}}}, mn.ctx);
+    REQUIRE(mn.stage.counters().requests_sent == 1);
+    mn.ctx.sent.clear();  // lost below: no SA yet
+    // An inbound-only SA gives nothing to send on; an SA event from above is not ours.
+    mn.stage.on_event({2, core::SaInstalled{0x1234, 0}}, mn.ctx);
+    mn.stage.on_event(test::external(core::SaInstalled{0x1234, 0x5678}), mn.ctx);
+    CHECK(mn.stage.counters().requests_sent == 1);
+    // The outbound SA below: the request again at once, no time having passed.
+    mn.stage.on_event({2, core::SaInstalled{0x1234, 0x5678}}, mn.ctx);
+    CHECK(mn.stage.counters().requests_sent == 2);
+    w.net.pump();
+    REQUIRE(mn.stage.active_registration());
+    CHECK(mn.stage.active_registration()->care_of_address == coa2);
+    // Registered: a rekey's SA sends nothing.
+    mn.stage.on_event({2, core::SaInstalled{0x9abc, 0xdef0}}, mn.ctx);
+    CHECK(mn.stage.counters().requests_sent == 2);
+}
+
 TEST_CASE("MN stage: unregistered, unrelated and at-home traffic") {
     test::World w;
     auto& mn = w.add_mn(test::mn_stage_config(home1, ha1, key1, coa1), {coa1});

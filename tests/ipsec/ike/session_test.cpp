@@ -958,3 +958,24 @@ TEST_CASE("orphaned CHILD_SAs are dropped, not adopted, when the client comes ba
     CHECK(net.gw_session()->children().size() == 1);  // only its own new one
     CHECK(net.gw->pool()->leased() == 1);
 }
+
+TEST_CASE("any one lost message of Main Mode, Mode Config or Quick Mode is recovered by retransmission") {
+    // Each message of the whole negotiation, in either direction, lost once (RFC 2408 §5:
+    // retransmission is the sender's job; a repeated request gets the identical reply).
+    for (int to_gateway = 0; to_gateway < 2; ++to_gateway) {
+        for (int lost = 1; lost <= 6; ++lost) {
+            CAPTURE(to_gateway);
+            CAPTURE(lost);
+            IkeNet net(false);
+            int seen = 0;
+            net.filter = [&](ipsec::ike::OutgoingDatagram&, bool to_gw) { return to_gw != (to_gateway == 1) || ++seen != lost; };
+            net.start();
+            net.run_for(seconds(30));
+            CHECK(net.client->state() == SessionState::Established);
+            CHECK(net.client_all<InnerAddressAssigned>().size() == 1);
+            CHECK(net.client_all<ChildSaInstalled>().size() == 1);
+            CHECK(net.gw_all<ChildSaInstalled>().size() == 1);
+            CHECK(net.client_all<Failed>().empty());
+        }
+    }
+}
