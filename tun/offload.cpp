@@ -315,7 +315,8 @@ std::span<const std::uint8_t> Coalescer::frame(std::size_t i) noexcept {
         if (scratch_.size() < VirtioNetHeader::len + head_bytes.size())
             scratch_.resize(VirtioNetHeader::len + head_bytes.size());
         VirtioNetHeader{}.emit(scratch_);
-        std::memcpy(scratch_.data() + VirtioNetHeader::len, head_bytes.data(), head_bytes.size());
+        if (!head_bytes.empty())  // an empty span may have no data() to copy from
+            std::memcpy(scratch_.data() + VirtioNetHeader::len, head_bytes.data(), head_bytes.size());
         return std::span(scratch_).first(VirtioNetHeader::len + head_bytes.size());
     }
     const TcpSegment head = parse_tcp(head_bytes);
