@@ -78,7 +78,7 @@ void VirtioNetHeader::emit(std::span<std::uint8_t> out) const noexcept {
 }
 
 Segmenter::Outcome Segmenter::segment(std::span<const std::uint8_t> frame, std::span<core::PacketBuf> out,
-                                      std::size_t headroom) noexcept {
+                                      std::size_t headroom, std::size_t first) noexcept {
     if (frame.size() < VirtioNetHeader::len) return drop(DropReason::Truncated);
     const VirtioNetHeader vh = VirtioNetHeader::parse(frame);
     const auto pkt = frame.subspan(VirtioNetHeader::len);
@@ -90,9 +90,11 @@ Segmenter::Outcome Segmenter::segment(std::span<const std::uint8_t> frame, std::
     if (gso == VirtioNetHeader::gso_none) {
         if (vh.gso_type != VirtioNetHeader::gso_none) return drop(DropReason::BadVnetHeader);  // ECN without GSO
         // Checksum offload only: the L4 checksum field holds the pseudo-header sum and the
-        // sum over [csum_start, end) completes it (virtio 1.2 §5.1.6.2), whatever the protocol.
+        // sum over [csum_start, end) completes it (virtio 1.2 §5.1.6.2), whatever the protocol
+        // (an IPv6 or non-IP packet passes too: this half does not need to read it).
         const std::size_t at = std::size_t{vh.csum_start} + vh.csum_offset;
         if (needs_csum && (vh.csum_start >= pkt.size() || at + 2 > pkt.size())) return drop(DropReason::BadVnetHeader);
+        if (first != 0) return drop(DropReason::Internal);  // the caller resumed past the end
         if (out.empty()) return drop(DropReason::NoBuffer);
         core::PacketBuf& buf = out[0];
         buf.reset(headroom);
@@ -103,10 +105,12 @@ Segmenter::Outcome Segmenter::segment(std::span<const std::uint8_t> frame, std::
             core::store_be16(bytes.data() + at, core::checksum_finish(core::checksum_partial(bytes.subspan(vh.csum_start))));
         }
         ++segments_;
-        return {1, DropReason::None};
+        return {1, DropReason::None, 1};
     }
     if (gso != VirtioNetHeader::gso_tcpv4 && gso != VirtioNetHeader::gso_udp_l4) return drop(DropReason::BadVnetHeader);
-    // A driver that asks for segmentation MUST also ask for the checksum (virtio 1.2 §5.1.6.2).
+    // Segmentation offload depends on checksum offload (virtio 1.2 §5.1.3.1: HOST_TSO4 requires
+    // CSUM), and the kernel hands over every GSO packet as checksum-partial: a GSO header
+    // without NEEDS_CSUM contradicts itself.
     if (!needs_csum) return drop(DropReason::BadVnetHeader);
 
     const auto ip = core::Ipv4View::check(pkt);
@@ -134,19 +138,22 @@ Segmenter::Outcome Segmenter::segment(std::span<const std::uint8_t> frame, std::
     if (vh.gso_size == 0 || hl + vh.gso_size > mtu_) return drop(DropReason::GsoSizeInvalid);
     if (payload == 0) return drop(DropReason::GsoInconsistent);
     const std::size_t n = (payload + vh.gso_size - 1) / vh.gso_size;
-    if (n > out.size()) return drop(DropReason::NoBuffer);
-    for (std::size_t i = 0; i < n; ++i) {
-        out[i].reset(headroom);
-        if (out[i].writable().size() < hl + std::min<std::size_t>(vh.gso_size, payload - i * vh.gso_size))
+    if (first >= n) return drop(DropReason::Internal);  // the caller resumed past the end
+    if (out.empty()) return drop(DropReason::NoBuffer);
+    const std::size_t end = std::min(n, first + out.size());
+    for (std::size_t i = first; i < end; ++i) {
+        core::PacketBuf& buf = out[i - first];
+        buf.reset(headroom);
+        if (buf.writable().size() < hl + std::min<std::size_t>(vh.gso_size, payload - i * vh.gso_size))
             return drop(DropReason::NoTailroom);
     }
 
     const std::uint16_t id = ip->identification();
     const std::uint32_t seq = tcp ? core::load_be32(pkt.data() + ihl + tcp_seq) : 0;
-    for (std::size_t i = 0; i < n; ++i) {
+    for (std::size_t i = first; i < end; ++i) {
         const std::size_t off = i * vh.gso_size;
         const std::size_t seg_payload = std::min<std::size_t>(vh.gso_size, payload - off);
-        core::PacketBuf& buf = out[i];
+        core::PacketBuf& buf = out[i - first];
         (void)buf.resize(hl + seg_payload);  // room checked above
         std::uint8_t* b = buf.data();
         std::memcpy(b, pkt.data(), hl);
@@ -175,9 +182,9 @@ Segmenter::Outcome Segmenter::segment(std::span<const std::uint8_t> frame, std::
             core::store_be16(l4 + udp_checksum, c == 0 ? 0xFFFF : c);  // RFC 768: 0 means "none"
         }
     }
-    if (n > 1) ++super_packets_;
-    segments_ += n;
-    return {n, DropReason::None};
+    if (n > 1 && first == 0) ++super_packets_;
+    segments_ += end - first;
+    return {end - first, DropReason::None, n};
 }
 
 Coalescer::Coalescer(std::size_t max_packet_len)
@@ -255,7 +262,6 @@ void Coalescer::add(std::span<const std::uint8_t> packet) {
         Frame f;
         f.first = f.last = index;
         if (mergeable) {
-            f.mergeable = true;
             f.total_len = packet.size();
             f.gso_size = f.last_payload = static_cast<std::uint16_t>(seg.payload);
             f.next_seq = static_cast<std::uint32_t>(seg.seq() + seg.payload);

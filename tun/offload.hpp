@@ -68,12 +68,16 @@ public:
     struct Outcome {
         std::size_t count = 0;  // buffers of `out` filled; 0 when dropped
         core::DropReason reason = core::DropReason::None;
+        std::size_t total = 0;  // segments the whole frame makes
     };
-    /// Writes the packets `frame` carries into out[0..count), each reset to `headroom` first.
-    /// Nothing is written when the frame is dropped. NoBuffer when `out` has too few buffers,
-    /// NoTailroom when a segment does not fit in one.
-    Outcome segment(std::span<const std::uint8_t> frame, std::span<core::PacketBuf> out,
-                    std::size_t headroom) noexcept;
+    /// Writes segments first, first+1, ... of `frame` into out[0..count), each reset to
+    /// `headroom` first, as many as `out` holds: a batch smaller than a super-packet takes the
+    /// rest with another call starting at first + count, until first + count == total (the
+    /// frame is validated again on each call; it must not change in between). Nothing is
+    /// written when the frame is dropped: NoBuffer when `out` is empty, NoTailroom when a
+    /// segment does not fit in its buffer, Internal when `first` is not below the total.
+    Outcome segment(std::span<const std::uint8_t> frame, std::span<core::PacketBuf> out, std::size_t headroom,
+                    std::size_t first = 0) noexcept;
 
     std::size_t mtu() const noexcept { return mtu_; }
     const OffloadDrops& drops() const noexcept { return drops_; }
@@ -131,7 +135,6 @@ private:
         std::uint32_t first = 0;
         std::uint32_t last = 0;
         std::uint32_t segments = 1;
-        bool mergeable = false;       // a TCP segment that may take more segments
         std::size_t total_len = 0;    // IP total length after merging
         std::uint16_t gso_size = 0;   // payload of the first segment
         std::uint16_t last_payload = 0;

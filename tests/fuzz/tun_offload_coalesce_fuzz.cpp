@@ -67,7 +67,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         }
         tun::Segmenter seg(std::size_t{vh.hdr_len} + vh.gso_size);
         const auto r = seg.segment(f, bufs, 0);
-        if (r.count != c.frame_segments(i)) std::abort();
+        if (r.count != c.frame_segments(i) || r.total != r.count) std::abort();
     }
     return 0;
 }

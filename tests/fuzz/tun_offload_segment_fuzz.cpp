@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT
 // Arbitrary bytes as a TUN read with a virtio-net header for tun::Segmenter: never a crash,
 // and whatever it writes is a set of well-formed packets that carry exactly the input's
-// payload. Byte 0 picks the MTU and whether the header/lengths/checksums are made plausible
-// first (so the fuzzer reaches the segmenting loop, not only the checks in front of it).
+// payload, also when it takes several calls of 64 buffers. Byte 0 picks the MTU and whether
+// the header/lengths/checksums are made plausible first (so the fuzzer reaches the segmenting
+// loop, not only the checks in front of it).
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
@@ -67,23 +68,32 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
     tun::Segmenter seg(mtu);
     const auto vh = tun::VirtioNetHeader::parse(frame);
-    const auto r = seg.segment(frame, bufs, mode & 0x80 ? 16 : 0);
+    const std::size_t headroom = mode & 0x80 ? 16 : 0;
+    auto r = seg.segment(frame, bufs, headroom);
     if (r.count == 0) {
         if (r.reason == core::DropReason::None) std::abort();
         return 0;
     }
     if (vh.gso_type == tun::VirtioNetHeader::gso_none) {
-        if (r.count != 1 || bufs[0].size() != pkt.size()) std::abort();
+        if (r.count != 1 || r.total != 1 || bufs[0].size() != pkt.size()) std::abort();
         return 0;
     }
-    // Segmented: every piece within the MTU, checksums right, payload carried exactly once.
+    // Segmented, 64 buffers at a time: every piece within the MTU, checksums right, payload
+    // carried exactly once and in order.
     const std::size_t ihl = std::size_t{pkt[0] & 0x0Fu} * 4;
     const std::size_t hl = vh.gso_type == tun::VirtioNetHeader::gso_tcpv4 ? ihl + ((std::size_t{pkt[ihl + 12]} >> 4) * 4) : ihl + 8;
     std::vector<std::uint8_t> payload;
-    for (std::size_t i = 0; i < r.count; ++i) {
-        const auto p = bufs[i].bytes();
-        if (p.size() > mtu || p.size() < hl || !l4_ok(p)) std::abort();
-        payload.insert(payload.end(), p.begin() + static_cast<std::ptrdiff_t>(hl), p.end());
+    std::size_t first = 0;
+    while (true) {
+        if (r.count == 0 || r.reason != core::DropReason::None) std::abort();
+        for (std::size_t i = 0; i < r.count; ++i) {
+            const auto p = bufs[i].bytes();
+            if (p.size() > mtu || p.size() < hl || !l4_ok(p)) std::abort();
+            payload.insert(payload.end(), p.begin() + static_cast<std::ptrdiff_t>(hl), p.end());
+        }
+        first += r.count;
+        if (first == r.total) break;
+        r = seg.segment(frame, bufs, headroom, first);
     }
     if (payload.size() != pkt.size() - hl || !std::equal(payload.begin(), payload.end(), pkt.begin() + static_cast<std::ptrdiff_t>(hl)))
         std::abort();

@@ -287,7 +287,7 @@ TEST_CASE("Segmenter drops bad input per reason and writes nothing") {
         {"UDP under TCPV4", frame_of(tso(20, 20, 500), udp_packet(t, true)), 8, DropReason::GsoInconsistent},
         {"TCP data offset below 5", frame_of(tso(20, 20, 500), bad_doff), 8, DropReason::Malformed},
         {"headers only", frame_of(tso(20, 20, 500), tcp_packet(Tcp{}, true)), 8, DropReason::GsoInconsistent},
-        {"too few buffers", frame_of(tso(20, 20, 500), good), 3, DropReason::NoBuffer},
+        {"no buffers", frame_of(tso(20, 20, 500), good), 0, DropReason::NoBuffer},
     };
     for (const Row& row : rows) {
         CAPTURE(row.name);
@@ -299,6 +299,32 @@ TEST_CASE("Segmenter drops bad input per reason and writes nothing") {
         CHECK(seg.drops()[static_cast<std::size_t>(row.reason)] == 1);
         CHECK(seg.segments() == 0);
     }
+}
+
+TEST_CASE("Segmenter: a batch smaller than the super-packet takes its segments in turns") {
+    Tcp t;
+    t.payload = pattern(4500);
+    const Bytes frame = frame_of(tso(20, 20, 1000), tcp_packet(t, true));
+    tun::Segmenter whole(1500), parts(1500);
+    Batch all(8), two(2);
+    const auto r = whole.segment(frame, all.bufs, 0);
+    REQUIRE(r.count == 5);
+    CHECK(r.total == 5);
+    std::size_t first = 0;
+    while (first < 5) {
+        const auto p = parts.segment(frame, two.bufs, 8, first);
+        REQUIRE(p.reason == DropReason::None);
+        CHECK(p.total == 5);
+        REQUIRE(p.count == std::min<std::size_t>(2, 5 - first));
+        for (std::size_t i = 0; i < p.count; ++i) {
+            CHECK(two.bufs[i].headroom() == 8);
+            CHECK(test::to_hex(two.bufs[i].bytes()) == test::to_hex(all.bufs[first + i].bytes()));
+        }
+        first += p.count;
+    }
+    CHECK(parts.segments() == 5);
+    CHECK(parts.super_packets() == 1);
+    CHECK(parts.segment(frame, two.bufs, 0, 5).reason == DropReason::Internal);
 }
 
 TEST_CASE("Segmenter: a segment larger than the caller's buffer is NoTailroom, not an overflow") {
