@@ -13,7 +13,7 @@ std::string_view to_string(DropReason r) noexcept {
         "bad_next_header", "dummy_packet", "sa_expired", "sequence_exhausted", "no_sa",
         "no_binding", "binding_mismatch", "not_registered", "misplaced_keepalive",
         "unknown_message", "rate_limited", "blocked", "internal", "udp_encap_missing",
-        "impaired", "not_on_link",
+        "impaired", "not_on_link", "bad_vnet_header", "gso_inconsistent", "gso_size_invalid", "bad_checksum",
     };
     auto i = static_cast<std::size_t>(r);
     return i < names.size() ? names[i] : "invalid";

@@ -43,6 +43,10 @@ enum class DropReason : std::uint8_t {
     UdpEncapMissing,    // an ESP SA wants UDP encapsulation and no nat.udp_encap below took it
     Impaired,           // tap.impair lost it on purpose (loss model or full delay queue)
     NotOnLink,          // a link-only message (IP TTL must be 1) that came from beyond the link
+    BadVnetHeader,      // TUN offload: virtio-net header with unknown flags/GSO type or checksum fields off the L4 header
+    GsoInconsistent,    // TUN offload: hdr_len/csum_start/lengths disagree with the packet's own headers
+    GsoSizeInvalid,     // TUN offload: gso_size 0 or larger than the MTU leaves room for
+    BadChecksum,        // TUN offload: a segment offered for coalescing fails its IP or TCP checksum
     Count
 };
 
