@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: MIT
+#include <set>
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -244,4 +245,16 @@ TEST_CASE("drops are logged at debug level, rate-limited per stage") {
     CHECK(p.counters(0).drops[static_cast<std::size_t>(DropReason::Truncated)] == 50);
     REQUIRE(lines.size() == 10);  // a burst of 10, the other 40 counted but not printed
     CHECK(lines[0] == "n/test.tag1: inbound packet dropped: truncated");
+}
+
+TEST_CASE("every drop reason has its own name (status keys, Prometheus labels)") {
+    std::set<std::string_view> seen;
+    for (std::size_t i = 0; i < mipsec::core::drop_reason_count; ++i) {
+        const auto name = mipsec::core::to_string(static_cast<mipsec::core::DropReason>(i));
+        CAPTURE(i);
+        CHECK_FALSE(name.empty());
+        CHECK(name != "invalid");
+        CHECK(seen.insert(name).second);
+    }
+    CHECK(mipsec::core::to_string(mipsec::core::DropReason::Count) == "invalid");
 }
