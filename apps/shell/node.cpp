@@ -92,6 +92,9 @@ public:
             host_->configure_tun(device_->ifindex(), mtu_);
         }
 
+        // What the node writes to its own TUN device is inner traffic; a raw socket must not
+        // take it for outer packets. A served link (foreign agent) is where outer packets come from.
+        if (!config_.inner_is_link) transport_->ignore_inbound_from(device_->ifindex());
         tun_fd_ = std::make_unique<asio::posix::stream_descriptor>(io_, ::dup(device_->fd()));
         for (const auto& s : transport_->sockets()) socket_fds_.push_back(std::make_unique<asio::posix::stream_descriptor>(io_, ::dup(s.fd)));
         if (monitor_links_) open_link_monitor();
@@ -183,6 +186,7 @@ public:
             o["tx_errors"] = s.counters.tx_errors;
             o["tx_failures"] = write_failures_status(s.counters.tx_failures);
             o["rx_overflows"] = s.counters.rx_overflows;
+            if (s.kind == Transport::Kind::Raw) o["rx_own_device"] = s.counters.rx_own_device;
             o["receive_buffer"] = s.receive_buffer;
             o["send_buffer"] = s.send_buffer;
             socks.push_back(o);

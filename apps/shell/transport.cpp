@@ -47,6 +47,18 @@ std::size_t size_buffer(int fd, int force_option, int option, std::size_t bytes)
 }
 }  // namespace
 
+namespace {
+std::uint32_t arrived_on(msghdr& msg) {
+    for (auto* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+        if (c->cmsg_level != IPPROTO_IP || c->cmsg_type != IP_PKTINFO) continue;
+        in_pktinfo info{};
+        std::memcpy(&info, CMSG_DATA(c), sizeof info);
+        return static_cast<std::uint32_t>(info.ipi_ifindex);
+    }
+    return 0;
+}
+}  // namespace
+
 SocketTransport::SocketTransport(const TransportConfig& config, std::size_t batch)
     : local_(config.local), batch_(batch), fwmark_(config.fwmark), any_local_(config.local.is_unspecified()) {
     auto mark = [&](int fd) {
@@ -97,6 +109,8 @@ SocketTransport::SocketTransport(const TransportConfig& config, std::size_t batc
             int one = 1;
             if (::setsockopt(fd, IPPROTO_IP, IP_HDRINCL, &one, sizeof one) != 0)
                 fail("cannot set IP_HDRINCL on raw socket", errno);
+            // The interface each packet came in on (ignore_inbound_from()).
+            if (::setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof one) != 0) fail("cannot set IP_PKTINFO on raw socket", errno);
             mark(fd);
             size_buffers(sockets_.back());
             // Binding a raw socket filters inbound packets to this destination address.
@@ -341,6 +355,10 @@ std::size_t SocketTransport::receive(std::size_t index, std::span<core::PacketBu
         core::Endpoint source{{ntohl(from.sin_addr.s_addr)}, ntohs(from.sin_port)};
         if (truncated || len + (udp ? rebuilt_header_len : 0) > 0xFFFF) {
             ++sock.counters.rx_errors;
+            continue;
+        }
+        if (!udp && ignored_ifindex_ != 0 && arrived_on(msgs_[i].msg_hdr) == ignored_ifindex_) {
+            ++sock.counters.rx_own_device;
             continue;
         }
         if (accepted != i) std::swap(bufs[accepted], bufs[i]);

@@ -51,6 +51,9 @@ public:
         // Datagrams the kernel dropped because the socket's receive buffer was full
         // (SO_RXQ_OVFL, as of the last receive): lost before we could see them.
         std::uint64_t rx_overflows = 0;
+        // Raw: packets that arrived on the node's own TUN device, skipped (see
+        // ignore_inbound_from()).
+        std::uint64_t rx_own_device = 0;
     };
     struct Socket {
         Kind kind;
@@ -95,6 +98,10 @@ public:
         return sockets_[index].kind == Kind::Udp || sockets_[index].protocol != any_protocol;
     }
     std::uint64_t unroutable() const noexcept { return unroutable_; }
+    /// A raw socket sees every packet of its protocol the host receives, including what the
+    /// node itself wrote to its TUN device (an ICMP echo reply it decapsulated reaches a raw
+    /// ICMP socket too). Those are inner packets, not outer ones: skip and count them.
+    void ignore_inbound_from(std::uint32_t ifindex) noexcept { ignored_ifindex_ = ifindex; }
     /// Path MTUs learned from refused sends, oldest first.
     const std::vector<PathMtu>& path_mtus() const noexcept { return path_mtus_; }
     /// Path MTU changes since the last call, for the shell to raise as PathMtuChanged once no
@@ -106,6 +113,7 @@ protected:
     void note_path_mtu(core::Ipv4Address destination, std::size_t mtu);
 
     std::vector<Socket> sockets_;
+    std::uint32_t ignored_ifindex_ = 0;
     std::uint64_t unroutable_ = 0;
     std::vector<PathMtu> path_mtus_;
     std::vector<PathMtu> path_mtu_changes_;

@@ -95,3 +95,50 @@ TEST_CASE("the path MTU table keeps the newest destinations") {
     CHECK(a.path_mtus().front().destination == loopback_host(7));
     CHECK(a.path_mtus().back().destination == loopback_host(static_cast<std::uint32_t>(destinations)));
 }
+
+TEST_CASE("a raw socket skips and counts packets that came in on the node's own device") {
+    enter_small_mtu_netns();
+    core::BufferPool pool(32, 4096);
+    shell::TransportConfig config;
+    config.local = core::Ipv4Address{};  // like a mobile node: any local address
+    config.raw_protocols = {4};
+    shell::SocketTransport raw(config, 8);
+    auto sender = open_loopback();
+    // An IP-in-IP packet over loopback: to the raw socket it arrives on "lo" (ifindex 1).
+    auto send_ipip = [&] {
+        std::vector<core::PacketBuf> batch;
+        auto buf = pool.acquire(headroom);
+        REQUIRE(buf.put(40));
+        core::Ipv4Header outer;
+        outer.total_length = 40;
+        outer.protocol = 4;
+        outer.source = loopback;
+        outer.destination = loopback;
+        outer.emit(buf.bytes());
+        core::Ipv4Header inner;
+        inner.total_length = 20;
+        inner.protocol = 59;
+        inner.source = loopback_host(2);
+        inner.destination = loopback_host(3);
+        inner.emit(buf.bytes().subspan(20));
+        shell::TransportConfig sc;
+        sc.local = loopback;
+        sc.raw_protocols = {shell::Transport::any_protocol};
+        shell::SocketTransport out(sc, 8);
+        batch.push_back(std::move(buf));
+        out.send(batch);
+    };
+    auto receive_raw = [&] {
+        std::vector<core::PacketBuf> bufs;
+        for (int i = 0; i < 4; ++i) bufs.push_back(pool.acquire(headroom));
+        pollfd p{raw.sockets()[0].fd, POLLIN, 0};
+        (void)::poll(&p, 1, 300);
+        return raw.receive(0, bufs);
+    };
+    send_ipip();
+    CHECK(receive_raw() == 1);
+    raw.ignore_inbound_from(1);
+    send_ipip();
+    CHECK(receive_raw() == 0);
+    CHECK(raw.sockets()[0].counters.rx_own_device == 1);
+}
