@@ -9,6 +9,8 @@
 #   tools/fuzz.sh --long          each target to --runs executions (default 10,000,000)
 #   options: --build DIR (default build-fuzz)  --work DIR (default <build>/fuzz-work)
 #            --seconds N  --runs N  [target ...] (e.g. fuzz_shell_config; default: all)
+#            --max-seconds N: in long mode, stop a target after N s even short of --runs
+#            (the table then says how far it got)
 # The long mode keeps <work>/<target>/corpus between runs, so a second campaign resumes.
 # Prints, per target, executions, exec/s, final cov/ft and any crash; a Markdown table of
 # the same goes to <work>/summary.md. Exit status 1 if any target crashed, leaked or hung.
@@ -19,6 +21,7 @@ work=
 mode=short
 seconds=${MIPSEC_FUZZ_SECONDS:-12}
 runs=10000000
+max_seconds=
 targets=()
 while [[ $# -gt 0 ]]; do
   case $1 in
@@ -27,7 +30,8 @@ while [[ $# -gt 0 ]]; do
     --work) work=$2; shift ;;
     --seconds) seconds=$2; shift ;;
     --runs) runs=$2; shift ;;
-    -h|--help) sed -n '3,14p' "$0"; exit 0 ;;
+    --max-seconds) max_seconds=$2; shift ;;
+    -h|--help) sed -n '3,16p' "$0"; exit 0 ;;
     fuzz_*) targets+=("$1") ;;
     *) echo "fuzz.sh: unknown argument $1" >&2; exit 2 ;;
   esac
@@ -61,7 +65,12 @@ for t in "${targets[@]}"; do
   if [[ $mode == short ]]; then rm -rf "$dir"; fi
   mkdir -p "$dir/corpus" "$dir/artifacts"
   args=(-print_final_stats=1 -timeout=25 -rss_limit_mb=2048 -artifact_prefix="$dir/artifacts/")
-  if [[ $mode == long ]]; then args+=(-runs="$runs"); else args+=(-max_total_time="$seconds"); fi
+  if [[ $mode == long ]]; then
+    args+=(-runs="$runs")
+    [[ -n $max_seconds ]] && args+=(-max_total_time="$max_seconds")
+  else
+    args+=(-max_total_time="$seconds")
+  fi
   [[ -f $dict ]] && args+=(-dict="$dict")
   # libFuzzer writes new inputs into the first directory only: the scratch corpus.
   corpora=("$dir/corpus")
@@ -80,6 +89,7 @@ for t in "${targets[@]}"; do
   corp=$(grep -Eo 'corp: [0-9]+/[0-9]+[a-zA-Z]*' <<<"$last" | sed 's/corp: //' || echo "?")
   if [[ $status -eq 0 ]]; then
     result=ok
+    if [[ $mode == long && ${execs:-0} -lt $runs ]]; then result="ok, stopped by --max-seconds short of $runs runs"; fi
     passed=$((passed + 1))
   else
     result="FAILED (exit $status)"

@@ -204,6 +204,24 @@ def seeds_nat_udp_encap():
     }
 
 
+def seeds_ipsec_vpn_stages():
+    # Byte 0: bit 0 = to the gateway; bits 1-2: 0 raw packet, 1 UDP 500 payload,
+    # 2 UDP 4500 payload, 3 recorded packet (index, then position/xor pairs).
+    msgs = ike_messages()
+    esp = h(vector("esp_chacha20poly1305_rfc7634.json")["esp_packet_with_ip"])[20:]
+    out = {}
+    for gw_bit, side in ((1, "gw"), (0, "client")):
+        out[f"{side}-raw-ike"] = bytes([gw_bit]) + udp("198.51.100.1", "198.51.100.2" if gw_bit else "10.0.0.2", 500, 500, msgs["mm1"])
+        out[f"{side}-500-mm1"] = bytes([gw_bit | 2]) + msgs["mm1"]
+        out[f"{side}-500-info"] = bytes([gw_bit | 2]) + msgs["info-delete"]
+        out[f"{side}-4500-marker-ike"] = bytes([gw_bit | 4]) + bytes(4) + msgs["info-notify"]
+        out[f"{side}-4500-keepalive"] = bytes([gw_bit | 4, 0xFF])
+        out[f"{side}-4500-esp"] = bytes([gw_bit | 4]) + esp
+        for i in range(3):
+            out[f"{side}-recorded-{i}"] = bytes([gw_bit | 6, i, 0x40 * i + 8, 1 << i])
+    return out
+
+
 def seeds_mip_registration():
     v = vector("mipv4_registration_worked_example.json")
     req = h(v["registration_request"]["udp_payload"])
@@ -323,6 +341,24 @@ def seeds_shell_config():
     return {k: (json.dumps(v, indent=1) + "\n").encode() for k, v in out.items()}
 
 
+def seeds_shell_prometheus():
+    # A status answer captured from a running gateway (the renderer's own test sample), and
+    # shapes another version or a hostile socket could send.
+    sample = json.loads((ROOT / "tests" / "apps" / "status_sample.json").read_text())
+    odd = json.loads(json.dumps(sample))
+    node = odd["nodes"][0]
+    node["name"] = 'gw"\\\n# TYPE x counter'
+    node["uptime_s"] = "not a number"
+    node.setdefault("pipeline", [{}])
+    first = node["pipeline"][0] if isinstance(node["pipeline"], list) and node["pipeline"] else {}
+    if isinstance(first, dict):
+        first["type"] = "x.odd type"
+        first["state"] = {"weird key-with spaces": 1, "nested": {"a b": True, "list": [1, "x", None]}, "s": "v\n",
+                          "clients": [{"remote": 5, "child_sas": "none"}], "drops": [1, 2]}
+    return {"status-sample": json.dumps(sample).encode(), "status-odd-shapes": json.dumps(odd).encode(),
+            "empty-nodes": b'{"nodes": []}', "node-not-object": b'{"nodes": [1, "x", null]}'}
+
+
 def config_dictionary():
     """Every key and stage type name the config reader knows, from the sources themselves."""
     words = set()
@@ -343,6 +379,7 @@ TARGETS = {
     "ike_responder": seeds_ike_responder,
     "ike_mode_config": seeds_ike_mode_config,
     "ipsec_esp": seeds_ipsec_esp,
+    "ipsec_vpn_stages": seeds_ipsec_vpn_stages,
     "nat_udp_encap": seeds_nat_udp_encap,
     "mip_registration": seeds_mip_registration,
     "mip_advertisement": seeds_mip_advertisement,
@@ -350,6 +387,7 @@ TARGETS = {
     "tap_impair": seeds_tap_impair,
     "tun_netlink": seeds_tun_netlink,
     "shell_config": seeds_shell_config,
+    "shell_prometheus": seeds_shell_prometheus,
 }
 
 
