@@ -50,8 +50,8 @@ fi
 mkdir -p "$work"
 summary=$work/summary.md
 {
-  echo "| target | executions | exec/s | cov (of edges) | ft | corpus | seconds | result |"
-  echo "|---|---:|---:|---:|---:|---:|---:|---|"
+  echo "| target | executions | exec/s | exec per CPU s | cov (of edges) | ft | corpus | wall s | CPU s | result |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"
 } >"$summary"
 
 failed=0
@@ -78,8 +78,12 @@ for t in "${targets[@]}"; do
   log=$dir/log.txt
   start=$(date +%s)
   status=0
-  "$bin" "${args[@]}" "${corpora[@]}" >"$log" 2>&1 || status=$?
+  # CPU seconds as well as wall time: on a shared machine (nice -n 19) the two differ a lot,
+  # and executions per CPU second say what an idle core would do.
+  /usr/bin/time -f '%U %S' -o "$dir/cpu.txt" "$bin" "${args[@]}" "${corpora[@]}" >"$log" 2>&1 || status=$?
   elapsed=$(($(date +%s) - start))
+  cpu=$(awk '/^[0-9.]+ [0-9.]+$/ {printf "%.1f", $1 + $2}' "$dir/cpu.txt" 2>/dev/null || true)
+  cpu=${cpu:-0}
   execs=$(grep -Eo 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -Eo '[0-9]+$' | tail -1 || true)
   rate=$(grep -Eo 'stat::average_exec_per_sec: *[0-9]+' "$log" | grep -Eo '[0-9]+$' | tail -1 || true)
   last=$(grep -E '^#[0-9]+.*cov: [0-9]+ ft: [0-9]+' "$log" | tail -1 || true)
@@ -95,9 +99,10 @@ for t in "${targets[@]}"; do
     result="FAILED (exit $status)"
     failed=$((failed + 1))
   fi
-  printf 'fuzz %-24s %10s runs  %7s exec/s  cov %5s/%-6s  ft %6s  corpus %-10s %5ss  %s\n' \
-    "$t" "${execs:-?}" "${rate:-?}" "$cov" "${edges:-?}" "$ft" "$corp" "$elapsed" "$result"
-  echo "| $t | ${execs:-?} | ${rate:-?} | $cov (of ${edges:-?}) | $ft | $corp | $elapsed | $result |" >>"$summary"
+  per_cpu=$(awk -v n="${execs:-0}" -v c="$cpu" 'BEGIN { if (n > 0 && c > 0) printf "%d", n / c; else print "?" }')
+  printf 'fuzz %-24s %10s runs  %7s exec/s (%s per CPU s)  cov %5s/%-6s  ft %6s  corpus %-10s %5ss wall %5ss CPU  %s\n' \
+    "$t" "${execs:-?}" "${rate:-?}" "$per_cpu" "$cov" "${edges:-?}" "$ft" "$corp" "$elapsed" "$cpu" "$result"
+  echo "| $t | ${execs:-?} | ${rate:-?} | $per_cpu | $cov (of ${edges:-?}) | $ft | $corp | $elapsed | $cpu | $result |" >>"$summary"
   if [[ $status -ne 0 ]]; then
     grep -E '^(==[0-9]+==ERROR|SUMMARY|artifact_prefix|Test unit written)|runtime error' "$log" | head -20 || true
     tail -40 "$log"
