@@ -54,6 +54,13 @@ summary=$work/summary.md
   echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"
 } >"$summary"
 
+# User + system CPU seconds of this shell's finished children: bash's `times` (second line),
+# run in this shell itself (in a pipe or $(...) it would report a fresh subshell).
+children_cpu() {
+  times >"$work/.times"
+  awk 'NR == 2 { t = 0; for (i = 1; i <= 2; ++i) { split($i, p, /[ms]/); t += p[1] * 60 + p[2] } printf "%.2f", t }' "$work/.times"
+}
+
 failed=0
 passed=0
 for t in "${targets[@]}"; do
@@ -80,10 +87,11 @@ for t in "${targets[@]}"; do
   status=0
   # CPU seconds as well as wall time: on a shared machine (nice -n 19) the two differ a lot,
   # and executions per CPU second say what an idle core would do.
-  /usr/bin/time -f '%U %S' -o "$dir/cpu.txt" "$bin" "${args[@]}" "${corpora[@]}" >"$log" 2>&1 || status=$?
+  children_cpu >"$dir/cpu-before"
+  "$bin" "${args[@]}" "${corpora[@]}" >"$log" 2>&1 || status=$?
   elapsed=$(($(date +%s) - start))
-  cpu=$(awk '/^[0-9.]+ [0-9.]+$/ {printf "%.1f", $1 + $2}' "$dir/cpu.txt" 2>/dev/null || true)
-  cpu=${cpu:-0}
+  children_cpu >"$dir/cpu-after"
+  cpu=$(awk 'NR == FNR { a = $1; next } { printf "%.1f", $1 - a }' "$dir/cpu-before" "$dir/cpu-after")
   execs=$(grep -Eo 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -Eo '[0-9]+$' | tail -1 || true)
   rate=$(grep -Eo 'stat::average_exec_per_sec: *[0-9]+' "$log" | grep -Eo '[0-9]+$' | tail -1 || true)
   last=$(grep -E '^#[0-9]+.*cov: [0-9]+ ft: [0-9]+' "$log" | tail -1 || true)
