@@ -52,7 +52,9 @@ std::string SecretSources::resolve(const std::string& path) const {
 
 std::string read_secret_file(const std::string& path) {
     // Open first, then check the descriptor: the mode we judge is the file we read.
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer (forever, in
+    // `mipsec check`); it is refused below as not a regular file. Regular files ignore it.
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     if (fd < 0) throw std::runtime_error("cannot open \"" + path + "\": " + std::strerror(errno));
     struct Closer {
         int fd;

@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <string>
 
 #include "apps/shell/node_config.hpp"
@@ -284,6 +285,23 @@ TEST_CASE("secret files open to group or others are refused like ssh refuses key
     }
     dir.write("gw.psk", gateway_psk, 0600);
     CHECK(parse_error(secret_config(), {"", dir.path()}) == "");
+}
+
+TEST_CASE("a secret path naming a FIFO is refused at once, not waited on") {
+    // Opening a FIFO for reading blocks until a writer appears: `mipsec check` would hang on
+    // a config whose psk_file names one (found auditing the config reader for its fuzz target).
+    TempDir dir;
+    dir.write("esp-in.key", esp_in_key, 0600);
+    const auto fifo = dir.path() + "/gw.psk";
+    REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+    auto result = std::async(std::launch::async, [&] { return parse_error(secret_config(), {"", dir.path()}); });
+    const bool answered = result.wait_for(std::chrono::seconds(5)) == std::future_status::ready;
+    if (!answered) {
+        // Unblock the reader so the test ends (and fails) instead of hanging.
+        std::ofstream(fifo) << gateway_psk;
+    }
+    CHECK(answered);
+    CHECK(result.get() == "/pipeline/1/psk_file: \"" + fifo + "\" is not a regular file; expected a file only its owner can read (chmod 600); relative paths are taken from $CREDENTIALS_DIRECTORY if set, else the config file's directory");
 }
 
 TEST_CASE("secret fields: exactly one of x / x_file, and file contents checked like inline values") {

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // rtnetlink readers (tun/netlink_message.hpp) on hostile datagrams: MessageReader,
-// AttributeReader, parse_ack/link/address and NetlinkEventDecoder must never read out of
+// AttributeReader, parse_ack/link/address/route and NetlinkEventDecoder must never read out of
 // bounds, throw or hang. Random bytes rarely form a netlink header, so each input is also run
 // "repaired": message and attribute lengths rewritten to fit and types drawn from the ones
 // the parsers handle, which drives them past their first length check.
@@ -27,6 +27,7 @@ void exercise(std::span<const std::uint8_t> datagram) {
         (void)parse_ack(*msg);
         (void)parse_link(*msg);
         (void)parse_address(*msg);
+        (void)parse_route(*msg);
         AttributeReader attrs(msg->payload());
         while (auto a = attrs.next()) {
             if (a->payload.data() < msg->payload().data() ||
@@ -44,15 +45,16 @@ void exercise(std::span<const std::uint8_t> datagram) {
 }
 
 std::vector<std::uint8_t> repair(const std::uint8_t* data, std::size_t size) {
-    static constexpr std::uint16_t types[] = {NLMSG_ERROR, NLMSG_DONE,  RTM_NEWLINK,
-                                              RTM_DELLINK, RTM_NEWADDR, RTM_DELADDR};
-    static constexpr std::size_t fixed_len[] = {20, 4, 16, 16, 8, 8};
+    static constexpr std::uint16_t types[] = {NLMSG_ERROR, NLMSG_DONE,  RTM_NEWLINK,  RTM_DELLINK,
+                                              RTM_NEWADDR, RTM_DELADDR, RTM_NEWROUTE, RTM_DELROUTE};
+    static constexpr std::size_t fixed_len[] = {20, 4, 16, 16, 8, 8, 12, 12};
+    static constexpr std::size_t kinds = sizeof types / sizeof types[0];
     std::vector<std::uint8_t> b(data, data + size);
     std::size_t at = 0;
     while (b.size() - at >= 16) {
         std::size_t rest = b.size() - at;
         std::size_t len = std::min<std::size_t>(rest, 16 + b[at] * 4u + b[at + 1] % 4);
-        std::size_t kind = b[at + 4] % 6;
+        std::size_t kind = b[at + 4] % kinds;
         store32(&b[at], static_cast<std::uint32_t>(len));
         store16(&b[at + 4], types[kind]);
         // Attributes after the fixed header, with lengths that mostly fit.
