@@ -9,7 +9,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${MIPSEC_BUILD_DIR:-$root/build}
 fuzz_build=${MIPSEC_FUZZ_BUILD_DIR:-$root/build-fuzz}
-fuzz_seconds=${MIPSEC_FUZZ_SECONDS:-12}  # 11 targets x 12 s: no longer than 9 x 15 s was
+fuzz_seconds=${MIPSEC_FUZZ_SECONDS:-10}  # 13 targets x 10 s: no longer than 9 x 15 s was
 jobs=$(nproc)
 
 bash "$root/tools/install-deps.sh"
