@@ -108,6 +108,7 @@ void read_session(const ConfigReader& c, core::Ipv4Address local, std::optional<
     }
     s.local_ts = c.prefix_list("local_ts");
     s.dpd_delay = std::chrono::seconds(c.integer_or("dpd_delay_s", 30, 0, 86400));
+    s.dpd_timeout = std::chrono::seconds(c.integer_or("dpd_timeout_s", 150, 1, 86400));
     s.force_udp_encapsulation = c.boolean_or("force_encapsulation", false);
     s.nat_traversal = c.boolean_or("nat_traversal", true);
     s.child_rekey_time = std::chrono::seconds(c.integer_or("child_rekey_s", 3600, 0, 86400));
@@ -118,7 +119,7 @@ void read_session(const ConfigReader& c, core::Ipv4Address local, std::optional<
 
 std::unique_ptr<core::Stage> build_vpn_client(const ConfigReader& c, const StageBuildContext& ctx) {
     c.only({"type", "local", "gateway", "psk", "psk_file", "local_id", "remote_id", "ike_proposals", "esp_proposals", "pfs",
-            "request_address", "remote_ts", "local_ts", "dpd_delay_s", "force_encapsulation", "nat_traversal",
+            "request_address", "remote_ts", "local_ts", "dpd_delay_s", "dpd_timeout_s", "force_encapsulation", "nat_traversal",
             "child_rekey_s", "ike_port", "nat_t_port", "restart_s", "ttl", "key_log", "ike_lifetime_s",
             "reauth_margin_s"});
     ipsec::VpnClientStage::Config cfg;
@@ -144,7 +145,7 @@ std::unique_ptr<core::Stage> build_vpn_client(const ConfigReader& c, const Stage
 
 ipsec::VpnGatewayStage::Config read_vpn_gateway(const ConfigReader& c, const StageBuildContext& ctx) {
     c.only({"type", "local", "psk", "psk_file", "local_id", "remote_id", "ike_proposals", "esp_proposals", "pfs", "pool",
-            "local_ts", "dpd_delay_s", "force_encapsulation", "nat_traversal", "child_rekey_s", "ike_port",
+            "local_ts", "dpd_delay_s", "dpd_timeout_s", "force_encapsulation", "nat_traversal", "child_rekey_s", "ike_port",
             "nat_t_port", "max_half_open", "max_sessions", "ttl", "ike_lifetime_s", "key_log"});
     ipsec::VpnGatewayStage::Config cfg;
     cfg.local = c.address("local");
@@ -180,7 +181,7 @@ std::unique_ptr<core::Stage> build_vpn_gateway(const ConfigReader& c, const Stag
 // "pool" may change its range but not appear or go (sessions hold the pool): refused below.
 const std::vector<std::string> vpn_gateway_live_keys = {
     "psk", "local_id", "remote_id", "ike_proposals", "esp_proposals", "pfs", "pool", "local_ts", "dpd_delay_s",
-    "force_encapsulation", "nat_traversal", "child_rekey_s", "max_half_open", "max_sessions", "ike_lifetime_s"};
+    "dpd_timeout_s", "force_encapsulation", "nat_traversal", "child_rekey_s", "max_half_open", "max_sessions", "ike_lifetime_s"};
 
 StageReconfiguration reconfigure_vpn_gateway(core::Stage& stage, const ConfigReader& c, const StageBuildContext& ctx) {
     auto& gateway = dynamic_cast<ipsec::VpnGatewayStage&>(stage);

@@ -16,7 +16,10 @@ namespace mipsec::ipsec::ike {
 class Dpd {
 public:
     /// `delay`: idle time before a probe (zero: probes only on request, never on a timer).
-    Dpd(core::Duration delay, RetransmitPolicy retransmit) : delay_(delay), retransmit_(retransmit) {}
+    /// `timeout`: how long the first unanswered probe may wait before the peer counts as dead,
+    /// however many retransmissions the schedule still has (zero: the schedule alone decides).
+    Dpd(core::Duration delay, RetransmitPolicy retransmit, core::Duration timeout = core::Duration::zero())
+        : delay_(delay), retransmit_(retransmit), timeout_(timeout) {}
 
     /// Phase 1 completed: our sequence numbers start after `seq` (RFC 3706 §7 suggests a random
     /// start with the top bit clear, leaving room to count up).
@@ -39,6 +42,8 @@ public:
 private:
     core::Duration delay_;
     RetransmitPolicy retransmit_;
+    core::Duration timeout_;
+    core::TimePoint first_sent_{};
     std::uint32_t seq_ = 0;
     std::optional<std::uint32_t> first_unacked_;
     unsigned retries_ = 0;

@@ -96,7 +96,7 @@ const crypto::SecretBytes* SessionConfig::psk_for(core::Ipv4Address peer) const 
 
 Session::Session(std::shared_ptr<const SessionConfig> cfg, crypto::Random& random, bool initiator,
                  core::Endpoint local, core::Endpoint remote)
-    : cfg_(std::move(cfg)), random_(random), dpd_(cfg_->dpd_delay, cfg_->retransmit) {
+    : cfg_(std::move(cfg)), random_(random), dpd_(cfg_->dpd_delay, cfg_->retransmit, cfg_->dpd_timeout) {
     sa_.initiator = initiator;
     sa_.local = local;
     sa_.remote = remote;

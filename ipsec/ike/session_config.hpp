@@ -83,6 +83,9 @@ struct SessionConfig {
     // ---- timers
     RetransmitPolicy retransmit;
     core::Duration dpd_delay = core::Duration::zero();  // zero: no R-U-THERE of our own
+    // Unanswered R-U-THEREs for this long declare the peer dead, even if the retransmission
+    // schedule would still go on (it runs ~165 s by default). strongSwan's IKEv1 default.
+    core::Duration dpd_timeout = std::chrono::seconds(150);
     core::Duration half_open_timeout = std::chrono::seconds(30);
 
     /// The PSK for a peer address, or nullptr.

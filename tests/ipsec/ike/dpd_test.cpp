@@ -68,3 +68,33 @@ TEST_CASE("Dpd: sequence numbers wrap; without a delay there is no timer, probes
     CHECK(manual.probe({}, false) == 42u);
     CHECK(manual.acknowledge(42));
 }
+
+TEST_CASE("Dpd: a timeout declares the peer dead before the retransmission schedule would") {
+    RetransmitPolicy rp;  // 4 s, 7.2 s, 13 s, ...: ~165 s to the end of the schedule
+    Dpd dpd(seconds(2), rp, seconds(10));
+    dpd.start(1);
+    core::TimePoint now = core::TimePoint{} + seconds(2);
+    REQUIRE(dpd.due(now, {}) == Dpd::Due::Probe);
+    dpd.probe(now, false);
+    now = *dpd.next({});
+    CHECK(now == core::TimePoint{} + seconds(6));
+    REQUIRE(dpd.due(now, {}) == Dpd::Due::Retry);
+    dpd.probe(now, true);
+    // The next retransmission would be at 6 + 7.2 s; the timeout ends it at 2 + 10 s.
+    now = *dpd.next({});
+    CHECK(now == core::TimePoint{} + seconds(12));
+    CHECK(dpd.due(now - std::chrono::milliseconds(1), {}) == Dpd::Due::Nothing);
+    CHECK(dpd.due(now, {}) == Dpd::Due::PeerDead);
+
+    SUBCASE("an ACK in time starts the count afresh") {
+        Dpd fresh(seconds(2), rp, seconds(10));
+        fresh.start(1);
+        auto t = core::TimePoint{} + seconds(2);
+        const auto seq = fresh.probe(t, false);
+        CHECK(fresh.acknowledge(seq));
+        t += seconds(30);
+        fresh.probe(t, false);
+        CHECK(*fresh.next({}) == t + seconds(4));
+        CHECK(fresh.due(t + seconds(9), {}) == Dpd::Due::Retry);  // not dead: 10 s from this probe, not the first
+    }
+}
