@@ -53,7 +53,7 @@ void VpnClientStage::start_session(core::StageContext& ctx) {
     ike_key_logged_ = false;
     restart_at_.reset();
     ctx.log().info("starting IKE with ", config_.gateway.to_string());
-    session_->start(ctx.now());
+    session_->start(ctx.now(), last_inner_address_);
     drain(ctx);
 }
 
@@ -235,6 +235,7 @@ void VpnClientStage::withdraw_inner_address(core::StageContext& ctx) {
     if (!inner_address_) return;
     ctx.log().info("Mode Config address ", inner_address_->to_string(), " withdrawn");
     ctx.raise(core::InnerAddressAssigned{*inner_address_, false});
+    last_inner_address_ = inner_address_->address;
     inner_address_.reset();
 }
 

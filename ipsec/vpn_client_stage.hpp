@@ -60,6 +60,8 @@ public:
     std::uint64_t reauthentications() const noexcept { return reauths_; }
     const EspTunnelStage& esp() const noexcept { return esp_; }
     const std::optional<core::Ipv4Prefix>& inner_address() const noexcept { return inner_address_; }
+    /// IKE SAs started from scratch (the first, and one after each failure or close).
+    std::uint64_t sessions_started() const noexcept { return sessions_started_; }
 
 private:
     enum class Role : std::uint8_t { Current, Next, Retiring };
@@ -88,6 +90,9 @@ private:
     std::uint64_t reauths_ = 0;
     std::optional<core::TimePoint> restart_at_;
     std::optional<core::Ipv4Prefix> inner_address_;
+    // The address the last IKE SA had: a new one after a failure (say the gateway restarted)
+    // asks for it again, so connections bound to it survive where the gateway allows.
+    std::optional<core::Ipv4Address> last_inner_address_;
     std::string last_failure_;
     std::uint64_t sessions_started_ = 0;
     std::uint64_t ike_received_ = 0;

@@ -907,3 +907,42 @@ TEST_CASE("a re-authentication waits for the Mode Config address the IKE SA is s
     CHECK(assigned == 1);  // never a second, different address
     CHECK(lab.gw_stage().client_count() == 1);
 }
+
+TEST_CASE("after the gateway restarts, the client finds out by DPD, reconnects and asks for its old inner address") {
+    Lab lab("aes128gcm16", std::chrono::hours(4), [](ipsec::ike::SessionConfig& s, bool gateway) {
+        if (!gateway) s.dpd_delay = std::chrono::seconds(10);
+    });
+    lab.tick();
+    REQUIRE(lab.client_stage().inner_address());
+    const auto before = lab.client_stage().inner_address()->address;
+    CHECK(before == *core::Ipv4Address::parse("10.99.100.1"));
+    // The gateway process dies and a new one starts: no Delete, no state. Its pool's lowest
+    // free address is another one, but the old one is free and inside it.
+    ipsec::ike::SessionConfig gs;
+    gs.local_id = ipsec::ike::IdPayload::fqdn("gw.lab.example");
+    gs.psks.push_back({std::nullopt, crypto::SecretBytes(test::from_hex("6c61622d70736b2d3031"))});
+    gs.local_ts = {*core::Ipv4Prefix::parse("10.99.1.0/24")};
+    ipsec::ike::EspProposal prop;
+    prop.algorithm = ipsec::ike::EspAlgorithm::AesGcm128;
+    gs.esp_proposals = {prop};
+    ipsec::VpnGatewayStage::Config gc;
+    gc.local = gw_addr;
+    gc.responder.session = std::make_shared<const ipsec::ike::SessionConfig>(std::move(gs));
+    gc.responder.pool = *core::Ipv4Prefix::parse("10.99.0.0/16");
+    std::vector<std::unique_ptr<core::Stage>> gst;
+    gst.push_back(std::make_unique<ipsec::VpnGatewayStage>(std::move(gc), lab.random));
+    lab.gw = std::make_unique<core::Pipeline>(std::move(gst), lab.pool, core::null_logger());
+    lab.gw->attach(&lab.gw_wire);
+    const auto sessions_before = lab.client_stage().sessions_started();
+    for (int second = 0; second < 600 && lab.client_stage().sessions_started() == sessions_before; ++second) lab.advance_one_second();
+    CHECK(lab.client_stage().sessions_started() == sessions_before + 1);  // DPD found the dead IKE SA
+    for (int second = 0; second < 60 && !lab.client_stage().inner_address(); ++second) lab.advance_one_second();
+    REQUIRE(lab.client_stage().inner_address());
+    CHECK(lab.client_stage().inner_address()->address == before);
+    CHECK(lab.gw_stage().client_count() == 1);
+    auto up = udp_packet(before, lan_host, 10);
+    REQUIRE(lab.send(*lab.client, up, lab.client_wire).passed());
+    const auto delivered = lab.gw_wire.inner.size();
+    lab.exchange();
+    CHECK(lab.gw_wire.inner.size() == delivered + 1);
+}
