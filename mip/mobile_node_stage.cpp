@@ -322,8 +322,16 @@ void MobileNodeStage::on_event(const core::RaisedEvent& event, core::StageContex
     } else if (const auto* i = std::get_if<core::InnerAddressAssigned>(&event.event)) {
         // Only a VPN layer below this one carries our packets; an address another layer got is
         // not a care-of address for us.
-        if (!i->assigned || config_.care_of_source != CareOfSource::InnerAddress || i->prefix.address == node_.care_of_address()) return;
+        if (config_.care_of_source != CareOfSource::InnerAddress) return;
         if (event.origin == core::RaisedEvent::external || event.origin <= ctx.position()) return;
+        if (!i->assigned) {
+            // The VPN's IKE SA ended and took its address with it (a gateway restart, say): no
+            // care-of address until the next one; then we register again, even at the same
+            // address, since the home agent's binding may have run out or been lost meanwhile.
+            if (i->prefix.address == node_.care_of_address()) handle(node_.care_of_address_changed({}, now), ctx);
+            return;
+        }
+        if (i->prefix.address == node_.care_of_address()) return;
         // RFC 5265 §4 step 5: the VPN tunnel inner address is the i-MIP co-located CoA.
         handle(node_.care_of_address_changed(i->prefix.address, now), ctx);
     } else if (const auto* sa = std::get_if<core::SaInstalled>(&event.event)) {

@@ -423,6 +423,19 @@ TEST_CASE("MN stage: InnerAddressAssigned is the RFC 5265 i-MIP care-of address"
     w.net.pump();
     REQUIRE(mn.stage.active_registration());
     CHECK(mn.stage.active_registration()->care_of_address == coa2);
+
+    SUBCASE("the VPN's IKE SA ends and a new one brings the same address back: register again") {
+        const auto sent = mn.stage.counters().requests_sent;
+        mn.stage.on_event({2, core::InnerAddressAssigned{{coa1, 32}, false}}, mn.ctx);  // not ours: nothing
+        CHECK(mn.stage.counters().requests_sent == sent);
+        mn.stage.on_event({2, core::InnerAddressAssigned{{coa2, 32}, false}}, mn.ctx);
+        CHECK(mn.stage.counters().requests_sent == sent);  // no address, nothing to send from
+        mn.stage.on_event({2, core::InnerAddressAssigned{{coa2, 32}}}, mn.ctx);
+        CHECK(mn.stage.counters().requests_sent == sent + 1);
+        w.net.pump();
+        REQUIRE(mn.stage.active_registration());
+        CHECK(mn.stage.active_registration()->care_of_address == coa2);
+    }
 }
 
 TEST_CASE("MN stage: a request lost for want of a VPN SA goes out again when the SA below is installed") {
