@@ -125,12 +125,13 @@ std::optional<core::Ipv4Address> tunnel_destination(HomeAgentRun& ha, core::Ipv4
     return core::Ipv4View::check(p.bytes())->destination();
 }
 
-mip::HomeAgentStage::StoreOpening opening_of(mip::SqliteBindingStore::Opened& opened) {
+/// Hands the opened store to the stage with what it holds, as the shell does.
+void attach(mip::HomeAgentStage& stage, mip::SqliteBindingStore::Opened& opened) {
     auto state = opened.store->load();
     REQUIRE(state);
     mip::HomeAgentStage::StoreOpening o{"test", std::move(*state), std::nullopt};
     if (opened.was_corrupt) o.corruption = opened.corruption;
-    return o;
+    stage.attach_store(std::move(opened.store), std::move(o));
 }
 
 }  // namespace
@@ -251,16 +252,14 @@ TEST_CASE("HA restart: bindings come back with their remaining lifetime and forw
         {
             HomeAgentRun before(pool, random, t0);
             auto opened = open_store(path);
-            auto opening = opening_of(opened);  // before the store moves out of `opened`
-            before.stage.attach_store(std::move(opened.store), std::move(opening));
+            attach(before.stage, opened);
             REQUIRE(before.send(request(coa1, t0), coa1) == 0);
             CHECK(tunnel_destination(before, home1) == coa1);
             CHECK(before.stage.counters().store_writes == 1);
         }
         HomeAgentRun after(pool, random, t0 + 100s);
         auto opened = open_store(path);
-        auto opening = opening_of(opened);  // before the store moves out of `opened`
-        after.stage.attach_store(std::move(opened.store), std::move(opening));
+        attach(after.stage, opened);
         // No request arrives: the first downlink packet is tunnelled already.
         CHECK(tunnel_destination(after, home1) == coa1);
         auto events = after.registrations();
@@ -282,8 +281,7 @@ TEST_CASE("HA restart: bindings come back with their remaining lifetime and forw
         {
             HomeAgentRun before(pool, random, t0);
             auto opened = open_store(path);
-            auto opening = opening_of(opened);  // before the store moves out of `opened`
-            before.stage.attach_store(std::move(opened.store), std::move(opening));
+            attach(before.stage, opened);
             REQUIRE(before.send(request(coa1, t0), coa1) == 0);
         }
         // 100 s later on the wall clock; the new monotonic clock reads 30 s.
@@ -291,8 +289,7 @@ TEST_CASE("HA restart: bindings come back with their remaining lifetime and forw
         const core::Duration rebooted_offset = test::world_ntp_offset + (t0 + 100s - boot_now);
         HomeAgentRun after(pool, random, boot_now, rebooted_offset);
         auto opened = open_store(path);
-        auto opening = opening_of(opened);  // before the store moves out of `opened`
-        after.stage.attach_store(std::move(opened.store), std::move(opening));
+        attach(after.stage, opened);
         CHECK(tunnel_destination(after, home1) == coa1);
         auto b = after.stage.agent().binding(home1);
         REQUIRE(b);
@@ -309,15 +306,13 @@ TEST_CASE("HA restart: a binding whose lifetime ran out while the agent was down
     {
         HomeAgentRun before(pool, random, t0);
         auto opened = open_store(path);
-        auto opening = opening_of(opened);  // before the store moves out of `opened`
-        before.stage.attach_store(std::move(opened.store), std::move(opening));
+        attach(before.stage, opened);
         REQUIRE(before.send(request(coa1, t0, 60), coa1) == 0);
     }
     {
         HomeAgentRun after(pool, random, t0 + 61s);
         auto opened = open_store(path);
-        auto opening = opening_of(opened);  // before the store moves out of `opened`
-        after.stage.attach_store(std::move(opened.store), std::move(opening));
+        attach(after.stage, opened);
         (void)after.stage.poll(after.ctx);
         CHECK(after.registrations().empty());
         CHECK_FALSE(tunnel_destination(after, home1));
@@ -338,16 +333,14 @@ TEST_CASE("HA restart: a request accepted before the restart cannot be replayed 
     {
         HomeAgentRun before(pool, random, t0);
         auto opened = open_store(path);
-        auto opening = opening_of(opened);  // before the store moves out of `opened`
-        before.stage.attach_store(std::move(opened.store), std::move(opening));
+        attach(before.stage, opened);
         REQUIRE(before.send(old_request, coa1) == 0);
         before.ctx.set_now(t0 + 1s);
         REQUIRE(before.send(request(coa2, t0 + 1s), coa2) == 0);  // the node moved on
     }
     HomeAgentRun after(pool, random, t0 + 2s);
     auto opened = open_store(path);
-    auto opening = opening_of(opened);  // before the store moves out of `opened`
-    after.stage.attach_store(std::move(opened.store), std::move(opening));
+    attach(after.stage, opened);
     (void)after.stage.poll(after.ctx);
     // Still within the 7 s timestamp tolerance: only the stored last identification stops it.
     CHECK(after.send(old_request, coa1) == mip::reply_code::ha_identification_mismatch);
@@ -370,8 +363,7 @@ TEST_CASE("HA restart: a corrupt state file is counted and logged, and the agent
     HomeAgentRun ha(pool, random, core::TimePoint{} + 1h);
     auto opened = open_store(path);
     REQUIRE(opened.was_corrupt);
-    auto opening = opening_of(opened);  // before the store moves out of `opened`
-    ha.stage.attach_store(std::move(opened.store), std::move(opening));
+    attach(ha.stage, opened);
     (void)ha.stage.poll(ha.ctx);
     CHECK(ha.stage.counters().state_file_corrupt == 1);
     test::FlatStatus status;
