@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include "tun/linux_device.hpp"
 
+#include <algorithm>
 #include <cassert>
 #include <cerrno>
 #include <cstring>
@@ -51,16 +52,15 @@ bool LinuxDevice::valid_name(std::string_view name) noexcept {
     return true;
 }
 
-core::Result<std::unique_ptr<LinuxDevice>> LinuxDevice::open(std::string_view name) {
-    if (!name.empty() && !valid_name(name)) return Errc::InvalidName;
+namespace {
 
+/// A fresh /dev/net/tun descriptor attached to `name` with `flags`; the kernel's final name
+/// (it fills in "%d") goes to `actual`.
+core::Result<int> attach(std::string_view name, short flags, std::string& actual) {
     int fd = ::open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) return open_error(errno);
-
     ifreq ifr{};
-    // IFF_NO_PI: no 4-byte packet-information prefix, so the packet starts at the buffer's
-    // headroom exactly. Single queue: one fd, one reader.
-    ifr.ifr_flags = IFF_TUN | IFF_NO_PI;
+    ifr.ifr_flags = flags;
     std::memcpy(ifr.ifr_name, name.data(), name.size());
     if (::ioctl(fd, TUNSETIFF, &ifr) < 0) {
         int err = errno;
@@ -73,10 +73,52 @@ core::Result<std::unique_ptr<LinuxDevice>> LinuxDevice::open(std::string_view na
         return open_error(err);
     }
     ifr.ifr_name[IFNAMSIZ - 1] = '\0';
-    std::string actual(ifr.ifr_name);
+    actual = ifr.ifr_name;
+    return fd;
+}
 
-    // The kernel wrote back the final name (it fills in "%d"); SIOCGIFINDEX on any socket of
-    // this network namespace turns it into the index rtnetlink requests need.
+// The largest frame a read can return: the virtio-net header and an IPv4 packet of at most
+// 65535 bytes (the TUN device's default gso_max_size keeps super-packets below 64 KiB).
+constexpr std::size_t max_frame_len = VirtioNetHeader::len + Coalescer::max_super_len;
+
+}  // namespace
+
+core::Result<std::unique_ptr<LinuxDevice>> LinuxDevice::open(std::string_view name, Options options) {
+    if (!name.empty() && !valid_name(name)) return Errc::InvalidName;
+
+    // IFF_NO_PI: no 4-byte packet-information prefix, so the packet starts at the buffer's
+    // headroom exactly. Single queue: one fd, one reader.
+    const short plain = IFF_TUN | IFF_NO_PI;
+    std::string actual;
+    unsigned granted = 0;
+    int fd = -1;
+    if (options.offload) {
+        auto vnet = attach(name, plain | IFF_VNET_HDR, actual);
+        if (!vnet) return vnet.error();
+        fd = *vnet;
+        // TUNSETOFFLOAD answers EINVAL for any bit it does not know, so the probe goes from
+        // most to least; the kernel takes USO only as USO4 and USO6 together (tun_set_offload).
+        for (unsigned want : {tun_offload::csum | tun_offload::tso4 | tun_offload::uso4 | tun_offload::uso6,
+                              tun_offload::csum | tun_offload::tso4}) {
+            if (::ioctl(fd, TUNSETOFFLOAD, want) == 0) {
+                granted = want;
+                break;
+            }
+        }
+        if (granted == 0) {
+            // No segmentation offload: a virtio-net header would only cost a copy per packet.
+            ::close(fd);
+            fd = -1;
+        }
+    }
+    if (fd < 0) {
+        auto bare = attach(name, plain, actual);
+        if (!bare) return bare.error();
+        fd = *bare;
+    }
+
+    // SIOCGIFINDEX on any socket of this network namespace turns the name into the index
+    // rtnetlink requests need.
     int sock = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (sock < 0) {
         int err = errno;
@@ -84,7 +126,7 @@ core::Result<std::unique_ptr<LinuxDevice>> LinuxDevice::open(std::string_view na
         return std::error_code(err, std::system_category());
     }
     ifreq idx{};
-    std::memcpy(idx.ifr_name, ifr.ifr_name, IFNAMSIZ);
+    std::memcpy(idx.ifr_name, actual.data(), std::min<std::size_t>(actual.size(), IFNAMSIZ - 1));
     int rc = ::ioctl(sock, SIOCGIFINDEX, &idx);
     int err = errno;
     ::close(sock);
@@ -93,14 +135,39 @@ core::Result<std::unique_ptr<LinuxDevice>> LinuxDevice::open(std::string_view na
         return std::error_code(err, std::system_category());
     }
     return std::unique_ptr<LinuxDevice>(
-        new LinuxDevice(fd, std::move(actual), static_cast<std::uint32_t>(idx.ifr_ifindex)));
+        new LinuxDevice(fd, std::move(actual), static_cast<std::uint32_t>(idx.ifr_ifindex), granted, options.mtu));
+}
+
+std::unique_ptr<LinuxDevice> LinuxDevice::adopt(int fd, std::string name, std::uint32_t ifindex, unsigned offloads,
+                                                std::size_t mtu) {
+    return std::unique_ptr<LinuxDevice>(new LinuxDevice(fd, std::move(name), ifindex, offloads, mtu));
+}
+
+LinuxDevice::LinuxDevice(int fd, std::string name, std::uint32_t ifindex, unsigned offloads, std::size_t mtu)
+    : fd_(fd), name_(std::move(name)), ifindex_(ifindex), offloads_(offloads), segmenter_(mtu) {
+    if (offloads_ != 0) frame_.resize(max_frame_len);
 }
 
 LinuxDevice::~LinuxDevice() {
     if (fd_ >= 0) ::close(fd_);
 }
 
+void LinuxDevice::set_mtu(std::size_t mtu) noexcept {
+    // The segmenter keeps no state between frames but its MTU (drops are counted here).
+    segmenter_ = Segmenter(mtu);
+}
+
+OffloadCounters LinuxDevice::offload_counters() const noexcept { return offload_; }
+
 std::size_t LinuxDevice::read(std::span<core::PacketBuf> bufs) {
+    return offloads_ != 0 ? read_offload(bufs) : read_plain(bufs);
+}
+
+std::size_t LinuxDevice::write(std::span<core::PacketBuf> bufs) {
+    return offloads_ != 0 ? write_offload(bufs) : write_plain(bufs);
+}
+
+std::size_t LinuxDevice::read_plain(std::span<core::PacketBuf> bufs) {
     std::size_t n = 0;
     while (n < bufs.size()) {
         core::PacketBuf& buf = bufs[n];
@@ -133,7 +200,59 @@ std::size_t LinuxDevice::read(std::span<core::PacketBuf> bufs) {
     return n;
 }
 
-std::size_t LinuxDevice::write(std::span<core::PacketBuf> bufs) {
+void LinuxDevice::count_rx_drop(core::DropReason reason) noexcept {
+    ++offload_.drops[static_cast<std::size_t>(reason)];
+    ++counters_.rx_errors;
+    last_error_ = std::make_error_code(reason == core::DropReason::NoTailroom ? std::errc::message_size
+                                                                              : std::errc::bad_message);
+}
+
+std::size_t LinuxDevice::read_offload(std::span<core::PacketBuf> bufs) {
+    std::size_t n = 0;
+    while (n < bufs.size()) {
+        // Segments go into the leading valid buffers, at the headroom the caller reset them to.
+        std::size_t room = n;
+        while (room < bufs.size() && bufs[room].valid()) ++room;
+        assert(room == bufs.size());
+        if (room == n) break;
+        if (!frame_pending_) {
+            ssize_t got = ::read(fd_, frame_.data(), frame_.size());
+            if (got < 0) {
+                if (errno == EINTR) continue;
+                if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+                ++counters_.rx_errors;
+                last_error_ = std::error_code(errno, std::system_category());
+                break;
+            }
+            if (got == 0) continue;
+            frame_len_ = static_cast<std::size_t>(got);
+            next_segment_ = 0;
+            frame_pending_ = true;
+        }
+        const auto frame = std::span<const std::uint8_t>(frame_).first(frame_len_);
+        const auto out = bufs.subspan(n, room - n);
+        const auto r = segmenter_.segment(frame, out, out[0].headroom(), next_segment_);
+        if (r.count == 0) {
+            frame_pending_ = false;
+            count_rx_drop(r.reason);
+            continue;
+        }
+        // A segmented frame had a valid header, so frame[1] is its gso_type.
+        if (frame[1] != VirtioNetHeader::gso_none) {
+            if (next_segment_ == 0) ++offload_.rx_super_packets;
+            offload_.rx_segments += r.count;
+        }
+        for (std::size_t i = 0; i < r.count; ++i) counters_.rx_bytes += out[i].size();
+        counters_.rx_packets += r.count;
+        n += r.count;
+        next_segment_ += r.count;
+        // A super-packet larger than the batch: the rest waits for the next read().
+        if (next_segment_ >= r.total) frame_pending_ = false;
+    }
+    return n;
+}
+
+std::size_t LinuxDevice::write_plain(std::span<core::PacketBuf> bufs) {
     std::size_t written = 0;
     for (std::size_t n = 0; n < bufs.size();) {
         const core::PacketBuf& buf = bufs[n];
@@ -152,6 +271,43 @@ std::size_t LinuxDevice::write(std::span<core::PacketBuf> bufs) {
         }
         ++n;
     }
+    return written;
+}
+
+std::size_t LinuxDevice::write_offload(std::span<core::PacketBuf> bufs) {
+    const OffloadDrops before = coalescer_.drops();
+    coalescer_.clear();
+    for (const core::PacketBuf& buf : bufs) coalescer_.add(buf.bytes());
+    // A segment the coalescer refused is not written: a failure of this write like any other.
+    for (std::size_t r = 0; r < core::drop_reason_count; ++r) {
+        const std::uint64_t refused = coalescer_.drops()[r] - before[r];
+        offload_.drops[r] += refused;
+        for (std::uint64_t k = 0; k < refused; ++k) count_write_failure(EBADMSG);
+    }
+    std::size_t written = 0;
+    for (std::size_t i = 0; i < coalescer_.frame_count(); ++i) {
+        const std::size_t segments = coalescer_.frame_segments(i);
+        const auto frame = coalescer_.frame(i);
+        ssize_t put;
+        do put = ::write(fd_, frame.data(), frame.size());
+        while (put < 0 && errno == EINTR);
+        if (put < 0 || static_cast<std::size_t>(put) != frame.size()) {
+            // Every packet merged into the frame is lost with it.
+            const int err = put < 0 ? errno : EMSGSIZE;
+            for (std::size_t k = 0; k < segments; ++k) count_write_failure(err);
+            continue;
+        }
+        // The inner packets' own bytes: the merged segments shared one copy of the headers.
+        const std::size_t header_len = VirtioNetHeader::parse(frame).hdr_len;
+        counters_.tx_packets += segments;
+        counters_.tx_bytes += frame.size() - VirtioNetHeader::len + (segments - 1) * header_len;
+        if (segments > 1) {
+            ++offload_.tx_super_packets;
+            offload_.tx_coalesced += segments;
+        }
+        written += segments;
+    }
+    coalescer_.clear();  // forget the views of the caller's buffers
     return written;
 }
 

@@ -6,23 +6,70 @@
 // removes the interface with its addresses and routes, unless it was made persistent
 // beforehand (`ip tuntap add`), in which case we only detach from it.
 // Opening needs CAP_NET_ADMIN, or a persistent device owned by our user.
+//
+// With Options::offload the device is opened with IFF_VNET_HDR and TUNSETOFFLOAD: the kernel
+// hands over TCP (and, where it has USO, UDP) super-packets of up to 64 KiB behind a
+// virtio-net header, and accepts the same. The Device contract does not change: read() reads
+// one frame per system call into a scratch buffer and cuts it with tun::Segmenter into as many
+// of the caller's buffers as it takes, keeping the rest for the next read() when the batch is
+// full; write() merges consecutive TCP segments of one flow with tun::Coalescer and writes one
+// frame per super-packet. rx/tx counters count the inner packets either way; offload_counters()
+// adds what was merged and cut, and the frames dropped per core::DropReason (never cut into
+// garbage). A frame that is dropped also counts in rx_errors; a segment the coalescer refused
+// (broken checksum) counts in tx_errors as "other", so write()'s contract holds unchanged.
 // Not thread-safe; see tun::Device for the read/write contract.
 #include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "core/result.hpp"
 #include "tun/device.hpp"
+#include "tun/offload.hpp"
 
 namespace mipsec::tun {
 
+/// TUNSETOFFLOAD bits (<linux/if_tun.h>; Debian's copy predates the USO ones).
+namespace tun_offload {
+inline constexpr unsigned csum = 0x01;  // TUN_F_CSUM: checksum-partial packets
+inline constexpr unsigned tso4 = 0x02;  // TUN_F_TSO4
+inline constexpr unsigned uso4 = 0x20;  // TUN_F_USO4 (Linux 6.2); the kernel takes it only with USO6
+inline constexpr unsigned uso6 = 0x40;  // TUN_F_USO6
+}  // namespace tun_offload
+
+/// What offloading did, beside DeviceCounters (which count inner packets in both modes).
+struct OffloadCounters {
+    std::uint64_t rx_super_packets = 0;  // GSO frames read
+    std::uint64_t rx_segments = 0;       // packets cut from them
+    std::uint64_t tx_super_packets = 0;  // frames written that merge two or more packets
+    std::uint64_t tx_coalesced = 0;      // packets merged into them
+    OffloadDrops drops{};                // frames (read) and segments (write) dropped, by reason
+};
+
 class LinuxDevice final : public Device {
 public:
+    struct Options {
+        /// Ask for IFF_VNET_HDR and TUNSETOFFLOAD; false: one bare packet per read/write.
+        bool offload = false;
+        /// The largest IP packet a segment may be: the MTU the TUN device is given. A
+        /// super-packet whose gso_size makes bigger segments is dropped (gso_size_invalid).
+        std::size_t mtu = 1500;
+    };
+
     /// Creates (or attaches to a persistent) TUN device. An empty name lets the kernel pick
     /// "tunN"; a name may contain one "%d" for the kernel to fill in. Errors: Errc::InvalidName,
-    /// NotPermitted, DeviceBusy, NotTunDevice, NoTunDriver, or a system errno.
-    static core::Result<std::unique_ptr<LinuxDevice>> open(std::string_view name);
+    /// NotPermitted, DeviceBusy, NotTunDevice, NoTunDriver, or a system errno. Offloads are
+    /// probed, most first (CSUM|TSO4|USO4|USO6, then CSUM|TSO4); where the kernel refuses
+    /// both, the device is reopened without a virtio-net header and offloads() is 0.
+    static core::Result<std::unique_ptr<LinuxDevice>> open(std::string_view name, Options options);
+    static core::Result<std::unique_ptr<LinuxDevice>> open(std::string_view name) { return open(name, Options{}); }
+    /// Takes over a descriptor that behaves like a TUN queue (one packet per read and write),
+    /// set up by someone else, e.g. a supervisor that passes it, or a SOCK_SEQPACKET socket in
+    /// a test. `offloads`: the TUN_F_* bits granted on it; nonzero means every packet carries
+    /// a virtio-net header.
+    static std::unique_ptr<LinuxDevice> adopt(int fd, std::string name, std::uint32_t ifindex, unsigned offloads,
+                                              std::size_t mtu);
     /// The interface name rules of the kernel's dev_valid_name(), minus the empty name.
     static bool valid_name(std::string_view name) noexcept;
 
@@ -34,13 +81,32 @@ public:
     std::string_view name() const noexcept override { return name_; }
     std::uint32_t ifindex() const noexcept override { return ifindex_; }
 
+    /// TUN_F_* bits the kernel granted; 0 without a virtio-net header.
+    unsigned offloads() const noexcept { return offloads_; }
+    /// Follows the TUN MTU when the node changes it (path MTU): segments never exceed it.
+    void set_mtu(std::size_t mtu) noexcept;
+    OffloadCounters offload_counters() const noexcept;
+
 private:
-    LinuxDevice(int fd, std::string name, std::uint32_t ifindex) noexcept
-        : fd_(fd), name_(std::move(name)), ifindex_(ifindex) {}
+    LinuxDevice(int fd, std::string name, std::uint32_t ifindex, unsigned offloads, std::size_t mtu);
+
+    std::size_t read_plain(std::span<core::PacketBuf> bufs);
+    std::size_t write_plain(std::span<core::PacketBuf> bufs);
+    std::size_t read_offload(std::span<core::PacketBuf> bufs);
+    std::size_t write_offload(std::span<core::PacketBuf> bufs);
+    void count_rx_drop(core::DropReason reason) noexcept;
 
     int fd_;
     std::string name_;
     std::uint32_t ifindex_;
+    unsigned offloads_;
+    Segmenter segmenter_;
+    Coalescer coalescer_;
+    std::vector<std::uint8_t> frame_;  // the frame being cut; empty without offloads
+    std::size_t frame_len_ = 0;
+    std::size_t next_segment_ = 0;  // of frame_, when frame_pending_
+    bool frame_pending_ = false;
+    OffloadCounters offload_;  // what the Segmenter and Coalescer do not count themselves
 };
 
 }  // namespace mipsec::tun

@@ -30,6 +30,7 @@
 #include "core/endian.hpp"
 #include "core/ipv4.hpp"
 #include "tests/support/private_netns.hpp"
+#include "tun/linux_device.hpp"
 #include "tun/netlink.hpp"
 #include "tun/offload.hpp"
 
@@ -252,5 +253,144 @@ TEST_CASE("the kernel accepts a coalesced super-packet and its TSO output segmen
         CHECK_FALSE(reader.bad_checksum);
         CHECK(reader.gso_frames >= 1);  // the kernel did hand over super-packets
         CHECK(reader.seg.drops() == tun::OffloadDrops{});
+    }
+}
+
+// The same two directions through tun::LinuxDevice itself, as the node uses it: a TCP transfer
+// of 200 kB from a socket must reach this peer as MTU-sized packets cut from the kernel's
+// super-packets, and 20 segments written in one batch must reach the socket as one merged
+// super-packet, the bytes intact both ways.
+TEST_CASE("LinuxDevice with offloads: TSO super-packets read as segments, a batch written as one super-packet") {
+    test::enter_private_netns();
+    auto opened = tun::LinuxDevice::open("moff1", {.offload = true, .mtu = 1500});
+    REQUIRE(opened);
+    auto& dev = **opened;
+    const unsigned tso = tun::tun_offload::csum | tun::tun_offload::tso4;
+    REQUIRE((dev.offloads() & tso) == tso);
+    auto nl = tun::Netlink::open();
+    REQUIRE(nl);
+    REQUIRE(nl->set_mtu(dev.ifindex(), 1500));
+    REQUIRE(nl->add_address(dev.ifindex(), tun_prefix));
+    REQUIRE(nl->set_up(dev.ifindex(), true));
+
+    Fd listener(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(server_port);
+    sa.sin_addr.s_addr = htonl(local_ip);
+    REQUIRE(::bind(listener.get(), reinterpret_cast<const sockaddr*>(&sa), sizeof sa) == 0);
+    REQUIRE(::listen(listener.get(), 1) == 0);
+
+    constexpr std::size_t headroom = 64;
+    core::BufferPool pool{80, 2048};
+    std::vector<core::PacketBuf> batch(32);
+    auto write_packets = [&](const std::vector<Bytes>& packets) {
+        std::vector<core::PacketBuf> out;
+        for (const auto& p : packets) {
+            out.push_back(pool.acquire(headroom));
+            REQUIRE(out.back().resize(p.size()));
+            std::copy(p.begin(), p.end(), out.back().data());
+        }
+        REQUIRE(dev.write(out) == packets.size());
+    };
+    bool oversized = false, bad_checksum = false;
+    // Reads batches until on_packet, given each TCP packet from the server, returns true.
+    auto until = [&](auto&& on_packet) {
+        const auto deadline = std::chrono::steady_clock::now() + 5s;
+        while (std::chrono::steady_clock::now() < deadline) {
+            pollfd p{dev.fd(), POLLIN, 0};
+            if (::poll(&p, 1, 100) != 1) continue;
+            for (auto& b : batch) {
+                if (!b.valid()) b = pool.acquire(headroom);
+                b.reset(headroom);
+            }
+            const std::size_t got = dev.read(batch);
+            for (std::size_t i = 0; i < got; ++i) {
+                auto b = std::as_const(batch[i]).bytes();
+                auto ip = core::Ipv4View::check(b);
+                if (!ip || ip->protocol() != core::ip_protocol::tcp || ip->source().value != local_ip) continue;
+                oversized = oversized || b.size() > 1500;
+                bad_checksum = bad_checksum || !tcp_checksums_ok(b);
+                if (on_packet(b)) return true;
+            }
+        }
+        return false;
+    };
+
+    std::uint32_t seq = 1000;
+    write_packets({peer_segment(seq, 0, 0x02, {}, {0x02, 0x04, 0x05, 0xB4})});
+    std::uint32_t server_seq = 0;
+    REQUIRE(until([&](std::span<const std::uint8_t> p) {
+        if ((p[33] & 0x12) != 0x12) return false;
+        server_seq = core::load_be32(p.data() + 24) + 1;
+        return true;
+    }));
+    ++seq;
+    write_packets({peer_segment(seq, server_seq, 0x10, {})});
+    pollfd lp{listener.get(), POLLIN, 0};
+    REQUIRE(::poll(&lp, 1, 3000) == 1);
+    Fd conn(::accept(listener.get(), nullptr, nullptr));
+    REQUIRE(conn.get() >= 0);
+
+    SUBCASE("the socket's stream arrives as MTU-sized segments cut from super-packets") {
+        Bytes sent(200000);
+        for (std::size_t k = 0; k < sent.size(); ++k) sent[k] = static_cast<std::uint8_t>(k * 13 + 5);
+        const ssize_t first = ::send(conn.get(), sent.data(), sent.size(), MSG_DONTWAIT);
+        REQUIRE(first > 0);
+        auto queued = static_cast<std::size_t>(first);
+        Bytes got;
+        std::map<std::uint32_t, Bytes> ahead;
+        const std::uint32_t base = server_seq;
+        REQUIRE(until([&](std::span<const std::uint8_t> p) {
+            const std::size_t thl = (std::size_t{p[32]} >> 4) * 4;
+            const auto payload = p.subspan(20 + thl);
+            if (!payload.empty()) ahead[core::load_be32(p.data() + 24)] = Bytes(payload.begin(), payload.end());
+            for (auto it = ahead.find(base + static_cast<std::uint32_t>(got.size())); it != ahead.end();
+                 it = ahead.find(base + static_cast<std::uint32_t>(got.size()))) {
+                got.insert(got.end(), it->second.begin(), it->second.end());
+                ahead.erase(it);
+            }
+            write_packets({peer_segment(seq, base + static_cast<std::uint32_t>(got.size()), 0x10, {})});
+            if (queued < sent.size()) {
+                const ssize_t n = ::send(conn.get(), sent.data() + queued, sent.size() - queued, MSG_DONTWAIT);
+                if (n > 0) queued += static_cast<std::size_t>(n);
+            }
+            return got.size() >= sent.size();
+        }));
+        CHECK(got == sent);
+        CHECK_FALSE(oversized);
+        CHECK_FALSE(bad_checksum);
+        const auto o = dev.offload_counters();
+        CHECK(o.rx_super_packets > 0);
+        CHECK(o.rx_segments > o.rx_super_packets);
+        CHECK(o.drops == tun::OffloadDrops{});
+    }
+
+    SUBCASE("20 segments written in one batch reach the socket as one super-packet") {
+        Bytes sent;
+        std::vector<Bytes> segs;
+        for (int i = 0; i < 20; ++i) {
+            Bytes payload(1400);
+            for (std::size_t k = 0; k < payload.size(); ++k) payload[k] = static_cast<std::uint8_t>(i * 31 + k);
+            segs.push_back(peer_segment(seq, server_seq, i == 19 ? 0x18 : 0x10, payload));
+            seq += 1400;
+            sent.insert(sent.end(), payload.begin(), payload.end());
+        }
+        write_packets(segs);
+        Bytes got(sent.size() + 1);
+        std::size_t have = 0;
+        while (have < sent.size()) {
+            pollfd cp{conn.get(), POLLIN, 0};
+            REQUIRE(::poll(&cp, 1, 3000) == 1);
+            const ssize_t n = ::recv(conn.get(), got.data() + have, got.size() - have, 0);
+            REQUIRE(n > 0);
+            have += static_cast<std::size_t>(n);
+        }
+        got.resize(have);
+        CHECK(got == sent);
+        const auto o = dev.offload_counters();
+        CHECK(o.tx_super_packets == 1);
+        CHECK(o.tx_coalesced == 20);
+        CHECK(dev.counters().tx_packets == 22);  // with the handshake's SYN and ACK
     }
 }
