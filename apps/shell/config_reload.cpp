@@ -61,6 +61,7 @@ nlohmann::json node_config_json(const NodeConfig& n) {
         if (n.tun.mtu) tun["mtu"] = *n.tun.mtu;
         tun["routes"] = prefix_list_json(n.tun.routes);
         if (n.tun.route_table) tun["route_table"] = *n.tun.route_table;
+        tun["offload"] = n.tun.offload;  // fixed when the device opens: a change needs a restart
     }
     auto& t = j["transport"];
     t["local"] = n.transport.local.to_string();

@@ -85,10 +85,13 @@ public:
             mtu_ = config_.transport.link_mtu;
             host_->attach_link(device_->ifindex());
         } else {
-            auto device = tun::LinuxDevice::open(config_.tun.name);
-            if (!device) throw std::runtime_error("node " + config_.name + ": cannot open TUN device " + config_.tun.name + ": " + device.error().message());
-            device_ = std::move(*device);
             mtu_ = config_.tun.mtu.value_or(config_.transport.link_mtu - pipeline_->headroom() - pipeline_->tailroom());
+            auto device = tun::LinuxDevice::open(config_.tun.name, {.offload = config_.tun.offload, .mtu = mtu_});
+            if (!device) throw std::runtime_error("node " + config_.name + ": cannot open TUN device " + config_.tun.name + ": " + device.error().message());
+            tun_device_ = device->get();
+            device_ = std::move(*device);
+            if (config_.tun.offload && tun_device_->offloads() == 0)
+                log_.warn("the kernel granted no TUN offloads on ", config_.tun.name, ": one packet per read and write");
             host_->configure_tun(device_->ifindex(), mtu_);
         }
 
@@ -175,6 +178,7 @@ public:
         j[config_.inner_is_link ? "link" : "tun"] = {{"name", config_.tun.name}, {"mtu", mtu_}, {"rx_packets", dc.rx_packets}, {"tx_packets", dc.tx_packets},
                     {"rx_errors", dc.rx_errors}, {"tx_errors", dc.tx_errors}, {"tx_failures", write_failures_status(dc.tx_failures)}};
         if (config_.inner_is_link) j["link"]["left_to_kernel"] = inner_unchanged_;
+        if (tun_device_ && config_.tun.offload) j["tun"]["offload"] = offload_status(tun_device_->offloads(), tun_device_->offload_counters());
         nlohmann::json socks = nlohmann::json::array();
         for (const auto& s : transport_->sockets()) {
             nlohmann::json o;
@@ -378,6 +382,7 @@ private:
             return;
         }
         if (!host_->set_tun_mtu(inner)) return;
+        if (tun_device_) tun_device_->set_mtu(inner);
         log_.info("MTU of ", config_.tun.name, " lowered from ", mtu_, " to ", inner, " to fit path MTU ", path_mtu);
         mtu_ = inner;
     }
@@ -396,6 +401,7 @@ private:
     std::unique_ptr<core::Pipeline> pipeline_;
     std::unique_ptr<Transport> transport_;
     std::unique_ptr<tun::Device> device_;
+    tun::LinuxDevice* tun_device_ = nullptr;  // device_, when this node opened a TUN device itself
     std::unique_ptr<HostNetwork> host_;
     bool monitor_links_ = true;
     std::unique_ptr<tun::NetlinkMonitor> monitor_;

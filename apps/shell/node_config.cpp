@@ -25,7 +25,7 @@ namespace {
 const std::set<std::uint8_t> raw_protocols_supported = {1, 4, 47, 50, 55, 255};
 
 TunConfig parse_tun(const ConfigReader& c) {
-    c.only({"name", "address", "mtu", "routes", "route_table"});
+    c.only({"name", "address", "mtu", "routes", "route_table", "offload"});
     TunConfig t;
     t.name = c.string("name");
     if (t.name.empty() || t.name.size() > 15 || t.name.find_first_of("/ \t:") != std::string::npos || t.name == "." || t.name == "..")
@@ -35,6 +35,7 @@ TunConfig parse_tun(const ConfigReader& c) {
     t.routes = c.prefix_list("routes");
     // 253-255 are the kernel's default, main and local tables.
     if (c.has("route_table")) t.route_table = static_cast<std::uint32_t>(c.integer("route_table", 1, 252));
+    t.offload = c.boolean_or("offload", true);
     return t;
 }
 

@@ -24,6 +24,10 @@ struct TunConfig {
     // Routes go into this table, consulted by a rule "not fwmark <transport.fwmark> lookup
     // <table>": the host's own traffic enters the TUN, the node's outer packets never do.
     std::optional<std::uint32_t> route_table;
+    // IFF_VNET_HDR and TUNSETOFFLOAD: the kernel hands over and takes 64 KiB TCP/UDP
+    // super-packets, cut and merged here (tun::LinuxDevice). Falls back to one packet per
+    // read/write where the kernel grants nothing; false is that from the start.
+    bool offload = true;
 };
 
 struct TransportConfig {

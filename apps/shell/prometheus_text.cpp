@@ -208,6 +208,15 @@ void node_metrics(Exposition& e, const nlohmann::json& n) {
         counter(e, p + "tx_errors_total", "Write errors on the inner device", l, *d, "tx_errors");
         counter(e, p + "left_to_kernel_packets_total", "Packets on the served link that the pipeline left to the kernel", l, *d, "left_to_kernel");
         failures(e, p + "tx_failures_total", "Writes to the inner device that failed, by reason", l, *d);
+        if (const auto* o = find(*d, "offload"); o != nullptr && o->is_object()) {
+            counter(e, p + "offload_rx_super_packets_total", "Super-packets (TSO/USO) read from the TUN device", l, *o, "rx_super_packets");
+            counter(e, p + "offload_rx_segments_total", "Packets cut from the super-packets read", l, *o, "rx_segments");
+            counter(e, p + "offload_tx_super_packets_total", "Super-packets of merged TCP segments written to the TUN device", l, *o, "tx_super_packets");
+            counter(e, p + "offload_tx_coalesced_packets_total", "Packets merged into the super-packets written", l, *o, "tx_coalesced");
+            if (const auto* drops = find(*o, "drops"); drops != nullptr && drops->is_object())
+                for (const auto& [reason, count] : drops->items())
+                    e.add(p + "offload_drops_total", "counter", "Super-packets read or segments to merge that were dropped, by reason", with(l, "reason", reason), count);
+        }
     }
 
     if (const auto* t = find(n, "transport")) {

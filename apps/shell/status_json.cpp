@@ -2,6 +2,7 @@
 #include "apps/shell/status_json.hpp"
 
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace mipsec::shell {
@@ -72,6 +73,22 @@ nlohmann::json write_failures_status(const tun::WriteFailures& failures) {
         if (failures[reason] != 0) j[std::string(tun::to_string(reason))] = failures[reason];
     }
     return j;
+}
+
+nlohmann::json offload_status(unsigned granted, const tun::OffloadCounters& counters) {
+    nlohmann::json names = nlohmann::json::array();
+    for (const auto& [bit, name] : {std::pair{tun::tun_offload::csum, "csum"}, std::pair{tun::tun_offload::tso4, "tso4"},
+                                    std::pair{tun::tun_offload::uso4, "uso4"}, std::pair{tun::tun_offload::uso6, "uso6"}})
+        if (granted & bit) names.push_back(name);
+    nlohmann::json drops = nlohmann::json::object();
+    for (std::size_t r = 1; r < core::drop_reason_count; ++r)
+        if (counters.drops[r] != 0) drops[std::string(core::to_string(static_cast<core::DropReason>(r)))] = counters.drops[r];
+    return {{"granted", names},
+            {"rx_super_packets", counters.rx_super_packets},
+            {"rx_segments", counters.rx_segments},
+            {"tx_super_packets", counters.tx_super_packets},
+            {"tx_coalesced", counters.tx_coalesced},
+            {"drops", drops}};
 }
 
 nlohmann::json path_mtu_status(const Transport& transport) {

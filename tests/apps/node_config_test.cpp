@@ -46,6 +46,10 @@ TEST_CASE("a good config parses, with defaults filled in") {
     CHECK(run.nodes[0].tun.routes.size() == 1);
     CHECK(run.nodes[0].transport.raw_protocols == std::vector<std::uint8_t>{4});
     CHECK(run.nodes[0].buffers == 4096);
+    CHECK(run.nodes[0].tun.offload);
+    auto off = good();
+    off["tun"]["offload"] = false;
+    CHECK_FALSE(shell::parse_run_config(off).nodes[0].tun.offload);
 }
 
 TEST_CASE("bad configs are refused with pointer, problem and expectation") {
@@ -68,6 +72,7 @@ TEST_CASE("bad configs are refused with pointer, problem and expectation") {
         {"no sockets", [](json& j) { j["transport"].erase("raw_protocols"); j["transport"].erase("udp_ports"); }, "/transport: opens no socket"},
         {"unsupported raw protocol", [](json& j) { j["transport"]["raw_protocols"][0] = 6; }, "/transport/raw_protocols/0: is 6"},
         {"duplicate UDP port", [](json& j) { j["transport"]["udp_ports"] = {4500, 4500}; }, "/transport/udp_ports/1: port 4500 is listed twice"},
+        {"offload not a boolean", [](json& j) { j["tun"]["offload"] = "yes"; }, "/tun/offload: is \"yes\"; expected true or false"},
         {"impossible MTU", [](json& j) { j["tun"]["mtu"] = 1490; }, "/tun: MTU 1490 plus"},
         {"link MTU too small", [](json& j) { j["transport"]["link_mtu"] = 590; }, "/transport: link MTU 590"},
         {"receive buffer too small", [](json& j) { j["transport"]["receive_buffer"] = 4096; }, "/transport/receive_buffer: is 4096, out of range; expected an integer from 65536 to 1073741824"},

@@ -51,7 +51,9 @@ std::string validate_exposition(const std::string& text) {
 
 const nlohmann::json status = nlohmann::json::parse(R"({"nodes": [{
   "name": "a", "uptime_s": 12,
-  "tun": {"name": "mip0", "mtu": 1400, "rx_packets": 5, "tx_packets": 6, "rx_errors": 0, "tx_errors": 1, "tx_failures": {"no_buffer_space": 1}},
+  "tun": {"name": "mip0", "mtu": 1400, "rx_packets": 5, "tx_packets": 6, "rx_errors": 0, "tx_errors": 1, "tx_failures": {"no_buffer_space": 1},
+          "offload": {"granted": ["csum", "tso4"], "rx_super_packets": 3, "rx_segments": 40, "tx_super_packets": 2, "tx_coalesced": 9,
+                      "drops": {"gso_size_invalid": 1}}},
   "transport": {"local": "10.0.0.2", "sockets": [{"raw_protocol": 50, "rx_packets": 7, "tx_packets": 8, "rx_errors": 0, "tx_errors": 0, "tx_failures": {}}],
                 "unroutable": 0, "inbound_unclaimed": 1, "outbound_unclaimed": 2, "path_mtu": []},
   "pool": {"buffers": 64, "available": 60, "exhausted": 0, "backpressure_pauses": 0},
@@ -74,6 +76,11 @@ TEST_CASE("node, device, socket, pool and stage figures get conventional names a
              "mipsec_node_uptime_seconds{node=\"a\"} 12",
              "mipsec_tun_mtu_bytes{node=\"a\",device=\"mip0\"} 1400",
              "mipsec_tun_tx_failures_total{node=\"a\",device=\"mip0\",reason=\"no_buffer_space\"} 1",
+             "mipsec_tun_offload_rx_super_packets_total{node=\"a\",device=\"mip0\"} 3",
+             "mipsec_tun_offload_rx_segments_total{node=\"a\",device=\"mip0\"} 40",
+             "mipsec_tun_offload_tx_super_packets_total{node=\"a\",device=\"mip0\"} 2",
+             "mipsec_tun_offload_tx_coalesced_packets_total{node=\"a\",device=\"mip0\"} 9",
+             "mipsec_tun_offload_drops_total{node=\"a\",device=\"mip0\",reason=\"gso_size_invalid\"} 1",
              "mipsec_socket_tx_packets_total{node=\"a\",socket=\"raw/50\"} 8",
              "mipsec_transport_outbound_unclaimed_packets_total{node=\"a\"} 2",
              "mipsec_pool_buffers_available{node=\"a\"} 60",

@@ -4,7 +4,8 @@ mipsec VPN gateway (ipsec.vpn_gateway), once on a direct link and once through a
 masquerading NAT. The same client configuration, nat.udp_encap included, is used both times:
 ESP goes in UDP 4500 exactly when IKE's NAT detection (RFC 3947) found the NAT, and as plain
 ESP (IP protocol 50) otherwise — checked on both ends' status and on the client's wire capture
-— and ping and a TCP stream cross the tunnel either way."""
+— and ping and a TCP stream cross the tunnel either way, with the default TUN offloads doing
+their part (super-packets cut on the client, segments merged on the gateway)."""
 import argparse
 import json
 import os
@@ -105,6 +106,18 @@ def run_case(checks, args, label, through_nat):
         checks.check(f"{label}: ping gateway LAN -> client inner address", " 0% packet loss" in r.stdout, r.stdout[-300:])
         ok, detail = tcp_stream(lan, cli, "10.99.1.2", 5001, 1024 * 1024, lab)
         checks.check(f"{label}: 1 MiB TCP client -> LAN intact ({detail})", ok, detail)
+        # TUN offloads are on by default: the client's kernel hands the stream over as TSO
+        # super-packets, cut before ESP, and the gateway writes the decrypted segments merged.
+        offload = {who: (node_status(host, args.mipsec, f"{lab.dir}/{who}.sock") or {}).get("tun", {}).get("offload", {})
+                   for who, host in (("cli", cli), ("gw", gw))}
+        for who in ("cli", "gw"):
+            checks.check(f"{label}: {who}'s TUN has TSO and dropped nothing ({offload[who]})",
+                         "tso4" in offload[who].get("granted", []) and not offload[who].get("drops"), json.dumps(offload[who]))
+        checks.check(f"{label}: the client read super-packets and cut them ({offload['cli'].get('rx_super_packets')})",
+                     offload["cli"].get("rx_super_packets", 0) > 0
+                     and offload["cli"].get("rx_segments", 0) > offload["cli"].get("rx_super_packets", 0), json.dumps(offload["cli"]))
+        checks.check(f"{label}: the gateway wrote merged segments ({offload['gw'].get('tx_super_packets')})",
+                     offload["gw"].get("tx_super_packets", 0) > 0, json.dumps(offload["gw"]))
         gw_state = stage_state(gw, args.mipsec, f"{lab.dir}/gw.sock", "ipsec.vpn_gateway")
         gw_text = json.dumps(gw_state)
         checks.check(f"{label}: the gateway's CHILD_SA for the client is {'' if through_nat else 'not '}UDP-encapsulated",
