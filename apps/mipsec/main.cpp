@@ -249,6 +249,15 @@ void print_status(const nlohmann::json& j) {
         std::printf("  %s %s mtu %d: rx %llu tx %llu errors %llu/%llu%s\n", link ? "link" : "tun", t.at("name").get<std::string>().c_str(), t.at("mtu").get<int>(),
                     t.at("rx_packets").get<unsigned long long>(), t.at("tx_packets").get<unsigned long long>(),
                     t.at("rx_errors").get<unsigned long long>(), t.at("tx_errors").get<unsigned long long>(), failure_reasons(t).c_str());
+        if (t.contains("offload")) {
+            const auto& o = t.at("offload");
+            std::string granted, drops;
+            for (const auto& g : o.at("granted")) granted += (granted.empty() ? "" : ",") + g.get<std::string>();
+            for (const auto& [reason, count] : o.at("drops").items()) drops += " " + reason + "=" + count.dump();
+            std::printf("    offload %s: read %llu super-packets as %llu packets, wrote %llu merging %llu packets%s%s\n",
+                        granted.empty() ? "refused" : granted.c_str(), o.value("rx_super_packets", 0ULL), o.value("rx_segments", 0ULL),
+                        o.value("tx_super_packets", 0ULL), o.value("tx_coalesced", 0ULL), drops.empty() ? "" : ", dropped", drops.c_str());
+        }
         for (const auto& s : n.at("transport").at("sockets")) {
             std::string what = s.contains("udp_port") ? "udp " + std::to_string(s.at("udp_port").get<int>()) : "raw proto " + std::to_string(s.at("raw_protocol").get<int>());
             std::printf("  %-14s rx %llu tx %llu errors %llu/%llu%s\n", what.c_str(), s.at("rx_packets").get<unsigned long long>(),
