@@ -7,7 +7,8 @@
 // numbers and the virtio-net header are right; the kernel trusts NEEDS_CSUM on local delivery,
 // so the pseudo-header sum is checked by the unit tests instead), and its own TSO
 // super-packets, cut by the Segmenter, must carry the stream the socket sent, each segment with
-// IP and TCP checksums that verify.
+// IP and TCP checksums that verify. The second case does the same through tun::LinuxDevice
+// opened with offloads, as the node uses it.
 #include <doctest/doctest.h>
 
 #include <arpa/inet.h>
