@@ -555,48 +555,52 @@ std::size_t SocketTransport::receive(std::size_t index, std::span<core::PacketBu
 }
 
 std::size_t SocketTransport::receive_coalesced(Socket& sock, GroQueue& queue, std::span<core::PacketBuf> bufs) {
-    // What an earlier read left over goes first; the socket is read again only once it is
-    // all handed out, so a call fills fewer buffers than offered only when nothing waits here
-    // (the caller then waits for the socket to become readable).
+    // What an earlier read left over goes first; the socket is read again only once it is all
+    // handed out, and again while reads come back full, so a call fills fewer buffers than
+    // offered only when nothing waits here or in the socket (the caller then waits for the
+    // socket to become readable, and the reactor tells only of new arrivals).
     std::size_t filled = split_pending(sock, queue, bufs);
-    if (filled == bufs.size()) return filled;
-    // Each coalesced datagram may hold up to 64 segments, but one that was not coalesced
-    // holds one: read no more messages than there are buffers left.
-    const std::size_t n = std::min({bufs.size() - filled, batch_, queue.scratch.size() / gro_message_len});
-    for (std::size_t i = 0; i < n; ++i) {
-        iovs_[i] = {queue.scratch.data() + i * gro_message_len, gro_message_len};
-        msgs_[i] = {};
-        msgs_[i].msg_hdr.msg_name = &names_[i];
-        msgs_[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage);
-        msgs_[i].msg_hdr.msg_iov = &iovs_[i];
-        msgs_[i].msg_hdr.msg_iovlen = 1;
-        msgs_[i].msg_hdr.msg_control = controls_[i].data();
-        msgs_[i].msg_hdr.msg_controllen = controls_[i].size();
-    }
-    int got = ::recvmmsg(sock.fd, msgs_.data(), static_cast<unsigned>(n), MSG_DONTWAIT, nullptr);
-    if (got <= 0) {
-        if (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) ++sock.counters.rx_errors;
-        return filled;
-    }
-    queue.datagrams.clear();
-    queue.next = 0;
-    queue.next_offset = 0;
-    for (std::size_t i = 0; i < static_cast<std::size_t>(got); ++i) {
-        const std::size_t len = msgs_[i].msg_len;
-        if ((msgs_[i].msg_hdr.msg_flags & MSG_TRUNC) != 0) {
-            ++sock.counters.rx_errors;
-            continue;
+    while (filled < bufs.size()) {
+        // Each coalesced datagram may hold up to 64 segments, but one that was not coalesced
+        // holds one: read no more messages than there are buffers left.
+        const std::size_t n = std::min({bufs.size() - filled, batch_, queue.scratch.size() / gro_message_len});
+        for (std::size_t i = 0; i < n; ++i) {
+            iovs_[i] = {queue.scratch.data() + i * gro_message_len, gro_message_len};
+            msgs_[i] = {};
+            msgs_[i].msg_hdr.msg_name = &names_[i];
+            msgs_[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage);
+            msgs_[i].msg_hdr.msg_iov = &iovs_[i];
+            msgs_[i].msg_hdr.msg_iovlen = 1;
+            msgs_[i].msg_hdr.msg_control = controls_[i].data();
+            msgs_[i].msg_hdr.msg_controllen = controls_[i].size();
         }
-        Coalesced d{i * gro_message_len, len, read_arrival(sock, i)};
-        if (d.arrival.segment_len == 0 || d.arrival.segment_len >= len) {
-            d.arrival.segment_len = len;
-        } else {
-            ++sock.counters.gro_receives;
-            sock.counters.gro_segments += (len + d.arrival.segment_len - 1) / d.arrival.segment_len;
+        int got = ::recvmmsg(sock.fd, msgs_.data(), static_cast<unsigned>(n), MSG_DONTWAIT, nullptr);
+        if (got <= 0) {
+            if (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) ++sock.counters.rx_errors;
+            return filled;
         }
-        queue.datagrams.push_back(d);
+        queue.datagrams.clear();
+        queue.next = 0;
+        queue.next_offset = 0;
+        for (std::size_t i = 0; i < static_cast<std::size_t>(got); ++i) {
+            const std::size_t len = msgs_[i].msg_len;
+            if ((msgs_[i].msg_hdr.msg_flags & MSG_TRUNC) != 0) {
+                ++sock.counters.rx_errors;
+                continue;
+            }
+            Coalesced d{i * gro_message_len, len, read_arrival(sock, i)};
+            if (d.arrival.segment_len == 0 || d.arrival.segment_len >= len) {
+                d.arrival.segment_len = len;
+            } else {
+                ++sock.counters.gro_receives;
+                sock.counters.gro_segments += (len + d.arrival.segment_len - 1) / d.arrival.segment_len;
+            }
+            queue.datagrams.push_back(d);
+        }
+        filled += split_pending(sock, queue, bufs.subspan(filled));
+        if (static_cast<std::size_t>(got) < n) break;  // the socket is drained
     }
-    return filled + split_pending(sock, queue, bufs.subspan(filled));
+    return filled;
 }
 
 std::size_t SocketTransport::split_pending(Socket& sock, GroQueue& queue, std::span<core::PacketBuf> bufs) {

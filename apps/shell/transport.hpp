@@ -115,8 +115,9 @@ public:
     /// counted in unroutable(), refused ones in their socket's tx_failures.
     virtual void send(std::span<core::PacketBuf> packets) = 0;
     /// Receives up to bufs.size() packets from socket `index` into valid, reset buffers;
-    /// returns how many (0: would block). Addresses and ports are in the packets' headers; no
-    /// metadata is set.
+    /// returns how many (0: would block). Fewer than bufs.size() means nothing more waits, in
+    /// the socket or here: only then need the caller wait for the socket to become readable.
+    /// Addresses and ports are in the packets' headers; no metadata is set.
     virtual std::size_t receive(std::size_t index, std::span<core::PacketBuf> bufs) = 0;
 
     const std::vector<Socket>& sockets() const noexcept { return sockets_; }
