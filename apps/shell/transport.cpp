@@ -283,7 +283,7 @@ bool SocketTransport::group_for_gso(std::size_t from, std::size_t to) {
         Group g{i, 1, iovs_[i].iov_len};
         // A segment the route cannot carry whole would be refused (EINVAL) rather than
         // fragmented: such datagrams leave one by one, as before.
-        const bool fits = g.segment_len != 0 && g.segment_len + rebuilt_header_len <= link_mtu_;
+        const bool fits = g.segment_len != 0 && core::Ipv4Header::len + core::UdpHeader::len + g.segment_len <= link_mtu_;
         std::size_t total = g.segment_len;
         while (fits && i + g.count < to && g.count < gso_max_segments) {
             const std::size_t j = i + g.count;
