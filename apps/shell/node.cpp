@@ -70,7 +70,7 @@ public:
                                      " is too small for link MTU plus " + std::to_string(pipeline_->headroom() + pipeline_->tailroom()) +
                                      " bytes of stage overhead; raise pool.buffer_size");
 
-        if (!transport_) transport_ = std::make_unique<SocketTransport>(config_.transport, config_.batch);
+        if (!transport_) transport_ = std::make_unique<SocketTransport>(config_.transport, config_.batch, log_.child("transport"));
 
         if (device_) {
             mtu_ = config_.tun.mtu.value_or(config_.transport.link_mtu - pipeline_->headroom() - pipeline_->tailroom());
@@ -193,6 +193,7 @@ public:
             if (s.kind == Transport::Kind::Raw) o["rx_own_device"] = s.counters.rx_own_device;
             o["receive_buffer"] = s.receive_buffer;
             o["send_buffer"] = s.send_buffer;
+            if (s.kind == Transport::Kind::Udp) add_offload_status(o, s);
             socks.push_back(o);
         }
         j["transport"] = {{"local", config_.transport.local.to_string()}, {"sockets", socks}, {"unroutable", transport_->unroutable()},

@@ -40,7 +40,7 @@ TunConfig parse_tun(const ConfigReader& c) {
 }
 
 TransportConfig parse_transport(const ConfigReader& c) {
-    c.only({"local", "udp_ports", "raw_protocols", "link_mtu", "fwmark", "receive_buffer", "send_buffer"});
+    c.only({"local", "udp_ports", "raw_protocols", "link_mtu", "fwmark", "receive_buffer", "send_buffer", "udp_gso", "udp_gro"});
     TransportConfig t;
     t.local = c.address("local");
     if (t.local.is_multicast() || t.local.is_broadcast())
@@ -77,6 +77,8 @@ TransportConfig parse_transport(const ConfigReader& c) {
     t.link_mtu = static_cast<std::size_t>(c.integer_or("link_mtu", 1500, 576, 65535));
     t.receive_buffer = static_cast<std::size_t>(c.integer_or("receive_buffer", 4 << 20, 65536, 1 << 30));
     t.send_buffer = static_cast<std::size_t>(c.integer_or("send_buffer", 4 << 20, 65536, 1 << 30));
+    t.udp_gso = c.boolean_or("udp_gso", true);
+    t.udp_gro = c.boolean_or("udp_gro", true);
     return t;
 }
 

@@ -40,6 +40,10 @@ struct TransportConfig {
     // datagrams, and every overflow is a lost packet the tunnel's TCP must retransmit.
     std::size_t receive_buffer = 4 << 20;
     std::size_t send_buffer = 4 << 20;
+    // UDP segmentation offload (UDP_SEGMENT) for sends and receive coalescing (UDP_GRO), each
+    // used where the kernel offers it; off: one datagram per message, as without them.
+    bool udp_gso = true;
+    bool udp_gro = true;
 };
 
 struct NodeConfig {

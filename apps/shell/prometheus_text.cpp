@@ -235,6 +235,13 @@ void node_metrics(Exposition& e, const nlohmann::json& n) {
                 gauge(e, "mipsec_socket_receive_buffer_bytes", "Receive buffer the kernel granted", l, s, "receive_buffer");
                 gauge(e, "mipsec_socket_send_buffer_bytes", "Send buffer the kernel granted", l, s, "send_buffer");
                 failures(e, "mipsec_socket_tx_failures_total", "Sends that failed, by reason", l, s);
+                gauge(e, "mipsec_socket_gso_enabled", "1 while sends use UDP segmentation offload (UDP_SEGMENT)", l, s, "gso");
+                counter(e, "mipsec_socket_gso_sends_total", "Sends that carried several datagrams as one (UDP_SEGMENT)", l, s, "gso_sends");
+                counter(e, "mipsec_socket_gso_segments_total", "Datagrams carried by those sends", l, s, "gso_segments");
+                counter(e, "mipsec_socket_gso_fallbacks_total", "Segmented sends the kernel refused, resent one datagram each", l, s, "gso_fallbacks");
+                gauge(e, "mipsec_socket_gro_enabled", "1 while receives take coalesced datagrams (UDP_GRO)", l, s, "gro");
+                counter(e, "mipsec_socket_gro_receives_total", "Coalesced datagrams received (UDP_GRO)", l, s, "gro_receives");
+                counter(e, "mipsec_socket_gro_segments_total", "Datagrams split out of coalesced receives", l, s, "gro_segments");
             }
         }
         counter(e, "mipsec_transport_unroutable_packets_total", "Outer packets no socket could send", node, *t, "unroutable");

@@ -97,4 +97,16 @@ nlohmann::json path_mtu_status(const Transport& transport) {
     return j;
 }
 
+void add_offload_status(nlohmann::json& socket, const Transport::Socket& s) {
+    socket["gso"] = s.gso;
+    if (!s.gso) socket["gso_off"] = s.gso_off;
+    socket["gso_sends"] = s.counters.gso_sends;
+    socket["gso_segments"] = s.counters.gso_segments;
+    socket["gso_fallbacks"] = s.counters.gso_fallbacks;
+    socket["gro"] = s.gro;
+    if (!s.gro) socket["gro_off"] = s.gro_off;
+    socket["gro_receives"] = s.counters.gro_receives;
+    socket["gro_segments"] = s.counters.gro_segments;
+}
+
 }  // namespace mipsec::shell

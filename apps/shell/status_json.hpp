@@ -18,4 +18,7 @@ nlohmann::json write_failures_status(const tun::WriteFailures& failures);
 nlohmann::json offload_status(unsigned granted, const tun::OffloadCounters& counters);
 /// Path MTUs the transport learned: [{"destination": "192.0.2.2", "mtu": 1400}].
 nlohmann::json path_mtu_status(const Transport& transport);
+/// A UDP socket's offloads into its status object: "gso"/"gro" (in use), "gso_off"/"gro_off"
+/// (why not, when not) and their counters (Transport::Counters).
+void add_offload_status(nlohmann::json& socket, const Transport::Socket& s);
 }  // namespace mipsec::shell

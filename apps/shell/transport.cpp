@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include <netinet/in.h>
+#include <netinet/udp.h>
 #include <unistd.h>
 
 #include "core/ipv4.hpp"
@@ -47,20 +48,29 @@ std::size_t size_buffer(int fd, int force_option, int option, std::size_t bytes)
 }
 }  // namespace
 
-namespace {
-std::uint32_t arrived_on(msghdr& msg) {
-    for (auto* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-        if (c->cmsg_level != IPPROTO_IP || c->cmsg_type != IP_PKTINFO) continue;
-        in_pktinfo info{};
-        std::memcpy(&info, CMSG_DATA(c), sizeof info);
-        return static_cast<std::uint32_t>(info.ipi_ifindex);
-    }
-    return 0;
-}
-}  // namespace
-
-SocketTransport::SocketTransport(const TransportConfig& config, std::size_t batch)
-    : local_(config.local), batch_(batch), fwmark_(config.fwmark), any_local_(config.local.is_unspecified()) {
+SocketTransport::SocketTransport(const TransportConfig& config, std::size_t batch, std::optional<core::Logger> log, SendBatch send_batch)
+    : local_(config.local), batch_(batch), fwmark_(config.fwmark), link_mtu_(config.link_mtu), log_(std::move(log)),
+      send_batch_(std::move(send_batch)), any_local_(config.local.is_unspecified()) {
+    if (!send_batch_) send_batch_ = [](int fd, mmsghdr* msgs, unsigned count) { return ::sendmmsg(fd, msgs, count, 0); };
+    // Offloads are probed per socket: a kernel without them (before 4.18 for UDP_SEGMENT,
+    // 5.0 for UDP_GRO) refuses the option, and the socket works as before.
+    auto probe_offloads = [&](Socket& s) {
+        if (!config.udp_gso) {
+            s.gso_off = "off in config";
+        } else {
+            int size = 0;
+            socklen_t len = sizeof size;
+            if (::getsockopt(s.fd, SOL_UDP, UDP_SEGMENT, &size, &len) == 0) s.gso = true;
+            else s.gso_off = std::string("UDP_SEGMENT refused: ") + std::strerror(errno);
+        }
+        if (!config.udp_gro) {
+            s.gro_off = "off in config";
+        } else {
+            int one = 1;
+            if (::setsockopt(s.fd, SOL_UDP, UDP_GRO, &one, sizeof one) == 0) s.gro = true;
+            else s.gro_off = std::string("UDP_GRO refused: ") + std::strerror(errno);
+        }
+    };
     auto mark = [&](int fd) {
         if (!config.fwmark) return;
         std::uint32_t m = *config.fwmark;
@@ -93,6 +103,7 @@ SocketTransport::SocketTransport(const TransportConfig& config, std::size_t batc
             if (::setsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &dont, sizeof dont) != 0) fail("cannot set IP_MTU_DISCOVER", errno);
             mark(fd);
             size_buffers(sockets_.back());
+            probe_offloads(sockets_.back());
             auto sa = to_sockaddr(local_, port);
             if (::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0)
                 fail("cannot bind UDP " + local_.to_string() + ":" + std::to_string(port), errno);
@@ -129,6 +140,11 @@ SocketTransport::SocketTransport(const TransportConfig& config, std::size_t batc
     dont_fragment_.resize(batch_);
     zero_checksum_.resize(batch_);
     controls_.resize(batch_);
+    groups_.reserve(batch_);
+    group_msgs_.resize(batch_);
+    gro_.resize(sockets_.size());
+    for (std::size_t i = 0; i < sockets_.size(); ++i)
+        if (sockets_[i].gro) gro_[i].scratch.resize(std::min(batch_, gro_max_messages) * gro_message_len);
 }
 
 SocketTransport::~SocketTransport() {
@@ -226,9 +242,123 @@ void Transport::note_path_mtu(core::Ipv4Address destination, std::size_t mtu) {
     path_mtu_changes_.push_back(learned);
 }
 
+void SocketTransport::send_each(Socket& sock, std::size_t from, std::size_t to) {
+    std::size_t done = from;
+    while (done < to) {
+        int sent = send_batch_(sock.fd, msgs_.data() + done, static_cast<unsigned>(to - done));
+        if (sent < 0 && errno == EINTR) continue;
+        if (sent <= 0) {
+            // sendmmsg reports an error only for the first message it could not send; that
+            // packet is lost (full socket buffer, no route, too big): count it with its reason
+            // and go on with the next one.
+            const int err = sent < 0 ? errno : EIO;
+            ++sock.counters.tx_errors;
+            sock.counters.tx_failures.add(tun::classify_write_error(err));
+            if (err == EMSGSIZE) learn_path_mtu(names_[done]);
+            ++done;
+            continue;
+        }
+        for (int k = 0; k < sent; ++k) {
+            ++sock.counters.tx_packets;
+            sock.counters.tx_bytes += msgs_[done + static_cast<std::size_t>(k)].msg_hdr.msg_iov->iov_len;
+        }
+        done += static_cast<std::size_t>(sent);
+    }
+}
+
+bool SocketTransport::group_for_gso(std::size_t from, std::size_t to) {
+    // Datagrams join a group while they go to the same peer with the same ancillary data
+    // (source, TTL, TOS) and the length of the first; one shorter datagram may end it. The
+    // kernel cuts it into gso_size pieces, so any other shape would change the datagrams.
+    auto same_destination = [&](std::size_t a, std::size_t b) {
+        const auto& ma = msgs_[a].msg_hdr;
+        const auto& mb = msgs_[b].msg_hdr;
+        return ma.msg_namelen == mb.msg_namelen && std::memcmp(ma.msg_name, mb.msg_name, ma.msg_namelen) == 0 &&
+               ma.msg_controllen == mb.msg_controllen &&
+               (ma.msg_controllen == 0 || std::memcmp(ma.msg_control, mb.msg_control, ma.msg_controllen) == 0);
+    };
+    groups_.clear();
+    bool coalesced = false;
+    for (std::size_t i = from; i < to;) {
+        Group g{i, 1, iovs_[i].iov_len};
+        // A segment the route cannot carry whole would be refused (EINVAL) rather than
+        // fragmented: such datagrams leave one by one, as before.
+        const bool fits = g.segment_len != 0 && core::Ipv4Header::len + core::UdpHeader::len + g.segment_len <= link_mtu_;
+        std::size_t total = g.segment_len;
+        while (fits && i + g.count < to && g.count < gso_max_segments) {
+            const std::size_t j = i + g.count;
+            const std::size_t len = iovs_[j].iov_len;
+            if (len == 0 || len > g.segment_len || total + len > gso_max_payload || !same_destination(i, j)) break;
+            ++g.count;
+            total += len;
+            if (len < g.segment_len) break;
+        }
+        auto& m = group_msgs_[groups_.size()];
+        m = msgs_[i];
+        if (g.count > 1) {
+            coalesced = true;
+            m.msg_hdr.msg_iovlen = g.count;  // iovs_ of consecutive messages are consecutive
+            auto* cmsg = reinterpret_cast<cmsghdr*>(controls_[i].data() + m.msg_hdr.msg_controllen);
+            cmsg->cmsg_level = SOL_UDP;
+            cmsg->cmsg_type = UDP_SEGMENT;
+            cmsg->cmsg_len = CMSG_LEN(sizeof(std::uint16_t));
+            const auto segment = static_cast<std::uint16_t>(g.segment_len);
+            std::memcpy(CMSG_DATA(cmsg), &segment, sizeof segment);
+            m.msg_hdr.msg_control = controls_[i].data();
+            m.msg_hdr.msg_controllen += CMSG_SPACE(sizeof(std::uint16_t));
+        }
+        groups_.push_back(g);
+        i += g.count;
+    }
+    return coalesced;
+}
+
+void SocketTransport::send_groups(Socket& sock) {
+    std::size_t done = 0;
+    while (done < groups_.size()) {
+        int sent = send_batch_(sock.fd, group_msgs_.data() + done, static_cast<unsigned>(groups_.size() - done));
+        if (sent < 0 && errno == EINTR) continue;
+        if (sent <= 0) {
+            const int err = sent < 0 ? errno : EIO;
+            const auto& g = groups_[done];
+            if (g.count == 1) {
+                send_each(sock, g.first, g.first + 1);  // counts the failure, learns a path MTU
+            } else {
+                // The kernel refused the group as a whole (a segment over the route's MTU,
+                // a device that cannot checksum, a full buffer): resend its datagrams one by
+                // one, so each meets its own fate and is counted as it would have been.
+                ++sock.counters.gso_fallbacks;
+                if (err == EIO) disable_gso(sock, err);
+                send_each(sock, g.first, g.first + g.count);
+            }
+            ++done;
+            continue;
+        }
+        for (std::size_t k = 0; k < static_cast<std::size_t>(sent); ++k) {
+            const auto& g = groups_[done + k];
+            for (std::size_t m = g.first; m < g.first + g.count; ++m) sock.counters.tx_bytes += iovs_[m].iov_len;
+            sock.counters.tx_packets += g.count;
+            if (g.count > 1) {
+                ++sock.counters.gso_sends;
+                sock.counters.gso_segments += g.count;
+            }
+        }
+        done += static_cast<std::size_t>(sent);
+    }
+}
+
+void SocketTransport::disable_gso(Socket& sock, int err) {
+    // EIO: the route's device cannot checksum (or segment) for us, or the route goes through
+    // an xfrm policy; every later GSO send would fail the same way.
+    sock.gso = false;
+    sock.gso_off = std::string("refused by the kernel: ") + std::strerror(err);
+    if (log_) log_->warn("UDP port ", sock.port, ": segmentation offload (UDP_SEGMENT) ", sock.gso_off, "; sending one datagram per message from now on");
+}
+
 void SocketTransport::send(std::span<core::PacketBuf> packets) {
     // Fill one mmsghdr per packet, then flush runs that share a socket (and, on a UDP socket,
-    // DF and checksum wishes) with one sendmmsg.
+    // DF and checksum wishes) with one sendmmsg; with UDP_SEGMENT, datagrams of a run that
+    // share a peer and a size leave as one message.
     std::size_t n = 0;
     auto same_run = [&](std::size_t a, std::size_t b) {
         return owner_[a] == owner_[b] && dont_fragment_[a] == dont_fragment_[b] && zero_checksum_[a] == zero_checksum_[b];
@@ -239,27 +369,14 @@ void SocketTransport::send(std::span<core::PacketBuf> packets) {
             std::size_t end = start + 1;
             while (end < n && same_run(start, end)) ++end;
             auto& sock = sockets_[static_cast<std::size_t>(owner_[start])];
-            if (sock.kind == Kind::Udp) set_udp_state(sock, dont_fragment_[start] != 0, zero_checksum_[start] != 0);
-            std::size_t done = start;
-            while (done < end) {
-                int sent = ::sendmmsg(sock.fd, msgs_.data() + done, static_cast<unsigned>(end - done), 0);
-                if (sent < 0 && errno == EINTR) continue;
-                if (sent <= 0) {
-                    // sendmmsg reports an error only for the first message it could not send;
-                    // that packet is lost (full socket buffer, no route, too big): count it
-                    // with its reason and go on with the next one.
-                    const int err = sent < 0 ? errno : EIO;
-                    ++sock.counters.tx_errors;
-                    sock.counters.tx_failures.add(tun::classify_write_error(err));
-                    if (err == EMSGSIZE) learn_path_mtu(names_[done]);
-                    ++done;
-                    continue;
-                }
-                for (int k = 0; k < sent; ++k) {
-                    ++sock.counters.tx_packets;
-                    sock.counters.tx_bytes += msgs_[done + static_cast<std::size_t>(k)].msg_hdr.msg_iov->iov_len;
-                }
-                done += static_cast<std::size_t>(sent);
+            if (sock.kind == Kind::Udp && sock.gso && group_for_gso(start, end)) {
+                // The kernel refuses GSO on a socket without checksums (EINVAL): a run that
+                // coalesces carries them (RFC 3948 §2.1: receivers MUST NOT depend on zero).
+                set_udp_state(sock, dont_fragment_[start] != 0, false);
+                send_groups(sock);
+            } else {
+                if (sock.kind == Kind::Udp) set_udp_state(sock, dont_fragment_[start] != 0, zero_checksum_[start] != 0);
+                send_each(sock, start, end);
             }
             start = end;
         }
@@ -323,8 +440,70 @@ void SocketTransport::send(std::span<core::PacketBuf> packets) {
     flush();
 }
 
+SocketTransport::Arrival SocketTransport::read_arrival(Socket& sock, std::size_t message) {
+    auto& msg = msgs_[message].msg_hdr;
+    Arrival a;
+    sockaddr_in from{};
+    std::memcpy(&from, &names_[message], sizeof from);
+    a.source = core::Endpoint{{ntohl(from.sin_addr.s_addr)}, ntohs(from.sin_port)};
+    a.destination = local_;
+    const bool udp = sock.kind == Kind::Udp;
+    for (auto* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SO_RXQ_OVFL) {
+            std::uint32_t dropped = 0;  // since the socket opened
+            std::memcpy(&dropped, CMSG_DATA(c), sizeof dropped);
+            sock.counters.rx_overflows = dropped;
+            continue;
+        }
+        if (udp && c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO) {
+            int segment = 0;
+            std::memcpy(&segment, CMSG_DATA(c), sizeof segment);
+            if (segment > 0) a.segment_len = static_cast<std::size_t>(segment);
+            continue;
+        }
+        if (c->cmsg_level != IPPROTO_IP) continue;
+        if (c->cmsg_type == IP_PKTINFO) {
+            in_pktinfo info{};
+            std::memcpy(&info, CMSG_DATA(c), sizeof info);
+            a.ifindex = static_cast<std::uint32_t>(info.ipi_ifindex);
+            if (udp) a.destination = core::Ipv4Address{ntohl(info.ipi_addr.s_addr)};
+        } else if (udp && c->cmsg_type == IP_TOS) {
+            a.tos = *CMSG_DATA(c);  // one byte
+        } else if (udp && c->cmsg_type == IP_TTL) {
+            int value = 0;
+            std::memcpy(&value, CMSG_DATA(c), sizeof value);
+            a.ttl = static_cast<std::uint8_t>(value);
+        }
+    }
+    return a;
+}
+
+bool SocketTransport::rebuild_headers(Socket& sock, core::PacketBuf& buf, const Arrival& a, std::size_t len) {
+    // Rebuild the IP/UDP headers the socket consumed, so stages see a whole packet: TOS and
+    // TTL as they arrived; DF, identification and the checksum the kernel already verified are
+    // not told and stay zero.
+    if (len + rebuilt_header_len > 0xFFFF || !buf.resize(rebuilt_header_len + len)) {
+        ++sock.counters.rx_errors;
+        return false;
+    }
+    core::Ipv4Header ip;
+    ip.tos = a.tos;
+    ip.ttl = a.ttl;
+    ip.total_length = static_cast<std::uint16_t>(rebuilt_header_len + len);
+    ip.protocol = core::ip_protocol::udp;
+    ip.source = a.source.address;
+    ip.destination = a.destination;
+    ip.emit(buf.bytes());
+    core::UdpHeader u{a.source.port, sock.port, static_cast<std::uint16_t>(len + core::UdpHeader::len), 0};
+    u.emit(buf.bytes().subspan(core::Ipv4Header::len));
+    ++sock.counters.rx_packets;
+    sock.counters.rx_bytes += len;
+    return true;
+}
+
 std::size_t SocketTransport::receive(std::size_t index, std::span<core::PacketBuf> bufs) {
     auto& sock = sockets_[index];
+    if (sock.gro) return receive_coalesced(sock, gro_[index], bufs);
     std::size_t n = std::min(bufs.size(), batch_);
     const bool udp = sock.kind == Kind::Udp;
     for (std::size_t i = 0; i < n; ++i) {
@@ -347,73 +526,102 @@ std::size_t SocketTransport::receive(std::size_t index, std::span<core::PacketBu
     }
     std::size_t accepted = 0;
     for (std::size_t i = 0; i < static_cast<std::size_t>(got); ++i) {
-        auto& buf = bufs[accepted];
         std::size_t len = msgs_[i].msg_len;
         const bool truncated = (msgs_[i].msg_hdr.msg_flags & MSG_TRUNC) != 0;
-        sockaddr_in from{};
-        std::memcpy(&from, &names_[i], sizeof from);
-        core::Endpoint source{{ntohl(from.sin_addr.s_addr)}, ntohs(from.sin_port)};
         if (truncated || len + (udp ? rebuilt_header_len : 0) > 0xFFFF) {
             ++sock.counters.rx_errors;
             continue;
         }
-        if (!udp && ignored_ifindex_ != 0 && arrived_on(msgs_[i].msg_hdr) == ignored_ifindex_) {
+        const Arrival arrival = read_arrival(sock, i);
+        if (!udp && ignored_ifindex_ != 0 && arrival.ifindex == ignored_ifindex_) {
             ++sock.counters.rx_own_device;
             continue;
         }
         if (accepted != i) std::swap(bufs[accepted], bufs[i]);
-        core::Ipv4Address destination = local_;
-        std::uint8_t tos = 0;
-        std::uint8_t ttl = 64;
-        for (auto* c = CMSG_FIRSTHDR(&msgs_[i].msg_hdr); c != nullptr; c = CMSG_NXTHDR(&msgs_[i].msg_hdr, c)) {
-            if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SO_RXQ_OVFL) {
-                std::uint32_t dropped = 0;  // since the socket opened
-                std::memcpy(&dropped, CMSG_DATA(c), sizeof dropped);
-                sock.counters.rx_overflows = dropped;
-                continue;
-            }
-            if (!udp || c->cmsg_level != IPPROTO_IP) continue;
-            if (c->cmsg_type == IP_PKTINFO) {
-                in_pktinfo info{};
-                std::memcpy(&info, CMSG_DATA(c), sizeof info);
-                destination = core::Ipv4Address{ntohl(info.ipi_addr.s_addr)};
-            } else if (c->cmsg_type == IP_TOS) {
-                tos = *CMSG_DATA(c);  // one byte
-            } else if (c->cmsg_type == IP_TTL) {
-                int value = 0;
-                std::memcpy(&value, CMSG_DATA(c), sizeof value);
-                ttl = static_cast<std::uint8_t>(value);
-            }
-        }
+        auto& buf = bufs[accepted];
         if (udp) {
-            // Rebuild the IP/UDP headers the socket consumed, so stages see a whole packet: TOS
-            // and TTL as they arrived; DF, identification and the checksum the kernel already
-            // verified are not told and stay zero.
-            if (!buf.resize(rebuilt_header_len + len)) {
-                ++sock.counters.rx_errors;
-                continue;
-            }
-            core::Ipv4Header ip;
-            ip.tos = tos;
-            ip.ttl = ttl;
-            ip.total_length = static_cast<std::uint16_t>(rebuilt_header_len + len);
-            ip.protocol = core::ip_protocol::udp;
-            ip.source = source.address;
-            ip.destination = destination;
-            ip.emit(buf.bytes());
-            core::UdpHeader u{source.port, sock.port, static_cast<std::uint16_t>(len + core::UdpHeader::len), 0};
-            u.emit(buf.bytes().subspan(core::Ipv4Header::len));
+            if (!rebuild_headers(sock, buf, arrival, len)) continue;
         } else {
             if (!buf.resize(len)) {
                 ++sock.counters.rx_errors;
                 continue;
             }
+            ++sock.counters.rx_packets;
+            sock.counters.rx_bytes += len;
         }
-        ++sock.counters.rx_packets;
-        sock.counters.rx_bytes += len;
         ++accepted;
     }
     return accepted;
+}
+
+std::size_t SocketTransport::receive_coalesced(Socket& sock, GroQueue& queue, std::span<core::PacketBuf> bufs) {
+    // What an earlier read left over goes first; the socket is read again only once it is all
+    // handed out, and again while reads come back full, so a call fills fewer buffers than
+    // offered only when nothing waits here or in the socket (the caller then waits for the
+    // socket to become readable, and the reactor tells only of new arrivals).
+    std::size_t filled = split_pending(sock, queue, bufs);
+    while (filled < bufs.size()) {
+        // Each coalesced datagram may hold up to 64 segments, but one that was not coalesced
+        // holds one: read no more messages than there are buffers left.
+        const std::size_t n = std::min({bufs.size() - filled, batch_, queue.scratch.size() / gro_message_len});
+        for (std::size_t i = 0; i < n; ++i) {
+            iovs_[i] = {queue.scratch.data() + i * gro_message_len, gro_message_len};
+            msgs_[i] = {};
+            msgs_[i].msg_hdr.msg_name = &names_[i];
+            msgs_[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage);
+            msgs_[i].msg_hdr.msg_iov = &iovs_[i];
+            msgs_[i].msg_hdr.msg_iovlen = 1;
+            msgs_[i].msg_hdr.msg_control = controls_[i].data();
+            msgs_[i].msg_hdr.msg_controllen = controls_[i].size();
+        }
+        int got = ::recvmmsg(sock.fd, msgs_.data(), static_cast<unsigned>(n), MSG_DONTWAIT, nullptr);
+        if (got <= 0) {
+            if (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) ++sock.counters.rx_errors;
+            return filled;
+        }
+        queue.datagrams.clear();
+        queue.next = 0;
+        queue.next_offset = 0;
+        for (std::size_t i = 0; i < static_cast<std::size_t>(got); ++i) {
+            const std::size_t len = msgs_[i].msg_len;
+            if ((msgs_[i].msg_hdr.msg_flags & MSG_TRUNC) != 0) {
+                ++sock.counters.rx_errors;
+                continue;
+            }
+            Coalesced d{i * gro_message_len, len, read_arrival(sock, i)};
+            if (d.arrival.segment_len == 0 || d.arrival.segment_len >= len) {
+                d.arrival.segment_len = len;
+            } else {
+                ++sock.counters.gro_receives;
+                sock.counters.gro_segments += (len + d.arrival.segment_len - 1) / d.arrival.segment_len;
+            }
+            queue.datagrams.push_back(d);
+        }
+        filled += split_pending(sock, queue, bufs.subspan(filled));
+        if (static_cast<std::size_t>(got) < n) break;  // the socket is drained
+    }
+    return filled;
+}
+
+std::size_t SocketTransport::split_pending(Socket& sock, GroQueue& queue, std::span<core::PacketBuf> bufs) {
+    // The kernel coalesced datagrams of one flow at segment_len each, the last possibly
+    // shorter: cut them apart at the same boundaries, one buffer per datagram.
+    std::size_t filled = 0;
+    while (filled < bufs.size() && queue.next < queue.datagrams.size()) {
+        const auto& d = queue.datagrams[queue.next];
+        const std::size_t len = std::min(d.arrival.segment_len, d.len - queue.next_offset);
+        const std::uint8_t* payload = queue.scratch.data() + d.offset + queue.next_offset;
+        queue.next_offset += len;
+        if (queue.next_offset >= d.len) {
+            ++queue.next;
+            queue.next_offset = 0;
+        }
+        auto& buf = bufs[filled];
+        if (!rebuild_headers(sock, buf, d.arrival, len)) continue;
+        std::memcpy(buf.data() + rebuilt_header_len, payload, len);
+        ++filled;
+    }
+    return filled;
 }
 
 }  // namespace mipsec::shell

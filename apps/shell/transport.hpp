@@ -21,8 +21,22 @@
 // address they were sent to. Raw protocol 255 is a send-only socket for any protocol (a mobile
 // node at home passes its own packets through unchanged). With a fwmark every socket carries
 // it, so policy routing can keep outer packets out of the TUN.
+//
+// UDP offloads pay the kernel per batch instead of per datagram. Send (UDP_SEGMENT, "GSO"):
+// consecutive datagrams of one batch from one socket to one peer, with the same ancillary
+// data and the same length (the last may be shorter), leave as one sendmsg of up to 64
+// segments and 64 KiB that the kernel (or the device) cuts back into those datagrams; the
+// wire is unchanged except that such datagrams carry a UDP checksum, because the kernel
+// refuses GSO on a socket without checksums (ESP-in-UDP SHOULD send zero, and receivers MUST
+// NOT depend on it: RFC 3948 §2.1). Receive (UDP_GRO): the kernel hands over consecutive
+// datagrams of one flow as one with their segment size; they are split back into one buffer
+// each, and what does not fit the caller's buffers waits for the next receive, so nothing is
+// lost to a short batch. Both are probed when a socket opens and can be turned off in the
+// config; a GSO send the kernel refuses is resent one datagram per message, and EIO (the
+// device cannot checksum for us) turns GSO off for that socket for good, logged once.
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -33,6 +47,7 @@
 #include <sys/socket.h>
 
 #include "apps/shell/node_config.hpp"
+#include "core/logger.hpp"
 #include "core/packet_buf.hpp"
 #include "tun/device.hpp"
 
@@ -54,6 +69,12 @@ public:
         // Raw: packets that arrived on the node's own TUN device, skipped (see
         // ignore_inbound_from()).
         std::uint64_t rx_own_device = 0;
+        // Udp offloads. gso_sends: sendmsg calls that carried several datagrams as one
+        // (UDP_SEGMENT), gso_segments: the datagrams they carried; gso_fallbacks: such sends
+        // the kernel refused, resent one datagram per message. gro_receives: datagrams the
+        // kernel handed over coalesced (UDP_GRO), gro_segments: the datagrams split from them.
+        std::uint64_t gso_sends = 0, gso_segments = 0, gso_fallbacks = 0;
+        std::uint64_t gro_receives = 0, gro_segments = 0;
     };
     struct Socket {
         Kind kind;
@@ -68,6 +89,12 @@ public:
         // without CAP_NET_ADMIN).
         std::size_t receive_buffer = 0;
         std::size_t send_buffer = 0;
+        // Udp: whether sends use UDP_SEGMENT and receives UDP_GRO; when not, why ("off in
+        // config", the kernel's refusal).
+        bool gso = false;
+        bool gro = false;
+        std::string gso_off{};
+        std::string gro_off{};
     };
     /// What a refused packet taught about the path to a destination.
     struct PathMtu {
@@ -88,8 +115,9 @@ public:
     /// counted in unroutable(), refused ones in their socket's tx_failures.
     virtual void send(std::span<core::PacketBuf> packets) = 0;
     /// Receives up to bufs.size() packets from socket `index` into valid, reset buffers;
-    /// returns how many (0: would block). Addresses and ports are in the packets' headers; no
-    /// metadata is set.
+    /// returns how many (0: would block). Fewer than bufs.size() means nothing more waits, in
+    /// the socket or here: only then need the caller wait for the socket to become readable.
+    /// Addresses and ports are in the packets' headers; no metadata is set.
     virtual std::size_t receive(std::size_t index, std::span<core::PacketBuf> bufs) = 0;
 
     const std::vector<Socket>& sockets() const noexcept { return sockets_; }
@@ -122,9 +150,22 @@ protected:
 /// The kernel's sockets: UDP bound per port, raw sockets with IP_HDRINCL per protocol.
 class SocketTransport final : public Transport {
 public:
+    /// The system call a batch of messages leaves through (::sendmmsg without flags); returns
+    /// how many messages went, or -1 with errno. Tests put one in front that refuses.
+    using SendBatch = std::function<int(int fd, struct mmsghdr* msgs, unsigned count)>;
+    /// Most datagrams one GSO send carries (the kernel's UDP_MAX_SEGMENTS).
+    static constexpr std::size_t gso_max_segments = 64;
+    /// Most payload bytes one GSO send carries: an IPv4 datagram's 64 KiB less IP and UDP headers.
+    static constexpr std::size_t gso_max_payload = 0xFFFF - 28;
+    /// Coalesced datagrams one GRO receive reads at most, each into 64 KiB of scratch.
+    static constexpr std::size_t gro_max_messages = 16;
+    static constexpr std::size_t gro_message_len = 1 << 16;
+
     /// Opens and binds every socket; throws std::runtime_error naming the socket and the fix.
     /// A UDP port 0 lets the kernel pick one (tests); sockets() then shows the port it got.
-    explicit SocketTransport(const TransportConfig& config, std::size_t batch);
+    /// `log` hears when an offload is turned off at run time.
+    explicit SocketTransport(const TransportConfig& config, std::size_t batch, std::optional<core::Logger> log = std::nullopt,
+                             SendBatch send_batch = {});
     ~SocketTransport() override;
 
     core::Ipv4Address local() const noexcept { return local_; }
@@ -138,10 +179,47 @@ private:
                    sockaddr_storage& destination, socklen_t& destination_len) const;
     void set_udp_state(Socket& sock, bool dont_fragment, bool zero_checksum);
     void learn_path_mtu(const sockaddr_storage& destination);
+    // Sends messages [from, to) one datagram each, counting what the kernel refuses.
+    void send_each(Socket& sock, std::size_t from, std::size_t to);
+    // Groups messages [from, to) into GSO sends (groups_, group_msgs_); true if any has several.
+    bool group_for_gso(std::size_t from, std::size_t to);
+    void send_groups(Socket& sock);
+    void disable_gso(Socket& sock, int err);
+
+    // What a received datagram's ancillary data and address said.
+    struct Arrival {
+        core::Endpoint source;
+        core::Ipv4Address destination;
+        std::uint8_t tos = 0;
+        std::uint8_t ttl = 64;
+        std::uint32_t ifindex = 0;
+        std::size_t segment_len = 0;  // UDP_GRO: the size it was coalesced at; 0: not coalesced
+    };
+    Arrival read_arrival(Socket& sock, std::size_t message);
+    // Rebuilds the IP/UDP headers in front of `len` payload bytes at offset rebuilt_header_len.
+    bool rebuild_headers(Socket& sock, core::PacketBuf& buf, const Arrival& a, std::size_t len);
+
+    // Coalesced datagrams read but not yet handed out (a UDP_GRO socket's).
+    struct Coalesced {
+        std::size_t offset = 0;  // in scratch
+        std::size_t len = 0;
+        Arrival arrival;
+    };
+    struct GroQueue {
+        std::vector<std::uint8_t> scratch;
+        std::vector<Coalesced> datagrams;
+        std::size_t next = 0;         // the datagram the next segment comes from
+        std::size_t next_offset = 0;  // where in it
+    };
+    std::size_t receive_coalesced(Socket& sock, GroQueue& queue, std::span<core::PacketBuf> bufs);
+    std::size_t split_pending(Socket& sock, GroQueue& queue, std::span<core::PacketBuf> bufs);
 
     core::Ipv4Address local_;
     std::size_t batch_;
     std::optional<std::uint32_t> fwmark_;
+    std::size_t link_mtu_;
+    std::optional<core::Logger> log_;
+    SendBatch send_batch_;
     // Scratch for one batch, sized once: no allocation per packet.
     std::vector<struct mmsghdr> msgs_;
     std::vector<struct iovec> iovs_;
@@ -151,11 +229,22 @@ private:
     std::vector<std::uint8_t> dont_fragment_;
     std::vector<std::uint8_t> zero_checksum_;
     struct alignas(8) Control {  // cmsghdr's alignment
-        std::array<std::uint8_t, 128> bytes;
+        std::array<std::uint8_t, 192> bytes;
         std::uint8_t* data() noexcept { return bytes.data(); }
-        static constexpr std::size_t size() noexcept { return 128; }
+        static constexpr std::size_t size() noexcept { return 192; }
     };
-    std::vector<Control> controls_;  // IP_PKTINFO / IP_TTL / IP_TOS per message
+    // IP_PKTINFO / IP_TTL / IP_TOS (and UDP_SEGMENT) per outbound message; per inbound one
+    // IP_PKTINFO, IP_TOS, IP_TTL, SO_RXQ_OVFL and UDP_GRO.
+    std::vector<Control> controls_;
+    // One GSO send: messages [first, first + count) of msgs_, all but the last segment_len long.
+    struct Group {
+        std::size_t first = 0;
+        std::size_t count = 0;
+        std::size_t segment_len = 0;
+    };
+    std::vector<Group> groups_;
+    std::vector<struct mmsghdr> group_msgs_;
+    std::vector<GroQueue> gro_;  // per socket; empty for one without UDP_GRO
     bool any_local_ = false;
 };
 

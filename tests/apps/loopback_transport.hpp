@@ -69,16 +69,20 @@ inline void send(shell::Transport& t, core::BufferPool& pool, const std::vector<
     t.send(batch);
 }
 
-// Receives up to `count` packets on socket 0, waiting at most a second in all.
+// Receives up to `count` packets on socket 0, waiting at most a second in all. As the node
+// does, it waits for the socket only after a receive filled fewer buffers than offered: a full
+// one may have left coalesced segments in the transport that no poll would announce.
 inline std::vector<core::PacketBuf> receive(shell::Transport& t, core::BufferPool& pool, std::size_t count) {
     std::vector<core::PacketBuf> got;
-    for (int tries = 0; got.size() < count && tries < 10; ++tries) {
-        pollfd p{t.sockets()[0].fd, POLLIN, 0};
-        if (::poll(&p, 1, 100) != 1) continue;
+    for (int waits = 0; got.size() < count;) {
         std::vector<core::PacketBuf> bufs;
         for (std::size_t i = 0; i < count - got.size(); ++i) bufs.push_back(pool.acquire(headroom));
         const std::size_t n = t.receive(0, bufs);
         for (std::size_t i = 0; i < n; ++i) got.push_back(std::move(bufs[i]));
+        if (n == bufs.size()) continue;
+        if (++waits > 10) break;
+        pollfd p{t.sockets()[0].fd, POLLIN, 0};
+        (void)::poll(&p, 1, 100);
     }
     return got;
 }

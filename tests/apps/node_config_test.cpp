@@ -50,6 +50,14 @@ TEST_CASE("a good config parses, with defaults filled in") {
     auto off = good();
     off["tun"]["offload"] = false;
     CHECK_FALSE(shell::parse_run_config(off).nodes[0].tun.offload);
+    CHECK(run.nodes[0].transport.udp_gso);
+    CHECK(run.nodes[0].transport.udp_gro);
+    auto j = good();
+    j["transport"]["udp_gso"] = false;
+    j["transport"]["udp_gro"] = false;
+    run = shell::parse_run_config(j);
+    CHECK_FALSE(run.nodes[0].transport.udp_gso);
+    CHECK_FALSE(run.nodes[0].transport.udp_gro);
 }
 
 TEST_CASE("bad configs are refused with pointer, problem and expectation") {
@@ -77,6 +85,8 @@ TEST_CASE("bad configs are refused with pointer, problem and expectation") {
         {"link MTU too small", [](json& j) { j["transport"]["link_mtu"] = 590; }, "/transport: link MTU 590"},
         {"receive buffer too small", [](json& j) { j["transport"]["receive_buffer"] = 4096; }, "/transport/receive_buffer: is 4096, out of range; expected an integer from 65536 to 1073741824"},
         {"send buffer not a number", [](json& j) { j["transport"]["send_buffer"] = "4M"; }, "/transport/send_buffer: is \"4M\"; expected an integer"},
+        {"GSO switch not a boolean", [](json& j) { j["transport"]["udp_gso"] = "off"; }, "/transport/udp_gso: is \"off\"; expected true or false"},
+        {"GRO switch not a boolean", [](json& j) { j["transport"]["udp_gro"] = 0; }, "/transport/udp_gro: is 0; expected true or false"},
         {"equal tunnel endpoints", [](json& j) { j["pipeline"][0]["remote"] = "192.0.2.1"; }, "/pipeline/0/remote: equals local"},
         {"bad log level", [](json& j) { j["log_level"] = "loud"; }, "/log_level: \"loud\" is not known"},
         {"unknown top-level key", [](json& j) { j["piepline"] = 1; }, "/piepline: is not a known setting here"},

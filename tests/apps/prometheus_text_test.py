@@ -54,6 +54,10 @@ sock = node["transport"]["sockets"][1]
 check("socket rx", value("mipsec_socket_rx_packets_total", socket="udp/4500") == sock["rx_packets"])
 check("socket overflows", value("mipsec_socket_rx_overflows_total", socket="udp/4500") == sock["rx_overflows"])
 check("socket receive buffer", value("mipsec_socket_receive_buffer_bytes", socket="udp/4500") == sock["receive_buffer"])
+check("GSO in use is a gauge of 1", value("mipsec_socket_gso_enabled", socket="udp/4500") == 1)
+check("GSO segments", value("mipsec_socket_gso_segments_total", socket="udp/4500") == sock["gso_segments"])
+check("GSO fallbacks", value("mipsec_socket_gso_fallbacks_total", socket="udp/4500") == sock["gso_fallbacks"])
+check("GRO off is a gauge of 0", value("mipsec_socket_gro_enabled", socket="udp/4500") == 0)
 check("socket failures", value("mipsec_socket_tx_failures_total", socket="udp/4500", reason="message_too_long") == 3)
 check("path MTU", value("mipsec_path_mtu_bytes", destination="198.51.100.7") == 1280)
 gw = node["pipeline"][0]

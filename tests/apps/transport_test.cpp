@@ -4,11 +4,18 @@
 // its ECN bits and TTL per packet, DF and a zero checksum as socket state; the receiving side
 // rebuilds the header with the TOS and TTL the datagram arrived with. A send the kernel
 // refuses is counted with its reason and does not take the rest of the batch with it.
+// UDP segmentation offload and receive coalescing work on loopback unprivileged: a GSO send
+// crosses lo as one super-datagram and a UDP_GRO socket receives it whole, so both sides of
+// the split are tested against the real kernel.
 #include <doctest/doctest.h>
 
 #include <array>
+#include <cerrno>
+#include <optional>
 #include <string>
 #include <vector>
+
+#include <netinet/udp.h>
 
 #include "tests/apps/loopback_transport.hpp"
 
@@ -137,4 +144,240 @@ TEST_CASE("sockets get the configured buffers, and datagrams the kernel dropped 
     CAPTURE(dropped);
     CHECK(dropped > 0);
     CHECK(dropped < 400);
+}
+
+namespace {
+shell::SocketTransport open_offloading(bool gso, bool gro, shell::SocketTransport::SendBatch send_batch = {},
+                                       std::optional<core::Logger> log = std::nullopt) {
+    shell::TransportConfig config;
+    config.local = loopback;
+    config.udp_ports = {0};
+    config.udp_gso = gso;
+    config.udp_gro = gro;
+    return shell::SocketTransport(config, 32, std::move(log), std::move(send_batch));
+}
+
+// Payload `index` of `len` bytes: every byte says which datagram it belongs to, so a split at
+// the wrong boundary shows.
+std::string numbered(std::size_t index, std::size_t len) { return std::string(len, static_cast<char>('A' + index)); }
+
+std::string payload_of(const core::PacketBuf& buf) {
+    auto ip = core::Ipv4View::check(buf.bytes());
+    REQUIRE(ip);
+    auto udp = core::UdpView::check(ip->payload());
+    REQUIRE(udp);
+    return std::string(udp->payload().begin(), udp->payload().end());
+}
+
+bool carries_segment(const mmsghdr& m) {
+    auto& h = const_cast<msghdr&>(m.msg_hdr);
+    for (auto* c = CMSG_FIRSTHDR(&h); c != nullptr; c = CMSG_NXTHDR(&h, c))
+        if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_SEGMENT) return true;
+    return false;
+}
+}  // namespace
+
+TEST_CASE("ten datagrams of one size leave as one UDP_SEGMENT send and arrive split at their own boundaries") {
+    core::BufferPool pool(64, 2048);
+    auto a = open_offloading(true, true);
+    auto b = open_offloading(true, true);
+    REQUIRE(a.sockets()[0].gso);  // UDP_SEGMENT since Linux 4.18, UDP_GRO since 5.0
+    REQUIRE(b.sockets()[0].gro);
+    std::vector<Outer> batch;
+    for (std::size_t i = 0; i < 10; ++i)  // nine of 1000 bytes, a short last one: ESP-in-UDP, zero checksum
+        batch.push_back({.tos = 0x02, .source_port = port_of(a), .destination_port = port_of(b), .payload = numbered(i, i == 9 ? 321 : 1000)});
+    send(a, pool, batch);
+    const auto& sent = a.sockets()[0].counters;
+    CHECK(sent.gso_sends == 1);
+    CHECK(sent.gso_segments == 10);
+    CHECK(sent.tx_packets == 10);
+    CHECK(sent.tx_bytes == 9 * 1000 + 321);
+    CHECK(sent.tx_errors == 0);
+    // The kernel refuses GSO without checksums: the coalesced run carried them.
+    CHECK(int_option(a.sockets()[0].fd, SOL_SOCKET, SO_NO_CHECK) == 0);
+
+    auto got = receive(b, pool, 10);
+    REQUIRE(got.size() == 10);
+    for (std::size_t i = 0; i < got.size(); ++i) {
+        CAPTURE(i);
+        CHECK(payload_of(got[i]) == numbered(i, i == 9 ? 321 : 1000));
+        auto ip = core::Ipv4View::check(got[i].bytes());
+        CHECK(ip->total_length() == 28 + (i == 9 ? 321 : 1000));
+        CHECK(ip->tos() == 0x02);  // every segment keeps what the coalesced datagram arrived with
+        CHECK(core::UdpView::check(ip->payload())->source_port() == port_of(a));
+    }
+    const auto& received = b.sockets()[0].counters;
+    CHECK(received.gro_receives == 1);  // lo hands the super-datagram to a UDP_GRO socket whole
+    CHECK(received.gro_segments == 10);
+    CHECK(received.rx_packets == 10);
+    CHECK(received.rx_bytes == 9 * 1000 + 321);
+}
+
+TEST_CASE("segments beyond the buffers offered wait for the next receive, none lost") {
+    core::BufferPool pool(64, 2048);
+    auto a = open_offloading(true, true);
+    auto b = open_offloading(true, true);
+    std::vector<Outer> batch;
+    for (std::size_t i = 0; i < 10; ++i) batch.push_back({.source_port = port_of(a), .destination_port = port_of(b), .payload = numbered(i, 600)});
+    send(a, pool, batch);
+    REQUIRE(a.sockets()[0].counters.gso_sends == 1);
+    pollfd p{b.sockets()[0].fd, POLLIN, 0};
+    REQUIRE(::poll(&p, 1, 1000) == 1);
+    std::vector<std::string> payloads;
+    std::vector<std::size_t> counts;
+    for (int call = 0; call < 5; ++call) {
+        std::vector<core::PacketBuf> bufs;
+        for (int i = 0; i < 3; ++i) bufs.push_back(pool.acquire(headroom));
+        const std::size_t n = b.receive(0, bufs);  // no poll: the rest is ours already
+        counts.push_back(n);
+        for (std::size_t i = 0; i < n; ++i) payloads.push_back(payload_of(bufs[i]));
+    }
+    CHECK(counts == std::vector<std::size_t>{3, 3, 3, 1, 0});  // fewer than offered only once drained
+    REQUIRE(payloads.size() == 10);
+    for (std::size_t i = 0; i < payloads.size(); ++i) CHECK(payloads[i] == numbered(i, 600));
+    CHECK(b.sockets()[0].counters.rx_errors == 0);
+}
+
+TEST_CASE("a receive fills every buffer offered while the socket holds more than one read of scratch") {
+    core::BufferPool pool(64, 2048);
+    auto a = open_offloading(false, false);  // 20 separate datagrams
+    auto b = open_offloading(true, true);    // reads at most 16 messages into scratch at a time
+    send(a, pool, std::vector<Outer>(20, Outer{.source_port = port_of(a), .destination_port = port_of(b), .payload = numbered(2, 200)}));
+    REQUIRE(a.sockets()[0].counters.tx_packets == 20);
+    pollfd p{b.sockets()[0].fd, POLLIN, 0};
+    REQUIRE(::poll(&p, 1, 1000) == 1);
+    std::vector<core::PacketBuf> bufs;
+    for (int i = 0; i < 24; ++i) bufs.push_back(pool.acquire(headroom));
+    // Fewer than offered must mean drained: the node waits for readability only then.
+    CHECK(b.receive(0, bufs) == 20);
+    CHECK(b.receive(0, bufs) == 0);
+}
+
+TEST_CASE("only datagrams to one peer with one size and the same ancillary data share a UDP_SEGMENT send") {
+    core::BufferPool pool(64, 2048);
+    auto a = open_offloading(true, false);
+    auto b = open_offloading(true, false);  // without GRO each segment arrives alone
+    auto c = open_offloading(true, false);
+    const auto pa = port_of(a), pb = port_of(b), pc = port_of(c);
+    std::vector<Outer> batch = {
+        {.source_port = pa, .destination_port = pb, .payload = numbered(0, 500)},  // group 1: three to b
+        {.source_port = pa, .destination_port = pb, .payload = numbered(1, 500)},
+        {.source_port = pa, .destination_port = pb, .payload = numbered(2, 500)},
+        {.source_port = pa, .destination_port = pc, .payload = numbered(3, 500)},  // group 2: two to c
+        {.source_port = pa, .destination_port = pc, .payload = numbered(4, 500)},
+        {.source_port = pa, .destination_port = pb, .payload = numbered(5, 500)},  // group 3: a shorter one ends it
+        {.source_port = pa, .destination_port = pb, .payload = numbered(6, 300)},
+        {.source_port = pa, .destination_port = pb, .payload = numbered(7, 500)},  // alone: a longer one follows
+        {.source_port = pa, .destination_port = pb, .payload = numbered(8, 800)},  // group 4: same size, same TOS
+        {.source_port = pa, .destination_port = pb, .payload = numbered(9, 800)},
+        {.tos = 0xB8, .source_port = pa, .destination_port = pb, .payload = numbered(10, 800)},  // alone: another TOS
+        {.ttl = 9, .source_port = pa, .destination_port = pb, .payload = numbered(11, 800)},     // alone: another TTL
+    };
+    send(a, pool, batch);
+    const auto& sent = a.sockets()[0].counters;
+    CHECK(sent.gso_sends == 4);
+    CHECK(sent.gso_segments == 9);
+    CHECK(sent.tx_packets == 12);
+    CHECK(sent.tx_errors == 0);
+    auto at_b = receive(b, pool, 10);
+    REQUIRE(at_b.size() == 10);
+    const std::array<std::size_t, 10> b_order = {0, 1, 2, 5, 6, 7, 8, 9, 10, 11};
+    for (std::size_t i = 0; i < b_order.size(); ++i) {
+        CAPTURE(i);
+        CHECK(payload_of(at_b[i]) == batch[b_order[i]].payload);
+    }
+    CHECK(core::Ipv4View::check(at_b[8].bytes())->tos() == 0xB8);
+    CHECK(core::Ipv4View::check(at_b[9].bytes())->ttl() == 9);
+    auto at_c = receive(c, pool, 2);
+    REQUIRE(at_c.size() == 2);
+    CHECK(payload_of(at_c[0]) == batch[3].payload);
+    CHECK(payload_of(at_c[1]) == batch[4].payload);
+    CHECK(b.sockets()[0].counters.gro_receives == 0);
+}
+
+TEST_CASE("a UDP_SEGMENT send refused with EIO is resent one datagram each, and GSO stays off for that socket") {
+    core::BufferPool pool(64, 2048);
+    int refused = 0;
+    // A device that cannot checksum for us answers a GSO send with EIO: refuse exactly those.
+    auto refuse_gso = [&](int fd, mmsghdr* msgs, unsigned count) {
+        for (unsigned i = 0; i < count; ++i) {
+            if (!carries_segment(msgs[i])) continue;
+            if (i == 0) {
+                ++refused;
+                errno = EIO;
+                return -1;
+            }
+            count = i;  // sendmmsg stops at the message it cannot send
+        }
+        return ::sendmmsg(fd, msgs, count, 0);
+    };
+    std::vector<std::string> lines;
+    core::Logger log("test", core::LogLevel::Debug, [&](core::LogLevel, std::string_view, std::string_view m) { lines.emplace_back(m); });
+    auto a = open_offloading(true, true, refuse_gso, log);
+    auto b = open_offloading(true, true);
+    std::vector<Outer> batch = {{.source_port = port_of(a), .destination_port = port_of(b), .payload = "single"}};
+    for (std::size_t i = 0; i < 10; ++i) batch.push_back({.source_port = port_of(a), .destination_port = port_of(b), .payload = numbered(i, 700)});
+    send(a, pool, batch);
+    const auto& s = a.sockets()[0];
+    CHECK(refused == 1);
+    CHECK(s.counters.gso_fallbacks == 1);
+    CHECK(s.counters.gso_sends == 0);
+    CHECK(s.counters.tx_packets == 11);
+    CHECK(s.counters.tx_errors == 0);
+    CHECK_FALSE(s.gso);
+    CHECK(s.gso_off.find("refused") != std::string::npos);
+    REQUIRE(lines.size() == 1);
+    CHECK(lines[0].find("UDP_SEGMENT") != std::string::npos);
+    auto got = receive(b, pool, 11);
+    REQUIRE(got.size() == 11);
+    for (std::size_t i = 1; i < got.size(); ++i) CHECK(payload_of(got[i]) == numbered(i - 1, 700));
+    CHECK(b.sockets()[0].counters.gro_receives == 0);  // they crossed one by one
+    // Later batches do not try again, and log nothing more.
+    send(a, pool, std::vector<Outer>(5, Outer{.source_port = port_of(a), .destination_port = port_of(b), .payload = numbered(0, 700)}));
+    CHECK(refused == 1);
+    CHECK(s.counters.tx_packets == 16);
+    CHECK(lines.size() == 1);
+    CHECK(receive(b, pool, 5).size() == 5);
+}
+
+TEST_CASE("a UDP_SEGMENT send refused for another reason falls back for that batch only") {
+    core::BufferPool pool(64, 2048);
+    bool refuse_next = true;
+    auto refuse_once = [&](int fd, mmsghdr* msgs, unsigned count) {
+        if (refuse_next && carries_segment(msgs[0])) {
+            refuse_next = false;
+            errno = ENOBUFS;
+            return -1;
+        }
+        return ::sendmmsg(fd, msgs, count, 0);
+    };
+    auto a = open_offloading(true, true, refuse_once);
+    auto b = open_offloading(true, true);
+    const std::vector<Outer> batch(4, Outer{.source_port = port_of(a), .destination_port = port_of(b), .payload = numbered(0, 900)});
+    send(a, pool, batch);
+    const auto& s = a.sockets()[0];
+    CHECK(s.counters.gso_fallbacks == 1);
+    CHECK(s.counters.tx_packets == 4);
+    CHECK(s.gso);
+    send(a, pool, batch);
+    CHECK(s.counters.gso_sends == 1);
+    CHECK(s.counters.gso_segments == 4);
+    CHECK(receive(b, pool, 8).size() == 8);
+}
+
+TEST_CASE("with both offloads off in the config, every datagram is its own message and zero checksums stay zero") {
+    core::BufferPool pool(64, 2048);
+    auto a = open_offloading(false, false);
+    auto b = open_offloading(false, false);
+    CHECK_FALSE(a.sockets()[0].gso);
+    CHECK(a.sockets()[0].gso_off == "off in config");
+    CHECK_FALSE(b.sockets()[0].gro);
+    CHECK(b.sockets()[0].gro_off == "off in config");
+    CHECK(int_option(b.sockets()[0].fd, SOL_UDP, UDP_GRO) == 0);
+    send(a, pool, std::vector<Outer>(6, Outer{.source_port = port_of(a), .destination_port = port_of(b), .payload = numbered(1, 900)}));
+    CHECK(a.sockets()[0].counters.gso_sends == 0);
+    CHECK(a.sockets()[0].counters.tx_packets == 6);
+    CHECK(int_option(a.sockets()[0].fd, SOL_SOCKET, SO_NO_CHECK) == 1);
+    CHECK(receive(b, pool, 6).size() == 6);
+    CHECK(b.sockets()[0].counters.gro_receives == 0);
 }
