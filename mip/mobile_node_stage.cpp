@@ -622,6 +622,9 @@ void MobileNodeStage::sync_detection(core::StageContext& ctx) {
     const auto now = ctx.now();
     const std::uint32_t ifindex = config_.detection->ifindex;
     auto st = detection_->status(ifindex, now);
+    // An x-MIP registration that came while inside decides nothing later: after T_MONITOR
+    // the x-MIP layer registers again, and that answer counts.
+    if (st && access_mode_of(st->mode) == A::Inside) external_answer_waiting_ = false;
     // The 2002 profile asks the x-HA only after the i-HA had its chance; an x-MIP answer that
     // came earlier counts from then on.
     if (st && external_answer_waiting_ && st->register_external) {

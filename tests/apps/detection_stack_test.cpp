@@ -11,6 +11,7 @@
 #include <memory>
 #include <vector>
 
+#include "apps/shell/node_config.hpp"
 #include "core/pipeline.hpp"
 #include "crypto/random.hpp"
 #include "ipsec/vpn_client_stage.hpp"
@@ -96,6 +97,8 @@ struct Lab {
     bool inside = true;         // the firewall lets the node reach the i-HA (it is in the intranet)
     bool iha_up = true;         // the i-HA answers at all
     bool xha_reachable = true;  // some intranets block the x-HA too (RFC 5265 §3.3)
+    bool hold_iha_replies = false;  // a slow i-HA: its replies wait in `held`
+    std::vector<Bytes> held;
     std::vector<Bytes> direct_requests;  // every request the node sent to the i-HA, as sent
     std::vector<Bytes> firewalled;       // those the firewall stopped
     std::vector<Bytes> iha_replies;      // every reply of the i-HA, as sent
@@ -216,6 +219,10 @@ struct Lab {
                     if (ctx == &iha_ctx) {
                         if (is_registration(p)) iha_replies.push_back(p);
                         if (!inside) continue;  // the firewall again
+                        if (hold_iha_replies) {
+                            held.push_back(p);
+                            continue;
+                        }
                     } else if (!xha_reachable) {
                         continue;
                     }
@@ -311,6 +318,12 @@ TEST_CASE("RFC 5265: starting in the intranet gives mode c, data in the clear to
     CHECK(lab.encap->dormant());
     CHECK(lab.xmip->dormant());
     CHECK(lab.xha->agent().bindings().find(external_home) == nullptr);
+    // The i-HA's reply crossed the awake layers below in the clear: neither took it.
+    CHECK(lab.xmip->counters().passed_other_reply >= 1);
+    test::FlatStatus vpn_status;
+    lab.vpn->report(vpn_status);
+    CHECK(vpn_status.values["passed_other_udp"] != "0");
+    CHECK(vpn_status.values["access"] == "dormant");
 
     // User data: reverse-tunnelled straight to the i-HA, which takes the original packet out.
     REQUIRE(lab.send_user(correspondent, 7).passed());
@@ -384,6 +397,32 @@ TEST_CASE("RFC 5265: out of the office to a cafe (cvc), x-MIP and IKE start; bac
     CHECK(lab.at_gateway.size() == ike_before);  // the dormant VPN sends nothing
 }
 
+TEST_CASE("RFC 5265 §3.3: an i-HA answer after the x-HA's, even after IKE began, still makes the node inside") {
+    Lab lab;
+    lab.hold_iha_replies = true;
+    lab.address(office, true);
+    lab.exchange();
+    // The x-HA answered first: tentatively outside, the VPN wakes and IKE starts.
+    CHECK(lab.imip->access_mode() == Access::Outside);
+    lab.advance(2s);
+    REQUIRE(lab.vpn->sessions_started() == 1);
+    CHECK(lab.ike_at_gateway() >= 1);
+    // The direct request is still retried within internal_retry_window; now the i-HA's
+    // answers arrive.
+    REQUIRE(!lab.held.empty());
+    lab.hold_iha_replies = false;
+    for (const auto& p : lab.held) lab.to_node(p);
+    lab.exchange();
+    CHECK(lab.status().mode == ND::Mode::InsideCoLocated);
+    CHECK(lab.imip->access_mode() == Access::Inside);
+    CHECK(lab.vpn->dormant());
+    CHECK(lab.xmip->dormant());
+    CHECK(lab.xha->agent().bindings().find(external_home) == nullptr);
+    CHECK(lab.send_user().passed());
+    // The other held replies answered requests already answered: counted, never a second decision.
+    CHECK(lab.count(ND::ReplyResult::MadeInside) == 1);
+}
+
 TEST_CASE("RFC 5265 §6: forged, replayed and tunnelled i-HA replies never make the node inside") {
     Lab lab;
     lab.address(office, true);
@@ -438,13 +477,15 @@ TEST_CASE("RFC 5265 §6: forged, replayed and tunnelled i-HA replies never make 
 
 TEST_CASE("RFC 5265 §6: T_MONITOR without a successful re-registration stops user data and restarts detection") {
     Lab lab;
-    lab.xha_reachable = false;  // the intranet blocks the x-HA: nothing decides "outside" either
     lab.address(office, true);
     lab.exchange();
     REQUIRE(lab.imip->access_mode() == Access::Inside);
     REQUIRE(lab.send_user().passed());
+    // x-MIP's answer from the start (it came after the i-HA's) must not decide anything later.
+    REQUIRE(lab.xmip->dormant());
 
-    lab.iha_up = false;  // the i-HA stops answering; the link does not change
+    lab.iha_up = false;         // the i-HA stops answering; the link does not change
+    lab.xha_reachable = false;  // nor does the x-HA now: nothing may decide "outside" either
     const auto requests = lab.direct_requests.size();
     lab.advance(55s);
     CHECK(lab.direct_requests.size() > requests);  // re-registration at T_MONITOR - N, unanswered
@@ -479,4 +520,62 @@ TEST_CASE("RFC 5265 §4: keep_sas_inside false deletes the VPN's SAs when the no
     CHECK(lab.imip->access_mode() == Access::Inside);
     CHECK(lab.vpn->dormant());
     CHECK(lab.vpn->session() == nullptr);
+}
+
+namespace {
+nlohmann::json detection_config() {
+    return nlohmann::json::parse(R"({
+      "name": "mn", "tun": {"name": "mip0"}, "transport": {"local": "0.0.0.0", "udp_ports": [434, 500, 4500]},
+      "pipeline": [
+        {"type": "mip.mobile_node", "home_address": "10.1.0.77", "home_agent": "10.1.0.1", "spi": 400,
+         "key": "00112233445566778899aabbccddeeff", "care_of": "inner_address", "udp_tunnelling": "off",
+         "detection": {"interface": "lo", "external_home_agent": "198.51.100.1", "t_monitor_s": 60,
+                       "monitor_margin_s": 10, "internal_retry_window_s": 10, "profile": "rfc5265", "keep_sas_inside": true}},
+        {"type": "ipsec.vpn_client", "local": "198.51.100.77", "gateway": "203.0.113.1", "psk": "lab-psk-01",
+         "wait_for_access_mode": true},
+        {"type": "nat.udp_encap", "keepalive_s": 20},
+        {"type": "mip.mobile_node", "home_address": "198.51.100.77", "home_agent": "198.51.100.1", "spi": 300,
+         "key": "a0a1a2a3a4a5a6a7a8a9aaabacadaeaf", "care_of": "interface", "interface": "lo"}
+      ]})");
+}
+
+std::string config_error(const nlohmann::json& j) {
+    try {
+        (void)shell::parse_run_config(j);
+    } catch (const shell::ConfigError& e) {
+        return e.what();
+    }
+    return "";
+}
+}  // namespace
+
+TEST_CASE("the i-MIP detection block: a good one parses, bad ones name the JSON pointer") {
+    CHECK(config_error(detection_config()) == "");
+    using nlohmann::json;
+    struct Row {
+        const char* name;
+        void (*mutate)(json&);
+        const char* expected_text;
+    };
+    const Row rows[] = {
+        {"not the i-MIP layer", [](json& j) { j["pipeline"][3]["detection"] = j["pipeline"][0]["detection"]; },
+         "/pipeline/3/detection: is only used with \"care_of\": \"inner_address\""},
+        {"no interface", [](json& j) { j["pipeline"][0]["detection"].erase("interface"); }, "/pipeline/0/detection/interface: is missing"},
+        {"same HA twice", [](json& j) { j["pipeline"][0]["detection"]["external_home_agent"] = "10.1.0.1"; },
+         "/pipeline/0/detection/external_home_agent: equals home_agent"},
+        {"margin too large", [](json& j) { j["pipeline"][0]["detection"]["monitor_margin_s"] = 60; },
+         "/pipeline/0/detection/monitor_margin_s: is not below t_monitor_s"},
+        {"unknown profile", [](json& j) { j["pipeline"][0]["detection"]["profile"] = "trust_me"; },
+         "/pipeline/0/detection/profile:"},
+        {"unknown key", [](json& j) { j["pipeline"][0]["detection"]["t_monitor"] = 60; },
+         "/pipeline/0/detection/t_monitor: is not a known setting here"},
+    };
+    for (const auto& row : rows) {
+        CAPTURE(row.name);
+        auto j = detection_config();
+        row.mutate(j);
+        const auto error = config_error(j);
+        CAPTURE(error);
+        CHECK(error.starts_with(row.expected_text));
+    }
 }
