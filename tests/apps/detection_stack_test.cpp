@@ -105,7 +105,13 @@ struct Lab {
     std::vector<Bytes> at_gateway;       // whatever reached the VPN gateway (after x-HA decapsulation)
     std::vector<Bytes> from_iha_tunnel;  // user packets the i-HA took out of the node's reverse tunnel
 
-    explicit Lab(bool keep_sas = true) {
+    struct Options {
+        bool keep_sas = true;
+        ND::Profile profile = ND::Profile::Rfc5265;
+        bool iha_rfc5265 = true;  // the i-HA has trusted networks (and so sends TNC)
+    };
+    explicit Lab(bool keep_sas = true) : Lab(Options{.keep_sas = keep_sas}) {}
+    explicit Lab(Options o) {
         mip::MobileNodeStage::Config i;
         i.node.home_address = internal_home;
         i.node.home_agent = internal_ha;
@@ -120,7 +126,8 @@ struct Lab {
         d.t_monitor = 60s;
         d.monitor_margin = 10s;
         d.internal_retry_window = 10s;
-        d.keep_vpn_sas = keep_sas;
+        d.keep_vpn_sas = o.keep_sas;
+        d.profile = o.profile;
         i.detection = d;
 
         ipsec::VpnClientStage::Config v;
@@ -158,7 +165,7 @@ struct Lab {
         mn->attach(&wire);
 
         auto ic = test::ha_stage_config(internal_ha, *core::Ipv4Prefix::parse("10.1.0.0/24"), {{internal_home, &internal_key}});
-        ic.agent.trusted_networks = {*core::Ipv4Prefix::parse("10.2.0.0/24")};  // RFC 5265 §5
+        if (o.iha_rfc5265) ic.agent.trusted_networks = {*core::Ipv4Prefix::parse("10.2.0.0/24")};  // RFC 5265 §5
         iha = std::make_unique<mip::HomeAgentStage>(std::move(ic), random);
         xha = std::make_unique<mip::HomeAgentStage>(
             test::ha_stage_config(external_ha, *core::Ipv4Prefix::parse("198.51.100.0/24"), {{external_home, &external_key}}), random);
@@ -421,6 +428,39 @@ TEST_CASE("RFC 5265 §3.3: an i-HA answer after the x-HA's, even after IKE began
     CHECK(lab.send_user().passed());
     // The other held replies answered requests already answered: counted, never a second decision.
     CHECK(lab.count(ND::ReplyResult::MadeInside) == 1);
+}
+
+TEST_CASE("an internal HA without RFC 5265 (no TNC): never inside under rfc5265, inside under plain_internal_first") {
+    SUBCASE("rfc5265: its plain reply proves nothing; the node stays outside, data only through the VPN") {
+        Lab lab(Lab::Options{.iha_rfc5265 = false});
+        lab.address(office, true);
+        lab.exchange();
+        CHECK(lab.count(ND::ReplyResult::NoTrustedNetworks) >= 1);
+        CHECK(lab.count(ND::ReplyResult::MadeInside) == 0);
+        CHECK(lab.imip->access_mode() == Access::Outside);
+        CHECK_FALSE(lab.vpn->dormant());
+    }
+    SUBCASE("plain_internal_first (2002 draft): any authenticated direct reply means inside") {
+        Lab lab(Lab::Options{.profile = ND::Profile::PlainInternalFirst, .iha_rfc5265 = false});
+        lab.address(office, true);
+        lab.exchange();
+        CHECK(lab.status().decided_by.cause == ND::Decision::Cause::InternalPlain);
+        CHECK(lab.imip->access_mode() == Access::Inside);
+        CHECK(lab.vpn->dormant());
+        CHECK(lab.send_user().passed());
+    }
+    SUBCASE("plain_internal_first outside: the x-HA's answer counts only once the i-HA had its turn") {
+        Lab lab(Lab::Options{.profile = ND::Profile::PlainInternalFirst, .iha_rfc5265 = false});
+        lab.inside = false;
+        lab.address(cafe, true);
+        lab.exchange();
+        CHECK(lab.xha->agent().bindings().find(external_home) != nullptr);  // x-MIP registered at once
+        CHECK(lab.imip->access_mode() == Access::Detecting);
+        CHECK(lab.send_user().reason == core::DropReason::Blocked);
+        lab.advance(3s);  // the profile's wait for the i-HA alone
+        CHECK(lab.imip->access_mode() == Access::Outside);
+        CHECK(lab.status().decided_by.cause == ND::Decision::Cause::ExternalReply);
+    }
 }
 
 TEST_CASE("RFC 5265 §6: forged, replayed and tunnelled i-HA replies never make the node inside") {
