@@ -15,6 +15,7 @@
 #include "core/pipeline.hpp"
 #include "crypto/random.hpp"
 #include "ipsec/vpn_client_stage.hpp"
+#include "ipsec/vpn_gateway_stage.hpp"
 #include "mip/home_agent_stage.hpp"
 #include "mip/mobile_node_stage.hpp"
 #include "nat/udp_encap_stage.hpp"
@@ -42,6 +43,9 @@ const auto gateway = ip("203.0.113.1");
 const auto office = ip("10.2.0.50");   // intranet DHCP address (trusted by the i-HA)
 const auto office2 = ip("10.2.0.51");
 const auto cafe = ip("192.0.2.50");    // outside
+const auto cafe2 = ip("192.0.2.51");
+const auto vpn_pool = *core::Ipv4Prefix::parse("10.99.100.0/24");  // the gateway's Mode Config addresses
+const Bytes psk = test::from_hex("6c61622d70736b2d3031");
 constexpr std::uint32_t eth = 2;
 
 core::Ipv4Address destination_of(const Bytes& p) { return core::Ipv4View::check(p)->destination(); }
@@ -109,7 +113,10 @@ struct Lab {
         bool keep_sas = true;
         ND::Profile profile = ND::Profile::Rfc5265;
         bool iha_rfc5265 = true;  // the i-HA has trusted networks (and so sends TNC)
+        bool gateway = false;     // a real VPN gateway behind the x-HA, in front of the i-HA
     };
+    std::unique_ptr<core::Pipeline> gw;
+    Wire gw_wire;
     explicit Lab(bool keep_sas = true) : Lab(Options{.keep_sas = keep_sas}) {}
     explicit Lab(Options o) {
         mip::MobileNodeStage::Config i;
@@ -134,8 +141,10 @@ struct Lab {
         v.local = external_home;
         v.gateway = gateway;
         v.session.local_id = ipsec::ike::IdPayload::fqdn("mn.lab.example");
-        v.session.psks.push_back({core::Ipv4Prefix{gateway, 32}, crypto::SecretBytes(test::from_hex("6c61622d70736b2d3031"))});
+        v.session.psks.push_back({core::Ipv4Prefix{gateway, 32}, crypto::SecretBytes(psk)});
         v.session.request_virtual_ip = true;
+        v.session.remote_ts = *core::Ipv4Prefix::parse("10.1.0.0/24");
+        v.session.esp_proposals = {ipsec::ike::EspProposal{.algorithm = ipsec::ike::EspAlgorithm::AesGcm128}};
         v.wait_for_access_mode = true;
 
         mip::MobileNodeStage::Config x;
@@ -165,7 +174,25 @@ struct Lab {
         mn->attach(&wire);
 
         auto ic = test::ha_stage_config(internal_ha, *core::Ipv4Prefix::parse("10.1.0.0/24"), {{internal_home, &internal_key}});
-        if (o.iha_rfc5265) ic.agent.trusted_networks = {*core::Ipv4Prefix::parse("10.2.0.0/24")};  // RFC 5265 §5
+        // RFC 5265 §5: the intranet's client subnet, and the VPN's inner addresses (cvc
+        // registrations come from them, through the tunnel).
+        if (o.iha_rfc5265) ic.agent.trusted_networks = {*core::Ipv4Prefix::parse("10.2.0.0/24"), vpn_pool};
+        if (o.gateway) {
+            ipsec::ike::SessionConfig gs;
+            gs.local_id = ipsec::ike::IdPayload::fqdn("gw.lab.example");
+            gs.psks.push_back({std::nullopt, crypto::SecretBytes(psk)});
+            gs.local_ts = {*core::Ipv4Prefix::parse("10.1.0.0/24")};
+            gs.esp_proposals = {ipsec::ike::EspProposal{.algorithm = ipsec::ike::EspAlgorithm::AesGcm128}};
+            gs.child_rekey_time = core::Duration::zero();
+            ipsec::VpnGatewayStage::Config gc;
+            gc.local = gateway;
+            gc.responder.session = std::make_shared<const ipsec::ike::SessionConfig>(std::move(gs));
+            gc.responder.pool = vpn_pool;
+            std::vector<std::unique_ptr<core::Stage>> gst;
+            gst.push_back(std::make_unique<ipsec::VpnGatewayStage>(std::move(gc), random));
+            gw = std::make_unique<core::Pipeline>(std::move(gst), pool, core::null_logger());
+            gw->attach(&gw_wire);
+        }
         iha = std::make_unique<mip::HomeAgentStage>(std::move(ic), random);
         xha = std::make_unique<mip::HomeAgentStage>(
             test::ha_stage_config(external_ha, *core::Ipv4Prefix::parse("198.51.100.0/24"), {{external_home, &external_key}}), random);
@@ -174,6 +201,7 @@ struct Lab {
     }
 
     void set_now() {
+        if (gw) gw->set_now(now);
         mn->set_now(now);
         iha_ctx.set_now(now);
         xha_ctx.set_now(now);
@@ -194,11 +222,31 @@ struct Lab {
             if (!xha_reachable) return;
             auto buf = test::load(pool, p);
             // What the x-HA takes out of the node's reverse tunnel goes on to the Internet.
-            if (xha->decapsulate(buf, xha_ctx).passed() && destination_of(test::bytes_of(buf)) == gateway)
+            if (xha->decapsulate(buf, xha_ctx).passed() && destination_of(test::bytes_of(buf)) == gateway) {
                 at_gateway.push_back(test::bytes_of(buf));
+                to_gateway(test::bytes_of(buf));
+            }
         } else if (dst == gateway) {
             at_gateway.push_back(p);  // straight from the node: not through x-MIP
         }
+    }
+
+    // The gateway unwraps ESP; what comes out goes to the intranet (the i-HA).
+    void to_gateway(const Bytes& p) {
+        if (!gw) return;
+        auto buf = test::load(pool, p);
+        if (!gw->decapsulate(buf).passed()) return;
+        auto inner = test::bytes_of(buf);
+        if (destination_of(inner) != internal_ha) return;
+        auto in = test::load(pool, inner);
+        if (iha->decapsulate(in, iha_ctx).passed()) from_iha_tunnel.push_back(test::bytes_of(in));
+    }
+
+    // Toward the x-HoA: the x-HA tunnels it to the node's care-of address.
+    void via_xha(const Bytes& p) {
+        if (destination_of(p) != external_home || !xha_reachable) return;
+        auto buf = test::load(pool, p, 128);
+        if (xha->encapsulate(buf, xha_ctx).passed()) to_node(test::bytes_of(buf));
     }
 
     core::Verdict to_node(const Bytes& p) {
@@ -223,6 +271,12 @@ struct Lab {
                 for (auto& buf : sent) {
                     auto p = test::bytes_of(buf);
                     moved = true;
+                    if (ctx == &iha_ctx && gw && vpn_pool.contains(destination_of(p))) {
+                        // To a VPN inner address: into the tunnel at the gateway.
+                        auto g = test::load(pool, p, 128);
+                        if (gw->encapsulate(g).passed()) via_xha(test::bytes_of(g));
+                        continue;
+                    }
                     if (ctx == &iha_ctx) {
                         if (is_registration(p)) iha_replies.push_back(p);
                         if (!inside) continue;  // the firewall again
@@ -236,8 +290,15 @@ struct Lab {
                     to_node(p);
                 }
             }
+            while (!gw_wire.outer.empty()) {
+                auto p = std::move(gw_wire.outer.front());
+                gw_wire.outer.pop_front();
+                via_xha(p);
+                moved = true;
+            }
             mn->poll();
-            if (!moved && wire.outer.empty()) break;
+            if (gw) gw->poll();
+            if (!moved && wire.outer.empty() && gw_wire.outer.empty()) break;
         }
     }
 
@@ -618,4 +679,51 @@ TEST_CASE("the i-MIP detection block: a good one parses, bad ones name the JSON 
         CAPTURE(error);
         CHECK(error.starts_with(row.expected_text));
     }
+}
+
+TEST_CASE("RFC 5265 cvc with a real VPN gateway: i-MIP registers the inner address through ESP; outside again reuses the kept SAs, zero IKE") {
+    Lab lab(Lab::Options{.gateway = true});
+    lab.inside = false;
+    lab.address(cafe, true);
+    lab.exchange();
+    REQUIRE(lab.imip->access_mode() == Access::Outside);
+    lab.advance(3s);
+    // IKE through x-MIP, Mode Config, Quick Mode; then the i-MIP registration with CoA = the
+    // inner address, through the tunnel (RFC 5265 §4 steps 3-5).
+    REQUIRE(lab.vpn->inner_address());
+    const auto tia = lab.vpn->inner_address()->address;
+    CHECK(vpn_pool.contains(tia));
+    REQUIRE(lab.imip->active_registration() != nullptr);
+    CHECK(lab.imip->active_registration()->care_of_address == tia);
+    REQUIRE(lab.iha->agent().bindings().find(internal_home) != nullptr);
+    CHECK(lab.iha->agent().bindings().find(internal_home)->care_of_address == tia);
+    // The i-HA's TNC replies to the tunnelled registrations proved nothing about the cafe.
+    CHECK(lab.count(ND::ReplyResult::ViaTunnel) >= 1);
+    CHECK(lab.imip->access_mode() == Access::Outside);
+    // User data: i-MIP inside ESP inside x-MIP, out at the i-HA byte for byte.
+    const auto tunnelled = lab.from_iha_tunnel.size();
+    REQUIRE(lab.send_user(correspondent, 21).passed());
+    REQUIRE(lab.from_iha_tunnel.size() == tunnelled + 1);
+    CHECK(lab.from_iha_tunnel.back() == test::echo_packet(internal_home, correspondent, 21));
+
+    // Into the office (c) and out again to another cafe: the kept SAs carry i-MIP at once.
+    const auto ike = lab.ike_at_gateway();
+    lab.move_to(cafe, office, true);
+    lab.exchange();
+    REQUIRE(lab.imip->access_mode() == Access::Inside);
+    CHECK(lab.vpn->dormant());
+    CHECK(lab.iha->agent().bindings().find(internal_home)->care_of_address == office);
+    CHECK(lab.vpn->inner_address());  // kept (keep_sas_inside)
+    lab.advance(5s);
+    lab.move_to(office, cafe2, false);
+    lab.exchange();
+    lab.advance(2s);
+    CHECK(lab.imip->access_mode() == Access::Outside);
+    CHECK(lab.ike_at_gateway() == ike);  // zero IKE messages
+    CHECK(lab.vpn->sessions_started() == 1);
+    REQUIRE(lab.imip->active_registration() != nullptr);
+    CHECK(lab.iha->agent().bindings().find(internal_home)->care_of_address == tia);
+    CHECK(lab.xha->agent().bindings().find(external_home)->care_of_address == cafe2);
+    REQUIRE(lab.send_user(correspondent, 22).passed());
+    CHECK(lab.from_iha_tunnel.back() == test::echo_packet(internal_home, correspondent, 22));
 }
