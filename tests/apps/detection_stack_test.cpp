@@ -727,3 +727,66 @@ TEST_CASE("RFC 5265 cvc with a real VPN gateway: i-MIP registers the inner addre
     REQUIRE(lab.send_user(correspondent, 22).passed());
     CHECK(lab.from_iha_tunnel.back() == test::echo_packet(internal_home, correspondent, 22));
 }
+
+namespace {
+// A stage's context at position 2 of its pipeline, recording what it sends.
+class PositionedContext final : public core::StageContext {
+public:
+    explicit PositionedContext(core::BufferPool& pool) : pool_(pool), log_(core::null_logger()) {}
+    core::TimePoint now() const override { return now_; }
+    core::PacketBuf allocate() override { return pool_.acquire(64); }
+    void send_control(core::PacketBuf&& p) override { sent.push_back(std::move(p)); }
+    void deliver_inward(core::PacketBuf&&) override {}
+    void raise(core::ControlEvent) override {}
+    core::Logger& log() override { return log_; }
+    std::size_t position() const override { return 2; }
+    core::TimePoint now_ = core::TimePoint{} + 1h;
+    std::vector<core::PacketBuf> sent;
+
+private:
+    core::BufferPool& pool_;
+    core::Logger log_;
+};
+
+Bytes esp_in_udp(core::Ipv4Address from, core::Ipv4Address to) {
+    const Bytes esp = test::from_hex("00 00 12 34 00 00 00 01 aa bb cc dd ee ff 00 11");
+    return test::udp_packet({from, 4500}, {to, 4500}, esp);
+}
+}  // namespace
+
+TEST_CASE("nat.udp_encap follows only an access mode from above: dormant inside, no keepalives, direct packets pass") {
+    core::BufferPool pool(16, 512);
+    PositionedContext ctx(pool);
+    const auto local = ip("198.51.100.77");
+    const auto peer = ip("203.0.113.1");
+    nat::UdpEncapStage stage({.keepalive = 20s, .local = local, .remote = peer});
+    auto in = test::load(pool, esp_in_udp(peer, local));
+    REQUIRE(stage.decapsulate(in, ctx).passed());  // ESP unwrapped: encapsulation in use, keepalives due
+    REQUIRE(stage.poll(ctx));
+
+    // From the shell or from a layer below: not ours to follow.
+    stage.on_event({core::RaisedEvent::external, core::AccessModeChanged{Access::Inside, eth, true}}, ctx);
+    stage.on_event({3, core::AccessModeChanged{Access::Inside, eth, true}}, ctx);
+    CHECK_FALSE(stage.dormant());
+
+    stage.on_event({0, core::AccessModeChanged{Access::Inside, eth, true}}, ctx);
+    CHECK(stage.dormant());
+    const auto wrapped = esp_in_udp(peer, local);
+    auto again = test::load(pool, wrapped);
+    CHECK(stage.decapsulate(again, ctx).unclaimed());
+    CHECK(test::bytes_of(again) == wrapped);
+    ctx.now_ += 1h;
+    CHECK_FALSE(stage.poll(ctx));
+    CHECK(ctx.sent.empty());
+
+    stage.on_event({0, core::AccessModeChanged{Access::Detecting, eth, true}}, ctx);
+    CHECK_FALSE(stage.dormant());
+    // A packet a mobile node layer above sends directly passes, even awake and marked for UDP.
+    auto direct = test::load(pool, esp_in_udp(local, peer));
+    direct.meta().direct = true;
+    CHECK(stage.encapsulate(direct, ctx).unclaimed());
+    CHECK(stage.counters().passed_direct == 1);
+    CHECK(stage.counters().passed_dormant == 1);
+    // Awake again: the first keepalive waits a whole idle interval.
+    CHECK(*stage.poll(ctx) == ctx.now_ + 20s);
+}
