@@ -553,6 +553,21 @@ TEST_CASE("RFC 5265 §6: forged, replayed and tunnelled i-HA replies never make 
         lab.to_node(replay);
         CHECK(lab.count(ND::ReplyResult::UnknownIdentification) == 1);
     }
+    SUBCASE("a flood of fake replies, each counted, none deciding anything") {
+        Bytes fake = Lab::reply_to(request, cafe, wrong_key, true);
+        for (int n = 0; n < 500; ++n) {
+            // Fresh identifications, so that nothing but the authenticator gives them away.
+            auto payload = std::span(fake).subspan(28);
+            mip::RegistrationReplyMutView::check(payload)->set_identification(0xE000000000000000u + static_cast<std::uint64_t>(n));
+            core::UdpMutView::check(std::span(fake).subspan(20))->update_checksum(internal_ha, cafe);
+            CHECK(lab.to_node(fake).action == core::Action::Consumed);
+        }
+        CHECK(lab.count(ND::ReplyResult::BadAuthenticator) == 500);
+        CHECK(lab.imip->counters().direct_replies_rejected == 500);
+        CHECK(lab.xha->agent().bindings().find(external_home)->care_of_address == cafe);  // x-MIP unaffected
+        CHECK(lab.imip->access_mode() == Access::Outside);
+        return;
+    }
     SUBCASE("a valid TNC reply that arrived through a tunnel") {
         const Bytes valid = Lab::reply_to(request, cafe, internal_key, true);
         lab.to_node(ip_in_ip(external_ha, cafe, valid));  // unwrapped by x-MIP
