@@ -313,29 +313,18 @@ Verdict VpnClientStage::decapsulate(core::PacketBuf& packet, core::StageContext&
     return v;
 }
 
-void VpnClientStage::close_sessions(core::StageContext& ctx) {
-    retire(ctx);
-    for (auto* s : {next_session_.get(), session_.get()}) {
-        if (!s) continue;
-        s->close(ctx.now());
-        drain_session(*s, Role::Retiring, ctx);
-    }
-    next_session_.reset();
-    restart_at_.reset();
-    reauth_at_.reset();
-}
-
 void VpnClientStage::follow_access_mode(const core::AccessModeChanged& access, core::StageContext& ctx) {
     using Mode = core::AccessModeChanged::Mode;
     const Access wanted = access.mode == Mode::Inside ? Access::Dormant : access.mode == Mode::Outside ? Access::Awake : Access::Held;
     if (wanted == access_) return;
     if (wanted == Access::Dormant) {
         if (!access.keep_vpn_sas && session_) {
-            // RFC 5265 §4: inside, an existing SA "may be kept or deleted"; deleting tells the
-            // gateway (Delete payloads still leave through the layers below, awake until they
-            // see this event) and frees the inner address.
+            // RFC 5265 §4: inside, an existing SA "may be kept or deleted". The Delete payloads
+            // go through the layers below (they see this event after us), but reach the gateway
+            // only if the x-MIP layer is still registered on the new link; otherwise the
+            // gateway's DPD ends the SAs. Either way the inner address is ours no longer.
             ctx.log().info("inside the intranet: deleting the IKE and ESP SAs");
-            close_sessions(ctx);
+            shutdown(ctx);  // Delete payloads for every SA, as when the node stops
             session_.reset();
             withdraw_inner_address(ctx);
         } else {
@@ -394,7 +383,17 @@ std::optional<core::TimePoint> VpnClientStage::poll(core::StageContext& ctx) {
     return next;
 }
 
-void VpnClientStage::shutdown(core::StageContext& ctx) { close_sessions(ctx); }
+void VpnClientStage::shutdown(core::StageContext& ctx) {
+    retire(ctx);
+    for (auto* s : {next_session_.get(), session_.get()}) {
+        if (!s) continue;
+        s->close(ctx.now());
+        drain_session(*s, Role::Retiring, ctx);
+    }
+    next_session_.reset();
+    restart_at_.reset();
+    reauth_at_.reset();
+}
 
 void VpnClientStage::report(core::StatusSink& out) const {
     out.field("gateway", config_.gateway.to_string());

@@ -80,7 +80,6 @@ private:
     // Dormant inside.
     enum class Access : std::uint8_t { Awake, Held, Dormant };
     void follow_access_mode(const core::AccessModeChanged& access, core::StageContext& ctx);
-    void close_sessions(core::StageContext& ctx);
     void start_session(core::StageContext& ctx);
     void start_reauthentication(core::StageContext& ctx);
     void schedule_reauthentication(const ike::Session& s);
