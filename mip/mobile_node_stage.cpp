@@ -529,13 +529,15 @@ bool MobileNodeStage::detecting_events(const core::RaisedEvent& event, core::Sta
             interface_address_ = a->prefix.address;
             attach(ctx);
         } else if (!a->added && a->prefix.address == interface_address_) {
+            interface_address_ = {};
             detach(ctx);
         }
         return true;
     }
     if (const auto* l = std::get_if<core::LinkChanged>(&event.event)) {
         if (l->ifindex != ifindex) return false;
-        // RFC 5265 §6: any connection-status change restarts detection (an L2 trigger).
+        // RFC 5265 §6: any connection-status change restarts detection (an L2 trigger). The
+        // kernel keeps an IPv4 address across link down and up, so it is kept here too.
         if (!l->up) detach(ctx);
         else if (!interface_address_.is_unspecified()) attach(ctx);
         return true;
@@ -586,7 +588,6 @@ void MobileNodeStage::attach(core::StageContext& ctx) {
 
 void MobileNodeStage::detach(core::StageContext& ctx) {
     const auto now = ctx.now();
-    interface_address_ = {};
     detection_->attachment_changed(config_.detection->ifindex, NetworkDetection::Attachment::Detached, now);
     handle_direct(direct_->care_of_address_changed({}, now), ctx);
     sync_detection(ctx);

@@ -805,3 +805,28 @@ TEST_CASE("nat.udp_encap follows only an access mode from above: dormant inside,
     // Awake again: the first keepalive waits a whole idle interval.
     CHECK(*stage.poll(ctx) == ctx.now_ + 20s);
 }
+
+TEST_CASE("RFC 5265 §6: a link going down stops user data; up again (same address) restarts detection") {
+    Lab lab;
+    lab.address(office, true);
+    lab.exchange();
+    REQUIRE(lab.imip->access_mode() == Access::Inside);
+    const auto inside_decisions = lab.count(ND::ReplyResult::MadeInside);
+
+    lab.mn->dispatch(core::LinkChanged{eth, "eth0", false});
+    lab.exchange();
+    CHECK(lab.imip->access_mode() == Access::NoService);
+    CHECK(lab.status().decided_by.cause == ND::Decision::Cause::Detached);
+    CHECK(lab.send_user().reason == core::DropReason::Blocked);
+    const auto requests = lab.direct_requests.size();
+    lab.advance(5s);
+    CHECK(lab.direct_requests.size() == requests);  // nothing is asked over a dead link
+
+    // The kernel kept the address; only the link comes back.
+    lab.mn->dispatch(core::LinkChanged{eth, "eth0", true});
+    lab.exchange();
+    CHECK(lab.direct_requests.size() > requests);
+    CHECK(lab.imip->access_mode() == Access::Inside);
+    CHECK(lab.count(ND::ReplyResult::MadeInside) == inside_decisions + 1);
+    CHECK(lab.send_user().passed());
+}
