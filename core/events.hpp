@@ -85,9 +85,23 @@ struct InnerAddressAssigned {
     bool assigned = true;
 };
 
+/// A mobile node layer running RFC 5265 internal-network detection decided where the node is
+/// (RFC 5265 §2, §4, §6). The layers below it follow: Inside (modes c and f) they go dormant
+/// and pass every packet unchanged both ways (the VPN client starts no IKE and keeps or
+/// deletes its SAs as `keep_vpn_sas` says, an x-MIP layer deregisters); Outside (cvc, fvc)
+/// they work as configured; Detecting and NoService they keep registering (x-MIP asks the
+/// external home agent in parallel), but a VPN layer that has no IKE SA starts none yet.
+/// A layer obeys only an event raised by a stage above it (origin < its position).
+struct AccessModeChanged {
+    enum class Mode : std::uint8_t { Detecting, Inside, Outside, NoService };
+    Mode mode = Mode::Detecting;
+    std::uint32_t ifindex = 0;  // the interface detection ran on
+    bool keep_vpn_sas = true;   // Inside: keep the VPN's SAs for the next outside period
+};
+
 using ControlEvent = std::variant<OuterAddressChanged, LinkChanged, AddressChanged, RouteChanged, PathMtuChanged,
                                   SaInstalled, SaExpired, PeerFloated, RegistrationChanged,
-                                  InnerAddressAssigned>;
+                                  InnerAddressAssigned, AccessModeChanged>;
 
 /// Index of the stage that raised an event, or `external` for the shell (rtnetlink etc.).
 struct RaisedEvent {

@@ -40,6 +40,14 @@ struct PacketMeta {
     // Outbound: leave through this interface whatever the routing table says (a mobile node
     // talking to an agent on a link where it has no address). 0: route normally.
     std::uint32_t egress_ifindex = 0;
+    // Outbound: a mobile node layer sends this in the clear on the link, around every layer
+    // below it (RFC 5265 §4, §6: the direct registration with the internal home agent that
+    // proves the node is inside must never go through the VPN): each layer below passes it
+    // unchanged. Inbound: a layer of the stack unwrapped this packet from a tunnel (ESP, a
+    // Mobile IP tunnel), so it did not arrive directly on the link; a registration reply
+    // carrying it proves nothing about the network the node is attached to (RFC 5265 §5).
+    bool direct = false;
+    bool tunnelled = false;
 };
 
 class PacketBuf {

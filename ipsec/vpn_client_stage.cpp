@@ -29,7 +29,8 @@ VpnClientStage::VpnClientStage(Config config, crypto::Random& random)
     : config_(std::move(config)),
       session_config_(std::make_shared<const ike::SessionConfig>(std::move(config_.session))),
       random_(random),
-      esp_({config_.local, config_.gateway, config_.ttl}) {
+      esp_({config_.local, config_.gateway, config_.ttl}),
+      access_(config_.wait_for_access_mode ? Access::Held : Access::Awake) {
     // RFC 2407 §4.6.3.3: INITIAL-CONTACT would make the gateway drop the SAs still in use.
     auto reauth = std::make_shared<ike::SessionConfig>(*session_config_);
     reauth->send_initial_contact = false;
@@ -240,6 +241,16 @@ void VpnClientStage::withdraw_inner_address(core::StageContext& ctx) {
 }
 
 Verdict VpnClientStage::encapsulate(core::PacketBuf& packet, core::StageContext& ctx) {
+    // RFC 5265 §4, §6: the direct registration with the internal home agent never goes
+    // through the VPN, and inside the intranet nothing does.
+    if (packet.meta().direct) {
+        ++passed_direct_;
+        return Verdict::not_mine();
+    }
+    if (access_ == Access::Dormant) {
+        ++passed_dormant_;
+        return Verdict::not_mine();
+    }
     // Traffic needs a CHILD_SA and the peer deleted the last one: negotiate a new one on the
     // IKE SA we have (a re-authentication under way brings its own). Until it is installed
     // the ESP stage drops with NoSa, counted like every drop.
@@ -251,12 +262,22 @@ Verdict VpnClientStage::encapsulate(core::PacketBuf& packet, core::StageContext&
 }
 
 Verdict VpnClientStage::decapsulate(core::PacketBuf& packet, core::StageContext& ctx) {
+    if (access_ == Access::Dormant) {
+        ++passed_dormant_;
+        return Verdict::not_mine();
+    }
     auto ip = core::Ipv4View::check(packet.bytes());
     if (!ip) return Verdict::drop(core::ipv4_check_failure(packet));
     if (ip->protocol() == core::ip_protocol::udp) {
         auto udp = core::UdpView::check(ip->payload());
         if (!udp) return Verdict::drop(DropReason::Truncated);
         const auto port = udp->destination_port();
+        // Not an IKE port: another layer's UDP that came in the clear (a mobile node layer
+        // above hears its internal home agent's direct replies, RFC 5265 §6).
+        if (port != session_config_->ike_port && port != session_config_->nat_t_port) {
+            ++passed_other_udp_;
+            return Verdict::not_mine();
+        }
         auto payload = udp->payload();
         // ESP and keepalives on the NAT-T port were handled by nat.udp_encap below; what
         // reaches this layer on the IKE ports must be IKE.
@@ -283,14 +304,45 @@ Verdict VpnClientStage::decapsulate(core::PacketBuf& packet, core::StageContext&
     }
     auto v = esp_.decapsulate(packet, ctx);
     if (v.passed()) {
+        // What came out of ESP did not arrive directly on the link (RFC 5265 §5: a reply of the
+        // internal home agent through the tunnel proves nothing about where the node is).
+        packet.meta().tunnelled = true;
         if (session_) session_->note_traffic(ctx.now());
         if (next_session_) next_session_->note_traffic(ctx.now());
     }
     return v;
 }
 
+void VpnClientStage::follow_access_mode(const core::AccessModeChanged& access, core::StageContext& ctx) {
+    using Mode = core::AccessModeChanged::Mode;
+    const Access wanted = access.mode == Mode::Inside ? Access::Dormant : access.mode == Mode::Outside ? Access::Awake : Access::Held;
+    if (wanted == access_) return;
+    if (wanted == Access::Dormant) {
+        if (!access.keep_vpn_sas && session_) {
+            // RFC 5265 §4: inside, an existing SA "may be kept or deleted". The Delete payloads
+            // go through the layers below (they see this event after us), but reach the gateway
+            // only if the x-MIP layer is still registered on the new link; otherwise the
+            // gateway's DPD ends the SAs. Either way the inner address is ours no longer.
+            ctx.log().info("inside the intranet: deleting the IKE and ESP SAs");
+            shutdown(ctx);  // Delete payloads for every SA, as when the node stops
+            session_.reset();
+            withdraw_inner_address(ctx);
+        } else {
+            ctx.log().info("inside the intranet: dormant", session_ ? ", SAs kept" : "");
+        }
+    } else if (wanted == Access::Awake && access_ == Access::Dormant) {
+        ctx.log().info("outside: VPN awake", session_ ? " (reusing the kept SAs)" : "");
+    }
+    access_ = wanted;
+}
+
 void VpnClientStage::on_event(const core::RaisedEvent& event, core::StageContext& ctx) {
+    if (const auto* access = std::get_if<core::AccessModeChanged>(&event.event)) {
+        if (event.origin != core::RaisedEvent::external && event.origin < ctx.position()) follow_access_mode(*access, ctx);
+        return;
+    }
     esp_.on_event(event, ctx);
+    if (access_ == Access::Dormant) return;
     // Mobile IP below (RFC 5265's x-MIP, whose home address is our local address) has just
     // registered: IKE sent before that was dropped for want of a registration, so resend what
     // is awaited now rather than after the retransmission timer (4 s for the first MM1).
@@ -306,7 +358,9 @@ void VpnClientStage::on_event(const core::RaisedEvent& event, core::StageContext
 std::optional<core::TimePoint> VpnClientStage::poll(core::StageContext& ctx) {
     const auto now = ctx.now();
     last_now_ = now;
-    if (!session_ || (restart_at_ && now >= *restart_at_)) start_session(ctx);
+    // Inside the intranet: no IKE, no DPD, no re-authentication; kept SAs wait for outside.
+    if (access_ == Access::Dormant) return std::nullopt;
+    if (access_ == Access::Awake && (!session_ || (restart_at_ && now >= *restart_at_))) start_session(ctx);
     std::optional<core::TimePoint> next = esp_.poll(ctx);
     auto consider = [&](std::optional<core::TimePoint> t) {
         if (t && (!next || *t < *next)) next = t;
@@ -350,6 +404,10 @@ void VpnClientStage::report(core::StatusSink& out) const {
     out.field("ike_sent", ike_sent_);
     out.field("sa_installs", sa_installs_);
     out.field("ike_reauthentications", reauths_);
+    out.field("access", access_ == Access::Dormant ? "dormant" : access_ == Access::Held ? "held" : "awake");
+    out.field("passed_direct", passed_direct_);
+    out.field("passed_dormant", passed_dormant_);
+    out.field("passed_other_udp", passed_other_udp_);
     if (next_session_) out.field("reauthentication", std::string(ike::to_string(next_session_->state())));
     else if (reauth_at_)
         out.field("reauth_in_s", static_cast<std::int64_t>(std::chrono::duration_cast<std::chrono::seconds>(*reauth_at_ - last_now_).count()));

@@ -30,6 +30,13 @@ namespace mipsec::ipsec {
 /// child SA next to the old one; a few seconds later (the gateway may still send on the old
 /// one) the old child SAs and the old ISAKMP SA are deleted (Delete payloads under the old SA). If the new one fails, the old one keeps working and the
 /// re-authentication is retried after `restart_delay`.
+/// RFC 5265 (a mobile node layer above runs internal-network detection): packets that layer
+/// sends directly (PacketMeta::direct) pass unchanged, and so does inbound UDP to ports other
+/// than IKE's (its registration replies). It raises AccessModeChanged: Inside, this stage is
+/// dormant (every packet passes unchanged both ways, no IKE, no DPD) and keeps its SAs for
+/// the next outside period or deletes them at the gateway, as the event says; Outside, it
+/// works again and starts IKE only if it has no IKE SA. With `wait_for_access_mode` it starts
+/// no IKE at all before the first Outside (RFC 5265 §4: x-MIP first, IKE only when outside).
 /// Not thread-safe. Config: {"type": "ipsec.vpn_client", "local": ..., "gateway": ..., "psk": ...}
 class VpnClientStage final : public core::Stage {
 public:
@@ -41,6 +48,7 @@ public:
         core::Duration reauth_margin = core::Duration::zero();  // zero: a tenth of the IKE lifetime
         std::uint8_t ttl = 64;
         KeyLog* key_log = nullptr;  // set only when the user asked for a key log; outlives the stage
+        bool wait_for_access_mode = false;  // no IKE until a mobile node layer above says "outside"
     };
     VpnClientStage(Config config, crypto::Random& random);
     ~VpnClientStage() override;
@@ -62,9 +70,16 @@ public:
     const std::optional<core::Ipv4Prefix>& inner_address() const noexcept { return inner_address_; }
     /// IKE SAs started from scratch (the first, and one after each failure or close).
     std::uint64_t sessions_started() const noexcept { return sessions_started_; }
+    /// RFC 5265 inside: passing everything unchanged, no IKE.
+    bool dormant() const noexcept { return access_ == Access::Dormant; }
 
 private:
     enum class Role : std::uint8_t { Current, Next, Retiring };
+    // What the mobile node layer above last said (RFC 5265): Awake outside (or without
+    // detection), Held while it detects (the IKE SA we have runs on, no new one starts),
+    // Dormant inside.
+    enum class Access : std::uint8_t { Awake, Held, Dormant };
+    void follow_access_mode(const core::AccessModeChanged& access, core::StageContext& ctx);
     void start_session(core::StageContext& ctx);
     void start_reauthentication(core::StageContext& ctx);
     void schedule_reauthentication(const ike::Session& s);
@@ -100,6 +115,10 @@ private:
     std::uint64_t sa_installs_ = 0;
     bool ike_key_logged_ = false;
     core::TimePoint last_now_{};  // for report(): time left on SAs
+    Access access_ = Access::Awake;
+    std::uint64_t passed_direct_ = 0;
+    std::uint64_t passed_dormant_ = 0;
+    std::uint64_t passed_other_udp_ = 0;
 };
 
 /// The ESP suite of a negotiated IKE algorithm.

@@ -46,28 +46,100 @@ MobileNodeStage::Config normalise(MobileNodeStage::Config c) {
     return c;
 }
 
+// The direct client registers the same home address with the same home agent under the same
+// key; it differs in always being co-located (the interface's address, RFC 5265 mode c) and
+// in not asking for UDP tunnelling (no keepalives through the layers below).
+MobileNode::Config direct_config(const MobileNode::Config& c) {
+    MobileNode::Config d;
+    d.home_address = c.home_address;
+    d.home_agent = c.home_agent;
+    d.sa = c.sa.clone();
+    d.lifetime = c.lifetime;
+    d.reverse_tunnel = c.reverse_tunnel;
+    d.udp_tunnelling = MobileNode::UdpTunnelling::Off;
+    d.colocated = true;
+    d.nai = c.nai;
+    d.source_port = c.source_port;
+    d.ntp_offset = c.ntp_offset;
+    d.initial_retransmit = c.initial_retransmit;
+    d.max_retransmit = c.max_retransmit;
+    d.renew_fraction = c.renew_fraction;
+    d.keepalive_default = c.keepalive_default;
+    d.keepalive_retries = c.keepalive_retries;
+    d.max_deregistration_attempts = c.max_deregistration_attempts;
+    d.denied_retry = c.denied_retry;
+    return d;
+}
+
+NetworkDetection::Config detection_config(const MobileNodeStage::Config::Detection& d, const MobileNode::Config& node) {
+    NetworkDetection::Config c;
+    c.internal_home_agent = node.home_agent;
+    c.internal_home_address = node.home_address;
+    c.internal_sa = node.sa.clone();
+    c.external_home_agent = d.external_home_agent;
+    c.profile = d.profile;
+    c.internal_retry_window = d.internal_retry_window;
+    c.detection_timeout = d.detection_timeout;
+    c.t_monitor = d.t_monitor;
+    c.monitor_margin = d.monitor_margin;
+    c.max_interfaces = 1;
+    return c;
+}
+
+std::string_view to_string(core::AccessModeChanged::Mode m) noexcept {
+    switch (m) {
+        case core::AccessModeChanged::Mode::Detecting: return "detecting";
+        case core::AccessModeChanged::Mode::Inside: return "inside";
+        case core::AccessModeChanged::Mode::Outside: return "outside";
+        case core::AccessModeChanged::Mode::NoService: return "no service";
+    }
+    return "?";
+}
+
+core::AccessModeChanged::Mode access_mode_of(NetworkDetection::Mode m) noexcept {
+    using A = core::AccessModeChanged::Mode;
+    switch (m) {
+        case NetworkDetection::Mode::Detecting: return A::Detecting;
+        case NetworkDetection::Mode::InsideCoLocated:
+        case NetworkDetection::Mode::InsideForeignAgent: return A::Inside;
+        case NetworkDetection::Mode::OutsideCoLocated:
+        case NetworkDetection::Mode::OutsideForeignAgent: return A::Outside;
+        case NetworkDetection::Mode::NoService: return A::NoService;
+    }
+    return A::NoService;
+}
+
 }  // namespace
 
 MobileNodeStage::MobileNodeStage(Config config, crypto::Random& random)
-    : config_(normalise(std::move(config))), node_(std::move(config_.node), random) {}  // the SA key lives only in the core
+    : config_(normalise(std::move(config))), node_(std::move(config_.node), random) {  // the SA key lives only in the core
+    if (config_.detection) {
+        detection_.emplace(detection_config(*config_.detection, node_.config()));
+        direct_.emplace(direct_config(node_.config()), random);
+    }
+}
 
 std::size_t MobileNodeStage::headroom() const noexcept {
     return node_.config().udp_tunnelling == MobileNode::UdpTunnelling::Off ? ip_in_ip_overhead : ip_in_udp_overhead;
 }
 
-const MobileNode::Registration* MobileNodeStage::active_registration() const noexcept {
-    const auto& reg = node_.registration();
+const MobileNode::Registration* MobileNodeStage::active_registration_of(const MobileNode& n) const noexcept {
+    const auto& reg = n.registration();
     // After a move the old binding still runs at the HA, but its CoA is no longer ours:
     // sending from it would be wrong (and blocked by ingress filtering).
-    if (!reg || reg->care_of_address != node_.care_of_address()) return nullptr;
+    if (!reg || reg->care_of_address != n.care_of_address()) return nullptr;
     return &*reg;
 }
 
-bool MobileNodeStage::at_home() const noexcept {
-    const auto s = node_.state();
+const MobileNode::Registration* MobileNodeStage::active_registration() const noexcept { return active_registration_of(serving()); }
+
+bool MobileNodeStage::at_home_of(const MobileNode& n) const noexcept {
+    const auto s = n.state();
     if (s == MobileNode::State::AtHome || s == MobileNode::State::Deregistering) return true;
-    return !node_.home_address().is_unspecified() && node_.care_of_address() == node_.home_address();
+    return !n.home_address().is_unspecified() && n.care_of_address() == n.home_address();
 }
+
+bool MobileNodeStage::at_home() const noexcept { return at_home_of(serving()); }
 
 void MobileNodeStage::transmit(const MobileNode::Transmit& t, core::StageContext& ctx) {
     auto buf = ctx.allocate();
@@ -162,6 +234,15 @@ void MobileNodeStage::handle(const MobileNode::Output& out, core::StageContext& 
 }
 
 Verdict MobileNodeStage::encapsulate(core::PacketBuf& packet, core::StageContext& ctx) {
+    // A layer above talks to its internal home agent directly (RFC 5265 §4, §6): not through us.
+    if (packet.meta().direct) {
+        ++counters_.passed_direct;
+        return Verdict::not_mine();
+    }
+    if (dormant_) {
+        ++counters_.passed_dormant;
+        return Verdict::not_mine();
+    }
     auto ip = core::Ipv4View::check(packet.bytes());
     if (!ip) return Verdict::drop(core::ipv4_check_failure(packet));
     // Our own registration traffic never comes from the host: if it does, the host routes the
@@ -179,6 +260,12 @@ Verdict MobileNodeStage::encapsulate(core::PacketBuf& packet, core::StageContext
     if (home.is_unspecified() || ip->source() != home) {
         ++counters_.passed_unrelated_out;
         return Verdict::not_mine();
+    }
+    // RFC 5265 §6: after an attachment change, and past T_MONITOR, user data stops until the
+    // node knows again whether it is inside.
+    if (detection_ && !detection_->data_allowed(config_.detection->ifindex, ctx.now())) {
+        ++counters_.dropped_detecting;
+        return Verdict::drop(DropReason::Blocked);
     }
     if (at_home()) {
         ++counters_.passed_plain_out;
@@ -202,12 +289,18 @@ Verdict MobileNodeStage::encapsulate(core::PacketBuf& packet, core::StageContext
                                                    : push_ip_in_ip(packet, outer);
     if (v.passed()) {
         ++counters_.tunnelled_out;
-        node_.note_sent_to_home_agent(ctx.now());
+        serving().note_sent_to_home_agent(ctx.now());
+        // Inside (mode c) the tunnel to the internal home agent runs on the link itself.
+        if (inside()) packet.meta().direct = true;
     }
     return v;
 }
 
 Verdict MobileNodeStage::decapsulate(core::PacketBuf& packet, core::StageContext& ctx) {
+    if (dormant_) {
+        ++counters_.passed_dormant;
+        return Verdict::not_mine();
+    }
     auto ip = core::Ipv4View::check(packet.bytes());
     if (!ip) return Verdict::drop(core::ipv4_check_failure(packet));
     const auto now = ctx.now();
@@ -215,10 +308,41 @@ Verdict MobileNodeStage::decapsulate(core::PacketBuf& packet, core::StageContext
     if (auto udp = udp_of(*ip); udp && udp->source_port() == registration_port &&
                                 udp->destination_port() == node_.config().source_port && !udp->payload().empty() &&
                                 udp->payload()[0] == message_type::registration_reply) {
+        // Two Mobile IP layers (RFC 5265 i-MIP over x-MIP) may share the port: a reply for
+        // another home address is the other layer's (the i-HA's direct replies cross x-MIP).
+        if (auto reply = RegistrationReplyView::check(udp->payload());
+            reply && !node_.home_address().is_unspecified() && reply->home_address() != node_.home_address()) {
+            ++counters_.passed_other_reply;
+            return Verdict::not_mine();
+        }
         // RFC 5944 §3.6.2.1: a non-zero checksum that fails means silent discard.
         if (!udp->checksum_valid(ip->source(), ip->destination())) return Verdict::drop(DropReason::Malformed);
         ++counters_.replies_received;
-        handle(node_.on_reply(udp->payload(), {ip->source(), udp->source_port()}, now), ctx);
+        const core::Endpoint from{ip->source(), udp->source_port()};
+        if (detection_) {
+            // RFC 5265 §6: only a reply that came in the clear on the interface, to its address,
+            // can prove the node inside; one out of a tunnel is counted (via_tunnel) and goes
+            // to the registration through the VPN.
+            const bool direct = !packet.meta().tunnelled && !interface_address_.is_unspecified() &&
+                                ip->destination() == interface_address_;
+            const auto result = detection_->internal_reply(config_.detection->ifindex,
+                                                           direct ? NetworkDetection::Path::Direct : NetworkDetection::Path::Tunnel,
+                                                           from, udp->payload(), now);
+            if (direct) {
+                // The direct client hears only what detection verified, and denials it must
+                // repair (a 133 resynchronises its timestamps).
+                if (!NetworkDetection::is_rejection(result) || result == NetworkDetection::ReplyResult::Denied) {
+                    handle_direct(direct_->on_reply(udp->payload(), from, now), ctx);
+                } else {
+                    ++counters_.direct_replies_rejected;
+                    ctx.log().limited(core::LogLevel::Warn, now, "direct registration reply from ", from.to_string(),
+                                      " rejected: ", NetworkDetection::result_name(result));
+                }
+                sync_detection(ctx);
+                return Verdict::consumed();
+            }
+        }
+        handle(node_.on_reply(udp->payload(), from, now), ctx);
         return Verdict::consumed();
     }
 
@@ -239,8 +363,12 @@ Verdict MobileNodeStage::decapsulate(core::PacketBuf& packet, core::StageContext
 
     auto tunnel = peek_tunnel(*ip);
     // Only the HA's tunnel is this layer's; other tunnels belong to the host or a layer above.
-    if (!tunnel || tunnel->source != node_.home_agent()) return Verdict::not_mine();
+    if (!tunnel || tunnel->source != serving().home_agent()) return Verdict::not_mine();
     if (tunnel->fragment) return Verdict::drop(DropReason::Fragment);
+    if (detection_ && !detection_->data_allowed(config_.detection->ifindex, now)) {
+        ++counters_.dropped_detecting;
+        return Verdict::drop(DropReason::Blocked);
+    }
     const auto* reg = active_registration();
     if (reg == nullptr || at_home()) {
         ++counters_.dropped_not_registered;
@@ -261,6 +389,7 @@ Verdict MobileNodeStage::decapsulate(core::PacketBuf& packet, core::StageContext
         return Verdict::drop(DropReason::BindingMismatch);
     }
     if (auto v = strip_tunnel(packet, *tunnel); !v.passed()) return v;
+    packet.meta().tunnelled = true;  // for a layer above: this did not arrive on the link as is
 
     if (reg->mode == TunnelMode::Udp) {
         auto inner = core::Ipv4View::check(packet.bytes());
@@ -271,7 +400,7 @@ Verdict MobileNodeStage::decapsulate(core::PacketBuf& packet, core::StageContext
                 icmp->checksum_valid()) {
                 // RFC 3519 §3.6: the HA's answer to our keepalive; the NAT mapping is alive.
                 ++counters_.keepalive_replies;
-                node_.note_keepalive_reply();
+                serving().note_keepalive_reply();
                 return Verdict::consumed();
             }
         }
@@ -280,7 +409,52 @@ Verdict MobileNodeStage::decapsulate(core::PacketBuf& packet, core::StageContext
     return Verdict::pass();
 }
 
+void MobileNodeStage::follow_access_mode(const core::RaisedEvent& event, core::StageContext& ctx) {
+    // Only a layer above decides for us (we are its x-MIP), never the shell or a layer below.
+    if (event.origin == core::RaisedEvent::external || event.origin >= ctx.position()) return;
+    const auto& access = std::get<core::AccessModeChanged>(event.event);
+    const bool dormant = access.mode == core::AccessModeChanged::Mode::Inside;
+    if (dormant == dormant_) return;
+    const auto now = ctx.now();
+    if (dormant) {
+        // RFC 5265 §4: inside, the mobile node SHOULD deregister from the external home agent.
+        dormant_care_of_ = node_.care_of_address();
+        auto out = node_.shutdown(now);
+        if (out.transmit) {
+            ctx.log().info("inside the intranet: deregistering ", node_.home_address().to_string(), " and going dormant");
+            transmit(*out.transmit, ctx);
+        }
+        dormant_ = true;
+        next_solicitation_.reset();
+        return;
+    }
+    dormant_ = false;
+    ctx.log().info("leaving the intranet (", to_string(access.mode), "): registering again");
+    if (config_.care_of_source == CareOfSource::Static) dormant_care_of_ = config_.static_care_of;
+    if (!dormant_care_of_.is_unspecified()) handle(node_.care_of_address_changed(dormant_care_of_, now), ctx);
+    if (config_.care_of_source == CareOfSource::ForeignAgent || solicits_without_address()) {
+        advert_heard_ = false;
+        solicitations_in_burst_ = 0;
+        solicitation_interval_ = std::chrono::seconds(1);
+        next_solicitation_ = now;
+    }
+}
+
 void MobileNodeStage::on_event(const core::RaisedEvent& event, core::StageContext& ctx) {
+    if (std::holds_alternative<core::AccessModeChanged>(event.event)) {
+        if (!detection_) follow_access_mode(event, ctx);
+        return;
+    }
+    if (dormant_) {
+        // Inside, nothing is registered here; remember where the interface is for later.
+        if (const auto* a = std::get_if<core::AddressChanged>(&event.event);
+            a && config_.care_of_source == CareOfSource::Interface && a->ifindex == config_.care_of_ifindex) {
+            if (a->added) dormant_care_of_ = a->prefix.address;
+            else if (a->prefix.address == dormant_care_of_) dormant_care_of_ = {};
+        }
+        return;
+    }
+    if (detection_ && detecting_events(event, ctx)) return;
     const auto now = ctx.now();
     const bool follows_interface =
         config_.care_of_source == CareOfSource::Interface && config_.care_of_ifindex != 0;
@@ -344,6 +518,155 @@ void MobileNodeStage::on_event(const core::RaisedEvent& event, core::StageContex
     }
 }
 
+// ---- RFC 5265 internal-network detection (i-MIP) ----
+
+bool MobileNodeStage::detecting_events(const core::RaisedEvent& event, core::StageContext& ctx) {
+    const std::uint32_t ifindex = config_.detection->ifindex;
+    const auto now = ctx.now();
+    if (const auto* a = std::get_if<core::AddressChanged>(&event.event)) {
+        if (a->ifindex != ifindex) return false;
+        if (a->added && a->prefix.address != interface_address_) {
+            interface_address_ = a->prefix.address;
+            attach(ctx);
+        } else if (!a->added && a->prefix.address == interface_address_) {
+            interface_address_ = {};
+            detach(ctx);
+        }
+        return true;
+    }
+    if (const auto* l = std::get_if<core::LinkChanged>(&event.event)) {
+        if (l->ifindex != ifindex) return false;
+        // RFC 5265 §6: any connection-status change restarts detection (an L2 trigger). The
+        // kernel keeps an IPv4 address across link down and up, so it is kept here too.
+        if (!l->up) detach(ctx);
+        else if (!interface_address_.is_unspecified()) attach(ctx);
+        return true;
+    }
+    if (const auto* r = std::get_if<core::RouteChanged>(&event.event)) {
+        // The default route follows the address: a direct request sent in between was lost.
+        if (r->added && r->ifindex == ifindex) handle_direct(direct_->retry_now(now), ctx);
+        return false;
+    }
+    if (const auto* reg = std::get_if<core::RegistrationChanged>(&event.event)) {
+        // The x-MIP layer below accepted its external home agent's authenticated reply for this
+        // interface's address: the x-HA answered (RFC 5265 §3.3). Its core matched the reply to
+        // its own request; the care-of address ties it to this attachment.
+        if (event.origin == core::RaisedEvent::external || event.origin <= ctx.position()) return false;
+        if (reg->kind != core::RegistrationChanged::Kind::OwnRegistration || !reg->registered ||
+            reg->home_address == node_.home_address() || interface_address_.is_unspecified() ||
+            reg->care_of_address != interface_address_)
+            return false;
+        external_answer_waiting_ = true;
+        sync_detection(ctx);
+        return false;
+    }
+    if (const auto* inner = std::get_if<core::InnerAddressAssigned>(&event.event)) {
+        if (event.origin == core::RaisedEvent::external || event.origin <= ctx.position()) return false;
+        if (inner->assigned) inner_address_ = inner->prefix.address;
+        else if (inner_address_ == inner->prefix.address) inner_address_.reset();
+        // Outside, the usual path registers it (or drops it); otherwise it waits for outside.
+        return announced_mode_ != core::AccessModeChanged::Mode::Outside;
+    }
+    return false;
+}
+
+void MobileNodeStage::expect_external_registration(core::TimePoint now) {
+    external_answer_waiting_ = false;
+    detection_->request_sent(config_.detection->ifindex, NetworkDetection::Target::External, ++external_token_, now);
+}
+
+void MobileNodeStage::attach(core::StageContext& ctx) {
+    const auto now = ctx.now();
+    const std::uint32_t ifindex = config_.detection->ifindex;
+    ctx.log().info("interface ", ifindex, " at ", interface_address_.to_string(), ": detecting whether inside (RFC 5265)");
+    detection_->attachment_changed(ifindex, NetworkDetection::Attachment::CoLocated, now);
+    expect_external_registration(now);
+    // The direct request to the internal home agent, with this address as co-located CoA.
+    handle_direct(direct_->care_of_address_changed(interface_address_, now), ctx);
+    sync_detection(ctx);
+}
+
+void MobileNodeStage::detach(core::StageContext& ctx) {
+    const auto now = ctx.now();
+    detection_->attachment_changed(config_.detection->ifindex, NetworkDetection::Attachment::Detached, now);
+    handle_direct(direct_->care_of_address_changed({}, now), ctx);
+    sync_detection(ctx);
+}
+
+void MobileNodeStage::transmit_direct(const MobileNode::Transmit& t, core::StageContext& ctx) {
+    auto buf = ctx.allocate();
+    if (!emit_udp_packet(buf, {t.source, t.source_port}, t.destination, t.ttl, t.payload.bytes())) {
+        ++counters_.no_buffer;
+        return;
+    }
+    // Only requests sent directly on this interface since its last change can prove anything.
+    if (auto request = RegistrationRequestView::check(t.payload.bytes()))
+        detection_->request_sent(config_.detection->ifindex, NetworkDetection::Target::Internal, request->identification(), ctx.now());
+    buf.meta().direct = true;
+    buf.meta().egress_ifindex = config_.detection->ifindex;
+    ++counters_.requests_sent;
+    ++counters_.direct_requests_sent;
+    ctx.send_control(std::move(buf));
+}
+
+void MobileNodeStage::handle_direct(const MobileNode::Output& out, core::StageContext& ctx) {
+    if (out.transmit) transmit_direct(*out.transmit, ctx);
+    if (out.changed) {
+        ctx.log().info(out.changed->registered ? "registered directly " : "direct registration ended for ",
+                       out.changed->home_address.to_string(), " at care-of address ", out.changed->care_of_address.to_string());
+        ctx.raise(*out.changed);
+    }
+}
+
+void MobileNodeStage::sync_detection(core::StageContext& ctx) {
+    using A = core::AccessModeChanged::Mode;
+    const auto now = ctx.now();
+    const std::uint32_t ifindex = config_.detection->ifindex;
+    auto st = detection_->status(ifindex, now);
+    // An x-MIP registration that came while inside decides nothing later: after T_MONITOR
+    // the x-MIP layer registers again, and that answer counts.
+    if (st && access_mode_of(st->mode) == A::Inside) external_answer_waiting_ = false;
+    // The 2002 profile asks the x-HA only after the i-HA had its chance; an x-MIP answer that
+    // came earlier counts from then on.
+    if (st && external_answer_waiting_ && st->register_external) {
+        external_answer_waiting_ = false;
+        detection_->external_registered(ifindex, external_token_, now);
+        st = detection_->status(ifindex, now);
+    }
+    const A mode = st ? access_mode_of(st->mode) : A::NoService;
+    const auto direct_state = direct_->state();
+    if (st && st->register_internal && !interface_address_.is_unspecified() &&
+        (direct_state == MobileNode::State::Registered || direct_state == MobileNode::State::Idle)) {
+        // Inside: the re-registration every T_MONITOR - N (RFC 5265 §6), or detection starting
+        // again after T_MONITOR; the client has nothing in flight, so ask now. (A denied one
+        // retries on its own timer.)
+        handle_direct(direct_->care_of_address_changed(interface_address_, now), ctx);
+    } else if (st && mode == A::Outside && !st->register_internal && direct_state == MobileNode::State::Registering) {
+        // RFC 5265 §3.3: the i-HA was retried "for a while" after the x-HA answered; stop. A
+        // late answer to an earlier request still makes the node inside.
+        handle_direct(direct_->care_of_address_changed({}, now), ctx);
+    } else if (st && mode == A::Inside && active_registration_of(*direct_) == nullptr &&
+               direct_state != MobileNode::State::Registering && !interface_address_.is_unspecified()) {
+        // Inside on a late answer the stopped client could not take: register properly now.
+        handle_direct(direct_->care_of_address_changed(interface_address_, now), ctx);
+    }
+    if (mode_announced_ && mode == announced_mode_) return;
+    const A before = announced_mode_;
+    announced_mode_ = mode;
+    mode_announced_ = true;
+    ctx.log().info("access mode ", NetworkDetection::mode_name(st ? st->mode : NetworkDetection::Mode::NoService), " (",
+                   NetworkDetection::cause_name(st ? st->decided_by.cause : NetworkDetection::Decision::Cause::None), ")");
+    if (mode == A::Detecting && before == A::Inside) expect_external_registration(now);  // x-MIP registers again
+    if (mode == A::Inside) {
+        // The binding now points at the interface's address; the VPN's inner address is not
+        // our care-of address while inside.
+        if (!node_.care_of_address().is_unspecified()) handle(node_.care_of_address_changed({}, now), ctx);
+    } else if (mode == A::Outside) {
+        if (inner_address_ && node_.care_of_address() != *inner_address_) inner_registration_due_ = true;
+    }
+    ctx.raise(core::AccessModeChanged{mode, ifindex, config_.detection->keep_vpn_sas});
+}
+
 bool MobileNodeStage::solicits_without_address() const noexcept {
     return node_.config().foreign_agents_when_no_address && config_.care_of_ifindex != 0;
 }
@@ -361,6 +684,7 @@ std::optional<core::TimePoint> MobileNodeStage::solicitation_deadline() const no
 std::optional<core::TimePoint> MobileNodeStage::poll(core::StageContext& ctx) {
     const auto now = ctx.now();
     last_now_ = now;
+    if (dormant_) return std::nullopt;  // deregistered; the layer above wakes us
     if (!started_) {
         started_ = true;
         if (config_.care_of_source == CareOfSource::Static && !config_.static_care_of.is_unspecified())
@@ -388,6 +712,27 @@ std::optional<core::TimePoint> MobileNodeStage::poll(core::StageContext& ctx) {
     }
     std::optional<core::TimePoint> next = node_.next_deadline();
     if (auto s = solicitation_deadline(); s && (!next || *s < *next)) next = s;
+    if (detection_) {
+        for (int i = 0; i < 8; ++i) {
+            auto out = direct_->poll(now);
+            const bool any = out.transmit || out.changed || out.keepalive_due;
+            handle_direct(out, ctx);
+            const auto due = direct_->next_deadline();
+            if (!any || !due || *due > now) break;
+        }
+        detection_->poll(now);
+        sync_detection(ctx);
+        if (inner_registration_due_) {
+            // Outside again (RFC 5265 §4 step 5): the VPN's inner address is the care-of
+            // address; the layers below have seen the mode change by now.
+            inner_registration_due_ = false;
+            if (inner_address_ && announced_mode_ == core::AccessModeChanged::Mode::Outside)
+                handle(node_.care_of_address_changed(*inner_address_, now), ctx);
+        }
+        for (auto d : {node_.next_deadline(), direct_->next_deadline(), detection_->next_deadline()})
+            if (d && (!next || *d < *next)) next = d;
+        if (inner_registration_due_ && (!next || now < *next)) next = now;
+    }
     return next;
 }
 
@@ -413,6 +758,27 @@ void MobileNodeStage::report(core::StatusSink& out) const {
         }
     }
     if (auto code = node_.last_reply_code()) out.field("last_reply_code", static_cast<std::uint64_t>(*code));
+    if (dormant_) out.field("dormant", true);
+    if (detection_) {
+        out.begin_object("detection");
+        const auto st = detection_->status(config_.detection->ifindex, last_now_);
+        out.field("mode", NetworkDetection::mode_name(st ? st->mode : NetworkDetection::Mode::NoService));
+        out.field("cause", NetworkDetection::cause_name(st ? st->decided_by.cause : NetworkDetection::Decision::Cause::None));
+        out.field("interface_address", interface_address_.to_string());
+        out.field("direct_state", to_string(direct_->state()));
+        out.field("t_monitor_s", static_cast<std::int64_t>(
+                                     std::chrono::duration_cast<std::chrono::seconds>(config_.detection->t_monitor).count()));
+        if (st && st->last_internal_success)
+            out.field("since_internal_success_s", static_cast<std::int64_t>(std::chrono::duration_cast<std::chrono::seconds>(
+                                                                                last_now_ - *st->last_internal_success).count()));
+        out.begin_object("replies");
+        for (std::size_t i = 0; i < NetworkDetection::reply_result_count; ++i) {
+            const auto r = static_cast<NetworkDetection::ReplyResult>(i);
+            out.field(NetworkDetection::result_name(r), detection_->count(r));
+        }
+        out.end();
+        out.end();
+    }
     out.begin_object("counters");
     out.field("requests_sent", counters_.requests_sent);
     out.field("replies_received", counters_.replies_received);
@@ -428,6 +794,14 @@ void MobileNodeStage::report(core::StatusSink& out) const {
     out.field("keepalive_replies", counters_.keepalive_replies);
     out.field("no_buffer", counters_.no_buffer);
     out.field("dropped_loop", counters_.dropped_loop);
+    if (detection_) {
+        out.field("dropped_detecting", counters_.dropped_detecting);
+        out.field("direct_requests_sent", counters_.direct_requests_sent);
+        out.field("direct_replies_rejected", counters_.direct_replies_rejected);
+    }
+    out.field("passed_direct", counters_.passed_direct);
+    out.field("passed_dormant", counters_.passed_dormant);
+    out.field("passed_other_reply", counters_.passed_other_reply);
     out.end();
 }
 

@@ -6,6 +6,7 @@
 #include "core/stage.hpp"
 #include "crypto/random.hpp"
 #include "mip/mobile_node.hpp"
+#include "mip/network_detection.hpp"
 
 namespace mipsec::mip {
 
@@ -36,7 +37,28 @@ namespace mipsec::mip {
 ///
 /// Keepalives (RFC 3519 §3.6): when the core says one is due, an ICMP echo request HoA -> HA
 /// (identifier = the registration port) goes out inside the UDP tunnel.
-/// Raises RegistrationChanged whenever the core reports one. Not thread-safe.
+/// Raises RegistrationChanged whenever the core reports one.
+///
+/// RFC 5265 internal-network detection (`detection`, for the i-MIP layer: care_of
+/// inner_address): the stage owns a NetworkDetection for one physical interface and a second
+/// registration client, `direct`, that registers with the same (internal) home agent using
+/// the interface's address as co-located care-of address, sent around every layer below
+/// (PacketMeta::direct). Each address or link change of that interface stops user data
+/// (Blocked) and restarts detection; the direct request goes out while the x-MIP layer below
+/// registers in parallel (its RegistrationChanged for the interface's address is the external
+/// home agent's answer). Only an authenticated direct reply with TNC, answering a request sent
+/// since the change, makes the node inside (modes c); then the stage raises
+/// AccessModeChanged Inside, the layers below go dormant, user data is tunnelled directly to
+/// the internal home agent and re-registered every T_MONITOR - N. The x-HA answering first
+/// makes it Outside (cvc): the VPN wakes and the VPN's inner address becomes the CoA again.
+/// T_MONITOR without a successful re-registration stops data and restarts detection.
+/// Intranet foreign agents (mode f) are not handled yet.
+///
+/// A stage without `detection` below one that has it (x-MIP) follows AccessModeChanged from
+/// above: Inside, it deregisters and goes dormant (every packet passes unchanged both ways;
+/// address changes are remembered); otherwise it registers again. Packets a layer above sends
+/// directly (PacketMeta::direct) and registration replies for another home address pass
+/// unchanged. Not thread-safe.
 /// Config: {"type": "mip.mobile_node", "home_address": "10.1.0.77", "home_agent": "10.1.0.1",
 ///          "spi": 256, "key": "hex", "care_of": "interface", "interface": "eth0", ...}
 class MobileNodeStage final : public core::Stage {
@@ -56,6 +78,19 @@ public:
         std::uint8_t tunnel_ttl = 64;       // outer TTL of tunnelled packets
         bool df_when_inner_clear = false;
         core::Duration solicitation_max_interval = std::chrono::seconds(60);  // FA mode
+
+        /// RFC 5265 §3.3, §4-§6 internal-network detection (i-MIP layer only).
+        struct Detection {
+            std::uint32_t ifindex = 0;  // the physical interface; the shell fills it from the name
+            core::Ipv4Address external_home_agent;
+            NetworkDetection::Profile profile = NetworkDetection::Profile::Rfc5265;
+            core::Duration t_monitor = std::chrono::seconds(60);
+            core::Duration monitor_margin = std::chrono::seconds(10);
+            core::Duration internal_retry_window = std::chrono::seconds(10);
+            core::Duration detection_timeout = std::chrono::seconds(30);
+            bool keep_vpn_sas = true;  // inside: keep the VPN's SAs for the next outside period
+        };
+        std::optional<Detection> detection;
     };
 
     struct Counters {
@@ -73,6 +108,12 @@ public:
         std::uint64_t keepalive_replies = 0;
         std::uint64_t no_buffer = 0;
         std::uint64_t dropped_loop = 0;  // our own registration traffic routed back to us
+        std::uint64_t dropped_detecting = 0;  // RFC 5265 §6: user data stopped, mode not decided
+        std::uint64_t direct_requests_sent = 0;  // to the internal HA, around the layers below
+        std::uint64_t direct_replies_rejected = 0;  // not proof of being inside (see detection)
+        std::uint64_t passed_direct = 0;    // a layer above sent it around us
+        std::uint64_t passed_dormant = 0;   // x-MIP while the node is inside
+        std::uint64_t passed_other_reply = 0;  // a registration reply for another home address
     };
 
     /// `random` supplies nonce bits to the core; it must outlive the stage.
@@ -94,10 +135,31 @@ public:
     const Config& config() const noexcept { return config_; }
     /// The registration the data path uses: accepted, and for the current care-of address.
     const MobileNode::Registration* active_registration() const noexcept;
+    /// With detection: the core, the direct registration client and the mode last raised.
+    const NetworkDetection* detection() const noexcept { return detection_ ? &*detection_ : nullptr; }
+    const MobileNode* direct() const noexcept { return direct_ ? &*direct_ : nullptr; }
+    core::AccessModeChanged::Mode access_mode() const noexcept { return announced_mode_; }
+    /// x-MIP: the node is inside and this layer passes everything unchanged.
+    bool dormant() const noexcept { return dormant_; }
 
 private:
     void handle(const MobileNode::Output& out, core::StageContext& ctx);
     void transmit(const MobileNode::Transmit& t, core::StageContext& ctx);
+    // RFC 5265 detection (i-MIP).
+    bool detecting_events(const core::RaisedEvent& event, core::StageContext& ctx);
+    void attach(core::StageContext& ctx);
+    void detach(core::StageContext& ctx);
+    void expect_external_registration(core::TimePoint now);
+    void handle_direct(const MobileNode::Output& out, core::StageContext& ctx);
+    void transmit_direct(const MobileNode::Transmit& t, core::StageContext& ctx);
+    void sync_detection(core::StageContext& ctx);
+    bool inside() const noexcept { return detection_ && announced_mode_ == core::AccessModeChanged::Mode::Inside; }
+    const MobileNode& serving() const noexcept { return inside() ? *direct_ : node_; }
+    MobileNode& serving() noexcept { return inside() ? *direct_ : node_; }
+    const MobileNode::Registration* active_registration_of(const MobileNode& n) const noexcept;
+    bool at_home_of(const MobileNode& n) const noexcept;
+    // x-MIP following the layer above.
+    void follow_access_mode(const core::RaisedEvent& event, core::StageContext& ctx);
     void send_keepalive(core::StageContext& ctx);
     void send_solicitation(core::StageContext& ctx);
     std::optional<core::TimePoint> solicitation_deadline() const noexcept;
@@ -117,6 +179,20 @@ private:
     core::Duration solicitation_interval_{};
     unsigned solicitations_in_burst_ = 0;
     core::TimePoint last_now_{};  // for report(): lifetime left
+
+    // RFC 5265 detection (i-MIP).
+    std::optional<NetworkDetection> detection_;
+    std::optional<MobileNode> direct_;          // CoA = the interface's address, sent directly
+    core::Ipv4Address interface_address_{};     // the detection interface's current address
+    std::optional<core::Ipv4Address> inner_address_;  // the VPN's inner address: our CoA outside
+    core::AccessModeChanged::Mode announced_mode_ = core::AccessModeChanged::Mode::NoService;
+    bool mode_announced_ = false;
+    bool inner_registration_due_ = false;       // outside again: register the inner address at the next poll
+    std::uint64_t external_token_ = 0;          // stands for the x-MIP request of this attachment
+    bool external_answer_waiting_ = false;      // x-MIP registered before the profile asks the x-HA
+    // x-MIP: dormant while a layer above is inside; the interface's address meanwhile.
+    bool dormant_ = false;
+    core::Ipv4Address dormant_care_of_{};
 };
 
 }  // namespace mipsec::mip

@@ -19,6 +19,15 @@ UdpEncapStage::UdpEncapStage(Config config) : config_(config), local_(config.loc
 std::optional<core::Endpoint> UdpEncapStage::peer() const noexcept { return peer_; }
 
 core::Verdict UdpEncapStage::encapsulate(core::PacketBuf& packet, core::StageContext& ctx) {
+    // RFC 5265 §4, §6: a direct registration with the internal home agent goes around us.
+    if (packet.meta().direct) {
+        ++counters_.passed_direct;
+        return Verdict::not_mine();
+    }
+    if (dormant_) {
+        ++counters_.passed_dormant;
+        return Verdict::not_mine();
+    }
     auto ip = core::Ipv4View::check(packet.bytes());
     if (!ip) return Verdict::drop(core::ipv4_check_failure(packet));
     // Only ESP whose SA asked for it (IKE's NAT detection, RFC 3947 §3, or the user's force)
@@ -48,6 +57,10 @@ core::Verdict UdpEncapStage::encapsulate(core::PacketBuf& packet, core::StageCon
 }
 
 core::Verdict UdpEncapStage::decapsulate(core::PacketBuf& packet, core::StageContext& ctx) {
+    if (dormant_) {
+        ++counters_.passed_dormant;
+        return Verdict::not_mine();
+    }
     auto ip = core::Ipv4View::check(packet.bytes());
     if (!ip) return Verdict::drop(core::ipv4_check_failure(packet));
     if (ip->protocol() != core::ip_protocol::udp) return Verdict::not_mine();
@@ -98,6 +111,17 @@ core::Verdict UdpEncapStage::decapsulate(core::PacketBuf& packet, core::StageCon
 }
 
 void UdpEncapStage::on_event(const core::RaisedEvent& event, core::StageContext& ctx) {
+    if (const auto* access = std::get_if<core::AccessModeChanged>(&event.event)) {
+        // Only a mobile node layer above us decides whether the VPN we serve is needed.
+        if (event.origin == core::RaisedEvent::external || event.origin >= ctx.position()) return;
+        const bool dormant = access->mode == core::AccessModeChanged::Mode::Inside;
+        if (dormant == dormant_) return;
+        dormant_ = dormant;
+        // Awake again: the first keepalive waits a full idle interval.
+        if (!dormant_) last_sent_ = ctx.now();
+        ctx.log().info(dormant_ ? "inside the intranet: dormant" : "outside: UDP encapsulation awake");
+        return;
+    }
     if (const auto* moved = std::get_if<core::OuterAddressChanged>(&event.event)) {
         // Keepalives leave from our address: follow it when the layer below moved it, and only
         // when it is ours that moved (addressed by the old address).
@@ -121,7 +145,7 @@ void UdpEncapStage::on_event(const core::RaisedEvent& event, core::StageContext&
 std::optional<core::TimePoint> UdpEncapStage::poll(core::StageContext& ctx) {
     // Keepalives hold a NAT mapping open (RFC 3948 §2.2): only once UDP encapsulation is in
     // use, never for a peer reached with plain ESP.
-    if (config_.keepalive == core::Duration::zero() || !peer_ || !local_ || !active_) return std::nullopt;
+    if (config_.keepalive == core::Duration::zero() || !peer_ || !local_ || !active_ || dormant_) return std::nullopt;
     auto now = ctx.now();
     auto due = last_sent_ + config_.keepalive;
     if (now < due) return due;
@@ -152,6 +176,9 @@ void UdpEncapStage::report(core::StatusSink& out) const {
     out.field("keepalives_received", counters_.keepalives_received);
     out.field("ike_passed_up", counters_.ike_passed_up);
     out.field("peer_floats", counters_.peer_floats);
+    out.field("dormant", dormant_);
+    out.field("passed_direct", counters_.passed_direct);
+    out.field("passed_dormant", counters_.passed_dormant);
 }
 
 }  // namespace mipsec::nat

@@ -21,6 +21,9 @@ namespace mipsec::nat {
 /// this stage alone never trusts a source port. Once encapsulation is in use, sends a one-byte
 /// 0xFF keepalive after `keepalive` without outbound traffic (0 = never; only the side behind
 /// a NAT should send them).
+/// RFC 5265: packets a mobile node layer above sends directly (PacketMeta::direct) are passed
+/// unchanged, and while a mobile node layer above reports the node inside (AccessModeChanged
+/// Inside) the stage is dormant: every packet passes unchanged both ways, no keepalives.
 /// Not thread-safe; one instance per peer.
 /// Config: {"type": "nat.udp_encap", "local_port": 4500, "remote_port": 4500, "keepalive_s": 20}
 class UdpEncapStage final : public core::Stage {
@@ -42,6 +45,8 @@ public:
         std::uint64_t keepalives_received = 0;
         std::uint64_t ike_passed_up = 0;
         std::uint64_t peer_floats = 0;
+        std::uint64_t passed_direct = 0;   // a mobile node layer above sent it around us
+        std::uint64_t passed_dormant = 0;  // inside the intranet (RFC 5265 modes c/f)
     };
 
     explicit UdpEncapStage(Config config);
@@ -56,6 +61,7 @@ public:
     const Counters& counters() const noexcept { return counters_; }
     /// Where ESP is sent: the configured/learned remote, or the floated NAT endpoint.
     std::optional<core::Endpoint> peer() const noexcept;
+    bool dormant() const noexcept { return dormant_; }
 
 private:
     Config config_;
@@ -64,6 +70,7 @@ private:
     std::optional<core::Endpoint> peer_;
     core::TimePoint last_sent_{};
     bool active_ = false;  // UDP encapsulation in use: ESP was wrapped or unwrapped here
+    bool dormant_ = false;  // RFC 5265 inside: a mobile node layer above needs no VPN
 };
 
 }  // namespace mipsec::nat

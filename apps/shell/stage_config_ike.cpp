@@ -121,7 +121,7 @@ std::unique_ptr<core::Stage> build_vpn_client(const ConfigReader& c, const Stage
     c.only({"type", "local", "gateway", "psk", "psk_file", "local_id", "remote_id", "ike_proposals", "esp_proposals", "pfs",
             "request_address", "remote_ts", "local_ts", "dpd_delay_s", "dpd_timeout_s", "force_encapsulation", "nat_traversal",
             "child_rekey_s", "ike_port", "nat_t_port", "restart_s", "ttl", "key_log", "ike_lifetime_s",
-            "reauth_margin_s"});
+            "reauth_margin_s", "wait_for_access_mode"});
     ipsec::VpnClientStage::Config cfg;
     cfg.local = c.address("local");
     cfg.gateway = c.address("gateway");
@@ -139,6 +139,8 @@ std::unique_ptr<core::Stage> build_vpn_client(const ConfigReader& c, const Stage
         if (prefix->empty()) c.fail("key_log", "is empty", "a file path prefix (<prefix>.esp_sa and <prefix>.ikev1_decryption_table are written)");
         if (ctx.key_log) cfg.key_log = ctx.key_log(*prefix);
     }
+    // RFC 5265 detection above: no IKE until the mobile node layer says the node is outside.
+    cfg.wait_for_access_mode = c.boolean_or("wait_for_access_mode", false);
     if (ctx.random == nullptr) throw std::logic_error("stage factory: no random source for IKE");
     return std::make_unique<ipsec::VpnClientStage>(std::move(cfg), *ctx.random);
 }

@@ -41,7 +41,8 @@ core::Duration ntp_offset_now(const StageBuildContext& ctx) { return mip::ntp_of
 
 std::unique_ptr<core::Stage> build_mobile_node(const ConfigReader& c, const StageBuildContext& ctx) {
     c.only({"type", "home_address", "home_agent", "spi", "key", "key_file", "replay", "lifetime_s", "reverse_tunnel", "udp_tunnelling",
-            "care_of", "care_of_address", "interface", "foreign_agents", "source_port", "nai", "tunnel_ttl", "df", "max_retransmit_s"});
+            "care_of", "care_of_address", "interface", "foreign_agents", "source_port", "nai", "tunnel_ttl", "df", "max_retransmit_s",
+            "detection"});
     mip::MobileNodeStage::Config cfg;
     auto& node = cfg.node;
     node.home_address = c.address("home_address");
@@ -88,6 +89,40 @@ std::unique_ptr<core::Stage> build_mobile_node(const ConfigReader& c, const Stag
         c.fail("care_of_address", "is only used with \"care_of\": \"static\"", "no care_of_address, or care_of static");
     if (source != "interface" && source != "foreign_agent" && c.has("interface"))
         c.fail("interface", "is only used with \"care_of\": \"interface\" or \"foreign_agent\"", "no interface here");
+    if (auto d = c.optional_object("detection")) {
+        // RFC 5265 internal-network detection: the i-MIP layer, whose care-of address outside
+        // is the VPN's inner address, decides from the physical interface whether it is inside.
+        if (source != "inner_address")
+            c.fail("detection", "is only used with \"care_of\": \"inner_address\"", "the i-MIP layer (care_of inner_address) above the VPN");
+        d->only({"interface", "external_home_agent", "t_monitor_s", "monitor_margin_s", "internal_retry_window_s", "detection_timeout_s",
+                 "profile", "keep_sas_inside"});
+        mip::MobileNodeStage::Config::Detection det;
+        const auto name = d->string("interface");
+        if (name.empty() || name.size() > 15) d->fail("interface", "\"" + name + "\" is not an interface name", "the physical interface, like \"eth0\"");
+        if (!ctx.dry_run) {
+            det.ifindex = ::if_nametoindex(name.c_str());
+            if (det.ifindex == 0) d->fail("interface", "no interface \"" + name + "\" in this network namespace", "an existing interface (see `ip link`)");
+        }
+        det.external_home_agent = d->address("external_home_agent");
+        if (det.external_home_agent.is_unspecified() || det.external_home_agent.is_multicast())
+            d->fail("external_home_agent", "is not a unicast address", "the x-MIP layer's home agent");
+        // RFC 5265 §1: equal addresses would make every reply "external"; the core then never
+        // detects inside, which is safe, but almost certainly not what was meant.
+        if (det.external_home_agent == node.home_agent)
+            d->fail("external_home_agent", "equals home_agent", "the x-MIP layer's home agent, not the internal one");
+        det.t_monitor = std::chrono::seconds(d->integer_or("t_monitor_s", 60, 2, 86400));
+        const auto margin = d->integer_or("monitor_margin_s", 10, 1, 86400);
+        if (std::chrono::seconds(margin) >= det.t_monitor)
+            d->fail("monitor_margin_s", "is not below t_monitor_s", "a margin N smaller than T_MONITOR (re-registration every T_MONITOR - N)");
+        det.monitor_margin = std::chrono::seconds(margin);
+        det.internal_retry_window = std::chrono::seconds(d->integer_or("internal_retry_window_s", 10, 0, 3600));
+        det.detection_timeout = std::chrono::seconds(d->integer_or("detection_timeout_s", 30, 1, 3600));
+        det.profile = d->choice_or("profile", {"rfc5265", "plain_internal_first"}, "rfc5265") == "plain_internal_first"
+                          ? mip::NetworkDetection::Profile::PlainInternalFirst
+                          : mip::NetworkDetection::Profile::Rfc5265;
+        det.keep_vpn_sas = d->boolean_or("keep_sas_inside", true);
+        cfg.detection = det;
+    }
     return std::make_unique<mip::MobileNodeStage>(std::move(cfg), *ctx.random);
 }
 

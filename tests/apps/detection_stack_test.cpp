@@ -1,0 +1,832 @@
+// SPDX-License-Identifier: MIT
+// RFC 5265 inside/outside detection in the whole mobile node stack, in process: the pipeline
+// i-MIP (detection) > ipsec.vpn_client > nat.udp_encap > x-MIP against a real internal home
+// agent (trusted networks, TNC) and a real external one. The "network" between them is this
+// test: a firewall keeps the internal home agent unreachable from outside (RFC 5265 §4), and
+// everything sent to the VPN gateway's address is recorded (there is no gateway: IKE that
+// starts is the observable). Only bytes cross the network, never packet metadata.
+#include <doctest/doctest.h>
+
+#include <deque>
+#include <memory>
+#include <vector>
+
+#include "apps/shell/node_config.hpp"
+#include "core/pipeline.hpp"
+#include "crypto/random.hpp"
+#include "ipsec/vpn_client_stage.hpp"
+#include "ipsec/vpn_gateway_stage.hpp"
+#include "mip/home_agent_stage.hpp"
+#include "mip/mobile_node_stage.hpp"
+#include "nat/udp_encap_stage.hpp"
+#include "tests/mip/mobile_ip_world.hpp"
+#include "tests/support/flat_status.hpp"
+
+using namespace mipsec;
+using namespace std::chrono_literals;
+using test::Bytes;
+using test::ip;
+using Access = core::AccessModeChanged::Mode;
+using ND = mip::NetworkDetection;
+
+namespace {
+
+const Bytes internal_key = test::from_hex("00112233445566778899aabbccddeeff");
+const Bytes external_key = test::from_hex("a0a1a2a3a4a5a6a7a8a9aaabacadaeaf");
+const Bytes wrong_key = test::from_hex("ffeeddccbbaa99887766554433221100");
+const auto internal_home = ip("10.1.0.77");
+const auto internal_ha = ip("10.1.0.1");
+const auto correspondent = ip("10.1.0.9");
+const auto external_home = ip("198.51.100.77");
+const auto external_ha = ip("198.51.100.1");
+const auto gateway = ip("203.0.113.1");
+const auto office = ip("10.2.0.50");   // intranet DHCP address (trusted by the i-HA)
+const auto office2 = ip("10.2.0.51");
+const auto cafe = ip("192.0.2.50");    // outside
+const auto cafe2 = ip("192.0.2.51");
+const auto vpn_pool = *core::Ipv4Prefix::parse("10.99.100.0/24");  // the gateway's Mode Config addresses
+const Bytes psk = test::from_hex("6c61622d70736b2d3031");
+constexpr std::uint32_t eth = 2;
+
+core::Ipv4Address destination_of(const Bytes& p) { return core::Ipv4View::check(p)->destination(); }
+core::Ipv4Address source_of(const Bytes& p) { return core::Ipv4View::check(p)->source(); }
+
+bool is_registration(const Bytes& p) {
+    auto v = core::Ipv4View::check(p);
+    if (!v || v->protocol() != core::ip_protocol::udp) return false;
+    auto udp = core::UdpView::check(v->payload());
+    return udp && (udp->destination_port() == mip::registration_port || udp->source_port() == mip::registration_port);
+}
+
+std::span<const std::uint8_t> udp_payload(const Bytes& p) {
+    auto v = core::Ipv4View::check(p);
+    REQUIRE(v);
+    auto udp = core::UdpView::check(v->payload());
+    REQUIRE(udp);
+    return udp->payload();
+}
+
+Bytes ip_in_ip(core::Ipv4Address from, core::Ipv4Address to, const Bytes& inner) {
+    Bytes p(20);
+    core::Ipv4Header h;
+    h.total_length = static_cast<std::uint16_t>(20 + inner.size());
+    h.protocol = core::ip_protocol::ipip;
+    h.source = from;
+    h.destination = to;
+    h.emit(p);
+    p.insert(p.end(), inner.begin(), inner.end());
+    return p;
+}
+
+struct Wire final : core::PipelineIo {
+    std::deque<Bytes> outer;
+    std::vector<Bytes> inner;
+    void send_outer(core::PacketBuf&& p) override { outer.push_back(test::bytes_of(p)); }
+    void deliver_inner(core::PacketBuf&& p) override { inner.push_back(test::bytes_of(p)); }
+};
+
+struct Lab {
+    crypto::KeystreamRandom random;
+    core::BufferPool pool{512, 2048};
+    core::TimePoint now = core::TimePoint{} + 1h;
+    Wire wire;
+    std::unique_ptr<core::Pipeline> mn;
+    mip::MobileNodeStage* imip = nullptr;
+    ipsec::VpnClientStage* vpn = nullptr;
+    nat::UdpEncapStage* encap = nullptr;
+    mip::MobileNodeStage* xmip = nullptr;
+    test::FakeStageContext iha_ctx{pool}, xha_ctx{pool};
+    std::unique_ptr<mip::HomeAgentStage> iha, xha;
+
+    bool inside = true;         // the firewall lets the node reach the i-HA (it is in the intranet)
+    bool iha_up = true;         // the i-HA answers at all
+    bool xha_reachable = true;  // some intranets block the x-HA too (RFC 5265 §3.3)
+    bool hold_iha_replies = false;  // a slow i-HA: its replies wait in `held`
+    std::vector<Bytes> held;
+    std::vector<Bytes> direct_requests;  // every request the node sent to the i-HA, as sent
+    std::vector<Bytes> firewalled;       // those the firewall stopped
+    std::vector<Bytes> iha_replies;      // every reply of the i-HA, as sent
+    std::vector<Bytes> at_gateway;       // whatever reached the VPN gateway (after x-HA decapsulation)
+    std::vector<Bytes> from_iha_tunnel;  // user packets the i-HA took out of the node's reverse tunnel
+
+    struct Options {
+        bool keep_sas = true;
+        ND::Profile profile = ND::Profile::Rfc5265;
+        bool iha_rfc5265 = true;  // the i-HA has trusted networks (and so sends TNC)
+        bool gateway = false;     // a real VPN gateway behind the x-HA, in front of the i-HA
+    };
+    std::unique_ptr<core::Pipeline> gw;
+    Wire gw_wire;
+    explicit Lab(bool keep_sas = true) : Lab(Options{.keep_sas = keep_sas}) {}
+    explicit Lab(Options o) {
+        mip::MobileNodeStage::Config i;
+        i.node.home_address = internal_home;
+        i.node.home_agent = internal_ha;
+        i.node.sa = test::make_sa(256, internal_key);
+        i.node.lifetime = 600;
+        i.node.ntp_offset = test::world_ntp_offset;
+        i.node.udp_tunnelling = mip::MobileNode::UdpTunnelling::Off;
+        i.care_of_source = mip::MobileNodeStage::CareOfSource::InnerAddress;
+        mip::MobileNodeStage::Config::Detection d;
+        d.ifindex = eth;
+        d.external_home_agent = external_ha;
+        d.t_monitor = 60s;
+        d.monitor_margin = 10s;
+        d.internal_retry_window = 10s;
+        d.keep_vpn_sas = o.keep_sas;
+        d.profile = o.profile;
+        i.detection = d;
+
+        ipsec::VpnClientStage::Config v;
+        v.local = external_home;
+        v.gateway = gateway;
+        v.session.local_id = ipsec::ike::IdPayload::fqdn("mn.lab.example");
+        v.session.psks.push_back({core::Ipv4Prefix{gateway, 32}, crypto::SecretBytes(psk)});
+        v.session.request_virtual_ip = true;
+        v.session.remote_ts = *core::Ipv4Prefix::parse("10.1.0.0/24");
+        v.session.esp_proposals = {ipsec::ike::EspProposal{.algorithm = ipsec::ike::EspAlgorithm::AesGcm128}};
+        v.wait_for_access_mode = true;
+
+        mip::MobileNodeStage::Config x;
+        x.node.home_address = external_home;
+        x.node.home_agent = external_ha;
+        x.node.sa = test::make_sa(256, external_key);
+        x.node.lifetime = 600;
+        x.node.ntp_offset = test::world_ntp_offset;
+        x.node.udp_tunnelling = mip::MobileNode::UdpTunnelling::Off;
+        x.care_of_source = mip::MobileNodeStage::CareOfSource::Interface;
+        x.care_of_ifindex = eth;
+
+        std::vector<std::unique_ptr<core::Stage>> stages;
+        auto i_stage = std::make_unique<mip::MobileNodeStage>(std::move(i), random);
+        auto v_stage = std::make_unique<ipsec::VpnClientStage>(std::move(v), random);
+        auto e_stage = std::make_unique<nat::UdpEncapStage>(nat::UdpEncapStage::Config{.keepalive = core::Duration::zero()});
+        auto x_stage = std::make_unique<mip::MobileNodeStage>(std::move(x), random);
+        imip = i_stage.get();
+        vpn = v_stage.get();
+        encap = e_stage.get();
+        xmip = x_stage.get();
+        stages.push_back(std::move(i_stage));
+        stages.push_back(std::move(v_stage));
+        stages.push_back(std::move(e_stage));
+        stages.push_back(std::move(x_stage));
+        mn = std::make_unique<core::Pipeline>(std::move(stages), pool, core::null_logger());
+        mn->attach(&wire);
+
+        auto ic = test::ha_stage_config(internal_ha, *core::Ipv4Prefix::parse("10.1.0.0/24"), {{internal_home, &internal_key}});
+        // RFC 5265 §5: the intranet's client subnet, and the VPN's inner addresses (cvc
+        // registrations come from them, through the tunnel).
+        if (o.iha_rfc5265) ic.agent.trusted_networks = {*core::Ipv4Prefix::parse("10.2.0.0/24"), vpn_pool};
+        if (o.gateway) {
+            ipsec::ike::SessionConfig gs;
+            gs.local_id = ipsec::ike::IdPayload::fqdn("gw.lab.example");
+            gs.psks.push_back({std::nullopt, crypto::SecretBytes(psk)});
+            gs.local_ts = {*core::Ipv4Prefix::parse("10.1.0.0/24")};
+            gs.esp_proposals = {ipsec::ike::EspProposal{.algorithm = ipsec::ike::EspAlgorithm::AesGcm128}};
+            gs.child_rekey_time = core::Duration::zero();
+            ipsec::VpnGatewayStage::Config gc;
+            gc.local = gateway;
+            gc.responder.session = std::make_shared<const ipsec::ike::SessionConfig>(std::move(gs));
+            gc.responder.pool = vpn_pool;
+            std::vector<std::unique_ptr<core::Stage>> gst;
+            gst.push_back(std::make_unique<ipsec::VpnGatewayStage>(std::move(gc), random));
+            gw = std::make_unique<core::Pipeline>(std::move(gst), pool, core::null_logger());
+            gw->attach(&gw_wire);
+        }
+        iha = std::make_unique<mip::HomeAgentStage>(std::move(ic), random);
+        xha = std::make_unique<mip::HomeAgentStage>(
+            test::ha_stage_config(external_ha, *core::Ipv4Prefix::parse("198.51.100.0/24"), {{external_home, &external_key}}), random);
+        set_now();
+        mn->poll();
+    }
+
+    void set_now() {
+        if (gw) gw->set_now(now);
+        mn->set_now(now);
+        iha_ctx.set_now(now);
+        xha_ctx.set_now(now);
+    }
+
+    // The node's packets onto the network.
+    void from_node(const Bytes& p) {
+        const auto dst = destination_of(p);
+        if (dst == internal_ha) {
+            if (is_registration(p)) direct_requests.push_back(p);
+            if (!inside || !iha_up) {
+                firewalled.push_back(p);
+                return;
+            }
+            auto buf = test::load(pool, p);
+            if (iha->decapsulate(buf, iha_ctx).passed()) from_iha_tunnel.push_back(test::bytes_of(buf));
+        } else if (dst == external_ha) {
+            if (!xha_reachable) return;
+            auto buf = test::load(pool, p);
+            // What the x-HA takes out of the node's reverse tunnel goes on to the Internet.
+            if (xha->decapsulate(buf, xha_ctx).passed() && destination_of(test::bytes_of(buf)) == gateway) {
+                at_gateway.push_back(test::bytes_of(buf));
+                to_gateway(test::bytes_of(buf));
+            }
+        } else if (dst == gateway) {
+            at_gateway.push_back(p);  // straight from the node: not through x-MIP
+        }
+    }
+
+    // The gateway unwraps ESP; what comes out goes to the intranet (the i-HA).
+    void to_gateway(const Bytes& p) {
+        if (!gw) return;
+        auto buf = test::load(pool, p);
+        if (!gw->decapsulate(buf).passed()) return;
+        auto inner = test::bytes_of(buf);
+        if (destination_of(inner) != internal_ha) return;
+        auto in = test::load(pool, inner);
+        if (iha->decapsulate(in, iha_ctx).passed()) from_iha_tunnel.push_back(test::bytes_of(in));
+    }
+
+    // Toward the x-HoA: the x-HA tunnels it to the node's care-of address.
+    void via_xha(const Bytes& p) {
+        if (destination_of(p) != external_home || !xha_reachable) return;
+        auto buf = test::load(pool, p, 128);
+        if (xha->encapsulate(buf, xha_ctx).passed()) to_node(test::bytes_of(buf));
+    }
+
+    core::Verdict to_node(const Bytes& p) {
+        auto buf = test::load(pool, p);
+        auto v = mn->decapsulate(buf);
+        if (v.passed()) wire.inner.push_back(test::bytes_of(buf));
+        return v;
+    }
+
+    void exchange() {
+        for (int round = 0; round < 50; ++round) {
+            bool moved = false;
+            while (!wire.outer.empty()) {
+                auto p = std::move(wire.outer.front());
+                wire.outer.pop_front();
+                from_node(p);
+                moved = true;
+            }
+            for (auto* ctx : {&iha_ctx, &xha_ctx}) {
+                auto sent = std::move(ctx->sent);
+                ctx->sent.clear();
+                for (auto& buf : sent) {
+                    auto p = test::bytes_of(buf);
+                    moved = true;
+                    if (ctx == &iha_ctx && gw && vpn_pool.contains(destination_of(p))) {
+                        // To a VPN inner address: into the tunnel at the gateway.
+                        auto g = test::load(pool, p, 128);
+                        if (gw->encapsulate(g).passed()) via_xha(test::bytes_of(g));
+                        continue;
+                    }
+                    if (ctx == &iha_ctx) {
+                        if (is_registration(p)) iha_replies.push_back(p);
+                        if (!inside) continue;  // the firewall again
+                        if (hold_iha_replies) {
+                            held.push_back(p);
+                            continue;
+                        }
+                    } else if (!xha_reachable) {
+                        continue;
+                    }
+                    to_node(p);
+                }
+            }
+            while (!gw_wire.outer.empty()) {
+                auto p = std::move(gw_wire.outer.front());
+                gw_wire.outer.pop_front();
+                via_xha(p);
+                moved = true;
+            }
+            mn->poll();
+            if (gw) gw->poll();
+            if (!moved && wire.outer.empty() && gw_wire.outer.empty()) break;
+        }
+    }
+
+    void advance(core::Duration d) {
+        // In steps, so every timer runs about when it is due.
+        const auto end = now + d;
+        while (now < end) {
+            now = std::min(end, now + 1s);
+            set_now();
+            mn->poll();
+            iha->poll(iha_ctx);
+            xha->poll(xha_ctx);
+            exchange();
+        }
+    }
+
+    void address(core::Ipv4Address a, bool added) {
+        mn->dispatch(core::AddressChanged{eth, {a, 24}, added});
+    }
+    void move_to(core::Ipv4Address from, core::Ipv4Address to, bool into_intranet) {
+        address(from, false);
+        inside = into_intranet;
+        address(to, true);
+    }
+
+    core::Verdict send_user(core::Ipv4Address to = correspondent, std::uint16_t seq = 1) {
+        auto buf = test::load(pool, test::echo_packet(internal_home, to, seq), mn->headroom());
+        auto v = mn->encapsulate(buf);
+        if (v.passed()) from_node(test::bytes_of(buf));
+        return v;
+    }
+
+    ND::InterfaceStatus status() const {
+        auto st = imip->detection()->status(eth, now);
+        REQUIRE(st);
+        return *st;
+    }
+    std::uint64_t count(ND::ReplyResult r) const { return imip->detection()->count(r); }
+    std::size_t ike_at_gateway() const {
+        std::size_t n = 0;
+        for (const auto& p : at_gateway) {
+            auto v = core::Ipv4View::check(p);
+            if (v && v->protocol() == core::ip_protocol::udp) ++n;
+        }
+        return n;
+    }
+
+    // A reply of the internal HA answering `request`, as an attacker (or the i-HA) would build it.
+    static Bytes reply_to(const Bytes& request, core::Ipv4Address to, const Bytes& key, bool tnc) {
+        auto r = mip::RegistrationRequestView::check(udp_payload(request));
+        REQUIRE(r);
+        mip::ReplyExtensions ext;
+        ext.trusted_networks = tnc;
+        auto m = mip::build_reply({mip::reply_code::accepted, 600, internal_home, internal_ha, r->identification()}, ext,
+                                  {256, key});
+        REQUIRE(m);
+        return test::udp_packet({internal_ha, mip::registration_port}, {to, mip::registration_port}, m->bytes());
+    }
+};
+
+}  // namespace
+
+TEST_CASE("RFC 5265: starting in the intranet gives mode c, data in the clear to the i-HA, and no IKE at all") {
+    Lab lab;
+    CHECK(lab.imip->access_mode() == Access::NoService);
+    // No attachment yet: user data is stopped, not sent unprotected.
+    CHECK(lab.send_user().reason == core::DropReason::Blocked);
+
+    lab.address(office, true);
+    // Attachment changed: data stops at once (RFC 5265 §6) while both HAs are asked.
+    CHECK(lab.send_user().reason == core::DropReason::Blocked);
+    lab.exchange();
+
+    const auto st = lab.status();
+    CHECK(st.mode == ND::Mode::InsideCoLocated);
+    CHECK(st.decided_by.cause == ND::Decision::Cause::InternalTnc);
+    CHECK(lab.imip->access_mode() == Access::Inside);
+    REQUIRE(!lab.direct_requests.empty());
+    CHECK(source_of(lab.direct_requests.front()) == office);  // co-located intranet CoA, sent around the VPN
+    CHECK(lab.iha->agent().bindings().find(internal_home) != nullptr);
+    CHECK(lab.iha->agent().bindings().find(internal_home)->care_of_address == office);
+
+    // The layers below are dormant; x-MIP registered in parallel, then deregistered.
+    CHECK(lab.vpn->dormant());
+    CHECK(lab.encap->dormant());
+    CHECK(lab.xmip->dormant());
+    CHECK(lab.xha->agent().bindings().find(external_home) == nullptr);
+    // The i-HA's reply crossed the awake layers below in the clear: neither took it.
+    CHECK(lab.xmip->counters().passed_other_reply >= 1);
+    test::FlatStatus vpn_status;
+    lab.vpn->report(vpn_status);
+    CHECK(vpn_status.values["passed_other_udp"] != "0");
+    CHECK(vpn_status.values["access"] == "dormant");
+
+    // User data: reverse-tunnelled straight to the i-HA, which takes the original packet out.
+    REQUIRE(lab.send_user(correspondent, 7).passed());
+    REQUIRE(lab.from_iha_tunnel.size() == 1);
+    CHECK(lab.from_iha_tunnel[0] == test::echo_packet(internal_home, correspondent, 7));
+    // And back: the i-HA tunnels to the intranet CoA; the node unwraps it.
+    const auto down = test::echo_packet(correspondent, internal_home, 8);
+    auto buf = test::load(lab.pool, down, lab.iha->headroom());
+    REQUIRE(lab.iha->encapsulate(buf, lab.iha_ctx).passed());
+    CHECK(destination_of(test::bytes_of(buf)) == office);
+    REQUIRE(lab.to_node(test::bytes_of(buf)).passed());
+    CHECK(lab.wire.inner.back() == down);
+
+    // Minutes later, re-registering every T_MONITOR - N: still inside, and never any IKE.
+    const auto requests = lab.direct_requests.size();
+    lab.advance(150s);
+    CHECK(lab.direct_requests.size() >= requests + 3);
+    CHECK(lab.imip->access_mode() == Access::Inside);
+    CHECK(lab.send_user(correspondent, 9).passed());
+    CHECK(lab.vpn->sessions_started() == 0);
+    CHECK(lab.at_gateway.empty());
+
+    test::FlatStatus status;
+    lab.imip->report(status);
+    CHECK(status.values["detection.mode"] == "c");
+    CHECK(status.values["detection.cause"] == "internal_ha_tnc_reply");
+    CHECK(status.values["detection.replies.made_inside"] == "1");
+    CHECK(std::stoi(status.values["detection.replies.refreshed"]) >= 3);
+}
+
+TEST_CASE("RFC 5265: out of the office to a cafe (cvc), x-MIP and IKE start; back inside (c) x-MIP deregisters") {
+    Lab lab;
+    lab.address(office, true);
+    lab.exchange();
+    REQUIRE(lab.imip->access_mode() == Access::Inside);
+
+    lab.move_to(office, cafe, false);
+    CHECK(lab.send_user().reason == core::DropReason::Blocked);
+    lab.exchange();
+    // The i-HA was asked directly from the cafe (and the firewall dropped it); the x-HA answered.
+    REQUIRE(!lab.firewalled.empty());
+    CHECK(source_of(lab.firewalled.back()) == cafe);
+    CHECK(lab.status().mode == ND::Mode::OutsideCoLocated);
+    CHECK(lab.status().decided_by.cause == ND::Decision::Cause::ExternalReply);
+    CHECK(lab.imip->access_mode() == Access::Outside);
+    CHECK_FALSE(lab.vpn->dormant());
+    CHECK_FALSE(lab.xmip->dormant());
+    REQUIRE(lab.xha->agent().bindings().find(external_home) != nullptr);
+    CHECK(lab.xha->agent().bindings().find(external_home)->care_of_address == cafe);
+    // IKE starts, from the x-HoA, through the x-MIP tunnel (nothing reached the gateway in the clear).
+    lab.advance(1s);
+    CHECK(lab.vpn->sessions_started() == 1);
+    CHECK(lab.ike_at_gateway() >= 1);
+    for (const auto& p : lab.at_gateway) CHECK(source_of(p) == external_home);
+    // Without a VPN inner address yet, no user packet leaves at all (never in the clear).
+    CHECK_FALSE(lab.send_user().passed());
+
+    // Back to the office: the i-HA answers directly with TNC again.
+    const auto ike_before = lab.at_gateway.size();
+    lab.move_to(cafe, office2, true);
+    lab.exchange();
+    CHECK(lab.status().mode == ND::Mode::InsideCoLocated);
+    CHECK(lab.imip->access_mode() == Access::Inside);
+    CHECK(lab.vpn->dormant());
+    CHECK(lab.xmip->dormant());
+    CHECK(lab.xha->agent().bindings().find(external_home) == nullptr);  // x-MIP deregistered
+    CHECK(lab.iha->agent().bindings().find(internal_home)->care_of_address == office2);
+    REQUIRE(lab.send_user(correspondent, 3).passed());
+    CHECK(lab.from_iha_tunnel.back() == test::echo_packet(internal_home, correspondent, 3));
+    lab.advance(30s);
+    CHECK(lab.at_gateway.size() == ike_before);  // the dormant VPN sends nothing
+}
+
+TEST_CASE("RFC 5265 §3.3: an i-HA answer after the x-HA's, even after IKE began, still makes the node inside") {
+    Lab lab;
+    lab.hold_iha_replies = true;
+    lab.address(office, true);
+    lab.exchange();
+    // The x-HA answered first: tentatively outside, the VPN wakes and IKE starts.
+    CHECK(lab.imip->access_mode() == Access::Outside);
+    lab.advance(2s);
+    REQUIRE(lab.vpn->sessions_started() == 1);
+    CHECK(lab.ike_at_gateway() >= 1);
+    // The direct request is still retried within internal_retry_window; now the i-HA's
+    // answers arrive.
+    REQUIRE(!lab.held.empty());
+    lab.hold_iha_replies = false;
+    for (const auto& p : lab.held) lab.to_node(p);
+    lab.exchange();
+    CHECK(lab.status().mode == ND::Mode::InsideCoLocated);
+    CHECK(lab.imip->access_mode() == Access::Inside);
+    CHECK(lab.vpn->dormant());
+    CHECK(lab.xmip->dormant());
+    CHECK(lab.xha->agent().bindings().find(external_home) == nullptr);
+    CHECK(lab.send_user().passed());
+    // The other held replies answered requests already answered: counted, never a second decision.
+    CHECK(lab.count(ND::ReplyResult::MadeInside) == 1);
+}
+
+TEST_CASE("an internal HA without RFC 5265 (no TNC): never inside under rfc5265, inside under plain_internal_first") {
+    SUBCASE("rfc5265: its plain reply proves nothing; the node stays outside, data only through the VPN") {
+        Lab lab(Lab::Options{.iha_rfc5265 = false});
+        lab.address(office, true);
+        lab.exchange();
+        CHECK(lab.count(ND::ReplyResult::NoTrustedNetworks) >= 1);
+        CHECK(lab.count(ND::ReplyResult::MadeInside) == 0);
+        CHECK(lab.imip->access_mode() == Access::Outside);
+        CHECK_FALSE(lab.vpn->dormant());
+    }
+    SUBCASE("plain_internal_first (2002 draft): any authenticated direct reply means inside") {
+        Lab lab(Lab::Options{.profile = ND::Profile::PlainInternalFirst, .iha_rfc5265 = false});
+        lab.address(office, true);
+        lab.exchange();
+        CHECK(lab.status().decided_by.cause == ND::Decision::Cause::InternalPlain);
+        CHECK(lab.imip->access_mode() == Access::Inside);
+        CHECK(lab.vpn->dormant());
+        CHECK(lab.send_user().passed());
+    }
+    SUBCASE("plain_internal_first outside: the x-HA's answer counts only once the i-HA had its turn") {
+        Lab lab(Lab::Options{.profile = ND::Profile::PlainInternalFirst, .iha_rfc5265 = false});
+        lab.inside = false;
+        lab.address(cafe, true);
+        lab.exchange();
+        CHECK(lab.xha->agent().bindings().find(external_home) != nullptr);  // x-MIP registered at once
+        CHECK(lab.imip->access_mode() == Access::Detecting);
+        CHECK(lab.send_user().reason == core::DropReason::Blocked);
+        lab.advance(3s);  // the profile's wait for the i-HA alone
+        CHECK(lab.imip->access_mode() == Access::Outside);
+        CHECK(lab.status().decided_by.cause == ND::Decision::Cause::ExternalReply);
+    }
+}
+
+TEST_CASE("RFC 5265 §6: forged, replayed and tunnelled i-HA replies never make the node inside") {
+    Lab lab;
+    lab.address(office, true);
+    lab.exchange();
+    REQUIRE(!lab.iha_replies.empty());
+    const Bytes office_reply = lab.iha_replies.back();  // a genuine one, captured in the office
+
+    lab.move_to(office, cafe, false);
+    lab.exchange();
+    REQUIRE(lab.imip->access_mode() == Access::Outside);
+    REQUIRE(!lab.firewalled.empty());
+    const Bytes request = lab.firewalled.back();  // the direct request from the cafe
+    CHECK(source_of(request) == cafe);
+
+    // An attacker on the cafe network answers for the i-HA's address:
+    SUBCASE("with the wrong key") {
+        CHECK(lab.to_node(Lab::reply_to(request, cafe, wrong_key, true)).action == core::Action::Consumed);
+        CHECK(lab.count(ND::ReplyResult::BadAuthenticator) == 1);
+    }
+    SUBCASE("with the right key but no TNC") {
+        lab.to_node(Lab::reply_to(request, cafe, internal_key, false));
+        CHECK(lab.count(ND::ReplyResult::NoTrustedNetworks) == 1);
+    }
+    SUBCASE("replaying the genuine office reply, readdressed to the cafe") {
+        Bytes replay = office_reply;
+        test::rewrite(replay, std::nullopt, core::Endpoint{cafe, 0});
+        lab.to_node(replay);
+        CHECK(lab.count(ND::ReplyResult::UnknownIdentification) == 1);
+    }
+    SUBCASE("a flood of fake replies, each counted, none deciding anything") {
+        Bytes fake = Lab::reply_to(request, cafe, wrong_key, true);
+        for (int n = 0; n < 500; ++n) {
+            // Fresh identifications, so that nothing but the authenticator gives them away.
+            auto payload = std::span(fake).subspan(28);
+            mip::RegistrationReplyMutView::check(payload)->set_identification(0xE000000000000000u + static_cast<std::uint64_t>(n));
+            core::UdpMutView::check(std::span(fake).subspan(20))->update_checksum(internal_ha, cafe);
+            CHECK(lab.to_node(fake).action == core::Action::Consumed);
+        }
+        CHECK(lab.count(ND::ReplyResult::BadAuthenticator) == 500);
+        CHECK(lab.imip->counters().direct_replies_rejected == 500);
+        CHECK(lab.xha->agent().bindings().find(external_home)->care_of_address == cafe);  // x-MIP unaffected
+        CHECK(lab.imip->access_mode() == Access::Outside);
+        return;
+    }
+    SUBCASE("a valid TNC reply that arrived through a tunnel") {
+        const Bytes valid = Lab::reply_to(request, cafe, internal_key, true);
+        lab.to_node(ip_in_ip(external_ha, cafe, valid));  // unwrapped by x-MIP
+        CHECK(lab.count(ND::ReplyResult::ViaTunnel) == 1);
+        CHECK(lab.imip->access_mode() == Access::Outside);
+        // Only the path was wrong: the same reply straight on the link (the i-HA reachable after
+        // all, answering even after IPsec setup began, §3.3) makes the node inside.
+        lab.to_node(valid);
+        CHECK(lab.count(ND::ReplyResult::MadeInside) == 2);
+        CHECK(lab.imip->access_mode() == Access::Inside);
+        return;
+    }
+    CHECK(lab.imip->access_mode() == Access::Outside);
+    CHECK(lab.status().mode == ND::Mode::OutsideCoLocated);
+    CHECK_FALSE(lab.vpn->dormant());
+    CHECK_FALSE(lab.send_user().passed());  // no inner address yet; certainly not in the clear
+    CHECK(lab.count(ND::ReplyResult::MadeInside) == 1);  // the office only
+    test::FlatStatus status;
+    lab.imip->report(status);
+    CHECK(status.values["detection.mode"] == "cvc");
+    CHECK(status.values["counters.direct_replies_rejected"] == "1");
+}
+
+TEST_CASE("RFC 5265 §6: T_MONITOR without a successful re-registration stops user data and restarts detection") {
+    Lab lab;
+    lab.address(office, true);
+    lab.exchange();
+    REQUIRE(lab.imip->access_mode() == Access::Inside);
+    REQUIRE(lab.send_user().passed());
+    // x-MIP's answer from the start (it came after the i-HA's) must not decide anything later.
+    REQUIRE(lab.xmip->dormant());
+
+    lab.iha_up = false;         // the i-HA stops answering; the link does not change
+    lab.xha_reachable = false;  // nor does the x-HA now: nothing may decide "outside" either
+    const auto requests = lab.direct_requests.size();
+    lab.advance(55s);
+    CHECK(lab.direct_requests.size() > requests);  // re-registration at T_MONITOR - N, unanswered
+    CHECK(lab.imip->access_mode() == Access::Inside);
+    CHECK(lab.send_user().passed());  // still within T_MONITOR
+
+    lab.advance(6s);  // past T_MONITOR since the last success
+    CHECK(lab.send_user().reason == core::DropReason::Blocked);
+    CHECK(lab.status().mode == ND::Mode::Detecting);
+    CHECK(lab.status().decided_by.cause == ND::Decision::Cause::MonitorExpired);
+    CHECK(lab.imip->access_mode() == Access::Detecting);
+    CHECK_FALSE(lab.xmip->dormant());  // x-MIP is asked again, in parallel
+    CHECK(lab.imip->counters().dropped_detecting >= 1);
+
+    // The i-HA comes back: inside again, data flows.
+    lab.iha_up = true;
+    lab.advance(5s);
+    CHECK(lab.imip->access_mode() == Access::Inside);
+    CHECK(lab.send_user().passed());
+}
+
+TEST_CASE("RFC 5265 §4: keep_sas_inside false deletes the VPN's SAs when the node goes inside") {
+    Lab lab(false);
+    lab.address(cafe, true);
+    lab.inside = false;
+    lab.exchange();
+    REQUIRE(lab.imip->access_mode() == Access::Outside);
+    lab.advance(1s);
+    REQUIRE(lab.vpn->session() != nullptr);
+    lab.move_to(cafe, office, true);
+    lab.exchange();
+    CHECK(lab.imip->access_mode() == Access::Inside);
+    CHECK(lab.vpn->dormant());
+    CHECK(lab.vpn->session() == nullptr);
+}
+
+namespace {
+nlohmann::json detection_config() {
+    return nlohmann::json::parse(R"({
+      "name": "mn", "tun": {"name": "mip0"}, "transport": {"local": "0.0.0.0", "udp_ports": [434, 500, 4500]},
+      "pipeline": [
+        {"type": "mip.mobile_node", "home_address": "10.1.0.77", "home_agent": "10.1.0.1", "spi": 400,
+         "key": "00112233445566778899aabbccddeeff", "care_of": "inner_address", "udp_tunnelling": "off",
+         "detection": {"interface": "lo", "external_home_agent": "198.51.100.1", "t_monitor_s": 60,
+                       "monitor_margin_s": 10, "internal_retry_window_s": 10, "profile": "rfc5265", "keep_sas_inside": true}},
+        {"type": "ipsec.vpn_client", "local": "198.51.100.77", "gateway": "203.0.113.1", "psk": "lab-psk-01",
+         "wait_for_access_mode": true},
+        {"type": "nat.udp_encap", "keepalive_s": 20},
+        {"type": "mip.mobile_node", "home_address": "198.51.100.77", "home_agent": "198.51.100.1", "spi": 300,
+         "key": "a0a1a2a3a4a5a6a7a8a9aaabacadaeaf", "care_of": "interface", "interface": "lo"}
+      ]})");
+}
+
+std::string config_error(const nlohmann::json& j) {
+    try {
+        (void)shell::parse_run_config(j);
+    } catch (const shell::ConfigError& e) {
+        return e.what();
+    }
+    return "";
+}
+}  // namespace
+
+TEST_CASE("the i-MIP detection block: a good one parses, bad ones name the JSON pointer") {
+    CHECK(config_error(detection_config()) == "");
+    using nlohmann::json;
+    struct Row {
+        const char* name;
+        void (*mutate)(json&);
+        const char* expected_text;
+    };
+    const Row rows[] = {
+        {"not the i-MIP layer", [](json& j) { j["pipeline"][3]["detection"] = j["pipeline"][0]["detection"]; },
+         "/pipeline/3/detection: is only used with \"care_of\": \"inner_address\""},
+        {"no interface", [](json& j) { j["pipeline"][0]["detection"].erase("interface"); }, "/pipeline/0/detection/interface: is missing"},
+        {"same HA twice", [](json& j) { j["pipeline"][0]["detection"]["external_home_agent"] = "10.1.0.1"; },
+         "/pipeline/0/detection/external_home_agent: equals home_agent"},
+        {"margin too large", [](json& j) { j["pipeline"][0]["detection"]["monitor_margin_s"] = 60; },
+         "/pipeline/0/detection/monitor_margin_s: is not below t_monitor_s"},
+        {"unknown profile", [](json& j) { j["pipeline"][0]["detection"]["profile"] = "trust_me"; },
+         "/pipeline/0/detection/profile:"},
+        {"unknown key", [](json& j) { j["pipeline"][0]["detection"]["t_monitor"] = 60; },
+         "/pipeline/0/detection/t_monitor: is not a known setting here"},
+    };
+    for (const auto& row : rows) {
+        CAPTURE(row.name);
+        auto j = detection_config();
+        row.mutate(j);
+        const auto error = config_error(j);
+        CAPTURE(error);
+        CHECK(error.starts_with(row.expected_text));
+    }
+}
+
+TEST_CASE("RFC 5265 cvc with a real VPN gateway: i-MIP registers the inner address through ESP; outside again reuses the kept SAs, zero IKE") {
+    Lab lab(Lab::Options{.gateway = true});
+    lab.inside = false;
+    lab.address(cafe, true);
+    lab.exchange();
+    REQUIRE(lab.imip->access_mode() == Access::Outside);
+    lab.advance(3s);
+    // IKE through x-MIP, Mode Config, Quick Mode; then the i-MIP registration with CoA = the
+    // inner address, through the tunnel (RFC 5265 §4 steps 3-5).
+    REQUIRE(lab.vpn->inner_address());
+    const auto tia = lab.vpn->inner_address()->address;
+    CHECK(vpn_pool.contains(tia));
+    REQUIRE(lab.imip->active_registration() != nullptr);
+    CHECK(lab.imip->active_registration()->care_of_address == tia);
+    REQUIRE(lab.iha->agent().bindings().find(internal_home) != nullptr);
+    CHECK(lab.iha->agent().bindings().find(internal_home)->care_of_address == tia);
+    // The i-HA's TNC replies to the tunnelled registrations proved nothing about the cafe.
+    CHECK(lab.count(ND::ReplyResult::ViaTunnel) >= 1);
+    CHECK(lab.imip->access_mode() == Access::Outside);
+    // User data: i-MIP inside ESP inside x-MIP, out at the i-HA byte for byte.
+    const auto tunnelled = lab.from_iha_tunnel.size();
+    REQUIRE(lab.send_user(correspondent, 21).passed());
+    REQUIRE(lab.from_iha_tunnel.size() == tunnelled + 1);
+    CHECK(lab.from_iha_tunnel.back() == test::echo_packet(internal_home, correspondent, 21));
+
+    // Into the office (c) and out again to another cafe: the kept SAs carry i-MIP at once.
+    const auto ike = lab.ike_at_gateway();
+    lab.move_to(cafe, office, true);
+    lab.exchange();
+    REQUIRE(lab.imip->access_mode() == Access::Inside);
+    CHECK(lab.vpn->dormant());
+    CHECK(lab.iha->agent().bindings().find(internal_home)->care_of_address == office);
+    CHECK(lab.vpn->inner_address());  // kept (keep_sas_inside)
+    lab.advance(5s);
+    lab.move_to(office, cafe2, false);
+    lab.exchange();
+    lab.advance(2s);
+    CHECK(lab.imip->access_mode() == Access::Outside);
+    CHECK(lab.ike_at_gateway() == ike);  // zero IKE messages
+    CHECK(lab.vpn->sessions_started() == 1);
+    REQUIRE(lab.imip->active_registration() != nullptr);
+    CHECK(lab.iha->agent().bindings().find(internal_home)->care_of_address == tia);
+    CHECK(lab.xha->agent().bindings().find(external_home)->care_of_address == cafe2);
+    REQUIRE(lab.send_user(correspondent, 22).passed());
+    CHECK(lab.from_iha_tunnel.back() == test::echo_packet(internal_home, correspondent, 22));
+}
+
+namespace {
+// A stage's context at position 2 of its pipeline, recording what it sends.
+class PositionedContext final : public core::StageContext {
+public:
+    explicit PositionedContext(core::BufferPool& pool) : pool_(pool), log_(core::null_logger()) {}
+    core::TimePoint now() const override { return now_; }
+    core::PacketBuf allocate() override { return pool_.acquire(64); }
+    void send_control(core::PacketBuf&& p) override { sent.push_back(std::move(p)); }
+    void deliver_inward(core::PacketBuf&&) override {}
+    void raise(core::ControlEvent) override {}
+    core::Logger& log() override { return log_; }
+    std::size_t position() const override { return 2; }
+    core::TimePoint now_ = core::TimePoint{} + 1h;
+    std::vector<core::PacketBuf> sent;
+
+private:
+    core::BufferPool& pool_;
+    core::Logger log_;
+};
+
+Bytes esp_in_udp(core::Ipv4Address from, core::Ipv4Address to) {
+    const Bytes esp = test::from_hex("00 00 12 34 00 00 00 01 aa bb cc dd ee ff 00 11");
+    return test::udp_packet({from, 4500}, {to, 4500}, esp);
+}
+}  // namespace
+
+TEST_CASE("nat.udp_encap follows only an access mode from above: dormant inside, no keepalives, direct packets pass") {
+    core::BufferPool pool(16, 512);
+    PositionedContext ctx(pool);
+    const auto local = ip("198.51.100.77");
+    const auto peer = ip("203.0.113.1");
+    nat::UdpEncapStage stage({.keepalive = 20s, .local = local, .remote = peer});
+    auto in = test::load(pool, esp_in_udp(peer, local));
+    REQUIRE(stage.decapsulate(in, ctx).passed());  // ESP unwrapped: encapsulation in use, keepalives due
+    REQUIRE(stage.poll(ctx));
+
+    // From the shell or from a layer below: not ours to follow.
+    stage.on_event({core::RaisedEvent::external, core::AccessModeChanged{Access::Inside, eth, true}}, ctx);
+    stage.on_event({3, core::AccessModeChanged{Access::Inside, eth, true}}, ctx);
+    CHECK_FALSE(stage.dormant());
+
+    stage.on_event({0, core::AccessModeChanged{Access::Inside, eth, true}}, ctx);
+    CHECK(stage.dormant());
+    const auto wrapped = esp_in_udp(peer, local);
+    auto again = test::load(pool, wrapped);
+    CHECK(stage.decapsulate(again, ctx).unclaimed());
+    CHECK(test::bytes_of(again) == wrapped);
+    ctx.now_ += 1h;
+    CHECK_FALSE(stage.poll(ctx));
+    CHECK(ctx.sent.empty());
+
+    stage.on_event({0, core::AccessModeChanged{Access::Detecting, eth, true}}, ctx);
+    CHECK_FALSE(stage.dormant());
+    // A packet a mobile node layer above sends directly passes, even awake and marked for UDP.
+    auto direct = test::load(pool, esp_in_udp(local, peer));
+    direct.meta().direct = true;
+    CHECK(stage.encapsulate(direct, ctx).unclaimed());
+    CHECK(stage.counters().passed_direct == 1);
+    CHECK(stage.counters().passed_dormant == 1);
+    // Awake again: the first keepalive waits a whole idle interval.
+    CHECK(*stage.poll(ctx) == ctx.now_ + 20s);
+}
+
+TEST_CASE("RFC 5265 §6: a link going down stops user data; up again (same address) restarts detection") {
+    Lab lab;
+    lab.address(office, true);
+    lab.exchange();
+    REQUIRE(lab.imip->access_mode() == Access::Inside);
+    const auto inside_decisions = lab.count(ND::ReplyResult::MadeInside);
+
+    lab.mn->dispatch(core::LinkChanged{eth, "eth0", false});
+    lab.exchange();
+    CHECK(lab.imip->access_mode() == Access::NoService);
+    CHECK(lab.status().decided_by.cause == ND::Decision::Cause::Detached);
+    CHECK(lab.send_user().reason == core::DropReason::Blocked);
+    const auto requests = lab.direct_requests.size();
+    lab.advance(5s);
+    CHECK(lab.direct_requests.size() == requests);  // nothing is asked over a dead link
+
+    // The kernel kept the address; only the link comes back.
+    lab.mn->dispatch(core::LinkChanged{eth, "eth0", true});
+    lab.exchange();
+    CHECK(lab.direct_requests.size() > requests);
+    CHECK(lab.imip->access_mode() == Access::Inside);
+    CHECK(lab.count(ND::ReplyResult::MadeInside) == inside_decisions + 1);
+    CHECK(lab.send_user().passed());
+}
