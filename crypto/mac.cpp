@@ -54,6 +54,12 @@ const char* digest_name(MacAlgorithm a) noexcept {
     return nullptr;
 }
 
+// A NULL key would mean "keep the previous key"; an empty key needs a non-NULL pointer.
+const std::uint8_t* key_pointer(std::span<const std::uint8_t> key) noexcept {
+    static constexpr std::uint8_t no_key = 0;
+    return key.empty() ? &no_key : key.data();
+}
+
 // The key is installed once (ipad/opad states precomputed by OpenSSL); after each message the
 // context is re-initialised with a NULL key, which restarts from the saved inner state instead
 // of re-hashing the key. This is the cheapest non-deprecated OpenSSL 3.0 route measured; note
@@ -83,6 +89,11 @@ public:
         return ok;
     }
 
+    bool rekey(std::span<const std::uint8_t> key) noexcept override {
+        failed_ = EVP_MAC_init(ctx_.get(), key_pointer(key), key.size(), nullptr) != 1;
+        return !failed_;
+    }
+
 private:
     MacAlgorithm algorithm_;
     MacCtxPtr ctx_;
@@ -102,10 +113,7 @@ core::Result<std::unique_ptr<Mac>> Mac::create(MacAlgorithm algorithm, std::span
         OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, const_cast<char*>(digest), 0),
         OSSL_PARAM_construct_end(),
     };
-    // A NULL key would mean "keep the previous key"; an empty key needs a non-NULL pointer.
-    static constexpr std::uint8_t no_key = 0;
-    const std::uint8_t* key_ptr = key.empty() ? &no_key : key.data();
-    if (EVP_MAC_init(ctx.get(), key_ptr, key.size(), params) != 1) return core::Errc::Unsupported;
+    if (EVP_MAC_init(ctx.get(), key_pointer(key), key.size(), params) != 1) return core::Errc::Unsupported;
     return std::unique_ptr<Mac>(std::make_unique<EvpHmac>(algorithm, std::move(ctx)));
 }
 

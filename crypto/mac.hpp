@@ -33,6 +33,13 @@ public:
     /// out.size() must be 1..output_len(); returns false on a library failure.
     virtual bool finish(std::span<std::uint8_t> out) noexcept = 0;
 
+    /// Installs a new key in this context, dropping any message in progress. Cheaper than
+    /// create() per message (no algorithm fetch, no context allocation): a home agent answering
+    /// many mobile nodes re-keys one context per message. The context keeps the key's derived
+    /// HMAC state until the next rekey() or its destruction. False on a library failure (the
+    /// object then fails every finish() until a rekey() succeeds).
+    virtual bool rekey(std::span<const std::uint8_t> key) noexcept = 0;
+
     /// One-shot: update(data) then finish(out).
     bool compute(std::span<const std::uint8_t> data, std::span<std::uint8_t> out) noexcept {
         update(data);

@@ -64,7 +64,7 @@ core::Result<void> EspTunnelStage::install_inbound(Sa sa, core::StageContext* ct
 core::Result<void> EspTunnelStage::install_outbound(Sa sa, core::StageContext* ctx) {
     if (sa.direction() != Sa::Direction::Outbound) return core::Errc::InvalidArgument;
     const auto spi = sa.spi();
-    outbound_.emplace(Slot{std::move(sa)});
+    replace_outbound(Slot{std::move(sa)});
     if (ctx != nullptr) ctx->raise(core::SaInstalled{0, spi});
     return {};
 }
@@ -75,7 +75,7 @@ core::Result<void> EspTunnelStage::install(Sa inbound, Sa outbound, core::StageC
     if (find_slot(inbound.spi()) != nullptr) return core::Errc::AlreadyExists;
     const core::SaInstalled event{inbound.spi(), outbound.spi()};
     inbound_.push_back(Slot{std::move(inbound)});
-    outbound_.emplace(Slot{std::move(outbound)});
+    replace_outbound(Slot{std::move(outbound)});
     if (ctx != nullptr) ctx->raise(event);
     return {};
 }
@@ -105,9 +105,14 @@ core::Result<void> EspTunnelStage::install_outbound_when_confirmed(Sa sa, bool u
     return {};
 }
 
+void EspTunnelStage::replace_outbound(Slot slot) noexcept {
+    if (outbound_) previous_.emplace(PreviousOutbound{std::move(*outbound_), udp_encapsulation_});
+    outbound_.emplace(std::move(slot));
+}
+
 void EspTunnelStage::promote_pending() noexcept {
     if (!pending_) return;
-    outbound_.emplace(std::move(pending_->slot));
+    replace_outbound(std::move(pending_->slot));
     udp_encapsulation_ = pending_->udp_encapsulation;
     pending_.reset();
 }
@@ -115,8 +120,34 @@ void EspTunnelStage::promote_pending() noexcept {
 bool EspTunnelStage::remove_outbound() noexcept {
     const bool had = outbound_.has_value() || pending_.has_value();
     outbound_.reset();
+    previous_.reset();  // stop sending means stop: no fallback either
     promote_pending();
     return had;
+}
+
+bool EspTunnelStage::forget_outbound(std::uint32_t spi, core::TimePoint now) noexcept {
+    if (pending_ && pending_->slot.sa.spi() == spi) {
+        pending_.reset();
+        return true;
+    }
+    if (previous_ && previous_->slot.sa.spi() == spi) {
+        previous_.reset();
+        return true;
+    }
+    if (!outbound_ || outbound_->sa.spi() != spi) return false;
+    outbound_.reset();
+    if (pending_) {
+        promote_pending();
+        previous_.reset();  // promote_pending() found no current SA to keep
+        return true;
+    }
+    if (previous_ && previous_->slot.sa.lifetime_state(now) != LifetimeState::Hard) {
+        outbound_.emplace(std::move(previous_->slot));
+        udp_encapsulation_ = previous_->udp_encapsulation;
+        ++counters_.outbound_fallbacks;
+    }
+    previous_.reset();
+    return true;
 }
 
 void EspTunnelStage::check_lifetime(Slot& slot, core::StageContext& ctx) {
@@ -274,6 +305,7 @@ void EspTunnelStage::report(core::StatusSink& out) const {
     out.field("remote", config_.remote.to_string());
     if (peer_) out.field("peer", peer_->to_string());
     out.field("dummies_sent", counters_.dummies_sent);
+    out.field("outbound_fallbacks", counters_.outbound_fallbacks);
     // Status has no clock of its own; lifetime state is as of the SAs' last packet or poll.
     if (outbound_) {
         out.begin_object("outbound");
@@ -284,6 +316,11 @@ void EspTunnelStage::report(core::StatusSink& out) const {
         out.begin_object("outbound_pending");
         report_sa(out, pending_->slot.sa, pending_->slot.reported);
         out.field("confirming_inbound_spi", spi_hex(pending_->confirming_inbound_spi));
+        out.end();
+    }
+    if (previous_) {
+        out.begin_object("outbound_previous");
+        report_sa(out, previous_->slot.sa, previous_->slot.reported);
         out.end();
     }
     out.begin_array("inbound");

@@ -48,6 +48,7 @@ public:
     struct Counters {
         std::uint64_t dummies_sent = 0;
         std::uint64_t peer_floats = 0;
+        std::uint64_t outbound_fallbacks = 0;  // forget_outbound() went back to the previous SA
     };
 
     static constexpr std::size_t max_headroom = core::Ipv4Header::len + Sa::max_header_len;  // 20 + 8 + 16
@@ -100,6 +101,16 @@ public:
     bool remove_outbound() noexcept;
     /// Forgets the outbound SA waiting for confirmation (its CHILD_SA was deleted).
     void remove_pending_outbound() noexcept { pending_.reset(); }
+    /// The CHILD_SA whose outbound SPI is `spi` was deleted: forgets that outbound SA wherever
+    /// it is (current, waiting for confirmation, or the one the current replaced). When it was
+    /// the current one, a waiting SA takes over, else the SA it had replaced, if that one is not
+    /// hard-expired and not deleted since — the newest pair both sides still hold. Without that
+    /// fallback a peer that negotiated a late extra CHILD_SA and then deleted it (an IKEv1
+    /// re-authentication racing a rekey on the old IKE SA) left nothing to send on until the
+    /// next rekey, although the previous pair was alive at both ends. False if no SA matched.
+    bool forget_outbound(std::uint32_t spi, core::TimePoint now) noexcept;
+    /// The outbound SA the current one replaced, kept for forget_outbound(); null if none.
+    const Sa* previous_outbound() const noexcept { return previous_ ? &previous_->slot.sa : nullptr; }
     /// The outbound SA waiting to take over after our rekey, if any.
     const Sa* pending_outbound() const noexcept { return pending_ ? &pending_->slot.sa : nullptr; }
 
@@ -128,7 +139,13 @@ private:
         std::uint32_t confirming_inbound_spi;
         core::TimePoint deadline;
     };
+    struct PreviousOutbound {
+        Slot slot;
+        bool udp_encapsulation;
+    };
     void promote_pending() noexcept;
+    /// Makes `slot` the current outbound SA, keeping the one it replaces as previous_.
+    void replace_outbound(Slot slot) noexcept;
     core::Verdict protect(core::PacketBuf& packet, std::uint8_t next_header, std::uint8_t tos, bool df,
                           core::StageContext& ctx);
     static void check_lifetime(Slot& slot, core::StageContext& ctx);
@@ -137,6 +154,7 @@ private:
     Config config_;
     std::optional<Slot> outbound_;
     std::optional<PendingOutbound> pending_;
+    std::optional<PreviousOutbound> previous_;
     std::vector<Slot> inbound_;
     std::optional<core::Endpoint> peer_;
     bool udp_encapsulation_ = false;

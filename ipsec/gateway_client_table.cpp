@@ -50,10 +50,7 @@ std::optional<std::uint64_t> GatewayClientTable::remove_spi(std::uint32_t spi) {
     if (auto* c = find(holder)) {
         std::erase(c->spis, spi);
         // No SA left to protect traffic for its address: packets for it have no SA.
-        if (c->spis.empty() && c->inner) {
-            auto route = by_inner_.find(*c->inner);
-            if (route != by_inner_.end() && route->second == holder) by_inner_.erase(route);
-        }
+        if (c->spis.empty() && c->inner) drop_route(*c->inner, holder);
     }
     return holder;
 }
@@ -62,16 +59,30 @@ void GatewayClientTable::erase(std::uint64_t owner) {
     auto it = clients_.find(owner);
     if (it == clients_.end()) return;
     // A re-authenticating client's new session may already own the inner address's route.
-    if (it->second.inner) {
-        auto route = by_inner_.find(*it->second.inner);
-        if (route != by_inner_.end() && route->second == owner) by_inner_.erase(route);
-    }
+    const auto inner = it->second.inner;
     for (auto spi : it->second.spis) {
         auto s = by_spi_.find(spi);
         if (s != by_spi_.end() && s->second == owner) by_spi_.erase(s);
     }
     timers_.cancel(owner);
     clients_.erase(it);
+    if (inner) drop_route(*inner, owner);
+}
+
+// The route leaves `owner` only. Another entry of the same client (its other IKE session
+// during a re-authentication) may hold the address with SAs of its own: the route goes there,
+// not nowhere. Without this, a Quick Mode the old IKE SA finished after the re-authentication
+// took the route to the old entry, and deleting that entry left the address unrouted while
+// the new session's SAs were alive. A linear scan: it runs only when an entry loses its last SA.
+void GatewayClientTable::drop_route(core::Ipv4Address inner, std::uint64_t owner) {
+    auto route = by_inner_.find(inner);
+    if (route == by_inner_.end() || route->second != owner) return;
+    by_inner_.erase(route);
+    for (const auto& [other, c] : clients_)
+        if (other != owner && c.inner == inner && !c.spis.empty()) {
+            by_inner_[inner] = other;
+            return;
+        }
 }
 
 GatewayClientTable::HandOver GatewayClientTable::hand_over(std::uint64_t from, std::uint64_t to) {
@@ -115,6 +126,9 @@ bool GatewayClientTable::check() const {
         listed += c.spis.size();
     }
     if (listed != by_spi_.size()) return false;
+    // An address some entry holds with SAs is routed (to it or to another such entry).
+    for (const auto& [owner, c] : clients_)
+        if (c.inner && !c.spis.empty() && !by_inner_.contains(*c.inner)) return false;
     for (const auto& [inner, owner] : by_inner_) {
         const auto* c = find(owner);
         if (c == nullptr || c->inner != inner || c->spis.empty()) return false;

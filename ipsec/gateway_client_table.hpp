@@ -10,7 +10,8 @@
 //   * every indexed SPI belongs to exactly the client that lists it in `spis`, and back;
 //   * an inner address routes to a client holding that address and at least one SA; when a
 //     re-authenticating client's new session installs an SA, the route moves to it and the old
-//     entry (still listing the address) no longer routes;
+//     entry (still listing the address) no longer routes; when the routing entry loses its
+//     last SA or goes, the route moves to another entry with that address and SAs, if any;
 //   * each client's ESP deadline (SA lifetimes) is in the timer queue under its owner, and an
 //     erased or handed-over client leaves no index entry or timer behind.
 // Not thread-safe.
@@ -83,6 +84,8 @@ public:
     bool check() const;
 
 private:
+    void drop_route(core::Ipv4Address inner, std::uint64_t owner);
+
     std::unordered_map<std::uint64_t, GatewayClient> clients_;       // by IKE session owner id
     std::unordered_map<core::Ipv4Address, std::uint64_t> by_inner_;  // inner address -> owner
     std::unordered_map<std::uint32_t, std::uint64_t> by_spi_;        // our inbound SPI -> owner

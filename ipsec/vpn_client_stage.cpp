@@ -179,8 +179,11 @@ void VpnClientStage::drain_session(ike::Session& s, Role role, core::StageContex
                 ctx.raise(core::InnerAddressAssigned{vip->address});
             }
         } else if (auto* inst = std::get_if<ike::ChildSaInstalled>(&e)) {
-            if (role == Role::Retiring) continue;
-            install(inst->sa, inst->inbound_only, ctx);
+            // A Quick Mode the old IKE SA had in flight when the re-authentication finished:
+            // the gateway now holds the pair and may send on it, so accept what arrives on it
+            // until the old IKE SA is closed (which deletes the pair); we keep sending on the
+            // new IKE SA's CHILD_SA.
+            install(inst->sa, inst->inbound_only || role == Role::Retiring, ctx);
             if (role == Role::Next) promote_pending_ = true;
         } else if (auto* del = std::get_if<ike::ChildSaDeleted>(&e)) {
             // Both directions of the CHILD_SA go: a Delete names one SPI of the pair (RFC 2408
@@ -193,14 +196,12 @@ void VpnClientStage::drain_session(ike::Session& s, Role role, core::StageContex
                 esp_.remove_inbound(del->sa.spi_in);
             else
                 esp_.retire_inbound(del->sa.spi_in, ctx.now() + EspTunnelStage::deleted_inbound_linger);
-            if (const Sa* out = esp_.outbound(); out && out->spi() == del->sa.spi_out) {
-                esp_.remove_outbound();
-                if (role != Role::Retiring && esp_.outbound() == nullptr)
-                    ctx.log().info("ESP SA in 0x", std::hex, del->sa.spi_in, " out 0x", del->sa.spi_out, std::dec, " deleted",
-                                   del->by_peer ? " by the gateway" : "", "; none left to send on");
-            } else if (const Sa* pending = esp_.pending_outbound(); pending && pending->spi() == del->sa.spi_out) {
-                esp_.remove_pending_outbound();
-            }
+            const Sa* out = esp_.outbound();
+            const bool was_current = out != nullptr && out->spi() == del->sa.spi_out;
+            esp_.forget_outbound(del->sa.spi_out, ctx.now());
+            if (was_current && role != Role::Retiring && esp_.outbound() == nullptr)
+                ctx.log().info("ESP SA in 0x", std::hex, del->sa.spi_in, " out 0x", del->sa.spi_out, std::dec, " deleted",
+                               del->by_peer ? " by the gateway" : "", "; none left to send on");
         } else if (auto* failed = std::get_if<ike::Failed>(&e)) {
             if (role == Role::Retiring) continue;
             const std::string why = std::string(ike::to_string(failed->reason)) + (failed->detail.empty() ? "" : ": " + failed->detail);

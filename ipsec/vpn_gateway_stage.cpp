@@ -195,14 +195,11 @@ void VpnGatewayStage::drain(core::StageContext& ctx) {
             if (c == nullptr) continue;
             if (c->esp) {
                 // Both directions go, as at the client: the outbound SA only while it is still
-                // this CHILD_SA's (after a rekey it is already the new one). Until the client
-                // negotiates again, packets for it drop as NoSa instead of being sealed with an
-                // SA the client no longer has.
+                // this CHILD_SA's (after a rekey it is already the new one); if it was, the SA
+                // it replaced takes over when still alive, else packets for the client drop as
+                // NoSa until it negotiates again rather than go out under an SA it no longer has.
                 c->esp->remove_inbound(spi);
-                if (const Sa* out = c->esp->outbound(); out && out->spi() == del->sa.spi_out)
-                    c->esp->remove_outbound();
-                else if (const Sa* pending = c->esp->pending_outbound(); pending && pending->spi() == del->sa.spi_out)
-                    c->esp->remove_pending_outbound();
+                c->esp->forget_outbound(del->sa.spi_out, ctx.now());
             }
             if (c->orphaned && c->spis.empty()) {
                 remove(*holder);

@@ -8,6 +8,7 @@
 namespace mipsec::mip {
 
 HomeAgent::HomeAgent(Config config, crypto::Random& random) : config_(std::move(config)), random_(random) {
+    if (auto mac = crypto::Mac::create(crypto::MacAlgorithm::HmacMd5, {})) hmac_ = std::move(*mac);
     for (auto& mn : config_.mobile_nodes) {
         if (!mn.nai.empty()) nai_to_home_[mn.nai] = mn.home_address.value;
         MobileNodeState state;
@@ -103,7 +104,9 @@ HomeAgent::Outcome HomeAgent::reply(Outcome out, MobileNodeState& mn, core::Ipv4
     re.udp_tunnel = tunnel_reply;
     // RFC 5265 §5: every reply to a trusted source (the only ones answered once a list is set).
     re.trusted_networks = !config_.trusted_networks.empty();
-    auto built = build_reply(r, re, mn.sa.auth_key());
+    AuthKey auth = mn.sa.auth_key();
+    auth.context = hmac_.get();
+    auto built = build_reply(r, re, auth);
     if (!built) {
         out.discard = Discard::CryptoFailure;
         out.change = {};
@@ -187,7 +190,7 @@ HomeAgent::Outcome HomeAgent::process(std::span<const std::uint8_t> request, con
 
     // Check 3: MHAE authenticator. The 131 reply is authenticated with the SA the MN holds,
     // and changes no state (the request may be forged).
-    if (!verify_authenticator(request, *ext.mobile_home_auth, mn.sa.key.span())) {
+    if (!verify_authenticator(request, *ext.mobile_home_auth, mn.sa.key.span(), hmac_.get())) {
         if (mn.last_auth_failure_reply && now - *mn.last_auth_failure_reply < config_.denial_reply_interval) {
             out.discard = Discard::AuthFailureUnanswered;
             return out;

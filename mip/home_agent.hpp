@@ -33,6 +33,7 @@
 
 #include "core/address.hpp"
 #include "core/time.hpp"
+#include "crypto/mac.hpp"
 #include "crypto/random.hpp"
 #include "mip/binding_store.hpp"
 #include "mip/binding_table.hpp"
@@ -194,6 +195,9 @@ private:
 
     Config config_;
     crypto::Random& random_;
+    // One HMAC-MD5 context re-keyed per message (RFC 5944 §5.1 MHAE) rather than one built per
+    // message; null if OpenSSL could not make one (then each message builds its own).
+    std::unique_ptr<crypto::Mac> hmac_;
     std::unordered_map<std::uint32_t, MobileNodeState> mobile_nodes_;  // by home address
     std::unordered_map<std::string, std::uint32_t> nai_to_home_;
     BindingTable bindings_;

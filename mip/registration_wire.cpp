@@ -206,19 +206,20 @@ std::span<const std::uint8_t> authenticated_bytes(std::span<const std::uint8_t> 
 }
 
 bool compute_authenticator(std::span<const std::uint8_t> key, std::span<const std::uint8_t> covered,
-                           std::span<std::uint8_t, hmac_md5_len> out) noexcept {
+                           std::span<std::uint8_t, hmac_md5_len> out, crypto::Mac* context) noexcept {
+    if (context != nullptr) return context->algorithm() == crypto::MacAlgorithm::HmacMd5 && context->rekey(key) && context->compute(covered, out);
     auto mac = crypto::Mac::create(crypto::MacAlgorithm::HmacMd5, key);
     if (!mac) return false;
     return (*mac)->compute(covered, out);
 }
 
 bool verify_authenticator(std::span<const std::uint8_t> message, const AuthLocation& auth,
-                          std::span<const std::uint8_t> key) noexcept {
+                          std::span<const std::uint8_t> key, crypto::Mac* context) noexcept {
     if (auth.authenticator.size() != hmac_md5_len) return false;
     auto covered = authenticated_bytes(message, auth.offset);
     if (covered.empty()) return false;
     std::array<std::uint8_t, hmac_md5_len> expected{};
-    if (!compute_authenticator(key, covered, expected)) return false;
+    if (!compute_authenticator(key, covered, expected, context)) return false;
     return crypto::constant_time_equal(expected, auth.authenticator);
 }
 
@@ -233,7 +234,7 @@ bool append_mhae(Message& m, const AuthKey& auth) noexcept {
     core::store_be32(p + 2, auth.spi);
     const std::size_t covered = m.len + AuthExtensionView::fixed_len;
     std::span<std::uint8_t, hmac_md5_len> out(p + AuthExtensionView::fixed_len, hmac_md5_len);
-    if (!compute_authenticator(auth.key, {m.storage.data(), covered}, out)) return false;
+    if (!compute_authenticator(auth.key, {m.storage.data(), covered}, out, auth.context)) return false;
     m.len += mhae_len;
     return true;
 }

@@ -27,6 +27,10 @@
 #include "core/endian.hpp"
 #include "core/result.hpp"
 
+namespace mipsec::crypto {
+class Mac;
+}
+
 namespace mipsec::mip {
 
 inline constexpr std::uint16_t registration_port = 434;
@@ -494,9 +498,12 @@ std::optional<ScanError> scan_extensions(std::span<const std::uint8_t> message, 
 // Authentication and builders
 
 /// A mobility security association's key material as used on the wire: SPI + HMAC-MD5 key.
+/// `context`, if set, is an HMAC-MD5 context re-keyed for this message instead of a new one
+/// built (an agent answering many mobile nodes keeps one).
 struct AuthKey {
     std::uint32_t spi = 0;
     std::span<const std::uint8_t> key;
+    crypto::Mac* context = nullptr;
 };
 
 inline constexpr std::size_t hmac_md5_len = 16;
@@ -506,14 +513,15 @@ inline constexpr std::size_t mhae_len = 2 + 4 + hmac_md5_len;  // 22
 /// authentication extension at `auth_offset`.
 std::span<const std::uint8_t> authenticated_bytes(std::span<const std::uint8_t> message, std::size_t auth_offset) noexcept;
 
-/// HMAC-MD5(key, covered) into out (16 bytes). False if the MAC could not be created.
+/// HMAC-MD5(key, covered) into out (16 bytes). False if the MAC could not be created. With
+/// `context` (an HMAC-MD5 Mac), that context is re-keyed and used instead of a new one.
 bool compute_authenticator(std::span<const std::uint8_t> key, std::span<const std::uint8_t> covered,
-                           std::span<std::uint8_t, hmac_md5_len> out) noexcept;
+                           std::span<std::uint8_t, hmac_md5_len> out, crypto::Mac* context = nullptr) noexcept;
 
 /// Verifies the authentication extension at `auth` inside `message` with HMAC-MD5 in
-/// constant time; a wrong length authenticator fails.
+/// constant time; a wrong length authenticator fails. `context` as for compute_authenticator.
 bool verify_authenticator(std::span<const std::uint8_t> message, const AuthLocation& auth,
-                          std::span<const std::uint8_t> key) noexcept;
+                          std::span<const std::uint8_t> key, crypto::Mac* context = nullptr) noexcept;
 
 /// Largest message a builder emits: header, NAI (255), tunnel ext, TNC, MHAE.
 inline constexpr std::size_t max_message_len = 24 + 2 + 255 + 8 + 4 + mhae_len;

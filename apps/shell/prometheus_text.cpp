@@ -123,7 +123,7 @@ void failures(Exposition& e, const std::string& name, const std::string& help, c
 // Fields that count events outside a "counters" object.
 const std::set<std::string, std::less<>> counter_fields = {
     "packets", "bytes", "packets_in", "packets_out", "bytes_in", "bytes_out", "drops", "auth_failures", "replay_drops",
-    "dummies_sent", "ike_received", "ike_sent", "keepalives_received", "sessions_started", "sa_installs",
+    "dummies_sent", "outbound_fallbacks", "ike_received", "ike_sent", "keepalives_received", "sessions_started", "sa_installs",
     "ike_reauthentications", "ike_dropped_malformed", "ike_dropped_unknown_sa", "ike_dropped_half_open", "child_sas_refused"};
 // Numbers that identify an element rather than measure it.
 const std::set<std::string, std::less<>> identifying_numbers = {"spi", "spi_in", "spi_out", "session"};

@@ -85,6 +85,33 @@ TEST_CASE("RFC 2202 §2 HMAC-MD5 and §3 HMAC-SHA1, full and 96-bit (RFC 2403/24
     }
 }
 
+TEST_CASE("rekey: one context under alternating keys gives each key's RFC 2202 HMAC-MD5") {
+    // What a home agent does: one context re-keyed per message for whichever mobile node sent it.
+    auto v = test::load_vectors("hmac_md5_sha1_rfc2202.json");
+    auto shared = make_mac(MacAlgorithm::HmacMd5, "ff"_hex);
+    const auto& cases = v.at("hmac_md5");
+    REQUIRE(cases.size() == 7);
+    for (int round = 0; round < 2; ++round) {
+        for (std::size_t i = 0; i < cases.size(); ++i) {
+            const auto& c = cases[round == 0 ? i : cases.size() - 1 - i];
+            CAPTURE(c.at("test_case").get<int>());
+            const auto key = hex_field(c, "key");
+            const auto data = hex_field(c, "data");
+            REQUIRE(shared->rekey(key));
+            Bytes out(16);
+            REQUIRE(shared->compute(data, out));
+            CHECK(to_hex(out) == c.at("digest").get<std::string>());
+        }
+    }
+    // A message in progress is dropped by rekey(), not mixed into the next one.
+    const auto& c1 = cases[0];
+    shared->update(Bytes{1, 2, 3});
+    REQUIRE(shared->rekey(hex_field(c1, "key")));
+    Bytes out(16);
+    REQUIRE(shared->compute(hex_field(c1, "data"), out));
+    CHECK(to_hex(out) == c1.at("digest").get<std::string>());
+}
+
 TEST_CASE("RFC 4231 §4 HMAC-SHA-256/384/512 (case 5 published truncated to 128 bits)") {
     auto v = test::load_vectors("hmac_sha2_rfc4231_rfc4868.json");
     REQUIRE(v.at("rfc4231").size() == 7);

@@ -539,6 +539,64 @@ TEST_CASE("after our own rekey the new outbound SA waits until the peer uses the
     }
 }
 
+TEST_CASE("a deleted current outbound SA falls back to the one it replaced while both ends still hold it") {
+    Tunnel t(EspSuite::AesGcm128);
+    // A late extra pair (0xC0C0 A->B) replaced 0xA0B0, which B can still open.
+    REQUIRE(t.b.install_inbound(make_sa(Sa::Direction::Inbound, {.spi = 0xC0C0, .suite = EspSuite::AesGcm128}, 7, t.rnd, t.ctx_b.now())));
+    REQUIRE(t.a.install_outbound(make_sa(Sa::Direction::Outbound, {.spi = 0xC0C0, .suite = EspSuite::AesGcm128}, 7, t.rnd, t.ctx_a.now())));
+    REQUIRE(t.a.previous_outbound() != nullptr);
+    CHECK(t.a.previous_outbound()->spi() == 0xA0B0);
+    CHECK_FALSE(t.a.forget_outbound(0x9999, t.ctx_a.now()));
+
+    SUBCASE("the late pair is deleted: back to the previous SA, which the peer opens") {
+        REQUIRE(t.a.forget_outbound(0xC0C0, t.ctx_a.now()));
+        REQUIRE(t.a.outbound() != nullptr);
+        CHECK(t.a.outbound()->spi() == 0xA0B0);
+        CHECK(t.a.previous_outbound() == nullptr);
+        CHECK(t.a.counters().outbound_fallbacks == 1);
+        auto p = load(t.pool, inner_packet(12), t.a.headroom());
+        REQUIRE(t.a.encapsulate(p, t.ctx_a).passed());
+        CHECK(sealed_spi(p) == 0xA0B0);
+        CHECK(t.b.decapsulate(p, t.ctx_b).passed());
+        // Nothing further to fall back to.
+        REQUIRE(t.a.forget_outbound(0xA0B0, t.ctx_a.now()));
+        auto none = load(t.pool, inner_packet(3), t.a.headroom());
+        CHECK(t.a.encapsulate(none, t.ctx_a).reason == DropReason::NoSa);
+    }
+    SUBCASE("the previous pair was deleted first: no fallback to it later") {
+        REQUIRE(t.a.forget_outbound(0xA0B0, t.ctx_a.now()));
+        CHECK(t.a.previous_outbound() == nullptr);
+        CHECK(t.a.outbound()->spi() == 0xC0C0);
+        REQUIRE(t.a.forget_outbound(0xC0C0, t.ctx_a.now()));
+        CHECK(t.a.outbound() == nullptr);
+        CHECK(t.a.counters().outbound_fallbacks == 0);
+    }
+    SUBCASE("remove_outbound means stop sending: no fallback") {
+        CHECK(t.a.remove_outbound());
+        CHECK(t.a.outbound() == nullptr);
+        CHECK(t.a.previous_outbound() == nullptr);
+    }
+    SUBCASE("a waiting rekeyed SA takes precedence over the previous one") {
+        REQUIRE(t.a.install_outbound_when_confirmed(make_sa(Sa::Direction::Outbound, {.spi = 0xE0E0}, 9, t.rnd, t.ctx_a.now()), false,
+                                                    0xF0F0, t.ctx_a.now() + 2s));
+        REQUIRE(t.a.forget_outbound(0xC0C0, t.ctx_a.now()));
+        CHECK(t.a.outbound()->spi() == 0xE0E0);
+        CHECK(t.a.previous_outbound() == nullptr);
+        CHECK(t.a.counters().outbound_fallbacks == 0);
+    }
+}
+
+TEST_CASE("a hard-expired previous outbound SA is never fallen back to") {
+    ipsec::SaLifetimes short_lived;
+    short_lived.hard.time = 10s;
+    Tunnel t(EspSuite::AesGcm128, false, {gw_a, gw_b}, {gw_b, gw_a}, short_lived);
+    REQUIRE(t.a.install_outbound(make_sa(Sa::Direction::Outbound, {.spi = 0xC0C0, .suite = EspSuite::AesGcm128}, 7, t.rnd, t.ctx_a.now())));
+    t.ctx_a.advance(11s);
+    REQUIRE(t.a.forget_outbound(0xC0C0, t.ctx_a.now()));
+    CHECK(t.a.outbound() == nullptr);
+    CHECK(t.a.counters().outbound_fallbacks == 0);
+}
+
 TEST_CASE("an inbound SA we deleted keeps opening the peer's packets for a while, then goes") {
     Tunnel t(EspSuite::AesGcm128);
     CHECK_FALSE(t.b.retire_inbound(0x1234, t.ctx_b.now() + 2s));

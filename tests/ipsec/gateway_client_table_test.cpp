@@ -127,6 +127,40 @@ TEST_CASE("client table: a successor with SAs of its own leaves the old ones orp
     CHECK(t.check());
 }
 
+TEST_CASE("client table: when the routing entry loses its SAs the route goes to the client's other session, not nowhere") {
+    // Re-authentication: the new session (8) holds the address and an SA; a Quick Mode the old
+    // session (7) finished late took the route back to 7.
+    GatewayClientTable t;
+    admit(t, 7, vip(1), 0x1000);
+    admit(t, 8, vip(1), 0x2000);
+    CHECK(t.by_inner(vip(1))->owner == 8);
+    t.add_spi(7, 0x1001);
+    CHECK(t.by_inner(vip(1))->owner == 7);
+    CHECK(t.check());
+    SUBCASE("the old session's SAs are deleted one by one") {
+        CHECK(t.remove_spi(0x1000) == std::optional<std::uint64_t>{7});
+        CHECK(t.by_inner(vip(1))->owner == 7);
+        CHECK(t.remove_spi(0x1001) == std::optional<std::uint64_t>{7});
+        REQUIRE(t.by_inner(vip(1)) != nullptr);
+        CHECK(t.by_inner(vip(1))->owner == 8);
+        CHECK(t.check());
+    }
+    SUBCASE("the old session's entry is erased") {
+        t.erase(7);
+        REQUIRE(t.by_inner(vip(1)) != nullptr);
+        CHECK(t.by_inner(vip(1))->owner == 8);
+        CHECK(t.check());
+    }
+    SUBCASE("another client's address is never taken") {
+        admit(t, 9, vip(2), 0x3000);
+        t.erase(8);
+        t.erase(7);
+        CHECK(t.by_inner(vip(1)) == nullptr);
+        CHECK(t.by_inner(vip(2))->owner == 9);
+        CHECK(t.check());
+    }
+}
+
 TEST_CASE("client table: with many clients only the expired deadlines come due") {
     GatewayClientTable t;
     constexpr std::uint64_t n = 5000;

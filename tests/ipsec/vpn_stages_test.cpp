@@ -946,3 +946,62 @@ TEST_CASE("after the gateway restarts, the client finds out by DPD, reconnects a
     lab.exchange();
     CHECK(lab.gw_wire.inner.size() == delivered + 1);
 }
+
+TEST_CASE("a rekey the old IKE SA finishes after the re-authentication loses nothing, nor does its Delete") {
+    // The IKEv1 race a 1000-move soak found: the old IKE SA's CHILD_SA rekey is in flight when
+    // the re-authentication completes; the gateway installs that late pair and sends on it.
+    // The client must accept it, and when the old IKE SA's Delete removes the pair the gateway
+    // must go back to the re-authentication's pair instead of having nothing to send on.
+    Lab lab("aes128gcm16", std::chrono::seconds(60), [](ipsec::ike::SessionConfig& s, bool gateway) {
+        if (!gateway) s.child_rekey_time = std::chrono::seconds(53);
+    });
+    lab.tick();
+    REQUIRE(lab.client_stage().inner_address());
+    const auto vip = lab.client_stage().inner_address()->address;
+    std::size_t sent_up = 0, sent_down = 0;
+    auto traffic = [&] {
+        REQUIRE(lab.send(*lab.client, udp_packet(vip, lan_host, 100), lab.client_wire).passed());
+        ++sent_up;
+        REQUIRE(lab.send(*lab.gw, udp_packet(lan_host, vip, 100), lab.gw_wire).passed());
+        ++sent_down;
+        lab.exchange();
+        CHECK(lab.gw_wire.inner.size() == sent_up);
+        CHECK(lab.client_wire.inner.size() == sent_down);
+    };
+    // 53 s: the old IKE SA starts its CHILD_SA rekey; its QM1 is held back (lost for now).
+    lab.now += std::chrono::seconds(53);
+    lab.client->set_now(lab.now);
+    (void)lab.client->poll();
+    REQUIRE(lab.client_wire.outer.size() == 1);
+    auto late_qm1 = std::move(lab.client_wire.outer.front());
+    lab.client_wire.outer.pop_front();
+    const auto first_session = lab.client_stage().session();
+    // 54 s: re-authentication (a tenth of the lifetime ahead) runs to completion.
+    lab.now += std::chrono::seconds(1);
+    lab.tick();
+    REQUIRE(lab.client_stage().reauthentications() == 1);
+    REQUIRE(lab.client_stage().session() != first_session);
+    traffic();  // the gateway answers on the new pair: the client switches to it
+    const auto reauth_out = lab.client_stage().esp().outbound()->spi();
+    // The held QM1 arrives now: the late pair is negotiated on the retiring IKE SA and the
+    // gateway, as responder, starts sending on it at once.
+    lab.nat.outbound(late_qm1);
+    (void)lab.feed(*lab.gw, late_qm1);
+    lab.exchange();
+
+    CHECK(lab.client_stage().esp().inbound_count() == 3);  // old, re-authentication's, late
+    CHECK(lab.client_stage().esp().outbound()->spi() == reauth_out);
+    traffic();
+    // 3 s later the old IKE SA goes, with Deletes for its pairs, the late one included.
+    for (int second = 0; second < 5; ++second) {
+        lab.advance_one_second();
+        traffic();
+    }
+    CHECK(lab.client_stage().esp().inbound_count() == 1);
+    CHECK(lab.client_stage().esp().outbound()->spi() == reauth_out);
+    for (int second = 0; second < 5; ++second) {
+        lab.advance_one_second();
+        traffic();
+    }
+    CHECK(lab.gw_stage().client_count() == 1);
+}

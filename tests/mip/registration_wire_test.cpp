@@ -3,6 +3,7 @@
 
 #include <string>
 
+#include "crypto/mac.hpp"
 #include "mip/registration_wire.hpp"
 #include "tests/mip/mip_test_support.hpp"
 #include "tests/support/hex.hpp"
@@ -111,6 +112,28 @@ TEST_CASE("worked example: registration reply with UDP Tunnel Reply and MHAE") {
     CHECK(to_hex(scanned.mobile_home_auth->authenticator) == rp["authenticator"].get<std::string>());
     CHECK(mip::verify_authenticator(built->bytes(), *scanned.mobile_home_auth, key));
     CHECK_FALSE(mip::verify_authenticator(built->bytes(), *scanned.mobile_home_auth, "00"_hex));
+}
+
+TEST_CASE("an MHAE built and verified with a re-keyed context equals one without") {
+    // The home agent keeps one HMAC-MD5 context and re-keys it per mobile node; the result
+    // must not depend on which key the context held before.
+    const auto v = test::load_vectors("mipv4_registration_worked_example.json");
+    const auto key_a = test::from_hex(v["mn_ha_key"].get<std::string>());
+    const auto key_b = "000102030405060708090a0b0c0d0e0f"_hex;
+    auto context = crypto::Mac::create(crypto::MacAlgorithm::HmacMd5, key_b);
+    REQUIRE(context);
+    const auto covered = "0102030405060708090a"_hex;
+    for (const auto& key : {key_a, key_b, key_a}) {
+        std::array<std::uint8_t, mip::hmac_md5_len> fresh{}, reused{};
+        REQUIRE(mip::compute_authenticator(key, covered, fresh));
+        REQUIRE(mip::compute_authenticator(key, covered, reused, context->get()));
+        CHECK(fresh == reused);
+    }
+    // A non-MD5 context is refused rather than producing a wrong-length or wrong-algorithm tag.
+    auto sha1 = crypto::Mac::create(crypto::MacAlgorithm::HmacSha1, key_a);
+    REQUIRE(sha1);
+    std::array<std::uint8_t, mip::hmac_md5_len> out{};
+    CHECK_FALSE(mip::compute_authenticator(key_a, covered, out, sha1->get()));
 }
 
 TEST_CASE("worked example: MIP Tunnel Data header (RFC 3519 §3.3)") {
