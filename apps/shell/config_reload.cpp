@@ -69,6 +69,8 @@ nlohmann::json node_config_json(const NodeConfig& n) {
     t["raw_protocols"] = n.transport.raw_protocols;
     t["link_mtu"] = n.transport.link_mtu;
     if (n.transport.fwmark) t["fwmark"] = *n.transport.fwmark;
+    t["receive_buffer"] = n.transport.receive_buffer;  // set when the sockets open
+    t["send_buffer"] = n.transport.send_buffer;
     t["udp_gso"] = n.transport.udp_gso;
     t["udp_gro"] = n.transport.udp_gro;
     j["pool"] = {{"buffers", n.buffers}, {"buffer_size", n.buffer_size}, {"batch", n.batch}};
