@@ -273,10 +273,14 @@ Verdict VpnClientStage::decapsulate(core::PacketBuf& packet, core::StageContext&
         auto udp = core::UdpView::check(ip->payload());
         if (!udp) return Verdict::drop(DropReason::Truncated);
         const auto port = udp->destination_port();
-        // Not an IKE port: another layer's UDP that came in the clear (a mobile node layer
-        // above hears its internal home agent's direct replies, RFC 5265 §6).
+        // Not an IKE port: only a Mobile IP registration reply (from UDP port 434, RFC 5944
+        // §3.4) may go up in the clear — the internal home agent's direct answer that the
+        // i-MIP layer above verifies (RFC 5265 §6). Any other clear UDP would bypass the VPN
+        // into the host, so it is dropped as before.
+        constexpr std::uint16_t mobile_ip_registration_port = 434;
         if (port != session_config_->ike_port && port != session_config_->nat_t_port) {
-            ++passed_other_udp_;
+            if (udp->source_port() != mobile_ip_registration_port) return Verdict::drop(DropReason::UnexpectedProtocol);
+            ++passed_registration_replies_;
             return Verdict::not_mine();
         }
         auto payload = udp->payload();
@@ -408,7 +412,7 @@ void VpnClientStage::report(core::StatusSink& out) const {
     out.field("access", access_ == Access::Dormant ? "dormant" : access_ == Access::Held ? "held" : "awake");
     out.field("passed_direct", passed_direct_);
     out.field("passed_dormant", passed_dormant_);
-    out.field("passed_other_udp", passed_other_udp_);
+    out.field("passed_registration_replies", passed_registration_replies_);
     if (next_session_) out.field("reauthentication", std::string(ike::to_string(next_session_->state())));
     else if (reauth_at_)
         out.field("reauth_in_s", static_cast<std::int64_t>(std::chrono::duration_cast<std::chrono::seconds>(*reauth_at_ - last_now_).count()));

@@ -118,7 +118,7 @@ private:
     Access access_ = Access::Awake;
     std::uint64_t passed_direct_ = 0;
     std::uint64_t passed_dormant_ = 0;
-    std::uint64_t passed_other_udp_ = 0;
+    std::uint64_t passed_registration_replies_ = 0;
 };
 
 /// The ESP suite of a negotiated IKE algorithm.

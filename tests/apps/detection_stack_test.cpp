@@ -390,7 +390,7 @@ TEST_CASE("RFC 5265: starting in the intranet gives mode c, data in the clear to
     CHECK(lab.xmip->counters().passed_other_reply >= 1);
     test::FlatStatus vpn_status;
     lab.vpn->report(vpn_status);
-    CHECK(vpn_status.values["passed_other_udp"] != "0");
+    CHECK(vpn_status.values["passed_registration_replies"] != "0");
     CHECK(vpn_status.values["access"] == "dormant");
 
     // User data: reverse-tunnelled straight to the i-HA, which takes the original packet out.

@@ -1005,3 +1005,21 @@ TEST_CASE("a rekey the old IKE SA finishes after the re-authentication loses not
     }
     CHECK(lab.gw_stage().client_count() == 1);
 }
+
+TEST_CASE("clear UDP at the VPN client: only a Mobile IP registration reply goes up, anything else is dropped") {
+    // A mobile node's internal home agent answers a direct registration in the clear (RFC 5265
+    // §6); any other clear UDP reaching the layer above would bypass the VPN into the host.
+    Lab lab("aes128gcm16");
+    lab.tick();
+    auto clear = [](std::uint16_t source_port) {
+        auto p = udp_packet(gw_addr, client_addr, 40);
+        auto ip = core::Ipv4MutView::check(std::span(p));
+        auto udp = core::UdpMutView::check(ip->payload());
+        udp->set_source_port(source_port);
+        udp->set_destination_port(5000);
+        return p;
+    };
+    const auto dropped = lab.feed(*lab.client, clear(1234));
+    CHECK(dropped.reason == core::DropReason::UnexpectedProtocol);
+    CHECK(lab.feed(*lab.client, clear(434)).passed());
+}
