@@ -510,14 +510,7 @@ std::size_t SocketTransport::receive(std::size_t index, std::span<core::PacketBu
         auto room = bufs[i].writable();
         std::size_t skip = udp ? rebuilt_header_len : 0;
         if (room.size() <= skip) return 0;
-        iovs_[i] = {room.data() + skip, room.size() - skip};
-        msgs_[i] = {};
-        msgs_[i].msg_hdr.msg_name = &names_[i];
-        msgs_[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage);
-        msgs_[i].msg_hdr.msg_iov = &iovs_[i];
-        msgs_[i].msg_hdr.msg_iovlen = 1;
-        msgs_[i].msg_hdr.msg_control = controls_[i].data();
-        msgs_[i].msg_hdr.msg_controllen = controls_[i].size();
+        prepare_receive(i, room.data() + skip, room.size() - skip);
     }
     int got = ::recvmmsg(sock.fd, msgs_.data(), static_cast<unsigned>(n), MSG_DONTWAIT, nullptr);
     if (got <= 0) {
@@ -554,6 +547,17 @@ std::size_t SocketTransport::receive(std::size_t index, std::span<core::PacketBu
     return accepted;
 }
 
+void SocketTransport::prepare_receive(std::size_t i, std::uint8_t* data, std::size_t len) noexcept {
+    iovs_[i] = {data, len};
+    msgs_[i] = {};
+    msgs_[i].msg_hdr.msg_name = &names_[i];
+    msgs_[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage);
+    msgs_[i].msg_hdr.msg_iov = &iovs_[i];
+    msgs_[i].msg_hdr.msg_iovlen = 1;
+    msgs_[i].msg_hdr.msg_control = controls_[i].data();
+    msgs_[i].msg_hdr.msg_controllen = controls_[i].size();
+}
+
 std::size_t SocketTransport::receive_coalesced(Socket& sock, GroQueue& queue, std::span<core::PacketBuf> bufs) {
     // What an earlier read left over goes first; the socket is read again only once it is all
     // handed out, and again while reads come back full, so a call fills fewer buffers than
@@ -565,14 +569,7 @@ std::size_t SocketTransport::receive_coalesced(Socket& sock, GroQueue& queue, st
         // holds one: read no more messages than there are buffers left.
         const std::size_t n = std::min({bufs.size() - filled, batch_, queue.scratch.size() / gro_message_len});
         for (std::size_t i = 0; i < n; ++i) {
-            iovs_[i] = {queue.scratch.data() + i * gro_message_len, gro_message_len};
-            msgs_[i] = {};
-            msgs_[i].msg_hdr.msg_name = &names_[i];
-            msgs_[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage);
-            msgs_[i].msg_hdr.msg_iov = &iovs_[i];
-            msgs_[i].msg_hdr.msg_iovlen = 1;
-            msgs_[i].msg_hdr.msg_control = controls_[i].data();
-            msgs_[i].msg_hdr.msg_controllen = controls_[i].size();
+            prepare_receive(i, queue.scratch.data() + i * gro_message_len, gro_message_len);
         }
         int got = ::recvmmsg(sock.fd, msgs_.data(), static_cast<unsigned>(n), MSG_DONTWAIT, nullptr);
         if (got <= 0) {

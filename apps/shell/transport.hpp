@@ -221,6 +221,8 @@ private:
     std::optional<core::Logger> log_;
     SendBatch send_batch_;
     // Scratch for one batch, sized once: no allocation per packet.
+    /// Points message i of the next recvmmsg at [data, data + len), its address and cmsg slots.
+    void prepare_receive(std::size_t i, std::uint8_t* data, std::size_t len) noexcept;
     std::vector<struct mmsghdr> msgs_;
     std::vector<struct iovec> iovs_;
     std::vector<sockaddr_storage> names_;
