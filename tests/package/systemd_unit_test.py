@@ -38,7 +38,7 @@ def main():
         code, out = verify(unit.replace("ProtectHome=yes", "ProtectHomes=yes"), os.path.abspath(args.mipsec), d)
         checks.check("... and a misspelt key is reported", "ProtectHomes" in out, out)
     settings = [line.strip() for line in unit.splitlines() if "=" in line and not line.startswith("#")]
-    for wanted in ("Type=notify", "NotifyAccess=main", "RuntimeDirectory=mipsec", "ProtectSystem=strict", "ReadWritePaths=/run/mipsec",
+    for wanted in ("Type=notify", "NotifyAccess=main", "RuntimeDirectory=mipsec", "StateDirectory=mipsec", "ProtectSystem=strict", "ReadWritePaths=/run/mipsec",
                    "PrivateTmp=yes", "ProtectHome=yes", "NoNewPrivileges=yes", "CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW CAP_NET_BIND_SERVICE CAP_SETUID CAP_SETGID CAP_SETPCAP",
                    "RestrictAddressFamilies=AF_INET AF_NETLINK AF_UNIX AF_PACKET", "ExecStart=/usr/bin/mipsec run /etc/mipsec/%i.json"):
         checks.check(f"the unit sets {wanted}", wanted in settings)
