@@ -29,7 +29,8 @@ namespace mipsec::ipsec {
 /// (without INITIAL-CONTACT), asks Mode Config for the same inner address and installs its own
 /// child SA next to the old one; a few seconds later (the gateway may still send on the old
 /// one) the old child SAs and the old ISAKMP SA are deleted (Delete payloads under the old SA). If the new one fails, the old one keeps working and the
-/// re-authentication is retried after `restart_delay`.
+/// re-authentication is retried after `restart_delay`. So that a re-authentication can retry
+/// lost messages inside its margin, no IKE retransmission waits longer than a twentieth of it.
 /// Not thread-safe. Config: {"type": "ipsec.vpn_client", "local": ..., "gateway": ..., "psk": ...}
 class VpnClientStage final : public core::Stage {
 public:
