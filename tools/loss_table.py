@@ -23,6 +23,7 @@ may keep a stream from finishing in the time allowed, and then that is what it a
     sudo tools/loss_table.py --mipsec build/apps/mipsec/mipsec --matrix   # 0-30 %, 5 seeds each
 """
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -119,6 +120,7 @@ def run_scenario(mipsec: str, loss: float, seed: int, log=print, timeout_scale: 
               str([m for _, m in ev() if "authent" in m or "failed" in m][-5:]))
 
         streamed = stream.bytes()
+        save_status(lab, fs, "before-move")
         t_move = fs.move("hotel")
         t_hand = wait(lab, "the handover registration",
                       lambda: first_event(ev(), f"registered {X_HOME} at care-of address 198.51.100.100", t_move - 0.01), 60)
@@ -128,15 +130,20 @@ def run_scenario(mipsec: str, loss: float, seed: int, log=print, timeout_scale: 
         # Under heavy loss TCP may sit in exponential back-off for a while: give it time, then
         # require that bytes sent after the handover arrived, all of them, in order.
         wait(lab, "the stream after the handover", lambda: stream.bytes() > streamed + 20000, 60)
+        t_stop = time.time()
         try:
             ok, out = stream.finish(timeout=180)
         except subprocess.TimeoutExpired:
             ok, out = False, "the stream client did not exit within 180 s of being stopped"
         arrivals = stream.times()
+        # Goodput over the time the stream was offered (about 100 kB/s), from its start to the
+        # stop (or to its last byte if that came later); a stalled stream counts its stall.
         stream_figures = {"bytes": stream.bytes(), "finished": bool(ok),
-                          "seconds": (arrivals[-1][0] - t_stream) if arrivals else None}
+                          "seconds": max(t_stop, arrivals[-1][0] if arrivals else 0) - t_stream,
+                          "last_byte_s": (arrivals[-1][0] - t_stream) if arrivals else None}
         log(f"     [{loss:.0%} seed {seed}] stream: {stream_figures['bytes']} bytes received in order in "
-            f"{fmt(stream_figures['seconds'])} s, {'finished' if ok else 'not finished when stopped'}")
+            f"{fmt(stream_figures['seconds'])} s (the last {fmt(stream_figures['last_byte_s'])} s after the start), "
+            f"{'finished' if ok else 'not finished'}")
         check(f"the TCP stream through i-MIP in ESP in x-MIP survived the handover, byte-exact "
               f"({streamed} bytes before it, {stream.bytes()} in all)", ok and stream.bytes() > streamed, out)
         st = fs.mn_stages()
@@ -150,8 +157,18 @@ def run_scenario(mipsec: str, loss: float, seed: int, log=print, timeout_scale: 
                   all(c.get("lost", 0) > 0 and c.get("duplicated", 0) > 0 and c.get("reordered", 0) > 0 for c in counters.values()),
                   str(impair)[:400])
         if any(not c[1] for c in checks):
+            save_status(lab, fs, "end")
             lab.dump_logs()
         return {"times": times, "checks": checks, "impair": impair, "stream": stream_figures}
+
+
+def save_status(lab, fs, when: str) -> None:
+    """The mobile node's and the gateway's full status (counters, SAs, drops by reason) as
+    status-<role>-<when>.json in the lab directory, for a failure to be looked into
+    (MIPSEC_KEEP_LAB=1 keeps the directory)."""
+    for role in ("mn", "gw"):
+        with open(f"{lab.dir}/status-{role}-{when}.json", "w") as f:
+            json.dump(fs.status(role), f, indent=1)
 
 
 def _one_run(job):
@@ -207,7 +224,7 @@ def main() -> int:
     for loss, seed, r in results:
         st = r.get("stream")
         print(f"  {loss:.0%} seed {seed}: " + "  ".join(f"{c} {fmt(r['times'][c])}" for c in COLUMNS) +
-              (f"  stream {st['bytes']} bytes in {fmt(st['seconds'])} s{'' if st['finished'] else ' (not finished)'}" if st else ""))
+              (f"  stream {st['bytes']} bytes in {fmt(st['seconds'])} s{'' if st['finished'] else ' (not finished; last byte at ' + fmt(st['last_byte_s']) + ' s)'}" if st else ""))
     return 0 if failures == 0 else 1
 
 
