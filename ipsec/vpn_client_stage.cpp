@@ -31,7 +31,8 @@ namespace {
 // 13, 23, 42 and 76 s before its later retransmissions: fine in a margin of minutes (the
 // default, a tenth of 4.4 h), but in a margin of tens of seconds two losses in a row of one
 // message would use it up. So no single wait is longer than a twentieth of the margin (four
-// sends for each of the five round trips); the schedule still gives up no sooner. With the
+// sends for each of the five round trips; never under 1 s, which is still far above a round
+// trip's time); the schedule still gives up no sooner. With the
 // default lifetime the cap (79 s) is above every delay of the schedule: nothing changes.
 ike::SessionConfig fitted_to_margin(ike::SessionConfig s, core::Duration configured_margin) {
     core::Duration lifetime = core::Duration::max();
