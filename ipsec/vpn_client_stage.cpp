@@ -25,9 +25,29 @@ EspSuite to_esp_suite(ike::EspAlgorithm a) noexcept {
     return EspSuite::AesGcm128;
 }
 
+namespace {
+// A re-authentication has to finish inside the margin before the old IKE SA ends, and needs
+// five round trips there (Main Mode 3, Mode Config, Quick Mode). strongSwan's schedule waits
+// 13, 23, 42 and 76 s before its later retransmissions: fine in a margin of minutes (the
+// default, a tenth of 4.4 h), but in a margin of tens of seconds two losses in a row of one
+// message would use it up. So no single wait is longer than a twentieth of the margin (four
+// sends for each of the five round trips; never under 1 s, which is still far above a round
+// trip's time); the schedule still gives up no sooner. With the
+// default lifetime the cap (79 s) is above every delay of the schedule: nothing changes.
+ike::SessionConfig fitted_to_margin(ike::SessionConfig s, core::Duration configured_margin) {
+    core::Duration lifetime = core::Duration::max();
+    for (const auto& p : s.ike_proposals) lifetime = std::min(lifetime, p.lifetime);
+    if (s.ike_proposals.empty() || lifetime <= core::Duration::zero()) return s;
+    auto margin = configured_margin > core::Duration::zero() ? configured_margin : lifetime / 10;
+    margin = std::min(margin, lifetime / 2);  // as schedule_reauthentication() applies it
+    s.retransmit = s.retransmit.limited_to(std::max<core::Duration>(margin / 20, std::chrono::seconds(1)));
+    return s;
+}
+}  // namespace
+
 VpnClientStage::VpnClientStage(Config config, crypto::Random& random)
     : config_(std::move(config)),
-      session_config_(std::make_shared<const ike::SessionConfig>(std::move(config_.session))),
+      session_config_(std::make_shared<const ike::SessionConfig>(fitted_to_margin(std::move(config_.session), config_.reauth_margin))),
       random_(random),
       esp_({config_.local, config_.gateway, config_.ttl}),
       access_(config_.wait_for_access_mode ? Access::Held : Access::Awake) {

@@ -29,10 +29,11 @@ namespace mipsec::ipsec {
 /// (without INITIAL-CONTACT), asks Mode Config for the same inner address and installs its own
 /// child SA next to the old one; a few seconds later (the gateway may still send on the old
 /// one) the old child SAs and the old ISAKMP SA are deleted (Delete payloads under the old SA). If the new one fails, the old one keeps working and the
-/// re-authentication is retried after `restart_delay`.
+/// re-authentication is retried after `restart_delay`. So that a re-authentication can retry
+/// lost messages inside its margin, no IKE retransmission waits longer than a twentieth of it.
 /// RFC 5265 (a mobile node layer above runs internal-network detection): packets that layer
-/// sends directly (PacketMeta::direct) pass unchanged, and so does inbound UDP to ports other
-/// than IKE's (its registration replies). It raises AccessModeChanged: Inside, this stage is
+/// sends directly (PacketMeta::direct) pass unchanged, and so do clear Mobile IP registration
+/// replies (UDP from port 434) arriving on other ports than IKE's. It raises AccessModeChanged: Inside, this stage is
 /// dormant (every packet passes unchanged both ways, no IKE, no DPD) and keeps its SAs for
 /// the next outside period or deletes them at the gateway, as the event says; Outside, it
 /// works again and starts IKE only if it has no IKE SA. With `wait_for_access_mode` it starts

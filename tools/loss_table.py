@@ -15,13 +15,18 @@ intranet correspondent through i-MIP in ESP in x-MIP:
     handover      link change cafe -> hotel (outside -> outside) -> x-MIP registered there
 
 and checks that the stream arrives byte-exact. Times come from the mobile node's own log.
+The stream's goodput (bytes the server received, in order, over the time from the stream's
+start to its last byte) is reported too: under heavy loss TCP's own retransmission back-off
+may keep a stream from finishing in the time allowed, and then that is what it achieved.
 
     sudo tools/loss_table.py --mipsec build/apps/mipsec/mipsec            # 20 % loss, one seed
-    sudo tools/loss_table.py --mipsec build/apps/mipsec/mipsec --matrix   # 0-30 %, 3 seeds each
+    sudo tools/loss_table.py --mipsec build/apps/mipsec/mipsec --matrix   # 0-30 %, 5 seeds each
 """
 import argparse
+import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -39,9 +44,11 @@ COLUMNS = ("registration", "ike", "i-mip", "rekey", "re-auth", "handover")
 
 def run_scenario(mipsec: str, loss: float, seed: int, log=print, timeout_scale: float = 1.0) -> dict:
     """Runs the scenario once. Returns {"times": {column: seconds or None}, "checks":
-    [(name, ok, detail)], "impair": the impairment stage's counters}."""
+    [(name, ok, detail)], "impair": the impairment stage's counters, "stream": {"bytes",
+    "seconds", "finished"} or None}."""
     times = {c: None for c in COLUMNS}
     checks = []
+    stream_figures = None
 
     def check(name, ok, detail=""):
         checks.append((name, bool(ok), detail))
@@ -76,8 +83,9 @@ def run_scenario(mipsec: str, loss: float, seed: int, log=print, timeout_scale: 
         check("IKE Main Mode + Mode Config + Quick Mode complete (ESP SA installed)", t_sa)
         if not check("i-MIP registers through the VPN", up):
             lab.dump_logs()
-            return {"times": times, "checks": checks, "impair": fs.mn_stages()["impair"]}
+            return {"times": times, "checks": checks, "impair": fs.mn_stages()["impair"], "stream": None}
 
+        t_stream = time.time()
         stream = Stream(lab, fs.cn, fs.mn, I_HOME, CN, connect_timeout=60)
 
         # The CHILD_SA rekey: an install REKEY_S or more after the one before it with no
@@ -112,6 +120,7 @@ def run_scenario(mipsec: str, loss: float, seed: int, log=print, timeout_scale: 
               str([m for _, m in ev() if "authent" in m or "failed" in m][-5:]))
 
         streamed = stream.bytes()
+        save_status(lab, fs, "before-move")
         t_move = fs.move("hotel")
         t_hand = wait(lab, "the handover registration",
                       lambda: first_event(ev(), f"registered {X_HOME} at care-of address 198.51.100.100", t_move - 0.01), 60)
@@ -121,7 +130,20 @@ def run_scenario(mipsec: str, loss: float, seed: int, log=print, timeout_scale: 
         # Under heavy loss TCP may sit in exponential back-off for a while: give it time, then
         # require that bytes sent after the handover arrived, all of them, in order.
         wait(lab, "the stream after the handover", lambda: stream.bytes() > streamed + 20000, 60)
-        ok, out = stream.finish(timeout=180)
+        t_stop = time.time()
+        try:
+            ok, out = stream.finish(timeout=180)
+        except subprocess.TimeoutExpired:
+            ok, out = False, "the stream client did not exit within 180 s of being stopped"
+        arrivals = stream.times()
+        # Goodput over the time the stream was offered (about 100 kB/s), from its start to the
+        # stop (or to its last byte if that came later); a stalled stream counts its stall.
+        stream_figures = {"bytes": stream.bytes(), "finished": bool(ok),
+                          "seconds": max(t_stop, arrivals[-1][0] if arrivals else 0) - t_stream,
+                          "last_byte_s": (arrivals[-1][0] - t_stream) if arrivals else None}
+        log(f"     [{loss:.0%} seed {seed}] stream: {stream_figures['bytes']} bytes received in order in "
+            f"{fmt(stream_figures['seconds'])} s (the last {fmt(stream_figures['last_byte_s'])} s after the start), "
+            f"{'finished' if ok else 'not finished'}")
         check(f"the TCP stream through i-MIP in ESP in x-MIP survived the handover, byte-exact "
               f"({streamed} bytes before it, {stream.bytes()} in all)", ok and stream.bytes() > streamed, out)
         st = fs.mn_stages()
@@ -135,8 +157,18 @@ def run_scenario(mipsec: str, loss: float, seed: int, log=print, timeout_scale: 
                   all(c.get("lost", 0) > 0 and c.get("duplicated", 0) > 0 and c.get("reordered", 0) > 0 for c in counters.values()),
                   str(impair)[:400])
         if any(not c[1] for c in checks):
+            save_status(lab, fs, "end")
             lab.dump_logs()
-        return {"times": times, "checks": checks, "impair": impair}
+        return {"times": times, "checks": checks, "impair": impair, "stream": stream_figures}
+
+
+def save_status(lab, fs, when: str) -> None:
+    """The mobile node's and the gateway's full status (counters, SAs, drops by reason) as
+    status-<role>-<when>.json in the lab directory, for a failure to be looked into
+    (MIPSEC_KEEP_LAB=1 keeps the directory)."""
+    for role in ("mn", "gw"):
+        with open(f"{lab.dir}/status-{role}-{when}.json", "w") as f:
+            json.dump(fs.status(role), f, indent=1)
 
 
 def _one_run(job):
@@ -153,7 +185,7 @@ def main() -> int:
     ap.add_argument("--mipsec", required=True)
     ap.add_argument("--matrix", action="store_true", help="every loss rate of --losses, --seeds runs each")
     ap.add_argument("--losses", default="0,5,10,20,30", help="loss rates in percent for --matrix")
-    ap.add_argument("--seeds", type=int, default=3, help="seeded runs per loss rate for --matrix")
+    ap.add_argument("--seeds", type=int, default=5, help="seeded runs per loss rate for --matrix")
     ap.add_argument("--loss", type=float, default=20, help="loss in percent for a single run")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--parallel", type=int, default=2, help="labs at once for --matrix")
@@ -171,8 +203,8 @@ def main() -> int:
         results = list(pool.map(_one_run, [(args.mipsec, loss, seed) for loss, seed in runs]))
     print(f"\n{len(runs)} runs in {time.time() - started:.0f} s; seconds to complete, median of {args.seeds} seeded runs "
           f"(failed runs count as missing: n/{args.seeds} completed when fewer)\n")
-    print("| loss each way | " + " | ".join(COLUMNS) + " | stream intact |")
-    print("|---" * (len(COLUMNS) + 2) + "|")
+    print("| loss each way | " + " | ".join(COLUMNS) + " | stream intact | stream goodput kB/s |")
+    print("|---" * (len(COLUMNS) + 3) + "|")
     failures = 0
     for p in args.losses.split(","):
         loss = float(p) / 100
@@ -186,10 +218,13 @@ def main() -> int:
             cells.append(cell)
         intact = sum(1 for r in rows if any(ok and n.startswith("the TCP stream through") for n, ok, _ in r["checks"]))
         failures += sum(1 for r in rows for _, ok, _ in r["checks"] if not ok)
-        print(f"| {p} % | " + " | ".join(cells) + f" | {intact}/{len(rows)} |")
+        rates = [st["bytes"] / st["seconds"] / 1000 for st in (r.get("stream") for r in rows) if st and st["seconds"]]
+        print(f"| {p} % | " + " | ".join(cells) + f" | {intact}/{len(rows)} | " + (fmt(statistics.median(rates)) if rates else "—") + " |")
     print("\nper run:")
     for loss, seed, r in results:
-        print(f"  {loss:.0%} seed {seed}: " + "  ".join(f"{c} {fmt(r['times'][c])}" for c in COLUMNS))
+        st = r.get("stream")
+        print(f"  {loss:.0%} seed {seed}: " + "  ".join(f"{c} {fmt(r['times'][c])}" for c in COLUMNS) +
+              (f"  stream {st['bytes']} bytes in {fmt(st['seconds'])} s{'' if st['finished'] else ' (not finished; last byte at ' + fmt(st['last_byte_s']) + ' s)'}" if st else ""))
     return 0 if failures == 0 else 1
 
 

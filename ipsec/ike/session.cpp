@@ -77,7 +77,21 @@ std::string_view to_string(SessionState s) noexcept {
 
 core::Duration RetransmitPolicy::delay(unsigned n) const {
     auto d = std::chrono::duration<double>(timeout) * std::pow(base, static_cast<double>(n));
+    if (limit > core::Duration::zero() && d > std::chrono::duration<double>(limit)) return limit;
     return std::chrono::duration_cast<core::Duration>(d);
+}
+
+RetransmitPolicy RetransmitPolicy::limited_to(core::Duration max_delay) const {
+    RetransmitPolicy p = *this;
+    if (max_delay <= core::Duration::zero() || (limit > core::Duration::zero() && limit <= max_delay)) return p;
+    p.limit = max_delay;
+    const core::Duration total = give_up_after();
+    core::Duration sum{};
+    unsigned n = 0;
+    for (; (sum += p.delay(n)) < total; ++n) {
+    }
+    p.retransmits = std::max(retransmits, n);
+    return p;
 }
 
 core::Duration RetransmitPolicy::give_up_after() const {
@@ -795,10 +809,19 @@ std::optional<core::TimePoint> Session::poll(core::TimePoint now) {
         if (!next || t < *next) next = t;
     };
     const RetransmitPolicy& rp = cfg_->retransmit;
-    if (state_ == SessionState::Connecting && !sa_.initiator) {
+    if (state_ == SessionState::Connecting) {
+        // The responder forgets a Main Mode that has not completed in its half-open time
+        // (strongSwan: 30 s, like ours); the initiator stops then too, since what it would
+        // still retransmit reaches no one (the next retransmission of the default schedule is
+        // due 47 s after MM1, the last 165 s after it), and a fresh Main Mode can start at once.
         core::TimePoint t = created_ + cfg_->half_open_timeout;
         if (now >= t) {
-            fail(FailReason::Timeout, "half-open IKE SA timed out", false);
+            fail(FailReason::Timeout,
+                 sa_.initiator ? "Main Mode incomplete after " +
+                                     std::to_string(std::chrono::duration_cast<std::chrono::seconds>(cfg_->half_open_timeout).count()) +
+                                     " s, when the gateway drops a half-open IKE SA"
+                               : "half-open IKE SA timed out",
+                 false);
             return std::nullopt;
         }
         consider(t);

@@ -14,7 +14,10 @@
 //   * The initiator floats to nat_t_port from MM5 on when a NAT was detected; the responder
 //     answers from where the request arrived to where it came from (RFC 3947 §4).
 //   * Retransmission: the identical bytes, after timeout x base^n, `retransmits` times, then
-//     the exchange fails (strongSwan: 4 s x 1.8^n, 5 retransmits, ~165 s). A duplicate of the
+//     the exchange fails (strongSwan: 4 s x 1.8^n, 5 retransmits, ~165 s), each delay at most
+//     RetransmitPolicy::limit when one is set. Main Mode, on either side, ends after
+//     `half_open_timeout` (30 s): the responder forgets a half-open SA then, so the initiator's
+//     later retransmissions could reach no one. A duplicate of the
 //     last request is answered with the identical last reply (as strongSwan); other repeats of
 //     used Message IDs are dropped as replays.
 //   * IVs are committed only after a message authenticated (MessageCipher); a tampered,

@@ -43,10 +43,16 @@ struct RetransmitPolicy {
     core::Duration timeout = std::chrono::seconds(4);
     double base = 1.8;
     unsigned retransmits = 5;  // after the first send; then the exchange fails
+    /// Upper bound on any one delay, zero for none (strongSwan's charon.retransmit_limit).
+    core::Duration limit = core::Duration::zero();
     /// Delay before retransmission number n (0 = wait after the first send).
     core::Duration delay(unsigned n) const;
     /// Total time from the first send until give-up.
     core::Duration give_up_after() const;
+    /// This schedule with no delay longer than `max_delay`, and as many more retransmissions
+    /// as it takes to give up no sooner than it did: a message lost several times in a row is
+    /// tried again within `max_delay`, a peer that is gone is still given as long.
+    RetransmitPolicy limited_to(core::Duration max_delay) const;
 };
 
 struct SessionConfig {

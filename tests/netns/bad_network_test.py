@@ -30,6 +30,9 @@ def main() -> int:
         checks.check(f"{args.loss:.0f} % loss, seed {args.seed}: {name}", ok, detail)
     print("timing (s): " + "  ".join(f"{c} {fmt(r['times'][c])}" for c in COLUMNS), flush=True)
     print(f"impairment counters: {r['impair']}", flush=True)
+    if r.get("stream"):
+        st = r["stream"]
+        print(f"stream: {st['bytes']} bytes in {fmt(st['seconds'])} s ({st['bytes'] / st['seconds'] / 1000:.1f} kB/s)", flush=True)
     return checks.finish()
 
 
