@@ -660,7 +660,14 @@ void MobileNodeStage::sync_detection(core::StageContext& ctx) {
     if (mode == A::Inside) {
         // The binding now points at the interface's address; the VPN's inner address is not
         // our care-of address while inside.
+        const bool inner_request_out = !node_.care_of_address().is_unspecified() &&
+                                       (node_.state() == MobileNode::State::Registering || node_.state() == MobileNode::State::Registered);
         if (!node_.care_of_address().is_unspecified()) handle(node_.care_of_address_changed({}, now), ctx);
+        // RFC 5265 §3.3: a late i-HA answer after IPsec setup began. The inner-address request
+        // sent meanwhile may have reached the i-HA after the direct one that was just answered,
+        // and then its binding points into the VPN: register directly once more, last.
+        if (inner_request_out && direct_->state() != MobileNode::State::Registering && !interface_address_.is_unspecified())
+            handle_direct(direct_->care_of_address_changed(interface_address_, now), ctx);
     } else if (mode == A::Outside) {
         if (inner_address_ && node_.care_of_address() != *inner_address_) inner_registration_due_ = true;
     }

@@ -491,6 +491,41 @@ TEST_CASE("RFC 5265 §3.3: an i-HA answer after the x-HA's, even after IKE began
     CHECK(lab.count(ND::ReplyResult::MadeInside) == 1);
 }
 
+TEST_CASE("RFC 5265 §3.3: the i-HA answering after the inner-address registration reached it: re-registered directly") {
+    // A real gateway: the i-MIP registration with the VPN inner address reaches the i-HA
+    // through ESP while the direct answers are late. The direct answer then makes the node
+    // inside, but the i-HA's binding points at the inner address: the stage must register
+    // directly again, or the i-HA keeps tunnelling to the VPN while the node is inside.
+    Lab lab(Lab::Options{.gateway = true});
+    lab.hold_iha_replies = true;
+    lab.address(office, true);
+    lab.exchange();
+    REQUIRE(lab.imip->access_mode() == Access::Outside);
+    for (int i = 0; i < 20 && !(lab.vpn->inner_address() && lab.iha->agent().bindings().find(internal_home) &&
+                               lab.iha->agent().bindings().find(internal_home)->care_of_address == lab.vpn->inner_address()->address);
+         ++i)
+        lab.advance(100ms);
+    REQUIRE(lab.vpn->inner_address());
+    REQUIRE(lab.iha->agent().bindings().find(internal_home) != nullptr);
+    REQUIRE(lab.iha->agent().bindings().find(internal_home)->care_of_address == lab.vpn->inner_address()->address);
+    REQUIRE(!lab.held.empty());
+    lab.hold_iha_replies = false;
+    const auto held = std::move(lab.held);
+    const auto direct_before = lab.direct_requests.size();
+    const auto replies_before = lab.iha_replies.size();
+    lab.to_node(held.front());
+    lab.exchange();
+    // (The i-HA may first refuse the new direct request's identification, RFC 5944 §5.7; the
+    // client resynchronises and retries within a second.)
+    lab.advance(3s);
+    CHECK(lab.direct_requests.size() > direct_before + 1);
+    CHECK(lab.iha_replies.size() > replies_before + 1);
+    REQUIRE(lab.imip->access_mode() == Access::Inside);
+    CHECK(lab.iha->agent().bindings().find(internal_home)->care_of_address == office);
+    CHECK(lab.imip->direct()->state() == mip::MobileNode::State::Registered);
+    CHECK(lab.send_user().passed());
+}
+
 TEST_CASE("an internal HA without RFC 5265 (no TNC): never inside under rfc5265, inside under plain_internal_first") {
     SUBCASE("rfc5265: its plain reply proves nothing; the node stays outside, data only through the VPN") {
         Lab lab(Lab::Options{.iha_rfc5265 = false});
