@@ -744,11 +744,14 @@ std::optional<core::TimePoint> MobileNodeStage::poll(core::StageContext& ctx) {
 }
 
 void MobileNodeStage::report(core::StatusSink& out) const {
-    out.field("state", to_string(node_.state()));
-    out.field("care_of_source", to_string(config_.care_of_source));
+    // The registration in effect: inside the intranet (RFC 5265 mode c) the direct one, whose
+    // care-of address is the interface's, not the VPN inner address.
+    const MobileNode& in_effect = serving();
+    out.field("state", to_string(in_effect.state()));
+    out.field("care_of_source", inside() ? "interface" : to_string(config_.care_of_source));
     out.field("home_address", node_.home_address().to_string());
     out.field("home_agent", node_.home_agent().to_string());
-    out.field("care_of_address", node_.care_of_address().to_string());
+    out.field("care_of_address", in_effect.care_of_address().to_string());
     const auto* reg = active_registration();
     out.field("registered", reg != nullptr);
     if (reg != nullptr) {

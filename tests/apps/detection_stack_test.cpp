@@ -419,6 +419,11 @@ TEST_CASE("RFC 5265: starting in the intranet gives mode c, data in the clear to
     CHECK(status.values["detection.mode"] == "c");
     CHECK(status.values["detection.cause"] == "internal_ha_tnc_reply");
     CHECK(status.values["detection.replies.made_inside"] == "1");
+    // The top-level registration fields show the registration in effect: the direct one.
+    CHECK(status.values["state"] == "registered");
+    CHECK(status.values["care_of_source"] == "interface");
+    CHECK(status.values["care_of_address"] == status.values["detection.interface_address"]);
+    CHECK(status.values["care_of_address"] != "0.0.0.0");
     CHECK(std::stoi(status.values["detection.replies.refreshed"]) >= 3);
 }
 
