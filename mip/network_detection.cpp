@@ -123,6 +123,11 @@ void NetworkDetection::restart_detection(Interface& i, core::TimePoint now) noex
 
 bool NetworkDetection::attachment_changed(std::uint32_t ifindex, Attachment attachment, core::TimePoint now,
                                           core::Ipv4Address foreign_agent) {
+    // Through an agent, the agent's address is what the i-HA's relayed reply must come from
+    // (RFC 5944 §3.7.3); without it nothing could be verified. Still a status change: whatever
+    // was learnt before it is void, so the interface is treated as detached.
+    const bool agent_missing = attachment == Attachment::ForeignAgent && foreign_agent.is_unspecified();
+    if (agent_missing) attachment = Attachment::Detached;
     Interface* i = find(ifindex);
     if (!i) {
         if (attachment == Attachment::Detached) return true;
@@ -141,7 +146,7 @@ bool NetworkDetection::attachment_changed(std::uint32_t ifindex, Attachment atta
         i->mode = Mode::NoService;
         i->external_answered.reset();
         i->decided_by = {Decision::Cause::Detached, now, 0};
-        return true;
+        return !agent_missing;
     }
     restart_detection(*i, now);
     i->decided_by = {Decision::Cause::None, now, 0};
