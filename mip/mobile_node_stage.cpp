@@ -431,12 +431,17 @@ void MobileNodeStage::follow_access_mode(const core::RaisedEvent& event, core::S
     const auto now = ctx.now();
     if (dormant) {
         // RFC 5265 §4: inside, the mobile node SHOULD deregister from the external home agent.
-        dormant_care_of_ = node_.care_of_address();
+        // An agent's care-of address is not ours to keep: it is the intranet agent's (mode f).
+        const bool via_agent = node_.via_foreign_agent();
+        dormant_care_of_ = via_agent ? core::Ipv4Address{} : node_.care_of_address();
         auto out = node_.shutdown(now);
         if (out.transmit) {
             ctx.log().info("inside the intranet: deregistering ", node_.home_address().to_string(), " and going dormant");
             transmit(*out.transmit, ctx);
         }
+        // Woken later, perhaps on another link, the layer looks for an agent afresh (RFC 5944
+        // §2.4.2) instead of registering through one it heard before going dormant.
+        if (via_agent) (void)node_.care_of_address_changed({}, now);
         dormant_ = true;
         next_solicitation_.reset();
         return;
