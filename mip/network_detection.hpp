@@ -15,7 +15,9 @@
 //    valid Mobile-Home Authentication Extension under the i-HA key,
 //    (c) answers a request sent directly (not through the VPN tunnel) on *that* interface since
 //    its last attachment change (matched by Identification, so a replayed or stale reply, or
-//    one answering another interface's request, proves nothing), and (d) carries the Trusted
+//    one answering another interface's request, proves nothing; with timestamps, a reply whose
+//    i-HA time is older than one already accepted is a replay even if its low-order 32 bits
+//    happen to equal a fresh request's), and (d) carries the Trusted
 //    Networks Configured extension inside the authenticated part (RFC 5265 §5). A reply that
 //    came through the tunnel never makes the node inside: the i-HA answers the VPN's inner
 //    addresses with TNC too.
@@ -109,6 +111,7 @@ public:
         BadAuthenticator,    // MHAE does not verify under the i-HA key (wrong key, tampered)
         WrongHomeAddress,    // for another home address
         UnknownIdentification,  // answers no request sent on this interface since its attachment
+        Replayed,            // timestamps: older than (or the same as) a reply already accepted
         Denied,              // a denial code: a registration that did not succeed
         NoTrustedNetworks,   // no authenticated TNC (absent, malformed or after the MHAE)
         ViaTunnel,           // came through the VPN tunnel: proves nothing about this network
@@ -240,6 +243,9 @@ private:
 
     Config config_;
     std::vector<Interface> interfaces_;
+    // Timestamp replay protection: the Identification of the newest i-HA reply accepted; its
+    // high-order 32 bits are the i-HA's clock (RFC 5944 §5.7).
+    std::optional<std::uint64_t> newest_internal_reply_;
     std::array<std::uint64_t, reply_result_count> counts_{};
 };
 

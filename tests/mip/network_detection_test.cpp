@@ -441,7 +441,7 @@ TEST_CASE("attacker: a genuine reply replayed after a status change proves nothi
     REQUIRE(b.nd.attachment_changed(eth, ND::Attachment::CoLocated, b.now));
     (void)b.send_internal();
     CHECK(b.answer_external(b.send_external()) == Result::MadeOutside);
-    CHECK(b.internal(eth, captured) == Result::UnknownIdentification);
+    CHECK(b.internal(eth, captured) == Result::Replayed);  // the very reply accepted before
     CHECK(b.mode() == Mode::OutsideCoLocated);
     // Replayed on the same attachment it is a duplicate and matches nothing either.
     Bench c;
@@ -449,7 +449,40 @@ TEST_CASE("attacker: a genuine reply replayed after a status change proves nothi
     const auto cid = c.send_internal();
     const auto genuine = Bench::reply(cid);
     CHECK(c.internal(eth, genuine) == Result::MadeInside);
-    CHECK(c.internal(eth, genuine) == Result::UnknownIdentification);
+    CHECK(c.internal(eth, genuine) == Result::Replayed);
+}
+
+TEST_CASE("timestamps: a genuine reply replayed later is refused even when its low 32 bits match a fresh request") {
+    // RFC 5944 §5.7 matches on the low-order 32 bits: with timestamps, the fraction of a second
+    // of our request. Whole-second clocks repeat it; the i-HA's time in the high bits does not.
+    constexpr std::uint64_t second = std::uint64_t{1} << 32;
+    const std::uint64_t office_request = 0xE0000100u * second;
+    Bench b;
+    REQUIRE(b.nd.attachment_changed(eth, ND::Attachment::CoLocated, b.now));
+    b.nd.request_sent(eth, ND::Target::Internal, office_request, b.now);
+    const auto captured = Bench::reply(office_request + 2 * second);  // the i-HA's clock is 2 s ahead
+    CHECK(b.internal(eth, captured) == Result::MadeInside);
+
+    b.advance(1s);
+    REQUIRE(b.nd.attachment_changed(eth, ND::Attachment::CoLocated, b.now));
+    const std::uint64_t cafe_request = office_request + second;  // same low 32 bits (0)
+    b.nd.request_sent(eth, ND::Target::Internal, cafe_request, b.now);
+    CHECK(b.answer_external(b.send_external()) == Result::MadeOutside);
+    CHECK(b.internal(eth, captured) == Result::Replayed);
+    CHECK(b.internal(eth, Bench::reply(office_request + second)) == Result::Replayed);  // older i-HA time still
+    CHECK(b.mode() == Mode::OutsideCoLocated);
+    CHECK(b.nd.count(Result::Replayed) == 2);
+    // The request was not used up: the i-HA's real (later) answer to it still counts.
+    CHECK(b.internal(eth, Bench::reply(cafe_request + 2 * second)) == Result::MadeInside);
+
+    SUBCASE("nonces: the high bits are the i-HA's random nonce, the low ones ours; no ordering applies") {
+        Bench n([](ND::Config& c) { c.internal_sa.replay = mip::ReplayProtection::Nonce; });
+        REQUIRE(n.nd.attachment_changed(eth, ND::Attachment::CoLocated, n.now));
+        n.nd.request_sent(eth, ND::Target::Internal, 0x9000000012345678u, n.now);
+        CHECK(n.internal(eth, Bench::reply(0x9000000012345678u)) == Result::MadeInside);
+        n.nd.request_sent(eth, ND::Target::Internal, 0x1000000087654321u, n.now);
+        CHECK(n.internal(eth, Bench::reply(0x1000000087654321u)) == Result::Refreshed);
+    }
 }
 
 TEST_CASE("two interfaces: each detects alone, the inside one is preferred, losing it falls back") {
@@ -620,7 +653,7 @@ TEST_CASE("cafe foreign agent (fvc): only the x-HA answers; nothing a rogue agen
          Result::NoAuthentication},
         {"the genuine office reply, replayed",
          [&captured](Bench& x, std::uint64_t) { return x.internal(eth, captured, ND::Path::Direct, {cafe_agent, 434}); },
-         Result::UnknownIdentification},
+         Result::Replayed},
         {"from the intranet agent's address (not the one attached through)",
          [](Bench& x, std::uint64_t id) { return relayed(x, id, intranet_agent); }, Result::WrongSource},
         {"from the i-HA's own address (agents relay; a direct one is spoofed)",
@@ -693,7 +726,7 @@ TEST_CASE("the interface table is bounded") {
     CHECK_FALSE(b.nd.attachment_changed(3, ND::Attachment::CoLocated, b.now));
     CHECK_FALSE(b.nd.status(3, b.now));
     CHECK(b.nd.attachment_changed(3, ND::Attachment::Detached, b.now));  // nothing to forget
-    CHECK(b.nd.attachment_changed(1, ND::Attachment::ForeignAgent, b.now));  // known ones still change
+    CHECK(b.nd.attachment_changed(1, ND::Attachment::ForeignAgent, b.now, ip("10.9.0.1")));  // known ones still change
 }
 
 TEST_CASE("equal home agent addresses: always outside, the internal HA is never trusted (RFC 5265 §4)") {
