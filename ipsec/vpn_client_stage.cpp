@@ -3,6 +3,7 @@
 
 #include <algorithm>
 
+#include "core/icmp.hpp"
 #include "core/ipv4.hpp"
 #include "core/udp.hpp"
 #include "ipsec/ike_datagram.hpp"
@@ -326,6 +327,14 @@ Verdict VpnClientStage::decapsulate(core::PacketBuf& packet, core::StageContext&
             drain(ctx);
         }
         return Verdict::consumed();
+    }
+    if (ip->protocol() == core::ip_protocol::icmp && ip->ttl() == 1 && !ip->is_fragment() && !ip->payload().empty() &&
+        ip->payload()[0] == core::icmp_type::router_advertisement) {
+        // An Agent Advertisement (RFC 5944 §2.1: ICMP router advertisement, always TTL 1, so it
+        // never left its link), passed up by a Mobile IP layer below to the i-MIP layer above
+        // that detects on the same link (RFC 5265 modes f and fvc). Control for that layer, not
+        // user data: nothing reaches the host around the VPN.
+        return Verdict::not_mine();
     }
     auto v = esp_.decapsulate(packet, ctx);
     if (v.passed()) {

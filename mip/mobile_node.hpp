@@ -138,6 +138,8 @@ public:
     const std::optional<Registration>& registration() const noexcept { return registration_; }
     std::optional<std::uint8_t> last_reply_code() const noexcept { return last_code_; }
     core::Ipv4Address care_of_address() const noexcept { return care_of_; }
+    /// The care-of address is a foreign agent's (registering or registered through it).
+    bool via_foreign_agent() const noexcept { return via_fa_; }
     core::Ipv4Address home_address() const noexcept { return home_address_; }
     core::Ipv4Address home_agent() const noexcept { return home_agent_; }
     const Config& config() const noexcept { return config_; }

@@ -47,8 +47,9 @@ MobileNodeStage::Config normalise(MobileNodeStage::Config c) {
 }
 
 // The direct client registers the same home address with the same home agent under the same
-// key; it differs in always being co-located (the interface's address, RFC 5265 mode c) and
-// in not asking for UDP tunnelling (no keepalives through the layers below).
+// key; it differs in using the interface's own address as co-located care-of address (RFC 5265
+// mode c) or, on a link that gives none, a foreign agent's (mode f), and in not asking for UDP
+// tunnelling (no keepalives through the layers below).
 MobileNode::Config direct_config(const MobileNode::Config& c) {
     MobileNode::Config d;
     d.home_address = c.home_address;
@@ -58,6 +59,7 @@ MobileNode::Config direct_config(const MobileNode::Config& c) {
     d.reverse_tunnel = c.reverse_tunnel;
     d.udp_tunnelling = MobileNode::UdpTunnelling::Off;
     d.colocated = true;
+    d.foreign_agents_when_no_address = true;  // fed only the advertisements detection attaches through
     d.nai = c.nai;
     d.source_port = c.source_port;
     d.ntp_offset = c.ntp_offset;
@@ -280,6 +282,8 @@ Verdict MobileNodeStage::encapsulate(core::PacketBuf& packet, core::StageContext
     // the FA does the tunnelling.
     if (!reg->reverse_tunnel || reg->via_foreign_agent) {
         ++counters_.passed_plain_out;
+        // Inside through an intranet agent (mode f) the packet goes to the agent on the link.
+        if (inside()) packet.meta().direct = true;
         return Verdict::pass();
     }
     // RFC 3024 §5.2: the reverse tunnel uses the forward tunnel's encapsulation.
@@ -322,9 +326,12 @@ Verdict MobileNodeStage::decapsulate(core::PacketBuf& packet, core::StageContext
         if (detection_) {
             // RFC 5265 §6: only a reply that came in the clear on the interface, to its address,
             // can prove the node inside; one out of a tunnel is counted (via_tunnel) and goes
-            // to the registration through the VPN.
-            const bool direct = !packet.meta().tunnelled && !interface_address_.is_unspecified() &&
-                                ip->destination() == interface_address_;
+            // to the registration through the VPN. Attached through a foreign agent, the agent
+            // relays the reply to the home address (RFC 5944 §3.7.3); detection then insists
+            // it comes from that agent.
+            const bool direct = !packet.meta().tunnelled &&
+                                ((!interface_address_.is_unspecified() && ip->destination() == interface_address_) ||
+                                 (agent_ && ip->destination() == node_.home_address()));
             const auto result = detection_->internal_reply(config_.detection->ifindex,
                                                            direct ? NetworkDetection::Path::Direct : NetworkDetection::Path::Tunnel,
                                                            from, udp->payload(), now);
@@ -355,8 +362,13 @@ Verdict MobileNodeStage::decapsulate(core::PacketBuf& packet, core::StageContext
                 if (ip->ttl() != 1) return Verdict::drop(DropReason::NotOnLink);
                 ++counters_.advertisements_received;
                 if (advert->foreign_agent() || advert->home_agent()) advert_heard_ = true;
+                if (detection_) {
+                    agent_heard(*advert, ip->source(), ctx);
+                    return Verdict::consumed();
+                }
                 handle(node_.agent_advertisement(*advert, ip->source(), now), ctx);
-                return Verdict::consumed();
+                // A layer above detecting on the same link needs the agents too (modes f, fvc).
+                return follows_layer_above_ ? Verdict::not_mine() : Verdict::consumed();
             }
         }
     }
@@ -412,18 +424,24 @@ Verdict MobileNodeStage::decapsulate(core::PacketBuf& packet, core::StageContext
 void MobileNodeStage::follow_access_mode(const core::RaisedEvent& event, core::StageContext& ctx) {
     // Only a layer above decides for us (we are its x-MIP), never the shell or a layer below.
     if (event.origin == core::RaisedEvent::external || event.origin >= ctx.position()) return;
+    follows_layer_above_ = true;
     const auto& access = std::get<core::AccessModeChanged>(event.event);
     const bool dormant = access.mode == core::AccessModeChanged::Mode::Inside;
     if (dormant == dormant_) return;
     const auto now = ctx.now();
     if (dormant) {
         // RFC 5265 §4: inside, the mobile node SHOULD deregister from the external home agent.
-        dormant_care_of_ = node_.care_of_address();
+        // An agent's care-of address is not ours to keep: it is the intranet agent's (mode f).
+        const bool via_agent = node_.via_foreign_agent();
+        dormant_care_of_ = via_agent ? core::Ipv4Address{} : node_.care_of_address();
         auto out = node_.shutdown(now);
         if (out.transmit) {
             ctx.log().info("inside the intranet: deregistering ", node_.home_address().to_string(), " and going dormant");
             transmit(*out.transmit, ctx);
         }
+        // Woken later, perhaps on another link, the layer looks for an agent afresh (RFC 5944
+        // §2.4.2) instead of registering through one it heard before going dormant.
+        if (via_agent) (void)node_.care_of_address_changed({}, now);
         dormant_ = true;
         next_solicitation_.reset();
         return;
@@ -552,10 +570,7 @@ bool MobileNodeStage::detecting_events(const core::RaisedEvent& event, core::Sta
         // interface's address: the x-HA answered (RFC 5265 §3.3). Its core matched the reply to
         // its own request; the care-of address ties it to this attachment.
         if (event.origin == core::RaisedEvent::external || event.origin <= ctx.position()) return false;
-        if (reg->kind != core::RegistrationChanged::Kind::OwnRegistration || !reg->registered ||
-            reg->home_address == node_.home_address() || interface_address_.is_unspecified() ||
-            reg->care_of_address != interface_address_)
-            return false;
+        if (!is_external_answer(*reg)) return false;
         external_answer_waiting_ = true;
         sync_detection(ctx);
         return false;
@@ -570,6 +585,53 @@ bool MobileNodeStage::detecting_events(const core::RaisedEvent& event, core::Sta
     return false;
 }
 
+bool MobileNodeStage::is_external_answer(const core::RegistrationChanged& reg) const noexcept {
+    if (reg.kind != core::RegistrationChanged::Kind::OwnRegistration || !reg.registered || reg.home_address == node_.home_address())
+        return false;
+    // Through the agent this interface is attached by, with its care-of address (fvc) ...
+    if (agent_) return reg.foreign_agent == agent_->address && reg.care_of_address == agent_->advert.care_of[0];
+    // ... or co-located at the interface's address (cvc).
+    return !interface_address_.is_unspecified() && reg.foreign_agent.is_unspecified() && reg.care_of_address == interface_address_;
+}
+
+void MobileNodeStage::agent_heard(const AgentAdvertisement& advert, core::Ipv4Address source, core::StageContext& ctx) {
+    // A foreign agent is the attachment only on a link that gives us no address of our own
+    // (RFC 5944 §3.6 allows either kind of care-of address; like the plain mobile node, we
+    // prefer our own), and only one that takes visitors.
+    if (!config_.detection->foreign_agents || !interface_address_.is_unspecified() || !advert.foreign_agent() ||
+        advert.busy() || advert.care_of_count == 0)
+        return;
+    // The internal home agent advertising on its own link is not an agent to visit through.
+    if (advert.home_agent() && source == node_.home_agent()) return;
+    const auto now = ctx.now();
+    if (agent_ && agent_->address == source && agent_->advert.care_of[0] == advert.care_of[0]) {
+        agent_->advert = advert;
+        // The same attachment. Inside through it, a rebooted agent (sequence number below 256
+        // again, RFC 5944 §2.4.2) lost its visitor list: the direct client registers again.
+        if (inside()) handle_direct(direct_->agent_advertisement(advert, source, now), ctx);
+        return;
+    }
+    // A new agent, or a new care-of address: a status change (RFC 5265 §6). Detection starts
+    // over, and the direct request goes to the i-HA through this agent.
+    agent_ = HeardAgent{source, advert};
+    const std::uint32_t ifindex = config_.detection->ifindex;
+    ctx.log().info("interface ", ifindex, " via foreign agent ", source.to_string(), " (care-of address ",
+                   advert.care_of[0].to_string(), "): detecting whether inside (RFC 5265)");
+    detection_->attachment_changed(ifindex, NetworkDetection::Attachment::ForeignAgent, now, source);
+    expect_external_registration(now);
+    handle_direct(direct_->care_of_address_changed({}, now), ctx);  // forget any earlier agent
+    handle_direct(direct_->agent_advertisement(advert, source, now), ctx);
+    sync_detection(ctx);
+}
+
+MobileNode::Output MobileNodeStage::register_direct(core::TimePoint now) {
+    if (!agent_) return direct_->care_of_address_changed(interface_address_, now);
+    // Through the agent: again with its care-of address; a client that was stopped starts over
+    // from the agent's advertisement.
+    if (direct_->care_of_address() == agent_->advert.care_of[0]) return direct_->link_changed(now);
+    return direct_->agent_advertisement(agent_->advert, agent_->address, now);
+}
+
 void MobileNodeStage::expect_external_registration(core::TimePoint now) {
     external_answer_waiting_ = false;
     detection_->request_sent(config_.detection->ifindex, NetworkDetection::Target::External, ++external_token_, now);
@@ -579,6 +641,7 @@ void MobileNodeStage::attach(core::StageContext& ctx) {
     const auto now = ctx.now();
     const std::uint32_t ifindex = config_.detection->ifindex;
     ctx.log().info("interface ", ifindex, " at ", interface_address_.to_string(), ": detecting whether inside (RFC 5265)");
+    agent_.reset();
     detection_->attachment_changed(ifindex, NetworkDetection::Attachment::CoLocated, now);
     expect_external_registration(now);
     // The direct request to the internal home agent, with this address as co-located CoA.
@@ -588,6 +651,7 @@ void MobileNodeStage::attach(core::StageContext& ctx) {
 
 void MobileNodeStage::detach(core::StageContext& ctx) {
     const auto now = ctx.now();
+    agent_.reset();  // a new link may hold another agent, or none (RFC 5944 §2.4.2)
     detection_->attachment_changed(config_.detection->ifindex, NetworkDetection::Attachment::Detached, now);
     handle_direct(direct_->care_of_address_changed({}, now), ctx);
     sync_detection(ctx);
@@ -612,9 +676,17 @@ void MobileNodeStage::transmit_direct(const MobileNode::Transmit& t, core::Stage
 void MobileNodeStage::handle_direct(const MobileNode::Output& out, core::StageContext& ctx) {
     if (out.transmit) transmit_direct(*out.transmit, ctx);
     if (out.changed) {
-        ctx.log().info(out.changed->registered ? "registered directly " : "direct registration ended for ",
-                       out.changed->home_address.to_string(), " at care-of address ", out.changed->care_of_address.to_string());
-        ctx.raise(*out.changed);
+        core::RegistrationChanged change = *out.changed;
+        // Mode f: the shell routes user data via the intranet agent (RFC 5944 §4.2.2).
+        if (const auto& reg = direct_->registration(); change.registered && reg && reg->via_foreign_agent) {
+            change.foreign_agent = reg->foreign_agent;
+            change.link_ifindex = config_.detection->ifindex;
+        }
+        ctx.log().info(change.registered ? "registered directly " : "direct registration ended for ", change.home_address.to_string(),
+                       " at care-of address ", change.care_of_address.to_string(),
+                       change.foreign_agent.is_unspecified() ? "" : " via foreign agent ",
+                       change.foreign_agent.is_unspecified() ? std::string() : change.foreign_agent.to_string());
+        ctx.raise(change);
     }
 }
 
@@ -635,20 +707,20 @@ void MobileNodeStage::sync_detection(core::StageContext& ctx) {
     }
     const A mode = st ? access_mode_of(st->mode) : A::NoService;
     const auto direct_state = direct_->state();
-    if (st && st->register_internal && !interface_address_.is_unspecified() &&
+    if (st && st->register_internal && attached() &&
         (direct_state == MobileNode::State::Registered || direct_state == MobileNode::State::Idle)) {
         // Inside: the re-registration every T_MONITOR - N (RFC 5265 §6), or detection starting
         // again after T_MONITOR; the client has nothing in flight, so ask now. (A denied one
         // retries on its own timer.)
-        handle_direct(direct_->care_of_address_changed(interface_address_, now), ctx);
+        handle_direct(register_direct(now), ctx);
     } else if (st && mode == A::Outside && !st->register_internal && direct_state == MobileNode::State::Registering) {
         // RFC 5265 §3.3: the i-HA was retried "for a while" after the x-HA answered; stop. A
         // late answer to an earlier request still makes the node inside.
         handle_direct(direct_->care_of_address_changed({}, now), ctx);
     } else if (st && mode == A::Inside && active_registration_of(*direct_) == nullptr &&
-               direct_state != MobileNode::State::Registering && !interface_address_.is_unspecified()) {
+               direct_state != MobileNode::State::Registering && attached()) {
         // Inside on a late answer the stopped client could not take: register properly now.
-        handle_direct(direct_->care_of_address_changed(interface_address_, now), ctx);
+        handle_direct(register_direct(now), ctx);
     }
     if (mode_announced_ && mode == announced_mode_) return;
     const A before = announced_mode_;
@@ -666,8 +738,8 @@ void MobileNodeStage::sync_detection(core::StageContext& ctx) {
         // RFC 5265 §3.3: a late i-HA answer after IPsec setup began. The inner-address request
         // sent meanwhile may have reached the i-HA after the direct one that was just answered,
         // and then its binding points into the VPN: register directly once more, last.
-        if (inner_request_out && direct_->state() != MobileNode::State::Registering && !interface_address_.is_unspecified())
-            handle_direct(direct_->care_of_address_changed(interface_address_, now), ctx);
+        if (inner_request_out && direct_->state() != MobileNode::State::Registering && attached())
+            handle_direct(register_direct(now), ctx);
     } else if (mode == A::Outside) {
         if (inner_address_ && node_.care_of_address() != *inner_address_) inner_registration_due_ = true;
     }
@@ -748,7 +820,7 @@ void MobileNodeStage::report(core::StatusSink& out) const {
     // care-of address is the interface's, not the VPN inner address.
     const MobileNode& in_effect = serving();
     out.field("state", to_string(in_effect.state()));
-    out.field("care_of_source", inside() ? "interface" : to_string(config_.care_of_source));
+    out.field("care_of_source", inside() ? (agent_ ? "foreign_agent" : "interface") : to_string(config_.care_of_source));
     out.field("home_address", node_.home_address().to_string());
     out.field("home_agent", node_.home_agent().to_string());
     out.field("care_of_address", in_effect.care_of_address().to_string());
@@ -775,6 +847,10 @@ void MobileNodeStage::report(core::StatusSink& out) const {
         out.field("mode", NetworkDetection::mode_name(st ? st->mode : NetworkDetection::Mode::NoService));
         out.field("cause", NetworkDetection::cause_name(st ? st->decided_by.cause : NetworkDetection::Decision::Cause::None));
         out.field("interface_address", interface_address_.to_string());
+        if (agent_) {
+            out.field("foreign_agent", agent_->address.to_string());
+            out.field("foreign_agent_care_of", agent_->advert.care_of[0].to_string());
+        }
         out.field("direct_state", to_string(direct_->state()));
         out.field("t_monitor_s", static_cast<std::int64_t>(
                                      std::chrono::duration_cast<std::chrono::seconds>(config_.detection->t_monitor).count()));

@@ -5,6 +5,7 @@
 
 #include "core/stage.hpp"
 #include "crypto/random.hpp"
+#include "mip/agent_advertisement_wire.hpp"
 #include "mip/mobile_node.hpp"
 #include "mip/network_detection.hpp"
 
@@ -52,13 +53,26 @@ namespace mipsec::mip {
 /// the internal home agent and re-registered every T_MONITOR - N. The x-HA answering first
 /// makes it Outside (cvc): the VPN wakes and the VPN's inner address becomes the CoA again.
 /// T_MONITOR without a successful re-registration stops data and restarts detection.
-/// Intranet foreign agents (mode f) are not handled yet.
+///
+/// Foreign agents under detection (modes f and fvc, `detection.foreign_agents`): while the
+/// interface has no address of its own, an Agent Advertisement from a foreign agent on it is
+/// the attachment. The direct client then registers *through that agent* (FA care-of address,
+/// request from the home address to the agent, RFC 5944 §3.6) while x-MIP registers through it
+/// too. The agent relays the internal home agent's reply to the home address; detection takes
+/// it as the direct reply only when it comes in the clear from that agent (the advertisement's
+/// source), authenticated under the i-HA key with TNC inside the authenticated part, answering
+/// a request sent through that agent since the attachment (RFC 5265 §5, §6). The i-HA checks
+/// the agent's care-of address against its trusted networks, so only an intranet agent gets
+/// TNC. Inside (f) user data leaves in the clear to the agent, which reverse-tunnels it (RFC
+/// 3024); outside (fvc) x-MIP's registration via the agent is the external answer and the VPN
+/// runs over it. A new agent or care-of address, or an address appearing, is a status change.
 ///
 /// A stage without `detection` below one that has it (x-MIP) follows AccessModeChanged from
 /// above: Inside, it deregisters and goes dormant (every packet passes unchanged both ways;
 /// address changes are remembered); otherwise it registers again. Packets a layer above sends
 /// directly (PacketMeta::direct) and registration replies for another home address pass
-/// unchanged. Not thread-safe.
+/// unchanged; Agent Advertisements it took go on to the layer above as well (it detects on the
+/// same link). Not thread-safe.
 /// Config: {"type": "mip.mobile_node", "home_address": "10.1.0.77", "home_agent": "10.1.0.1",
 ///          "spi": 256, "key": "hex", "care_of": "interface", "interface": "eth0", ...}
 class MobileNodeStage final : public core::Stage {
@@ -89,6 +103,9 @@ public:
             core::Duration internal_retry_window = std::chrono::seconds(10);
             core::Duration detection_timeout = std::chrono::seconds(30);
             bool keep_vpn_sas = true;  // inside: keep the VPN's SAs for the next outside period
+            // Without an address of its own on the interface, attach through a foreign agent
+            // advertising there (modes f and fvc).
+            bool foreign_agents = true;
         };
         std::optional<Detection> detection;
     };
@@ -153,6 +170,10 @@ private:
     void handle_direct(const MobileNode::Output& out, core::StageContext& ctx);
     void transmit_direct(const MobileNode::Transmit& t, core::StageContext& ctx);
     void sync_detection(core::StageContext& ctx);
+    void agent_heard(const AgentAdvertisement& advert, core::Ipv4Address source, core::StageContext& ctx);
+    MobileNode::Output register_direct(core::TimePoint now);
+    bool attached() const noexcept { return !interface_address_.is_unspecified() || agent_.has_value(); }
+    bool is_external_answer(const core::RegistrationChanged& reg) const noexcept;
     bool inside() const noexcept { return detection_ && announced_mode_ == core::AccessModeChanged::Mode::Inside; }
     const MobileNode& serving() const noexcept { return inside() ? *direct_ : node_; }
     MobileNode& serving() noexcept { return inside() ? *direct_ : node_; }
@@ -184,6 +205,13 @@ private:
     std::optional<NetworkDetection> detection_;
     std::optional<MobileNode> direct_;          // CoA = the interface's address, sent directly
     core::Ipv4Address interface_address_{};     // the detection interface's current address
+    // Attached through a foreign agent (no address of our own): the agent (its address on the
+    // link, the advertisement source) and its last advertisement.
+    struct HeardAgent {
+        core::Ipv4Address address;
+        AgentAdvertisement advert;
+    };
+    std::optional<HeardAgent> agent_;
     std::optional<core::Ipv4Address> inner_address_;  // the VPN's inner address: our CoA outside
     core::AccessModeChanged::Mode announced_mode_ = core::AccessModeChanged::Mode::NoService;
     bool mode_announced_ = false;
@@ -193,6 +221,7 @@ private:
     // x-MIP: dormant while a layer above is inside; the interface's address meanwhile.
     bool dormant_ = false;
     core::Ipv4Address dormant_care_of_{};
+    bool follows_layer_above_ = false;  // a layer above detects: share agent advertisements with it
 };
 
 }  // namespace mipsec::mip

@@ -123,6 +123,11 @@ void NetworkDetection::restart_detection(Interface& i, core::TimePoint now) noex
 
 bool NetworkDetection::attachment_changed(std::uint32_t ifindex, Attachment attachment, core::TimePoint now,
                                           core::Ipv4Address foreign_agent) {
+    // Through an agent, the agent's address is what the i-HA's relayed reply must come from
+    // (RFC 5944 §3.7.3); without it nothing could be verified. Still a status change: whatever
+    // was learnt before it is void, so the interface is treated as detached.
+    const bool agent_missing = attachment == Attachment::ForeignAgent && foreign_agent.is_unspecified();
+    if (agent_missing) attachment = Attachment::Detached;
     Interface* i = find(ifindex);
     if (!i) {
         if (attachment == Attachment::Detached) return true;
@@ -141,7 +146,7 @@ bool NetworkDetection::attachment_changed(std::uint32_t ifindex, Attachment atta
         i->mode = Mode::NoService;
         i->external_answered.reset();
         i->decided_by = {Decision::Cause::Detached, now, 0};
-        return true;
+        return !agent_missing;
     }
     restart_detection(*i, now);
     i->decided_by = {Decision::Cause::None, now, 0};
@@ -182,14 +187,28 @@ NetworkDetection::ReplyResult NetworkDetection::internal_reply(std::uint32_t ifi
     if ((!config_.internal_home_address.is_unspecified() && view->home_address() != config_.internal_home_address) ||
         view->home_agent() != config_.internal_home_agent)
         return counted(ReplyResult::WrongHomeAddress);
+    // RFC 5944 §5.7 matches a reply on the low-order 32 bits only. With timestamps those are
+    // the fraction of a second of our request, not a secret: a coarse clock repeats them, so a
+    // genuine reply captured earlier could match a fresh request. Its high-order 32 bits are
+    // the i-HA's clock, which only moves forward: a reply older than one already accepted (or
+    // that very reply again) is a replay, whatever its low bits. Checked before the request is
+    // consumed, so the genuine answer still counts. (If the i-HA's clock went back, its direct
+    // replies are refused until it catches up: the node stays outside, the safe side.)
+    const std::uint64_t id = view->identification();
+    if (config_.internal_sa.replay == ReplayProtection::Timestamp && newest_internal_reply_ &&
+        (id == *newest_internal_reply_ || (id >> 32) < (*newest_internal_reply_ >> 32)))
+        return counted(ReplyResult::Replayed);
     // RFC 5944 §5.7: the low-order 32 bits echo the request's. Only a request sent on this
     // interface since its last attachment change counts; the entry is consumed, so a replayed
     // copy of the same reply matches nothing.
-    if (!i->internal_requests.take(low32(view->identification()))) return counted(ReplyResult::UnknownIdentification);
+    if (!i->internal_requests.take(low32(id))) return counted(ReplyResult::UnknownIdentification);
     if (!is_accepted(view->code())) return counted(ReplyResult::Denied);
     const bool tnc = ext.trusted_networks_authenticated();
     if (config_.profile == Profile::Rfc5265 && !tnc) return counted(ReplyResult::NoTrustedNetworks);
 
+    if (!newest_internal_reply_ || (id >> 32) > (*newest_internal_reply_ >> 32) ||
+        ((id >> 32) == (*newest_internal_reply_ >> 32) && id != *newest_internal_reply_))
+        newest_internal_reply_ = id;
     i->last_internal_success = now;
     i->reregistration_due = false;
     if (is_inside(*i)) return counted(ReplyResult::Refreshed);
@@ -329,6 +348,7 @@ std::string_view NetworkDetection::result_name(ReplyResult r) noexcept {
     case ReplyResult::BadAuthenticator: return "bad_authenticator";
     case ReplyResult::WrongHomeAddress: return "wrong_home_address";
     case ReplyResult::UnknownIdentification: return "unknown_identification";
+    case ReplyResult::Replayed: return "replayed";
     case ReplyResult::Denied: return "denied";
     case ReplyResult::NoTrustedNetworks: return "no_trusted_networks";
     case ReplyResult::ViaTunnel: return "via_tunnel";

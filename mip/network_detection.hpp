@@ -11,10 +11,13 @@
 //  * Each interface is tracked on its own; success on one says nothing about another.
 //  * Every attachment change stops user data on that interface at once and restarts detection.
 //  * "Inside" only on an accepted reply from the i-HA that (a) comes from the i-HA's address and
-//    port 434 (attached through an intranet FA: from that FA, which relays it), (b) carries a valid Mobile-Home Authentication Extension under the i-HA key,
+//    port 434 (attached through an intranet FA: from that FA, which relays it), (b) carries a
+//    valid Mobile-Home Authentication Extension under the i-HA key,
 //    (c) answers a request sent directly (not through the VPN tunnel) on *that* interface since
 //    its last attachment change (matched by Identification, so a replayed or stale reply, or
-//    one answering another interface's request, proves nothing), and (d) carries the Trusted
+//    one answering another interface's request, proves nothing; with timestamps, a reply whose
+//    i-HA time is older than one already accepted is a replay even if its low-order 32 bits
+//    happen to equal a fresh request's), and (d) carries the Trusted
 //    Networks Configured extension inside the authenticated part (RFC 5265 §5). A reply that
 //    came through the tunnel never makes the node inside: the i-HA answers the VPN's inner
 //    addresses with TNC too.
@@ -26,6 +29,15 @@
 //    has passed since the last success, user data stops and detection starts again (without an
 //    attachment change, so a late answer to the re-registration still counts).
 //  * If the two home agents have the same address the node is always outside (RFC 5265 §4).
+//
+// Foreign agents (modes f, fvc). RFC 5265 §6 asks for a *direct* registration with the i-HA
+// but does not say what that means through an FA; we read "direct" as "not through the VPN"
+// and require of a relayed reply exactly what we require of one straight from the i-HA, with
+// the FA (the advertisement's source, the only sender a relayed reply can have, RFC 5944
+// §3.7.3) in place of the i-HA as sender. The FA cannot forge or extend the authenticated
+// part, so the TNC must be the i-HA's; and the i-HA grants TNC only to trusted sources, which
+// for a relayed request is the FA's care-of address (RFC 5265 §5): an FA outside the intranet
+// cannot obtain one, and one it replays answers no request of this attachment.
 //
 // Profile::PlainInternalFirst is the behaviour of draft-nuopponen-vaarala-mipvpn-00 (2002):
 // the i-HA is tried alone first and any authenticated direct reply from it means inside, TNC
@@ -99,6 +111,7 @@ public:
         BadAuthenticator,    // MHAE does not verify under the i-HA key (wrong key, tampered)
         WrongHomeAddress,    // for another home address
         UnknownIdentification,  // answers no request sent on this interface since its attachment
+        Replayed,            // timestamps: older than (or the same as) a reply already accepted
         Denied,              // a denial code: a registration that did not succeed
         NoTrustedNetworks,   // no authenticated TNC (absent, malformed or after the MHAE)
         ViaTunnel,           // came through the VPN tunnel: proves nothing about this network
@@ -141,7 +154,8 @@ public:
     /// on it at once and restarts detection; Detached means no service there until the next
     /// attachment. With Attachment::ForeignAgent, `foreign_agent` is the agent's address on the
     /// link: registrations go through it and it relays the replies (RFC 5944 §3.7.3), so they
-    /// come from it. False if the interface table is full (the interface then stays unserved).
+    /// come from it. False if the interface table is full (the interface then stays unserved),
+    /// or if a ForeignAgent attachment names no agent (the interface is then detached).
     bool attachment_changed(std::uint32_t ifindex, Attachment attachment, core::TimePoint now,
                             core::Ipv4Address foreign_agent = {});
 
@@ -229,6 +243,9 @@ private:
 
     Config config_;
     std::vector<Interface> interfaces_;
+    // Timestamp replay protection: the Identification of the newest i-HA reply accepted; its
+    // high-order 32 bits are the i-HA's clock (RFC 5944 §5.7).
+    std::optional<std::uint64_t> newest_internal_reply_;
     std::array<std::uint64_t, reply_result_count> counts_{};
 };
 

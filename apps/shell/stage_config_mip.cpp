@@ -95,7 +95,7 @@ std::unique_ptr<core::Stage> build_mobile_node(const ConfigReader& c, const Stag
         if (source != "inner_address")
             c.fail("detection", "is only used with \"care_of\": \"inner_address\"", "the i-MIP layer (care_of inner_address) above the VPN");
         d->only({"interface", "external_home_agent", "t_monitor_s", "monitor_margin_s", "internal_retry_window_s", "detection_timeout_s",
-                 "profile", "keep_sas_inside"});
+                 "profile", "keep_sas_inside", "foreign_agents"});
         mip::MobileNodeStage::Config::Detection det;
         const auto name = d->string("interface");
         if (name.empty() || name.size() > 15) d->fail("interface", "\"" + name + "\" is not an interface name", "the physical interface, like \"eth0\"");
@@ -121,6 +121,9 @@ std::unique_ptr<core::Stage> build_mobile_node(const ConfigReader& c, const Stag
                           ? mip::NetworkDetection::Profile::PlainInternalFirst
                           : mip::NetworkDetection::Profile::Rfc5265;
         det.keep_vpn_sas = d->boolean_or("keep_sas_inside", true);
+        // Modes f and fvc: on a link without an address of our own, attach through a foreign
+        // agent heard there (the x-MIP layer needs "foreign_agents": true for fvc).
+        det.foreign_agents = d->boolean_or("foreign_agents", true);
         cfg.detection = det;
     }
     return std::make_unique<mip::MobileNodeStage>(std::move(cfg), *ctx.random);

@@ -7,8 +7,12 @@
 // starts is the observable). Only bytes cross the network, never packet metadata.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <deque>
 #include <memory>
+#include <optional>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "apps/shell/node_config.hpp"
@@ -16,6 +20,7 @@
 #include "crypto/random.hpp"
 #include "ipsec/vpn_client_stage.hpp"
 #include "ipsec/vpn_gateway_stage.hpp"
+#include "mip/foreign_agent_stage.hpp"
 #include "mip/home_agent_stage.hpp"
 #include "mip/mobile_node_stage.hpp"
 #include "nat/udp_encap_stage.hpp"
@@ -46,6 +51,8 @@ const auto cafe = ip("192.0.2.50");    // outside
 const auto cafe2 = ip("192.0.2.51");
 const auto vpn_pool = *core::Ipv4Prefix::parse("10.99.100.0/24");  // the gateway's Mode Config addresses
 const Bytes psk = test::from_hex("6c61622d70736b2d3031");
+const auto office_agent = ip("10.2.0.1");  // an intranet foreign agent: its care-of address is trusted by the i-HA
+const auto cafe_agent = ip("192.0.2.1");   // a foreign agent in a cafe
 constexpr std::uint32_t eth = 2;
 
 core::Ipv4Address destination_of(const Bytes& p) { return core::Ipv4View::check(p)->destination(); }
@@ -85,6 +92,25 @@ struct Wire final : core::PipelineIo {
     void deliver_inner(core::PacketBuf&& p) override { inner.push_back(test::bytes_of(p)); }
 };
 
+// A foreign agent on an access link (its address there is also its care-of address).
+struct Agent {
+    core::Ipv4Address address;
+    bool intranet;
+    test::FakeStageContext ctx;
+    mip::ForeignAgentStage stage;
+    static mip::ForeignAgentStage::Config config(core::Ipv4Address a) {
+        mip::ForeignAgentStage::Config c;
+        c.agent.link_address = a;
+        c.agent.registration_lifetime = 600;
+        c.agent.advertisement_interval = 1s;
+        c.agent.advertisement_lifetime = 9;
+        c.agent.advertisement_jitter = 0;
+        return c;
+    }
+    Agent(core::BufferPool& pool, crypto::Random& random, core::Ipv4Address a, bool in_intranet)
+        : address(a), intranet(in_intranet), ctx(pool), stage(config(a), random) {}
+};
+
 struct Lab {
     crypto::KeystreamRandom random;
     core::BufferPool pool{512, 2048};
@@ -108,6 +134,14 @@ struct Lab {
     std::vector<Bytes> iha_replies;      // every reply of the i-HA, as sent
     std::vector<Bytes> at_gateway;       // whatever reached the VPN gateway (after x-HA decapsulation)
     std::vector<Bytes> from_iha_tunnel;  // user packets the i-HA took out of the node's reverse tunnel
+    std::unique_ptr<Agent> office_fa, cafe_fa;
+    Agent* on_link = nullptr;            // the foreign agent on the node's link, if any
+    std::vector<Bytes> to_agent;         // what the node sent on an agent's link
+    std::vector<Bytes> agent_delivered;  // what an agent put on the node's link
+    // An attacker in the cafe answering, for the i-HA's address, the direct requests the cafe
+    // agent relays (it sees them: they are in the clear).
+    enum class Forger { None, WrongKey, NoTnc } forger = Forger::None;
+    std::size_t forged = 0;
 
     struct Options {
         bool keep_sas = true;
@@ -156,6 +190,7 @@ struct Lab {
         x.node.udp_tunnelling = mip::MobileNode::UdpTunnelling::Off;
         x.care_of_source = mip::MobileNodeStage::CareOfSource::Interface;
         x.care_of_ifindex = eth;
+        x.node.foreign_agents_when_no_address = true;  // fvc: x-MIP through an external agent
 
         std::vector<std::unique_ptr<core::Stage>> stages;
         auto i_stage = std::make_unique<mip::MobileNodeStage>(std::move(i), random);
@@ -196,22 +231,64 @@ struct Lab {
         iha = std::make_unique<mip::HomeAgentStage>(std::move(ic), random);
         xha = std::make_unique<mip::HomeAgentStage>(
             test::ha_stage_config(external_ha, *core::Ipv4Prefix::parse("198.51.100.0/24"), {{external_home, &external_key}}), random);
+        office_fa = std::make_unique<Agent>(pool, random, office_agent, true);
+        cafe_fa = std::make_unique<Agent>(pool, random, cafe_agent, false);
         set_now();
         mn->poll();
     }
 
     void set_now() {
+        office_fa->ctx.set_now(now);
+        cafe_fa->ctx.set_now(now);
         if (gw) gw->set_now(now);
         mn->set_now(now);
         iha_ctx.set_now(now);
         xha_ctx.set_now(now);
     }
 
-    // The node's packets onto the network.
+    // The node's packets onto its link: through the foreign agent there, if any.
     void from_node(const Bytes& p) {
+        if (on_link == nullptr) return route(p);
+        to_agent.push_back(p);
+        auto buf = test::load(pool, p, 128);
+        const auto v = on_link->stage.encapsulate(buf, on_link->ctx);
+        if (v.continues()) route(test::bytes_of(buf));  // reverse-tunnelled by the agent, or routed by it
+        flush(*on_link);
+    }
+
+    // What an agent sent: relayed requests to the network, replies and advertisements to its link.
+    void flush(Agent& a) {
+        auto sent = std::move(a.ctx.sent);
+        a.ctx.sent.clear();
+        for (auto& buf : sent) route(test::bytes_of(buf));
+        auto delivered = std::move(a.ctx.delivered);
+        a.ctx.delivered.clear();
+        a.ctx.events.clear();
+        for (auto& buf : delivered) {
+            if (on_link != &a) continue;
+            agent_delivered.push_back(test::bytes_of(buf));
+            to_node(test::bytes_of(buf));
+        }
+    }
+
+    // Toward the node: a packet for an agent's care-of address goes through that agent.
+    void toward_node(const Bytes& p) {
+        for (Agent* a : {office_fa.get(), cafe_fa.get()}) {
+            if (destination_of(p) != a->address) continue;
+            auto buf = test::load(pool, p, 128);
+            if (a->stage.decapsulate(buf, a->ctx).passed()) a->ctx.delivered.push_back(std::move(buf));  // detunnelled onto the link
+            flush(*a);
+            return;
+        }
+        to_node(p);
+    }
+
+    // A packet on the network, routed by destination.
+    void route(const Bytes& p) {
         const auto dst = destination_of(p);
         if (dst == internal_ha) {
             if (is_registration(p)) direct_requests.push_back(p);
+            if (!inside && forger != Forger::None && is_registration(p)) return forge(p);
             if (!inside || !iha_up) {
                 firewalled.push_back(p);
                 return;
@@ -246,7 +323,21 @@ struct Lab {
     void via_xha(const Bytes& p) {
         if (destination_of(p) != external_home || !xha_reachable) return;
         auto buf = test::load(pool, p, 128);
-        if (xha->encapsulate(buf, xha_ctx).passed()) to_node(test::bytes_of(buf));
+        if (xha->encapsulate(buf, xha_ctx).passed()) toward_node(test::bytes_of(buf));
+    }
+
+    void forge(const Bytes& request) {
+        ++forged;
+        const bool bad_key = forger == Forger::WrongKey;
+        const auto from = source_of(request);  // the relaying agent's care-of address
+        auto r = mip::RegistrationRequestView::check(udp_payload(request));
+        REQUIRE(r);
+        mip::ReplyExtensions ext;
+        ext.trusted_networks = bad_key;  // TNC under a wrong key, or the right key without TNC
+        auto m = mip::build_reply({mip::reply_code::accepted, 600, internal_home, internal_ha, r->identification()}, ext,
+                                  {256, bad_key ? wrong_key : internal_key});
+        REQUIRE(m);
+        toward_node(test::udp_packet({internal_ha, mip::registration_port}, {from, mip::registration_port}, m->bytes()));
     }
 
     core::Verdict to_node(const Bytes& p) {
@@ -287,7 +378,7 @@ struct Lab {
                     } else if (!xha_reachable) {
                         continue;
                     }
-                    to_node(p);
+                    toward_node(p);
                 }
             }
             while (!gw_wire.outer.empty()) {
@@ -311,6 +402,10 @@ struct Lab {
             mn->poll();
             iha->poll(iha_ctx);
             xha->poll(xha_ctx);
+            for (Agent* a : {office_fa.get(), cafe_fa.get()}) {
+                a->stage.poll(a->ctx);
+                flush(*a);
+            }
             exchange();
         }
     }
@@ -322,6 +417,21 @@ struct Lab {
         address(from, false);
         inside = into_intranet;
         address(to, true);
+    }
+    // To another link, as rtnetlink tells it: the old address (if any) goes, the link goes down
+    // and up on the new network, which has a foreign agent (`agent`) or gives `to` by DHCP.
+    void relink(std::optional<core::Ipv4Address> from, Agent* agent, std::optional<core::Ipv4Address> to = {},
+                bool into_intranet = false) {
+        if (from) address(*from, false);
+        mn->dispatch(core::LinkChanged{eth, "eth0", false});
+        on_link = agent;
+        inside = agent ? agent->intranet : into_intranet;
+        mn->dispatch(core::LinkChanged{eth, "eth0", true});
+        if (to) address(*to, true);
+    }
+    // Requests the i-MIP layer sent with the VPN inner address (not the direct ones).
+    std::uint64_t inner_requests() const {
+        return imip->counters().requests_sent - imip->counters().direct_requests_sent;
     }
 
     core::Verdict send_user(core::Ipv4Address to = correspondent, std::uint16_t seq = 1) {
@@ -591,7 +701,7 @@ TEST_CASE("RFC 5265 §6: forged, replayed and tunnelled i-HA replies never make 
         Bytes replay = office_reply;
         test::rewrite(replay, std::nullopt, core::Endpoint{cafe, 0});
         lab.to_node(replay);
-        CHECK(lab.count(ND::ReplyResult::UnknownIdentification) == 1);
+        CHECK(lab.count(ND::ReplyResult::Replayed) == 1);  // the very reply accepted in the office
     }
     SUBCASE("a flood of fake replies, each counted, none deciding anything") {
         Bytes fake = Lab::reply_to(request, cafe, wrong_key, true);
@@ -869,4 +979,264 @@ TEST_CASE("RFC 5265 §6: a link going down stops user data; up again (same addre
     CHECK(lab.imip->access_mode() == Access::Inside);
     CHECK(lab.count(ND::ReplyResult::MadeInside) == inside_decisions + 1);
     CHECK(lab.send_user().passed());
+}
+
+// ---- Foreign agents under detection: modes f and fvc (RFC 5265 §2, §4, §6) ----
+
+namespace {
+std::string report_value(const mip::MobileNodeStage& s, const std::string& key) {
+    test::FlatStatus st;
+    s.report(st);
+    return st.values[key];
+}
+// As a router forwarding it, a foreign agent decrements the TTL of what it tunnels or
+// detunnels (RFC 2003 §3.1).
+Bytes forwarded(Bytes p) {
+    auto v = core::Ipv4MutView::check(std::span(p));
+    REQUIRE(v);
+    v->decrement_ttl();
+    return p;
+}
+bool is_plain_user_packet(const Bytes& p) {
+    auto v = core::Ipv4View::check(p);
+    return v && v->protocol() == core::ip_protocol::icmp && v->source() == internal_home;
+}
+}  // namespace
+
+TEST_CASE("RFC 5265 mode f: the i-HA's TNC reply relayed by an intranet foreign agent makes the node inside") {
+    Lab lab;
+    lab.relink(std::nullopt, lab.office_fa.get());
+    lab.exchange();
+    lab.advance(2s);
+
+    const auto st = lab.status();
+    CHECK(st.mode == ND::Mode::InsideForeignAgent);
+    CHECK(st.attachment == ND::Attachment::ForeignAgent);
+    CHECK(st.decided_by.cause == ND::Decision::Cause::InternalTnc);
+    CHECK(lab.imip->access_mode() == Access::Inside);
+    // The direct request went to the agent from the home address, FA care-of address inside;
+    // the agent relayed it from its care-of address (trusted by the i-HA, so TNC came back).
+    const auto to_fa = std::find_if(lab.to_agent.begin(), lab.to_agent.end(), [](const Bytes& p) {
+        return is_registration(p) && destination_of(p) == office_agent && source_of(p) == internal_home;
+    });
+    REQUIRE(to_fa != lab.to_agent.end());
+    REQUIRE(!lab.direct_requests.empty());
+    CHECK(source_of(lab.direct_requests.front()) == office_agent);
+    const auto* binding = lab.iha->agent().bindings().find(internal_home);
+    REQUIRE(binding != nullptr);
+    CHECK(binding->care_of_address == office_agent);
+    CHECK(lab.office_fa->stage.agent().visitor(internal_home) != nullptr);
+    // VPN and x-MIP dormant, no IKE.
+    CHECK(lab.vpn->dormant());
+    CHECK(lab.xmip->dormant());
+    CHECK(lab.vpn->sessions_started() == 0);
+    CHECK(lab.at_gateway.empty());
+
+    // User data: in the clear to the agent, which reverse-tunnels it to the i-HA (RFC 3024).
+    const auto before = lab.from_iha_tunnel.size();
+    REQUIRE(lab.send_user(correspondent, 31).passed());
+    REQUIRE(lab.from_iha_tunnel.size() == before + 1);
+    CHECK(lab.from_iha_tunnel.back() == forwarded(test::echo_packet(internal_home, correspondent, 31)));
+    CHECK(std::any_of(lab.to_agent.begin(), lab.to_agent.end(),
+                      [](const Bytes& p) { return p == test::echo_packet(internal_home, correspondent, 31); }));
+    // And back: the i-HA tunnels to the agent, which delivers it on the link.
+    const auto down = test::echo_packet(correspondent, internal_home, 32);
+    auto buf = test::load(lab.pool, down, lab.iha->headroom());
+    REQUIRE(lab.iha->encapsulate(buf, lab.iha_ctx).passed());
+    lab.toward_node(test::bytes_of(buf));
+    REQUIRE(!lab.agent_delivered.empty());
+    CHECK(lab.agent_delivered.back() == forwarded(down));
+
+    // Re-registered through the agent every T_MONITOR - N: still f.
+    const auto requests = lab.direct_requests.size();
+    lab.advance(150s);
+    CHECK(lab.direct_requests.size() >= requests + 3);
+    CHECK(lab.status().mode == ND::Mode::InsideForeignAgent);
+    CHECK(lab.send_user(correspondent, 33).passed());
+    CHECK(report_value(*lab.imip, "detection.mode") == "f");
+    CHECK(report_value(*lab.imip, "detection.cause") == "internal_ha_tnc_reply");
+    CHECK(report_value(*lab.imip, "detection.foreign_agent") == "10.2.0.1");
+    CHECK(report_value(*lab.imip, "care_of_source") == "foreign_agent");
+    CHECK(report_value(*lab.imip, "care_of_address") == "10.2.0.1");
+    CHECK(report_value(*lab.imip, "state") == "registered");
+}
+
+TEST_CASE("RFC 5265 §3.3 with an intranet foreign agent: either reply order ends in f") {
+    SUBCASE("the x-HA (through the agent) answers first: tentatively fvc, the relayed TNC reply then wins") {
+        Lab lab;
+        lab.hold_iha_replies = true;
+        lab.relink(std::nullopt, lab.office_fa.get());
+        lab.exchange();
+        lab.advance(1s);
+        CHECK(lab.status().mode == ND::Mode::OutsideForeignAgent);
+        CHECK(lab.status().decided_by.cause == ND::Decision::Cause::ExternalReply);
+        REQUIRE(lab.xha->agent().bindings().find(external_home) != nullptr);
+        CHECK(lab.xha->agent().bindings().find(external_home)->care_of_address == office_agent);
+        REQUIRE(!lab.held.empty());
+        lab.hold_iha_replies = false;
+        for (auto& p : std::exchange(lab.held, {})) lab.toward_node(p);
+        lab.exchange();
+        CHECK(lab.status().mode == ND::Mode::InsideForeignAgent);
+        CHECK(lab.imip->access_mode() == Access::Inside);
+        CHECK(lab.xmip->dormant());
+        lab.advance(2s);
+        CHECK(lab.xha->agent().bindings().find(external_home) == nullptr);  // deregistered through the agent
+        CHECK(lab.iha->agent().bindings().find(internal_home)->care_of_address == office_agent);
+    }
+    SUBCASE("the i-HA answers first; the x-HA is unreachable from the intranet") {
+        Lab lab;
+        lab.xha_reachable = false;
+        lab.relink(std::nullopt, lab.office_fa.get());
+        lab.exchange();
+        lab.advance(1s);
+        CHECK(lab.status().mode == ND::Mode::InsideForeignAgent);
+        CHECK(lab.count(ND::ReplyResult::MadeOutside) == 0);
+    }
+}
+
+TEST_CASE("RFC 5265 mode fvc: x-MIP through a cafe foreign agent, the VPN over it, i-MIP registers the inner address through ESP") {
+    Lab lab(Lab::Options{.gateway = true});
+    lab.relink(std::nullopt, lab.cafe_fa.get());
+    lab.exchange();
+    lab.advance(3s);
+
+    CHECK(lab.status().mode == ND::Mode::OutsideForeignAgent);
+    CHECK(lab.status().decided_by.cause == ND::Decision::Cause::ExternalReply);
+    CHECK(lab.imip->access_mode() == Access::Outside);
+    // The direct request to the i-HA went through the cafe agent, and the firewall stopped it.
+    REQUIRE(!lab.firewalled.empty());
+    CHECK(source_of(lab.firewalled.front()) == cafe_agent);
+    REQUIRE(lab.xha->agent().bindings().find(external_home) != nullptr);
+    CHECK(lab.xha->agent().bindings().find(external_home)->care_of_address == cafe_agent);
+    REQUIRE(lab.vpn->inner_address());
+    const auto tia = lab.vpn->inner_address()->address;
+    REQUIRE(lab.imip->active_registration() != nullptr);
+    CHECK(lab.imip->active_registration()->care_of_address == tia);
+    CHECK(lab.iha->agent().bindings().find(internal_home)->care_of_address == tia);
+    CHECK(lab.vpn->sessions_started() == 1);
+    // User data: i-MIP inside ESP, carried by the agent's reverse tunnel; nothing in the clear.
+    const auto tunnelled = lab.from_iha_tunnel.size();
+    REQUIRE(lab.send_user(correspondent, 41).passed());
+    REQUIRE(lab.from_iha_tunnel.size() == tunnelled + 1);
+    CHECK(lab.from_iha_tunnel.back() == test::echo_packet(internal_home, correspondent, 41));
+    CHECK(std::none_of(lab.to_agent.begin(), lab.to_agent.end(), is_plain_user_packet));
+    CHECK(report_value(*lab.imip, "detection.mode") == "fvc");
+    CHECK(report_value(*lab.imip, "detection.cause") == "external_ha_reply");
+}
+
+TEST_CASE("RFC 5265 §6: forged, TNC-less and replayed i-HA replies relayed by a rogue cafe agent never make the node inside") {
+    Lab lab(Lab::Options{.gateway = true});
+    // A genuine TNC reply, captured in the office (through the intranet agent), to replay later.
+    lab.relink(std::nullopt, lab.office_fa.get());
+    lab.exchange();
+    lab.advance(1s);
+    REQUIRE(lab.status().mode == ND::Mode::InsideForeignAgent);
+    REQUIRE(!lab.iha_replies.empty());
+    const Bytes genuine(udp_payload(lab.iha_replies.back()).begin(), udp_payload(lab.iha_replies.back()).end());
+
+    SUBCASE("TNC under a wrong key") {
+        lab.forger = Lab::Forger::WrongKey;
+        lab.relink(std::nullopt, lab.cafe_fa.get());
+        lab.exchange();
+        lab.advance(3s);
+        CHECK(lab.forged >= 1);
+        CHECK(lab.count(ND::ReplyResult::BadAuthenticator) >= 1);
+    }
+    SUBCASE("the right key without TNC") {
+        lab.forger = Lab::Forger::NoTnc;
+        lab.relink(std::nullopt, lab.cafe_fa.get());
+        lab.exchange();
+        lab.advance(3s);
+        CHECK(lab.forged >= 1);
+        CHECK(lab.count(ND::ReplyResult::NoTrustedNetworks) >= 1);
+    }
+    SUBCASE("the agent itself replays the genuine TNC reply from the office") {
+        lab.relink(std::nullopt, lab.cafe_fa.get());
+        lab.exchange();
+        const auto replay = test::udp_packet({cafe_agent, mip::registration_port}, {internal_home, mip::registration_port}, genuine);
+        CHECK(lab.to_node(replay).action == core::Action::Consumed);
+        lab.advance(3s);
+        // The lab's clock has whole seconds, so the reply's low 32 bits (the request's fraction of
+        // a second) equal those of the fresh cafe request; the i-HA's time gives it away.
+        CHECK(lab.count(ND::ReplyResult::Replayed) >= 1);
+    }
+    CHECK(lab.status().mode == ND::Mode::OutsideForeignAgent);
+    CHECK(lab.imip->access_mode() == Access::Outside);
+    CHECK(lab.imip->counters().direct_replies_rejected >= 1);
+    // User data stays inside IPsec.
+    const auto tunnelled = lab.from_iha_tunnel.size();
+    REQUIRE(lab.send_user(correspondent, 51).passed());
+    CHECK(lab.from_iha_tunnel.size() == tunnelled + 1);
+    CHECK(std::none_of(lab.to_agent.begin(), lab.to_agent.end(), is_plain_user_packet));
+}
+
+TEST_CASE("RFC 5265 transitions c -> f -> cvc -> fvc -> f -> c: outside -> outside moves only x-MIP (zero IKE, no i-MIP registration)") {
+    Lab lab(Lab::Options{.gateway = true});
+    lab.address(office, true);
+    lab.exchange();
+    REQUIRE(lab.status().mode == ND::Mode::InsideCoLocated);
+
+    // c -> f: the intranet agent; the i-HA's binding moves to its care-of address.
+    lab.relink(office, lab.office_fa.get());
+    CHECK(lab.send_user().reason == core::DropReason::Blocked);
+    lab.exchange();
+    lab.advance(1s);
+    CHECK(lab.status().mode == ND::Mode::InsideForeignAgent);
+    CHECK(lab.iha->agent().bindings().find(internal_home)->care_of_address == office_agent);
+    CHECK(lab.vpn->sessions_started() == 0);
+
+    // f -> cvc: a cafe with DHCP; x-MIP co-located, IKE, i-MIP with the inner address.
+    lab.relink(std::nullopt, nullptr, cafe, false);
+    lab.exchange();
+    lab.advance(3s);
+    CHECK(lab.status().mode == ND::Mode::OutsideCoLocated);
+    CHECK(lab.xha->agent().bindings().find(external_home)->care_of_address == cafe);
+    REQUIRE(lab.vpn->inner_address());
+    const auto tia = lab.vpn->inner_address()->address;
+    CHECK(lab.iha->agent().bindings().find(internal_home)->care_of_address == tia);
+    REQUIRE(lab.send_user(correspondent, 61).passed());
+    CHECK(lab.from_iha_tunnel.back() == test::echo_packet(internal_home, correspondent, 61));
+
+    // cvc -> fvc: a cafe agent. Only x-MIP moves: zero IKE, no i-MIP registration.
+    const auto ike = lab.ike_at_gateway();
+    const auto sessions = lab.vpn->sessions_started();
+    const auto inner = lab.inner_requests();
+    const auto iha_accepted = lab.iha_replies.size();
+    lab.relink(cafe, lab.cafe_fa.get());
+    lab.exchange();
+    lab.advance(3s);
+    CHECK(lab.status().mode == ND::Mode::OutsideForeignAgent);
+    CHECK(lab.xha->agent().bindings().find(external_home)->care_of_address == cafe_agent);
+    CHECK(lab.ike_at_gateway() == ike);
+    CHECK(lab.vpn->sessions_started() == sessions);
+    CHECK(lab.inner_requests() == inner);
+    CHECK(lab.iha_replies.size() == iha_accepted);  // the i-HA saw no registration at all
+    CHECK(lab.iha->agent().bindings().find(internal_home)->care_of_address == tia);
+    REQUIRE(lab.send_user(correspondent, 62).passed());
+    CHECK(lab.from_iha_tunnel.back() == test::echo_packet(internal_home, correspondent, 62));
+
+    // fvc -> f: the intranet agent again; VPN and x-MIP dormant, x-MIP deregistered.
+    lab.relink(std::nullopt, lab.office_fa.get());
+    lab.exchange();
+    lab.advance(2s);
+    CHECK(lab.status().mode == ND::Mode::InsideForeignAgent);
+    CHECK(lab.vpn->dormant());
+    CHECK(lab.xmip->dormant());
+    CHECK(lab.iha->agent().bindings().find(internal_home)->care_of_address == office_agent);
+    CHECK(lab.xha->agent().bindings().find(external_home) == nullptr);
+    REQUIRE(lab.send_user(correspondent, 63).passed());
+    CHECK(lab.from_iha_tunnel.back() == forwarded(test::echo_packet(internal_home, correspondent, 63)));
+
+    // f -> c: DHCP in the office; the direct registration is co-located again.
+    lab.relink(std::nullopt, nullptr, office2, true);
+    lab.exchange();
+    lab.advance(1s);
+    CHECK(lab.status().mode == ND::Mode::InsideCoLocated);
+    CHECK(lab.status().attachment == ND::Attachment::CoLocated);
+    CHECK(lab.iha->agent().bindings().find(internal_home)->care_of_address == office2);
+    CHECK(report_value(*lab.imip, "detection.mode") == "c");
+    CHECK(report_value(*lab.imip, "care_of_source") == "interface");
+    REQUIRE(lab.send_user(correspondent, 64).passed());
+    CHECK(lab.from_iha_tunnel.back() == test::echo_packet(internal_home, correspondent, 64));
+    CHECK(lab.vpn->sessions_started() == sessions);  // the kept SAs were never renegotiated
 }

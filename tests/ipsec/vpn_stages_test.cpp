@@ -11,6 +11,7 @@
 #include <map>
 
 #include "core/endian.hpp"
+#include "core/icmp.hpp"
 #include "core/ipv4.hpp"
 #include "core/pipeline.hpp"
 #include "core/udp.hpp"
@@ -1091,4 +1092,26 @@ TEST_CASE("clear UDP at the VPN client: only a Mobile IP registration reply goes
     const auto dropped = lab.feed(*lab.client, clear(1234));
     CHECK(dropped.reason == core::DropReason::UnexpectedProtocol);
     CHECK(lab.feed(*lab.client, clear(434)).action == core::Action::NotMine);  // up to the layer above
+}
+
+TEST_CASE("clear ICMP at the VPN client: only a link-local Agent Advertisement goes up (RFC 5265 modes f, fvc)") {
+    // A Mobile IP layer below shares the link's agent advertisements with the i-MIP layer above,
+    // which attaches through a foreign agent; any other clear ICMP stays out of the host.
+    Lab lab("aes128gcm16");
+    lab.tick();
+    auto icmp = [](std::uint8_t type, std::uint8_t ttl) {
+        test::Bytes p(28, 0);
+        core::Ipv4Header h;
+        h.total_length = 28;
+        h.ttl = ttl;
+        h.protocol = core::ip_protocol::icmp;
+        h.source = gw_addr;
+        h.destination = client_addr;
+        h.emit(p);
+        p[20] = type;
+        return p;
+    };
+    CHECK(lab.feed(*lab.client, icmp(core::icmp_type::router_advertisement, 1)).action == core::Action::NotMine);
+    CHECK(lab.feed(*lab.client, icmp(core::icmp_type::router_advertisement, 64)).reason == core::DropReason::UnexpectedProtocol);
+    CHECK(lab.feed(*lab.client, icmp(core::icmp_type::echo_request, 1)).reason == core::DropReason::UnexpectedProtocol);
 }

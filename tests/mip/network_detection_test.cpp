@@ -441,7 +441,7 @@ TEST_CASE("attacker: a genuine reply replayed after a status change proves nothi
     REQUIRE(b.nd.attachment_changed(eth, ND::Attachment::CoLocated, b.now));
     (void)b.send_internal();
     CHECK(b.answer_external(b.send_external()) == Result::MadeOutside);
-    CHECK(b.internal(eth, captured) == Result::UnknownIdentification);
+    CHECK(b.internal(eth, captured) == Result::Replayed);  // the very reply accepted before
     CHECK(b.mode() == Mode::OutsideCoLocated);
     // Replayed on the same attachment it is a duplicate and matches nothing either.
     Bench c;
@@ -449,7 +449,40 @@ TEST_CASE("attacker: a genuine reply replayed after a status change proves nothi
     const auto cid = c.send_internal();
     const auto genuine = Bench::reply(cid);
     CHECK(c.internal(eth, genuine) == Result::MadeInside);
-    CHECK(c.internal(eth, genuine) == Result::UnknownIdentification);
+    CHECK(c.internal(eth, genuine) == Result::Replayed);
+}
+
+TEST_CASE("timestamps: a genuine reply replayed later is refused even when its low 32 bits match a fresh request") {
+    // RFC 5944 §5.7 matches on the low-order 32 bits: with timestamps, the fraction of a second
+    // of our request. Whole-second clocks repeat it; the i-HA's time in the high bits does not.
+    constexpr std::uint64_t second = std::uint64_t{1} << 32;
+    const std::uint64_t office_request = 0xE0000100u * second;
+    Bench b;
+    REQUIRE(b.nd.attachment_changed(eth, ND::Attachment::CoLocated, b.now));
+    b.nd.request_sent(eth, ND::Target::Internal, office_request, b.now);
+    const auto captured = Bench::reply(office_request + 2 * second);  // the i-HA's clock is 2 s ahead
+    CHECK(b.internal(eth, captured) == Result::MadeInside);
+
+    b.advance(1s);
+    REQUIRE(b.nd.attachment_changed(eth, ND::Attachment::CoLocated, b.now));
+    const std::uint64_t cafe_request = office_request + second;  // same low 32 bits (0)
+    b.nd.request_sent(eth, ND::Target::Internal, cafe_request, b.now);
+    CHECK(b.answer_external(b.send_external()) == Result::MadeOutside);
+    CHECK(b.internal(eth, captured) == Result::Replayed);
+    CHECK(b.internal(eth, Bench::reply(office_request + second)) == Result::Replayed);  // older i-HA time still
+    CHECK(b.mode() == Mode::OutsideCoLocated);
+    CHECK(b.nd.count(Result::Replayed) == 2);
+    // The request was not used up: the i-HA's real (later) answer to it still counts.
+    CHECK(b.internal(eth, Bench::reply(cafe_request + 2 * second)) == Result::MadeInside);
+
+    SUBCASE("nonces: the high bits are the i-HA's random nonce, the low ones ours; no ordering applies") {
+        Bench n([](ND::Config& c) { c.internal_sa.replay = mip::ReplayProtection::Nonce; });
+        REQUIRE(n.nd.attachment_changed(eth, ND::Attachment::CoLocated, n.now));
+        n.nd.request_sent(eth, ND::Target::Internal, 0x9000000012345678u, n.now);
+        CHECK(n.internal(eth, Bench::reply(0x9000000012345678u)) == Result::MadeInside);
+        n.nd.request_sent(eth, ND::Target::Internal, 0x1000000087654321u, n.now);
+        CHECK(n.internal(eth, Bench::reply(0x1000000087654321u)) == Result::Refreshed);
+    }
 }
 
 TEST_CASE("two interfaces: each detects alone, the inside one is preferred, losing it falls back") {
@@ -515,6 +548,177 @@ TEST_CASE("via a foreign agent: the relayed reply counts, extensions the agent a
     CHECK(b.internal(eth, Bench::reply(b.send_internal()), ND::Path::Direct, {fa, 434}) == Result::WrongSource);
 }
 
+namespace {
+const auto intranet_agent = ip("10.9.0.1");
+const auto cafe_agent = ip("192.0.2.1");
+
+// Attaches `ifindex` through `agent`, as the stage does on a new agent's advertisement.
+void attach_via(Bench& b, core::Ipv4Address agent, std::uint32_t ifindex = eth) {
+    REQUIRE(b.nd.attachment_changed(ifindex, ND::Attachment::ForeignAgent, b.now, agent));
+    CHECK(b.mode(ifindex) == Mode::Detecting);
+    CHECK_FALSE(b.nd.data_allowed(ifindex, b.now));
+}
+Result relayed(Bench& b, std::uint64_t id, core::Ipv4Address agent, const ReplySpec& s = {}) {
+    return b.internal(eth, Bench::reply(id, s), ND::Path::Direct, {agent, 434});
+}
+}  // namespace
+
+TEST_CASE("intranet foreign agent (f): every order of the relayed i-HA reply and the x-HA's answer") {
+    Bench b;
+    attach_via(b, intranet_agent);
+    const auto iid = b.send_internal();
+    const auto xid = b.send_external();
+
+    SUBCASE("i-HA first, then the x-HA: f, the x-HA answer decides nothing") {
+        b.advance(100ms);
+        CHECK(relayed(b, iid, intranet_agent) == Result::MadeInside);
+        CHECK(b.answer_external(xid) == Result::NoChange);
+        CHECK(b.mode() == Mode::InsideForeignAgent);
+        CHECK(ND::mode_name(b.mode()) == "f");
+        CHECK(b.status().decided_by.cause == Cause::InternalTnc);
+        CHECK(b.status().data_allowed);
+    }
+    SUBCASE("x-HA first: tentatively fvc, the relayed TNC reply within the window makes it f") {
+        CHECK(b.answer_external(xid) == Result::MadeOutside);
+        CHECK(b.mode() == Mode::OutsideForeignAgent);
+        CHECK(b.status().register_internal);
+        b.advance(4s);
+        CHECK(relayed(b, iid, intranet_agent) == Result::MadeInside);
+        CHECK(b.mode() == Mode::InsideForeignAgent);
+    }
+    SUBCASE("x-HA first, the relayed reply after the window (IPsec setup began): still f") {
+        CHECK(b.answer_external(xid) == Result::MadeOutside);
+        b.advance(15s);
+        CHECK_FALSE(b.status().register_internal);
+        CHECK(relayed(b, iid, intranet_agent) == Result::MadeInside);
+        CHECK(b.mode() == Mode::InsideForeignAgent);
+    }
+    SUBCASE("the first relay lost: a retransmission's answer counts") {
+        b.advance(1s);
+        const auto retry = b.send_internal();
+        CHECK(relayed(b, retry, intranet_agent) == Result::MadeInside);
+        CHECK(relayed(b, iid, intranet_agent) == Result::Refreshed);
+    }
+    SUBCASE("inside through the agent: re-registrations through it keep T_MONITOR; without them, detection again") {
+        CHECK(relayed(b, iid, intranet_agent) == Result::MadeInside);
+        b.advance(50s);
+        CHECK(b.status().register_internal);
+        CHECK(relayed(b, b.send_internal(), intranet_agent) == Result::Refreshed);
+        b.advance(55s);
+        CHECK(b.mode() == Mode::InsideForeignAgent);
+        b.advance(10s);
+        CHECK(b.mode() == Mode::Detecting);
+        CHECK(b.status().decided_by.cause == Cause::MonitorExpired);
+        CHECK_FALSE(b.status().data_allowed);
+    }
+}
+
+TEST_CASE("cafe foreign agent (fvc): only the x-HA answers; nothing a rogue agent relays makes the node inside") {
+    Bench b;
+    // A genuine TNC reply captured in the intranet, through the intranet agent.
+    attach_via(b, intranet_agent);
+    const auto office_id = b.send_internal();
+    const auto captured = Bench::reply(office_id);
+    CHECK(b.internal(eth, captured, ND::Path::Direct, {intranet_agent, 434}) == Result::MadeInside);
+
+    b.advance(5s);
+    attach_via(b, cafe_agent);
+    (void)b.send_internal();
+    CHECK(b.answer_external(b.send_external()) == Result::MadeOutside);
+    CHECK(b.mode() == Mode::OutsideForeignAgent);
+    CHECK(ND::mode_name(b.mode()) == "fvc");
+    CHECK(b.status().data_allowed);  // through the VPN
+
+    struct Row {
+        const char* name;
+        std::function<Result(Bench&, std::uint64_t)> attempt;
+        Result expected;
+    };
+    const std::vector<Row> rows = {
+        {"TNC under a wrong key",
+         [](Bench& x, std::uint64_t id) { ReplySpec s; s.key = &other_key; return relayed(x, id, cafe_agent, s); },
+         Result::BadAuthenticator},
+        {"authenticated, without TNC",
+         [](Bench& x, std::uint64_t id) { ReplySpec s; s.tnc = false; return relayed(x, id, cafe_agent, s); },
+         Result::NoTrustedNetworks},
+        {"a TNC the agent appended after the MHAE",
+         [](Bench& x, std::uint64_t id) { ReplySpec s; s.tnc_after_mhae = true; return relayed(x, id, cafe_agent, s); },
+         Result::NoTrustedNetworks},
+        {"no authenticator at all",
+         [](Bench& x, std::uint64_t id) {
+             auto r = Bench::reply(id);
+             r.resize(r.size() - mip::mhae_len);
+             return x.internal(eth, r, ND::Path::Direct, {cafe_agent, 434});
+         },
+         Result::NoAuthentication},
+        {"the genuine office reply, replayed",
+         [&captured](Bench& x, std::uint64_t) { return x.internal(eth, captured, ND::Path::Direct, {cafe_agent, 434}); },
+         Result::Replayed},
+        {"from the intranet agent's address (not the one attached through)",
+         [](Bench& x, std::uint64_t id) { return relayed(x, id, intranet_agent); }, Result::WrongSource},
+        {"from the i-HA's own address (agents relay; a direct one is spoofed)",
+         [](Bench& x, std::uint64_t id) { return x.internal(eth, Bench::reply(id)); }, Result::WrongSource},
+    };
+    for (const auto& row : rows) {
+        CAPTURE(row.name);
+        CHECK(row.attempt(b, b.send_internal()) == row.expected);
+        CHECK(b.mode() == Mode::OutsideForeignAgent);
+        CHECK(b.status().decided_by.cause == Cause::ExternalReply);
+        CHECK(b.status().data_allowed);
+    }
+}
+
+TEST_CASE("transitions through agents: f -> cvc -> fvc -> f -> c, each a status change voiding earlier requests") {
+    Bench b;
+    attach_via(b, intranet_agent);
+    const auto f_id = b.send_internal();
+    CHECK(relayed(b, f_id, intranet_agent) == Result::MadeInside);
+    CHECK(b.mode() == Mode::InsideForeignAgent);
+    const auto stale = b.send_internal();  // outstanding when the node walks out
+
+    // f -> cvc
+    REQUIRE(b.nd.attachment_changed(eth, ND::Attachment::CoLocated, b.now));
+    CHECK_FALSE(b.nd.data_allowed(eth, b.now));
+    CHECK(relayed(b, stale, intranet_agent) == Result::WrongSource);  // the agent no longer speaks for the i-HA
+    (void)b.send_internal();
+    CHECK(b.answer_external(b.send_external()) == Result::MadeOutside);
+    CHECK(b.mode() == Mode::OutsideCoLocated);
+
+    // cvc -> fvc: detection runs again; only the x-HA answers
+    b.advance(20s);
+    attach_via(b, cafe_agent);
+    CHECK(b.status().register_internal);
+    CHECK(b.status().register_external);
+    (void)b.send_internal();
+    CHECK(b.answer_external(b.send_external()) == Result::MadeOutside);
+    CHECK(b.mode() == Mode::OutsideForeignAgent);
+
+    // fvc -> f: the stale intranet request proves nothing; a fresh relayed one does
+    b.advance(20s);
+    attach_via(b, intranet_agent);
+    CHECK(relayed(b, stale, intranet_agent) == Result::UnknownIdentification);
+    CHECK(relayed(b, b.send_internal(), intranet_agent) == Result::MadeInside);
+    CHECK(b.mode() == Mode::InsideForeignAgent);
+
+    // f -> c
+    REQUIRE(b.nd.attachment_changed(eth, ND::Attachment::CoLocated, b.now));
+    CHECK(b.answer_internal(b.send_internal()) == Result::MadeInside);
+    CHECK(b.mode() == Mode::InsideCoLocated);
+}
+
+TEST_CASE("a foreign-agent attachment that names no agent is no attachment: no service, nothing trusted") {
+    Bench b;
+    REQUIRE(b.nd.attachment_changed(eth, ND::Attachment::CoLocated, b.now));
+    CHECK(b.answer_internal(b.send_internal()) == Result::MadeInside);
+    CHECK_FALSE(b.nd.attachment_changed(eth, ND::Attachment::ForeignAgent, b.now));
+    const auto s = b.status();
+    CHECK(s.mode == Mode::NoService);
+    CHECK(s.attachment == ND::Attachment::Detached);
+    CHECK_FALSE(s.data_allowed);
+    CHECK(b.internal(eth, Bench::reply(b.send_internal()), ND::Path::Direct, {core::Ipv4Address{}, 434}) ==
+          Result::UnknownInterface);
+}
+
 TEST_CASE("the interface table is bounded") {
     Bench b([](ND::Config& c) { c.max_interfaces = 2; });
     CHECK(b.nd.attachment_changed(1, ND::Attachment::CoLocated, b.now));
@@ -522,7 +726,7 @@ TEST_CASE("the interface table is bounded") {
     CHECK_FALSE(b.nd.attachment_changed(3, ND::Attachment::CoLocated, b.now));
     CHECK_FALSE(b.nd.status(3, b.now));
     CHECK(b.nd.attachment_changed(3, ND::Attachment::Detached, b.now));  // nothing to forget
-    CHECK(b.nd.attachment_changed(1, ND::Attachment::ForeignAgent, b.now));  // known ones still change
+    CHECK(b.nd.attachment_changed(1, ND::Attachment::ForeignAgent, b.now, ip("10.9.0.1")));  // known ones still change
 }
 
 TEST_CASE("equal home agent addresses: always outside, the internal HA is never trusted (RFC 5265 §4)") {
