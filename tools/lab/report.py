@@ -9,7 +9,7 @@ import shutil
 import subprocess
 
 COLUMNS = (("move", "move"), ("mode", "mode"), ("link_to_address_ms", "link → care-of address (ms)"),
-           ("link_to_registration_ms", "→ registered (ms)"), ("link_to_first_packet_ms", "→ first probe reply (ms)"),
+           ("link_to_registration_ms", "→ registered / tunnel up (ms)"), ("link_to_first_packet_ms", "→ first probe reply (ms)"),
            ("link_to_stream_ms", "→ stream resumes (ms)"), ("probe_lost", "probes lost"), ("ike_messages", "IKE messages"),
            ("ike_sessions", "IKE sessions"), ("registrations_per_layer", "registrations per MIP layer"))
 
@@ -50,6 +50,14 @@ def topology_dot(doc: dict) -> str:
         out.append(f'  "host_{h}" [shape=box style=rounded label="{label}"];')
         for ifname, ispec in spec.get("interfaces", {}).items():
             out.append(f'  "host_{h}" -- "net_{ispec["network"]}" [label="{ifname} {ispec.get("address") or ""}" fontsize=8];')
+    # Where the timeline takes a moving interface: dashed, numbered in order.
+    k = 0
+    for step in doc["timeline"]:
+        if "move" in step:
+            k += 1
+            m = step["move"]
+            out.append(f'  "host_{m["host"]}" -- "net_{m["to"]}" [style=dashed color="#c05020" fontcolor="#c05020" '
+                       f'label="move {k}: {m["interface"]}" fontsize=8];')
     out.append("}")
     return "\n".join(out) + "\n"
 

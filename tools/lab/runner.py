@@ -126,6 +126,7 @@ class Run:
         self.assertions: list[dict] = []
         self.events: list[dict] = []
         self.t_begin = time.time()
+        self.snapshot: Optional[dict] = None
 
     # -- recording ------------------------------------------------------------------------
     def note(self, what: str, **kw) -> None:
@@ -222,6 +223,16 @@ class Run:
         self.note("stop", node=node)
 
     def status(self, node: str) -> Optional[dict]:
+        """The node's `mipsec status --json`; within one poll (self.snapshot set) each node is
+        asked once, so conditions over several fields see one moment."""
+        if self.snapshot is not None and node in self.snapshot:
+            return self.snapshot[node]
+        st = self.query_status(node)
+        if self.snapshot is not None:
+            self.snapshot[node] = st
+        return st
+
+    def query_status(self, node: str) -> Optional[dict]:
         if node not in self.procs:
             return None
         host = self.hosts[self.doc["nodes"][node]["host"]]
@@ -294,8 +305,13 @@ class Run:
         """The time the condition was first seen to hold, or None after `timeout`."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.holds(c, baseline):
-                return time.time()
+            asked = time.time()
+            self.snapshot = {}
+            try:
+                if self.holds(c, baseline):
+                    return asked
+            finally:
+                self.snapshot = None
             time.sleep(POLL_S)
         return None
 

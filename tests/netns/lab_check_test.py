@@ -1,0 +1,93 @@
+# SPDX-License-Identifier: MIT
+"""`mipsec lab list` and `mipsec lab check` without root: the shipped scenarios are listed and
+valid; broken scenarios are refused before anything is created, each problem named by the JSON
+pointer of the value at fault (an unknown key, a link to a network that does not exist, an
+address used twice on one network, a node config `mipsec check` refuses, a move to nowhere,
+an unknown --set parameter); a missing lab directory is a clear error."""
+import argparse
+import copy
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tools"))
+from netns_lab import Checks  # noqa: E402
+
+SCENARIOS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools", "lab", "scenarios")
+
+
+def lab(mipsec, *args, env=None):
+    return subprocess.run([mipsec, "lab", *args], capture_output=True, text=True, timeout=60, env=env)
+
+
+def broken(base, change):
+    doc = copy.deepcopy(base)
+    change(doc)
+    return doc
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--mipsec", required=True)
+    args = ap.parse_args()
+    checks = Checks()
+
+    r = lab(args.mipsec, "list")
+    names = [line.split()[0] for line in r.stdout.splitlines() if line.strip()]
+    checks.check("lab list exits 0", r.returncode == 0, r.stderr)
+    for name in ("mip-roaming", "vpn-only-1a"):
+        checks.check(f"lab list names {name} with a summary", any(line.startswith(name + " ") and len(line.split()) > 3
+                                                                  for line in r.stdout.splitlines()), r.stdout)
+    for name in names:
+        r = lab(args.mipsec, "check", name)
+        checks.check(f"lab check {name} (by name): OK", r.returncode == 0 and "OK" in r.stdout, r.stdout + r.stderr)
+    path = os.path.join(SCENARIOS, "mip-roaming.json")
+    r = lab(args.mipsec, "check", path)
+    checks.check("lab check accepts a file path", r.returncode == 0, r.stderr)
+
+    base = json.load(open(path))
+    cases = [
+        ("an unknown top-level key", lambda d: d.update(networkz={}), ["/networkz"]),
+        ("an unknown key in an interface", lambda d: d["hosts"]["cn"]["interfaces"]["eth0"].update(adress="10.1.0.11/24"),
+         ["/hosts/cn/interfaces/eth0/adress"]),
+        ("a link to a network that does not exist", lambda d: d["hosts"]["cn"]["interfaces"]["eth0"].update(network="nowhere"),
+         ["/hosts/cn/interfaces/eth0/network"]),
+        ("an address used twice on one network", lambda d: d["hosts"]["cn"]["interfaces"]["eth0"].update(address="10.1.0.1/24"),
+         ["/hosts/cn/interfaces/eth0/address"]),
+        ("an address outside its network", lambda d: d["hosts"]["cn"]["interfaces"]["eth0"].update(address="10.2.0.10/24"),
+         ["/hosts/cn/interfaces/eth0/address"]),
+        ("overlapping networks", lambda d: d["networks"].update(extra={"prefix": "10.1.0.0/16"}), ["/networks/extra/prefix"]),
+        ("a node config mipsec check refuses",
+         lambda d: d["nodes"]["mn"]["config"]["pipeline"][0].update(lifetime_s=-5), ["/nodes/mn/config/pipeline/0/lifetime_s"]),
+        ("a node config with an unknown stage key",
+         lambda d: d["nodes"]["fa"]["config"]["pipeline"][0].update(advert_s=1), ["/nodes/fa/config/pipeline/0/advert_s"]),
+        ("a move to a network that does not exist", lambda d: d["timeline"][2]["move"].update(to="moon"), ["/timeline/2/move/to"]),
+        ("a condition on an unknown node", lambda d: d["timeline"][0]["wait"].update(node="ghost"), ["/timeline/0/wait/node"]),
+        ("two problems at once", lambda d: (d.update(networkz={}), d["hosts"]["cn"]["interfaces"]["eth0"].update(network="x")),
+         ["/networkz", "/hosts/cn/interfaces/eth0/network"]),
+    ]
+    with tempfile.TemporaryDirectory(prefix="mipsec-lab-check-test-") as tmp:
+        for what, change, pointers in cases:
+            f = os.path.join(tmp, "bad.json")
+            with open(f, "w") as out:
+                json.dump(broken(base, change), out)
+            r = lab(args.mipsec, "check", f)
+            found = [line.split(": ")[2] for line in r.stderr.splitlines() if line.startswith("mipsec lab: ")]
+            checks.check(f"{what}: refused (exit 2) at {', '.join(pointers)}",
+                         r.returncode == 2 and sorted(found) == sorted(pointers), f"exit {r.returncode}: {r.stderr.strip()}")
+        r = lab(args.mipsec, "check", "mip-roaming", "--set", "no_such=1")
+        checks.check("--set of an unknown parameter is refused", r.returncode == 2 and "no_such" in r.stderr, r.stderr)
+        r = lab(args.mipsec, "check", "mip-roaming", "--set", "key=short")
+        checks.check("--set reaches the node configs (a too-short key is refused by mipsec check)",
+                     r.returncode == 2 and "/nodes/" in r.stderr and "/key" in r.stderr, r.stderr)
+        r = lab(args.mipsec, "check", "no-such-scenario")
+        checks.check("an unknown scenario name is refused", r.returncode == 2 and "no-such-scenario" in r.stderr, r.stderr)
+        r = lab(args.mipsec, "list", env={**os.environ, "MIPSEC_LAB_DIR": os.path.join(tmp, "nowhere")})
+        checks.check("a MIPSEC_LAB_DIR without a lab is a clear error", r.returncode == 1 and "MIPSEC_LAB_DIR" in r.stderr, r.stderr)
+    return checks.finish()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
