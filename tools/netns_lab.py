@@ -103,6 +103,9 @@ class Lab:
         if self._closed:
             return
         self._closed = True
+        # A second Ctrl-C must not cut the clean-up short: the signals wait until it is done.
+        for sig in self._old_handlers:
+            signal.signal(sig, signal.SIG_IGN)
         for p in reversed(self._processes):
             self.stop(p)
         for ns in reversed(self._namespaces):
@@ -229,12 +232,26 @@ table ip nat {{
     def dhcp_client(self, host: Host, ifname: str, timeout: float = 30) -> None:
         """One busybox udhcpc exchange on `ifname`: the lease's address and default route are set
         (replacing any), then udhcpc exits. Raises if no lease came."""
+        p = self.start_dhcp_client(host, ifname)
+        try:
+            code = p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.stop(p)
+            raise RuntimeError(f"no DHCP lease on {host.ns}/{ifname} within {timeout}s")
+        if code != 0:
+            raise RuntimeError(f"no DHCP lease on {host.ns}/{ifname}: udhcpc exit {code}\n" + open(p.log_path).read()[-1000:])  # type: ignore
+
+    def start_dhcp_client(self, host: Host, ifname: str, lease_times: str = "") -> subprocess.Popen:
+        """dhcp_client without waiting: the udhcpc process (exit 0 once the lease is set).
+        lease_times: a file that gets one line "<unix time> bound|renew <address>" per lease."""
         script = os.path.join(self.dir, "udhcpc.sh")
         if not os.path.exists(script):
             with open(script, "w") as f:
                 f.write(UDHCPC_SCRIPT)
             os.chmod(script, 0o755)
-        host.run(["busybox", "udhcpc", "-i", ifname, "-f", "-q", "-n", "-B", "-t", "5", "-T", "1", "-s", script], timeout=timeout)
+        return host.spawn(["busybox", "udhcpc", "-i", ifname, "-f", "-q", "-n", "-B", "-t", "5", "-T", "1", "-s", script],
+                          log_name=f"udhcpc-{host.role}-{ifname}-{next(self._links)}",
+                          env={**os.environ, "LEASE_TIMES": lease_times})
 
     def flush_nat(self, box: Host) -> None:
         """Forget every NAT mapping (as a rebooting NAT would): the next packet gets a new port."""
@@ -255,6 +272,8 @@ UDHCPC_SCRIPT = """#!/bin/sh
 case "$1" in
   deconfig) ip -4 addr flush dev "$interface" ;;
   bound|renew)
+    # When the address is set (just before), for whoever times handovers.
+    [ -n "$LEASE_TIMES" ] && echo "$(date +%s.%N) $1 $ip" >> "$LEASE_TIMES"
     ip addr replace "$ip/$mask" dev "$interface"
     [ -n "$router" ] && ip route replace default via "${router%% *}" dev "$interface" ;;
 esac

@@ -62,6 +62,17 @@ def counter_sum(doc: Any, keys: tuple) -> int:
     return total
 
 
+def lease_time(path: str, t0: float) -> Optional[float]:
+    """When the DHCP client script set an address, the first time after t0 (its own clock)."""
+    try:
+        with open(path) as f:
+            times = [float(line.split()[0]) for line in f if line.strip()]
+    except (OSError, ValueError):
+        return None
+    later = [t for t in times if t > t0]
+    return min(later) if later else None
+
+
 class Probe:
     """`ping -D` from a host at a fixed pace; replies are read back with their sequence numbers."""
 
@@ -274,16 +285,18 @@ class Run:
             return v >= c["at_least"]
         if "at_most" in c:
             return v <= c["at_most"]
+        before = (baseline or {}).get(json.dumps(c, sort_keys=True), 0)
         if "increased" in c:
-            before = (baseline or {}).get(json.dumps(c, sort_keys=True), 0)
             return v > before
+        if "unchanged" in c:
+            return v == before
         return False
 
     def baseline(self, c) -> dict:
         """The current values of a move's "increased" conditions."""
         out = {}
         for x in (c if isinstance(c, list) else [c]):
-            if x and "increased" in x:
+            if x and ("increased" in x or "unchanged" in x):
                 v = self.observe(x)
                 out[json.dumps(x, sort_keys=True)] = v if isinstance(v, (int, float)) else 0
         return out
@@ -305,11 +318,10 @@ class Run:
         """The time the condition was first seen to hold, or None after `timeout`."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            asked = time.time()
             self.snapshot = {}
             try:
                 if self.holds(c, baseline):
-                    return asked
+                    return time.time()
             finally:
                 self.snapshot = None
             time.sleep(POLL_S)
@@ -352,12 +364,11 @@ class Run:
             if spec["host"] != host:
                 continue
             st = self.status(node) or {}
-            for s in st.get("pipeline", []):
-                state = s.get("state", {})
-                if s.get("type") == "mip.mobile_node":
-                    det = state.get("detection", {}).get("mode")
-                    m = state.get("mode") or state.get("state", "?")
-                    return f"{det}: {m}" if det else m
+            layers = [s.get("state", {}) for s in st.get("pipeline", []) if s.get("type") == "mip.mobile_node"]
+            if layers:
+                det = next((x["detection"]["mode"] for x in layers if "mode" in x.get("detection", {})), None)
+                modes = " / ".join(str(x.get("mode") or x.get("state", "?")) for x in layers)
+                return f"{det}: {modes}" if det else modes
             for s in st.get("pipeline", []):
                 if s.get("type") == "ipsec.vpn_client":
                     return "vpn " + str(s.get("state", {}).get("ike_state", "?"))
@@ -369,48 +380,69 @@ class Run:
         h = self.hosts[host]
         restarted = set(m.get("restart", []))
         before = self.counters(host)
-        base = self.baseline(m.get("until")) | self.baseline(m.get("acquired"))
+        base = self.baseline(m.get("until")) | self.baseline(m.get("acquired")) | self.baseline(m.get("after"))
         # Leaving: the addresses and routes on the interface go (as on a DHCP release).
         h.run(["ip", "-4", "addr", "flush", "dev", ifname])
         h.run(["ip", "route", "flush", "dev", ifname], check=False)
         t0 = time.time()
         self.lab.replug(self.sw, self.ports[(host, ifname)], f"b-{m['to']}")
         self.note("link change", move=label, network=m["to"])
-        t_addr = None
-        if m.get("address") == "dhcp":
-            self.lease(host, ifname)
-            t_addr = time.time()
-        elif m.get("address"):
+        # One polling loop watches every step of the handover at once, so each is timed from
+        # the link change on its own: the address (DHCP lease, static, or the node's own view
+        # for agent care-of addresses), the registration, the first probe reply, the stream.
+        t_addr = t_reg = first = lost = stream_dt = None
+        lease_times = os.path.join(self.lab.dir, f"lease-{host}-{ifname}.times")
+        dhcp = self.lab.start_dhcp_client(h, ifname, lease_times) if m.get("address") == "dhcp" else None
+        if m.get("address") not in (None, "dhcp"):
             h.run(["ip", "addr", "add", m["address"], "dev", ifname])
             t_addr = time.time()
-        self.add_routes(host, m.get("routes", []))
-        for node in m.get("restart", []):
-            # A client without mobility support reconnects from its new address.
-            if node in self.procs:
-                self.lab.stop(self.procs.pop(node))
-            self.start(node)
-        if "acquired" in m:
-            t_addr = self.wait(m["acquired"], timeout, base)
-        if t_addr:
-            self.note("care-of address", move=label)
-        t_reg = None
-        if "until" in m:
-            t_reg = self.wait(m["until"], timeout, base)
-            if t_reg:
-                self.note("registered", move=label)
-        first, lost = None, None
+            self.add_routes(host, m.get("routes", []))
+        pending_restart = list(m.get("restart", []))
+        probe = next(iter(self.probes.values()), None)
+        stream = next(iter(self.streams.values()), None)
         deadline = time.monotonic() + timeout
-        for p in self.probes.values():
-            while time.monotonic() < deadline and p.gap(t0)[0] is None:
-                time.sleep(POLL_S)
-            first, lost = p.gap(t0)
-            break
-        stream_dt = None
-        for s in self.streams.values():
-            while time.monotonic() < deadline and first_after([t for t, _ in s.times()], t0) is None:
-                time.sleep(POLL_S)
-            stream_dt = first_after([t for t, _ in s.times()], t0)
-            break
+        while time.monotonic() < deadline:
+            if dhcp is not None and dhcp.poll() is not None:
+                if dhcp.returncode != 0:
+                    raise StepFailed(f"{label}: no DHCP lease on {host}/{ifname} (udhcpc exit {dhcp.returncode})")
+                dhcp = None
+                self.add_routes(host, m.get("routes", []))
+            if t_addr is None and "acquired" not in m and m.get("address") == "dhcp":
+                t_addr = lease_time(lease_times, t0)
+            if pending_restart and dhcp is None:
+                for node in pending_restart:
+                    # A client without mobility support reconnects from its new address.
+                    if node in self.procs:
+                        self.lab.stop(self.procs.pop(node))
+                    self.start(node)
+                pending_restart = []
+            self.snapshot = {}
+            try:
+                # A node's state is timed by its answer: it held by then (an upper bound,
+                # within one status query of the event).
+                if t_addr is None and "acquired" in m and self.holds(m["acquired"], base):
+                    t_addr = time.time()
+                if t_reg is None and "until" in m and self.holds(m["until"], base):
+                    t_reg = time.time()
+            finally:
+                self.snapshot = None
+            if probe is not None and first is None:
+                first, lost = probe.gap(t0)
+            if stream is not None and stream_dt is None:
+                stream_dt = first_after([t for t, _ in stream.times()], t0)
+            if ((t_addr is not None or m.get("address") is None and "acquired" not in m)
+                    and (t_reg is not None or "until" not in m) and (first is not None or probe is None)
+                    and (stream_dt is not None or stream is None) and dhcp is None and not pending_restart):
+                break
+            time.sleep(POLL_S)
+        if dhcp is not None:
+            self.lab.stop(dhcp)
+            self.assertion(f"{label}: a DHCP lease on {host}/{ifname}", False, f"none within {timeout:.0f}s")
+        if probe is not None and first is not None:
+            first, lost = probe.gap(t0)  # the loss count as of now, after the first reply
+        for what, t in (("care-of address", t_addr), ("registered", t_reg)):
+            if t is not None:
+                self.note(what, move=label, t_ms=round((t - self.t_begin) * 1000))
         after = self.counters(host)
 
         def delta(key):
@@ -446,6 +478,8 @@ class Run:
             self.assertion(f"{label}: probe replies resume", first is not None)
         if self.streams:
             self.assertion(f"{label}: the stream goes on", stream_dt is not None)
+        if "after" in m:
+            self.assertion(f"{label}: afterwards {self.describe(m['after'])}", self.holds(m["after"], base), self.observed(m["after"]))
         for fig, bound in m.get("expect", {}).items():
             v = row.get(fig)
             ok = v is not None and bound.get("at_least", v) <= v <= bound.get("at_most", v)

@@ -29,11 +29,17 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                  {"traffic": [names]}                       starts those traffic generators
                  {"move": {"host": h, "interface": i, "to": network, "address": a|"dhcp"|null,
                            "routes": [...], "restart": [nodes], "acquired": condition,
-                           "until": condition | [conditions], "expect": {figure: bound}}}
+                           "until": condition | [conditions], "after": condition | [conditions],
+                           "expect": {figure: bound}}}
+               a move re-plugs the interface into `to`, gets the address, restarts the
+               `restart` nodes (clients without mobility), then times each step from the link
+               change: "acquired" (default: the address appearing), "until" (registered /
+               tunnel up), the first probe reply and the stream's first bytes; "after" is
+               checked once all of them happened
                  {"assert": condition | [conditions]}
   condition    {"node": n, "stage": type, "index": k, "pointer": "/json/pointer",
                 one of "equals": v, "in": [v...], "prefix": s, "at_least": x, "at_most": x,
-                "increased": true (inside a move: larger than when the move began)}
+                "increased" / "unchanged": true (inside a move: compared with the move's start)}
   bound        {"at_least": x} and/or {"at_most": x}; figures: see report.FIGURES
 """
 from __future__ import annotations
@@ -55,7 +61,7 @@ ALLOWED_NETS = [ipaddress.ip_network(n) for n in ("192.0.2.0/24", "198.51.100.0/
 NAME = re.compile(r"^[a-z][a-z0-9_-]{0,11}$")
 IFNAME = re.compile(r"^[a-z][a-z0-9_.-]{0,14}$")
 PARAM = re.compile(r"\$\{([a-z_][a-z0-9_]*)\}")
-CONDITION_TESTS = ("equals", "in", "prefix", "at_least", "at_most", "increased")
+CONDITION_TESTS = ("equals", "in", "prefix", "at_least", "at_most", "increased", "unchanged")
 
 
 class ScenarioError(Exception):
@@ -335,11 +341,13 @@ class Validator:
             self.fail(at + "/in", "is not a list")
         if "prefix" in c and not isinstance(c["prefix"], str):
             self.fail(at + "/prefix", "is not a string")
-        if "increased" in c:
-            if c["increased"] is not True:
-                self.fail(at + "/increased", "is not true")
+        for t in ("increased", "unchanged"):
+            if t not in c:
+                continue
+            if c[t] is not True:
+                self.fail(at + "/" + t, "is not true")
             elif not in_move:
-                self.fail(at + "/increased", "only means something inside a move (compared with the move's start)")
+                self.fail(at + "/" + t, "only means something inside a move (compared with the move's start)")
         if "index" in c and (not isinstance(c["index"], int) or c["index"] < 0):
             self.fail(at + "/index", "is not a stage index (0 = the first stage of that type)")
 
@@ -367,7 +375,7 @@ class Validator:
                     self.ref(t, at + ptr("traffic", k), self.traffic, "traffic generator")
         elif a == "move":
             mat = at + "/move"
-            if not self.obj(v, mat, ("host", "interface", "to"), ("address", "routes", "restart", "acquired", "until", "expect")):
+            if not self.obj(v, mat, ("host", "interface", "to"), ("address", "routes", "restart", "acquired", "until", "after", "expect")):
                 return
             if self.ref(v.get("host"), mat + "/host", self.hosts, "host"):
                 ifs = self.interfaces.get(v["host"], {})
@@ -390,8 +398,9 @@ class Validator:
                 self.ref(n, mat + ptr("restart", k), self.nodes, "node")
             if "acquired" in v:
                 self.condition(v["acquired"], mat + "/acquired", True)
-            if "until" in v:
-                self.condition(v["until"], mat + "/until", True)
+            for k in ("until", "after"):
+                if k in v:
+                    self.condition(v[k], mat + "/" + k, True)
             if "expect" in v and self.obj(v["expect"], mat + "/expect", (), FIGURES):
                 for f, b in v["expect"].items():
                     if self.obj(b, mat + ptr("expect", f), (), ("at_least", "at_most")):
