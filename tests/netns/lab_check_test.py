@@ -65,6 +65,10 @@ def main():
          lambda d: d["nodes"]["fa"]["config"]["pipeline"][0].update(advert_s=1), ["/nodes/fa/config/pipeline/0/advert_s"]),
         ("a move to a network that does not exist", lambda d: d["timeline"][2]["move"].update(to="moon"), ["/timeline/2/move/to"]),
         ("a condition on an unknown node", lambda d: d["timeline"][0]["wait"].update(node="ghost"), ["/timeline/0/wait/node"]),
+        ("a topology problem and a node config problem, both reported",
+         lambda d: (d["hosts"]["cn"]["interfaces"]["eth0"].update(address="10.1.0.1/24"),
+                    d["nodes"]["mn"]["config"]["pipeline"][0].update(lifetime_s=-5)),
+         ["/hosts/cn/interfaces/eth0/address", "/nodes/mn/config/pipeline/0/lifetime_s"]),
         ("two problems at once", lambda d: (d.update(networkz={}), d["hosts"]["cn"]["interfaces"]["eth0"].update(network="x")),
          ["/networkz", "/hosts/cn/interfaces/eth0/network"]),
     ]

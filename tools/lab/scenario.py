@@ -478,7 +478,7 @@ def load(path: str, sets: Optional[list[str]] = None, mipsec: Optional[str] = No
     v = Validator(doc)
     v.run()
     problems += v.problems
-    if not problems and mipsec:
+    if mipsec and isinstance(doc.get("nodes"), dict):
         problems += check_node_configs(doc, mipsec)
     if problems:
         raise ScenarioError(problems)
