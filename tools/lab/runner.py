@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import time
 from typing import Any, Optional
@@ -97,7 +98,6 @@ class Probe:
 
     def stop(self, lab: Lab) -> tuple[int, int]:
         """Ends ping with SIGINT, so it prints its totals; (sent, received)."""
-        import signal
         try:
             os.killpg(self.proc.pid, signal.SIGINT)
             self.proc.wait(3)

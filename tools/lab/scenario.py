@@ -20,7 +20,8 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
   nodes        {"name": {"host": h, "config": {mipsec config}, "start": bool}}: one `mipsec run`
                each; "control_socket" is filled in; "${lab_dir}" names the run's directory and
                "${address:host/ifname}" the interface's current address (read at each start)
-  traffic      {"name": {"kind": "stream", "from": h, "source": addr, "to": h, "address": addr,
+  traffic      (a move times the first stream and the first probe listed)
+               {"name": {"kind": "stream", "from": h, "source": addr, "to": h, "address": addr,
                 "port": n} | {"kind": "probe", "from": h, "to": addr, "interval_ms": n}}
   timeline     steps, in order; each is one object with one action key and optional "label",
                "timeout_s":
