@@ -90,7 +90,37 @@ def main():
         checks.check("an unknown scenario name is refused", r.returncode == 2 and "no-such-scenario" in r.stderr, r.stderr)
         r = lab(args.mipsec, "list", env={**os.environ, "MIPSEC_LAB_DIR": os.path.join(tmp, "nowhere")})
         checks.check("a MIPSEC_LAB_DIR without a lab is a clear error", r.returncode == 1 and "MIPSEC_LAB_DIR" in r.stderr, r.stderr)
+    library_checks(checks)
     return checks.finish()
+
+
+def library_checks(checks):
+    """The runner's measuring pieces on recorded input."""
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tools"))
+    sys.dont_write_bytecode = True  # nothing written into the source tree
+    from lab import runner  # noqa: E402
+
+    doc = {"state": {"a/b": [{"mode": "x"}], "n": 3}}
+    checks.check("JSON pointer: escapes and list indices", runner.resolve_pointer(doc, "/state/a~1b/0/mode") == "x"
+                 and runner.resolve_pointer(doc, "/state/missing") is runner.MISSING and runner.resolve_pointer(doc, "") is doc)
+    checks.check("counters summed wherever they sit", runner.counter_sum({"ike_sent": 4, "x": [{"ike_received": 5}], "y": {"ike_sent": 1}},
+                                                                         ("ike_sent", "ike_received")) == 10)
+    with tempfile.TemporaryDirectory(prefix="mipsec-lab-probe-") as tmp:
+        log = os.path.join(tmp, "ping.log")
+        lines = [f"[{100 + s * 0.1:.6f}] 64 bytes from 10.1.0.77: icmp_seq={s} ttl=64 time=0.1 ms" for s in (1, 2, 3, 4)]
+        lines.append("no answer yet for icmp_seq=5")
+        lines += [f"[{100 + s * 0.1:.6f}] 64 bytes from 10.1.0.77: icmp_seq={s} ttl=64 time=0.1 ms" for s in (9, 10)]
+        open(log, "w").write("\n".join(lines) + "\n")
+        probe = runner.Probe.__new__(runner.Probe)
+        probe.proc = type("P", (), {"log_path": log})()
+        first, lost = probe.gap(100.45)
+        checks.check(f"probe: first reply 0.45 s after the link change, 4 requests lost ({first}, {lost})",
+                     abs(first - 0.45) < 1e-6 and lost == 4)
+        checks.check("probe: no reply after the change yet", probe.gap(101.5) == (None, None))
+        leases = os.path.join(tmp, "leases")
+        open(leases, "w").write("99.5 bound 10.0.0.1\n103.25 bound 192.0.2.100\n")
+        checks.check("lease time: the first lease after the link change", runner.lease_time(leases, 100.0) == 103.25
+                     and runner.lease_time(leases, 104.0) is None and runner.lease_time(os.path.join(tmp, "none"), 0) is None)
 
 
 if __name__ == "__main__":
