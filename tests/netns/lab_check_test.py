@@ -37,7 +37,7 @@ def main():
     r = lab(args.mipsec, "list")
     names = [line.split()[0] for line in r.stdout.splitlines() if line.strip()]
     checks.check("lab list exits 0", r.returncode == 0, r.stderr)
-    for name in ("mip-roaming", "vpn-only-1a", "rfc5265-cvc"):
+    for name in ("mip-roaming", "vpn-only-1a", "vpn-only-1b", "rfc5265-cvc"):
         checks.check(f"lab list names {name} with a summary", any(line.startswith(name + " ") and len(line.split()) > 3
                                                                   for line in r.stdout.splitlines()), r.stdout)
     for name in names:
