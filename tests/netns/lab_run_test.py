@@ -19,15 +19,18 @@ def namespaces():
 
 
 def processes_mentioning(text):
-    """PIDs whose command line contains `text` (the lab's run directory is in every node's)."""
+    """PIDs whose command line contains `text` (the lab's run directory is in the command line
+    of every node, DHCP server and client, and stream end it starts), and the lab's probes
+    (`ping -D -n -O`, which name no file)."""
     out = []
     for pid in os.listdir("/proc"):
         if pid.isdigit():
             try:
-                if text.encode() in open(f"/proc/{pid}/cmdline", "rb").read():
-                    out.append(int(pid))
+                argv = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
             except OSError:
-                pass
+                continue
+            if text.encode() in b" ".join(argv) or (argv[0] == b"ping" and argv[1:4] == [b"-D", b"-n", b"-O"]):
+                out.append(int(pid))
     return out
 
 
