@@ -26,7 +26,6 @@ def main():
     require_root("the lab interrupt test")
     checks = Checks()
 
-    before = namespaces()
     p = subprocess.Popen([args.mipsec, "lab", "run", "mip-roaming"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     run_dir, seen = "", ""
     deadline = time.monotonic() + 120
@@ -39,7 +38,7 @@ def main():
             break
         if time.monotonic() > deadline:
             break
-    mid_run = namespaces() - before
+    mid_run = namespaces(p.pid)
     p.send_signal(signal.SIGINT)
     try:
         out, _ = p.communicate(timeout=60)
@@ -49,7 +48,7 @@ def main():
     checks.check("the run was under way (a move done, namespaces up) when interrupted", run_dir != "" and len(mid_run) >= 8,
                  seen[-800:])
     checks.check("SIGINT: exit 130", p.returncode == 130, f"exit {p.returncode}: {out[-800:]}")
-    checks.check("SIGINT: no namespace left", not (namespaces() - before), str(namespaces() - before))
+    checks.check("SIGINT: no namespace left", not namespaces(p.pid), str(namespaces(p.pid)))
     checks.check("SIGINT: no process of the run left", run_dir != "" and not processes_mentioning(run_dir),
                  str(processes_mentioning(run_dir)))
     checks.check("SIGINT: the run directory is removed", run_dir != "" and not os.path.exists(run_dir), run_dir)
@@ -61,14 +60,16 @@ def main():
     with tempfile.TemporaryDirectory(prefix="mipsec-lab-interrupt-test-") as tmp:
         f = os.path.join(tmp, "failing.json")
         json.dump(doc, open(f, "w"))
-        r = subprocess.run([args.mipsec, "lab", "run", f, "--report", tmp], capture_output=True, text=True, timeout=120)
+        p = subprocess.Popen([args.mipsec, "lab", "run", f, "--report", tmp], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        out, err = p.communicate(timeout=120)
+        r = subprocess.CompletedProcess(p.args, p.returncode, out, err)
         m = re.search(r"building in (\S+)", r.stdout)
         run_dir = m.group(1) if m else ""
         checks.check("a failed step: exit 1", r.returncode == 1, f"exit {r.returncode}: {r.stderr[-500:]}")
         rep = json.load(open(os.path.join(tmp, "report.json"))) if os.path.exists(os.path.join(tmp, "report.json")) else {}
         checks.check("a failed step: the report says which", rep.get("passed") is False and "no_such_state" in (rep.get("error") or ""),
                      json.dumps(rep)[:500])
-        checks.check("a failed step: no namespace left", not (namespaces() - before), str(namespaces() - before))
+        checks.check("a failed step: no namespace left", not namespaces(p.pid), str(namespaces(p.pid)))
         checks.check("a failed step: no process or run directory left",
                      run_dir != "" and not processes_mentioning(run_dir) and not os.path.exists(run_dir), run_dir)
     return checks.finish()
