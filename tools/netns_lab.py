@@ -4,7 +4,9 @@
 A Lab creates uniquely named namespaces (ms<pid><n>-<role>), veth links between them, NAT
 boxes (nftables masquerade) and processes inside them, and removes all of it on every exit
 path: normal return, exception, SIGINT/SIGTERM, and interpreter exit. Processes are ended by
-the PIDs the lab started, never by name.
+the PIDs the lab started, never by name. For labs built from data (tools/lab): bridges, ports
+that can be re-plugged from one bridge to another (a moving laptop), masquerade on any
+interface, and dnsmasq / udhcpc DHCP.
 
 Only the standard library is used; run with /usr/bin/python3 as root. Tests that cannot run
 without root call `require_root()`, which prints SKIPPED and exits 77 (CTest SKIP_RETURN_CODE).
