@@ -3,6 +3,7 @@
 under way) ends the run with exit 130 and leaves no namespace, process or run directory behind;
 so does a scenario step that fails (a wait that cannot be met)."""
 import argparse
+import glob
 import json
 import os
 import re
@@ -26,6 +27,7 @@ def main():
     require_root("the lab interrupt test")
     checks = Checks()
 
+    reports_before = set(glob.glob(os.path.join(tempfile.gettempdir(), "mipsec-lab-mip-roaming-*")))
     p = subprocess.Popen([args.mipsec, "lab", "run", "mip-roaming"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     run_dir, seen = "", ""
     deadline = time.monotonic() + 120
@@ -52,6 +54,8 @@ def main():
     checks.check("SIGINT: no process of the run left", run_dir != "" and not processes_mentioning(run_dir),
                  str(processes_mentioning(run_dir)))
     checks.check("SIGINT: the run directory is removed", run_dir != "" and not os.path.exists(run_dir), run_dir)
+    made = set(glob.glob(os.path.join(tempfile.gettempdir(), "mipsec-lab-mip-roaming-*"))) - reports_before
+    checks.check("SIGINT: no report directory was made", not made, str(made))
 
     # A failing step: the node never reaches a state that does not exist.
     doc = json.load(open(os.path.join(SCENARIOS, "mip-roaming.json")))

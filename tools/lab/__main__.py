@@ -76,7 +76,6 @@ def cmd_run(args) -> int:
     from netns_lab import Lab
     from .runner import Run, StepFailed
 
-    report_dir = args.report or tempfile.mkdtemp(prefix=f"mipsec-lab-{doc['scenario']}-")
     t0 = time.time()
     error = None
     try:
@@ -99,6 +98,8 @@ def cmd_run(args) -> int:
                 "passed": passed, "error": error, "duration_s": round(time.time() - t0, 3),
                 "moves": run.moves, "traffic": traffic, "assertions": run.assertions, "events": run.events,
             }
+            # Made only now: an interrupted run leaves no file behind.
+            report_dir = args.report or tempfile.mkdtemp(prefix=f"mipsec-lab-{doc['scenario']}-")
             written = report.write(report_dir, doc, result)
             if args.keep:
                 print(f"mipsec lab: run directory kept: {lab.dir}")
