@@ -58,8 +58,12 @@ def cmd_check(args) -> int:
     except scenario.ScenarioError as e:
         print_problems(args.file, e)
         return 2
+    params = doc.get("parameters", {})
+    nodes = [spec for spec in doc.get("nodes", {}).values() if scenario.active(spec, params)]
+    swans = sum(1 for spec in nodes if "strongswan" in spec)
+    steps = sum(1 for step in doc["timeline"] if scenario.active(step, params))
     print(f"{path}: OK, scenario {doc['scenario']}: {len(doc['networks'])} network(s), {len(doc['hosts'])} host(s), "
-          f"{len(doc.get('nodes', {}))} mipsec node(s), {len(doc['timeline'])} step(s)")
+          f"{len(nodes) - swans} mipsec node(s)" + (f", {swans} strongSwan gateway(s)" if swans else "") + f", {steps} step(s)")
     return 0
 
 

@@ -8,6 +8,8 @@ import os
 import shutil
 import subprocess
 
+from .scenario import active
+
 COLUMNS = (("move", "move"), ("mode", "mode"), ("link_to_address_ms", "link → care-of address (ms)"),
            ("link_to_registration_ms", "→ registered / tunnel up (ms)"), ("link_to_first_packet_ms", "→ first probe reply (ms)"),
            ("link_to_stream_ms", "→ stream resumes (ms)"), ("probe_lost", "probes lost"), ("ike_messages", "IKE messages"),
@@ -35,8 +37,13 @@ def topology_dot(doc: dict) -> str:
         out.append(f'  "net_{n}" [shape=ellipse style=filled fillcolor="#dde8f5" label="{n}\\n{spec["prefix"]}"];')
     nodes_on = {}
     for node, spec in doc.get("nodes", {}).items():
-        kinds = [s.get("type", "?") for s in spec["config"].get("pipeline", [])
-                 if not str(s.get("type", "")).startswith("tap.")]
+        if not active(spec, doc.get("parameters", {})):
+            continue
+        if "strongswan" in spec:
+            kinds = ["strongSwan IKEv1 gateway"]
+        else:
+            kinds = [s.get("type", "?") for s in spec["config"].get("pipeline", [])
+                     if not str(s.get("type", "")).startswith("tap.")]
         nodes_on.setdefault(spec["host"], []).append(f"{node}: " + " → ".join(kinds))
     for h, spec in doc["hosts"].items():
         extra = []

@@ -23,6 +23,7 @@ from netns_lab import Host, Lab
 from roaming_lab import Stream, first_after
 
 from . import scenario as sc
+from . import strongswan_node
 
 POLL_S = 0.05
 DEFAULT_TIMEOUT_S = 20.0
@@ -138,6 +139,14 @@ class Run:
         self.events: list[dict] = []
         self.t_begin = time.time()
         self.snapshot: Optional[dict] = None
+        self.charons: dict = {}  # node -> strongswan_lab.Charon
+
+    def in_run(self, element) -> bool:
+        return sc.active(element, self.doc.get("parameters", {}))
+
+    def run_nodes(self) -> dict:
+        """The nodes of this run (those whose "if" holds)."""
+        return {n: spec for n, spec in self.doc.get("nodes", {}).items() if self.in_run(spec)}
 
     # -- recording ------------------------------------------------------------------------
     def note(self, what: str, **kw) -> None:
@@ -176,7 +185,7 @@ class Run:
             for ifname, ispec in spec.get("interfaces", {}).items():
                 if ispec.get("address") == "dhcp":
                     self.lease(name, ifname)
-        for node, spec in d.get("nodes", {}).items():
+        for node, spec in self.run_nodes().items():
             if spec.get("start", True):
                 self.start(node)
         self.note("built")
@@ -210,6 +219,9 @@ class Run:
 
     def start(self, node: str, timeout: float = 15) -> None:
         spec = self.doc["nodes"][node]
+        if "strongswan" in spec:
+            self.start_charon(node, spec)
+            return
         cfg = sc.render_config(spec["config"], self.lab.dir, self.address_of, node)
         path = os.path.join(self.lab.dir, f"{node}.json")
         with open(path, "w") as f:
@@ -225,11 +237,23 @@ class Run:
             time.sleep(POLL_S)
         self.note("start", node=node)
 
+    def start_charon(self, node: str, spec: dict) -> None:
+        """A strongSwan gateway: charon in its own state directory; its PID is the one stopped."""
+        from strongswan_lab import Charon
+        try:
+            charon = Charon(self.lab, self.hosts[spec["host"]], strongswan_node.connection(spec["strongswan"]))
+        except (TimeoutError, subprocess.CalledProcessError) as e:
+            raise StepFailed(f"strongSwan node {node} did not start: {e}")
+        self.charons[node] = charon
+        self.procs[node] = charon.proc
+        self.note("start", node=node)
+
     def stop(self, node: str) -> None:
         p = self.procs.pop(node, None)
         if p is None:
             raise StepFailed(f"node {node} is not running")
         code = self.lab.stop(p)
+        self.charons.pop(node, None)
         self.assertion(f"node {node} exits 0 when stopped", code == 0, f"exit {code}")
         self.note("stop", node=node)
 
@@ -246,6 +270,11 @@ class Run:
     def query_status(self, node: str) -> Optional[dict]:
         if node not in self.procs:
             return None
+        if node in self.charons:
+            if self.procs[node].poll() is not None:
+                return None
+            r = self.charons[node].swan(["--list-sas"], check=False, timeout=10)
+            return strongswan_node.status(r.stdout) if r.returncode == 0 else None
         host = self.hosts[self.doc["nodes"][node]["host"]]
         r = host.run([self.mipsec, "status", "--socket", self.socket_of(node), "--json"], check=False)
         if r.returncode != 0:
@@ -270,6 +299,8 @@ class Run:
     def holds(self, c, baseline: Optional[dict] = None) -> bool:
         if isinstance(c, list):
             return all(self.holds(x, baseline) for x in c)
+        if not self.in_run(c):
+            return True
         v = self.observe(c)
         if v is MISSING:
             return False
@@ -303,14 +334,14 @@ class Run:
 
     def describe(self, c) -> str:
         if isinstance(c, list):
-            return " and ".join(self.describe(x) for x in c)
+            return " and ".join(self.describe(x) for x in c if self.in_run(x))
         test = next(t for t in sc.CONDITION_TESTS if t in c)
         where = f"{c['node']}" + (f" {c['stage']}" + (f"[{c['index']}]" if c.get("index") else "") if "stage" in c else "")
         return f"{where} {c['pointer']} {test} {json.dumps(c[test])}"
 
     def observed(self, c) -> str:
         if isinstance(c, list):
-            return "; ".join(self.observed(x) for x in c)
+            return "; ".join(self.observed(x) for x in c if self.in_run(x))
         v = self.observe(c)
         return f"{c['node']}{c['pointer']} = {'(missing)' if v is MISSING else json.dumps(v)[:200]}"
 
@@ -344,7 +375,7 @@ class Run:
     def counters(self, host: str) -> dict:
         """IKE and registration counters of every node on `host`, per node."""
         out = {}
-        for node, spec in self.doc.get("nodes", {}).items():
+        for node, spec in self.run_nodes().items():
             if spec["host"] != host:
                 continue
             st = self.status(node) or {}
@@ -360,7 +391,7 @@ class Run:
     def mode(self, host: str) -> str:
         """What the moving node says it is doing: the mobile node's mode (and the RFC 5265
         detection's when it has one), or the VPN client's state."""
-        for node, spec in self.doc.get("nodes", {}).items():
+        for node, spec in self.run_nodes().items():
             if spec["host"] != host:
                 continue
             st = self.status(node) or {}
@@ -488,6 +519,8 @@ class Run:
     # -- the timeline ---------------------------------------------------------------------
     def timeline(self) -> None:
         for k, step in enumerate(self.doc["timeline"]):
+            if not self.in_run(step):
+                continue
             timeout = float(step.get("timeout_s", DEFAULT_TIMEOUT_S))
             action = next(a for a in ("start", "stop", "restart", "wait", "traffic", "move", "assert") if a in step)
             label = step.get("label", f"step {k} {action}")

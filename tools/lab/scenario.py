@@ -20,6 +20,15 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
   nodes        {"name": {"host": h, "config": {mipsec config}, "start": bool}}: one `mipsec run`
                each; "control_socket" is filled in; "${lab_dir}" names the run's directory and
                "${address:host/ifname}" the interface's current address (read at each start)
+               or {"name": {"host": h, "strongswan": {"local": addr, "local_id": id, "remote_id": id,
+                "psk": s, "pool": prefix, "local_ts": prefix, "remote": addr, "ike_proposals": s,
+                "esp_proposals": s, "dpd_delay_s": n}, "start": bool}}: a strongSwan IKEv1
+               remote-access gateway (charon, kernel-libipsec, UDP encapsulation forced, Mode
+               Config pool, PSK); its status is `swanctl --list-sas` parsed, stage
+               "strongswan.gateway" (see strongswan_node.parse_list_sas)
+  "if"         {"parameter": value, ...} on a node, a timeline step or a condition: it is part
+               of the run only when every named parameter has that value (so `--set
+               gateway=strongswan` swaps the gateway node and the conditions that read it)
   traffic      (a move times the first stream and the first probe listed)
                {"name": {"kind": "stream", "from": h, "source": addr, "to": h, "address": addr,
                 "port": n} | {"kind": "probe", "from": h, "to": addr, "interval_ms": n}}
@@ -63,6 +72,17 @@ NAME = re.compile(r"^[a-z][a-z0-9_-]{0,11}$")
 IFNAME = re.compile(r"^[a-z][a-z0-9_.-]{0,14}$")
 PARAM = re.compile(r"\$\{([a-z_][a-z0-9_]*)\}")
 CONDITION_TESTS = ("equals", "in", "prefix", "at_least", "at_most", "increased", "unchanged")
+PROPOSAL = re.compile(r"^[a-z0-9_]+(-[a-z0-9_]+)*(,[a-z0-9_]+(-[a-z0-9_]+)*)*$")
+IDENTITY = re.compile(r"^[A-Za-z0-9.@_-]{1,64}$")
+SWAN_REQUIRED = ("local", "local_id", "remote_id", "psk", "pool", "local_ts")
+SWAN_OPTIONAL = ("remote", "ike_proposals", "esp_proposals", "dpd_delay_s")
+
+
+def active(element: Any, params: dict) -> bool:
+    """Whether a node, step or condition is part of this run: its "if" names parameters and
+    the values they must have."""
+    cond = element.get("if") if isinstance(element, dict) else None
+    return not isinstance(cond, dict) or all(params.get(k) == v for k, v in cond.items())
 
 
 class ScenarioError(Exception):
@@ -120,6 +140,8 @@ class Validator:
     def __init__(self, doc: dict):
         self.doc = doc
         self.problems: list[tuple[str, str]] = []
+        self.step_in_run = True
+        self.if_values: dict[str, list] = {}  # parameter -> the values "if"s name
 
     def fail(self, at: str, msg: str) -> None:
         self.problems.append((at, msg))
@@ -243,12 +265,22 @@ class Validator:
                             if ip is not None and net is not None and ip not in net:
                                 self.fail(at + ptr("dhcp_server", "range", k), f"{ip} is not in the interface's network {net}")
                     self.address(ds.get("router"), at + "/dhcp_server/router", False)
+        params = d.get("parameters", {})
+        self.params = params
+        self.active_nodes = {}
         for n, spec in nodes.items():
             at = ptr("nodes", n)
-            if self.obj(spec, at, ("host", "config"), ("start",)):
+            if self.obj(spec, at, ("host",), ("config", "strongswan", "start", "if")):
                 self.ref(spec.get("host"), at + "/host", hosts, "host")
-                if not isinstance(spec.get("config"), dict):
+                self.if_(spec, at)
+                if active(spec, params):
+                    self.active_nodes[n] = spec
+                if ("config" in spec) == ("strongswan" in spec):
+                    self.fail(at, "has neither or both of \"config\" (a mipsec node) and \"strongswan\" (a strongSwan gateway)")
+                elif "config" in spec and not isinstance(spec.get("config"), dict):
                     self.fail(at + "/config", "is not an object (a mipsec config, inline)")
+                elif "strongswan" in spec:
+                    self.strongswan(spec["strongswan"], at + "/strongswan")
                 if "start" in spec and not isinstance(spec["start"], bool):
                     self.fail(at + "/start", "is not true or false")
         for t, spec in traffic.items():
@@ -273,13 +305,58 @@ class Validator:
                         self.fail(at + "/interval_ms", "is not 10-10000")
             else:
                 self.fail(at + "/kind", f"{json.dumps(kind)} is not \"stream\" or \"probe\"")
-        self.nodes, self.hosts, self.networks, self.traffic = nodes, hosts, networks, traffic
+        self.all_nodes, self.hosts, self.networks, self.traffic = nodes, hosts, networks, traffic
+        self.nodes = self.active_nodes
         steps = d.get("timeline")
         if not isinstance(steps, list) or not steps:
             self.fail(ptr("timeline"), "is not a non-empty list of steps")
             return
         for k, step in enumerate(steps):
             self.step(step, ptr("timeline", k))
+        for k, values in self.if_values.items():
+            if k in params and params[k] not in values:
+                known = ", ".join(sorted({json.dumps(v) for v in values}))
+                self.fail(ptr("parameters", k), f"{json.dumps(params[k])} is none of the values this scenario's \"if\"s choose from ({known})")
+
+    def if_(self, element: dict, at: str) -> None:
+        cond = element.get("if")
+        if cond is None:
+            return
+        if not isinstance(cond, dict) or not cond:
+            self.fail(at + "/if", "is not an object of parameter: value")
+            return
+        for k, v in cond.items():
+            self.if_values.setdefault(k, []).append(v)
+            if k not in self.params:
+                self.fail(at + ptr("if", k), f"\"{k}\" is not a parameter of this scenario (it has: {', '.join(sorted(self.params)) or 'none'})")
+
+    def strongswan(self, s, at: str) -> None:
+        """A strongSwan gateway element: every value charon's swanctl.conf gets is checked here,
+        so a bad one is named by its pointer, not by a charon that will not load."""
+        if not self.obj(s, at, SWAN_REQUIRED, SWAN_OPTIONAL):
+            return
+        for k in ("local", "remote"):
+            if k in s:
+                self.address(s[k], at + "/" + k, False)
+        for k in ("pool", "local_ts"):
+            if k in s:
+                try:
+                    net = ipaddress.IPv4Network(s[k])
+                    if not any(net.subnet_of(a) for a in ALLOWED_NETS):
+                        self.fail(at + "/" + k, f"{net} is outside the lab's ranges")
+                except (ValueError, TypeError):
+                    self.fail(at + "/" + k, f"{json.dumps(s[k])} is not an IPv4 network prefix (host bits zero)")
+        for k in ("local_id", "remote_id"):
+            if k in s and (not isinstance(s[k], str) or not IDENTITY.match(s[k])):
+                self.fail(at + "/" + k, "is not an identity (1-64 letters, digits, '.', '@', '_', '-')")
+        if "psk" in s and (not isinstance(s["psk"], str) or len(s["psk"]) < 8 or '"' in s["psk"] or "\\" in s["psk"]):
+            self.fail(at + "/psk", "is not a pre-shared key (a string of at least 8 characters, no quote or backslash)")
+        for k in ("ike_proposals", "esp_proposals"):
+            if k in s and (not isinstance(s[k], str) or not PROPOSAL.match(s[k])):
+                self.fail(at + "/" + k, "is not a strongSwan proposal list (e.g. \"aes128-sha256-modp2048\")")
+        if "dpd_delay_s" in s and (not isinstance(s["dpd_delay_s"], int) or isinstance(s["dpd_delay_s"], bool)
+                                   or not 1 <= s["dpd_delay_s"] <= 3600):
+            self.fail(at + "/dpd_delay_s", "is not a number of seconds, 1-3600")
 
     def claim(self, network, ip: str, at: str, used: dict) -> None:
         """Two interfaces on one network may not share an address."""
@@ -326,9 +403,10 @@ class Validator:
             for k, one in enumerate(c):
                 self.condition(one, at + ptr(k), in_move)
             return
-        if not self.obj(c, at, ("node", "pointer"), ("stage", "index") + CONDITION_TESTS):
+        if not self.obj(c, at, ("node", "pointer"), ("stage", "index", "if") + CONDITION_TESTS):
             return
-        self.ref(c.get("node"), at + "/node", self.nodes, "node")
+        self.if_(c, at)
+        self.node_ref(c.get("node"), at + "/node", self.step_in_run and active(c, self.params))
         p = c.get("pointer")
         if not isinstance(p, str) or (p and not p.startswith("/")):
             self.fail(at + "/pointer", "is not a JSON pointer (\"\" or \"/a/b\")")
@@ -352,10 +430,19 @@ class Validator:
         if "index" in c and (not isinstance(c["index"], int) or c["index"] < 0):
             self.fail(at + "/index", "is not a stage index (0 = the first stage of that type)")
 
+    def node_ref(self, v, at: str, in_run: bool) -> None:
+        """An element that is part of this run may only name nodes that are too."""
+        if in_run and isinstance(v, str) and v in self.all_nodes and v not in self.active_nodes:
+            self.fail(at, f"node \"{v}\" is not part of this run (its \"if\" does not hold for these parameters)")
+        else:
+            self.ref(v, at, self.all_nodes, "node")
+
     def step(self, step, at) -> None:
         actions = ("start", "stop", "restart", "wait", "traffic", "move", "assert")
-        if not self.obj(step, at, (), actions + ("label", "timeout_s")):
+        if not self.obj(step, at, (), actions + ("label", "timeout_s", "if")):
             return
+        self.if_(step, at)
+        in_run = self.step_in_run = active(step, self.params)
         present = [a for a in actions if a in step]
         if len(present) != 1:
             self.fail(at, f"has {len(present)} actions; expected exactly one of: {', '.join(actions)}")
@@ -365,7 +452,7 @@ class Validator:
         if "timeout_s" in step and (not isinstance(step["timeout_s"], (int, float)) or not 0 < step["timeout_s"] <= 300):
             self.fail(at + "/timeout_s", "is not a number of seconds, 0-300")
         if a in ("start", "stop", "restart"):
-            self.ref(v, at + "/" + a, self.nodes, "node")
+            self.node_ref(v, at + "/" + a, in_run)
         elif a in ("wait", "assert"):
             self.condition(v, at + "/" + a, False)
         elif a == "traffic":
@@ -396,7 +483,7 @@ class Validator:
                     except (ValueError, TypeError):
                         pass
             for k, n in enumerate(v.get("restart", []) if isinstance(v.get("restart", []), list) else [None]):
-                self.ref(n, mat + ptr("restart", k), self.nodes, "node")
+                self.node_ref(n, mat + ptr("restart", k), in_run)
             if "acquired" in v:
                 self.condition(v["acquired"], mat + "/acquired", True)
             for k in ("until", "after"):
@@ -417,7 +504,7 @@ def check_node_configs(doc: dict, mipsec: str) -> list[tuple[str, str]]:
     with tempfile.TemporaryDirectory(prefix="mipsec-lab-check-") as tmp:
         for name, spec in (doc.get("nodes") or {}).items():
             if not isinstance(spec, dict) or not isinstance(spec.get("config"), dict):
-                continue
+                continue  # (a strongSwan gateway is checked by the validator)
             cfg = render_config(spec["config"], tmp, lambda host_if: "198.18.0.1", name)
             path = os.path.join(tmp, f"{name}.json")
             with open(path, "w") as f:
