@@ -81,6 +81,7 @@ def main():
             found = [line.split(": ")[2] for line in r.stderr.splitlines() if line.startswith("mipsec lab: ")]
             checks.check(f"{what}: refused (exit 2) at {', '.join(pointers)}",
                          r.returncode == 2 and sorted(found) == sorted(pointers), f"exit {r.returncode}: {r.stderr.strip()}")
+        swan_cases(checks, args, tmp)
         r = lab(args.mipsec, "check", "mip-roaming", "--set", "no_such=1")
         checks.check("--set of an unknown parameter is refused", r.returncode == 2 and "no_such" in r.stderr, r.stderr)
         r = lab(args.mipsec, "check", "mip-roaming", "--set", "key=short")
@@ -94,11 +95,78 @@ def main():
     return checks.finish()
 
 
+def swan_cases(checks, args, tmp):
+    """The strongSwan gateway element and "if": vpn-only-1a in both variants is valid; a bad
+    strongSwan element is refused at its pointer whichever gateway is chosen."""
+    for sets in ([], ["--set", "gateway=strongswan"]):
+        r = lab(args.mipsec, "check", "vpn-only-1a", *sets)
+        swans = "1 strongSwan gateway(s)" in r.stdout
+        checks.check(f"lab check vpn-only-1a {' '.join(sets)}: OK, {'with' if sets else 'without'} the strongSwan gateway",
+                     r.returncode == 0 and swans == bool(sets), r.stdout + r.stderr)
+    base = json.load(open(os.path.join(SCENARIOS, "vpn-only-1a.json")))
+    swgw = lambda d: d["nodes"]["swgw"]["strongswan"]  # noqa: E731
+    strongswan = ["--set", "gateway=strongswan"]
+    cases = [
+        ("an unknown key in a strongSwan element (not chosen)", lambda d: swgw(d).update(pol="x"), [], ["/nodes/swgw/strongswan/pol"]),
+        ("an unknown key in a strongSwan element", lambda d: swgw(d).update(pol="x"), strongswan, ["/nodes/swgw/strongswan/pol"]),
+        ("a strongSwan pool that is not a prefix", lambda d: swgw(d).update(pool="10.99.100.1/24"), strongswan,
+         ["/nodes/swgw/strongswan/pool"]),
+        ("a strongSwan element without a PSK, and a bad proposal",
+         lambda d: (swgw(d).pop("psk"), swgw(d).update(ike_proposals="aes128 sha256")), strongswan,
+         ["/nodes/swgw/strongswan", "/nodes/swgw/strongswan/ike_proposals"]),
+        ("a strongSwan gateway address outside the lab", lambda d: swgw(d).update(local="8.8.8.8"), strongswan,
+         ["/nodes/swgw/strongswan/local"]),
+        ("a node both mipsec and strongSwan", lambda d: d["nodes"]["swgw"].update(config={}), strongswan, ["/nodes/swgw"]),
+        ("an \"if\" on an unknown parameter", lambda d: d["timeline"][5].update({"if": {"gatway": "strongswan"}}), strongswan,
+         ["/timeline/5/if/gatway"]),
+        ("a condition of the run reading the gateway that is not in it",
+         lambda d: d["timeline"][2]["move"]["until"][1].pop("if"), strongswan, ["/timeline/2/move/until/1/node"]),
+        ("a gateway no \"if\" chooses", lambda d: None, ["--set", "gateway=racoon"], ["/parameters/gateway"]),
+    ]
+    for what, change, sets, pointers in cases:
+        f = os.path.join(tmp, "bad-swan.json")
+        with open(f, "w") as out:
+            json.dump(broken(base, change), out)
+        r = lab(args.mipsec, "check", f, *sets)
+        found = [line.split(": ")[2] for line in r.stderr.splitlines() if line.startswith("mipsec lab: ")]
+        checks.check(f"{what}: refused (exit 2) at {', '.join(pointers)}",
+                     r.returncode == 2 and sorted(found) == sorted(pointers), f"exit {r.returncode}: {r.stderr.strip()}")
+
+
+# `swanctl --list-sas` of a strongSwan gateway with one road warrior (the format of
+# src/swanctl/commands/list_sas.c): an old IKE SA being deleted and the newest one.
+LIST_SAS = """rw: #2, DELETING, IKEv1, 5b4c0f6c2c4d2e1a_i 8d5e2a8a1e3f9b7c_r*
+  local  'gw.lab.example' @ 198.18.0.2[4500]
+  remote 'cli.lab.example' @ 198.18.0.11[4500] [10.99.100.1]
+rw: #3, ESTABLISHED, IKEv1, 6c4c0f6c2c4d2e1a_i 9d5e2a8a1e3f9b7c_r*
+  local  'gw.lab.example' @ 198.18.0.2[4500]
+  remote 'cli.lab.example' @ 198.18.0.12[4500] [10.99.100.2]
+  AES_CBC-128/HMAC_SHA2_256_128/PRF_HMAC_SHA2_256/MODP_2048
+  established 2s ago, reauth in 9945s
+  net: #3, reqid 3, INSTALLED, TUNNEL-in-UDP, ESP:AES_GCM_16-128
+    installed 2s ago, rekeying in 3366s, expires in 3958s
+    in  c4a8b5b3,   1596 bytes,    19 packets,     0s ago
+    out cc0e2e11,   1596 bytes,    19 packets,     0s ago
+    local  10.99.1.0/24
+    remote 10.99.100.2/32
+"""
+
+
 def library_checks(checks):
     """The runner's measuring pieces on recorded input."""
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tools"))
     sys.dont_write_bytecode = True  # nothing written into the source tree
-    from lab import runner  # noqa: E402
+    from lab import runner, strongswan_node  # noqa: E402
+
+    st = strongswan_node.parse_list_sas(LIST_SAS)
+    newest = st["ike_sas"][1] if len(st["ike_sas"]) == 2 else {}
+    checks.check("swanctl --list-sas parsed: two IKE SAs, one established, newest #3, one CHILD_SA installed in UDP, the virtual IP",
+                 st["newest_ike_sa"] == 3 and st["ike_established"] == 1 and st["child_sas_installed"] == 1
+                 and newest.get("remote") == "198.18.0.12" and newest.get("remote_port") == 4500
+                 and newest.get("virtual_ip") == "10.99.100.2" and newest.get("children", [{}])[0].get("udp_encapsulation") is True
+                 and st["ike_sas"][0]["state"] == "deleting" and st["ike_sas"][0]["children"] == [], json.dumps(st))
+    checks.check("swanctl --list-sas with no SA", strongswan_node.parse_list_sas("") ==
+                 {"ike_sas": [], "ike_established": 0, "child_sas_installed": 0, "newest_ike_sa": 0})
 
     doc = {"state": {"a/b": [{"mode": "x"}], "n": 3}}
     checks.check("JSON pointer: escapes and list indices", runner.resolve_pointer(doc, "/state/a~1b/0/mode") == "x"

@@ -43,12 +43,14 @@ def main():
     ap.add_argument("--mipsec", required=True)
     ap.add_argument("--scenario", required=True)
     ap.add_argument("--moves", type=int, required=True, help="moves the scenario makes")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="passed to lab run (e.g. gateway=strongswan)")
     args = ap.parse_args()
     require_root("mipsec lab run")
     checks = Checks()
     with tempfile.TemporaryDirectory(prefix="mipsec-lab-run-test-") as report:
         # `mipsec lab` execs the lab: this PID is the lab's, and in its namespaces' names.
-        p = subprocess.Popen([args.mipsec, "lab", "run", args.scenario, "--report", report], stdout=subprocess.PIPE,
+        sets = [a for kv in args.set for a in ("--set", kv)]
+        p = subprocess.Popen([args.mipsec, "lab", "run", args.scenario, "--report", report, *sets], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
         out, err = p.communicate(timeout=280)
         r = subprocess.CompletedProcess(p.args, p.returncode, out, err)
@@ -67,6 +69,9 @@ def main():
                      json.dumps([a for a in rep.get("assertions", []) if not a["ok"]])[:1000])
         moves = rep.get("moves", [])
         checks.check(f"report.json: {args.moves} moves", len(moves) == args.moves, json.dumps(moves)[:500])
+        for kv in args.set:
+            k, v = kv.split("=", 1)
+            checks.check(f"report.json: parameter {k} is {v}", str(rep.get("parameters", {}).get(k)) == v, json.dumps(rep.get("parameters")))
         for mv in moves:
             checks.check(f"move {mv['move']}: link change -> first probe reply measured ({mv.get('link_to_first_packet_ms')} ms), "
                          f"loss counted ({mv.get('probe_lost')})",
