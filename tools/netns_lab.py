@@ -4,7 +4,9 @@
 A Lab creates uniquely named namespaces (ms<pid><n>-<role>), veth links between them, NAT
 boxes (nftables masquerade) and processes inside them, and removes all of it on every exit
 path: normal return, exception, SIGINT/SIGTERM, and interpreter exit. Processes are ended by
-the PIDs the lab started, never by name.
+the PIDs the lab started, never by name. For labs built from data (tools/lab): bridges, ports
+that can be re-plugged from one bridge to another (a moving laptop), masquerade on any
+interface, and dnsmasq / udhcpc DHCP.
 
 Only the standard library is used; run with /usr/bin/python3 as root. Tests that cannot run
 without root call `require_root()`, which prints SKIPPED and exits 77 (CTest SKIP_RETURN_CODE).
@@ -103,6 +105,9 @@ class Lab:
         if self._closed:
             return
         self._closed = True
+        # A second Ctrl-C must not cut the clean-up short: the signals wait until it is done.
+        for sig in self._old_handlers:
+            signal.signal(sig, signal.SIG_IGN)
         for p in reversed(self._processes):
             self.stop(p)
         for ns in reversed(self._namespaces):
@@ -169,6 +174,13 @@ class Lab:
         out_if, _ = self.link(box, outside_net[0], outside, outside_net[1])
         box.sysctl("net.ipv4.ip_forward", "1")
         inside.run(["ip", "route", "replace", "default", "via", inside_net[0].split("/")[0]])
+        self.masquerade(box, out_if, random_ports)
+        box.nat_outside_if = out_if  # type: ignore[attr-defined]
+        box.nat_inside_if = in_if  # type: ignore[attr-defined]
+        return box
+
+    def masquerade(self, box: Host, out_if: str, random_ports: bool = False) -> None:
+        """nftables source NAT of everything `box` sends out of `out_if` to that interface's address."""
         rules = f"""
 table ip nat {{
   chain postrouting {{
@@ -178,9 +190,70 @@ table ip nat {{
 }}
 """
         box.run(["nft", "-f", "-"], input=rules)
-        box.nat_outside_if = out_if  # type: ignore[attr-defined]
-        box.nat_inside_if = in_if  # type: ignore[attr-defined]
-        return box
+
+    def bridge(self, host: Host, name: str) -> str:
+        """A Linux bridge `name` in `host` (created once)."""
+        if host.run(["ip", "link", "show", name], check=False).returncode != 0:
+            host.run(["ip", "link", "add", name, "type", "bridge"])
+            host.run(["ip", "link", "set", name, "up"])
+        return name
+
+    def port(self, host: Host, ifname: str, switch: Host, bridge: Optional[str], address: str = "",
+             mtu: int = 1500) -> str:
+        """A veth pair: `ifname` (with `address`, if any) in `host`, its peer in `switch` as a port
+        of `bridge` (none: left down, unattached). Returns the peer's name, which `replug` moves."""
+        n = next(self._links)
+        tmp_a, tmp_b = f"mst{os.getpid()}a{n}"[:15], f"mst{os.getpid()}b{n}"[:15]
+        peer = f"p{n}{host.role}"[:15]
+        sh(["ip", "link", "add", tmp_a, "mtu", str(mtu), "type", "veth", "peer", "name", tmp_b, "mtu", str(mtu)])
+        sh(["ip", "link", "set", tmp_a, "netns", host.ns, "name", ifname])
+        sh(["ip", "link", "set", tmp_b, "netns", switch.ns, "name", peer])
+        if address:
+            host.run(["ip", "addr", "add", address, "dev", ifname])
+        host.run(["ip", "link", "set", ifname, "up"])
+        if bridge:
+            self.replug(switch, peer, bridge)
+        return peer
+
+    def replug(self, switch: Host, peer: str, bridge: str) -> None:
+        """Moves a port to another bridge, the far end seeing carrier go down and up, as when a
+        laptop leaves one access point and associates with another."""
+        switch.run(["ip", "link", "set", peer, "down"])
+        switch.run(["ip", "link", "set", peer, "nomaster"])
+        switch.run(["ip", "link", "set", peer, "master", self.bridge(switch, bridge)])
+        switch.run(["ip", "link", "set", peer, "up"])
+
+    def dhcp_server(self, host: Host, ifname: str, first: str, last: str, router: str, netmask: str = "255.255.255.0",
+                    lease: str = "10m") -> subprocess.Popen:
+        """dnsmasq handing out first..last on `ifname`, with `router` as the default gateway."""
+        return host.spawn(["dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--port=0", f"--interface={ifname}",
+                           "--bind-interfaces", f"--dhcp-range={first},{last},{netmask},{lease}", f"--dhcp-option=3,{router}",
+                           "--dhcp-authoritative", f"--dhcp-leasefile={self.dir}/{host.role}-{ifname}.leases", "--pid-file="],
+                          log_name=f"dnsmasq-{host.role}-{ifname}")
+
+    def dhcp_client(self, host: Host, ifname: str, timeout: float = 30) -> None:
+        """One busybox udhcpc exchange on `ifname`: the lease's address and default route are set
+        (replacing any), then udhcpc exits. Raises if no lease came."""
+        p = self.start_dhcp_client(host, ifname)
+        try:
+            code = p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.stop(p)
+            raise RuntimeError(f"no DHCP lease on {host.ns}/{ifname} within {timeout}s")
+        if code != 0:
+            raise RuntimeError(f"no DHCP lease on {host.ns}/{ifname}: udhcpc exit {code}\n" + open(p.log_path).read()[-1000:])  # type: ignore
+
+    def start_dhcp_client(self, host: Host, ifname: str, lease_times: str = "") -> subprocess.Popen:
+        """dhcp_client without waiting: the udhcpc process (exit 0 once the lease is set).
+        lease_times: a file that gets one line "<unix time> bound|renew <address>" per lease."""
+        script = os.path.join(self.dir, "udhcpc.sh")
+        if not os.path.exists(script):
+            with open(script, "w") as f:
+                f.write(UDHCPC_SCRIPT)
+            os.chmod(script, 0o755)
+        return host.spawn(["busybox", "udhcpc", "-i", ifname, "-f", "-q", "-n", "-B", "-t", "5", "-T", "1", "-s", script],
+                          log_name=f"udhcpc-{host.role}-{ifname}-{next(self._links)}",
+                          env={**os.environ, "LEASE_TIMES": lease_times})
 
     def flush_nat(self, box: Host) -> None:
         """Forget every NAT mapping (as a rebooting NAT would): the next packet gets a new port."""
@@ -194,6 +267,20 @@ table ip nat {{
                 return r
             time.sleep(interval)
         raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+
+
+UDHCPC_SCRIPT = """#!/bin/sh
+# udhcpc calls this with $1 = deconfig|bound|renew and the lease in the environment.
+case "$1" in
+  deconfig) ip -4 addr flush dev "$interface" ;;
+  bound|renew)
+    # When the address is set (just before), for whoever times handovers.
+    [ -n "$LEASE_TIMES" ] && echo "$(date +%s.%N) $1 $ip" >> "$LEASE_TIMES"
+    ip addr replace "$ip/$mask" dev "$interface"
+    [ -n "$router" ] && ip route replace default via "${router%% *}" dev "$interface" ;;
+esac
+exit 0
+"""
 
 
 class Checks:

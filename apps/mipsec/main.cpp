@@ -18,6 +18,7 @@
 #include <boost/asio/signal_set.hpp>
 
 #include "apps/mipsec/bench.hpp"
+#include "apps/mipsec/lab.hpp"
 #include "apps/shell/config_reader.hpp"
 #include "apps/shell/config_reload.hpp"
 #include "apps/shell/control_server.hpp"
@@ -408,7 +409,14 @@ int main(int argc, char** argv) {
     bench_gateway_poll->add_option("--rounds", gateway_poll_options.rounds, "Timed rounds; the median is reported")->check(CLI::Range(1, 10000))->capture_default_str();
     bench_gateway_poll->add_option("--polls", gateway_poll_options.polls, "Polls per round")->check(CLI::Range(1, 10000000))->capture_default_str();
 
+    // Everything after "lab" goes to the lab's own parser (python3 -m lab --help).
+    auto* lab_command = app.add_subcommand("lab", "Scenario lab in network namespaces: lab list | check FILE | run SCENARIO [--report DIR] [--keep] [--set KEY=VALUE]...");
+    lab_command->prefix_command();
+    lab_command->set_help_flag();
+
     CLI11_PARSE(app, argc, argv);
+
+    if (*lab_command) return lab::run(lab_command->remaining());
 
     if (*run) return run_command(config_path, level, log_format, run_user, run_group);
     if (*check) return check_command(config_path);

@@ -1,0 +1,92 @@
+# SPDX-License-Identifier: MIT
+"""`mipsec lab run SCENARIO` end to end: the scenario's own assertions hold (exit 0), the report
+(report.json, report.md) has every move with its figures, and afterwards no namespace, process
+or run directory of the lab is left."""
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tools"))
+from netns_lab import Checks, require_root  # noqa: E402
+
+
+def namespaces(pid=None):
+    """Namespace names; with `pid`, only those the lab running as that process made
+    (netns_lab names them ms<pid><n>-<role>), so other tests running at the same time do not count."""
+    names = {line.split()[0] for line in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.splitlines()
+             if line.strip()}
+    return {n for n in names if pid is None or n.startswith(f"ms{pid}")}
+
+
+def processes_mentioning(text):
+    """PIDs whose command line contains `text` (the lab's run directory is in the command line
+    of every node, DHCP server and client, and stream end it starts), and the lab's probes
+    (`ping -D -n -O`, which name no file)."""
+    out = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                argv = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
+            except OSError:
+                continue
+            if text.encode() in b" ".join(argv) or (argv[0] == b"ping" and argv[1:4] == [b"-D", b"-n", b"-O"]):
+                out.append(int(pid))
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--mipsec", required=True)
+    ap.add_argument("--scenario", required=True)
+    ap.add_argument("--moves", type=int, required=True, help="moves the scenario makes")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="passed to lab run (e.g. gateway=strongswan)")
+    args = ap.parse_args()
+    require_root("mipsec lab run")
+    checks = Checks()
+    with tempfile.TemporaryDirectory(prefix="mipsec-lab-run-test-") as report:
+        # `mipsec lab` execs the lab: this PID is the lab's, and in its namespaces' names.
+        sets = [a for kv in args.set for a in ("--set", kv)]
+        p = subprocess.Popen([args.mipsec, "lab", "run", args.scenario, "--report", report, *sets], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        out, err = p.communicate(timeout=280)
+        r = subprocess.CompletedProcess(p.args, p.returncode, out, err)
+        print(r.stdout[-6000:])
+        checks.check(f"lab run {args.scenario} passes (exit 0)", r.returncode == 0, f"exit {r.returncode}\n{r.stderr[-3000:]}")
+        m = re.search(r"building in (\S+)", r.stdout)
+        run_dir = m.group(1) if m else ""
+        checks.check("the run directory was named", bool(run_dir), r.stdout[:300])
+        try:
+            rep = json.load(open(os.path.join(report, "report.json")))
+        except (OSError, ValueError) as e:
+            checks.check("report.json is written", False, str(e))
+            rep = {}
+        checks.check("report.json: passed, with every assertion holding",
+                     rep.get("passed") is True and rep.get("assertions") and all(a["ok"] for a in rep["assertions"]),
+                     json.dumps([a for a in rep.get("assertions", []) if not a["ok"]])[:1000])
+        moves = rep.get("moves", [])
+        checks.check(f"report.json: {args.moves} moves", len(moves) == args.moves, json.dumps(moves)[:500])
+        for kv in args.set:
+            k, v = kv.split("=", 1)
+            checks.check(f"report.json: parameter {k} is {v}", str(rep.get("parameters", {}).get(k)) == v, json.dumps(rep.get("parameters")))
+        for mv in moves:
+            checks.check(f"move {mv['move']}: link change -> first probe reply measured ({mv.get('link_to_first_packet_ms')} ms), "
+                         f"loss counted ({mv.get('probe_lost')})",
+                         isinstance(mv.get("link_to_first_packet_ms"), int) and isinstance(mv.get("probe_lost"), int), json.dumps(mv))
+        md = open(os.path.join(report, "report.md")).read() if os.path.exists(os.path.join(report, "report.md")) else ""
+        checks.check("report.md has the per-move table with every move",
+                     "| move |" in md and all(f"| {mv['move']} |" in md for mv in moves), md[:800])
+        checks.check("the printed table and the report directory", "| move |" in r.stdout and report in r.stdout, r.stdout[-500:])
+        left = namespaces(p.pid)
+        checks.check("no namespace is left", not left, str(left))
+        checks.check("no process of the run is left", run_dir != "" and not processes_mentioning(run_dir),
+                     str(processes_mentioning(run_dir)) if run_dir else "")
+        checks.check("the run directory is removed", run_dir != "" and not os.path.exists(run_dir), run_dir)
+    return checks.finish()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

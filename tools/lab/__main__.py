@@ -1,0 +1,139 @@
+# SPDX-License-Identifier: MIT
+"""python3 -m lab --mipsec BIN (list | check FILE | run SCENARIO [--report DIR] [--keep] [--set K=V]...)
+
+Exit codes: 0 success; 1 an assertion failed or a step could not be done; 2 a bad scenario or
+usage; 130 interrupted (everything created is removed first)."""
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import sys
+import tempfile
+import time
+
+if __package__ in (None, ""):  # run as a directory or a file: import the package by its name
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    __package__ = os.path.basename(os.path.dirname(os.path.abspath(__file__)))  # noqa: A001
+    __import__(__package__)
+
+from . import SCENARIO_DIR  # noqa: E402
+from . import report, scenario  # noqa: E402
+
+
+def shipped() -> dict[str, str]:
+    return {os.path.basename(p)[:-5]: p for p in sorted(glob.glob(os.path.join(SCENARIO_DIR, "*.json")))}
+
+
+def locate(name: str) -> str:
+    if os.path.sep in name or name.endswith(".json") or os.path.exists(name):
+        return name
+    known = shipped()
+    if name not in known:
+        raise scenario.ScenarioError([("", f"\"{name}\" is neither a file nor a shipped scenario ({', '.join(known)})")])
+    return known[name]
+
+
+def print_problems(path: str, e: scenario.ScenarioError) -> None:
+    for at, msg in e.problems:
+        print(f"mipsec lab: {path}: {at or '/'}: {msg}", file=sys.stderr)
+
+
+def cmd_list(_args) -> int:
+    for name, path in shipped().items():
+        try:
+            with open(path) as f:
+                summary = json.load(f).get("summary", "")
+        except (OSError, ValueError) as e:
+            summary = f"(unreadable: {e})"
+        print(f"{name:<16} {summary}")
+    return 0
+
+
+def cmd_check(args) -> int:
+    try:
+        path = locate(args.file)
+        doc = scenario.load(path, args.set, args.mipsec)
+    except scenario.ScenarioError as e:
+        print_problems(args.file, e)
+        return 2
+    params = doc.get("parameters", {})
+    nodes = [spec for spec in doc.get("nodes", {}).values() if scenario.active(spec, params)]
+    swans = sum(1 for spec in nodes if "strongswan" in spec)
+    steps = sum(1 for step in doc["timeline"] if scenario.active(step, params))
+    print(f"{path}: OK, scenario {doc['scenario']}: {len(doc['networks'])} network(s), {len(doc['hosts'])} host(s), "
+          f"{len(nodes) - swans} mipsec node(s)" + (f", {swans} strongSwan gateway(s)" if swans else "") + f", {steps} step(s)")
+    return 0
+
+
+def cmd_run(args) -> int:
+    try:
+        path = locate(args.scenario)
+        doc = scenario.load(path, args.set, args.mipsec)
+    except scenario.ScenarioError as e:
+        print_problems(args.scenario, e)
+        return 2
+    if os.geteuid() != 0:
+        print("mipsec lab: run needs root (network namespaces, TUN devices, nftables)", file=sys.stderr)
+        return 1
+    from netns_lab import Lab
+    from .runner import Run, StepFailed
+
+    t0 = time.time()
+    error = None
+    try:
+        with Lab(doc["scenario"], keep_dir=args.keep) as lab:
+            print(f"mipsec lab: {doc['scenario']}: building in {lab.dir}", flush=True)
+            run = Run(doc, args.mipsec, lab, log=lambda s: print(s, flush=True))
+            traffic = {}
+            try:
+                run.build()
+                run.timeline()
+                traffic = run.finish()
+            except StepFailed as e:
+                error = str(e)
+                run.assertion("every step completed", False, error)
+                print(f"mipsec lab: {error}", file=sys.stderr)
+                lab.dump_logs()
+            passed = error is None and all(a["ok"] for a in run.assertions)
+            result = {
+                "scenario": doc["scenario"], "file": os.path.abspath(path), "parameters": doc.get("parameters", {}),
+                "passed": passed, "error": error, "duration_s": round(time.time() - t0, 3),
+                "moves": run.moves, "traffic": traffic, "assertions": run.assertions, "events": run.events,
+            }
+            # Made only now: an interrupted run leaves no file behind.
+            report_dir = args.report or tempfile.mkdtemp(prefix=f"mipsec-lab-{doc['scenario']}-")
+            written = report.write(report_dir, doc, result)
+            if args.keep:
+                print(f"mipsec lab: run directory kept: {lab.dir}")
+    except KeyboardInterrupt:
+        print("mipsec lab: interrupted; everything the run created is removed", file=sys.stderr)
+        return 130
+    print()
+    print(report.move_table(result["moves"]))
+    print()
+    print(f"mipsec lab: {doc['scenario']}: {'PASS' if passed else 'FAIL'} in {result['duration_s']:.1f} s; report: {report_dir}"
+          f" ({', '.join(os.path.basename(w) for w in written)})")
+    return 0 if passed else 1
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="mipsec lab", description="Declarative network-namespace scenarios for mipsec")
+    ap.add_argument("--mipsec", default="mipsec", help="the mipsec binary the lab runs (mipsec lab passes its own path)")
+    sub = ap.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="the shipped scenarios, one line each")
+    c = sub.add_parser("check", help="validate a scenario file (and each node config with mipsec check)")
+    c.add_argument("file")
+    c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    r = sub.add_parser("run", help="build a scenario, run its timeline, tear it down, write the report")
+    r.add_argument("scenario", help="a shipped scenario's name or a file")
+    r.add_argument("--report", metavar="DIR", help="where report.json and report.md go (default: a new temporary directory)")
+    r.add_argument("--keep", action="store_true", help="keep the run directory (configs, logs, captures)")
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a scenario parameter")
+    args = ap.parse_args(argv)
+    return {"list": cmd_list, "check": cmd_check, "run": cmd_run}[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

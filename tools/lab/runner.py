@@ -1,0 +1,560 @@
+# SPDX-License-Identifier: MIT
+"""Builds a validated scenario with netns_lab and runs its timeline.
+
+Topology: one "sw" namespace holds a bridge per network; every host interface is a veth whose
+far end is a port of its network's bridge, so a move re-plugs that port into another bridge
+(the host sees carrier go down and up, as a laptop leaving one access point for another).
+Everything the run creates belongs to a netns_lab.Lab, which removes it on every exit path.
+
+Waiting is always for an event (a status field, a DHCP lease, a reply), polled every
+POLL_S with a timeout, never a fixed sleep.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+from typing import Any, Optional
+
+from netns_lab import Host, Lab
+from roaming_lab import Stream, first_after
+
+from . import scenario as sc
+from . import strongswan_node
+
+POLL_S = 0.05
+DEFAULT_TIMEOUT_S = 20.0
+MISSING = object()
+
+
+class StepFailed(Exception):
+    pass
+
+
+def resolve_pointer(doc: Any, pointer: str) -> Any:
+    """RFC 6901; MISSING when the path does not exist."""
+    if pointer == "":
+        return doc
+    for raw in pointer.split("/")[1:]:
+        key = raw.replace("~1", "/").replace("~0", "~")
+        if isinstance(doc, dict) and key in doc:
+            doc = doc[key]
+        elif isinstance(doc, list) and key.isdigit() and int(key) < len(doc):
+            doc = doc[int(key)]
+        else:
+            return MISSING
+    return doc
+
+
+def counter_sum(doc: Any, keys: tuple) -> int:
+    """The sum of every numeric field named in `keys`, anywhere in a status document."""
+    total = 0
+    if isinstance(doc, dict):
+        for k, v in doc.items():
+            if k in keys and isinstance(v, (int, float)) and not isinstance(v, bool):
+                total += v
+            else:
+                total += counter_sum(v, keys)
+    elif isinstance(doc, list):
+        for v in doc:
+            total += counter_sum(v, keys)
+    return total
+
+
+def lease_time(path: str, t0: float) -> Optional[float]:
+    """When the DHCP client script set an address, the first time after t0 (its own clock)."""
+    try:
+        with open(path) as f:
+            times = [float(line.split()[0]) for line in f if line.strip()]
+    except (OSError, ValueError):
+        return None
+    later = [t for t in times if t > t0]
+    return min(later) if later else None
+
+
+class Probe:
+    """`ping -D` from a host at a fixed pace; replies are read back with their sequence numbers."""
+
+    LINE = re.compile(r"^\[(\d+\.\d+)\].*icmp_seq=(\d+)")
+
+    def __init__(self, lab: Lab, host: Host, name: str, to: str, interval_ms: int):
+        self.interval_ms = interval_ms
+        self.proc = host.spawn(["ping", "-D", "-n", "-O", "-i", f"{interval_ms / 1000:.3f}", "-W", "1", to], log_name=f"probe-{name}")
+        self.started = time.time()
+
+    def replies(self) -> list[tuple[float, int]]:
+        out = []
+        try:
+            with open(self.proc.log_path) as f:  # type: ignore[attr-defined]
+                for line in f:
+                    m = self.LINE.match(line)
+                    if m and "bytes from" in line:
+                        out.append((float(m.group(1)), int(m.group(2))))
+        except OSError:
+            pass
+        return out
+
+    def stop(self, lab: Lab) -> tuple[int, int]:
+        """Ends ping with SIGINT, so it prints its totals; (sent, received)."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGINT)
+            self.proc.wait(3)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            pass
+        lab.stop(self.proc)
+        text = open(self.proc.log_path).read()  # type: ignore[attr-defined]
+        m = re.search(r"(\d+) packets transmitted, (\d+) received", text)
+        if m:
+            return int(m.group(1)), int(m.group(2))
+        return int((time.time() - self.started) * 1000 / self.interval_ms), len(self.replies())
+
+    def gap(self, t0: float) -> tuple[Optional[float], Optional[int]]:
+        """(first reply after t0 - t0, echo requests lost between the last reply before t0 and
+        the first after it)."""
+        r = self.replies()
+        before = [s for t, s in r if t <= t0]
+        after = [(t, s) for t, s in r if t > t0]
+        if not after:
+            return None, None
+        t1, s1 = min(after)
+        return t1 - t0, s1 - (max(before) if before else 0) - 1
+
+
+class Run:
+    def __init__(self, doc: dict, mipsec: str, lab: Lab, log=print):
+        self.doc = doc
+        self.mipsec = mipsec
+        self.lab = lab
+        self.log = log
+        self.hosts: dict[str, Host] = {}
+        self.ports: dict[tuple[str, str], str] = {}
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.streams: dict[str, Stream] = {}
+        self.probes: dict[str, Probe] = {}
+        self.moves: list[dict] = []
+        self.assertions: list[dict] = []
+        self.events: list[dict] = []
+        self.t_begin = time.time()
+        self.snapshot: Optional[dict] = None
+        self.charons: dict = {}  # node -> strongswan_lab.Charon
+
+    def in_run(self, element) -> bool:
+        return sc.active(element, self.doc.get("parameters", {}))
+
+    def run_nodes(self) -> dict:
+        """The nodes of this run (those whose "if" holds)."""
+        return {n: spec for n, spec in self.doc.get("nodes", {}).items() if self.in_run(spec)}
+
+    # -- recording ------------------------------------------------------------------------
+    def note(self, what: str, **kw) -> None:
+        self.events.append({"t_ms": round((time.time() - self.t_begin) * 1000), "event": what, **kw})
+
+    def assertion(self, name: str, ok: bool, detail: str = "") -> bool:
+        self.assertions.append({"name": name, "ok": bool(ok), "detail": detail})
+        self.log(f"{'ok  ' if ok else 'FAIL'} {name}" + (f": {detail}" if detail and not ok else ""))
+        return ok
+
+    # -- building -------------------------------------------------------------------------
+    def build(self) -> None:
+        d = self.doc
+        self.sw = self.lab.host("sw")
+        for net in d["networks"]:
+            self.lab.bridge(self.sw, f"b-{net}")
+        for name, spec in d["hosts"].items():
+            h = self.hosts[name] = self.lab.host(name)
+            if spec.get("forward"):
+                h.sysctl("net.ipv4.ip_forward", "1")
+            for ifname, ispec in spec.get("interfaces", {}).items():
+                addr = ispec.get("address")
+                static = addr if addr not in (None, "dhcp") else ""
+                self.ports[(name, ifname)] = self.lab.port(h, ifname, self.sw, f"b-{ispec['network']}", static,
+                                                           ispec.get("mtu", 1500))
+            for a in spec.get("addresses", []):
+                h.run(["ip", "addr", "add", a, "dev", "lo"])
+        for name, spec in d["hosts"].items():
+            self.add_routes(name, spec.get("routes", []))
+            if "nat" in spec:
+                self.lab.masquerade(self.hosts[name], spec["nat"]["out"], spec["nat"].get("random_ports", False))
+            if "dhcp_server" in spec:
+                ds = spec["dhcp_server"]
+                self.lab.dhcp_server(self.hosts[name], ds["interface"], ds["range"][0], ds["range"][1], ds["router"])
+        for name, spec in d["hosts"].items():
+            for ifname, ispec in spec.get("interfaces", {}).items():
+                if ispec.get("address") == "dhcp":
+                    self.lease(name, ifname)
+        for node, spec in self.run_nodes().items():
+            if spec.get("start", True):
+                self.start(node)
+        self.note("built")
+
+    def add_routes(self, host: str, routes: list) -> None:
+        for r in routes:
+            argv = ["ip", "route", "replace", r["to"]]
+            if "via" in r:
+                argv += ["via", r["via"]]
+            if "dev" in r:
+                argv += ["dev", r["dev"]]
+            self.hosts[host].run(argv)
+
+    def lease(self, host: str, ifname: str) -> None:
+        try:
+            self.lab.dhcp_client(self.hosts[host], ifname)
+        except (RuntimeError, subprocess.TimeoutExpired) as e:
+            raise StepFailed(f"no DHCP lease on {host}/{ifname}: {e}")
+
+    def address_of(self, host_if: tuple[str, str]) -> str:
+        host, ifname = host_if
+        r = self.hosts[host].run(["ip", "-j", "-4", "addr", "show", "dev", ifname], check=False)
+        try:
+            return json.loads(r.stdout)[0]["addr_info"][0]["local"]
+        except (ValueError, IndexError, KeyError):
+            raise StepFailed(f"{host}/{ifname} has no IPv4 address for ${{address:{host}/{ifname}}}")
+
+    # -- nodes ----------------------------------------------------------------------------
+    def socket_of(self, node: str) -> str:
+        return sc.render_config(self.doc["nodes"][node]["config"], self.lab.dir, lambda _: "0.0.0.0", node)["control_socket"]
+
+    def start(self, node: str, timeout: float = 15) -> None:
+        spec = self.doc["nodes"][node]
+        if "strongswan" in spec:
+            self.start_charon(node, spec)
+            return
+        cfg = sc.render_config(spec["config"], self.lab.dir, self.address_of, node)
+        path = os.path.join(self.lab.dir, f"{node}.json")
+        with open(path, "w") as f:
+            json.dump(cfg, f, indent=2)
+        p = self.hosts[spec["host"]].spawn([self.mipsec, "run", path], log_name=f"mipsec-{node}-{len(self.events)}")
+        self.procs[node] = p
+        deadline = time.monotonic() + timeout
+        while self.status(node) is None:
+            if p.poll() is not None:
+                raise StepFailed(f"node {node} exited {p.returncode} at start:\n" + open(p.log_path).read()[-2000:])  # type: ignore
+            if time.monotonic() > deadline:
+                raise StepFailed(f"node {node}: no status within {timeout}s")
+            time.sleep(POLL_S)
+        self.note("start", node=node)
+
+    def start_charon(self, node: str, spec: dict) -> None:
+        """A strongSwan gateway: charon in its own state directory; its PID is the one stopped."""
+        from strongswan_lab import Charon
+        try:
+            charon = Charon(self.lab, self.hosts[spec["host"]], strongswan_node.connection(spec["strongswan"]))
+        except (TimeoutError, subprocess.CalledProcessError) as e:
+            raise StepFailed(f"strongSwan node {node} did not start: {e}")
+        self.charons[node] = charon
+        self.procs[node] = charon.proc
+        self.note("start", node=node)
+
+    def stop(self, node: str) -> None:
+        p = self.procs.pop(node, None)
+        if p is None:
+            raise StepFailed(f"node {node} is not running")
+        code = self.lab.stop(p)
+        self.charons.pop(node, None)
+        self.assertion(f"node {node} exits 0 when stopped", code == 0, f"exit {code}")
+        self.note("stop", node=node)
+
+    def status(self, node: str) -> Optional[dict]:
+        """The node's `mipsec status --json`; within one poll (self.snapshot set) each node is
+        asked once, so conditions over several fields see one moment."""
+        if self.snapshot is not None and node in self.snapshot:
+            return self.snapshot[node]
+        st = self.query_status(node)
+        if self.snapshot is not None:
+            self.snapshot[node] = st
+        return st
+
+    def query_status(self, node: str) -> Optional[dict]:
+        if node not in self.procs:
+            return None
+        if node in self.charons:
+            if self.procs[node].poll() is not None:
+                return None
+            r = self.charons[node].swan(["--list-sas"], check=False, timeout=10)
+            return strongswan_node.status(r.stdout) if r.returncode == 0 else None
+        host = self.hosts[self.doc["nodes"][node]["host"]]
+        r = host.run([self.mipsec, "status", "--socket", self.socket_of(node), "--json"], check=False)
+        if r.returncode != 0:
+            return None
+        try:
+            return json.loads(r.stdout)["nodes"][0]
+        except (ValueError, KeyError, IndexError):
+            return None
+
+    # -- conditions -----------------------------------------------------------------------
+    def observe(self, c: dict) -> Any:
+        st = self.status(c["node"])
+        if st is None:
+            return MISSING
+        if "stage" in c:
+            stages = [s for s in st.get("pipeline", []) if s.get("type") == c["stage"]]
+            if len(stages) <= c.get("index", 0):
+                return MISSING
+            st = stages[c.get("index", 0)]
+        return resolve_pointer(st, c["pointer"])
+
+    def holds(self, c, baseline: Optional[dict] = None) -> bool:
+        if isinstance(c, list):
+            return all(self.holds(x, baseline) for x in c)
+        if not self.in_run(c):
+            return True
+        v = self.observe(c)
+        if v is MISSING:
+            return False
+        if "equals" in c:
+            return v == c["equals"]
+        if "in" in c:
+            return v in c["in"]
+        if "prefix" in c:
+            return isinstance(v, str) and v.startswith(c["prefix"])
+        if not isinstance(v, (int, float)) or isinstance(v, bool):
+            return False
+        if "at_least" in c:
+            return v >= c["at_least"]
+        if "at_most" in c:
+            return v <= c["at_most"]
+        before = (baseline or {}).get(json.dumps(c, sort_keys=True), 0)
+        if "increased" in c:
+            return v > before
+        if "unchanged" in c:
+            return v == before
+        return False
+
+    def baseline(self, c) -> dict:
+        """The current values of a move's "increased" conditions."""
+        out = {}
+        for x in (c if isinstance(c, list) else [c]):
+            if x and ("increased" in x or "unchanged" in x):
+                v = self.observe(x)
+                out[json.dumps(x, sort_keys=True)] = v if isinstance(v, (int, float)) else 0
+        return out
+
+    def describe(self, c) -> str:
+        if isinstance(c, list):
+            return " and ".join(self.describe(x) for x in c if self.in_run(x))
+        test = next(t for t in sc.CONDITION_TESTS if t in c)
+        where = f"{c['node']}" + (f" {c['stage']}" + (f"[{c['index']}]" if c.get("index") else "") if "stage" in c else "")
+        return f"{where} {c['pointer']} {test} {json.dumps(c[test])}"
+
+    def observed(self, c) -> str:
+        if isinstance(c, list):
+            return "; ".join(self.observed(x) for x in c if self.in_run(x))
+        v = self.observe(c)
+        return f"{c['node']}{c['pointer']} = {'(missing)' if v is MISSING else json.dumps(v)[:200]}"
+
+    def wait(self, c, timeout: float, baseline=None) -> Optional[float]:
+        """The time the condition was first seen to hold, or None after `timeout`."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.snapshot = {}
+            try:
+                if self.holds(c, baseline):
+                    return time.time()
+            finally:
+                self.snapshot = None
+            time.sleep(POLL_S)
+        return None
+
+    # -- traffic --------------------------------------------------------------------------
+    def start_traffic(self, name: str) -> None:
+        t = self.doc["traffic"][name]
+        if t["kind"] == "stream":
+            try:
+                self.streams[name] = Stream(self.lab, self.hosts[t["to"]], self.hosts[t["from"]], t["source"], t["address"],
+                                            t.get("port", 5001))
+            except TimeoutError as e:
+                raise StepFailed(f"stream {name}: {e}")
+        else:
+            self.probes[name] = Probe(self.lab, self.hosts[t["from"]], name, t["to"], t.get("interval_ms", 100))
+        self.note("traffic", name=name)
+
+    # -- moves ----------------------------------------------------------------------------
+    def counters(self, host: str) -> dict:
+        """IKE and registration counters of every node on `host`, per node."""
+        out = {}
+        for node, spec in self.run_nodes().items():
+            if spec["host"] != host:
+                continue
+            st = self.status(node) or {}
+            mns = [s for s in st.get("pipeline", []) if s.get("type") == "mip.mobile_node"]
+            out[node] = {
+                "ike_messages": counter_sum(st, ("ike_sent", "ike_received")),
+                "ike_sessions": counter_sum(st, ("sessions_started",)),
+                "registrations": [s.get("state", {}).get("counters", {}).get("replies_received", 0) for s in mns],
+                "requests": [s.get("state", {}).get("counters", {}).get("requests_sent", 0) for s in mns],
+            }
+        return out
+
+    def mode(self, host: str) -> str:
+        """What the moving node says it is doing: the mobile node's mode (and the RFC 5265
+        detection's when it has one), or the VPN client's state."""
+        for node, spec in self.run_nodes().items():
+            if spec["host"] != host:
+                continue
+            st = self.status(node) or {}
+            layers = [s.get("state", {}) for s in st.get("pipeline", []) if s.get("type") == "mip.mobile_node"]
+            if layers:
+                det = next((x["detection"]["mode"] for x in layers if "mode" in x.get("detection", {})), None)
+                modes = " / ".join(str(x.get("mode") or x.get("state", "?")) for x in layers)
+                return f"{det}: {modes}" if det else modes
+            for s in st.get("pipeline", []):
+                if s.get("type") == "ipsec.vpn_client":
+                    return "vpn " + str(s.get("state", {}).get("ike_state", "?"))
+        return "-"
+
+    def move(self, step: dict, label: str, timeout: float) -> None:
+        m = step["move"]
+        host, ifname = m["host"], m["interface"]
+        h = self.hosts[host]
+        restarted = set(m.get("restart", []))
+        before = self.counters(host)
+        base = self.baseline(m.get("until")) | self.baseline(m.get("acquired")) | self.baseline(m.get("after"))
+        # Leaving: the addresses and routes on the interface go (as on a DHCP release).
+        h.run(["ip", "-4", "addr", "flush", "dev", ifname])
+        h.run(["ip", "route", "flush", "dev", ifname], check=False)
+        t0 = time.time()
+        self.lab.replug(self.sw, self.ports[(host, ifname)], f"b-{m['to']}")
+        self.note("link change", move=label, network=m["to"])
+        # One polling loop watches every step of the handover at once, so each is timed from
+        # the link change on its own: the address (DHCP lease, static, or the node's own view
+        # for agent care-of addresses), the registration, the first probe reply, the stream.
+        t_addr = t_reg = first = lost = stream_dt = None
+        lease_times = os.path.join(self.lab.dir, f"lease-{host}-{ifname}.times")
+        dhcp = self.lab.start_dhcp_client(h, ifname, lease_times) if m.get("address") == "dhcp" else None
+        if m.get("address") not in (None, "dhcp"):
+            h.run(["ip", "addr", "add", m["address"], "dev", ifname])
+            t_addr = time.time()
+            self.add_routes(host, m.get("routes", []))
+        pending_restart = list(m.get("restart", []))
+        probe = next(iter(self.probes.values()), None)
+        stream = next(iter(self.streams.values()), None)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if dhcp is not None and dhcp.poll() is not None:
+                if dhcp.returncode != 0:
+                    raise StepFailed(f"{label}: no DHCP lease on {host}/{ifname} (udhcpc exit {dhcp.returncode})")
+                dhcp = None
+                self.add_routes(host, m.get("routes", []))
+            if t_addr is None and "acquired" not in m and m.get("address") == "dhcp":
+                t_addr = lease_time(lease_times, t0)
+            if pending_restart and dhcp is None:
+                for node in pending_restart:
+                    # A client without mobility support reconnects from its new address.
+                    if node in self.procs:
+                        self.lab.stop(self.procs.pop(node))
+                    self.start(node)
+                pending_restart = []
+            self.snapshot = {}
+            try:
+                # A node's state is timed by its answer: it held by then (an upper bound,
+                # within one status query of the event).
+                if t_addr is None and "acquired" in m and self.holds(m["acquired"], base):
+                    t_addr = time.time()
+                if t_reg is None and "until" in m and self.holds(m["until"], base):
+                    t_reg = time.time()
+            finally:
+                self.snapshot = None
+            if probe is not None and first is None:
+                first, lost = probe.gap(t0)
+            if stream is not None and stream_dt is None:
+                stream_dt = first_after([t for t, _ in stream.times()], t0)
+            if ((t_addr is not None or m.get("address") is None and "acquired" not in m)
+                    and (t_reg is not None or "until" not in m) and (first is not None or probe is None)
+                    and (stream_dt is not None or stream is None) and dhcp is None and not pending_restart):
+                break
+            time.sleep(POLL_S)
+        if dhcp is not None:
+            self.lab.stop(dhcp)
+            self.assertion(f"{label}: a DHCP lease on {host}/{ifname}", False, f"none within {timeout:.0f}s")
+        if probe is not None and first is not None:
+            first, lost = probe.gap(t0)  # the loss count as of now, after the first reply
+        for what, t in (("care-of address", t_addr), ("registered", t_reg)):
+            if t is not None:
+                self.note(what, move=label, t_ms=round((t - self.t_begin) * 1000))
+        after = self.counters(host)
+
+        def delta(key):
+            total = 0
+            for node, now in after.items():
+                was = before.get(node, {}) if node not in restarted else {}
+                total += now[key] - was.get(key, 0)
+            return total
+
+        layers = []
+        for node, now in after.items():
+            was = before.get(node, {}) if node not in restarted else {}
+            for i, v in enumerate(now["registrations"]):
+                prev = (was.get("registrations") or [0] * (i + 1))
+                layers.append(v - (prev[i] if i < len(prev) else 0))
+        ms = lambda t: None if t is None else round((t - t0) * 1000)  # noqa: E731
+        row = {
+            "move": label, "to": m["to"], "mode": self.mode(host),
+            "link_to_address_ms": ms(t_addr), "link_to_registration_ms": ms(t_reg),
+            "link_to_first_packet_ms": None if first is None else round(first * 1000),
+            "link_to_stream_ms": None if stream_dt is None else round(stream_dt * 1000),
+            "probe_lost": lost, "ike_messages": delta("ike_messages"), "ike_sessions": delta("ike_sessions"),
+            "registrations": sum(layers), "registrations_per_layer": layers,
+        }
+        self.moves.append(row)
+        self.log(f"move {label}: {json.dumps({k: v for k, v in row.items() if k != 'move'})}")
+        if "until" in m:
+            self.assertion(f"{label}: {self.describe(m['until'])}", t_reg is not None, self.observed(m["until"]))
+        if "acquired" in m:
+            self.assertion(f"{label}: care-of address acquired ({self.describe(m['acquired'])})", t_addr is not None,
+                           self.observed(m["acquired"]))
+        if self.probes:
+            self.assertion(f"{label}: probe replies resume", first is not None)
+        if self.streams:
+            self.assertion(f"{label}: the stream goes on", stream_dt is not None)
+        if "after" in m:
+            self.assertion(f"{label}: afterwards {self.describe(m['after'])}", self.holds(m["after"], base), self.observed(m["after"]))
+        for fig, bound in m.get("expect", {}).items():
+            v = row.get(fig)
+            ok = v is not None and bound.get("at_least", v) <= v <= bound.get("at_most", v)
+            self.assertion(f"{label}: {fig} {json.dumps(bound)}", ok, f"measured {v}")
+
+    # -- the timeline ---------------------------------------------------------------------
+    def timeline(self) -> None:
+        for k, step in enumerate(self.doc["timeline"]):
+            if not self.in_run(step):
+                continue
+            timeout = float(step.get("timeout_s", DEFAULT_TIMEOUT_S))
+            action = next(a for a in ("start", "stop", "restart", "wait", "traffic", "move", "assert") if a in step)
+            label = step.get("label", f"step {k} {action}")
+            if action == "start":
+                self.start(step["start"])
+            elif action == "stop":
+                self.stop(step["stop"])
+            elif action == "restart":
+                self.stop(step["restart"])
+                self.start(step["restart"])
+            elif action == "traffic":
+                for name in step["traffic"]:
+                    self.start_traffic(name)
+            elif action == "wait":
+                t = self.wait(step["wait"], timeout)
+                if t is None:
+                    self.assertion(f"{label}: {self.describe(step['wait'])}", False, self.observed(step["wait"]))
+                    raise StepFailed(f"{label}: timed out after {timeout:.0f}s waiting for {self.describe(step['wait'])}")
+                self.note("wait", label=label)
+            elif action == "assert":
+                self.assertion(f"{label}: {self.describe(step['assert'])}", self.holds(step["assert"]), self.observed(step["assert"]))
+            elif action == "move":
+                self.move(step, step.get("label", f"move {len(self.moves) + 1} to {step['move']['to']}"), timeout)
+
+    def finish(self) -> dict:
+        """Ends traffic (checking every stream byte for byte) and stops the nodes; the figures."""
+        totals: dict[str, Any] = {}
+        for name, s in self.streams.items():
+            ok, out = s.finish()
+            self.assertion(f"stream {name} arrived complete and in order", ok, out)
+            totals[f"stream {name}"] = {"bytes": s.bytes(), "intact": ok, "detail": out}
+        for name, p in self.probes.items():
+            sent, got = p.stop(self.lab)
+            totals[f"probe {name}"] = {"sent": sent, "replies": got, "lost": max(sent - got, 0), "interval_ms": p.interval_ms}
+        for node in list(self.procs):
+            self.stop(node)
+        return totals

@@ -1,0 +1,573 @@
+# SPDX-License-Identifier: MIT
+"""The scenario file: a JSON document describing a lab (networks, hosts, mipsec nodes, traffic)
+and a timeline. `load()` reads, substitutes parameters and validates it completely before
+anything is created; every problem is reported with the JSON pointer (RFC 6901) of the value
+at fault, as `mipsec check` reports node configs.
+
+Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional):
+  scenario     name (letters, digits, '-')
+  summary      one line, shown by `mipsec lab list`
+  description  free text
+  parameters   {"name": default}; "${name}" in any string is replaced (a string that is only
+               "${name}" takes the value's type); `--set name=value` overrides a default
+  networks     {"name": {"prefix": "a.b.c.d/n"}}: one Ethernet segment (a bridge) each
+  hosts        {"name": {"forward": bool, "interfaces": {"ifname": {"network": n, "address": a}},
+                "routes": [{"to": "default"|prefix, "via": addr, "dev": ifname}],
+                "nat": {"out": ifname, "random_ports": bool},
+                "dhcp_server": {"interface": ifname, "range": [first, last], "router": addr},
+                "addresses": ["a.b.c.d/n"] (on lo)}}
+               an interface "address" is "a.b.c.d/n", "dhcp" (a lease at start-up), or absent
+  nodes        {"name": {"host": h, "config": {mipsec config}, "start": bool}}: one `mipsec run`
+               each; "control_socket" is filled in; "${lab_dir}" names the run's directory and
+               "${address:host/ifname}" the interface's current address (read at each start)
+               or {"name": {"host": h, "strongswan": {"local": addr, "local_id": id, "remote_id": id,
+                "psk": s, "pool": prefix, "local_ts": prefix, "remote": addr, "ike_proposals": s,
+                "esp_proposals": s, "dpd_delay_s": n}, "start": bool}}: a strongSwan IKEv1
+               remote-access gateway (charon, kernel-libipsec, UDP encapsulation forced, Mode
+               Config pool, PSK); its status is `swanctl --list-sas` parsed, stage
+               "strongswan.gateway" (see strongswan_node.parse_list_sas)
+  "if"         {"parameter": value, ...} on a node, a timeline step or a condition: it is part
+               of the run only when every named parameter has that value (so `--set
+               gateway=strongswan` swaps the gateway node and the conditions that read it)
+  traffic      (a move times the first stream and the first probe listed)
+               {"name": {"kind": "stream", "from": h, "source": addr, "to": h, "address": addr,
+                "port": n} | {"kind": "probe", "from": h, "to": addr, "interval_ms": n}}
+  timeline     steps, in order; each is one object with one action key and optional "label",
+               "timeout_s":
+                 {"start": node} {"stop": node} {"restart": node}
+                 {"wait": condition | [conditions]}
+                 {"traffic": [names]}                       starts those traffic generators
+                 {"move": {"host": h, "interface": i, "to": network, "address": a|"dhcp"|null,
+                           "routes": [...], "restart": [nodes], "acquired": condition,
+                           "until": condition | [conditions], "after": condition | [conditions],
+                           "expect": {figure: bound}}}
+               a move re-plugs the interface into `to`, gets the address, restarts the
+               `restart` nodes (clients without mobility), then times each step from the link
+               change: "acquired" (default: the address appearing), "until" (registered /
+               tunnel up), the first probe reply and the stream's first bytes; "after" is
+               checked once all of them happened
+                 {"assert": condition | [conditions]}
+  condition    {"node": n, "stage": type, "index": k, "pointer": "/json/pointer",
+                one of "equals": v, "in": [v...], "prefix": s, "at_least": x, "at_most": x,
+                "increased" / "unchanged": true (inside a move: compared with the move's start)}
+  bound        {"at_least": x} and/or {"at_most": x}; figures: see report.FIGURES
+"""
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import re
+import subprocess
+import tempfile
+from typing import Any, Optional
+
+FIGURES = ("link_to_address_ms", "link_to_registration_ms", "link_to_first_packet_ms", "link_to_stream_ms",
+           "probe_lost", "ike_messages", "ike_sessions", "registrations")
+
+# Addresses a scenario may use: documentation and benchmarking ranges (RFC 5737, RFC 2544)
+# and private 10/8, all inside the lab's own namespaces.
+ALLOWED_NETS = [ipaddress.ip_network(n) for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "198.18.0.0/15", "10.0.0.0/8")]
+NAME = re.compile(r"^[a-z][a-z0-9_-]{0,11}$")
+IFNAME = re.compile(r"^[a-z][a-z0-9_.-]{0,14}$")
+PARAM = re.compile(r"\$\{([a-z_][a-z0-9_]*)\}")
+CONDITION_TESTS = ("equals", "in", "prefix", "at_least", "at_most", "increased", "unchanged")
+PROPOSAL = re.compile(r"^[a-z0-9_]+(-[a-z0-9_]+)*(,[a-z0-9_]+(-[a-z0-9_]+)*)*$")
+IDENTITY = re.compile(r"^[A-Za-z0-9.@_-]{1,64}$")
+SWAN_REQUIRED = ("local", "local_id", "remote_id", "psk", "pool", "local_ts")
+SWAN_OPTIONAL = ("remote", "ike_proposals", "esp_proposals", "dpd_delay_s")
+
+
+def active(element: Any, params: dict) -> bool:
+    """Whether a node, step or condition is part of this run: its "if" names parameters and
+    the values they must have."""
+    cond = element.get("if") if isinstance(element, dict) else None
+    return not isinstance(cond, dict) or all(params.get(k) == v for k, v in cond.items())
+
+
+class ScenarioError(Exception):
+    """Every problem found, each as (JSON pointer, message)."""
+
+    def __init__(self, problems: list[tuple[str, str]]):
+        self.problems = problems
+        super().__init__("\n".join(f"{p or '/'}: {m}" for p, m in problems))
+
+
+def ptr(*parts) -> str:
+    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
+
+
+def substitute(value: Any, params: dict, problems: list, at: str = "") -> Any:
+    """Replaces ${name} by its parameter; ${lab_dir} and ${address:...} are left for the runner."""
+    if isinstance(value, dict):
+        return {k: substitute(v, params, problems, at + ptr(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [substitute(v, params, problems, at + ptr(i)) for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+    whole = PARAM.fullmatch(value)
+    if whole and whole.group(1) in params:
+        return params[whole.group(1)]
+
+    def one(m):
+        name = m.group(1)
+        if name == "lab_dir":
+            return m.group(0)
+        if name not in params:
+            problems.append((at, f"names an undefined parameter ${{{name}}}"))
+            return m.group(0)
+        return str(params[name])
+    return PARAM.sub(one, value)
+
+
+def parse_set(pairs: list[str], params: dict) -> dict:
+    """--set name=value overrides; the value is read as JSON when it parses, else as a string."""
+    out = dict(params)
+    for pair in pairs:
+        if "=" not in pair:
+            raise ScenarioError([("--set", f"\"{pair}\" is not name=value")])
+        k, v = pair.split("=", 1)
+        if k not in params:
+            raise ScenarioError([("--set", f"\"{k}\" is not a parameter of this scenario (it has: {', '.join(sorted(params)) or 'none'})")])
+        try:
+            out[k] = json.loads(v)
+        except ValueError:
+            out[k] = v
+    return out
+
+
+class Validator:
+    def __init__(self, doc: dict):
+        self.doc = doc
+        self.problems: list[tuple[str, str]] = []
+        self.step_in_run = True
+        self.if_values: dict[str, list] = {}  # parameter -> the values "if"s name
+
+    def fail(self, at: str, msg: str) -> None:
+        self.problems.append((at, msg))
+
+    def obj(self, v, at, required=(), optional=()) -> bool:
+        if not isinstance(v, dict):
+            self.fail(at, "is not an object")
+            return False
+        for k in v:
+            if k not in required and k not in optional:
+                self.fail(at + ptr(k), f"unknown key \"{k}\"; expected one of: {', '.join(list(required) + list(optional))}")
+        for k in required:
+            if k not in v:
+                self.fail(at, f"misses \"{k}\"")
+        return True
+
+    def name_map(self, key: str, pattern=NAME) -> dict:
+        v = self.doc.get(key, {})
+        if not isinstance(v, dict):
+            self.fail(ptr(key), "is not an object")
+            return {}
+        for k in v:
+            if not pattern.match(k):
+                self.fail(ptr(key, k), f"\"{k}\" is not a valid name (lower case letter first, letters/digits/-/_, at most 12)")
+        return v
+
+    def address(self, v, at, with_prefix: bool):
+        try:
+            if not isinstance(v, str):
+                raise ValueError
+            if with_prefix:
+                if "/" not in v:
+                    raise ValueError
+                iface = ipaddress.ip_interface(v)
+                if iface.version != 4:
+                    raise ValueError
+                addr = iface.ip
+            else:
+                addr = ipaddress.IPv4Address(v)
+        except ValueError:
+            self.fail(at, f"{json.dumps(v)} is not an IPv4 address{'/prefix' if with_prefix else ''}")
+            return None
+        if not any(addr in n for n in ALLOWED_NETS):
+            self.fail(at, f"{addr} is outside the lab's ranges (192.0.2/24, 198.51.100/24, 203.0.113/24, 198.18/15, 10/8)")
+        return iface if with_prefix else addr
+
+    def ref(self, v, at, table: dict, what: str) -> bool:
+        if not isinstance(v, str) or v not in table:
+            self.fail(at, f"{json.dumps(v)} is not a {what} of this scenario (known: {', '.join(sorted(table)) or 'none'})")
+            return False
+        return True
+
+    def run(self) -> None:
+        d = self.doc
+        if not self.obj(d, "", ("scenario", "networks", "hosts", "timeline"),
+                        ("summary", "description", "parameters", "nodes", "traffic")):
+            return
+        if not isinstance(d.get("scenario"), str) or not re.match(r"^[a-z0-9][a-z0-9-]*$", d.get("scenario", "")):
+            self.fail(ptr("scenario"), "is not a name (lower case letters, digits, '-')")
+        networks = self.name_map("networks")
+        hosts = self.name_map("hosts")
+        nodes = self.name_map("nodes")
+        traffic = self.name_map("traffic")
+        prefixes = {}
+        for n, spec in networks.items():
+            at = ptr("networks", n)
+            if self.obj(spec, at, ("prefix",)) and "prefix" in spec:
+                try:
+                    net = ipaddress.IPv4Network(spec["prefix"])
+                    if not any(net.subnet_of(a) for a in ALLOWED_NETS):
+                        self.fail(at + "/prefix", f"{net} is outside the lab's ranges")
+                    for other, onet in prefixes.items():
+                        if net.overlaps(onet):
+                            self.fail(at + "/prefix", f"{net} overlaps network \"{other}\" ({onet})")
+                    prefixes[n] = net
+                except (ValueError, TypeError):
+                    self.fail(at + "/prefix", f"{json.dumps(spec['prefix'])} is not an IPv4 network prefix (host bits zero)")
+        used: dict = {}  # (network, address) -> pointer of its first use
+        self.used = used
+        self.interfaces: dict[str, dict] = {}
+        for h, spec in hosts.items():
+            at = ptr("hosts", h)
+            if not self.obj(spec, at, (), ("forward", "interfaces", "routes", "nat", "dhcp_server", "addresses")):
+                continue
+            if "forward" in spec and not isinstance(spec["forward"], bool):
+                self.fail(at + "/forward", "is not true or false")
+            ifs = spec.get("interfaces", {})
+            if not isinstance(ifs, dict):
+                self.fail(at + "/interfaces", "is not an object")
+                ifs = {}
+            self.interfaces[h] = ifs
+            for i, ispec in ifs.items():
+                iat = at + ptr("interfaces", i)
+                if not IFNAME.match(i) or i == "lo":
+                    self.fail(iat, f"\"{i}\" is not a usable interface name")
+                if not self.obj(ispec, iat, ("network",), ("address", "mtu")):
+                    continue
+                self.ref(ispec.get("network"), iat + "/network", networks, "network")
+                self.interface_address(ispec.get("address"), iat + "/address", ispec.get("network"), prefixes, used)
+                if "mtu" in ispec and (not isinstance(ispec["mtu"], int) or not 576 <= ispec["mtu"] <= 9000):
+                    self.fail(iat + "/mtu", "is not an MTU between 576 and 9000")
+            addrs = spec.get("addresses", [])
+            if not isinstance(addrs, list):
+                self.fail(at + "/addresses", "is not a list")
+                addrs = []
+            for k, a in enumerate(addrs):
+                self.address(a, at + ptr("addresses", k), True)
+            self.routes(spec.get("routes", []), at + "/routes", ifs)
+            if "nat" in spec and self.obj(spec["nat"], at + "/nat", ("out",), ("random_ports",)):
+                self.ref(spec["nat"].get("out"), at + "/nat/out", ifs, f"interface of host \"{h}\"")
+            if "dhcp_server" in spec and self.obj(spec["dhcp_server"], at + "/dhcp_server", ("interface", "range", "router")):
+                ds = spec["dhcp_server"]
+                if self.ref(ds.get("interface"), at + "/dhcp_server/interface", ifs, f"interface of host \"{h}\""):
+                    net = prefixes.get(ifs[ds["interface"]].get("network"))
+                    rng = ds.get("range")
+                    if not (isinstance(rng, list) and len(rng) == 2):
+                        self.fail(at + "/dhcp_server/range", "is not [first, last]")
+                    else:
+                        for k, a in enumerate(rng):
+                            ip = self.address(a, at + ptr("dhcp_server", "range", k), False)
+                            if ip is not None and net is not None and ip not in net:
+                                self.fail(at + ptr("dhcp_server", "range", k), f"{ip} is not in the interface's network {net}")
+                    self.address(ds.get("router"), at + "/dhcp_server/router", False)
+        params = d.get("parameters", {})
+        self.params = params
+        self.active_nodes = {}
+        for n, spec in nodes.items():
+            at = ptr("nodes", n)
+            if self.obj(spec, at, ("host",), ("config", "strongswan", "start", "if")):
+                self.ref(spec.get("host"), at + "/host", hosts, "host")
+                self.if_(spec, at)
+                if active(spec, params):
+                    self.active_nodes[n] = spec
+                if ("config" in spec) == ("strongswan" in spec):
+                    self.fail(at, "has neither or both of \"config\" (a mipsec node) and \"strongswan\" (a strongSwan gateway)")
+                elif "config" in spec and not isinstance(spec.get("config"), dict):
+                    self.fail(at + "/config", "is not an object (a mipsec config, inline)")
+                elif "strongswan" in spec:
+                    self.strongswan(spec["strongswan"], at + "/strongswan")
+                if "start" in spec and not isinstance(spec["start"], bool):
+                    self.fail(at + "/start", "is not true or false")
+        for t, spec in traffic.items():
+            at = ptr("traffic", t)
+            if not isinstance(spec, dict):
+                self.fail(at, "is not an object")
+                continue
+            kind = spec.get("kind")
+            if kind == "stream":
+                if self.obj(spec, at, ("kind", "from", "source", "to", "address"), ("port",)):
+                    self.ref(spec.get("from"), at + "/from", hosts, "host")
+                    self.ref(spec.get("to"), at + "/to", hosts, "host")
+                    self.address(spec.get("source"), at + "/source", False)
+                    self.address(spec.get("address"), at + "/address", False)
+                    if "port" in spec and (not isinstance(spec["port"], int) or not 1024 <= spec["port"] <= 65535):
+                        self.fail(at + "/port", "is not a port 1024-65535")
+            elif kind == "probe":
+                if self.obj(spec, at, ("kind", "from", "to"), ("interval_ms",)):
+                    self.ref(spec.get("from"), at + "/from", hosts, "host")
+                    self.address(spec.get("to"), at + "/to", False)
+                    if "interval_ms" in spec and (not isinstance(spec["interval_ms"], int) or not 10 <= spec["interval_ms"] <= 10000):
+                        self.fail(at + "/interval_ms", "is not 10-10000")
+            else:
+                self.fail(at + "/kind", f"{json.dumps(kind)} is not \"stream\" or \"probe\"")
+        self.all_nodes, self.hosts, self.networks, self.traffic = nodes, hosts, networks, traffic
+        self.nodes = self.active_nodes
+        steps = d.get("timeline")
+        if not isinstance(steps, list) or not steps:
+            self.fail(ptr("timeline"), "is not a non-empty list of steps")
+            return
+        for k, step in enumerate(steps):
+            self.step(step, ptr("timeline", k))
+        for k, values in self.if_values.items():
+            if k in params and params[k] not in values:
+                known = ", ".join(sorted({json.dumps(v) for v in values}))
+                self.fail(ptr("parameters", k), f"{json.dumps(params[k])} is none of the values this scenario's \"if\"s choose from ({known})")
+
+    def if_(self, element: dict, at: str) -> None:
+        cond = element.get("if")
+        if cond is None:
+            return
+        if not isinstance(cond, dict) or not cond:
+            self.fail(at + "/if", "is not an object of parameter: value")
+            return
+        for k, v in cond.items():
+            self.if_values.setdefault(k, []).append(v)
+            if k not in self.params:
+                self.fail(at + ptr("if", k), f"\"{k}\" is not a parameter of this scenario (it has: {', '.join(sorted(self.params)) or 'none'})")
+
+    def strongswan(self, s, at: str) -> None:
+        """A strongSwan gateway element: every value charon's swanctl.conf gets is checked here,
+        so a bad one is named by its pointer, not by a charon that will not load."""
+        if not self.obj(s, at, SWAN_REQUIRED, SWAN_OPTIONAL):
+            return
+        for k in ("local", "remote"):
+            if k in s:
+                self.address(s[k], at + "/" + k, False)
+        for k in ("pool", "local_ts"):
+            if k in s:
+                try:
+                    net = ipaddress.IPv4Network(s[k])
+                    if not any(net.subnet_of(a) for a in ALLOWED_NETS):
+                        self.fail(at + "/" + k, f"{net} is outside the lab's ranges")
+                except (ValueError, TypeError):
+                    self.fail(at + "/" + k, f"{json.dumps(s[k])} is not an IPv4 network prefix (host bits zero)")
+        for k in ("local_id", "remote_id"):
+            if k in s and (not isinstance(s[k], str) or not IDENTITY.match(s[k])):
+                self.fail(at + "/" + k, "is not an identity (1-64 letters, digits, '.', '@', '_', '-')")
+        if "psk" in s and (not isinstance(s["psk"], str) or len(s["psk"]) < 8 or '"' in s["psk"] or "\\" in s["psk"]):
+            self.fail(at + "/psk", "is not a pre-shared key (a string of at least 8 characters, no quote or backslash)")
+        for k in ("ike_proposals", "esp_proposals"):
+            if k in s and (not isinstance(s[k], str) or not PROPOSAL.match(s[k])):
+                self.fail(at + "/" + k, "is not a strongSwan proposal list (e.g. \"aes128-sha256-modp2048\")")
+        if "dpd_delay_s" in s and (not isinstance(s["dpd_delay_s"], int) or isinstance(s["dpd_delay_s"], bool)
+                                   or not 1 <= s["dpd_delay_s"] <= 3600):
+            self.fail(at + "/dpd_delay_s", "is not a number of seconds, 1-3600")
+
+    def claim(self, network, ip: str, at: str, used: dict) -> None:
+        """Two interfaces on one network may not share an address."""
+        if (network, ip) in used:
+            self.fail(at, f"address {ip} is already used on network \"{network}\" at {used[(network, ip)]}")
+        else:
+            used[(network, ip)] = at
+
+    def interface_address(self, a, at, network, prefixes, used) -> None:
+        if a is None or a == "dhcp":
+            return
+        iface = self.address(a, at, True)
+        if iface is None:
+            return
+        net = prefixes.get(network)
+        if net is not None and iface.ip not in net:
+            self.fail(at, f"{iface.ip} is not in network \"{network}\" ({net})")
+        self.claim(network, str(iface.ip), at, used)
+
+    def routes(self, routes, at, ifs) -> None:
+        if not isinstance(routes, list):
+            self.fail(at, "is not a list")
+            return
+        for k, r in enumerate(routes):
+            rat = at + ptr(k)
+            if not self.obj(r, rat, ("to",), ("via", "dev")):
+                continue
+            if r.get("to") != "default":
+                try:
+                    ipaddress.IPv4Network(r.get("to"))
+                except (ValueError, TypeError):
+                    self.fail(rat + "/to", f"{json.dumps(r.get('to'))} is not \"default\" or a prefix")
+            if "via" in r:
+                self.address(r["via"], rat + "/via", False)
+            if "dev" in r:
+                self.ref(r["dev"], rat + "/dev", ifs, "interface of this host")
+            if "via" not in r and "dev" not in r:
+                self.fail(rat, "has neither \"via\" nor \"dev\"")
+
+    def condition(self, c, at, in_move: bool) -> None:
+        if isinstance(c, list):
+            if not c:
+                self.fail(at, "is an empty list of conditions")
+            for k, one in enumerate(c):
+                self.condition(one, at + ptr(k), in_move)
+            return
+        if not self.obj(c, at, ("node", "pointer"), ("stage", "index", "if") + CONDITION_TESTS):
+            return
+        self.if_(c, at)
+        self.node_ref(c.get("node"), at + "/node", self.step_in_run and active(c, self.params))
+        p = c.get("pointer")
+        if not isinstance(p, str) or (p and not p.startswith("/")):
+            self.fail(at + "/pointer", "is not a JSON pointer (\"\" or \"/a/b\")")
+        tests = [t for t in CONDITION_TESTS if t in c]
+        if len(tests) != 1:
+            self.fail(at, f"has {len(tests)} tests; expected exactly one of: {', '.join(CONDITION_TESTS)}")
+        for t in ("at_least", "at_most"):
+            if t in c and not isinstance(c[t], (int, float)):
+                self.fail(at + "/" + t, "is not a number")
+        if "in" in c and not isinstance(c["in"], list):
+            self.fail(at + "/in", "is not a list")
+        if "prefix" in c and not isinstance(c["prefix"], str):
+            self.fail(at + "/prefix", "is not a string")
+        for t in ("increased", "unchanged"):
+            if t not in c:
+                continue
+            if c[t] is not True:
+                self.fail(at + "/" + t, "is not true")
+            elif not in_move:
+                self.fail(at + "/" + t, "only means something inside a move (compared with the move's start)")
+        if "index" in c and (not isinstance(c["index"], int) or c["index"] < 0):
+            self.fail(at + "/index", "is not a stage index (0 = the first stage of that type)")
+
+    def node_ref(self, v, at: str, in_run: bool) -> None:
+        """An element that is part of this run may only name nodes that are too."""
+        if in_run and isinstance(v, str) and v in self.all_nodes and v not in self.active_nodes:
+            self.fail(at, f"node \"{v}\" is not part of this run (its \"if\" does not hold for these parameters)")
+        else:
+            self.ref(v, at, self.all_nodes, "node")
+
+    def step(self, step, at) -> None:
+        actions = ("start", "stop", "restart", "wait", "traffic", "move", "assert")
+        if not self.obj(step, at, (), actions + ("label", "timeout_s", "if")):
+            return
+        self.if_(step, at)
+        in_run = self.step_in_run = active(step, self.params)
+        present = [a for a in actions if a in step]
+        if len(present) != 1:
+            self.fail(at, f"has {len(present)} actions; expected exactly one of: {', '.join(actions)}")
+            return
+        a = present[0]
+        v = step[a]
+        if "timeout_s" in step and (not isinstance(step["timeout_s"], (int, float)) or not 0 < step["timeout_s"] <= 300):
+            self.fail(at + "/timeout_s", "is not a number of seconds, 0-300")
+        if a in ("start", "stop", "restart"):
+            self.node_ref(v, at + "/" + a, in_run)
+        elif a in ("wait", "assert"):
+            self.condition(v, at + "/" + a, False)
+        elif a == "traffic":
+            if not isinstance(v, list) or not v:
+                self.fail(at + "/traffic", "is not a list of traffic names")
+            else:
+                for k, t in enumerate(v):
+                    self.ref(t, at + ptr("traffic", k), self.traffic, "traffic generator")
+        elif a == "move":
+            mat = at + "/move"
+            if not self.obj(v, mat, ("host", "interface", "to"), ("address", "routes", "restart", "acquired", "until", "after", "expect")):
+                return
+            if self.ref(v.get("host"), mat + "/host", self.hosts, "host"):
+                ifs = self.interfaces.get(v["host"], {})
+                self.ref(v.get("interface"), mat + "/interface", ifs, f"interface of host \"{v['host']}\"")
+                self.routes(v.get("routes", []), mat + "/routes", ifs)
+            if self.ref(v.get("to"), mat + "/to", self.networks, "network"):
+                a_ = v.get("address")
+                if a_ not in (None, "dhcp"):
+                    iface = self.address(a_, mat + "/address", True)
+                    net = self.doc["networks"][v["to"]].get("prefix")
+                    try:
+                        if iface is not None and iface.ip not in ipaddress.IPv4Network(net):
+                            self.fail(mat + "/address", f"{iface.ip} is not in network \"{v['to']}\" ({net})")
+                        owner = self.used.get((v["to"], str(iface.ip))) if iface is not None else None
+                        if owner and not owner.startswith(ptr("hosts", v.get("host"), "interfaces", v.get("interface"))):
+                            self.fail(mat + "/address", f"address {iface.ip} is already used on network \"{v['to']}\" at {owner}")
+                    except (ValueError, TypeError):
+                        pass
+            for k, n in enumerate(v.get("restart", []) if isinstance(v.get("restart", []), list) else [None]):
+                self.node_ref(n, mat + ptr("restart", k), in_run)
+            if "acquired" in v:
+                self.condition(v["acquired"], mat + "/acquired", True)
+            for k in ("until", "after"):
+                if k in v:
+                    self.condition(v[k], mat + "/" + k, True)
+            if "expect" in v and self.obj(v["expect"], mat + "/expect", (), FIGURES):
+                for f, b in v["expect"].items():
+                    if self.obj(b, mat + ptr("expect", f), (), ("at_least", "at_most")):
+                        for t, x in b.items():
+                            if not isinstance(x, (int, float)):
+                                self.fail(mat + ptr("expect", f, t), "is not a number")
+
+
+def check_node_configs(doc: dict, mipsec: str) -> list[tuple[str, str]]:
+    """Runs `mipsec check` on each inline node config (with placeholders filled by stand-ins);
+    its complaint's own pointer is appended to the config's pointer."""
+    problems = []
+    with tempfile.TemporaryDirectory(prefix="mipsec-lab-check-") as tmp:
+        for name, spec in (doc.get("nodes") or {}).items():
+            if not isinstance(spec, dict) or not isinstance(spec.get("config"), dict) or "strongswan" in spec:
+                continue  # (a strongSwan gateway is checked by the validator)
+            cfg = render_config(spec["config"], tmp, lambda host_if: "198.18.0.1", name)
+            path = os.path.join(tmp, f"{name}.json")
+            with open(path, "w") as f:
+                json.dump(cfg, f)
+            try:
+                r = subprocess.run([mipsec, "check", path], capture_output=True, text=True, timeout=30)
+            except OSError as e:
+                return [("", f"cannot run {mipsec} check: {e.strerror}")]
+            if r.returncode != 0:
+                # "mipsec: config PATH: /pointer: problem"
+                text = r.stderr.strip().splitlines()[-1] if r.stderr.strip() else f"exit {r.returncode}"
+                m = re.match(r"^mipsec: config [^:]*: (/[^:]*|/): (.*)$", text)
+                inner, msg = (m.group(1), m.group(2)) if m else ("", text)
+                problems.append((ptr("nodes", name, "config") + ("" if inner == "/" else inner), f"mipsec check: {msg}"))
+    return problems
+
+
+ADDRESS_REF = re.compile(r"\$\{address:([a-z][a-z0-9_-]*)/([a-z][a-z0-9_.-]*)\}")
+
+
+def render_config(cfg: dict, lab_dir: str, address_of, node: str) -> dict:
+    """A node's config as `mipsec run` reads it: ${lab_dir} and ${address:host/if} filled, and
+    a control socket in the lab directory unless the scenario names one."""
+    def fill(v):
+        if isinstance(v, dict):
+            return {k: fill(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [fill(x) for x in v]
+        if isinstance(v, str):
+            v = v.replace("${lab_dir}", lab_dir)
+            return ADDRESS_REF.sub(lambda m: address_of((m.group(1), m.group(2))), v)
+        return v
+    out = fill(cfg)
+    out.setdefault("name", node)
+    out.setdefault("control_socket", os.path.join(lab_dir, f"{node}.sock"))
+    return out
+
+
+def load(path: str, sets: Optional[list[str]] = None, mipsec: Optional[str] = None) -> dict:
+    """Reads, substitutes and validates a scenario; raises ScenarioError with every problem."""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError as e:
+        raise ScenarioError([("", f"cannot read {path}: {e.strerror}")])
+    try:
+        raw = json.loads(text)
+    except ValueError as e:
+        raise ScenarioError([("", f"is not JSON: {e}")])
+    if not isinstance(raw, dict):
+        raise ScenarioError([("", "is not a JSON object")])
+    params = raw.get("parameters", {})
+    if not isinstance(params, dict):
+        raise ScenarioError([("/parameters", "is not an object")])
+    params = parse_set(sets or [], params)
+    problems: list = []
+    doc = {k: (v if k == "parameters" else substitute(v, params, problems, ptr(k))) for k, v in raw.items()}
+    doc["parameters"] = params
+    v = Validator(doc)
+    v.run()
+    problems += v.problems
+    if mipsec and isinstance(doc.get("nodes"), dict):
+        problems += check_node_configs(doc, mipsec)
+    if problems:
+        raise ScenarioError(problems)
+    return doc

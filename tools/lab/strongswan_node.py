@@ -1,0 +1,63 @@
+# SPDX-License-Identifier: MIT
+"""A scenario node that is a strongSwan IKEv1 remote-access gateway instead of `mipsec run`:
+charon with kernel-libipsec, forced UDP encapsulation (RFC 3948), a Mode Config pool
+(draft-dukes-ike-mode-cfg) and a pre-shared key, started by tools/strongswan_lab.Charon.
+
+Its status, for conditions, is `swanctl --list-sas` parsed into the shape of a mipsec status
+document: {"pipeline": [{"type": "strongswan.gateway", "state": {...}}]}."""
+from __future__ import annotations
+
+import re
+
+from strongswan_lab import Child, Connection
+
+STAGE = "strongswan.gateway"
+
+
+def connection(spec: dict) -> Connection:
+    """The swanctl connection of a strongswan element validated by scenario.Validator.strongswan (IKEv1, encap forced: the
+    kernel-libipsec backend only speaks ESP in UDP)."""
+    return Connection("rw", spec["local"], spec.get("remote", "%any"), spec["local_id"], spec["remote_id"], spec["psk"],
+                      proposals=spec.get("ike_proposals", "aes128-sha256-modp2048"), pools="pool",
+                      pool_addrs=spec["pool"], dpd_delay=f"{spec.get('dpd_delay_s', 30)}s", encap=True,
+                      children=[Child(local_ts=spec["local_ts"], remote_ts="dynamic",
+                                      esp_proposals=spec.get("esp_proposals", "aes128gcm16"))])
+
+
+IKE_LINE = re.compile(r"^(\S+): #(\d+), (\w+), IKEv(\d)")
+REMOTE_LINE = re.compile(r"^\s+remote\s+'([^']*)' @ ([\d.]+)\[(\d+)\](?: \[([\d.]+)\])?")
+CHILD_LINE = re.compile(r"^\s+(\S+): #(\d+), reqid \d+, (\w+), (\S+?),")
+
+
+def parse_list_sas(text: str) -> dict:
+    """`swanctl --list-sas` as a status: every IKE SA (unique id, state, peer address and port,
+    virtual IP) with its CHILD_SAs (state, mode, whether ESP is in UDP), and the totals the
+    scenarios compare: IKE SAs established, CHILD_SAs installed, the newest IKE SA's unique id
+    (charon numbers IKE SAs 1, 2, ... for its lifetime, so it counts the negotiations)."""
+    sas: list[dict] = []
+    for line in text.splitlines():
+        m = IKE_LINE.match(line)
+        if m:
+            sas.append({"name": m.group(1), "id": int(m.group(2)), "state": m.group(3).lower(), "ike_version": int(m.group(4)),
+                        "children": []})
+            continue
+        if not sas:
+            continue
+        m = REMOTE_LINE.match(line)
+        if m:
+            sas[-1].update(remote_id=m.group(1), remote=m.group(2), remote_port=int(m.group(3)), virtual_ip=m.group(4))
+            continue
+        m = CHILD_LINE.match(line)
+        if m:
+            sas[-1]["children"].append({"name": m.group(1), "id": int(m.group(2)), "state": m.group(3).lower(),
+                                        "mode": m.group(4).lower(), "udp_encapsulation": m.group(4).endswith("-in-UDP")})
+    return {
+        "ike_sas": sas,
+        "ike_established": sum(1 for s in sas if s["state"] == "established"),
+        "child_sas_installed": sum(1 for s in sas for c in s["children"] if c["state"] == "installed"),
+        "newest_ike_sa": max((s["id"] for s in sas), default=0),
+    }
+
+
+def status(text: str) -> dict:
+    return {"pipeline": [{"type": STAGE, "state": parse_list_sas(text)}]}
