@@ -2,8 +2,8 @@
 #include "core/mtu_guard.hpp"
 
 #include <algorithm>
-#include <cstring>
 
+#include "core/endian.hpp"
 #include "core/icmp.hpp"
 #include "core/ipv4.hpp"
 #include "core/pipeline.hpp"
@@ -51,34 +51,44 @@ std::size_t least_stack_overhead(const Pipeline& pipeline) noexcept {
     return sum;
 }
 
-bool make_fragmentation_needed(PacketBuf& packet, std::uint16_t mtu) noexcept {
-    auto ip = Ipv4View::check(packet.bytes());
-    if (!ip) return false;
-    const std::size_t quote_len = std::min<std::size_t>(ip->total_length(), ip->header_len() + quoted_payload_len);
-    constexpr std::size_t headers_len = Ipv4Header::len + IcmpView::header_len;
-    const std::size_t answer_len = headers_len + quote_len;
-    const Ipv4Address original_source = ip->source();
-    const Ipv4Address original_destination = ip->destination();
-    // The quote moves behind the two new headers; the rest of the packet is cut off.
-    if (!packet.resize(answer_len)) return false;
-    std::memmove(packet.data() + headers_len, packet.data(), quote_len);
+std::optional<QuotedHeader> QuotedHeader::of(std::span<const std::uint8_t> packet) noexcept {
+    auto ip = Ipv4View::check(packet);
+    if (!ip) return std::nullopt;
+    QuotedHeader q;
+    q.len = std::min<std::size_t>(ip->total_length(), ip->header_len() + quoted_payload_len);
+    std::copy_n(packet.begin(), q.len, q.bytes.begin());
+    const Ipv4Address source = ip->source();
+    q.answerable = ip->fragment_offset() == 0 && !is_icmp_error(*ip) && !source.is_unspecified() && !source.is_multicast() &&
+                   !source.is_broadcast();
+    return q;
+}
 
+bool emit_fragmentation_needed(PacketBuf& out, const QuotedHeader& quote, std::uint16_t mtu) noexcept {
+    constexpr std::size_t headers_len = Ipv4Header::len + IcmpView::header_len;
+    const std::size_t answer_len = headers_len + quote.len;
+    if (quote.len < Ipv4Header::len || !out.resize(answer_len)) return false;
+    std::copy_n(quote.bytes.begin(), quote.len, out.data() + headers_len);
     Ipv4Header h;
     h.tos = internetwork_control;
     h.total_length = static_cast<std::uint16_t>(answer_len);
     h.ttl = answer_ttl;
     h.protocol = ip_protocol::icmp;
-    h.source = original_destination;
-    h.destination = original_source;
-    h.emit(packet.bytes());
-    auto icmp = IcmpMutView::check(packet.bytes().subspan(Ipv4Header::len));
+    h.source = Ipv4Address{load_be32(quote.bytes.data() + 16)};
+    h.destination = Ipv4Address{load_be32(quote.bytes.data() + 12)};
+    h.emit(out.bytes());
+    auto icmp = IcmpMutView::check(out.bytes().subspan(Ipv4Header::len));
     if (!icmp) return false;  // cannot happen: answer_len covers the ICMP header
     icmp->set_type(icmp_type::destination_unreachable);
     icmp->set_code(icmp_code::fragmentation_needed);
     icmp->set_next_hop_mtu(mtu);
     icmp->update_checksum();
-    packet.meta() = PacketMeta{};
+    out.meta() = PacketMeta{};
     return true;
+}
+
+bool make_fragmentation_needed(PacketBuf& packet, std::uint16_t mtu) noexcept {
+    const auto quote = QuotedHeader::of(packet.bytes());
+    return quote && emit_fragmentation_needed(packet, *quote, mtu);
 }
 
 MtuGuard::MtuGuard(Config config) noexcept
@@ -102,19 +112,21 @@ bool MtuGuard::take_token(TimePoint now) noexcept {
     return true;
 }
 
-MtuGuard::Outcome MtuGuard::check(PacketBuf& packet, TimePoint now) noexcept {
+std::optional<QuotedHeader> MtuGuard::too_big(const PacketBuf& inner) noexcept {
     const std::size_t limit = mtu();
-    if (packet.size() <= limit) return Outcome::Fits;  // one comparison for nearly every packet
-    auto ip = Ipv4View::check(packet.bytes());
-    if (!ip || ip->total_length() <= limit) return Outcome::Fits;
+    if (inner.size() <= limit) return std::nullopt;  // one comparison for nearly every packet
+    auto ip = Ipv4View::check(inner.bytes());
+    if (!ip || ip->total_length() <= limit) return std::nullopt;
     if (!ip->dont_fragment()) {
         ++counters_.sent_for_fragmentation;
-        return Outcome::Fits;
+        return std::nullopt;
     }
+    return QuotedHeader::of(inner.bytes());
+}
+
+MtuGuard::Outcome MtuGuard::answer(PacketBuf& wrapped, const QuotedHeader& quote, TimePoint now) noexcept {
     ++counters_.dropped_too_big;
-    const Ipv4Address source = ip->source();
-    if (ip->fragment_offset() != 0 || is_icmp_error(*ip) || source.is_unspecified() || source.is_multicast() ||
-        source.is_broadcast()) {
+    if (!quote.answerable) {
         ++counters_.not_answerable;
         return Outcome::Dropped;
     }
@@ -122,7 +134,7 @@ MtuGuard::Outcome MtuGuard::check(PacketBuf& packet, TimePoint now) noexcept {
         ++counters_.icmp_rate_limited;
         return Outcome::Dropped;
     }
-    if (!make_fragmentation_needed(packet, static_cast<std::uint16_t>(std::min<std::size_t>(limit, 0xFFFF)))) {
+    if (!emit_fragmentation_needed(wrapped, quote, static_cast<std::uint16_t>(std::min<std::size_t>(mtu(), 0xFFFF)))) {
         ++counters_.not_answerable;
         return Outcome::Dropped;
     }

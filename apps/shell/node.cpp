@@ -276,13 +276,18 @@ private:
                 pipeline_->set_now(now);
                 out_batch_.clear();
                 for (std::size_t i = 0; i < got; ++i) {
+                    std::optional<core::QuotedHeader> too_big;
                     if (guard_) {
                         if (active_mtu_stale_) refresh_active_mtu();
-                        const auto outcome = guard_->check(in_batch_[i], now);
-                        if (outcome == core::MtuGuard::Outcome::Answered) answers_.push_back(std::move(in_batch_[i]));
-                        if (outcome != core::MtuGuard::Outcome::Fits) continue;
+                        too_big = guard_->too_big(in_batch_[i]);
                     }
                     const auto v = pipeline_->encapsulate(in_batch_[i]);
+                    if (too_big && v.continues() && !guard_->fits_outer(in_batch_[i])) {
+                        // RFC 1191: a DF packet too big for the active stack is answered, not lost.
+                        if (guard_->answer(in_batch_[i], *too_big, now) == core::MtuGuard::Outcome::Answered)
+                            answers_.push_back(std::move(in_batch_[i]));
+                        continue;
+                    }
                     if (v.unclaimed()) {
                         // A served link's traffic is the kernel's too: only what a stage took is
                         // ours to send. From a TUN, everything was routed to us: it leaves as is.

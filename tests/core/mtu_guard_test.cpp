@@ -130,39 +130,53 @@ TEST_CASE("MtuGuard: the active MTU is the outer MTU minus the active overhead, 
     CHECK(g.mtu() == MtuGuard::min_mtu);
 }
 
-TEST_CASE("MtuGuard: a DF packet too big for the active stack is answered; one that fits, or without DF, goes on") {
+// What the stages made of a packet: `len` bytes, content irrelevant to the guard.
+core::PacketBuf wrapped(core::BufferPool& pool, std::size_t len) { return test::load(pool, test::Bytes(len, 0xEE), 64); }
+
+TEST_CASE("MtuGuard: a DF packet too big for the active stack is answered if its wrapped form does not fit; without DF it goes on") {
     Fixture f;
     MtuGuard g({.outer_mtu = 1500});
     g.set_overhead(20);
     auto fits = test::load(f.pool, datagram(1480, true));
-    CHECK(g.check(fits, f.now) == Outcome::Fits);
-    CHECK(fits.size() == 1480);
+    CHECK_FALSE(g.too_big(fits));
 
-    // The same packet after a mode change (cvc): too big now.
+    // The same packet after a mode change (cvc): too big now; the stages make 1577 bytes of it.
     g.set_overhead(97);
     auto big = test::load(f.pool, datagram(1480, true));
-    REQUIRE(g.check(big, f.now) == Outcome::Answered);
-    auto ip = core::Ipv4View::check(big.bytes());
+    const auto quote = g.too_big(big);
+    REQUIRE(quote);
+    CHECK(quote->span().size() == 28);
+    CHECK(quote->answerable);
+    auto out = wrapped(f.pool, 1577);
+    CHECK_FALSE(g.fits_outer(out));
+    REQUIRE(g.answer(out, *quote, f.now) == Outcome::Answered);
+    auto ip = core::Ipv4View::check(out.bytes());
     REQUIRE(ip);
+    CHECK(ip->checksum_valid());
+    CHECK(ip->destination() == sender);
+    CHECK(ip->source() == peer);
     auto icmp = core::IcmpView::check(ip->payload());
     REQUIRE(icmp);
+    CHECK(icmp->checksum_valid());
     CHECK(icmp->type() == core::icmp_type::destination_unreachable);
     CHECK(icmp->code() == core::icmp_code::fragmentation_needed);
     CHECK(icmp->next_hop_mtu() == 1403);
-    CHECK(ip->destination() == sender);
+    const auto original = datagram(1480, true);
+    CHECK(test::Bytes(icmp->body().begin(), icmp->body().end()) == test::Bytes(original.begin(), original.begin() + 28));
 
     auto loose = test::load(f.pool, datagram(1480, false));
-    CHECK(g.check(loose, f.now) == Outcome::Fits);
+    CHECK_FALSE(g.too_big(loose));
     CHECK(loose.size() == 1480);  // untouched: the outer layer fragments
 
     auto exact = test::load(f.pool, datagram(1403, true));
-    CHECK(g.check(exact, f.now) == Outcome::Fits);
+    CHECK_FALSE(g.too_big(exact));
     auto one_more = test::load(f.pool, datagram(1404, true));
-    CHECK(g.check(one_more, f.now) == Outcome::Answered);
+    CHECK(g.too_big(one_more));
+    CHECK(g.fits_outer(wrapped(f.pool, 1500)));  // padding was kind: it goes on
 
     const auto& c = g.counters();
-    CHECK(c.icmp_frag_needed_sent == 2);
-    CHECK(c.dropped_too_big == 2);
+    CHECK(c.icmp_frag_needed_sent == 1);
+    CHECK(c.dropped_too_big == 1);
     CHECK(c.sent_for_fragmentation == 1);
     CHECK(c.icmp_rate_limited == 0);
     CHECK(c.not_answerable == 0);
@@ -174,7 +188,10 @@ TEST_CASE("MtuGuard: answers are rate-limited (burst, then refill); a limited pa
     g.set_overhead(100);
     auto send = [&](core::TimePoint at) {
         auto buf = test::load(f.pool, datagram(1450, true));
-        return g.check(buf, at);
+        const auto quote = g.too_big(buf);
+        REQUIRE(quote);
+        auto out = wrapped(f.pool, 1550);
+        return g.answer(out, *quote, at);
     };
     CHECK(send(f.now) == Outcome::Answered);
     CHECK(send(f.now) == Outcome::Answered);
@@ -203,17 +220,28 @@ TEST_CASE("MtuGuard: no ICMP error about an ICMP error or a non-first fragment (
         p[21] = 0;
         return p;
     };
-    auto error = test::load(f.pool, icmp_packet(core::icmp_type::destination_unreachable));
-    CHECK(g.check(error, f.now) == Outcome::Dropped);
-    auto exceeded = test::load(f.pool, icmp_packet(core::icmp_type::time_exceeded));
-    CHECK(g.check(exceeded, f.now) == Outcome::Dropped);
-    auto echo = test::load(f.pool, icmp_packet(core::icmp_type::echo_request));
-    CHECK(g.check(echo, f.now) == Outcome::Answered);
     auto fragment = datagram(1450, true);
     core::Ipv4MutView::check(fragment)->set_flags_fragment(core::Ipv4View::flag_df | 185);  // offset 1480
     core::Ipv4MutView::check(fragment)->update_checksum();
-    auto frag = test::load(f.pool, fragment);
-    CHECK(g.check(frag, f.now) == Outcome::Dropped);
+    struct Row {
+        const char* name;
+        test::Bytes packet;
+        Outcome outcome;
+    };
+    const Row rows[] = {
+        {"destination unreachable", icmp_packet(core::icmp_type::destination_unreachable), Outcome::Dropped},
+        {"time exceeded", icmp_packet(core::icmp_type::time_exceeded), Outcome::Dropped},
+        {"echo request", icmp_packet(core::icmp_type::echo_request), Outcome::Answered},
+        {"non-first fragment", fragment, Outcome::Dropped},
+    };
+    for (const auto& row : rows) {
+        CAPTURE(row.name);
+        auto buf = test::load(f.pool, row.packet);
+        const auto quote = g.too_big(buf);
+        REQUIRE(quote);
+        auto out = wrapped(f.pool, 1550);
+        CHECK(g.answer(out, *quote, f.now) == row.outcome);
+    }
     CHECK(g.counters().not_answerable == 3);
     CHECK(g.counters().icmp_frag_needed_sent == 1);
     CHECK(g.counters().dropped_too_big == 4);
