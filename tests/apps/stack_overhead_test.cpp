@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <string>
 
+#include "apps/shell/node_config.hpp"
 #include "core/buffer_pool.hpp"
 #include "core/ipv4.hpp"
 #include "core/udp.hpp"
@@ -112,4 +113,33 @@ TEST_CASE("mip.mobile_node overhead: what its registration tunnels with; least o
         CHECK(imip.least_overhead() == mip::ip_in_ip_overhead);
         CHECK(imip.may_idle_layers_below());
     }
+}
+
+TEST_CASE("a fixed tun.mtu is checked against the lightest stack: 1480 fits an RFC 5265 stack on a 1500-byte link, 1481 does not") {
+    auto config = [](int mtu) {
+        auto j = nlohmann::json::parse(R"({
+          "name": "mn", "tun": {"name": "mip0"}, "transport": {"local": "0.0.0.0", "udp_ports": [434, 500, 4500]},
+          "pipeline": [
+            {"type": "mip.mobile_node", "home_address": "10.1.0.77", "home_agent": "10.1.0.1", "spi": 400,
+             "key": "00112233445566778899aabbccddeeff", "care_of": "inner_address", "udp_tunnelling": "off",
+             "detection": {"interface": "lo", "external_home_agent": "198.51.100.1"}},
+            {"type": "ipsec.vpn_client", "local": "198.51.100.77", "gateway": "203.0.113.1", "psk": "lab-psk-01",
+             "wait_for_access_mode": true},
+            {"type": "nat.udp_encap", "keepalive_s": 20},
+            {"type": "mip.mobile_node", "home_address": "198.51.100.77", "home_agent": "198.51.100.1", "spi": 300,
+             "key": "a0a1a2a3a4a5a6a7a8a9aaabacadaeaf", "care_of": "interface", "interface": "lo"}
+          ]})");
+        j["tun"]["mtu"] = mtu;
+        return j;
+    };
+    auto error_of = [](const nlohmann::json& j) -> std::string {
+        try {
+            (void)shell::parse_run_config(j);
+        } catch (const shell::ConfigError& e) {
+            return e.what();
+        }
+        return "";
+    };
+    CHECK(error_of(config(1480)) == "");
+    CHECK(error_of(config(1481)).find("/tun: MTU 1481 plus 20 bytes of overhead exceeds the link MTU 1500") != std::string::npos);
 }
