@@ -74,6 +74,21 @@ public:
     virtual std::size_t headroom() const noexcept = 0;
     /// Bytes this stage may put behind a packet.
     virtual std::size_t tailroom() const noexcept { return 0; }
+    /// Bytes this stage adds, in the state it is in now, to the user packets it wraps, with
+    /// padding at its worst (RFC 5265 §5.2): 0 while it passes them unchanged (dormant, at
+    /// home, delivering through a foreign agent). The node checks outbound packets against the
+    /// outer MTU minus the sum (core::MtuGuard), recomputed after every event, so a stage
+    /// whose overhead changes raises an event when it does (SaInstalled, RegistrationChanged,
+    /// AccessModeChanged). By default all it may add.
+    virtual std::size_t overhead() const noexcept { return headroom() + tailroom(); }
+    /// The least overhead() of any state in which this stage's configuration carries user
+    /// data: the TUN MTU is sized for the lightest stack, so that no access mode is limited by
+    /// a heavier one (RFC 5265 §5.2). By default all it may add.
+    virtual std::size_t least_overhead() const noexcept { return headroom() + tailroom(); }
+    /// True when this stage may make every stage below it pass user data unchanged (RFC 5265
+    /// detection raising AccessModeChanged Inside): those stages then add nothing to the
+    /// lightest stack.
+    virtual bool may_idle_layers_below() const noexcept { return false; }
     virtual Verdict encapsulate(PacketBuf& packet, StageContext& ctx) = 0;
     virtual Verdict decapsulate(PacketBuf& packet, StageContext& ctx) = 0;
     virtual void on_event(const RaisedEvent&, StageContext&) {}

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <utility>
 
+#include "core/udp.hpp"
 #include "ipsec/esp_wire.hpp"
 
 namespace mipsec::ipsec {
@@ -92,6 +93,16 @@ bool EspTunnelStage::retire_inbound(std::uint32_t spi, core::TimePoint until) no
     if (slot == nullptr) return false;
     slot->retire_at = until;
     return true;
+}
+
+std::size_t EspTunnelStage::overhead() const noexcept {
+    const std::size_t udp = udp_encapsulation_ ? core::UdpHeader::len : 0;
+    if (!outbound_) return max_headroom + max_tailroom + udp;
+    // Padding depends on the length modulo the cipher's alignment: take the worst of one block.
+    const Sa& sa = outbound_->sa;
+    std::size_t worst = 0;
+    for (std::size_t len = 0; len < crypto::Cipher::block_len; ++len) worst = std::max(worst, sa.sealed_len(len) - len);
+    return core::Ipv4Header::len + worst + udp;
 }
 
 core::Result<void> EspTunnelStage::install_outbound_when_confirmed(Sa sa, bool udp_encapsulation, std::uint32_t confirming_inbound_spi,

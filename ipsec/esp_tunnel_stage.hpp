@@ -65,6 +65,11 @@ public:
     std::string_view name() const noexcept override { return "ipsec.esp_tunnel"; }
     std::size_t headroom() const noexcept override { return max_headroom; }
     std::size_t tailroom() const noexcept override { return max_tailroom; }
+    /// The outbound SA's: outer IPv4 header, ESP header and IV, padding at its worst, trailer
+    /// and ICV (RFC 5265 §5.2), plus the UDP header when the SA is UDP-encapsulated (the
+    /// nat.udp_encap below adds it and counts nothing itself). Without an outbound SA, all
+    /// that any suite may add.
+    std::size_t overhead() const noexcept override;
     core::Verdict encapsulate(core::PacketBuf& packet, core::StageContext& ctx) override;
     core::Verdict decapsulate(core::PacketBuf& packet, core::StageContext& ctx) override;
     void on_event(const core::RaisedEvent& event, core::StageContext& ctx) override;

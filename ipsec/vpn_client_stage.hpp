@@ -57,6 +57,8 @@ public:
     std::string_view name() const noexcept override { return "ipsec.vpn_client"; }
     std::size_t headroom() const noexcept override { return esp_.headroom(); }
     std::size_t tailroom() const noexcept override { return esp_.tailroom(); }
+    /// 0 while dormant (RFC 5265 inside), else the ESP stage's.
+    std::size_t overhead() const noexcept override { return access_ == Access::Dormant ? 0 : esp_.overhead(); }
     core::Verdict encapsulate(core::PacketBuf& packet, core::StageContext& ctx) override;
     core::Verdict decapsulate(core::PacketBuf& packet, core::StageContext& ctx) override;
     void on_event(const core::RaisedEvent& event, core::StageContext& ctx) override;

@@ -125,6 +125,16 @@ std::size_t MobileNodeStage::headroom() const noexcept {
     return node_.config().udp_tunnelling == MobileNode::UdpTunnelling::Off ? ip_in_ip_overhead : ip_in_udp_overhead;
 }
 
+std::size_t MobileNodeStage::overhead() const noexcept {
+    if (dormant_ || at_home()) return 0;
+    const auto* reg = active_registration();
+    if (reg == nullptr) return headroom();  // nothing leaves until registered
+    if (!reg->reverse_tunnel || reg->via_foreign_agent) return 0;
+    return reg->mode == TunnelMode::Udp ? ip_in_udp_overhead : ip_in_ip_overhead;
+}
+
+std::size_t MobileNodeStage::least_overhead() const noexcept { return detection_ ? ip_in_ip_overhead : headroom(); }
+
 const MobileNode::Registration* MobileNodeStage::active_registration_of(const MobileNode& n) const noexcept {
     const auto& reg = n.registration();
     // After a move the old binding still runs at the HA, but its CoA is no longer ours:

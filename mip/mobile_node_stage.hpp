@@ -138,6 +138,14 @@ public:
 
     std::string_view name() const noexcept override { return "mip.mobile_node"; }
     std::size_t headroom() const noexcept override;
+    /// RFC 5265 §5.2: 0 dormant, at home, triangular or through a foreign agent (the FA
+    /// tunnels); else the registration's tunnel (IP-in-IP 20, RFC 3519 UDP 32).
+    std::size_t overhead() const noexcept override;
+    /// With detection, mode c's IP-in-IP (the direct registration never tunnels in UDP); at
+    /// home is not a mode (packets there are smaller than they could be, nothing breaks).
+    std::size_t least_overhead() const noexcept override;
+    /// With detection: inside, the layers below go dormant.
+    bool may_idle_layers_below() const noexcept override { return config_.detection.has_value(); }
     core::Verdict encapsulate(core::PacketBuf& packet, core::StageContext& ctx) override;
     core::Verdict decapsulate(core::PacketBuf& packet, core::StageContext& ctx) override;
     void on_event(const core::RaisedEvent& event, core::StageContext& ctx) override;

@@ -52,6 +52,9 @@ public:
     explicit UdpEncapStage(Config config);
     std::string_view name() const noexcept override { return "nat.udp_encap"; }
     std::size_t headroom() const noexcept override { return 8; }
+    /// 0: the ESP layer above counts the UDP header in its own overhead() for the packets it
+    /// asks to have encapsulated (PacketMeta::esp_wants_udp), since it knows per SA whether it does.
+    std::size_t overhead() const noexcept override { return 0; }
     core::Verdict encapsulate(core::PacketBuf& packet, core::StageContext& ctx) override;
     core::Verdict decapsulate(core::PacketBuf& packet, core::StageContext& ctx) override;
     void on_event(const core::RaisedEvent& event, core::StageContext& ctx) override;

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <optional>
 #include <vector>
 
 #include <boost/asio/as_tuple.hpp>
@@ -20,6 +21,7 @@
 #include "apps/shell/status_json.hpp"
 #include "apps/shell/transport.hpp"
 #include "core/buffer_pool.hpp"
+#include "core/mtu_guard.hpp"
 #include "core/pipeline.hpp"
 #include "crypto/random.hpp"
 #include "tun/link_device.hpp"
@@ -72,8 +74,12 @@ public:
 
         if (!transport_) transport_ = std::make_unique<SocketTransport>(config_.transport, config_.batch, log_.child("transport"));
 
+        // RFC 5265 §5.2: the TUN MTU fits the lightest stack the configuration may use (mode c
+        // rather than cvc), so no access mode is limited by another; guard_ answers DF packets
+        // too big for the stack active now.
+        const std::size_t tun_mtu = config_.tun.mtu.value_or(config_.transport.link_mtu - core::least_stack_overhead(*pipeline_));
         if (device_) {
-            mtu_ = config_.tun.mtu.value_or(config_.transport.link_mtu - pipeline_->headroom() - pipeline_->tailroom());
+            mtu_ = tun_mtu;
             if (config_.inner_is_link) host_->attach_link(device_->ifindex());
             else host_->configure_tun(device_->ifindex(), mtu_);
         } else if (config_.inner_is_link) {
@@ -85,7 +91,7 @@ public:
             mtu_ = config_.transport.link_mtu;
             host_->attach_link(device_->ifindex());
         } else {
-            mtu_ = config_.tun.mtu.value_or(config_.transport.link_mtu - pipeline_->headroom() - pipeline_->tailroom());
+            mtu_ = tun_mtu;
             auto device = tun::LinuxDevice::open(config_.tun.name, {.offload = config_.tun.offload, .mtu = mtu_});
             if (!device) throw std::runtime_error("node " + config_.name + ": cannot open TUN device " + config_.tun.name + ": " + device.error().message());
             tun_device_ = device->get();
@@ -94,6 +100,8 @@ public:
                 log_.warn("the kernel granted no TUN offloads on ", config_.tun.name, ": one packet per read and write");
             host_->configure_tun(device_->ifindex(), mtu_);
         }
+
+        if (!config_.inner_is_link) guard_.emplace(core::MtuGuard::Config{.outer_mtu = config_.transport.link_mtu});
 
         // What the node writes to its own TUN device is inner traffic; a raw socket must not
         // take it for outer packets. A served link (foreign agent) is where outer packets come from.
@@ -104,6 +112,7 @@ public:
 
         in_batch_.resize(config_.batch);
         out_batch_.reserve(config_.batch);
+        answers_.reserve(config_.batch);
         started_ = std::chrono::steady_clock::now();
         asio::co_spawn(io_, tun_loop(), rethrow);
         for (std::size_t i = 0; i < socket_fds_.size(); ++i)
@@ -178,6 +187,14 @@ public:
         j[config_.inner_is_link ? "link" : "tun"] = {{"name", config_.tun.name}, {"mtu", mtu_}, {"rx_packets", dc.rx_packets}, {"tx_packets", dc.tx_packets},
                     {"rx_errors", dc.rx_errors}, {"tx_errors", dc.tx_errors}, {"tx_failures", write_failures_status(dc.tx_failures)}};
         if (config_.inner_is_link) j["link"]["left_to_kernel"] = inner_unchanged_;
+        if (guard_) {
+            const auto& g = guard_->counters();
+            j["tun"]["active_mtu"] = guard_->mtu();
+            j["tun"]["stack_overhead"] = guard_->overhead();
+            j["tun"]["too_big"] = {{"dropped", g.dropped_too_big}, {"icmp_frag_needed_sent", g.icmp_frag_needed_sent},
+                                   {"icmp_rate_limited", g.icmp_rate_limited}, {"not_answerable", g.not_answerable},
+                                   {"sent_for_fragmentation", g.sent_for_fragmentation}};
+        }
         if (tun_device_ && config_.tun.offload) j["tun"]["offload"] = offload_status(tun_device_->offloads(), tun_device_->offload_counters());
         nlohmann::json socks = nlohmann::json::array();
         for (const auto& s : transport_->sockets()) {
@@ -255,10 +272,22 @@ private:
                 }
                 std::size_t got = device_->read(std::span(in_batch_).first(room));
                 if (got == 0) break;
-                pipeline_->set_now(core::Clock::now());
+                const auto now = core::Clock::now();
+                pipeline_->set_now(now);
                 out_batch_.clear();
                 for (std::size_t i = 0; i < got; ++i) {
+                    std::optional<core::QuotedHeader> too_big;
+                    if (guard_) {
+                        if (active_mtu_stale_) refresh_active_mtu();
+                        too_big = guard_->too_big(in_batch_[i]);
+                    }
                     const auto v = pipeline_->encapsulate(in_batch_[i]);
+                    if (too_big && v.continues() && !guard_->fits_outer(in_batch_[i])) {
+                        // RFC 1191: a DF packet too big for the active stack is answered, not lost.
+                        if (guard_->answer(in_batch_[i], *too_big, now) == core::MtuGuard::Outcome::Answered)
+                            answers_.push_back(std::move(in_batch_[i]));
+                        continue;
+                    }
                     if (v.unclaimed()) {
                         // A served link's traffic is the kernel's too: only what a stage took is
                         // ours to send. From a TUN, everything was routed to us: it leaves as is.
@@ -274,6 +303,10 @@ private:
                 }
                 transport_->send(out_batch_);
                 out_batch_.clear();  // returns the buffers to the pool
+                if (!answers_.empty()) {
+                    write_inner(answers_);
+                    answers_.clear();
+                }
                 rearm_timer();
                 if (got < room) break;
                 co_await yield_now();  // a busy TUN must not starve the sockets and the timer
@@ -332,6 +365,7 @@ private:
             pipeline_->set_now(core::Clock::now());
             auto next = pipeline_->poll();
             raise_path_mtu_changes();
+            if (guard_ && active_mtu_stale_) refresh_active_mtu();
             deadline_ = next.value_or(core::Clock::now() + std::chrono::seconds(1));
             timer_.expires_at(deadline_);
             co_await timer_.async_wait(asio::as_tuple(use_awaitable));
@@ -343,6 +377,7 @@ private:
     void rearm_timer() {
         raise_path_mtu_changes();
         auto next = pipeline_->poll();
+        if (guard_ && active_mtu_stale_) refresh_active_mtu();
         if (next && *next < deadline_) {
             deadline_ = *next;
             timer_.expires_at(deadline_);  // cancels the pending wait; timer_loop re-polls
@@ -370,12 +405,28 @@ private:
         }
     }
 
+    // Whatever changed a stage's state raised an event; the sum is taken again before the next
+    // packet from the TUN, once no stage is mid-packet.
+    void refresh_active_mtu() {
+        active_mtu_stale_ = false;
+        const std::size_t before = guard_->mtu();
+        guard_->set_overhead(core::active_overhead(*pipeline_));
+        if (guard_->mtu() != before)
+            log_.info("the active stack carries inner packets of up to ", guard_->mtu(), " bytes (", guard_->overhead(),
+                      " bytes of overhead under an outer MTU of ", guard_->outer_mtu(), ")");
+    }
+
     // The inner MTU follows a smaller outer path, as the kernel's own tunnels do: the kernel
     // then tells inner senders (ICMP fragmentation needed, RFC 1191) instead of our dropping
-    // their DF packets at the socket one by one. It never grows back by itself.
+    // their DF packets at the socket one by one; guard_ answers for the stack active now. It
+    // never grows back by itself.
     void follow_path_mtu(std::size_t path_mtu) {
         if (config_.inner_is_link) return;
-        const std::size_t overhead = pipeline_->headroom() + pipeline_->tailroom();
+        if (guard_ && path_mtu < guard_->outer_mtu()) {
+            guard_->set_outer_mtu(path_mtu);
+            active_mtu_stale_ = true;
+        }
+        const std::size_t overhead = core::least_stack_overhead(*pipeline_);
         const std::size_t inner = std::max<std::size_t>(576, path_mtu > overhead ? path_mtu - overhead : 0);
         if (inner >= mtu_) return;
         if (config_.tun.mtu) {
@@ -389,6 +440,7 @@ private:
     }
 
     void on_event(const core::RaisedEvent& e) override {
+        active_mtu_stale_ = true;
         if (const auto* mtu = std::get_if<core::PathMtuChanged>(&e.event)) follow_path_mtu(mtu->mtu);
         host_->on_event(e);
     }
@@ -413,6 +465,9 @@ private:
     core::TimePoint deadline_{};
     std::vector<core::PacketBuf> in_batch_;
     std::vector<core::PacketBuf> out_batch_;
+    std::vector<core::PacketBuf> answers_;  // ICMP fragmentation needed, back into the TUN
+    std::optional<core::MtuGuard> guard_;   // a TUN's outbound packets against the active stack
+    bool active_mtu_stale_ = true;
     std::size_t mtu_ = 0;
     std::uint64_t backpressure_pauses_ = 0;
     std::uint64_t inbound_unclaimed_ = 0;   // from the wire, no layer's: the kernel has it

@@ -143,15 +143,19 @@ NodeConfig parse_node(const ConfigReader& c, bool allow_process_keys, SecretRead
         c.fail("pipeline", "is " + std::string(pipeline.is_array() ? "empty" : "not an array"), "an array of stage objects, inner first, like [{\"type\": \"mip.ipip\", ...}]");
     n.pipeline = pipeline;
 
-    // Build every stage without side effects to validate its settings and sum its overhead.
+    // Build every stage without side effects to validate its settings and sum the overhead of
+    // the lightest stack, which the TUN MTU is sized for (core::least_stack_overhead).
     crypto::SystemRandom random;
     StageBuildContext ctx{n.name, true, &random, core::Clock::now(), nullptr};
     std::size_t overhead = 0;
+    bool idled_below = false;
     secrets.from_files.clear();
     const std::size_t inline_before = secrets.inline_pointers.size();
     for (const auto& entry : c.objects("pipeline")) {
         auto stage = build_stage(entry, ctx);
-        if (stage) overhead += stage->headroom() + stage->tailroom();
+        if (!stage || idled_below) continue;
+        overhead += stage->least_overhead();
+        idled_below = stage->may_idle_layers_below();
     }
     const auto pipeline_pointer = c.pointer_of("pipeline");
     for (std::size_t i = inline_before; i < secrets.inline_pointers.size(); ++i)

@@ -16,6 +16,8 @@
 #include <vector>
 
 #include "apps/shell/node_config.hpp"
+#include "core/icmp.hpp"
+#include "core/mtu_guard.hpp"
 #include "core/pipeline.hpp"
 #include "crypto/random.hpp"
 #include "ipsec/vpn_client_stage.hpp"
@@ -23,6 +25,7 @@
 #include "mip/foreign_agent_stage.hpp"
 #include "mip/home_agent_stage.hpp"
 #include "mip/mobile_node_stage.hpp"
+#include "mip/tunnel_encap.hpp"
 #include "nat/udp_encap_stage.hpp"
 #include "tests/mip/mobile_ip_world.hpp"
 #include "tests/support/flat_status.hpp"
@@ -891,6 +894,73 @@ TEST_CASE("RFC 5265 cvc with a real VPN gateway: i-MIP registers the inner addre
     CHECK(lab.xha->agent().bindings().find(external_home)->care_of_address == cafe2);
     REQUIRE(lab.send_user(correspondent, 22).passed());
     CHECK(lab.from_iha_tunnel.back() == test::echo_packet(internal_home, correspondent, 22));
+}
+
+TEST_CASE("RFC 5265 §5.2: the active stack's MTU follows the mode (c: 1480, cvc: 1403), and the TUN is sized for mode c") {
+    Lab lab(Lab::Options{.gateway = true});
+    // The TUN MTU: the lightest stack, i-MIP's IP-in-IP alone (the layers below idle inside).
+    CHECK(core::least_stack_overhead(*lab.mn) == mip::ip_in_ip_overhead);
+    core::MtuGuard guard({.outer_mtu = 1500});
+    // A ping of `len` bytes with DF from the intranet home address, through the node's stack:
+    // the outer packet's length, or 0 when the stack did not pass it.
+    auto outer_len = [&](std::size_t len, std::uint16_t seq) -> std::size_t {
+        auto buf = test::load(lab.pool, test::echo_packet(internal_home, correspondent, seq, len - 28), lab.mn->headroom());
+        if (!lab.mn->encapsulate(buf).passed()) return 0;
+        return buf.size();
+    };
+
+    lab.address(office, true);
+    lab.exchange();
+    REQUIRE(lab.imip->access_mode() == Access::Inside);
+    CHECK(lab.imip->overhead() == mip::ip_in_ip_overhead);
+    CHECK(lab.vpn->overhead() == 0);  // dormant
+    CHECK(lab.encap->overhead() == 0);
+    CHECK(lab.xmip->overhead() == 0);  // dormant
+    guard.set_overhead(core::active_overhead(*lab.mn));
+    CHECK(guard.mtu() == 1480);
+    auto inside_packet = test::load(lab.pool, test::echo_packet(internal_home, correspondent, 1, 1450 - 28));
+    CHECK_FALSE(guard.too_big(inside_packet));
+    CHECK(outer_len(1480, 1) == 1500);
+
+    lab.move_to(office, cafe, false);
+    // Detecting: the stack's overhead is not known yet, and user data stops in the i-MIP layer
+    // (counted there), so no MTU is announced for it: the node answers only what the stages passed.
+    guard.set_overhead(core::active_overhead(*lab.mn));
+    auto detecting_packet = test::load(lab.pool, test::echo_packet(internal_home, correspondent, 3, 1450 - 28), lab.mn->headroom());
+    REQUIRE(guard.too_big(detecting_packet));
+    CHECK(lab.mn->encapsulate(detecting_packet).reason == core::DropReason::Blocked);
+    lab.exchange();
+    lab.advance(3s);
+    REQUIRE(lab.imip->access_mode() == Access::Outside);
+    REQUIRE(lab.imip->active_registration() != nullptr);
+    // cvc: i-MIP IP-in-IP 20 + ESP AES-GCM-16 (20 + 8 SPI/seq + 8 IV + at most 3 padding + 2 +
+    // 16 ICV) + x-MIP IP-in-IP 20; no NAT, so no UDP.
+    CHECK(lab.imip->overhead() == 20);
+    CHECK(lab.vpn->overhead() == 57);
+    CHECK(lab.encap->overhead() == 0);
+    CHECK(lab.xmip->overhead() == 20);
+    guard.set_overhead(core::active_overhead(*lab.mn));
+    CHECK(guard.mtu() == 1403);
+    // A 1450-byte ping: too big for cvc; wrapped it does not fit, and is answered with 1403.
+    auto outside_packet = test::load(lab.pool, test::echo_packet(internal_home, correspondent, 2, 1450 - 28), lab.mn->headroom());
+    const auto quote = guard.too_big(outside_packet);
+    REQUIRE(quote);
+    REQUIRE(lab.mn->encapsulate(outside_packet).passed());
+    CHECK_FALSE(guard.fits_outer(outside_packet));
+    REQUIRE(guard.answer(outside_packet, *quote, lab.now) == core::MtuGuard::Outcome::Answered);
+    auto icmp = core::IcmpView::check(core::Ipv4View::check(outside_packet.bytes())->payload());
+    REQUIRE(icmp);
+    CHECK(icmp->next_hop_mtu() == 1403);
+    // The figure is exact where the padding is at its worst, and safe for every length below.
+    std::size_t longest = 0;
+    for (std::size_t len = 1380; len <= 1403; ++len) longest = std::max(longest, outer_len(len, static_cast<std::uint16_t>(len)));
+    CHECK(longest == 1500);
+
+    lab.move_to(cafe, office2, true);
+    lab.exchange();
+    REQUIRE(lab.imip->access_mode() == Access::Inside);
+    guard.set_overhead(core::active_overhead(*lab.mn));
+    CHECK(guard.mtu() == 1480);
 }
 
 namespace {
