@@ -133,7 +133,12 @@ std::size_t MobileNodeStage::overhead() const noexcept {
     return reg->mode == TunnelMode::Udp ? ip_in_udp_overhead : ip_in_ip_overhead;
 }
 
-std::size_t MobileNodeStage::least_overhead() const noexcept { return detection_ ? ip_in_ip_overhead : headroom(); }
+// With detection the lightest stack is mode f (RFC 5265 §5.2: user data goes to the intranet
+// foreign agent unencapsulated, it reverse-tunnels) where foreign agents are allowed, else mode c.
+std::size_t MobileNodeStage::least_overhead() const noexcept {
+    if (!detection_) return headroom();
+    return config_.detection->foreign_agents ? 0 : ip_in_ip_overhead;
+}
 
 const MobileNode::Registration* MobileNodeStage::active_registration_of(const MobileNode& n) const noexcept {
     const auto& reg = n.registration();

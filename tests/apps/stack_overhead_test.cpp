@@ -108,15 +108,24 @@ TEST_CASE("mip.mobile_node overhead: what its registration tunnels with; least o
         mip::MobileNodeStage::Config::Detection d;
         d.ifindex = 2;
         d.external_home_agent = test::ip("198.51.100.1");
-        c.detection = d;
-        mip::MobileNodeStage imip(std::move(c), random);
-        CHECK(imip.least_overhead() == mip::ip_in_ip_overhead);
-        CHECK(imip.may_idle_layers_below());
+        SUBCASE("foreign agents allowed (the default): mode f, nothing added") {
+            c.detection = d;
+            mip::MobileNodeStage imip(std::move(c), random);
+            CHECK(imip.least_overhead() == 0);
+            CHECK(imip.may_idle_layers_below());
+        }
+        SUBCASE("no foreign agents: mode c's IP-in-IP") {
+            d.foreign_agents = false;
+            c.detection = d;
+            mip::MobileNodeStage imip(std::move(c), random);
+            CHECK(imip.least_overhead() == mip::ip_in_ip_overhead);
+            CHECK(imip.may_idle_layers_below());
+        }
     }
 }
 
-TEST_CASE("a fixed tun.mtu is checked against the lightest stack: 1480 fits an RFC 5265 stack on a 1500-byte link, 1481 does not") {
-    auto config = [](int mtu) {
+TEST_CASE("a fixed tun.mtu is checked against the lightest stack: 1480 fits an RFC 5265 stack without foreign agents on a 1500-byte link, 1481 does not; with them (mode f) 1500 fits") {
+    auto config = [](int mtu, bool foreign_agents = false) {
         auto j = nlohmann::json::parse(R"({
           "name": "mn", "tun": {"name": "mip0"}, "transport": {"local": "0.0.0.0", "udp_ports": [434, 500, 4500]},
           "pipeline": [
@@ -130,6 +139,7 @@ TEST_CASE("a fixed tun.mtu is checked against the lightest stack: 1480 fits an R
              "key": "a0a1a2a3a4a5a6a7a8a9aaabacadaeaf", "care_of": "interface", "interface": "lo"}
           ]})");
         j["tun"]["mtu"] = mtu;
+        j["pipeline"][0]["detection"]["foreign_agents"] = foreign_agents;
         return j;
     };
     auto error_of = [](const nlohmann::json& j) -> std::string {
@@ -142,4 +152,6 @@ TEST_CASE("a fixed tun.mtu is checked against the lightest stack: 1480 fits an R
     };
     CHECK(error_of(config(1480)) == "");
     CHECK(error_of(config(1481)).find("/tun: MTU 1481 plus 20 bytes of overhead exceeds the link MTU 1500") != std::string::npos);
+    CHECK(error_of(config(1500, true)) == "");
+    CHECK(error_of(config(1501, true)).find("/tun: MTU 1501") != std::string::npos);
 }
