@@ -24,8 +24,9 @@ UDP test (client -> LAN, 1200-byte datagrams) whose rate is searched for the hig
 loses at most --max-loss percent. For each test: throughput, CPU seconds of each tunnel process
 (utime + stime from /proc/PID/stat, all threads), CPU cores used by the busier one (its CPU
 seconds over the test's wall time), Gbit/s per tunnel core (throughput over those cores), TCP
-retransmissions (iperf3's sender) and UDP socket buffer drops (RcvbufErrors + SndbufErrors of
-/proc/net/snmp in every tunnel namespace, after minus before). Figures are medians over --reps.
+retransmissions (iperf3's sender) and socket buffer drops in every tunnel namespace, after minus
+before (RcvbufErrors + SndbufErrors of /proc/net/snmp's Udp line, and /proc/net/raw's drops).
+Figures are medians over --reps.
 
 Run as root with /usr/bin/python3; needs iperf3, and for the peers wireguard-go + wireguard-tools
 and strongswan-charon + strongswan-swanctl + libcharon-extra-plugins (Debian). A variant whose
@@ -224,14 +225,21 @@ def proc_ticks(pid: int) -> Optional[int]:
         return None
 
 
-def udp_socket_drops(host: Host) -> int:
-    """RcvbufErrors + SndbufErrors of the Udp line of /proc/net/snmp in `host`'s namespace."""
-    text = host.run(["cat", "/proc/net/snmp"]).stdout
+def socket_drops(host: Host) -> int:
+    """Datagrams the kernel dropped for full socket buffers in `host`'s namespace: RcvbufErrors
+    + SndbufErrors of the Udp line of /proc/net/snmp, plus the drops column of /proc/net/raw
+    (the raw sockets Mobile IP's IP-in-IP and plain ESP arrive on count only there)."""
+    text = host.run(["cat", "/proc/net/snmp", "/proc/net/raw"]).stdout
     rows = [line.split()[1:] for line in text.splitlines() if line.startswith("Udp:")]
-    if len(rows) < 2:
-        return 0
-    fields = dict(zip(rows[0], rows[1]))
-    return int(fields.get("RcvbufErrors", 0)) + int(fields.get("SndbufErrors", 0))
+    total = 0
+    if len(rows) >= 2:
+        fields = dict(zip(rows[0], rows[1]))
+        total += int(fields.get("RcvbufErrors", 0)) + int(fields.get("SndbufErrors", 0))
+    for line in text.splitlines():
+        cols = line.split()
+        if len(cols) >= 13 and cols[0].endswith(":") and cols[0][:-1].isdigit() and cols[-1].isdigit():
+            total += int(cols[-1])  # /proc/net/raw: "sl local rem st ... inode ref pointer drops"
+    return total
 
 
 class Variant:
@@ -445,7 +453,7 @@ class Bench:
         if v.bind:
             argv += ["-B", v.bind]
         ticks0 = {role: proc_ticks(pid) for role, pid in v.procs.items()}
-        drops0 = sum(udp_socket_drops(h) for h in v.namespaces)
+        drops0 = sum(socket_drops(h) for h in v.namespaces)
         t0 = time.monotonic()
         try:
             r = v.client.run(argv, check=False, timeout=seconds + 30)
@@ -454,7 +462,7 @@ class Bench:
             out = ""
         wall = time.monotonic() - t0
         ticks1 = {role: proc_ticks(pid) for role, pid in v.procs.items()}
-        drops1 = sum(udp_socket_drops(h) for h in v.namespaces)
+        drops1 = sum(socket_drops(h) for h in v.namespaces)
         try:
             report = json.loads(out)
         except ValueError:
