@@ -523,6 +523,7 @@ def main() -> int:
         return 1
 
     names = [n for n in VARIANTS if not args.only or n in args.only]
+    load_before = os.getloadavg()
     skipped: dict = {}
     samples: dict = {}
     with Lab("bench") as lab:
@@ -563,6 +564,9 @@ def main() -> int:
     print()
     print(f"Medians of {args.reps} interleaved repetitions; TCP {args.duration:g} s, UDP {UDP_PAYLOAD}-byte datagrams, "
           f"{args.udp_steps} probes of {args.udp_duration:g} s, loss-free = at most {args.max_loss:g} % lost")
+    load_after = os.getloadavg()
+    print(f"{os.cpu_count()} CPUs; 1-minute load average {load_before[0]:.1f} before, {load_after[0]:.1f} after "
+          "(other processes of the machine included)")
     print(table(summary, skipped))
     rs = ratios(summary)
     if rs:
@@ -576,7 +580,7 @@ def main() -> int:
             print(f"  {'met    ' if met else 'not met' if met is False else 'n/a    '} {text}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"args": {k: v for k, v in vars(args).items()}, "skipped": skipped, "samples": samples,
+            json.dump({"args": vars(args), "load_average": [load_before, load_after], "skipped": skipped, "samples": samples,
                        "summary": summary, "ratios": rs, "targets": ts}, f, indent=1)
     return 0
 
