@@ -175,9 +175,11 @@ def table(summary: dict, skipped: dict) -> str:
     lines = [f"{'variant':<20} {'test':<16} {'Gbit/s':>7} {'busiest':>7} {'Gbit/s':>8} {'retr':>6} {'drops':>6}  CPU s per tunnel process",
              f"{'':<20} {'':<16} {'':>7} {'cores':>7} {'per core':>8} {'':>6} {'':>6}"]
     for variant in VARIANTS:
-        if variant in skipped:
+        if variant in skipped and variant not in summary:
             lines.append(f"{LABELS[variant]:<20} skipped: {skipped[variant]}")
             continue
+        if variant in skipped:  # came up in earlier repetitions, not in a later one
+            lines.append(f"{LABELS[variant]:<20} stopped: {skipped[variant]}")
         for test in TESTS:
             s = summary.get(variant, {}).get(test)
             if s is None:
@@ -546,7 +548,7 @@ def main() -> int:
                 try:
                     v.up()
                 except (TimeoutError, RuntimeError, subprocess.SubprocessError) as e:
-                    skipped[v.name] = f"tunnel did not come up: {str(e).splitlines()[0][:200]}"
+                    skipped[v.name] = f"tunnel did not come up in repetition {rep}: {str(e).splitlines()[0][:200]}"
                     print(f"{v.name}: skipped: {skipped[v.name]}", flush=True)
                     lab.dump_logs()
                     v.down()

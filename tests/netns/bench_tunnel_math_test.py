@@ -118,5 +118,15 @@ class Maths(unittest.TestCase):
         self.assertEqual([m for _, m in b.targets({})], [None, None])
 
 
+    def test_table_names_skipped_and_stopped_variants(self):
+        summary = b.summarise({"mipsec": {"tcp1_up": [{"gbps": 1.5, "cpu_s": {"cli": 1.0, "gw": 2.0}, "cores": 0.4,
+                                                       "gbps_per_core": 3.75, "retransmits": 0, "drops": 0}]}})
+        text = b.table(summary, {"mipsec": "tunnel did not come up in repetition 2", "wireguard": "wg not installed"})
+        self.assertIn("mipsec VPN           stopped: tunnel did not come up in repetition 2", text)
+        self.assertIn("mipsec VPN           TCP x1 up           1.50    0.40     3.75", text)
+        self.assertIn("wireguard-go         skipped: wg not installed", text)
+        self.assertIn("cli 1.0 gw 2.0", text)
+
+
 if __name__ == "__main__":
     unittest.main()
