@@ -188,7 +188,7 @@ def table(summary: dict, skipped: dict) -> str:
             failed = f"  ({s['failed']} of {s['reps'] + s['failed']} failed)" if s["failed"] else ""
             lines.append(f"{LABELS[variant]:<20} {TEST_LABELS[test]:<16} {fmt(s['gbps']):>7} {fmt(s['cores']):>7} "
                          f"{fmt(s['gbps_per_core']):>8} {fmt(s['retransmits'], '.0f'):>6} {fmt(s['drops'], '.0f'):>6}  {cpu}{failed}")
-    return "\n".join(lines)
+    return "\n".join(line.rstrip() for line in lines)
 
 
 # Issue #13's baseline: mipsec's single-stream TCP per tunnel-process core before the data-path
