@@ -6,14 +6,19 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 bash "$root/tools/install-deps.sh"
 bash "$root/tools/build.sh"
 mipsec="${MIPSEC_BUILD_DIR:-$root/build}/apps/mipsec/mipsec"
-# Default: the whole RFC 5265 stack (i-MIP inside IPsec inside x-MIP) roaming against an
-# unmodified strongSwan gateway. --ipip: the small two-host IP-in-IP demo. --keep: keep the
-# lab's configs, logs and captures.
-if [[ "${1:-}" == "--ipip" ]]; then
-  shift
-  exec /usr/bin/python3 "$root/tools/demo.py" --mipsec "$mipsec" "$@"
-fi
-if [[ "${1:-}" == "--keep" ]]; then
-  export MIPSEC_KEEP_LAB=1
-fi
-exec /usr/bin/python3 "$root/tests/netns/rfc5265_test.py" --mipsec "$mipsec"
+# Default: the flagship `mipsec lab` scenario — a laptop running the whole RFC 5265 stack walks
+# out of the office (mode c), through a café (cvc) and behind a NAT (x-MIP moves alone), and
+# back (c), against an unmodified strongSwan gateway; it prints the per-move table and where
+# the report is. Options: --keep (keep configs, logs and captures), --report DIR.
+# --roaming: the café <-> NAT roaming walk of the full stack as a test script.
+# --ipip: the small two-host IP-in-IP demo.
+case "${1:-}" in
+  --ipip)
+    shift
+    exec /usr/bin/python3 "$root/tools/demo.py" --mipsec "$mipsec" "$@" ;;
+  --roaming)
+    shift
+    [[ "${1:-}" == "--keep" ]] && export MIPSEC_KEEP_LAB=1
+    exec /usr/bin/python3 "$root/tests/netns/rfc5265_test.py" --mipsec "$mipsec" ;;
+esac
+exec "$mipsec" lab run rfc5265-cvc --set gateway=strongswan "$@"
