@@ -19,7 +19,7 @@ import subprocess
 import time
 from typing import Any, Optional
 
-from netns_lab import Host, Lab
+from netns_lab import Host, Lab, node_status
 from roaming_lab import Stream, first_after
 
 from . import scenario as sc
@@ -275,14 +275,7 @@ class Run:
                 return None
             r = self.charons[node].swan(["--list-sas"], check=False, timeout=10)
             return strongswan_node.status(r.stdout) if r.returncode == 0 else None
-        host = self.hosts[self.doc["nodes"][node]["host"]]
-        r = host.run([self.mipsec, "status", "--socket", self.socket_of(node), "--json"], check=False)
-        if r.returncode != 0:
-            return None
-        try:
-            return json.loads(r.stdout)["nodes"][0]
-        except (ValueError, KeyError, IndexError):
-            return None
+        return node_status(self.hosts[self.doc["nodes"][node]["host"]], self.mipsec, self.socket_of(node))
 
     # -- conditions -----------------------------------------------------------------------
     def observe(self, c: dict) -> Any:
