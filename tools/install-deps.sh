@@ -17,8 +17,8 @@ packages=(
   iproute2 nftables conntrack iputils-ping dnsmasq-base busybox procps
   # independent checkers
   tshark python3 python3-scapy python3-cryptography python3-prometheus-client
-  # `mipsec lab` reports: the topology picture (dot)
-  graphviz
+  # `mipsec lab` reports: the topology picture (dot) and the timeline plot
+  graphviz python3-matplotlib
   # interop peer: strongSwan 5.9 with kernel-libipsec (no kernel IPsec needed)
   strongswan-charon strongswan-swanctl strongswan-libcharon libcharon-extra-plugins
   libstrongswan-standard-plugins libstrongswan-extra-plugins

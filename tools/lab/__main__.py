@@ -101,6 +101,7 @@ def cmd_run(args) -> int:
                 "scenario": doc["scenario"], "file": os.path.abspath(path), "parameters": doc.get("parameters", {}),
                 "passed": passed, "error": error, "duration_s": round(time.time() - t0, 3),
                 "moves": run.moves, "traffic": traffic, "assertions": run.assertions, "events": run.events,
+                "series": run.series(),
             }
             # Made only now: an interrupted run leaves no file behind.
             report_dir = args.report or tempfile.mkdtemp(prefix=f"mipsec-lab-{doc['scenario']}-")

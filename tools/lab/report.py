@@ -1,6 +1,8 @@
 # SPDX-License-Identifier: MIT
 """The report of one run: report.json (every figure) and report.md (the per-move table), and,
-when graphviz's `dot` is installed, topology.svg (networks, hosts, NATs, mipsec nodes)."""
+when graphviz's `dot` is installed, topology.svg (networks, hosts, NATs, mipsec nodes), and,
+when matplotlib is, timeline.svg (goodput and probe round trips over time, moves and
+registrations marked)."""
 from __future__ import annotations
 
 import json
@@ -69,6 +71,58 @@ def topology_dot(doc: dict) -> str:
     return "\n".join(out) + "\n"
 
 
+def timeline_svg(result: dict, path: str) -> bool:
+    """Goodput (top) and probe round-trip time (bottom) against seconds since the start, with a
+    vertical line at each link change and a tick at each registration, so a reader sees where
+    an outage starts and which event ends it. False when matplotlib is missing or nothing was
+    measured."""
+    series = result.get("series") or {}
+    if not series.get("streams") and not series.get("probes"):
+        return False
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(10, 5.5), constrained_layout=True)
+    for name, points in series.get("streams", {}).items():
+        if points:
+            top.step([p[0] for p in points], [p[1] for p in points], where="post", label=f"TCP {name} (byte-checked)")
+    top.set_ylabel(f"goodput (Mbit/s per {series.get('bin_s', 0.5)} s)")
+    for name, probe in series.get("probes", {}).items():
+        rtt = probe.get("rtt_ms", [])
+        if rtt:
+            bottom.plot([p[0] for p in rtt], [p[1] for p in rtt], ".", markersize=3, label=f"probe {name} RTT")
+        if probe.get("unanswered"):
+            bottom.plot(probe["unanswered"], [0] * len(probe["unanswered"]), "x", color="#c03020", markersize=5,
+                        label=f"probe {name}: no answer yet")
+    bottom.set_ylabel("round trip (ms)")
+    bottom.set_xlabel("seconds since the lab started")
+    bottom.set_ylim(bottom=0)
+    registered_labelled = False
+    for e in result.get("events", []):
+        t = e["t_ms"] / 1000
+        if e["event"] == "link change":
+            for ax in (top, bottom):
+                ax.axvline(t, color="#c05020", linestyle="--", linewidth=0.8)
+            top.annotate(e.get("move", ""), (t, 1), xycoords=("data", "axes fraction"), rotation=90, fontsize=7,
+                         va="top", ha="right", color="#c05020")
+        elif e["event"] == "registered":
+            for ax in (top, bottom):
+                ax.axvline(t, color="#2a7a2a", linestyle=":", linewidth=0.8,
+                           label=None if registered_labelled or ax is top else "registered / tunnel up")
+            registered_labelled = True
+    for ax in (top, bottom):
+        ax.grid(True, alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="upper left", fontsize=7)
+    fig.suptitle(f"mipsec lab: {result.get('scenario', '')}", fontsize=10)
+    fig.savefig(path, format="svg")
+    plt.close(fig)
+    return True
+
+
 def write(report_dir: str, doc: dict, result: dict) -> list[str]:
     os.makedirs(report_dir, exist_ok=True)
     written = []
@@ -85,6 +139,10 @@ def write(report_dir: str, doc: dict, result: dict) -> list[str]:
         if r.returncode == 0:
             svg = "topology.svg"
             written.append(os.path.join(report_dir, svg))
+    timeline = None
+    if timeline_svg(result, os.path.join(report_dir, "timeline.svg")):
+        timeline = "timeline.svg"
+        written.append(os.path.join(report_dir, timeline))
     failed = [a for a in result["assertions"] if not a["ok"]]
     md = [f"# mipsec lab: {result['scenario']}", ""]
     if doc.get("summary"):
@@ -97,6 +155,9 @@ def write(report_dir: str, doc: dict, result: dict) -> list[str]:
     if svg:
         md += [f"![topology]({svg})", ""]
     md += ["## Moves", "", "Each time is measured from the link change. Polled every 50 ms.", "", move_table(result["moves"]), ""]
+    if timeline:
+        md += ["## Timeline", "", "Goodput and probe round trips; dashed: link changes, dotted: registrations.", "",
+               f"![timeline]({timeline})", ""]
     if result.get("traffic"):
         md += ["## Traffic", ""]
         for name, t in result["traffic"].items():

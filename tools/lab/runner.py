@@ -97,6 +97,28 @@ class Probe:
             pass
         return out
 
+    RTT = re.compile(r"time=([\d.]+) ms")
+    NO_ANSWER = re.compile(r"^\[(\d+\.\d+)\] no answer yet for icmp_seq=(\d+)")
+
+    def samples(self) -> tuple[list[tuple[float, float]], list[float]]:
+        """([(reply time, round-trip ms)], [times ping reported a request unanswered]) for the
+        timeline plot; `-O` makes ping print the latter as they happen."""
+        replies, unanswered = [], []
+        try:
+            with open(self.proc.log_path) as f:  # type: ignore[attr-defined]
+                for line in f:
+                    m = self.LINE.match(line)
+                    rtt = self.RTT.search(line)
+                    if m and rtt and "bytes from" in line:
+                        replies.append((float(m.group(1)), float(rtt.group(1))))
+                        continue
+                    m = self.NO_ANSWER.match(line)
+                    if m:
+                        unanswered.append(float(m.group(1)))
+        except OSError:
+            pass
+        return replies, unanswered
+
     def stop(self, lab: Lab) -> tuple[int, int]:
         """Ends ping with SIGINT, so it prints its totals; (sent, received)."""
         try:
@@ -537,6 +559,28 @@ class Run:
                 self.assertion(f"{label}: {self.describe(step['assert'])}", self.holds(step["assert"]), self.observed(step["assert"]))
             elif action == "move":
                 self.move(step, step.get("label", f"move {len(self.moves) + 1} to {step['move']['to']}"), timeout)
+
+    def series(self, bin_s: float = 0.5) -> dict:
+        """Time series for the report's timeline plot, seconds from the start of the run:
+        goodput of each stream (Mbit/s per `bin_s`, from the receiver's byte log) and each
+        probe's round-trip times and unanswered requests."""
+        rel = lambda t: round(t - self.t_begin, 3)  # noqa: E731
+        out: dict[str, Any] = {"bin_s": bin_s, "streams": {}, "probes": {}}
+        for name, s in self.streams.items():
+            points = s.times()
+            if not points:
+                continue
+            first, last = points[0][0], points[-1][0]
+            bins = [0] * (int((last - first) / bin_s) + 1)
+            previous = 0
+            for t, total in points:
+                bins[int((t - first) / bin_s)] += total - previous
+                previous = total
+            out["streams"][name] = [[rel(first + k * bin_s), round(b * 8 / bin_s / 1e6, 3)] for k, b in enumerate(bins)]
+        for name, p in self.probes.items():
+            replies, unanswered = p.samples()
+            out["probes"][name] = {"rtt_ms": [[rel(t), r] for t, r in replies], "unanswered": [rel(t) for t in unanswered]}
+        return out
 
     def finish(self) -> dict:
         """Ends traffic (checking every stream byte for byte) and stops the nodes; the figures."""
