@@ -259,6 +259,13 @@ void print_status(const nlohmann::json& j) {
                         granted.empty() ? "refused" : granted.c_str(), o.value("rx_super_packets", 0ULL), o.value("rx_segments", 0ULL),
                         o.value("tx_super_packets", 0ULL), o.value("tx_coalesced", 0ULL), drops.empty() ? "" : ", dropped", drops.c_str());
         }
+        if (t.contains("active_mtu")) {
+            const auto tb = t.value("too_big", nlohmann::json::object());
+            std::printf("    active stack: mtu %llu (adds %llu bytes); too big: %llu answered (ICMP 3/4), %llu rate-limited, "
+                        "%llu dropped, %llu sent on to be fragmented\n",
+                        t.value("active_mtu", 0ULL), t.value("stack_overhead", 0ULL), tb.value("icmp_frag_needed_sent", 0ULL),
+                        tb.value("icmp_rate_limited", 0ULL), tb.value("dropped", 0ULL), tb.value("sent_for_fragmentation", 0ULL));
+        }
         for (const auto& s : n.at("transport").at("sockets")) {
             std::string what = s.contains("udp_port") ? "udp " + std::to_string(s.at("udp_port").get<int>()) : "raw proto " + std::to_string(s.at("raw_protocol").get<int>());
             std::printf("  %-14s rx %llu tx %llu errors %llu/%llu%s\n", what.c_str(), s.at("rx_packets").get<unsigned long long>(),

@@ -208,6 +208,16 @@ void node_metrics(Exposition& e, const nlohmann::json& n) {
         counter(e, p + "tx_errors_total", "Write errors on the inner device", l, *d, "tx_errors");
         counter(e, p + "left_to_kernel_packets_total", "Packets on the served link that the pipeline left to the kernel", l, *d, "left_to_kernel");
         failures(e, p + "tx_failures_total", "Writes to the inner device that failed, by reason", l, *d);
+        // The MTU guard (RFC 1191 answers for the stack active now, RFC 5265 §5.2 overheads).
+        gauge(e, p + "active_mtu_bytes", "Largest inner packet the active stack carries without fragmenting", l, *d, "active_mtu");
+        gauge(e, p + "stack_overhead_bytes", "Bytes the active stack adds to each inner packet", l, *d, "stack_overhead");
+        if (const auto* tb = find(*d, "too_big"); tb != nullptr && tb->is_object()) {
+            counter(e, p + "too_big_dropped_total", "DF packets too big for the active stack, dropped", l, *tb, "dropped");
+            counter(e, p + "too_big_icmp_sent_total", "ICMP fragmentation-needed answers written into the device", l, *tb, "icmp_frag_needed_sent");
+            counter(e, p + "too_big_icmp_rate_limited_total", "Answers withheld by the rate limit", l, *tb, "icmp_rate_limited");
+            counter(e, p + "too_big_not_answerable_total", "Too-big packets never answered (ICMP errors, non-first fragments)", l, *tb, "not_answerable");
+            counter(e, p + "too_big_sent_for_fragmentation_total", "Too-big packets without DF, sent on to be fragmented outside", l, *tb, "sent_for_fragmentation");
+        }
         if (const auto* o = find(*d, "offload"); o != nullptr && o->is_object()) {
             counter(e, p + "offload_rx_super_packets_total", "Super-packets (TSO/USO) read from the TUN device", l, *o, "rx_super_packets");
             counter(e, p + "offload_rx_segments_total", "Packets cut from the super-packets read", l, *o, "rx_segments");

@@ -16,6 +16,7 @@ back in the office the active MTU is 1480 again.
 """
 import argparse
 import json
+import re
 import os
 import sys
 
@@ -202,6 +203,16 @@ def main():
         checks.check("cafe: the node counted the ICMP it sent and the packet it dropped",
                      too_big.get("icmp_frag_needed_sent", 0) > sent_before and too_big.get("dropped", 0) >= too_big.get("icmp_frag_needed_sent", 0),
                      json.dumps(too_big))
+        # The same figures where operators look: the text view and the Prometheus exposition.
+        text = mn.run([args.mipsec, "status", "--socket", sock], check=False).stdout
+        prom = mn.run([args.mipsec, "status", "--socket", sock, "--format", "prometheus"], check=False).stdout
+        checks.check(f"cafe: `mipsec status` shows the active stack's mtu {OUTSIDE_MTU} and the ICMP answers",
+                     f"active stack: mtu {OUTSIDE_MTU} (adds {TUN_MTU - OUTSIDE_MTU} bytes)" in text
+                     and f"too big: {too_big.get('icmp_frag_needed_sent')} answered" in text, text[:600])
+        checks.check(f"cafe: Prometheus has mipsec_tun_active_mtu_bytes {OUTSIDE_MTU} and the ICMP answers counted",
+                     re.search(rf'^mipsec_tun_active_mtu_bytes{{[^}}]*}} {OUTSIDE_MTU}$', prom, re.M) is not None
+                     and re.search(rf'^mipsec_tun_too_big_icmp_sent_total{{[^}}]*}} {too_big.get("icmp_frag_needed_sent")}$', prom, re.M)
+                     is not None, "\n".join(l for l in prom.splitlines() if "mipsec_tun_" in l))
         # One direction only: the replies come back through the gateway, whose own TUN MTU
         # limits them; this node's business is what it sends.
         answered = status().get("tun", {}).get("too_big", {}).get("icmp_frag_needed_sent", 0)
