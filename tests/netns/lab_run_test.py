@@ -71,7 +71,11 @@ def main():
         checks.check(f"report.json: {args.moves} moves", len(moves) == args.moves, json.dumps(moves)[:500])
         for kv in args.set:
             k, v = kv.split("=", 1)
-            checks.check(f"report.json: parameter {k} is {v}", str(rep.get("parameters", {}).get(k)) == v, json.dumps(rep.get("parameters")))
+            try:
+                want = json.loads(v)  # as `lab run --set` reads it: JSON when it parses (true, 3), else a string
+            except ValueError:
+                want = v
+            checks.check(f"report.json: parameter {k} is {v}", rep.get("parameters", {}).get(k) == want, json.dumps(rep.get("parameters")))
         for mv in moves:
             checks.check(f"move {mv['move']}: link change -> first probe reply measured ({mv.get('link_to_first_packet_ms')} ms), "
                          f"loss counted ({mv.get('probe_lost')})",
