@@ -119,6 +119,8 @@ def swan_cases(checks, args, tmp):
         ("a node both mipsec and strongSwan", lambda d: d["nodes"]["swgw"].update(config={}), strongswan, ["/nodes/swgw"]),
         ("an \"if\" on an unknown parameter", lambda d: d["timeline"][5].update({"if": {"gatway": "strongswan"}}), strongswan,
          ["/timeline/5/if/gatway"]),
+        ("an \"if\" on a route naming an unknown parameter",
+         lambda d: d["hosts"]["server"]["routes"][0].update({"if": {"gatway": "mipsec"}}), [], ["/hosts/server/routes/0/if/gatway"]),
         ("a condition of the run reading the gateway that is not in it",
          lambda d: d["timeline"][2]["move"]["until"][1].pop("if"), strongswan, ["/timeline/2/move/until/1/node"]),
         ("a gateway no \"if\" chooses", lambda d: None, ["--set", "gateway=racoon"], ["/parameters/gateway"]),

@@ -25,15 +25,19 @@ def namespaces(pid=None):
 def processes_mentioning(text):
     """PIDs whose command line contains `text` (the lab's run directory is in the command line
     of every node, DHCP server and client, and stream end it starts), and the lab's probes
-    (`ping -D -n -O`, which name no file)."""
+    (`ping -D -n -O`, which name no file) once orphaned: a probe whose parent still runs belongs to
+    another lab running at the same time, one this lab left behind has lost its parent."""
     out = []
     for pid in os.listdir("/proc"):
         if pid.isdigit():
             try:
                 argv = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
-            except OSError:
+                # /proc/PID/stat: "pid (comm) state ppid ..."; comm may hold spaces, so split after ")".
+                ppid = int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
                 continue
-            if text.encode() in b" ".join(argv) or (argv[0] == b"ping" and argv[1:4] == [b"-D", b"-n", b"-O"]):
+            probe = argv[0] == b"ping" and argv[1:4] == [b"-D", b"-n", b"-O"]
+            if text.encode() in b" ".join(argv) or (probe and ppid == 1):
                 out.append(int(pid))
     return out
 
@@ -71,7 +75,11 @@ def main():
         checks.check(f"report.json: {args.moves} moves", len(moves) == args.moves, json.dumps(moves)[:500])
         for kv in args.set:
             k, v = kv.split("=", 1)
-            checks.check(f"report.json: parameter {k} is {v}", str(rep.get("parameters", {}).get(k)) == v, json.dumps(rep.get("parameters")))
+            try:
+                want = json.loads(v)  # as `lab run --set` reads it: JSON when it parses (true, 3), else a string
+            except ValueError:
+                want = v
+            checks.check(f"report.json: parameter {k} is {v}", rep.get("parameters", {}).get(k) == want, json.dumps(rep.get("parameters")))
         for mv in moves:
             checks.check(f"move {mv['move']}: link change -> first probe reply measured ({mv.get('link_to_first_packet_ms')} ms), "
                          f"loss counted ({mv.get('probe_lost')})",

@@ -214,6 +214,8 @@ class Run:
 
     def add_routes(self, host: str, routes: list) -> None:
         for r in routes:
+            if not self.in_run(r):
+                continue  # (a route chosen by a parameter, e.g. through a NAT box or not)
             argv = ["ip", "route", "replace", r["to"]]
             if "via" in r:
                 argv += ["via", r["via"]]

@@ -12,7 +12,7 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                "${name}" takes the value's type); `--set name=value` overrides a default
   networks     {"name": {"prefix": "a.b.c.d/n"}}: one Ethernet segment (a bridge) each
   hosts        {"name": {"forward": bool, "interfaces": {"ifname": {"network": n, "address": a}},
-                "routes": [{"to": "default"|prefix, "via": addr, "dev": ifname}],
+                "routes": [{"to": "default"|prefix, "via": addr, "dev": ifname, "if": {...}}],
                 "nat": {"out": ifname, "random_ports": bool},
                 "dhcp_server": {"interface": ifname, "range": [first, last], "router": addr},
                 "addresses": ["a.b.c.d/n"] (on lo)}}
@@ -26,7 +26,7 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                remote-access gateway (charon, kernel-libipsec, UDP encapsulation forced, Mode
                Config pool, PSK); its status is `swanctl --list-sas` parsed, stage
                "strongswan.gateway" (see strongswan_node.parse_list_sas)
-  "if"         {"parameter": value, ...} on a node, a timeline step or a condition: it is part
+  "if"         {"parameter": value, ...} on a node, a route, a timeline step or a condition: it is part
                of the run only when every named parameter has that value (so `--set
                gateway=strongswan` swaps the gateway node and the conditions that read it)
   traffic      (a move times the first stream and the first probe listed)
@@ -221,6 +221,7 @@ class Validator:
                     self.fail(at + "/prefix", f"{json.dumps(spec['prefix'])} is not an IPv4 network prefix (host bits zero)")
         used: dict = {}  # (network, address) -> pointer of its first use
         self.used = used
+        self.params = d.get("parameters", {})
         self.interfaces: dict[str, dict] = {}
         for h, spec in hosts.items():
             at = ptr("hosts", h)
@@ -382,8 +383,9 @@ class Validator:
             return
         for k, r in enumerate(routes):
             rat = at + ptr(k)
-            if not self.obj(r, rat, ("to",), ("via", "dev")):
+            if not self.obj(r, rat, ("to",), ("via", "dev", "if")):
                 continue
+            self.if_(r, rat)
             if r.get("to") != "default":
                 try:
                     ipaddress.IPv4Network(r.get("to"))
