@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: MIT
-"""python3 -m lab --mipsec BIN (list | check FILE | run SCENARIO [--report DIR] [--keep] [--set K=V]...)
+"""python3 -m lab --mipsec BIN (list | check FILE | run SCENARIO [--report DIR] [--keep] [--set K=V]...
+                                | matrix SCENARIO [--orders A,B] [--param order] [--report DIR])
 
 Exit codes: 0 success; 1 an assertion failed or a step could not be done; 2 a bad scenario or
 usage; 130 interrupted (everything created is removed first)."""
@@ -77,46 +78,122 @@ def cmd_run(args) -> int:
     if os.geteuid() != 0:
         print("mipsec lab: run needs root (network namespaces, TUN devices, nftables)", file=sys.stderr)
         return 1
-    from netns_lab import Lab
-    from .runner import Run, StepFailed
-
-    t0 = time.time()
-    error = None
     try:
-        with Lab(doc["scenario"], keep_dir=args.keep) as lab:
-            print(f"mipsec lab: {doc['scenario']}: building in {lab.dir}", flush=True)
-            run = Run(doc, args.mipsec, lab, log=lambda s: print(s, flush=True))
-            traffic = {}
-            try:
-                run.build()
-                run.timeline()
-                traffic = run.finish()
-            except StepFailed as e:
-                error = str(e)
-                run.assertion("every step completed", False, error)
-                print(f"mipsec lab: {error}", file=sys.stderr)
-                lab.dump_logs()
-            passed = error is None and all(a["ok"] for a in run.assertions)
-            result = {
-                "scenario": doc["scenario"], "file": os.path.abspath(path), "parameters": doc.get("parameters", {}),
-                "passed": passed, "error": error, "duration_s": round(time.time() - t0, 3),
-                "moves": run.moves, "traffic": traffic, "assertions": run.assertions, "events": run.events,
-                "series": run.series(),
-            }
-            # Made only now: an interrupted run leaves no file behind.
-            report_dir = args.report or tempfile.mkdtemp(prefix=f"mipsec-lab-{doc['scenario']}-")
-            written = report.write(report_dir, doc, result)
-            if args.keep:
-                print(f"mipsec lab: run directory kept: {lab.dir}")
+        result, report_dir, written = run_scenario(doc, path, args.mipsec, args.keep, args.report)
     except KeyboardInterrupt:
         print("mipsec lab: interrupted; everything the run created is removed", file=sys.stderr)
         return 130
     print()
     print(report.move_table(result["moves"]))
     print()
-    print(f"mipsec lab: {doc['scenario']}: {'PASS' if passed else 'FAIL'} in {result['duration_s']:.1f} s; report: {report_dir}"
+    print(f"mipsec lab: {doc['scenario']}: {'PASS' if result['passed'] else 'FAIL'} in {result['duration_s']:.1f} s; report: {report_dir}"
           f" ({', '.join(os.path.basename(w) for w in written)})")
-    return 0 if passed else 1
+    return 0 if result["passed"] else 1
+
+
+def run_scenario(doc: dict, path: str, mipsec: str, keep: bool, report_arg, log=None) -> tuple[dict, str, list]:
+    """Builds, runs and tears down one scenario; (result, report directory, files written).
+    KeyboardInterrupt passes through after everything the run created is removed."""
+    from netns_lab import Lab
+    from .runner import Run, StepFailed
+
+    log = log or (lambda s: print(s, flush=True))
+    t0 = time.time()
+    error = None
+    with Lab(doc["scenario"], keep_dir=keep) as lab:
+        log(f"mipsec lab: {doc['scenario']}: building in {lab.dir}")
+        run = Run(doc, mipsec, lab, log=log)
+        traffic = {}
+        drops: dict = {}
+        try:
+            run.build()
+            run.timeline()
+            drops = run.drop_summary()
+            traffic = run.finish()
+        except StepFailed as e:
+            drops = run.drop_summary()
+            error = str(e)
+            run.assertion("every step completed", False, error)
+            print(f"mipsec lab: {error}", file=sys.stderr)
+            lab.dump_logs()
+        passed = error is None and all(a["ok"] for a in run.assertions)
+        result = {
+            "scenario": doc["scenario"], "file": os.path.abspath(path), "parameters": doc.get("parameters", {}),
+            "passed": passed, "error": error, "duration_s": round(time.time() - t0, 3),
+            "moves": run.moves, "traffic": traffic, "assertions": run.assertions, "events": run.events,
+            "series": run.series(), "drops": drops,
+        }
+        # Made only now: an interrupted run leaves no file behind.
+        report_dir = report_arg or tempfile.mkdtemp(prefix=f"mipsec-lab-{doc['scenario']}-")
+        written = report.write(report_dir, doc, result)
+        if keep:
+            log(f"mipsec lab: run directory kept: {lab.dir}")
+    return result, report_dir, written
+
+
+def if_values(element, parameter: str) -> list:
+    """Every value an "if" anywhere in the scenario gives `parameter`, in order of appearance."""
+    found: list = []
+    if isinstance(element, dict):
+        cond = element.get("if")
+        if isinstance(cond, dict) and parameter in cond and cond[parameter] not in found:
+            found.append(cond[parameter])
+        for v in element.values():
+            found += [x for x in if_values(v, parameter) if x not in found]
+    elif isinstance(element, list):
+        for v in element:
+            found += [x for x in if_values(v, parameter) if x not in found]
+    return found
+
+
+def cmd_matrix(args) -> int:
+    """The same scenario once per layering order (a parameter the scenario's nodes select on
+    with "if"): which orders work, their figures, and for those that fail, what was observed."""
+    try:
+        path = locate(args.scenario)
+        base = scenario.load(path, args.set, args.mipsec)
+    except scenario.ScenarioError as e:
+        print_problems(args.scenario, e)
+        return 2
+    if args.param not in base.get("parameters", {}):
+        print(f"mipsec lab: {path}: /parameters: no parameter \"{args.param}\" to vary; "
+              f"name the one that selects the stack order with --param", file=sys.stderr)
+        return 2
+    orders = [o for o in args.orders.split(",") if o] if args.orders else [str(v) for v in if_values(base, args.param)]
+    if not orders:
+        print(f"mipsec lab: {path}: no value of \"{args.param}\" to run: give --orders A,B,…", file=sys.stderr)
+        return 2
+    docs = {}
+    for order in orders:  # every order is validated before anything is built
+        try:
+            docs[order] = scenario.load(path, args.set + [f"{args.param}={order}"], args.mipsec)
+        except scenario.ScenarioError as e:
+            print_problems(f"{args.scenario} ({args.param}={order})", e)
+            return 2
+    if os.geteuid() != 0:
+        print("mipsec lab: matrix needs root (network namespaces, TUN devices, nftables)", file=sys.stderr)
+        return 1
+    out_dir = args.report or tempfile.mkdtemp(prefix=f"mipsec-lab-matrix-{base['scenario']}-")
+    rows = []
+    for order, doc in docs.items():
+        print(f"mipsec lab matrix: {base['scenario']}: {args.param}={order}", flush=True)
+        try:
+            result, _, _ = run_scenario(doc, path, args.mipsec, False, os.path.join(out_dir, order),
+                                        log=(lambda s: print(s, flush=True)) if args.verbose else (lambda s: None))
+        except KeyboardInterrupt:
+            print("mipsec lab: interrupted; everything the run created is removed", file=sys.stderr)
+            return 130
+        rows.append(report.matrix_row(order, result))
+    written = report.write_matrix(out_dir, base, args.param, rows)
+    print()
+    print(report.matrix_table(args.param, rows))
+    print()
+    works = [r["order"] for r in rows if r["passed"]]
+    print(f"mipsec lab matrix: {base['scenario']}: {len(works)} of {len(rows)} orders work"
+          f" ({', '.join(works) or 'none'}); report: {out_dir} ({', '.join(os.path.basename(w) for w in written)})")
+    # Success means every order behaved as the scenario says; an order expected to fail
+    # asserts its own failure, so a matrix of expectations all met exits 0.
+    return 0 if all(r["passed"] for r in rows) else 1
 
 
 def main(argv=None) -> int:
@@ -132,8 +209,15 @@ def main(argv=None) -> int:
     r.add_argument("--report", metavar="DIR", help="where report.json and report.md go (default: a new temporary directory)")
     r.add_argument("--keep", action="store_true", help="keep the run directory (configs, logs, captures)")
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a scenario parameter")
+    m = sub.add_parser("matrix", help="run a scenario once per layering order and compare")
+    m.add_argument("scenario", help="a shipped scenario's name or a file")
+    m.add_argument("--orders", metavar="A,B,…", help="the values to run (default: every value the scenario's \"if\"s name)")
+    m.add_argument("--param", default="order", help="the parameter that selects the order (default: order)")
+    m.add_argument("--report", metavar="DIR", help="where matrix.md/json and one report per order go")
+    m.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override another parameter")
+    m.add_argument("--verbose", action="store_true", help="print each run's steps")
     args = ap.parse_args(argv)
-    return {"list": cmd_list, "check": cmd_check, "run": cmd_run}[args.command](args)
+    return {"list": cmd_list, "check": cmd_check, "run": cmd_run, "matrix": cmd_matrix}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -172,3 +172,66 @@ def write(report_dir: str, doc: dict, result: dict) -> list[str]:
         f.write("\n".join(md))
     written.append(path)
     return written
+
+
+# -- lab matrix: one row per layering order ----------------------------------------------------
+
+def matrix_row(order: str, result: dict) -> dict:
+    """What one order's run showed: pass/fail, its figures summed over the moves, and for a
+    failure the first assertion that did not hold and the largest drop counters."""
+    moves = result.get("moves", [])
+    failed = [a for a in result.get("assertions", []) if not a["ok"]]
+    firsts = [m["link_to_first_packet_ms"] for m in moves if m.get("link_to_first_packet_ms") is not None]
+    drops = sorted(result.get("drops", {}).items(), key=lambda kv: -kv[1])[:3]
+    reason = ""
+    if failed:
+        a = failed[0]
+        reason = a["name"] + (f" ({a['detail']})" if a.get("detail") else "")
+    return {
+        "order": order, "passed": result.get("passed", False), "moves": len(moves),
+        "moves_with_reply": len(firsts), "worst_first_reply_ms": max(firsts) if firsts else None,
+        "probe_lost": sum(m.get("probe_lost") or 0 for m in moves),
+        "ike_messages": sum(m.get("ike_messages") or 0 for m in moves),
+        "registrations": sum(m.get("registrations") or 0 for m in moves),
+        "overhead_bytes": next((m.get("overhead_bytes") for m in reversed(moves) if m.get("overhead_bytes") is not None), None),
+        "failed_assertions": len(failed), "reason": reason[:300],
+        "drops": [f"{k} = {v}" for k, v in drops], "duration_s": result.get("duration_s"),
+    }
+
+
+MATRIX_COLUMNS = (("order", "order"), ("passed", "as expected"), ("moves", "moves"), ("moves_with_reply", "moves with a reply"),
+                  ("worst_first_reply_ms", "worst link → first reply (ms)"), ("probe_lost", "probes lost"),
+                  ("ike_messages", "IKE messages"), ("registrations", "registrations"), ("reason", "what failed"),
+                  ("drops", "largest drop counters"))
+
+
+def matrix_table(param: str, rows: list) -> str:
+    head = [title if key != "order" else param for key, title in MATRIX_COLUMNS]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(MATRIX_COLUMNS)]
+    for r in rows:
+        cells = []
+        for key, _ in MATRIX_COLUMNS:
+            v = r.get(key)
+            if key == "passed":
+                v = "yes" if v else "**no**"
+            elif key == "reason":
+                v = v or "–"
+            cells.append(cell(v).replace("|", "\\|"))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_matrix(out_dir: str, doc: dict, param: str, rows: list) -> list[str]:
+    os.makedirs(out_dir, exist_ok=True)
+    path_json = os.path.join(out_dir, "matrix.json")
+    with open(path_json, "w") as f:
+        json.dump({"scenario": doc["scenario"], "parameter": param, "rows": rows}, f, indent=2)
+    md = [f"# mipsec lab matrix: {doc['scenario']}", ""]
+    if doc.get("summary"):
+        md += [doc["summary"], ""]
+    md += [f"One run per value of `{param}`; each run's own report is in the directory of that name.", "",
+           matrix_table(param, rows), ""]
+    path_md = os.path.join(out_dir, "matrix.md")
+    with open(path_md, "w") as f:
+        f.write("\n".join(md))
+    return [path_json, path_md]

@@ -562,6 +562,36 @@ class Run:
             elif action == "move":
                 self.move(step, step.get("label", f"move {len(self.moves) + 1} to {step['move']['to']}"), timeout)
 
+    def drop_summary(self) -> dict:
+        """Every non-zero drop and failed-send counter of the running mipsec nodes, keyed by
+        where it was counted ("gw [0] ipsec.vpn_gateway: no_sa"): what a failed run observed
+        that explains it (`lab matrix` shows the largest)."""
+        out: dict[str, int] = {}
+
+        def add(key: str, count) -> None:
+            if isinstance(count, int) and not isinstance(count, bool) and count > 0:
+                out[key] = count
+
+        for node in list(self.procs):
+            if node in self.charons:
+                continue
+            st = self.query_status(node) or {}
+            for i, stage in enumerate(st.get("pipeline", [])):
+                for reason, count in (stage.get("drops") or {}).items():
+                    add(f"{node} [{i}] {stage.get('type')}: {reason}", count)
+            transport = st.get("transport", {})
+            for sock in transport.get("sockets", []):
+                where = f"udp/{sock['udp_port']}" if "udp_port" in sock else f"raw/{sock.get('raw_protocol')}"
+                for reason, count in (sock.get("tx_failures") or {}).items():
+                    add(f"{node} socket {where}: send failed, {reason}", count)
+            for key in ("unroutable", "inbound_unclaimed", "outbound_unclaimed"):
+                add(f"{node} transport: {key}", transport.get(key))
+            tun = st.get("tun", {})
+            for reason, count in (tun.get("tx_failures") or {}).items():
+                add(f"{node} tun: write failed, {reason}", count)
+            add(f"{node} tun: too big for the active stack", (tun.get("too_big") or {}).get("dropped"))
+        return out
+
     def series(self, bin_s: float = 0.5) -> dict:
         """Time series for the report's timeline plot, seconds from the start of the run:
         goodput of each stream (Mbit/s per `bin_s`, from the receiver's byte log) and each
