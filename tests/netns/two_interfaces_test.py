@@ -64,8 +64,10 @@ def main():
         for host in (iha, cn, gw):
             host.run(["ip", "route", "add", "10.99.2.0/24", "via", "10.99.1.2"])
         # The office cable: a second interface of the node, up at the same time as wlan0.
-        eth, _ = lab.link(mn, f"{OFFICE_ADDR}/24", office, "10.99.2.1/24")
+        eth, _ = lab.link(mn, "", office, "10.99.2.1/24")
+        mn.run(["ip", "link", "set", eth, "down"])
         mn.run(["ip", "link", "set", eth, "name", "eth0"])
+        mn.run(["ip", "addr", "add", f"{OFFICE_ADDR}/24", "dev", "eth0"])
         mn.run(["ip", "link", "set", "eth0", "up"])
 
         def office_route():
