@@ -40,6 +40,10 @@ struct PacketMeta {
     // Outbound: leave through this interface whatever the routing table says (a mobile node
     // talking to an agent on a link where it has no address). 0: route normally.
     std::uint32_t egress_ifindex = 0;
+    // Inbound: the interface the packet arrived on, as the socket reported it (IP_PKTINFO).
+    // 0: unknown (a test, or a device that does not say). RFC 5265 §6 detection takes a reply
+    // as proof only on the interface its request left from.
+    std::uint32_t ingress_ifindex = 0;
     // Outbound: a mobile node layer sends this in the clear on the link, around every layer
     // below it (RFC 5265 §4, §6: the direct registration with the internal home agent that
     // proves the node is inside must never go through the VPN): each layer below passes it

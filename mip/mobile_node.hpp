@@ -133,6 +133,13 @@ public:
     void note_sent_to_home_agent(core::TimePoint now) noexcept { last_sent_to_ha_ = now; }
     /// An ICMP echo reply to a keepalive came back through the tunnel.
     void note_keepalive_reply() noexcept { keepalives_unanswered_ = 0; }
+    /// Requests from now on carry Identifications above `id`. Several clients registering one
+    /// home address with one home agent under one key (RFC 5265: a direct one per interface,
+    /// and the one through the VPN) share one sequence this way: with timestamps the home
+    /// agent takes them as a sequence (RFC 5944 §5.7.1), and a reply must answer one request.
+    void skip_identifications_to(std::uint64_t id) noexcept {
+        if (id > last_identification_) last_identification_ = id;
+    }
 
     State state() const noexcept { return state_; }
     const std::optional<Registration>& registration() const noexcept { return registration_; }

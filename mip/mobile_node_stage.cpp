@@ -84,7 +84,7 @@ NetworkDetection::Config detection_config(const MobileNodeStage::Config::Detecti
     c.detection_timeout = d.detection_timeout;
     c.t_monitor = d.t_monitor;
     c.monitor_margin = d.monitor_margin;
-    c.max_interfaces = 1;
+    c.max_interfaces = std::max<std::size_t>(d.interfaces.size(), 1);
     return c;
 }
 
@@ -117,7 +117,67 @@ MobileNodeStage::MobileNodeStage(Config config, crypto::Random& random)
     : config_(normalise(std::move(config))), node_(std::move(config_.node), random) {  // the SA key lives only in the core
     if (config_.detection) {
         detection_.emplace(detection_config(*config_.detection, node_.config()));
-        direct_.emplace(direct_config(node_.config()), random);
+        auto wanted = config_.detection->interfaces;
+        if (wanted.empty()) wanted.push_back({});  // serves nothing, but keeps links_ non-empty
+        links_.reserve(wanted.size());
+        for (const auto& i : wanted) {
+            if (link_of(i.ifindex) != nullptr) continue;  // a dry run leaves every ifindex 0
+            Link& link = links_.emplace_back();
+            link.ifindex = i.ifindex;
+            link.name = i.name.empty() ? std::to_string(i.ifindex) : i.name;
+            link.direct.emplace(direct_config(node_.config()), random);
+            // Known from the start, in the configured order: that order breaks ties.
+            detection_->add_interface(i.ifindex);
+        }
+    }
+}
+
+MobileNodeStage::Link* MobileNodeStage::link_of(std::uint32_t ifindex) noexcept {
+    for (auto& l : links_)
+        if (l.ifindex == ifindex) return &l;
+    return nullptr;
+}
+
+const MobileNodeStage::Link* MobileNodeStage::link_of(std::uint32_t ifindex) const noexcept {
+    for (const auto& l : links_)
+        if (l.ifindex == ifindex) return &l;
+    return nullptr;
+}
+
+const MobileNode* MobileNodeStage::direct(std::uint32_t ifindex) const noexcept {
+    const Link* l = link_of(ifindex);
+    return l != nullptr ? &*l->direct : nullptr;
+}
+
+bool MobileNodeStage::data_allowed_now(core::TimePoint now) const noexcept {
+    return detection_->data_allowed(serving_link().ifindex, now);
+}
+
+// The direct clients and the one through the VPN register one home address with one home agent
+// under one key: a request of one must never carry another's Identification, or the home agent
+// sees a replayed timestamp, and one reply would answer requests sent on two interfaces (a
+// deterministic or coarse clock gives two clients the same timestamp).
+void MobileNodeStage::share_identification(const MobileNode::Transmit& t, const MobileNode& sender) noexcept {
+    const auto request = RegistrationRequestView::check(t.payload.bytes());
+    if (!request) return;
+    if (&node_ != &sender) node_.skip_identifications_to(request->identification());
+    for (auto& link : links_)
+        if (&*link.direct != &sender) link.direct->skip_identifications_to(request->identification());
+}
+
+core::Ipv4Address MobileNodeStage::seen_address(std::uint32_t ifindex) const noexcept {
+    for (const auto& s : seen_addresses_)
+        if (s.ifindex == ifindex) return s.address;
+    return {};
+}
+
+void MobileNodeStage::note_address(const core::AddressChanged& a) {
+    auto it = std::find_if(seen_addresses_.begin(), seen_addresses_.end(), [&](const SeenAddress& s) { return s.ifindex == a.ifindex; });
+    if (a.added) {
+        if (it != seen_addresses_.end()) it->address = a.prefix.address;
+        else if (seen_addresses_.size() < 64) seen_addresses_.push_back({a.ifindex, a.prefix.address});
+    } else if (it != seen_addresses_.end() && it->address == a.prefix.address) {
+        seen_addresses_.erase(it);
     }
 }
 
@@ -167,6 +227,7 @@ void MobileNodeStage::transmit(const MobileNode::Transmit& t, core::StageContext
     }
     // Through an agent on a link where we may have no address: leave by that link.
     if (t.destination.address != node_.home_agent()) buf.meta().egress_ifindex = config_.care_of_ifindex;
+    if (detection_) share_identification(t, node_);
     ++counters_.requests_sent;
     ctx.send_control(std::move(buf));
 }
@@ -280,7 +341,7 @@ Verdict MobileNodeStage::encapsulate(core::PacketBuf& packet, core::StageContext
     }
     // RFC 5265 §6: after an attachment change, and past T_MONITOR, user data stops until the
     // node knows again whether it is inside.
-    if (detection_ && !detection_->data_allowed(config_.detection->ifindex, ctx.now())) {
+    if (detection_ && !data_allowed_now(ctx.now())) {
         ++counters_.dropped_detecting;
         return Verdict::drop(DropReason::Blocked);
     }
@@ -298,7 +359,10 @@ Verdict MobileNodeStage::encapsulate(core::PacketBuf& packet, core::StageContext
     if (!reg->reverse_tunnel || reg->via_foreign_agent) {
         ++counters_.passed_plain_out;
         // Inside through an intranet agent (mode f) the packet goes to the agent on the link.
-        if (inside()) packet.meta().direct = true;
+        if (inside()) {
+            packet.meta().direct = true;
+            packet.meta().egress_ifindex = serving_link().ifindex;
+        }
         return Verdict::pass();
     }
     // RFC 3024 §5.2: the reverse tunnel uses the forward tunnel's encapsulation.
@@ -309,8 +373,12 @@ Verdict MobileNodeStage::encapsulate(core::PacketBuf& packet, core::StageContext
     if (v.passed()) {
         ++counters_.tunnelled_out;
         serving().note_sent_to_home_agent(ctx.now());
-        // Inside (mode c) the tunnel to the internal home agent runs on the link itself.
-        if (inside()) packet.meta().direct = true;
+        // Inside (mode c) the tunnel to the internal home agent runs on the link itself, the
+        // inside one, whatever the routing table prefers.
+        if (inside()) {
+            packet.meta().direct = true;
+            packet.meta().egress_ifindex = serving_link().ifindex;
+        }
     }
     return v;
 }
@@ -339,22 +407,21 @@ Verdict MobileNodeStage::decapsulate(core::PacketBuf& packet, core::StageContext
         ++counters_.replies_received;
         const core::Endpoint from{ip->source(), udp->source_port()};
         if (detection_) {
-            // RFC 5265 §6: only a reply that came in the clear on the interface, to its address,
-            // can prove the node inside; one out of a tunnel is counted (via_tunnel) and goes
-            // to the registration through the VPN. Attached through a foreign agent, the agent
-            // relays the reply to the home address (RFC 5944 §3.7.3); detection then insists
-            // it comes from that agent.
-            const bool direct = !packet.meta().tunnelled &&
-                                ((!interface_address_.is_unspecified() && ip->destination() == interface_address_) ||
-                                 (agent_ && ip->destination() == node_.home_address()));
-            const auto result = detection_->internal_reply(config_.detection->ifindex,
-                                                           direct ? NetworkDetection::Path::Direct : NetworkDetection::Path::Tunnel,
+            // RFC 5265 §6: only a reply that came in the clear on an interface, to its address,
+            // can prove that interface inside; one out of a tunnel is counted (via_tunnel) and
+            // goes to the registration through the VPN. Attached through a foreign agent, the
+            // agent relays the reply to the home address (RFC 5944 §3.7.3); detection then
+            // insists it comes from that agent. Which interface: the one it arrived on.
+            std::uint32_t ifindex = serving_link().ifindex;
+            Link* link = nullptr;
+            const bool direct = direct_reply_interface(packet, *ip, from.address, ifindex, link);
+            const auto result = detection_->internal_reply(ifindex, direct ? NetworkDetection::Path::Direct : NetworkDetection::Path::Tunnel,
                                                            from, udp->payload(), now);
             if (direct) {
                 // The direct client hears only what detection verified, and denials it must
                 // repair (a 133 resynchronises its timestamps).
-                if (!NetworkDetection::is_rejection(result) || result == NetworkDetection::ReplyResult::Denied) {
-                    handle_direct(direct_->on_reply(udp->payload(), from, now), ctx);
+                if (link != nullptr && (!NetworkDetection::is_rejection(result) || result == NetworkDetection::ReplyResult::Denied)) {
+                    handle_direct(*link, link->direct->on_reply(udp->payload(), from, now), ctx);
                 } else {
                     ++counters_.direct_replies_rejected;
                     ctx.log().limited(core::LogLevel::Warn, now, "direct registration reply from ", from.to_string(),
@@ -378,9 +445,14 @@ Verdict MobileNodeStage::decapsulate(core::PacketBuf& packet, core::StageContext
                 ++counters_.advertisements_received;
                 if (advert->foreign_agent() || advert->home_agent()) advert_heard_ = true;
                 if (detection_) {
-                    agent_heard(*advert, ip->source(), ctx);
+                    if (Link* link = advert_link(packet)) agent_heard(*link, *advert, ip->source(), ctx);
                     return Verdict::consumed();
                 }
+                // Following one interface, an agent heard on another is not ours (the layer
+                // above, detecting on several, may want it).
+                const auto ingress = packet.meta().ingress_ifindex;
+                if (config_.care_of_source == CareOfSource::Interface && ingress != 0 && ingress != config_.care_of_ifindex)
+                    return follows_layer_above_ ? Verdict::not_mine() : Verdict::consumed();
                 handle(node_.agent_advertisement(*advert, ip->source(), now), ctx);
                 // A layer above detecting on the same link needs the agents too (modes f, fvc).
                 return follows_layer_above_ ? Verdict::not_mine() : Verdict::consumed();
@@ -392,7 +464,7 @@ Verdict MobileNodeStage::decapsulate(core::PacketBuf& packet, core::StageContext
     // Only the HA's tunnel is this layer's; other tunnels belong to the host or a layer above.
     if (!tunnel || tunnel->source != serving().home_agent()) return Verdict::not_mine();
     if (tunnel->fragment) return Verdict::drop(DropReason::Fragment);
-    if (detection_ && !detection_->data_allowed(config_.detection->ifindex, now)) {
+    if (detection_ && !data_allowed_now(now)) {
         ++counters_.dropped_detecting;
         return Verdict::drop(DropReason::Blocked);
     }
@@ -442,13 +514,35 @@ void MobileNodeStage::follow_access_mode(const core::RaisedEvent& event, core::S
     follows_layer_above_ = true;
     const auto& access = std::get<core::AccessModeChanged>(event.event);
     const bool dormant = access.mode == core::AccessModeChanged::Mode::Inside;
-    if (dormant == dormant_) return;
     const auto now = ctx.now();
+    // The layer above detects on several interfaces and names the one it uses (RFC 5265 §6):
+    // follow it there, with the address last seen on it (or, without one, an agent heard there).
+    const bool follows_interface = config_.care_of_source == CareOfSource::Interface;
+    if (follows_interface && access.ifindex != 0 && access.ifindex != config_.care_of_ifindex) {
+        config_.care_of_ifindex = access.ifindex;
+        const auto address = seen_address(access.ifindex);
+        ctx.log().info("following the layer above to interface ", access.ifindex, " (",
+                       address.is_unspecified() ? std::string("no address") : address.to_string(), ")");
+        if (dormant_) {
+            dormant_care_of_ = address;  // registered there when woken
+        } else if (!dormant) {
+            handle(node_.care_of_address_changed(address, now), ctx);
+            if (address.is_unspecified() && solicits_without_address()) {
+                advert_heard_ = false;
+                solicitations_in_burst_ = 0;
+                solicitation_interval_ = std::chrono::seconds(1);
+                next_solicitation_ = now;
+            }
+        }
+    }
+    if (dormant == dormant_) return;
     if (dormant) {
         // RFC 5265 §4: inside, the mobile node SHOULD deregister from the external home agent.
         // An agent's care-of address is not ours to keep: it is the intranet agent's (mode f).
         const bool via_agent = node_.via_foreign_agent();
-        dormant_care_of_ = via_agent ? core::Ipv4Address{} : node_.care_of_address();
+        dormant_care_of_ = via_agent              ? core::Ipv4Address{}
+                           : follows_interface ? seen_address(config_.care_of_ifindex)
+                                               : node_.care_of_address();
         auto out = node_.shutdown(now);
         if (out.transmit) {
             ctx.log().info("inside the intranet: deregistering ", node_.home_address().to_string(), " and going dormant");
@@ -478,6 +572,8 @@ void MobileNodeStage::on_event(const core::RaisedEvent& event, core::StageContex
         if (!detection_) follow_access_mode(event, ctx);
         return;
     }
+    if (const auto* a = std::get_if<core::AddressChanged>(&event.event); a && config_.care_of_source == CareOfSource::Interface)
+        note_address(*a);
     if (dormant_) {
         // Inside, nothing is registered here; remember where the interface is for later.
         if (const auto* a = std::get_if<core::AddressChanged>(&event.event);
@@ -554,40 +650,44 @@ void MobileNodeStage::on_event(const core::RaisedEvent& event, core::StageContex
 // ---- RFC 5265 internal-network detection (i-MIP) ----
 
 bool MobileNodeStage::detecting_events(const core::RaisedEvent& event, core::StageContext& ctx) {
-    const std::uint32_t ifindex = config_.detection->ifindex;
     const auto now = ctx.now();
     if (const auto* a = std::get_if<core::AddressChanged>(&event.event)) {
-        if (a->ifindex != ifindex) return false;
-        if (a->added && a->prefix.address != interface_address_) {
-            interface_address_ = a->prefix.address;
-            attach(ctx);
-        } else if (!a->added && a->prefix.address == interface_address_) {
-            interface_address_ = {};
-            detach(ctx);
+        Link* link = link_of(a->ifindex);
+        if (link == nullptr) return false;
+        if (a->added && a->prefix.address != link->address) {
+            link->address = a->prefix.address;
+            attach(*link, ctx);
+        } else if (!a->added && a->prefix.address == link->address) {
+            link->address = {};
+            detach(*link, ctx);
         }
         return true;
     }
     if (const auto* l = std::get_if<core::LinkChanged>(&event.event)) {
-        if (l->ifindex != ifindex) return false;
+        Link* link = link_of(l->ifindex);
+        if (link == nullptr) return false;
         // RFC 5265 §6: any connection-status change restarts detection (an L2 trigger). The
         // kernel keeps an IPv4 address across link down and up, so it is kept here too.
-        if (!l->up) detach(ctx);
-        else if (!interface_address_.is_unspecified()) attach(ctx);
+        if (!l->up) detach(*link, ctx);
+        else if (!link->address.is_unspecified()) attach(*link, ctx);
         return true;
     }
     if (const auto* r = std::get_if<core::RouteChanged>(&event.event)) {
         // The default route follows the address: a direct request sent in between was lost.
-        if (r->added && r->ifindex == ifindex) handle_direct(direct_->retry_now(now), ctx);
+        if (Link* link = link_of(r->ifindex); link != nullptr && r->added) handle_direct(*link, link->direct->retry_now(now), ctx);
         return false;
     }
     if (const auto* reg = std::get_if<core::RegistrationChanged>(&event.event)) {
-        // The x-MIP layer below accepted its external home agent's authenticated reply for this
-        // interface's address: the x-HA answered (RFC 5265 §3.3). Its core matched the reply to
-        // its own request; the care-of address ties it to this attachment.
+        // The x-MIP layer below accepted its external home agent's authenticated reply for an
+        // interface's address: the x-HA answered for that interface (RFC 5265 §3.3). Its core
+        // matched the reply to its own request; the care-of address ties it to the attachment.
         if (event.origin == core::RaisedEvent::external || event.origin <= ctx.position()) return false;
-        if (!is_external_answer(*reg)) return false;
-        external_answer_waiting_ = true;
-        sync_detection(ctx);
+        for (auto& link : links_) {
+            if (!is_external_answer(link, *reg)) continue;
+            link.external_answer_waiting = true;
+            sync_detection(ctx);
+            break;
+        }
         return false;
     }
     if (const auto* inner = std::get_if<core::InnerAddressAssigned>(&event.event)) {
@@ -600,150 +700,229 @@ bool MobileNodeStage::detecting_events(const core::RaisedEvent& event, core::Sta
     return false;
 }
 
-bool MobileNodeStage::is_external_answer(const core::RegistrationChanged& reg) const noexcept {
+bool MobileNodeStage::direct_reply_interface(const core::PacketBuf& packet, const core::Ipv4View& ip, core::Ipv4Address from,
+                                             std::uint32_t& ifindex, Link*& link) noexcept {
+    if (packet.meta().tunnelled) return false;
+    // In the clear to one of our interfaces' addresses, or, through an agent, to the home
+    // address (relayed by the agent: the one it came from, else any agent we are attached by).
+    const auto destination = ip.destination();
+    Link* addressed = nullptr;
+    for (auto& l : links_)
+        if (!l.address.is_unspecified() && l.address == destination) addressed = &l;
+    if (addressed == nullptr && destination == node_.home_address()) {
+        for (auto& l : links_)
+            if (l.agent && (addressed == nullptr || l.agent->address == from)) addressed = &l;
+    }
+    if (addressed == nullptr) return false;
+    // RFC 5265 §6: it speaks only for the interface it arrived on. Where the shell says which
+    // that was, a reply addressed to one interface that came in on another answers nothing of
+    // the other's (detection rejects it: unknown interface or identification).
+    const auto ingress = packet.meta().ingress_ifindex;
+    ifindex = ingress != 0 ? ingress : addressed->ifindex;
+    link = link_of(ifindex);
+    return true;
+}
+
+MobileNodeStage::Link* MobileNodeStage::advert_link(const core::PacketBuf& packet) noexcept {
+    if (const auto ingress = packet.meta().ingress_ifindex; ingress != 0) return link_of(ingress);
+    if (links_.size() == 1) return &links_.front();
+    // Not told where it arrived: only an interface without an address of its own attaches
+    // through an agent; with several such, the advertisement cannot be placed.
+    Link* only = nullptr;
+    for (auto& l : links_) {
+        if (!l.address.is_unspecified()) continue;
+        if (only != nullptr) return nullptr;
+        only = &l;
+    }
+    return only;
+}
+
+bool MobileNodeStage::is_external_answer(const Link& link, const core::RegistrationChanged& reg) const noexcept {
     if (reg.kind != core::RegistrationChanged::Kind::OwnRegistration || !reg.registered || reg.home_address == node_.home_address())
         return false;
     // Through the agent this interface is attached by, with its care-of address (fvc) ...
-    if (agent_) return reg.foreign_agent == agent_->address && reg.care_of_address == agent_->advert.care_of[0];
+    if (link.agent) return reg.foreign_agent == link.agent->address && reg.care_of_address == link.agent->advert.care_of[0];
     // ... or co-located at the interface's address (cvc).
-    return !interface_address_.is_unspecified() && reg.foreign_agent.is_unspecified() && reg.care_of_address == interface_address_;
+    return !link.address.is_unspecified() && reg.foreign_agent.is_unspecified() && reg.care_of_address == link.address;
 }
 
-void MobileNodeStage::agent_heard(const AgentAdvertisement& advert, core::Ipv4Address source, core::StageContext& ctx) {
+void MobileNodeStage::agent_heard(Link& link, const AgentAdvertisement& advert, core::Ipv4Address source, core::StageContext& ctx) {
     // A foreign agent is the attachment only on a link that gives us no address of our own
     // (RFC 5944 §3.6 allows either kind of care-of address; like the plain mobile node, we
     // prefer our own), and only one that takes visitors.
-    if (!config_.detection->foreign_agents || !interface_address_.is_unspecified() || !advert.foreign_agent() ||
-        advert.busy() || advert.care_of_count == 0)
+    if (!config_.detection->foreign_agents || !link.address.is_unspecified() || !advert.foreign_agent() || advert.busy() ||
+        advert.care_of_count == 0)
         return;
     // The internal home agent advertising on its own link is not an agent to visit through.
     if (advert.home_agent() && source == node_.home_agent()) return;
     const auto now = ctx.now();
-    if (agent_ && agent_->address == source && agent_->advert.care_of[0] == advert.care_of[0]) {
-        agent_->advert = advert;
+    if (link.agent && link.agent->address == source && link.agent->advert.care_of[0] == advert.care_of[0]) {
+        link.agent->advert = advert;
         // The same attachment. Inside through it, a rebooted agent (sequence number below 256
         // again, RFC 5944 §2.4.2) lost its visitor list: the direct client registers again.
-        if (inside()) handle_direct(direct_->agent_advertisement(advert, source, now), ctx);
+        const auto st = detection_->status(link.ifindex, now);
+        if (st && access_mode_of(st->mode) == core::AccessModeChanged::Mode::Inside)
+            handle_direct(link, link.direct->agent_advertisement(advert, source, now), ctx);
         return;
     }
     // A new agent, or a new care-of address: a status change (RFC 5265 §6). Detection starts
     // over, and the direct request goes to the i-HA through this agent.
-    agent_ = HeardAgent{source, advert};
-    const std::uint32_t ifindex = config_.detection->ifindex;
-    ctx.log().info("interface ", ifindex, " via foreign agent ", source.to_string(), " (care-of address ",
+    link.agent = HeardAgent{source, advert};
+    ctx.log().info("interface ", link.name, " via foreign agent ", source.to_string(), " (care-of address ",
                    advert.care_of[0].to_string(), "): detecting whether inside (RFC 5265)");
-    detection_->attachment_changed(ifindex, NetworkDetection::Attachment::ForeignAgent, now, source);
-    expect_external_registration(now);
-    handle_direct(direct_->care_of_address_changed({}, now), ctx);  // forget any earlier agent
-    handle_direct(direct_->agent_advertisement(advert, source, now), ctx);
+    detection_->attachment_changed(link.ifindex, NetworkDetection::Attachment::ForeignAgent, now, source);
+    expect_external_registration(link, now);
+    handle_direct(link, link.direct->care_of_address_changed({}, now), ctx);  // forget any earlier agent
+    handle_direct(link, link.direct->agent_advertisement(advert, source, now), ctx);
     sync_detection(ctx);
 }
 
-MobileNode::Output MobileNodeStage::register_direct(core::TimePoint now) {
-    if (!agent_) return direct_->care_of_address_changed(interface_address_, now);
+MobileNode::Output MobileNodeStage::register_direct(Link& link, core::TimePoint now) {
+    if (!link.agent) return link.direct->care_of_address_changed(link.address, now);
     // Through the agent: again with its care-of address; a client that was stopped starts over
     // from the agent's advertisement.
-    if (direct_->care_of_address() == agent_->advert.care_of[0]) return direct_->link_changed(now);
-    return direct_->agent_advertisement(agent_->advert, agent_->address, now);
+    if (link.direct->care_of_address() == link.agent->advert.care_of[0]) return link.direct->link_changed(now);
+    return link.direct->agent_advertisement(link.agent->advert, link.agent->address, now);
 }
 
-void MobileNodeStage::expect_external_registration(core::TimePoint now) {
-    external_answer_waiting_ = false;
-    detection_->request_sent(config_.detection->ifindex, NetworkDetection::Target::External, ++external_token_, now);
+void MobileNodeStage::expect_external_registration(Link& link, core::TimePoint now) {
+    link.external_answer_waiting = false;
+    link.external_token = ++next_external_token_;
+    detection_->request_sent(link.ifindex, NetworkDetection::Target::External, link.external_token, now);
 }
 
-void MobileNodeStage::attach(core::StageContext& ctx) {
+void MobileNodeStage::attach(Link& link, core::StageContext& ctx) {
     const auto now = ctx.now();
-    const std::uint32_t ifindex = config_.detection->ifindex;
-    ctx.log().info("interface ", ifindex, " at ", interface_address_.to_string(), ": detecting whether inside (RFC 5265)");
-    agent_.reset();
-    detection_->attachment_changed(ifindex, NetworkDetection::Attachment::CoLocated, now);
-    expect_external_registration(now);
+    ctx.log().info("interface ", link.name, " at ", link.address.to_string(), ": detecting whether inside (RFC 5265)");
+    link.agent.reset();
+    detection_->attachment_changed(link.ifindex, NetworkDetection::Attachment::CoLocated, now);
+    expect_external_registration(link, now);
     // The direct request to the internal home agent, with this address as co-located CoA.
-    handle_direct(direct_->care_of_address_changed(interface_address_, now), ctx);
+    handle_direct(link, link.direct->care_of_address_changed(link.address, now), ctx);
     sync_detection(ctx);
 }
 
-void MobileNodeStage::detach(core::StageContext& ctx) {
+void MobileNodeStage::detach(Link& link, core::StageContext& ctx) {
     const auto now = ctx.now();
-    agent_.reset();  // a new link may hold another agent, or none (RFC 5944 §2.4.2)
-    detection_->attachment_changed(config_.detection->ifindex, NetworkDetection::Attachment::Detached, now);
-    handle_direct(direct_->care_of_address_changed({}, now), ctx);
+    link.agent.reset();  // a new link may hold another agent, or none (RFC 5944 §2.4.2)
+    detection_->attachment_changed(link.ifindex, NetworkDetection::Attachment::Detached, now);
+    handle_direct(link, link.direct->care_of_address_changed({}, now), ctx);
     sync_detection(ctx);
 }
 
-void MobileNodeStage::transmit_direct(const MobileNode::Transmit& t, core::StageContext& ctx) {
+void MobileNodeStage::transmit_direct(Link& link, const MobileNode::Transmit& t, core::StageContext& ctx) {
     auto buf = ctx.allocate();
     if (!emit_udp_packet(buf, {t.source, t.source_port}, t.destination, t.ttl, t.payload.bytes())) {
         ++counters_.no_buffer;
         return;
     }
-    // Only requests sent directly on this interface since its last change can prove anything.
+    // Only requests sent directly on this interface since its last change can prove anything
+    // about it; so they leave by it, whatever the routing table prefers.
     if (auto request = RegistrationRequestView::check(t.payload.bytes()))
-        detection_->request_sent(config_.detection->ifindex, NetworkDetection::Target::Internal, request->identification(), ctx.now());
+        detection_->request_sent(link.ifindex, NetworkDetection::Target::Internal, request->identification(), ctx.now());
+    share_identification(t, *link.direct);
     buf.meta().direct = true;
-    buf.meta().egress_ifindex = config_.detection->ifindex;
+    buf.meta().egress_ifindex = link.ifindex;
     ++counters_.requests_sent;
     ++counters_.direct_requests_sent;
     ctx.send_control(std::move(buf));
 }
 
-void MobileNodeStage::handle_direct(const MobileNode::Output& out, core::StageContext& ctx) {
-    if (out.transmit) transmit_direct(*out.transmit, ctx);
-    if (out.changed) {
-        core::RegistrationChanged change = *out.changed;
-        // Mode f: the shell routes user data via the intranet agent (RFC 5944 §4.2.2).
-        if (const auto& reg = direct_->registration(); change.registered && reg && reg->via_foreign_agent) {
-            change.foreign_agent = reg->foreign_agent;
-            change.link_ifindex = config_.detection->ifindex;
-        }
-        ctx.log().info(change.registered ? "registered directly " : "direct registration ended for ", change.home_address.to_string(),
-                       " at care-of address ", change.care_of_address.to_string(),
-                       change.foreign_agent.is_unspecified() ? "" : " via foreign agent ",
-                       change.foreign_agent.is_unspecified() ? std::string() : change.foreign_agent.to_string());
-        ctx.raise(change);
+void MobileNodeStage::handle_direct(Link& link, const MobileNode::Output& out, core::StageContext& ctx) {
+    if (out.transmit) transmit_direct(link, *out.transmit, ctx);
+    if (!out.changed) return;
+    core::RegistrationChanged change = *out.changed;
+    // Mode f: the shell routes user data via the intranet agent (RFC 5944 §4.2.2).
+    if (const auto& reg = link.direct->registration(); change.registered && reg && reg->via_foreign_agent) {
+        change.foreign_agent = reg->foreign_agent;
+        change.link_ifindex = link.ifindex;
     }
+    ctx.log().info(change.registered ? "registered directly " : "direct registration ended for ", change.home_address.to_string(),
+                   " at care-of address ", change.care_of_address.to_string(),
+                   change.foreign_agent.is_unspecified() ? "" : " via foreign agent ",
+                   change.foreign_agent.is_unspecified() ? std::string() : change.foreign_agent.to_string(), " (interface ",
+                   link.name, ")");
+    ctx.raise(change);
+    // The internal home agent keeps one binding per home address: another inside interface
+    // registering directly has just taken it from the one user data uses, which takes it back.
+    Link& serving = serving_link();
+    if (change.registered && inside() && &link != &serving && serving.attached() &&
+        serving.direct->state() != MobileNode::State::Registering)
+        handle_direct(serving, register_direct(serving, ctx.now()), ctx);
+}
+
+void MobileNodeStage::sync_link(Link& link, core::StageContext& ctx) {
+    using A = core::AccessModeChanged::Mode;
+    const auto now = ctx.now();
+    auto st = detection_->status(link.ifindex, now);
+    if (!st) return;
+    // An x-MIP registration that came while inside decides nothing later: after T_MONITOR
+    // the x-MIP layer registers again, and that answer counts.
+    if (access_mode_of(st->mode) == A::Inside) link.external_answer_waiting = false;
+    // The 2002 profile asks the x-HA only after the i-HA had its chance; an x-MIP answer that
+    // came earlier counts from then on.
+    if (link.external_answer_waiting && st->register_external) {
+        link.external_answer_waiting = false;
+        detection_->external_registered(link.ifindex, link.external_token, now);
+        st = detection_->status(link.ifindex, now);
+    }
+    const A mode = access_mode_of(st->mode);
+    const auto direct_state = link.direct->state();
+    if (st->register_internal && link.attached() &&
+        (direct_state == MobileNode::State::Registered || direct_state == MobileNode::State::Idle)) {
+        // Inside: the re-registration every T_MONITOR - N (RFC 5265 §6), or detection starting
+        // again after T_MONITOR; the client has nothing in flight, so ask now. (A denied one
+        // retries on its own timer.)
+        handle_direct(link, register_direct(link, now), ctx);
+    } else if (mode == A::Outside && !st->register_internal && direct_state == MobileNode::State::Registering) {
+        // RFC 5265 §3.3: the i-HA was retried "for a while" after the x-HA answered; stop. A
+        // late answer to an earlier request still makes the interface inside.
+        handle_direct(link, link.direct->care_of_address_changed({}, now), ctx);
+    } else if (mode == A::Inside && active_registration_of(*link.direct) == nullptr &&
+               direct_state != MobileNode::State::Registering && link.attached()) {
+        // Inside on a late answer the stopped client could not take: register properly now.
+        handle_direct(link, register_direct(link, now), ctx);
+    }
+}
+
+std::size_t MobileNodeStage::link_to_announce(core::TimePoint now) const noexcept {
+    // User data and the layers below go where detection prefers: inside, else outside.
+    if (const auto preferred = detection_->preferred_interface(now)) {
+        for (std::size_t i = 0; i < links_.size(); ++i)
+            if (links_[i].ifindex == *preferred) return i;
+    }
+    // None decided: the layers below stay on (or move to) an attached interface, so that
+    // x-MIP's registration there is the external answer that decides it. (Attached as
+    // detection sees it: a link that is down keeps its address but serves nothing.)
+    const auto attached = [&](const Link& l) {
+        const auto st = detection_->status(l.ifindex, now);
+        return st && st->attachment != NetworkDetection::Attachment::Detached;
+    };
+    if (attached(links_[announced_link_])) return announced_link_;
+    for (std::size_t i = 0; i < links_.size(); ++i)
+        if (attached(links_[i])) return i;
+    return announced_link_;
 }
 
 void MobileNodeStage::sync_detection(core::StageContext& ctx) {
     using A = core::AccessModeChanged::Mode;
     const auto now = ctx.now();
-    const std::uint32_t ifindex = config_.detection->ifindex;
-    auto st = detection_->status(ifindex, now);
-    // An x-MIP registration that came while inside decides nothing later: after T_MONITOR
-    // the x-MIP layer registers again, and that answer counts.
-    if (st && access_mode_of(st->mode) == A::Inside) external_answer_waiting_ = false;
-    // The 2002 profile asks the x-HA only after the i-HA had its chance; an x-MIP answer that
-    // came earlier counts from then on.
-    if (st && external_answer_waiting_ && st->register_external) {
-        external_answer_waiting_ = false;
-        detection_->external_registered(ifindex, external_token_, now);
-        st = detection_->status(ifindex, now);
-    }
+    for (auto& link : links_) sync_link(link, ctx);
+    const std::size_t index = link_to_announce(now);
+    Link& link = links_[index];
+    const auto st = detection_->status(link.ifindex, now);
     const A mode = st ? access_mode_of(st->mode) : A::NoService;
-    const auto direct_state = direct_->state();
-    if (st && st->register_internal && attached() &&
-        (direct_state == MobileNode::State::Registered || direct_state == MobileNode::State::Idle)) {
-        // Inside: the re-registration every T_MONITOR - N (RFC 5265 §6), or detection starting
-        // again after T_MONITOR; the client has nothing in flight, so ask now. (A denied one
-        // retries on its own timer.)
-        handle_direct(register_direct(now), ctx);
-    } else if (st && mode == A::Outside && !st->register_internal && direct_state == MobileNode::State::Registering) {
-        // RFC 5265 §3.3: the i-HA was retried "for a while" after the x-HA answered; stop. A
-        // late answer to an earlier request still makes the node inside.
-        handle_direct(direct_->care_of_address_changed({}, now), ctx);
-    } else if (st && mode == A::Inside && active_registration_of(*direct_) == nullptr &&
-               direct_state != MobileNode::State::Registering && attached()) {
-        // Inside on a late answer the stopped client could not take: register properly now.
-        handle_direct(register_direct(now), ctx);
-    }
-    if (mode_announced_ && mode == announced_mode_) return;
+    const bool moved = index != announced_link_;
+    if (mode_announced_ && mode == announced_mode_ && !moved) return;
     const A before = announced_mode_;
     announced_mode_ = mode;
+    announced_link_ = index;
     mode_announced_ = true;
     ctx.log().info("access mode ", NetworkDetection::mode_name(st ? st->mode : NetworkDetection::Mode::NoService), " (",
-                   NetworkDetection::cause_name(st ? st->decided_by.cause : NetworkDetection::Decision::Cause::None), ")");
-    if (mode == A::Detecting && before == A::Inside) expect_external_registration(now);  // x-MIP registers again
+                   NetworkDetection::cause_name(st ? st->decided_by.cause : NetworkDetection::Decision::Cause::None),
+                   ") on interface ", link.name);
+    // x-MIP registers (again) on this interface: after being dormant, or having followed us here.
+    if (mode != A::Inside && (before == A::Inside || moved)) expect_external_registration(link, now);
     if (mode == A::Inside) {
         // The binding now points at the interface's address; the VPN's inner address is not
         // our care-of address while inside.
@@ -752,13 +931,14 @@ void MobileNodeStage::sync_detection(core::StageContext& ctx) {
         if (!node_.care_of_address().is_unspecified()) handle(node_.care_of_address_changed({}, now), ctx);
         // RFC 5265 §3.3: a late i-HA answer after IPsec setup began. The inner-address request
         // sent meanwhile may have reached the i-HA after the direct one that was just answered,
-        // and then its binding points into the VPN: register directly once more, last.
-        if (inner_request_out && direct_->state() != MobileNode::State::Registering && attached())
-            handle_direct(register_direct(now), ctx);
+        // and then its binding points into the VPN: register directly once more, last. The
+        // same when user data moves to another inside interface: the binding may be elsewhere.
+        if ((inner_request_out || moved) && link.direct->state() != MobileNode::State::Registering && link.attached())
+            handle_direct(link, register_direct(link, now), ctx);
     } else if (mode == A::Outside) {
         if (inner_address_ && node_.care_of_address() != *inner_address_) inner_registration_due_ = true;
     }
-    ctx.raise(core::AccessModeChanged{mode, ifindex, config_.detection->keep_vpn_sas});
+    ctx.raise(core::AccessModeChanged{mode, link.ifindex, config_.detection->keep_vpn_sas});
 }
 
 bool MobileNodeStage::solicits_without_address() const noexcept {
@@ -807,12 +987,14 @@ std::optional<core::TimePoint> MobileNodeStage::poll(core::StageContext& ctx) {
     std::optional<core::TimePoint> next = node_.next_deadline();
     if (auto s = solicitation_deadline(); s && (!next || *s < *next)) next = s;
     if (detection_) {
-        for (int i = 0; i < 8; ++i) {
-            auto out = direct_->poll(now);
-            const bool any = out.transmit || out.changed || out.keepalive_due;
-            handle_direct(out, ctx);
-            const auto due = direct_->next_deadline();
-            if (!any || !due || *due > now) break;
+        for (auto& link : links_) {
+            for (int i = 0; i < 8; ++i) {
+                auto out = link.direct->poll(now);
+                const bool any = out.transmit || out.changed || out.keepalive_due;
+                handle_direct(link, out, ctx);
+                const auto due = link.direct->next_deadline();
+                if (!any || !due || *due > now) break;
+            }
         }
         detection_->poll(now);
         sync_detection(ctx);
@@ -823,11 +1005,30 @@ std::optional<core::TimePoint> MobileNodeStage::poll(core::StageContext& ctx) {
             if (inner_address_ && announced_mode_ == core::AccessModeChanged::Mode::Outside)
                 handle(node_.care_of_address_changed(*inner_address_, now), ctx);
         }
-        for (auto d : {node_.next_deadline(), direct_->next_deadline(), detection_->next_deadline()})
+        for (auto d : {node_.next_deadline(), detection_->next_deadline()})
             if (d && (!next || *d < *next)) next = d;
+        for (const auto& link : links_)
+            if (auto d = link.direct->next_deadline(); d && (!next || *d < *next)) next = d;
         if (inner_registration_due_ && (!next || now < *next)) next = now;
     }
     return next;
+}
+
+void MobileNodeStage::report_link(core::StatusSink& out, const Link& link) const {
+    const auto st = detection_->status(link.ifindex, last_now_);
+    out.field("mode", NetworkDetection::mode_name(st ? st->mode : NetworkDetection::Mode::NoService));
+    out.field("cause", NetworkDetection::cause_name(st ? st->decided_by.cause : NetworkDetection::Decision::Cause::None));
+    out.field("data_allowed", st && st->data_allowed);
+    out.field("interface_address", link.address.to_string());
+    if (link.agent) {
+        out.field("foreign_agent", link.agent->address.to_string());
+        out.field("foreign_agent_care_of", link.agent->advert.care_of[0].to_string());
+    }
+    out.field("direct_state", to_string(link.direct->state()));
+    // RFC 5265 §6: user data stops once this passes T_MONITOR.
+    if (st && st->last_internal_success)
+        out.field("since_internal_success_s", static_cast<std::int64_t>(std::chrono::duration_cast<std::chrono::seconds>(
+                                                                            last_now_ - *st->last_internal_success).count()));
 }
 
 void MobileNodeStage::report(core::StatusSink& out) const {
@@ -835,7 +1036,7 @@ void MobileNodeStage::report(core::StatusSink& out) const {
     // care-of address is the interface's, not the VPN inner address.
     const MobileNode& in_effect = serving();
     out.field("state", to_string(in_effect.state()));
-    out.field("care_of_source", inside() ? (agent_ ? "foreign_agent" : "interface") : to_string(config_.care_of_source));
+    out.field("care_of_source", inside() ? (serving_link().agent ? "foreign_agent" : "interface") : to_string(config_.care_of_source));
     out.field("home_address", node_.home_address().to_string());
     out.field("home_agent", node_.home_agent().to_string());
     out.field("care_of_address", in_effect.care_of_address().to_string());
@@ -858,20 +1059,21 @@ void MobileNodeStage::report(core::StatusSink& out) const {
     if (dormant_) out.field("dormant", true);
     if (detection_) {
         out.begin_object("detection");
-        const auto st = detection_->status(config_.detection->ifindex, last_now_);
-        out.field("mode", NetworkDetection::mode_name(st ? st->mode : NetworkDetection::Mode::NoService));
-        out.field("cause", NetworkDetection::cause_name(st ? st->decided_by.cause : NetworkDetection::Decision::Cause::None));
-        out.field("interface_address", interface_address_.to_string());
-        if (agent_) {
-            out.field("foreign_agent", agent_->address.to_string());
-            out.field("foreign_agent_care_of", agent_->advert.care_of[0].to_string());
-        }
-        out.field("direct_state", to_string(direct_->state()));
+        // The interface user data follows (and the layers below), then every interface.
+        out.field("interface", serving_link().name);
+        report_link(out, serving_link());
         out.field("t_monitor_s", static_cast<std::int64_t>(
                                      std::chrono::duration_cast<std::chrono::seconds>(config_.detection->t_monitor).count()));
-        if (st && st->last_internal_success)
-            out.field("since_internal_success_s", static_cast<std::int64_t>(std::chrono::duration_cast<std::chrono::seconds>(
-                                                                                last_now_ - *st->last_internal_success).count()));
+        out.begin_array("interfaces");
+        for (const auto& link : links_) {
+            out.begin_element();
+            out.field("name", link.name);
+            out.field("ifindex", static_cast<std::uint64_t>(link.ifindex));
+            out.field("in_use", &link == &serving_link() && data_allowed_now(last_now_));
+            report_link(out, link);
+            out.end();
+        }
+        out.end();
         out.begin_object("replies");
         for (std::size_t i = 0; i < NetworkDetection::reply_result_count; ++i) {
             const auto r = static_cast<NetworkDetection::ReplyResult>(i);

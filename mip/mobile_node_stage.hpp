@@ -2,7 +2,10 @@
 #pragma once
 #include <cstdint>
 #include <optional>
+#include <string>
+#include <vector>
 
+#include "core/ipv4.hpp"
 #include "core/stage.hpp"
 #include "crypto/random.hpp"
 #include "mip/agent_advertisement_wire.hpp"
@@ -54,6 +57,22 @@ namespace mipsec::mip {
 /// makes it Outside (cvc): the VPN wakes and the VPN's inner address becomes the CoA again.
 /// T_MONITOR without a successful re-registration stops data and restarts detection.
 ///
+/// Several interfaces (`detection.interfaces`, e.g. a wired and a wireless link up at once):
+/// each has its own attachment, its own direct client (its requests leave by that interface,
+/// PacketMeta::egress_ifindex, from its address) and its own detection outcome (RFC 5265 §6:
+/// success on one says nothing about another). A reply counts only for the interface it
+/// arrived on (PacketMeta::ingress_ifindex when the shell says, else the interface whose
+/// address it is sent to): a reply to a request of interface A arriving on B answers nothing
+/// of B's and is rejected and counted. User data follows NetworkDetection::preferred_interface():
+/// an inside interface if any (the first configured among several), else an outside one; the
+/// layers below follow the interface AccessModeChanged names (x-MIP registers that interface's
+/// address). With none decided, they follow the interface being detected (the one they were
+/// on if still attached, else the first attached one), so x-MIP's answer there decides it.
+/// Losing the inside interface moves user data at once to an outside one (x-MIP registers it,
+/// the VPN wakes, i-MIP registers the VPN's inner address); once the lost one is back and
+/// proven inside again, data returns to it. A direct registration on a second inside
+/// interface moves the i-HA's binding there, so the serving one registers again right after.
+///
 /// Foreign agents under detection (modes f and fvc, `detection.foreign_agents`): while the
 /// interface has no address of its own, an Agent Advertisement from a foreign agent on it is
 /// the attachment. The direct client then registers *through that agent* (FA care-of address,
@@ -69,7 +88,9 @@ namespace mipsec::mip {
 ///
 /// A stage without `detection` below one that has it (x-MIP) follows AccessModeChanged from
 /// above: Inside, it deregisters and goes dormant (every packet passes unchanged both ways;
-/// address changes are remembered); otherwise it registers again. Packets a layer above sends
+/// address changes are remembered); otherwise it registers again. With care_of "interface" it
+/// also follows the event's interface: the layer above may move it to another one (it keeps
+/// the last address seen on each interface for that). Packets a layer above sends
 /// directly (PacketMeta::direct) and registration replies for another home address pass
 /// unchanged; Agent Advertisements it took go on to the layer above as well (it detects on the
 /// same link). Not thread-safe.
@@ -95,7 +116,13 @@ public:
 
         /// RFC 5265 §3.3, §4-§6 internal-network detection (i-MIP layer only).
         struct Detection {
-            std::uint32_t ifindex = 0;  // the physical interface; the shell fills it from the name
+            struct Interface {
+                std::uint32_t ifindex = 0;  // the shell fills it from the name
+                std::string name;           // for status only
+            };
+            // The physical interfaces, in order of preference among equals (two inside: the
+            // first); at most NetworkDetection::Config::max_interfaces (8).
+            std::vector<Interface> interfaces;
             core::Ipv4Address external_home_agent;
             NetworkDetection::Profile profile = NetworkDetection::Profile::Rfc5265;
             core::Duration t_monitor = std::chrono::seconds(60);
@@ -160,31 +187,61 @@ public:
     const Config& config() const noexcept { return config_; }
     /// The registration the data path uses: accepted, and for the current care-of address.
     const MobileNode::Registration* active_registration() const noexcept;
-    /// With detection: the core, the direct registration client and the mode last raised.
+    /// With detection: the core, the direct registration client of the interface last
+    /// announced (or of `ifindex`), and the mode and interface last raised.
     const NetworkDetection* detection() const noexcept { return detection_ ? &*detection_ : nullptr; }
-    const MobileNode* direct() const noexcept { return direct_ ? &*direct_ : nullptr; }
+    const MobileNode* direct() const noexcept { return links_.empty() ? nullptr : &*links_[announced_link_].direct; }
+    const MobileNode* direct(std::uint32_t ifindex) const noexcept;
     core::AccessModeChanged::Mode access_mode() const noexcept { return announced_mode_; }
+    std::uint32_t access_interface() const noexcept { return links_.empty() ? 0 : links_[announced_link_].ifindex; }
     /// x-MIP: the node is inside and this layer passes everything unchanged.
     bool dormant() const noexcept { return dormant_; }
 
 private:
     void handle(const MobileNode::Output& out, core::StageContext& ctx);
     void transmit(const MobileNode::Transmit& t, core::StageContext& ctx);
-    // RFC 5265 detection (i-MIP).
+    // RFC 5265 detection (i-MIP): one Link per physical interface.
+    struct HeardAgent {
+        core::Ipv4Address address;
+        AgentAdvertisement advert;
+    };
+    struct Link {
+        std::uint32_t ifindex = 0;
+        std::string name;
+        core::Ipv4Address address{};  // the interface's current address
+        // Attached through a foreign agent (no address of our own): the agent (its address on
+        // the link, the advertisement source) and its last advertisement.
+        std::optional<HeardAgent> agent;
+        std::optional<MobileNode> direct;      // CoA = this interface's address (or agent's), sent directly
+        std::uint64_t external_token = 0;      // stands for the x-MIP request of this attachment
+        bool external_answer_waiting = false;  // x-MIP registered here before the profile asks the x-HA
+        bool attached() const noexcept { return !address.is_unspecified() || agent.has_value(); }
+    };
     bool detecting_events(const core::RaisedEvent& event, core::StageContext& ctx);
-    void attach(core::StageContext& ctx);
-    void detach(core::StageContext& ctx);
-    void expect_external_registration(core::TimePoint now);
-    void handle_direct(const MobileNode::Output& out, core::StageContext& ctx);
-    void transmit_direct(const MobileNode::Transmit& t, core::StageContext& ctx);
+    Link* link_of(std::uint32_t ifindex) noexcept;
+    const Link* link_of(std::uint32_t ifindex) const noexcept;
+    bool direct_reply_interface(const core::PacketBuf& packet, const core::Ipv4View& ip, core::Ipv4Address from,
+                                std::uint32_t& ifindex, Link*& link) noexcept;
+    Link* advert_link(const core::PacketBuf& packet) noexcept;
+    void attach(Link& link, core::StageContext& ctx);
+    void detach(Link& link, core::StageContext& ctx);
+    void expect_external_registration(Link& link, core::TimePoint now);
+    void handle_direct(Link& link, const MobileNode::Output& out, core::StageContext& ctx);
+    void transmit_direct(Link& link, const MobileNode::Transmit& t, core::StageContext& ctx);
+    void sync_link(Link& link, core::StageContext& ctx);
     void sync_detection(core::StageContext& ctx);
-    void agent_heard(const AgentAdvertisement& advert, core::Ipv4Address source, core::StageContext& ctx);
-    MobileNode::Output register_direct(core::TimePoint now);
-    bool attached() const noexcept { return !interface_address_.is_unspecified() || agent_.has_value(); }
-    bool is_external_answer(const core::RegistrationChanged& reg) const noexcept;
+    std::size_t link_to_announce(core::TimePoint now) const noexcept;
+    void agent_heard(Link& link, const AgentAdvertisement& advert, core::Ipv4Address source, core::StageContext& ctx);
+    MobileNode::Output register_direct(Link& link, core::TimePoint now);
+    bool is_external_answer(const Link& link, const core::RegistrationChanged& reg) const noexcept;
+    bool data_allowed_now(core::TimePoint now) const noexcept;
+    void share_identification(const MobileNode::Transmit& t, const MobileNode& sender) noexcept;
+    void report_link(core::StatusSink& out, const Link& link) const;
     bool inside() const noexcept { return detection_ && announced_mode_ == core::AccessModeChanged::Mode::Inside; }
-    const MobileNode& serving() const noexcept { return inside() ? *direct_ : node_; }
-    MobileNode& serving() noexcept { return inside() ? *direct_ : node_; }
+    Link& serving_link() noexcept { return links_[announced_link_]; }
+    const Link& serving_link() const noexcept { return links_[announced_link_]; }
+    const MobileNode& serving() const noexcept { return inside() ? *serving_link().direct : node_; }
+    MobileNode& serving() noexcept { return inside() ? *serving_link().direct : node_; }
     const MobileNode::Registration* active_registration_of(const MobileNode& n) const noexcept;
     bool at_home_of(const MobileNode& n) const noexcept;
     // x-MIP following the layer above.
@@ -211,24 +268,25 @@ private:
 
     // RFC 5265 detection (i-MIP).
     std::optional<NetworkDetection> detection_;
-    std::optional<MobileNode> direct_;          // CoA = the interface's address, sent directly
-    core::Ipv4Address interface_address_{};     // the detection interface's current address
-    // Attached through a foreign agent (no address of our own): the agent (its address on the
-    // link, the advertisement source) and its last advertisement.
-    struct HeardAgent {
-        core::Ipv4Address address;
-        AgentAdvertisement advert;
-    };
-    std::optional<HeardAgent> agent_;
+    std::vector<Link> links_;  // in configured order; never resized after construction
+    std::size_t announced_link_ = 0;  // the interface user data and the layers below follow
+    std::uint64_t next_external_token_ = 0;
     std::optional<core::Ipv4Address> inner_address_;  // the VPN's inner address: our CoA outside
     core::AccessModeChanged::Mode announced_mode_ = core::AccessModeChanged::Mode::NoService;
     bool mode_announced_ = false;
     bool inner_registration_due_ = false;       // outside again: register the inner address at the next poll
-    std::uint64_t external_token_ = 0;          // stands for the x-MIP request of this attachment
-    bool external_answer_waiting_ = false;      // x-MIP registered before the profile asks the x-HA
     // x-MIP: dormant while a layer above is inside; the interface's address meanwhile.
     bool dormant_ = false;
     core::Ipv4Address dormant_care_of_{};
+    // x-MIP with care_of "interface": the last address seen on each interface, so that it can
+    // follow the layer above to another one (bounded: a host has few interfaces).
+    struct SeenAddress {
+        std::uint32_t ifindex = 0;
+        core::Ipv4Address address;
+    };
+    std::vector<SeenAddress> seen_addresses_;
+    core::Ipv4Address seen_address(std::uint32_t ifindex) const noexcept;
+    void note_address(const core::AddressChanged& a);
     bool follows_layer_above_ = false;  // a layer above detects: share agent advertisements with it
 };
 

@@ -121,6 +121,15 @@ void NetworkDetection::restart_detection(Interface& i, core::TimePoint now) noex
     i.reregistration_due = false;
 }
 
+bool NetworkDetection::add_interface(std::uint32_t ifindex) {
+    if (find(ifindex)) return true;
+    if (interfaces_.size() >= config_.max_interfaces) return false;
+    interfaces_.push_back({});
+    interfaces_.back().ifindex = ifindex;
+    interfaces_.back().decided_by = {Decision::Cause::Detached, {}, 0};
+    return true;
+}
+
 bool NetworkDetection::attachment_changed(std::uint32_t ifindex, Attachment attachment, core::TimePoint now,
                                           core::Ipv4Address foreign_agent) {
     // Through an agent, the agent's address is what the i-HA's relayed reply must come from

@@ -150,6 +150,12 @@ public:
 
     explicit NetworkDetection(Config config);
 
+    /// Makes `ifindex` known ahead of its first attachment (detached, no service), so that
+    /// preferred_interface() breaks ties between interfaces in the order they were added (the
+    /// configured order) rather than in the order they first came up. False if the table is
+    /// full; an interface already known keeps its place.
+    bool add_interface(std::uint32_t ifindex);
+
     /// An interface's link or address changed (rtnetlink, agent advertisement). Stops user data
     /// on it at once and restarts detection; Detached means no service there until the next
     /// attachment. With Attachment::ForeignAgent, `foreign_agent` is the agent's address on the
@@ -183,7 +189,8 @@ public:
     std::vector<InterfaceStatus> statuses(core::TimePoint now) const;
     /// Whether user data may use `ifindex` now (also false past T_MONITOR, even before poll()).
     bool data_allowed(std::uint32_t ifindex, core::TimePoint now) const;
-    /// The interface user data should use: an inside one if any, else an outside one, else none.
+    /// The interface user data should use: an inside one if any, else an outside one, else
+    /// none; among equals the first in table order (add_interface(), else first attachment).
     std::optional<std::uint32_t> preferred_interface(core::TimePoint now) const;
 
     std::uint64_t count(ReplyResult r) const noexcept { return counts_[static_cast<std::size_t>(r)]; }

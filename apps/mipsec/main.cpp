@@ -305,6 +305,18 @@ void print_status(const nlohmann::json& j) {
                     if (c.contains("ike_peer")) print_ike_session(c, "        ");
                 }
             } else {
+                if (type == "mip.mobile_node" && st.contains("detection") && st.at("detection").contains("interfaces")) {
+                    // RFC 5265 §6: each interface's own detection state, the one in use marked.
+                    const auto& d = st.at("detection");
+                    for (const auto& iface : d.at("interfaces")) {
+                        std::string since = iface.contains("since_internal_success_s")
+                                                ? ", " + iface.at("since_internal_success_s").dump() + " s since the internal HA answered"
+                                                : "";
+                        std::printf("      %s %s: %s (%s)%s%s, T_MONITOR %s s\n", iface.value("in_use", false) ? "*" : " ",
+                                    json_text(iface, "name").c_str(), json_text(iface, "mode").c_str(), json_text(iface, "cause").c_str(),
+                                    iface.value("data_allowed", false) ? ", data allowed" : "", since.c_str(), d.at("t_monitor_s").dump().c_str());
+                    }
+                }
                 std::printf("      %s\n", st.dump().c_str());
             }
         }

@@ -36,6 +36,42 @@ mip::SecurityAssociation read_sa(const ConfigReader& c) {
     return sa;
 }
 
+// RFC 5265 §6 tracks each interface on its own: "interface" names one, "interfaces" several
+// (a wired and a wireless link up at once), the first preferred when two are inside.
+std::vector<mip::MobileNodeStage::Config::Detection::Interface> read_detection_interfaces(const ConfigReader& d, const StageBuildContext& ctx) {
+    constexpr std::size_t max_interfaces = 8;
+    std::vector<std::pair<std::string, std::string>> names;  // name, JSON pointer
+    if (d.has("interface") && d.has("interfaces"))
+        d.fail("interfaces", "is given with \"interface\"", "either \"interface\": \"eth0\" or \"interfaces\": [\"eth0\", \"wlan0\"]");
+    if (d.has("interfaces")) {
+        const auto& list = d.raw("interfaces");
+        if (!list.is_array() || list.empty() || list.size() > max_interfaces)
+            d.fail("interfaces", "is not an array of 1 to 8 interface names", "the physical interfaces, like [\"eth0\", \"wlan0\"]");
+        for (std::size_t i = 0; i < list.size(); ++i) {
+            const auto pointer = d.pointer_of("interfaces") + "/" + std::to_string(i);
+            if (!list[i].is_string()) throw ConfigError(pointer, "is " + list[i].dump(), "an interface name, like \"wlan0\"");
+            names.emplace_back(list[i].get<std::string>(), pointer);
+        }
+    } else {
+        names.emplace_back(d.string("interface"), d.pointer_of("interface"));
+    }
+    std::vector<mip::MobileNodeStage::Config::Detection::Interface> out;
+    std::set<std::string> seen;
+    for (const auto& [name, pointer] : names) {
+        if (name.empty() || name.size() > 15)
+            throw ConfigError(pointer, "\"" + name + "\" is not an interface name", "the physical interface, like \"eth0\"");
+        if (!seen.insert(name).second) throw ConfigError(pointer, "\"" + name + "\" is listed twice", "each interface once");
+        mip::MobileNodeStage::Config::Detection::Interface i{0, name};
+        if (!ctx.dry_run) {
+            i.ifindex = ::if_nametoindex(name.c_str());
+            if (i.ifindex == 0)
+                throw ConfigError(pointer, "no interface \"" + name + "\" in this network namespace", "an existing interface (see `ip link`)");
+        }
+        out.push_back(std::move(i));
+    }
+    return out;
+}
+
 // Registration timestamps are NTP time (RFC 5944 §5.7); the cores only see the monotonic clock.
 core::Duration ntp_offset_now(const StageBuildContext& ctx) { return mip::ntp_offset(std::chrono::system_clock::now(), ctx.now); }
 
@@ -94,15 +130,10 @@ std::unique_ptr<core::Stage> build_mobile_node(const ConfigReader& c, const Stag
         // is the VPN's inner address, decides from the physical interface whether it is inside.
         if (source != "inner_address")
             c.fail("detection", "is only used with \"care_of\": \"inner_address\"", "the i-MIP layer (care_of inner_address) above the VPN");
-        d->only({"interface", "external_home_agent", "t_monitor_s", "monitor_margin_s", "internal_retry_window_s", "detection_timeout_s",
+        d->only({"interface", "interfaces", "external_home_agent", "t_monitor_s", "monitor_margin_s", "internal_retry_window_s", "detection_timeout_s",
                  "profile", "keep_sas_inside", "foreign_agents"});
         mip::MobileNodeStage::Config::Detection det;
-        const auto name = d->string("interface");
-        if (name.empty() || name.size() > 15) d->fail("interface", "\"" + name + "\" is not an interface name", "the physical interface, like \"eth0\"");
-        if (!ctx.dry_run) {
-            det.ifindex = ::if_nametoindex(name.c_str());
-            if (det.ifindex == 0) d->fail("interface", "no interface \"" + name + "\" in this network namespace", "an existing interface (see `ip link`)");
-        }
+        det.interfaces = read_detection_interfaces(*d, ctx);
         det.external_home_agent = d->address("external_home_agent");
         if (det.external_home_agent.is_unspecified() || det.external_home_agent.is_multicast())
             d->fail("external_home_agent", "is not a unicast address", "the x-MIP layer's home agent");

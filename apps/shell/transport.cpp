@@ -494,6 +494,7 @@ bool SocketTransport::rebuild_headers(Socket& sock, core::PacketBuf& buf, const 
     ip.source = a.source.address;
     ip.destination = a.destination;
     ip.emit(buf.bytes());
+    buf.meta().ingress_ifindex = a.ifindex;
     core::UdpHeader u{a.source.port, sock.port, static_cast<std::uint16_t>(len + core::UdpHeader::len), 0};
     u.emit(buf.bytes().subspan(core::Ipv4Header::len));
     ++sock.counters.rx_packets;
@@ -539,6 +540,7 @@ std::size_t SocketTransport::receive(std::size_t index, std::span<core::PacketBu
                 ++sock.counters.rx_errors;
                 continue;
             }
+            buf.meta().ingress_ifindex = arrival.ifindex;
             ++sock.counters.rx_packets;
             sock.counters.rx_bytes += len;
         }

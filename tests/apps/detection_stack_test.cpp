@@ -9,6 +9,8 @@
 
 #include <algorithm>
 #include <deque>
+#include <map>
+#include <set>
 #include <memory>
 #include <optional>
 #include <string>
@@ -57,6 +59,8 @@ const Bytes psk = test::from_hex("6c61622d70736b2d3031");
 const auto office_agent = ip("10.2.0.1");  // an intranet foreign agent: its care-of address is trusted by the i-HA
 const auto cafe_agent = ip("192.0.2.1");   // a foreign agent in a cafe
 constexpr std::uint32_t eth = 2;
+constexpr std::uint32_t wifi = 3;  // a second interface, for the two-interface lab
+const auto office_net = *core::Ipv4Prefix::parse("10.2.0.0/24");
 
 core::Ipv4Address destination_of(const Bytes& p) { return core::Ipv4View::check(p)->destination(); }
 core::Ipv4Address source_of(const Bytes& p) { return core::Ipv4View::check(p)->source(); }
@@ -91,7 +95,12 @@ Bytes ip_in_ip(core::Ipv4Address from, core::Ipv4Address to, const Bytes& inner)
 struct Wire final : core::PipelineIo {
     std::deque<Bytes> outer;
     std::vector<Bytes> inner;
-    void send_outer(core::PacketBuf&& p) override { outer.push_back(test::bytes_of(p)); }
+    // The interface each packet was told to leave by (0: the routing table decides), by source.
+    std::map<core::Ipv4Address, std::set<std::uint32_t>> egress_by_source;
+    void send_outer(core::PacketBuf&& p) override {
+        if (auto ip = core::Ipv4View::check(p.bytes())) egress_by_source[ip->source()].insert(p.meta().egress_ifindex);
+        outer.push_back(test::bytes_of(p));
+    }
     void deliver_inner(core::PacketBuf&& p) override { inner.push_back(test::bytes_of(p)); }
 };
 
@@ -151,7 +160,15 @@ struct Lab {
         ND::Profile profile = ND::Profile::Rfc5265;
         bool iha_rfc5265 = true;  // the i-HA has trusted networks (and so sends TNC)
         bool gateway = false;     // a real VPN gateway behind the x-HA, in front of the i-HA
+        // Two interfaces under detection (eth first, then wifi); the firewall then judges each
+        // packet by its address (the office subnet is inside), not by `inside`, and a packet
+        // from or to an unplugged interface's address is lost.
+        bool two_links = false;
     };
+    bool by_source = false;
+    std::map<std::uint32_t, core::Ipv4Address> link_address;  // two_links: each interface's address
+    std::set<std::uint32_t> unplugged;
+    std::size_t lost_unplugged = 0;
     std::unique_ptr<core::Pipeline> gw;
     Wire gw_wire;
     explicit Lab(bool keep_sas = true) : Lab(Options{.keep_sas = keep_sas}) {}
@@ -165,7 +182,9 @@ struct Lab {
         i.node.udp_tunnelling = mip::MobileNode::UdpTunnelling::Off;
         i.care_of_source = mip::MobileNodeStage::CareOfSource::InnerAddress;
         mip::MobileNodeStage::Config::Detection d;
-        d.ifindex = eth;
+        d.interfaces = {{eth, "eth0"}};
+        if (o.two_links) d.interfaces.push_back({wifi, "wlan0"});
+        by_source = o.two_links;
         d.external_home_agent = external_ha;
         d.t_monitor = 60s;
         d.monitor_margin = 10s;
@@ -287,12 +306,24 @@ struct Lab {
     }
 
     // A packet on the network, routed by destination.
+    bool on_unplugged(core::Ipv4Address a) const {
+        for (auto i : unplugged)
+            if (auto it = link_address.find(i); it != link_address.end() && it->second == a) return true;
+        return false;
+    }
+    bool in_intranet(core::Ipv4Address a) const { return by_source ? office_net.contains(a) : inside; }
+
     void route(const Bytes& p) {
         const auto dst = destination_of(p);
+        if (on_unplugged(source_of(p))) {
+            ++lost_unplugged;  // sent by a link whose cable is out
+            return;
+        }
         if (dst == internal_ha) {
+            const bool from_inside = in_intranet(source_of(p));
             if (is_registration(p)) direct_requests.push_back(p);
-            if (!inside && forger != Forger::None && is_registration(p)) return forge(p);
-            if (!inside || !iha_up) {
+            if (!from_inside && forger != Forger::None && is_registration(p)) return forge(p);
+            if (!from_inside || !iha_up) {
                 firewalled.push_back(p);
                 return;
             }
@@ -343,8 +374,19 @@ struct Lab {
         toward_node(test::udp_packet({internal_ha, mip::registration_port}, {from, mip::registration_port}, m->bytes()));
     }
 
-    core::Verdict to_node(const Bytes& p) {
+    // `ingress`: the interface it arrives on as the shell would say (IP_PKTINFO); by default,
+    // with two interfaces, the one holding the destination address.
+    core::Verdict to_node(const Bytes& p, std::optional<std::uint32_t> ingress = std::nullopt) {
         auto buf = test::load(pool, p);
+        if (!ingress && by_source) {
+            for (const auto& [i, a] : link_address)
+                if (a == destination_of(p)) ingress = i;
+        }
+        if (ingress && unplugged.contains(*ingress)) {
+            ++lost_unplugged;
+            return core::Verdict::drop(core::DropReason::None);
+        }
+        buf.meta().ingress_ifindex = ingress.value_or(0);
         auto v = mn->decapsulate(buf);
         if (v.passed()) wire.inner.push_back(test::bytes_of(buf));
         return v;
@@ -373,7 +415,7 @@ struct Lab {
                     }
                     if (ctx == &iha_ctx) {
                         if (is_registration(p)) iha_replies.push_back(p);
-                        if (!inside) continue;  // the firewall again
+                        if (!in_intranet(destination_of(p))) continue;  // the firewall again
                         if (hold_iha_replies) {
                             held.push_back(p);
                             continue;
@@ -432,6 +474,37 @@ struct Lab {
         mn->dispatch(core::LinkChanged{eth, "eth0", true});
         if (to) address(*to, true);
     }
+    // Two interfaces: one gets an address (DHCP), a cable is pulled (the kernel keeps the
+    // address across link down and up), or plugged in again.
+    void plug(std::uint32_t ifindex, core::Ipv4Address a) {
+        link_address[ifindex] = a;
+        mn->dispatch(core::AddressChanged{ifindex, {a, 24}, true});
+    }
+    void unplug(std::uint32_t ifindex) {
+        unplugged.insert(ifindex);
+        mn->dispatch(core::LinkChanged{ifindex, ifindex == eth ? "eth0" : "wlan0", false});
+    }
+    void replug(std::uint32_t ifindex) {
+        unplugged.erase(ifindex);
+        mn->dispatch(core::LinkChanged{ifindex, ifindex == eth ? "eth0" : "wlan0", true});
+    }
+    // A packet from the correspondent to the home address: the i-HA tunnels it to the binding's
+    // care-of address, into the VPN (through the gateway and the x-HA) when that is an inner address.
+    void send_down(std::uint16_t seq) {
+        auto buf = test::load(pool, test::echo_packet(correspondent, internal_home, seq), 256);
+        if (!iha->encapsulate(buf, iha_ctx).passed()) return;
+        const auto p = test::bytes_of(buf);
+        if (gw && vpn_pool.contains(destination_of(p))) {
+            auto g = test::load(pool, p, 128);
+            if (gw->encapsulate(g).passed()) via_xha(test::bytes_of(g));
+        } else {
+            toward_node(p);
+        }
+    }
+    bool received_down(std::uint16_t seq) const {
+        return std::find(wire.inner.begin(), wire.inner.end(), test::echo_packet(correspondent, internal_home, seq)) != wire.inner.end();
+    }
+
     // Requests the i-MIP layer sent with the VPN inner address (not the direct ones).
     std::uint64_t inner_requests() const {
         return imip->counters().requests_sent - imip->counters().direct_requests_sent;
@@ -440,12 +513,21 @@ struct Lab {
     core::Verdict send_user(core::Ipv4Address to = correspondent, std::uint16_t seq = 1) {
         auto buf = test::load(pool, test::echo_packet(internal_home, to, seq), mn->headroom());
         auto v = mn->encapsulate(buf);
-        if (v.passed()) from_node(test::bytes_of(buf));
+        if (v.passed()) {
+            last_user_outer = test::bytes_of(buf);
+            last_user_egress = buf.meta().egress_ifindex;
+            from_node(last_user_outer);
+        }
         return v;
     }
+    Bytes last_user_outer;  // as it left the node
+    std::uint32_t last_user_egress = 0;
+    bool arrived_up(std::uint16_t seq) const {
+        return !from_iha_tunnel.empty() && from_iha_tunnel.back() == test::echo_packet(internal_home, correspondent, seq);
+    }
 
-    ND::InterfaceStatus status() const {
-        auto st = imip->detection()->status(eth, now);
+    ND::InterfaceStatus status(std::uint32_t ifindex = eth) const {
+        auto st = imip->detection()->status(ifindex, now);
         REQUIRE(st);
         return *st;
     }
@@ -631,13 +713,15 @@ TEST_CASE("RFC 5265 §3.3: the i-HA answering after the inner-address registrati
     const auto held = std::move(lab.held);
     const auto direct_before = lab.direct_requests.size();
     const auto replies_before = lab.iha_replies.size();
+    const auto rejected_before = lab.iha->counters().requests_rejected;
     lab.to_node(held.front());
     lab.exchange();
-    // (The i-HA may first refuse the new direct request's identification, RFC 5944 §5.7; the
-    // client resynchronises and retries within a second.)
+    // The direct clients and the inner-address one share one Identification sequence, so the
+    // i-HA takes the new direct request at once (no 133 and resynchronisation, RFC 5944 §5.7).
     lab.advance(3s);
-    CHECK(lab.direct_requests.size() > direct_before + 1);
-    CHECK(lab.iha_replies.size() > replies_before + 1);
+    CHECK(lab.direct_requests.size() > direct_before);
+    CHECK(lab.iha_replies.size() > replies_before);
+    CHECK(lab.iha->counters().requests_rejected == rejected_before);
     REQUIRE(lab.imip->access_mode() == Access::Inside);
     CHECK(lab.iha->agent().bindings().find(internal_home)->care_of_address == office);
     CHECK(lab.imip->direct()->state() == mip::MobileNode::State::Registered);
@@ -820,6 +904,10 @@ std::string config_error(const nlohmann::json& j) {
 
 TEST_CASE("the i-MIP detection block: a good one parses, bad ones name the JSON pointer") {
     CHECK(config_error(detection_config()) == "");
+    auto listed = detection_config();
+    listed["pipeline"][0]["detection"].erase("interface");
+    listed["pipeline"][0]["detection"]["interfaces"] = {"lo"};
+    CHECK(config_error(listed) == "");
     using nlohmann::json;
     struct Row {
         const char* name;
@@ -830,6 +918,32 @@ TEST_CASE("the i-MIP detection block: a good one parses, bad ones name the JSON 
         {"not the i-MIP layer", [](json& j) { j["pipeline"][3]["detection"] = j["pipeline"][0]["detection"]; },
          "/pipeline/3/detection: is only used with \"care_of\": \"inner_address\""},
         {"no interface", [](json& j) { j["pipeline"][0]["detection"].erase("interface"); }, "/pipeline/0/detection/interface: is missing"},
+        {"interface and interfaces", [](json& j) { j["pipeline"][0]["detection"]["interfaces"] = {"lo"}; },
+         "/pipeline/0/detection/interfaces: is given with \"interface\""},
+        {"interfaces empty",
+         [](json& j) {
+             j["pipeline"][0]["detection"].erase("interface");
+             j["pipeline"][0]["detection"]["interfaces"] = json::array();
+         },
+         "/pipeline/0/detection/interfaces: is not an array of 1 to 8 interface names"},
+        {"interfaces not names",
+         [](json& j) {
+             j["pipeline"][0]["detection"].erase("interface");
+             j["pipeline"][0]["detection"]["interfaces"] = {"lo", 7};
+         },
+         "/pipeline/0/detection/interfaces/1: is 7"},
+        {"an interface twice",
+         [](json& j) {
+             j["pipeline"][0]["detection"].erase("interface");
+             j["pipeline"][0]["detection"]["interfaces"] = {"lo", "lo"};
+         },
+         "/pipeline/0/detection/interfaces/1: \"lo\" is listed twice"},
+        {"a bad name",
+         [](json& j) {
+             j["pipeline"][0]["detection"].erase("interface");
+             j["pipeline"][0]["detection"]["interfaces"] = {"lo", "a-name-far-too-long"};
+         },
+         "/pipeline/0/detection/interfaces/1: \"a-name-far-too-long\" is not an interface name"},
         {"same HA twice", [](json& j) { j["pipeline"][0]["detection"]["external_home_agent"] = "10.1.0.1"; },
          "/pipeline/0/detection/external_home_agent: equals home_agent"},
         {"margin too large", [](json& j) { j["pipeline"][0]["detection"]["monitor_margin_s"] = 60; },
@@ -1310,4 +1424,174 @@ TEST_CASE("RFC 5265 transitions c -> f -> cvc -> fvc -> f -> c: outside -> outsi
     REQUIRE(lab.send_user(correspondent, 64).passed());
     CHECK(lab.from_iha_tunnel.back() == test::echo_packet(internal_home, correspondent, 64));
     CHECK(lab.vpn->sessions_started() == sessions);  // the kept SAs were never renegotiated
+}
+
+TEST_CASE("two interfaces: the inside one carries user data; losing it moves data to the outside one, its return brings it back") {
+    Lab lab(Lab::Options{.gateway = true, .two_links = true});
+    // The wireless link comes up first, in a cafe: outside (cvc), the VPN over x-MIP from there.
+    lab.plug(wifi, cafe);
+    lab.exchange();
+    lab.advance(3s);
+    REQUIRE(lab.imip->access_mode() == Access::Outside);
+    CHECK(lab.imip->access_interface() == wifi);
+    REQUIRE(lab.vpn->inner_address());
+    const auto tia = lab.vpn->inner_address()->address;
+    CHECK(lab.xha->agent().bindings().find(external_home)->care_of_address == cafe);
+    CHECK(lab.iha->agent().bindings().find(internal_home)->care_of_address == tia);
+    REQUIRE(lab.send_user(correspondent, 1).passed());
+    CHECK(lab.arrived_up(1));
+    // The other interface knows nothing yet.
+    CHECK(lab.status(eth).mode == ND::Mode::NoService);
+
+    // The office cable goes in: only that interface detects; data keeps flowing over wifi meanwhile.
+    lab.plug(eth, office);
+    CHECK(lab.status(eth).mode == ND::Mode::Detecting);
+    CHECK(lab.status(wifi).mode == ND::Mode::OutsideCoLocated);
+    REQUIRE(lab.send_user(correspondent, 2).passed());
+    lab.exchange();
+    // Proven inside (direct TNC reply on eth): user data moves to it, the layers below sleep.
+    CHECK(lab.status(eth).mode == ND::Mode::InsideCoLocated);
+    CHECK(lab.status(wifi).mode == ND::Mode::OutsideCoLocated);  // success on eth says nothing about wifi
+    REQUIRE(lab.imip->access_mode() == Access::Inside);
+    CHECK(lab.imip->access_interface() == eth);
+    CHECK(lab.vpn->dormant());
+    CHECK(lab.xmip->dormant());
+    CHECK(lab.xha->agent().bindings().find(external_home) == nullptr);
+    CHECK(lab.iha->agent().bindings().find(internal_home)->care_of_address == office);
+    // The direct requests left by the interface whose address they carry.
+    CHECK(lab.wire.egress_by_source[office] == std::set<std::uint32_t>{eth});
+    CHECK(lab.wire.egress_by_source[cafe].contains(wifi));
+    REQUIRE(lab.send_user(correspondent, 3).passed());
+    CHECK(lab.arrived_up(3));
+    CHECK(source_of(lab.last_user_outer) == office);
+    CHECK(destination_of(lab.last_user_outer) == internal_ha);
+    CHECK(lab.last_user_egress == eth);
+    lab.send_down(4);
+    CHECK(lab.received_down(4));
+    lab.advance(20s);  // re-registrations on eth; wifi's direct requests are firewalled meanwhile
+    REQUIRE(lab.imip->access_mode() == Access::Inside);
+    CHECK(lab.iha->agent().bindings().find(internal_home)->care_of_address == office);
+
+    // The office cable is pulled: data moves to wifi at once (outside there already); x-MIP
+    // registers the cafe address again, the VPN wakes with its kept SAs, i-MIP registers the
+    // inner address through it. No IKE.
+    const auto ike = lab.ike_at_gateway();
+    lab.unplug(eth);
+    CHECK(lab.imip->access_mode() == Access::Outside);
+    CHECK(lab.imip->access_interface() == wifi);
+    lab.exchange();
+    lab.advance(2s);
+    CHECK_FALSE(lab.vpn->dormant());
+    CHECK_FALSE(lab.xmip->dormant());
+    CHECK(lab.xha->agent().bindings().find(external_home)->care_of_address == cafe);
+    CHECK(lab.iha->agent().bindings().find(internal_home)->care_of_address == tia);
+    CHECK(lab.ike_at_gateway() == ike);
+    REQUIRE(lab.send_user(correspondent, 5).passed());
+    CHECK(lab.arrived_up(5));
+    CHECK(destination_of(lab.last_user_outer) == external_ha);  // i-MIP in ESP in x-MIP
+    lab.send_down(6);
+    CHECK(lab.received_down(6));
+
+    // Plugged in again: detected again, inside again, and the data returns to it.
+    lab.replug(eth);
+    CHECK(lab.imip->access_interface() == wifi);  // not before it is proven inside
+    CHECK(lab.send_user(correspondent, 7).passed());
+    lab.exchange();
+    CHECK(lab.imip->access_mode() == Access::Inside);
+    CHECK(lab.imip->access_interface() == eth);
+    CHECK(lab.iha->agent().bindings().find(internal_home)->care_of_address == office);
+    CHECK(lab.xmip->dormant());
+    REQUIRE(lab.send_user(correspondent, 8).passed());
+    CHECK(lab.arrived_up(8));
+    CHECK(lab.last_user_egress == eth);
+    lab.send_down(9);
+    CHECK(lab.received_down(9));
+
+    // Status: the interface in use, and every interface's own detection state.
+    test::FlatStatus status;
+    lab.imip->report(status);
+    CHECK(status.values["detection.interface"] == "eth0");
+    CHECK(status.values["detection.mode"] == "c");
+    CHECK(status.values["detection.interfaces[0].name"] == "eth0");
+    CHECK(status.values["detection.interfaces[0].mode"] == "c");
+    CHECK(status.values["detection.interfaces[0].cause"] == "internal_ha_tnc_reply");
+    CHECK(status.values["detection.interfaces[0].in_use"] == "true");
+    CHECK(status.values["detection.interfaces[0].since_internal_success_s"] == "0");
+    CHECK(status.values["detection.interfaces[1].name"] == "wlan0");
+    CHECK(status.values["detection.interfaces[1].mode"] == "cvc");
+    CHECK(status.values["detection.interfaces[1].cause"] == "external_ha_reply");
+    CHECK(status.values["detection.interfaces[1].in_use"] == "false");
+    CHECK(status.values["detection.interfaces[1].interface_address"] == cafe.to_string());
+}
+
+TEST_CASE("two interfaces: with neither decided, x-MIP follows the one being detected; losing the inside one with the other undecided") {
+    Lab lab(Lab::Options{.gateway = true, .two_links = true});
+    lab.xha_reachable = false;  // the x-HA cannot answer for wifi yet
+    lab.plug(eth, office);
+    lab.plug(wifi, cafe);
+    lab.exchange();
+    REQUIRE(lab.imip->access_mode() == Access::Inside);
+    CHECK(lab.imip->access_interface() == eth);
+    lab.xha_reachable = true;
+    lab.advance(35s);
+    // wifi had no answer from either home agent: no service there, data stays on eth.
+    CHECK(lab.status(wifi).mode == ND::Mode::NoService);
+    CHECK(lab.imip->access_interface() == eth);
+    CHECK(lab.xmip->dormant());
+
+    // eth lost: nothing is decided, so the layers below move to wifi and x-MIP's answer there decides it.
+    lab.unplug(eth);
+    CHECK(lab.imip->access_interface() == wifi);
+    CHECK(lab.send_user().reason == core::DropReason::Blocked);
+    lab.exchange();
+    lab.advance(3s);
+    CHECK(lab.status(wifi).mode == ND::Mode::OutsideCoLocated);
+    CHECK(lab.imip->access_mode() == Access::Outside);
+    CHECK(lab.xha->agent().bindings().find(external_home)->care_of_address == cafe);
+    REQUIRE(lab.vpn->inner_address());
+    CHECK(lab.iha->agent().bindings().find(internal_home)->care_of_address == lab.vpn->inner_address()->address);
+    REQUIRE(lab.send_user(correspondent, 11).passed());
+    CHECK(lab.arrived_up(11));
+}
+
+TEST_CASE("RFC 5265 §6: an authenticated TNC reply arriving on another interface than its request's never makes the node inside") {
+    Lab lab(Lab::Options{.gateway = true, .two_links = true});
+    lab.plug(wifi, cafe);
+    lab.exchange();
+    lab.advance(3s);
+    REQUIRE(lab.imip->access_mode() == Access::Outside);
+    REQUIRE(lab.vpn->inner_address());
+    // The office link comes up; the i-HA's answers to its direct requests are held back.
+    lab.hold_iha_replies = true;
+    lab.plug(eth, office);
+    lab.exchange();
+    REQUIRE(!lab.held.empty());
+    CHECK(lab.imip->access_mode() != Access::Inside);
+    const auto rejected = lab.imip->counters().direct_replies_rejected;
+
+    // Genuine, authenticated, with TNC, answering eth's request: but it comes in on wifi.
+    for (const auto& p : lab.held) CHECK(lab.to_node(p, wifi).action == core::Action::Consumed);
+    CHECK(lab.count(ND::ReplyResult::UnknownIdentification) == lab.held.size());
+    CHECK(lab.imip->counters().direct_replies_rejected == rejected + lab.held.size());
+    // And on an interface detection does not watch at all.
+    CHECK(lab.to_node(lab.held.front(), 9).action == core::Action::Consumed);
+    CHECK(lab.count(ND::ReplyResult::UnknownInterface) == 1);
+    CHECK(lab.status(eth).mode != ND::Mode::InsideCoLocated);
+    CHECK(lab.status(wifi).mode == ND::Mode::OutsideCoLocated);
+    CHECK(lab.imip->access_mode() == Access::Outside);
+    // User data stays inside IPsec: i-MIP in ESP in x-MIP, to the external home agent. (The
+    // i-HA itself bound the office address on eth's request and now refuses the tunnel from
+    // the inner address, RFC 3024; what matters here is that nothing left in the clear.)
+    const auto gateway_packets = lab.at_gateway.size();
+    REQUIRE(lab.send_user(correspondent, 31).passed());
+    CHECK(destination_of(lab.last_user_outer) == external_ha);
+    REQUIRE(lab.at_gateway.size() == gateway_packets + 1);
+    CHECK(core::Ipv4View::check(lab.at_gateway.back())->protocol() == core::ip_protocol::esp);
+
+    // The same replies on eth, where the requests went, are the proof (the first of them).
+    lab.hold_iha_replies = false;
+    for (const auto& p : lab.held) lab.to_node(p, eth);
+    CHECK(lab.count(ND::ReplyResult::MadeInside) == 1);
+    CHECK(lab.imip->access_mode() == Access::Inside);
+    CHECK(lab.imip->access_interface() == eth);
 }

@@ -106,7 +106,7 @@ TEST_CASE("mip.mobile_node overhead: what its registration tunnels with; least o
         auto c = config(mip::MobileNode::UdpTunnelling::Wanted);
         c.care_of_source = mip::MobileNodeStage::CareOfSource::InnerAddress;
         mip::MobileNodeStage::Config::Detection d;
-        d.ifindex = 2;
+        d.interfaces = {{2, "eth0"}};
         d.external_home_agent = test::ip("198.51.100.1");
         SUBCASE("foreign agents allowed (the default): mode f, nothing added") {
             c.detection = d;

@@ -522,6 +522,28 @@ TEST_CASE("two interfaces: each detects alone, the inside one is preferred, losi
     CHECK(b.nd.preferred_interface(b.now) == wlan);
 }
 
+TEST_CASE("two inside interfaces: the one added first is preferred, whichever came up first") {
+    Bench b([](ND::Config& c) { c.max_interfaces = 2; });
+    REQUIRE(b.nd.add_interface(eth));
+    REQUIRE(b.nd.add_interface(wlan));
+    REQUIRE(b.nd.add_interface(eth));  // known already: keeps its place, takes no slot
+    CHECK_FALSE(b.nd.add_interface(7));  // the table is full
+    // Known but never attached: no service, no data, nothing to ask.
+    CHECK(b.mode(wlan) == Mode::NoService);
+    CHECK(b.status(wlan).decided_by.cause == Cause::Detached);
+    CHECK_FALSE(b.status(wlan).register_internal);
+    CHECK_FALSE(b.nd.data_allowed(wlan, b.now));
+    CHECK_FALSE(b.nd.next_deadline());
+
+    REQUIRE(b.nd.attachment_changed(wlan, ND::Attachment::CoLocated, b.now));
+    CHECK(b.answer_internal(b.send_internal(wlan), wlan) == Result::MadeInside);
+    CHECK(b.nd.preferred_interface(b.now) == wlan);
+    REQUIRE(b.nd.attachment_changed(eth, ND::Attachment::CoLocated, b.now));
+    CHECK(b.answer_internal(b.send_internal(eth), eth) == Result::MadeInside);
+    CHECK(b.nd.preferred_interface(b.now) == eth);
+    CHECK(b.nd.statuses(b.now).front().ifindex == eth);
+}
+
 TEST_CASE("via a foreign agent: the relayed reply counts, extensions the agent appends after the MHAE do not") {
     Bench b;
     const auto fa = ip("10.9.0.1");
