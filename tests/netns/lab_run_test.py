@@ -87,6 +87,15 @@ def main():
         md = open(os.path.join(report, "report.md")).read() if os.path.exists(os.path.join(report, "report.md")) else ""
         checks.check("report.md has the per-move table with every move",
                      "| move |" in md and all(f"| {mv['move']} |" in md for mv in moves), md[:800])
+        try:
+            import matplotlib  # noqa: F401  (the timeline plot needs it; tools/install-deps.sh installs it)
+            plotted = os.path.getsize(os.path.join(report, "timeline.svg")) > 1000 if os.path.exists(os.path.join(report, "timeline.svg")) else False
+            checks.check("timeline.svg is drawn from the run's series (goodput / probe round trips, moves marked)",
+                         plotted and "![timeline](timeline.svg)" in md
+                         and any(p["rtt_ms"] for p in rep.get("series", {}).get("probes", {}).values()),
+                         json.dumps(rep.get("series", {}))[:300])
+        except ImportError:
+            print("skip timeline.svg check: python3-matplotlib is not installed")
         checks.check("the printed table and the report directory", "| move |" in r.stdout and report in r.stdout, r.stdout[-500:])
         left = namespaces(p.pid)
         checks.check("no namespace is left", not left, str(left))

@@ -188,9 +188,11 @@ def cmd_matrix(args) -> int:
     print()
     print(report.matrix_table(args.param, rows))
     print()
-    works = [r["order"] for r in rows if r["passed"]]
-    print(f"mipsec lab matrix: {base['scenario']}: {len(works)} of {len(rows)} orders work"
-          f" ({', '.join(works) or 'none'}); report: {out_dir} ({', '.join(os.path.basename(w) for w in written)})")
+    works = [r["order"] for r in rows if r["carries_traffic"]]
+    expected = sum(1 for r in rows if r["passed"])
+    print(f"mipsec lab matrix: {base['scenario']}: {len(works)} of {len(rows)} orders carry traffic"
+          f" ({', '.join(works) or 'none'}), {expected} of {len(rows)} as the scenario expects; "
+          f"report: {out_dir} ({', '.join(os.path.basename(w) for w in written)})")
     # Success means every order behaved as the scenario says; an order expected to fail
     # asserts its own failure, so a matrix of expectations all met exits 0.
     return 0 if all(r["passed"] for r in rows) else 1
