@@ -320,3 +320,68 @@ TEST_CASE("reload of several nodes: all or nothing") {
     CHECK(running.nodes[0].pipeline == fingerprinted.pipeline);
     CHECK(shell::reload_nodes(running, next, nodes).result == shell::ReloadOutcome::Result::Unchanged);
 }
+
+TEST_CASE("a whole node in process, two workers: both directions at once, every packet through, counted per worker") {
+    // The inbound worker decapsulates on its own thread while the main thread encapsulates;
+    // everything is queued before the node starts, so the two run at the same time from the
+    // first batch, in small batches that make them take turns at the pipeline many times.
+    nlohmann::json root = {{"name", "t"},
+                           {"tun", {{"name", "mem0"}}},
+                           {"transport", {{"local", "192.0.2.1"}, {"raw_protocols", {4}}}},
+                           {"pool", {{"workers", 2}, {"batch", 4}, {"buffers", 64}}},
+                           {"pipeline", nlohmann::json::array({{{"type", "mip.ipip"}, {"local", "192.0.2.1"}, {"remote", "192.0.2.2"}}})}};
+    const auto config = shell::parse_run_config(root).nodes.at(0);
+    REQUIRE(config.workers == 2);
+    auto dev = std::make_unique<tun::MemoryDevice>("mem0", 7);
+    auto tr = std::make_unique<shell::MemoryTransport>(config.transport.udp_ports, config.transport.raw_protocols);
+    auto* device = dev.get();
+    auto* transport = tr.get();
+    constexpr std::size_t count = 300;
+    std::vector<test::Bytes> outbound, inbound;
+    for (std::size_t k = 0; k < count; ++k) {
+        auto out = inner_packet("10.1.0.1", "10.2.0.1", 64 + k % 200);
+        device->inject(out);
+        outbound.push_back(out);
+        auto reply = inner_packet("10.2.0.1", "10.1.0.1", 64 + (k * 7) % 300);
+        auto wrapped = ip_packet(core::ip_protocol::ipip, "192.0.2.2", "192.0.2.1", 20 + reply.size());
+        std::copy(reply.begin(), reply.end(), wrapped.begin() + 20);
+        transport->inject(0, wrapped);
+        inbound.push_back(reply);
+    }
+    boost::asio::io_context io;
+    auto node = shell::Node::start(io, config, core::null_logger(),
+                                   shell::NodeParts{std::move(dev), std::move(tr), std::make_unique<RecordingHost>(), /*monitor_links=*/false});
+    // status() is safe against the inbound thread; the fakes are read only once it has stopped.
+    auto done = [&] {
+        const auto st = node->status();
+        return st["tun"]["tx_packets"] == count && st["transport"]["sockets"][0]["tx_packets"] == count;
+    };
+    for (int i = 0; i < 500 && !done(); ++i) io.run_for(std::chrono::milliseconds(10));
+    const auto st = node->status();
+    CHECK(done());
+    REQUIRE(st["workers"].size() == 2);
+    CHECK(st["workers"][0]["thread"] == "main");
+    CHECK(st["workers"][0]["packets"] == count);  // TUN reads
+    CHECK(st["workers"][1]["thread"] == "inbound");
+    CHECK(st["workers"][1]["packets"] == count);  // socket reads
+    CHECK(st["workers"][1]["batches"] >= count / 4);
+    CHECK(st["pipeline"][0]["encapsulated"] == count);
+    CHECK(st["pipeline"][0]["decapsulated"] == count);
+    node->stop();
+    io.run_for(std::chrono::milliseconds(20));
+
+    const auto written = device->take_written();
+    REQUIRE(written.size() == count);
+    for (std::size_t k = 0; k < count; ++k) CHECK(test::to_hex(written[k]) == test::to_hex(inbound[k]));
+    const auto sent = transport->take_sent();
+    REQUIRE(sent.size() == count);
+    for (std::size_t k = 0; k < count; ++k) {
+        auto ip = core::Ipv4View::check(sent[k]);
+        REQUIRE(ip);
+        CHECK(test::to_hex(ip->payload()) == test::to_hex(outbound[k]));
+    }
+    // Every buffer is back in its worker's pool but the batch each keeps for its next read.
+    const auto after = node->status();
+    CHECK(after["workers"][0]["pool"]["available"] == 64 - 4);
+    CHECK(after["workers"][1]["pool"]["available"] == 64 - 4);
+}

@@ -107,11 +107,13 @@ class Maths(unittest.TestCase):
         summary = {"mipsec": {"tcp1_up": fig(2.0, 2.0), "tcp1_down": fig(2.0, 1.0)},
                    "wireguard": {"tcp1_up": fig(0.5, 0.4), "tcp1_down": fig(0.5, 0.5)},
                    "strongswan": {"tcp1_up": fig(0.4, 0.3)},
-                   "fullstack": {"tcp1_up": fig(1.2, 1.0), "tcp1_down": fig(0.5, 0.5)}}
+                   "fullstack": {"tcp1_up": fig(1.2, 1.0), "tcp1_down": fig(0.5, 0.5)},
+                   "mipsec2": {"tcp1_up": fig(3.0, 1.0)}}
         rs = {(what, test): (tp, pc) for what, test, tp, pc in b.ratios(summary)}
         self.assertEqual(rs[("mipsec VPN / wireguard-go", "tcp1_up")], (4.0, 5.0))
         self.assertEqual(rs[("RFC 5265 stack / mipsec VPN", "tcp1_down")], (0.25, 0.5))
         self.assertEqual(rs[("mipsec VPN / strongSwan", "tcp1_down")], (None, None))
+        self.assertEqual(rs[("mipsec 2 workers / 1 worker", "tcp1_up")], (1.5, 0.5))
         met = [m for _, m in b.targets(summary)]
         # up: 2.0 >= 1.44 yes; 2.0 >= 5 x 0.4 yes; 1.2 >= 1.0 yes. down: 1.0 >= 1.8 no; 1.0 >= 2.5 no; 0.5 >= 1.0 no.
         self.assertEqual(met, [True, True, True, False, False, False])
