@@ -145,7 +145,8 @@ def summarise(samples: dict) -> dict:
             roles = sorted({role for r in ok for role in r.get("cpu_s", {})})
             out[variant][test] = {
                 "gbps": median(r["gbps"] for r in ok),
-                "cpu_s": {role: median(r["cpu_s"].get(role) for r in ok) for role in roles},
+                # A UDP search that found no loss-free rate has a rate (0) but no CPU figures.
+                "cpu_s": {role: median(r.get("cpu_s", {}).get(role) for r in ok) for role in roles},
                 "cores": median(r.get("cores") for r in ok),
                 "gbps_per_core": median(r.get("gbps_per_core") for r in ok),
                 "retransmits": median(r.get("retransmits") for r in ok),

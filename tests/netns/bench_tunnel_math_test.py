@@ -101,6 +101,13 @@ class Maths(unittest.TestCase):
         self.assertEqual((s["gbps"], s["cpu_s"], s["cores"], s["retransmits"], s["drops"]), (2.0, {"cli": 2.0}, 0.4, 5, 1))
         self.assertEqual((s["reps"], s["failed"]), (3, 1))
 
+    def test_summary_of_a_udp_search_that_found_no_loss_free_rate(self):
+        # run_variant gives such a search {"gbps": 0.0} and nothing else.
+        reps = [{"gbps": 0.33, "cpu_s": {"cli": 0.4, "gw": 0.7}, "cores": 0.2, "gbps_per_core": 1.5, "drops": 0},
+                {"gbps": 0.0}]
+        s = b.summarise({"mipsec": {"udp_up": reps}})["mipsec"]["udp_up"]
+        self.assertEqual((s["gbps"], s["cpu_s"], s["reps"]), (0.165, {"cli": 0.4, "gw": 0.7}, 2))
+
     def test_ratios_and_targets(self):
         def fig(gbps, pc):
             return {"gbps": gbps, "gbps_per_core": pc}
