@@ -262,6 +262,9 @@ class Variant:
         self.procs: dict = {}               # role -> PID of each tunnel process
         self.namespaces: list = [bench.cli, bench.gw]
 
+    def stage_drops(self) -> dict:
+        return {}
+
     def missing(self) -> Optional[str]:
         return None
 
@@ -341,6 +344,17 @@ class Mipsec(Variant):
             return st and st[0].get("sa_installs", 0) >= 1
         self.lab.wait_for(installed, timeout=30, what="the mipsec client's ESP SA")
         self.wait_path()
+
+    def stage_drops(self) -> dict:
+        """Packets the nodes' stages dropped so far, by node, stage and reason (a replayed or
+        unauthenticated ESP packet would show here), from `mipsec status`."""
+        out = {}
+        for name, host in (("gw", self.bench.gw), ("cli", self.bench.cli)):
+            st = node_status(host, self.bench.args.mipsec, f"{self.lab.dir}/{name}.sock") or {}
+            for stage in st.get("pipeline", []):
+                for reason, n in stage.get("drops", {}).items():
+                    out[f"{name} {stage.get('type')} {reason}"] = n
+        return out
 
 
 class Mipsec2(Mipsec):
@@ -539,6 +553,7 @@ def main() -> int:
     load_before = os.getloadavg()
     skipped: dict = {}
     samples: dict = {}
+    stage_drops: dict = {}  # per variant, per repetition: what its stages dropped (mipsec only)
     with Lab("bench") as lab:
         bench = Bench(lab, args)
         kinds = {"plain": Plain, "mipsec": Mipsec, "mipsec2": Mipsec2, "fullstack": FullStackVariant, "wireguard": WireGuard, "strongswan": StrongSwan}
@@ -566,12 +581,15 @@ def main() -> int:
                     continue
                 try:
                     res = bench.run_variant(v)
+                    dropped = v.stage_drops()
                 finally:
                     v.down()
                 for test, fig in res.items():
                     samples.setdefault(v.name, {}).setdefault(test, []).append(fig)
+                stage_drops.setdefault(v.name, []).append(dropped)
                 brief = "  ".join(f"{t} {fmt(f.get('gbps'))}" for t, f in res.items())
-                print(f"rep {rep} {v.name:<10} {brief}  ({time.monotonic() - t0:.0f} s)", flush=True)
+                extra = f"  stage drops {dropped}" if dropped else ""
+                print(f"rep {rep} {v.name:<10} {brief}  ({time.monotonic() - t0:.0f} s){extra}", flush=True)
 
     summary = summarise(samples)
     print()
@@ -594,6 +612,7 @@ def main() -> int:
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"args": vars(args), "load_average": [load_before, load_after], "skipped": skipped, "samples": samples,
+                       "stage_drops": stage_drops,
                        "summary": summary, "ratios": rs, "targets": ts}, f, indent=1)
     return 0
 
