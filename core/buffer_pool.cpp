@@ -26,8 +26,8 @@ void PacketBuf::release() noexcept {
     capacity_ = head_ = len_ = 0;
 }
 
-BufferPool::BufferPool(std::size_t block_count, std::size_t block_len)
-    : block_count_(block_count), block_len_(block_len) {
+BufferPool::BufferPool(std::size_t block_count, std::size_t block_len, Sharing sharing)
+    : block_count_(block_count), block_len_(block_len), shared_(sharing == Sharing::Threads) {
     if (block_count == 0 || block_len == 0 || block_count > UINT32_MAX)
         throw std::invalid_argument("buffer pool needs at least one block of at least one byte");
     // 64-byte blocks keep every packet start on its own cache line.
@@ -42,13 +42,26 @@ BufferPool::~BufferPool() {
     assert(free_.size() == block_count_ && "PacketBuf outlived its BufferPool");
 }
 
-PacketBuf BufferPool::acquire(std::size_t headroom) noexcept {
+std::optional<std::uint32_t> BufferPool::take() noexcept {
     if (free_.empty()) {
         ++exhausted_;
-        return {};
+        return std::nullopt;
     }
     std::uint32_t index = free_.back();
     free_.pop_back();
+    return index;
+}
+
+PacketBuf BufferPool::acquire(std::size_t headroom) noexcept {
+    std::optional<std::uint32_t> taken;
+    if (shared_) {
+        std::lock_guard lock(mutex_);
+        taken = take();
+    } else {
+        taken = take();
+    }
+    if (!taken) return {};
+    const std::uint32_t index = *taken;
     PacketBuf buf(this, storage_.get() + std::size_t{index} * block_len_, index, block_len_);
     buf.reset(headroom);
     return buf;

@@ -17,8 +17,10 @@
 //  - No exceptions on the packet path: read errors other than "would block" bump a counter
 //    and are kept in last_error(); a read error ends the batch early. A device whose reads
 //    fail persistently (the interface was deleted) shows it in last_error().
-// Not thread-safe; one reader/writer thread per device.
+// Not thread-safe, except that read() and write() touch disjoint state in every device here:
+// one thread may read while one other writes (the node's inbound worker writes).
 #include <array>
+#include <atomic>
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
@@ -100,7 +102,12 @@ public:
 
     const DeviceCounters& counters() const noexcept { return counters_; }
     /// The most recent error counted in rx_errors/tx_errors; empty if none yet.
-    std::error_code last_error() const noexcept { return last_error_; }
+    std::error_code last_error() const noexcept {
+        return write_error_stamp_.load(std::memory_order_relaxed) > read_error_stamp_.load(std::memory_order_relaxed) ? last_write_error_
+                                                                                                                     : last_read_error_;
+    }
+    /// The most recent write error alone: for the writing thread, while another may read.
+    std::error_code last_write_error() const noexcept { return last_write_error_; }
 
 protected:
     Device() = default;
@@ -108,10 +115,25 @@ protected:
     void count_write_failure(int err) noexcept {
         ++counters_.tx_errors;
         counters_.tx_failures.add(classify_write_error(err));
-        last_error_ = std::error_code(err, std::system_category());
+        last_write_error_ = std::error_code(err, std::system_category());
+        write_error_stamp_.store(error_clock_.fetch_add(1, std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    }
+    /// A failed read (counted in rx_errors by the caller).
+    void note_read_error(std::error_code e) noexcept {
+        last_read_error_ = e;
+        read_error_stamp_.store(error_clock_.fetch_add(1, std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     }
     DeviceCounters counters_;
-    std::error_code last_error_;
+
+private:
+    // The read side and the write side keep their own last error (and the rx_* and tx_*
+    // counters are apart), so one thread may read while another writes; the stamps tell which
+    // came last.
+    std::error_code last_read_error_;
+    std::error_code last_write_error_;
+    std::atomic<std::uint64_t> error_clock_{0};
+    std::atomic<std::uint64_t> read_error_stamp_{0};
+    std::atomic<std::uint64_t> write_error_stamp_{0};
 };
 
 }  // namespace mipsec::tun

@@ -92,7 +92,7 @@ std::size_t LinkDevice::read(std::span<core::PacketBuf> bufs) {
         if (got < 0) {
             if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
                 ++counters_.rx_errors;
-                last_error_ = last_errno();
+                note_read_error(last_errno());
             }
             break;
         }

@@ -157,7 +157,11 @@ void LinuxDevice::set_mtu(std::size_t mtu) noexcept {
     segmenter_ = Segmenter(mtu);
 }
 
-OffloadCounters LinuxDevice::offload_counters() const noexcept { return offload_; }
+OffloadCounters LinuxDevice::offload_counters() const noexcept {
+    OffloadCounters c = offload_;
+    for (std::size_t r = 0; r < core::drop_reason_count; ++r) c.drops[r] += tx_drops_[r];
+    return c;
+}
 
 std::size_t LinuxDevice::read(std::span<core::PacketBuf> bufs) {
     return offloads_ != 0 ? read_offload(bufs) : read_plain(bufs);
@@ -179,7 +183,7 @@ std::size_t LinuxDevice::read_plain(std::span<core::PacketBuf> bufs) {
             if (errno == EINTR) continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK) break;
             ++counters_.rx_errors;
-            last_error_ = std::error_code(errno, std::system_category());
+            note_read_error(std::error_code(errno, std::system_category()));
             break;
         }
         if (got == 0) continue;
@@ -189,7 +193,7 @@ std::size_t LinuxDevice::read_plain(std::span<core::PacketBuf> bufs) {
         if (static_cast<std::size_t>(got) >= room.size() &&
             claimed_length(room.first(static_cast<std::size_t>(got))) > static_cast<std::size_t>(got)) {
             ++counters_.rx_errors;
-            last_error_ = std::make_error_code(std::errc::message_size);
+            note_read_error(std::make_error_code(std::errc::message_size));
             continue;
         }
         (void)buf.resize(static_cast<std::size_t>(got));
@@ -203,8 +207,8 @@ std::size_t LinuxDevice::read_plain(std::span<core::PacketBuf> bufs) {
 void LinuxDevice::count_rx_drop(core::DropReason reason) noexcept {
     ++offload_.drops[static_cast<std::size_t>(reason)];
     ++counters_.rx_errors;
-    last_error_ = std::make_error_code(reason == core::DropReason::NoTailroom ? std::errc::message_size
-                                                                              : std::errc::bad_message);
+    note_read_error(std::make_error_code(reason == core::DropReason::NoTailroom ? std::errc::message_size
+                                                                              : std::errc::bad_message));
 }
 
 std::size_t LinuxDevice::read_offload(std::span<core::PacketBuf> bufs) {
@@ -221,7 +225,7 @@ std::size_t LinuxDevice::read_offload(std::span<core::PacketBuf> bufs) {
                 if (errno == EINTR) continue;
                 if (errno == EAGAIN || errno == EWOULDBLOCK) break;
                 ++counters_.rx_errors;
-                last_error_ = std::error_code(errno, std::system_category());
+                note_read_error(std::error_code(errno, std::system_category()));
                 break;
             }
             if (got == 0) continue;
@@ -281,7 +285,7 @@ std::size_t LinuxDevice::write_offload(std::span<core::PacketBuf> bufs) {
     // A segment the coalescer refused is not written: a failure of this write like any other.
     for (std::size_t r = 0; r < core::drop_reason_count; ++r) {
         const std::uint64_t refused = coalescer_.drops()[r] - before[r];
-        offload_.drops[r] += refused;
+        tx_drops_[r] += refused;
         for (std::uint64_t k = 0; k < refused; ++k) count_write_failure(EBADMSG);
     }
     std::size_t written = 0;

@@ -17,7 +17,9 @@
 // adds what was merged and cut, and the frames dropped per core::DropReason (never cut into
 // garbage). A frame that is dropped also counts in rx_errors; a segment the coalescer refused
 // (broken checksum) counts in tx_errors as "other", so write()'s contract holds unchanged.
-// Not thread-safe; see tun::Device for the read/write contract.
+// Not thread-safe; see tun::Device for the read/write contract: read() (the Segmenter, the rx
+// counters) and write() (the Coalescer, the tx counters) share no state, so one thread may
+// read while another writes. set_mtu() belongs to the reading thread.
 #include <memory>
 #include <string>
 #include <string_view>
@@ -107,6 +109,7 @@ private:
     std::size_t next_segment_ = 0;  // of frame_, when frame_pending_
     bool frame_pending_ = false;
     OffloadCounters offload_;  // what the Segmenter and Coalescer do not count themselves
+    OffloadDrops tx_drops_{};  // segments write() refused; apart from offload_.drops (read's), see below
 };
 
 }  // namespace mipsec::tun

@@ -47,7 +47,7 @@ std::size_t MemoryDevice::read(std::span<core::PacketBuf> bufs) {
         // Same as LinuxDevice: a packet that does not fit is dropped and counted.
         if (packet.size() > room.size()) {
             ++counters_.rx_errors;
-            last_error_ = std::make_error_code(std::errc::message_size);
+            note_read_error(std::make_error_code(std::errc::message_size));
             continue;
         }
         std::copy(packet.begin(), packet.end(), room.begin());

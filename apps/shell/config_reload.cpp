@@ -73,7 +73,7 @@ nlohmann::json node_config_json(const NodeConfig& n) {
     t["send_buffer"] = n.transport.send_buffer;
     t["udp_gso"] = n.transport.udp_gso;
     t["udp_gro"] = n.transport.udp_gro;
-    j["pool"] = {{"buffers", n.buffers}, {"buffer_size", n.buffer_size}, {"batch", n.batch}};
+    j["pool"] = {{"buffers", n.buffers}, {"buffer_size", n.buffer_size}, {"batch", n.batch}, {"workers", n.workers}};
     j["pipeline"] = n.pipeline;
     return j;
 }

@@ -2,8 +2,12 @@
 #include "apps/shell/node.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <initializer_list>
+#include <mutex>
 #include <optional>
+#include <thread>
 #include <vector>
 
 #include <boost/asio/as_tuple.hpp>
@@ -44,14 +48,44 @@ void rethrow(std::exception_ptr e) {
     if (e) std::rethrow_exception(e);
 }
 
+// One thread of the data path: its io_context, its own buffers (pools are per worker, so the
+// common case never shares a free list), its batches and what it did.
+struct DataWorker {
+    DataWorker(asio::io_context& context, const char* loops, std::size_t buffers, std::size_t buffer_size, core::BufferPool::Sharing sharing,
+               std::size_t batch)
+        : io(context), runs(loops), pool(buffers, buffer_size, sharing) {
+        in.resize(batch);
+        out.reserve(batch);
+    }
+    asio::io_context& io;
+    const char* runs;  // for status: which loops this thread runs
+    core::BufferPool pool;  // before the batches: they hold its buffers
+    std::vector<core::PacketBuf> in;
+    std::vector<core::PacketBuf> out;
+    std::uint64_t batches = 0;  // batches read (TUN or socket)
+    std::uint64_t packets = 0;  // packets in them
+    std::uint64_t backpressure_pauses = 0;
+};
+
 class RunningNode final : public Node, private core::PipelineIo {
 public:
     RunningNode(asio::io_context& io, const NodeConfig& config, const core::Logger& log, NodeParts parts)
-        : io_(io), config_(config), log_(log.child(config.name)), pool_(config.buffers, config.buffer_size),
+        : io_(io), config_(config), log_(log.child(config.name)), threaded_(config.workers > 1),
+          main_(io, threaded_ ? "TUN -> encapsulate -> send; IKE, Mobile IP, timers, link events, control"
+                              : "TUN -> encapsulate -> send; sockets -> decapsulate -> TUN; IKE, Mobile IP, timers, link events, control",
+                config.buffers, config.buffer_size, threaded_ ? core::BufferPool::Sharing::Threads : core::BufferPool::Sharing::OneThread,
+                config.batch),
           transport_(std::move(parts.transport)), device_(std::move(parts.device)), host_(std::move(parts.host)),
           monitor_links_(parts.monitor_links), timer_(io) {
         if (!host_) host_ = make_linux_host_network(config_, log_);
+        if (threaded_) {
+            inbound_io_ = std::make_unique<asio::io_context>(1);
+            inbound_ = std::make_unique<DataWorker>(*inbound_io_, "sockets -> decapsulate -> TUN", config.buffers, config.buffer_size,
+                                                    core::BufferPool::Sharing::Threads, config.batch);
+        }
     }
+
+    ~RunningNode() override { stop_inbound(); }
 
     void start() {
         StageBuildContext ctx{config_.name, false, &random_, core::Clock::now(), [this](const std::string& prefix) {
@@ -64,10 +98,10 @@ public:
             ConfigReader reader(entry, config_.pointer + "/pipeline/" + std::to_string(index++));
             stages.push_back(build_stage(reader, ctx));
         }
-        pipeline_ = std::make_unique<core::Pipeline>(std::move(stages), pool_, log_);
+        pipeline_ = std::make_unique<core::Pipeline>(std::move(stages), main_.pool, log_);
         wipe_secrets(config_);  // the stages hold their own copies of the keys
         pipeline_->attach(this);
-        if (pipeline_->headroom() + Transport::rebuilt_header_len + config_.transport.link_mtu + pipeline_->tailroom() > pool_.block_len())
+        if (pipeline_->headroom() + Transport::rebuilt_header_len + config_.transport.link_mtu + pipeline_->tailroom() > main_.pool.block_len())
             throw std::runtime_error("node " + config_.name + ": buffer_size " + std::to_string(config_.buffer_size) +
                                      " is too small for link MTU plus " + std::to_string(pipeline_->headroom() + pipeline_->tailroom()) +
                                      " bytes of stage overhead; raise pool.buffer_size");
@@ -107,27 +141,43 @@ public:
         // take it for outer packets. A served link (foreign agent) is where outer packets come from.
         if (!config_.inner_is_link) transport_->ignore_inbound_from(device_->ifindex());
         tun_fd_ = std::make_unique<asio::posix::stream_descriptor>(io_, ::dup(device_->fd()));
-        for (const auto& s : transport_->sockets()) socket_fds_.push_back(std::make_unique<asio::posix::stream_descriptor>(io_, ::dup(s.fd)));
+        // The sockets' readers run on the inbound worker's thread when there is one.
+        DataWorker& receiver = inbound_ ? *inbound_ : main_;
+        for (const auto& s : transport_->sockets())
+            socket_fds_.push_back(std::make_unique<asio::posix::stream_descriptor>(receiver.io, ::dup(s.fd)));
         if (monitor_links_) open_link_monitor();
 
-        in_batch_.resize(config_.batch);
-        out_batch_.reserve(config_.batch);
         answers_.reserve(config_.batch);
         started_ = std::chrono::steady_clock::now();
         asio::co_spawn(io_, tun_loop(), rethrow);
-        for (std::size_t i = 0; i < socket_fds_.size(); ++i)
-            if (transport_->receives(i)) asio::co_spawn(io_, socket_loop(i), rethrow);
+        for (std::size_t i = 0; i < socket_fds_.size(); ++i) {
+            if (!transport_->receives(i)) continue;
+            if (!inbound_) {
+                asio::co_spawn(io_, socket_loop(i, main_), rethrow);
+                continue;
+            }
+            // A loop that ends with an exception on the inbound thread ends io_context::run()
+            // on the main one, as there.
+            asio::co_spawn(*inbound_io_, socket_loop(i, *inbound_), [this](std::exception_ptr e) {
+                if (e) asio::post(io_, [e] { std::rethrow_exception(e); });
+            });
+        }
         if (monitor_fd_) asio::co_spawn(io_, link_loop(), rethrow);
         asio::co_spawn(io_, timer_loop(), rethrow);
         log_.info("up: tun ", config_.tun.name, " mtu ", mtu_, ", ", pipeline_->size(), " stages, headroom ",
-                  pipeline_->headroom(), ", tailroom ", pipeline_->tailroom());
+                  pipeline_->headroom(), ", tailroom ", pipeline_->tailroom(), threaded_ ? ", inbound data path on its own thread" : "");
         announce_present_addresses();
+        if (inbound_) inbound_thread_ = std::thread([this] { inbound_io_->run(); });
     }
 
     void stop() override {
         // Goodbyes (IKE Delete payloads) leave while the sockets are still open.
-        if (!stopping_) pipeline_->shutdown();
+        if (!stopping_) {
+            auto core = lock_core();
+            pipeline_->shutdown();
+        }
         stopping_ = true;
+        stop_inbound();
         boost::system::error_code ignored;
         if (tun_fd_) tun_fd_->close(ignored);
         for (auto& s : socket_fds_) s->close(ignored);
@@ -139,6 +189,7 @@ public:
     const NodeConfig& config() const override { return config_; }
 
     PreparedReload prepare_reload(const NodeConfig& next) override {
+        auto core = lock_core();
         // The running configuration keeps only fingerprints of its keys: compare like with like.
         NodeConfig fingerprinted = next;
         wipe_secrets(fingerprinted);
@@ -159,6 +210,7 @@ public:
     }
 
     std::vector<std::string> apply_reload(PreparedReload plan) override {
+        auto core = lock_core();
         std::vector<std::string> lines;
         for (auto& step : plan.steps) {
             std::string line = step.stage;
@@ -173,12 +225,22 @@ public:
         // routes are withdrawn at once.
         if (!stopping_) {
             pipeline_->set_now(core::Clock::now());
-            rearm_timer();
+            rearm_timer(true);
         }
         return lines;
     }
 
     nlohmann::json status() const override {
+        // Every figure is read with the lock of the thread side that writes it held, in the
+        // node's lock order (inbound worker, core, send, TUN write).
+        std::unique_lock<std::mutex> inbound(inbound_mutex_, std::defer_lock), core(core_mutex_, std::defer_lock),
+            send(send_mutex_, std::defer_lock), tun_write(tun_write_mutex_, std::defer_lock);
+        if (threaded_) {
+            inbound.lock();
+            core.lock();
+            send.lock();
+            tun_write.lock();
+        }
         nlohmann::json j;
         j["name"] = config_.name;
         j["uptime_s"] = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started_).count();
@@ -216,8 +278,17 @@ public:
         j["transport"] = {{"local", config_.transport.local.to_string()}, {"sockets", socks}, {"unroutable", transport_->unroutable()},
                           {"inbound_unclaimed", inbound_unclaimed_}, {"outbound_unclaimed", outbound_unclaimed_},
                           {"path_mtu", path_mtu_status(*transport_)}};
-        j["pool"] = {{"buffers", pool_.block_count()}, {"available", pool_.available()}, {"exhausted", pool_.exhausted_count()},
-                     {"backpressure_pauses", backpressure_pauses_}};
+        const auto pauses = main_.backpressure_pauses + (inbound_ ? inbound_->backpressure_pauses : 0);
+        j["pool"] = {{"buffers", main_.pool.block_count()}, {"available", main_.pool.available()}, {"exhausted", main_.pool.exhausted_count()},
+                     {"backpressure_pauses", pauses}};
+        nlohmann::json workers = nlohmann::json::array();
+        for (const DataWorker* w : std::initializer_list<const DataWorker*>{&main_, inbound_.get()}) {
+            if (w == nullptr) continue;
+            workers.push_back({{"thread", w == &main_ ? "main" : "inbound"}, {"runs", w->runs}, {"batches", w->batches}, {"packets", w->packets},
+                               {"backpressure_pauses", w->backpressure_pauses},
+                               {"pool", {{"buffers", w->pool.block_count()}, {"available", w->pool.available()}, {"exhausted", w->pool.exhausted_count()}}}});
+        }
+        j["workers"] = workers;
         j["pipeline"] = pipeline_status(*pipeline_);
         return j;
     }
@@ -240,109 +311,160 @@ private:
         for (const auto& a : host_->present_addresses()) pipeline_->dispatch(a);
     }
 
-    // Fills in_batch_ with fresh buffers at `headroom`; returns how many it could get.
-    std::size_t refill(std::size_t headroom) {
+    // Fills the worker's in-batch with fresh buffers at `headroom`; returns how many it could get.
+    static std::size_t refill(DataWorker& w, std::size_t headroom) {
         std::size_t n = 0;
-        for (; n < in_batch_.size(); ++n) {
-            if (!in_batch_[n].valid()) in_batch_[n] = pool_.acquire(headroom);
-            else in_batch_[n].reset(headroom);
-            if (!in_batch_[n].valid()) break;
+        for (; n < w.in.size(); ++n) {
+            if (!w.in[n].valid()) w.in[n] = w.pool.acquire(headroom);
+            else w.in[n].reset(headroom);
+            if (!w.in[n].valid()) break;
         }
         return n;
     }
 
     // Lets the other readers and the timer run between two full batches.
-    awaitable<void> yield_now() { co_await asio::post(io_, use_awaitable); }
+    static awaitable<void> yield_now(DataWorker& w) { co_await asio::post(w.io, use_awaitable); }
 
-    awaitable<void> pause_for_buffers() {
-        ++backpressure_pauses_;
-        asio::steady_timer t(io_, backpressure_pause);
+    static awaitable<void> pause_for_buffers(DataWorker& w) {
+        ++w.backpressure_pauses;
+        asio::steady_timer t(w.io, backpressure_pause);
         co_await t.async_wait(asio::as_tuple(use_awaitable));
     }
 
+    // With one worker there is one thread and these locks are never taken: the single-threaded
+    // path is the same as without them. With an inbound worker, core_mutex_ guards the pipeline
+    // (every stage and control plane), guard_ and the node's own figures; send_mutex_ the
+    // transport's send side; tun_write_mutex_ the device's write side; inbound_mutex_ the
+    // inbound worker's batch (its pool, receive side, counters), so status() reads them at rest.
+    // Lock order: inbound, core, then send or TUN write.
+    std::unique_lock<std::mutex> lock_core() const { return threaded_ ? std::unique_lock(core_mutex_) : std::unique_lock<std::mutex>(); }
+    std::unique_lock<std::mutex> lock_send() const { return threaded_ ? std::unique_lock(send_mutex_) : std::unique_lock<std::mutex>(); }
+    std::unique_lock<std::mutex> lock_tun_write() const {
+        return threaded_ ? std::unique_lock(tun_write_mutex_) : std::unique_lock<std::mutex>();
+    }
+    std::unique_lock<std::mutex> lock_inbound() const { return threaded_ ? std::unique_lock(inbound_mutex_) : std::unique_lock<std::mutex>(); }
+
+    // Closes the inbound worker's sockets on its own thread (Asio objects belong to one) and
+    // waits for it; its loops end as their waits are cancelled.
+    void stop_inbound() {
+        if (!inbound_thread_.joinable()) return;
+        stopping_ = true;
+        asio::post(*inbound_io_, [this] {
+            boost::system::error_code ignored;
+            for (auto& s : socket_fds_) s->close(ignored);
+        });
+        inbound_thread_.join();
+    }
+
     awaitable<void> tun_loop() {
+        DataWorker& w = main_;
         while (!stopping_) {
             auto [ec] = co_await tun_fd_->async_wait(asio::posix::stream_descriptor::wait_read, asio::as_tuple(use_awaitable));
             if (ec || stopping_) co_return;
             for (;;) {
-                std::size_t room = refill(pipeline_->headroom());
+                std::size_t room = refill(w, pipeline_->headroom());
                 if (room == 0) {
-                    co_await pause_for_buffers();
+                    co_await pause_for_buffers(w);
                     break;
                 }
-                std::size_t got = device_->read(std::span(in_batch_).first(room));
+                std::size_t got = device_->read(std::span(w.in).first(room));
                 if (got == 0) break;
-                const auto now = core::Clock::now();
-                pipeline_->set_now(now);
-                out_batch_.clear();
-                for (std::size_t i = 0; i < got; ++i) {
-                    std::optional<core::QuotedHeader> too_big;
-                    if (guard_) {
-                        if (active_mtu_stale_) refresh_active_mtu();
-                        too_big = guard_->too_big(in_batch_[i]);
-                    }
-                    const auto v = pipeline_->encapsulate(in_batch_[i]);
-                    if (too_big && v.continues() && !guard_->fits_outer(in_batch_[i])) {
-                        // RFC 1191: a DF packet too big for the active stack is answered, not lost.
-                        if (guard_->answer(in_batch_[i], *too_big, now) == core::MtuGuard::Outcome::Answered)
-                            answers_.push_back(std::move(in_batch_[i]));
-                        continue;
-                    }
-                    if (v.unclaimed()) {
-                        // A served link's traffic is the kernel's too: only what a stage took is
-                        // ours to send. From a TUN, everything was routed to us: it leaves as is.
-                        if (config_.inner_is_link) {
-                            ++inner_unchanged_;
+                {
+                    auto core = lock_core();
+                    ++w.batches;
+                    w.packets += got;
+                    const auto now = core::Clock::now();
+                    pipeline_->set_now(now);
+                    w.out.clear();
+                    for (std::size_t i = 0; i < got; ++i) {
+                        std::optional<core::QuotedHeader> too_big;
+                        if (guard_) {
+                            if (active_mtu_stale_) refresh_active_mtu();
+                            too_big = guard_->too_big(w.in[i]);
+                        }
+                        const auto v = pipeline_->encapsulate(w.in[i]);
+                        if (too_big && v.continues() && !guard_->fits_outer(w.in[i])) {
+                            // RFC 1191: a DF packet too big for the active stack is answered, not lost.
+                            if (guard_->answer(w.in[i], *too_big, now) == core::MtuGuard::Outcome::Answered)
+                                answers_.push_back(std::move(w.in[i]));
                             continue;
                         }
-                        ++outbound_unclaimed_;
-                    } else if (!v.passed()) {
-                        continue;
+                        if (v.unclaimed()) {
+                            // A served link's traffic is the kernel's too: only what a stage took is
+                            // ours to send. From a TUN, everything was routed to us: it leaves as is.
+                            if (config_.inner_is_link) {
+                                ++inner_unchanged_;
+                                continue;
+                            }
+                            ++outbound_unclaimed_;
+                        } else if (!v.passed()) {
+                            continue;
+                        }
+                        w.out.push_back(std::move(w.in[i]));
                     }
-                    out_batch_.push_back(std::move(in_batch_[i]));
+                    apply_device_mtu();
                 }
-                transport_->send(out_batch_);
-                out_batch_.clear();  // returns the buffers to the pool
+                {
+                    auto send = lock_send();
+                    transport_->send(w.out);
+                }
+                w.out.clear();  // returns the buffers to the pool
                 if (!answers_.empty()) {
                     write_inner(answers_);
                     answers_.clear();
                 }
-                rearm_timer();
+                {
+                    auto core = lock_core();
+                    rearm_timer(true);
+                }
                 if (got < room) break;
-                co_await yield_now();  // a busy TUN must not starve the sockets and the timer
+                co_await yield_now(w);  // a busy TUN must not starve the sockets and the timer
             }
         }
     }
 
-    awaitable<void> socket_loop(std::size_t index) {
+    // On the main thread with one worker; on the inbound worker's own thread otherwise.
+    awaitable<void> socket_loop(std::size_t index, DataWorker& w) {
         auto& fd = *socket_fds_[index];
+        const bool on_main = &w == &main_;
         const std::size_t headroom = 64;  // room to rebuild IP/UDP headers; stages only pull inbound
         while (!stopping_) {
             auto [ec] = co_await fd.async_wait(asio::posix::stream_descriptor::wait_read, asio::as_tuple(use_awaitable));
             if (ec || stopping_) co_return;
             for (;;) {
-                std::size_t room = refill(headroom);
+                auto batch = lock_inbound();
+                std::size_t room = refill(w, headroom);
                 if (room == 0) {
-                    co_await pause_for_buffers();
+                    if (batch.owns_lock()) batch.unlock();
+                    co_await pause_for_buffers(w);
                     break;
                 }
-                std::size_t got = transport_->receive(index, std::span(in_batch_).first(room));
+                std::size_t got = transport_->receive(index, std::span(w.in).first(room));
                 if (got == 0) break;
-                pipeline_->set_now(core::Clock::now());
-                out_batch_.clear();
-                for (std::size_t i = 0; i < got; ++i) {
-                    const auto v = pipeline_->decapsulate(in_batch_[i]);
-                    // No layer recognised it: never ours to hand inward (an ICMP message a raw
-                    // socket copied, say), and the kernel has its own copy.
-                    if (v.unclaimed()) ++inbound_unclaimed_;
-                    if (!v.passed()) continue;
-                    out_batch_.push_back(std::move(in_batch_[i]));
+                {
+                    auto core = lock_core();
+                    ++w.batches;
+                    w.packets += got;
+                    pipeline_->set_now(core::Clock::now());
+                    w.out.clear();
+                    for (std::size_t i = 0; i < got; ++i) {
+                        const auto v = pipeline_->decapsulate(w.in[i]);
+                        // No layer recognised it: never ours to hand inward (an ICMP message a raw
+                        // socket copied, say), and the kernel has its own copy.
+                        if (v.unclaimed()) ++inbound_unclaimed_;
+                        if (!v.passed()) continue;
+                        w.out.push_back(std::move(w.in[i]));
+                    }
                 }
-                write_inner(out_batch_);
-                out_batch_.clear();
-                rearm_timer();
+                write_inner(w.out);
+                w.out.clear();
+                {
+                    auto core = lock_core();
+                    rearm_timer(on_main);
+                }
+                if (batch.owns_lock()) batch.unlock();
                 if (got < room) break;
-                co_await yield_now();
+                co_await yield_now(w);
             }
         }
     }
@@ -354,52 +476,82 @@ private:
             if (ec || stopping_) co_return;
             events.clear();
             monitor_->drain(events);
+            auto core = lock_core();
             pipeline_->set_now(core::Clock::now());
             for (auto& e : events) pipeline_->dispatch(std::move(e));
-            rearm_timer();
+            rearm_timer(true);
         }
     }
 
     awaitable<void> timer_loop() {
         while (!stopping_) {
-            pipeline_->set_now(core::Clock::now());
-            auto next = pipeline_->poll();
-            raise_path_mtu_changes();
-            if (guard_ && active_mtu_stale_) refresh_active_mtu();
-            deadline_ = next.value_or(core::Clock::now() + std::chrono::seconds(1));
-            timer_.expires_at(deadline_);
+            {
+                auto core = lock_core();
+                pipeline_->set_now(core::Clock::now());
+                auto next = pipeline_->poll();
+                raise_path_mtu_changes();
+                if (guard_ && active_mtu_stale_) refresh_active_mtu();
+                deadline_ = next.value_or(core::Clock::now() + std::chrono::seconds(1));
+                timer_.expires_at(deadline_);
+            }
             co_await timer_.async_wait(asio::as_tuple(use_awaitable));
         }
     }
 
     // Packets can move a stage's deadline earlier (a retransmission, a keepalive reset);
-    // poll once and pull the timer in if needed.
-    void rearm_timer() {
+    // poll once and pull the timer in if needed. The caller holds the core lock; the timer
+    // belongs to the main thread, so the inbound worker has the main thread move it.
+    void rearm_timer(bool on_main) {
         raise_path_mtu_changes();
         auto next = pipeline_->poll();
         if (guard_ && active_mtu_stale_) refresh_active_mtu();
         if (next && *next < deadline_) {
             deadline_ = *next;
-            timer_.expires_at(deadline_);  // cancels the pending wait; timer_loop re-polls
+            if (on_main) {
+                timer_.expires_at(deadline_);  // cancels the pending wait; timer_loop re-polls
+            } else {
+                asio::post(io_, [this] {
+                    auto core = lock_core();
+                    timer_.expires_at(deadline_);
+                });
+            }
         }
     }
 
-    // PipelineIo: spontaneous output (control packets, keepalives, packets delivered inward).
-    void send_outer(core::PacketBuf&& packet) override { transport_->send(std::span(&packet, 1)); }
+    // PipelineIo: spontaneous output (control packets, keepalives, packets delivered inward),
+    // on whichever thread holds the core lock.
+    void send_outer(core::PacketBuf&& packet) override {
+        auto send = lock_send();
+        transport_->send(std::span(&packet, 1));
+    }
     void deliver_inner(core::PacketBuf&& packet) override { write_inner(std::span(&packet, 1)); }
 
     // The device counts each packet it could not write, by reason (status shows them); the log
-    // says so too, rate-limited.
+    // says so too, rate-limited (log_'s rate limit is only used here, under the TUN write lock).
     void write_inner(std::span<core::PacketBuf> packets) {
+        auto tun_write = lock_tun_write();
         if (device_->write(packets) < packets.size())
-            log_.limited(core::LogLevel::Warn, core::Clock::now(), "cannot write to ", config_.tun.name, ": ", device_->last_error().message(),
+            log_.limited(core::LogLevel::Warn, core::Clock::now(), "cannot write to ", device_->name(), ": ", device_->last_write_error().message(),
                          " (packets dropped; see tx_failures in mipsec status)");
+    }
+
+    // The TUN MTU a path MTU asked for, applied by the thread that reads the device (its
+    // segmenter is the read side's); the caller holds the core lock.
+    void apply_device_mtu() {
+        if (!pending_device_mtu_) return;
+        if (tun_device_) tun_device_->set_mtu(*pending_device_mtu_);
+        pending_device_mtu_.reset();
     }
 
     // A send refused as too big taught the transport a path MTU; tell the stages, now that
     // none is mid-packet.
     void raise_path_mtu_changes() {
-        for (const auto& change : transport_->take_path_mtu_changes()) {
+        std::vector<Transport::PathMtu> changes;
+        {
+            auto send = lock_send();
+            changes = transport_->take_path_mtu_changes();
+        }
+        for (const auto& change : changes) {
             log_.info("path MTU to ", change.destination.to_string(), " is ", change.mtu, " (a packet was refused as too big for it)");
             pipeline_->dispatch(core::PathMtuChanged{change.mtu, change.destination});
         }
@@ -434,7 +586,8 @@ private:
             return;
         }
         if (!host_->set_tun_mtu(inner)) return;
-        if (tun_device_) tun_device_->set_mtu(inner);
+        if (threaded_) pending_device_mtu_ = inner;  // applied by the main thread's next TUN batch
+        else if (tun_device_) tun_device_->set_mtu(inner);
         log_.info("MTU of ", config_.tun.name, " lowered from ", mtu_, " to ", inner, " to fit path MTU ", path_mtu);
         mtu_ = inner;
     }
@@ -448,9 +601,19 @@ private:
     asio::io_context& io_;
     NodeConfig config_;
     core::Logger log_;
+    const bool threaded_;  // an inbound worker thread (config "workers": 2)
     crypto::KeystreamRandom random_;  // before the pipeline: SAs keep a reference to it
     std::vector<std::unique_ptr<FileKeyLog>> key_logs_;  // likewise for stages that log keys
-    core::BufferPool pool_;
+    // Workers before the pipeline: a stage may hold their buffers (core.impair).
+    DataWorker main_;
+    std::unique_ptr<asio::io_context> inbound_io_;
+    std::unique_ptr<DataWorker> inbound_;
+    std::thread inbound_thread_;
+    mutable std::mutex core_mutex_;
+    mutable std::mutex send_mutex_;
+    mutable std::mutex tun_write_mutex_;
+    mutable std::mutex inbound_mutex_;
+    std::optional<std::size_t> pending_device_mtu_;
     std::unique_ptr<core::Pipeline> pipeline_;
     std::unique_ptr<Transport> transport_;
     std::unique_ptr<tun::Device> device_;
@@ -463,19 +626,16 @@ private:
     std::unique_ptr<asio::posix::stream_descriptor> monitor_fd_;
     asio::steady_timer timer_;
     core::TimePoint deadline_{};
-    std::vector<core::PacketBuf> in_batch_;
-    std::vector<core::PacketBuf> out_batch_;
     std::vector<core::PacketBuf> answers_;  // ICMP fragmentation needed, back into the TUN
     std::optional<core::MtuGuard> guard_;   // a TUN's outbound packets against the active stack
     bool active_mtu_stale_ = true;
     std::size_t mtu_ = 0;
-    std::uint64_t backpressure_pauses_ = 0;
     std::uint64_t inbound_unclaimed_ = 0;   // from the wire, no layer's: the kernel has it
     std::uint64_t outbound_unclaimed_ = 0;  // from the TUN, no layer's: sent as it is
     std::uint64_t inner_unchanged_ = 0;
     std::uint64_t reloads_applied_ = 0;
     std::chrono::steady_clock::time_point started_{};
-    bool stopping_ = false;
+    std::atomic<bool> stopping_ = false;
 };
 
 }  // namespace

@@ -8,7 +8,20 @@
 //   link_loop:   rtnetlink notifications -> pipeline events (movement detection)
 // When the pool runs dry the readers pause (back-pressure) instead of allocating.
 // start() acquires everything or throws having released everything: no half-configured
-// node is left behind. Not thread-safe: one io_context thread.
+// node is left behind.
+//
+// Threads ("pool": {"workers": N}). With 1 (the default) every loop above runs on the caller's
+// io_context thread, as described. With 2 the socket loops (receive, decapsulate, write to the
+// TUN) run on a second thread with its own io_context and buffer pool, the rest stays on the
+// caller's: TUN reads, encapsulation and sends, the timer, link events, reloads, status. The
+// stages and control planes (IKE, Mobile IP, every SA's sequence counter and replay window)
+// stay single-threaded in effect: one mutex is held for each batch's pipeline pass and each
+// poll or event, so one thread at a time runs them, in the order it took the lock; what runs
+// in parallel is the system calls, TUN segmentation and coalescing, GRO splitting and GSO
+// grouping around them. The transport's send and receive sides and the device's read and
+// write sides share no state, so each has its own lock (or none, where one thread owns it).
+// The Node interface itself is for the caller's thread only.
+
 #include <memory>
 #include <string>
 

@@ -132,11 +132,12 @@ NodeConfig parse_node(const ConfigReader& c, bool allow_process_keys, SecretRead
     if (n.tun.route_table && !n.transport.fwmark)
         c.object("tun").fail("route_table", "needs transport.fwmark", "a \"fwmark\" in \"transport\" so the node's own outer packets bypass the table");
     if (auto pool = c.optional_object("pool")) {
-        pool->only({"buffers", "buffer_size", "batch"});
+        pool->only({"buffers", "buffer_size", "batch", "workers"});
         n.buffers = static_cast<std::size_t>(pool->integer_or("buffers", 4096, 64, 1 << 20));
         n.buffer_size = static_cast<std::size_t>(pool->integer_or("buffer_size", 2048, 256, 65536 + 512));
         n.batch = static_cast<std::size_t>(pool->integer_or("batch", 32, 1, 1024));
         if (n.batch * 2 > n.buffers) pool->fail("batch", "leaves too few buffers for in-flight packets", "at most half of \"buffers\"");
+        n.workers = static_cast<std::size_t>(pool->integer_or("workers", 1, 1, 2));
     }
     const auto& pipeline = c.raw("pipeline");
     if (!pipeline.is_array() || pipeline.empty())

@@ -57,6 +57,10 @@ struct NodeConfig {
     std::size_t buffers = 4096;
     std::size_t buffer_size = 2048;
     std::size_t batch = 32;
+    // Data-path threads ("pool": {"workers": N}), each with its own pool of `buffers`: 1 runs
+    // everything on one thread; 2 moves the inbound data path (sockets -> decapsulate -> TUN)
+    // to a thread of its own (see node.hpp).
+    std::size_t workers = 1;
     nlohmann::json pipeline;  // the array of stage objects, built by the stage factory
     /// JSON pointers into `pipeline` of the secrets it holds ("/0/psk"), inline or read from
     /// files: wipe_secrets() replaces them once the stages hold their own copies.

@@ -140,6 +140,10 @@ SocketTransport::SocketTransport(const TransportConfig& config, std::size_t batc
     dont_fragment_.resize(batch_);
     zero_checksum_.resize(batch_);
     controls_.resize(batch_);
+    rx_msgs_.resize(batch_);
+    rx_iovs_.resize(batch_);
+    rx_names_.resize(batch_);
+    rx_controls_.resize(batch_);
     groups_.reserve(batch_);
     group_msgs_.resize(batch_);
     gro_.resize(sockets_.size());
@@ -441,10 +445,10 @@ void SocketTransport::send(std::span<core::PacketBuf> packets) {
 }
 
 SocketTransport::Arrival SocketTransport::read_arrival(Socket& sock, std::size_t message) {
-    auto& msg = msgs_[message].msg_hdr;
+    auto& msg = rx_msgs_[message].msg_hdr;
     Arrival a;
     sockaddr_in from{};
-    std::memcpy(&from, &names_[message], sizeof from);
+    std::memcpy(&from, &rx_names_[message], sizeof from);
     a.source = core::Endpoint{{ntohl(from.sin_addr.s_addr)}, ntohs(from.sin_port)};
     a.destination = local_;
     const bool udp = sock.kind == Kind::Udp;
@@ -513,15 +517,15 @@ std::size_t SocketTransport::receive(std::size_t index, std::span<core::PacketBu
         if (room.size() <= skip) return 0;
         prepare_receive(i, room.data() + skip, room.size() - skip);
     }
-    int got = ::recvmmsg(sock.fd, msgs_.data(), static_cast<unsigned>(n), MSG_DONTWAIT, nullptr);
+    int got = ::recvmmsg(sock.fd, rx_msgs_.data(), static_cast<unsigned>(n), MSG_DONTWAIT, nullptr);
     if (got <= 0) {
         if (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) ++sock.counters.rx_errors;
         return 0;
     }
     std::size_t accepted = 0;
     for (std::size_t i = 0; i < static_cast<std::size_t>(got); ++i) {
-        std::size_t len = msgs_[i].msg_len;
-        const bool truncated = (msgs_[i].msg_hdr.msg_flags & MSG_TRUNC) != 0;
+        std::size_t len = rx_msgs_[i].msg_len;
+        const bool truncated = (rx_msgs_[i].msg_hdr.msg_flags & MSG_TRUNC) != 0;
         if (truncated || len + (udp ? rebuilt_header_len : 0) > 0xFFFF) {
             ++sock.counters.rx_errors;
             continue;
@@ -550,14 +554,14 @@ std::size_t SocketTransport::receive(std::size_t index, std::span<core::PacketBu
 }
 
 void SocketTransport::prepare_receive(std::size_t i, std::uint8_t* data, std::size_t len) noexcept {
-    iovs_[i] = {data, len};
-    msgs_[i] = {};
-    msgs_[i].msg_hdr.msg_name = &names_[i];
-    msgs_[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage);
-    msgs_[i].msg_hdr.msg_iov = &iovs_[i];
-    msgs_[i].msg_hdr.msg_iovlen = 1;
-    msgs_[i].msg_hdr.msg_control = controls_[i].data();
-    msgs_[i].msg_hdr.msg_controllen = controls_[i].size();
+    rx_iovs_[i] = {data, len};
+    rx_msgs_[i] = {};
+    rx_msgs_[i].msg_hdr.msg_name = &rx_names_[i];
+    rx_msgs_[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage);
+    rx_msgs_[i].msg_hdr.msg_iov = &rx_iovs_[i];
+    rx_msgs_[i].msg_hdr.msg_iovlen = 1;
+    rx_msgs_[i].msg_hdr.msg_control = rx_controls_[i].data();
+    rx_msgs_[i].msg_hdr.msg_controllen = rx_controls_[i].size();
 }
 
 std::size_t SocketTransport::receive_coalesced(Socket& sock, GroQueue& queue, std::span<core::PacketBuf> bufs) {
@@ -573,7 +577,7 @@ std::size_t SocketTransport::receive_coalesced(Socket& sock, GroQueue& queue, st
         for (std::size_t i = 0; i < n; ++i) {
             prepare_receive(i, queue.scratch.data() + i * gro_message_len, gro_message_len);
         }
-        int got = ::recvmmsg(sock.fd, msgs_.data(), static_cast<unsigned>(n), MSG_DONTWAIT, nullptr);
+        int got = ::recvmmsg(sock.fd, rx_msgs_.data(), static_cast<unsigned>(n), MSG_DONTWAIT, nullptr);
         if (got <= 0) {
             if (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) ++sock.counters.rx_errors;
             return filled;
@@ -582,8 +586,8 @@ std::size_t SocketTransport::receive_coalesced(Socket& sock, GroQueue& queue, st
         queue.next = 0;
         queue.next_offset = 0;
         for (std::size_t i = 0; i < static_cast<std::size_t>(got); ++i) {
-            const std::size_t len = msgs_[i].msg_len;
-            if ((msgs_[i].msg_hdr.msg_flags & MSG_TRUNC) != 0) {
+            const std::size_t len = rx_msgs_[i].msg_len;
+            if ((rx_msgs_[i].msg_hdr.msg_flags & MSG_TRUNC) != 0) {
                 ++sock.counters.rx_errors;
                 continue;
             }

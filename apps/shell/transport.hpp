@@ -8,7 +8,10 @@
 // DF and a zero UDP checksum (ESP-in-UDP, RFC 3948 §2.1) as socket state switched only when
 // a packet wants it different from the packet before. Inbound UDP datagrams get their IP/UDP
 // headers rebuilt in the buffer's headroom with the TOS and TTL they arrived with, so stages
-// always see a whole packet. Batch-shaped: recvmmsg/sendmmsg. Not thread-safe.
+// always see a whole packet. Batch-shaped: recvmmsg/sendmmsg. Not thread-safe, except that
+// the send side (send(), path MTUs, unroutable(), a socket's tx_* and gso_* counters) and the
+// receive side (receive(), a socket's rx_* and gro_* counters) touch disjoint state: one thread
+// may send while another receives (the node's inbound worker, see node.hpp).
 //
 // Nothing is lost uncounted: a packet no socket can carry is counted in unroutable(), a send
 // the kernel refuses in its socket's tx_errors and tx_failures (by reason). A packet refused
@@ -220,7 +223,8 @@ private:
     std::size_t link_mtu_;
     std::optional<core::Logger> log_;
     SendBatch send_batch_;
-    // Scratch for one batch, sized once: no allocation per packet.
+    // Scratch for one batch, sized once: no allocation per packet. The send side's and the
+    // receive side's are apart, so one thread may send while another receives.
     /// Points message i of the next recvmmsg at [data, data + len), its address and cmsg slots.
     void prepare_receive(std::size_t i, std::uint8_t* data, std::size_t len) noexcept;
     std::vector<struct mmsghdr> msgs_;
@@ -238,6 +242,10 @@ private:
     // IP_PKTINFO / IP_TTL / IP_TOS (and UDP_SEGMENT) per outbound message; per inbound one
     // IP_PKTINFO, IP_TOS, IP_TTL, SO_RXQ_OVFL and UDP_GRO.
     std::vector<Control> controls_;
+    std::vector<struct mmsghdr> rx_msgs_;
+    std::vector<struct iovec> rx_iovs_;
+    std::vector<sockaddr_storage> rx_names_;
+    std::vector<Control> rx_controls_;
     // One GSO send: messages [first, first + count) of msgs_, all but the last segment_len long.
     struct Group {
         std::size_t first = 0;

@@ -19,6 +19,7 @@
 #include "apps/shell/node.hpp"
 #include "apps/shell/node_config.hpp"
 #include "core/buffer_pool.hpp"
+#include "core/endian.hpp"
 #include "core/ipv4.hpp"
 #include "core/logger.hpp"
 #include "mip/registration_wire.hpp"
@@ -319,4 +320,174 @@ TEST_CASE("reload of several nodes: all or nothing") {
     shell::wipe_secrets(fingerprinted);
     CHECK(running.nodes[0].pipeline == fingerprinted.pipeline);
     CHECK(shell::reload_nodes(running, next, nodes).result == shell::ReloadOutcome::Result::Unchanged);
+}
+
+TEST_CASE("a whole node in process, two workers: both directions at once, every packet through, counted per worker") {
+    // The inbound worker decapsulates on its own thread while the main thread encapsulates;
+    // everything is queued before the node starts, so the two run at the same time from the
+    // first batch, in small batches that make them take turns at the pipeline many times.
+    nlohmann::json root = {{"name", "t"},
+                           {"tun", {{"name", "mem0"}}},
+                           {"transport", {{"local", "192.0.2.1"}, {"raw_protocols", {4}}}},
+                           {"pool", {{"workers", 2}, {"batch", 4}, {"buffers", 64}}},
+                           {"pipeline", nlohmann::json::array({{{"type", "mip.ipip"}, {"local", "192.0.2.1"}, {"remote", "192.0.2.2"}}})}};
+    const auto config = shell::parse_run_config(root).nodes.at(0);
+    REQUIRE(config.workers == 2);
+    auto dev = std::make_unique<tun::MemoryDevice>("mem0", 7);
+    auto tr = std::make_unique<shell::MemoryTransport>(config.transport.udp_ports, config.transport.raw_protocols);
+    auto* device = dev.get();
+    auto* transport = tr.get();
+    constexpr std::size_t count = 300;
+    std::vector<test::Bytes> outbound, inbound;
+    for (std::size_t k = 0; k < count; ++k) {
+        auto out = inner_packet("10.1.0.1", "10.2.0.1", 64 + k % 200);
+        device->inject(out);
+        outbound.push_back(out);
+        auto reply = inner_packet("10.2.0.1", "10.1.0.1", 64 + (k * 7) % 300);
+        auto wrapped = ip_packet(core::ip_protocol::ipip, "192.0.2.2", "192.0.2.1", 20 + reply.size());
+        std::copy(reply.begin(), reply.end(), wrapped.begin() + 20);
+        transport->inject(0, wrapped);
+        inbound.push_back(reply);
+    }
+    boost::asio::io_context io;
+    auto node = shell::Node::start(io, config, core::null_logger(),
+                                   shell::NodeParts{std::move(dev), std::move(tr), std::make_unique<RecordingHost>(), /*monitor_links=*/false});
+    // status() is safe against the inbound thread; the fakes are read only once it has stopped.
+    auto done = [&] {
+        const auto st = node->status();
+        return st["tun"]["tx_packets"] == count && st["transport"]["sockets"][0]["tx_packets"] == count;
+    };
+    for (int i = 0; i < 500 && !done(); ++i) io.run_for(std::chrono::milliseconds(10));
+    const auto st = node->status();
+    CHECK(done());
+    REQUIRE(st["workers"].size() == 2);
+    CHECK(st["workers"][0]["thread"] == "main");
+    CHECK(st["workers"][0]["packets"] == count);  // TUN reads
+    CHECK(st["workers"][1]["thread"] == "inbound");
+    CHECK(st["workers"][1]["packets"] == count);  // socket reads
+    CHECK(st["workers"][1]["batches"] >= count / 4);
+    CHECK(st["pipeline"][0]["encapsulated"] == count);
+    CHECK(st["pipeline"][0]["decapsulated"] == count);
+    node->stop();
+    io.run_for(std::chrono::milliseconds(20));
+
+    const auto written = device->take_written();
+    REQUIRE(written.size() == count);
+    for (std::size_t k = 0; k < count; ++k) CHECK(test::to_hex(written[k]) == test::to_hex(inbound[k]));
+    const auto sent = transport->take_sent();
+    REQUIRE(sent.size() == count);
+    for (std::size_t k = 0; k < count; ++k) {
+        auto ip = core::Ipv4View::check(sent[k]);
+        REQUIRE(ip);
+        CHECK(test::to_hex(ip->payload()) == test::to_hex(outbound[k]));
+    }
+    // Every buffer is back in its worker's pool but the batch each keeps for its next read.
+    const auto after = node->status();
+    CHECK(after["workers"][0]["pool"]["available"] == 64 - 4);
+    CHECK(after["workers"][1]["pool"]["available"] == 64 - 4);
+}
+
+namespace {
+
+// An ESP tunnel node (manual SAs, AES-GCM-128) with `workers`; `mirror` swaps the SPIs and keys,
+// making the peer.
+shell::NodeConfig esp_node(std::size_t workers, bool mirror) {
+    const char* a_key = "00112233445566778899aabbccddeeff01020304";
+    const char* b_key = "ffeeddccbbaa99887766554433221100a1a2a3a4";
+    nlohmann::json sa = {{"suite", "aes128gcm16"},
+                         {"inbound", {{"spi", mirror ? "0x2002" : "0x1001"}, {"key", mirror ? b_key : a_key}}},
+                         {"outbound", {{"spi", mirror ? "0x1001" : "0x2002"}, {"key", mirror ? a_key : b_key}}}};
+    const char* local = mirror ? "192.0.2.2" : "192.0.2.1";
+    const char* remote = mirror ? "192.0.2.1" : "192.0.2.2";
+    nlohmann::json root = {{"name", mirror ? "b" : "a"},
+                           {"tun", {{"name", "mem0"}}},
+                           {"transport", {{"local", local}, {"raw_protocols", {50}}}},
+                           {"pool", {{"workers", workers}, {"batch", 4}, {"buffers", 64}}},
+                           {"pipeline", nlohmann::json::array({{{"type", "ipsec.esp_tunnel"}, {"local", local}, {"remote", remote}, {"sa", sa}}})}};
+    return shell::parse_run_config(root).nodes.at(0);
+}
+
+// Runs a single-threaded node over `inbound` (ESP from the wire) and `outbound` (from its TUN)
+// until it has handled them all; returns what it wrote to its TUN and what it sent.
+struct Handled {
+    std::vector<test::Bytes> written, sent;
+    nlohmann::json status;
+};
+Handled run_single(const shell::NodeConfig& config, const std::vector<test::Bytes>& inbound, const std::vector<test::Bytes>& outbound) {
+    auto dev = std::make_unique<tun::MemoryDevice>("mem0", 7);
+    auto tr = std::make_unique<shell::MemoryTransport>(config.transport.udp_ports, config.transport.raw_protocols);
+    auto* device = dev.get();
+    auto* transport = tr.get();
+    for (const auto& p : inbound) transport->inject(0, p);
+    for (const auto& p : outbound) device->inject(p);
+    boost::asio::io_context io;
+    auto node = shell::Node::start(io, config, core::null_logger(),
+                                   shell::NodeParts{std::move(dev), std::move(tr), std::make_unique<RecordingHost>(), false});
+    for (int i = 0; i < 500 && (device->written().size() < inbound.size() || transport->sent().size() < outbound.size()); ++i)
+        io.run_for(std::chrono::milliseconds(10));
+    Handled h{device->take_written(), transport->take_sent(), node->status()};
+    node->stop();
+    io.run_for(std::chrono::milliseconds(20));
+    return h;
+}
+
+}  // namespace
+
+TEST_CASE("two workers over ESP: the main thread seals while the inbound one opens; sequence numbers and replay window stay exact") {
+    constexpr std::size_t count = 200;
+    std::vector<test::Bytes> from_tun, from_peer_tun;
+    for (std::size_t k = 0; k < count; ++k) {
+        from_tun.push_back(inner_packet("10.1.0.1", "10.2.0.1", 64 + k % 300));
+        from_peer_tun.push_back(inner_packet("10.2.0.1", "10.1.0.1", 64 + (k * 7) % 300));
+    }
+    // The peer (one thread) seals what arrives at node a.
+    const auto peer_sealed = run_single(esp_node(1, true), {}, from_peer_tun);
+    REQUIRE(peer_sealed.sent.size() == count);
+
+    const auto config = esp_node(2, false);
+    auto dev = std::make_unique<tun::MemoryDevice>("mem0", 7);
+    auto tr = std::make_unique<shell::MemoryTransport>(config.transport.udp_ports, config.transport.raw_protocols);
+    auto* device = dev.get();
+    auto* transport = tr.get();
+    for (std::size_t k = 0; k < count; ++k) {
+        device->inject(from_tun[k]);
+        transport->inject(0, peer_sealed.sent[k]);
+    }
+    boost::asio::io_context io;
+    auto node = shell::Node::start(io, config, core::null_logger(),
+                                   shell::NodeParts{std::move(dev), std::move(tr), std::make_unique<RecordingHost>(), false});
+    auto done = [&] {
+        const auto st = node->status();
+        return st["tun"]["tx_packets"] == count && st["transport"]["sockets"][0]["tx_packets"] == count;
+    };
+    for (int i = 0; i < 500 && !done(); ++i) io.run_for(std::chrono::milliseconds(10));
+    CHECK(done());
+    const auto st = node->status();
+    const auto& esp = st["pipeline"][0]["state"];
+    CHECK(esp["outbound"]["sequence"] == count);  // 1..count, each once
+    CHECK(esp["outbound"]["packets"] == count);
+    CHECK(esp["inbound"][0]["sequence"] == count);  // the window's top
+    CHECK(esp["inbound"][0]["packets"] == count);
+    CHECK(esp["inbound"][0]["replay_drops"] == 0);
+    CHECK(esp["inbound"][0]["auth_failures"] == 0);
+    CHECK(st["workers"][1]["packets"] == count);
+    node->stop();
+    io.run_for(std::chrono::milliseconds(20));
+
+    const auto written = device->take_written();
+    REQUIRE(written.size() == count);
+    for (std::size_t k = 0; k < count; ++k) CHECK(test::to_hex(written[k]) == test::to_hex(from_peer_tun[k]));
+    // What node a sealed opens at the peer in order, every sequence number accepted once.
+    const auto sent = transport->take_sent();
+    REQUIRE(sent.size() == count);
+    for (std::size_t k = 0; k < count; ++k) {
+        auto ip = core::Ipv4View::check(sent[k]);
+        REQUIRE(ip);
+        REQUIRE(ip->payload().size() >= 8);
+        CHECK(core::load_be32(ip->payload().data() + 4) == k + 1);  // ESP sequence number (RFC 4303 §2.2)
+    }
+    const auto peer_opened = run_single(esp_node(1, true), sent, {});
+    REQUIRE(peer_opened.written.size() == count);
+    for (std::size_t k = 0; k < count; ++k) CHECK(test::to_hex(peer_opened.written[k]) == test::to_hex(from_tun[k]));
+    CHECK(peer_opened.status["pipeline"][0]["state"]["inbound"][0]["replay_drops"] == 0);
 }

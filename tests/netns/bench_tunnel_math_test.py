@@ -101,17 +101,26 @@ class Maths(unittest.TestCase):
         self.assertEqual((s["gbps"], s["cpu_s"], s["cores"], s["retransmits"], s["drops"]), (2.0, {"cli": 2.0}, 0.4, 5, 1))
         self.assertEqual((s["reps"], s["failed"]), (3, 1))
 
+    def test_summary_of_a_udp_search_that_found_no_loss_free_rate(self):
+        # run_variant gives such a search {"gbps": 0.0} and nothing else.
+        reps = [{"gbps": 0.33, "cpu_s": {"cli": 0.4, "gw": 0.7}, "cores": 0.2, "gbps_per_core": 1.5, "drops": 0},
+                {"gbps": 0.0}]
+        s = b.summarise({"mipsec": {"udp_up": reps}})["mipsec"]["udp_up"]
+        self.assertEqual((s["gbps"], s["cpu_s"], s["reps"]), (0.165, {"cli": 0.4, "gw": 0.7}, 2))
+
     def test_ratios_and_targets(self):
         def fig(gbps, pc):
             return {"gbps": gbps, "gbps_per_core": pc}
         summary = {"mipsec": {"tcp1_up": fig(2.0, 2.0), "tcp1_down": fig(2.0, 1.0)},
                    "wireguard": {"tcp1_up": fig(0.5, 0.4), "tcp1_down": fig(0.5, 0.5)},
                    "strongswan": {"tcp1_up": fig(0.4, 0.3)},
-                   "fullstack": {"tcp1_up": fig(1.2, 1.0), "tcp1_down": fig(0.5, 0.5)}}
+                   "fullstack": {"tcp1_up": fig(1.2, 1.0), "tcp1_down": fig(0.5, 0.5)},
+                   "mipsec2": {"tcp1_up": fig(3.0, 1.0)}}
         rs = {(what, test): (tp, pc) for what, test, tp, pc in b.ratios(summary)}
         self.assertEqual(rs[("mipsec VPN / wireguard-go", "tcp1_up")], (4.0, 5.0))
         self.assertEqual(rs[("RFC 5265 stack / mipsec VPN", "tcp1_down")], (0.25, 0.5))
         self.assertEqual(rs[("mipsec VPN / strongSwan", "tcp1_down")], (None, None))
+        self.assertEqual(rs[("mipsec 2 workers / 1 worker", "tcp1_up")], (1.5, 0.5))
         met = [m for _, m in b.targets(summary)]
         # up: 2.0 >= 1.44 yes; 2.0 >= 5 x 0.4 yes; 1.2 >= 1.0 yes. down: 1.0 >= 1.8 no; 1.0 >= 2.5 no; 0.5 >= 1.0 no.
         self.assertEqual(met, [True, True, True, False, False, False])

@@ -136,3 +136,27 @@ TEST_CASE("write errors fall into the classes status shows") {
         CHECK(tun::to_string(row.expected) == row.name);
     }
 }
+
+TEST_CASE("last_error is the latest of the read side's and the write side's; last_write_error the write side's alone") {
+    // The two sides keep their own error so one thread may read while another writes (a node
+    // with two workers); last_error() still answers with whichever came last.
+    core::BufferPool pool(4, 64);
+    tun::MemoryDevice dev;
+    dev.inject(Bytes(60, 0xAB));  // too big for the room behind 16 bytes of headroom
+    auto in = acquire(pool, 1, 16);
+    CHECK(dev.read(in) == 0);
+    CHECK(dev.last_error() == std::errc::message_size);
+    CHECK_FALSE(dev.last_write_error());
+
+    auto out = acquire(pool, 1, 20);
+    REQUIRE(out[0].put(1));
+    dev.fail_writes(1, EIO);
+    CHECK(dev.write(out) == 0);
+    CHECK(dev.last_error() == std::errc::io_error);
+    CHECK(dev.last_write_error() == std::errc::io_error);
+
+    dev.inject(Bytes(60, 0xCD));
+    CHECK(dev.read(in) == 0);
+    CHECK(dev.last_error() == std::errc::message_size);
+    CHECK(dev.last_write_error() == std::errc::io_error);
+}
