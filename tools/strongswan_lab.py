@@ -30,6 +30,7 @@ class Child:
     rekey_time: str = "1h"
     life_time: Optional[str] = None
     rand_time: Optional[str] = None     # "0s": rekey exactly at rekey_time
+    start_action: Optional[str] = None  # client: "start" initiates as soon as the config is loaded
 
 
 @dataclass
@@ -75,6 +76,8 @@ def swanctl_conf(c: Connection) -> str:
             lines.append(f"        life_time = {ch.life_time}")
         if ch.rand_time:
             lines.append(f"        rand_time = {ch.rand_time}")
+        if ch.start_action:
+            lines.append(f"        start_action = {ch.start_action}")
         if c.dpd_action:
             lines.append(f"        dpd_action = {c.dpd_action}")
         lines.append("      }")

@@ -269,6 +269,22 @@ void node_metrics(Exposition& e, const nlohmann::json& n) {
         counter(e, "mipsec_pool_exhausted_total", "Times a buffer was wanted and none was free", node, *p, "exhausted");
         counter(e, "mipsec_pool_backpressure_pauses_total", "Times reading stopped for want of buffers", node, *p, "backpressure_pauses");
     }
+    // Per data-path thread (pool.workers): whether a second thread pulls its weight.
+    if (const auto* workers = find(n, "workers"); workers != nullptr && workers->is_array()) {
+        for (const auto& w : *workers) {
+            const auto* thread = find(w, "thread");
+            if (thread == nullptr || !thread->is_string()) continue;
+            const Labels l = with(node, "thread", thread->get<std::string>());
+            counter(e, "mipsec_worker_runs_total", "Times the data-path thread ran its loop", l, w, "runs");
+            counter(e, "mipsec_worker_batches_total", "Batches the data-path thread passed through the stages", l, w, "batches");
+            counter(e, "mipsec_worker_packets_total", "Packets the data-path thread passed through the stages", l, w, "packets");
+            counter(e, "mipsec_worker_backpressure_pauses_total", "Times the thread stopped reading for want of buffers", l, w, "backpressure_pauses");
+            if (const auto* wp = find(w, "pool"); wp != nullptr && wp->is_object()) {
+                gauge(e, "mipsec_worker_pool_buffers_available", "Packet buffers free now in the thread's own pool", l, *wp, "available");
+                counter(e, "mipsec_worker_pool_exhausted_total", "Times the thread wanted a buffer and its pool had none", l, *wp, "exhausted");
+            }
+        }
+    }
 
     const auto* pipeline = find(n, "pipeline");
     if (pipeline == nullptr || !pipeline->is_array()) return;

@@ -100,7 +100,7 @@ def swan_cases(checks, args, tmp):
     strongSwan element is refused at its pointer whichever gateway is chosen."""
     for sets in ([], ["--set", "gateway=strongswan"]):
         r = lab(args.mipsec, "check", "vpn-only-1a", *sets)
-        swans = "1 strongSwan gateway(s)" in r.stdout
+        swans = "1 strongSwan node(s)" in r.stdout
         checks.check(f"lab check vpn-only-1a {' '.join(sets)}: OK, {'with' if sets else 'without'} the strongSwan gateway",
                      r.returncode == 0 and swans == bool(sets), r.stdout + r.stderr)
     base = json.load(open(os.path.join(SCENARIOS, "vpn-only-1a.json")))

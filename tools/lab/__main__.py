@@ -64,7 +64,7 @@ def cmd_check(args) -> int:
     swans = sum(1 for spec in nodes if "strongswan" in spec)
     steps = sum(1 for step in doc["timeline"] if scenario.active(step, params))
     print(f"{path}: OK, scenario {doc['scenario']}: {len(doc['networks'])} network(s), {len(doc['hosts'])} host(s), "
-          f"{len(nodes) - swans} mipsec node(s)" + (f", {swans} strongSwan gateway(s)" if swans else "") + f", {steps} step(s)")
+          f"{len(nodes) - swans} mipsec node(s)" + (f", {swans} strongSwan node(s)" if swans else "") + f", {steps} step(s)")
     return 0
 
 

@@ -42,7 +42,7 @@ def topology_dot(doc: dict) -> str:
         if not active(spec, doc.get("parameters", {})):
             continue
         if "strongswan" in spec:
-            kinds = ["strongSwan IKEv1 gateway"]
+            kinds = ["strongSwan IKEv1 " + ("client" if spec["strongswan"].get("role") == "client" else "gateway")]
         else:
             kinds = [s.get("type", "?") for s in spec["config"].get("pipeline", [])
                      if not str(s.get("type", "")).startswith("tap.")]

@@ -298,7 +298,8 @@ class Run:
             if self.procs[node].poll() is not None:
                 return None
             r = self.charons[node].swan(["--list-sas"], check=False, timeout=10)
-            return strongswan_node.status(r.stdout) if r.returncode == 0 else None
+            spec = self.doc["nodes"][node]["strongswan"]
+            return strongswan_node.status(r.stdout, strongswan_node.stage(spec)) if r.returncode == 0 else None
         return node_status(self.hosts[self.doc["nodes"][node]["host"]], self.mipsec, self.socket_of(node))
 
     # -- conditions -----------------------------------------------------------------------

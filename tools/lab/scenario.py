@@ -25,7 +25,11 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                 "esp_proposals": s, "dpd_delay_s": n}, "start": bool}}: a strongSwan IKEv1
                remote-access gateway (charon, kernel-libipsec, UDP encapsulation forced, Mode
                Config pool, PSK); its status is `swanctl --list-sas` parsed, stage
-               "strongswan.gateway" (see strongswan_node.parse_list_sas)
+               "strongswan.gateway" (see strongswan_node.parse_list_sas); with "role": "client"
+               {"role", "remote": gateway, "local_id", "remote_id", "psk", "remote_ts": prefix,
+               "local", "ike_proposals", "esp_proposals", "dpd_delay_s", "encap": bool}: a
+               strongSwan IKEv1 remote-access client asking Mode Config for an address and
+               initiating when it starts, stage "strongswan.client"
   "if"         {"parameter": value, ...} on a node, a route, a timeline step or a condition: it is part
                of the run only when every named parameter has that value (so `--set
                gateway=strongswan` swaps the gateway node and the conditions that read it)
@@ -75,7 +79,9 @@ CONDITION_TESTS = ("equals", "in", "prefix", "at_least", "at_most", "increased",
 PROPOSAL = re.compile(r"^[a-z0-9_]+(-[a-z0-9_]+)*(,[a-z0-9_]+(-[a-z0-9_]+)*)*$")
 IDENTITY = re.compile(r"^[A-Za-z0-9.@_-]{1,64}$")
 SWAN_REQUIRED = ("local", "local_id", "remote_id", "psk", "pool", "local_ts")
-SWAN_OPTIONAL = ("remote", "ike_proposals", "esp_proposals", "dpd_delay_s")
+SWAN_OPTIONAL = ("role", "remote", "ike_proposals", "esp_proposals", "dpd_delay_s")
+SWAN_CLIENT_REQUIRED = ("role", "remote", "local_id", "remote_id", "psk", "remote_ts")
+SWAN_CLIENT_OPTIONAL = ("local", "ike_proposals", "esp_proposals", "dpd_delay_s", "encap")
 
 
 def active(element: Any, params: dict) -> bool:
@@ -334,12 +340,19 @@ class Validator:
     def strongswan(self, s, at: str) -> None:
         """A strongSwan gateway element: every value charon's swanctl.conf gets is checked here,
         so a bad one is named by its pointer, not by a charon that will not load."""
-        if not self.obj(s, at, SWAN_REQUIRED, SWAN_OPTIONAL):
+        role = s.get("role", "gateway") if isinstance(s, dict) else "gateway"
+        if role not in ("gateway", "client"):
+            self.fail(at + "/role", f"{json.dumps(role)} is neither \"gateway\" nor \"client\"")
+            return
+        client = role == "client"
+        if not self.obj(s, at, SWAN_CLIENT_REQUIRED if client else SWAN_REQUIRED, SWAN_CLIENT_OPTIONAL if client else SWAN_OPTIONAL):
             return
         for k in ("local", "remote"):
             if k in s:
                 self.address(s[k], at + "/" + k, False)
-        for k in ("pool", "local_ts"):
+        if "encap" in s and not isinstance(s["encap"], bool):
+            self.fail(at + "/encap", "is not true or false")
+        for k in ("pool", "local_ts", "remote_ts"):
             if k in s:
                 try:
                     net = ipaddress.IPv4Network(s[k])

@@ -1,10 +1,12 @@
 # SPDX-License-Identifier: MIT
-"""A scenario node that is a strongSwan IKEv1 remote-access gateway instead of `mipsec run`:
-charon with kernel-libipsec, forced UDP encapsulation (RFC 3948), a Mode Config pool
-(draft-dukes-ike-mode-cfg) and a pre-shared key, started by tools/strongswan_lab.Charon.
+"""A scenario node that is strongSwan instead of `mipsec run`: charon with kernel-libipsec and a
+pre-shared key, started by tools/strongswan_lab.Charon, as an IKEv1 remote-access gateway
+(forced UDP encapsulation, RFC 3948; a Mode Config pool, draft-dukes-ike-mode-cfg) or, with
+"role": "client", as a remote-access client that asks Mode Config for an address and initiates
+as soon as it starts.
 
 Its status, for conditions, is `swanctl --list-sas` parsed into the shape of a mipsec status
-document: {"pipeline": [{"type": "strongswan.gateway", "state": {...}}]}."""
+document: {"pipeline": [{"type": "strongswan.gateway" | "strongswan.client", "state": {...}}]}."""
 from __future__ import annotations
 
 import re
@@ -12,11 +14,23 @@ import re
 from strongswan_lab import Child, Connection
 
 STAGE = "strongswan.gateway"
+CLIENT_STAGE = "strongswan.client"
+
+
+def stage(spec: dict) -> str:
+    return CLIENT_STAGE if spec.get("role") == "client" else STAGE
 
 
 def connection(spec: dict) -> Connection:
-    """The swanctl connection of a strongswan element validated by scenario.Validator.strongswan (IKEv1, encap forced: the
-    kernel-libipsec backend only speaks ESP in UDP)."""
+    """The swanctl connection of a strongswan element validated by scenario.Validator.strongswan (IKEv1; the
+    kernel-libipsec backend only speaks ESP in UDP, so a gateway forces encapsulation and a client does unless
+    told "encap": false, which leaves it to NAT detection, RFC 3947)."""
+    if spec.get("role") == "client":
+        return Connection("lab", spec.get("local", "%any"), spec["remote"], spec["local_id"], spec["remote_id"], spec["psk"],
+                          proposals=spec.get("ike_proposals", "aes128-sha256-modp2048"), vips="0.0.0.0",
+                          dpd_delay=f"{spec.get('dpd_delay_s', 30)}s", encap=spec.get("encap", True),
+                          children=[Child(local_ts="dynamic", remote_ts=spec["remote_ts"],
+                                          esp_proposals=spec.get("esp_proposals", "aes128gcm16"), start_action="start")])
     return Connection("rw", spec["local"], spec.get("remote", "%any"), spec["local_id"], spec["remote_id"], spec["psk"],
                       proposals=spec.get("ike_proposals", "aes128-sha256-modp2048"), pools="pool",
                       pool_addrs=spec["pool"], dpd_delay=f"{spec.get('dpd_delay_s', 30)}s", encap=True,
@@ -59,5 +73,5 @@ def parse_list_sas(text: str) -> dict:
     }
 
 
-def status(text: str) -> dict:
-    return {"pipeline": [{"type": STAGE, "state": parse_list_sas(text)}]}
+def status(text: str, kind: str = STAGE) -> dict:
+    return {"pipeline": [{"type": kind, "state": parse_list_sas(text)}]}
