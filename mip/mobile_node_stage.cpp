@@ -640,6 +640,9 @@ void MobileNodeStage::agent_heard(const AgentAdvertisement& advert, core::Ipv4Ad
 }
 
 MobileNode::Output MobileNodeStage::register_direct(core::TimePoint now) {
+    // On the home link the direct request is a deregistration, even with no binding to end.
+    if (!agent_ && !interface_address_.is_unspecified() && interface_address_ == direct_->home_address())
+        return direct_->deregister_at_home(now);
     if (!agent_) return direct_->care_of_address_changed(interface_address_, now);
     // Through the agent: again with its care-of address; a client that was stopped starts over
     // from the agent's advertisement.
@@ -659,8 +662,9 @@ void MobileNodeStage::attach(core::StageContext& ctx) {
     agent_.reset();
     detection_->attachment_changed(ifindex, NetworkDetection::Attachment::CoLocated, now);
     expect_external_registration(now);
-    // The direct request to the internal home agent, with this address as co-located CoA.
-    handle_direct(direct_->care_of_address_changed(interface_address_, now), ctx);
+    // The direct request to the internal home agent, with this address as co-located CoA
+    // (a deregistration on the home link).
+    handle_direct(register_direct(now), ctx);
     sync_detection(ctx);
 }
 
@@ -723,7 +727,8 @@ void MobileNodeStage::sync_detection(core::StageContext& ctx) {
     const A mode = st ? access_mode_of(st->mode) : A::NoService;
     const auto direct_state = direct_->state();
     if (st && st->register_internal && attached() &&
-        (direct_state == MobileNode::State::Registered || direct_state == MobileNode::State::Idle)) {
+        (direct_state == MobileNode::State::Registered || direct_state == MobileNode::State::Idle ||
+         direct_state == MobileNode::State::AtHome)) {
         // Inside: the re-registration every T_MONITOR - N (RFC 5265 §6), or detection starting
         // again after T_MONITOR; the client has nothing in flight, so ask now. (A denied one
         // retries on its own timer.)
@@ -733,7 +738,8 @@ void MobileNodeStage::sync_detection(core::StageContext& ctx) {
         // late answer to an earlier request still makes the node inside.
         handle_direct(direct_->care_of_address_changed({}, now), ctx);
     } else if (st && mode == A::Inside && active_registration_of(*direct_) == nullptr &&
-               direct_state != MobileNode::State::Registering && attached()) {
+               direct_state != MobileNode::State::Registering && direct_state != MobileNode::State::Deregistering &&
+               direct_state != MobileNode::State::AtHome && attached()) {
         // Inside on a late answer the stopped client could not take: register properly now.
         handle_direct(register_direct(now), ctx);
     }
