@@ -106,6 +106,7 @@ def cmd_run(args) -> int:
             report_dir = args.report or tempfile.mkdtemp(prefix=f"mipsec-lab-{doc['scenario']}-")
             written = report.write(report_dir, doc, result)
             if args.keep:
+                written += run.keep_captures(report_dir)
                 print(f"mipsec lab: run directory kept: {lab.dir}")
     except KeyboardInterrupt:
         print("mipsec lab: interrupted; everything the run created is removed", file=sys.stderr)
@@ -129,7 +130,7 @@ def main(argv=None) -> int:
     r = sub.add_parser("run", help="build a scenario, run its timeline, tear it down, write the report")
     r.add_argument("scenario", help="a shipped scenario's name or a file")
     r.add_argument("--report", metavar="DIR", help="where report.json and report.md go (default: a new temporary directory)")
-    r.add_argument("--keep", action="store_true", help="keep the run directory (configs, logs, captures)")
+    r.add_argument("--keep", action="store_true", help="keep the run directory (configs, logs, captures) and copy the captures into the report directory")
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a scenario parameter")
     args = ap.parse_args(argv)
     return {"list": cmd_list, "check": cmd_check, "run": cmd_run}[args.command](args)
