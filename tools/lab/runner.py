@@ -424,16 +424,17 @@ class Run:
                     return "vpn " + str(s.get("state", {}).get("ike_state", "?"))
         return "-"
 
-    def access_mode(self, host: str) -> Optional[str]:
-        """The RFC 5265 access mode the moving node's detection reports, if it has one."""
+    def access_mode(self, host: str, where: bool = False) -> Optional[str]:
+        """The RFC 5265 access mode the moving node's detection reports, if it has one; with
+        `where`, "c (home)" when mode c is on the home link itself."""
         for node, spec in self.run_nodes().items():
             if spec["host"] != host:
                 continue
             st = self.status(node) or {}
             for s in st.get("pipeline", []):
-                mode = s.get("state", {}).get("detection", {}).get("mode") if s.get("type") == "mip.mobile_node" else None
-                if mode:
-                    return mode
+                det = s.get("state", {}).get("detection", {}) if s.get("type") == "mip.mobile_node" else {}
+                if det.get("mode"):
+                    return det["mode"] + (" (home)" if where and det.get("direct_state") == "at_home" else "")
         return None
 
     # -- captures -------------------------------------------------------------------------
@@ -497,7 +498,7 @@ class Run:
         host, ifname = m["host"], m["interface"]
         h = self.hosts[host]
         restarted = set(m.get("restart", []))
-        mode_before = self.access_mode(host) or self.mode(host)
+        mode_before = self.access_mode(host, where=True) or self.mode(host)
         before = self.counters(host)
         base = self.baseline(m.get("until")) | self.baseline(m.get("acquired")) | self.baseline(m.get("after"))
         # Leaving: the addresses and routes on the interface go (as on a DHCP release).
@@ -582,7 +583,7 @@ class Run:
         mode_after = self.access_mode(host)
         row = {
             "move": label, "to": m["to"], "mode": self.mode(host), "access_mode": mode_after,
-            "mode_change": f"{mode_before} → {mode_after or self.mode(host)}",
+            "mode_change": f"{mode_before} → {self.access_mode(host, where=True) or self.mode(host)}",
             "link_to_address_ms": ms(t_addr), "link_to_registration_ms": ms(t_reg),
             "link_to_first_packet_ms": None if first is None else round(first * 1000),
             "link_to_stream_ms": None if stream_dt is None else round(stream_dt * 1000),
