@@ -208,6 +208,12 @@ MobileNode::Output MobileNode::returned_home(core::TimePoint now) {
     return start(now, true);
 }
 
+MobileNode::Output MobileNode::deregister_at_home(core::TimePoint now) {
+    via_fa_ = false;
+    care_of_ = home_address_;
+    return start(now, true);
+}
+
 MobileNode::Output MobileNode::lose_registration(core::TimePoint now) {
     Output out;
     out.changed = core::RegistrationChanged{home_address_, registration_->care_of_address, false};

@@ -120,6 +120,11 @@ public:
     Output retry_now(core::TimePoint now);
     /// Back on the home link: deregister all bindings (CoA = HoA, lifetime 0).
     Output returned_home(core::TimePoint now);
+    /// On the home link, deregister all bindings now even when none is known (returned_home
+    /// sends nothing then): RFC 5265 §6 decides "inside", and keeps confirming it every
+    /// T_MONITOR, only on a direct answer from the internal home agent, and at home the
+    /// request it answers is a deregistration (RFC 5944 §3.6.1.2).
+    Output deregister_at_home(core::TimePoint now);
     /// The node is stopping while away: deregister the current care-of address's binding (one
     /// try, no reply awaited) so the HA stops tunnelling to an address nobody serves.
     Output shutdown(core::TimePoint now);

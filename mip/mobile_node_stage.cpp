@@ -778,6 +778,9 @@ void MobileNodeStage::agent_heard(Link& link, const AgentAdvertisement& advert, 
 }
 
 MobileNode::Output MobileNodeStage::register_direct(Link& link, core::TimePoint now) {
+    // On the home link the direct request is a deregistration, even with no binding to end.
+    if (!link.agent && !link.address.is_unspecified() && link.address == link.direct->home_address())
+        return link.direct->deregister_at_home(now);
     if (!link.agent) return link.direct->care_of_address_changed(link.address, now);
     // Through the agent: again with its care-of address; a client that was stopped starts over
     // from the agent's advertisement.
@@ -797,8 +800,9 @@ void MobileNodeStage::attach(Link& link, core::StageContext& ctx) {
     link.agent.reset();
     detection_->attachment_changed(link.ifindex, NetworkDetection::Attachment::CoLocated, now);
     expect_external_registration(link, now);
-    // The direct request to the internal home agent, with this address as co-located CoA.
-    handle_direct(link, link.direct->care_of_address_changed(link.address, now), ctx);
+    // The direct request to the internal home agent, with this address as co-located CoA
+    // (a deregistration on the home link).
+    handle_direct(link, register_direct(link, now), ctx);
     sync_detection(ctx);
 }
 
@@ -869,7 +873,8 @@ void MobileNodeStage::sync_link(Link& link, core::StageContext& ctx) {
     const A mode = access_mode_of(st->mode);
     const auto direct_state = link.direct->state();
     if (st->register_internal && link.attached() &&
-        (direct_state == MobileNode::State::Registered || direct_state == MobileNode::State::Idle)) {
+        (direct_state == MobileNode::State::Registered || direct_state == MobileNode::State::Idle ||
+         direct_state == MobileNode::State::AtHome)) {
         // Inside: the re-registration every T_MONITOR - N (RFC 5265 §6), or detection starting
         // again after T_MONITOR; the client has nothing in flight, so ask now. (A denied one
         // retries on its own timer.)
@@ -879,7 +884,8 @@ void MobileNodeStage::sync_link(Link& link, core::StageContext& ctx) {
         // late answer to an earlier request still makes the interface inside.
         handle_direct(link, link.direct->care_of_address_changed({}, now), ctx);
     } else if (mode == A::Inside && active_registration_of(*link.direct) == nullptr &&
-               direct_state != MobileNode::State::Registering && link.attached()) {
+               direct_state != MobileNode::State::Registering && direct_state != MobileNode::State::Deregistering &&
+               direct_state != MobileNode::State::AtHome && link.attached()) {
         // Inside on a late answer the stopped client could not take: register properly now.
         handle_direct(link, register_direct(link, now), ctx);
     }

@@ -164,6 +164,7 @@ struct Lab {
         // packet by its address (the office subnet is inside), not by `inside`, and a packet
         // from or to an unplugged interface's address is lost.
         bool two_links = false;
+        bool home_link_trusted = false;  // the i-HA trusts its own home link too
     };
     bool by_source = false;
     std::map<std::uint32_t, core::Ipv4Address> link_address;  // two_links: each interface's address
@@ -234,6 +235,7 @@ struct Lab {
         // RFC 5265 §5: the intranet's client subnet, and the VPN's inner addresses (cvc
         // registrations come from them, through the tunnel).
         if (o.iha_rfc5265) ic.agent.trusted_networks = {*core::Ipv4Prefix::parse("10.2.0.0/24"), vpn_pool};
+        if (o.home_link_trusted) ic.agent.trusted_networks.push_back(*core::Ipv4Prefix::parse("10.1.0.0/24"));
         if (o.gateway) {
             ipsec::ike::SessionConfig gs;
             gs.local_id = ipsec::ike::IdPayload::fqdn("gw.lab.example");
@@ -857,6 +859,53 @@ TEST_CASE("RFC 5265 §6: T_MONITOR without a successful re-registration stops us
     lab.iha_up = true;
     lab.advance(5s);
     CHECK(lab.imip->access_mode() == Access::Inside);
+    CHECK(lab.send_user().passed());
+}
+
+TEST_CASE("RFC 5265 §6 on the home link: a deregistration answered with TNC makes the node inside, and keeps it there") {
+    // Starting at home there is no binding to end, but only a direct i-HA answer may decide
+    // "inside": the node deregisters anyway (CoA = HoA, lifetime 0), at once and then every
+    // T_MONITOR - N. Without that it never learns it is inside and stops user data at home.
+    Lab lab(Lab::Options{.home_link_trusted = true});
+    lab.address(internal_home, true);
+    lab.exchange();
+    REQUIRE(!lab.direct_requests.empty());
+    auto request = mip::RegistrationRequestView::check(udp_payload(lab.direct_requests.front()));
+    REQUIRE(request);
+    CHECK(request->lifetime() == 0);
+    CHECK(request->care_of_address() == internal_home);
+    CHECK(source_of(lab.direct_requests.front()) == internal_home);
+    CHECK(lab.status().mode == ND::Mode::InsideCoLocated);
+    CHECK(lab.status().decided_by.cause == ND::Decision::Cause::InternalTnc);
+    CHECK(lab.imip->access_mode() == Access::Inside);
+    CHECK(lab.imip->direct()->state() == mip::MobileNode::State::AtHome);
+    CHECK(lab.iha->agent().bindings().find(internal_home) == nullptr);
+    CHECK(lab.vpn->dormant());
+    CHECK(lab.xmip->dormant());
+    // At home user data leaves as it is: no tunnel, no VPN.
+    const auto echo = test::echo_packet(internal_home, correspondent, 1);
+    auto buf = test::load(lab.pool, echo, lab.mn->headroom());
+    REQUIRE(lab.mn->encapsulate(buf).passed());
+    CHECK(test::bytes_of(buf) == echo);
+
+    // Minutes later: confirmed every T_MONITOR - N, still inside, data still flowing, no IKE.
+    const auto requests = lab.direct_requests.size();
+    lab.advance(150s);
+    CHECK(lab.direct_requests.size() >= requests + 2);
+    CHECK(lab.imip->access_mode() == Access::Inside);
+    CHECK(lab.send_user().passed());
+    CHECK(lab.vpn->sessions_started() == 0);
+
+    // To the office (c) and home again: the office binding is deregistered, inside throughout.
+    lab.move_to(internal_home, office, true);
+    lab.exchange();
+    CHECK(lab.imip->access_mode() == Access::Inside);
+    REQUIRE(lab.iha->agent().bindings().find(internal_home) != nullptr);
+    lab.move_to(office, internal_home, true);
+    lab.exchange();
+    CHECK(lab.status().mode == ND::Mode::InsideCoLocated);
+    CHECK(lab.imip->direct()->state() == mip::MobileNode::State::AtHome);
+    CHECK(lab.iha->agent().bindings().find(internal_home) == nullptr);
     CHECK(lab.send_user().passed());
 }
 

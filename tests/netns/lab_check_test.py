@@ -37,7 +37,7 @@ def main():
     r = lab(args.mipsec, "list")
     names = [line.split()[0] for line in r.stdout.splitlines() if line.strip()]
     checks.check("lab list exits 0", r.returncode == 0, r.stderr)
-    for name in ("mip-roaming", "vpn-only-1a", "vpn-only-1b", "rfc5265-cvc"):
+    for name in ("mip-roaming", "vpn-only-1a", "vpn-only-1b", "rfc5265-cvc", "rfc5265-walk"):
         checks.check(f"lab list names {name} with a summary", any(line.startswith(name + " ") and len(line.split()) > 3
                                                                   for line in r.stdout.splitlines()), r.stdout)
     for name in names:
@@ -82,6 +82,7 @@ def main():
             checks.check(f"{what}: refused (exit 2) at {', '.join(pointers)}",
                          r.returncode == 2 and sorted(found) == sorted(pointers), f"exit {r.returncode}: {r.stderr.strip()}")
         swan_cases(checks, args, tmp)
+        capture_cases(checks, args, tmp)
         r = lab(args.mipsec, "check", "mip-roaming", "--set", "no_such=1")
         checks.check("--set of an unknown parameter is refused", r.returncode == 2 and "no_such" in r.stderr, r.stderr)
         r = lab(args.mipsec, "check", "mip-roaming", "--set", "key=short")
@@ -92,7 +93,106 @@ def main():
         r = lab(args.mipsec, "list", env={**os.environ, "MIPSEC_LAB_DIR": os.path.join(tmp, "nowhere")})
         checks.check("a MIPSEC_LAB_DIR without a lab is a clear error", r.returncode == 1 and "MIPSEC_LAB_DIR" in r.stderr, r.stderr)
     library_checks(checks)
+    capture_checks(checks)
     return checks.finish()
+
+
+def capture_cases(checks, args, tmp):
+    """Captures, quiet windows and the newer expects and tests: refused at their pointers."""
+    base = json.load(open(os.path.join(SCENARIOS, "rfc5265-walk.json")))
+    home_quiet, home_wait, first_move = 2, 3, 4
+    assert "quiet" in base["timeline"][home_quiet] and "wait" in base["timeline"][home_wait] and "move" in base["timeline"][first_move]
+    cases = [
+        ("a capture on a network that does not exist", lambda d: d["captures"].update(moon={"outside": True}), ["/captures/moon"]),
+        ("a capture whose outside is not a boolean", lambda d: d["captures"]["cafe"].update(outside="yes"), ["/captures/cafe/outside"]),
+        ("a quiet window on a network not captured", lambda d: d["timeline"][home_quiet]["quiet"].update(captures=["lan"]),
+         ["/timeline/2/quiet/captures/0"]),
+        ("a quiet window with a protocol tshark cannot name", lambda d: d["timeline"][home_quiet]["quiet"].update(protocols=["ESP!"]),
+         ["/timeline/2/quiet/protocols/0"]),
+        ("registrations_per_layer that is not a list of bounds",
+         lambda d: d["timeline"][first_move]["move"]["expect"].update(registrations_per_layer={"at_least": 1}),
+         ["/timeline/4/move/expect/registrations_per_layer"]),
+        ("an access_mode bound with two tests",
+         lambda d: d["timeline"][first_move]["move"]["expect"].update(access_mode={"equals": "c", "in": ["c"]}),
+         ["/timeline/4/move/expect/access_mode"]),
+        ("increased_by in an assert (no start to compare with)",
+         lambda d: d["timeline"].__setitem__(home_wait, {"assert": d["timeline"][home_wait]["wait"]}), ["/timeline/3/assert/increased_by"]),
+        ("increased_by that is not a positive number", lambda d: d["timeline"][home_wait]["wait"].update(increased_by=0),
+         ["/timeline/3/wait/increased_by"]),
+    ]
+    for what, change, pointers in cases:
+        f = os.path.join(tmp, "bad-walk.json")
+        with open(f, "w") as out:
+            json.dump(broken(base, change), out)
+        r = lab(args.mipsec, "check", f)
+        found = [line.split(": ")[2] for line in r.stderr.splitlines() if line.startswith("mipsec lab: ")]
+        checks.check(f"{what}: refused (exit 2) at {', '.join(pointers)}",
+                     r.returncode == 2 and sorted(found) == sorted(pointers), f"exit {r.returncode}: {r.stderr.strip()}")
+
+
+def capture_checks(checks):
+    """What an outside link may carry: the classes of frames as tshark dissects them."""
+    import ipaddress
+    import shutil
+    import struct
+    from lab import capture
+
+    def frame(layers, src="", dst="", icmp="", mip=""):
+        return capture.Frame("\t".join(["1", "100.0", "eth:ethertype:" + layers, src, dst, icmp, mip]))
+    cafe = ipaddress.IPv4Network("192.0.2.0/24")
+    rows = [
+        ("TCP from the intranet home address", frame("ip:tcp", "10.99.1.77", "10.99.1.10"), "clear"),
+        ("an ICMP echo between intranet hosts", frame("ip:icmp:data", "10.99.1.10", "10.99.1.77", "8"), "clear"),
+        ("ESP", frame("ip:esp", "203.0.113.77", "198.18.5.2"), "esp"),
+        ("ESP in UDP 4500", frame("ip:udp:udpencap:esp", "10.20.0.1", "198.18.5.2"), "esp"),
+        ("a NAT-T keepalive", frame("ip:udp:udpencap", "10.20.0.1", "198.18.5.2"), "nat-t keepalive"),
+        ("IKE", frame("ip:udp:isakmp", "203.0.113.77", "198.18.5.2"), "ike"),
+        ("a registration request", frame("ip:udp:mip", "192.0.2.100", "10.99.1.5", "", "1"), "registration"),
+        ("ESP in IP-in-IP", frame("ip:ip:esp", "198.18.1.2,198.18.5.2", "192.0.2.100,203.0.113.77"), "mip-tunnelled esp"),
+        ("IKE in RFC 3519 tunnel data", frame("ip:udp:mip:ip:udp:isakmp", "198.18.3.2,203.0.113.77", "198.18.1.2,198.18.5.2", "", "4"),
+         "mip-tunnelled ike"),
+        ("TCP in IP-in-IP", frame("ip:ip:tcp", "198.18.1.2,10.99.1.10", "192.0.2.100,10.99.1.77"), "clear"),
+        ("TCP in RFC 3519 tunnel data", frame("ip:udp:mip:ip:tcp", "198.18.1.2,10.99.1.10", "10.20.0.5,10.99.1.77", "", "4"), "clear"),
+        ("the RFC 3519 keepalive (an echo to the tunnel's home agent)",
+         frame("ip:udp:mip:ip:icmp", "10.20.0.5,203.0.113.77", "198.18.1.2,198.18.1.2", "8", "4"), "tunnel keepalive"),
+        ("a user's echo through the tunnel", frame("ip:udp:mip:ip:icmp", "198.18.1.2,10.99.1.10", "10.20.0.5,10.99.1.77", "0", "4"),
+         "clear"),
+        ("an ICMP error about a registration", frame("ip:icmp:ip:udp:mip", "198.18.2.1,192.0.2.100", "192.0.2.100,10.99.1.5", "3", "1"),
+         "icmp error"),
+        ("an ICMP error quoting TCP", frame("ip:icmp:ip:tcp", "198.18.2.1,10.99.1.77", "192.0.2.100,10.99.1.10", "3"), "clear"),
+        ("an agent advertisement", frame("ip:icmp:mip", "198.51.100.1", "255.255.255.255", "9"), "agent discovery"),
+        ("MLD", frame("ipv6:ipv6.hopopts:icmpv6"), "link"),
+        ("UDP data", frame("ip:udp:data", "192.0.2.100", "198.18.1.2"), "clear"),
+    ]
+    for what, f, want in rows:
+        got = capture.classify(f, cafe)
+        checks.check(f"capture class: {what} is {want}", got == want, got)
+    probe = frame("ip:icmp:data", "192.0.2.1", "192.0.2.132", "8")
+    checks.check("capture class: a DHCP server's address probe on its own link is link control, on another link it is not",
+                 capture.classify(probe, cafe) == "link" and capture.classify(probe, ipaddress.IPv4Network("10.20.0.0/24")) == "clear")
+    if shutil.which("tshark") is None:
+        checks.check("tshark is installed (tools/install-deps.sh)", False)
+        return
+    # tshark itself: TCP from the intranet home address inside RFC 3519 tunnel data is dissected
+    # down to the TCP header, so it is found in the clear.
+    def ipv4(src, dst, proto, payload):
+        h = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), 1, 0, 64, proto, 0, bytes(map(int, src.split("."))),
+                        bytes(map(int, dst.split("."))))
+        return h + payload
+    tcp = struct.pack("!HHIIBBHHH", 40000, 5001, 1, 0, 0x50, 0x18, 65535, 0, 0) + b"user data"
+    inner = ipv4("10.99.1.10", "10.99.1.77", 6, tcp)
+    mip = bytes([4, 4, 0, 0]) + inner
+    outer = ipv4("198.18.1.2", "10.20.0.5", 17, struct.pack("!HHHH", 434, 434, 8 + len(mip), 0) + mip)
+    eth = b"\x02\0\0\0\0\1" + b"\x02\0\0\0\0\2" + b"\x08\x00" + outer
+    with tempfile.TemporaryDirectory(prefix="mipsec-lab-capture-") as tmp:
+        path = os.path.join(tmp, "one.pcap")
+        with open(path, "wb") as f:
+            f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+            f.write(struct.pack("<IIII", 100, 0, len(eth), len(eth)) + eth)
+        frames = capture.read(path)
+        checks.check("tshark dissects RFC 3519 tunnel data down to the TCP inside: in the clear",
+                     len(frames) == 1 and "tcp" in frames[0].layers and capture.classify(frames[0]) == "clear",
+                     frames[0].describe() if frames else "no frame")
 
 
 def swan_cases(checks, args, tmp):

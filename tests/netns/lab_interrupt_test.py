@@ -51,8 +51,8 @@ def main():
                  seen[-800:])
     checks.check("SIGINT: exit 130", p.returncode == 130, f"exit {p.returncode}: {out[-800:]}")
     checks.check("SIGINT: no namespace left", not namespaces(p.pid), str(namespaces(p.pid)))
-    checks.check("SIGINT: no process of the run left", run_dir != "" and not processes_mentioning(run_dir),
-                 str(processes_mentioning(run_dir)))
+    checks.check("SIGINT: no process of the run left", run_dir != "" and not processes_mentioning(run_dir, p.pid),
+                 str(processes_mentioning(run_dir, p.pid)))
     checks.check("SIGINT: the run directory is removed", run_dir != "" and not os.path.exists(run_dir), run_dir)
     made = set(glob.glob(os.path.join(tempfile.gettempdir(), "mipsec-lab-mip-roaming-*"))) - reports_before
     checks.check("SIGINT: no report directory was made", not made, str(made))
@@ -75,7 +75,7 @@ def main():
                      json.dumps(rep)[:500])
         checks.check("a failed step: no namespace left", not namespaces(p.pid), str(namespaces(p.pid)))
         checks.check("a failed step: no process or run directory left",
-                     run_dir != "" and not processes_mentioning(run_dir) and not os.path.exists(run_dir), run_dir)
+                     run_dir != "" and not processes_mentioning(run_dir, p.pid) and not os.path.exists(run_dir), run_dir)
     return checks.finish()
 
 

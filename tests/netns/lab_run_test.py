@@ -22,24 +22,36 @@ def namespaces(pid=None):
     return {n for n in names if pid is None or n.startswith(f"ms{pid}")}
 
 
-def processes_mentioning(text):
+def processes_mentioning(text, lab_pid=None):
     """PIDs whose command line contains `text` (the lab's run directory is in the command line
     of every node, DHCP server and client, and stream end it starts), and the lab's probes
-    (`ping -D -n -O`, which name no file) once orphaned: a probe whose parent still runs belongs to
-    another lab running at the same time, one this lab left behind has lost its parent."""
+    (`ping -D -n -O`, which name no file): a probe in a namespace another lab still has (named
+    ms<its pid>..., another test running at the same time) is not ours."""
     out = []
     for pid in os.listdir("/proc"):
         if pid.isdigit():
             try:
                 argv = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
-                # /proc/PID/stat: "pid (comm) state ppid ..."; comm may hold spaces, so split after ")".
-                ppid = int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
+            except OSError:
                 continue
-            probe = argv[0] == b"ping" and argv[1:4] == [b"-D", b"-n", b"-O"]
-            if text.encode() in b" ".join(argv) or (probe and ppid == 1):
+            if text.encode() in b" ".join(argv):
                 out.append(int(pid))
+            elif argv[0] == b"ping" and argv[1:4] == [b"-D", b"-n", b"-O"]:
+                ns = subprocess.run(["ip", "netns", "identify", pid], capture_output=True, text=True).stdout.strip()
+                if not ns or lab_pid is None or ns.startswith(f"ms{lab_pid}"):
+                    out.append(int(pid))
     return out
+
+
+def describe_process(pid):
+    """Its command line and parent, for the failure message (a probe of another lab running at
+    the same time looks like ours)."""
+    try:
+        argv = open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode(errors="replace").strip()
+        ppid = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1]
+        return f"{argv} (parent {ppid})"
+    except (OSError, IndexError):
+        return "(gone)"
 
 
 def main():
@@ -99,8 +111,9 @@ def main():
         checks.check("the printed table and the report directory", "| move |" in r.stdout and report in r.stdout, r.stdout[-500:])
         left = namespaces(p.pid)
         checks.check("no namespace is left", not left, str(left))
-        checks.check("no process of the run is left", run_dir != "" and not processes_mentioning(run_dir),
-                     str(processes_mentioning(run_dir)) if run_dir else "")
+        left_procs = processes_mentioning(run_dir, p.pid) if run_dir else []
+        checks.check("no process of the run is left", run_dir != "" and not left_procs,
+                     "; ".join(f"{pid}: {describe_process(pid)}" for pid in left_procs))
         checks.check("the run directory is removed", run_dir != "" and not os.path.exists(run_dir), run_dir)
     return checks.finish()
 

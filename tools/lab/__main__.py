@@ -127,6 +127,7 @@ def run_scenario(doc: dict, path: str, mipsec: str, keep: bool, report_arg, log=
         report_dir = report_arg or tempfile.mkdtemp(prefix=f"mipsec-lab-{doc['scenario']}-")
         written = report.write(report_dir, doc, result)
         if keep:
+            written += run.keep_captures(report_dir)
             log(f"mipsec lab: run directory kept: {lab.dir}")
     return result, report_dir, written
 
@@ -209,7 +210,7 @@ def main(argv=None) -> int:
     r = sub.add_parser("run", help="build a scenario, run its timeline, tear it down, write the report")
     r.add_argument("scenario", help="a shipped scenario's name or a file")
     r.add_argument("--report", metavar="DIR", help="where report.json and report.md go (default: a new temporary directory)")
-    r.add_argument("--keep", action="store_true", help="keep the run directory (configs, logs, captures)")
+    r.add_argument("--keep", action="store_true", help="keep the run directory (configs, logs, captures) and copy the captures into the report directory")
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a scenario parameter")
     m = sub.add_parser("matrix", help="run a scenario once per layering order and compare")
     m.add_argument("scenario", help="a shipped scenario's name or a file")

@@ -12,7 +12,7 @@ import subprocess
 
 from .scenario import active
 
-COLUMNS = (("move", "move"), ("mode", "mode"), ("link_to_address_ms", "link → care-of address (ms)"),
+COLUMNS = (("move", "move"), ("mode_change", "mode before → after"), ("mode", "mode"), ("link_to_address_ms", "link → care-of address (ms)"),
            ("link_to_registration_ms", "→ registered / tunnel up (ms)"), ("link_to_first_packet_ms", "→ first probe reply (ms)"),
            ("link_to_stream_ms", "→ stream resumes (ms)"), ("probe_lost", "probes lost"), ("ike_messages", "IKE messages"),
            ("ike_sessions", "IKE sessions"), ("registrations_per_layer", "registrations per MIP layer"))

@@ -11,6 +11,7 @@ POLL_S with a timeout, never a fixed sleep.
 """
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -22,6 +23,7 @@ from typing import Any, Optional
 from netns_lab import Host, Lab, node_status
 from roaming_lab import Stream, first_after
 
+from . import capture as cap
 from . import scenario as sc
 from . import strongswan_node
 
@@ -73,6 +75,19 @@ def lease_time(path: str, t0: float) -> Optional[float]:
         return None
     later = [t for t in times if t > t0]
     return min(later) if later else None
+
+
+def within(v: Any, bound: Any) -> bool:
+    """Whether a move's figure meets its expected bound (scenario.Validator.bound's shapes)."""
+    if isinstance(bound, list):
+        return isinstance(v, list) and len(v) >= len(bound) and all(within(x, b) for x, b in zip(v, bound))
+    if "equals" in bound:
+        return v == bound["equals"]
+    if "in" in bound:
+        return v in bound["in"]
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        return False
+    return bound.get("at_least", v) <= v <= bound.get("at_most", v)
 
 
 class Probe:
@@ -162,6 +177,10 @@ class Run:
         self.t_begin = time.time()
         self.snapshot: Optional[dict] = None
         self.charons: dict = {}  # node -> strongswan_lab.Charon
+        self.captures: dict[str, cap.Capture] = {}
+        # Windows in which captures must not hold some protocols: {"label", "captures",
+        # "protocols", "from", "to"}; "to" is set at the next link change (or the end).
+        self.quiet_windows: list[dict] = []
 
     def in_run(self, element) -> bool:
         return sc.active(element, self.doc.get("parameters", {}))
@@ -185,6 +204,11 @@ class Run:
         self.sw = self.lab.host("sw")
         for net in d["networks"]:
             self.lab.bridge(self.sw, f"b-{net}")
+        for net in d.get("captures", {}):
+            try:
+                self.captures[net] = cap.Capture(self.lab, self.sw, net, f"b-{net}")
+            except RuntimeError as e:
+                raise StepFailed(f"capture on {net}: {e}")
         for name, spec in d["hosts"].items():
             h = self.hosts[name] = self.lab.host(name)
             if spec.get("forward"):
@@ -337,6 +361,8 @@ class Run:
         before = (baseline or {}).get(json.dumps(c, sort_keys=True), 0)
         if "increased" in c:
             return v > before
+        if "increased_by" in c:
+            return v >= before + c["increased_by"]
         if "unchanged" in c:
             return v == before
         return False
@@ -345,7 +371,7 @@ class Run:
         """The current values of a move's "increased" conditions."""
         out = {}
         for x in (c if isinstance(c, list) else [c]):
-            if x and ("increased" in x or "unchanged" in x):
+            if x and ("increased" in x or "increased_by" in x or "unchanged" in x):
                 v = self.observe(x)
                 out[json.dumps(x, sort_keys=True)] = v if isinstance(v, (int, float)) else 0
         return out
@@ -423,17 +449,88 @@ class Run:
                     return "vpn " + str(s.get("state", {}).get("ike_state", "?"))
         return "-"
 
+    def access_mode(self, host: str, where: bool = False) -> Optional[str]:
+        """The RFC 5265 access mode the moving node's detection reports, if it has one; with
+        `where`, "c (home)" when mode c is on the home link itself."""
+        for node, spec in self.run_nodes().items():
+            if spec["host"] != host:
+                continue
+            st = self.status(node) or {}
+            for s in st.get("pipeline", []):
+                det = s.get("state", {}).get("detection", {}) if s.get("type") == "mip.mobile_node" else {}
+                if det.get("mode"):
+                    return det["mode"] + (" (home)" if where and det.get("direct_state") == "at_home" else "")
+        return None
+
+    # -- captures -------------------------------------------------------------------------
+    def quiet(self, q: dict, label: str, since: float) -> None:
+        self.quiet_windows.append({"label": label, "captures": q["captures"], "protocols": q["protocols"], "from": since, "to": None})
+
+    def link_changed(self, t: float) -> None:
+        for w in self.quiet_windows:
+            if w["to"] is None:
+                w["to"] = t
+
+    def check_captures(self) -> dict:
+        """Stops the captures, then asserts what the scenario asked of them: outside links hold
+        no user packet in the clear; quiet windows hold none of their protocols."""
+        self.link_changed(time.time())
+        out = {}
+        for c in self.captures.values():
+            c.stop()
+        for net, c in self.captures.items():
+            try:
+                frames = c.read()
+            except (RuntimeError, subprocess.TimeoutExpired) as e:
+                self.assertion(f"capture {net} is readable", False, str(e))
+                continue
+            classes: dict[str, int] = {}
+            clear = []
+            link = ipaddress.IPv4Network(self.doc["networks"][net]["prefix"])
+            for f in frames:
+                k = cap.classify(f, link)
+                classes[k] = classes.get(k, 0) + 1
+                if k == cap.CLEAR:
+                    clear.append(f)
+            out[f"capture {net}"] = {"frames": len(frames), "classes": dict(sorted(classes.items())), "file": os.path.basename(c.path)}
+            if self.doc["captures"][net].get("outside"):
+                self.assertion(f"outside link {net}: no user packet in the clear among {len(frames)} frames "
+                               f"({', '.join(f'{k} {n}' for k, n in sorted(classes.items()))})",
+                               not clear and len(frames) > 0,
+                               f"{len(clear)} in the clear, e.g. " + "; ".join(f.describe() for f in clear[:5]))
+        for w in self.quiet_windows:
+            hits = []
+            for net in w["captures"]:
+                c = self.captures[net]
+                if c.frames is None:
+                    continue
+                hits += [f for f in c.frames if w["from"] <= f.time <= w["to"] and any(p in f.layers for p in w["protocols"])]
+            self.assertion(f"{w['label']}: no {'/'.join(w['protocols'])} on {', '.join(w['captures'])} for "
+                           f"{w['to'] - w['from']:.1f} s", not hits, f"{len(hits)} frames, e.g. " + "; ".join(f.describe() for f in hits[:5]))
+        return out
+
+    def keep_captures(self, report_dir: str) -> list[str]:
+        """Copies the capture files into the report directory."""
+        import shutil
+        kept = []
+        for c in self.captures.values():
+            if os.path.exists(c.path):
+                kept.append(shutil.copy(c.path, os.path.join(report_dir, os.path.basename(c.path))))
+        return kept
+
     def move(self, step: dict, label: str, timeout: float) -> None:
         m = step["move"]
         host, ifname = m["host"], m["interface"]
         h = self.hosts[host]
         restarted = set(m.get("restart", []))
+        mode_before = self.access_mode(host, where=True) or self.mode(host)
         before = self.counters(host)
         base = self.baseline(m.get("until")) | self.baseline(m.get("acquired")) | self.baseline(m.get("after"))
         # Leaving: the addresses and routes on the interface go (as on a DHCP release).
         h.run(["ip", "-4", "addr", "flush", "dev", ifname])
         h.run(["ip", "route", "flush", "dev", ifname], check=False)
         t0 = time.time()
+        self.link_changed(t0)
         self.lab.replug(self.sw, self.ports[(host, ifname)], f"b-{m['to']}")
         self.note("link change", move=label, network=m["to"])
         # One polling loop watches every step of the handover at once, so each is timed from
@@ -508,8 +605,10 @@ class Run:
                 prev = (was.get("registrations") or [0] * (i + 1))
                 layers.append(v - (prev[i] if i < len(prev) else 0))
         ms = lambda t: None if t is None else round((t - t0) * 1000)  # noqa: E731
+        mode_after = self.access_mode(host)
         row = {
-            "move": label, "to": m["to"], "mode": self.mode(host),
+            "move": label, "to": m["to"], "mode": self.mode(host), "access_mode": mode_after,
+            "mode_change": f"{mode_before} → {self.access_mode(host, where=True) or self.mode(host)}",
             "link_to_address_ms": ms(t_addr), "link_to_registration_ms": ms(t_reg),
             "link_to_first_packet_ms": None if first is None else round(first * 1000),
             "link_to_stream_ms": None if stream_dt is None else round(stream_dt * 1000),
@@ -531,8 +630,10 @@ class Run:
             self.assertion(f"{label}: afterwards {self.describe(m['after'])}", self.holds(m["after"], base), self.observed(m["after"]))
         for fig, bound in m.get("expect", {}).items():
             v = row.get(fig)
-            ok = v is not None and bound.get("at_least", v) <= v <= bound.get("at_most", v)
-            self.assertion(f"{label}: {fig} {json.dumps(bound)}", ok, f"measured {v}")
+            self.assertion(f"{label}: {fig} {json.dumps(bound)}", within(v, bound), f"measured {json.dumps(v)}")
+        if "quiet" in m:
+            # From the moment the node said it was there (or the move's waits ended).
+            self.quiet(m["quiet"], f"{label}: afterwards", t_reg if t_reg is not None else time.time())
 
     # -- the timeline ---------------------------------------------------------------------
     def timeline(self) -> None:
@@ -540,7 +641,7 @@ class Run:
             if not self.in_run(step):
                 continue
             timeout = float(step.get("timeout_s", DEFAULT_TIMEOUT_S))
-            action = next(a for a in ("start", "stop", "restart", "wait", "traffic", "move", "assert") if a in step)
+            action = next(a for a in ("start", "stop", "restart", "wait", "traffic", "move", "assert", "quiet") if a in step)
             label = step.get("label", f"step {k} {action}")
             if action == "start":
                 self.start(step["start"])
@@ -553,11 +654,13 @@ class Run:
                 for name in step["traffic"]:
                     self.start_traffic(name)
             elif action == "wait":
-                t = self.wait(step["wait"], timeout)
+                t = self.wait(step["wait"], timeout, self.baseline(step["wait"]))
                 if t is None:
                     self.assertion(f"{label}: {self.describe(step['wait'])}", False, self.observed(step["wait"]))
                     raise StepFailed(f"{label}: timed out after {timeout:.0f}s waiting for {self.describe(step['wait'])}")
                 self.note("wait", label=label)
+            elif action == "quiet":
+                self.quiet(step["quiet"], label, time.time())
             elif action == "assert":
                 self.assertion(f"{label}: {self.describe(step['assert'])}", self.holds(step["assert"]), self.observed(step["assert"]))
             elif action == "move":
@@ -625,6 +728,8 @@ class Run:
         for name, p in self.probes.items():
             sent, got = p.stop(self.lab)
             totals[f"probe {name}"] = {"sent": sent, "replies": got, "lost": max(sent - got, 0), "interval_ms": p.interval_ms}
+        if self.captures:
+            totals |= self.check_captures()
         for node in list(self.procs):
             self.stop(node)
         return totals

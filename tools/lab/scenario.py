@@ -36,15 +36,21 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
   traffic      (a move times the first stream and the first probe listed)
                {"name": {"kind": "stream", "from": h, "source": addr, "to": h, "address": addr,
                 "port": n} | {"kind": "probe", "from": h, "to": addr, "interval_ms": n}}
+  captures     {"network": {"outside": bool}}: dumpcap records that network's bridge for the whole
+               run (capture-<network>.pcap; `--keep` copies them into the report directory);
+               "outside": true asserts at the end that the capture holds no user packet in the
+               clear, only IKE, ESP, registrations, MIP-tunnelled ESP and link control, as
+               tshark dissects it (see capture.py)
   timeline     steps, in order; each is one object with one action key and optional "label",
                "timeout_s":
                  {"start": node} {"stop": node} {"restart": node}
                  {"wait": condition | [conditions]}
                  {"traffic": [names]}                       starts those traffic generators
+                 {"quiet": quiet}                           from now to the next link change
                  {"move": {"host": h, "interface": i, "to": network, "address": a|"dhcp"|null,
                            "routes": [...], "restart": [nodes], "acquired": condition,
                            "until": condition | [conditions], "after": condition | [conditions],
-                           "expect": {figure: bound}}}
+                           "expect": {figure: bound}, "quiet": quiet}}
                a move re-plugs the interface into `to`, gets the address, restarts the
                `restart` nodes (clients without mobility), then times each step from the link
                change: "acquired" (default: the address appearing), "until" (registered /
@@ -53,8 +59,15 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                  {"assert": condition | [conditions]}
   condition    {"node": n, "stage": type, "index": k, "pointer": "/json/pointer",
                 one of "equals": v, "in": [v...], "prefix": s, "at_least": x, "at_most": x,
-                "increased" / "unchanged": true (inside a move: compared with the move's start)}
-  bound        {"at_least": x} and/or {"at_most": x}; figures: see report.FIGURES
+                "increased" / "unchanged": true, "increased_by": n (in a move or a wait: compared
+                with the move's or the wait's start)}
+  bound        {"at_least": x} and/or {"at_most": x}; figures: see FIGURES; "access_mode" (the
+               RFC 5265 mode after the move) takes {"equals": m} or {"in": [m...]},
+               "registrations_per_layer" a list of bounds, one per Mobile IP layer, inner first
+  quiet        {"captures": [capture names], "protocols": [tshark protocol names, e.g. "esp"]}:
+               no frame of those captures in the window (a move's: from its "until" holding, or
+               the end of its waits, to the next link change) has one of those protocols at
+               any depth of its dissection; checked at the end of the run
 """
 from __future__ import annotations
 
@@ -67,7 +80,8 @@ import tempfile
 from typing import Any, Optional
 
 FIGURES = ("link_to_address_ms", "link_to_registration_ms", "link_to_first_packet_ms", "link_to_stream_ms",
-           "probe_lost", "ike_messages", "ike_sessions", "registrations")
+           "probe_lost", "ike_messages", "ike_sessions", "registrations", "registrations_per_layer", "access_mode")
+TSHARK_PROTOCOL = re.compile(r"^[a-z][a-z0-9_.-]{0,31}$")
 
 # Addresses a scenario may use: documentation and benchmarking ranges (RFC 5737, RFC 2544)
 # and private 10/8, all inside the lab's own namespaces.
@@ -75,7 +89,7 @@ ALLOWED_NETS = [ipaddress.ip_network(n) for n in ("192.0.2.0/24", "198.51.100.0/
 NAME = re.compile(r"^[a-z][a-z0-9_-]{0,11}$")
 IFNAME = re.compile(r"^[a-z][a-z0-9_.-]{0,14}$")
 PARAM = re.compile(r"\$\{([a-z_][a-z0-9_]*)\}")
-CONDITION_TESTS = ("equals", "in", "prefix", "at_least", "at_most", "increased", "unchanged")
+CONDITION_TESTS = ("equals", "in", "prefix", "at_least", "at_most", "increased", "increased_by", "unchanged")
 PROPOSAL = re.compile(r"^[a-z0-9_]+(-[a-z0-9_]+)*(,[a-z0-9_]+(-[a-z0-9_]+)*)*$")
 IDENTITY = re.compile(r"^[A-Za-z0-9.@_-]{1,64}$")
 SWAN_REQUIRED = ("local", "local_id", "remote_id", "psk", "pool", "local_ts")
@@ -203,7 +217,7 @@ class Validator:
     def run(self) -> None:
         d = self.doc
         if not self.obj(d, "", ("scenario", "networks", "hosts", "timeline"),
-                        ("summary", "description", "parameters", "nodes", "traffic")):
+                        ("summary", "description", "parameters", "nodes", "traffic", "captures")):
             return
         if not isinstance(d.get("scenario"), str) or not re.match(r"^[a-z0-9][a-z0-9-]*$", d.get("scenario", "")):
             self.fail(ptr("scenario"), "is not a name (lower case letters, digits, '-')")
@@ -312,6 +326,15 @@ class Validator:
                         self.fail(at + "/interval_ms", "is not 10-10000")
             else:
                 self.fail(at + "/kind", f"{json.dumps(kind)} is not \"stream\" or \"probe\"")
+        self.captures = d.get("captures", {})
+        if not isinstance(self.captures, dict):
+            self.fail(ptr("captures"), "is not an object of network: {\"outside\": bool}")
+            self.captures = {}
+        for n, spec in self.captures.items():
+            at = ptr("captures", n)
+            self.ref(n, at, networks, "network")
+            if self.obj(spec, at, (), ("outside",)) and "outside" in spec and not isinstance(spec["outside"], bool):
+                self.fail(at + "/outside", "is not true or false")
         self.all_nodes, self.hosts, self.networks, self.traffic = nodes, hosts, networks, traffic
         self.nodes = self.active_nodes
         steps = d.get("timeline")
@@ -431,6 +454,11 @@ class Validator:
         for t in ("at_least", "at_most"):
             if t in c and not isinstance(c[t], (int, float)):
                 self.fail(at + "/" + t, "is not a number")
+        if "increased_by" in c:
+            if not isinstance(c["increased_by"], (int, float)) or isinstance(c["increased_by"], bool) or c["increased_by"] <= 0:
+                self.fail(at + "/increased_by", "is not a positive number")
+            elif not in_move:
+                self.fail(at + "/increased_by", "only means something in a move or a wait (compared with its start)")
         if "in" in c and not isinstance(c["in"], list):
             self.fail(at + "/in", "is not a list")
         if "prefix" in c and not isinstance(c["prefix"], str):
@@ -441,7 +469,7 @@ class Validator:
             if c[t] is not True:
                 self.fail(at + "/" + t, "is not true")
             elif not in_move:
-                self.fail(at + "/" + t, "only means something inside a move (compared with the move's start)")
+                self.fail(at + "/" + t, "only means something in a move or a wait (compared with its start)")
         if "index" in c and (not isinstance(c["index"], int) or c["index"] < 0):
             self.fail(at + "/index", "is not a stage index (0 = the first stage of that type)")
 
@@ -452,8 +480,44 @@ class Validator:
         else:
             self.ref(v, at, self.all_nodes, "node")
 
+    def quiet(self, q, at: str) -> None:
+        if not self.obj(q, at, ("captures", "protocols")):
+            return
+        for key, what in (("captures", "capture"), ("protocols", "protocol")):
+            v = q.get(key)
+            if not isinstance(v, list) or not v:
+                self.fail(at + "/" + key, f"is not a non-empty list of {what} names")
+                continue
+            for k, x in enumerate(v):
+                if key == "captures":
+                    self.ref(x, at + ptr(key, k), self.captures, "capture (a network under \"captures\")")
+                elif not isinstance(x, str) or not TSHARK_PROTOCOL.match(x):
+                    self.fail(at + ptr(key, k), f"{json.dumps(x)} is not a protocol name as tshark writes it (e.g. \"esp\")")
+
+    def bound(self, figure: str, b, at: str) -> None:
+        if figure == "registrations_per_layer":
+            if not isinstance(b, list) or not b:
+                self.fail(at, "is not a list of bounds, one per Mobile IP layer (inner first)")
+                return
+            for k, one in enumerate(b):
+                self.bound("registrations", one, at + ptr(k))
+            return
+        if figure == "access_mode":
+            if self.obj(b, at, (), ("equals", "in")):
+                if len(b) != 1:
+                    self.fail(at, "has not exactly one of \"equals\", \"in\"")
+                if "equals" in b and not isinstance(b["equals"], str):
+                    self.fail(at + "/equals", "is not a mode name (c, f, cvc, fvc, ...)")
+                if "in" in b and (not isinstance(b["in"], list) or not all(isinstance(x, str) for x in b["in"])):
+                    self.fail(at + "/in", "is not a list of mode names")
+            return
+        if self.obj(b, at, (), ("at_least", "at_most")):
+            for t, x in b.items():
+                if not isinstance(x, (int, float)) or isinstance(x, bool):
+                    self.fail(at + "/" + t, "is not a number")
+
     def step(self, step, at) -> None:
-        actions = ("start", "stop", "restart", "wait", "traffic", "move", "assert")
+        actions = ("start", "stop", "restart", "wait", "traffic", "move", "assert", "quiet")
         if not self.obj(step, at, (), actions + ("label", "timeout_s", "if")):
             return
         self.if_(step, at)
@@ -469,7 +533,9 @@ class Validator:
         if a in ("start", "stop", "restart"):
             self.node_ref(v, at + "/" + a, in_run)
         elif a in ("wait", "assert"):
-            self.condition(v, at + "/" + a, False)
+            self.condition(v, at + "/" + a, a == "wait")
+        elif a == "quiet":
+            self.quiet(v, at + "/quiet")
         elif a == "traffic":
             if not isinstance(v, list) or not v:
                 self.fail(at + "/traffic", "is not a list of traffic names")
@@ -478,7 +544,8 @@ class Validator:
                     self.ref(t, at + ptr("traffic", k), self.traffic, "traffic generator")
         elif a == "move":
             mat = at + "/move"
-            if not self.obj(v, mat, ("host", "interface", "to"), ("address", "routes", "restart", "acquired", "until", "after", "expect")):
+            if not self.obj(v, mat, ("host", "interface", "to"),
+                            ("address", "routes", "restart", "acquired", "until", "after", "expect", "quiet")):
                 return
             if self.ref(v.get("host"), mat + "/host", self.hosts, "host"):
                 ifs = self.interfaces.get(v["host"], {})
@@ -506,10 +573,10 @@ class Validator:
                     self.condition(v[k], mat + "/" + k, True)
             if "expect" in v and self.obj(v["expect"], mat + "/expect", (), FIGURES):
                 for f, b in v["expect"].items():
-                    if self.obj(b, mat + ptr("expect", f), (), ("at_least", "at_most")):
-                        for t, x in b.items():
-                            if not isinstance(x, (int, float)):
-                                self.fail(mat + ptr("expect", f, t), "is not a number")
+                    if f in FIGURES:
+                        self.bound(f, b, mat + ptr("expect", f))
+            if "quiet" in v:
+                self.quiet(v["quiet"], mat + "/quiet")
 
 
 def check_node_configs(doc: dict, mipsec: str) -> list[tuple[str, str]]:

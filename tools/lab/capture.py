@@ -1,0 +1,165 @@
+# SPDX-License-Identifier: MIT
+"""Per-link packet captures of a lab run, and what they hold, judged by an independent tool.
+
+dumpcap (Wireshark's capture engine) records one network's bridge in the switch namespace
+(the bridge is promiscuous while captured, so it sees every frame any port sends, forwarded or
+not); tshark dissects the file afterwards and each frame is put in a class from tshark's own
+protocol chain (frame.protocols, e.g. "eth:ethertype:ip:udp:mip:ip:esp") and header fields.
+Nothing of mipsec's parses these packets.
+
+On an outside link (RFC 5265 §1: anything outside the intranet) the node may send only what
+its stack protects or what carries no user data:
+  ike                 ISAKMP on UDP 500, or on 4500 after the non-ESP marker (RFC 3948 §2.2)
+  esp                 ESP, plain (protocol 50) or in UDP 4500 (RFC 3948)
+  nat-t keepalive     the one-byte 0xff on UDP 4500 (RFC 3948 §2.3)
+  registration        Mobile IP registration requests and replies on UDP 434 (RFC 5944 §3)
+  agent discovery     ICMP router advertisements and solicitations (RFC 5944 §2)
+  mip-tunnelled ...   IP-in-IP (RFC 2003) or RFC 3519 tunnel data whose inner packet is ESP,
+                      IKE or a NAT-T keepalive
+  tunnel keepalive    RFC 3519 §3.6: an ICMP echo through the UDP tunnel to or from the tunnel's
+                      home agent itself
+  icmp error          an ICMP error quoting one of the above
+  dhcp, link          DHCP (UDP 67/68), ARP, IGMP, IPv6 neighbour discovery and MLD (ICMPv6),
+                      and an ICMP echo between two addresses of the captured link's own prefix
+                      (a DHCP server probing an address before it offers it, RFC 2131 §4.4.1)
+Anything else (a TCP segment, an ICMP echo between other hosts, UDP data) is "clear": a user
+packet readable on that link.
+"""
+from __future__ import annotations
+
+import ipaddress
+import os
+import shutil
+import subprocess
+import time
+from typing import Optional
+
+ALLOWED = ("ike", "esp", "nat-t keepalive", "registration", "agent discovery", "mip-tunnelled esp", "mip-tunnelled ike",
+           "mip-tunnelled nat-t keepalive", "tunnel keepalive", "icmp error", "dhcp", "link")
+CLEAR = "clear"
+FIELDS = ("frame.number", "frame.time_epoch", "frame.protocols", "ip.src", "ip.dst", "icmp.type", "mip.type")
+ICMP_ECHO = ("0", "8")
+ICMP_AGENT = ("9", "10")
+ICMP_ERRORS = ("3", "4", "5", "11", "12")
+
+
+class Frame:
+    """One frame as tshark saw it."""
+
+    def __init__(self, line: str):
+        parts = line.rstrip("\n").split("\t")
+        parts += [""] * (len(FIELDS) - len(parts))
+        self.number = int(parts[0] or 0)
+        self.time = float(parts[1] or 0)
+        self.layers = parts[2].split(":")
+        self.src = [a for a in parts[3].split(",") if a]
+        self.dst = [a for a in parts[4].split(",") if a]
+        self.icmp = [t for t in parts[5].split(",") if t]
+        self.mip = [t for t in parts[6].split(",") if t]
+
+    def describe(self) -> str:
+        hops = " | ".join(f"{s} > {d}" for s, d in zip(self.src, self.dst))
+        return f"frame {self.number} at {self.time:.3f}: {':'.join(self.layers)} ({hops})"
+
+
+def classify(f: Frame, link: Optional[ipaddress.IPv4Network] = None) -> str:
+    """The frame's class (see the module's docstring); `link` is the captured network's prefix."""
+    layers = [x for x in f.layers if x not in ("eth", "ethertype", "vlan")]
+    if not layers:
+        return CLEAR
+    if layers[0] == "arp":
+        return "link"
+    if layers[0] == "ipv6":
+        return "link" if [x for x in layers[1:] if x != "ipv6.hopopts"][:1] == ["icmpv6"] else CLEAR
+    if layers[0] != "ip":
+        return CLEAR
+    if layers[1:2] == ["igmp"]:
+        return "link"
+    if (link is not None and layers[1:2] == ["icmp"] and f.icmp[:1] and f.icmp[0] in ICMP_ECHO and f.src and f.dst
+            and ipaddress.IPv4Address(f.src[0]) in link and ipaddress.IPv4Address(f.dst[0]) in link):
+        return "link"
+    return _after_ip(layers[1:], f, depth=0, icmp_at=0)
+
+
+def _after_ip(rest: list, f: Frame, depth: int, icmp_at: int) -> str:
+    """What follows the IP header number `depth` (0 = outermost); icmp_at counts the ICMP
+    headers already passed, to read the matching icmp.type occurrence."""
+    head = rest[0] if rest else ""
+    if head == "esp":
+        return "esp"
+    if head == "udp":
+        nxt = rest[1] if len(rest) > 1 else ""
+        if nxt in ("dhcp", "bootp"):
+            return "dhcp"
+        if nxt == "isakmp":
+            return "ike"
+        if nxt == "udpencap":
+            inner = rest[2] if len(rest) > 2 else ""
+            return {"esp": "esp", "isakmp": "ike", "": "nat-t keepalive"}.get(inner, CLEAR)
+        if nxt == "mip":
+            if len(rest) == 2:
+                return "registration"
+            if rest[2] == "ip":  # RFC 3519 tunnel data
+                return _tunnelled(rest[3:], f, depth + 1, icmp_at)
+        return CLEAR
+    if head == "ip":  # IP in IP (RFC 2003)
+        return _tunnelled(rest[1:], f, depth + 1, icmp_at)
+    if head == "icmp":
+        kind = f.icmp[icmp_at] if icmp_at < len(f.icmp) else ""
+        if kind in ICMP_AGENT:
+            return "agent discovery"
+        if kind in ICMP_ERRORS and rest[1:2] == ["ip"]:
+            quoted = _after_ip(rest[2:], f, depth + 1, icmp_at + 1)
+            return "icmp error" if quoted in ALLOWED else CLEAR
+        return CLEAR
+    return CLEAR
+
+
+def _tunnelled(rest: list, f: Frame, depth: int, icmp_at: int) -> str:
+    """The packet a Mobile IP tunnel carries, its IP header being number `depth`."""
+    inner = _after_ip(rest, f, depth, icmp_at)
+    if inner in ("esp", "ike", "nat-t keepalive"):
+        return "mip-tunnelled " + inner
+    # RFC 3519 §3.6: the keepalive is an echo from the home address to the home agent, the
+    # tunnel's own end; a user's echo has an end of its own.
+    if rest[:1] == ["icmp"] and icmp_at < len(f.icmp) and f.icmp[icmp_at] in ICMP_ECHO and depth < len(f.src):
+        outer_ends = {f.src[depth - 1], f.dst[depth - 1]}
+        if f.src[depth] in outer_ends or f.dst[depth] in outer_ends:
+            return "tunnel keepalive"
+    return CLEAR
+
+
+def read(path: str, tshark: str = "tshark") -> list[Frame]:
+    argv = [tshark, "-r", path, "-n", "-T", "fields", "-E", "occurrence=a", "-E", "aggregator=,", "-E", "separator=/t"]
+    for name in FIELDS:
+        argv += ["-e", name]
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    if r.returncode != 0:
+        raise RuntimeError(f"tshark -r {path}: exit {r.returncode}: {r.stderr.strip()[-500:]}")
+    return [Frame(line) for line in r.stdout.splitlines() if line.strip()]
+
+
+class Capture:
+    """dumpcap on one network's bridge, writing <lab dir>/capture-<network>.pcap."""
+
+    def __init__(self, lab, switch, network: str, bridge: str, timeout: float = 10):
+        if shutil.which("dumpcap") is None or shutil.which("tshark") is None:
+            raise RuntimeError("captures need dumpcap and tshark (Debian: tshark)")
+        self.lab = lab
+        self.network = network
+        self.path = os.path.join(lab.dir, f"capture-{network}.pcap")
+        self.proc = switch.spawn(["dumpcap", "-q", "-P", "-i", bridge, "-w", self.path], log_name=f"dumpcap-{network}")
+        deadline = time.monotonic() + timeout
+        while "Capturing on" not in open(self.proc.log_path).read():  # type: ignore[attr-defined]
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"dumpcap on {bridge} did not start: " + open(self.proc.log_path).read()[-500:])  # type: ignore
+            time.sleep(0.05)
+        self.frames: Optional[list[Frame]] = None
+
+    def stop(self) -> None:
+        self.lab.stop(self.proc)
+
+    def read(self) -> list[Frame]:
+        if self.frames is None:
+            self.frames = read(self.path)
+        return self.frames
