@@ -99,6 +99,13 @@ class Charon:
         self.run_dir = os.path.join(self.state, "run")
         os.makedirs(os.path.join(self.state, "etc"), exist_ok=True)
         os.makedirs(self.run_dir, exist_ok=True)
+        # A charon restarted in the same state directory (a roaming client reconnecting) must
+        # not be taken for up by the socket and pid file its predecessor left behind.
+        for stale in ("charon.vici", "charon.pid", "charon.ctl"):
+            try:
+                os.unlink(os.path.join(self.run_dir, stale))
+            except FileNotFoundError:
+                pass
         self.log = os.path.join(self.run_dir, "charon.log")
         self.conf = os.path.join(self.state, "etc", "strongswan.conf")
         self.swanctl = os.path.join(self.state, "etc", "swanctl.conf")

@@ -111,10 +111,10 @@ def run_scenario(doc: dict, path: str, mipsec: str, keep: bool, report_arg, log=
             drops = run.drop_summary()
             traffic = run.finish()
         except StepFailed as e:
-            drops = run.drop_summary()
             error = str(e)
             run.assertion("every step completed", False, error)
             print(f"mipsec lab: {error}", file=sys.stderr)
+            drops = run.drop_summary()
             lab.dump_logs()
         passed = error is None and all(a["ok"] for a in run.assertions)
         result = {

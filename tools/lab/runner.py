@@ -290,7 +290,7 @@ class Run:
         from strongswan_lab import Charon
         try:
             charon = Charon(self.lab, self.hosts[spec["host"]], strongswan_node.connection(spec["strongswan"]))
-        except (TimeoutError, subprocess.CalledProcessError) as e:
+        except (TimeoutError, RuntimeError, subprocess.CalledProcessError) as e:
             raise StepFailed(f"strongSwan node {node} did not start: {e}")
         self.charons[node] = charon
         self.procs[node] = charon.proc
@@ -679,7 +679,11 @@ class Run:
         for node in list(self.procs):
             if node in self.charons:
                 continue
-            st = self.query_status(node) or {}
+            try:
+                st = self.query_status(node) or {}
+            except (OSError, subprocess.SubprocessError, ValueError) as e:
+                self.log(f"drop summary: no status from {node}: {e}")
+                continue
             for i, stage in enumerate(st.get("pipeline", [])):
                 for reason, count in (stage.get("drops") or {}).items():
                     add(f"{node} [{i}] {stage.get('type')}: {reason}", count)

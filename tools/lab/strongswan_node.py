@@ -40,12 +40,13 @@ def connection(spec: dict) -> Connection:
 
 IKE_LINE = re.compile(r"^(\S+): #(\d+), (\w+), IKEv(\d)")
 REMOTE_LINE = re.compile(r"^\s+remote\s+'([^']*)' @ ([\d.]+)\[(\d+)\](?: \[([\d.]+)\])?")
+LOCAL_LINE = re.compile(r"^\s+local\s+'([^']*)' @ ([\d.]+)\[(\d+)\](?: \[([\d.]+)\])?")
 CHILD_LINE = re.compile(r"^\s+(\S+): #(\d+), reqid \d+, (\w+), (\S+?),")
 
 
 def parse_list_sas(text: str) -> dict:
-    """`swanctl --list-sas` as a status: every IKE SA (unique id, state, peer address and port,
-    virtual IP) with its CHILD_SAs (state, mode, whether ESP is in UDP), and the totals the
+    """`swanctl --list-sas` as a status: every IKE SA (unique id, state, our and the peer's
+    address and port, each side's virtual IP) with its CHILD_SAs (state, mode, whether ESP is in UDP), and the totals the
     scenarios compare: IKE SAs established, CHILD_SAs installed, the newest IKE SA's unique id
     (charon numbers IKE SAs 1, 2, ... for its lifetime, so it counts the negotiations)."""
     sas: list[dict] = []
@@ -56,6 +57,11 @@ def parse_list_sas(text: str) -> dict:
                         "children": []})
             continue
         if not sas:
+            continue
+        m = LOCAL_LINE.match(line)
+        if m:
+            # A client's own inner address (Mode Config) shows on its local line.
+            sas[-1].update(local=m.group(2), local_port=int(m.group(3)), local_virtual_ip=m.group(4))
             continue
         m = REMOTE_LINE.match(line)
         if m:
