@@ -189,7 +189,13 @@ std::size_t MobileNodeStage::overhead() const noexcept {
     if (dormant_ || at_home()) return 0;
     const auto* reg = active_registration();
     if (reg == nullptr) return headroom();  // nothing leaves until registered
-    if (!reg->reverse_tunnel || reg->via_foreign_agent) return 0;
+    if (!reg->reverse_tunnel) return 0;
+    // Through a foreign agent we add nothing, but the agent reverse-tunnels what we send to the
+    // home agent in IP-in-IP (RFC 3024 §5.2), 20 bytes more on a path we take to have our
+    // link's MTU. RFC 5265 §5.2 counts only what the node adds (f: 0, fvc: 77); with that, a
+    // full-sized DF packet dies at the agent unless it answers with ICMP (RFC 2003 §5.1), which
+    // agents need not do: a TCP stream then stalls for good. So count the agent's header.
+    if (reg->via_foreign_agent) return ip_in_ip_overhead;
     return reg->mode == TunnelMode::Udp ? ip_in_udp_overhead : ip_in_ip_overhead;
 }
 

@@ -1418,6 +1418,9 @@ TEST_CASE("RFC 5265 transitions c -> f -> cvc -> fvc -> f -> c: outside -> outsi
     CHECK(lab.status().mode == ND::Mode::InsideForeignAgent);
     CHECK(lab.iha->agent().bindings().find(internal_home)->care_of_address == office_agent);
     CHECK(lab.vpn->sessions_started() == 0);
+    // Mode f: we add nothing, the agent's reverse tunnel adds 20 (RFC 3024 §5.2): a full-sized
+    // DF packet gets "fragmentation needed" from us rather than vanishing at the agent.
+    CHECK(core::active_overhead(*lab.mn) == mip::ip_in_ip_overhead);
 
     // f -> cvc: a cafe with DHCP; x-MIP co-located, IKE, i-MIP with the inner address.
     lab.relink(std::nullopt, nullptr, cafe, false);
@@ -1441,6 +1444,8 @@ TEST_CASE("RFC 5265 transitions c -> f -> cvc -> fvc -> f -> c: outside -> outsi
     lab.advance(3s);
     CHECK(lab.status().mode == ND::Mode::OutsideForeignAgent);
     CHECK(lab.xha->agent().bindings().find(external_home)->care_of_address == cafe_agent);
+    // fvc: i-MIP 20 + ESP 57 + the cafe agent's reverse tunnel 20, as much as cvc.
+    CHECK(core::active_overhead(*lab.mn) == 97);
     CHECK(lab.ike_at_gateway() == ike);
     CHECK(lab.vpn->sessions_started() == sessions);
     CHECK(lab.inner_requests() == inner);
