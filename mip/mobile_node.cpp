@@ -219,7 +219,11 @@ MobileNode::Output MobileNode::lose_registration(core::TimePoint now) {
     out.changed = core::RegistrationChanged{home_address_, registration_->care_of_address, false};
     registration_.reset();
     renew_at_ = core::TimePoint::max();
-    if (state_ == State::Registered) {
+    if (state_ == State::Registered && care_of_.is_unspecified()) {
+        // No care-of address (it went away, or the layer above stopped us: RFC 5265 inside):
+        // nothing to register again until one comes.
+        state_ = State::Idle;
+    } else if (state_ == State::Registered) {
         state_ = State::Registering;
         if (!pending_) out.transmit = send(now, false, true);
     }
@@ -263,11 +267,16 @@ MobileNode::Output MobileNode::poll(core::TimePoint now) {
         out.transmit = send(now, false, true);
         return out;
     }
-    if (registration_ && !pending_ && state_ == State::Registered && now >= renew_at_) {
+    // Without a care-of address the registration runs out on its own: a renewal (or a
+    // keepalive) would leave from 0.0.0.0 with care-of address 0.0.0.0. (An i-MIP client
+    // stopped inside the intranet, RFC 5265 §6, would send it through the dormant VPN in the
+    // clear to its home agent.)
+    const bool can_send = !care_of_.is_unspecified();
+    if (registration_ && !pending_ && state_ == State::Registered && can_send && now >= renew_at_) {
         out.transmit = send(now, false, true);
         return out;
     }
-    if (registration_ && registration_->mode == TunnelMode::Udp && state_ == State::Registered &&
+    if (registration_ && registration_->mode == TunnelMode::Udp && state_ == State::Registered && can_send &&
         now >= last_sent_to_ha_ + keepalive_interval_) {
         if (keepalives_unanswered_ >= config_.keepalive_retries) {
             // RFC 3519 §5.2: the NAT mapping is probably gone; re-registering recreates it.
@@ -291,8 +300,9 @@ std::optional<core::TimePoint> MobileNode::next_deadline() const noexcept {
     if (retry_at_) consider(*retry_at_);
     if (registration_) {
         consider(registration_->expires);
-        if (!pending_ && state_ == State::Registered) consider(renew_at_);
-        if (registration_->mode == TunnelMode::Udp && state_ == State::Registered)
+        const bool can_send = !care_of_.is_unspecified();
+        if (!pending_ && state_ == State::Registered && can_send) consider(renew_at_);
+        if (registration_->mode == TunnelMode::Udp && state_ == State::Registered && can_send)
             consider(last_sent_to_ha_ + keepalive_interval_);
     }
     return d;

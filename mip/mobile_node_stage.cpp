@@ -235,6 +235,7 @@ void MobileNodeStage::transmit(const MobileNode::Transmit& t, core::StageContext
     if (t.destination.address != node_.home_agent()) buf.meta().egress_ifindex = config_.care_of_ifindex;
     if (detection_) share_identification(t, node_);
     ++counters_.requests_sent;
+    inner_request_number_ = counters_.requests_sent;
     ctx.send_control(std::move(buf));
 }
 
@@ -835,6 +836,7 @@ void MobileNodeStage::transmit_direct(Link& link, const MobileNode::Transmit& t,
     buf.meta().egress_ifindex = link.ifindex;
     ++counters_.requests_sent;
     ++counters_.direct_requests_sent;
+    link.direct_request_number = counters_.requests_sent;
     ctx.send_control(std::move(buf));
 }
 
@@ -945,7 +947,15 @@ void MobileNodeStage::sync_detection(core::StageContext& ctx) {
         // sent meanwhile may have reached the i-HA after the direct one that was just answered,
         // and then its binding points into the VPN: register directly once more, last. The
         // same when user data moves to another inside interface: the binding may be elsewhere.
-        if ((inner_request_out || moved) && link.direct->state() != MobileNode::State::Registering && link.attached())
+        // A direct request still in flight does that too, unless it left before the latest
+        // inner-address request: the late answer may be to an earlier retry, the pending one
+        // then lost the race at the i-HA (its Identification is older, RFC 5944 §5.7) and its
+        // answer would leave the binding in the VPN until the next re-registration (RFC 5265
+        // §6, T_MONITOR - N later). Then start the direct registration over.
+        const bool direct_pending_older =
+            inner_request_out && link.direct_request_number < inner_request_number_;
+        if ((inner_request_out || moved) && link.attached() &&
+            (link.direct->state() != MobileNode::State::Registering || direct_pending_older))
             handle_direct(link, register_direct(link, now), ctx);
     } else if (mode == A::Outside) {
         if (inner_address_ && node_.care_of_address() != *inner_address_) inner_registration_due_ = true;

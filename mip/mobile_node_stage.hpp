@@ -215,6 +215,7 @@ private:
         std::optional<MobileNode> direct;      // CoA = this interface's address (or agent's), sent directly
         std::uint64_t external_token = 0;      // stands for the x-MIP request of this attachment
         bool external_answer_waiting = false;  // x-MIP registered here before the profile asks the x-HA
+        std::uint64_t direct_request_number = 0;  // counters_.requests_sent when its last request left
         bool attached() const noexcept { return !address.is_unspecified() || agent.has_value(); }
     };
     bool detecting_events(const core::RaisedEvent& event, core::StageContext& ctx);
@@ -272,6 +273,9 @@ private:
     std::size_t announced_link_ = 0;  // the interface user data and the layers below follow
     std::uint64_t next_external_token_ = 0;
     std::optional<core::Ipv4Address> inner_address_;  // the VPN's inner address: our CoA outside
+    // counters_.requests_sent when node_'s last request left: which of it and a direct
+    // client's last request is the later one (RFC 5265 §3.3 race, see sync_detection).
+    std::uint64_t inner_request_number_ = 0;
     core::AccessModeChanged::Mode announced_mode_ = core::AccessModeChanged::Mode::NoService;
     bool mode_announced_ = false;
     bool inner_registration_due_ = false;       // outside again: register the inner address at the next poll

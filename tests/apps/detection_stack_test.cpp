@@ -141,6 +141,14 @@ struct Lab {
     bool xha_reachable = true;  // some intranets block the x-HA too (RFC 5265 §3.3)
     bool hold_iha_replies = false;  // a slow i-HA: its replies wait in `held`
     std::vector<Bytes> held;
+    // The intranet path from the gateway to the i-HA is slow: registrations that left the VPN
+    // wait in `held_tunnelled` (released by hand, in order, to the i-HA).
+    bool hold_tunnelled_requests = false;
+    std::vector<Bytes> held_tunnelled;
+    // The Internet path to the gateway is slow: what the x-HA forwards to it waits in
+    // `held_at_gateway` (IKE included), released by hand in order with to_gateway().
+    bool hold_at_gateway = false;
+    std::vector<Bytes> held_at_gateway;
     std::vector<Bytes> direct_requests;  // every request the node sent to the i-HA, as sent
     std::vector<Bytes> firewalled;       // those the firewall stopped
     std::vector<Bytes> iha_replies;      // every reply of the i-HA, as sent
@@ -347,10 +355,18 @@ struct Lab {
     // The gateway unwraps ESP; what comes out goes to the intranet (the i-HA).
     void to_gateway(const Bytes& p) {
         if (!gw) return;
+        if (hold_at_gateway) {
+            held_at_gateway.push_back(p);
+            return;
+        }
         auto buf = test::load(pool, p);
         if (!gw->decapsulate(buf).passed()) return;
         auto inner = test::bytes_of(buf);
         if (destination_of(inner) != internal_ha) return;
+        if (hold_tunnelled_requests && is_registration(inner)) {
+            held_tunnelled.push_back(inner);
+            return;
+        }
         auto in = test::load(pool, inner);
         if (iha->decapsulate(in, iha_ctx).passed()) from_iha_tunnel.push_back(test::bytes_of(in));
     }
@@ -728,6 +744,81 @@ TEST_CASE("RFC 5265 §3.3: the i-HA answering after the inner-address registrati
     CHECK(lab.iha->agent().bindings().find(internal_home)->care_of_address == office);
     CHECK(lab.imip->direct()->state() == mip::MobileNode::State::Registered);
     CHECK(lab.send_user().passed());
+}
+
+TEST_CASE("RFC 5265 §3.3: a tunnelled registration reaching the i-HA after the direct retries, then the late TNC answer: the binding ends at the office address") {
+    // The x-HA answers first, IKE comes up and i-MIP registers the VPN inner address through
+    // the tunnel, but the intranet path from the gateway is slow: that request reaches the
+    // i-HA only after the direct retries sent before it. The i-HA then holds the inner
+    // address, and the direct answers arriving now (late) make the node inside. The direct
+    // client's own pending request is one of those older retries: its answer changes nothing
+    // at the i-HA, so the node must register directly once more, or the i-HA keeps tunnelling
+    // into the dormant VPN until the next re-registration (T_MONITOR - N later).
+    Lab lab(Lab::Options{.gateway = true});
+    lab.hold_iha_replies = true;
+    lab.hold_tunnelled_requests = true;
+    lab.hold_at_gateway = true;
+    lab.address(office, true);
+    lab.exchange();
+    REQUIRE(lab.imip->access_mode() == Access::Outside);
+    // IKE is slow to reach the gateway: the direct client retries first (about a second on;
+    // not on the whole second, so that the timestamps' low 32 bits, which a reply must match,
+    // differ from the first request's as they do on a real clock).
+    for (int i = 0; i < 20 && lab.direct_requests.size() < 2; ++i) lab.advance(300ms);
+    REQUIRE(lab.direct_requests.size() == 2);
+    REQUIRE(!lab.held_at_gateway.empty());
+    lab.hold_at_gateway = false;
+    for (const auto& p : std::exchange(lab.held_at_gateway, {})) lab.to_gateway(p);
+    // Until the inner-address request left the VPN (IKE, Mode Config, Quick Mode first).
+    for (int i = 0; i < 10 && lab.held_tunnelled.empty(); ++i) lab.advance(100ms);
+    REQUIRE(lab.vpn->inner_address());
+    const auto tia = lab.vpn->inner_address()->address;
+    REQUIRE(lab.direct_requests.size() >= 2);
+    REQUIRE(!lab.held_tunnelled.empty());
+    const auto direct_before = lab.direct_requests.size();
+    const auto id = [](const Bytes& p) { return mip::RegistrationRequestView::check(udp_payload(p))->identification(); };
+    REQUIRE(id(lab.held_tunnelled.front()) > id(lab.direct_requests.back()));  // sent after the direct retry
+    // The tunnelled request reaches the i-HA last: it takes the binding (newest Identification).
+    for (const auto& p : std::exchange(lab.held_tunnelled, {})) {
+        auto in = test::load(lab.pool, p);
+        lab.iha->decapsulate(in, lab.iha_ctx);
+    }
+    lab.hold_tunnelled_requests = false;
+    lab.exchange();
+    REQUIRE(lab.iha->agent().bindings().find(internal_home) != nullptr);
+    REQUIRE(lab.iha->agent().bindings().find(internal_home)->care_of_address == tia);
+    REQUIRE(lab.imip->access_mode() == Access::Outside);
+    // Now the i-HA's direct answers, in the order it sent them: the first makes the node inside.
+    REQUIRE(lab.held.size() >= 2);
+    lab.hold_iha_replies = false;
+    for (const auto& p : std::exchange(lab.held, {})) lab.to_node(p);
+    lab.exchange();
+    REQUIRE(lab.imip->access_mode() == Access::Inside);
+    CHECK(lab.vpn->dormant());
+    // Registered directly once more, after the tunnelled request: the binding is the office's.
+    CHECK(lab.direct_requests.size() > direct_before);
+    REQUIRE(lab.iha->agent().bindings().find(internal_home) != nullptr);
+    CHECK(lab.iha->agent().bindings().find(internal_home)->care_of_address == office);
+    // And it stays there for more than T_MONITOR / 2, with user data straight to the i-HA both ways.
+    const auto inner_requests = lab.inner_requests();
+    lab.advance(35s);
+    REQUIRE(lab.imip->access_mode() == Access::Inside);
+    CHECK(lab.iha->agent().bindings().find(internal_home)->care_of_address == office);
+    const auto ike = lab.ike_at_gateway();
+    const auto at_gateway = lab.at_gateway.size();
+    REQUIRE(lab.send_user(correspondent, 31).passed());
+    CHECK(lab.arrived_up(31));
+    CHECK(source_of(lab.last_user_outer) == office);
+    lab.send_down(32);
+    CHECK(lab.received_down(32));
+    CHECK(lab.at_gateway.size() == at_gateway);  // nothing through the VPN
+    CHECK(lab.ike_at_gateway() == ike);
+    // The stopped inner-address client never renews its binding through the VPN (it would
+    // leave from 0.0.0.0, in the clear past the dormant VPN): past its whole lifetime, nothing.
+    lab.advance(620s);
+    CHECK(lab.inner_requests() == inner_requests);
+    CHECK(lab.iha->agent().bindings().find(internal_home)->care_of_address == office);
+    CHECK(lab.imip->node().state() == mip::MobileNode::State::Idle);
 }
 
 TEST_CASE("an internal HA without RFC 5265 (no TNC): never inside under rfc5265, inside under plain_internal_first") {

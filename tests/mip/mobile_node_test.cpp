@@ -208,6 +208,37 @@ TEST_CASE("MN renews at ~80 % of the granted lifetime and loses the registration
     CHECK_FALSE(l.mn.registration());
 }
 
+TEST_CASE("MN without a care-of address neither renews nor re-registers: the registration runs out on its own") {
+    // RFC 5265 §6: inside the intranet the i-MIP client is stopped (no care-of address) while
+    // its binding through the VPN still runs; it must not renew it from 0.0.0.0.
+    Loop l(mn_config(), ha_config([](auto& c) { c.max_lifetime = 50; }));
+    const auto sent = l.now;
+    l.deliver(l.mn.care_of_address_changed(coa, l.now));
+    REQUIRE(l.mn.state() == State::Registered);
+    const auto stopped = l.mn.care_of_address_changed({}, l.now);
+    CHECK_FALSE(stopped.transmit);
+    CHECK(l.mn.state() == State::Registered);  // the binding still runs at the HA
+    // Past the renewal time (+40 s) and the expiry (+50 s): nothing sent, the loss reported.
+    CHECK(l.mn.next_deadline() == sent + 50s);
+    std::size_t sent_count = 0;
+    for (auto t = sent + 1s; t <= sent + 120s; t += 1s) {
+        auto o = l.mn.poll(t);
+        if (o.transmit) ++sent_count;
+        l.record(o);
+    }
+    CHECK(sent_count == 0);
+    REQUIRE(l.events.size() == 2);
+    CHECK_FALSE(l.events[1].registered);
+    CHECK(l.mn.state() == State::Idle);
+    CHECK_FALSE(l.mn.registration());
+    CHECK_FALSE(l.mn.next_deadline());
+    // A care-of address again: it registers at once.
+    l.now = sent + 121s;
+    auto again = l.mn.care_of_address_changed(coa2, l.now);
+    REQUIRE(again.transmit);
+    CHECK(mip::RegistrationRequestView::check(again.transmit->payload.bytes())->care_of_address() == coa2);
+}
+
 TEST_CASE("MN resynchronises on an authenticated 133 and then registers") {
     // The MN's clock is 300 s behind the HA's.
     Loop l(mn_config([](auto& c) { c.ntp_offset = ntp_off - 300s; }), ha_config());
