@@ -64,6 +64,14 @@ def run_scenario(mipsec: str, loss: float, seed: int, log=print, timeout_scale: 
     with Lab(f"loss{int(loss * 100)}") as lab:
         fs = FullStack(lab, mipsec, impair=impairment(loss, seed),
                        vpn={"child_rekey_s": REKEY_S, "ike_lifetime_s": IKE_LIFETIME_S, "reauth_margin_s": REAUTH_MARGIN_S})
+        if os.environ.get("MIPSEC_LOSS_PCAP"):
+            # Every packet's headers on the mobile node, the x-HA, the gateway and the
+            # correspondent (cap-<role>.pcapng, with MIPSEC_KEEP_LAB=1): where a stalled
+            # stream's retransmissions and ACKs die, and under which ESP SPI.
+            for h in (fs.mn, fs.cn, fs.gw, fs.xha):
+                path = f"{lab.dir}/cap-{h.role}.pcapng"
+                h.spawn(["dumpcap", "-q", "-i", "any", "-s", "160", "-w", path], log_name=f"dumpcap-{h.role}")
+                lab.wait_for(lambda: os.path.exists(path), what=f"the capture on {h.role}")
         t_start = fs.start_mobile_node()
         ev = fs.events
         up = wait(lab, "x-MIP, IKE and i-MIP", lambda: first_event(ev(), f"registered {I_HOME}"), 150)
@@ -129,7 +137,25 @@ def run_scenario(mipsec: str, loss: float, seed: int, log=print, timeout_scale: 
         check("outside -> outside handover (cafe -> hotel): x-MIP re-registered", t_hand)
         # Under heavy loss TCP may sit in exponential back-off for a while: give it time, then
         # require that bytes sent after the handover arrived, all of them, in order.
-        wait(lab, "the stream after the handover", lambda: stream.bytes() > streamed + 20000, 60)
+        stall_note = ""
+        if not wait(lab, "the stream after the handover", lambda: stream.bytes() > streamed + 20000, 60):
+            # Stalled: what every node counts, twice 5 s apart (which counters still move, which
+            # drop reasons grow), and the sender's TCP state (RTO back-off, last ACK, path MTU).
+            notes = []
+            for when in ("stalled", "stalled+5s"):
+                drops = save_status(lab, fs, when, roles=("mn", "gw", "xha", "iha"))
+                notes.append(f"drops by stage {when}: {drops}")
+                for host, name in ((fs.mn, "mn"), (fs.cn, "cn")):
+                    r = host.run(["ss", "-tinm"], check=False)
+                    r2 = host.run(["ip", "route", "show", "cache"], check=False)
+                    with open(f"{lab.dir}/tcp-{name}-{when}.txt", "w") as f:
+                        f.write(r.stdout + r.stderr + "\n" + r2.stdout + r2.stderr)
+                    if name == "mn" and when == "stalled":
+                        notes.append("sender: " + " ".join(w for w in r.stdout.split()
+                                                           if w.split(":")[0] in ("rto", "backoff", "lastsnd", "lastack", "pmtu", "retrans", "unacked")))
+                if when == "stalled":
+                    time.sleep(5)
+            stall_note = "\n" + "\n".join(notes)
         t_stop = time.time()
         try:
             ok, out = stream.finish(timeout=180)
@@ -145,7 +171,7 @@ def run_scenario(mipsec: str, loss: float, seed: int, log=print, timeout_scale: 
             f"{fmt(stream_figures['seconds'])} s (the last {fmt(stream_figures['last_byte_s'])} s after the start), "
             f"{'finished' if ok else 'not finished'}")
         check(f"the TCP stream through i-MIP in ESP in x-MIP survived the handover, byte-exact "
-              f"({streamed} bytes before it, {stream.bytes()} in all)", ok and stream.bytes() > streamed, out)
+              f"({streamed} bytes before it, {stream.bytes()} in all)", ok and stream.bytes() > streamed, out + stall_note)
         st = fs.mn_stages()
         vpn = st["vpn"]
         check("one IKE session all along (re-authentications, never a restart)", vpn.get("sessions_started") == 1,
@@ -162,13 +188,19 @@ def run_scenario(mipsec: str, loss: float, seed: int, log=print, timeout_scale: 
         return {"times": times, "checks": checks, "impair": impair, "stream": stream_figures}
 
 
-def save_status(lab, fs, when: str) -> None:
-    """The mobile node's and the gateway's full status (counters, SAs, drops by reason) as
-    status-<role>-<when>.json in the lab directory, for a failure to be looked into
-    (MIPSEC_KEEP_LAB=1 keeps the directory)."""
-    for role in ("mn", "gw"):
+def save_status(lab, fs, when: str, roles=("mn", "gw")) -> dict:
+    """Each role's full status (counters, SAs, drops by reason) as status-<role>-<when>.json in
+    the lab directory, for a failure to be looked into (MIPSEC_KEEP_LAB=1 keeps the
+    directory). Returns {role: {"index:stage type": drops by reason}} for the non-empty ones."""
+    drops = {}
+    for role in roles:
+        node = fs.status(role)
         with open(f"{lab.dir}/status-{role}-{when}.json", "w") as f:
-            json.dump(fs.status(role), f, indent=1)
+            json.dump(node, f, indent=1)
+        for i, stage in enumerate((node or {}).get("pipeline", [])):
+            if stage.get("drops"):
+                drops.setdefault(role, {})[f"{i}:{stage.get('type')}"] = stage["drops"]
+    return drops
 
 
 def _one_run(job):
