@@ -891,6 +891,77 @@ TEST_CASE("a lost QM3: the client keeps sealing with the old pair until the gate
     CHECK(lab.gw_wire.inner.size() == 2);
 }
 
+TEST_CASE("a re-authentication whose QM3 is lost keeps the old IKE SA and its pair until the gateway holds the new one") {
+    // Closing the old IKE SA deletes its pair at both ends; until the gateway has our QM3 for
+    // the new IKE SA's CHILD_SA that pair is the only one both ends hold.
+    Lab lab("aes128gcm16", std::chrono::seconds(60));
+    lab.tick();
+    REQUIRE(lab.client_stage().inner_address());
+    const auto vip = lab.client_stage().inner_address()->address;
+    const auto old_out = lab.client_stage().esp().outbound()->spi();
+    // Up to the re-authentication (54 s), then every message through except the client's QM3.
+    bool qm3_lost = false;
+    for (int second = 0; second < 70 && !qm3_lost; ++second) {
+        lab.now += std::chrono::seconds(1);
+        lab.client->set_now(lab.now);
+        lab.gw->set_now(lab.now);
+        (void)lab.client->poll();
+        (void)lab.gw->poll();
+        for (int round = 0; round < 20 && !qm3_lost; ++round) {
+            while (!lab.client_wire.outer.empty()) {
+                auto p = std::move(lab.client_wire.outer.front());
+                lab.client_wire.outer.pop_front();
+                lab.nat.outbound(p);
+                (void)lab.feed(*lab.gw, p);
+            }
+            while (!lab.gw_wire.outer.empty() && !qm3_lost) {
+                auto p = std::move(lab.gw_wire.outer.front());
+                lab.gw_wire.outer.pop_front();
+                lab.nat.inbound(p);
+                (void)lab.feed(*lab.client, p);
+                if (lab.client_stage().reauthentications() == 1) {
+                    // QM2 in: the client installed the new pair and sent QM3, which is lost.
+                    REQUIRE(lab.client_wire.outer.size() == 1);
+                    lab.client_wire.outer.clear();
+                    qm3_lost = true;
+                }
+            }
+        }
+    }
+    REQUIRE(qm3_lost);
+    REQUIRE(lab.client_stage().esp().pending_outbound() != nullptr);
+
+    // Past the 3 s after which the old IKE SA used to go, before the gateway repeats QM2 (4 s):
+    // the old pair still carries the client's packets.
+    lab.now += std::chrono::milliseconds(3500);
+    lab.client->set_now(lab.now);
+    (void)lab.client->poll();
+    lab.exchange();
+    REQUIRE(lab.send(*lab.client, udp_packet(vip, lan_host, 100), lab.client_wire).passed());
+    const auto up_before = lab.gw_wire.inner.size();
+    lab.exchange();
+    CHECK(lab.gw_wire.inner.size() == up_before + 1);
+    CHECK(lab.gw->counters(0).drops[static_cast<std::size_t>(core::DropReason::UnknownSpi)] == 0);
+    REQUIRE(lab.client_stage().esp().outbound() != nullptr);
+    CHECK(lab.client_stage().esp().outbound()->spi() == old_out);
+
+    // The gateway repeats QM2 and gets QM3; its first packet on the new pair moves the client,
+    // and the old IKE SA goes with its pair, at both ends.
+    lab.now += std::chrono::seconds(1);
+    lab.tick();
+    REQUIRE(lab.send(*lab.gw, udp_packet(lan_host, vip, 100), lab.gw_wire).passed());
+    lab.exchange();
+    CHECK(lab.client_stage().esp().pending_outbound() == nullptr);
+    CHECK(lab.client_stage().esp().outbound()->spi() != old_out);
+    lab.tick();
+    REQUIRE(lab.send(*lab.client, udp_packet(vip, lan_host, 100), lab.client_wire).passed());
+    const auto up_after = lab.gw_wire.inner.size();
+    lab.exchange();
+    CHECK(lab.gw_wire.inner.size() == up_after + 1);
+    CHECK(lab.gw->counters(0).drops[static_cast<std::size_t>(core::DropReason::UnknownSpi)] == 0);
+    CHECK(lab.gw_stage().client_count() == 1);
+}
+
 TEST_CASE("IKE lost while Mobile IP below was not registered goes out again as soon as it registers") {
     // RFC 5265: the VPN client's local address is the x-MIP home address. The node starts both
     // at once; MM1 leaves before the registration is in and is dropped below.
