@@ -54,8 +54,11 @@ public:
     static constexpr std::size_t max_headroom = core::Ipv4Header::len + Sa::max_header_len;  // 20 + 8 + 16
     static constexpr std::size_t max_tailroom = Sa::max_trailer_len;                        // 15 + 2 + 16
     /// How long a rekeyed outbound SA waits for the peer to show it installed the pair before
-    /// it is used anyway (the peer sends nothing, or our QM3 was lost and is being resent).
-    static constexpr core::Duration outbound_confirmation_wait = std::chrono::seconds(2);
+    /// it is used anyway (a peer that sends nothing). A lost QM3 goes again only when the peer
+    /// repeats QM2, 4 s and then 7.2 s later on the usual schedule: switching sooner sealed
+    /// packets with an SA the peer did not hold yet, every one of them lost until QM3 got
+    /// through. The SA it replaces stays longer (ike::ChildSaSet::rekeyed_grace).
+    static constexpr core::Duration outbound_confirmation_wait = std::chrono::seconds(12);
     /// How long an inbound SA we deleted keeps accepting what the peer sent before our Delete
     /// reached it.
     static constexpr core::Duration deleted_inbound_linger = std::chrono::seconds(2);

@@ -62,6 +62,11 @@ VpnClientStage::~VpnClientStage() = default;
 
 namespace {
 constexpr core::Duration retire_delay = std::chrono::seconds(3);
+// Closing the old IKE SA deletes its CHILD_SAs, at both ends: while the gateway has not shown
+// that it holds the new IKE SA's CHILD_SA (our QM3 may have been lost; it goes again only with
+// the gateway's repeated QM2), the old pair is the only one both ends hold. The old IKE SA then
+// waits, at most until the ESP stage stops waiting for that proof too.
+constexpr core::Duration retire_wait_max = EspTunnelStage::outbound_confirmation_wait - retire_delay;
 }  // namespace
 
 void VpnClientStage::start_session(core::StageContext& ctx) {
@@ -406,12 +411,13 @@ std::optional<core::TimePoint> VpnClientStage::poll(core::StageContext& ctx) {
     if (session_ && !next_session_ && reauth_at_ && now >= *reauth_at_ && reauth_ready &&
         session_->state() == ike::SessionState::Established)
         start_reauthentication(ctx);
-    if (retire_at_ && now >= *retire_at_) retire(ctx);
+    const bool unconfirmed = esp_.pending_outbound() != nullptr;
+    if (retire_at_ && now >= *retire_at_ && (!unconfirmed || now >= *retire_at_ + retire_wait_max)) retire(ctx);
     if (session_) consider(session_->poll(now));
     if (next_session_) consider(next_session_->poll(now));
     if (retiring_) consider(retiring_->poll(now));
     drain(ctx);
-    consider(retire_at_);
+    if (retire_at_) consider(now >= *retire_at_ && esp_.pending_outbound() != nullptr ? *retire_at_ + retire_wait_max : *retire_at_);
     consider(restart_at_);
     if (!next_session_ && reauth_ready) consider(reauth_at_);
     return next;

@@ -39,6 +39,15 @@ from roaming_lab import Stream  # noqa: E402
 REKEY_S = 10          # the first CHILD_SA is rekeyed this long after its install
 IKE_LIFETIME_S = 90   # re-authentication starts REAUTH_MARGIN_S before the IKE SA would end
 REAUTH_MARGIN_S = 45  # (45 s leave room for three Main Mode retransmissions, 4 + 7.2 + 13 s)
+# TCP's own exponential back-off is not what the scenario measures. At 20 % loss each way a
+# retransmission and its ACK both get through 64 % of the time, so about one lost segment in
+# 460 fails six times in a row; from an RTO of 1.8 s (seen under this loss) that is 1.8 s x 63,
+# about 2 min of silence with Linux's 120 s ceiling, and the client's socket times out (a seed
+# 10 run paused 55 s after five such failures, every one a loss the impairment stage's seeded
+# draws account for). With a 10 s ceiling the stream's pauses are the stack's: a gap in the
+# data path still shows, a run of coin flips no longer does. net.ipv4.tcp_rto_max_ms is
+# Linux 6.15+; older kernels keep their ceiling.
+TCP_RTO_MAX_MS = 10000
 COLUMNS = ("registration", "ike", "i-mip", "rekey", "re-auth", "handover")
 
 
@@ -64,6 +73,16 @@ def run_scenario(mipsec: str, loss: float, seed: int, log=print, timeout_scale: 
     with Lab(f"loss{int(loss * 100)}") as lab:
         fs = FullStack(lab, mipsec, impair=impairment(loss, seed),
                        vpn={"child_rekey_s": REKEY_S, "ike_lifetime_s": IKE_LIFETIME_S, "reauth_margin_s": REAUTH_MARGIN_S})
+        for host in (fs.mn, fs.cn):
+            host.run(["sysctl", "-qw", f"net.ipv4.tcp_rto_max_ms={TCP_RTO_MAX_MS}"], check=False)
+        if os.environ.get("MIPSEC_LOSS_PCAP"):
+            # Every packet's headers on the mobile node, the x-HA, the gateway and the
+            # correspondent (cap-<role>.pcapng, with MIPSEC_KEEP_LAB=1): where a stalled
+            # stream's retransmissions and ACKs die, and under which ESP SPI.
+            for h in (fs.mn, fs.cn, fs.gw, fs.xha):
+                path = f"{lab.dir}/cap-{h.role}.pcapng"
+                h.spawn(["dumpcap", "-q", "-i", "any", "-s", "160", "-w", path], log_name=f"dumpcap-{h.role}")
+                lab.wait_for(lambda: os.path.exists(path), what=f"the capture on {h.role}")
         t_start = fs.start_mobile_node()
         ev = fs.events
         up = wait(lab, "x-MIP, IKE and i-MIP", lambda: first_event(ev(), f"registered {I_HOME}"), 150)
@@ -129,7 +148,25 @@ def run_scenario(mipsec: str, loss: float, seed: int, log=print, timeout_scale: 
         check("outside -> outside handover (cafe -> hotel): x-MIP re-registered", t_hand)
         # Under heavy loss TCP may sit in exponential back-off for a while: give it time, then
         # require that bytes sent after the handover arrived, all of them, in order.
-        wait(lab, "the stream after the handover", lambda: stream.bytes() > streamed + 20000, 60)
+        stall_note = ""
+        if not wait(lab, "the stream after the handover", lambda: stream.bytes() > streamed + 20000, 60):
+            # Stalled: what every node counts, twice 5 s apart (which counters still move, which
+            # drop reasons grow), and the sender's TCP state (RTO back-off, last ACK, path MTU).
+            notes = []
+            for when in ("stalled", "stalled+5s"):
+                drops = save_status(lab, fs, when, roles=("mn", "gw", "xha", "iha"))
+                notes.append(f"drops by stage {when}: {drops}")
+                for host, name in ((fs.mn, "mn"), (fs.cn, "cn")):
+                    r = host.run(["ss", "-tinm"], check=False)
+                    r2 = host.run(["ip", "route", "show", "cache"], check=False)
+                    with open(f"{lab.dir}/tcp-{name}-{when}.txt", "w") as f:
+                        f.write(r.stdout + r.stderr + "\n" + r2.stdout + r2.stderr)
+                    if name == "mn" and when == "stalled":
+                        notes.append("sender: " + " ".join(w for w in r.stdout.split()
+                                                           if w.split(":")[0] in ("rto", "backoff", "lastsnd", "lastack", "pmtu", "retrans", "unacked")))
+                if when == "stalled":
+                    time.sleep(5)
+            stall_note = "\n" + "\n".join(notes)
         t_stop = time.time()
         try:
             ok, out = stream.finish(timeout=180)
@@ -145,7 +182,7 @@ def run_scenario(mipsec: str, loss: float, seed: int, log=print, timeout_scale: 
             f"{fmt(stream_figures['seconds'])} s (the last {fmt(stream_figures['last_byte_s'])} s after the start), "
             f"{'finished' if ok else 'not finished'}")
         check(f"the TCP stream through i-MIP in ESP in x-MIP survived the handover, byte-exact "
-              f"({streamed} bytes before it, {stream.bytes()} in all)", ok and stream.bytes() > streamed, out)
+              f"({streamed} bytes before it, {stream.bytes()} in all)", ok and stream.bytes() > streamed, out + stall_note)
         st = fs.mn_stages()
         vpn = st["vpn"]
         check("one IKE session all along (re-authentications, never a restart)", vpn.get("sessions_started") == 1,
@@ -162,13 +199,19 @@ def run_scenario(mipsec: str, loss: float, seed: int, log=print, timeout_scale: 
         return {"times": times, "checks": checks, "impair": impair, "stream": stream_figures}
 
 
-def save_status(lab, fs, when: str) -> None:
-    """The mobile node's and the gateway's full status (counters, SAs, drops by reason) as
-    status-<role>-<when>.json in the lab directory, for a failure to be looked into
-    (MIPSEC_KEEP_LAB=1 keeps the directory)."""
-    for role in ("mn", "gw"):
+def save_status(lab, fs, when: str, roles=("mn", "gw")) -> dict:
+    """Each role's full status (counters, SAs, drops by reason) as status-<role>-<when>.json in
+    the lab directory, for a failure to be looked into (MIPSEC_KEEP_LAB=1 keeps the
+    directory). Returns {role: {"index:stage type": drops by reason}} for the non-empty ones."""
+    drops = {}
+    for role in roles:
+        node = fs.status(role)
         with open(f"{lab.dir}/status-{role}-{when}.json", "w") as f:
-            json.dump(fs.status(role), f, indent=1)
+            json.dump(node, f, indent=1)
+        for i, stage in enumerate((node or {}).get("pipeline", [])):
+            if stage.get("drops"):
+                drops.setdefault(role, {})[f"{i}:{stage.get('type')}"] = stage["drops"]
+    return drops
 
 
 def _one_run(job):

@@ -48,12 +48,13 @@ ChildSaSet::Installed ChildSaSet::install(ChildSa child, std::optional<std::uint
     const bool ours_replacing = replaces && child.initiator;
     children_.push_back(std::move(child));
     if (!ours_replacing) return result;
-    // Make-before-break: the new SA is in place and carries our traffic now; the old one still
-    // accepts what the peer sends until it installs the new one (it has not seen QM3 yet).
+    // Make-before-break: the new SA is in place; our traffic moves to it once the peer shows
+    // it has seen QM3 (the ESP stage waits for that). Until then the old pair is the one both
+    // ends hold, both ways: it stays long enough for a lost QM3 to be sent again.
     std::erase(rekeying_, *replaces);
     if (ChildSa* old = find(*replaces); old && !old->superseded) {
         old->superseded = true;
-        old->delete_at = now + superseded_grace;
+        old->delete_at = now + rekeyed_grace;
     }
     return result;
 }

@@ -2,8 +2,9 @@
 #pragma once
 // ChildSaSet: the CHILD_SAs of one IKE SA and the rules IKEv1 leaves to the peers, since
 // Quick Mode has no rekey or collision handling of its own (RFC 2409 §5.5):
-//   * our rekey finished: the new SA carries our traffic, the old one keeps accepting what the
-//     peer still sends for `superseded_grace`, then goes (make-before-break);
+//   * our rekey finished: the new SA is ready to carry our traffic, the old one stays for
+//     `rekeyed_grace` (both ways: the peer may not have our QM3 yet), then goes
+//     (make-before-break);
 //   * a Quick Mode we answer with a live SA's selectors is the peer rekeying that SA (as
 //     strongSwan judges it): the old SA stops being rekeyed and goes after `peer_rekeyed_grace`;
 //   * both peers rekeyed one SA at once (or the peer's rekey arrives within `fresh_window` of
@@ -25,12 +26,18 @@ namespace mipsec::ipsec::ike {
 
 class ChildSaSet {
 public:
-    /// How long the losing SA of a rekey collision (or an SA our rekey replaced) keeps
-    /// accepting packets the peer sent before it switched: a few round trips.
+    /// How long the losing SA of a rekey collision keeps accepting packets the peer sent
+    /// before it switched: a few round trips.
     static constexpr core::Duration superseded_grace = std::chrono::seconds(5);
-    /// An SA the peer rekeyed waits longer, so that a peer deleting after superseded_grace (as
+    /// How long an SA our own rekey replaced stays. The peer installs the new pair only when
+    /// our QM3 reaches it (RFC 2409 §5.5), and a lost QM3 goes again only when the peer
+    /// repeats QM2: 4 s, then 7.2 s later on the usual schedule (ours and strongSwan's). Until
+    /// the peer shows it holds the new pair the old one is the only pair both ends hold, so it
+    /// outlives both repetitions (EspTunnelStage::outbound_confirmation_wait is shorter).
+    static constexpr core::Duration rekeyed_grace = std::chrono::seconds(15);
+    /// An SA the peer rekeyed waits longer, so that a peer deleting after rekeyed_grace (as
     /// we do) sends its Delete first and both do not delete the same SA.
-    static constexpr core::Duration peer_rekeyed_grace = 2 * superseded_grace;
+    static constexpr core::Duration peer_rekeyed_grace = 2 * rekeyed_grace;
 
     struct Installed {
         std::optional<std::uint32_t> replaces;  // spi_in of the SA the new one rekeys

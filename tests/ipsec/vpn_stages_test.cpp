@@ -827,6 +827,141 @@ TEST_CASE("the client's own rekey loses nothing while the gateway has not proces
     CHECK(lab.gw_wire.inner.size() == 2);
 }
 
+TEST_CASE("a lost QM3: the client keeps sealing with the old pair until the gateway's repeated QM2 brings QM3 in") {
+    // RFC 2409 §5.5: the gateway installs the pair on QM3; when QM3 is lost it repeats QM2 (4 s
+    // later) and the client answers with QM3 again. Switching before then sealed every packet
+    // with an SA the gateway could not open (UnknownSpi), for as long as QM3 took.
+    Lab lab("aes128gcm16", std::chrono::hours(4), [](ipsec::ike::SessionConfig& s, bool gateway) {
+        if (!gateway) s.child_rekey_time = std::chrono::seconds(30);
+    });
+    lab.tick();
+    REQUIRE(lab.client_stage().inner_address());
+    const auto vip = lab.client_stage().inner_address()->address;
+    REQUIRE(lab.client_stage().esp().outbound() != nullptr);
+    const auto old_out = lab.client_stage().esp().outbound()->spi();
+    auto to_gw = [&] {
+        while (!lab.client_wire.outer.empty()) {
+            auto p = std::move(lab.client_wire.outer.front());
+            lab.client_wire.outer.pop_front();
+            lab.nat.outbound(p);
+            (void)lab.feed(*lab.gw, p);
+        }
+    };
+    auto to_client = [&] {
+        while (!lab.gw_wire.outer.empty()) {
+            auto p = std::move(lab.gw_wire.outer.front());
+            lab.gw_wire.outer.pop_front();
+            lab.nat.inbound(p);
+            (void)lab.feed(*lab.client, p);
+        }
+    };
+    lab.now += std::chrono::seconds(31);
+    lab.client->set_now(lab.now);
+    (void)lab.client->poll();  // QM1
+    to_gw();                   // QM2 back
+    to_client();               // the client installs the new pair and sends QM3, which is lost
+    REQUIRE(lab.client_wire.outer.size() == 1);
+    lab.client_wire.outer.clear();
+    REQUIRE(lab.client_stage().esp().pending_outbound() != nullptr);
+
+    // Three seconds on, the gateway has not repeated QM2 yet: what the client sends must still
+    // be sealed with the pair the gateway holds.
+    lab.now += std::chrono::seconds(3);
+    lab.tick();
+    REQUIRE(lab.send(*lab.client, udp_packet(vip, lan_host, 100), lab.client_wire).passed());
+    to_gw();
+    CHECK(lab.gw_wire.inner.size() == 1);
+    REQUIRE(lab.client_stage().esp().outbound() != nullptr);
+    CHECK(lab.client_stage().esp().outbound()->spi() == old_out);
+    CHECK(lab.gw->counters(0).drops[static_cast<std::size_t>(core::DropReason::UnknownSpi)] == 0);
+
+    // The gateway repeats QM2, the client answers with QM3 again and the gateway installs the
+    // pair; its first packet on it moves the client over.
+    lab.now += std::chrono::seconds(2);
+    lab.tick();
+    REQUIRE(lab.send(*lab.gw, udp_packet(lan_host, vip, 100), lab.gw_wire).passed());
+    const auto client_inner = lab.client_wire.inner.size();
+    to_client();
+    CHECK(lab.client_wire.inner.size() == client_inner + 1);
+    REQUIRE(lab.client_stage().esp().outbound() != nullptr);
+    CHECK(lab.client_stage().esp().outbound()->spi() != old_out);
+    CHECK(lab.client_stage().esp().pending_outbound() == nullptr);
+    REQUIRE(lab.send(*lab.client, udp_packet(vip, lan_host, 100), lab.client_wire).passed());
+    to_gw();
+    CHECK(lab.gw_wire.inner.size() == 2);
+}
+
+TEST_CASE("a re-authentication whose QM3 is lost keeps the old IKE SA and its pair until the gateway holds the new one") {
+    // Closing the old IKE SA deletes its pair at both ends; until the gateway has our QM3 for
+    // the new IKE SA's CHILD_SA that pair is the only one both ends hold.
+    Lab lab("aes128gcm16", std::chrono::seconds(60));
+    lab.tick();
+    REQUIRE(lab.client_stage().inner_address());
+    const auto vip = lab.client_stage().inner_address()->address;
+    const auto old_out = lab.client_stage().esp().outbound()->spi();
+    // Up to the re-authentication (54 s), then every message through except the client's QM3.
+    bool qm3_lost = false;
+    for (int second = 0; second < 70 && !qm3_lost; ++second) {
+        lab.now += std::chrono::seconds(1);
+        lab.client->set_now(lab.now);
+        lab.gw->set_now(lab.now);
+        (void)lab.client->poll();
+        (void)lab.gw->poll();
+        for (int round = 0; round < 20 && !qm3_lost; ++round) {
+            while (!lab.client_wire.outer.empty()) {
+                auto p = std::move(lab.client_wire.outer.front());
+                lab.client_wire.outer.pop_front();
+                lab.nat.outbound(p);
+                (void)lab.feed(*lab.gw, p);
+            }
+            while (!lab.gw_wire.outer.empty() && !qm3_lost) {
+                auto p = std::move(lab.gw_wire.outer.front());
+                lab.gw_wire.outer.pop_front();
+                lab.nat.inbound(p);
+                (void)lab.feed(*lab.client, p);
+                if (lab.client_stage().reauthentications() == 1) {
+                    // QM2 in: the client installed the new pair and sent QM3, which is lost.
+                    REQUIRE(lab.client_wire.outer.size() == 1);
+                    lab.client_wire.outer.clear();
+                    qm3_lost = true;
+                }
+            }
+        }
+    }
+    REQUIRE(qm3_lost);
+    REQUIRE(lab.client_stage().esp().pending_outbound() != nullptr);
+
+    // Past the 3 s after which the old IKE SA used to go, before the gateway repeats QM2 (4 s):
+    // the old pair still carries the client's packets.
+    lab.now += std::chrono::milliseconds(3500);
+    lab.client->set_now(lab.now);
+    (void)lab.client->poll();
+    lab.exchange();
+    REQUIRE(lab.send(*lab.client, udp_packet(vip, lan_host, 100), lab.client_wire).passed());
+    const auto up_before = lab.gw_wire.inner.size();
+    lab.exchange();
+    CHECK(lab.gw_wire.inner.size() == up_before + 1);
+    CHECK(lab.gw->counters(0).drops[static_cast<std::size_t>(core::DropReason::UnknownSpi)] == 0);
+    REQUIRE(lab.client_stage().esp().outbound() != nullptr);
+    CHECK(lab.client_stage().esp().outbound()->spi() == old_out);
+
+    // The gateway repeats QM2 and gets QM3; its first packet on the new pair moves the client,
+    // and the old IKE SA goes with its pair, at both ends.
+    lab.now += std::chrono::seconds(1);
+    lab.tick();
+    REQUIRE(lab.send(*lab.gw, udp_packet(lan_host, vip, 100), lab.gw_wire).passed());
+    lab.exchange();
+    CHECK(lab.client_stage().esp().pending_outbound() == nullptr);
+    CHECK(lab.client_stage().esp().outbound()->spi() != old_out);
+    lab.tick();
+    REQUIRE(lab.send(*lab.client, udp_packet(vip, lan_host, 100), lab.client_wire).passed());
+    const auto up_after = lab.gw_wire.inner.size();
+    lab.exchange();
+    CHECK(lab.gw_wire.inner.size() == up_after + 1);
+    CHECK(lab.gw->counters(0).drops[static_cast<std::size_t>(core::DropReason::UnknownSpi)] == 0);
+    CHECK(lab.gw_stage().client_count() == 1);
+}
+
 TEST_CASE("IKE lost while Mobile IP below was not registered goes out again as soon as it registers") {
     // RFC 5265: the VPN client's local address is the x-MIP home address. The node starts both
     // at once; MM1 leaves before the registration is in and is dropped below.

@@ -53,10 +53,10 @@ TEST_CASE("ChildSaSet: our rekey is make-before-break; the old SA goes after the
     CHECK_FALSE(set.rekeying(0x1000));
     REQUIRE(set.find(0x1000));
     CHECK(set.find(0x1000)->superseded);
-    CHECK(set.find(0x1000)->delete_at == t1 + ChildSaSet::superseded_grace);
+    CHECK(set.find(0x1000)->delete_at == t1 + ChildSaSet::rekeyed_grace);
     CHECK(set.find(0x2000)->installed_at == t1);
     // The old SA is neither rekeyed again nor kept past the grace.
-    due = set.due(t1 + ChildSaSet::superseded_grace);
+    due = set.due(t1 + ChildSaSet::rekeyed_grace);
     REQUIRE(due.expired.size() == 1);
     CHECK(due.expired[0] == 0x1000);
     CHECK(due.to_rekey.empty());

@@ -625,7 +625,7 @@ TEST_CASE("child SA rekey is make-before-break on both sides") {
     // Both SAs for a few seconds: the old one takes what the peer sent before it switched.
     CHECK(net.client->children().size() == 2);
     CHECK(net.client_all<ChildSaDeleted>().empty());
-    net.run_for(seconds(5));
+    net.run_for(ChildSaSet::rekeyed_grace);
 
     // Client: installed(new, replaces old) strictly before deleted(old).
     std::optional<std::size_t> installed_at, deleted_at;
@@ -854,7 +854,7 @@ TEST_CASE("a rekey collision (both sides rekey the same SA at once) leaves one m
         net.client->poll(net.now);
         net.pump();
         CHECK(dropped == !client_first);
-        net.run_for(seconds(10));
+        net.run_for(ChildSaSet::rekeyed_grace + seconds(1));
         CHECK(net.client->counters().rekey_collisions == 1);
         REQUIRE(net.gw_session() != nullptr);
         CHECK(net.gw_session()->counters().rekey_collisions == 1);
@@ -885,7 +885,7 @@ TEST_CASE("a rekey started by the gateway replaces the SA on both sides; the cli
     net.client_cfg->esp_proposals = {{EspAlgorithm::AesGcm128, seconds(600)}};
     net.start();
     const auto first = net.client->children()[0].spi_in;
-    net.run_for(seconds(70));
+    net.run_for(seconds(60) + ChildSaSet::rekeyed_grace + seconds(1));
     REQUIRE(net.client->children().size() == 1);
     REQUIRE(net.gw_session()->children().size() == 1);
     CHECK(net.client->children()[0].spi_in != first);
