@@ -125,21 +125,29 @@ struct Lab {
         gw->attach(&gw_wire);
     }
 
+    // Every outer packet the client has queued, across the NAT to the gateway (one way only).
+    void to_gateway() {
+        while (!client_wire.outer.empty()) {
+            auto p = std::move(client_wire.outer.front());
+            client_wire.outer.pop_front();
+            nat.outbound(p);
+            (void)feed(*gw, p);
+        }
+    }
+    // Every outer packet the gateway has queued, back across the NAT to the client.
+    void to_client() {
+        while (!gw_wire.outer.empty()) {
+            auto p = std::move(gw_wire.outer.front());
+            gw_wire.outer.pop_front();
+            nat.inbound(p);
+            (void)feed(*client, p);
+        }
+    }
     // Moves every queued outer packet across the NAT until both sides are quiet.
     void exchange() {
         for (int rounds = 0; rounds < 100 && (!client_wire.outer.empty() || !gw_wire.outer.empty()); ++rounds) {
-            while (!client_wire.outer.empty()) {
-                auto p = std::move(client_wire.outer.front());
-                client_wire.outer.pop_front();
-                nat.outbound(p);
-                feed(*gw, p);
-            }
-            while (!gw_wire.outer.empty()) {
-                auto p = std::move(gw_wire.outer.front());
-                gw_wire.outer.pop_front();
-                nat.inbound(p);
-                feed(*client, p);
-            }
+            to_gateway();
+            to_client();
         }
     }
     core::Verdict feed(core::Pipeline& p, const test::Bytes& bytes) {
@@ -783,27 +791,11 @@ TEST_CASE("the client's own rekey loses nothing while the gateway has not proces
     const auto vip = lab.client_stage().inner_address()->address;
     REQUIRE(lab.client_stage().esp().outbound() != nullptr);
     const auto old_out = lab.client_stage().esp().outbound()->spi();
-    auto to_gw = [&] {
-        while (!lab.client_wire.outer.empty()) {
-            auto p = std::move(lab.client_wire.outer.front());
-            lab.client_wire.outer.pop_front();
-            lab.nat.outbound(p);
-            (void)lab.feed(*lab.gw, p);
-        }
-    };
-    auto to_client = [&] {
-        while (!lab.gw_wire.outer.empty()) {
-            auto p = std::move(lab.gw_wire.outer.front());
-            lab.gw_wire.outer.pop_front();
-            lab.nat.inbound(p);
-            (void)lab.feed(*lab.client, p);
-        }
-    };
     lab.now += std::chrono::seconds(31);
     lab.client->set_now(lab.now);
     (void)lab.client->poll();  // QM1
-    to_gw();                   // QM2 back
-    to_client();               // the client installs the new pair and sends QM3
+    lab.to_gateway();  // QM2 back
+    lab.to_client();   // the client installs the new pair and sends QM3
     REQUIRE(lab.client_wire.outer.size() == 1);
     auto qm3 = std::move(lab.client_wire.outer.front());
     lab.client_wire.outer.pop_front();
@@ -811,19 +803,19 @@ TEST_CASE("the client's own rekey loses nothing while the gateway has not proces
     // gateway can open.
     REQUIRE(lab.client_stage().esp().pending_outbound() != nullptr);
     REQUIRE(lab.send(*lab.client, udp_packet(vip, lan_host, 100), lab.client_wire).passed());
-    to_gw();
+    lab.to_gateway();
     CHECK(lab.gw_wire.inner.size() == 1);
     lab.nat.outbound(qm3);
     (void)lab.feed(*lab.gw, qm3);
     // The gateway answers on the new pair: the client switches and the gateway opens it.
     REQUIRE(lab.send(*lab.gw, udp_packet(lan_host, vip, 100), lab.gw_wire).passed());
-    to_client();
+    lab.to_client();
     CHECK(lab.client_wire.inner.size() == 1);
     REQUIRE(lab.client_stage().esp().outbound() != nullptr);
     CHECK(lab.client_stage().esp().outbound()->spi() != old_out);
     CHECK(lab.client_stage().esp().pending_outbound() == nullptr);
     REQUIRE(lab.send(*lab.client, udp_packet(vip, lan_host, 100), lab.client_wire).passed());
-    to_gw();
+    lab.to_gateway();
     CHECK(lab.gw_wire.inner.size() == 2);
 }
 
@@ -839,27 +831,11 @@ TEST_CASE("a lost QM3: the client keeps sealing with the old pair until the gate
     const auto vip = lab.client_stage().inner_address()->address;
     REQUIRE(lab.client_stage().esp().outbound() != nullptr);
     const auto old_out = lab.client_stage().esp().outbound()->spi();
-    auto to_gw = [&] {
-        while (!lab.client_wire.outer.empty()) {
-            auto p = std::move(lab.client_wire.outer.front());
-            lab.client_wire.outer.pop_front();
-            lab.nat.outbound(p);
-            (void)lab.feed(*lab.gw, p);
-        }
-    };
-    auto to_client = [&] {
-        while (!lab.gw_wire.outer.empty()) {
-            auto p = std::move(lab.gw_wire.outer.front());
-            lab.gw_wire.outer.pop_front();
-            lab.nat.inbound(p);
-            (void)lab.feed(*lab.client, p);
-        }
-    };
     lab.now += std::chrono::seconds(31);
     lab.client->set_now(lab.now);
     (void)lab.client->poll();  // QM1
-    to_gw();                   // QM2 back
-    to_client();               // the client installs the new pair and sends QM3, which is lost
+    lab.to_gateway();  // QM2 back
+    lab.to_client();   // the client installs the new pair and sends QM3, which is lost
     REQUIRE(lab.client_wire.outer.size() == 1);
     lab.client_wire.outer.clear();
     REQUIRE(lab.client_stage().esp().pending_outbound() != nullptr);
@@ -869,7 +845,7 @@ TEST_CASE("a lost QM3: the client keeps sealing with the old pair until the gate
     lab.now += std::chrono::seconds(3);
     lab.tick();
     REQUIRE(lab.send(*lab.client, udp_packet(vip, lan_host, 100), lab.client_wire).passed());
-    to_gw();
+    lab.to_gateway();
     CHECK(lab.gw_wire.inner.size() == 1);
     REQUIRE(lab.client_stage().esp().outbound() != nullptr);
     CHECK(lab.client_stage().esp().outbound()->spi() == old_out);
@@ -881,13 +857,13 @@ TEST_CASE("a lost QM3: the client keeps sealing with the old pair until the gate
     lab.tick();
     REQUIRE(lab.send(*lab.gw, udp_packet(lan_host, vip, 100), lab.gw_wire).passed());
     const auto client_inner = lab.client_wire.inner.size();
-    to_client();
+    lab.to_client();
     CHECK(lab.client_wire.inner.size() == client_inner + 1);
     REQUIRE(lab.client_stage().esp().outbound() != nullptr);
     CHECK(lab.client_stage().esp().outbound()->spi() != old_out);
     CHECK(lab.client_stage().esp().pending_outbound() == nullptr);
     REQUIRE(lab.send(*lab.client, udp_packet(vip, lan_host, 100), lab.client_wire).passed());
-    to_gw();
+    lab.to_gateway();
     CHECK(lab.gw_wire.inner.size() == 2);
 }
 
