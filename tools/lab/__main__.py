@@ -135,15 +135,18 @@ def run_scenario(doc: dict, path: str, mipsec: str, keep: bool, report_arg, log=
 def if_values(element, parameter: str) -> list:
     """Every value an "if" anywhere in the scenario gives `parameter`, in order of appearance."""
     found: list = []
-    if isinstance(element, dict):
-        cond = element.get("if")
-        if isinstance(cond, dict) and parameter in cond and cond[parameter] not in found:
-            found.append(cond[parameter])
-        for v in element.values():
-            found += [x for x in if_values(v, parameter) if x not in found]
-    elif isinstance(element, list):
-        for v in element:
-            found += [x for x in if_values(v, parameter) if x not in found]
+
+    def walk(e) -> None:
+        if isinstance(e, dict):
+            cond = e.get("if")
+            if isinstance(cond, dict) and parameter in cond and cond[parameter] not in found:
+                found.append(cond[parameter])
+            e = list(e.values())
+        if isinstance(e, list):
+            for v in e:
+                walk(v)
+
+    walk(element)
     return found
 
 

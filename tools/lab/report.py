@@ -26,11 +26,15 @@ def cell(v) -> str:
     return str(v)
 
 
-def move_table(moves: list) -> str:
-    lines = ["| " + " | ".join(title for _, title in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    for m in moves:
-        lines.append("| " + " | ".join(cell(m.get(k)) for k, _ in COLUMNS) + " |")
+def markdown_table(titles: list, rows: list) -> str:
+    """A Markdown table of already formatted rows ("|" inside a cell escaped)."""
+    lines = ["| " + " | ".join(titles) + " |", "|" + "---|" * len(titles)]
+    lines += ["| " + " | ".join(cell(v).replace("|", "\\|") for v in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def move_table(moves: list) -> str:
+    return markdown_table([title for _, title in COLUMNS], [[m.get(k) for k, _ in COLUMNS] for m in moves])
 
 
 def topology_dot(doc: dict) -> str:
@@ -214,19 +218,13 @@ MATRIX_COLUMNS = (("order", "order"), ("carries_traffic", "carries traffic"), ("
 
 
 def matrix_table(param: str, rows: list) -> str:
-    head = [title if key != "order" else param for key, title in MATRIX_COLUMNS]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(MATRIX_COLUMNS)]
-    for r in rows:
-        cells = []
-        for key, _ in MATRIX_COLUMNS:
-            v = r.get(key)
-            if key in ("passed", "carries_traffic"):
-                v = "yes" if v else "**no**"
-            elif key == "reason":
-                v = v or "–"
-            cells.append(cell(v).replace("|", "\\|"))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    def shown(key, v):
+        if key in ("passed", "carries_traffic"):
+            return "yes" if v else "**no**"
+        return (v or "–") if key == "reason" else v
+
+    return markdown_table([title if key != "order" else param for key, title in MATRIX_COLUMNS],
+                          [[shown(key, r.get(key)) for key, _ in MATRIX_COLUMNS] for r in rows])
 
 
 def write_matrix(out_dir: str, doc: dict, param: str, rows: list) -> list[str]:
