@@ -565,7 +565,12 @@ void MobileNodeStage::follow_access_mode(const core::RaisedEvent& event, core::S
     dormant_ = false;
     ctx.log().info("leaving the intranet (", to_string(access.mode), "): registering again");
     if (config_.care_of_source == CareOfSource::Static) dormant_care_of_ = config_.static_care_of;
-    if (!dormant_care_of_.is_unspecified()) handle(node_.care_of_address_changed(dormant_care_of_, now), ctx);
+    // Register where the interface is now. With no address there (woken onto an agent's link,
+    // mode fvc), forget the address we slept with too: it went while we were dormant, and a
+    // care-of address we still held would keep us from soliciting and make us register from
+    // an address the link no longer has.
+    if (!dormant_care_of_.is_unspecified() || !node_.care_of_address().is_unspecified())
+        handle(node_.care_of_address_changed(dormant_care_of_, now), ctx);
     if (config_.care_of_source == CareOfSource::ForeignAgent || solicits_without_address()) {
         advert_heard_ = false;
         solicitations_in_burst_ = 0;

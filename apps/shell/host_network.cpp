@@ -119,13 +119,21 @@ private:
         if (change.registered && !change.foreign_agent.is_unspecified() && change.link_ifindex != 0)
             wanted = tun::Route{.destination = {core::Ipv4Address{0}, 0}, .ifindex = change.link_ifindex,
                                 .gateway = change.foreign_agent, .onlink = true};
+        // Stacked Mobile IP layers each report their own registration: in RFC 5265 mode fvc the
+        // x-MIP layer registers through the agent and the i-MIP layer, inside the tunnel, with
+        // the VPN's inner address. Only the registration that put the route there (same home
+        // address) ends it; another layer's, with no agent of its own, says nothing about it.
+        if (!wanted && agent_route_ && change.home_address != agent_home_) return;
         if (wanted == agent_route_) return;
         auto nl = tun::Netlink::open();
         if (!nl) {
             log_.error("cannot open rtnetlink for the foreign agent route: ", nl.error().message());
             return;
         }
-        if (agent_route_) (void)nl->del_route(*agent_route_);
+        if (agent_route_) {
+            (void)nl->del_route(*agent_route_);
+            log_.info("default route via foreign agent ", agent_route_->gateway ? agent_route_->gateway->to_string() : std::string("?"), " removed");
+        }
         agent_route_.reset();
         if (!wanted) return;
         auto r = nl->add_route(*wanted);
@@ -135,6 +143,7 @@ private:
             return;
         }
         agent_route_ = wanted;
+        agent_home_ = change.home_address;
         log_.info("default route via foreign agent ", change.foreign_agent.to_string());
     }
 
@@ -212,6 +221,7 @@ private:
     std::optional<core::Ipv4Prefix> inner_address_;
     std::optional<tun::Rule> rule_;
     std::optional<tun::Route> agent_route_;
+    core::Ipv4Address agent_home_{};  // the home address whose registration installed agent_route_
     std::set<std::uint32_t> proxy_arp_on_;
 };
 

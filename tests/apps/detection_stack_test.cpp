@@ -1571,6 +1571,31 @@ TEST_CASE("RFC 5265 transitions c -> f -> cvc -> fvc -> f -> c: outside -> outsi
     CHECK(lab.vpn->sessions_started() == sessions);  // the kept SAs were never renegotiated
 }
 
+TEST_CASE("RFC 5265 f -> fvc: from an intranet agent straight to a cafe agent, x-MIP wakes and registers through it, IKE, i-MIP the inner address") {
+    Lab lab(Lab::Options{.gateway = true});
+    lab.address(office, true);
+    lab.exchange();
+    REQUIRE(lab.status().mode == ND::Mode::InsideCoLocated);
+    lab.relink(office, lab.office_fa.get());
+    lab.exchange();
+    lab.advance(1s);
+    REQUIRE(lab.status().mode == ND::Mode::InsideForeignAgent);
+    CHECK(lab.xmip->dormant());
+
+    lab.relink(std::nullopt, lab.cafe_fa.get());
+
+    lab.exchange();
+    lab.advance(3s);
+    CHECK(lab.status().mode == ND::Mode::OutsideForeignAgent);
+    CHECK_FALSE(lab.xmip->dormant());
+    REQUIRE(lab.xha->agent().bindings().find(external_home) != nullptr);
+    CHECK(lab.xha->agent().bindings().find(external_home)->care_of_address == cafe_agent);
+    REQUIRE(lab.vpn->inner_address());
+    CHECK(lab.iha->agent().bindings().find(internal_home)->care_of_address == lab.vpn->inner_address()->address);
+    REQUIRE(lab.send_user(correspondent, 71).passed());
+    CHECK(lab.from_iha_tunnel.back() == test::echo_packet(internal_home, correspondent, 71));
+}
+
 TEST_CASE("two interfaces: the inside one carries user data; losing it moves data to the outside one, its return brings it back") {
     Lab lab(Lab::Options{.gateway = true, .two_links = true});
     // The wireless link comes up first, in a cafe: outside (cvc), the VPN over x-MIP from there.
