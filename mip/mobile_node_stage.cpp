@@ -16,6 +16,9 @@ using core::Verdict;
 namespace {
 
 constexpr unsigned initial_solicitations = 3;  // RFC 5944 §2.4.1: up to three, at most one per second
+// Long enough for what the layers above sent through us on going dormant to reach the home
+// agent ahead of our deregistration, short against any registration lifetime.
+constexpr auto dormant_deregistration_delay = std::chrono::milliseconds(250);
 
 std::string_view to_string(MobileNode::State s) noexcept {
     switch (s) {
@@ -281,6 +284,20 @@ void MobileNodeStage::send_solicitation(core::StageContext& ctx) {
     buf.meta().egress_ifindex = config_.care_of_ifindex;
     ++counters_.solicitations_sent;
     ctx.send_control(std::move(buf));
+}
+
+void MobileNodeStage::deregister_dormant(core::StageContext& ctx) {
+    deregister_at_.reset();
+    const auto now = ctx.now();
+    const bool via_agent = node_.via_foreign_agent();
+    auto out = node_.shutdown(now);
+    if (out.transmit) {
+        ctx.log().info("inside the intranet: deregistering ", node_.home_address().to_string());
+        transmit(*out.transmit, ctx);
+    }
+    // Woken later, perhaps on another link, the layer looks for an agent afresh (RFC 5944
+    // §2.4.2) instead of registering through one it heard before going dormant.
+    if (via_agent) (void)node_.care_of_address_changed({}, now);
 }
 
 void MobileNodeStage::shutdown(core::StageContext& ctx) {
@@ -550,19 +567,22 @@ void MobileNodeStage::follow_access_mode(const core::RaisedEvent& event, core::S
         dormant_care_of_ = via_agent              ? core::Ipv4Address{}
                            : follows_interface ? seen_address(config_.care_of_ifindex)
                                                : node_.care_of_address();
-        auto out = node_.shutdown(now);
-        if (out.transmit) {
-            ctx.log().info("inside the intranet: deregistering ", node_.home_address().to_string(), " and going dormant");
-            transmit(*out.transmit, ctx);
-        }
-        // Woken later, perhaps on another link, the layer looks for an agent afresh (RFC 5944
-        // §2.4.2) instead of registering through one it heard before going dormant.
-        if (via_agent) (void)node_.care_of_address_changed({}, now);
+        // What the layers above sent on leaving (the VPN's Delete payloads, RFC 5265 §4) went
+        // through our tunnel a moment ago. Deregistering at once races them: an agent relays
+        // our deregistration from its UDP socket and our tunnelled packets from another, and a
+        // home agent that unbinds first drops them, leaving the gateway with a client that
+        // only its DPD ends. So the binding outlives them briefly.
+        ctx.log().info("inside the intranet: going dormant, deregistering ", node_.home_address().to_string(), " in ",
+                       std::chrono::duration_cast<std::chrono::milliseconds>(dormant_deregistration_delay).count(), " ms");
+        deregister_at_ = now + dormant_deregistration_delay;
         dormant_ = true;
         next_solicitation_.reset();
         return;
     }
     dormant_ = false;
+    // Woken before the deregistration left: the binding is still ours, and the care-of
+    // address below decides whether it moves.
+    deregister_at_.reset();
     ctx.log().info("leaving the intranet (", to_string(access.mode), "): registering again");
     if (config_.care_of_source == CareOfSource::Static) dormant_care_of_ = config_.static_care_of;
     // Register where the interface is now. With no address there (woken onto an agent's link,
@@ -985,7 +1005,10 @@ std::optional<core::TimePoint> MobileNodeStage::solicitation_deadline() const no
 std::optional<core::TimePoint> MobileNodeStage::poll(core::StageContext& ctx) {
     const auto now = ctx.now();
     last_now_ = now;
-    if (dormant_) return std::nullopt;  // deregistered; the layer above wakes us
+    if (dormant_) {
+        if (deregister_at_ && now >= *deregister_at_) deregister_dormant(ctx);
+        return deregister_at_;  // then nothing until the layer above wakes us
+    }
     if (!started_) {
         started_ = true;
         if (config_.care_of_source == CareOfSource::Static && !config_.static_care_of.is_unspecified())

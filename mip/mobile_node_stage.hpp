@@ -247,6 +247,7 @@ private:
     bool at_home_of(const MobileNode& n) const noexcept;
     // x-MIP following the layer above.
     void follow_access_mode(const core::RaisedEvent& event, core::StageContext& ctx);
+    void deregister_dormant(core::StageContext& ctx);
     void send_keepalive(core::StageContext& ctx);
     void send_solicitation(core::StageContext& ctx);
     std::optional<core::TimePoint> solicitation_deadline() const noexcept;
@@ -281,6 +282,7 @@ private:
     bool inner_registration_due_ = false;       // outside again: register the inner address at the next poll
     // x-MIP: dormant while a layer above is inside; the interface's address meanwhile.
     bool dormant_ = false;
+    std::optional<core::TimePoint> deregister_at_;  // dormant, deregistration not yet sent
     core::Ipv4Address dormant_care_of_{};
     // x-MIP with care_of "interface": the last address seen on each interface, so that it can
     // follow the layer above to another one (bounded: a host has few interfaces).

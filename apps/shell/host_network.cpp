@@ -5,6 +5,8 @@
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <net/if.h>
 
@@ -115,15 +117,18 @@ private:
     // RFC 5944 §4.2.2: registered through a foreign agent, the mobile node uses it as its
     // default router, on a link where it may have no address of its own.
     void follow_foreign_agent(const core::RegistrationChanged& change) {
-        std::optional<tun::Route> wanted;
+        // Stacked Mobile IP layers each report their own registration: in RFC 5265 mode f both
+        // i-MIP and x-MIP (during detection) may register through the intranet agent, in mode
+        // fvc x-MIP through the agent and i-MIP, inside the tunnel, with the VPN's inner
+        // address. The route stays while any layer's registration through an agent holds it;
+        // the newest such registration says which agent.
+        std::erase_if(agent_holders_, [&](const auto& h) { return h.first == change.home_address; });
         if (change.registered && !change.foreign_agent.is_unspecified() && change.link_ifindex != 0)
-            wanted = tun::Route{.destination = {core::Ipv4Address{0}, 0}, .ifindex = change.link_ifindex,
-                                .gateway = change.foreign_agent, .onlink = true};
-        // Stacked Mobile IP layers each report their own registration: in RFC 5265 mode fvc the
-        // x-MIP layer registers through the agent and the i-MIP layer, inside the tunnel, with
-        // the VPN's inner address. Only the registration that put the route there (same home
-        // address) ends it; another layer's, with no agent of its own, says nothing about it.
-        if (!wanted && agent_route_ && change.home_address != agent_home_) return;
+            agent_holders_.emplace_back(change.home_address, tun::Route{.destination = {core::Ipv4Address{0}, 0},
+                                                                         .ifindex = change.link_ifindex,
+                                                                         .gateway = change.foreign_agent, .onlink = true});
+        std::optional<tun::Route> wanted;
+        if (!agent_holders_.empty()) wanted = agent_holders_.back().second;
         if (wanted == agent_route_) return;
         auto nl = tun::Netlink::open();
         if (!nl) {
@@ -138,13 +143,12 @@ private:
         if (!wanted) return;
         auto r = nl->add_route(*wanted);
         if (!r && r.error() != std::errc::file_exists) {
-            log_.error("cannot route via foreign agent ", change.foreign_agent.to_string(), ": ", r.error().message(), " ",
+            log_.error("cannot route via foreign agent ", wanted->gateway->to_string(), ": ", r.error().message(), " ",
                        nl->last_error_detail());
             return;
         }
         agent_route_ = wanted;
-        agent_home_ = change.home_address;
-        log_.info("default route via foreign agent ", change.foreign_agent.to_string());
+        log_.info("default route via foreign agent ", wanted->gateway->to_string());
     }
 
     // RFC 5944 §4.6: while a mobile node is away its HA answers ARP for the home address on
@@ -221,7 +225,8 @@ private:
     std::optional<core::Ipv4Prefix> inner_address_;
     std::optional<tun::Rule> rule_;
     std::optional<tun::Route> agent_route_;
-    core::Ipv4Address agent_home_{};  // the home address whose registration installed agent_route_
+    // Each home address registered through an agent, oldest first, with the route it wants.
+    std::vector<std::pair<core::Ipv4Address, tun::Route>> agent_holders_;
     std::set<std::uint32_t> proxy_arp_on_;
 };
 

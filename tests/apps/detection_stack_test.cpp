@@ -279,8 +279,21 @@ struct Lab {
     }
 
     // The node's packets onto its link: through the foreign agent there, if any.
+    // The office agent handles the node's registrations at once and holds everything else it
+    // would reverse-tunnel until released: two sockets, read in either order.
+    bool defer_office_agent_tunnel = false;
+    std::vector<Bytes> deferred_at_office_agent;
+    void release_office_agent_tunnel() {
+        defer_office_agent_tunnel = false;
+        for (auto& p : std::exchange(deferred_at_office_agent, {})) from_node(p);
+    }
+
     void from_node(const Bytes& p) {
         if (on_link == nullptr) return route(p);
+        if (defer_office_agent_tunnel && on_link == office_fa.get() && !is_registration(p)) {
+            deferred_at_office_agent.push_back(p);
+            return;
+        }
         to_agent.push_back(p);
         auto buf = test::load(pool, p, 128);
         const auto v = on_link->stage.encapsulate(buf, on_link->ctx);
@@ -598,6 +611,7 @@ TEST_CASE("RFC 5265: starting in the intranet gives mode c, data in the clear to
     CHECK(lab.vpn->dormant());
     CHECK(lab.encap->dormant());
     CHECK(lab.xmip->dormant());
+    lab.advance(1s);  // x-MIP deregisters once what the layers above sent has gone ahead
     CHECK(lab.xha->agent().bindings().find(external_home) == nullptr);
     // The i-HA's reply crossed the awake layers below in the clear: neither took it.
     CHECK(lab.xmip->counters().passed_other_reply >= 1);
@@ -675,6 +689,7 @@ TEST_CASE("RFC 5265: out of the office to a cafe (cvc), x-MIP and IKE start; bac
     CHECK(lab.imip->access_mode() == Access::Inside);
     CHECK(lab.vpn->dormant());
     CHECK(lab.xmip->dormant());
+    lab.advance(1s);
     CHECK(lab.xha->agent().bindings().find(external_home) == nullptr);  // x-MIP deregistered
     CHECK(lab.iha->agent().bindings().find(internal_home)->care_of_address == office2);
     REQUIRE(lab.send_user(correspondent, 3).passed());
@@ -703,6 +718,7 @@ TEST_CASE("RFC 5265 §3.3: an i-HA answer after the x-HA's, even after IKE began
     CHECK(lab.imip->access_mode() == Access::Inside);
     CHECK(lab.vpn->dormant());
     CHECK(lab.xmip->dormant());
+    lab.advance(1s);
     CHECK(lab.xha->agent().bindings().find(external_home) == nullptr);
     CHECK(lab.send_user().passed());
     // The other held replies answered requests already answered: counted, never a second decision.
@@ -1571,6 +1587,36 @@ TEST_CASE("RFC 5265 transitions c -> f -> cvc -> fvc -> f -> c: outside -> outsi
     CHECK(lab.vpn->sessions_started() == sessions);  // the kept SAs were never renegotiated
 }
 
+TEST_CASE("RFC 5265 §4 through an intranet agent with keep_sas_inside false: the Deletes reach the gateway before x-MIP deregisters") {
+    // The race a live run showed: x-HA's answer (through the agent) came first, IKE ran, then
+    // the i-HA's TNC reply made the node inside. The VPN's Deletes leave through x-MIP; an
+    // agent may relay x-MIP's deregistration ahead of them (it reads registrations and tunnelled
+    // packets from different sockets), and an x-HA without the binding drops them, so the
+    // gateway keeps a client. x-MIP's binding must outlive the Deletes.
+    Lab lab(Lab::Options{.keep_sas = false, .gateway = true});
+    lab.hold_iha_replies = true;
+    lab.relink(std::nullopt, lab.office_fa.get());
+    lab.exchange();
+    lab.advance(3s);
+    REQUIRE(lab.status().mode == ND::Mode::OutsideForeignAgent);
+    REQUIRE(lab.vpn->inner_address());
+    auto& gateway_stage = static_cast<ipsec::VpnGatewayStage&>(lab.gw->stage(0));
+    REQUIRE(gateway_stage.client_count() == 1);
+    lab.hold_iha_replies = false;
+    for (auto& p : std::exchange(lab.held, {})) lab.toward_node(p);
+    // The agent's turn, deregistration first, as the live agent did it.
+    lab.defer_office_agent_tunnel = true;
+    lab.exchange();
+    REQUIRE(lab.status().mode == ND::Mode::InsideForeignAgent);
+    CHECK(lab.vpn->session() == nullptr);
+    CHECK(lab.xmip->dormant());
+    CHECK(lab.xha->agent().bindings().find(external_home) != nullptr);  // not yet deregistered
+    lab.release_office_agent_tunnel();
+    lab.advance(1s);
+    CHECK(gateway_stage.client_count() == 0);  // the Delete payloads arrived
+    CHECK(lab.xha->agent().bindings().find(external_home) == nullptr);  // then x-MIP deregistered
+}
+
 TEST_CASE("RFC 5265 f -> fvc: from an intranet agent straight to a cafe agent, x-MIP wakes and registers through it, IKE, i-MIP the inner address") {
     Lab lab(Lab::Options{.gateway = true});
     lab.address(office, true);
@@ -1626,6 +1672,7 @@ TEST_CASE("two interfaces: the inside one carries user data; losing it moves dat
     CHECK(lab.imip->access_interface() == eth);
     CHECK(lab.vpn->dormant());
     CHECK(lab.xmip->dormant());
+    lab.advance(1s);
     CHECK(lab.xha->agent().bindings().find(external_home) == nullptr);
     CHECK(lab.iha->agent().bindings().find(internal_home)->care_of_address == office);
     // The direct requests left by the interface whose address they carry.

@@ -314,7 +314,9 @@ def main():
                      json.dumps(iha_binding()) + json.dumps(visitors(ofa)))
         checks.check("office FA: the VPN and x-MIP dormant, no binding left at the external HA",
                      wait(lambda: vpn().get("access") == "dormant" and xmip().get("dormant") is True and xha_bindings() == 0
-                          and not gateway_clients(), 10, "dormant layers"), json.dumps(vpn())[:300] + json.dumps(xmip())[:300])
+                          and not gateway_clients(), 10, "dormant layers"),
+                     f"x-HA bindings {xha_bindings()}, gateway clients {json.dumps(gateway_clients())[:300]}, "
+                     + json.dumps(vpn())[:300] + json.dumps(xmip())[:300])
 
         # --- Office FA -> cafe: outside, VPN up over x-MIP, i-MIP registers the VPN inner address.
         def outside_ready():
