@@ -368,9 +368,19 @@ void VpnClientStage::follow_access_mode(const core::AccessModeChanged& access, c
             withdraw_inner_address(ctx);
         } else {
             ctx.log().info("inside the intranet: dormant", session_ ? ", SAs kept" : "");
+            slept_with_sas_ = session_ != nullptr;
         }
     } else if (wanted == Access::Awake && access_ == Access::Dormant) {
         ctx.log().info("outside: VPN awake", session_ ? " (reusing the kept SAs)" : "");
+    }
+    if (wanted == Access::Awake && slept_with_sas_) {
+        slept_with_sas_ = false;
+        // The gateway may have dropped the kept SAs while we were inside (its DPD saw nothing
+        // from us, or it restarted): reusing dead SAs would black-hole every packet until our
+        // own idle DPD noticed, minutes later. Ask now; no answer, and a new negotiation starts.
+        // The probe leaves on the next poll, once the layers below are awake too.
+        if (session_ && session_->probe_peer(ctx.now(), config_.wake_probe_window, std::chrono::seconds(1)))
+            ctx.log().info("outside: asking the gateway whether the kept IKE SA still stands (DPD)");
     }
     access_ = wanted;
 }

@@ -36,7 +36,9 @@ namespace mipsec::ipsec {
 /// replies (UDP from port 434) arriving on other ports than IKE's. It raises AccessModeChanged: Inside, this stage is
 /// dormant (every packet passes unchanged both ways, no IKE, no DPD) and keeps its SAs for
 /// the next outside period or deletes them at the gateway, as the event says; Outside, it
-/// works again and starts IKE only if it has no IKE SA. With `wait_for_access_mode` it starts
+/// works again and starts IKE only if it has no IKE SA; an IKE SA kept while inside is probed
+/// with DPD at once (answer within `wake_probe_window`), since the gateway may have dropped it
+/// meanwhile, and a new one negotiated if the gateway does not answer. With `wait_for_access_mode` it starts
 /// no IKE at all before the first Outside (RFC 5265 §4: x-MIP first, IKE only when outside).
 /// Not thread-safe. Config: {"type": "ipsec.vpn_client", "local": ..., "gateway": ..., "psk": ...}
 class VpnClientStage final : public core::Stage {
@@ -50,6 +52,7 @@ public:
         std::uint8_t ttl = 64;
         KeyLog* key_log = nullptr;  // set only when the user asked for a key log; outlives the stage
         bool wait_for_access_mode = false;  // no IKE until a mobile node layer above says "outside"
+        core::Duration wake_probe_window = std::chrono::seconds(6);
     };
     VpnClientStage(Config config, crypto::Random& random);
     ~VpnClientStage() override;
@@ -119,6 +122,7 @@ private:
     bool ike_key_logged_ = false;
     core::TimePoint last_now_{};  // for report(): time left on SAs
     Access access_ = Access::Awake;
+    bool slept_with_sas_ = false;  // dormant with a kept IKE SA, not yet probed since
     std::uint64_t passed_direct_ = 0;
     std::uint64_t passed_dormant_ = 0;
     std::uint64_t passed_registration_replies_ = 0;

@@ -39,6 +39,12 @@ public:
 
     bool outstanding() const noexcept { return first_unacked_.has_value(); }
 
+    /// The outstanding probe must be answered by `deadline`, retried every `retry_every` until
+    /// then, whatever the idle timer and schedule say: the caller has reason to doubt the peer
+    /// still knows us (it may have dropped the SA while we were away) and a dead SA costs more
+    /// than a needless new negotiation. A no-op with no probe outstanding.
+    void expect_answer_by(core::TimePoint now, core::TimePoint deadline, core::Duration retry_every) noexcept;
+
 private:
     core::Duration delay_;
     RetransmitPolicy retransmit_;
@@ -48,6 +54,8 @@ private:
     std::optional<std::uint32_t> first_unacked_;
     unsigned retries_ = 0;
     core::TimePoint next_{};
+    std::optional<core::TimePoint> answer_by_;
+    core::Duration urgent_retry_{};
 };
 
 }  // namespace mipsec::ipsec::ike

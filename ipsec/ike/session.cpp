@@ -770,6 +770,12 @@ void Session::send_error_notify(std::uint16_t type) {
 
 bool Session::send_dpd(core::TimePoint now) { return send_dpd(now, false); }
 
+bool Session::probe_peer(core::TimePoint now, core::Duration answer_within, core::Duration retry_every) {
+    if (!send_dpd(now, false)) return false;
+    dpd_.expect_answer_by(now, now + answer_within, retry_every);
+    return true;
+}
+
 bool Session::send_dpd(core::TimePoint now, bool retry) {
     if (state_ != SessionState::Established || !cfg_->dpd || !sa_.peer_dpd) return false;
     NotifyPayload n;

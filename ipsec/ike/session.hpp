@@ -187,6 +187,10 @@ public:
     bool rekey_child(std::uint32_t spi_in, core::TimePoint now);
     /// Sends an R-U-THERE now (normally driven by poll()); false without DPD support.
     bool send_dpd(core::TimePoint now);
+    /// Sends an R-U-THERE now that must be answered within `answer_within` (retried every
+    /// `retry_every`), or the session fails with PeerDead: for an SA kept while the path was
+    /// away, which the peer may have dropped meanwhile. False without DPD support.
+    bool probe_peer(core::TimePoint now, core::Duration answer_within, core::Duration retry_every);
     /// Takes over CHILD_SAs of an ended IKE SA of the same peer (see ChildSasHandedOver); one
     /// whose selectors a live SA of ours already covers is deleted after a short grace.
     void adopt_children(std::vector<ChildSa> children, core::TimePoint now);

@@ -244,22 +244,7 @@ struct Lab {
         // registrations come from them, through the tunnel).
         if (o.iha_rfc5265) ic.agent.trusted_networks = {*core::Ipv4Prefix::parse("10.2.0.0/24"), vpn_pool};
         if (o.home_link_trusted) ic.agent.trusted_networks.push_back(*core::Ipv4Prefix::parse("10.1.0.0/24"));
-        if (o.gateway) {
-            ipsec::ike::SessionConfig gs;
-            gs.local_id = ipsec::ike::IdPayload::fqdn("gw.lab.example");
-            gs.psks.push_back({std::nullopt, crypto::SecretBytes(psk)});
-            gs.local_ts = {*core::Ipv4Prefix::parse("10.1.0.0/24")};
-            gs.esp_proposals = {ipsec::ike::EspProposal{.algorithm = ipsec::ike::EspAlgorithm::AesGcm128}};
-            gs.child_rekey_time = core::Duration::zero();
-            ipsec::VpnGatewayStage::Config gc;
-            gc.local = gateway;
-            gc.responder.session = std::make_shared<const ipsec::ike::SessionConfig>(std::move(gs));
-            gc.responder.pool = vpn_pool;
-            std::vector<std::unique_ptr<core::Stage>> gst;
-            gst.push_back(std::make_unique<ipsec::VpnGatewayStage>(std::move(gc), random));
-            gw = std::make_unique<core::Pipeline>(std::move(gst), pool, core::null_logger());
-            gw->attach(&gw_wire);
-        }
+        if (o.gateway) start_gateway();
         iha = std::make_unique<mip::HomeAgentStage>(std::move(ic), random);
         xha = std::make_unique<mip::HomeAgentStage>(
             test::ha_stage_config(external_ha, *core::Ipv4Prefix::parse("198.51.100.0/24"), {{external_home, &external_key}}), random);
@@ -279,6 +264,24 @@ struct Lab {
     }
 
     // The node's packets onto its link: through the foreign agent there, if any.
+    // A gateway that knows no client yet (at start, or restarted).
+    void start_gateway() {
+        ipsec::ike::SessionConfig gs;
+        gs.local_id = ipsec::ike::IdPayload::fqdn("gw.lab.example");
+        gs.psks.push_back({std::nullopt, crypto::SecretBytes(psk)});
+        gs.local_ts = {*core::Ipv4Prefix::parse("10.1.0.0/24")};
+        gs.esp_proposals = {ipsec::ike::EspProposal{.algorithm = ipsec::ike::EspAlgorithm::AesGcm128}};
+        gs.child_rekey_time = core::Duration::zero();
+        ipsec::VpnGatewayStage::Config gc;
+        gc.local = gateway;
+        gc.responder.session = std::make_shared<const ipsec::ike::SessionConfig>(std::move(gs));
+        gc.responder.pool = vpn_pool;
+        std::vector<std::unique_ptr<core::Stage>> gst;
+        gst.push_back(std::make_unique<ipsec::VpnGatewayStage>(std::move(gc), random));
+        gw = std::make_unique<core::Pipeline>(std::move(gst), pool, core::null_logger());
+        gw->attach(&gw_wire);
+    }
+
     // The office agent handles the node's registrations at once and holds everything else it
     // would reverse-tunnel until released: two sockets, read in either order.
     bool defer_office_agent_tunnel = false;
@@ -1157,13 +1160,63 @@ TEST_CASE("RFC 5265 cvc with a real VPN gateway: i-MIP registers the inner addre
     lab.exchange();
     lab.advance(2s);
     CHECK(lab.imip->access_mode() == Access::Outside);
-    CHECK(lab.ike_at_gateway() == ike);  // zero IKE messages
+    // No negotiation: the one IKE message is the R-U-THERE asking whether the kept SA stands.
+    CHECK(lab.ike_at_gateway() == ike + 1);
     CHECK(lab.vpn->sessions_started() == 1);
     REQUIRE(lab.imip->active_registration() != nullptr);
     CHECK(lab.iha->agent().bindings().find(internal_home)->care_of_address == tia);
     CHECK(lab.xha->agent().bindings().find(external_home)->care_of_address == cafe2);
     REQUIRE(lab.send_user(correspondent, 22).passed());
     CHECK(lab.from_iha_tunnel.back() == test::echo_packet(internal_home, correspondent, 22));
+}
+
+TEST_CASE("RFC 5265 §4: SAs kept while inside are probed on waking; a gateway that forgot them gets a new negotiation within seconds") {
+    Lab lab(Lab::Options{.gateway = true});
+    lab.inside = false;
+    lab.address(cafe, true);
+    lab.exchange();
+    lab.advance(3s);
+    REQUIRE(lab.vpn->inner_address());
+    lab.move_to(cafe, office, true);
+    lab.exchange();
+    REQUIRE(lab.imip->access_mode() == Access::Inside);
+    REQUIRE(lab.vpn->session() != nullptr);  // kept
+    lab.advance(5s);
+
+    SUBCASE("the gateway still holds them: one R-U-THERE answered, zero IKE negotiations, data at once") {
+        lab.move_to(office, cafe2, false);
+        lab.exchange();
+        lab.advance(2s);
+        CHECK(lab.imip->access_mode() == Access::Outside);
+        CHECK(lab.vpn->sessions_started() == 1);
+        REQUIRE(lab.vpn->session() != nullptr);
+        CHECK(lab.vpn->session()->counters().dpd_sent == 1);
+        CHECK(lab.vpn->session()->counters().dpd_acked == 1);
+        lab.advance(10s);
+        CHECK(lab.vpn->sessions_started() == 1);
+        const auto tunnelled = lab.from_iha_tunnel.size();
+        REQUIRE(lab.send_user(correspondent, 31).passed());
+        REQUIRE(lab.from_iha_tunnel.size() == tunnelled + 1);
+        CHECK(lab.from_iha_tunnel.back() == test::echo_packet(internal_home, correspondent, 31));
+    }
+    SUBCASE("the gateway restarted meanwhile: no answer within the wake window, a new IKE SA, i-MIP registers its address") {
+        lab.start_gateway();
+        lab.set_now();
+        lab.move_to(office, cafe2, false);
+        lab.exchange();
+        lab.advance(5s);
+        CHECK(lab.vpn->sessions_started() == 1);  // still asking
+        lab.advance(10s);  // 6 s window, then the restart delay (5 s)
+        CHECK(lab.vpn->sessions_started() == 2);
+        lab.advance(2s);
+        REQUIRE(lab.vpn->inner_address());
+        REQUIRE(lab.iha->agent().bindings().find(internal_home) != nullptr);
+        CHECK(lab.iha->agent().bindings().find(internal_home)->care_of_address == lab.vpn->inner_address()->address);
+        const auto tunnelled = lab.from_iha_tunnel.size();
+        REQUIRE(lab.send_user(correspondent, 32).passed());
+        REQUIRE(lab.from_iha_tunnel.size() == tunnelled + 1);
+        CHECK(lab.from_iha_tunnel.back() == test::echo_packet(internal_home, correspondent, 32));
+    }
 }
 
 TEST_CASE("RFC 5265 §5.2: the active stack's MTU follows the mode (c: 1480, cvc: 1403), and the TUN is sized for mode f") {
@@ -1702,7 +1755,8 @@ TEST_CASE("two interfaces: the inside one carries user data; losing it moves dat
     CHECK_FALSE(lab.xmip->dormant());
     CHECK(lab.xha->agent().bindings().find(external_home)->care_of_address == cafe);
     CHECK(lab.iha->agent().bindings().find(internal_home)->care_of_address == tia);
-    CHECK(lab.ike_at_gateway() == ike);
+    CHECK(lab.ike_at_gateway() == ike + 1);  // the kept SA's R-U-THERE, no negotiation
+    CHECK(lab.vpn->sessions_started() == 1);
     REQUIRE(lab.send_user(correspondent, 5).passed());
     CHECK(lab.arrived_up(5));
     CHECK(destination_of(lab.last_user_outer) == external_ha);  // i-MIP in ESP in x-MIP

@@ -98,3 +98,42 @@ TEST_CASE("Dpd: a timeout declares the peer dead before the retransmission sched
         CHECK(fresh.due(t + seconds(9), {}) == Dpd::Due::Retry);  // not dead: 10 s from this probe, not the first
     }
 }
+
+TEST_CASE("Dpd: a probe that must be answered by a deadline is retried every second, then the peer is dead; an ACK ends it") {
+    const core::TimePoint t0{};
+    SUBCASE("no answer") {
+        Dpd dpd(seconds(30), RetransmitPolicy{});  // the schedule alone would wait 4 s, then minutes
+        dpd.start(50);
+        dpd.probe(t0, false);
+        dpd.expect_answer_by(t0, t0 + seconds(3), seconds(1));
+        CHECK(dpd.next(t0) == t0 + seconds(1));
+        CHECK(dpd.due(t0 + std::chrono::milliseconds(999), t0) == Dpd::Due::Nothing);
+        REQUIRE(dpd.due(t0 + seconds(1), t0) == Dpd::Due::Retry);
+        dpd.probe(t0 + seconds(1), true);
+        REQUIRE(dpd.due(t0 + seconds(2), t0) == Dpd::Due::Retry);
+        dpd.probe(t0 + seconds(2), true);
+        CHECK(dpd.next(t0) == t0 + seconds(3));  // never past the deadline
+        CHECK(dpd.due(t0 + seconds(3), t0) == Dpd::Due::PeerDead);
+    }
+    SUBCASE("answered: back to the idle timer, and the next probe has no deadline") {
+        Dpd dpd(seconds(30), RetransmitPolicy{});
+        dpd.start(50);
+        const auto seq = dpd.probe(t0, false);
+        dpd.expect_answer_by(t0, t0 + seconds(3), seconds(1));
+        CHECK(dpd.acknowledge(seq));
+        CHECK(dpd.due(t0 + seconds(10), t0) == Dpd::Due::Nothing);
+        CHECK(dpd.next(t0) == t0 + seconds(30));
+        dpd.probe(t0 + seconds(30), false);
+        CHECK(dpd.next(t0) == t0 + seconds(34));
+        CHECK(dpd.due(t0 + seconds(33), t0) == Dpd::Due::Nothing);
+    }
+    SUBCASE("without a probe outstanding it does nothing; without an idle delay the deadline still counts") {
+        Dpd none(seconds(30), RetransmitPolicy{});
+        none.expect_answer_by(t0, t0 + seconds(3), seconds(1));
+        CHECK(none.due(t0 + seconds(5), t0) == Dpd::Due::Nothing);
+        Dpd on_request(core::Duration::zero(), RetransmitPolicy{});
+        on_request.probe(t0, false);
+        on_request.expect_answer_by(t0, t0 + seconds(2), seconds(1));
+        CHECK(on_request.due(t0 + seconds(2), t0) == Dpd::Due::PeerDead);
+    }
+}
