@@ -125,9 +125,13 @@ def run_scenario(doc: dict, path: str, mipsec: str, keep: bool, report_arg, log=
         }
         # Made only now: an interrupted run leaves no file behind.
         report_dir = report_arg or tempfile.mkdtemp(prefix=f"mipsec-lab-{doc['scenario']}-")
-        written = report.write(report_dir, doc, result)
+        kept = []
         if keep:
-            written += run.keep_captures(report_dir)
+            os.makedirs(report_dir, exist_ok=True)
+            kept = run.keep_captures(report_dir)
+            result["kept"] = [os.path.basename(k) for k in kept]
+        written = report.write(report_dir, doc, result) + kept
+        if keep:
             log(f"mipsec lab: run directory kept: {lab.dir}")
     return result, report_dir, written
 
