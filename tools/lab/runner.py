@@ -547,7 +547,7 @@ class Run:
     def measure_overhead(self) -> None:
         """Each move's bytes of overhead per packet, measured on the capture of the network the
         node went to (when there is one): the most frequent outer-minus-inner length of the
-        probe's packets there between the move's registration and the next link change. It
+        probe's packets there between the move's link change and the next one. It
         replaces the node's own account (`tun.stack_overhead`) in the move's row."""
         if not self.probes:
             return
@@ -732,8 +732,9 @@ class Run:
         if "outage_ms" in row_extra:
             row["outage_ms"] = row_extra["outage_ms"]
         # Where the captures may measure the overhead instead: the access network, from the
-        # registration (or now) to the next link change.
-        self.overhead_windows.append({"row": row, "network": row_extra["network"], "from": t_reg or time.time(), "to": None})
+        # link change (nothing of the old stack crosses the new network) to the next one; it
+        # holds at least the probe's first request and reply through the new stack.
+        self.overhead_windows.append({"row": row, "network": row_extra["network"], "from": t0, "to": None})
         self.moves.append(row)
         self.log(f"move {label}: {json.dumps({k: v for k, v in row.items() if k != 'move'})}")
         if "until" in m:
