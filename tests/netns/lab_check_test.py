@@ -84,6 +84,12 @@ def main():
         swan_cases(checks, args, tmp)
         capture_cases(checks, args, tmp)
         outage_cases(checks, args, tmp)
+        r = lab(args.mipsec, "pictures", "mip-roaming", "vpn-only-1a", "--out", os.path.join(tmp, "pictures"))
+        svg = os.path.join(tmp, "pictures", "mip-roaming.svg")
+        text = open(svg).read() if os.path.exists(svg) else ""
+        checks.check("lab pictures draws each named scenario's topology (mip-roaming: its moves and its outage on the cafe link)",
+                     r.returncode == 0 and os.path.exists(os.path.join(tmp, "pictures", "vpn-only-1a.svg"))
+                     and "<svg" in text and "move 5: wlan0" in text and "3: wlan0 down 2 s" in text, r.stderr + text[:300])
         r = lab(args.mipsec, "check", "mip-roaming", "--set", "no_such=1")
         checks.check("--set of an unknown parameter is refused", r.returncode == 2 and "no_such" in r.stderr, r.stderr)
         r = lab(args.mipsec, "check", "mip-roaming", "--set", "key=short")

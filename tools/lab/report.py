@@ -76,21 +76,33 @@ def topology_dot(doc: dict) -> str:
         for ifname, ispec in spec.get("interfaces", {}).items():
             out.append(f'  "host_{h}" -- "net_{ispec["network"]}" [label="{ifname} {ispec.get("address") or ""}" fontsize=8];')
     # Where the timeline takes a moving interface: dashed, numbered in order.
+    # A link outage: dotted, to the network the interface is on by then.
     k = 0
+    on = {(h, i): spec["network"] for h, hs in doc["hosts"].items() for i, spec in hs.get("interfaces", {}).items()}
     for step in doc["timeline"]:
         if not active(step, doc.get("parameters", {})):
             continue
         if "move" in step:
             k += 1
             m = step["move"]
+            on[(m["host"], m["interface"])] = m["to"]
             out.append(f'  "host_{m["host"]}" -- "net_{m["to"]}" [style=dashed color="#c05020" fontcolor="#c05020" '
                        f'label="move {k}: {m["interface"]}" fontsize=8];')
         elif "outage" in step:
             k += 1
             o = step["outage"]
-            out.append(f'  "host_{o["host"]}" [xlabel="{k}: {o["interface"]} down {o["duration_s"]} s" fontcolor="#a02020"];')
+            out.append(f'  "host_{o["host"]}" -- "net_{on[(o["host"], o["interface"])]}" [style=dotted penwidth=2 color="#a02020" '
+                       f'fontcolor="#a02020" label="{k}: {o["interface"]} down {o["duration_s"]} s" fontsize=8];')
     out.append("}")
     return "\n".join(out) + "\n"
+
+
+def topology_svg(doc: dict, path: str) -> bool:
+    """The topology picture (topology_dot drawn by graphviz) at `path`; False without `dot`."""
+    if not shutil.which("dot"):
+        return False
+    r = subprocess.run(["dot", "-Tsvg", "-o", path], input=topology_dot(doc), capture_output=True, text=True)
+    return r.returncode == 0
 
 
 def timeline_svg(result: dict, path: str) -> bool:
@@ -160,11 +172,9 @@ def write(report_dir: str, doc: dict, result: dict) -> list[str]:
     written.append(path)
     svg = None
     if shutil.which("dot"):
-        dot_path = os.path.join(report_dir, "topology.dot")
-        with open(dot_path, "w") as f:
+        with open(os.path.join(report_dir, "topology.dot"), "w") as f:
             f.write(topology_dot(doc))
-        r = subprocess.run(["dot", "-Tsvg", dot_path, "-o", os.path.join(report_dir, "topology.svg")], capture_output=True)
-        if r.returncode == 0:
+        if topology_svg(doc, os.path.join(report_dir, "topology.svg")):
             svg = "topology.svg"
             written.append(os.path.join(report_dir, svg))
     timeline = None
