@@ -264,7 +264,8 @@ def matrix_row(order: str, result: dict) -> dict:
 
 MATRIX_COLUMNS = (("order", "order"), ("carries_traffic", "carries traffic"), ("passed", "as the scenario expects"), ("moves", "moves"), ("moves_with_reply", "moves with a reply"),
                   ("worst_first_reply_ms", "worst link → first reply (ms)"), ("probe_lost", "probes lost"),
-                  ("ike_messages", "IKE messages"), ("registrations", "registrations"), ("reason", "what failed, or what was observed"),
+                  ("ike_messages", "IKE messages"), ("registrations", "registrations"),
+                  ("overhead_bytes", "overhead per packet, last move (bytes)"), ("reason", "what failed, or what was observed"),
                   ("drops", "largest drop counters"))
 
 
