@@ -40,7 +40,10 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                run (capture-<network>.pcap; `--keep` copies them into the report directory);
                "outside": true asserts at the end that the capture holds no user packet in the
                clear, only IKE, ESP, registrations, MIP-tunnelled ESP and link control, as
-               tshark dissects it (see capture.py)
+               tshark dissects it (see capture.py); with captures, every IPsec stage of the
+               mipsec nodes logs its keys into the run's directory (Wireshark's esp_sa and
+               ikev1_decryption_table; `--keep` copies them beside the pcaps), so tshark reads
+               inside ESP and each move's overhead per packet is measured on the probe's packets
   timeline     steps, in order; each is one object with one action key and optional "label",
                "timeout_s":
                  {"start": node} {"stop": node} {"restart": node}
