@@ -83,6 +83,13 @@ def main():
                          r.returncode == 2 and sorted(found) == sorted(pointers), f"exit {r.returncode}: {r.stderr.strip()}")
         swan_cases(checks, args, tmp)
         capture_cases(checks, args, tmp)
+        outage_cases(checks, args, tmp)
+        r = lab(args.mipsec, "pictures", "mip-roaming", "vpn-only-1a", "--out", os.path.join(tmp, "pictures"))
+        svg = os.path.join(tmp, "pictures", "mip-roaming.svg")
+        text = open(svg).read() if os.path.exists(svg) else ""
+        checks.check("lab pictures draws each named scenario's topology (mip-roaming: its moves and its outage on the cafe link)",
+                     r.returncode == 0 and os.path.exists(os.path.join(tmp, "pictures", "vpn-only-1a.svg"))
+                     and "<svg" in text and "move 5: wlan0" in text and "3: wlan0 down 2 s" in text, r.stderr + text[:300])
         r = lab(args.mipsec, "check", "mip-roaming", "--set", "no_such=1")
         checks.check("--set of an unknown parameter is refused", r.returncode == 2 and "no_such" in r.stderr, r.stderr)
         r = lab(args.mipsec, "check", "mip-roaming", "--set", "key=short")
@@ -94,7 +101,113 @@ def main():
         checks.check("a MIPSEC_LAB_DIR without a lab is a clear error", r.returncode == 1 and "MIPSEC_LAB_DIR" in r.stderr, r.stderr)
     library_checks(checks)
     capture_checks(checks)
+    overhead_checks(checks)
     return checks.finish()
+
+
+def outage_cases(checks, args, tmp):
+    """The link-loss step: mip-roaming's is valid; a bad one is refused at its pointer."""
+    base = json.load(open(os.path.join(SCENARIOS, "mip-roaming.json")))
+    k = next((i for i, step in enumerate(base["timeline"]) if "outage" in step), None)
+    checks.check("mip-roaming has a link outage step", k is not None)
+    if k is None:
+        return
+    at = f"/timeline/{k}/outage"
+    cases = [
+        ("an unknown key in an outage", lambda d: d["timeline"][k]["outage"].update(for_s=2), [at + "/for_s"]),
+        ("an outage of no time", lambda d: d["timeline"][k]["outage"].update(duration_s=0), [at + "/duration_s"]),
+        ("an outage longer than a minute", lambda d: d["timeline"][k]["outage"].update(duration_s=61), [at + "/duration_s"]),
+        ("an outage on an interface the host does not have", lambda d: d["timeline"][k]["outage"].update(interface="eth9"),
+         [at + "/interface"]),
+        ("an outage without a duration", lambda d: d["timeline"][k]["outage"].pop("duration_s"), [at]),
+        ("an outage whose until names an unknown node", lambda d: d["timeline"][k]["outage"]["until"][0].update(node="ghost"),
+         [at + "/until/0/node"]),
+        ("an outage expecting an unknown figure", lambda d: d["timeline"][k]["outage"]["expect"].update(downtime={"at_most": 1}),
+         [at + "/expect/downtime"]),
+        ("a step with both an outage and a move", lambda d: d["timeline"][k].update(move=d["timeline"][2]["move"]), [f"/timeline/{k}"]),
+    ]
+    for what, change, pointers in cases:
+        f = os.path.join(tmp, "bad-outage.json")
+        with open(f, "w") as out:
+            json.dump(broken(base, change), out)
+        r = lab(args.mipsec, "check", f)
+        found = [line.split(": ")[2] for line in r.stderr.splitlines() if line.startswith("mipsec lab: ")]
+        checks.check(f"{what}: refused (exit 2) at {', '.join(pointers)}",
+                     r.returncode == 2 and sorted(found) == sorted(pointers), f"exit {r.returncode}: {r.stderr.strip()}")
+
+
+def overhead_checks(checks):
+    """Bytes of overhead per packet from a capture: the probe's packets only, outer minus
+    inner IP length, inside ESP once tshark has the key table; the report's column says
+    where the number came from; a run with captures has its IPsec stages log their keys."""
+    import shutil
+    import struct
+    from lab import capture, report, runner
+
+    def frame(layers, src, dst, icmp, ip_len):
+        return capture.Frame("\t".join(["1", "100.0", "eth:ethertype:" + layers, src, dst, icmp, "", ip_len]))
+    rows = [
+        ("an echo in IP-in-IP", frame("ip:ip:icmp:data", "198.18.1.2,10.1.0.10", "192.0.2.100,10.1.0.77", "8", "104,84"), 20),
+        ("an echo reply in RFC 3519 tunnel data", frame("ip:udp:mip:ip:icmp:data", "10.20.0.5,10.1.0.77", "198.18.1.2,10.1.0.10",
+                                                         "0", "116,84"), 32),
+        ("a decrypted echo in ESP in IP-in-IP", frame("ip:ip:esp:ip:icmp:data", "198.18.1.2,198.18.5.2,10.1.0.10",
+                                                       "192.0.2.100,203.0.113.77,10.1.0.77", "8", "197,177,84"), 113),
+        ("an echo at home, no tunnel", frame("ip:icmp:data", "10.1.0.10", "10.1.0.77", "8", "84"), 0),
+        ("ESP tshark could not decrypt", frame("ip:esp", "198.18.5.2", "203.0.113.77", "", "177"), None),
+        ("an echo to another address (the RFC 3519 keepalive)", frame("ip:udp:mip:ip:icmp", "10.20.0.5,10.1.0.77",
+                                                                       "198.18.1.2,198.18.1.2", "8", "88,28"), None),
+        ("an ICMP error quoting an echo", frame("ip:ip:icmp:ip:icmp", "198.18.1.2,10.1.0.1,10.1.0.10", "192.0.2.100,10.1.0.10,10.1.0.77",
+                                                 "3,8", "124,104,84"), None),
+        ("TCP in IP-in-IP", frame("ip:ip:tcp", "198.18.1.2,10.1.0.10", "192.0.2.100,10.1.0.77", "", "1500,1480"), None),
+    ]
+    for what, f, want in rows:
+        got = capture.overhead(f, "10.1.0.77")
+        checks.check(f"overhead: {what}: {want}", got == want, str(got))
+    row = {"move": "m", "overhead_bytes": 36, "overhead_source": "capture cafe, 40 of 40 probe packets"}
+    table = report.move_table([row, {"move": "n", "overhead_bytes": 32, "overhead_source": "status"}, {"move": "o"}])
+    checks.check("the move table's overhead column names its source",
+                 "36 (capture cafe, 40 of 40 probe packets)" in table and "| 32 (status) |" in table and "overhead per packet" in table,
+                 table)
+    # The key log each IPsec stage gets in a run with captures (an explicit one is kept).
+    run = runner.Run.__new__(runner.Run)
+    run.lab = type("L", (), {"dir": "/run/lab"})()
+    cfg = {"pipeline": [{"type": "mip.mobile_node"}, {"type": "ipsec.vpn_client"}, {"type": "ipsec.vpn_gateway", "key_log": "/k"},
+                        {"type": "ipsec.esp_tunnel"}]}
+    run.log_keys("cli", cfg)
+    p = cfg["pipeline"]
+    checks.check("a run with captures: vpn_client logs to a prefix, esp_tunnel to an esp_sa file, a given key_log stays",
+                 "key_log" not in p[0] and p[1]["key_log"] == "/run/lab/keys-cli-1" and p[2]["key_log"] == "/k"
+                 and p[3]["key_log"] == "/run/lab/keys-cli-3.esp_sa", json.dumps(p))
+    if shutil.which("tshark") is None:
+        checks.check("tshark is installed (tools/install-deps.sh)", False)
+        return
+
+    # tshark itself: an echo in ESP (NULL encryption, no ICV, so the test needs no crypto) in
+    # IP-in-IP; with the esp_sa line the overhead is measured inside, without it there is none.
+    def ipv4(src, dst, proto, payload):
+        h = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), 1, 0, 64, proto, 0, bytes(map(int, src.split("."))),
+                        bytes(map(int, dst.split("."))))
+        return h + payload
+    echo = struct.pack("!BBHHH", 8, 0, 0, 7, 1) + bytes(56)
+    inner = ipv4("10.99.1.10", "10.99.1.77", 1, echo)
+    pad = bytes(range(1, 3))  # RFC 4303 §2.4: 84 + 2 + 2 is a multiple of 4
+    esp = struct.pack("!II", 0x1234, 1) + inner + pad + bytes([len(pad), 4])
+    outer = ipv4("198.18.1.2", "192.0.2.100", 4, ipv4("198.18.5.2", "203.0.113.77", 50, esp))
+    eth = b"\x02\0\0\0\0\1" + b"\x02\0\0\0\0\2" + b"\x08\x00" + outer
+    with tempfile.TemporaryDirectory(prefix="mipsec-lab-overhead-") as tmp:
+        path = os.path.join(tmp, "esp.pcap")
+        with open(path, "wb") as f:
+            f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+            f.write(struct.pack("<IIII", 100, 0, len(eth), len(eth)) + eth)
+        line = '"IPv4","198.18.5.2","203.0.113.77","0x00001234","NULL","","NULL",""'
+        plain = capture.read(path)
+        opened = capture.read(path, options=capture.decrypt_options([line], []))
+        want = len(outer) - len(inner)
+        got = capture.overhead(opened[0], "10.99.1.77") if opened else None
+        checks.check(f"tshark with the esp_sa table: the echo inside ESP in IP-in-IP, {want} bytes of overhead ({got})",
+                     got == want and capture.classify(opened[0]) == "mip-tunnelled esp", opened[0].describe() if opened else "no frame")
+        checks.check("without the key table: ESP stays opaque, no overhead measured",
+                     len(plain) == 1 and capture.overhead(plain[0], "10.99.1.77") is None, plain[0].describe() if plain else "no frame")
 
 
 def capture_cases(checks, args, tmp):

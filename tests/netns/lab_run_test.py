@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -54,18 +55,58 @@ def describe_process(pid):
         return "(gone)"
 
 
+def decrypt_checks(checks, report, network, moves, md):
+    """The kept capture of `network` with the kept key tables: tshark decrypts every ESP packet
+    to the inner ICMP, and the encrypted IKE to its Mode Config payload; the tables are the
+    owner's only; the move that went to that network measured its overhead on the capture."""
+    pcap = os.path.join(report, f"capture-{network}.pcap")
+    tables = {t: os.path.join(report, t) for t in ("esp_sa", "ikev1_decryption_table")}
+    present = os.path.exists(pcap) and all(os.path.exists(p) for p in tables.values())
+    checks.check(f"--keep: capture-{network}.pcap, esp_sa and ikev1_decryption_table in the report directory", present,
+                 str(sorted(os.listdir(report))))
+    if not present:
+        return
+    checks.check("the key tables are readable by their owner only",
+                 all(os.stat(p).st_mode & 0o077 == 0 for p in tables.values()), str([oct(os.stat(p).st_mode) for p in tables.values()]))
+    opts = ["-o", "esp.enable_encryption_decode:TRUE"]
+    for table, path in tables.items():
+        opts += [a for line in open(path).read().splitlines() if line.strip() for a in ("-o", f"uat:{table}:{line}")]
+
+    def count(filt, extra=()):
+        r = subprocess.run(["tshark", "-r", pcap, "-n", *extra, "-Y", filt, "-T", "fields", "-e", "frame.number"],
+                           capture_output=True, text=True, timeout=120)
+        return len(r.stdout.split()), r.stderr
+
+    esp_total, _ = count("esp")
+    esp_icmp, err = count("esp && (icmp.type == 0 || icmp.type == 8)", opts)
+    checks.check(f"tshark with the kept key tables decrypts every ESP packet on {network} to ICMP ({esp_icmp} of {esp_total})",
+                 esp_total >= 4 and esp_icmp == esp_total, err[-300:])
+    without, _ = count("esp && icmp")
+    checks.check(f"without them nothing inside ESP is readable ({without})", without == 0)
+    attr, err = count("isakmp.typepayload == 14", opts)
+    checks.check("tshark decrypts the IKE exchanges (the Mode Config attribute payload)", attr >= 1, err[-300:])
+    to_net = [m for m in moves if m.get("to") == network]
+    checks.check(f"the move to {network} measured its overhead on that capture",
+                 bool(to_net) and all(isinstance(m.get("overhead_bytes"), int) and m["overhead_bytes"] > 0
+                                      and str(m.get("overhead_source", "")).startswith(f"capture {network}") for m in to_net),
+                 json.dumps(to_net)[:600])
+    checks.check("report.md names the kept key tables", "esp_sa" in md and "ikev1_decryption_table" in md, md[-800:])
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--mipsec", required=True)
     ap.add_argument("--scenario", required=True)
     ap.add_argument("--moves", type=int, required=True, help="moves the scenario makes")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="passed to lab run (e.g. gateway=strongswan)")
+    ap.add_argument("--decrypt", metavar="NETWORK", help="run with --keep and check that tshark, given the key tables the "
+                    "report directory holds, decrypts every ESP packet of that network's capture to the probe's ICMP")
     args = ap.parse_args()
     require_root("mipsec lab run")
     checks = Checks()
     with tempfile.TemporaryDirectory(prefix="mipsec-lab-run-test-") as report:
         # `mipsec lab` execs the lab: this PID is the lab's, and in its namespaces' names.
-        sets = [a for kv in args.set for a in ("--set", kv)]
+        sets = [a for kv in args.set for a in ("--set", kv)] + (["--keep"] if args.decrypt else [])
         p = subprocess.Popen([args.mipsec, "lab", "run", args.scenario, "--report", report, *sets], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
         out, err = p.communicate(timeout=280)
@@ -109,6 +150,12 @@ def main():
         except ImportError:
             print("skip timeline.svg check: python3-matplotlib is not installed")
         checks.check("the printed table and the report directory", "| move |" in r.stdout and report in r.stdout, r.stdout[-500:])
+        if args.decrypt:
+            decrypt_checks(checks, report, args.decrypt, moves, md)
+            # --keep leaves the run directory (configs, logs, key logs) for the user: this test removes it.
+            checks.check("--keep: the run directory is kept", run_dir != "" and os.path.isdir(run_dir), run_dir)
+            if run_dir.startswith(tempfile.gettempdir() + "/mipsec-") and os.path.isdir(run_dir):
+                shutil.rmtree(run_dir)
         left = namespaces(p.pid)
         checks.check("no namespace is left", not left, str(left))
         left_procs = processes_mentioning(run_dir, p.pid) if run_dir else []

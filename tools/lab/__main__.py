@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: MIT
 """python3 -m lab --mipsec BIN (list | check FILE | run SCENARIO [--report DIR] [--keep] [--set K=V]...
-                                | matrix SCENARIO [--orders A,B] [--param order] [--report DIR])
+                                | matrix SCENARIO [--orders A,B] [--param order] [--report DIR]
+                                | pictures [SCENARIO...] [--out DIR])
 
 Exit codes: 0 success; 1 an assertion failed or a step could not be done; 2 a bad scenario or
 usage; 130 interrupted (everything created is removed first)."""
@@ -125,9 +126,13 @@ def run_scenario(doc: dict, path: str, mipsec: str, keep: bool, report_arg, log=
         }
         # Made only now: an interrupted run leaves no file behind.
         report_dir = report_arg or tempfile.mkdtemp(prefix=f"mipsec-lab-{doc['scenario']}-")
-        written = report.write(report_dir, doc, result)
+        kept = []
         if keep:
-            written += run.keep_captures(report_dir)
+            os.makedirs(report_dir, exist_ok=True)
+            kept = run.keep_captures(report_dir)
+            result["kept"] = [os.path.basename(k) for k in kept]
+        written = report.write(report_dir, doc, result) + kept
+        if keep:
             log(f"mipsec lab: run directory kept: {lab.dir}")
     return result, report_dir, written
 
@@ -202,6 +207,33 @@ def cmd_matrix(args) -> int:
     return 0 if all(r["passed"] for r in rows) else 1
 
 
+PICTURES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pictures")
+
+
+def cmd_pictures(args) -> int:
+    """The topology picture of each named (default: every shipped) scenario, as a run's report
+    draws it, into DIR/<scenario>.svg: what the README shows (tools/lab/pictures)."""
+    import shutil
+    if not shutil.which("dot"):
+        print("mipsec lab: pictures need graphviz (dot)", file=sys.stderr)
+        return 1
+    names = args.scenarios or list(shipped())
+    os.makedirs(args.out, exist_ok=True)
+    for name in names:
+        try:
+            path = locate(name)
+            doc = scenario.load(path, args.set, args.mipsec)
+        except scenario.ScenarioError as e:
+            print_problems(name, e)
+            return 2
+        out = os.path.join(args.out, f"{doc['scenario']}.svg")
+        if not report.topology_svg(doc, out):
+            print(f"mipsec lab: dot could not draw {name}", file=sys.stderr)
+            return 1
+        print(out)
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="mipsec lab", description="Declarative network-namespace scenarios for mipsec")
     ap.add_argument("--mipsec", default="mipsec", help="the mipsec binary the lab runs (mipsec lab passes its own path)")
@@ -222,8 +254,12 @@ def main(argv=None) -> int:
     m.add_argument("--report", metavar="DIR", help="where matrix.md/json and one report per order go")
     m.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override another parameter")
     m.add_argument("--verbose", action="store_true", help="print each run's steps")
+    pc = sub.add_parser("pictures", help="draw the topology picture of scenarios (no root needed)")
+    pc.add_argument("scenarios", nargs="*", help="shipped scenario names or files (default: every shipped scenario)")
+    pc.add_argument("--out", default=PICTURES_DIR, metavar="DIR", help="where <scenario>.svg go (default: the lab's pictures directory)")
+    pc.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a scenario parameter")
     args = ap.parse_args(argv)
-    return {"list": cmd_list, "check": cmd_check, "run": cmd_run, "matrix": cmd_matrix}[args.command](args)
+    return {"list": cmd_list, "check": cmd_check, "run": cmd_run, "matrix": cmd_matrix, "pictures": cmd_pictures}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ from typing import Optional
 ALLOWED = ("ike", "esp", "nat-t keepalive", "registration", "agent discovery", "mip-tunnelled esp", "mip-tunnelled ike",
            "mip-tunnelled nat-t keepalive", "tunnel keepalive", "icmp error", "dhcp", "link")
 CLEAR = "clear"
-FIELDS = ("frame.number", "frame.time_epoch", "frame.protocols", "ip.src", "ip.dst", "icmp.type", "mip.type")
+FIELDS = ("frame.number", "frame.time_epoch", "frame.protocols", "ip.src", "ip.dst", "icmp.type", "mip.type", "ip.len")
 ICMP_ECHO = ("0", "8")
 ICMP_AGENT = ("9", "10")
 ICMP_ERRORS = ("3", "4", "5", "11", "12")
@@ -56,6 +56,7 @@ class Frame:
         self.dst = [a for a in parts[4].split(",") if a]
         self.icmp = [t for t in parts[5].split(",") if t]
         self.mip = [t for t in parts[6].split(",") if t]
+        self.ip_len = [int(n) for n in parts[7].split(",") if n.isdigit()]
 
     def describe(self) -> str:
         hops = " | ".join(f"{s} > {d}" for s, d in zip(self.src, self.dst))
@@ -129,8 +130,42 @@ def _tunnelled(rest: list, f: Frame, depth: int, icmp_at: int) -> str:
     return CLEAR
 
 
-def read(path: str, tshark: str = "tshark") -> list[Frame]:
-    argv = [tshark, "-r", path, "-n", "-T", "fields", "-E", "occurrence=a", "-E", "aggregator=,", "-E", "separator=/t"]
+PROBE_IP_LEN = 84  # the lab's probe: ping's default 56 data bytes + ICMP (8) + IPv4 (20)
+
+
+def overhead(f: Frame, address: str, inner_len: int = PROBE_IP_LEN) -> Optional[int]:
+    """The bytes the stack added to one probe packet: the outermost IP packet's length minus
+    the innermost's, for a frame whose innermost packet is an ICMP echo of the probe's size
+    to or from `address` (the probe's target) and every ICMP header in it an echo (not an
+    error quoting one). None for any other frame (an RFC 3519 keepalive is an echo from the
+    home address too, but a small one), and for ESP tshark could not decrypt (its inner packet
+    is not dissected, so the innermost IP header is not the probe's)."""
+    if "ip" not in f.layers:
+        return None
+    last_ip = len(f.layers) - 1 - f.layers[::-1].index("ip")
+    if f.layers[last_ip + 1:last_ip + 2] != ["icmp"] or not f.icmp or any(t not in ICMP_ECHO for t in f.icmp):
+        return None
+    if not f.ip_len or f.ip_len[-1] != inner_len or not f.src or address not in (f.src[-1], f.dst[-1]):
+        return None
+    return f.ip_len[0] - f.ip_len[-1]
+
+
+def decrypt_options(esp_sa: list[str], ikev1_decryption_table: list[str]) -> list[str]:
+    """tshark options that decrypt ESP and IKEv1 with Wireshark's two key tables, one line per
+    SA (the lines mipsec's key_log writes)."""
+    if not esp_sa and not ikev1_decryption_table:
+        return []
+    opts = ["-o", "esp.enable_encryption_decode:TRUE"]
+    for line in ikev1_decryption_table:
+        opts += ["-o", f"uat:ikev1_decryption_table:{line}"]
+    for line in esp_sa:
+        opts += ["-o", f"uat:esp_sa:{line}"]
+    return opts
+
+
+def read(path: str, tshark: str = "tshark", options: Optional[list] = None) -> list[Frame]:
+    """Every frame of a capture; `options` (decrypt_options) let tshark dissect inside ESP."""
+    argv = [tshark, "-r", path, "-n", *(options or []), "-T", "fields", "-E", "occurrence=a", "-E", "aggregator=,", "-E", "separator=/t"]
     for name in FIELDS:
         argv += ["-e", name]
     r = subprocess.run(argv, capture_output=True, text=True, timeout=120)
@@ -159,7 +194,7 @@ class Capture:
     def stop(self) -> None:
         self.lab.stop(self.proc)
 
-    def read(self) -> list[Frame]:
+    def read(self, options: Optional[list] = None) -> list[Frame]:
         if self.frames is None:
-            self.frames = read(self.path)
+            self.frames = read(self.path, options=options)
         return self.frames

@@ -15,7 +15,18 @@ from .scenario import active
 COLUMNS = (("move", "move"), ("mode_change", "mode before → after"), ("mode", "mode"), ("link_to_address_ms", "link → care-of address (ms)"),
            ("link_to_registration_ms", "→ registered / tunnel up (ms)"), ("link_to_first_packet_ms", "→ first probe reply (ms)"),
            ("link_to_stream_ms", "→ stream resumes (ms)"), ("probe_lost", "probes lost"), ("ike_messages", "IKE messages"),
-           ("ike_sessions", "IKE sessions"), ("registrations_per_layer", "registrations per MIP layer"))
+           ("ike_sessions", "IKE sessions"), ("registrations_per_layer", "registrations per MIP layer"),
+           ("overhead", "overhead per packet (bytes, where measured)"))
+
+
+def overhead_cell(m: dict):
+    """The bytes of overhead per packet and where they come from: a capture (the probe's
+    packets on the access link, outer minus inner length) or the node's status."""
+    v = m.get("overhead_bytes")
+    if v is None:
+        return None
+    source = m.get("overhead_source") or ""
+    return f"{v} ({source})" if source else str(v)
 
 
 def cell(v) -> str:
@@ -34,7 +45,8 @@ def markdown_table(titles: list, rows: list) -> str:
 
 
 def move_table(moves: list) -> str:
-    return markdown_table([title for _, title in COLUMNS], [[m.get(k) for k, _ in COLUMNS] for m in moves])
+    return markdown_table([title for _, title in COLUMNS],
+                          [[overhead_cell(m) if k == "overhead" else m.get(k) for k, _ in COLUMNS] for m in moves])
 
 
 def topology_dot(doc: dict) -> str:
@@ -64,15 +76,33 @@ def topology_dot(doc: dict) -> str:
         for ifname, ispec in spec.get("interfaces", {}).items():
             out.append(f'  "host_{h}" -- "net_{ispec["network"]}" [label="{ifname} {ispec.get("address") or ""}" fontsize=8];')
     # Where the timeline takes a moving interface: dashed, numbered in order.
+    # A link outage: dotted, to the network the interface is on by then.
     k = 0
+    on = {(h, i): spec["network"] for h, hs in doc["hosts"].items() for i, spec in hs.get("interfaces", {}).items()}
     for step in doc["timeline"]:
+        if not active(step, doc.get("parameters", {})):
+            continue
         if "move" in step:
             k += 1
             m = step["move"]
+            on[(m["host"], m["interface"])] = m["to"]
             out.append(f'  "host_{m["host"]}" -- "net_{m["to"]}" [style=dashed color="#c05020" fontcolor="#c05020" '
                        f'label="move {k}: {m["interface"]}" fontsize=8];')
+        elif "outage" in step:
+            k += 1
+            o = step["outage"]
+            out.append(f'  "host_{o["host"]}" -- "net_{on[(o["host"], o["interface"])]}" [style=dotted penwidth=2 color="#a02020" '
+                       f'fontcolor="#a02020" label="{k}: {o["interface"]} down {o["duration_s"]} s" fontsize=8];')
     out.append("}")
     return "\n".join(out) + "\n"
+
+
+def topology_svg(doc: dict, path: str) -> bool:
+    """The topology picture (topology_dot drawn by graphviz) at `path`; False without `dot`."""
+    if not shutil.which("dot"):
+        return False
+    r = subprocess.run(["dot", "-Tsvg", "-o", path], input=topology_dot(doc), capture_output=True, text=True)
+    return r.returncode == 0
 
 
 def timeline_svg(result: dict, path: str) -> bool:
@@ -112,6 +142,12 @@ def timeline_svg(result: dict, path: str) -> bool:
                 ax.axvline(t, color="#c05020", linestyle="--", linewidth=0.8)
             top.annotate(e.get("move", ""), (t, 1), xycoords=("data", "axes fraction"), rotation=90, fontsize=7,
                          va="top", ha="right", color="#c05020")
+        elif e["event"] == "link down":
+            up = next((x["t_ms"] / 1000 for x in result["events"] if x["event"] == "link up" and x.get("move") == e.get("move")), t)
+            for ax in (top, bottom):
+                ax.axvspan(t, up, color="#c05020", alpha=0.15, linewidth=0)
+            top.annotate(e.get("move", ""), (t, 1), xycoords=("data", "axes fraction"), rotation=90, fontsize=7,
+                         va="top", ha="right", color="#a02020")
         elif e["event"] == "registered":
             for ax in (top, bottom):
                 ax.axvline(t, color="#2a7a2a", linestyle=":", linewidth=0.8,
@@ -136,11 +172,9 @@ def write(report_dir: str, doc: dict, result: dict) -> list[str]:
     written.append(path)
     svg = None
     if shutil.which("dot"):
-        dot_path = os.path.join(report_dir, "topology.dot")
-        with open(dot_path, "w") as f:
+        with open(os.path.join(report_dir, "topology.dot"), "w") as f:
             f.write(topology_dot(doc))
-        r = subprocess.run(["dot", "-Tsvg", dot_path, "-o", os.path.join(report_dir, "topology.svg")], capture_output=True)
-        if r.returncode == 0:
+        if topology_svg(doc, os.path.join(report_dir, "topology.svg")):
             svg = "topology.svg"
             written.append(os.path.join(report_dir, svg))
     timeline = None
@@ -158,10 +192,27 @@ def write(report_dir: str, doc: dict, result: dict) -> list[str]:
         md += [f"Stopped early: `{result['error']}`", ""]
     if svg:
         md += [f"![topology]({svg})", ""]
-    md += ["## Moves", "", "Each time is measured from the link change. Polled every 50 ms.", "", move_table(result["moves"]), ""]
+    md += ["## Moves", "", "Each time is measured from the link change (for a link outage, from the carrier coming back). "
+           "Polled every 50 ms. The overhead per packet is measured on the probe's packets in the capture of the "
+           "network the node went to when there is one (outer IP length minus the probe's own), else it is the "
+           "node's own account of its active stack (`tun.stack_overhead` in `mipsec status`).", "",
+           move_table(result["moves"]), ""]
     if timeline:
-        md += ["## Timeline", "", "Goodput and probe round trips; dashed: link changes, dotted: registrations.", "",
-               f"![timeline]({timeline})", ""]
+        md += ["## Timeline", "", "Goodput and probe round trips; dashed: link changes, shaded: link outages, "
+               "dotted: registrations.", "", f"![timeline]({timeline})", ""]
+    kept = result.get("kept") or []
+    if kept:
+        pcaps = [k for k in kept if k.endswith(".pcap")]
+        md += ["## Captures", "", "Kept: " + ", ".join(f"`{k}`" for k in kept) + "."]
+        if "esp_sa" in kept:
+            md += ["", "`esp_sa` and `ikev1_decryption_table` are Wireshark's key tables for every SA the mipsec nodes "
+                   "made (live keys of this run only): copy them into a Wireshark profile directory, or "
+                   "decrypt with tshark:", "", "```",
+                   "opts=(); while read -r l; do opts+=(-o \"uat:esp_sa:$l\"); done < esp_sa",
+                   "while read -r l; do opts+=(-o \"uat:ikev1_decryption_table:$l\"); done < ikev1_decryption_table",
+                   f"tshark -r {pcaps[0] if pcaps else 'capture.pcap'} -o esp.enable_encryption_decode:TRUE \"${{opts[@]}}\"",
+                   "```"]
+        md.append("")
     if result.get("traffic"):
         md += ["## Traffic", ""]
         for name, t in result["traffic"].items():
@@ -213,7 +264,8 @@ def matrix_row(order: str, result: dict) -> dict:
 
 MATRIX_COLUMNS = (("order", "order"), ("carries_traffic", "carries traffic"), ("passed", "as the scenario expects"), ("moves", "moves"), ("moves_with_reply", "moves with a reply"),
                   ("worst_first_reply_ms", "worst link → first reply (ms)"), ("probe_lost", "probes lost"),
-                  ("ike_messages", "IKE messages"), ("registrations", "registrations"), ("reason", "what failed, or what was observed"),
+                  ("ike_messages", "IKE messages"), ("registrations", "registrations"),
+                  ("overhead_bytes", "overhead per packet, last move (bytes)"), ("reason", "what failed, or what was observed"),
                   ("drops", "largest drop counters"))
 
 

@@ -181,6 +181,9 @@ class Run:
         # Windows in which captures must not hold some protocols: {"label", "captures",
         # "protocols", "from", "to"}; "to" is set at the next link change (or the end).
         self.quiet_windows: list[dict] = []
+        # After each move or outage, where the captures may measure the bytes of overhead
+        # per packet: {"row", "network", "from", "to"}, "to" set at the next link change.
+        self.overhead_windows: list[dict] = []
 
     def in_run(self, element) -> bool:
         return sc.active(element, self.doc.get("parameters", {}))
@@ -271,6 +274,8 @@ class Run:
             self.start_charon(node, spec)
             return
         cfg = sc.render_config(spec["config"], self.lab.dir, self.address_of, node)
+        if self.doc.get("captures"):
+            self.log_keys(node, cfg)
         path = os.path.join(self.lab.dir, f"{node}.json")
         with open(path, "w") as f:
             json.dump(cfg, f, indent=2)
@@ -284,6 +289,33 @@ class Run:
                 raise StepFailed(f"node {node}: no status within {timeout}s")
             time.sleep(POLL_S)
         self.note("start", node=node)
+
+    KEY_LOG_PREFIX = ("ipsec.vpn_client", "ipsec.vpn_gateway")  # "key_log": a prefix of two files
+
+    def log_keys(self, node: str, cfg: dict) -> None:
+        """A scenario with captures has every IPsec stage log its keys into the run directory
+        (Wireshark's esp_sa and ikev1_decryption_table lines), so tshark can look inside ESP:
+        the overhead per packet is measured on the probe's own packets, and `--keep` hands the
+        tables over with the captures. A stage the scenario gives a key_log keeps it.
+        strongSwan's keys are not logged (its save-keys plugin is not in Debian's build); every
+        SA in these labs has a mipsec end, which logs both directions."""
+        for k, stage in enumerate(cfg.get("pipeline", [])):
+            if not isinstance(stage, dict) or "key_log" in stage:
+                continue
+            if stage.get("type") in self.KEY_LOG_PREFIX:
+                stage["key_log"] = os.path.join(self.lab.dir, f"keys-{node}-{k}")
+            elif stage.get("type") == "ipsec.esp_tunnel":
+                stage["key_log"] = os.path.join(self.lab.dir, f"keys-{node}-{k}.esp_sa")
+
+    def key_tables(self) -> dict[str, list[str]]:
+        """Every line the nodes' key logs hold so far, per Wireshark table, each line once."""
+        import glob
+        out: dict[str, list[str]] = {"esp_sa": [], "ikev1_decryption_table": []}
+        for table, lines in out.items():
+            for path in sorted(glob.glob(os.path.join(self.lab.dir, f"keys-*.{table}"))):
+                with open(path) as f:
+                    lines += [line.strip() for line in f if line.strip() and line.strip() not in lines]
+        return out
 
     def start_charon(self, node: str, spec: dict) -> None:
         """A strongSwan gateway: charon in its own state directory; its PID is the one stopped."""
@@ -467,7 +499,7 @@ class Run:
         self.quiet_windows.append({"label": label, "captures": q["captures"], "protocols": q["protocols"], "from": since, "to": None})
 
     def link_changed(self, t: float) -> None:
-        for w in self.quiet_windows:
+        for w in self.quiet_windows + self.overhead_windows:
             if w["to"] is None:
                 w["to"] = t
 
@@ -478,9 +510,11 @@ class Run:
         out = {}
         for c in self.captures.values():
             c.stop()
+        keys = self.key_tables()
+        options = cap.decrypt_options(keys["esp_sa"], keys["ikev1_decryption_table"])
         for net, c in self.captures.items():
             try:
-                frames = c.read()
+                frames = c.read(options)
             except (RuntimeError, subprocess.TimeoutExpired) as e:
                 self.assertion(f"capture {net} is readable", False, str(e))
                 continue
@@ -498,6 +532,7 @@ class Run:
                                f"({', '.join(f'{k} {n}' for k, n in sorted(classes.items()))})",
                                not clear and len(frames) > 0,
                                f"{len(clear)} in the clear, e.g. " + "; ".join(f.describe() for f in clear[:5]))
+        self.measure_overhead()
         for w in self.quiet_windows:
             hits = []
             for net in w["captures"]:
@@ -509,40 +544,116 @@ class Run:
                            f"{w['to'] - w['from']:.1f} s", not hits, f"{len(hits)} frames, e.g. " + "; ".join(f.describe() for f in hits[:5]))
         return out
 
+    def measure_overhead(self) -> None:
+        """Each move's bytes of overhead per packet, measured on the capture of the network the
+        node went to (when there is one): the most frequent outer-minus-inner length of the
+        probe's packets there between the move's link change and the next one. It
+        replaces the node's own account (`tun.stack_overhead`) in the move's row."""
+        if not self.probes:
+            return
+        probe = self.doc["traffic"][next(iter(self.probes))]  # the one the moves time
+        from collections import Counter
+        for w in self.overhead_windows:
+            c = self.captures.get(w["network"])
+            if c is None or c.frames is None:
+                continue
+            end = w["to"] if w["to"] is not None else float("inf")
+            seen = Counter(v for f in c.frames if w["from"] <= f.time <= end
+                           for v in [cap.overhead(f, probe["to"])] if v is not None)
+            if seen:
+                value, count = seen.most_common(1)[0]
+                w["row"]["overhead_bytes"] = value
+                w["row"]["overhead_source"] = f"capture {w['network']}, {count} of {sum(seen.values())} probe packets"
+
     def keep_captures(self, report_dir: str) -> list[str]:
-        """Copies the capture files into the report directory."""
+        """Copies the capture files into the report directory, with the key tables that let
+        Wireshark or tshark decrypt them (esp_sa and ikev1_decryption_table: copy both into a
+        Wireshark profile directory, or pass each line with -o uat:<table>:<line>)."""
         import shutil
         kept = []
         for c in self.captures.values():
             if os.path.exists(c.path):
                 kept.append(shutil.copy(c.path, os.path.join(report_dir, os.path.basename(c.path))))
+        if kept:
+            for table, lines in self.key_tables().items():
+                if lines:
+                    path = os.path.join(report_dir, table)
+                    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # live keys: the owner only
+                    with os.fdopen(fd, "w") as f:
+                        f.write("\n".join(lines) + "\n")
+                    kept.append(path)
         return kept
 
     def move(self, step: dict, label: str, timeout: float) -> None:
         m = step["move"]
         host, ifname = m["host"], m["interface"]
         h = self.hosts[host]
-        restarted = set(m.get("restart", []))
-        mode_before = self.access_mode(host, where=True) or self.mode(host)
-        before = self.counters(host)
-        base = self.baseline(m.get("until")) | self.baseline(m.get("acquired")) | self.baseline(m.get("after"))
+        before = self.before_change(host, m)
         # Leaving: the addresses and routes on the interface go (as on a DHCP release).
         h.run(["ip", "-4", "addr", "flush", "dev", ifname])
         h.run(["ip", "route", "flush", "dev", ifname], check=False)
         t0 = time.time()
         self.link_changed(t0)
         self.lab.replug(self.sw, self.ports[(host, ifname)], f"b-{m['to']}")
-        self.note("link change", move=label, network=m["to"])
-        # One polling loop watches every step of the handover at once, so each is timed from
-        # the link change on its own: the address (DHCP lease, static, or the node's own view
-        # for agent care-of addresses), the registration, the first probe reply, the stream.
-        t_addr = t_reg = first = lost = stream_dt = None
+        self.note("link change", move=label, network=m["to"], host=host, interface=ifname)
         lease_times = os.path.join(self.lab.dir, f"lease-{host}-{ifname}.times")
         dhcp = self.lab.start_dhcp_client(h, ifname, lease_times) if m.get("address") == "dhcp" else None
+        t_addr = None
         if m.get("address") not in (None, "dhcp"):
             h.run(["ip", "addr", "add", m["address"], "dev", ifname])
             t_addr = time.time()
             self.add_routes(host, m.get("routes", []))
+        self.settle(m, label, t0, timeout, before, {"to": m["to"], "network": m["to"]},
+                    dhcp=dhcp, lease_times=lease_times, t_addr=t_addr)
+
+    def outage(self, step: dict, label: str, timeout: float) -> None:
+        """Link loss: the interface's far end goes down for `duration_s` (the host sees carrier
+        go, as when a laptop loses its access point) and comes back on the same network, with
+        the same address; recovery is timed from the carrier coming back, like a move's."""
+        o = step["outage"]
+        host, ifname = o["host"], o["interface"]
+        before = self.before_change(host, o)
+        port = self.ports[(host, ifname)]
+        network = self.network_of(host, ifname)
+        t_down = time.time()
+        self.link_changed(t_down)
+        self.sw.run(["ip", "link", "set", port, "down"])
+        self.note("link down", move=label, network=network)
+        # The outage's length is the scenario's, not a wait for an event.
+        time.sleep(o["duration_s"])
+        self.sw.run(["ip", "link", "set", port, "up"])
+        t0 = time.time()
+        self.note("link up", move=label, network=network)
+        self.settle(o, label, t0, timeout, before, {"to": f"{network} (link down {o['duration_s']} s)", "network": network,
+                                                    "outage_ms": round((t0 - t_down) * 1000)})
+
+    def network_of(self, host: str, ifname: str) -> str:
+        """The network an interface is plugged into now (the last move that took it, else the
+        scenario's)."""
+        network = self.doc["hosts"][host]["interfaces"][ifname]["network"]
+        for e in self.events:
+            if e["event"] == "link change" and (e.get("host"), e.get("interface")) == (host, ifname):
+                network = e["network"]
+        return network
+
+    def before_change(self, host: str, m: dict) -> dict:
+        """What a move or an outage compares with afterwards: the mode, the counters, the
+        baselines of its "increased"/"unchanged" conditions."""
+        return {"mode": self.access_mode(host, where=True) or self.mode(host), "counters": self.counters(host),
+                "base": self.baseline(m.get("until")) | self.baseline(m.get("acquired")) | self.baseline(m.get("after"))}
+
+    def settle(self, m: dict, label: str, t0: float, timeout: float, before: dict, row_extra: dict,
+               dhcp: Optional[subprocess.Popen] = None, lease_times: str = "", t_addr: Optional[float] = None) -> None:
+        """After a link change at t0: one polling loop watches every step of the handover at
+        once, so each is timed from the link change on its own: the address (DHCP lease,
+        static, or the node's own view for agent care-of addresses), the registration, the
+        first probe reply, the stream. Then the row of the move table and its assertions."""
+        host = m["host"]
+        h = self.hosts[host]
+        ifname = m["interface"]
+        restarted = set(m.get("restart", []))
+        base = before["base"]
+        t_reg = first = lost = stream_dt = None
         pending_restart = list(m.get("restart", []))
         probe = next(iter(self.probes.values()), None)
         stream = next(iter(self.streams.values()), None)
@@ -590,31 +701,40 @@ class Run:
             if t is not None:
                 self.note(what, move=label, t_ms=round((t - self.t_begin) * 1000))
         after = self.counters(host)
+        was_all = before["counters"]
 
         def delta(key):
             total = 0
             for node, now in after.items():
-                was = before.get(node, {}) if node not in restarted else {}
+                was = was_all.get(node, {}) if node not in restarted else {}
                 total += now[key] - was.get(key, 0)
             return total
 
         layers = []
         for node, now in after.items():
-            was = before.get(node, {}) if node not in restarted else {}
+            was = was_all.get(node, {}) if node not in restarted else {}
             for i, v in enumerate(now["registrations"]):
                 prev = (was.get("registrations") or [0] * (i + 1))
                 layers.append(v - (prev[i] if i < len(prev) else 0))
         ms = lambda t: None if t is None else round((t - t0) * 1000)  # noqa: E731
         mode_after = self.access_mode(host)
+        overhead = self.status_overhead(host)
         row = {
-            "move": label, "to": m["to"], "mode": self.mode(host), "access_mode": mode_after,
-            "mode_change": f"{mode_before} → {self.access_mode(host, where=True) or self.mode(host)}",
+            "move": label, "to": row_extra["to"], "mode": self.mode(host), "access_mode": mode_after,
+            "mode_change": f"{before['mode']} → {self.access_mode(host, where=True) or self.mode(host)}",
             "link_to_address_ms": ms(t_addr), "link_to_registration_ms": ms(t_reg),
             "link_to_first_packet_ms": None if first is None else round(first * 1000),
             "link_to_stream_ms": None if stream_dt is None else round(stream_dt * 1000),
             "probe_lost": lost, "ike_messages": delta("ike_messages"), "ike_sessions": delta("ike_sessions"),
             "registrations": sum(layers), "registrations_per_layer": layers,
+            "overhead_bytes": overhead, "overhead_source": "status" if overhead is not None else None,
         }
+        if "outage_ms" in row_extra:
+            row["outage_ms"] = row_extra["outage_ms"]
+        # Where the captures may measure the overhead instead: the access network, from the
+        # link change (nothing of the old stack crosses the new network) to the next one; it
+        # holds at least the probe's first request and reply through the new stack.
+        self.overhead_windows.append({"row": row, "network": row_extra["network"], "from": t0, "to": None})
         self.moves.append(row)
         self.log(f"move {label}: {json.dumps({k: v for k, v in row.items() if k != 'move'})}")
         if "until" in m:
@@ -635,13 +755,23 @@ class Run:
             # From the moment the node said it was there (or the move's waits ended).
             self.quiet(m["quiet"], f"{label}: afterwards", t_reg if t_reg is not None else time.time())
 
+    def status_overhead(self, host: str) -> Optional[int]:
+        """The bytes the moving node's active stack adds to each packet, as the node itself
+        reports it (`tun.stack_overhead`: the stack in its current mode and NAT traversal)."""
+        for node, spec in self.run_nodes().items():
+            if spec["host"] == host and node not in self.charons:
+                v = ((self.status(node) or {}).get("tun") or {}).get("stack_overhead")
+                if isinstance(v, int):
+                    return v
+        return None
+
     # -- the timeline ---------------------------------------------------------------------
     def timeline(self) -> None:
         for k, step in enumerate(self.doc["timeline"]):
             if not self.in_run(step):
                 continue
             timeout = float(step.get("timeout_s", DEFAULT_TIMEOUT_S))
-            action = next(a for a in ("start", "stop", "restart", "wait", "traffic", "move", "assert", "quiet") if a in step)
+            action = next(a for a in sc.ACTIONS if a in step)
             label = step.get("label", f"step {k} {action}")
             if action == "start":
                 self.start(step["start"])
@@ -665,6 +795,9 @@ class Run:
                 self.assertion(f"{label}: {self.describe(step['assert'])}", self.holds(step["assert"]), self.observed(step["assert"]))
             elif action == "move":
                 self.move(step, step.get("label", f"move {len(self.moves) + 1} to {step['move']['to']}"), timeout)
+            elif action == "outage":
+                self.outage(step, step.get("label", f"outage {len(self.moves) + 1}: {step['outage']['host']}/"
+                                                    f"{step['outage']['interface']} down {step['outage']['duration_s']} s"), timeout)
 
     def drop_summary(self) -> dict:
         """Every non-zero drop and failed-send counter of the running mipsec nodes, keyed by

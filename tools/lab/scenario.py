@@ -40,7 +40,10 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                run (capture-<network>.pcap; `--keep` copies them into the report directory);
                "outside": true asserts at the end that the capture holds no user packet in the
                clear, only IKE, ESP, registrations, MIP-tunnelled ESP and link control, as
-               tshark dissects it (see capture.py)
+               tshark dissects it (see capture.py); with captures, every IPsec stage of the
+               mipsec nodes logs its keys into the run's directory (Wireshark's esp_sa and
+               ikev1_decryption_table; `--keep` copies them beside the pcaps), so tshark reads
+               inside ESP and each move's overhead per packet is measured on the probe's packets
   timeline     steps, in order; each is one object with one action key and optional "label",
                "timeout_s":
                  {"start": node} {"stop": node} {"restart": node}
@@ -56,6 +59,12 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                change: "acquired" (default: the address appearing), "until" (registered /
                tunnel up), the first probe reply and the stream's first bytes; "after" is
                checked once all of them happened
+                 {"outage": {"host": h, "interface": i, "duration_s": s, "until": ..., "after": ...,
+                             "expect": ..., "quiet": quiet}}
+               link loss: the interface's far end goes down for duration_s (0-60; the host sees
+               carrier go) and comes back on the same network with the same address; "until",
+               the first probe reply and the stream are timed from the carrier coming back,
+               and the outage is a row of the move table, as a move is
                  {"assert": condition | [conditions]}
   condition    {"node": n, "stage": type, "index": k, "pointer": "/json/pointer",
                 one of "equals": v, "in": [v...], "prefix": s, "at_least": x, "at_most": x,
@@ -81,6 +90,8 @@ from typing import Any, Optional
 
 FIGURES = ("link_to_address_ms", "link_to_registration_ms", "link_to_first_packet_ms", "link_to_stream_ms",
            "probe_lost", "ike_messages", "ike_sessions", "registrations", "registrations_per_layer", "access_mode")
+ACTIONS = ("start", "stop", "restart", "wait", "traffic", "move", "outage", "assert", "quiet")
+OUTAGE_MAX_S = 60
 TSHARK_PROTOCOL = re.compile(r"^[a-z][a-z0-9_.-]{0,31}$")
 
 # Addresses a scenario may use: documentation and benchmarking ranges (RFC 5737, RFC 2544)
@@ -517,7 +528,7 @@ class Validator:
                     self.fail(at + "/" + t, "is not a number")
 
     def step(self, step, at) -> None:
-        actions = ("start", "stop", "restart", "wait", "traffic", "move", "assert", "quiet")
+        actions = ACTIONS
         if not self.obj(step, at, (), actions + ("label", "timeout_s", "if")):
             return
         self.if_(step, at)
@@ -542,6 +553,16 @@ class Validator:
             else:
                 for k, t in enumerate(v):
                     self.ref(t, at + ptr("traffic", k), self.traffic, "traffic generator")
+        elif a == "outage":
+            oat = at + "/outage"
+            if not self.obj(v, oat, ("host", "interface", "duration_s"), ("until", "after", "expect", "quiet")):
+                return
+            if self.ref(v.get("host"), oat + "/host", self.hosts, "host"):
+                self.ref(v.get("interface"), oat + "/interface", self.interfaces.get(v["host"], {}), f"interface of host \"{v['host']}\"")
+            d = v.get("duration_s", 1)
+            if not isinstance(d, (int, float)) or isinstance(d, bool) or not 0 < d <= OUTAGE_MAX_S:
+                self.fail(oat + "/duration_s", f"is not a number of seconds, more than 0 and at most {OUTAGE_MAX_S}")
+            self.after_change(v, oat)
         elif a == "move":
             mat = at + "/move"
             if not self.obj(v, mat, ("host", "interface", "to"),
@@ -568,15 +589,19 @@ class Validator:
                 self.node_ref(n, mat + ptr("restart", k), in_run)
             if "acquired" in v:
                 self.condition(v["acquired"], mat + "/acquired", True)
-            for k in ("until", "after"):
-                if k in v:
-                    self.condition(v[k], mat + "/" + k, True)
-            if "expect" in v and self.obj(v["expect"], mat + "/expect", (), FIGURES):
-                for f, b in v["expect"].items():
-                    if f in FIGURES:
-                        self.bound(f, b, mat + ptr("expect", f))
-            if "quiet" in v:
-                self.quiet(v["quiet"], mat + "/quiet")
+            self.after_change(v, mat)
+
+    def after_change(self, v: dict, at: str) -> None:
+        """What a move and an outage share: "until", "after", "expect", "quiet"."""
+        for k in ("until", "after"):
+            if k in v:
+                self.condition(v[k], at + "/" + k, True)
+        if "expect" in v and self.obj(v["expect"], at + "/expect", (), FIGURES):
+            for f, b in v["expect"].items():
+                if f in FIGURES:
+                    self.bound(f, b, at + ptr("expect", f))
+        if "quiet" in v:
+            self.quiet(v["quiet"], at + "/quiet")
 
 
 def check_node_configs(doc: dict, mipsec: str) -> list[tuple[str, str]]:
