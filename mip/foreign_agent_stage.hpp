@@ -31,9 +31,19 @@ namespace mipsec::mip {
 /// socket, or a TUN plus a host route per visitor from the RegistrationChanged events this
 /// stage raises) and the outer side to its usual sockets. As a router forwarding between the
 /// two, the FA decrements the inner TTL of packets it tunnels or detunnels (RFC 2003 §3.1).
+///
+/// RFC 3519 toward the HA (an FA behind a NAT; `home_agent_udp_tunnelling` in the core): a
+/// visitor whose HA assented tunnels as IP-in-UDP instead, care-of:`relay_port` <-> HA:434 with
+/// the MIP Tunnel Data header (Next Header 4), the same 5-tuple as the registration so one NAT
+/// mapping carries both. Inward such a packet must come from the visitor's HA port 434 to
+/// `relay_port` with Next Header 4 and a good UDP checksum (else BadNextHeader / Malformed), and
+/// a visitor's tunnel must arrive in its negotiated encapsulation (else BindingMismatch). The
+/// keepalives the core asks for leave with send_control() (ICMP echo request home address -> HA,
+/// identifier `relay_port`, inside the UDP tunnel); the HA's echo reply to the last one is
+/// consumed, never delivered to the visitor.
 /// Not thread-safe.
 /// Config: {"type": "mip.foreign_agent", "link_address": "192.0.2.1", "care_of": ["192.0.2.1"],
-///          "reverse_tunnel": true, "advertisement_interval_s": 10}
+///          "reverse_tunnel": true, "advertisement_interval_s": 10, "home_agent_udp_tunnelling": "wanted"}
 class ForeignAgentStage final : public core::Stage {
 public:
     struct Config {
@@ -52,8 +62,12 @@ public:
         std::uint64_t advertisements_sent = 0;
         std::uint64_t solicitations = 0;
         std::uint64_t solicitations_held_back = 0;  // inside solicited_min_interval: answered by one multicast advertisement later
-        std::uint64_t reverse_tunnelled = 0;
+        std::uint64_t reverse_tunnelled = 0;      // IP-in-IP and IP-in-UDP
+        std::uint64_t reverse_tunnelled_udp = 0;  // of which IP-in-UDP (RFC 3519)
+        std::uint64_t keepalives_sent = 0;
+        std::uint64_t keepalive_replies = 0;
         std::uint64_t delivered_to_visitors = 0;
+        std::uint64_t delivered_from_udp = 0;     // of which arrived IP-in-UDP
         std::uint64_t dropped_no_visitor = 0;
         std::uint64_t dropped_binding_mismatch = 0;
         std::uint64_t passed_other = 0;
@@ -75,6 +89,7 @@ public:
 
 private:
     bool emit(const ForeignAgent::Output& out, core::StageContext& ctx);
+    void send_keepalive(const ForeignAgent::Keepalive& k, core::StageContext& ctx);
     bool addressed_to_us(core::Ipv4Address destination) const noexcept;
 
     Config config_;
