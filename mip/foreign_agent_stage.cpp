@@ -24,7 +24,7 @@ bool forward_ttl(core::PacketBuf& packet) noexcept {
 }  // namespace
 
 ForeignAgentStage::ForeignAgentStage(Config config, crypto::Random& random)
-    : config_(std::move(config)), agent_(config_.agent, random) {
+    : config_(std::move(config)), agent_(config_.agent, random), too_big_(core::MtuGuard::Config{.outer_mtu = config_.outer_mtu}) {
     config_.agent = agent_.config();  // as normalised by the core
 }
 
@@ -151,10 +151,21 @@ Verdict ForeignAgentStage::encapsulate(core::PacketBuf& packet, core::StageConte
         return Verdict::not_mine();
     }
     // RFC 3024 §5.2 Direct Delivery: the FA tunnels the visitor's plain packets to its HA.
+    const bool udp = v->mode == TunnelMode::Udp;
+    too_big_.set_overhead(udp ? ip_in_udp_overhead : ip_in_ip_overhead);
+    if (auto quote = too_big_.too_big(packet)) {
+        // RFC 2003 §5.1: the tunnel entry point tells the sender the tunnel's MTU (RFC 1191 §4).
+        ++counters_.too_big_dropped;
+        auto answer = ctx.allocate();
+        if (answer.valid() && too_big_.answer(answer, *quote, now) == core::MtuGuard::Outcome::Answered) {
+            ++counters_.too_big_answered;
+            ctx.deliver_inward(std::move(answer));
+        }
+        return Verdict::drop(DropReason::TooBig);
+    }
     if (!forward_ttl(packet)) return Verdict::drop(DropReason::TtlExpired);
     const OuterHeader outer{v->care_of_address, v->home_agent, config_.tunnel_ttl, config_.df_when_inner_clear,
                             next_identification_++};
-    const bool udp = v->mode == TunnelMode::Udp;
     // RFC 3519 §3.3: the same ports as the registration, so the NAT mapping is the same.
     auto verdict = udp ? push_ip_in_udp(packet, outer, agent_.config().relay_port, registration_port) : push_ip_in_ip(packet, outer);
     if (verdict.passed()) {
@@ -223,6 +234,14 @@ Verdict ForeignAgentStage::decapsulate(core::PacketBuf& packet, core::StageConte
     return Verdict::pass();
 }
 
+void ForeignAgentStage::on_event(const core::RaisedEvent& event, core::StageContext&) {
+    // The shell learnt a smaller path MTU (a send was refused): our tunnels go that way.
+    if (const auto* mtu = std::get_if<core::PathMtuChanged>(&event.event);
+        mtu && mtu->mtu >= core::MtuGuard::min_mtu && mtu->mtu < too_big_.outer_mtu()) {
+        too_big_.set_outer_mtu(mtu->mtu);
+    }
+}
+
 std::optional<core::TimePoint> ForeignAgentStage::poll(core::StageContext& ctx) {
     const auto now = ctx.now();
     last_now_ = now;
@@ -242,6 +261,7 @@ void ForeignAgentStage::report(core::StatusSink& out) const {
     }
     out.field("care_of_addresses", coas);
     out.field("reverse_tunnel", cfg.reverse_tunnel);
+    out.field("outer_mtu", static_cast<std::uint64_t>(too_big_.outer_mtu()));
     out.field("home_agent_udp_tunnelling", cfg.home_agent_udp_tunnelling == ForeignAgent::UdpTunnelling::Off      ? "off"
                                            : cfg.home_agent_udp_tunnelling == ForeignAgent::UdpTunnelling::Wanted ? "wanted"
                                                                                                                   : "forced");
@@ -288,6 +308,8 @@ void ForeignAgentStage::report(core::StatusSink& out) const {
     out.field("dropped_no_visitor", counters_.dropped_no_visitor);
     out.field("dropped_binding_mismatch", counters_.dropped_binding_mismatch);
     out.field("passed_other", counters_.passed_other);
+    out.field("too_big_answered", counters_.too_big_answered);
+    out.field("too_big_dropped", counters_.too_big_dropped);
     out.field("no_buffer", counters_.no_buffer);
     out.end();
 }

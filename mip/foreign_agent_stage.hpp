@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <optional>
 
+#include "core/mtu_guard.hpp"
 #include "core/stage.hpp"
 #include "crypto/random.hpp"
 #include "mip/foreign_agent.hpp"
@@ -41,6 +42,12 @@ namespace mipsec::mip {
 /// keepalives the core asks for leave with send_control() (ICMP echo request home address -> HA,
 /// identifier `relay_port`, inside the UDP tunnel); the HA's echo reply to the last one is
 /// consumed, never delivered to the visitor.
+///
+/// As a tunnel entry point (RFC 2003 §5.1, RFC 1191 §4) the FA answers a visitor's DF packet
+/// that its tunnel headers would make bigger than the path toward the HA (`outer_mtu`, lowered
+/// by PathMtuChanged) with ICMP "fragmentation needed" onto the link, rate-limited (a
+/// core::MtuGuard), and drops it as TooBig: a mobile node counts 20 bytes for an agent's
+/// IP-in-IP, and the 12 more of IP-in-UDP would otherwise kill its full-sized packets silently.
 /// Not thread-safe.
 /// Config: {"type": "mip.foreign_agent", "link_address": "192.0.2.1", "care_of": ["192.0.2.1"],
 ///          "reverse_tunnel": true, "advertisement_interval_s": 10, "home_agent_udp_tunnelling": "wanted"}
@@ -52,6 +59,7 @@ public:
         std::uint8_t tunnel_ttl = 64;
         bool df_when_inner_clear = false;
         std::size_t report_limit = 100;
+        std::size_t outer_mtu = 1500;  // toward home agents, until a PathMtuChanged says less
     };
 
     struct Counters {
@@ -71,6 +79,8 @@ public:
         std::uint64_t dropped_no_visitor = 0;
         std::uint64_t dropped_binding_mismatch = 0;
         std::uint64_t passed_other = 0;
+        std::uint64_t too_big_answered = 0;  // ICMP fragmentation needed sent onto the link
+        std::uint64_t too_big_dropped = 0;   // every DF packet too big for the tunnel (answered or not)
         std::uint64_t no_buffer = 0;
     };
 
@@ -81,6 +91,7 @@ public:
     core::Verdict encapsulate(core::PacketBuf& packet, core::StageContext& ctx) override;
     core::Verdict decapsulate(core::PacketBuf& packet, core::StageContext& ctx) override;
     std::optional<core::TimePoint> poll(core::StageContext& ctx) override;
+    void on_event(const core::RaisedEvent& event, core::StageContext& ctx) override;
     void report(core::StatusSink& out) const override;
 
     const ForeignAgent& agent() const noexcept { return agent_; }
@@ -95,6 +106,7 @@ private:
     Config config_;
     ForeignAgent agent_;
     Counters counters_;
+    core::MtuGuard too_big_;  // the tunnel's headers against the path toward home agents
     std::uint16_t next_identification_ = 0;
     core::TimePoint last_now_{};
 };

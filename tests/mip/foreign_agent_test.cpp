@@ -804,3 +804,38 @@ TEST_CASE("FA behind a NAT and our HA stage: registration relayed with the Tunne
     CHECK(fa.node.inward.size() == 1);
     CHECK(fa.stage.agent().visitor(home_a)->keepalives_unanswered == 0);
 }
+
+TEST_CASE("FA stage: a visitor's DF packet too big for its tunnel is answered with fragmentation needed (RFC 2003 §5.1)") {
+    UdpStageFixture s;
+    s.register_visitor(home_a, key_a, assent20);
+    s.register_visitor(home_b, key_b, std::nullopt);  // IP-in-IP
+    const auto cn = ip("10.1.0.10");
+    s.ctx.delivered.clear();
+    auto frag_needed_mtu = [&]() -> std::optional<std::uint16_t> {
+        if (s.ctx.delivered.empty()) return std::nullopt;
+        auto v = core::Ipv4View::check(s.ctx.delivered.back().bytes());
+        REQUIRE(v);
+        auto icmp = core::IcmpView::check(v->payload());
+        REQUIRE(icmp);
+        CHECK(icmp->type() == core::icmp_type::destination_unreachable);
+        CHECK(v->destination() == home_a);
+        return icmp->next_hop_mtu();
+    };
+    // 1480 bytes (what a mobile node sends when it counts the agent's 20-byte IP-in-IP): fits
+    // IP-in-IP under 1500, not IP-in-UDP.
+    auto fits = test::load(s.pool, test::echo_packet(home_b, cn, 1, 1480 - 28));
+    CHECK(s.stage.encapsulate(fits, s.ctx).passed());
+    auto big = test::load(s.pool, test::echo_packet(home_a, cn, 1, 1480 - 28));
+    CHECK(s.stage.encapsulate(big, s.ctx).reason == core::DropReason::TooBig);
+    CHECK(frag_needed_mtu() == 1500 - mip::ip_in_udp_overhead);
+    CHECK(s.stage.counters().too_big_answered == 1);
+    auto ok = test::load(s.pool, test::echo_packet(home_a, cn, 2, 1468 - 28));
+    CHECK(s.stage.encapsulate(ok, s.ctx).passed());
+
+    // A smaller path learnt by the shell lowers it.
+    s.stage.on_event(test::external(core::PathMtuChanged{1400, ha_addr}), s.ctx);
+    auto now_big = test::load(s.pool, test::echo_packet(home_a, cn, 3, 1468 - 28));
+    CHECK(s.stage.encapsulate(now_big, s.ctx).reason == core::DropReason::TooBig);
+    CHECK(frag_needed_mtu() == 1400 - mip::ip_in_udp_overhead);
+    CHECK(s.stage.counters().too_big_dropped == 2);
+}
