@@ -3,6 +3,8 @@
 
 #include <algorithm>
 
+#include "core/ipv4.hpp"
+
 namespace mipsec::mip {
 
 namespace {
@@ -39,6 +41,20 @@ FaExtensions walk(std::span<const std::uint8_t> message, std::size_t header_len)
 
 bool is_group(core::Ipv4Address a) noexcept { return a.is_multicast() || a.is_broadcast(); }
 
+/// The first well-formed UDP Tunnel Reply in a reply's extension list, before or after the MHAE
+/// (RFC 3519 §3.2: the HA answers an FA's request; where it puts the answer varies).
+std::optional<UdpTunnelReply> tunnel_reply_of(std::span<const std::uint8_t> message) noexcept {
+    ExtensionReader reader(message.subspan(RegistrationReplyView::header_len));
+    while (auto e = reader.next()) {
+        if (e->type != extension_type::udp_tunnel_reply) continue;
+        if (auto v = UdpTunnelReplyView::check(e->bytes)) return UdpTunnelReply::parse(*v);
+        return std::nullopt;  // type 44 is not skippable: a malformed one is no assent
+    }
+    return std::nullopt;
+}
+
+constexpr std::chrono::seconds min_keepalive_interval{10};  // RFC 3519 §3.6.2: never below 10 s
+
 }  // namespace
 
 ForeignAgent::ForeignAgent(Config config, crypto::Random& random) : config_(std::move(config)), random_(random) {
@@ -48,6 +64,7 @@ ForeignAgent::ForeignAgent(Config config, crypto::Random& random) : config_(std:
     if (config_.advertisement_interval > max_interval) config_.advertisement_interval = max_interval;
     if (config_.advertisement_interval < std::chrono::seconds(1)) config_.advertisement_interval = std::chrono::seconds(1);
     config_.advertisement_jitter = std::clamp(config_.advertisement_jitter, 0.0, 0.5);
+    config_.keepalive_default = std::max(config_.keepalive_default, min_keepalive_interval);
     pending_.reserve(config_.max_pending);
 }
 
@@ -128,6 +145,15 @@ ForeignAgent::Output ForeignAgent::on_request(std::span<const std::uint8_t> payl
     if (req->home_agent().is_unspecified()) return deny(fa_reply_code::missing_home_agent, *req, from, 0);
     if (is_group(req->home_agent())) return deny(fa_reply_code::invalid_home_agent, *req, from, 0);
 
+    // RFC 3519 §3.1: an FA behind a NAT asks for UDP tunnelling itself, for its own care-of
+    // address only (a co-located MN, D set, asks for its own tunnel) and not to deregister.
+    const bool request_udp =
+        config_.home_agent_udp_tunnelling != UdpTunnelling::Off && !colocated && req->lifetime() != 0;
+    if (request_udp && ext.mhae_end + UdpTunnelRequest::len > max_relay_len) {
+        out.discard = Discard::TooLong;
+        return out;
+    }
+
     const std::uint32_t low = static_cast<std::uint32_t>(req->identification());
     auto same = std::find_if(pending_.begin(), pending_.end(), [&](const Pending& p) {
         return p.home_address == req->home_address() && static_cast<std::uint32_t>(p.identification) == low;
@@ -149,6 +175,7 @@ ForeignAgent::Output ForeignAgent::on_request(std::span<const std::uint8_t> payl
     p.lifetime = req->lifetime();
     p.reverse_tunnel = reverse;
     p.colocated = colocated;
+    p.udp_requested = request_udp;
     p.relayed_at = now;
     p.expires = now + config_.pending_timeout;
 
@@ -159,6 +186,15 @@ ForeignAgent::Output ForeignAgent::on_request(std::span<const std::uint8_t> payl
     d.destination = {p.home_agent, registration_port};
     std::copy_n(payload.begin(), ext.mhae_end, d.storage.begin());
     d.len = ext.mhae_end;
+    if (request_udp) {
+        // After the MHAE, where RFC 3519 §3.1 puts an FA's extension (the MN's authenticator
+        // does not cover it; with no FA-HA SA there is no FHAE to put it before).
+        UdpTunnelRequest tr;
+        tr.force = config_.home_agent_udp_tunnelling == UdpTunnelling::Forced;
+        tr.encapsulation = core::ip_protocol::ipip;
+        tr.emit(std::span(d.storage).subspan(d.len, UdpTunnelRequest::len));
+        d.len += UdpTunnelRequest::len;
+    }
     out.datagram = d;
     return out;
 }
@@ -218,6 +254,18 @@ ForeignAgent::Output ForeignAgent::on_reply(std::span<const std::uint8_t> payloa
             v.expires = granted == infinite_lifetime ? core::TimePoint::max() : p.relayed_at + std::chrono::seconds(granted);
             v.reverse_tunnel = p.reverse_tunnel;
             v.colocated = p.colocated;
+            // RFC 3519 §3.2: UDP only on an assenting Tunnel Reply to our own Tunnel Request.
+            if (auto tr = p.udp_requested ? tunnel_reply_of(payload) : std::nullopt; tr && tr->assents()) {
+                v.mode = TunnelMode::Udp;
+                const std::chrono::seconds k(tr->keepalive_interval);
+                v.keepalive_interval = tr->keepalive_interval == 0 ? config_.keepalive_default : std::max(k, min_keepalive_interval);
+                // RFC 3519 §3.6: the first keepalive no earlier than K after the request.
+                v.last_sent_to_home_agent = p.relayed_at;
+            }
+            if (auto old = visitors_.find(home.value); old != visitors_.end()) {
+                // A renewal: a late answer to the last keepalive still counts as ours.
+                v.keepalive_sequence = old->second.keepalive_sequence;
+            }
             visitors_[home.value] = v;
             out.change = VisitorChange{true, v};
         }
@@ -307,7 +355,28 @@ ForeignAgent::Output ForeignAgent::poll(core::TimePoint now) {
             return out;
         }
     }
+    for (auto& [key, v] : visitors_) {
+        if (v.mode != TunnelMode::Udp || now < v.last_sent_to_home_agent + v.keepalive_interval) continue;
+        // RFC 3519 §3.6: nothing went to the HA for K seconds; keep the NAT mapping alive.
+        v.last_sent_to_home_agent = now;
+        ++v.keepalive_sequence;
+        ++v.keepalives_unanswered;
+        out.keepalive = Keepalive{v.home_address, v.home_agent, v.care_of_address, v.keepalive_sequence};
+        return out;
+    }
     return out;
+}
+
+void ForeignAgent::note_sent_to_home_agent(core::Ipv4Address home_address, core::TimePoint now) noexcept {
+    auto it = visitors_.find(home_address.value);
+    if (it != visitors_.end()) it->second.last_sent_to_home_agent = now;
+}
+
+bool ForeignAgent::on_keepalive_reply(core::Ipv4Address home_address, std::uint16_t sequence) noexcept {
+    auto it = visitors_.find(home_address.value);
+    if (it == visitors_.end() || it->second.mode != TunnelMode::Udp || it->second.keepalive_sequence != sequence) return false;
+    it->second.keepalives_unanswered = 0;
+    return true;
 }
 
 std::optional<core::TimePoint> ForeignAgent::next_deadline() const noexcept {
@@ -317,7 +386,10 @@ std::optional<core::TimePoint> ForeignAgent::next_deadline() const noexcept {
     };
     if (solicitation_held_back_ && last_solicited_) consider(*last_solicited_ + config_.solicited_min_interval);
     for (const auto& p : pending_) consider(p.expires);
-    for (const auto& [key, v] : visitors_) consider(v.expires);
+    for (const auto& [key, v] : visitors_) {
+        consider(v.expires);
+        if (v.mode == TunnelMode::Udp) consider(v.last_sent_to_home_agent + v.keepalive_interval);
+    }
     return d;
 }
 

@@ -24,6 +24,18 @@
 // come from the request's home agent; what follows their MHAE (e.g. Foreign-Home auth) is
 // stripped. Denials we generate carry no authenticator: there is no MN-FA SA.
 //
+// RFC 3519 with the home agent (`home_agent_udp_tunnelling`, for an FA behind a NAT): the
+// relayed request of a visitor with the FA's care-of address (D clear, lifetime > 0) gets a UDP
+// Tunnel Request extension appended after the MHAE (RFC 3519 §3.1: the FA's place; F set when
+// Forced). Only an accepting reply with an assenting UDP Tunnel Reply (wherever the HA put it,
+// RFC 3519 §3.2) makes the visitor's tunnel IP-in-UDP; no Tunnel Reply, or a declining one,
+// leaves it IP-in-IP. In UDP mode a keepalive (ICMP echo request home address -> HA inside the
+// tunnel, RFC 3519 §3.6) is due whenever nothing went to the HA for the visitor for K seconds
+// (the reply's Keepalive Interval, else `keepalive_default`; never below 10 s), the first one no
+// earlier than K after the relayed request: the FA is the NAT-inside end, so it keeps the
+// mapping alive. Unanswered ones are counted per visitor; only the MN's next registration
+// (which the FA relays from the same port) can repair a lost mapping.
+//
 // Advertisements: ICMP 9 with a Mobility Agent Advertisement Extension (F, and T/U/R/B/H as
 // configured), TTL 1, to 224.0.0.1 every `advertisement_interval` (at most Lifetime/3,
 // randomised by ±`advertisement_jitter`), and to a soliciting node on request, at most one per
@@ -45,6 +57,7 @@
 #include "core/time.hpp"
 #include "crypto/random.hpp"
 #include "mip/agent_advertisement_wire.hpp"
+#include "mip/binding_table.hpp"
 #include "mip/registration_wire.hpp"
 
 namespace mipsec::mip {
@@ -68,6 +81,11 @@ inline constexpr std::uint8_t invalid_home_agent = 194;
 
 class ForeignAgent {
 public:
+    /// RFC 3519 toward home agents, as the mobile node's `udp_tunnelling`: Off sends no Tunnel
+    /// Request; Wanted sends one and the HA assents only when it sees a NAT (the request's
+    /// source differs from the care-of address); Forced also sets F.
+    enum class UdpTunnelling : std::uint8_t { Off, Wanted, Forced };
+
     struct Config {
         core::Ipv4Address link_address;                    // ours on the visitor link: advert and reply source
         std::vector<core::Ipv4Address> care_of_addresses;  // advertised (<= 8 listed); empty: link_address
@@ -86,7 +104,9 @@ public:
         std::size_t max_visitors = 1024;
         std::size_t max_pending = 256;
         core::Duration pending_timeout = std::chrono::seconds(10);  // then 78 to the MN
-        std::uint16_t relay_port = registration_port;
+        std::uint16_t relay_port = registration_port;  // also the UDP tunnel's source port (RFC 3519 §3.3)
+        UdpTunnelling home_agent_udp_tunnelling = UdpTunnelling::Off;
+        std::chrono::seconds keepalive_default{110};  // when the HA's Tunnel Reply says 0 (RFC 3519 §3.2)
     };
 
     enum class Toward : std::uint8_t { Link, HomeAgent };
@@ -119,6 +139,19 @@ public:
         core::TimePoint expires = core::TimePoint::max();
         bool reverse_tunnel = false;
         bool colocated = false;  // D: the MN decapsulates itself; we only relayed
+        TunnelMode mode = TunnelMode::IpInIp;  // Udp: the HA assented to our UDP Tunnel Request
+        std::chrono::seconds keepalive_interval{0};  // Udp only
+        core::TimePoint last_sent_to_home_agent{};   // Udp only: data or keepalive, for the idle timer
+        std::uint16_t keepalive_sequence = 0;        // of the last keepalive sent
+        unsigned keepalives_unanswered = 0;
+    };
+
+    /// A keepalive to send now inside the visitor's UDP tunnel (RFC 3519 §3.6).
+    struct Keepalive {
+        core::Ipv4Address home_address;
+        core::Ipv4Address home_agent;
+        core::Ipv4Address care_of_address;
+        std::uint16_t sequence = 0;
     };
 
     struct VisitorChange {
@@ -142,6 +175,7 @@ public:
         std::optional<std::uint8_t> denied;  // code of a denial this FA generated itself
         std::optional<Advertisement> advertisement;
         std::optional<VisitorChange> change;
+        std::optional<Keepalive> keepalive;
     };
 
     /// How a request reached us on the visitor link.
@@ -162,6 +196,12 @@ public:
     /// Periodic advertisement, pending timeouts (78), visitor expiry: at most one per call.
     Output poll(core::TimePoint now);
     std::optional<core::TimePoint> next_deadline() const noexcept;
+
+    /// The data path tunnelled something of `home_address` to its HA: resets the keepalive idle timer.
+    void note_sent_to_home_agent(core::Ipv4Address home_address, core::TimePoint now) noexcept;
+    /// An ICMP echo reply from the visitor's HA came back through its UDP tunnel. True (and the
+    /// unanswered count reset) when it answers the last keepalive sent, i.e. it is ours.
+    bool on_keepalive_reply(core::Ipv4Address home_address, std::uint16_t sequence) noexcept;
 
     const Visitor* visitor(core::Ipv4Address home_address) const noexcept;
     bool is_care_of_address(core::Ipv4Address a) const noexcept;
@@ -186,6 +226,7 @@ private:
         std::uint16_t lifetime = 0;
         bool reverse_tunnel = false;
         bool colocated = false;
+        bool udp_requested = false;  // we appended a UDP Tunnel Request
         core::TimePoint relayed_at;
         core::TimePoint expires;
     };

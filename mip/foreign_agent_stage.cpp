@@ -24,11 +24,36 @@ bool forward_ttl(core::PacketBuf& packet) noexcept {
 }  // namespace
 
 ForeignAgentStage::ForeignAgentStage(Config config, crypto::Random& random)
-    : config_(std::move(config)), agent_(config_.agent, random) {
+    : config_(std::move(config)), agent_(config_.agent, random), too_big_(core::MtuGuard::Config{.outer_mtu = config_.outer_mtu}) {
     config_.agent = agent_.config();  // as normalised by the core
 }
 
-std::size_t ForeignAgentStage::headroom() const noexcept { return ip_in_ip_overhead; }
+std::size_t ForeignAgentStage::headroom() const noexcept {
+    return agent_.config().home_agent_udp_tunnelling == ForeignAgent::UdpTunnelling::Off ? ip_in_ip_overhead : ip_in_udp_overhead;
+}
+
+void ForeignAgentStage::send_keepalive(const ForeignAgent::Keepalive& k, core::StageContext& ctx) {
+    auto buf = ctx.allocate();
+    // The buffer has headroom for the stages below; our UDP tunnel headers go in front of the echo.
+    if (!buf.valid() || buf.headroom() + ip_in_udp_overhead > buf.capacity()) {
+        ++counters_.no_buffer;
+        return;
+    }
+    buf.reset(buf.headroom() + ip_in_udp_overhead);
+    // RFC 3519 §3.6: an ICMP echo request from the home address to the HA, inside the tunnel.
+    const std::uint16_t port = agent_.config().relay_port;
+    if (!emit_echo_packet(buf, k.home_address, k.home_agent, core::icmp_type::echo_request, port, k.sequence)) {
+        ++counters_.no_buffer;
+        return;
+    }
+    const OuterHeader outer{k.care_of_address, k.home_agent, config_.tunnel_ttl, config_.df_when_inner_clear, next_identification_++};
+    if (!push_ip_in_udp(buf, outer, port, registration_port).passed()) {
+        ++counters_.no_buffer;
+        return;
+    }
+    ++counters_.keepalives_sent;
+    ctx.send_control(std::move(buf));
+}
 
 bool ForeignAgentStage::addressed_to_us(core::Ipv4Address destination) const noexcept {
     return destination == agent_.config().link_address || agent_.is_care_of_address(destination) ||
@@ -78,6 +103,10 @@ bool ForeignAgentStage::emit(const ForeignAgent::Output& out, core::StageContext
             ctx.deliver_inward(std::move(buf));
         }
     }
+    if (out.keepalive) {
+        any = true;
+        send_keepalive(*out.keepalive, ctx);
+    }
     if (out.change) {
         any = true;
         const auto& v = out.change->visitor;
@@ -122,11 +151,28 @@ Verdict ForeignAgentStage::encapsulate(core::PacketBuf& packet, core::StageConte
         return Verdict::not_mine();
     }
     // RFC 3024 §5.2 Direct Delivery: the FA tunnels the visitor's plain packets to its HA.
+    const bool udp = v->mode == TunnelMode::Udp;
+    too_big_.set_overhead(udp ? ip_in_udp_overhead : ip_in_ip_overhead);
+    if (auto quote = too_big_.too_big(packet)) {
+        // RFC 2003 §5.1: the tunnel entry point tells the sender the tunnel's MTU (RFC 1191 §4).
+        ++counters_.too_big_dropped;
+        auto answer = ctx.allocate();
+        if (answer.valid() && too_big_.answer(answer, *quote, now) == core::MtuGuard::Outcome::Answered) {
+            ++counters_.too_big_answered;
+            ctx.deliver_inward(std::move(answer));
+        }
+        return Verdict::drop(DropReason::TooBig);
+    }
     if (!forward_ttl(packet)) return Verdict::drop(DropReason::TtlExpired);
     const OuterHeader outer{v->care_of_address, v->home_agent, config_.tunnel_ttl, config_.df_when_inner_clear,
                             next_identification_++};
-    auto verdict = push_ip_in_ip(packet, outer);
-    if (verdict.passed()) ++counters_.reverse_tunnelled;
+    // RFC 3519 §3.3: the same ports as the registration, so the NAT mapping is the same.
+    auto verdict = udp ? push_ip_in_udp(packet, outer, agent_.config().relay_port, registration_port) : push_ip_in_ip(packet, outer);
+    if (verdict.passed()) {
+        ++counters_.reverse_tunnelled;
+        if (udp) ++counters_.reverse_tunnelled_udp;
+        agent_.note_sent_to_home_agent(v->home_address, now);
+    }
     return verdict;
 }
 
@@ -149,8 +195,15 @@ Verdict ForeignAgentStage::decapsulate(core::PacketBuf& packet, core::StageConte
         ++counters_.passed_other;
         return Verdict::not_mine();
     }
-    // RFC 3519 tunnelling ends at co-located MNs, never at this FA.
-    if (tunnel->kind != TunnelKind::IpInIp) return Verdict::drop(DropReason::UnexpectedProtocol);
+    const bool udp = tunnel->kind == TunnelKind::Udp;
+    if (udp) {
+        // RFC 3519 §3.3: the HA answers on the registration's 5-tuple, HA:434 -> care-of:relay_port.
+        if (tunnel->destination_port != agent_.config().relay_port || tunnel->source_port != registration_port)
+            return Verdict::drop(DropReason::UnexpectedProtocol);
+        if (!tunnel->udp_checksum_ok) return Verdict::drop(DropReason::Malformed);
+        // Only IP-in-UDP is requested (Encapsulation 4 in our Tunnel Request).
+        if (tunnel->next_header != core::ip_protocol::ipip) return Verdict::drop(DropReason::BadNextHeader);
+    }
     if (tunnel->fragment) return Verdict::drop(DropReason::Fragment);
     if (auto verdict = strip_tunnel(packet, *tunnel); !verdict.passed()) return verdict;
     auto inner = core::Ipv4View::check(packet.bytes());
@@ -161,13 +214,32 @@ Verdict ForeignAgentStage::decapsulate(core::PacketBuf& packet, core::StageConte
         ++counters_.dropped_no_visitor;
         return Verdict::drop(DropReason::NoBinding);
     }
-    if (tunnel->source != v->home_agent || tunnel->destination != v->care_of_address) {
+    // RFC 3519 §3.3: once a binding uses UDP tunnelling, all its data does (and the reverse).
+    if (tunnel->source != v->home_agent || tunnel->destination != v->care_of_address || udp != (v->mode == TunnelMode::Udp)) {
         ++counters_.dropped_binding_mismatch;
         return Verdict::drop(DropReason::BindingMismatch);
     }
+    if (udp && inner->protocol() == core::ip_protocol::icmp && inner->source() == v->home_agent && !inner->is_fragment()) {
+        auto icmp = core::IcmpView::check(inner->payload());
+        if (icmp && icmp->type() == core::icmp_type::echo_reply && icmp->echo_identifier() == agent_.config().relay_port &&
+            icmp->checksum_valid() && agent_.on_keepalive_reply(v->home_address, icmp->echo_sequence())) {
+            // RFC 3519 §3.6: the HA's answer to our keepalive; the NAT mapping is alive.
+            ++counters_.keepalive_replies;
+            return Verdict::consumed();
+        }
+    }
     if (!forward_ttl(packet)) return Verdict::drop(DropReason::TtlExpired);
     ++counters_.delivered_to_visitors;
+    if (udp) ++counters_.delivered_from_udp;
     return Verdict::pass();
+}
+
+void ForeignAgentStage::on_event(const core::RaisedEvent& event, core::StageContext&) {
+    // The shell learnt a smaller path MTU (a send was refused): our tunnels go that way.
+    if (const auto* mtu = std::get_if<core::PathMtuChanged>(&event.event);
+        mtu && mtu->mtu >= core::MtuGuard::min_mtu && mtu->mtu < too_big_.outer_mtu()) {
+        too_big_.set_outer_mtu(mtu->mtu);
+    }
 }
 
 std::optional<core::TimePoint> ForeignAgentStage::poll(core::StageContext& ctx) {
@@ -189,6 +261,10 @@ void ForeignAgentStage::report(core::StatusSink& out) const {
     }
     out.field("care_of_addresses", coas);
     out.field("reverse_tunnel", cfg.reverse_tunnel);
+    out.field("outer_mtu", static_cast<std::uint64_t>(too_big_.outer_mtu()));
+    out.field("home_agent_udp_tunnelling", cfg.home_agent_udp_tunnelling == ForeignAgent::UdpTunnelling::Off      ? "off"
+                                           : cfg.home_agent_udp_tunnelling == ForeignAgent::UdpTunnelling::Wanted ? "wanted"
+                                                                                                                  : "forced");
     out.field("next_sequence", static_cast<std::uint64_t>(agent_.next_sequence()));
     out.field("visitor_count", static_cast<std::uint64_t>(agent_.visitor_count()));
     out.field("pending_count", static_cast<std::uint64_t>(agent_.pending_count()));
@@ -203,6 +279,11 @@ void ForeignAgentStage::report(core::StatusSink& out) const {
         out.field("link", v.link.to_string());
         out.field("reverse_tunnel", v.reverse_tunnel);
         out.field("colocated", v.colocated);
+        out.field("mode", v.mode == TunnelMode::Udp ? "ip_in_udp" : "ip_in_ip");
+        if (v.mode == TunnelMode::Udp) {
+            out.field("keepalive_interval_s", static_cast<std::uint64_t>(v.keepalive_interval.count()));
+            out.field("keepalives_unanswered", static_cast<std::uint64_t>(v.keepalives_unanswered));
+        }
         if (v.expires != core::TimePoint::max()) {
             out.field("lifetime_left_s", static_cast<std::int64_t>(
                                              std::chrono::duration_cast<std::chrono::seconds>(v.expires - last_now_).count()));
@@ -219,10 +300,16 @@ void ForeignAgentStage::report(core::StatusSink& out) const {
     out.field("solicitations", counters_.solicitations);
     out.field("solicitations_held_back", counters_.solicitations_held_back);
     out.field("reverse_tunnelled", counters_.reverse_tunnelled);
+    out.field("reverse_tunnelled_udp", counters_.reverse_tunnelled_udp);
+    out.field("keepalives_sent", counters_.keepalives_sent);
+    out.field("keepalive_replies", counters_.keepalive_replies);
     out.field("delivered_to_visitors", counters_.delivered_to_visitors);
+    out.field("delivered_from_udp", counters_.delivered_from_udp);
     out.field("dropped_no_visitor", counters_.dropped_no_visitor);
     out.field("dropped_binding_mismatch", counters_.dropped_binding_mismatch);
     out.field("passed_other", counters_.passed_other);
+    out.field("too_big_answered", counters_.too_big_answered);
+    out.field("too_big_dropped", counters_.too_big_dropped);
     out.field("no_buffer", counters_.no_buffer);
     out.end();
 }

@@ -277,6 +277,12 @@ def seeds_mip_stages():
     out["fa-in-solicitation"] = bytes([6, 0]) + ipv4("0.0.0.0", "255.255.255.255", 1, icmp(10, 0, bytes(4)), ttl=1)
     out["mn-in-udp-tunnel"] = bytes([0x84, 4]) + udp(ha, coa, 434, 434, h(v["tunnel_data_message_example"]["udp_payload"]))
     out["fa-in-gre"] = bytes([6, 0]) + ipv4(ha, fa, 47, struct.pack("!HH", 0, 0x0800) + inner)
+    # Byte 1 bit 0x80: the FA asks its HA for RFC 3519 (forced), so its visitor 10.1.0.78 is in UDP.
+    visitor = "10.1.0.78"
+    to_visitor = ipv4(cn, visitor, 17, struct.pack("!HHHH", 5000, 6000, 12, 0) + b"data")
+    out["fa-in-udp-tunnel"] = bytes([6, 0x82]) + udp(ha, fa, 434, 434, bytes([4, 4, 0, 0]) + to_visitor)
+    out["fa-in-udp-keepalive-reply"] = bytes([6, 0x80]) + udp(ha, fa, 434, 434, bytes([4, 4, 0, 0]) + ipv4(ha, visitor, 1, icmp(0, 0, struct.pack("!HH", 434, 1))))
+    out["fa-out-udp-visitor"] = bytes([2, 0x81]) + ipv4(visitor, cn, 17, struct.pack("!HHHH", 6000, 5000, 12, 0) + b"data")
     return out
 
 

@@ -287,7 +287,7 @@ StageReconfiguration reconfigure_home_agent(core::Stage& stage, const ConfigRead
 std::unique_ptr<core::Stage> build_foreign_agent(const ConfigReader& c, const StageBuildContext& ctx) {
     c.only({"type", "link_address", "care_of", "advertisement_interval_s", "advertisement_lifetime_s", "registration_lifetime_s",
             "reverse_tunnel", "reverse_tunnel_required", "udp_tunnelling", "registration_required", "max_visitors", "max_pending",
-            "pending_timeout_s", "tunnel_ttl", "df"});
+            "pending_timeout_s", "tunnel_ttl", "df", "home_agent_udp_tunnelling", "keepalive_s"});
     mip::ForeignAgentStage::Config cfg;
     auto& agent = cfg.agent;
     agent.link_address = c.address("link_address");
@@ -312,6 +312,15 @@ std::unique_ptr<core::Stage> build_foreign_agent(const ConfigReader& c, const St
     if (agent.reverse_tunnel_required && !agent.reverse_tunnel)
         c.fail("reverse_tunnel_required", "is true while reverse_tunnel is false", "reverse_tunnel true, or not required");
     agent.udp_tunnelling = c.boolean_or("udp_tunnelling", false);
+    // RFC 3519 between this FA and home agents (an FA behind a NAT), named and valued as the
+    // mobile node's "udp_tunnelling"; off by default, so a plain FA sends what it always did.
+    const auto ha_udp = c.choice_or("home_agent_udp_tunnelling", {"off", "wanted", "forced"}, "off");
+    agent.home_agent_udp_tunnelling = ha_udp == "off"      ? mip::ForeignAgent::UdpTunnelling::Off
+                                      : ha_udp == "wanted" ? mip::ForeignAgent::UdpTunnelling::Wanted
+                                                           : mip::ForeignAgent::UdpTunnelling::Forced;
+    if (c.has("keepalive_s") && ha_udp == "off")
+        c.fail("keepalive_s", "is only used with home_agent_udp_tunnelling", "home_agent_udp_tunnelling \"wanted\" or \"forced\"");
+    agent.keepalive_default = std::chrono::seconds(c.integer_or("keepalive_s", 110, 10, 65535));
     agent.registration_required = c.boolean_or("registration_required", false);
     agent.max_visitors = static_cast<std::size_t>(c.integer_or("max_visitors", 1024, 1, 1 << 20));
     agent.max_pending = static_cast<std::size_t>(c.integer_or("max_pending", 256, 1, 1 << 16));

@@ -459,3 +459,19 @@ TEST_CASE("a home agent state_file in a missing directory, or open to others, is
     CHECK(error_of(config(dir.path() + "/private.db", "full")).empty());
     CHECK(error_of(config(dir.path() + "/new.db")).empty());
 }
+
+TEST_CASE("foreign agent: home_agent_udp_tunnelling takes the mobile node's values; keepalive_s only with it") {
+    auto fa = [](const json& extra) {
+        auto j = good();
+        j["pipeline"] = json::array({json{{"type", "mip.foreign_agent"}, {"link_address", "198.51.100.1"}}});
+        for (const auto& [k, v] : extra.items()) j["pipeline"][0][k] = v;
+        return error_of(j);
+    };
+    CHECK(fa(json::object()) == "");
+    CHECK(fa(json{{"home_agent_udp_tunnelling", "wanted"}, {"keepalive_s", 20}}) == "");
+    CHECK(fa(json{{"home_agent_udp_tunnelling", "forced"}}) == "");
+    CHECK(fa(json{{"home_agent_udp_tunnelling", "auto"}}).find("/pipeline/0/home_agent_udp_tunnelling:") != std::string::npos);
+    CHECK(fa(json{{"keepalive_s", 20}}).find("/pipeline/0/keepalive_s: is only used with home_agent_udp_tunnelling") != std::string::npos);
+    CHECK(fa(json{{"home_agent_udp_tunnelling", "wanted"}, {"keepalive_s", 5}}).find("/pipeline/0/keepalive_s: is 5, out of range") !=
+          std::string::npos);
+}

@@ -4,7 +4,7 @@
 // checks are reached), then a timer poll. Must never crash, leak or misbehave.
 //
 // Input: byte 0 picks the stage and direction, byte 1 how far the clock moves before the
-// poll, the rest is the packet.
+// poll (low 7 bits) and whether the MN and the FA ask for RFC 3519 (0x80), the rest is the packet.
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -109,6 +109,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 
     mip::ForeignAgentStage::Config fc;
     fc.agent.link_address = fa_addr;
+    // With the same bit the FA asks its HA for RFC 3519 (forced: there is no NAT here), so its
+    // visitor's tunnel, keepalives and checks are IP-in-UDP.
+    fc.agent.home_agent_udp_tunnelling = (data[1] & 0x80) ? mip::ForeignAgent::UdpTunnelling::Forced : mip::ForeignAgent::UdpTunnelling::Off;
     mip::ForeignAgentStage fa(std::move(fc), random);
 
     CapturingContext mn_ctx(pool), ha_ctx(pool), fa_ctx(pool);

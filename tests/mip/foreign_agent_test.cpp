@@ -8,6 +8,7 @@
 #include "mip/foreign_agent_stage.hpp"
 #include "mip/tunnel_encap.hpp"
 #include "tests/mip/mip_test_support.hpp"
+#include "tests/mip/mobile_ip_world.hpp"
 #include "tests/mip/stage_network.hpp"
 #include "tests/support/fake_stage_context.hpp"
 
@@ -405,4 +406,436 @@ TEST_CASE("FA stage under a solicitation flood: every solicitation counted, at m
     // Only the first was answered at once; every later one fell inside an interval.
     CHECK(c.solicitations_held_back == 999);
     CHECK(c.messages_discarded == 0);  // held back is not discarded: it is answered later
+}
+
+// ---------------------------------------------------------------------------------------------
+// RFC 3519 between the FA and the home agent (an FA behind a NAT, coexistence alternatives 2g/2h)
+
+namespace {
+
+using UdpMode = mip::ForeignAgent::UdpTunnelling;
+
+mip::ForeignAgent::Config fa_udp_config(UdpMode mode) {
+    auto c = fa_config();
+    c.home_agent_udp_tunnelling = mode;
+    c.keepalive_default = 30s;
+    return c;
+}
+
+/// The UDP Tunnel Request the FA appended after the MHAE of a relayed request, if any.
+std::optional<mip::UdpTunnelRequest> appended_tunnel_request(const mip::ForeignAgent::Output& out, std::size_t original_len) {
+    REQUIRE(out.datagram);
+    const auto bytes = out.datagram->bytes();
+    if (bytes.size() == original_len) return std::nullopt;
+    REQUIRE(bytes.size() == original_len + mip::UdpTunnelRequest::len);
+    auto v = mip::UdpTunnelRequestView::check(bytes.subspan(original_len));
+    REQUIRE(v);
+    CHECK(v->reserved3_valid());
+    return mip::UdpTunnelRequest::parse(*v);
+}
+
+/// An accepting reply with `tunnel` before the MHAE (as our home agent builds it) or after it.
+test::Bytes udp_reply(core::Ipv4Address home, const test::Bytes& key, std::optional<mip::UdpTunnelReply> tunnel,
+                      bool after_mhae = false, std::uint64_t id = 0x1122334455667788) {
+    mip::ReplyExtensions ext;
+    if (!after_mhae) ext.udp_tunnel = tunnel;
+    auto m = mip::build_reply({0, 300, home, ha_addr, id}, ext, {256, key});
+    REQUIRE(m);
+    test::Bytes out(m->bytes().begin(), m->bytes().end());
+    if (after_mhae && tunnel) {
+        out.resize(out.size() + mip::UdpTunnelReply::len);
+        tunnel->emit(std::span(out).last(mip::UdpTunnelReply::len));
+    }
+    return out;
+}
+
+const mip::UdpTunnelReply assent20{mip::UdpTunnelReply::code_assent, false, 20};
+
+}  // namespace
+
+TEST_CASE("FA relays with a UDP Tunnel Request after the MHAE when configured, never for co-located MNs or deregistrations") {
+    const auto req = request(home_a, key_a);
+    SUBCASE("off: relayed exactly through the MHAE, as before") {
+        Fixture f(fa_udp_config(UdpMode::Off));
+        CHECK_FALSE(appended_tunnel_request(f.fa.on_request(req, from_mn(home_a), f.now), req.size()));
+    }
+    SUBCASE("wanted: F clear, IP-in-UDP") {
+        Fixture f(fa_udp_config(UdpMode::Wanted));
+        auto out = f.fa.on_request(req, from_mn(home_a), f.now);
+        CHECK(test::to_hex(out.datagram->bytes().first(req.size())) == test::to_hex(req));  // MHAE part unchanged
+        auto tr = appended_tunnel_request(out, req.size());
+        REQUIRE(tr);
+        CHECK_FALSE(tr->force);
+        CHECK_FALSE(tr->registered_via_fa);
+        CHECK(tr->encapsulation == core::ip_protocol::ipip);
+        // Our home agent's scanner sees it after the MHAE, i.e. added by an FA (D must be clear).
+        mip::ScannedExtensions scanned;
+        REQUIRE_FALSE(mip::scan_extensions(out.datagram->bytes(), mip::RegistrationRequestView::header_len,
+                                           mip::MessageKind::Request, scanned));
+        CHECK_FALSE(scanned.udp_tunnel_request.empty());
+        CHECK_FALSE(scanned.udp_tunnel_request_before_mhae);
+    }
+    SUBCASE("forced: F set") {
+        Fixture f(fa_udp_config(UdpMode::Forced));
+        auto tr = appended_tunnel_request(f.fa.on_request(req, from_mn(home_a), f.now), req.size());
+        REQUIRE(tr);
+        CHECK(tr->force);
+    }
+    SUBCASE("a co-located MN (D) tunnels itself; a deregistration needs no tunnel") {
+        Fixture f(fa_udp_config(UdpMode::Forced));
+        const auto colocated = request(home_a, key_a, flag_t | mip::RegistrationRequestView::flag_d, 300, other_coa);
+        CHECK_FALSE(appended_tunnel_request(f.fa.on_request(colocated, from_mn(home_a), f.now), colocated.size()));
+        const auto dereg = request(home_b, key_b, flag_t, 0, fa_link, 0x99);
+        CHECK_FALSE(appended_tunnel_request(f.fa.on_request(dereg, from_mn(home_b), f.now), dereg.size()));
+    }
+}
+
+TEST_CASE("FA: the HA's UDP Tunnel Reply decides the visitor's tunnel") {
+    auto registered = [](UdpMode mode, const test::Bytes& reply_bytes) {
+        Fixture f(fa_udp_config(mode));
+        REQUIRE(f.fa.on_request(request(home_a, key_a), from_mn(home_a), f.now).datagram);
+        auto out = f.fa.on_reply(reply_bytes, {ha_addr, 434}, f.now + 1s);
+        REQUIRE(out.change);
+        REQUIRE(out.change->added);
+        const auto* v = f.fa.visitor(home_a);
+        REQUIRE(v);
+        return *v;
+    };
+    SUBCASE("assent before the MHAE: IP-in-UDP with the HA's keepalive interval") {
+        auto v = registered(UdpMode::Wanted, udp_reply(home_a, key_a, assent20));
+        CHECK(v.mode == mip::TunnelMode::Udp);
+        CHECK(v.keepalive_interval == 20s);
+    }
+    SUBCASE("assent after the MHAE is read too, and stripped before the MN sees it") {
+        Fixture f(fa_udp_config(UdpMode::Wanted));
+        REQUIRE(f.fa.on_request(request(home_a, key_a), from_mn(home_a), f.now).datagram);
+        const auto bytes = udp_reply(home_a, key_a, assent20, true);
+        auto out = f.fa.on_reply(bytes, {ha_addr, 434}, f.now + 1s);
+        REQUIRE(out.datagram);
+        CHECK(out.datagram->len == bytes.size() - mip::UdpTunnelReply::len);
+        CHECK(f.fa.visitor(home_a)->mode == mip::TunnelMode::Udp);
+    }
+    SUBCASE("interval 0 means our default; below 10 s is raised to 10 s") {
+        CHECK(registered(UdpMode::Wanted, udp_reply(home_a, key_a, mip::UdpTunnelReply{0, false, 0})).keepalive_interval == 30s);
+        CHECK(registered(UdpMode::Wanted, udp_reply(home_a, key_a, mip::UdpTunnelReply{0, false, 3})).keepalive_interval == 10s);
+    }
+    SUBCASE("declined, or no Tunnel Reply at all (an HA without RFC 3519): IP-in-IP") {
+        const mip::UdpTunnelReply declined{mip::UdpTunnelReply::code_declined, false, 0};
+        CHECK(registered(UdpMode::Wanted, udp_reply(home_a, key_a, declined)).mode == mip::TunnelMode::IpInIp);
+        CHECK(registered(UdpMode::Forced, udp_reply(home_a, key_a, std::nullopt)).mode == mip::TunnelMode::IpInIp);
+    }
+    SUBCASE("an assent we never asked for is not followed") {
+        CHECK(registered(UdpMode::Off, udp_reply(home_a, key_a, assent20)).mode == mip::TunnelMode::IpInIp);
+    }
+}
+
+TEST_CASE("FA keepalives: due after K idle seconds from the request, deferred by data, answered by sequence") {
+    Fixture f(fa_udp_config(UdpMode::Wanted));
+    (void)f.fa.poll(f.now);  // the first advertisement; the next is 3 s later
+    REQUIRE(f.fa.on_request(request(home_a, key_a), from_mn(home_a), f.now).datagram);
+    REQUIRE(f.fa.on_reply(udp_reply(home_a, key_a, assent20), {ha_addr, 434}, f.now + 1s).change);
+    auto keepalive_at = [&](core::TimePoint t) -> std::optional<mip::ForeignAgent::Keepalive> {
+        for (int i = 0; i < 8; ++i) {  // advertisements may come first: one thing per poll
+            auto out = f.fa.poll(t);
+            if (out.keepalive) return out.keepalive;
+            if (!out.advertisement) break;
+        }
+        return std::nullopt;
+    };
+    // K = 20 s counted from the relayed request, not from the reply.
+    CHECK_FALSE(keepalive_at(f.now + 19s));
+    auto first = keepalive_at(f.now + 20s);
+    REQUIRE(first);
+    CHECK(first->home_address == home_a);
+    CHECK(first->home_agent == ha_addr);
+    CHECK(first->care_of_address == fa_link);
+    CHECK(f.fa.visitor(home_a)->keepalives_unanswered == 1);
+    // A reply to something else is not ours; the right sequence is.
+    CHECK_FALSE(f.fa.on_keepalive_reply(home_a, static_cast<std::uint16_t>(first->sequence + 1)));
+    CHECK_FALSE(f.fa.on_keepalive_reply(home_b, first->sequence));
+    CHECK(f.fa.on_keepalive_reply(home_a, first->sequence));
+    CHECK(f.fa.visitor(home_a)->keepalives_unanswered == 0);
+    // Data toward the HA at +30 s pushes the next one from +40 s to +50 s.
+    f.fa.note_sent_to_home_agent(home_a, f.now + 30s);
+    CHECK_FALSE(keepalive_at(f.now + 40s));
+    CHECK(f.fa.next_deadline() <= f.now + 50s);
+    auto second = keepalive_at(f.now + 50s);
+    REQUIRE(second);
+    CHECK(second->sequence == first->sequence + 1);
+    // Unanswered ones are counted until the next reply.
+    REQUIRE(keepalive_at(f.now + 70s));
+    CHECK(f.fa.visitor(home_a)->keepalives_unanswered == 2);
+}
+
+TEST_CASE("FA keepalives: none for IP-in-IP visitors") {
+    Fixture f(fa_udp_config(UdpMode::Wanted));
+    REQUIRE(f.fa.on_request(request(home_a, key_a), from_mn(home_a), f.now).datagram);
+    REQUIRE(f.fa.on_reply(reply(home_a, key_a), {ha_addr, 434}, f.now).change);
+    for (auto t = f.now; t <= f.now + 200s; t += 1s) CHECK_FALSE(f.fa.poll(t).keepalive);
+}
+
+namespace {
+
+struct UdpStageFixture {
+    core::BufferPool pool{64, 2048};
+    test::SeededRandom random;
+    test::FakeStageContext ctx{pool};
+    mip::ForeignAgentStage stage;
+    UdpStageFixture() : stage({fa_udp_config(UdpMode::Wanted), 0, 64, false, 100}, random) {}
+
+    core::PacketBuf udp(core::Endpoint src, core::Endpoint dst, const test::Bytes& payload, std::uint8_t ttl = 255) {
+        auto buf = pool.acquire(128);
+        REQUIRE(mip::emit_udp_packet(buf, src, dst, ttl, payload));
+        return buf;
+    }
+    void register_visitor(core::Ipv4Address home, const test::Bytes& key, std::optional<mip::UdpTunnelReply> tunnel) {
+        auto req = udp({home, 434}, {fa_link, 434}, request(home, key));
+        REQUIRE(stage.encapsulate(req, ctx).action == core::Action::Consumed);
+        auto rep = udp({ha_addr, 434}, {fa_link, 434}, udp_reply(home, key, tunnel));
+        REQUIRE(stage.decapsulate(rep, ctx).action == core::Action::Consumed);
+    }
+    /// `inner` as the HA sends it to us: IP-in-UDP HA:434 -> care-of:434.
+    core::PacketBuf from_ha(const test::Bytes& inner, std::uint16_t source_port = 434) {
+        auto buf = test::load(pool, inner);
+        REQUIRE(mip::push_ip_in_udp(buf, {ha_addr, fa_link}, source_port, 434).passed());
+        return buf;
+    }
+};
+
+}  // namespace
+
+TEST_CASE("FA stage: RFC 3519 IP-in-UDP both ways for a visitor whose HA assented") {
+    UdpStageFixture s;
+    CHECK(s.stage.headroom() == mip::ip_in_udp_overhead);
+    s.register_visitor(home_a, key_a, assent20);
+    const auto cn = ip("10.1.0.10");
+
+    // Outward: care-of:434 -> HA:434, Tunnel Data header with Next Header 4, then the inner packet.
+    auto out = test::load(s.pool, test::echo_packet(home_a, cn, 1, 16, 64));
+    REQUIRE(s.stage.encapsulate(out, s.ctx).passed());
+    auto outer = core::Ipv4View::check(out.bytes());
+    REQUIRE(outer);
+    auto udp = mip::udp_of(*outer);
+    REQUIRE(udp);
+    CHECK(outer->source() == fa_link);
+    CHECK(outer->destination() == ha_addr);
+    CHECK(udp->source_port() == 434);
+    CHECK(udp->destination_port() == 434);
+    CHECK(udp->checksum_valid(outer->source(), outer->destination()));
+    auto data = mip::TunnelDataView::check(udp->payload());
+    REQUIRE(data);
+    CHECK(data->next_header() == core::ip_protocol::ipip);
+    auto inner = core::Ipv4View::check(data->payload());
+    REQUIRE(inner);
+    CHECK(inner->source() == home_a);
+    CHECK(inner->ttl() == 63);
+    CHECK(s.stage.counters().reverse_tunnelled_udp == 1);
+
+    // Inward: unwrapped and delivered to the visitor.
+    auto in = s.from_ha(test::echo_packet(cn, home_a, 2, 16, 64));
+    REQUIRE(s.stage.decapsulate(in, s.ctx).passed());
+    auto plain = core::Ipv4View::check(in.bytes());
+    REQUIRE(plain);
+    CHECK(plain->destination() == home_a);
+    CHECK(plain->ttl() == 63);
+    CHECK(s.stage.counters().delivered_from_udp == 1);
+
+    // Once in UDP, IP-in-IP for it is not accepted (RFC 3519 §3.3: all data uses the tunnel).
+    auto ipip = test::load(s.pool, test::echo_packet(cn, home_a));
+    REQUIRE(mip::push_ip_in_ip(ipip, {ha_addr, fa_link}).passed());
+    CHECK(s.stage.decapsulate(ipip, s.ctx).reason == core::DropReason::BindingMismatch);
+    CHECK(s.stage.counters().dropped_binding_mismatch == 1);
+}
+
+TEST_CASE("FA stage: bad RFC 3519 tunnel input is dropped with its reason and counted") {
+    UdpStageFixture s;
+    s.register_visitor(home_a, key_a, assent20);
+    s.register_visitor(home_b, key_b, std::nullopt);  // IP-in-IP (the HA sent no Tunnel Reply)
+    REQUIRE(s.stage.agent().visitor(home_b)->mode == mip::TunnelMode::IpInIp);
+    const auto cn = ip("10.1.0.10");
+    const auto before = s.stage.counters();
+
+    SUBCASE("another Next Header than IP-in-IP") {
+        auto p = s.from_ha(test::echo_packet(cn, home_a));
+        core::Ipv4View v = *core::Ipv4View::check(p.bytes());
+        p.bytes()[v.header_len() + core::UdpHeader::len + 1] = 47;  // GRE
+        auto u = core::UdpMutView::check(p.bytes().subspan(v.header_len()));
+        u->update_checksum(ha_addr, fa_link);
+        CHECK(s.stage.decapsulate(p, s.ctx).reason == core::DropReason::BadNextHeader);
+    }
+    SUBCASE("a UDP checksum that does not verify") {
+        auto p = s.from_ha(test::echo_packet(cn, home_a));
+        p.bytes()[p.size() - 1] ^= 0x01;
+        CHECK(s.stage.decapsulate(p, s.ctx).reason == core::DropReason::Malformed);
+    }
+    SUBCASE("not from the HA's port 434") {
+        auto p = s.from_ha(test::echo_packet(cn, home_a), 5555);
+        CHECK(s.stage.decapsulate(p, s.ctx).reason == core::DropReason::UnexpectedProtocol);
+    }
+    SUBCASE("IP-in-UDP for an IP-in-IP visitor") {
+        auto p = s.from_ha(test::echo_packet(cn, home_b));
+        CHECK(s.stage.decapsulate(p, s.ctx).reason == core::DropReason::BindingMismatch);
+        CHECK(s.stage.counters().dropped_binding_mismatch == before.dropped_binding_mismatch + 1);
+    }
+    SUBCASE("for nobody visiting") {
+        auto p = s.from_ha(test::echo_packet(cn, ip("10.1.0.99")));
+        CHECK(s.stage.decapsulate(p, s.ctx).reason == core::DropReason::NoBinding);
+        CHECK(s.stage.counters().dropped_no_visitor == before.dropped_no_visitor + 1);
+    }
+    SUBCASE("truncated Tunnel Data header: not a tunnel, not ours") {
+        auto buf = s.udp({ha_addr, 434}, {fa_link, 434}, test::Bytes{4, 4});
+        CHECK(s.stage.decapsulate(buf, s.ctx).action == core::Action::NotMine);
+        CHECK(s.stage.counters().passed_other == before.passed_other + 1);
+    }
+    CHECK(s.stage.counters().delivered_to_visitors == before.delivered_to_visitors);
+}
+
+TEST_CASE("FA stage: keepalives go out inside the UDP tunnel; the HA's echo reply is consumed, others delivered") {
+    UdpStageFixture s;
+    s.register_visitor(home_a, key_a, assent20);
+    s.ctx.sent.clear();
+    s.ctx.advance(20s);
+    (void)s.stage.poll(s.ctx);
+    std::optional<core::PacketBuf> keepalive;
+    for (auto& p : s.ctx.sent) {
+        auto v = core::Ipv4View::check(p.bytes());
+        if (v && v->protocol() == core::ip_protocol::udp) keepalive = std::move(p);
+    }
+    REQUIRE(keepalive);
+    CHECK(s.stage.counters().keepalives_sent == 1);
+    auto outer = core::Ipv4View::check(keepalive->bytes());
+    auto tunnel = mip::peek_tunnel(*outer);
+    REQUIRE(tunnel);
+    CHECK(tunnel->kind == mip::TunnelKind::Udp);
+    CHECK(tunnel->source == fa_link);
+    CHECK(tunnel->destination == ha_addr);
+    CHECK(tunnel->source_port == 434);
+    CHECK(tunnel->destination_port == 434);
+    REQUIRE(mip::strip_tunnel(*keepalive, *tunnel).passed());
+    auto inner = core::Ipv4View::check(keepalive->bytes());
+    CHECK(inner->source() == home_a);
+    CHECK(inner->destination() == ha_addr);
+    auto icmp = core::IcmpView::check(inner->payload());
+    REQUIRE(icmp);
+    CHECK(icmp->type() == core::icmp_type::echo_request);
+    CHECK(icmp->echo_identifier() == 434);
+
+    auto echo_reply = [&](std::uint16_t identifier, std::uint16_t sequence) {
+        auto buf = s.pool.acquire(128);
+        REQUIRE(mip::emit_echo_packet(buf, ha_addr, home_a, core::icmp_type::echo_reply, identifier, sequence));
+        REQUIRE(mip::push_ip_in_udp(buf, {ha_addr, fa_link}, 434, 434).passed());
+        return buf;
+    };
+    // The MN's own ping of its HA (another identifier or sequence) is the MN's.
+    auto mine_not = echo_reply(0x1234, icmp->echo_sequence());
+    CHECK(s.stage.decapsulate(mine_not, s.ctx).passed());
+    auto late = echo_reply(434, static_cast<std::uint16_t>(icmp->echo_sequence() + 7));
+    CHECK(s.stage.decapsulate(late, s.ctx).passed());
+    CHECK(s.stage.agent().visitor(home_a)->keepalives_unanswered == 1);
+    auto answer = echo_reply(434, icmp->echo_sequence());
+    CHECK(s.stage.decapsulate(answer, s.ctx).action == core::Action::Consumed);
+    CHECK(s.stage.counters().keepalive_replies == 1);
+    CHECK(s.stage.agent().visitor(home_a)->keepalives_unanswered == 0);
+
+    // Reported per visitor.
+    test::FlatStatus st;
+    s.stage.report(st);
+    CHECK(st.values["visitors[0].mode"] == "ip_in_udp");
+    CHECK(st.values["visitors[0].keepalive_interval_s"] == "20");
+    CHECK(st.values["counters.keepalives_sent"] == "1");
+}
+
+TEST_CASE("FA behind a NAT and our HA stage: registration relayed with the Tunnel Request, IP-in-UDP both ways, keepalives answered") {
+    // Coexistence alternative 2g in one process: mn == fa ## nat ## ha.
+    test::World w;
+    const auto nat_public = ip("198.18.9.1");
+    auto& ha = w.add_ha(test::ha_stage_config(ha_addr, *core::Ipv4Prefix::parse("10.1.0.0/24"), {{home_a, &key_a}}), {ha_addr});
+    auto fa_cfg = fa_udp_config(UdpMode::Wanted);
+    test::FaStation fa(w.pool, {fa_cfg, 0, 64, false, 100}, w.random, "fa", {fa_link});
+    w.net.nodes.push_back(&fa.node);
+    w.net.set_now(w.now);
+    w.add_nat(fa_link, nat_public, 30434);
+
+    // The visitor's request on the link (its care-of address is the FA's).
+    mip::RegistrationRequest r;
+    r.flags = flag_t;
+    r.lifetime = 300;
+    r.home_address = home_a;
+    r.home_agent = ha_addr;
+    r.care_of_address = fa_link;
+    r.identification = mip::ntp_time(w.now, test::world_ntp_offset);
+    auto msg = mip::build_request(r, {}, test::make_sa(256, key_a).auth_key());
+    REQUIRE(msg);
+    auto req = test::load(w.pool, test::udp_packet({home_a, 434}, {fa_link, 434}, msg->bytes(), 255));
+    REQUIRE(fa.stage.encapsulate(req, fa.ctx).action == core::Action::Consumed);
+    w.net.pump();
+
+    // The HA saw the NAT (source != care-of address) and bound the NAT's mapping.
+    auto b = ha.stage.agent().binding(home_a);
+    REQUIRE(b);
+    CHECK(b->mode == mip::TunnelMode::Udp);
+    CHECK(b->udp_endpoint == core::Endpoint{nat_public, 30434});
+    CHECK_FALSE(b->half_bound);
+    const auto* v = fa.stage.agent().visitor(home_a);
+    REQUIRE(v);
+    CHECK(v->mode == mip::TunnelMode::Udp);
+    CHECK(v->keepalive_interval == 20s);  // ha_stage_config's
+    REQUIRE(fa.ctx.delivered.size() == 1);  // the accepting reply, onto the link
+    auto delivered = core::Ipv4View::check(fa.ctx.delivered[0].bytes());
+    CHECK(mip::RegistrationReplyView::check(mip::udp_of(*delivered)->payload())->code() == 0);
+
+    // Correspondent -> home address: the HA tunnels in UDP to the NAT, the FA delivers it.
+    const auto cn = ip("10.1.0.10");
+    REQUIRE(w.send(ha, test::echo_packet(cn, home_a, 1, 16, 64)).passed());
+    REQUIRE(fa.node.inward.size() == 1);
+    CHECK(core::Ipv4View::check(fa.node.inward[0])->destination() == home_a);
+    // Visitor -> correspondent: reverse-tunnelled in UDP through the NAT, accepted by the HA.
+    REQUIRE(w.send(fa, test::echo_packet(home_a, cn, 2, 16, 64)).passed());
+    REQUIRE(ha.node.inward.size() == 1);
+    CHECK(core::Ipv4View::check(ha.node.inward[0])->source() == home_a);
+    CHECK(ha.node.drops.empty());
+
+    // Idle for K: the FA's keepalive keeps the mapping; the HA answers it; nothing reaches the visitor.
+    w.advance(21s);
+    w.poll();
+    CHECK(fa.stage.counters().keepalives_sent == 1);
+    CHECK(ha.stage.counters().keepalives_answered == 1);
+    CHECK(fa.stage.counters().keepalive_replies == 1);
+    CHECK(fa.node.inward.size() == 1);
+    CHECK(fa.stage.agent().visitor(home_a)->keepalives_unanswered == 0);
+}
+
+TEST_CASE("FA stage: a visitor's DF packet too big for its tunnel is answered with fragmentation needed (RFC 2003 §5.1)") {
+    UdpStageFixture s;
+    s.register_visitor(home_a, key_a, assent20);
+    s.register_visitor(home_b, key_b, std::nullopt);  // IP-in-IP
+    const auto cn = ip("10.1.0.10");
+    s.ctx.delivered.clear();
+    auto frag_needed_mtu = [&]() -> std::optional<std::uint16_t> {
+        if (s.ctx.delivered.empty()) return std::nullopt;
+        auto v = core::Ipv4View::check(s.ctx.delivered.back().bytes());
+        REQUIRE(v);
+        auto icmp = core::IcmpView::check(v->payload());
+        REQUIRE(icmp);
+        CHECK(icmp->type() == core::icmp_type::destination_unreachable);
+        CHECK(v->destination() == home_a);
+        return icmp->next_hop_mtu();
+    };
+    // 1480 bytes (what a mobile node sends when it counts the agent's 20-byte IP-in-IP): fits
+    // IP-in-IP under 1500, not IP-in-UDP.
+    auto fits = test::load(s.pool, test::echo_packet(home_b, cn, 1, 1480 - 28));
+    CHECK(s.stage.encapsulate(fits, s.ctx).passed());
+    auto big = test::load(s.pool, test::echo_packet(home_a, cn, 1, 1480 - 28));
+    CHECK(s.stage.encapsulate(big, s.ctx).reason == core::DropReason::TooBig);
+    CHECK(frag_needed_mtu() == 1500 - mip::ip_in_udp_overhead);
+    CHECK(s.stage.counters().too_big_answered == 1);
+    auto ok = test::load(s.pool, test::echo_packet(home_a, cn, 2, 1468 - 28));
+    CHECK(s.stage.encapsulate(ok, s.ctx).passed());
+
+    // A smaller path learnt by the shell lowers it.
+    s.stage.on_event(test::external(core::PathMtuChanged{1400, ha_addr}), s.ctx);
+    auto now_big = test::load(s.pool, test::echo_packet(home_a, cn, 3, 1468 - 28));
+    CHECK(s.stage.encapsulate(now_big, s.ctx).reason == core::DropReason::TooBig);
+    CHECK(frag_needed_mtu() == 1400 - mip::ip_in_udp_overhead);
+    CHECK(s.stage.counters().too_big_dropped == 2);
 }
