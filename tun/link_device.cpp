@@ -8,7 +8,9 @@
 #include <linux/if_ether.h>
 #include <linux/if_packet.h>
 #include <net/if.h>
+#include <net/if_arp.h>
 #include <netinet/in.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -20,47 +22,41 @@ namespace mipsec::tun {
 
 namespace {
 std::error_code last_errno() { return {errno, std::system_category()}; }
-
-// A packet a local sender handed to a veth (or any offloading device) may still carry only
-// the pseudo-header sum in its UDP/TCP checksum (CHECKSUM_PARTIAL); stages verify checksums,
-// so finish it here, as the NIC would have on a real wire.
-void finish_partial_checksum(std::span<std::uint8_t> packet) noexcept {
-    auto ip = core::Ipv4View::check(packet);
-    if (!ip || ip->is_fragment()) return;
-    auto l4 = packet.subspan(ip->header_len(), ip->total_length() - ip->header_len());
-    std::size_t field = 0;
-    if (ip->protocol() == core::ip_protocol::udp && l4.size() >= 8) field = 6;
-    else if (ip->protocol() == core::ip_protocol::tcp && l4.size() >= 20) field = 16;
-    else return;
-    l4[field] = 0;
-    l4[field + 1] = 0;
-    std::uint16_t sum = core::checksum_finish(
-        core::checksum_partial(l4, core::pseudo_header_sum(ip->source(), ip->destination(), ip->protocol(), static_cast<std::uint16_t>(l4.size()))));
-    if (sum == 0 && ip->protocol() == core::ip_protocol::udp) sum = 0xFFFF;  // RFC 768: 0 means "none"
-    l4[field] = static_cast<std::uint8_t>(sum >> 8);
-    l4[field + 1] = static_cast<std::uint8_t>(sum);
-}
 }  // namespace
 
 core::Result<std::unique_ptr<LinkDevice>> LinkDevice::open(std::string_view interface) {
     const std::string name(interface);
     const unsigned ifindex = ::if_nametoindex(name.c_str());
     if (ifindex == 0) return last_errno();
-    int rx = ::socket(AF_PACKET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, htons(ETH_P_IP));
+    // SOCK_RAW: the kernel gives a virtio-net header only to raw packet sockets; we strip
+    // the link header ourselves.
+    int rx = ::socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, htons(ETH_P_IP));
     if (rx < 0) return last_errno();
     sockaddr_ll ll{};
     ll.sll_family = AF_PACKET;
     ll.sll_protocol = htons(ETH_P_IP);
     ll.sll_ifindex = static_cast<int>(ifindex);
     int one = 1;
+    ifreq ifr{};
+    std::strncpy(ifr.ifr_name, name.c_str(), IFNAMSIZ - 1);
     if (::bind(rx, reinterpret_cast<sockaddr*>(&ll), sizeof ll) != 0 ||
         // Our own writes would come straight back otherwise.
         ::setsockopt(rx, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof one) != 0 ||
-        ::setsockopt(rx, SOL_PACKET, PACKET_AUXDATA, &one, sizeof one) != 0) {
+        // Offloaded packets (checksum-partial, GSO) come with what it takes to finish them.
+        ::setsockopt(rx, SOL_PACKET, PACKET_VNET_HDR, &one, sizeof one) != 0 || ::ioctl(rx, SIOCGIFMTU, &ifr) != 0) {
         auto e = last_errno();
         ::close(rx);
         return e;
     }
+    const int mtu = ifr.ifr_mtu;
+    if (::ioctl(rx, SIOCGIFHWADDR, &ifr) != 0) {
+        auto e = last_errno();
+        ::close(rx);
+        return e;
+    }
+    // An Ethernet header (VLAN tags are taken off into the metadata), or none on a device
+    // without one (a TUN, a point-to-point link).
+    const std::size_t link_header = ifr.ifr_hwaddr.sa_family == ARPHRD_ETHER ? ETH_HLEN : 0;
     int tx = ::socket(AF_INET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_RAW);
     if (tx < 0 || ::setsockopt(tx, SOL_SOCKET, SO_BINDTODEVICE, name.c_str(), static_cast<socklen_t>(name.size())) != 0 ||
         ::setsockopt(tx, SOL_SOCKET, SO_BROADCAST, &one, sizeof one) != 0) {
@@ -69,7 +65,26 @@ core::Result<std::unique_ptr<LinkDevice>> LinkDevice::open(std::string_view inte
         if (tx >= 0) ::close(tx);
         return e;
     }
-    return std::unique_ptr<LinkDevice>(new LinkDevice(name, ifindex, rx, tx));
+    return std::unique_ptr<LinkDevice>(new LinkDevice(name, ifindex, rx, tx, static_cast<std::size_t>(mtu), link_header));
+}
+
+LinkDevice::LinkDevice(std::string name, std::uint32_t ifindex, int rx, int tx, std::size_t mtu, std::size_t link_header)
+    : name_(std::move(name)), ifindex_(ifindex), rx_(rx), tx_(tx), link_header_(link_header), segmenter_(mtu),
+      frame_(VirtioNetHeader::len + link_header + Coalescer::max_super_len) {}
+
+// virtio-net header, link header, IP packet → virtio-net header, IP packet (at frame_ +
+// link_header_): the header's offsets counted from the link header, now from the IP header.
+bool LinkDevice::strip_link_header() noexcept {
+    if (link_header_ == 0) return true;
+    if (frame_len_ < VirtioNetHeader::len + link_header_) return false;
+    VirtioNetHeader vh = VirtioNetHeader::parse(frame_);
+    if (vh.flags & VirtioNetHeader::flag_needs_csum) {
+        if (vh.csum_start < link_header_) return false;
+        vh.csum_start = static_cast<std::uint16_t>(vh.csum_start - link_header_);
+    }
+    vh.hdr_len = static_cast<std::uint16_t>(vh.hdr_len > link_header_ ? vh.hdr_len - link_header_ : 0);
+    vh.emit(std::span<std::uint8_t>(frame_).subspan(link_header_));
+    return true;
 }
 
 LinkDevice::~LinkDevice() {
@@ -80,35 +95,45 @@ LinkDevice::~LinkDevice() {
 std::size_t LinkDevice::read(std::span<core::PacketBuf> bufs) {
     std::size_t n = 0;
     while (n < bufs.size()) {
-        auto room = bufs[n].writable();
-        iovec iov{room.data(), room.size()};
-        alignas(cmsghdr) std::uint8_t control[CMSG_SPACE(sizeof(tpacket_auxdata))];
-        msghdr msg{};
-        msg.msg_iov = &iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control;
-        msg.msg_controllen = sizeof control;
-        ssize_t got = ::recvmsg(rx_, &msg, MSG_TRUNC);
-        if (got < 0) {
-            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-                ++counters_.rx_errors;
-                note_read_error(last_errno());
+        if (!frame_pending_) {
+            ssize_t got = ::recv(rx_, frame_.data(), frame_.size(), MSG_TRUNC);
+            if (got < 0) {
+                if (errno == EINTR) continue;
+                if (errno != EAGAIN && errno != EWOULDBLOCK) {
+                    ++counters_.rx_errors;
+                    note_read_error(last_errno());
+                }
+                break;
             }
-            break;
+            if (static_cast<std::size_t>(got) > frame_.size()) {
+                ++counters_.rx_errors;
+                note_read_error(std::make_error_code(std::errc::message_size));
+                continue;
+            }
+            frame_len_ = static_cast<std::size_t>(got);
+            if (!strip_link_header()) {
+                ++counters_.rx_errors;
+                note_read_error(std::make_error_code(std::errc::bad_message));
+                continue;
+            }
+            next_segment_ = 0;
+            frame_pending_ = true;
         }
-        if (static_cast<std::size_t>(got) > room.size() || !bufs[n].resize(static_cast<std::size_t>(got))) {
+        const auto out = bufs.subspan(n);
+        const auto frame = std::span<const std::uint8_t>(frame_).first(frame_len_).subspan(link_header_);
+        const auto r = segmenter_.segment(frame, out, out[0].headroom(), next_segment_);
+        if (r.count == 0) {
+            frame_pending_ = false;
             ++counters_.rx_errors;
+            note_read_error(std::make_error_code(r.reason == core::DropReason::NoTailroom ? std::errc::message_size
+                                                                                        : std::errc::bad_message));
             continue;
         }
-        for (auto* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-            if (c->cmsg_level != SOL_PACKET || c->cmsg_type != PACKET_AUXDATA) continue;
-            tpacket_auxdata aux{};
-            std::memcpy(&aux, CMSG_DATA(c), sizeof aux);
-            if (aux.tp_status & TP_STATUS_CSUMNOTREADY) finish_partial_checksum(bufs[n].bytes());
-        }
-        ++counters_.rx_packets;
-        counters_.rx_bytes += static_cast<std::size_t>(got);
-        ++n;
+        for (std::size_t i = 0; i < r.count; ++i) counters_.rx_bytes += out[i].size();
+        counters_.rx_packets += r.count;
+        n += r.count;
+        next_segment_ += r.count;
+        if (next_segment_ >= r.total) frame_pending_ = false;
     }
     return n;
 }

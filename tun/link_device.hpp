@@ -7,11 +7,18 @@
 // that link and no other (a raw socket bound to the interface: a destination that no route on
 // the link covers is taken as on-link and resolved with ARP, as RFC 5944 §4.2.3 wants for a
 // visitor whose home address is foreign here).
+// The socket reads with a virtio-net header (PACKET_VNET_HDR): what a local sender handed to a
+// veth with UDP or TCP segmentation offload, or what a NIC merged with GRO, arrives as one
+// super-packet, which tun::Segmenter cuts into the packets it stands for (with their checksums
+// finished) before the stages see them; a super-packet larger than the batch is finished on the
+// next read. A frame the Segmenter refuses is counted in rx_errors, its reason the last error.
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "core/result.hpp"
 #include "tun/device.hpp"
+#include "tun/offload.hpp"
 
 namespace mipsec::tun {
 
@@ -27,12 +34,18 @@ public:
     std::uint32_t ifindex() const noexcept override { return ifindex_; }
 
 private:
-    LinkDevice(std::string name, std::uint32_t ifindex, int rx, int tx) noexcept
-        : name_(std::move(name)), ifindex_(ifindex), rx_(rx), tx_(tx) {}
+    LinkDevice(std::string name, std::uint32_t ifindex, int rx, int tx, std::size_t mtu, std::size_t link_header);
+    bool strip_link_header() noexcept;
     std::string name_;
     std::uint32_t ifindex_;
     int rx_;
     int tx_;
+    std::size_t link_header_;  // bytes of link header each read carries after the virtio-net header
+    Segmenter segmenter_;
+    std::vector<std::uint8_t> frame_;  // virtio-net header + the packet being cut
+    std::size_t frame_len_ = 0;
+    std::size_t next_segment_ = 0;  // of frame_, when frame_pending_
+    bool frame_pending_ = false;
 };
 
 }  // namespace mipsec::tun

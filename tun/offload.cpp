@@ -109,9 +109,11 @@ Segmenter::Outcome Segmenter::segment(std::span<const std::uint8_t> frame, std::
     }
     if (gso != VirtioNetHeader::gso_tcpv4 && gso != VirtioNetHeader::gso_udp_l4) return drop(DropReason::BadVnetHeader);
     // Segmentation offload depends on checksum offload (virtio 1.2 §5.1.3.1: HOST_TSO4 requires
-    // CSUM), and the kernel hands over every GSO packet as checksum-partial: a GSO header
-    // without NEEDS_CSUM contradicts itself.
-    if (!needs_csum) return drop(DropReason::BadVnetHeader);
+    // CSUM), and the kernel hands over every locally sent GSO packet as checksum-partial. The
+    // one other honest kind is what a NIC merged (GRO) and read by a packet socket: checksums
+    // verified, DATA_VALID. Each segment's checksum is computed afresh either way.
+    const bool data_valid = vh.flags & VirtioNetHeader::flag_data_valid;
+    if (!needs_csum && !data_valid) return drop(DropReason::BadVnetHeader);
 
     const auto ip = core::Ipv4View::check(pkt);
     if (!ip) return drop(core::ipv4_check_failure(pkt));
@@ -131,7 +133,7 @@ Segmenter::Outcome Segmenter::segment(std::span<const std::uint8_t> frame, std::
     if (pkt.size() < hl) return drop(DropReason::Truncated);
     // The checksum fields must point at this packet's own L4 checksum; hdr_len may cover more
     // than the headers (the forwarding path reports the linear part) but never less.
-    if (vh.csum_start != ihl || vh.csum_offset != (tcp ? tcp_checksum : udp_checksum) || vh.hdr_len < hl ||
+    if ((needs_csum && (vh.csum_start != ihl || vh.csum_offset != (tcp ? tcp_checksum : udp_checksum))) || vh.hdr_len < hl ||
         vh.hdr_len > pkt.size())
         return drop(DropReason::GsoInconsistent);
     const std::size_t payload = pkt.size() - hl;
