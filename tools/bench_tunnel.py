@@ -27,7 +27,9 @@ loses at most --max-loss percent. For each test: throughput, CPU seconds of each
 (utime + stime from /proc/PID/stat, all threads), CPU cores used by the busier one (its CPU
 seconds over the test's wall time), Gbit/s per tunnel core (throughput over those cores), TCP
 retransmissions (iperf3's sender) and socket buffer drops in every tunnel namespace, after minus
-before (RcvbufErrors + SndbufErrors of /proc/net/snmp's Udp line, and /proc/net/raw's drops).
+before (RcvbufErrors + SndbufErrors of /proc/net/snmp's Udp line, and /proc/net/raw's drops),
+and what the kernel dropped routing packets into a full TUN queue there (TX dropped of the
+namespaces' TUN interfaces, column "tun drops").
 Figures are medians over --reps.
 
 Run as root with /usr/bin/python3; needs iperf3, and for the peers wireguard-go + wireguard-tools
@@ -151,6 +153,7 @@ def summarise(samples: dict) -> dict:
                 "gbps_per_core": median(r.get("gbps_per_core") for r in ok),
                 "retransmits": median(r.get("retransmits") for r in ok),
                 "drops": median(r.get("drops") for r in ok),
+                "tun_drops": median(r.get("tun_drops") for r in ok),
                 "reps": len(ok), "failed": len(reps) - len(ok),
             }
     return out
@@ -175,8 +178,8 @@ def fmt(v, spec=".2f") -> str:
 
 
 def table(summary: dict, skipped: dict) -> str:
-    lines = [f"{'variant':<20} {'test':<16} {'Gbit/s':>7} {'busiest':>7} {'Gbit/s':>8} {'retr':>6} {'drops':>6}  CPU s per tunnel process",
-             f"{'':<20} {'':<16} {'':>7} {'cores':>7} {'per core':>8} {'':>6} {'':>6}"]
+    lines = [f"{'variant':<20} {'test':<16} {'Gbit/s':>7} {'busiest':>7} {'Gbit/s':>8} {'retr':>6} {'drops':>6} {'tun':>6}  CPU s per tunnel process",
+             f"{'':<20} {'':<16} {'':>7} {'cores':>7} {'per core':>8} {'':>6} {'':>6} {'drops':>6}"]
     for variant in VARIANTS:
         if variant in skipped and variant not in summary:
             lines.append(f"{LABELS[variant]:<20} skipped: {skipped[variant]}")
@@ -190,7 +193,7 @@ def table(summary: dict, skipped: dict) -> str:
             cpu = " ".join(f"{role} {fmt(v, '.1f')}" for role, v in s["cpu_s"].items()) or "-"
             failed = f"  ({s['failed']} of {s['reps'] + s['failed']} failed)" if s["failed"] else ""
             lines.append(f"{LABELS[variant]:<20} {TEST_LABELS[test]:<16} {fmt(s['gbps']):>7} {fmt(s['cores']):>7} "
-                         f"{fmt(s['gbps_per_core']):>8} {fmt(s['retransmits'], '.0f'):>6} {fmt(s['drops'], '.0f'):>6}  {cpu}{failed}")
+                         f"{fmt(s['gbps_per_core']):>8} {fmt(s['retransmits'], '.0f'):>6} {fmt(s['drops'], '.0f'):>6} {fmt(s.get('tun_drops'), '.0f'):>6}  {cpu}{failed}")
     return "\n".join(line.rstrip() for line in lines)
 
 
@@ -245,6 +248,21 @@ def socket_drops(host: Host) -> int:
         if len(cols) >= 13 and cols[0].endswith(":") and cols[0][:-1].isdigit() and cols[-1].isdigit():
             total += int(cols[-1])  # /proc/net/raw: "sl local rem st ... inode ref pointer drops"
     return total
+
+
+def tun_queue_drops(ip_json: str) -> int:
+    """Packets the kernel dropped routing them into a TUN interface because its queue (the
+    interface's txqueuelen) was full: the TX dropped of `ip -j -s link show type tun`. No
+    socket counts these; the tunnel process had not read them yet."""
+    try:
+        links = json.loads(ip_json or "[]")
+    except ValueError:
+        return 0
+    return sum(int(link.get("stats64", {}).get("tx", {}).get("dropped", 0)) for link in links)
+
+
+def tun_drops(host: Host) -> int:
+    return tun_queue_drops(host.run(["ip", "-j", "-s", "link", "show", "type", "tun"], check=False).stdout)
 
 
 class Variant:
@@ -481,6 +499,7 @@ class Bench:
             argv += ["-B", v.bind]
         ticks0 = {role: proc_ticks(pid) for role, pid in v.procs.items()}
         drops0 = sum(socket_drops(h) for h in v.namespaces)
+        tun0 = sum(tun_drops(h) for h in v.namespaces)
         t0 = time.monotonic()
         try:
             r = v.client.run(argv, check=False, timeout=seconds + 30)
@@ -490,6 +509,7 @@ class Bench:
         wall = time.monotonic() - t0
         ticks1 = {role: proc_ticks(pid) for role, pid in v.procs.items()}
         drops1 = sum(socket_drops(h) for h in v.namespaces)
+        tun1 = sum(tun_drops(h) for h in v.namespaces)
         try:
             report = json.loads(out)
         except ValueError:
@@ -506,6 +526,7 @@ class Bench:
         fig["cores"] = cpu_cores(max(fig["cpu_s"].values()), wall) if fig["cpu_s"] else None
         fig["gbps_per_core"] = per_core(fig["gbps"], fig["cpu_s"], wall)
         fig["drops"] = drops1 - drops0
+        fig["tun_drops"] = tun1 - tun0
         return fig
 
     def run_variant(self, v: Variant) -> dict:
