@@ -157,7 +157,13 @@ std::unique_ptr<LinuxDevice> LinuxDevice::adopt(int fd, std::string name, std::u
 }
 
 LinuxDevice::LinuxDevice(int fd, std::string name, std::uint32_t ifindex, unsigned offloads, std::size_t mtu)
-    : fd_(fd), name_(std::move(name)), ifindex_(ifindex), offloads_(offloads), segmenter_(mtu) {
+    : fd_(fd),
+      name_(std::move(name)),
+      ifindex_(ifindex),
+      offloads_(offloads),
+      segmenter_(mtu),
+      // A UDP_L4 frame is only written to a device that takes them (TUN_F_USO4).
+      coalescer_(Coalescer::max_super_len, (offloads & tun_offload::uso4) != 0) {
     if (offloads_ != 0) frame_.resize(max_frame_len);
 }
 

@@ -12,8 +12,8 @@
 // virtio-net header, and accepts the same. The Device contract does not change: read() reads
 // one frame per system call into a scratch buffer and cuts it with tun::Segmenter into as many
 // of the caller's buffers as it takes, keeping the rest for the next read() when the batch is
-// full; write() merges consecutive TCP segments of one flow with tun::Coalescer and writes one
-// frame per super-packet. rx/tx counters count the inner packets either way; offload_counters()
+// full; write() merges consecutive TCP segments of one flow (and, where the kernel granted USO,
+// UDP datagrams of one flow) with tun::Coalescer and writes one frame per super-packet. rx/tx counters count the inner packets either way; offload_counters()
 // adds what was merged and cut, and the frames dropped per core::DropReason (never cut into
 // garbage). A frame that is dropped also counts in rx_errors; a segment the coalescer refused
 // (broken checksum) counts in tx_errors as "other", so write()'s contract holds unchanged.
