@@ -132,6 +132,12 @@ class Maths(unittest.TestCase):
         # up: 2.0 >= 1.44 yes; 2.0 >= 5 x 0.4 yes; 1.2 >= 1.0 yes. down: 1.0 >= 1.8 no; 1.0 >= 2.5 no; 0.5 >= 1.0 no.
         self.assertEqual(met, [True, True, True, False, False, False])
         self.assertEqual([m for _, m in b.targets({})], [None, None])
+        # The stack with UDP tunnels is judged beside the default one, each against the VPN.
+        summary["fullstack-udp"] = {"tcp1_up": fig(1.5, 1.0)}
+        rs = {(what, test): (tp, pc) for what, test, tp, pc in b.ratios(summary)}
+        self.assertEqual(rs[("RFC 5265 UDP tunnels / VPN", "tcp1_up")], (0.75, 0.5))
+        udp = [(text, m) for text, m in b.targets(summary) if "UDP tunnels" in text]
+        self.assertEqual(udp, [("RFC 5265 stack, UDP tunnels, TCP x1 up: 0.75 x the VPN's throughput >= 0.5", True)])
 
 
     def test_table_names_skipped_and_stopped_variants(self):
