@@ -269,7 +269,9 @@ void Coalescer::close_flow(std::span<const std::uint8_t> packet) noexcept {
 bool Coalescer::try_merge_udp(Frame& f, std::span<const std::uint8_t> packet) const noexcept {
     const UdpDatagram head = parse_udp(segments_[f.first].bytes);
     const UdpDatagram d = parse_udp(packet);
-    if (f.last_payload != f.gso_size || d.payload > f.gso_size || f.segments >= udp_max_segments) return false;
+    // An empty datagram is no segment: the kernel would cut the frame into one datagram fewer.
+    if (d.payload == 0 || f.last_payload != f.gso_size || d.payload > f.gso_size || f.segments >= udp_max_segments)
+        return false;
     if (f.total_len + d.payload > max_packet_len_) return false;
     // The kernel copies the head's IP header into every datagram it cuts (RFC 791 fields the
     // same) and numbers them from the head's identification on; with DF set the

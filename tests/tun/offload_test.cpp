@@ -546,6 +546,7 @@ TEST_CASE("Coalescer with merge_udp keeps apart what UDP GRO keeps apart") {
         CHECK(merge({s[0], s[1], s[2]}) == std::vector<std::size_t>{2, 1});
         CHECK(merge({s[2], s[3]}) == std::vector<std::size_t>{1, 1});
         CHECK(merge({s[4], s[5]}) == std::vector<std::size_t>{1, 1});
+        CHECK(merge({s[3], s[4]}) == std::vector<std::size_t>{1, 1});  // found by fuzz_tun_offload_coalesce
     }
     SUBCASE("a TCP segment of another flow in between does not split it; a fragment passes alone") {
         const auto tcp = flow_segments({1000});
