@@ -56,9 +56,12 @@ class FullStack:
 
     impair: a tap.impair stage config for the bottom of the mobile node's pipeline, or None.
     vpn: extra ipsec.vpn_client keys (child_rekey_s, ike_lifetime_s, reauth_margin_s, ...).
+    udp_tunnels: the VPN's ESP in UDP (RFC 3948, forced: no NAT is between the x-home address
+    and the gateway) and i-MIP in UDP (RFC 3519, forced) instead of plain ESP and IP-in-IP;
+    the kernel and the TUN devices can batch UDP (GSO/GRO), not ESP or IP-in-IP.
     """
 
-    def __init__(self, lab: Lab, mipsec: str, impair=None, vpn=None, first="cafe", x_lifetime_s=120):
+    def __init__(self, lab: Lab, mipsec: str, impair=None, vpn=None, first="cafe", x_lifetime_s=120, udp_tunnels=False):
         self.lab, self.mipsec = lab, mipsec
         self.mn = lab.host("mn")
         self.net = Roaming(lab, self.mn)
@@ -105,7 +108,7 @@ class FullStack:
                 "tun": {"name": "iha0"},
                 "transport": {"local": I_HA, "udp_ports": [434], "raw_protocols": [4]},
                 "pipeline": [{"type": "mip.home_agent", "address": I_HA, "home_network": "10.99.1.0/24",
-                              "home_interface": lan_ifs["iha"], "udp_tunnelling": False,
+                              "home_interface": lan_ifs["iha"], "udp_tunnelling": udp_tunnels,
                               "mobile_nodes": [{"home_address": I_HOME, "spi": 400, "key": I_KEY}]}],
             },
             "mn": {
@@ -114,10 +117,12 @@ class FullStack:
                 "transport": {"local": "0.0.0.0", "udp_ports": [434], "raw_protocols": [4, 255], "fwmark": FWMARK},
                 "pipeline": [
                     {"type": "mip.mobile_node", "home_address": I_HOME, "home_agent": I_HA, "spi": 400, "key": I_KEY,
-                     "lifetime_s": 300, "care_of": "inner_address", "udp_tunnelling": "off", "max_retransmit_s": 4},
+                     "lifetime_s": 300, "care_of": "inner_address", "udp_tunnelling": "forced" if udp_tunnels else "off",
+                     "max_retransmit_s": 4},
                     {"type": "ipsec.vpn_client", "local": X_HOME, "gateway": GW, "psk": PSK, "local_id": "mn.lab.example",
                      "remote_id": "gw.lab.example", "remote_ts": "10.99.1.0/24", "ike_proposals": ["aes128-sha256-modp2048"],
-                     "esp_proposals": ["aes128gcm16"], "dpd_delay_s": 30, **(vpn or {})},
+                     "esp_proposals": ["aes128gcm16"], "dpd_delay_s": 30, **({"force_encapsulation": True} if udp_tunnels else {}),
+                     **(vpn or {})},
                     {"type": "nat.udp_encap", "keepalive_s": 20},
                     {"type": "mip.mobile_node", "home_address": X_HOME, "home_agent": X_HA, "spi": 300, "key": MIP_KEY,
                      "lifetime_s": x_lifetime_s, "care_of": "interface", "interface": "wlan0", "max_retransmit_s": 4},

@@ -129,13 +129,26 @@ core::Result<std::unique_ptr<LinuxDevice>> LinuxDevice::open(std::string_view na
     std::memcpy(idx.ifr_name, actual.data(), std::min<std::size_t>(actual.size(), IFNAMSIZ - 1));
     int rc = ::ioctl(sock, SIOCGIFINDEX, &idx);
     int err = errno;
-    ::close(sock);
     if (rc < 0) {
+        ::close(sock);
         ::close(fd);
         return std::error_code(err, std::system_category());
     }
-    return std::unique_ptr<LinuxDevice>(
+    // The kernel resizes the TUN's queue (its ptr_ring) when txqueuelen changes. A refusal
+    // (EPERM) is not an error: the device works with the queue it has, which tx_queue_len()
+    // reports.
+    ifreq qlen{};
+    std::memcpy(qlen.ifr_name, idx.ifr_name, IFNAMSIZ);
+    std::uint32_t queue_len = ::ioctl(sock, SIOCGIFTXQLEN, &qlen) == 0 ? static_cast<std::uint32_t>(qlen.ifr_qlen) : 0;
+    if (options.tx_queue_len > queue_len) {
+        qlen.ifr_qlen = static_cast<int>(options.tx_queue_len);
+        if (::ioctl(sock, SIOCSIFTXQLEN, &qlen) == 0) queue_len = options.tx_queue_len;
+    }
+    ::close(sock);
+    auto device = std::unique_ptr<LinuxDevice>(
         new LinuxDevice(fd, std::move(actual), static_cast<std::uint32_t>(idx.ifr_ifindex), granted, options.mtu));
+    device->tx_queue_len_ = queue_len;
+    return device;
 }
 
 std::unique_ptr<LinuxDevice> LinuxDevice::adopt(int fd, std::string name, std::uint32_t ifindex, unsigned offloads,
@@ -144,7 +157,13 @@ std::unique_ptr<LinuxDevice> LinuxDevice::adopt(int fd, std::string name, std::u
 }
 
 LinuxDevice::LinuxDevice(int fd, std::string name, std::uint32_t ifindex, unsigned offloads, std::size_t mtu)
-    : fd_(fd), name_(std::move(name)), ifindex_(ifindex), offloads_(offloads), segmenter_(mtu) {
+    : fd_(fd),
+      name_(std::move(name)),
+      ifindex_(ifindex),
+      offloads_(offloads),
+      segmenter_(mtu),
+      // A UDP_L4 frame is only written to a device that takes them (TUN_F_USO4).
+      coalescer_(Coalescer::max_super_len, (offloads & tun_offload::uso4) != 0) {
     if (offloads_ != 0) frame_.resize(max_frame_len);
 }
 

@@ -12,8 +12,8 @@
 // virtio-net header, and accepts the same. The Device contract does not change: read() reads
 // one frame per system call into a scratch buffer and cuts it with tun::Segmenter into as many
 // of the caller's buffers as it takes, keeping the rest for the next read() when the batch is
-// full; write() merges consecutive TCP segments of one flow with tun::Coalescer and writes one
-// frame per super-packet. rx/tx counters count the inner packets either way; offload_counters()
+// full; write() merges consecutive TCP segments of one flow (and, where the kernel granted USO,
+// UDP datagrams of one flow) with tun::Coalescer and writes one frame per super-packet. rx/tx counters count the inner packets either way; offload_counters()
 // adds what was merged and cut, and the frames dropped per core::DropReason (never cut into
 // garbage). A frame that is dropped also counts in rx_errors; a segment the coalescer refused
 // (broken checksum) counts in tx_errors as "other", so write()'s contract holds unchanged.
@@ -51,12 +51,20 @@ struct OffloadCounters {
 
 class LinuxDevice final : public Device {
 public:
+    static constexpr std::uint32_t default_tx_queue_len = 4096;
     struct Options {
         /// Ask for IFF_VNET_HDR and TUNSETOFFLOAD; false: one bare packet per read/write.
         bool offload = false;
         /// The largest IP packet a segment may be: the MTU the TUN device is given. A
         /// super-packet whose gso_size makes bigger segments is dropped (gso_size_invalid).
         std::size_t mtu = 1500;
+        /// The packets the kernel may queue for us to read (the interface's txqueuelen) before
+        /// it drops what it routes in (counted in the interface's TX dropped, nowhere else).
+        /// The kernel's 500 holds 500 super-packets of TCP it kept whole, but only 500 single
+        /// packets of what it cannot (IP-in-IP, ESP-in-UDP it forwards): a few milliseconds at
+        /// a gigabit, less than the burst a TSO sender delivers while the reader is busy with one
+        /// batch. A longer queue is raised to, never shortened; 0 leaves the kernel's.
+        std::uint32_t tx_queue_len = default_tx_queue_len;
     };
 
     /// Creates (or attaches to a persistent) TUN device. An empty name lets the kernel pick
@@ -85,6 +93,9 @@ public:
 
     /// TUN_F_* bits the kernel granted; 0 without a virtio-net header.
     unsigned offloads() const noexcept { return offloads_; }
+    /// The interface's txqueuelen after open(): below Options::tx_queue_len only where the
+    /// kernel refused to raise it (a persistent device opened without CAP_NET_ADMIN).
+    std::uint32_t tx_queue_len() const noexcept { return tx_queue_len_; }
     /// Follows the TUN MTU when the node changes it (path MTU): segments never exceed it.
     void set_mtu(std::size_t mtu) noexcept;
     OffloadCounters offload_counters() const noexcept;
@@ -102,6 +113,7 @@ private:
     std::string name_;
     std::uint32_t ifindex_;
     unsigned offloads_;
+    std::uint32_t tx_queue_len_ = 0;
     Segmenter segmenter_;
     Coalescer coalescer_;
     std::vector<std::uint8_t> frame_;  // the frame being cut; empty without offloads

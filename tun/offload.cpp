@@ -189,8 +189,10 @@ Segmenter::Outcome Segmenter::segment(std::span<const std::uint8_t> frame, std::
     return {end - first, DropReason::None, n};
 }
 
-Coalescer::Coalescer(std::size_t max_packet_len)
-    : max_packet_len_(std::min(max_packet_len, max_super_len)), scratch_(VirtioNetHeader::len + max_super_len) {}
+Coalescer::Coalescer(std::size_t max_packet_len, bool merge_udp)
+    : max_packet_len_(std::min(max_packet_len, max_super_len)),
+      merge_udp_(merge_udp),
+      scratch_(VirtioNetHeader::len + max_super_len) {}
 
 void Coalescer::clear() noexcept {
     segments_.clear();
@@ -199,6 +201,30 @@ void Coalescer::clear() noexcept {
 }
 
 namespace {
+
+// What add() needs of a UDP/IPv4 datagram; valid() false for anything else (a fragment, a
+// UDP length that is not the packet's).
+struct UdpDatagram {
+    std::span<const std::uint8_t> ip;
+    std::size_t ihl = 0;
+    const std::uint8_t* udp = nullptr;
+    std::size_t payload = 0;
+    bool valid() const noexcept { return udp != nullptr; }
+    bool has_checksum() const noexcept { return core::load_be16(udp + udp_checksum) != 0; }
+    std::uint16_t id() const noexcept { return core::load_be16(ip.data() + ip_identification); }
+    bool same_flow(const UdpDatagram& o) const noexcept {
+        return std::memcmp(ip.data() + 12, o.ip.data() + 12, 8) == 0 && std::memcmp(udp, o.udp, 4) == 0;
+    }
+};
+
+UdpDatagram parse_udp(std::span<const std::uint8_t> packet) noexcept {
+    const auto ip = core::Ipv4View::check(packet);
+    if (!ip || ip->protocol() != core::ip_protocol::udp || ip->is_fragment() || ip->total_length() != packet.size())
+        return {};
+    const std::size_t ihl = ip->header_len();
+    if (packet.size() < ihl + udp_len || core::load_be16(packet.data() + ihl + udp_length) != packet.size() - ihl) return {};
+    return {packet, ihl, packet.data() + ihl, packet.size() - ihl - udp_len};
+}
 
 // What add() needs of a TCP/IPv4 packet; valid() false for anything else.
 struct TcpSegment {
@@ -229,9 +255,79 @@ TcpSegment parse_tcp(std::span<const std::uint8_t> packet) noexcept {
 }  // namespace
 
 void Coalescer::close_flow(std::span<const std::uint8_t> packet) noexcept {
+    if (const UdpDatagram d = parse_udp(packet); d.valid()) {
+        std::erase_if(open_, [&](std::uint32_t fi) {
+            return frames_[fi].udp && parse_udp(segments_[frames_[fi].first].bytes).same_flow(d);
+        });
+        return;
+    }
     const TcpSegment seg = parse_tcp(packet);
     if (!seg.valid()) return;
-    std::erase_if(open_, [&](std::uint32_t fi) { return parse_tcp(segments_[frames_[fi].first].bytes).same_flow(seg); });
+    std::erase_if(open_, [&](std::uint32_t fi) {
+        return !frames_[fi].udp && parse_tcp(segments_[frames_[fi].first].bytes).same_flow(seg);
+    });
+}
+
+bool Coalescer::try_merge_udp(Frame& f, std::span<const std::uint8_t> packet) const noexcept {
+    const UdpDatagram head = parse_udp(segments_[f.first].bytes);
+    const UdpDatagram d = parse_udp(packet);
+    // An empty datagram is no segment: the kernel would cut the frame into one datagram fewer.
+    if (d.payload == 0 || f.last_payload != f.gso_size || d.payload > f.gso_size || f.segments >= udp_max_segments)
+        return false;
+    if (f.total_len + d.payload > max_packet_len_) return false;
+    // The kernel copies the head's IP header into every datagram it cuts (RFC 791 fields the
+    // same) and numbers them from the head's identification on; with DF set the
+    // identification carries nothing (RFC 6864 §4.1), without it must already be so numbered.
+    const auto* a = head.ip.data();
+    const auto* b = d.ip.data();
+    if (head.ihl != d.ihl || a[1] != b[1] || a[8] != b[8] || ((a[6] ^ b[6]) & 0x40) ||
+        std::memcmp(a + 20, b + 20, head.ihl - 20) != 0)
+        return false;
+    if (!(a[6] & 0x40) && d.id() != static_cast<std::uint16_t>(head.id() + f.segments)) return false;
+    // Linux UDP GRO keeps datagrams with and without a checksum apart, and so do we.
+    return head.has_checksum() == d.has_checksum();
+}
+
+void Coalescer::add_udp(std::span<const std::uint8_t> packet) {
+    const UdpDatagram d = parse_udp(packet);
+    // The kernel computes each cut datagram's checksum afresh (NEEDS_CSUM): a corrupted one
+    // must not come out of it with a valid one. Without a checksum there is nothing to check.
+    if (core::internet_checksum(d.ip.first(d.ihl)) != 0 ||
+        (d.has_checksum() && core::checksum_finish(core::checksum_partial(
+                                 d.ip.subspan(d.ihl), pseudo_sum(d.ip, core::ip_protocol::udp, udp_len + d.payload))) != 0)) {
+        ++drops_[static_cast<std::size_t>(DropReason::BadChecksum)];
+        close_flow(packet);
+        return;
+    }
+    const auto index = static_cast<std::uint32_t>(segments_.size());
+    auto it = std::find_if(open_.rbegin(), open_.rend(), [&](std::uint32_t fi) {
+        return frames_[fi].udp && parse_udp(segments_[frames_[fi].first].bytes).same_flow(d);
+    });
+    if (it != open_.rend()) {
+        const std::uint32_t fi = *it;
+        Frame& f = frames_[fi];
+        if (try_merge_udp(f, packet)) {
+            segments_.push_back({packet});
+            segments_[f.last].next = index;
+            f.last = index;
+            ++f.segments;
+            f.total_len += d.payload;
+            f.last_payload = static_cast<std::uint16_t>(d.payload);
+            ++merged_;
+            if (d.payload < f.gso_size) open_.erase(std::next(it).base());  // only the last may be short
+            return;
+        }
+        open_.erase(std::next(it).base());  // never reorder: later datagrams go after this one
+    }
+    segments_.push_back({packet});
+    Frame f;
+    f.first = f.last = index;
+    f.udp = true;
+    f.total_len = packet.size();
+    f.gso_size = f.last_payload = static_cast<std::uint16_t>(d.payload);
+    // An empty datagram cannot be a segment size, and a full-size one leaves no room.
+    if (d.payload > 0 && packet.size() < max_packet_len_) open_.push_back(static_cast<std::uint32_t>(frames_.size()));
+    frames_.push_back(f);
 }
 
 bool Coalescer::try_merge(Frame& f, std::span<const std::uint8_t> packet) const noexcept {
@@ -257,6 +353,10 @@ bool Coalescer::try_merge(Frame& f, std::span<const std::uint8_t> packet) const 
 }
 
 void Coalescer::add(std::span<const std::uint8_t> packet) {
+    if (merge_udp_ && parse_udp(packet).valid()) {
+        add_udp(packet);
+        return;
+    }
     const TcpSegment seg = parse_tcp(packet);
     const auto index = static_cast<std::uint32_t>(segments_.size());
     auto start_frame = [&](bool mergeable) {
@@ -293,7 +393,7 @@ void Coalescer::add(std::span<const std::uint8_t> packet) {
         return;
     }
     auto it = std::find_if(open_.rbegin(), open_.rend(), [&](std::uint32_t fi) {
-        return parse_tcp(segments_[frames_[fi].first].bytes).same_flow(seg);
+        return !frames_[fi].udp && parse_tcp(segments_[frames_[fi].first].bytes).same_flow(seg);
     });
     if (it != open_.rend()) {
         const std::uint32_t fi = *it;
@@ -327,6 +427,7 @@ std::span<const std::uint8_t> Coalescer::frame(std::size_t i) noexcept {
             std::memcpy(scratch_.data() + VirtioNetHeader::len, head_bytes.data(), head_bytes.size());
         return std::span(scratch_).first(VirtioNetHeader::len + head_bytes.size());
     }
+    if (f.udp) return udp_frame(f);
     const TcpSegment head = parse_tcp(head_bytes);
     std::uint8_t* out = scratch_.data() + VirtioNetHeader::len;
     std::memcpy(out, head_bytes.data(), head_bytes.size());
@@ -355,6 +456,37 @@ std::span<const std::uint8_t> Coalescer::frame(std::size_t i) noexcept {
     vh.gso_size = f.gso_size;
     vh.csum_start = static_cast<std::uint16_t>(head.ihl);
     vh.csum_offset = tcp_checksum;
+    vh.emit(scratch_);
+    return std::span(scratch_).first(VirtioNetHeader::len + len);
+}
+
+std::span<const std::uint8_t> Coalescer::udp_frame(const Frame& f) noexcept {
+    const auto head_bytes = segments_[f.first].bytes;
+    const UdpDatagram head = parse_udp(head_bytes);
+    std::uint8_t* out = scratch_.data() + VirtioNetHeader::len;
+    std::memcpy(out, head_bytes.data(), head_bytes.size());
+    std::size_t len = head_bytes.size();
+    for (std::uint32_t s = segments_[f.first].next; s != no_segment; s = segments_[s].next) {
+        const UdpDatagram d = parse_udp(segments_[s].bytes);
+        std::memcpy(out + len, d.udp + udp_len, d.payload);
+        len += d.payload;
+    }
+    core::store_be16(out + ip_total_length, static_cast<std::uint16_t>(len));
+    store_ip_checksum(out, head.ihl);
+    std::uint8_t* udp = out + head.ihl;
+    const std::size_t l4 = len - head.ihl;
+    // The super-packet's UDP length and pseudo-header sum cover all of it, as a UDP_SEGMENT
+    // send leaves them; the kernel adjusts both per datagram when it cuts (__udp_gso_segment).
+    core::store_be16(udp + udp_length, static_cast<std::uint16_t>(l4));
+    core::store_be16(udp + udp_checksum,
+                     static_cast<std::uint16_t>(~core::checksum_finish(pseudo_sum({out, len}, core::ip_protocol::udp, l4))));
+    VirtioNetHeader vh;
+    vh.flags = VirtioNetHeader::flag_needs_csum;
+    vh.gso_type = VirtioNetHeader::gso_udp_l4;
+    vh.hdr_len = static_cast<std::uint16_t>(head.ihl + udp_len);
+    vh.gso_size = f.gso_size;
+    vh.csum_start = static_cast<std::uint16_t>(head.ihl);
+    vh.csum_offset = udp_checksum;
     vh.emit(scratch_);
     return std::span(scratch_).first(VirtioNetHeader::len + len);
 }

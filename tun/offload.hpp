@@ -105,13 +105,24 @@ private:
 /// its flow's latest super-packet starts a new one, and anything of a flow that cannot merge
 /// closes its open super-packet, so data is never reordered. A TCP segment whose IP or TCP
 /// checksum is wrong is dropped (BadChecksum): the kernel would not verify a merged one.
+/// With `merge_udp` (a device that took TUN_F_USO4), UDP datagrams of one flow (same
+/// addresses, ports, IP TOS/TTL/DF and options; identification consecutive unless DF is set,
+/// RFC 6864 §4.1; all with a UDP checksum or all without; every datagram but the last exactly
+/// gso_size bytes of payload, the last no longer; at most udp_max_segments) become one
+/// super-packet the same way: gso_type UDP_L4, NEEDS_CSUM, which the kernel cuts back into
+/// the same datagrams (as Linux UDP GRO merges them). The one visible change: every datagram
+/// of a merged frame leaves with a UDP checksum, also one that had none (RFC 768 makes it
+/// optional; ESP-in-UDP receivers MUST NOT depend on zero, RFC 3948 §2.1). A datagram whose
+/// IP or UDP checksum is wrong is dropped (BadChecksum), as a TCP segment is.
 /// Everything else is a frame of its own with gso_type NONE and its bytes unchanged.
 ///
 /// add() keeps a view of each packet: the bytes must stay alive and unchanged until clear().
 class Coalescer {
 public:
     static constexpr std::size_t max_super_len = 65535;  // IPv4 total length
-    explicit Coalescer(std::size_t max_packet_len = max_super_len);
+    /// The kernel refuses a UDP_L4 write of more segments (UDP_MAX_SEGMENTS, 64 before Linux 6.10).
+    static constexpr std::size_t udp_max_segments = 64;
+    explicit Coalescer(std::size_t max_packet_len = max_super_len, bool merge_udp = false);
 
     /// Offers the next packet of the batch, in arrival order.
     void add(std::span<const std::uint8_t> packet);
@@ -138,14 +149,19 @@ private:
         std::size_t total_len = 0;    // IP total length after merging
         std::uint16_t gso_size = 0;   // payload of the first segment
         std::uint16_t last_payload = 0;
-        std::uint32_t next_seq = 0;   // sequence number the next segment must carry
+        std::uint32_t next_seq = 0;   // TCP: sequence number the next segment must carry
+        bool udp = false;             // UDP datagrams (UDP_L4) rather than TCP segments (TCPV4)
     };
     static constexpr std::uint32_t no_segment = 0xFFFFFFFFu;
 
     bool try_merge(Frame& f, std::span<const std::uint8_t> packet) const noexcept;
+    bool try_merge_udp(Frame& f, std::span<const std::uint8_t> packet) const noexcept;
+    void add_udp(std::span<const std::uint8_t> packet);
     void close_flow(std::span<const std::uint8_t> packet) noexcept;
+    std::span<const std::uint8_t> udp_frame(const Frame& f) noexcept;
 
     std::size_t max_packet_len_;
+    bool merge_udp_;
     std::vector<Segment> segments_;
     std::vector<Frame> frames_;
     std::vector<std::uint32_t> open_;  // frames that may still take segments

@@ -132,6 +132,9 @@ public:
             device_ = std::move(*device);
             if (config_.tun.offload && tun_device_->offloads() == 0)
                 log_.warn("the kernel granted no TUN offloads on ", config_.tun.name, ": one packet per read and write");
+            if (tun_device_->tx_queue_len() < tun::LinuxDevice::default_tx_queue_len)
+                log_.warn("TUN ", config_.tun.name, " queues ", tun_device_->tx_queue_len(), " packets, not ",
+                          tun::LinuxDevice::default_tx_queue_len, " (no CAP_NET_ADMIN?): bursts routed into it may be dropped");
             host_->configure_tun(device_->ifindex(), mtu_);
         }
 

@@ -3,7 +3,8 @@
 // two-byte length) for tun::Coalescer: never a crash, and every frame it builds is one the
 // segmenter accepts and cuts back into as many segments as were merged. The control byte can
 // make a packet a plausible TCP/IPv4 segment with right checksums (and contiguous sequence
-// numbers), so merging is actually reached.
+// numbers), or a UDP/IPv4 datagram with a right or no checksum (and consecutive
+// identifications), so merging is actually reached; UDP merging is on (a device with USO).
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
@@ -24,13 +25,37 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         for (int i = 0; i < 64; ++i) bufs.push_back(pool.acquire(0));
     std::vector<std::vector<std::uint8_t>> packets;
     std::uint32_t next_seq = 1;
+    std::uint16_t next_id = 1;
     while (size >= 3 && packets.size() < 64) {
         const std::uint8_t control = data[0];
         std::size_t len = std::min<std::size_t>(core::load_be16(data + 1) % 1500, size - 3);
         std::vector<std::uint8_t> p(data + 3, data + 3 + len);
         data += 3 + len;
         size -= 3 + len;
-        if ((control & 1) && p.size() >= 40) {
+        if ((control & 1) && (control & 16) && p.size() >= 28) {
+            p[0] = 0x45;
+            core::store_be16(p.data() + 2, static_cast<std::uint16_t>(p.size()));
+            p[6] &= 0x40;
+            p[7] = 0;
+            p[9] = core::ip_protocol::udp;
+            if (control & 2) {  // one flow: addresses, ports, TOS and TTL
+                std::fill(p.begin() + 12, p.begin() + 24, std::uint8_t{0});
+                p[1] = 0;
+                p[8] = 64;
+            }
+            if (control & 4) core::store_be16(p.data() + 4, next_id++);
+            core::store_be16(p.data() + 10, 0);
+            core::store_be16(p.data() + 10, core::internet_checksum(std::span(p).first(20)));
+            core::store_be16(p.data() + 24, static_cast<std::uint16_t>(p.size() - 20));
+            core::store_be16(p.data() + 26, 0);
+            if (!(control & 32)) {
+                const std::uint16_t c = core::checksum_finish(core::checksum_partial(
+                    std::span(p).subspan(20), core::pseudo_header_sum({core::load_be32(p.data() + 12)},
+                                                                      {core::load_be32(p.data() + 16)}, 17,
+                                                                      static_cast<std::uint16_t>(p.size() - 20))));
+                core::store_be16(p.data() + 26, c == 0 ? 0xFFFF : c);
+            }
+        } else if ((control & 1) && p.size() >= 40) {
             p[0] = 0x45;
             core::store_be16(p.data() + 2, static_cast<std::uint16_t>(p.size()));
             p[6] &= 0x40;
@@ -56,7 +81,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         }
         packets.push_back(std::move(p));
     }
-    tun::Coalescer c;
+    tun::Coalescer c(tun::Coalescer::max_super_len, true);
     for (const auto& p : packets) c.add(p);
     for (std::size_t i = 0; i < c.frame_count(); ++i) {
         const auto f = c.frame(i);

@@ -92,6 +92,13 @@ class Maths(unittest.TestCase):
         self.assertIn("error", b.iperf_figures({"error": "unable to connect"}, False))
         self.assertIn("error", b.iperf_figures({"end": {}}, True))
 
+    def test_tun_queue_drops_sums_every_tun_interfaces_tx_dropped(self):
+        ip_json = ('[{"ifname": "vpn0", "stats64": {"rx": {"dropped": 9}, "tx": {"packets": 10, "dropped": 27715}}},'
+                   ' {"ifname": "xha0", "stats64": {"tx": {"dropped": 3}}}, {"ifname": "mip0"}]')
+        self.assertEqual(b.tun_queue_drops(ip_json), 27718)
+        self.assertEqual(b.tun_queue_drops(""), 0)  # no TUN interface: ip prints nothing
+        self.assertEqual(b.tun_queue_drops("not json"), 0)
+
     def test_summary_medians_and_failures(self):
         reps = [{"gbps": 1.0, "cpu_s": {"cli": 1.0}, "cores": 0.2, "gbps_per_core": 5.0, "retransmits": 3, "drops": 0},
                 {"gbps": 3.0, "cpu_s": {"cli": 3.0}, "cores": 0.6, "gbps_per_core": 5.0, "retransmits": 9, "drops": 2},
@@ -125,16 +132,22 @@ class Maths(unittest.TestCase):
         # up: 2.0 >= 1.44 yes; 2.0 >= 5 x 0.4 yes; 1.2 >= 1.0 yes. down: 1.0 >= 1.8 no; 1.0 >= 2.5 no; 0.5 >= 1.0 no.
         self.assertEqual(met, [True, True, True, False, False, False])
         self.assertEqual([m for _, m in b.targets({})], [None, None])
+        # The stack with UDP tunnels is judged beside the default one, each against the VPN.
+        summary["fullstack-udp"] = {"tcp1_up": fig(1.5, 1.0)}
+        rs = {(what, test): (tp, pc) for what, test, tp, pc in b.ratios(summary)}
+        self.assertEqual(rs[("RFC 5265 UDP tunnels / VPN", "tcp1_up")], (0.75, 0.5))
+        udp = [(text, m) for text, m in b.targets(summary) if "UDP tunnels" in text]
+        self.assertEqual(udp, [("RFC 5265 stack, UDP tunnels, TCP x1 up: 0.75 x the VPN's throughput >= 0.5", True)])
 
 
     def test_table_names_skipped_and_stopped_variants(self):
         summary = b.summarise({"mipsec": {"tcp1_up": [{"gbps": 1.5, "cpu_s": {"cli": 1.0, "gw": 2.0}, "cores": 0.4,
-                                                       "gbps_per_core": 3.75, "retransmits": 0, "drops": 0}]}})
+                                                       "gbps_per_core": 3.75, "retransmits": 0, "drops": 0, "tun_drops": 12}]}})
         text = b.table(summary, {"mipsec": "tunnel did not come up in repetition 2", "wireguard": "wg not installed"})
         self.assertIn("mipsec VPN           stopped: tunnel did not come up in repetition 2", text)
         self.assertIn("mipsec VPN           TCP x1 up           1.50    0.40     3.75", text)
         self.assertIn("wireguard-go         skipped: wg not installed", text)
-        self.assertIn("cli 1.0 gw 2.0", text)
+        self.assertIn("      0      0     12  cli 1.0 gw 2.0", text)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@
 #include "core/endian.hpp"
 #include "core/ipv4.hpp"
 #include "tests/support/private_netns.hpp"
+#include "tests/tun/offload_packets.hpp"
 #include "tun/linux_device.hpp"
 #include "tun/netlink.hpp"
 #include "tun/offload.hpp"
@@ -393,5 +394,63 @@ TEST_CASE("LinuxDevice with offloads: TSO super-packets read as segments, a batc
         CHECK(o.tx_super_packets == 1);
         CHECK(o.tx_coalesced == 20);
         CHECK(dev.counters().tx_packets == 22);  // with the handshake's SYN and ACK
+    }
+}
+
+TEST_CASE("LinuxDevice with USO: UDP datagrams written in one batch reach the socket as the same datagrams") {
+    test::enter_private_netns();
+    auto opened = tun::LinuxDevice::open("moff2", {.offload = true, .mtu = 1500});
+    REQUIRE(opened);
+    auto& dev = **opened;
+    if ((dev.offloads() & tun::tun_offload::uso4) == 0) {
+        MESSAGE("the kernel grants no USO (before Linux 6.2): UDP is written one datagram per frame");
+        return;
+    }
+    auto nl = tun::Netlink::open();
+    REQUIRE(nl);
+    REQUIRE(nl->set_mtu(dev.ifindex(), 1500));
+    REQUIRE(nl->add_address(dev.ifindex(), tun_prefix));
+    REQUIRE(nl->set_up(dev.ifindex(), true));
+
+    Fd sock(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(server_port);
+    sa.sin_addr.s_addr = htonl(local_ip);
+    REQUIRE(::bind(sock.get(), reinterpret_cast<const sockaddr*>(&sa), sizeof sa) == 0);
+
+    // Ten of 1200 bytes and a shorter last one, then one without a checksum (ESP-in-UDP sends
+    // none), which merges with nothing here and keeps its zero.
+    test::offload::Tcp t;
+    t.src = peer_ip;
+    t.dst = local_ip;
+    t.sport = peer_port;
+    t.dport = server_port;
+    std::vector<Bytes> sent;
+    core::BufferPool pool{16, 2048};
+    std::vector<core::PacketBuf> out;
+    for (int i = 0; i < 12; ++i, ++t.id) {
+        t.payload = test::offload::pattern(i < 10 ? 1200 : 300, static_cast<std::size_t>(i) * 1200);
+        Bytes p = test::offload::udp_packet(t);
+        if (i == 11) core::store_be16(p.data() + 26, 0);
+        sent.push_back(t.payload);
+        out.push_back(pool.acquire(64));
+        REQUIRE(out.back().resize(p.size()));
+        std::copy(p.begin(), p.end(), out.back().data());
+    }
+    REQUIRE(dev.write(out) == 12);
+    const auto o = dev.offload_counters();
+    CHECK(o.tx_super_packets == 1);
+    CHECK(o.tx_coalesced == 11);
+    CHECK(dev.counters().tx_packets == 12);
+
+    for (const Bytes& want : sent) {
+        pollfd p{sock.get(), POLLIN, 0};
+        REQUIRE(::poll(&p, 1, 3000) == 1);
+        Bytes got(2000);
+        const ssize_t n = ::recv(sock.get(), got.data(), got.size(), 0);
+        REQUIRE(n >= 0);
+        got.resize(static_cast<std::size_t>(n));
+        CHECK(got == want);
     }
 }

@@ -471,3 +471,138 @@ TEST_CASE("Segment then coalesce reproduces a 60 KB super-packet byte for byte")
     REQUIRE(c.frame_count() == 1);
     CHECK(test::to_hex(c.frame(0)) == test::to_hex(frame));
 }
+
+namespace {
+
+/// Datagrams of one flow: `sizes` payload bytes each, identification counting up from 0x1234.
+std::vector<Bytes> flow_datagrams(std::initializer_list<std::size_t> sizes, Tcp t = {}) {
+    std::vector<Bytes> out;
+    std::size_t off = 0;
+    for (std::size_t n : sizes) {
+        t.payload = pattern(n, off);
+        out.push_back(udp_packet(t));
+        ++t.id;
+        off += n;
+    }
+    return out;
+}
+
+Bytes without_udp_checksum(Bytes p) {
+    core::store_be16(p.data() + 20 + 6, 0);
+    return p;
+}
+
+}  // namespace
+
+TEST_CASE("Coalescer with merge_udp: datagrams of one flow become a USO frame the segmenter cuts back byte for byte") {
+    Tcp t;
+    t.frag = 0;  // no DF: the identifications must count up, and do
+    const auto d = flow_datagrams({1000, 1000, 400}, t);
+    tun::Coalescer c(tun::Coalescer::max_super_len, true);
+    for (auto& p : d) c.add(p);
+    REQUIRE(c.frame_count() == 1);
+    CHECK(c.frame_segments(0) == 3);
+    CHECK(c.merged() == 2);
+    const Bytes f = to_bytes(c.frame(0));
+    CHECK(VirtioNetHeader::parse(f) == VirtioNetHeader{VirtioNetHeader::flag_needs_csum, VirtioNetHeader::gso_udp_l4, 28, 1000, 20, 6});
+    Bytes p(f.begin() + VirtioNetHeader::len, f.end());
+    const auto ip = core::Ipv4View::check(std::span<const std::uint8_t>(p));
+    REQUIRE(ip);
+    CHECK(ip->total_length() == 28 + 2400);
+    CHECK(ip->checksum_valid());
+    CHECK(core::load_be16(p.data() + 24) == 8 + 2400);  // UDP length of the whole super-packet
+    CHECK(Bytes(p.begin() + 28, p.end()) == pattern(2400));
+    // The checksum field holds the pseudo-header sum; completing it as the kernel does verifies.
+    core::store_be16(p.data() + 26, core::checksum_finish(core::checksum_partial(std::span(p).subspan(20))));
+    CHECK(l4_checksum_ok(p));
+
+    tun::Segmenter seg(1028);
+    Batch batch;
+    const auto r = seg.segment(f, batch.bufs, 0);
+    REQUIRE(r.count == 3);
+    for (std::size_t i = 0; i < 3; ++i) CHECK(test::to_hex(batch.bufs[i].bytes()) == test::to_hex(d[i]));
+}
+
+TEST_CASE("Coalescer with merge_udp keeps apart what UDP GRO keeps apart") {
+    Tcp t;
+    auto merge = [](std::initializer_list<Bytes> packets) {
+        tun::Coalescer c(tun::Coalescer::max_super_len, true);
+        for (auto& p : packets) c.add(p);
+        return frame_sizes(c);
+    };
+    const auto d = flow_datagrams({1000, 1000}, t);
+    SUBCASE("another port, TTL, TOS, DF or IP options") {
+        for (int which = 0; which < 5; ++which) {
+            CAPTURE(which);
+            Tcp u = t;
+            ++u.id;
+            u.payload = pattern(1000);
+            if (which == 0) u.sport = 40001;
+            if (which == 1) u.ttl = 63;
+            if (which == 2) u.tos = 4;
+            if (which == 3) u.frag = 0;
+            if (which == 4) u.ip_options = ip_opts;
+            CHECK(merge({d[0], udp_packet(u)}) == std::vector<std::size_t>{1, 1});
+        }
+    }
+    SUBCASE("without DF the identification must count up; with DF it may be anything (RFC 6864)") {
+        Tcp u = t;
+        u.id = 0x9999;
+        u.payload = pattern(1000);
+        CHECK(merge({d[0], udp_packet(u)}) == std::vector<std::size_t>{2});
+        Tcp v = t, w = t;
+        v.frag = w.frag = 0;
+        w.id = 0x9999;
+        v.payload = w.payload = pattern(1000);
+        CHECK(merge({udp_packet(v), udp_packet(w)}) == std::vector<std::size_t>{1, 1});
+    }
+    SUBCASE("datagrams with and without a checksum do not mix; without merge among themselves") {
+        CHECK(merge({d[0], without_udp_checksum(d[1])}) == std::vector<std::size_t>{1, 1});
+        CHECK(merge({without_udp_checksum(d[0]), without_udp_checksum(d[1])}) == std::vector<std::size_t>{2});
+    }
+    SUBCASE("a shorter datagram ends the super-packet, a longer one starts another; empty ones stand alone") {
+        const auto s = flow_datagrams({1000, 500, 1000, 1200, 0, 1200});
+        CHECK(merge({s[0], s[1], s[2]}) == std::vector<std::size_t>{2, 1});
+        CHECK(merge({s[2], s[3]}) == std::vector<std::size_t>{1, 1});
+        CHECK(merge({s[4], s[5]}) == std::vector<std::size_t>{1, 1});
+        CHECK(merge({s[3], s[4]}) == std::vector<std::size_t>{1, 1});  // found by fuzz_tun_offload_coalesce
+    }
+    SUBCASE("a TCP segment of another flow in between does not split it; a fragment passes alone") {
+        const auto tcp = flow_segments({1000});
+        CHECK(merge({d[0], tcp[0], d[1]}) == std::vector<std::size_t>{2, 1});
+        Bytes frag = d[1];
+        core::store_be16(frag.data() + 6, 0x2000);  // MF
+        core::store_be16(frag.data() + 10, 0);
+        core::store_be16(frag.data() + 10, core::internet_checksum(std::span(frag).first(20)));
+        CHECK(merge({d[0], frag}) == std::vector<std::size_t>{1, 1});
+    }
+    SUBCASE("at most 64 datagrams, and 64 KiB") {
+        std::vector<Bytes> s;
+        Tcp u = t;
+        for (int i = 0; i < 70; ++i, ++u.id) {
+            u.payload = pattern(100);
+            s.push_back(udp_packet(u));
+        }
+        tun::Coalescer c(tun::Coalescer::max_super_len, true);
+        for (auto& p : s) c.add(p);
+        CHECK(frame_sizes(c) == std::vector<std::size_t>{64, 6});
+        std::vector<Bytes> big;
+        for (int i = 0; i < 50; ++i, ++u.id) {
+            u.payload = pattern(1400);
+            big.push_back(udp_packet(u));
+        }
+        tun::Coalescer b(tun::Coalescer::max_super_len, true);
+        for (auto& p : big) b.add(p);
+        CHECK(frame_sizes(b) == std::vector<std::size_t>{46, 4});  // 28 + 46 * 1400 <= 65535 < 28 + 47 * 1400
+    }
+}
+
+TEST_CASE("Coalescer with merge_udp drops a datagram with a broken UDP checksum and counts it") {
+    auto d = flow_datagrams({1000, 1000, 1000});
+    d[1][28 + 10] ^= 1;  // payload corrupted in flight
+    tun::Coalescer c(tun::Coalescer::max_super_len, true);
+    for (auto& p : d) c.add(p);
+    // The broken one closes its flow's super-packet: the third does not join the first.
+    CHECK(frame_sizes(c) == std::vector<std::size_t>{1, 1});
+    CHECK(c.drops()[static_cast<std::size_t>(DropReason::BadChecksum)] == 1);
+}

@@ -414,6 +414,70 @@ TEST_CASE("LinuxDevice counts a packet too big for the buffer and a packet the k
     CHECK(dev->last_error() == std::errc::invalid_argument);
 }
 
+namespace {
+
+/// The interface's txqueuelen as the kernel reports it (SIOCGIFTXQLEN).
+int kernel_tx_queue_len(const std::string& name) {
+    Fd s(::socket(AF_INET, SOCK_DGRAM, 0));
+    ifreq ifr{};
+    std::memcpy(ifr.ifr_name, name.data(), name.size());
+    REQUIRE(::ioctl(s.get(), SIOCGIFTXQLEN, &ifr) == 0);
+    return ifr.ifr_qlen;
+}
+
+/// Routes `count` UDP datagrams into the TUN before anything reads it, then reads until the
+/// device has nothing more: how many of them arrived.
+std::size_t burst_through(tun::LinuxDevice& dev, std::size_t count) {
+    Fd s(::socket(AF_INET, SOCK_DGRAM, 0));
+    const int sndbuf = 64 << 20;  // the datagrams queued in the TUN stay charged to this socket
+    REQUIRE(::setsockopt(s.get(), SOL_SOCKET, SO_SNDBUFFORCE, &sndbuf, sizeof sndbuf) == 0);
+    const std::string payload(64, 'b');
+    sockaddr_in to = to_sockaddr(routed_host, 4501);
+    for (std::size_t i = 0; i < count; ++i)
+        REQUIRE(::sendto(s.get(), payload.data(), payload.size(), 0, reinterpret_cast<const sockaddr*>(&to), sizeof to) ==
+                static_cast<ssize_t>(payload.size()));
+    core::BufferPool pool(32, 2048);
+    std::size_t arrived = 0;
+    while (wait_readable(dev.fd(), 200ms)) {
+        std::vector<core::PacketBuf> bufs;
+        for (int i = 0; i < 32; ++i) bufs.push_back(pool.acquire(96));
+        const std::size_t n = dev.read(bufs);
+        for (std::size_t i = 0; i < n; ++i) {
+            auto ip = core::Ipv4View::check(bufs[i].bytes());
+            if (ip && ip->protocol() == core::ip_protocol::udp && ip->destination() == routed_host) ++arrived;
+        }
+        if (n == 0) break;
+    }
+    return arrived;
+}
+
+}  // namespace
+
+TEST_CASE("LinuxDevice lengthens the TUN queue: a burst of 2000 packets routed in waits for the reader") {
+    enter_private_netns();
+    auto [dev, nl] = open_configured();
+    CHECK(dev->tx_queue_len() == tun::LinuxDevice::default_tx_queue_len);
+    CHECK(kernel_tx_queue_len(std::string(dev->name())) == static_cast<int>(tun::LinuxDevice::default_tx_queue_len));
+    CHECK(burst_through(*dev, 2000) == 2000);
+}
+
+TEST_CASE("LinuxDevice with tx_queue_len 0 keeps the kernel's queue, which drops such a burst") {
+    enter_private_netns();
+    auto dev = tun::LinuxDevice::open("mtest0", {.tx_queue_len = 0});
+    REQUIRE_MESSAGE(dev, dev.error().message());
+    auto nl = tun::Netlink::open();
+    REQUIRE(nl);
+    const auto ifx = (*dev)->ifindex();
+    REQUIRE(nl->add_address(ifx, tun_prefix));
+    REQUIRE(nl->set_up(ifx, true));
+    REQUIRE(nl->add_route({.destination = routed, .ifindex = ifx, .source = tun_address}));
+    const int kernel_default = kernel_tx_queue_len("mtest0");
+    CHECK((*dev)->tx_queue_len() == static_cast<std::uint32_t>(kernel_default));
+    REQUIRE(kernel_default < 2000);
+    // What the queue held arrived; the rest the kernel dropped (the interface's TX dropped).
+    CHECK(burst_through(**dev, 2000) <= static_cast<std::size_t>(kernel_default));
+}
+
 TEST_CASE("NetlinkMonitor sees the TUN come up, get an address, lose it, and go away") {
     enter_private_netns();
     auto mon = tun::NetlinkMonitor::open();
