@@ -429,7 +429,7 @@ int main(int argc, char** argv) {
     bench_gateway_poll->add_option("--polls", gateway_poll_options.polls, "Polls per round")->check(CLI::Range(1, 10000000))->capture_default_str();
 
     // Everything after "lab" goes to the lab's own parser (python3 -m lab --help).
-    auto* lab_command = app.add_subcommand("lab", "Scenario lab in network namespaces: lab list | check FILE | run SCENARIO [--report DIR] [--keep] [--set KEY=VALUE]... | matrix SCENARIO [--orders A,B,...]");
+    auto* lab_command = app.add_subcommand("lab", "Scenario lab in network namespaces: lab list | check FILE | run SCENARIO [--report DIR] [--keep] [--set KEY=VALUE]... | matrix SCENARIO [--orders A,B,...] | pictures [SCENARIO...] [--out DIR]");
     lab_command->prefix_command();
     lab_command->set_help_flag();
 
