@@ -9,6 +9,7 @@
 #include <variant>
 
 #include "core/address.hpp"
+#include "core/time.hpp"
 
 namespace mipsec::core {
 
@@ -97,6 +98,9 @@ struct AccessModeChanged {
     Mode mode = Mode::Detecting;
     std::uint32_t ifindex = 0;  // the interface detection ran on
     bool keep_vpn_sas = true;   // Inside: keep the VPN's SAs for the next outside period
+    // Outside: a VPN layer that must negotiate anew waits this long first, in case the
+    // internal home agent still answers (RFC 5265 §3.3 "MAY delay IKE"); zero: at once.
+    Duration ike_delay{};
 };
 
 using ControlEvent = std::variant<OuterAddressChanged, LinkChanged, AddressChanged, RouteChanged, PathMtuChanged,

@@ -373,6 +373,15 @@ void VpnClientStage::follow_access_mode(const core::AccessModeChanged& access, c
     } else if (wanted == Access::Awake && access_ == Access::Dormant) {
         ctx.log().info("outside: VPN awake", session_ ? " (reusing the kept SAs)" : "");
     }
+    // RFC 5265 §3.3: tentatively outside on the external HA's answer, the internal HA still
+    // asked; IKE MAY wait for it. Only a negotiation waits: kept SAs are used at once.
+    if (wanted == Access::Awake && !session_ && access.ike_delay > core::Duration::zero()) {
+        ike_not_before_ = ctx.now() + access.ike_delay;
+        ctx.log().info("outside: IKE in ", std::chrono::duration_cast<std::chrono::milliseconds>(access.ike_delay).count(),
+                       " ms unless the internal home agent answers first");
+    } else if (wanted != Access::Awake) {
+        ike_not_before_.reset();
+    }
     if (wanted == Access::Awake && slept_with_sas_) {
         slept_with_sas_ = false;
         // The gateway may have dropped the kept SAs while we were inside (its DPD saw nothing
@@ -409,7 +418,8 @@ std::optional<core::TimePoint> VpnClientStage::poll(core::StageContext& ctx) {
     last_now_ = now;
     // Inside the intranet: no IKE, no DPD, no re-authentication; kept SAs wait for outside.
     if (access_ == Access::Dormant) return std::nullopt;
-    if (access_ == Access::Awake && (!session_ || (restart_at_ && now >= *restart_at_))) start_session(ctx);
+    if (ike_not_before_ && now >= *ike_not_before_) ike_not_before_.reset();
+    if (access_ == Access::Awake && !ike_not_before_ && (!session_ || (restart_at_ && now >= *restart_at_))) start_session(ctx);
     std::optional<core::TimePoint> next = esp_.poll(ctx);
     auto consider = [&](std::optional<core::TimePoint> t) {
         if (t && (!next || *t < *next)) next = t;
@@ -428,6 +438,7 @@ std::optional<core::TimePoint> VpnClientStage::poll(core::StageContext& ctx) {
     if (retiring_) consider(retiring_->poll(now));
     drain(ctx);
     if (retire_at_) consider(now >= *retire_at_ && esp_.pending_outbound() != nullptr ? *retire_at_ + retire_wait_max : *retire_at_);
+    if (ike_not_before_) consider(*ike_not_before_);
     consider(restart_at_);
     if (!next_session_ && reauth_ready) consider(reauth_at_);
     return next;
@@ -455,6 +466,8 @@ void VpnClientStage::report(core::StatusSink& out) const {
     out.field("sa_installs", sa_installs_);
     out.field("ike_reauthentications", reauths_);
     out.field("access", access_ == Access::Dormant ? "dormant" : access_ == Access::Held ? "held" : "awake");
+    if (ike_not_before_)
+        out.field("ike_delayed_ms", std::chrono::duration_cast<std::chrono::milliseconds>(*ike_not_before_ - last_now_).count());
     out.field("passed_direct", passed_direct_);
     out.field("passed_dormant", passed_dormant_);
     out.field("passed_registration_replies", passed_registration_replies_);

@@ -123,6 +123,7 @@ private:
     core::TimePoint last_now_{};  // for report(): time left on SAs
     Access access_ = Access::Awake;
     bool slept_with_sas_ = false;  // dormant with a kept IKE SA, not yet probed since
+    std::optional<core::TimePoint> ike_not_before_;  // outside, no SA: IKE waits until then (§3.3)
     std::uint64_t passed_direct_ = 0;
     std::uint64_t passed_dormant_ = 0;
     std::uint64_t passed_registration_replies_ = 0;

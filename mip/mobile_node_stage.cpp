@@ -985,7 +985,7 @@ void MobileNodeStage::sync_detection(core::StageContext& ctx) {
     } else if (mode == A::Outside) {
         if (inner_address_ && node_.care_of_address() != *inner_address_) inner_registration_due_ = true;
     }
-    ctx.raise(core::AccessModeChanged{mode, link.ifindex, config_.detection->keep_vpn_sas});
+    ctx.raise(core::AccessModeChanged{mode, link.ifindex, config_.detection->keep_vpn_sas, config_.detection->ike_delay});
 }
 
 bool MobileNodeStage::solicits_without_address() const noexcept {

@@ -130,6 +130,7 @@ public:
             core::Duration internal_retry_window = std::chrono::seconds(10);
             core::Duration detection_timeout = std::chrono::seconds(30);
             bool keep_vpn_sas = true;  // inside: keep the VPN's SAs for the next outside period
+            core::Duration ike_delay{};  // outside: how long a VPN without SAs waits before IKE (§3.3)
             // Without an address of its own on the interface, attach through a foreign agent
             // advertising there (modes f and fvc).
             bool foreign_agents = true;

@@ -131,7 +131,7 @@ std::unique_ptr<core::Stage> build_mobile_node(const ConfigReader& c, const Stag
         if (source != "inner_address")
             c.fail("detection", "is only used with \"care_of\": \"inner_address\"", "the i-MIP layer (care_of inner_address) above the VPN");
         d->only({"interface", "interfaces", "external_home_agent", "t_monitor_s", "monitor_margin_s", "internal_retry_window_s", "detection_timeout_s",
-                 "profile", "keep_sas_inside", "foreign_agents"});
+                 "profile", "keep_sas_inside", "foreign_agents", "ike_delay_ms"});
         mip::MobileNodeStage::Config::Detection det;
         det.interfaces = read_detection_interfaces(*d, ctx);
         det.external_home_agent = d->address("external_home_agent");
@@ -152,6 +152,12 @@ std::unique_ptr<core::Stage> build_mobile_node(const ConfigReader& c, const Stag
                           ? mip::NetworkDetection::Profile::PlainInternalFirst
                           : mip::NetworkDetection::Profile::Rfc5265;
         det.keep_vpn_sas = d->boolean_or("keep_sas_inside", true);
+        // RFC 5265 §3.3: while the internal HA may still answer, IKE MAY wait; an answer in
+        // time spares a negotiation (and, inside, its Deletes). Bounded by the retry window.
+        const auto ike_delay_ms = d->integer_or("ike_delay_ms", 0, 0, 10000);
+        if (std::chrono::milliseconds(ike_delay_ms) > det.internal_retry_window)
+            d->fail("ike_delay_ms", "is longer than internal_retry_window_s", "a delay within the time the internal HA is still asked");
+        det.ike_delay = std::chrono::milliseconds(ike_delay_ms);
         // Modes f and fvc: on a link without an address of our own, attach through a foreign
         // agent heard there (the x-MIP layer needs "foreign_agents": true for fvc).
         det.foreign_agents = d->boolean_or("foreign_agents", true);

@@ -173,6 +173,7 @@ struct Lab {
         // from or to an unplugged interface's address is lost.
         bool two_links = false;
         bool home_link_trusted = false;  // the i-HA trusts its own home link too
+        core::Duration ike_delay{};      // detection's ike_delay_ms
     };
     bool by_source = false;
     std::map<std::uint32_t, core::Ipv4Address> link_address;  // two_links: each interface's address
@@ -199,6 +200,7 @@ struct Lab {
         d.monitor_margin = 10s;
         d.internal_retry_window = 10s;
         d.keep_vpn_sas = o.keep_sas;
+        d.ike_delay = o.ike_delay;
         d.profile = o.profile;
         i.detection = d;
 
@@ -728,6 +730,40 @@ TEST_CASE("RFC 5265 §3.3: an i-HA answer after the x-HA's, even after IKE began
     CHECK(lab.count(ND::ReplyResult::MadeInside) == 1);
 }
 
+TEST_CASE("RFC 5265 §3.3 with ike_delay_ms: the x-HA answers first, IKE waits; the i-HA in time means no IKE at all, silence means IKE after the delay") {
+    Lab lab(Lab::Options{.gateway = true, .ike_delay = 800ms});
+    lab.hold_iha_replies = true;
+    lab.address(office, true);
+    lab.exchange();
+    REQUIRE(lab.imip->access_mode() == Access::Outside);  // tentatively: the x-HA answered
+    lab.advance(500ms);
+    CHECK(lab.vpn->sessions_started() == 0);
+    CHECK(lab.ike_at_gateway() == 0);
+    test::FlatStatus waiting;
+    lab.vpn->report(waiting);
+    CHECK(waiting.values.contains("ike_delayed_ms"));
+    SUBCASE("the i-HA's TNC reply within the delay: inside, and the VPN never negotiated") {
+        lab.hold_iha_replies = false;
+        for (const auto& p : std::exchange(lab.held, {})) lab.to_node(p);
+        lab.exchange();
+        CHECK(lab.status().mode == ND::Mode::InsideCoLocated);
+        CHECK(lab.vpn->dormant());
+        lab.advance(3s);
+        CHECK(lab.vpn->sessions_started() == 0);
+        CHECK(lab.ike_at_gateway() == 0);
+        CHECK(static_cast<ipsec::VpnGatewayStage&>(lab.gw->stage(0)).client_count() == 0);
+    }
+    SUBCASE("no answer from the i-HA: IKE starts once the delay is over, and the inner address is registered") {
+        lab.advance(400ms);
+        CHECK(lab.vpn->sessions_started() == 1);
+        lab.advance(2s);
+        REQUIRE(lab.vpn->inner_address());
+        // (This i-HA takes the held direct retries too, so its binding is not the point here.)
+        REQUIRE(lab.imip->active_registration() != nullptr);
+        CHECK(lab.imip->active_registration()->care_of_address == lab.vpn->inner_address()->address);
+    }
+}
+
 TEST_CASE("RFC 5265 §3.3: the i-HA answering after the inner-address registration reached it: re-registered directly") {
     // A real gateway: the i-MIP registration with the VPN inner address reaches the i-HA
     // through ESP while the direct answers are late. The direct answer then makes the node
@@ -1060,6 +1096,17 @@ std::string config_error(const nlohmann::json& j) {
     return "";
 }
 }  // namespace
+
+TEST_CASE("detection's ike_delay_ms: within the internal retry window, named with its pointer otherwise") {
+    auto j = detection_config();
+    j["pipeline"][0]["detection"]["ike_delay_ms"] = 500;
+    CHECK(config_error(j).empty());
+    j["pipeline"][0]["detection"]["ike_delay_ms"] = 11000;
+    CHECK(config_error(j).find("/pipeline/0/detection/ike_delay_ms") != std::string::npos);
+    j["pipeline"][0]["detection"]["ike_delay_ms"] = 9000;
+    j["pipeline"][0]["detection"]["internal_retry_window_s"] = 5;
+    CHECK(config_error(j).find("longer than internal_retry_window_s") != std::string::npos);
+}
 
 TEST_CASE("the i-MIP detection block: a good one parses, bad ones name the JSON pointer") {
     CHECK(config_error(detection_config()) == "");
