@@ -7,8 +7,8 @@ bash "$root/tools/install-deps.sh"
 bash "$root/tools/build.sh"
 mipsec="${MIPSEC_BUILD_DIR:-$root/build}/apps/mipsec/mipsec"
 # Default: the flagship `mipsec lab` scenario — a laptop running the whole RFC 5265 stack walks
-# out of the office (mode c), through a café (cvc) and behind a NAT (x-MIP moves alone), and
-# back (c), against an unmodified strongSwan gateway; it prints the per-move table and where
+# out of the office (mode c), through a café (cvc), behind a NAT and back to the café (x-MIP
+# moves alone), and back (c), against an unmodified strongSwan gateway; it prints the per-move table and where
 # the report is. Options: --keep (keep configs, logs and captures), --report DIR.
 # --roaming: the same walk (kept for older instructions).
 # --ipip: the small two-host IP-in-IP demo.
