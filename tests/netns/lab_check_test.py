@@ -222,6 +222,14 @@ def capture_cases(checks, args, tmp):
          ["/timeline/2/quiet/captures/0"]),
         ("a quiet window with a protocol tshark cannot name", lambda d: d["timeline"][home_quiet]["quiet"].update(protocols=["ESP!"]),
          ["/timeline/2/quiet/protocols/0"]),
+        ("a quiet window with a broken protocol chain", lambda d: d["timeline"][home_quiet]["quiet"].update(protocols=["ip::esp"]),
+         ["/timeline/2/quiet/protocols/0"]),
+        ("contains with an object (neither a list element nor a substring)",
+         lambda d: d["timeline"][home_wait]["wait"].pop("increased_by") and d["timeline"][home_wait]["wait"].update(contains={"a": 1}),
+         ["/timeline/3/wait/contains"]),
+        ("exceeds that is not a JSON pointer",
+         lambda d: d["timeline"][home_wait]["wait"].pop("increased_by") and d["timeline"][home_wait]["wait"].update(exceeds="requests"),
+         ["/timeline/3/wait/exceeds"]),
         ("registrations_per_layer that is not a list of bounds",
          lambda d: d["timeline"][first_move]["move"]["expect"].update(registrations_per_layer={"at_least": 1}),
          ["/timeline/4/move/expect/registrations_per_layer"]),
@@ -386,6 +394,27 @@ def library_checks(checks):
     doc = {"state": {"a/b": [{"mode": "x"}], "n": 3}}
     checks.check("JSON pointer: escapes and list indices", runner.resolve_pointer(doc, "/state/a~1b/0/mode") == "x"
                  and runner.resolve_pointer(doc, "/state/missing") is runner.MISSING and runner.resolve_pointer(doc, "") is doc)
+    checks.check("quiet protocol chains: \"ip:esp\" is ESP straight in IP, not ESP in UDP 4500",
+                 runner.has_layers(["eth", "ethertype", "ip", "esp"], "ip:esp")
+                 and not runner.has_layers(["eth", "ethertype", "ip", "udp", "udpencap", "esp"], "ip:esp")
+                 and runner.has_layers(["eth", "ethertype", "ip", "udp", "udpencap", "esp"], "udpencap:esp")
+                 and runner.has_layers(["eth", "ethertype", "ip", "udp", "udpencap", "esp"], "esp"))
+    # "contains" and "exceeds" on a recorded status, both fields read in one answer.
+    run = runner.Run.__new__(runner.Run)
+    run.doc, run.snapshot, queries = {"parameters": {}}, None, []
+    status = {"tun": {"offload": {"granted": ["csum", "tso4"], "rx_super_packets": 3, "rx_segments": 40}}, "name": "cli-a"}
+    run.query_status = lambda node: queries.append(node) or status
+
+    def cond(test, value, pointer="/tun/offload/rx_segments"):
+        return {"node": "cli", "pointer": pointer, test: value}
+    checks.check("contains: an element of a list, a part of a string; not a missing one",
+                 run.holds(cond("contains", "tso4", "/tun/offload/granted")) and run.holds(cond("contains", "li-", "/name"))
+                 and not run.holds(cond("contains", "tso6", "/tun/offload/granted")) and not run.holds(cond("contains", 4, "/name")))
+    queries.clear()
+    checks.check("exceeds: greater than another field of the same answer (one status query)",
+                 run.holds(cond("exceeds", "/tun/offload/rx_super_packets")) and queries == ["cli"]
+                 and not run.holds(cond("exceeds", "/tun/offload/rx_segments")) and not run.holds(cond("exceeds", "/tun/missing")),
+                 str(queries))
     checks.check("counters summed wherever they sit", runner.counter_sum({"ike_sent": 4, "x": [{"ike_received": 5}], "y": {"ike_sent": 1}},
                                                                          ("ike_sent", "ike_received")) == 10)
     with tempfile.TemporaryDirectory(prefix="mipsec-lab-probe-") as tmp:

@@ -51,6 +51,13 @@ def resolve_pointer(doc: Any, pointer: str) -> Any:
     return doc
 
 
+def has_layers(layers: list, protocol: str) -> bool:
+    """Whether a frame's dissection (["eth", "ethertype", "ip", "esp"]) holds the protocol, or the
+    chain "a:b" as consecutive layers (b directly inside a)."""
+    chain = protocol.split(":")
+    return any(layers[i:i + len(chain)] == chain for i in range(len(layers) - len(chain) + 1))
+
+
 def counter_sum(doc: Any, keys: tuple) -> int:
     """The sum of every numeric field named in `keys`, anywhere in a status document."""
     total = 0
@@ -359,7 +366,8 @@ class Run:
         return node_status(self.hosts[self.doc["nodes"][node]["host"]], self.mipsec, self.socket_of(node))
 
     # -- conditions -----------------------------------------------------------------------
-    def observe(self, c: dict) -> Any:
+    def observe(self, c: dict, pointer: Optional[str] = None) -> Any:
+        """The value at the condition's pointer (or at `pointer`, in the same node and stage)."""
         st = self.status(c["node"])
         if st is None:
             return MISSING
@@ -368,9 +376,16 @@ class Run:
             if len(stages) <= c.get("index", 0):
                 return MISSING
             st = stages[c.get("index", 0)]
-        return resolve_pointer(st, c["pointer"])
+        return resolve_pointer(st, c["pointer"] if pointer is None else pointer)
 
     def holds(self, c, baseline: Optional[dict] = None) -> bool:
+        if self.snapshot is None:
+            # Conditions checked together see one moment (and "exceeds" compares two fields of one answer).
+            self.snapshot = {}
+            try:
+                return self.holds(c, baseline)
+            finally:
+                self.snapshot = None
         if isinstance(c, list):
             return all(self.holds(x, baseline) for x in c)
         if not self.in_run(c):
@@ -384,8 +399,14 @@ class Run:
             return v in c["in"]
         if "prefix" in c:
             return isinstance(v, str) and v.startswith(c["prefix"])
+        if "contains" in c:
+            return (isinstance(v, list) and c["contains"] in v) or (isinstance(v, str) and isinstance(c["contains"], str)
+                                                                     and c["contains"] in v)
         if not isinstance(v, (int, float)) or isinstance(v, bool):
             return False
+        if "exceeds" in c:
+            other = self.observe(c, c["exceeds"])  # the same snapshot: one status query per poll
+            return isinstance(other, (int, float)) and not isinstance(other, bool) and v > other
         if "at_least" in c:
             return v >= c["at_least"]
         if "at_most" in c:
@@ -419,7 +440,11 @@ class Run:
         if isinstance(c, list):
             return "; ".join(self.observed(x) for x in c if self.in_run(x))
         v = self.observe(c)
-        return f"{c['node']}{c['pointer']} = {'(missing)' if v is MISSING else json.dumps(v)[:200]}"
+        text = f"{c['node']}{c['pointer']} = {'(missing)' if v is MISSING else json.dumps(v)[:200]}"
+        if "exceeds" in c:
+            other = self.observe(c, c["exceeds"])
+            text += f", {c['exceeds']} = {'(missing)' if other is MISSING else json.dumps(other)[:200]}"
+        return text
 
     def wait(self, c, timeout: float, baseline=None) -> Optional[float]:
         """The time the condition was first seen to hold, or None after `timeout`."""
@@ -539,7 +564,7 @@ class Run:
                 c = self.captures[net]
                 if c.frames is None:
                     continue
-                hits += [f for f in c.frames if w["from"] <= f.time <= w["to"] and any(p in f.layers for p in w["protocols"])]
+                hits += [f for f in c.frames if w["from"] <= f.time <= w["to"] and any(has_layers(f.layers, p) for p in w["protocols"])]
             self.assertion(f"{w['label']}: no {'/'.join(w['protocols'])} on {', '.join(w['captures'])} for "
                            f"{w['to'] - w['from']:.1f} s", not hits, f"{len(hits)} frames, e.g. " + "; ".join(f.describe() for f in hits[:5]))
         return out

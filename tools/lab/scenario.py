@@ -67,16 +67,20 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                and the outage is a row of the move table, as a move is
                  {"assert": condition | [conditions]}
   condition    {"node": n, "stage": type, "index": k, "pointer": "/json/pointer",
-                one of "equals": v, "in": [v...], "prefix": s, "at_least": x, "at_most": x,
-                "increased" / "unchanged": true, "increased_by": n (in a move or a wait: compared
-                with the move's or the wait's start)}
+                one of "equals": v, "in": [v...], "prefix": s, "contains": v (a list holding v, or a
+                string holding the string v), "at_least": x, "at_most": x, "exceeds": "/pointer"
+                (a number greater than the one at that pointer of the same node and stage, read in
+                the same status), "increased" / "unchanged": true, "increased_by": n (in a move or a
+                wait: compared with the move's or the wait's start)}
   bound        {"at_least": x} and/or {"at_most": x}; figures: see FIGURES; "access_mode" (the
                RFC 5265 mode after the move) takes {"equals": m} or {"in": [m...]},
                "registrations_per_layer" a list of bounds, one per Mobile IP layer, inner first
   quiet        {"captures": [capture names], "protocols": [tshark protocol names, e.g. "esp"]}:
                no frame of those captures in the window (a move's: from its "until" holding, or
                the end of its waits, to the next link change) has one of those protocols at
-               any depth of its dissection; checked at the end of the run
+               any depth of its dissection; checked at the end of the run. A protocol may be a
+               chain "a:b" that matches those layers one directly inside the other ("ip:esp":
+               ESP straight in IP, not ESP in UDP 4500, "eth:ethertype:ip:udp:udpencap:esp")
 """
 from __future__ import annotations
 
@@ -92,7 +96,7 @@ FIGURES = ("link_to_address_ms", "link_to_registration_ms", "link_to_first_packe
            "probe_lost", "ike_messages", "ike_sessions", "registrations", "registrations_per_layer", "access_mode")
 ACTIONS = ("start", "stop", "restart", "wait", "traffic", "move", "outage", "assert", "quiet")
 OUTAGE_MAX_S = 60
-TSHARK_PROTOCOL = re.compile(r"^[a-z][a-z0-9_.-]{0,31}$")
+TSHARK_PROTOCOL = re.compile(r"^[a-z][a-z0-9_.-]{0,31}(:[a-z][a-z0-9_.-]{0,31}){0,3}$")  # "esp", or a chain "ip:esp"
 
 # Addresses a scenario may use: documentation and benchmarking ranges (RFC 5737, RFC 2544)
 # and private 10/8, all inside the lab's own namespaces.
@@ -100,7 +104,7 @@ ALLOWED_NETS = [ipaddress.ip_network(n) for n in ("192.0.2.0/24", "198.51.100.0/
 NAME = re.compile(r"^[a-z][a-z0-9_-]{0,11}$")
 IFNAME = re.compile(r"^[a-z][a-z0-9_.-]{0,14}$")
 PARAM = re.compile(r"\$\{([a-z_][a-z0-9_]*)\}")
-CONDITION_TESTS = ("equals", "in", "prefix", "at_least", "at_most", "increased", "increased_by", "unchanged")
+CONDITION_TESTS = ("equals", "in", "prefix", "contains", "at_least", "at_most", "exceeds", "increased", "increased_by", "unchanged")
 PROPOSAL = re.compile(r"^[a-z0-9_]+(-[a-z0-9_]+)*(,[a-z0-9_]+(-[a-z0-9_]+)*)*$")
 IDENTITY = re.compile(r"^[A-Za-z0-9.@_-]{1,64}$")
 SWAN_REQUIRED = ("local", "local_id", "remote_id", "psk", "pool", "local_ts")
@@ -474,6 +478,10 @@ class Validator:
             self.fail(at + "/in", "is not a list")
         if "prefix" in c and not isinstance(c["prefix"], str):
             self.fail(at + "/prefix", "is not a string")
+        if "contains" in c and (c["contains"] is None or isinstance(c["contains"], (dict, list))):
+            self.fail(at + "/contains", "is not a string, number or boolean (an element of a list, or part of a string)")
+        if "exceeds" in c and (not isinstance(c["exceeds"], str) or not c["exceeds"].startswith("/")):
+            self.fail(at + "/exceeds", "is not a JSON pointer (\"/a/b\") into the same status as \"pointer\"")
         for t in ("increased", "unchanged"):
             if t not in c:
                 continue
@@ -503,7 +511,8 @@ class Validator:
                 if key == "captures":
                     self.ref(x, at + ptr(key, k), self.captures, "capture (a network under \"captures\")")
                 elif not isinstance(x, str) or not TSHARK_PROTOCOL.match(x):
-                    self.fail(at + ptr(key, k), f"{json.dumps(x)} is not a protocol name as tshark writes it (e.g. \"esp\")")
+                    self.fail(at + ptr(key, k), f"{json.dumps(x)} is not a protocol name as tshark writes it (e.g. \"esp\"), "
+                                                "or a chain of up to four (\"ip:esp\")")
 
     def bound(self, figure: str, b, at: str) -> None:
         if figure == "registrations_per_layer":
