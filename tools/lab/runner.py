@@ -360,6 +360,16 @@ class Run:
 
     # -- conditions -----------------------------------------------------------------------
     def observe(self, c: dict) -> Any:
+        if "host" in c:
+            # The host's own network state, as iproute2 prints it (the validator let only
+            # reading commands through).
+            r = self.hosts[c["host"]].run(["ip", "-j", *c["ip"]], check=False)
+            if r.returncode != 0:
+                return MISSING
+            try:
+                return resolve_pointer(json.loads(r.stdout) if r.stdout.strip() else [], c["pointer"])
+            except ValueError:
+                return MISSING
         st = self.status(c["node"])
         if st is None:
             return MISSING
@@ -384,6 +394,8 @@ class Run:
             return v in c["in"]
         if "prefix" in c:
             return isinstance(v, str) and v.startswith(c["prefix"])
+        if "same_as" in c:
+            return v == self.observe(c["same_as"])  # (MISSING equals nothing but itself, and v is not)
         if not isinstance(v, (int, float)) or isinstance(v, bool):
             return False
         if "at_least" in c:
@@ -412,14 +424,21 @@ class Run:
         if isinstance(c, list):
             return " and ".join(self.describe(x) for x in c if self.in_run(x))
         test = next(t for t in sc.CONDITION_TESTS if t in c)
-        where = f"{c['node']}" + (f" {c['stage']}" + (f"[{c['index']}]" if c.get("index") else "") if "stage" in c else "")
-        return f"{where} {c['pointer']} {test} {json.dumps(c[test])}"
+        what = self.where(c["same_as"]) + " " + c["same_as"]["pointer"] if test == "same_as" else json.dumps(c[test])
+        return f"{self.where(c)} {c['pointer']} {test} {what}"
+
+    @staticmethod
+    def where(c: dict) -> str:
+        if "host" in c:
+            return f"{c['host']} `ip {' '.join(c['ip'])}`"
+        return f"{c['node']}" + (f" {c['stage']}" + (f"[{c['index']}]" if c.get("index") else "") if "stage" in c else "")
 
     def observed(self, c) -> str:
         if isinstance(c, list):
             return "; ".join(self.observed(x) for x in c if self.in_run(x))
         v = self.observe(c)
-        return f"{c['node']}{c['pointer']} = {'(missing)' if v is MISSING else json.dumps(v)[:200]}"
+        text = f"{c.get('node') or c['host']}{c['pointer']} = {'(missing)' if v is MISSING else json.dumps(v)[:200]}"
+        return text + (f" vs {self.observed(c['same_as'])}" if "same_as" in c else "")
 
     def wait(self, c, timeout: float, baseline=None) -> Optional[float]:
         """The time the condition was first seen to hold, or None after `timeout`."""

@@ -69,7 +69,16 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
   condition    {"node": n, "stage": type, "index": k, "pointer": "/json/pointer",
                 one of "equals": v, "in": [v...], "prefix": s, "at_least": x, "at_most": x,
                 "increased" / "unchanged": true, "increased_by": n (in a move or a wait: compared
-                with the move's or the wait's start)}
+                with the move's or the wait's start), "same_as": value}
+               or {"host": h, "ip": [args], "pointer": ..., test}: the host's own network state,
+               `ip -j ARGS` in its namespace read as JSON (a failed command is no value); ARGS
+               only read: an optional "-4"/"-6", then one of IP_OBJECTS and "show" or "get",
+               e.g. ["neigh", "show", "10.1.0.77"], ["route", "show", "10.1.0.77/32"] ([] when
+               there is none), ["link", "show", "type", "tun"]
+  value        {"node": ..., "pointer": ...} or {"host": ..., "ip": [...], "pointer": ...}
+               without a test: what "same_as" compares with (the two must both exist and be
+               equal), e.g. the home agent's binding and the mobile node's care-of address, or
+               a correspondent's ARP entry and a host's MAC address
   bound        {"at_least": x} and/or {"at_most": x}; figures: see FIGURES; "access_mode" (the
                RFC 5265 mode after the move) takes {"equals": m} or {"in": [m...]},
                "registrations_per_layer" a list of bounds, one per Mobile IP layer, inner first
@@ -100,7 +109,9 @@ ALLOWED_NETS = [ipaddress.ip_network(n) for n in ("192.0.2.0/24", "198.51.100.0/
 NAME = re.compile(r"^[a-z][a-z0-9_-]{0,11}$")
 IFNAME = re.compile(r"^[a-z][a-z0-9_.-]{0,14}$")
 PARAM = re.compile(r"\$\{([a-z_][a-z0-9_]*)\}")
-CONDITION_TESTS = ("equals", "in", "prefix", "at_least", "at_most", "increased", "increased_by", "unchanged")
+CONDITION_TESTS = ("equals", "in", "prefix", "at_least", "at_most", "increased", "increased_by", "unchanged", "same_as")
+IP_OBJECTS = ("addr", "link", "route", "neigh", "rule")
+IP_ARG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9./:_-]{0,63}$")
 PROPOSAL = re.compile(r"^[a-z0-9_]+(-[a-z0-9_]+)*(,[a-z0-9_]+(-[a-z0-9_]+)*)*$")
 IDENTITY = re.compile(r"^[A-Za-z0-9.@_-]{1,64}$")
 SWAN_REQUIRED = ("local", "local_id", "remote_id", "psk", "pool", "local_ts")
@@ -452,13 +463,11 @@ class Validator:
             for k, one in enumerate(c):
                 self.condition(one, at + ptr(k), in_move)
             return
-        if not self.obj(c, at, ("node", "pointer"), ("stage", "index", "if") + CONDITION_TESTS):
+        if not self.source(c, at, ("if",) + CONDITION_TESTS):
             return
         self.if_(c, at)
-        self.node_ref(c.get("node"), at + "/node", self.step_in_run and active(c, self.params))
-        p = c.get("pointer")
-        if not isinstance(p, str) or (p and not p.startswith("/")):
-            self.fail(at + "/pointer", "is not a JSON pointer (\"\" or \"/a/b\")")
+        if "same_as" in c:
+            self.source(c["same_as"], at + "/same_as", (), active(c, self.params))
         tests = [t for t in CONDITION_TESTS if t in c]
         if len(tests) != 1:
             self.fail(at, f"has {len(tests)} tests; expected exactly one of: {', '.join(CONDITION_TESTS)}")
@@ -483,6 +492,32 @@ class Validator:
                 self.fail(at + "/" + t, "only means something in a move or a wait (compared with its start)")
         if "index" in c and (not isinstance(c["index"], int) or c["index"] < 0):
             self.fail(at + "/index", "is not a stage index (0 = the first stage of that type)")
+
+    def source(self, c, at: str, more: tuple, in_run: bool = True) -> bool:
+        """Where a condition's (or a "same_as" value's) value comes from: a node's status
+        ("node", "stage", "index") or a host's `ip -j` ("host", "ip"), and its "pointer"."""
+        host = isinstance(c, dict) and "host" in c
+        required, optional = (("host", "ip", "pointer"), ()) if host else (("node", "pointer"), ("stage", "index"))
+        if not self.obj(c, at, required, optional + more):
+            return False
+        if host:
+            self.ref(c["host"], at + "/host", self.doc.get("hosts") or {}, "host")
+            self.ip_args(c.get("ip"), at + "/ip")
+        else:
+            self.node_ref(c.get("node"), at + "/node", self.step_in_run and in_run and active(c, self.params))
+        p = c.get("pointer")
+        if not isinstance(p, str) or (p and not p.startswith("/")):
+            self.fail(at + "/pointer", "is not a JSON pointer (\"\" or \"/a/b\")")
+        return True
+
+    def ip_args(self, v, at: str) -> None:
+        """`ip -j` arguments that only read: [-4|-6] OBJECT show|get ARGS."""
+        if not isinstance(v, list) or not 2 <= len(v) <= 10 or not all(isinstance(a, str) and IP_ARG.match(a) for a in v):
+            self.fail(at, "is not a list of 2 to 10 iproute2 arguments (letters, digits, . / : _ -)")
+            return
+        rest = v[1:] if v[0] in ("-4", "-6") else v
+        if len(rest) < 2 or rest[0] not in IP_OBJECTS or rest[1] not in ("show", "get"):
+            self.fail(at, f"does not read: expected [\"-4\"|\"-6\"] one of {', '.join(IP_OBJECTS)}, then \"show\" or \"get\"")
 
     def node_ref(self, v, at: str, in_run: bool) -> None:
         """An element that is part of this run may only name nodes that are too."""
