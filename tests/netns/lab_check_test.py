@@ -48,6 +48,7 @@ def main():
     checks.check("lab check accepts a file path", r.returncode == 0, r.stderr)
 
     base = json.load(open(path))
+    first_move = next(i for i, step in enumerate(base["timeline"]) if "move" in step)
     cases = [
         ("an unknown top-level key", lambda d: d.update(networkz={}), ["/networkz"]),
         ("an unknown key in an interface", lambda d: d["hosts"]["cn"]["interfaces"]["eth0"].update(adress="10.1.0.11/24"),
@@ -63,7 +64,8 @@ def main():
          lambda d: d["nodes"]["mn"]["config"]["pipeline"][0].update(lifetime_s=-5), ["/nodes/mn/config/pipeline/0/lifetime_s"]),
         ("a node config with an unknown stage key",
          lambda d: d["nodes"]["fa"]["config"]["pipeline"][0].update(advert_s=1), ["/nodes/fa/config/pipeline/0/advert_s"]),
-        ("a move to a network that does not exist", lambda d: d["timeline"][2]["move"].update(to="moon"), ["/timeline/2/move/to"]),
+        ("a move to a network that does not exist", lambda d: d["timeline"][first_move]["move"].update(to="moon"),
+         [f"/timeline/{first_move}/move/to"]),
         ("a condition on an unknown node", lambda d: d["timeline"][0]["wait"].update(node="ghost"), ["/timeline/0/wait/node"]),
         ("a host condition whose ip command would change state",
          lambda d: d["timeline"][0].update(wait={"host": "cn", "ip": ["route", "add", "10.9.0.0/24"], "pointer": "", "equals": []}),
@@ -132,7 +134,8 @@ def outage_cases(checks, args, tmp):
          [at + "/until/0/node"]),
         ("an outage expecting an unknown figure", lambda d: d["timeline"][k]["outage"]["expect"].update(downtime={"at_most": 1}),
          [at + "/expect/downtime"]),
-        ("a step with both an outage and a move", lambda d: d["timeline"][k].update(move=d["timeline"][2]["move"]), [f"/timeline/{k}"]),
+        ("a step with both an outage and a move", lambda d: d["timeline"][k].update(move=next(s["move"] for s in d["timeline"] if "move" in s)),
+         [f"/timeline/{k}"]),
     ]
     for what, change, pointers in cases:
         f = os.path.join(tmp, "bad-outage.json")
