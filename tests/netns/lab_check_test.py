@@ -73,6 +73,10 @@ def main():
         ("a host condition on a host that does not exist",
          lambda d: d["timeline"][0].update(wait={"host": "moon", "ip": ["neigh", "show"], "pointer": "", "equals": []}),
          ["/timeline/0/wait/host"]),
+        ("a refused start with an exit status out of range",
+         lambda d: d["timeline"].insert(1, {"start": "fa", "refused": {"exit": 0, "message": "in use"}}), ["/timeline/1/refused/exit"]),
+        ("refused on a stop", lambda d: d["timeline"].insert(1, {"stop": "fa", "refused": {"exit": 1, "message": "x"}}),
+         ["/timeline/1/refused"]),
         ("same_as naming an unknown node", lambda d: d["timeline"][0]["wait"].pop("equals") and d["timeline"][0]["wait"].update(
             same_as={"node": "ghost", "pointer": "/x"}), ["/timeline/0/wait/same_as/node"]),
         ("a topology problem and a node config problem, both reported",

@@ -290,6 +290,25 @@ class Run:
             time.sleep(POLL_S)
         self.note("start", node=node)
 
+    def refused_start(self, node: str, refused: dict, label: str, timeout: float) -> None:
+        """A start that must fail (a control socket in use, an address not on any interface):
+        `mipsec run` exits with the expected status, saying why; it is never left running."""
+        spec = self.doc["nodes"][node]
+        path = os.path.join(self.lab.dir, f"{node}.json")
+        with open(path, "w") as f:
+            json.dump(sc.render_config(spec["config"], self.lab.dir, self.address_of, node), f, indent=2)
+        p = self.hosts[spec["host"]].spawn([self.mipsec, "run", path], log_name=f"mipsec-{node}-{len(self.events)}")
+        try:
+            code = p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            code = None
+            self.lab.stop(p)
+        text = open(p.log_path).read()  # type: ignore[attr-defined]
+        self.assertion(f"{label}: node {node} is refused, exit {refused['exit']} naming \"{refused['message']}\"",
+                       code == refused["exit"] and refused["message"] in text,
+                       f"exit {code if code is not None else f'none within {timeout:.0f}s (it ran)'}: {text.strip()[-500:]}")
+        self.note("refused start", node=node, exit=code)
+
     KEY_LOG_PREFIX = ("ipsec.vpn_client", "ipsec.vpn_gateway")  # "key_log": a prefix of two files
 
     def log_keys(self, node: str, cfg: dict) -> None:
@@ -792,7 +811,9 @@ class Run:
             timeout = float(step.get("timeout_s", DEFAULT_TIMEOUT_S))
             action = next(a for a in sc.ACTIONS if a in step)
             label = step.get("label", f"step {k} {action}")
-            if action == "start":
+            if action == "start" and "refused" in step:
+                self.refused_start(step["start"], step["refused"], label, timeout)
+            elif action == "start":
                 self.start(step["start"])
             elif action == "stop":
                 self.stop(step["stop"])

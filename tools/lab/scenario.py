@@ -47,6 +47,11 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
   timeline     steps, in order; each is one object with one action key and optional "label",
                "timeout_s":
                  {"start": node} {"stop": node} {"restart": node}
+                 {"start": node, "refused": {"exit": n, "message": s}}
+                                                            the start must fail: `mipsec run` exits
+                                                            n (1-255) within timeout_s, its output
+                                                            naming s (a refused start's clean-up is
+                                                            then checked with host conditions)
                  {"wait": condition | [conditions]}
                  {"traffic": [names]}                       starts those traffic generators
                  {"quiet": quiet}                           from now to the next link change
@@ -564,7 +569,7 @@ class Validator:
 
     def step(self, step, at) -> None:
         actions = ACTIONS
-        if not self.obj(step, at, (), actions + ("label", "timeout_s", "if")):
+        if not self.obj(step, at, (), actions + ("label", "timeout_s", "if", "refused")):
             return
         self.if_(step, at)
         in_run = self.step_in_run = active(step, self.params)
@@ -576,6 +581,18 @@ class Validator:
         v = step[a]
         if "timeout_s" in step and (not isinstance(step["timeout_s"], (int, float)) or not 0 < step["timeout_s"] <= 300):
             self.fail(at + "/timeout_s", "is not a number of seconds, 0-300")
+        if "refused" in step:
+            r = step["refused"]
+            if a != "start":
+                self.fail(at + "/refused", "only goes with \"start\"")
+            elif self.obj(r, at + "/refused", ("exit", "message")):
+                if not isinstance(r["exit"], int) or isinstance(r["exit"], bool) or not 1 <= r["exit"] <= 255:
+                    self.fail(at + "/refused/exit", "is not an exit status, 1-255")
+                if not isinstance(r["message"], str) or not r["message"]:
+                    self.fail(at + "/refused/message", "is not a non-empty string")
+                node = self.doc.get("nodes", {}).get(v) if isinstance(self.doc.get("nodes"), dict) and isinstance(v, str) else None
+                if isinstance(node, dict) and "strongswan" in node:
+                    self.fail(at + "/refused", "is for mipsec nodes (a strongSwan node has no exit status to expect)")
         if a in ("start", "stop", "restart"):
             self.node_ref(v, at + "/" + a, in_run)
         elif a in ("wait", "assert"):
