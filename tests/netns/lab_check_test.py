@@ -77,6 +77,7 @@ def main():
          lambda d: d["timeline"].insert(1, {"start": "fa", "refused": {"exit": 0, "message": "in use"}}), ["/timeline/1/refused/exit"]),
         ("refused on a stop", lambda d: d["timeline"].insert(1, {"stop": "fa", "refused": {"exit": 1, "message": "x"}}),
          ["/timeline/1/refused"]),
+        ("a probe size beyond a jumbo frame", lambda d: d["traffic"]["ping"].update(size=9000), ["/traffic/ping/size"]),
         ("same_as naming an unknown node", lambda d: d["timeline"][0]["wait"].pop("equals") and d["timeline"][0]["wait"].update(
             same_as={"node": "ghost", "pointer": "/x"}), ["/timeline/0/wait/same_as/node"]),
         ("a topology problem and a node config problem, both reported",

@@ -95,9 +95,12 @@ class Probe:
 
     LINE = re.compile(r"^\[(\d+\.\d+)\].*icmp_seq=(\d+)")
 
-    def __init__(self, lab: Lab, host: Host, name: str, to: str, interval_ms: int):
+    def __init__(self, lab: Lab, host: Host, name: str, to: str, interval_ms: int, size: Optional[int] = None):
         self.interval_ms = interval_ms
-        self.proc = host.spawn(["ping", "-D", "-n", "-O", "-i", f"{interval_ms / 1000:.3f}", "-W", "1", to], log_name=f"probe-{name}")
+        # A sized probe is sent with DF: a path (or a tunnel) that cannot carry it whole shows as loss.
+        sized = ["-s", str(size), "-M", "do"] if size is not None else []
+        self.proc = host.spawn(["ping", "-D", "-n", "-O", "-i", f"{interval_ms / 1000:.3f}", "-W", "1", *sized, to],
+                               log_name=f"probe-{name}")
         self.started = time.time()
 
     def replies(self) -> list[tuple[float, int]]:
@@ -482,7 +485,7 @@ class Run:
             except TimeoutError as e:
                 raise StepFailed(f"stream {name}: {e}")
         else:
-            self.probes[name] = Probe(self.lab, self.hosts[t["from"]], name, t["to"], t.get("interval_ms", 100))
+            self.probes[name] = Probe(self.lab, self.hosts[t["from"]], name, t["to"], t.get("interval_ms", 100), t.get("size"))
         self.note("traffic", name=name)
 
     # -- moves ----------------------------------------------------------------------------
@@ -597,7 +600,8 @@ class Run:
                 continue
             end = w["to"] if w["to"] is not None else float("inf")
             seen = Counter(v for f in c.frames if w["from"] <= f.time <= end
-                           for v in [cap.overhead(f, probe["to"])] if v is not None)
+                           for v in [cap.overhead(f, probe["to"], *([28 + probe["size"]] if "size" in probe else []))]
+                           if v is not None)
             if seen:
                 value, count = seen.most_common(1)[0]
                 w["row"]["overhead_bytes"] = value

@@ -35,7 +35,9 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                gateway=strongswan` swaps the gateway node and the conditions that read it)
   traffic      (a move times the first stream and the first probe listed)
                {"name": {"kind": "stream", "from": h, "source": addr, "to": h, "address": addr,
-                "port": n} | {"kind": "probe", "from": h, "to": addr, "interval_ms": n}}
+                "port": n} | {"kind": "probe", "from": h, "to": addr, "interval_ms": n, "size": bytes}}
+               (a probe's "size": ICMP data bytes, 16-8972, sent with DF, so a tunnel that
+               cannot carry it whole shows as loss; default ping's 56 without DF)
   captures     {"network": {"outside": bool}}: dumpcap records that network's bridge for the whole
                run (capture-<network>.pcap; `--keep` copies them into the report directory);
                "outside": true asserts at the end that the capture holds no user packet in the
@@ -346,7 +348,10 @@ class Validator:
                     if "port" in spec and (not isinstance(spec["port"], int) or not 1024 <= spec["port"] <= 65535):
                         self.fail(at + "/port", "is not a port 1024-65535")
             elif kind == "probe":
-                if self.obj(spec, at, ("kind", "from", "to"), ("interval_ms",)):
+                if self.obj(spec, at, ("kind", "from", "to"), ("interval_ms", "size")):
+                    if "size" in spec and (not isinstance(spec["size"], int) or isinstance(spec["size"], bool)
+                                           or not 16 <= spec["size"] <= 8972):
+                        self.fail(at + "/size", "is not a number of ICMP data bytes, 16-8972")
                     self.ref(spec.get("from"), at + "/from", hosts, "host")
                     self.address(spec.get("to"), at + "/to", False)
                     if "interval_ms" in spec and (not isinstance(spec["interval_ms"], int) or not 10 <= spec["interval_ms"] <= 10000):
