@@ -78,6 +78,7 @@ def main():
         ("refused on a stop", lambda d: d["timeline"].insert(1, {"stop": "fa", "refused": {"exit": 1, "message": "x"}}),
          ["/timeline/1/refused"]),
         ("a probe size beyond a jumbo frame", lambda d: d["traffic"]["ping"].update(size=9000), ["/traffic/ping/size"]),
+        ("a stream paced below zero", lambda d: d["traffic"]["stream"].update(pace_ms=-1), ["/traffic/stream/pace_ms"]),
         ("same_as naming an unknown node", lambda d: d["timeline"][0]["wait"].pop("equals") and d["timeline"][0]["wait"].update(
             same_as={"node": "ghost", "pointer": "/x"}), ["/timeline/0/wait/same_as/node"]),
         ("a topology problem and a node config problem, both reported",
@@ -234,6 +235,9 @@ def capture_cases(checks, args, tmp):
     cases = [
         ("a capture on a network that does not exist", lambda d: d["captures"].update(moon={"outside": True}), ["/captures/moon"]),
         ("a capture whose outside is not a boolean", lambda d: d["captures"]["cafe"].update(outside="yes"), ["/captures/cafe/outside"]),
+        ("a capture that carries a protocol sequence tshark cannot write",
+         lambda d: d["captures"]["cafe"].update(carries=["ip::esp"]), ["/captures/cafe/carries/0"]),
+        ("a capture whose clean is not a boolean", lambda d: d["captures"]["cafe"].update(clean=1), ["/captures/cafe/clean"]),
         ("a quiet window on a network not captured", lambda d: d["timeline"][home_quiet]["quiet"].update(captures=["lan"]),
          ["/timeline/2/quiet/captures/0"]),
         ("a quiet window with a protocol tshark cannot name", lambda d: d["timeline"][home_quiet]["quiet"].update(protocols=["ESP!"]),

@@ -355,8 +355,13 @@ class Run:
         if p is None:
             raise StepFailed(f"node {node} is not running")
         code = self.lab.stop(p)
+        # A mipsec node removes its control socket on the way out (a stale one would refuse the
+        # next start as "in use" only if something answered on it; it must not be left at all).
+        sock = None if node in self.charons else self.socket_of(node)
+        left = sock is not None and os.path.exists(sock)
         self.charons.pop(node, None)
-        self.assertion(f"node {node} exits 0 when stopped", code == 0, f"exit {code}")
+        self.assertion(f"node {node} exits 0 when stopped" + ("" if sock is None else ", its control socket removed"),
+                       code == 0 and not left, f"exit {code}" + (f", {sock} left behind" if left else ""))
         self.note("stop", node=node)
 
     def status(self, node: str) -> Optional[dict]:
@@ -481,7 +486,7 @@ class Run:
         if t["kind"] == "stream":
             try:
                 self.streams[name] = Stream(self.lab, self.hosts[t["to"]], self.hosts[t["from"]], t["source"], t["address"],
-                                            t.get("port", 5001))
+                                            t.get("port", 5001), pace_s=t.get("pace_ms", 20) / 1000)
             except TimeoutError as e:
                 raise StepFailed(f"stream {name}: {e}")
         else:
@@ -568,7 +573,18 @@ class Run:
                 if k == cap.CLEAR:
                     clear.append(f)
             out[f"capture {net}"] = {"frames": len(frames), "classes": dict(sorted(classes.items())), "file": os.path.basename(c.path)}
-            if self.doc["captures"][net].get("outside"):
+            spec = self.doc["captures"][net]
+            for stack in spec.get("carries", []):
+                n = sum(1 for f in frames if f":{stack}:" in ":" + ":".join(f.layers) + ":")
+                self.assertion(f"capture {net} carries {stack} ({n} of {len(frames)} frames)", n > 0,
+                               f"protocols seen: {', '.join(sorted({':'.join(f.layers) for f in frames})[:12])}")
+            if spec.get("clean"):
+                try:
+                    bad = cap.problems(c.path, options)
+                    self.assertion(f"capture {net}: tshark finds no malformed frame nor error", not bad, "; ".join(bad[:5]))
+                except (RuntimeError, subprocess.TimeoutExpired) as e:
+                    self.assertion(f"capture {net}: tshark finds no malformed frame nor error", False, str(e))
+            if spec.get("outside"):
                 self.assertion(f"outside link {net}: no user packet in the clear among {len(frames)} frames "
                                f"({', '.join(f'{k} {n}' for k, n in sorted(classes.items()))})",
                                not clear and len(frames) > 0,

@@ -35,8 +35,9 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                gateway=strongswan` swaps the gateway node and the conditions that read it)
   traffic      (a move times the first stream and the first probe listed)
                {"name": {"kind": "stream", "from": h, "source": addr, "to": h, "address": addr,
-                "port": n} | {"kind": "probe", "from": h, "to": addr, "interval_ms": n, "size": bytes}}
-               (a probe's "size": ICMP data bytes, 16-8972, sent with DF, so a tunnel that
+                "port": n, "pace_ms": n} | {"kind": "probe", "from": h, "to": addr, "interval_ms": n, "size": bytes}}
+               (a stream writes 2 KiB every "pace_ms", default 20; 0: as fast as TCP takes it;
+               a probe's "size": ICMP data bytes, 16-8972, sent with DF, so a tunnel that
                cannot carry it whole shows as loss; default ping's 56 without DF)
   captures     {"network": {"outside": bool}}: dumpcap records that network's bridge for the whole
                run (capture-<network>.pcap; `--keep` copies them into the report directory);
@@ -45,7 +46,10 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                tshark dissects it (see capture.py); with captures, every IPsec stage of the
                mipsec nodes logs its keys into the run's directory (Wireshark's esp_sa and
                ikev1_decryption_table; `--keep` copies them beside the pcaps), so tshark reads
-               inside ESP and each move's overhead per packet is measured on the probe's packets
+               inside ESP and each move's overhead per packet is measured on the probe's packets;
+               "carries": ["ip:ip:icmp", ...] asserts at the end that some frame's dissection
+               holds each of those protocol sequences (tshark's frame.protocols, in order, adjacent);
+               "clean": true that tshark finds no malformed frame nor an error-level expert item
   timeline     steps, in order; each is one object with one action key and optional "label",
                "timeout_s":
                  {"start": node} {"stop": node} {"restart": node}
@@ -79,7 +83,7 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                 with the move's or the wait's start), "same_as": value}
                or {"host": h, "ip": [args], "pointer": ..., test}: the host's own network state,
                `ip -j ARGS` in its namespace read as JSON (a failed command is no value); ARGS
-               only read: an optional "-4"/"-6", then one of IP_OBJECTS and "show" or "get",
+               only read: options "-4", "-6", "-s" (statistics), then one of IP_OBJECTS and "show" or "get",
                e.g. ["neigh", "show", "10.1.0.77"], ["route", "show", "10.1.0.77/32"] ([] when
                there is none), ["link", "show", "type", "tun"]
   value        {"node": ..., "pointer": ...} or {"host": ..., "ip": [...], "pointer": ...}
@@ -109,6 +113,7 @@ FIGURES = ("link_to_address_ms", "link_to_registration_ms", "link_to_first_packe
 ACTIONS = ("start", "stop", "restart", "wait", "traffic", "move", "outage", "assert", "quiet")
 OUTAGE_MAX_S = 60
 TSHARK_PROTOCOL = re.compile(r"^[a-z][a-z0-9_.-]{0,31}$")
+TSHARK_STACK = re.compile(r"^[a-z][a-z0-9_.-]{0,31}(:[a-z][a-z0-9_.-]{0,31}){0,15}$")
 
 # Addresses a scenario may use: documentation and benchmarking ranges (RFC 5737, RFC 2544)
 # and private 10/8, all inside the lab's own namespaces.
@@ -118,7 +123,8 @@ IFNAME = re.compile(r"^[a-z][a-z0-9_.-]{0,14}$")
 PARAM = re.compile(r"\$\{([a-z_][a-z0-9_]*)\}")
 CONDITION_TESTS = ("equals", "in", "prefix", "at_least", "at_most", "increased", "increased_by", "unchanged", "same_as")
 IP_OBJECTS = ("addr", "link", "route", "neigh", "rule")
-IP_ARG = re.compile(r"^(-[46]|[A-Za-z0-9][A-Za-z0-9./:_-]{0,63})$")
+IP_OPTIONS = ("-4", "-6", "-s")
+IP_ARG = re.compile(r"^(-[46s]|[A-Za-z0-9][A-Za-z0-9./:_-]{0,63})$")
 PROPOSAL = re.compile(r"^[a-z0-9_]+(-[a-z0-9_]+)*(,[a-z0-9_]+(-[a-z0-9_]+)*)*$")
 IDENTITY = re.compile(r"^[A-Za-z0-9.@_-]{1,64}$")
 SWAN_REQUIRED = ("local", "local_id", "remote_id", "psk", "pool", "local_ts")
@@ -340,7 +346,10 @@ class Validator:
                 continue
             kind = spec.get("kind")
             if kind == "stream":
-                if self.obj(spec, at, ("kind", "from", "source", "to", "address"), ("port",)):
+                if self.obj(spec, at, ("kind", "from", "source", "to", "address"), ("port", "pace_ms")):
+                    if "pace_ms" in spec and (not isinstance(spec["pace_ms"], int) or isinstance(spec["pace_ms"], bool)
+                                              or not 0 <= spec["pace_ms"] <= 1000):
+                        self.fail(at + "/pace_ms", "is not 0-1000 ms")
                     self.ref(spec.get("from"), at + "/from", hosts, "host")
                     self.ref(spec.get("to"), at + "/to", hosts, "host")
                     self.address(spec.get("source"), at + "/source", False)
@@ -365,8 +374,20 @@ class Validator:
         for n, spec in self.captures.items():
             at = ptr("captures", n)
             self.ref(n, at, networks, "network")
-            if self.obj(spec, at, (), ("outside",)) and "outside" in spec and not isinstance(spec["outside"], bool):
-                self.fail(at + "/outside", "is not true or false")
+            if not self.obj(spec, at, (), ("outside", "carries", "clean")):
+                continue
+            for k in ("outside", "clean"):
+                if k in spec and not isinstance(spec[k], bool):
+                    self.fail(at + "/" + k, "is not true or false")
+            if "carries" in spec:
+                v = spec["carries"]
+                if not isinstance(v, list) or not v:
+                    self.fail(at + "/carries", "is not a non-empty list of protocol sequences (e.g. \"ip:ip:icmp\")")
+                else:
+                    for k, x in enumerate(v):
+                        if not isinstance(x, str) or not TSHARK_STACK.match(x):
+                            self.fail(at + ptr("carries", k), f"{json.dumps(x)} is not a protocol sequence as tshark writes it "
+                                                              "(e.g. \"ip:ip:icmp\")")
         self.all_nodes, self.hosts, self.networks, self.traffic = nodes, hosts, networks, traffic
         self.nodes = self.active_nodes
         steps = d.get("timeline")
@@ -521,13 +542,15 @@ class Validator:
         return True
 
     def ip_args(self, v, at: str) -> None:
-        """`ip -j` arguments that only read: [-4|-6] OBJECT show|get ARGS."""
+        """`ip -j` arguments that only read: [-4|-6|-s]... OBJECT show|get ARGS."""
         if not isinstance(v, list) or not 2 <= len(v) <= 10 or not all(isinstance(a, str) and IP_ARG.match(a) for a in v):
             self.fail(at, "is not a list of 2 to 10 iproute2 arguments (letters, digits, . / : _ -)")
             return
-        rest = v[1:] if v[0] in ("-4", "-6") else v
+        rest = list(v)
+        while rest and rest[0] in IP_OPTIONS:
+            rest.pop(0)
         if len(rest) < 2 or rest[0] not in IP_OBJECTS or rest[1] not in ("show", "get"):
-            self.fail(at, f"does not read: expected [\"-4\"|\"-6\"] one of {', '.join(IP_OBJECTS)}, then \"show\" or \"get\"")
+            self.fail(at, f"does not read: expected options among {', '.join(IP_OPTIONS)}, then one of {', '.join(IP_OBJECTS)}, then \"show\" or \"get\"")
 
     def node_ref(self, v, at: str, in_run: bool) -> None:
         """An element that is part of this run may only name nodes that are too."""
