@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: MIT
-"""Pieces the roaming labs share (tests/netns/mip_roaming_test.py, ipsec_over_mip_test.py, the
-lab's runner): an Internet core, access networks a mobile node's single interface moves
+"""Pieces the roaming labs share (the lab runner, tests/netns/ipsec_over_mip_test.py): an
+Internet core, access networks a mobile node's single interface moves
 between (bridges in an "air" namespace, as a laptop moves between access points), real DHCP
 (dnsmasq servers, busybox udhcpc on the mobile node), an nftables NAT, a TCP stream that
 records when bytes arrive, and readers for `mipsec status`."""
@@ -34,10 +34,12 @@ s = socket.socket(); s.bind((sys.argv[1], 0)); s.settimeout(120)
 s.connect((sys.argv[2], int(sys.argv[3])))
 print("connected", flush=True)
 h = hashlib.sha256(); n = 0
+pace = float(sys.argv[5]) if len(sys.argv) > 5 else 0.02  # seconds between 2 KiB writes; 0: as fast as TCP takes them
 while not os.path.exists(sys.argv[4]):
     chunk = os.urandom(2048)
     s.sendall(chunk); h.update(chunk); n += len(chunk)
-    time.sleep(0.02)
+    if pace:
+        time.sleep(pace)
 s.shutdown(socket.SHUT_WR)
 reply = b""
 while True:
@@ -115,13 +117,14 @@ class Stream:
     finish()."""
 
     def __init__(self, lab: Lab, server: Host, client: Host, source: str, address: str, port: int = 5001,
-                 connect_timeout: float = 20):
+                 connect_timeout: float = 20, pace_s: float = 0.02):
         self.lab = lab
         self.log = f"{lab.dir}/stream-{port}.times"
         self.stop_file = f"{lab.dir}/stream-{port}.stop"
         srv = server.spawn(["/usr/bin/python3", "-c", STREAM_SERVER, address, str(port), self.log], log_name=f"stream-server-{port}")
         lab.wait_for(lambda: "listening" in open(srv.log_path).read(), what="stream server")
-        self.client = client.spawn(["/usr/bin/python3", "-c", STREAM_CLIENT, source, address, str(port), self.stop_file],
+        self.client = client.spawn(["/usr/bin/python3", "-c", STREAM_CLIENT, source, address, str(port), self.stop_file,
+                                    str(pace_s)],
                                    log_name=f"stream-client-{port}")
         lab.wait_for(lambda: "connected" in open(self.client.log_path).read(), timeout=connect_timeout, what="stream connected")
 

@@ -48,6 +48,7 @@ def main():
     checks.check("lab check accepts a file path", r.returncode == 0, r.stderr)
 
     base = json.load(open(path))
+    first_move = next(i for i, step in enumerate(base["timeline"]) if "move" in step)
     cases = [
         ("an unknown top-level key", lambda d: d.update(networkz={}), ["/networkz"]),
         ("an unknown key in an interface", lambda d: d["hosts"]["cn"]["interfaces"]["eth0"].update(adress="10.1.0.11/24"),
@@ -63,8 +64,23 @@ def main():
          lambda d: d["nodes"]["mn"]["config"]["pipeline"][0].update(lifetime_s=-5), ["/nodes/mn/config/pipeline/0/lifetime_s"]),
         ("a node config with an unknown stage key",
          lambda d: d["nodes"]["fa"]["config"]["pipeline"][0].update(advert_s=1), ["/nodes/fa/config/pipeline/0/advert_s"]),
-        ("a move to a network that does not exist", lambda d: d["timeline"][2]["move"].update(to="moon"), ["/timeline/2/move/to"]),
+        ("a move to a network that does not exist", lambda d: d["timeline"][first_move]["move"].update(to="moon"),
+         [f"/timeline/{first_move}/move/to"]),
         ("a condition on an unknown node", lambda d: d["timeline"][0]["wait"].update(node="ghost"), ["/timeline/0/wait/node"]),
+        ("a host condition whose ip command would change state",
+         lambda d: d["timeline"][0].update(wait={"host": "cn", "ip": ["route", "add", "10.9.0.0/24"], "pointer": "", "equals": []}),
+         ["/timeline/0/wait/ip"]),
+        ("a host condition on a host that does not exist",
+         lambda d: d["timeline"][0].update(wait={"host": "moon", "ip": ["neigh", "show"], "pointer": "", "equals": []}),
+         ["/timeline/0/wait/host"]),
+        ("a refused start with an exit status out of range",
+         lambda d: d["timeline"].insert(1, {"start": "fa", "refused": {"exit": 0, "message": "in use"}}), ["/timeline/1/refused/exit"]),
+        ("refused on a stop", lambda d: d["timeline"].insert(1, {"stop": "fa", "refused": {"exit": 1, "message": "x"}}),
+         ["/timeline/1/refused"]),
+        ("a probe size beyond a jumbo frame", lambda d: d["traffic"]["ping"].update(size=9000), ["/traffic/ping/size"]),
+        ("a stream paced below zero", lambda d: d["traffic"]["stream"].update(pace_ms=-1), ["/traffic/stream/pace_ms"]),
+        ("same_as naming an unknown node", lambda d: d["timeline"][0]["wait"].pop("equals") and d["timeline"][0]["wait"].update(
+            same_as={"node": "ghost", "pointer": "/x"}), ["/timeline/0/wait/same_as/node"]),
         ("a topology problem and a node config problem, both reported",
          lambda d: (d["hosts"]["cn"]["interfaces"]["eth0"].update(address="10.1.0.1/24"),
                     d["nodes"]["mn"]["config"]["pipeline"][0].update(lifetime_s=-5)),
@@ -124,7 +140,8 @@ def outage_cases(checks, args, tmp):
          [at + "/until/0/node"]),
         ("an outage expecting an unknown figure", lambda d: d["timeline"][k]["outage"]["expect"].update(downtime={"at_most": 1}),
          [at + "/expect/downtime"]),
-        ("a step with both an outage and a move", lambda d: d["timeline"][k].update(move=d["timeline"][2]["move"]), [f"/timeline/{k}"]),
+        ("a step with both an outage and a move", lambda d: d["timeline"][k].update(move=next(s["move"] for s in d["timeline"] if "move" in s)),
+         [f"/timeline/{k}"]),
     ]
     for what, change, pointers in cases:
         f = os.path.join(tmp, "bad-outage.json")
@@ -218,6 +235,9 @@ def capture_cases(checks, args, tmp):
     cases = [
         ("a capture on a network that does not exist", lambda d: d["captures"].update(moon={"outside": True}), ["/captures/moon"]),
         ("a capture whose outside is not a boolean", lambda d: d["captures"]["cafe"].update(outside="yes"), ["/captures/cafe/outside"]),
+        ("a capture that carries a protocol sequence tshark cannot write",
+         lambda d: d["captures"]["cafe"].update(carries=["ip::esp"]), ["/captures/cafe/carries/0"]),
+        ("a capture whose clean is not a boolean", lambda d: d["captures"]["cafe"].update(clean=1), ["/captures/cafe/clean"]),
         ("a quiet window on a network not captured", lambda d: d["timeline"][home_quiet]["quiet"].update(captures=["lan"]),
          ["/timeline/2/quiet/captures/0"]),
         ("a quiet window with a protocol tshark cannot name", lambda d: d["timeline"][home_quiet]["quiet"].update(protocols=["ESP!"]),

@@ -174,6 +174,15 @@ def read(path: str, tshark: str = "tshark", options: Optional[list] = None) -> l
     return [Frame(line) for line in r.stdout.splitlines() if line.strip()]
 
 
+def problems(path: str, options: Optional[list] = None, tshark: str = "tshark") -> list[str]:
+    """The frames tshark calls malformed or marks with an error-level expert item, one line each."""
+    r = subprocess.run([tshark, "-r", path, "-n", *(options or []), "-Y", "_ws.malformed || _ws.expert.severity == error"],
+                       capture_output=True, text=True, timeout=120)
+    if r.returncode != 0:
+        raise RuntimeError(f"tshark -r {path}: exit {r.returncode}: {r.stderr.strip()[-500:]}")
+    return [line.strip() for line in r.stdout.splitlines() if line.strip()]
+
+
 class Capture:
     """dumpcap on one network's bridge, writing <lab dir>/capture-<network>.pcap."""
 

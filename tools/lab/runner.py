@@ -102,9 +102,12 @@ class Probe:
 
     LINE = re.compile(r"^\[(\d+\.\d+)\].*icmp_seq=(\d+)")
 
-    def __init__(self, lab: Lab, host: Host, name: str, to: str, interval_ms: int):
+    def __init__(self, lab: Lab, host: Host, name: str, to: str, interval_ms: int, size: Optional[int] = None):
         self.interval_ms = interval_ms
-        self.proc = host.spawn(["ping", "-D", "-n", "-O", "-i", f"{interval_ms / 1000:.3f}", "-W", "1", to], log_name=f"probe-{name}")
+        # A sized probe is sent with DF: a path (or a tunnel) that cannot carry it whole shows as loss.
+        sized = ["-s", str(size), "-M", "do"] if size is not None else []
+        self.proc = host.spawn(["ping", "-D", "-n", "-O", "-i", f"{interval_ms / 1000:.3f}", "-W", "1", *sized, to],
+                               log_name=f"probe-{name}")
         self.started = time.time()
 
     def replies(self) -> list[tuple[float, int]]:
@@ -297,6 +300,25 @@ class Run:
             time.sleep(POLL_S)
         self.note("start", node=node)
 
+    def refused_start(self, node: str, refused: dict, label: str, timeout: float) -> None:
+        """A start that must fail (a control socket in use, an address not on any interface):
+        `mipsec run` exits with the expected status, saying why; it is never left running."""
+        spec = self.doc["nodes"][node]
+        path = os.path.join(self.lab.dir, f"{node}.json")
+        with open(path, "w") as f:
+            json.dump(sc.render_config(spec["config"], self.lab.dir, self.address_of, node), f, indent=2)
+        p = self.hosts[spec["host"]].spawn([self.mipsec, "run", path], log_name=f"mipsec-{node}-{len(self.events)}")
+        try:
+            code = p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            code = None
+            self.lab.stop(p)
+        text = open(p.log_path).read()  # type: ignore[attr-defined]
+        self.assertion(f"{label}: node {node} is refused, exit {refused['exit']} naming \"{refused['message']}\"",
+                       code == refused["exit"] and refused["message"] in text,
+                       f"exit {code if code is not None else f'none within {timeout:.0f}s (it ran)'}: {text.strip()[-500:]}")
+        self.note("refused start", node=node, exit=code)
+
     KEY_LOG_PREFIX = ("ipsec.vpn_client", "ipsec.vpn_gateway")  # "key_log": a prefix of two files
 
     def log_keys(self, node: str, cfg: dict) -> None:
@@ -340,8 +362,13 @@ class Run:
         if p is None:
             raise StepFailed(f"node {node} is not running")
         code = self.lab.stop(p)
+        # A mipsec node removes its control socket on the way out (a stale one would refuse the
+        # next start as "in use" only if something answered on it; it must not be left at all).
+        sock = None if node in self.charons else self.socket_of(node)
+        left = sock is not None and os.path.exists(sock)
         self.charons.pop(node, None)
-        self.assertion(f"node {node} exits 0 when stopped", code == 0, f"exit {code}")
+        self.assertion(f"node {node} exits 0 when stopped" + ("" if sock is None else ", its control socket removed"),
+                       code == 0 and not left, f"exit {code}" + (f", {sock} left behind" if left else ""))
         self.note("stop", node=node)
 
     def status(self, node: str) -> Optional[dict]:
@@ -368,6 +395,16 @@ class Run:
     # -- conditions -----------------------------------------------------------------------
     def observe(self, c: dict, pointer: Optional[str] = None) -> Any:
         """The value at the condition's pointer (or at `pointer`, in the same node and stage)."""
+        if "host" in c:
+            # The host's own network state, as iproute2 prints it (the validator let only
+            # reading commands through).
+            r = self.hosts[c["host"]].run(["ip", "-j", *c["ip"]], check=False)
+            if r.returncode != 0:
+                return MISSING
+            try:
+                return resolve_pointer(json.loads(r.stdout) if r.stdout.strip() else [], c["pointer"] if pointer is None else pointer)
+            except ValueError:
+                return MISSING
         st = self.status(c["node"])
         if st is None:
             return MISSING
@@ -402,6 +439,8 @@ class Run:
         if "contains" in c:
             return (isinstance(v, list) and c["contains"] in v) or (isinstance(v, str) and isinstance(c["contains"], str)
                                                                      and c["contains"] in v)
+        if "same_as" in c:
+            return v == self.observe(c["same_as"])  # (MISSING equals nothing but itself, and v is not)
         if not isinstance(v, (int, float)) or isinstance(v, bool):
             return False
         if "exceeds" in c:
@@ -433,18 +472,24 @@ class Run:
         if isinstance(c, list):
             return " and ".join(self.describe(x) for x in c if self.in_run(x))
         test = next(t for t in sc.CONDITION_TESTS if t in c)
-        where = f"{c['node']}" + (f" {c['stage']}" + (f"[{c['index']}]" if c.get("index") else "") if "stage" in c else "")
-        return f"{where} {c['pointer']} {test} {json.dumps(c[test])}"
+        what = self.where(c["same_as"]) + " " + c["same_as"]["pointer"] if test == "same_as" else json.dumps(c[test])
+        return f"{self.where(c)} {c['pointer']} {test} {what}"
+
+    @staticmethod
+    def where(c: dict) -> str:
+        if "host" in c:
+            return f"{c['host']} `ip {' '.join(c['ip'])}`"
+        return f"{c['node']}" + (f" {c['stage']}" + (f"[{c['index']}]" if c.get("index") else "") if "stage" in c else "")
 
     def observed(self, c) -> str:
         if isinstance(c, list):
             return "; ".join(self.observed(x) for x in c if self.in_run(x))
         v = self.observe(c)
-        text = f"{c['node']}{c['pointer']} = {'(missing)' if v is MISSING else json.dumps(v)[:200]}"
+        text = f"{c.get('node') or c['host']}{c['pointer']} = {'(missing)' if v is MISSING else json.dumps(v)[:200]}"
         if "exceeds" in c:
             other = self.observe(c, c["exceeds"])
             text += f", {c['exceeds']} = {'(missing)' if other is MISSING else json.dumps(other)[:200]}"
-        return text
+        return text + (f" vs {self.observed(c['same_as'])}" if "same_as" in c else "")
 
     def wait(self, c, timeout: float, baseline=None) -> Optional[float]:
         """The time the condition was first seen to hold, or None after `timeout`."""
@@ -465,11 +510,11 @@ class Run:
         if t["kind"] == "stream":
             try:
                 self.streams[name] = Stream(self.lab, self.hosts[t["to"]], self.hosts[t["from"]], t["source"], t["address"],
-                                            t.get("port", 5001))
+                                            t.get("port", 5001), pace_s=t.get("pace_ms", 20) / 1000)
             except TimeoutError as e:
                 raise StepFailed(f"stream {name}: {e}")
         else:
-            self.probes[name] = Probe(self.lab, self.hosts[t["from"]], name, t["to"], t.get("interval_ms", 100))
+            self.probes[name] = Probe(self.lab, self.hosts[t["from"]], name, t["to"], t.get("interval_ms", 100), t.get("size"))
         self.note("traffic", name=name)
 
     # -- moves ----------------------------------------------------------------------------
@@ -552,7 +597,18 @@ class Run:
                 if k == cap.CLEAR:
                     clear.append(f)
             out[f"capture {net}"] = {"frames": len(frames), "classes": dict(sorted(classes.items())), "file": os.path.basename(c.path)}
-            if self.doc["captures"][net].get("outside"):
+            spec = self.doc["captures"][net]
+            for stack in spec.get("carries", []):
+                n = sum(1 for f in frames if f":{stack}:" in ":" + ":".join(f.layers) + ":")
+                self.assertion(f"capture {net} carries {stack} ({n} of {len(frames)} frames)", n > 0,
+                               f"protocols seen: {', '.join(sorted({':'.join(f.layers) for f in frames})[:12])}")
+            if spec.get("clean"):
+                try:
+                    bad = cap.problems(c.path, options)
+                    self.assertion(f"capture {net}: tshark finds no malformed frame nor error", not bad, "; ".join(bad[:5]))
+                except (RuntimeError, subprocess.TimeoutExpired) as e:
+                    self.assertion(f"capture {net}: tshark finds no malformed frame nor error", False, str(e))
+            if spec.get("outside"):
                 self.assertion(f"outside link {net}: no user packet in the clear among {len(frames)} frames "
                                f"({', '.join(f'{k} {n}' for k, n in sorted(classes.items()))})",
                                not clear and len(frames) > 0,
@@ -584,7 +640,8 @@ class Run:
                 continue
             end = w["to"] if w["to"] is not None else float("inf")
             seen = Counter(v for f in c.frames if w["from"] <= f.time <= end
-                           for v in [cap.overhead(f, probe["to"])] if v is not None)
+                           for v in [cap.overhead(f, probe["to"], *([28 + probe["size"]] if "size" in probe else []))]
+                           if v is not None)
             if seen:
                 value, count = seen.most_common(1)[0]
                 w["row"]["overhead_bytes"] = value
@@ -798,7 +855,9 @@ class Run:
             timeout = float(step.get("timeout_s", DEFAULT_TIMEOUT_S))
             action = next(a for a in sc.ACTIONS if a in step)
             label = step.get("label", f"step {k} {action}")
-            if action == "start":
+            if action == "start" and "refused" in step:
+                self.refused_start(step["start"], step["refused"], label, timeout)
+            elif action == "start":
                 self.start(step["start"])
             elif action == "stop":
                 self.stop(step["stop"])

@@ -35,7 +35,10 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                gateway=strongswan` swaps the gateway node and the conditions that read it)
   traffic      (a move times the first stream and the first probe listed)
                {"name": {"kind": "stream", "from": h, "source": addr, "to": h, "address": addr,
-                "port": n} | {"kind": "probe", "from": h, "to": addr, "interval_ms": n}}
+                "port": n, "pace_ms": n} | {"kind": "probe", "from": h, "to": addr, "interval_ms": n, "size": bytes}}
+               (a stream writes 2 KiB every "pace_ms", default 20; 0: as fast as TCP takes it;
+               a probe's "size": ICMP data bytes, 16-8972, sent with DF, so a tunnel that
+               cannot carry it whole shows as loss; default ping's 56 without DF)
   captures     {"network": {"outside": bool}}: dumpcap records that network's bridge for the whole
                run (capture-<network>.pcap; `--keep` copies them into the report directory);
                "outside": true asserts at the end that the capture holds no user packet in the
@@ -43,10 +46,18 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                tshark dissects it (see capture.py); with captures, every IPsec stage of the
                mipsec nodes logs its keys into the run's directory (Wireshark's esp_sa and
                ikev1_decryption_table; `--keep` copies them beside the pcaps), so tshark reads
-               inside ESP and each move's overhead per packet is measured on the probe's packets
+               inside ESP and each move's overhead per packet is measured on the probe's packets;
+               "carries": ["ip:ip:icmp", ...] asserts at the end that some frame's dissection
+               holds each of those protocol sequences (tshark's frame.protocols, in order, adjacent);
+               "clean": true that tshark finds no malformed frame nor an error-level expert item
   timeline     steps, in order; each is one object with one action key and optional "label",
                "timeout_s":
                  {"start": node} {"stop": node} {"restart": node}
+                 {"start": node, "refused": {"exit": n, "message": s}}
+                                                            the start must fail: `mipsec run` exits
+                                                            n (1-255) within timeout_s, its output
+                                                            naming s (a refused start's clean-up is
+                                                            then checked with host conditions)
                  {"wait": condition | [conditions]}
                  {"traffic": [names]}                       starts those traffic generators
                  {"quiet": quiet}                           from now to the next link change
@@ -71,7 +82,16 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                 string holding the string v), "at_least": x, "at_most": x, "exceeds": "/pointer"
                 (a number greater than the one at that pointer of the same node and stage, read in
                 the same status), "increased" / "unchanged": true, "increased_by": n (in a move or a
-                wait: compared with the move's or the wait's start)}
+                wait: compared with the move's or the wait's start), "same_as": value}
+                or {"host": h, "ip": [args], "pointer": ..., test}: the host's own network state,
+                `ip -j ARGS` in its namespace read as JSON (a failed command is no value); ARGS
+                only read: options "-4", "-6", "-s" (statistics), then one of IP_OBJECTS and "show" or "get",
+                e.g. ["neigh", "show", "10.1.0.77"], ["route", "show", "10.1.0.77/32"] ([] when
+                there is none), ["link", "show", "type", "tun"]
+  value        {"node": ..., "pointer": ...} or {"host": ..., "ip": [...], "pointer": ...}
+                without a test: what "same_as" compares with (the two must both exist and be
+                equal), e.g. the home agent's binding and the mobile node's care-of address, or
+                a correspondent's ARP entry and a host's MAC address
   bound        {"at_least": x} and/or {"at_most": x}; figures: see FIGURES; "access_mode" (the
                RFC 5265 mode after the move) takes {"equals": m} or {"in": [m...]},
                "registrations_per_layer" a list of bounds, one per Mobile IP layer, inner first
@@ -97,6 +117,7 @@ FIGURES = ("link_to_address_ms", "link_to_registration_ms", "link_to_first_packe
 ACTIONS = ("start", "stop", "restart", "wait", "traffic", "move", "outage", "assert", "quiet")
 OUTAGE_MAX_S = 60
 TSHARK_PROTOCOL = re.compile(r"^[a-z][a-z0-9_.-]{0,31}(:[a-z][a-z0-9_.-]{0,31}){0,3}$")  # "esp", or a chain "ip:esp"
+TSHARK_STACK = re.compile(r"^[a-z][a-z0-9_.-]{0,31}(:[a-z][a-z0-9_.-]{0,31}){0,15}$")
 
 # Addresses a scenario may use: documentation and benchmarking ranges (RFC 5737, RFC 2544)
 # and private 10/8, all inside the lab's own namespaces.
@@ -104,7 +125,11 @@ ALLOWED_NETS = [ipaddress.ip_network(n) for n in ("192.0.2.0/24", "198.51.100.0/
 NAME = re.compile(r"^[a-z][a-z0-9_-]{0,11}$")
 IFNAME = re.compile(r"^[a-z][a-z0-9_.-]{0,14}$")
 PARAM = re.compile(r"\$\{([a-z_][a-z0-9_]*)\}")
-CONDITION_TESTS = ("equals", "in", "prefix", "contains", "at_least", "at_most", "exceeds", "increased", "increased_by", "unchanged")
+CONDITION_TESTS = ("equals", "in", "prefix", "contains", "at_least", "at_most", "exceeds", "increased", "increased_by", "unchanged",
+                   "same_as")
+IP_OBJECTS = ("addr", "link", "route", "neigh", "rule")
+IP_OPTIONS = ("-4", "-6", "-s")
+IP_ARG = re.compile(r"^(-[46s]|[A-Za-z0-9][A-Za-z0-9./:_-]{0,63})$")
 PROPOSAL = re.compile(r"^[a-z0-9_]+(-[a-z0-9_]+)*(,[a-z0-9_]+(-[a-z0-9_]+)*)*$")
 IDENTITY = re.compile(r"^[A-Za-z0-9.@_-]{1,64}$")
 SWAN_REQUIRED = ("local", "local_id", "remote_id", "psk", "pool", "local_ts")
@@ -326,7 +351,10 @@ class Validator:
                 continue
             kind = spec.get("kind")
             if kind == "stream":
-                if self.obj(spec, at, ("kind", "from", "source", "to", "address"), ("port",)):
+                if self.obj(spec, at, ("kind", "from", "source", "to", "address"), ("port", "pace_ms")):
+                    if "pace_ms" in spec and (not isinstance(spec["pace_ms"], int) or isinstance(spec["pace_ms"], bool)
+                                              or not 0 <= spec["pace_ms"] <= 1000):
+                        self.fail(at + "/pace_ms", "is not 0-1000 ms")
                     self.ref(spec.get("from"), at + "/from", hosts, "host")
                     self.ref(spec.get("to"), at + "/to", hosts, "host")
                     self.address(spec.get("source"), at + "/source", False)
@@ -334,7 +362,10 @@ class Validator:
                     if "port" in spec and (not isinstance(spec["port"], int) or not 1024 <= spec["port"] <= 65535):
                         self.fail(at + "/port", "is not a port 1024-65535")
             elif kind == "probe":
-                if self.obj(spec, at, ("kind", "from", "to"), ("interval_ms",)):
+                if self.obj(spec, at, ("kind", "from", "to"), ("interval_ms", "size")):
+                    if "size" in spec and (not isinstance(spec["size"], int) or isinstance(spec["size"], bool)
+                                           or not 16 <= spec["size"] <= 8972):
+                        self.fail(at + "/size", "is not a number of ICMP data bytes, 16-8972")
                     self.ref(spec.get("from"), at + "/from", hosts, "host")
                     self.address(spec.get("to"), at + "/to", False)
                     if "interval_ms" in spec and (not isinstance(spec["interval_ms"], int) or not 10 <= spec["interval_ms"] <= 10000):
@@ -348,8 +379,20 @@ class Validator:
         for n, spec in self.captures.items():
             at = ptr("captures", n)
             self.ref(n, at, networks, "network")
-            if self.obj(spec, at, (), ("outside",)) and "outside" in spec and not isinstance(spec["outside"], bool):
-                self.fail(at + "/outside", "is not true or false")
+            if not self.obj(spec, at, (), ("outside", "carries", "clean")):
+                continue
+            for k in ("outside", "clean"):
+                if k in spec and not isinstance(spec[k], bool):
+                    self.fail(at + "/" + k, "is not true or false")
+            if "carries" in spec:
+                v = spec["carries"]
+                if not isinstance(v, list) or not v:
+                    self.fail(at + "/carries", "is not a non-empty list of protocol sequences (e.g. \"ip:ip:icmp\")")
+                else:
+                    for k, x in enumerate(v):
+                        if not isinstance(x, str) or not TSHARK_STACK.match(x):
+                            self.fail(at + ptr("carries", k), f"{json.dumps(x)} is not a protocol sequence as tshark writes it "
+                                                              "(e.g. \"ip:ip:icmp\")")
         self.all_nodes, self.hosts, self.networks, self.traffic = nodes, hosts, networks, traffic
         self.nodes = self.active_nodes
         steps = d.get("timeline")
@@ -456,13 +499,11 @@ class Validator:
             for k, one in enumerate(c):
                 self.condition(one, at + ptr(k), in_move)
             return
-        if not self.obj(c, at, ("node", "pointer"), ("stage", "index", "if") + CONDITION_TESTS):
+        if not self.source(c, at, ("if",) + CONDITION_TESTS):
             return
         self.if_(c, at)
-        self.node_ref(c.get("node"), at + "/node", self.step_in_run and active(c, self.params))
-        p = c.get("pointer")
-        if not isinstance(p, str) or (p and not p.startswith("/")):
-            self.fail(at + "/pointer", "is not a JSON pointer (\"\" or \"/a/b\")")
+        if "same_as" in c:
+            self.source(c["same_as"], at + "/same_as", (), active(c, self.params))
         tests = [t for t in CONDITION_TESTS if t in c]
         if len(tests) != 1:
             self.fail(at, f"has {len(tests)} tests; expected exactly one of: {', '.join(CONDITION_TESTS)}")
@@ -491,6 +532,34 @@ class Validator:
                 self.fail(at + "/" + t, "only means something in a move or a wait (compared with its start)")
         if "index" in c and (not isinstance(c["index"], int) or c["index"] < 0):
             self.fail(at + "/index", "is not a stage index (0 = the first stage of that type)")
+
+    def source(self, c, at: str, more: tuple, in_run: bool = True) -> bool:
+        """Where a condition's (or a "same_as" value's) value comes from: a node's status
+        ("node", "stage", "index") or a host's `ip -j` ("host", "ip"), and its "pointer"."""
+        host = isinstance(c, dict) and "host" in c
+        required, optional = (("host", "ip", "pointer"), ()) if host else (("node", "pointer"), ("stage", "index"))
+        if not self.obj(c, at, required, optional + more):
+            return False
+        if host:
+            self.ref(c["host"], at + "/host", self.doc.get("hosts") or {}, "host")
+            self.ip_args(c.get("ip"), at + "/ip")
+        else:
+            self.node_ref(c.get("node"), at + "/node", self.step_in_run and in_run and active(c, self.params))
+        p = c.get("pointer")
+        if not isinstance(p, str) or (p and not p.startswith("/")):
+            self.fail(at + "/pointer", "is not a JSON pointer (\"\" or \"/a/b\")")
+        return True
+
+    def ip_args(self, v, at: str) -> None:
+        """`ip -j` arguments that only read: [-4|-6|-s]... OBJECT show|get ARGS."""
+        if not isinstance(v, list) or not 2 <= len(v) <= 10 or not all(isinstance(a, str) and IP_ARG.match(a) for a in v):
+            self.fail(at, "is not a list of 2 to 10 iproute2 arguments (letters, digits, . / : _ -)")
+            return
+        rest = list(v)
+        while rest and rest[0] in IP_OPTIONS:
+            rest.pop(0)
+        if len(rest) < 2 or rest[0] not in IP_OBJECTS or rest[1] not in ("show", "get"):
+            self.fail(at, f"does not read: expected options among {', '.join(IP_OPTIONS)}, then one of {', '.join(IP_OBJECTS)}, then \"show\" or \"get\"")
 
     def node_ref(self, v, at: str, in_run: bool) -> None:
         """An element that is part of this run may only name nodes that are too."""
@@ -538,7 +607,7 @@ class Validator:
 
     def step(self, step, at) -> None:
         actions = ACTIONS
-        if not self.obj(step, at, (), actions + ("label", "timeout_s", "if")):
+        if not self.obj(step, at, (), actions + ("label", "timeout_s", "if", "refused")):
             return
         self.if_(step, at)
         in_run = self.step_in_run = active(step, self.params)
@@ -550,6 +619,18 @@ class Validator:
         v = step[a]
         if "timeout_s" in step and (not isinstance(step["timeout_s"], (int, float)) or not 0 < step["timeout_s"] <= 300):
             self.fail(at + "/timeout_s", "is not a number of seconds, 0-300")
+        if "refused" in step:
+            r = step["refused"]
+            if a != "start":
+                self.fail(at + "/refused", "only goes with \"start\"")
+            elif self.obj(r, at + "/refused", ("exit", "message")):
+                if not isinstance(r["exit"], int) or isinstance(r["exit"], bool) or not 1 <= r["exit"] <= 255:
+                    self.fail(at + "/refused/exit", "is not an exit status, 1-255")
+                if not isinstance(r["message"], str) or not r["message"]:
+                    self.fail(at + "/refused/message", "is not a non-empty string")
+                node = self.doc.get("nodes", {}).get(v) if isinstance(self.doc.get("nodes"), dict) and isinstance(v, str) else None
+                if isinstance(node, dict) and "strongswan" in node:
+                    self.fail(at + "/refused", "is for mipsec nodes (a strongSwan node has no exit status to expect)")
         if a in ("start", "stop", "restart"):
             self.node_ref(v, at + "/" + a, in_run)
         elif a in ("wait", "assert"):
