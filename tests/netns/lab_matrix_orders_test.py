@@ -30,6 +30,8 @@ def main():
     ap.add_argument("--no-ike", default="", help="orders whose moves must cost no IKE message")
     ap.add_argument("--ike", default="", help="orders whose moves must cost at least one IKE negotiation (9 messages)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="passed to lab matrix (e.g. gateway=strongswan)")
+    ap.add_argument("--reason", action="append", default=[], metavar="ORDER=TEXT", help="the order's row names TEXT in what was observed")
+    ap.add_argument("--drop", action="append", default=[], metavar="ORDER=TEXT", help="one of the order's drop counters names TEXT")
     args = ap.parse_args()
     require_root("mipsec lab matrix")
     checks = Checks()
@@ -63,6 +65,18 @@ def main():
             r = rows.get(order, {})
             checks.check(f"{order}: its moves cost a new IKE negotiation each (>= 9 messages per move)",
                          (r.get("moves") or 0) >= 1 and (r.get("ike_messages") or 0) >= 9 * r["moves"], json.dumps(r))
+        for kind, key, given in (("reason", "reason", args.reason), ("drop counter", "drops", args.drop)):
+            for item in given:
+                order, _, text = item.partition("=")
+                r = rows.get(order, {})
+                seen = r.get(key) or ""
+                checks.check(f"{order}: its {kind} names \"{text}\"",
+                             text in seen if isinstance(seen, str) else any(text in d for d in seen), json.dumps(r))
+        md_path = os.path.join(report, "matrix.md")
+        md = open(md_path).read() if os.path.exists(md_path) else ""
+        checks.check("matrix.md has the table", "| order | carries traffic |" in md, md[:500])
+        checks.check("the printed summary counts the orders that carry traffic",
+                     f"{len(carries)} of {len(carries) + len(fails)} orders carry traffic" in out, out[-400:])
         checks.check("each order has its own report", all(os.path.exists(os.path.join(report, o, "report.json")) for o in rows))
         left = namespaces(p.pid)
         checks.check("no namespace is left", not left, str(left))
