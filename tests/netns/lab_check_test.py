@@ -79,6 +79,11 @@ def main():
          ["/timeline/1/refused"]),
         ("a probe size beyond a jumbo frame", lambda d: d["traffic"]["ping"].update(size=9000), ["/traffic/ping/size"]),
         ("a stream paced below zero", lambda d: d["traffic"]["stream"].update(pace_ms=-1), ["/traffic/stream/pace_ms"]),
+        ("a condition on a traffic generator that does not exist",
+         lambda d: d["timeline"][0].update(wait={"traffic": "ghost", "pointer": "/replies", "at_least": 1}), ["/timeline/0/wait/traffic"]),
+        ("a status format that does not exist", lambda d: d["timeline"][0]["wait"].update(format="xml"), ["/timeline/0/wait/format"]),
+        ("forgetting path MTUs on a host that does not exist", lambda d: d["timeline"].insert(1, {"forget_path_mtu": "moon"}),
+         ["/timeline/1/forget_path_mtu"]),
         ("same_as naming an unknown node", lambda d: d["timeline"][0]["wait"].pop("equals") and d["timeline"][0]["wait"].update(
             same_as={"node": "ghost", "pointer": "/x"}), ["/timeline/0/wait/same_as/node"]),
         ("a topology problem and a node config problem, both reported",
