@@ -82,6 +82,10 @@ def main():
         ("a condition on a traffic generator that does not exist",
          lambda d: d["timeline"][0].update(wait={"traffic": "ghost", "pointer": "/replies", "at_least": 1}), ["/timeline/0/wait/traffic"]),
         ("a status format that does not exist", lambda d: d["timeline"][0]["wait"].update(format="xml"), ["/timeline/0/wait/format"]),
+        ("a cable neither pulled nor plugged in", lambda d: d["timeline"].insert(1, {"link": {"host": "mn", "interface": "wlan0", "up": "no"}}),
+         ["/timeline/1/link/up"]),
+        ("a cable pulled from an interface the host does not have",
+         lambda d: d["timeline"].insert(1, {"link": {"host": "mn", "interface": "eth9", "up": False}}), ["/timeline/1/link/interface"]),
         ("forgetting path MTUs on a host that does not exist", lambda d: d["timeline"].insert(1, {"forget_path_mtu": "moon"}),
          ["/timeline/1/forget_path_mtu"]),
         ("same_as naming an unknown node", lambda d: d["timeline"][0]["wait"].pop("equals") and d["timeline"][0]["wait"].update(

@@ -224,6 +224,7 @@ class Run:
         # After each move or outage, where the captures may measure the bytes of overhead
         # per packet: {"row", "network", "from", "to"}, "to" set at the next link change.
         self.overhead_windows: list[dict] = []
+        self.pulled: dict[tuple[str, str], str] = {}  # (host, interface) -> the "link" step that pulled its cable
 
     def in_run(self, element) -> bool:
         return sc.active(element, self.doc.get("parameters", {}))
@@ -774,6 +775,26 @@ class Run:
         self.settle(o, label, t0, timeout, before, {"to": f"{network} (link down {o['duration_s']} s)", "network": network,
                                                     "outage_ms": round((t0 - t_down) * 1000)})
 
+    def link(self, step: dict, label: str, timeout: float) -> None:
+        """A cable pulled or plugged back in: the interface's far end goes down or up and stays
+        so until the timeline changes it (the host sees carrier go or come; its address and
+        network stay); what follows is timed from the change, like a move."""
+        c = step["link"]
+        host, ifname = c["host"], c["interface"]
+        before = self.before_change(host, c)
+        network = self.network_of(host, ifname)
+        t0 = time.time()
+        self.link_changed(t0)
+        self.sw.run(["ip", "link", "set", self.ports[(host, ifname)], "up" if c["up"] else "down"])
+        if c["up"]:
+            # The timeline plot shades from the pull to here.
+            self.note("link up", move=self.pulled.pop((host, ifname), label), network=network)
+        else:
+            self.pulled[(host, ifname)] = label
+            self.note("link down", move=label, network=network)
+        self.settle(c, label, t0, timeout, before, {"to": f"{network} ({ifname} {'plugged in' if c['up'] else 'pulled'})",
+                                                    "network": network})
+
     def network_of(self, host: str, ifname: str) -> str:
         """The network an interface is plugged into now (the last move that took it, else the
         scenario's)."""
@@ -947,6 +968,10 @@ class Run:
                 self.assertion(f"{label}: {self.describe(step['assert'])}", self.holds(step["assert"]), self.observed(step["assert"]))
             elif action == "move":
                 self.move(step, step.get("label", f"move {len(self.moves) + 1} to {step['move']['to']}"), timeout)
+            elif action == "link":
+                c = step["link"]
+                self.link(step, step.get("label", f"{len(self.moves) + 1}: {c['host']}/{c['interface']} "
+                                                  f"{'plugged in' if c['up'] else 'pulled'}"), timeout)
             elif action == "outage":
                 self.outage(step, step.get("label", f"outage {len(self.moves) + 1}: {step['outage']['host']}/"
                                                     f"{step['outage']['interface']} down {step['outage']['duration_s']} s"), timeout)

@@ -79,6 +79,13 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                carrier go) and comes back on the same network with the same address; "until",
                the first probe reply and the stream are timed from the carrier coming back,
                and the outage is a row of the move table, as a move is
+                 {"link": {"host": h, "interface": i, "up": bool, "until": ..., "after": ...,
+                           "expect": ..., "quiet": quiet}}
+               a cable pulled ("up": false) or plugged back in ("up": true), for as long as the
+               timeline says: the interface's far end goes down or up (the host sees carrier go
+               or come), on the network it is on, with its address; for a host with another
+               interface (the traffic moves there and back). "until", the first probe reply and
+               the stream are timed from the change, and each is a row of the move table
                  {"assert": condition | [conditions]}
   condition    {"node": n, "stage": type, "index": k, "pointer": "/json/pointer",
                 one of "equals": v, "in": [v...], "prefix": s, "contains": v (a list holding v, or a
@@ -127,7 +134,7 @@ from typing import Any, Optional
 
 FIGURES = ("link_to_address_ms", "link_to_registration_ms", "link_to_first_packet_ms", "link_to_stream_ms",
            "probe_lost", "ike_messages", "ike_sessions", "registrations", "registrations_per_layer", "access_mode")
-ACTIONS = ("start", "stop", "restart", "wait", "traffic", "move", "outage", "assert", "quiet", "forget_path_mtu")
+ACTIONS = ("start", "stop", "restart", "wait", "traffic", "move", "outage", "link", "assert", "quiet", "forget_path_mtu")
 OUTAGE_MAX_S = 60
 TSHARK_PROTOCOL = re.compile(r"^[a-z][a-z0-9_.-]{0,31}(:[a-z][a-z0-9_.-]{0,31}){0,3}$")  # "esp", or a chain "ip:esp"
 TSHARK_STACK = re.compile(r"^[a-z][a-z0-9_.-]{0,31}(:[a-z][a-z0-9_.-]{0,31}){0,15}$")
@@ -678,6 +685,15 @@ class Validator:
             if not isinstance(d, (int, float)) or isinstance(d, bool) or not 0 < d <= OUTAGE_MAX_S:
                 self.fail(oat + "/duration_s", f"is not a number of seconds, more than 0 and at most {OUTAGE_MAX_S}")
             self.after_change(v, oat)
+        elif a == "link":
+            lat = at + "/link"
+            if not self.obj(v, lat, ("host", "interface", "up"), ("until", "after", "expect", "quiet")):
+                return
+            if self.ref(v.get("host"), lat + "/host", self.hosts, "host"):
+                self.ref(v.get("interface"), lat + "/interface", self.interfaces.get(v["host"], {}), f"interface of host \"{v['host']}\"")
+            if not isinstance(v.get("up"), bool):
+                self.fail(lat + "/up", "is not true (plugged back in) or false (pulled)")
+            self.after_change(v, lat)
         elif a == "move":
             mat = at + "/move"
             if not self.obj(v, mat, ("host", "interface", "to"),
