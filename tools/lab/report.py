@@ -93,6 +93,11 @@ def topology_dot(doc: dict) -> str:
             o = step["outage"]
             out.append(f'  "host_{o["host"]}" -- "net_{on[(o["host"], o["interface"])]}" [style=dotted penwidth=2 color="#a02020" '
                        f'fontcolor="#a02020" label="{k}: {o["interface"]} down {o["duration_s"]} s" fontsize=8];')
+        elif "link" in step:
+            k += 1
+            c = step["link"]
+            out.append(f'  "host_{c["host"]}" -- "net_{on[(c["host"], c["interface"])]}" [style=dotted penwidth=2 color="#a02020" '
+                       f'fontcolor="#a02020" label="{k}: {c["interface"]} {"plugged in" if c["up"] else "pulled"}" fontsize=8];')
     out.append("}")
     return "\n".join(out) + "\n"
 

@@ -73,6 +73,21 @@ def counter_sum(doc: Any, keys: tuple) -> int:
     return total
 
 
+def prometheus_samples(text: str) -> dict:
+    """A Prometheus text exposition as {"name{labels}": value}, each sample keyed as written."""
+    out: dict = {}
+    for line in text.splitlines():
+        if not line.strip() or line.startswith("#") or " " not in line:
+            continue
+        key, value = line.rsplit(" ", 1)
+        try:
+            v = float(value)
+        except ValueError:
+            continue
+        out[key.strip()] = int(v) if v.is_integer() else v
+    return out
+
+
 def lease_time(path: str, t0: float) -> Optional[float]:
     """When the DHCP client script set an address, the first time after t0 (its own clock)."""
     try:
@@ -120,6 +135,21 @@ class Probe:
                         out.append((float(m.group(1)), int(m.group(2))))
         except OSError:
             pass
+        return out
+
+    MTU = re.compile(r"mtu ?= ?(\d+)")
+
+    def account(self) -> dict:
+        """For "traffic" conditions: the replies so far, and the last MTU ping was told (an
+        ICMP "fragmentation needed", "mtu = N", or its kernel refusing the size, "mtu=N")."""
+        out: dict[str, Any] = {"replies": len(self.replies())}
+        try:
+            with open(self.proc.log_path) as f:  # type: ignore[attr-defined]
+                mtus = self.MTU.findall(f.read())
+        except OSError:
+            mtus = []
+        if mtus:
+            out["mtu"] = int(mtus[-1])
         return out
 
     RTT = re.compile(r"time=([\d.]+) ms")
@@ -194,6 +224,7 @@ class Run:
         # After each move or outage, where the captures may measure the bytes of overhead
         # per packet: {"row", "network", "from", "to"}, "to" set at the next link change.
         self.overhead_windows: list[dict] = []
+        self.pulled: dict[tuple[str, str], str] = {}  # (host, interface) -> the "link" step that pulled its cable
 
     def in_run(self, element) -> bool:
         return sc.active(element, self.doc.get("parameters", {}))
@@ -392,6 +423,32 @@ class Run:
             return strongswan_node.status(r.stdout, strongswan_node.stage(spec)) if r.returncode == 0 else None
         return node_status(self.hosts[self.doc["nodes"][node]["host"]], self.mipsec, self.socket_of(node))
 
+    def status_as(self, node: str, fmt: str) -> Any:
+        """The node's status as operators read it: the text view as one string, or the
+        Prometheus exposition as {sample name with its labels: value}; None while it does not
+        answer. Within one poll each is asked once, as the JSON status is."""
+        key = f"{node} {fmt}"
+        if self.snapshot is not None and key in self.snapshot:
+            return self.snapshot[key]
+        out = None
+        if node in self.procs and node not in self.charons:
+            argv = [self.mipsec, "status", "--socket", self.socket_of(node)] + (["--format", "prometheus"] if fmt == "prometheus" else [])
+            r = self.hosts[self.doc["nodes"][node]["host"]].run(argv, check=False)
+            if r.returncode == 0:
+                out = r.stdout if fmt == "text" else prometheus_samples(r.stdout)
+        if self.snapshot is not None:
+            self.snapshot[key] = out
+        return out
+
+    def traffic_account(self, name: str) -> Any:
+        """A started traffic generator's own account (scenario.py: a probe's replies and the
+        last MTU ping was told, a stream's bytes received); MISSING before it starts."""
+        if name in self.probes:
+            return self.probes[name].account()
+        if name in self.streams:
+            return {"bytes": self.streams[name].bytes()}
+        return MISSING
+
     # -- conditions -----------------------------------------------------------------------
     def observe(self, c: dict, pointer: Optional[str] = None) -> Any:
         """The value at the condition's pointer (or at `pointer`, in the same node and stage)."""
@@ -405,6 +462,11 @@ class Run:
                 return resolve_pointer(json.loads(r.stdout) if r.stdout.strip() else [], c["pointer"] if pointer is None else pointer)
             except ValueError:
                 return MISSING
+        if "traffic" in c:
+            return resolve_pointer(self.traffic_account(c["traffic"]), c["pointer"] if pointer is None else pointer)
+        if c.get("format", "json") != "json":
+            st = self.status_as(c["node"], c["format"])
+            return MISSING if st is None else resolve_pointer(st, c["pointer"] if pointer is None else pointer)
         st = self.status(c["node"])
         if st is None:
             return MISSING
@@ -479,13 +541,17 @@ class Run:
     def where(c: dict) -> str:
         if "host" in c:
             return f"{c['host']} `ip {' '.join(c['ip'])}`"
+        if "traffic" in c:
+            return f"traffic {c['traffic']}"
+        if c.get("format", "json") != "json":
+            return f"{c['node']} ({c['format']})"
         return f"{c['node']}" + (f" {c['stage']}" + (f"[{c['index']}]" if c.get("index") else "") if "stage" in c else "")
 
     def observed(self, c) -> str:
         if isinstance(c, list):
             return "; ".join(self.observed(x) for x in c if self.in_run(x))
         v = self.observe(c)
-        text = f"{c.get('node') or c['host']}{c['pointer']} = {'(missing)' if v is MISSING else json.dumps(v)[:200]}"
+        text = f"{c.get('node') or c.get('host') or c['traffic']}{c['pointer']} = {'(missing)' if v is MISSING else json.dumps(v)[:200]}"
         if "exceeds" in c:
             other = self.observe(c, c["exceeds"])
             text += f", {c['exceeds']} = {'(missing)' if other is MISSING else json.dumps(other)[:200]}"
@@ -709,6 +775,26 @@ class Run:
         self.settle(o, label, t0, timeout, before, {"to": f"{network} (link down {o['duration_s']} s)", "network": network,
                                                     "outage_ms": round((t0 - t_down) * 1000)})
 
+    def link(self, step: dict, label: str, timeout: float) -> None:
+        """A cable pulled or plugged back in: the interface's far end goes down or up and stays
+        so until the timeline changes it (the host sees carrier go or come; its address and
+        network stay); what follows is timed from the change, like a move."""
+        c = step["link"]
+        host, ifname = c["host"], c["interface"]
+        before = self.before_change(host, c)
+        network = self.network_of(host, ifname)
+        t0 = time.time()
+        self.link_changed(t0)
+        self.sw.run(["ip", "link", "set", self.ports[(host, ifname)], "up" if c["up"] else "down"])
+        if c["up"]:
+            # The timeline plot shades from the pull to here.
+            self.note("link up", move=self.pulled.pop((host, ifname), label), network=network)
+        else:
+            self.pulled[(host, ifname)] = label
+            self.note("link down", move=label, network=network)
+        self.settle(c, label, t0, timeout, before, {"to": f"{network} ({ifname} {'plugged in' if c['up'] else 'pulled'})",
+                                                    "network": network})
+
     def network_of(self, host: str, ifname: str) -> str:
         """The network an interface is plugged into now (the last move that took it, else the
         scenario's)."""
@@ -875,10 +961,17 @@ class Run:
                 self.note("wait", label=label)
             elif action == "quiet":
                 self.quiet(step["quiet"], label, time.time())
+            elif action == "forget_path_mtu":
+                self.hosts[step["forget_path_mtu"]].run(["ip", "route", "flush", "cache"])
+                self.note("forget path MTU", host=step["forget_path_mtu"])
             elif action == "assert":
                 self.assertion(f"{label}: {self.describe(step['assert'])}", self.holds(step["assert"]), self.observed(step["assert"]))
             elif action == "move":
                 self.move(step, step.get("label", f"move {len(self.moves) + 1} to {step['move']['to']}"), timeout)
+            elif action == "link":
+                c = step["link"]
+                self.link(step, step.get("label", f"{len(self.moves) + 1}: {c['host']}/{c['interface']} "
+                                                  f"{'plugged in' if c['up'] else 'pulled'}"), timeout)
             elif action == "outage":
                 self.outage(step, step.get("label", f"outage {len(self.moves) + 1}: {step['outage']['host']}/"
                                                     f"{step['outage']['interface']} down {step['outage']['duration_s']} s"), timeout)

@@ -61,6 +61,9 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                  {"wait": condition | [conditions]}
                  {"traffic": [names]}                       starts those traffic generators
                  {"quiet": quiet}                           from now to the next link change
+                 {"forget_path_mtu": host}                  the host forgets the path MTUs it learned
+                                                            (`ip route flush cache`), as RFC 1191
+                                                            §6.3's periodic increase would, later
                  {"move": {"host": h, "interface": i, "to": network, "address": a|"dhcp"|null,
                            "routes": [...], "restart": [nodes], "acquired": condition,
                            "until": condition | [conditions], "after": condition | [conditions],
@@ -76,6 +79,13 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                carrier go) and comes back on the same network with the same address; "until",
                the first probe reply and the stream are timed from the carrier coming back,
                and the outage is a row of the move table, as a move is
+                 {"link": {"host": h, "interface": i, "up": bool, "until": ..., "after": ...,
+                           "expect": ..., "quiet": quiet}}
+               a cable pulled ("up": false) or plugged back in ("up": true), for as long as the
+               timeline says: the interface's far end goes down or up (the host sees carrier go
+               or come), on the network it is on, with its address; for a host with another
+               interface (the traffic moves there and back). "until", the first probe reply and
+               the stream are timed from the change, and each is a row of the move table
                  {"assert": condition | [conditions]}
   condition    {"node": n, "stage": type, "index": k, "pointer": "/json/pointer",
                 one of "equals": v, "in": [v...], "prefix": s, "contains": v (a list holding v, or a
@@ -88,6 +98,16 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                 only read: options "-4", "-6", "-s" (statistics), then one of IP_OBJECTS and "show" or "get",
                 e.g. ["neigh", "show", "10.1.0.77"], ["route", "show", "10.1.0.77/32"] ([] when
                 there is none), ["link", "show", "type", "tun"]
+                or {"node": n, "format": "text" | "prometheus", "pointer": ..., test}: the node's
+                status as operators read it: "text" is `mipsec status` as one string (pointer "",
+                e.g. "contains"), "prometheus" its `--format prometheus` exposition as an object
+                of sample (name and labels as written, e.g. "mipsec_tun_active_mtu_bytes{node=
+                \"mn\",device=\"mip0\"}") to value ("format": "json", the default, is the status
+                the other conditions read)
+                or {"traffic": name, "pointer": ..., test}: a started traffic generator's own
+                account: a probe's {"replies": n, "mtu": m} (m: the last MTU ping was told, by an
+                ICMP "fragmentation needed" or by its own kernel refusing the size), a stream's
+                {"bytes": n} (received so far); nothing before it starts
   value        {"node": ..., "pointer": ...} or {"host": ..., "ip": [...], "pointer": ...}
                 without a test: what "same_as" compares with (the two must both exist and be
                 equal), e.g. the home agent's binding and the mobile node's care-of address, or
@@ -114,7 +134,7 @@ from typing import Any, Optional
 
 FIGURES = ("link_to_address_ms", "link_to_registration_ms", "link_to_first_packet_ms", "link_to_stream_ms",
            "probe_lost", "ike_messages", "ike_sessions", "registrations", "registrations_per_layer", "access_mode")
-ACTIONS = ("start", "stop", "restart", "wait", "traffic", "move", "outage", "assert", "quiet")
+ACTIONS = ("start", "stop", "restart", "wait", "traffic", "move", "outage", "link", "assert", "quiet", "forget_path_mtu")
 OUTAGE_MAX_S = 60
 TSHARK_PROTOCOL = re.compile(r"^[a-z][a-z0-9_.-]{0,31}(:[a-z][a-z0-9_.-]{0,31}){0,3}$")  # "esp", or a chain "ip:esp"
 TSHARK_STACK = re.compile(r"^[a-z][a-z0-9_.-]{0,31}(:[a-z][a-z0-9_.-]{0,31}){0,15}$")
@@ -127,6 +147,7 @@ IFNAME = re.compile(r"^[a-z][a-z0-9_.-]{0,14}$")
 PARAM = re.compile(r"\$\{([a-z_][a-z0-9_]*)\}")
 CONDITION_TESTS = ("equals", "in", "prefix", "contains", "at_least", "at_most", "exceeds", "increased", "increased_by", "unchanged",
                    "same_as")
+STATUS_FORMATS = ("json", "text", "prometheus")
 IP_OBJECTS = ("addr", "link", "route", "neigh", "rule")
 IP_OPTIONS = ("-4", "-6", "-s")
 IP_ARG = re.compile(r"^(-[46s]|[A-Za-z0-9][A-Za-z0-9./:_-]{0,63})$")
@@ -537,14 +558,23 @@ class Validator:
         """Where a condition's (or a "same_as" value's) value comes from: a node's status
         ("node", "stage", "index") or a host's `ip -j` ("host", "ip"), and its "pointer"."""
         host = isinstance(c, dict) and "host" in c
-        required, optional = (("host", "ip", "pointer"), ()) if host else (("node", "pointer"), ("stage", "index"))
+        traffic = isinstance(c, dict) and "traffic" in c
+        required, optional = ((("host", "ip", "pointer"), ()) if host else (("traffic", "pointer"), ()) if traffic
+                              else (("node", "pointer"), ("stage", "index", "format")))
         if not self.obj(c, at, required, optional + more):
             return False
         if host:
             self.ref(c["host"], at + "/host", self.doc.get("hosts") or {}, "host")
             self.ip_args(c.get("ip"), at + "/ip")
+        elif traffic:
+            self.ref(c["traffic"], at + "/traffic", self.traffic, "traffic generator")
         else:
             self.node_ref(c.get("node"), at + "/node", self.step_in_run and in_run and active(c, self.params))
+            fmt = c.get("format", "json")
+            if fmt not in STATUS_FORMATS:
+                self.fail(at + "/format", f"{json.dumps(fmt)} is not one of: {', '.join(STATUS_FORMATS)}")
+            elif fmt != "json" and ("stage" in c or "index" in c):
+                self.fail(at + "/format", f"a {fmt} status has no stages (\"stage\" and \"index\" read the JSON status)")
         p = c.get("pointer")
         if not isinstance(p, str) or (p and not p.startswith("/")):
             self.fail(at + "/pointer", "is not a JSON pointer (\"\" or \"/a/b\")")
@@ -637,6 +667,8 @@ class Validator:
             self.condition(v, at + "/" + a, a == "wait")
         elif a == "quiet":
             self.quiet(v, at + "/quiet")
+        elif a == "forget_path_mtu":
+            self.ref(v, at + "/forget_path_mtu", self.hosts, "host")
         elif a == "traffic":
             if not isinstance(v, list) or not v:
                 self.fail(at + "/traffic", "is not a list of traffic names")
@@ -653,6 +685,15 @@ class Validator:
             if not isinstance(d, (int, float)) or isinstance(d, bool) or not 0 < d <= OUTAGE_MAX_S:
                 self.fail(oat + "/duration_s", f"is not a number of seconds, more than 0 and at most {OUTAGE_MAX_S}")
             self.after_change(v, oat)
+        elif a == "link":
+            lat = at + "/link"
+            if not self.obj(v, lat, ("host", "interface", "up"), ("until", "after", "expect", "quiet")):
+                return
+            if self.ref(v.get("host"), lat + "/host", self.hosts, "host"):
+                self.ref(v.get("interface"), lat + "/interface", self.interfaces.get(v["host"], {}), f"interface of host \"{v['host']}\"")
+            if not isinstance(v.get("up"), bool):
+                self.fail(lat + "/up", "is not true (plugged back in) or false (pulled)")
+            self.after_change(v, lat)
         elif a == "move":
             mat = at + "/move"
             if not self.obj(v, mat, ("host", "interface", "to"),
