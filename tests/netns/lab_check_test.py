@@ -100,6 +100,7 @@ def main():
         swan_cases(checks, args, tmp)
         capture_cases(checks, args, tmp)
         outage_cases(checks, args, tmp)
+        restart_cases(checks, args, tmp)
         r = lab(args.mipsec, "pictures", "mip-roaming", "vpn-only-1a", "--out", os.path.join(tmp, "pictures"))
         svg = os.path.join(tmp, "pictures", "mip-roaming.svg")
         text = open(svg).read() if os.path.exists(svg) else ""
@@ -147,6 +148,43 @@ def outage_cases(checks, args, tmp):
         f = os.path.join(tmp, "bad-outage.json")
         with open(f, "w") as out:
             json.dump(broken(base, change), out)
+        r = lab(args.mipsec, "check", f)
+        found = [line.split(": ")[2] for line in r.stderr.splitlines() if line.startswith("mipsec lab: ")]
+        checks.check(f"{what}: refused (exit 2) at {', '.join(pointers)}",
+                     r.returncode == 2 and sorted(found) == sorted(pointers), f"exit {r.returncode}: {r.stderr.strip()}")
+
+
+def restart_cases(checks, args, tmp):
+    """A restart's options (a kill, a row of the move table): a good one is valid; bad ones
+    are refused at their pointers."""
+    base = json.load(open(os.path.join(SCENARIOS, "mip-roaming.json")))
+    k = next(i for i, step in enumerate(base["timeline"]) if "move" in step) + 1
+    base["timeline"].insert(k, {"restart": "fa", "kill": True, "host": "mn",
+                                "until": {"node": "mn", "stage": "mip.mobile_node", "pointer": "/state/registered", "equals": True},
+                                "after": {"node": "fa", "stage": "mip.foreign_agent", "pointer": "/state/visitor_count", "equals": 1},
+                                "expect": {"link_to_first_packet_ms": {"at_most": 3000}}})
+    good = os.path.join(tmp, "good-restart.json")
+    with open(good, "w") as out:
+        json.dump(base, out)
+    r = lab(args.mipsec, "check", good)
+    checks.check("a restart with kill, host, until, after and expect is valid", r.returncode == 0, r.stderr)
+    at = f"/timeline/{k}"
+    swan = json.load(open(os.path.join(SCENARIOS, "vpn-only-1a.json")))
+    cases = [
+        (base, "a kill that is not true or false", lambda d: d["timeline"][k].update(kill="yes"), [at + "/kill"]),
+        (base, "a restart's until without a host", lambda d: d["timeline"][k].pop("host"),
+         [at + "/until", at + "/after", at + "/expect"]),
+        (base, "a restart row for a host that does not exist", lambda d: d["timeline"][k].update(host="moon"), [at + "/host"]),
+        (base, "a restart expecting an unknown figure", lambda d: d["timeline"][k]["expect"].update(downtime={"at_most": 1}),
+         [at + "/expect/downtime"]),
+        (base, "a kill on a stop", lambda d: d["timeline"].insert(k, {"stop": "fa", "kill": True}), [at + "/kill"]),
+        (swan, "a kill of a strongSwan node", lambda d: d["timeline"].append({"restart": "swgw", "kill": True, "if": {"gateway": "strongswan"}}),
+         [f"/timeline/{len(swan['timeline'])}/kill"]),
+    ]
+    for doc, what, change, pointers in cases:
+        f = os.path.join(tmp, "bad-restart.json")
+        with open(f, "w") as out:
+            json.dump(broken(doc, change), out)
         r = lab(args.mipsec, "check", f)
         found = [line.split(": ")[2] for line in r.stderr.splitlines() if line.startswith("mipsec lab: ")]
         checks.check(f"{what}: refused (exit 2) at {', '.join(pointers)}",

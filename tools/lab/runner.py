@@ -357,10 +357,18 @@ class Run:
         self.procs[node] = charon.proc
         self.note("start", node=node)
 
-    def stop(self, node: str) -> None:
+    def stop(self, node: str, kill: bool = False) -> None:
         p = self.procs.pop(node, None)
         if p is None:
             raise StepFailed(f"node {node} is not running")
+        if kill:
+            # A crash: no shutdown path runs (the TUN device and its routes go with the
+            # process, a state file's WAL stays unmerged, the control socket is left behind).
+            # The PID is mipsec's own: `ip netns exec` execs into it.
+            os.kill(p.pid, signal.SIGKILL)
+            p.wait(5)
+            self.note("kill", node=node)
+            return
         code = self.lab.stop(p)
         # A mipsec node removes its control socket on the way out (a stale one would refuse the
         # next start as "in use" only if something answered on it; it must not be left at all).
@@ -709,6 +717,23 @@ class Run:
         self.settle(o, label, t0, timeout, before, {"to": f"{network} (link down {o['duration_s']} s)", "network": network,
                                                     "outage_ms": round((t0 - t_down) * 1000)})
 
+    def restart(self, step: dict, label: str, timeout: float) -> None:
+        """Stops (or kills) a node and starts it again; with "host", the restart is a row of the
+        move table, timed from the new start as an outage is from the carrier coming back."""
+        node = step["restart"]
+        if "host" not in step:
+            self.stop(node, kill=step.get("kill", False))
+            self.start(node)
+            return
+        before = self.before_change(step["host"], step)
+        self.link_changed(time.time())
+        self.stop(node, kill=step.get("kill", False))
+        t0 = time.time()
+        self.start(node)
+        self.settle({k: v for k, v in step.items() if k in ("host", "until", "after", "expect")}, label, t0, timeout,
+                    before, {"to": f"{node} {'killed' if step.get('kill') else 'stopped'} and restarted", "network": None},
+                    restarted=(node,))
+
     def network_of(self, host: str, ifname: str) -> str:
         """The network an interface is plugged into now (the last move that took it, else the
         scenario's)."""
@@ -725,15 +750,16 @@ class Run:
                 "base": self.baseline(m.get("until")) | self.baseline(m.get("acquired")) | self.baseline(m.get("after"))}
 
     def settle(self, m: dict, label: str, t0: float, timeout: float, before: dict, row_extra: dict,
-               dhcp: Optional[subprocess.Popen] = None, lease_times: str = "", t_addr: Optional[float] = None) -> None:
+               dhcp: Optional[subprocess.Popen] = None, lease_times: str = "", t_addr: Optional[float] = None,
+               restarted: tuple = ()) -> None:
         """After a link change at t0: one polling loop watches every step of the handover at
         once, so each is timed from the link change on its own: the address (DHCP lease,
         static, or the node's own view for agent care-of addresses), the registration, the
         first probe reply, the stream. Then the row of the move table and its assertions."""
         host = m["host"]
         h = self.hosts[host]
-        ifname = m["interface"]
-        restarted = set(m.get("restart", []))
+        ifname = m.get("interface")
+        restarted = set(m.get("restart", [])) | set(restarted)  # (their counters start again from 0)
         base = before["base"]
         t_reg = first = lost = stream_dt = None
         pending_restart = list(m.get("restart", []))
@@ -862,8 +888,8 @@ class Run:
             elif action == "stop":
                 self.stop(step["stop"])
             elif action == "restart":
-                self.stop(step["restart"])
-                self.start(step["restart"])
+                self.restart(step, step.get("label", f"restart {len(self.moves) + 1}: {step['restart']}"
+                                                     + (" killed" if step.get("kill") else "")), timeout)
             elif action == "traffic":
                 for name in step["traffic"]:
                     self.start_traffic(name)

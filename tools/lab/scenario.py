@@ -53,6 +53,17 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
   timeline     steps, in order; each is one object with one action key and optional "label",
                "timeout_s":
                  {"start": node} {"stop": node} {"restart": node}
+                 {"restart": node, "kill": true, "host": h, "until": ..., "after": ..., "expect": ...}
+                                                            "kill": SIGKILL instead of SIGTERM (a
+                                                            crash: no shutdown path runs, the exit
+                                                            status is not checked; mipsec nodes
+                                                            only); with "host" the restart is a row
+                                                            of the move table for that host's
+                                                            nodes, as an outage is: "until", the
+                                                            first probe reply and the stream timed
+                                                            from the new start, "after" and
+                                                            "expect" checked as a move's, the
+                                                            restarted node's counters counted from 0
                  {"start": node, "refused": {"exit": n, "message": s}}
                                                             the start must fail: `mipsec run` exits
                                                             n (1-255) within timeout_s, its output
@@ -115,6 +126,7 @@ from typing import Any, Optional
 FIGURES = ("link_to_address_ms", "link_to_registration_ms", "link_to_first_packet_ms", "link_to_stream_ms",
            "probe_lost", "ike_messages", "ike_sessions", "registrations", "registrations_per_layer", "access_mode")
 ACTIONS = ("start", "stop", "restart", "wait", "traffic", "move", "outage", "assert", "quiet")
+RESTART_KEYS = ("kill", "host", "until", "after", "expect")  # a restart's options
 OUTAGE_MAX_S = 60
 TSHARK_PROTOCOL = re.compile(r"^[a-z][a-z0-9_.-]{0,31}(:[a-z][a-z0-9_.-]{0,31}){0,3}$")  # "esp", or a chain "ip:esp"
 TSHARK_STACK = re.compile(r"^[a-z][a-z0-9_.-]{0,31}(:[a-z][a-z0-9_.-]{0,31}){0,15}$")
@@ -607,7 +619,7 @@ class Validator:
 
     def step(self, step, at) -> None:
         actions = ACTIONS
-        if not self.obj(step, at, (), actions + ("label", "timeout_s", "if", "refused")):
+        if not self.obj(step, at, (), actions + ("label", "timeout_s", "if", "refused") + RESTART_KEYS):
             return
         self.if_(step, at)
         in_run = self.step_in_run = active(step, self.params)
@@ -631,8 +643,13 @@ class Validator:
                 node = self.doc.get("nodes", {}).get(v) if isinstance(self.doc.get("nodes"), dict) and isinstance(v, str) else None
                 if isinstance(node, dict) and "strongswan" in node:
                     self.fail(at + "/refused", "is for mipsec nodes (a strongSwan node has no exit status to expect)")
+        for k in RESTART_KEYS:
+            if k in step and a != "restart":
+                self.fail(at + "/" + k, "only goes with \"restart\"")
         if a in ("start", "stop", "restart"):
             self.node_ref(v, at + "/" + a, in_run)
+        if a == "restart":
+            self.restart(step, at)
         elif a in ("wait", "assert"):
             self.condition(v, at + "/" + a, a == "wait")
         elif a == "quiet":
@@ -680,6 +697,23 @@ class Validator:
             if "acquired" in v:
                 self.condition(v["acquired"], mat + "/acquired", True)
             self.after_change(v, mat)
+
+    def restart(self, step: dict, at: str) -> None:
+        """A restart's options: "kill" (SIGKILL, a crash), and "host" with the figures a move
+        has ("until", "after", "expect"), timed from the new start."""
+        if "kill" in step:
+            node = self.all_nodes.get(step["restart"]) if isinstance(step["restart"], str) else None
+            if not isinstance(step["kill"], bool):
+                self.fail(at + "/kill", "is not true or false")
+            elif step["kill"] and isinstance(node, dict) and "strongswan" in node:
+                self.fail(at + "/kill", "is for mipsec nodes (a strongSwan node is stopped and started)")
+        if "host" in step:
+            self.ref(step["host"], at + "/host", self.hosts, "host")
+            self.after_change(step, at)
+        else:
+            for k in ("until", "after", "expect"):
+                if k in step:
+                    self.fail(at + "/" + k, "needs \"host\" (whose nodes the restart's row of the move table reads)")
 
     def after_change(self, v: dict, at: str) -> None:
         """What a move and an outage share: "until", "after", "expect", "quiet"."""
