@@ -77,6 +77,12 @@ def main():
          lambda d: d["timeline"].insert(1, {"start": "fa", "refused": {"exit": 0, "message": "in use"}}), ["/timeline/1/refused/exit"]),
         ("refused on a stop", lambda d: d["timeline"].insert(1, {"stop": "fa", "refused": {"exit": 1, "message": "x"}}),
          ["/timeline/1/refused"]),
+        ("a refused start's message list holding a number",
+         lambda d: d["timeline"].insert(1, {"start": "fa", "refused": {"exit": 1, "message": ["in use", 5]}}), ["/timeline/1/refused/message"]),
+        ("a node only started to be refused, its config refused for another reason than the one expected",
+         lambda d: (d["nodes"]["fa"].update(start=False), d["nodes"]["fa"]["config"]["pipeline"][0].update(advertisement_interval_s=-1),
+                    d["timeline"].insert(1, {"start": "fa", "refused": {"exit": 2, "message": ["/pipeline/0/link_address"]}})),
+         ["/nodes/fa/config/pipeline/0/advertisement_interval_s"]),
         ("a probe size beyond a jumbo frame", lambda d: d["traffic"]["ping"].update(size=9000), ["/traffic/ping/size"]),
         ("a stream paced below zero", lambda d: d["traffic"]["stream"].update(pace_ms=-1), ["/traffic/stream/pace_ms"]),
         ("same_as naming an unknown node", lambda d: d["timeline"][0]["wait"].pop("equals") and d["timeline"][0]["wait"].update(
@@ -89,6 +95,15 @@ def main():
          ["/networkz", "/hosts/cn/interfaces/eth0/network"]),
     ]
     with tempfile.TemporaryDirectory(prefix="mipsec-lab-check-test-") as tmp:
+        refused = broken(base, lambda d: (d["nodes"]["fa"].update(start=False),
+                                          d["nodes"]["fa"]["config"]["pipeline"][0].update(advertisement_interval_s=-1),
+                                          d["timeline"].insert(1, {"start": "fa", "refused": {
+                                              "exit": 2, "message": ["/pipeline/0/advertisement_interval_s", "config"]}})))
+        f = os.path.join(tmp, "refused.json")
+        with open(f, "w") as out:
+            json.dump(refused, out)
+        r = lab(args.mipsec, "check", f)
+        checks.check("a node only started to be refused may fail mipsec check with the refusal's texts", r.returncode == 0, r.stderr)
         for what, change, pointers in cases:
             f = os.path.join(tmp, "bad.json")
             with open(f, "w") as out:

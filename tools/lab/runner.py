@@ -314,8 +314,9 @@ class Run:
             code = None
             self.lab.stop(p)
         text = open(p.log_path).read()  # type: ignore[attr-defined]
-        self.assertion(f"{label}: node {node} is refused, exit {refused['exit']} naming \"{refused['message']}\"",
-                       code == refused["exit"] and refused["message"] in text,
+        texts = sc.refusal_texts(refused["message"])
+        self.assertion(f"{label}: node {node} is refused, exit {refused['exit']} naming " + ", ".join(f'"{t}"' for t in texts),
+                       code == refused["exit"] and all(t in text for t in texts),
                        f"exit {code if code is not None else f'none within {timeout:.0f}s (it ran)'}: {text.strip()[-500:]}")
         self.note("refused start", node=node, exit=code)
 
