@@ -83,6 +83,19 @@ def main():
          lambda d: (d["nodes"]["fa"].update(start=False), d["nodes"]["fa"]["config"]["pipeline"][0].update(advertisement_interval_s=-1),
                     d["timeline"].insert(1, {"start": "fa", "refused": {"exit": 2, "message": ["/pipeline/0/link_address"]}})),
          ["/nodes/fa/config/pipeline/0/advertisement_interval_s"]),
+        ("a write outside the run's directory", lambda d: d["timeline"].insert(1, {"write": {"file": "/etc/x", "text": "x"}}),
+         ["/timeline/1/write/file"]),
+        ("a write climbing out of the run's directory",
+         lambda d: d["timeline"].insert(1, {"write": {"file": "${lab_dir}/../x", "text": "x"}}), ["/timeline/1/write/file"]),
+        ("a write to a pattern", lambda d: d["timeline"].insert(1, {"write": {"file": "${lab_dir}/a*", "text": "x"}}),
+         ["/timeline/1/write/file"]),
+        ("a write with a mode that is not octal", lambda d: d["timeline"].insert(1, {"write": {"file": "${lab_dir}/a", "text": "x", "mode": "644"}}),
+         ["/timeline/1/write/mode"]),
+        ("a write without text", lambda d: d["timeline"].insert(1, {"write": {"file": "${lab_dir}/a"}}), ["/timeline/1/write"]),
+        ("a file condition outside the run's directory",
+         lambda d: d["timeline"].insert(1, {"assert": {"file": "/tmp/*", "pointer": "/count", "equals": 0}}), ["/timeline/1/assert/file"]),
+        ("a file condition with a stage", lambda d: d["timeline"].insert(1, {"assert": {
+            "file": "${lab_dir}/a", "stage": "mip.home_agent", "pointer": "/count", "equals": 0}}), ["/timeline/1/assert/stage"]),
         ("a probe size beyond a jumbo frame", lambda d: d["traffic"]["ping"].update(size=9000), ["/traffic/ping/size"]),
         ("a stream paced below zero", lambda d: d["traffic"]["stream"].update(pace_ms=-1), ["/traffic/stream/pace_ms"]),
         ("same_as naming an unknown node", lambda d: d["timeline"][0]["wait"].pop("equals") and d["timeline"][0]["wait"].update(
@@ -175,6 +188,7 @@ def restart_cases(checks, args, tmp):
     base = json.load(open(os.path.join(SCENARIOS, "mip-roaming.json")))
     k = next(i for i, step in enumerate(base["timeline"]) if "move" in step) + 1
     base["timeline"].insert(k, {"restart": "fa", "kill": True, "host": "mn",
+                                "while_down": {"host": "fa", "ip": ["link", "show", "lan0"], "pointer": "/0/ifname", "equals": "lan0"},
                                 "until": {"node": "mn", "stage": "mip.mobile_node", "pointer": "/state/registered", "equals": True},
                                 "after": {"node": "fa", "stage": "mip.foreign_agent", "pointer": "/state/visitor_count", "equals": 1},
                                 "expect": {"link_to_first_packet_ms": {"at_most": 3000}}})
@@ -190,6 +204,8 @@ def restart_cases(checks, args, tmp):
         (base, "a restart's until without a host", lambda d: d["timeline"][k].pop("host"),
          [at + "/until", at + "/after", at + "/expect"]),
         (base, "a restart row for a host that does not exist", lambda d: d["timeline"][k].update(host="moon"), [at + "/host"]),
+        (base, "a restart's while_down naming an unknown node", lambda d: d["timeline"][k].update(
+            while_down={"node": "ghost", "pointer": "/x", "equals": 1}), [at + "/while_down/node"]),
         (base, "a restart expecting an unknown figure", lambda d: d["timeline"][k]["expect"].update(downtime={"at_most": 1}),
          [at + "/expect/downtime"]),
         (base, "a kill on a stop", lambda d: d["timeline"].insert(k, {"stop": "fa", "kill": True}), [at + "/kill"]),

@@ -404,6 +404,8 @@ class Run:
     # -- conditions -----------------------------------------------------------------------
     def observe(self, c: dict, pointer: Optional[str] = None) -> Any:
         """The value at the condition's pointer (or at `pointer`, in the same node and stage)."""
+        if "file" in c:
+            return resolve_pointer(self.run_file(c["file"]), c["pointer"] if pointer is None else pointer)
         if "host" in c:
             # The host's own network state, as iproute2 prints it (the validator let only
             # reading commands through).
@@ -423,6 +425,27 @@ class Run:
                 return MISSING
             st = stages[c.get("index", 0)]
         return resolve_pointer(st, c["pointer"] if pointer is None else pointer)
+
+    def run_file(self, pattern: str) -> dict:
+        """What a file condition reads: how many files of the run's directory match, and the
+        newest one's name, mode, size and text."""
+        import glob
+        paths = sorted(glob.glob(pattern.replace("${lab_dir}", glob.escape(self.lab.dir))), key=os.path.getmtime)
+        if not paths:
+            return {"count": 0}
+        st = os.stat(paths[-1])
+        with open(paths[-1], "rb") as f:
+            text = f.read(65536).decode(errors="replace")
+        return {"count": len(paths), "name": os.path.basename(paths[-1]), "mode": f"0{st.st_mode & 0o777:03o}",
+                "size": st.st_size, "text": text}
+
+    def write_file(self, w: dict) -> None:
+        path = w["file"].replace("${lab_dir}", self.lab.dir)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            os.fchmod(f.fileno(), int(w.get("mode", "0600"), 8))
+            f.write(w["text"])
+        self.note("write", file=os.path.basename(path))
 
     def holds(self, c, baseline: Optional[dict] = None) -> bool:
         if self.snapshot is None:
@@ -486,6 +509,8 @@ class Run:
 
     @staticmethod
     def where(c: dict) -> str:
+        if "file" in c:
+            return f"file {c['file']}"
         if "host" in c:
             return f"{c['host']} `ip {' '.join(c['ip'])}`"
         return f"{c['node']}" + (f" {c['stage']}" + (f"[{c['index']}]" if c.get("index") else "") if "stage" in c else "")
@@ -494,7 +519,7 @@ class Run:
         if isinstance(c, list):
             return "; ".join(self.observed(x) for x in c if self.in_run(x))
         v = self.observe(c)
-        text = f"{c.get('node') or c['host']}{c['pointer']} = {'(missing)' if v is MISSING else json.dumps(v)[:200]}"
+        text = f"{c.get('node') or c.get('host') or c['file']}{c['pointer']} = {'(missing)' if v is MISSING else json.dumps(v)[:200]}"
         if "exceeds" in c:
             other = self.observe(c, c["exceeds"])
             text += f", {c['exceeds']} = {'(missing)' if other is MISSING else json.dumps(other)[:200]}"
@@ -722,13 +747,16 @@ class Run:
         """Stops (or kills) a node and starts it again; with "host", the restart is a row of the
         move table, timed from the new start as an outage is from the carrier coming back."""
         node = step["restart"]
-        if "host" not in step:
-            self.stop(node, kill=step.get("kill", False))
+        before = self.before_change(step["host"], step) if "host" in step else None
+        if before is not None:
+            self.link_changed(time.time())
+        self.stop(node, kill=step.get("kill", False))
+        if "while_down" in step:
+            self.assertion(f"{label}: while {node} is down, {self.describe(step['while_down'])}", self.holds(step["while_down"]),
+                           self.observed(step["while_down"]))
+        if before is None:
             self.start(node)
             return
-        before = self.before_change(step["host"], step)
-        self.link_changed(time.time())
-        self.stop(node, kill=step.get("kill", False))
         t0 = time.time()
         self.start(node)
         self.settle({k: v for k, v in step.items() if k in ("host", "until", "after", "expect")}, label, t0, timeout,
@@ -902,6 +930,8 @@ class Run:
                 self.note("wait", label=label)
             elif action == "quiet":
                 self.quiet(step["quiet"], label, time.time())
+            elif action == "write":
+                self.write_file(step["write"])
             elif action == "assert":
                 self.assertion(f"{label}: {self.describe(step['assert'])}", self.holds(step["assert"]), self.observed(step["assert"]))
             elif action == "move":

@@ -53,11 +53,15 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
   timeline     steps, in order; each is one object with one action key and optional "label",
                "timeout_s":
                  {"start": node} {"stop": node} {"restart": node}
-                 {"restart": node, "kill": true, "host": h, "until": ..., "after": ..., "expect": ...}
+                 {"restart": node, "kill": true, "while_down": condition | [conditions], "host": h,
+                  "until": ..., "after": ..., "expect": ...}
                                                             "kill": SIGKILL instead of SIGTERM (a
                                                             crash: no shutdown path runs, the exit
                                                             status is not checked; mipsec nodes
-                                                            only); with "host" the restart is a row
+                                                            only); "while_down" is asserted between
+                                                            the stop and the start (e.g. the routes
+                                                            that went with the TUN device); with
+                                                            "host" the restart is a row
                                                             of the move table for that host's
                                                             nodes, as an outage is: "until", the
                                                             first probe reply and the stream timed
@@ -92,6 +96,11 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                the first probe reply and the stream are timed from the carrier coming back,
                and the outage is a row of the move table, as a move is
                  {"assert": condition | [conditions]}
+                 {"write": {"file": "${lab_dir}/name", "text": s, "mode": "0600"}}
+                                                            replaces (or creates) a file of the
+                                                            run's directory with that text and
+                                                            mode (default "0600"), e.g. a state
+                                                            file a node is to find corrupt
   condition    {"node": n, "stage": type, "index": k, "pointer": "/json/pointer",
                 one of "equals": v, "in": [v...], "prefix": s, "contains": v (a list holding v, or a
                 string holding the string v), "at_least": x, "at_most": x, "exceeds": "/pointer"
@@ -103,6 +112,11 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                 only read: options "-4", "-6", "-s" (statistics), then one of IP_OBJECTS and "show" or "get",
                 e.g. ["neigh", "show", "10.1.0.77"], ["route", "show", "10.1.0.77/32"] ([] when
                 there is none), ["link", "show", "type", "tun"]
+                or {"file": "${lab_dir}/name", "pointer": ..., test}: a file of the run's directory
+                ("*" matches any part of a name): {"count": matches, and of the newest match
+                "name", "mode" ("0600"), "size", "text" (its first 64 KiB)}; {"count": 0} when
+                nothing matches; e.g. a state file's mode, a file moved aside, a node's log
+                ("${lab_dir}/mipsec-ha-*.log": the newest of node ha's logs)
   value        {"node": ..., "pointer": ...} or {"host": ..., "ip": [...], "pointer": ...}
                 without a test: what "same_as" compares with (the two must both exist and be
                 equal), e.g. the home agent's binding and the mobile node's care-of address, or
@@ -129,8 +143,11 @@ from typing import Any, Optional
 
 FIGURES = ("link_to_address_ms", "link_to_registration_ms", "link_to_first_packet_ms", "link_to_stream_ms",
            "probe_lost", "ike_messages", "ike_sessions", "registrations", "registrations_per_layer", "access_mode")
-ACTIONS = ("start", "stop", "restart", "wait", "traffic", "move", "outage", "assert", "quiet")
-RESTART_KEYS = ("kill", "host", "until", "after", "expect")  # a restart's options
+ACTIONS = ("start", "stop", "restart", "wait", "traffic", "move", "outage", "assert", "quiet", "write")
+RUN_FILE = re.compile(r"^[A-Za-z0-9._-]{1,64}(/[A-Za-z0-9._-]{1,64}){0,3}$")
+RUN_FILE_GLOB = re.compile(r"^[A-Za-z0-9._*-]{1,64}(/[A-Za-z0-9._*-]{1,64}){0,3}$")
+FILE_MODE = re.compile(r"^0[0-7]{3}$")
+RESTART_KEYS = ("kill", "while_down", "host", "until", "after", "expect")  # a restart's options
 OUTAGE_MAX_S = 60
 TSHARK_PROTOCOL = re.compile(r"^[a-z][a-z0-9_.-]{0,31}(:[a-z][a-z0-9_.-]{0,31}){0,3}$")  # "esp", or a chain "ip:esp"
 TSHARK_STACK = re.compile(r"^[a-z][a-z0-9_.-]{0,31}(:[a-z][a-z0-9_.-]{0,31}){0,15}$")
@@ -553,6 +570,14 @@ class Validator:
         """Where a condition's (or a "same_as" value's) value comes from: a node's status
         ("node", "stage", "index") or a host's `ip -j` ("host", "ip"), and its "pointer"."""
         host = isinstance(c, dict) and "host" in c
+        if isinstance(c, dict) and "file" in c:
+            if not self.obj(c, at, ("file", "pointer"), more):
+                return False
+            self.run_file(c["file"], at + "/file", glob=True)
+            p = c.get("pointer")
+            if not isinstance(p, str) or (p and not p.startswith("/")):
+                self.fail(at + "/pointer", "is not a JSON pointer (\"\" or \"/a/b\")")
+            return True
         required, optional = (("host", "ip", "pointer"), ()) if host else (("node", "pointer"), ("stage", "index"))
         if not self.obj(c, at, required, optional + more):
             return False
@@ -565,6 +590,14 @@ class Validator:
         if not isinstance(p, str) or (p and not p.startswith("/")):
             self.fail(at + "/pointer", "is not a JSON pointer (\"\" or \"/a/b\")")
         return True
+
+    def run_file(self, v, at: str, glob: bool) -> None:
+        """A file of the run's own directory: "${lab_dir}/name" (a condition's may hold "*")."""
+        pattern = RUN_FILE_GLOB if glob else RUN_FILE
+        if not isinstance(v, str) or not v.startswith("${lab_dir}/") or not pattern.match(v[len("${lab_dir}/"):]) \
+                or ".." in v.split("/"):
+            self.fail(at, "is not a file of the run's directory (\"${lab_dir}/name\", letters, digits, . _ - /"
+                          + (", * matching any part of a name" if glob else "") + ")")
 
     def ip_args(self, v, at: str) -> None:
         """`ip -j` arguments that only read: [-4|-6|-s]... OBJECT show|get ARGS."""
@@ -658,6 +691,13 @@ class Validator:
             self.condition(v, at + "/" + a, a == "wait")
         elif a == "quiet":
             self.quiet(v, at + "/quiet")
+        elif a == "write":
+            if self.obj(v, at + "/write", ("file", "text"), ("mode",)) and "file" in v and "text" in v:
+                self.run_file(v["file"], at + "/write/file", glob=False)
+                if not isinstance(v["text"], str):
+                    self.fail(at + "/write/text", "is not a string")
+                if "mode" in v and (not isinstance(v["mode"], str) or not FILE_MODE.match(v["mode"])):
+                    self.fail(at + "/write/mode", "is not an octal file mode (\"0600\")")
         elif a == "traffic":
             if not isinstance(v, list) or not v:
                 self.fail(at + "/traffic", "is not a list of traffic names")
@@ -711,6 +751,8 @@ class Validator:
                 self.fail(at + "/kill", "is not true or false")
             elif step["kill"] and isinstance(node, dict) and "strongswan" in node:
                 self.fail(at + "/kill", "is for mipsec nodes (a strongSwan node is stopped and started)")
+        if "while_down" in step:
+            self.condition(step["while_down"], at + "/while_down", False)
         if "host" in step:
             self.ref(step["host"], at + "/host", self.hosts, "host")
             self.after_change(step, at)
