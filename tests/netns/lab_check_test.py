@@ -198,7 +198,6 @@ def restart_cases(checks, args, tmp):
     r = lab(args.mipsec, "check", good)
     checks.check("a restart with kill, host, until, after and expect is valid", r.returncode == 0, r.stderr)
     at = f"/timeline/{k}"
-    swan = json.load(open(os.path.join(SCENARIOS, "vpn-only-1a.json")))
     cases = [
         (base, "a kill that is not true or false", lambda d: d["timeline"][k].update(kill="yes"), [at + "/kill"]),
         (base, "a restart's until without a host", lambda d: d["timeline"][k].pop("host"),
@@ -209,8 +208,6 @@ def restart_cases(checks, args, tmp):
         (base, "a restart expecting an unknown figure", lambda d: d["timeline"][k]["expect"].update(downtime={"at_most": 1}),
          [at + "/expect/downtime"]),
         (base, "a kill on a stop", lambda d: d["timeline"].insert(k, {"stop": "fa", "kill": True}), [at + "/kill"]),
-        (swan, "a kill of a strongSwan node", lambda d: d["timeline"].append({"restart": "swgw", "kill": True, "if": {"gateway": "strongswan"}}),
-         [f"/timeline/{len(swan['timeline'])}/kill"]),
     ]
     for doc, what, change, pointers in cases:
         f = os.path.join(tmp, "bad-restart.json")

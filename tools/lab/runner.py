@@ -365,9 +365,10 @@ class Run:
         if kill:
             # A crash: no shutdown path runs (the TUN device and its routes go with the
             # process, a state file's WAL stays unmerged, the control socket is left behind).
-            # The PID is mipsec's own: `ip netns exec` execs into it.
+            # The PID is mipsec's (or charon's) own: `ip netns exec` and the launcher exec into it.
             os.kill(p.pid, signal.SIGKILL)
             p.wait(5)
+            self.charons.pop(node, None)  # (a new Charon clears the stale vici socket and pid file)
             self.note("kill", node=node)
             return
         code = self.lab.stop(p)

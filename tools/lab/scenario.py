@@ -57,8 +57,8 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                   "until": ..., "after": ..., "expect": ...}
                                                             "kill": SIGKILL instead of SIGTERM (a
                                                             crash: no shutdown path runs, the exit
-                                                            status is not checked; mipsec nodes
-                                                            only); "while_down" is asserted between
+                                                            status is not checked; a strongSwan
+                                                            node's charon likewise); "while_down" is asserted between
                                                             the stop and the start (e.g. the routes
                                                             that went with the TUN device); with
                                                             "host" the restart is a row
@@ -745,12 +745,8 @@ class Validator:
     def restart(self, step: dict, at: str) -> None:
         """A restart's options: "kill" (SIGKILL, a crash), and "host" with the figures a move
         has ("until", "after", "expect"), timed from the new start."""
-        if "kill" in step:
-            node = self.all_nodes.get(step["restart"]) if isinstance(step["restart"], str) else None
-            if not isinstance(step["kill"], bool):
-                self.fail(at + "/kill", "is not true or false")
-            elif step["kill"] and isinstance(node, dict) and "strongswan" in node:
-                self.fail(at + "/kill", "is for mipsec nodes (a strongSwan node is stopped and started)")
+        if "kill" in step and not isinstance(step["kill"], bool):
+            self.fail(at + "/kill", "is not true or false")
         if "while_down" in step:
             self.condition(step["while_down"], at + "/while_down", False)
         if "host" in step:
