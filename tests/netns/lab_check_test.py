@@ -77,6 +77,25 @@ def main():
          lambda d: d["timeline"].insert(1, {"start": "fa", "refused": {"exit": 0, "message": "in use"}}), ["/timeline/1/refused/exit"]),
         ("refused on a stop", lambda d: d["timeline"].insert(1, {"stop": "fa", "refused": {"exit": 1, "message": "x"}}),
          ["/timeline/1/refused"]),
+        ("a refused start's message list holding a number",
+         lambda d: d["timeline"].insert(1, {"start": "fa", "refused": {"exit": 1, "message": ["in use", 5]}}), ["/timeline/1/refused/message"]),
+        ("a node only started to be refused, its config refused for another reason than the one expected",
+         lambda d: (d["nodes"]["fa"].update(start=False), d["nodes"]["fa"]["config"]["pipeline"][0].update(advertisement_interval_s=-1),
+                    d["timeline"].insert(1, {"start": "fa", "refused": {"exit": 2, "message": ["/pipeline/0/link_address"]}})),
+         ["/nodes/fa/config/pipeline/0/advertisement_interval_s"]),
+        ("a write outside the run's directory", lambda d: d["timeline"].insert(1, {"write": {"file": "/etc/x", "text": "x"}}),
+         ["/timeline/1/write/file"]),
+        ("a write climbing out of the run's directory",
+         lambda d: d["timeline"].insert(1, {"write": {"file": "${lab_dir}/../x", "text": "x"}}), ["/timeline/1/write/file"]),
+        ("a write to a pattern", lambda d: d["timeline"].insert(1, {"write": {"file": "${lab_dir}/a*", "text": "x"}}),
+         ["/timeline/1/write/file"]),
+        ("a write with a mode that is not octal", lambda d: d["timeline"].insert(1, {"write": {"file": "${lab_dir}/a", "text": "x", "mode": "644"}}),
+         ["/timeline/1/write/mode"]),
+        ("a write without text", lambda d: d["timeline"].insert(1, {"write": {"file": "${lab_dir}/a"}}), ["/timeline/1/write"]),
+        ("a file condition outside the run's directory",
+         lambda d: d["timeline"].insert(1, {"assert": {"file": "/tmp/*", "pointer": "/count", "equals": 0}}), ["/timeline/1/assert/file"]),
+        ("a file condition with a stage", lambda d: d["timeline"].insert(1, {"assert": {
+            "file": "${lab_dir}/a", "stage": "mip.home_agent", "pointer": "/count", "equals": 0}}), ["/timeline/1/assert/stage"]),
         ("a probe size beyond a jumbo frame", lambda d: d["traffic"]["ping"].update(size=9000), ["/traffic/ping/size"]),
         ("a stream paced below zero", lambda d: d["traffic"]["stream"].update(pace_ms=-1), ["/traffic/stream/pace_ms"]),
         ("a condition on a traffic generator that does not exist",
@@ -98,6 +117,15 @@ def main():
          ["/networkz", "/hosts/cn/interfaces/eth0/network"]),
     ]
     with tempfile.TemporaryDirectory(prefix="mipsec-lab-check-test-") as tmp:
+        refused = broken(base, lambda d: (d["nodes"]["fa"].update(start=False),
+                                          d["nodes"]["fa"]["config"]["pipeline"][0].update(advertisement_interval_s=-1),
+                                          d["timeline"].insert(1, {"start": "fa", "refused": {
+                                              "exit": 2, "message": ["/pipeline/0/advertisement_interval_s", "config"]}})))
+        f = os.path.join(tmp, "refused.json")
+        with open(f, "w") as out:
+            json.dump(refused, out)
+        r = lab(args.mipsec, "check", f)
+        checks.check("a node only started to be refused may fail mipsec check with the refusal's texts", r.returncode == 0, r.stderr)
         for what, change, pointers in cases:
             f = os.path.join(tmp, "bad.json")
             with open(f, "w") as out:
@@ -109,6 +137,7 @@ def main():
         swan_cases(checks, args, tmp)
         capture_cases(checks, args, tmp)
         outage_cases(checks, args, tmp)
+        restart_cases(checks, args, tmp)
         r = lab(args.mipsec, "pictures", "mip-roaming", "vpn-only-1a", "--out", os.path.join(tmp, "pictures"))
         svg = os.path.join(tmp, "pictures", "mip-roaming.svg")
         text = open(svg).read() if os.path.exists(svg) else ""
@@ -156,6 +185,43 @@ def outage_cases(checks, args, tmp):
         f = os.path.join(tmp, "bad-outage.json")
         with open(f, "w") as out:
             json.dump(broken(base, change), out)
+        r = lab(args.mipsec, "check", f)
+        found = [line.split(": ")[2] for line in r.stderr.splitlines() if line.startswith("mipsec lab: ")]
+        checks.check(f"{what}: refused (exit 2) at {', '.join(pointers)}",
+                     r.returncode == 2 and sorted(found) == sorted(pointers), f"exit {r.returncode}: {r.stderr.strip()}")
+
+
+def restart_cases(checks, args, tmp):
+    """A restart's options (a kill, a row of the move table): a good one is valid; bad ones
+    are refused at their pointers."""
+    base = json.load(open(os.path.join(SCENARIOS, "mip-roaming.json")))
+    k = next(i for i, step in enumerate(base["timeline"]) if "move" in step) + 1
+    base["timeline"].insert(k, {"restart": "fa", "kill": True, "host": "mn",
+                                "while_down": {"host": "fa", "ip": ["link", "show", "lan0"], "pointer": "/0/ifname", "equals": "lan0"},
+                                "until": {"node": "mn", "stage": "mip.mobile_node", "pointer": "/state/registered", "equals": True},
+                                "after": {"node": "fa", "stage": "mip.foreign_agent", "pointer": "/state/visitor_count", "equals": 1},
+                                "expect": {"link_to_first_packet_ms": {"at_most": 3000}}})
+    good = os.path.join(tmp, "good-restart.json")
+    with open(good, "w") as out:
+        json.dump(base, out)
+    r = lab(args.mipsec, "check", good)
+    checks.check("a restart with kill, host, until, after and expect is valid", r.returncode == 0, r.stderr)
+    at = f"/timeline/{k}"
+    cases = [
+        (base, "a kill that is not true or false", lambda d: d["timeline"][k].update(kill="yes"), [at + "/kill"]),
+        (base, "a restart's until without a host", lambda d: d["timeline"][k].pop("host"),
+         [at + "/until", at + "/after", at + "/expect"]),
+        (base, "a restart row for a host that does not exist", lambda d: d["timeline"][k].update(host="moon"), [at + "/host"]),
+        (base, "a restart's while_down naming an unknown node", lambda d: d["timeline"][k].update(
+            while_down={"node": "ghost", "pointer": "/x", "equals": 1}), [at + "/while_down/node"]),
+        (base, "a restart expecting an unknown figure", lambda d: d["timeline"][k]["expect"].update(downtime={"at_most": 1}),
+         [at + "/expect/downtime"]),
+        (base, "a kill on a stop", lambda d: d["timeline"].insert(k, {"stop": "fa", "kill": True}), [at + "/kill"]),
+    ]
+    for doc, what, change, pointers in cases:
+        f = os.path.join(tmp, "bad-restart.json")
+        with open(f, "w") as out:
+            json.dump(broken(doc, change), out)
         r = lab(args.mipsec, "check", f)
         found = [line.split(": ")[2] for line in r.stderr.splitlines() if line.startswith("mipsec lab: ")]
         checks.check(f"{what}: refused (exit 2) at {', '.join(pointers)}",

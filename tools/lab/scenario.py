@@ -53,11 +53,30 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
   timeline     steps, in order; each is one object with one action key and optional "label",
                "timeout_s":
                  {"start": node} {"stop": node} {"restart": node}
-                 {"start": node, "refused": {"exit": n, "message": s}}
+                 {"restart": node, "kill": true, "while_down": condition | [conditions], "host": h,
+                  "until": ..., "after": ..., "expect": ...}
+                                                            "kill": SIGKILL instead of SIGTERM (a
+                                                            crash: no shutdown path runs, the exit
+                                                            status is not checked; a strongSwan
+                                                            node's charon likewise); "while_down" is asserted between
+                                                            the stop and the start (e.g. the routes
+                                                            that went with the TUN device); with
+                                                            "host" the restart is a row
+                                                            of the move table for that host's
+                                                            nodes, as an outage is: "until", the
+                                                            first probe reply and the stream timed
+                                                            from the new start, "after" and
+                                                            "expect" checked as a move's, the
+                                                            restarted node's counters counted from 0
+                 {"start": node, "refused": {"exit": n, "message": s | [s...]}}
                                                             the start must fail: `mipsec run` exits
                                                             n (1-255) within timeout_s, its output
-                                                            naming s (a refused start's clean-up is
-                                                            then checked with host conditions)
+                                                            naming s (each s of a list; a refused
+                                                            start's clean-up is then checked with
+                                                            host conditions); a node never started
+                                                            but refused ("start": false) may fail
+                                                            the load-time `mipsec check` with those
+                                                            texts (a config refused at once)
                  {"wait": condition | [conditions]}
                  {"traffic": [names]}                       starts those traffic generators
                  {"quiet": quiet}                           from now to the next link change
@@ -87,6 +106,11 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                interface (the traffic moves there and back). "until", the first probe reply and
                the stream are timed from the change, and each is a row of the move table
                  {"assert": condition | [conditions]}
+                 {"write": {"file": "${lab_dir}/name", "text": s, "mode": "0600"}}
+                                                            replaces (or creates) a file of the
+                                                            run's directory with that text and
+                                                            mode (default "0600"), e.g. a state
+                                                            file a node is to find corrupt
   condition    {"node": n, "stage": type, "index": k, "pointer": "/json/pointer",
                 one of "equals": v, "in": [v...], "prefix": s, "contains": v (a list holding v, or a
                 string holding the string v), "at_least": x, "at_most": x, "exceeds": "/pointer"
@@ -108,6 +132,11 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                 account: a probe's {"replies": n, "mtu": m} (m: the last MTU ping was told, by an
                 ICMP "fragmentation needed" or by its own kernel refusing the size), a stream's
                 {"bytes": n} (received so far); nothing before it starts
+                or {"file": "${lab_dir}/name", "pointer": ..., test}: a file of the run's directory
+                ("*" matches any part of a name): {"count": matches, and of the newest match
+                "name", "mode" ("0600"), "size", "text" (its first 64 KiB)}; {"count": 0} when
+                nothing matches; e.g. a state file's mode, a file moved aside, a node's log
+                ("${lab_dir}/mipsec-ha-*.log": the newest of node ha's logs)
   value        {"node": ..., "pointer": ...} or {"host": ..., "ip": [...], "pointer": ...}
                 without a test: what "same_as" compares with (the two must both exist and be
                 equal), e.g. the home agent's binding and the mobile node's care-of address, or
@@ -134,7 +163,11 @@ from typing import Any, Optional
 
 FIGURES = ("link_to_address_ms", "link_to_registration_ms", "link_to_first_packet_ms", "link_to_stream_ms",
            "probe_lost", "ike_messages", "ike_sessions", "registrations", "registrations_per_layer", "access_mode")
-ACTIONS = ("start", "stop", "restart", "wait", "traffic", "move", "outage", "link", "assert", "quiet", "forget_path_mtu")
+ACTIONS = ("start", "stop", "restart", "wait", "traffic", "move", "outage", "link", "assert", "quiet", "forget_path_mtu", "write")
+RUN_FILE = re.compile(r"^[A-Za-z0-9._-]{1,64}(/[A-Za-z0-9._-]{1,64}){0,3}$")
+RUN_FILE_GLOB = re.compile(r"^[A-Za-z0-9._*-]{1,64}(/[A-Za-z0-9._*-]{1,64}){0,3}$")
+FILE_MODE = re.compile(r"^0[0-7]{3}$")
+RESTART_KEYS = ("kill", "while_down", "host", "until", "after", "expect")  # a restart's options
 OUTAGE_MAX_S = 60
 TSHARK_PROTOCOL = re.compile(r"^[a-z][a-z0-9_.-]{0,31}(:[a-z][a-z0-9_.-]{0,31}){0,3}$")  # "esp", or a chain "ip:esp"
 TSHARK_STACK = re.compile(r"^[a-z][a-z0-9_.-]{0,31}(:[a-z][a-z0-9_.-]{0,31}){0,15}$")
@@ -558,6 +591,14 @@ class Validator:
         """Where a condition's (or a "same_as" value's) value comes from: a node's status
         ("node", "stage", "index") or a host's `ip -j` ("host", "ip"), and its "pointer"."""
         host = isinstance(c, dict) and "host" in c
+        if isinstance(c, dict) and "file" in c:
+            if not self.obj(c, at, ("file", "pointer"), more):
+                return False
+            self.run_file(c["file"], at + "/file", glob=True)
+            p = c.get("pointer")
+            if not isinstance(p, str) or (p and not p.startswith("/")):
+                self.fail(at + "/pointer", "is not a JSON pointer (\"\" or \"/a/b\")")
+            return True
         traffic = isinstance(c, dict) and "traffic" in c
         required, optional = ((("host", "ip", "pointer"), ()) if host else (("traffic", "pointer"), ()) if traffic
                               else (("node", "pointer"), ("stage", "index", "format")))
@@ -579,6 +620,14 @@ class Validator:
         if not isinstance(p, str) or (p and not p.startswith("/")):
             self.fail(at + "/pointer", "is not a JSON pointer (\"\" or \"/a/b\")")
         return True
+
+    def run_file(self, v, at: str, glob: bool) -> None:
+        """A file of the run's own directory: "${lab_dir}/name" (a condition's may hold "*")."""
+        pattern = RUN_FILE_GLOB if glob else RUN_FILE
+        if not isinstance(v, str) or not v.startswith("${lab_dir}/") or not pattern.match(v[len("${lab_dir}/"):]) \
+                or ".." in v.split("/"):
+            self.fail(at, "is not a file of the run's directory (\"${lab_dir}/name\", letters, digits, . _ - /"
+                          + (", * matching any part of a name" if glob else "") + ")")
 
     def ip_args(self, v, at: str) -> None:
         """`ip -j` arguments that only read: [-4|-6|-s]... OBJECT show|get ARGS."""
@@ -637,7 +686,7 @@ class Validator:
 
     def step(self, step, at) -> None:
         actions = ACTIONS
-        if not self.obj(step, at, (), actions + ("label", "timeout_s", "if", "refused")):
+        if not self.obj(step, at, (), actions + ("label", "timeout_s", "if", "refused") + RESTART_KEYS):
             return
         self.if_(step, at)
         in_run = self.step_in_run = active(step, self.params)
@@ -656,19 +705,31 @@ class Validator:
             elif self.obj(r, at + "/refused", ("exit", "message")):
                 if not isinstance(r["exit"], int) or isinstance(r["exit"], bool) or not 1 <= r["exit"] <= 255:
                     self.fail(at + "/refused/exit", "is not an exit status, 1-255")
-                if not isinstance(r["message"], str) or not r["message"]:
-                    self.fail(at + "/refused/message", "is not a non-empty string")
+                if not refusal_texts(r["message"]):
+                    self.fail(at + "/refused/message", "is not a non-empty string or a non-empty list of them")
                 node = self.doc.get("nodes", {}).get(v) if isinstance(self.doc.get("nodes"), dict) and isinstance(v, str) else None
                 if isinstance(node, dict) and "strongswan" in node:
                     self.fail(at + "/refused", "is for mipsec nodes (a strongSwan node has no exit status to expect)")
+        for k in RESTART_KEYS:
+            if k in step and a != "restart":
+                self.fail(at + "/" + k, "only goes with \"restart\"")
         if a in ("start", "stop", "restart"):
             self.node_ref(v, at + "/" + a, in_run)
+        if a == "restart":
+            self.restart(step, at)
         elif a in ("wait", "assert"):
             self.condition(v, at + "/" + a, a == "wait")
         elif a == "quiet":
             self.quiet(v, at + "/quiet")
         elif a == "forget_path_mtu":
             self.ref(v, at + "/forget_path_mtu", self.hosts, "host")
+        elif a == "write":
+            if self.obj(v, at + "/write", ("file", "text"), ("mode",)) and "file" in v and "text" in v:
+                self.run_file(v["file"], at + "/write/file", glob=False)
+                if not isinstance(v["text"], str):
+                    self.fail(at + "/write/text", "is not a string")
+                if "mode" in v and (not isinstance(v["mode"], str) or not FILE_MODE.match(v["mode"])):
+                    self.fail(at + "/write/mode", "is not an octal file mode (\"0600\")")
         elif a == "traffic":
             if not isinstance(v, list) or not v:
                 self.fail(at + "/traffic", "is not a list of traffic names")
@@ -722,6 +783,21 @@ class Validator:
                 self.condition(v["acquired"], mat + "/acquired", True)
             self.after_change(v, mat)
 
+    def restart(self, step: dict, at: str) -> None:
+        """A restart's options: "kill" (SIGKILL, a crash), and "host" with the figures a move
+        has ("until", "after", "expect"), timed from the new start."""
+        if "kill" in step and not isinstance(step["kill"], bool):
+            self.fail(at + "/kill", "is not true or false")
+        if "while_down" in step:
+            self.condition(step["while_down"], at + "/while_down", False)
+        if "host" in step:
+            self.ref(step["host"], at + "/host", self.hosts, "host")
+            self.after_change(step, at)
+        else:
+            for k in ("until", "after", "expect"):
+                if k in step:
+                    self.fail(at + "/" + k, "needs \"host\" (whose nodes the restart's row of the move table reads)")
+
     def after_change(self, v: dict, at: str) -> None:
         """What a move and an outage share: "until", "after", "expect", "quiet"."""
         for k in ("until", "after"):
@@ -735,9 +811,26 @@ class Validator:
             self.quiet(v["quiet"], at + "/quiet")
 
 
+def refusal_texts(message: Any) -> list:
+    """A refused start's "message": one text or a list of texts its output must all hold."""
+    texts = [message] if isinstance(message, str) else message if isinstance(message, list) else []
+    return texts if texts and all(isinstance(t, str) and t for t in texts) else []
+
+
+def refused_only(doc: dict, node: str) -> list:
+    """The texts a node's refusals expect, when the node is never started except in refused
+    starts (a config meant to be refused, e.g. a state file in a missing directory); else []."""
+    spec = doc.get("nodes", {}).get(node, {})
+    starts = [s for s in doc.get("timeline", []) if isinstance(s, dict) and s.get("start") == node]
+    if spec.get("start", True) is not False or not starts or not all(isinstance(s.get("refused"), dict) for s in starts):
+        return []
+    return [t for s in starts for t in refusal_texts(s["refused"].get("message"))]
+
+
 def check_node_configs(doc: dict, mipsec: str) -> list[tuple[str, str]]:
     """Runs `mipsec check` on each inline node config (with placeholders filled by stand-ins);
-    its complaint's own pointer is appended to the config's pointer."""
+    its complaint's own pointer is appended to the config's pointer. A node only ever started
+    to be refused may fail it, saying what its refusals expect."""
     problems = []
     with tempfile.TemporaryDirectory(prefix="mipsec-lab-check-") as tmp:
         for name, spec in (doc.get("nodes") or {}).items():
@@ -751,6 +844,9 @@ def check_node_configs(doc: dict, mipsec: str) -> list[tuple[str, str]]:
                 r = subprocess.run([mipsec, "check", path], capture_output=True, text=True, timeout=30)
             except OSError as e:
                 return [("", f"cannot run {mipsec} check: {e.strerror}")]
+            expected = refused_only(doc, name)
+            if r.returncode != 0 and expected and all(t in r.stdout + r.stderr for t in expected):
+                continue
             if r.returncode != 0:
                 # "mipsec: config PATH: /pointer: problem"
                 text = r.stderr.strip().splitlines()[-1] if r.stderr.strip() else f"exit {r.returncode}"
