@@ -260,6 +260,9 @@ def capture_cases(checks, args, tmp):
          lambda d: d["timeline"].__setitem__(home_wait, {"assert": d["timeline"][home_wait]["wait"]}), ["/timeline/3/assert/increased_by"]),
         ("increased_by that is not a positive number", lambda d: d["timeline"][home_wait]["wait"].update(increased_by=0),
          ["/timeline/3/wait/increased_by"]),
+        ("a probe condition on a stream and with a count a probe does not have",
+         lambda d: d["timeline"].__setitem__(home_wait, {"wait": {"probe": "stream", "pointer": "/sent", "at_least": 1}}),
+         ["/timeline/3/wait/probe", "/timeline/3/wait/pointer"]),
     ]
     for what, change, pointers in cases:
         f = os.path.join(tmp, "bad-walk.json")
@@ -449,6 +452,12 @@ def library_checks(checks):
         checks.check(f"probe: first reply 0.45 s after the link change, 4 requests lost ({first}, {lost})",
                      abs(first - 0.45) < 1e-6 and lost == 4)
         checks.check("probe: no reply after the change yet", probe.gap(101.5) == (None, None))
+        checks.check(f"probe counts: 6 replies, 4 lost between the first and the latest ({probe.counts()})",
+                     probe.counts() == {"replies": 6, "lost": 4})
+        run.probes = {"ping": probe}
+        checks.check("a probe condition reads the counts; an unknown probe is no value",
+                     run.holds({"probe": "ping", "pointer": "/lost", "equals": 4}) and run.holds({"probe": "ping", "pointer": "/replies", "at_least": 6})
+                     and not run.holds({"probe": "gone", "pointer": "/lost", "equals": 0}))
         leases = os.path.join(tmp, "leases")
         open(leases, "w").write("99.5 bound 10.0.0.1\n103.25 bound 192.0.2.100\n")
         checks.check("lease time: the first lease after the link change", runner.lease_time(leases, 100.0) == 103.25

@@ -122,6 +122,12 @@ class Probe:
             pass
         return out
 
+    def counts(self) -> dict:
+        """What a probe condition reads: requests answered, and those lost between the first
+        reply and the latest (a loss shows once a later request is answered)."""
+        seqs = sorted({s for _, s in self.replies()})
+        return {"replies": len(seqs), "lost": seqs[-1] - seqs[0] + 1 - len(seqs) if seqs else 0}
+
     RTT = re.compile(r"time=([\d.]+) ms")
     NO_ANSWER = re.compile(r"^\[(\d+\.\d+)\] no answer yet for icmp_seq=(\d+)")
 
@@ -405,6 +411,9 @@ class Run:
                 return resolve_pointer(json.loads(r.stdout) if r.stdout.strip() else [], c["pointer"] if pointer is None else pointer)
             except ValueError:
                 return MISSING
+        if "probe" in c:
+            probe = self.probes.get(c["probe"])
+            return MISSING if probe is None else resolve_pointer(probe.counts(), c["pointer"] if pointer is None else pointer)
         st = self.status(c["node"])
         if st is None:
             return MISSING
@@ -479,13 +488,15 @@ class Run:
     def where(c: dict) -> str:
         if "host" in c:
             return f"{c['host']} `ip {' '.join(c['ip'])}`"
+        if "probe" in c:
+            return f"probe {c['probe']}"
         return f"{c['node']}" + (f" {c['stage']}" + (f"[{c['index']}]" if c.get("index") else "") if "stage" in c else "")
 
     def observed(self, c) -> str:
         if isinstance(c, list):
             return "; ".join(self.observed(x) for x in c if self.in_run(x))
         v = self.observe(c)
-        text = f"{c.get('node') or c['host']}{c['pointer']} = {'(missing)' if v is MISSING else json.dumps(v)[:200]}"
+        text = f"{c.get('node') or c.get('host') or 'probe ' + c['probe']}{c['pointer']} = {'(missing)' if v is MISSING else json.dumps(v)[:200]}"
         if "exceeds" in c:
             other = self.observe(c, c["exceeds"])
             text += f", {c['exceeds']} = {'(missing)' if other is MISSING else json.dumps(other)[:200]}"

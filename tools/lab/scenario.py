@@ -88,6 +88,10 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                 only read: options "-4", "-6", "-s" (statistics), then one of IP_OBJECTS and "show" or "get",
                 e.g. ["neigh", "show", "10.1.0.77"], ["route", "show", "10.1.0.77/32"] ([] when
                 there is none), ["link", "show", "type", "tun"]
+                or {"probe": name, "pointer": "/replies" | "/lost", test}: a probe's counts so far,
+                "/replies" the echo requests answered, "/lost" those unanswered between its first
+                and its latest reply; in a wait, {"pointer": "/replies", "increased_by": n} with
+                {"pointer": "/lost", "unchanged": true} is n replies in a row without a loss
   value        {"node": ..., "pointer": ...} or {"host": ..., "ip": [...], "pointer": ...}
                 without a test: what "same_as" compares with (the two must both exist and be
                 equal), e.g. the home agent's binding and the mobile node's care-of address, or
@@ -127,6 +131,7 @@ IFNAME = re.compile(r"^[a-z][a-z0-9_.-]{0,14}$")
 PARAM = re.compile(r"\$\{([a-z_][a-z0-9_]*)\}")
 CONDITION_TESTS = ("equals", "in", "prefix", "contains", "at_least", "at_most", "exceeds", "increased", "increased_by", "unchanged",
                    "same_as")
+PROBE_POINTERS = ("/replies", "/lost")  # what a probe condition reads (see "condition")
 IP_OBJECTS = ("addr", "link", "route", "neigh", "rule")
 IP_OPTIONS = ("-4", "-6", "-s")
 IP_ARG = re.compile(r"^(-[46s]|[A-Za-z0-9][A-Za-z0-9./:_-]{0,63})$")
@@ -535,11 +540,21 @@ class Validator:
 
     def source(self, c, at: str, more: tuple, in_run: bool = True) -> bool:
         """Where a condition's (or a "same_as" value's) value comes from: a node's status
-        ("node", "stage", "index") or a host's `ip -j` ("host", "ip"), and its "pointer"."""
+        ("node", "stage", "index"), a host's `ip -j` ("host", "ip") or a probe's counts
+        ("probe"), and its "pointer"."""
         host = isinstance(c, dict) and "host" in c
+        probe = isinstance(c, dict) and "probe" in c and not host
         required, optional = (("host", "ip", "pointer"), ()) if host else (("node", "pointer"), ("stage", "index"))
+        if probe:
+            required, optional = ("probe", "pointer"), ()
         if not self.obj(c, at, required, optional + more):
             return False
+        if probe:
+            probes = {k: v for k, v in (self.doc.get("traffic") or {}).items() if isinstance(v, dict) and v.get("kind") == "probe"}
+            self.ref(c["probe"], at + "/probe", probes, "probe (a traffic generator of kind \"probe\")")
+            if c.get("pointer") not in PROBE_POINTERS:
+                self.fail(at + "/pointer", f"is not one of a probe's counts: {', '.join(PROBE_POINTERS)}")
+            return True
         if host:
             self.ref(c["host"], at + "/host", self.doc.get("hosts") or {}, "host")
             self.ip_args(c.get("ip"), at + "/ip")
