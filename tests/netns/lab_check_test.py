@@ -263,6 +263,9 @@ def capture_cases(checks, args, tmp):
         ("a probe condition on a stream and with a count a probe does not have",
          lambda d: d["timeline"].__setitem__(home_wait, {"wait": {"probe": "stream", "pointer": "/sent", "at_least": 1}}),
          ["/timeline/3/wait/probe", "/timeline/3/wait/pointer"]),
+        ("a NAT flush on a host that is no NAT, and on one that does not exist",
+         lambda d: (d["timeline"].insert(0, {"nat_flush": "moon"}), d["timeline"].insert(0, {"nat_flush": "cn"})),
+         ["/timeline/0/nat_flush", "/timeline/1/nat_flush"]),
     ]
     for what, change, pointers in cases:
         f = os.path.join(tmp, "bad-walk.json")

@@ -886,6 +886,9 @@ class Run:
                 self.note("wait", label=label)
             elif action == "quiet":
                 self.quiet(step["quiet"], label, time.time())
+            elif action == "nat_flush":
+                self.lab.flush_nat(self.hosts[step["nat_flush"]])
+                self.note("nat flush", host=step["nat_flush"])
             elif action == "assert":
                 self.assertion(f"{label}: {self.describe(step['assert'])}", self.holds(step["assert"]), self.observed(step["assert"]))
             elif action == "move":

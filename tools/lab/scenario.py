@@ -77,6 +77,10 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                the first probe reply and the stream are timed from the carrier coming back,
                and the outage is a row of the move table, as a move is
                  {"assert": condition | [conditions]}
+                 {"nat_flush": h}                           host h (one with "nat") forgets every
+                                                            mapping, as a rebooting NAT does (conntrack
+                                                            -F): the next packet out gets a new
+                                                            mapping, with "random_ports" a new port
   condition    {"node": n, "stage": type, "index": k, "pointer": "/json/pointer",
                 one of "equals": v, "in": [v...], "prefix": s, "contains": v (a list holding v, or a
                 string holding the string v), "at_least": x, "at_most": x, "exceeds": "/pointer"
@@ -118,7 +122,7 @@ from typing import Any, Optional
 
 FIGURES = ("link_to_address_ms", "link_to_registration_ms", "link_to_first_packet_ms", "link_to_stream_ms",
            "probe_lost", "ike_messages", "ike_sessions", "registrations", "registrations_per_layer", "access_mode")
-ACTIONS = ("start", "stop", "restart", "wait", "traffic", "move", "outage", "assert", "quiet")
+ACTIONS = ("start", "stop", "restart", "wait", "traffic", "move", "outage", "assert", "quiet", "nat_flush")
 OUTAGE_MAX_S = 60
 TSHARK_PROTOCOL = re.compile(r"^[a-z][a-z0-9_.-]{0,31}(:[a-z][a-z0-9_.-]{0,31}){0,3}$")  # "esp", or a chain "ip:esp"
 TSHARK_STACK = re.compile(r"^[a-z][a-z0-9_.-]{0,31}(:[a-z][a-z0-9_.-]{0,31}){0,15}$")
@@ -652,6 +656,9 @@ class Validator:
             self.condition(v, at + "/" + a, a == "wait")
         elif a == "quiet":
             self.quiet(v, at + "/quiet")
+        elif a == "nat_flush":
+            if self.ref(v, at + "/nat_flush", self.hosts, "host") and "nat" not in (self.hosts[v] if isinstance(self.hosts[v], dict) else {}):
+                self.fail(at + "/nat_flush", f"host \"{v}\" has no \"nat\" to flush")
         elif a == "traffic":
             if not isinstance(v, list) or not v:
                 self.fail(at + "/traffic", "is not a list of traffic names")
