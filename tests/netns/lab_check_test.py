@@ -238,6 +238,8 @@ def capture_cases(checks, args, tmp):
         ("a capture that carries a protocol sequence tshark cannot write",
          lambda d: d["captures"]["cafe"].update(carries=["ip::esp"]), ["/captures/cafe/carries/0"]),
         ("a capture whose clean is not a boolean", lambda d: d["captures"]["cafe"].update(clean=1), ["/captures/cafe/clean"]),
+        ("a capture whose decrypted is not a boolean", lambda d: d["captures"]["cafe"].update(decrypted="all"),
+         ["/captures/cafe/decrypted"]),
         ("a quiet window on a network not captured", lambda d: d["timeline"][home_quiet]["quiet"].update(captures=["lan"]),
          ["/timeline/2/quiet/captures/0"]),
         ("a quiet window with a protocol tshark cannot name", lambda d: d["timeline"][home_quiet]["quiet"].update(protocols=["ESP!"]),
@@ -425,6 +427,9 @@ def library_checks(checks):
                  and not runner.has_layers(["eth", "ethertype", "ip", "udp", "udpencap", "esp"], "ip:esp")
                  and runner.has_layers(["eth", "ethertype", "ip", "udp", "udpencap", "esp"], "udpencap:esp")
                  and runner.has_layers(["eth", "ethertype", "ip", "udp", "udpencap", "esp"], "esp"))
+    checks.check("decrypted: ESP tshark read into has an IP packet right inside it, opaque ESP has not",
+                 runner.has_layers(["eth", "ethertype", "ip", "udp", "udpencap", "esp", "ip", "tcp"], "esp:ip")
+                 and not runner.has_layers(["eth", "ethertype", "ip", "udp", "udpencap", "esp"], "esp:ip"))
     # "contains" and "exceeds" on a recorded status, both fields read in one answer.
     run = runner.Run.__new__(runner.Run)
     run.doc, run.snapshot, queries = {"parameters": {}}, None, []

@@ -613,6 +613,12 @@ class Run:
                 n = sum(1 for f in frames if f":{stack}:" in ":" + ":".join(f.layers) + ":")
                 self.assertion(f"capture {net} carries {stack} ({n} of {len(frames)} frames)", n > 0,
                                f"protocols seen: {', '.join(sorted({':'.join(f.layers) for f in frames})[:12])}")
+            if spec.get("decrypted"):
+                esp = [f for f in frames if "esp" in f.layers]
+                opaque = [f for f in esp if not has_layers(f.layers, "esp:ip")]
+                self.assertion(f"capture {net}: tshark decrypts every ESP frame with the nodes' key tables "
+                               f"({len(esp) - len(opaque)} of {len(esp)})", bool(esp) and not opaque,
+                               "; ".join(f.describe() for f in opaque[:5]) or "no ESP frame")
             if spec.get("clean"):
                 try:
                     bad = cap.problems(c.path, options)

@@ -49,7 +49,9 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                inside ESP and each move's overhead per packet is measured on the probe's packets;
                "carries": ["ip:ip:icmp", ...] asserts at the end that some frame's dissection
                holds each of those protocol sequences (tshark's frame.protocols, in order, adjacent);
-               "clean": true that tshark finds no malformed frame nor an error-level expert item
+               "clean": true that tshark finds no malformed frame nor an error-level expert item;
+               "decrypted": true that it holds ESP and tshark, given the nodes' key tables, reads
+               an IP packet inside every ESP frame (every SA on that link has its keys logged)
   timeline     steps, in order; each is one object with one action key and optional "label",
                "timeout_s":
                  {"start": node} {"stop": node} {"restart": node}
@@ -388,9 +390,9 @@ class Validator:
         for n, spec in self.captures.items():
             at = ptr("captures", n)
             self.ref(n, at, networks, "network")
-            if not self.obj(spec, at, (), ("outside", "carries", "clean")):
+            if not self.obj(spec, at, (), ("outside", "carries", "clean", "decrypted")):
                 continue
-            for k in ("outside", "clean"):
+            for k in ("outside", "clean", "decrypted"):
                 if k in spec and not isinstance(spec[k], bool):
                     self.fail(at + "/" + k, "is not true or false")
             if "carries" in spec:
