@@ -102,11 +102,13 @@ class Probe:
 
     LINE = re.compile(r"^\[(\d+\.\d+)\].*icmp_seq=(\d+)")
 
-    def __init__(self, lab: Lab, host: Host, name: str, to: str, interval_ms: int, size: Optional[int] = None):
+    def __init__(self, lab: Lab, host: Host, name: str, to: str, interval_ms: int, size: Optional[int] = None,
+                 count: Optional[int] = None):
         self.interval_ms = interval_ms
         # A sized probe is sent with DF: a path (or a tunnel) that cannot carry it whole shows as loss.
         sized = ["-s", str(size), "-M", "do"] if size is not None else []
-        self.proc = host.spawn(["ping", "-D", "-n", "-O", "-i", f"{interval_ms / 1000:.3f}", "-W", "1", *sized, to],
+        counted = ["-c", str(count)] if count is not None else []
+        self.proc = host.spawn(["ping", "-D", "-n", "-O", "-i", f"{interval_ms / 1000:.3f}", "-W", "1", *sized, *counted, to],
                                log_name=f"probe-{name}")
         self.started = time.time()
 
@@ -516,6 +518,11 @@ class Run:
         return None
 
     # -- traffic --------------------------------------------------------------------------
+    def timed_probe(self) -> Optional[str]:
+        """The probe moves are timed by: the first listed that runs and has no count (a
+        counted one ends by itself)."""
+        return next((n for n, t in self.doc.get("traffic", {}).items() if n in self.probes and "count" not in t), None)
+
     def start_traffic(self, name: str) -> None:
         t = self.doc["traffic"][name]
         if t["kind"] == "stream":
@@ -525,7 +532,8 @@ class Run:
             except TimeoutError as e:
                 raise StepFailed(f"stream {name}: {e}")
         else:
-            self.probes[name] = Probe(self.lab, self.hosts[t["from"]], name, t["to"], t.get("interval_ms", 100), t.get("size"))
+            self.probes[name] = Probe(self.lab, self.hosts[t["from"]], name, t["to"], t.get("interval_ms", 100), t.get("size"),
+                                      t.get("count"))
         self.note("traffic", name=name)
 
     # -- moves ----------------------------------------------------------------------------
@@ -647,9 +655,9 @@ class Run:
         node went to (when there is one): the most frequent outer-minus-inner length of the
         probe's packets there between the move's link change and the next one. It
         replaces the node's own account (`tun.stack_overhead`) in the move's row."""
-        if not self.probes:
+        if self.timed_probe() is None:
             return
-        probe = self.doc["traffic"][next(iter(self.probes))]  # the one the moves time
+        probe = self.doc["traffic"][self.timed_probe()]  # the one the moves time
         from collections import Counter
         for w in self.overhead_windows:
             c = self.captures.get(w["network"])
@@ -754,7 +762,7 @@ class Run:
         base = before["base"]
         t_reg = first = lost = stream_dt = None
         pending_restart = list(m.get("restart", []))
-        probe = next(iter(self.probes.values()), None)
+        probe = self.probes.get(self.timed_probe() or "")
         stream = next(iter(self.streams.values()), None)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -841,7 +849,7 @@ class Run:
         if "acquired" in m:
             self.assertion(f"{label}: care-of address acquired ({self.describe(m['acquired'])})", t_addr is not None,
                            self.observed(m["acquired"]))
-        if self.probes:
+        if probe is not None:
             self.assertion(f"{label}: probe replies resume", first is not None)
         if self.streams:
             self.assertion(f"{label}: the stream goes on", stream_dt is not None)

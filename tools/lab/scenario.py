@@ -35,10 +35,12 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                gateway=strongswan` swaps the gateway node and the conditions that read it)
   traffic      (a move times the first stream and the first probe listed)
                {"name": {"kind": "stream", "from": h, "source": addr, "to": h, "address": addr,
-                "port": n, "pace_ms": n} | {"kind": "probe", "from": h, "to": addr, "interval_ms": n, "size": bytes}}
+                "port": n, "pace_ms": n} | {"kind": "probe", "from": h, "to": addr, "interval_ms": n, "size": bytes, "count": n}}
                (a stream writes 2 KiB every "pace_ms", default 20; 0: as fast as TCP takes it;
                a probe's "size": ICMP data bytes, 16-8972, sent with DF, so a tunnel that
-               cannot carry it whole shows as loss; default ping's 56 without DF)
+               cannot carry it whole shows as loss; default ping's 56 without DF; "count": 1-1000
+               requests, then the probe ends, e.g. to pass a few packets before an idle period;
+               moves time the first probe listed that has no count)
   captures     {"network": {"outside": bool}}: dumpcap records that network's bridge for the whole
                run (capture-<network>.pcap; `--keep` copies them into the report directory);
                "outside": true asserts at the end that the capture holds no user packet in the
@@ -373,7 +375,10 @@ class Validator:
                     if "port" in spec and (not isinstance(spec["port"], int) or not 1024 <= spec["port"] <= 65535):
                         self.fail(at + "/port", "is not a port 1024-65535")
             elif kind == "probe":
-                if self.obj(spec, at, ("kind", "from", "to"), ("interval_ms", "size")):
+                if self.obj(spec, at, ("kind", "from", "to"), ("interval_ms", "size", "count")):
+                    if "count" in spec and (not isinstance(spec["count"], int) or isinstance(spec["count"], bool)
+                                            or not 1 <= spec["count"] <= 1000):
+                        self.fail(at + "/count", "is not a number of echo requests, 1-1000")
                     if "size" in spec and (not isinstance(spec["size"], int) or isinstance(spec["size"], bool)
                                            or not 16 <= spec["size"] <= 8972):
                         self.fail(at + "/size", "is not a number of ICMP data bytes, 16-8972")
