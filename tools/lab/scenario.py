@@ -53,7 +53,8 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                holds each of those protocol sequences (tshark's frame.protocols, in order, adjacent);
                "clean": true that tshark finds no malformed frame nor an error-level expert item;
                "decrypted": true that it holds ESP and tshark, given the nodes' key tables, reads
-               an IP packet inside every ESP frame (every SA on that link has its keys logged)
+               an IP packet inside every ESP frame (every SA on that link has its keys logged; ESP
+               quoted by an ICMP error is cut short and not counted)
   timeline     steps, in order; each is one object with one action key and optional "label",
                "timeout_s":
                  {"start": node} {"stop": node} {"restart": node}
