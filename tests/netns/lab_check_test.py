@@ -80,6 +80,7 @@ def main():
         ("a probe size beyond a jumbo frame", lambda d: d["traffic"]["ping"].update(size=9000), ["/traffic/ping/size"]),
         ("a probe count of zero", lambda d: d["traffic"]["ping"].update(count=0), ["/traffic/ping/count"]),
         ("a stream paced below zero", lambda d: d["traffic"]["stream"].update(pace_ms=-1), ["/traffic/stream/pace_ms"]),
+        ("a stream paced by a string", lambda d: d["traffic"]["stream"].update(pace_ms="0.5"), ["/traffic/stream/pace_ms"]),
         ("same_as naming an unknown node", lambda d: d["timeline"][0]["wait"].pop("equals") and d["timeline"][0]["wait"].update(
             same_as={"node": "ghost", "pointer": "/x"}), ["/timeline/0/wait/same_as/node"]),
         ("a topology problem and a node config problem, both reported",

@@ -36,7 +36,8 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
   traffic      (a move times the first stream and the first probe listed)
                {"name": {"kind": "stream", "from": h, "source": addr, "to": h, "address": addr,
                 "port": n, "pace_ms": n} | {"kind": "probe", "from": h, "to": addr, "interval_ms": n, "size": bytes, "count": n}}
-               (a stream writes 2 KiB every "pace_ms", default 20; 0: as fast as TCP takes it;
+               (a stream writes 2 KiB every "pace_ms", default 20, a fraction allowed (0.25: about
+               8 KiB a millisecond, as the sleep's granularity lets it); 0: as fast as TCP takes it;
                a probe's "size": ICMP data bytes, 16-8972, sent with DF, so a tunnel that
                cannot carry it whole shows as loss; default ping's 56 without DF; "count": 1-1000
                requests, then the probe ends, e.g. to pass a few packets before an idle period;
@@ -366,9 +367,9 @@ class Validator:
             kind = spec.get("kind")
             if kind == "stream":
                 if self.obj(spec, at, ("kind", "from", "source", "to", "address"), ("port", "pace_ms")):
-                    if "pace_ms" in spec and (not isinstance(spec["pace_ms"], int) or isinstance(spec["pace_ms"], bool)
+                    if "pace_ms" in spec and (not isinstance(spec["pace_ms"], (int, float)) or isinstance(spec["pace_ms"], bool)
                                               or not 0 <= spec["pace_ms"] <= 1000):
-                        self.fail(at + "/pace_ms", "is not 0-1000 ms")
+                        self.fail(at + "/pace_ms", "is not 0-1000 ms (a fraction allowed)")
                     self.ref(spec.get("from"), at + "/from", hosts, "host")
                     self.ref(spec.get("to"), at + "/to", hosts, "host")
                     self.address(spec.get("source"), at + "/source", False)
