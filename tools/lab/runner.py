@@ -601,6 +601,10 @@ class Run:
             c.stop()
         keys = self.key_tables()
         options = cap.decrypt_options(keys["esp_sa"], keys["ikev1_decryption_table"])
+        # The streams' bytes are random: shown as data, no heuristic dissector guesses at them
+        # (and calls a segment a malformed Thrift call).
+        for port in sorted({t.get("port", 5001) for t in self.doc.get("traffic", {}).values() if t.get("kind") == "stream"}):
+            options += ["-d", f"tcp.port=={port},data"]
         for net, c in self.captures.items():
             try:
                 frames = c.read(options)
