@@ -227,6 +227,23 @@ def overhead_checks(checks):
                      got == want and capture.classify(opened[0]) == "mip-tunnelled esp", opened[0].describe() if opened else "no frame")
         checks.check("without the key table: ESP stays opaque, no overhead measured",
                      len(plain) == 1 and capture.overhead(plain[0], "10.99.1.77") is None, plain[0].describe() if plain else "no frame")
+        # A port unreachable quoting the start of that ESP packet (a NAT that forgot the
+        # mapping): tshark dissects the cut quote as far as it goes and finds an error-level
+        # item in it; "clean" leaves ICMP errors aside.
+        esp_ip = ipv4("198.18.5.2", "203.0.113.77", 50, esp)
+        unreachable = ipv4("203.0.113.1", "198.18.5.2", 1, struct.pack("!BBHI", 3, 3, 0, 0) + esp_ip[:28 + 8])
+        quoted = os.path.join(tmp, "quoted.pcap")
+        with open(quoted, "wb") as f:
+            f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+            for k, frame in enumerate((esp_ip, unreachable)):
+                frame = b"\x02\0\0\0\0\1" + b"\x02\0\0\0\0\2" + b"\x08\x00" + frame
+                f.write(struct.pack("<IIII", 100 + k, 0, len(frame), len(frame)) + frame)
+        options = capture.decrypt_options([line], [])
+        raw = subprocess.run(["tshark", "-r", quoted, "-n", *options, "-Y", "_ws.malformed || _ws.expert.severity == error",
+                              "-T", "fields", "-e", "frame.number"], capture_output=True, text=True, timeout=60).stdout.split()
+        bad = capture.problems(quoted, options)
+        checks.check(f"clean: an ICMP error quoting the start of an ESP packet is left aside (tshark flags frames {raw}; problems {bad})",
+                     raw == ["2"] and bad == [], str(bad))
 
 
 def capture_cases(checks, args, tmp):

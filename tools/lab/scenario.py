@@ -52,7 +52,8 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                inside ESP and each move's overhead per packet is measured on the probe's packets;
                "carries": ["ip:ip:icmp", ...] asserts at the end that some frame's dissection
                holds each of those protocol sequences (tshark's frame.protocols, in order, adjacent);
-               "clean": true that tshark finds no malformed frame nor an error-level expert item;
+               "clean": true that tshark finds no malformed frame nor an error-level expert item (an
+               ICMP error aside: its quote of a packet is cut short, and tshark errs on what is missing);
                "decrypted": true that it holds ESP and tshark, given the nodes' key tables, reads
                an IP packet inside every ESP frame (every SA on that link has its keys logged; ESP
                quoted by an ICMP error is cut short and not counted)
