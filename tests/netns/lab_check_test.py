@@ -97,6 +97,7 @@ def main():
         ("a file condition with a stage", lambda d: d["timeline"].insert(1, {"assert": {
             "file": "${lab_dir}/a", "stage": "mip.home_agent", "pointer": "/count", "equals": 0}}), ["/timeline/1/assert/stage"]),
         ("a probe size beyond a jumbo frame", lambda d: d["traffic"]["ping"].update(size=9000), ["/traffic/ping/size"]),
+        ("a probe count of zero", lambda d: d["traffic"]["ping"].update(count=0), ["/traffic/ping/count"]),
         ("a stream paced below zero", lambda d: d["traffic"]["stream"].update(pace_ms=-1), ["/traffic/stream/pace_ms"]),
         ("a condition on a traffic generator that does not exist",
          lambda d: d["timeline"][0].update(wait={"traffic": "ghost", "pointer": "/replies", "at_least": 1}), ["/timeline/0/wait/traffic"]),
@@ -107,6 +108,7 @@ def main():
          lambda d: d["timeline"].insert(1, {"link": {"host": "mn", "interface": "eth9", "up": False}}), ["/timeline/1/link/interface"]),
         ("forgetting path MTUs on a host that does not exist", lambda d: d["timeline"].insert(1, {"forget_path_mtu": "moon"}),
          ["/timeline/1/forget_path_mtu"]),
+        ("a stream paced by a string", lambda d: d["traffic"]["stream"].update(pace_ms="0.5"), ["/traffic/stream/pace_ms"]),
         ("same_as naming an unknown node", lambda d: d["timeline"][0]["wait"].pop("equals") and d["timeline"][0]["wait"].update(
             same_as={"node": "ghost", "pointer": "/x"}), ["/timeline/0/wait/same_as/node"]),
         ("a topology problem and a node config problem, both reported",
@@ -300,6 +302,23 @@ def overhead_checks(checks):
                      got == want and capture.classify(opened[0]) == "mip-tunnelled esp", opened[0].describe() if opened else "no frame")
         checks.check("without the key table: ESP stays opaque, no overhead measured",
                      len(plain) == 1 and capture.overhead(plain[0], "10.99.1.77") is None, plain[0].describe() if plain else "no frame")
+        # A port unreachable quoting the start of that ESP packet (a NAT that forgot the
+        # mapping): tshark dissects the cut quote as far as it goes and finds an error-level
+        # item in it; "clean" leaves ICMP errors aside.
+        esp_ip = ipv4("198.18.5.2", "203.0.113.77", 50, esp)
+        unreachable = ipv4("203.0.113.1", "198.18.5.2", 1, struct.pack("!BBHI", 3, 3, 0, 0) + esp_ip[:28 + 8])
+        quoted = os.path.join(tmp, "quoted.pcap")
+        with open(quoted, "wb") as f:
+            f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+            for k, frame in enumerate((esp_ip, unreachable)):
+                frame = b"\x02\0\0\0\0\1" + b"\x02\0\0\0\0\2" + b"\x08\x00" + frame
+                f.write(struct.pack("<IIII", 100 + k, 0, len(frame), len(frame)) + frame)
+        options = capture.decrypt_options([line], [])
+        raw = subprocess.run(["tshark", "-r", quoted, "-n", *options, "-Y", "_ws.malformed || _ws.expert.severity == error",
+                              "-T", "fields", "-e", "frame.number"], capture_output=True, text=True, timeout=60).stdout.split()
+        bad = capture.problems(quoted, options)
+        checks.check(f"clean: an ICMP error quoting the start of an ESP packet is left aside (tshark flags frames {raw}; problems {bad})",
+                     raw == ["2"] and bad == [], str(bad))
 
 
 def capture_cases(checks, args, tmp):
@@ -313,6 +332,8 @@ def capture_cases(checks, args, tmp):
         ("a capture that carries a protocol sequence tshark cannot write",
          lambda d: d["captures"]["cafe"].update(carries=["ip::esp"]), ["/captures/cafe/carries/0"]),
         ("a capture whose clean is not a boolean", lambda d: d["captures"]["cafe"].update(clean=1), ["/captures/cafe/clean"]),
+        ("a capture whose decrypted is not a boolean", lambda d: d["captures"]["cafe"].update(decrypted="all"),
+         ["/captures/cafe/decrypted"]),
         ("a quiet window on a network not captured", lambda d: d["timeline"][home_quiet]["quiet"].update(captures=["lan"]),
          ["/timeline/2/quiet/captures/0"]),
         ("a quiet window with a protocol tshark cannot name", lambda d: d["timeline"][home_quiet]["quiet"].update(protocols=["ESP!"]),
@@ -335,6 +356,9 @@ def capture_cases(checks, args, tmp):
          lambda d: d["timeline"].__setitem__(home_wait, {"assert": d["timeline"][home_wait]["wait"]}), ["/timeline/3/assert/increased_by"]),
         ("increased_by that is not a positive number", lambda d: d["timeline"][home_wait]["wait"].update(increased_by=0),
          ["/timeline/3/wait/increased_by"]),
+        ("a NAT flush on a host that is no NAT, and on one that does not exist",
+         lambda d: (d["timeline"].insert(0, {"nat_flush": "moon"}), d["timeline"].insert(0, {"nat_flush": "cn"})),
+         ["/timeline/0/nat_flush", "/timeline/1/nat_flush"]),
     ]
     for what, change, pointers in cases:
         f = os.path.join(tmp, "bad-walk.json")
@@ -494,6 +518,9 @@ def library_checks(checks):
                  and not runner.has_layers(["eth", "ethertype", "ip", "udp", "udpencap", "esp"], "ip:esp")
                  and runner.has_layers(["eth", "ethertype", "ip", "udp", "udpencap", "esp"], "udpencap:esp")
                  and runner.has_layers(["eth", "ethertype", "ip", "udp", "udpencap", "esp"], "esp"))
+    checks.check("decrypted: ESP tshark read into has an IP packet right inside it, opaque ESP has not",
+                 runner.has_layers(["eth", "ethertype", "ip", "udp", "udpencap", "esp", "ip", "tcp"], "esp:ip")
+                 and not runner.has_layers(["eth", "ethertype", "ip", "udp", "udpencap", "esp"], "esp:ip"))
     # "contains" and "exceeds" on a recorded status, both fields read in one answer.
     run = runner.Run.__new__(runner.Run)
     run.doc, run.snapshot, queries = {"parameters": {}}, None, []
@@ -524,6 +551,12 @@ def library_checks(checks):
         checks.check(f"probe: first reply 0.45 s after the link change, 4 requests lost ({first}, {lost})",
                      abs(first - 0.45) < 1e-6 and lost == 4)
         checks.check("probe: no reply after the change yet", probe.gap(101.5) == (None, None))
+        checks.check(f"probe account: 6 replies, 4 lost between the first and the latest ({probe.account()})",
+                     probe.account() == {"replies": 6, "lost": 4})
+        run.probes, run.streams = {"ping": probe}, {}
+        checks.check("a traffic condition reads a probe's account; an unknown one is no value",
+                     run.holds({"traffic": "ping", "pointer": "/lost", "equals": 4}) and run.holds({"traffic": "ping", "pointer": "/replies", "at_least": 6})
+                     and not run.holds({"traffic": "gone", "pointer": "/lost", "equals": 0}))
         leases = os.path.join(tmp, "leases")
         open(leases, "w").write("99.5 bound 10.0.0.1\n103.25 bound 192.0.2.100\n")
         checks.check("lease time: the first lease after the link change", runner.lease_time(leases, 100.0) == 103.25

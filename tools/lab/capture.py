@@ -175,8 +175,12 @@ def read(path: str, tshark: str = "tshark", options: Optional[list] = None) -> l
 
 
 def problems(path: str, options: Optional[list] = None, tshark: str = "tshark") -> list[str]:
-    """The frames tshark calls malformed or marks with an error-level expert item, one line each."""
-    r = subprocess.run([tshark, "-r", path, "-n", *(options or []), "-Y", "_ws.malformed || _ws.expert.severity == error"],
+    """The frames tshark calls malformed or marks with an error-level expert item, one line each.
+    ICMP errors aside: the packet one quotes is cut short (RFC 792: the start of the original
+    datagram; RFC 1812 §4.3.2.3: as much as fits in 576 bytes), and tshark, dissecting the quote
+    as far as it goes (an ESP trailer it cannot find), errs on what is missing."""
+    r = subprocess.run([tshark, "-r", path, "-n", *(options or []), "-Y",
+                        "(_ws.malformed || _ws.expert.severity == error) && !(" + " || ".join(f"icmp.type == {t}" for t in ICMP_ERRORS) + ")"],
                        capture_output=True, text=True, timeout=120)
     if r.returncode != 0:
         raise RuntimeError(f"tshark -r {path}: exit {r.returncode}: {r.stderr.strip()[-500:]}")

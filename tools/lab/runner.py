@@ -117,11 +117,13 @@ class Probe:
 
     LINE = re.compile(r"^\[(\d+\.\d+)\].*icmp_seq=(\d+)")
 
-    def __init__(self, lab: Lab, host: Host, name: str, to: str, interval_ms: int, size: Optional[int] = None):
+    def __init__(self, lab: Lab, host: Host, name: str, to: str, interval_ms: int, size: Optional[int] = None,
+                 count: Optional[int] = None):
         self.interval_ms = interval_ms
         # A sized probe is sent with DF: a path (or a tunnel) that cannot carry it whole shows as loss.
         sized = ["-s", str(size), "-M", "do"] if size is not None else []
-        self.proc = host.spawn(["ping", "-D", "-n", "-O", "-i", f"{interval_ms / 1000:.3f}", "-W", "1", *sized, to],
+        counted = ["-c", str(count)] if count is not None else []
+        self.proc = host.spawn(["ping", "-D", "-n", "-O", "-i", f"{interval_ms / 1000:.3f}", "-W", "1", *sized, *counted, to],
                                log_name=f"probe-{name}")
         self.started = time.time()
 
@@ -140,9 +142,11 @@ class Probe:
     MTU = re.compile(r"mtu ?= ?(\d+)")
 
     def account(self) -> dict:
-        """For "traffic" conditions: the replies so far, and the last MTU ping was told (an
-        ICMP "fragmentation needed", "mtu = N", or its kernel refusing the size, "mtu=N")."""
-        out: dict[str, Any] = {"replies": len(self.replies())}
+        """For "traffic" conditions: requests answered, those lost between the first reply and
+        the latest (a loss shows once a later request is answered), and the last MTU ping was
+        told (an ICMP "fragmentation needed", "mtu = N", or its kernel refusing the size, "mtu=N")."""
+        seqs = sorted({s for _, s in self.replies()})
+        out: dict[str, Any] = {"replies": len(seqs), "lost": seqs[-1] - seqs[0] + 1 - len(seqs) if seqs else 0}
         try:
             with open(self.proc.log_path) as f:  # type: ignore[attr-defined]
                 mtus = self.MTU.findall(f.read())
@@ -606,6 +610,11 @@ class Run:
         return None
 
     # -- traffic --------------------------------------------------------------------------
+    def timed_probe(self) -> Optional[str]:
+        """The probe moves are timed by: the first listed that runs and has no count (a
+        counted one ends by itself)."""
+        return next((n for n, t in self.doc.get("traffic", {}).items() if n in self.probes and "count" not in t), None)
+
     def start_traffic(self, name: str) -> None:
         t = self.doc["traffic"][name]
         if t["kind"] == "stream":
@@ -615,7 +624,8 @@ class Run:
             except TimeoutError as e:
                 raise StepFailed(f"stream {name}: {e}")
         else:
-            self.probes[name] = Probe(self.lab, self.hosts[t["from"]], name, t["to"], t.get("interval_ms", 100), t.get("size"))
+            self.probes[name] = Probe(self.lab, self.hosts[t["from"]], name, t["to"], t.get("interval_ms", 100), t.get("size"),
+                                      t.get("count"))
         self.note("traffic", name=name)
 
     # -- moves ----------------------------------------------------------------------------
@@ -683,6 +693,10 @@ class Run:
             c.stop()
         keys = self.key_tables()
         options = cap.decrypt_options(keys["esp_sa"], keys["ikev1_decryption_table"])
+        # The streams' bytes are random: shown as data, no heuristic dissector guesses at them
+        # (and calls a segment a malformed Thrift call).
+        for port in sorted({t.get("port", 5001) for t in self.doc.get("traffic", {}).values() if t.get("kind") == "stream"}):
+            options += ["-d", f"tcp.port=={port},data"]
         for net, c in self.captures.items():
             try:
                 frames = c.read(options)
@@ -703,12 +717,17 @@ class Run:
                 n = sum(1 for f in frames if f":{stack}:" in ":" + ":".join(f.layers) + ":")
                 self.assertion(f"capture {net} carries {stack} ({n} of {len(frames)} frames)", n > 0,
                                f"protocols seen: {', '.join(sorted({':'.join(f.layers) for f in frames})[:12])}")
+            if spec.get("decrypted"):
+                # An ICMP error quotes only the start of the packet it is about: ESP inside one
+                # cannot be decrypted, and is not what this asks about.
+                esp = [f for f in frames if "esp" in f.layers and "icmp" not in f.layers[:f.layers.index("esp")]]
+                opaque = [f for f in esp if not has_layers(f.layers, "esp:ip")]
+                self.assertion(f"capture {net}: tshark decrypts every ESP frame with the nodes' key tables "
+                               f"({len(esp) - len(opaque)} of {len(esp)})", bool(esp) and not opaque,
+                               "; ".join(f.describe() for f in opaque[:5]) or "no ESP frame")
             if spec.get("clean"):
                 try:
-                    # The streams' payload is arbitrary bytes: read as data, not as whatever
-                    # protocol a heuristic dissector guesses (THRIFT, say) and then calls malformed.
-                    ports = sorted({t["port"] for t in (self.doc.get("traffic") or {}).values() if t.get("kind") == "stream"})
-                    bad = cap.problems(c.path, options + [a for p in ports for a in ("-d", f"tcp.port=={p},data")])
+                    bad = cap.problems(c.path, options)
                     self.assertion(f"capture {net}: tshark finds no malformed frame nor error", not bad, "; ".join(bad[:5]))
                 except (RuntimeError, subprocess.TimeoutExpired) as e:
                     self.assertion(f"capture {net}: tshark finds no malformed frame nor error", False, str(e))
@@ -734,9 +753,9 @@ class Run:
         node went to (when there is one): the most frequent outer-minus-inner length of the
         probe's packets there between the move's link change and the next one. It
         replaces the node's own account (`tun.stack_overhead`) in the move's row."""
-        if not self.probes:
+        if self.timed_probe() is None:
             return
-        probe = self.doc["traffic"][next(iter(self.probes))]  # the one the moves time
+        probe = self.doc["traffic"][self.timed_probe()]  # the one the moves time
         from collections import Counter
         for w in self.overhead_windows:
             c = self.captures.get(w["network"])
@@ -882,7 +901,7 @@ class Run:
         base = before["base"]
         t_reg = first = lost = stream_dt = None
         pending_restart = list(m.get("restart", []))
-        probe = next(iter(self.probes.values()), None)
+        probe = self.probes.get(self.timed_probe() or "")
         stream = next(iter(self.streams.values()), None)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -969,7 +988,7 @@ class Run:
         if "acquired" in m:
             self.assertion(f"{label}: care-of address acquired ({self.describe(m['acquired'])})", t_addr is not None,
                            self.observed(m["acquired"]))
-        if self.probes:
+        if probe is not None:
             self.assertion(f"{label}: probe replies resume", first is not None)
         if self.streams:
             self.assertion(f"{label}: the stream goes on", stream_dt is not None)
@@ -1025,6 +1044,9 @@ class Run:
                 self.note("forget path MTU", host=step["forget_path_mtu"])
             elif action == "write":
                 self.write_file(step["write"])
+            elif action == "nat_flush":
+                self.lab.flush_nat(self.hosts[step["nat_flush"]])
+                self.note("nat flush", host=step["nat_flush"])
             elif action == "assert":
                 self.assertion(f"{label}: {self.describe(step['assert'])}", self.holds(step["assert"]), self.observed(step["assert"]))
             elif action == "move":

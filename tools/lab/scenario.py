@@ -35,10 +35,13 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                gateway=strongswan` swaps the gateway node and the conditions that read it)
   traffic      (a move times the first stream and the first probe listed)
                {"name": {"kind": "stream", "from": h, "source": addr, "to": h, "address": addr,
-                "port": n, "pace_ms": n} | {"kind": "probe", "from": h, "to": addr, "interval_ms": n, "size": bytes}}
-               (a stream writes 2 KiB every "pace_ms", default 20; 0: as fast as TCP takes it;
+                "port": n, "pace_ms": n} | {"kind": "probe", "from": h, "to": addr, "interval_ms": n, "size": bytes, "count": n}}
+               (a stream writes 2 KiB every "pace_ms", default 20, a fraction allowed (0.25: about
+               8 KiB a millisecond, as the sleep's granularity lets it); 0: as fast as TCP takes it;
                a probe's "size": ICMP data bytes, 16-8972, sent with DF, so a tunnel that
-               cannot carry it whole shows as loss; default ping's 56 without DF)
+               cannot carry it whole shows as loss; default ping's 56 without DF; "count": 1-1000
+               requests, then the probe ends, e.g. to pass a few packets before an idle period;
+               moves time the first probe listed that has no count)
   captures     {"network": {"outside": bool}}: dumpcap records that network's bridge for the whole
                run (capture-<network>.pcap; `--keep` copies them into the report directory);
                "outside": true asserts at the end that the capture holds no user packet in the
@@ -49,7 +52,11 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                inside ESP and each move's overhead per packet is measured on the probe's packets;
                "carries": ["ip:ip:icmp", ...] asserts at the end that some frame's dissection
                holds each of those protocol sequences (tshark's frame.protocols, in order, adjacent);
-               "clean": true that tshark finds no malformed frame nor an error-level expert item
+               "clean": true that tshark finds no malformed frame nor an error-level expert item (an
+               ICMP error aside: its quote of a packet is cut short, and tshark errs on what is missing);
+               "decrypted": true that it holds ESP and tshark, given the nodes' key tables, reads
+               an IP packet inside every ESP frame (every SA on that link has its keys logged; ESP
+               quoted by an ICMP error is cut short and not counted)
   timeline     steps, in order; each is one object with one action key and optional "label",
                "timeout_s":
                  {"start": node} {"stop": node} {"restart": node}
@@ -111,6 +118,10 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                                                             run's directory with that text and
                                                             mode (default "0600"), e.g. a state
                                                             file a node is to find corrupt
+                 {"nat_flush": h}                           host h (one with "nat") forgets every
+                                                            mapping, as a rebooting NAT does (conntrack
+                                                            -F): the next packet out gets a new
+                                                            mapping, with "random_ports" a new port
   condition    {"node": n, "stage": type, "index": k, "pointer": "/json/pointer",
                 one of "equals": v, "in": [v...], "prefix": s, "contains": v (a list holding v, or a
                 string holding the string v), "at_least": x, "at_most": x, "exceeds": "/pointer"
@@ -129,8 +140,11 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                 \"mn\",device=\"mip0\"}") to value ("format": "json", the default, is the status
                 the other conditions read)
                 or {"traffic": name, "pointer": ..., test}: a started traffic generator's own
-                account: a probe's {"replies": n, "mtu": m} (m: the last MTU ping was told, by an
-                ICMP "fragmentation needed" or by its own kernel refusing the size), a stream's
+                account: a probe's {"replies": n, "lost": l, "mtu": m} (l: requests unanswered
+                between its first and its latest reply, so in a wait "/replies" "increased_by" n
+                with "/lost" "unchanged" is n replies in a row without a loss; m: the last MTU
+                ping was told, by an ICMP "fragmentation needed" or by its own kernel refusing
+                the size), a stream's
                 {"bytes": n} (received so far); nothing before it starts
                 or {"file": "${lab_dir}/name", "pointer": ..., test}: a file of the run's directory
                 ("*" matches any part of a name): {"count": matches, and of the newest match
@@ -163,7 +177,8 @@ from typing import Any, Optional
 
 FIGURES = ("link_to_address_ms", "link_to_registration_ms", "link_to_first_packet_ms", "link_to_stream_ms",
            "probe_lost", "ike_messages", "ike_sessions", "registrations", "registrations_per_layer", "access_mode")
-ACTIONS = ("start", "stop", "restart", "wait", "traffic", "move", "outage", "link", "assert", "quiet", "forget_path_mtu", "write")
+ACTIONS = ("start", "stop", "restart", "wait", "traffic", "move", "outage", "link", "assert", "quiet", "forget_path_mtu", "write",
+           "nat_flush")
 RUN_FILE = re.compile(r"^[A-Za-z0-9._-]{1,64}(/[A-Za-z0-9._-]{1,64}){0,3}$")
 RUN_FILE_GLOB = re.compile(r"^[A-Za-z0-9._*-]{1,64}(/[A-Za-z0-9._*-]{1,64}){0,3}$")
 FILE_MODE = re.compile(r"^0[0-7]{3}$")
@@ -406,9 +421,9 @@ class Validator:
             kind = spec.get("kind")
             if kind == "stream":
                 if self.obj(spec, at, ("kind", "from", "source", "to", "address"), ("port", "pace_ms")):
-                    if "pace_ms" in spec and (not isinstance(spec["pace_ms"], int) or isinstance(spec["pace_ms"], bool)
+                    if "pace_ms" in spec and (not isinstance(spec["pace_ms"], (int, float)) or isinstance(spec["pace_ms"], bool)
                                               or not 0 <= spec["pace_ms"] <= 1000):
-                        self.fail(at + "/pace_ms", "is not 0-1000 ms")
+                        self.fail(at + "/pace_ms", "is not 0-1000 ms (a fraction allowed)")
                     self.ref(spec.get("from"), at + "/from", hosts, "host")
                     self.ref(spec.get("to"), at + "/to", hosts, "host")
                     self.address(spec.get("source"), at + "/source", False)
@@ -416,7 +431,10 @@ class Validator:
                     if "port" in spec and (not isinstance(spec["port"], int) or not 1024 <= spec["port"] <= 65535):
                         self.fail(at + "/port", "is not a port 1024-65535")
             elif kind == "probe":
-                if self.obj(spec, at, ("kind", "from", "to"), ("interval_ms", "size")):
+                if self.obj(spec, at, ("kind", "from", "to"), ("interval_ms", "size", "count")):
+                    if "count" in spec and (not isinstance(spec["count"], int) or isinstance(spec["count"], bool)
+                                            or not 1 <= spec["count"] <= 1000):
+                        self.fail(at + "/count", "is not a number of echo requests, 1-1000")
                     if "size" in spec and (not isinstance(spec["size"], int) or isinstance(spec["size"], bool)
                                            or not 16 <= spec["size"] <= 8972):
                         self.fail(at + "/size", "is not a number of ICMP data bytes, 16-8972")
@@ -433,9 +451,9 @@ class Validator:
         for n, spec in self.captures.items():
             at = ptr("captures", n)
             self.ref(n, at, networks, "network")
-            if not self.obj(spec, at, (), ("outside", "carries", "clean")):
+            if not self.obj(spec, at, (), ("outside", "carries", "clean", "decrypted")):
                 continue
-            for k in ("outside", "clean"):
+            for k in ("outside", "clean", "decrypted"):
                 if k in spec and not isinstance(spec[k], bool):
                     self.fail(at + "/" + k, "is not true or false")
             if "carries" in spec:
@@ -589,7 +607,8 @@ class Validator:
 
     def source(self, c, at: str, more: tuple, in_run: bool = True) -> bool:
         """Where a condition's (or a "same_as" value's) value comes from: a node's status
-        ("node", "stage", "index") or a host's `ip -j` ("host", "ip"), and its "pointer"."""
+        ("node", "stage", "index"), a host's `ip -j` ("host", "ip") or a probe's counts
+        ("probe"), and its "pointer"."""
         host = isinstance(c, dict) and "host" in c
         if isinstance(c, dict) and "file" in c:
             if not self.obj(c, at, ("file", "pointer"), more):
@@ -730,6 +749,9 @@ class Validator:
                     self.fail(at + "/write/text", "is not a string")
                 if "mode" in v and (not isinstance(v["mode"], str) or not FILE_MODE.match(v["mode"])):
                     self.fail(at + "/write/mode", "is not an octal file mode (\"0600\")")
+        elif a == "nat_flush":
+            if self.ref(v, at + "/nat_flush", self.hosts, "host") and "nat" not in (self.hosts[v] if isinstance(self.hosts[v], dict) else {}):
+                self.fail(at + "/nat_flush", f"host \"{v}\" has no \"nat\" to flush")
         elif a == "traffic":
             if not isinstance(v, list) or not v:
                 self.fail(at + "/traffic", "is not a list of traffic names")
