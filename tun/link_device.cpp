@@ -69,21 +69,21 @@ core::Result<std::unique_ptr<LinkDevice>> LinkDevice::open(std::string_view inte
 }
 
 LinkDevice::LinkDevice(std::string name, std::uint32_t ifindex, int rx, int tx, std::size_t mtu, std::size_t link_header)
-    : name_(std::move(name)), ifindex_(ifindex), rx_(rx), tx_(tx), link_header_(link_header), segmenter_(mtu),
-      frame_(VirtioNetHeader::len + link_header + Coalescer::max_super_len) {}
+    : name_(std::move(name)), ifindex_(ifindex), rx_(rx), tx_(tx), link_header_(link_header),
+      cutter_(mtu, VirtioNetHeader::len + link_header + Coalescer::max_super_len) {}
 
 // virtio-net header, link header, IP packet → virtio-net header, IP packet (at frame_ +
 // link_header_): the header's offsets counted from the link header, now from the IP header.
-bool LinkDevice::strip_link_header() noexcept {
+bool LinkDevice::strip_link_header(std::span<std::uint8_t> frame) noexcept {
     if (link_header_ == 0) return true;
-    if (frame_len_ < VirtioNetHeader::len + link_header_) return false;
-    VirtioNetHeader vh = VirtioNetHeader::parse(frame_);
+    if (frame.size() < VirtioNetHeader::len + link_header_) return false;
+    VirtioNetHeader vh = VirtioNetHeader::parse(frame);
     if (vh.flags & VirtioNetHeader::flag_needs_csum) {
         if (vh.csum_start < link_header_) return false;
         vh.csum_start = static_cast<std::uint16_t>(vh.csum_start - link_header_);
     }
     vh.hdr_len = static_cast<std::uint16_t>(vh.hdr_len > link_header_ ? vh.hdr_len - link_header_ : 0);
-    vh.emit(std::span<std::uint8_t>(frame_).subspan(link_header_));
+    vh.emit(frame.subspan(link_header_));
     return true;
 }
 
@@ -95,8 +95,9 @@ LinkDevice::~LinkDevice() {
 std::size_t LinkDevice::read(std::span<core::PacketBuf> bufs) {
     std::size_t n = 0;
     while (n < bufs.size()) {
-        if (!frame_pending_) {
-            ssize_t got = ::recv(rx_, frame_.data(), frame_.size(), MSG_TRUNC);
+        if (!cutter_.pending()) {
+            const auto frame = cutter_.buffer();
+            ssize_t got = ::recv(rx_, frame.data(), frame.size(), MSG_TRUNC);
             if (got < 0) {
                 if (errno == EINTR) continue;
                 if (errno != EAGAIN && errno != EWOULDBLOCK) {
@@ -105,35 +106,26 @@ std::size_t LinkDevice::read(std::span<core::PacketBuf> bufs) {
                 }
                 break;
             }
-            if (static_cast<std::size_t>(got) > frame_.size()) {
+            const auto len = static_cast<std::size_t>(got);
+            if (len > frame.size() || !strip_link_header(frame.first(len))) {
                 ++counters_.rx_errors;
-                note_read_error(std::make_error_code(std::errc::message_size));
+                note_read_error(std::make_error_code(len > frame.size() ? std::errc::message_size : std::errc::bad_message));
                 continue;
             }
-            frame_len_ = static_cast<std::size_t>(got);
-            if (!strip_link_header()) {
-                ++counters_.rx_errors;
-                note_read_error(std::make_error_code(std::errc::bad_message));
-                continue;
-            }
-            next_segment_ = 0;
-            frame_pending_ = true;
+            cutter_.load(link_header_, len - link_header_);
         }
         const auto out = bufs.subspan(n);
-        const auto frame = std::span<const std::uint8_t>(frame_).first(frame_len_).subspan(link_header_);
-        const auto r = segmenter_.segment(frame, out, out[0].headroom(), next_segment_);
-        if (r.count == 0) {
-            frame_pending_ = false;
+        const auto r = cutter_.cut(out).outcome;
+        const std::size_t count = r.count;
+        if (count == 0) {
             ++counters_.rx_errors;
             note_read_error(std::make_error_code(r.reason == core::DropReason::NoTailroom ? std::errc::message_size
                                                                                         : std::errc::bad_message));
             continue;
         }
-        for (std::size_t i = 0; i < r.count; ++i) counters_.rx_bytes += out[i].size();
-        counters_.rx_packets += r.count;
-        n += r.count;
-        next_segment_ += r.count;
-        if (next_segment_ >= r.total) frame_pending_ = false;
+        for (std::size_t i = 0; i < count; ++i) counters_.rx_bytes += out[i].size();
+        counters_.rx_packets += count;
+        n += count;
     }
     return n;
 }

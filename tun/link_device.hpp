@@ -13,8 +13,8 @@
 // finished) before the stages see them; a super-packet larger than the batch is finished on the
 // next read. A frame the Segmenter refuses is counted in rx_errors, its reason the last error.
 #include <memory>
+#include <span>
 #include <string>
-#include <vector>
 
 #include "core/result.hpp"
 #include "tun/device.hpp"
@@ -35,17 +35,13 @@ public:
 
 private:
     LinkDevice(std::string name, std::uint32_t ifindex, int rx, int tx, std::size_t mtu, std::size_t link_header);
-    bool strip_link_header() noexcept;
+    bool strip_link_header(std::span<std::uint8_t> frame) noexcept;
     std::string name_;
     std::uint32_t ifindex_;
     int rx_;
     int tx_;
     std::size_t link_header_;  // bytes of link header each read carries after the virtio-net header
-    Segmenter segmenter_;
-    std::vector<std::uint8_t> frame_;  // virtio-net header + the packet being cut
-    std::size_t frame_len_ = 0;
-    std::size_t next_segment_ = 0;  // of frame_, when frame_pending_
-    bool frame_pending_ = false;
+    FrameCutter cutter_;
 };
 
 }  // namespace mipsec::tun

@@ -161,19 +161,16 @@ LinuxDevice::LinuxDevice(int fd, std::string name, std::uint32_t ifindex, unsign
       name_(std::move(name)),
       ifindex_(ifindex),
       offloads_(offloads),
-      segmenter_(mtu),
+      cutter_(mtu, offloads != 0 ? max_frame_len : 0),
       // A UDP_L4 frame is only written to a device that takes them (TUN_F_USO4).
-      coalescer_(Coalescer::max_super_len, (offloads & tun_offload::uso4) != 0) {
-    if (offloads_ != 0) frame_.resize(max_frame_len);
-}
+      coalescer_(Coalescer::max_super_len, (offloads & tun_offload::uso4) != 0) {}
 
 LinuxDevice::~LinuxDevice() {
     if (fd_ >= 0) ::close(fd_);
 }
 
 void LinuxDevice::set_mtu(std::size_t mtu) noexcept {
-    // The segmenter keeps no state between frames but its MTU (drops are counted here).
-    segmenter_ = Segmenter(mtu);
+    cutter_.set_mtu(mtu);  // drops are counted here
 }
 
 OffloadCounters LinuxDevice::offload_counters() const noexcept {
@@ -238,8 +235,9 @@ std::size_t LinuxDevice::read_offload(std::span<core::PacketBuf> bufs) {
         while (room < bufs.size() && bufs[room].valid()) ++room;
         assert(room == bufs.size());
         if (room == n) break;
-        if (!frame_pending_) {
-            ssize_t got = ::read(fd_, frame_.data(), frame_.size());
+        if (!cutter_.pending()) {
+            const auto frame = cutter_.buffer();
+            ssize_t got = ::read(fd_, frame.data(), frame.size());
             if (got < 0) {
                 if (errno == EINTR) continue;
                 if (errno == EAGAIN || errno == EWOULDBLOCK) break;
@@ -248,29 +246,22 @@ std::size_t LinuxDevice::read_offload(std::span<core::PacketBuf> bufs) {
                 break;
             }
             if (got == 0) continue;
-            frame_len_ = static_cast<std::size_t>(got);
-            next_segment_ = 0;
-            frame_pending_ = true;
+            cutter_.load(0, static_cast<std::size_t>(got));
         }
-        const auto frame = std::span<const std::uint8_t>(frame_).first(frame_len_);
         const auto out = bufs.subspan(n, room - n);
-        const auto r = segmenter_.segment(frame, out, out[0].headroom(), next_segment_);
-        if (r.count == 0) {
-            frame_pending_ = false;
-            count_rx_drop(r.reason);
+        const auto c = cutter_.cut(out);
+        const std::size_t count = c.outcome.count;
+        if (count == 0) {
+            count_rx_drop(c.outcome.reason);
             continue;
         }
-        // A segmented frame had a valid header, so frame[1] is its gso_type.
-        if (frame[1] != VirtioNetHeader::gso_none) {
-            if (next_segment_ == 0) ++offload_.rx_super_packets;
-            offload_.rx_segments += r.count;
+        if (c.super) {
+            if (c.first) ++offload_.rx_super_packets;
+            offload_.rx_segments += count;
         }
-        for (std::size_t i = 0; i < r.count; ++i) counters_.rx_bytes += out[i].size();
-        counters_.rx_packets += r.count;
-        n += r.count;
-        next_segment_ += r.count;
-        // A super-packet larger than the batch: the rest waits for the next read().
-        if (next_segment_ >= r.total) frame_pending_ = false;
+        for (std::size_t i = 0; i < count; ++i) counters_.rx_bytes += out[i].size();
+        counters_.rx_packets += count;
+        n += count;
     }
     return n;
 }

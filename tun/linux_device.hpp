@@ -114,12 +114,8 @@ private:
     std::uint32_t ifindex_;
     unsigned offloads_;
     std::uint32_t tx_queue_len_ = 0;
-    Segmenter segmenter_;
+    FrameCutter cutter_;  // holds no frame without offloads
     Coalescer coalescer_;
-    std::vector<std::uint8_t> frame_;  // the frame being cut; empty without offloads
-    std::size_t frame_len_ = 0;
-    std::size_t next_segment_ = 0;  // of frame_, when frame_pending_
-    bool frame_pending_ = false;
     OffloadCounters offload_;  // what the Segmenter and Coalescer do not count themselves
     OffloadDrops tx_drops_{};  // segments write() refused; apart from offload_.drops (read's), see below
 };

@@ -189,6 +189,16 @@ Segmenter::Outcome Segmenter::segment(std::span<const std::uint8_t> frame, std::
     return {end - first, DropReason::None, n};
 }
 
+FrameCutter::Cut FrameCutter::cut(std::span<core::PacketBuf> out) noexcept {
+    const auto frame = std::span<const std::uint8_t>(frame_).subspan(offset_, len_);
+    Cut c{segmenter_.segment(frame, out, out[0].headroom(), next_), next_ == 0,
+          frame.size() >= VirtioNetHeader::len && frame[1] != VirtioNetHeader::gso_none};
+    next_ += c.outcome.count;
+    // Dropped, or its last segment out: a super-packet larger than the batch waits otherwise.
+    if (c.outcome.count == 0 || next_ >= c.outcome.total) pending_ = false;
+    return c;
+}
+
 Coalescer::Coalescer(std::size_t max_packet_len, bool merge_udp)
     : max_packet_len_(std::min(max_packet_len, max_super_len)),
       merge_udp_(merge_udp),

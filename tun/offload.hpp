@@ -95,6 +95,45 @@ private:
     std::uint64_t segments_ = 0;       // packets written
 };
 
+/// One frame read whole (virtio-net header + packet) handed out as its segments over as many
+/// batches as it takes: what a device that reads super-packets keeps between read() calls
+/// (the TUN with offloads, a foreign agent's packet socket).
+class FrameCutter {
+public:
+    /// `capacity`: the largest frame read (0: none; the device reads no frames).
+    FrameCutter(std::size_t mtu, std::size_t capacity) : segmenter_(mtu), frame_(capacity) {}
+
+    /// Where the next frame is read.
+    std::span<std::uint8_t> buffer() noexcept { return frame_; }
+    /// The frame now in buffer() is `len` bytes from `offset` (what precedes it is skipped).
+    void load(std::size_t offset, std::size_t len) noexcept {
+        offset_ = offset;
+        len_ = len;
+        next_ = 0;
+        pending_ = true;
+    }
+    /// A frame is loaded and not all of its segments are out yet.
+    bool pending() const noexcept { return pending_; }
+
+    struct Cut {
+        Segmenter::Outcome outcome;  // count 0: the frame is dropped, for outcome.reason
+        bool first = false;          // these are the frame's first segments
+        bool super = false;          // the frame asked for segmentation (gso_type not NONE)
+    };
+    /// The frame's next segments into `out` (non-empty; see Segmenter::segment).
+    Cut cut(std::span<core::PacketBuf> out) noexcept;
+    /// The segmenter keeps no state between frames but its MTU.
+    void set_mtu(std::size_t mtu) noexcept { segmenter_ = Segmenter(mtu); }
+
+private:
+    Segmenter segmenter_;
+    std::vector<std::uint8_t> frame_;
+    std::size_t offset_ = 0;
+    std::size_t len_ = 0;
+    std::size_t next_ = 0;  // the next segment to hand out, when pending_
+    bool pending_ = false;
+};
+
 /// Inner IPv4 packets of one batch → frames (virtio-net header + packet) to write to the TUN
 /// device. TCP segments of one flow (same addresses, ports, IP TOS/TTL/DF and options, TCP
 /// header length, options, flags other than PSH, and acknowledgment number; contiguous
