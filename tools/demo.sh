@@ -11,11 +11,11 @@ mipsec="${MIPSEC_BUILD_DIR:-$root/build}/apps/mipsec/mipsec"
 # moves alone), and back (c), against an unmodified strongSwan gateway; it prints the per-move table and where
 # the report is. Options: --keep (keep configs, logs and captures), --report DIR.
 # --roaming: the same walk (kept for older instructions).
-# --ipip: the small two-host IP-in-IP demo.
+# --ipip: the small two-host IP-in-IP demo (the lab scenario `ipip-tunnel`).
 case "${1:-}" in
   --ipip)
     shift
-    exec /usr/bin/python3 "$root/tools/demo.py" --mipsec "$mipsec" "$@" ;;
+    exec "$mipsec" lab run ipip-tunnel "$@" ;;
   --roaming)
     shift ;;
 esac
