@@ -236,7 +236,9 @@ std::vector<std::uint8_t> encode_get_addresses(std::uint32_t seq) {
 
 core::Result<std::vector<std::uint8_t>> encode_route(std::uint32_t seq, NetlinkOp op, const Route& route) {
     if (route.destination.length > 32) return core::Errc::InvalidArgument;
-    if (route.ifindex == 0 && !route.gateway) return core::Errc::InvalidArgument;
+    const bool unreachable = route.type == RouteType::Unreachable;
+    if (unreachable ? route.ifindex != 0 || route.gateway || route.source : route.ifindex == 0 && !route.gateway)
+        return core::Errc::InvalidArgument;
     bool add = op == NetlinkOp::Add;
     NetlinkRequest req(add ? RTM_NEWROUTE : RTM_DELROUTE, add ? request_create : request_ack, seq);
     auto rtm = req.add_fixed(rtmsg_off::size);
@@ -248,18 +250,22 @@ core::Result<std::vector<std::uint8_t>> encode_route(std::uint32_t seq, NetlinkO
     if (add) {
         rtm[rtmsg_off::protocol] = RTPROT_STATIC;
         // Without a gateway the destination is directly on the link.
-        rtm[rtmsg_off::scope] = route.gateway ? RT_SCOPE_UNIVERSE : RT_SCOPE_LINK;
-        rtm[rtmsg_off::type] = RTN_UNICAST;
+        rtm[rtmsg_off::scope] = route.gateway || unreachable ? RT_SCOPE_UNIVERSE : RT_SCOPE_LINK;
+        rtm[rtmsg_off::type] = unreachable ? RTN_UNREACHABLE : RTN_UNICAST;
         if (route.onlink) store32(rtm.data() + rtmsg_off::flags, RTNH_F_ONLINK);
     } else {
         // Deletion matches on what we pass; NOWHERE / UNSPEC are the kernel's wildcards for
         // scope, protocol and type (fib_table_delete), as `ip route del` sends them.
         rtm[rtmsg_off::scope] = RT_SCOPE_NOWHERE;
+        // ...but an unreachable route is named as one, so a unicast route to the same
+        // destination and metric is not the one deleted.
+        if (unreachable) rtm[rtmsg_off::type] = RTN_UNREACHABLE;
     }
     if (route.destination.length > 0) req.add_attr_ipv4(RTA_DST, route.destination.network());
     if (route.gateway) req.add_attr_ipv4(RTA_GATEWAY, *route.gateway);
     if (route.source) req.add_attr_ipv4(RTA_PREFSRC, *route.source);
     if (route.ifindex != 0) req.add_attr_u32(RTA_OIF, route.ifindex);
+    if (route.metric) req.add_attr_u32(RTA_PRIORITY, *route.metric);
     if (route.table) req.add_attr_u32(RTA_TABLE, table);
     return std::move(req).finish();
 }

@@ -113,9 +113,14 @@ struct LinkChange {
     std::optional<bool> up = std::nullopt;
 };
 
+/// Unicast: out of an interface or via a gateway. Unreachable: the kernel refuses the
+/// destination (the sender gets EHOSTUNREACH, a forwarded packet an ICMP unreachable) instead
+/// of trying a less specific route, like `ip route add unreachable P`.
+enum class RouteType : std::uint8_t { Unicast, Unreachable };
+
 /// An IPv4 route. The destination's host bits are ignored (10.9.1.1/16 means 10.9.0.0/16).
-/// Needs an ifindex, a gateway or both; table defaults to main. Designated initializers
-/// read well: Route{.destination = p, .ifindex = tun.ifindex(), .source = home}.
+/// A unicast route needs an ifindex, a gateway or both; table defaults to main. Designated
+/// initializers read well: Route{.destination = p, .ifindex = tun.ifindex(), .source = home}.
 struct Route {
     core::Ipv4Prefix destination{};
     std::uint32_t ifindex = 0;
@@ -123,6 +128,8 @@ struct Route {
     std::optional<std::uint32_t> table = std::nullopt;
     std::optional<core::Ipv4Address> source = std::nullopt;  // preferred source (RTA_PREFSRC)
     bool onlink = false;  // the gateway is on the link even if no address there covers it
+    RouteType type = RouteType::Unicast;
+    std::optional<std::uint32_t> metric = std::nullopt;  // RTA_PRIORITY; lower wins among equal prefixes
     friend bool operator==(const Route&, const Route&) = default;
 };
 

@@ -62,6 +62,7 @@ nlohmann::json node_config_json(const NodeConfig& n) {
         tun["routes"] = prefix_list_json(n.tun.routes);
         if (n.tun.route_table) tun["route_table"] = *n.tun.route_table;
         tun["offload"] = n.tun.offload;  // fixed when the device opens: a change needs a restart
+        tun["kill_switch"] = n.tun.kill_switch;
     }
     auto& t = j["transport"];
     t["local"] = n.transport.local.to_string();

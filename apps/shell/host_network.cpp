@@ -30,8 +30,9 @@ public:
     LinuxHostNetwork(const NodeConfig& config, core::Logger log) : config_(config), log_(std::move(log)) {}
 
     ~LinuxHostNetwork() override {
-        // Routes die with the TUN device; a policy rule would outlive us and misroute the host.
-        if (!rule_) return;
+        // Routes die with the TUN device; a policy rule would outlive us and misroute the host,
+        // unless it is to keep the kill switch's block in front of the host's own traffic.
+        if (!rule_ || config_.tun.kill_switch) return;
         if (auto nl = tun::Netlink::open()) (void)nl->del_rule(*rule_);
     }
 
@@ -56,6 +57,16 @@ public:
         // Routes through the TUN vanish with the device when it closes, so cleanup is implicit.
         for (const auto& r : tun.routes)
             check(nl.add_route(tun::Route{r, ifindex, {}, tun.route_table, {}}), "cannot add route " + r.to_string() + " via " + tun.name);
+        for (const auto& r : tun.routes) {
+            const tun::Route block{.destination = r, .table = tun.route_table, .type = tun::RouteType::Unreachable, .metric = kill_switch_metric};
+            if (tun.kill_switch) {
+                auto added = nl.add_route(block);
+                if (!added && added.error() != std::errc::file_exists)
+                    check(added, "cannot add the kill switch's route \"unreachable " + r.to_string() + " metric " + std::to_string(kill_switch_metric) + "\"");
+            } else if (nl.del_route(block)) {
+                log_.info("kill switch off: removed \"unreachable ", r.to_string(), " metric ", kill_switch_metric, "\" left by an earlier run");
+            }
+        }
         if (tun.route_table) {
             const tun::Rule rule{.table = *tun.route_table, .priority = 0, .fwmark = *config_.transport.fwmark, .invert = true};
             auto added = nl.add_rule(rule);

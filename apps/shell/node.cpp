@@ -260,6 +260,7 @@ public:
                                    {"icmp_rate_limited", g.icmp_rate_limited}, {"not_answerable", g.not_answerable},
                                    {"sent_for_fragmentation", g.sent_for_fragmentation}};
         }
+        if (!config_.inner_is_link) j["tun"]["kill_switch"] = config_.tun.kill_switch;
         if (tun_device_ && config_.tun.offload) j["tun"]["offload"] = offload_status(tun_device_->offloads(), tun_device_->offload_counters());
         nlohmann::json socks = nlohmann::json::array();
         for (const auto& s : transport_->sockets()) {

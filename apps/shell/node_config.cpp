@@ -25,7 +25,7 @@ namespace {
 const std::set<std::uint8_t> raw_protocols_supported = {1, 4, 47, 50, 55, 255};
 
 TunConfig parse_tun(const ConfigReader& c) {
-    c.only({"name", "address", "mtu", "routes", "route_table", "offload"});
+    c.only({"name", "address", "mtu", "routes", "route_table", "offload", "kill_switch"});
     TunConfig t;
     t.name = c.string("name");
     if (t.name.empty() || t.name.size() > 15 || t.name.find_first_of("/ \t:") != std::string::npos || t.name == "." || t.name == "..")
@@ -36,6 +36,16 @@ TunConfig parse_tun(const ConfigReader& c) {
     // 253-255 are the kernel's default, main and local tables.
     if (c.has("route_table")) t.route_table = static_cast<std::uint32_t>(c.integer("route_table", 1, 252));
     t.offload = c.boolean_or("offload", true);
+    t.kill_switch = c.boolean_or("kill_switch", false);
+    if (t.kill_switch && t.routes.empty())
+        c.fail("kill_switch", "blocks the TUN's routes while the node is down, but \"routes\" lists none",
+               "list the prefixes the tunnel must carry in \"routes\", or leave kill_switch out");
+    if (t.kill_switch && !t.route_table)
+        for (std::size_t i = 0; i < t.routes.size(); ++i)
+            if (t.routes[i].length == 0)
+                throw ConfigError(c.pointer_of("routes") + "/" + std::to_string(i),
+                                  "a default route cannot be blocked in the main table: the link's own default route (metric 0) would win",
+                                  "set \"route_table\" so the tunnel's routes and their block have a table of their own, or list narrower prefixes");
     return t;
 }
 

@@ -28,7 +28,16 @@ struct TunConfig {
     // super-packets, cut and merged here (tun::LinuxDevice). Falls back to one packet per
     // read/write where the kernel grants nothing; false is that from the start.
     bool offload = true;
+    // Each of `routes` also gets an unreachable route of metric kill_switch_metric (in
+    // route_table, if set), which the node leaves in place when it exits: while it is down
+    // (crashed, restarting, stopped) the host refuses those destinations instead of sending
+    // them in the clear by its default route; the TUN's own routes (metric 0) win while it
+    // runs. A node started with false removes such routes of its own.
+    bool kill_switch = false;
 };
+
+// Below every route an operator or DHCP client would add, above nothing that matters.
+inline constexpr std::uint32_t kill_switch_metric = 4095;
 
 struct TransportConfig {
     core::Ipv4Address local;

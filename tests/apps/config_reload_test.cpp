@@ -89,6 +89,7 @@ TEST_CASE("reload diff: what cannot change live is refused, each difference by i
         {"TUN MTU", [](nlohmann::json& n) { n["tun"]["mtu"] = 1300; }, "/tun/mtu changed: restart to apply"},
         {"TUN address added", [](nlohmann::json& n) { n["tun"]["address"] = "10.1.0.1/24"; }, "/tun/address added: restart to apply"},
         {"TUN offloads turned off", [](nlohmann::json& n) { n["tun"]["offload"] = false; }, "/tun/offload changed: restart to apply"},
+        {"kill switch turned on", [](nlohmann::json& n) { n["tun"]["kill_switch"] = true; n["tun"]["routes"] = {"10.9.0.0/16"}; }, "/tun/kill_switch changed: restart to apply"},
         {"transport port", [](nlohmann::json& n) { n["transport"]["udp_ports"] = {435}; }, "/transport/udp_ports/0 changed: restart to apply"},
         {"transport port added", [](nlohmann::json& n) { n["transport"]["udp_ports"].push_back(435); },
          "/transport/udp_ports gained an entry: restart to apply"},

@@ -50,6 +50,15 @@ TEST_CASE("a good config parses, with defaults filled in") {
     auto off = good();
     off["tun"]["offload"] = false;
     CHECK_FALSE(shell::parse_run_config(off).nodes[0].tun.offload);
+    CHECK_FALSE(run.nodes[0].tun.kill_switch);
+    auto blocked = good();
+    blocked["tun"]["kill_switch"] = true;
+    CHECK(shell::parse_run_config(blocked).nodes[0].tun.kill_switch);
+    // With a table of its own the default route can be blocked: nothing else is in that table.
+    blocked["tun"]["routes"] = {"0.0.0.0/0"};
+    blocked["tun"]["route_table"] = 100;
+    blocked["transport"]["fwmark"] = 0x6d69;
+    CHECK(shell::parse_run_config(blocked).nodes[0].tun.kill_switch);
     CHECK(run.nodes[0].transport.udp_gso);
     CHECK(run.nodes[0].transport.udp_gro);
     auto j = good();
@@ -81,6 +90,10 @@ TEST_CASE("bad configs are refused with pointer, problem and expectation") {
         {"unsupported raw protocol", [](json& j) { j["transport"]["raw_protocols"][0] = 6; }, "/transport/raw_protocols/0: is 6"},
         {"duplicate UDP port", [](json& j) { j["transport"]["udp_ports"] = {4500, 4500}; }, "/transport/udp_ports/1: port 4500 is listed twice"},
         {"offload not a boolean", [](json& j) { j["tun"]["offload"] = "yes"; }, "/tun/offload: is \"yes\"; expected true or false"},
+        {"kill switch without routes", [](json& j) { j["tun"]["kill_switch"] = true; j["tun"]["routes"] = json::array(); },
+         "/tun/kill_switch: blocks the TUN's routes while the node is down, but \"routes\" lists none"},
+        {"kill switch on a default route in the main table", [](json& j) { j["tun"]["kill_switch"] = true; j["tun"]["routes"] = {"10.9.0.0/16", "0.0.0.0/0"}; },
+         "/tun/routes/1: a default route cannot be blocked in the main table"},
         {"impossible MTU", [](json& j) { j["tun"]["mtu"] = 1490; }, "/tun: MTU 1490 plus"},
         {"link MTU too small", [](json& j) { j["transport"]["link_mtu"] = 590; }, "/transport: link MTU 590"},
         {"receive buffer too small", [](json& j) { j["transport"]["receive_buffer"] = 4096; }, "/transport/receive_buffer: is 4096, out of range; expected an integer from 65536 to 1073741824"},

@@ -287,6 +287,29 @@ TEST_CASE("request encoders produce iproute2's bytes") {
                                   .onlink = true})),
          "2c000000 1800 0506 a53b036b 00000000 02 00 00 00 fe 04 00 01 04000000"
          "0800 0500 c6336401 0800 0400 02000000"_hex},
+        // iproute2 sends RTPROT_BOOT (03) where we send RTPROT_STATIC (04).
+        {"ip route add unreachable 10.9.0.0/16 metric 4095",
+         value(tun::encode_route(seq, tun::NetlinkOp::Add,
+                                 {.destination = *core::Ipv4Prefix::parse("10.9.0.0/16"),
+                                  .type = tun::RouteType::Unreachable,
+                                  .metric = 4095})),
+         "2c000000 1800 0506 a53b036b 00000000 02 10 00 00 fe 04 00 07 00000000"
+         "0800 0100 0a090000 0800 0600 ff0f0000"_hex},
+        {"ip route add unreachable 10.8.0.0/16 metric 4095 table 1000",
+         value(tun::encode_route(seq, tun::NetlinkOp::Add,
+                                 {.destination = *core::Ipv4Prefix::parse("10.8.0.0/16"),
+                                  .table = 1000,
+                                  .type = tun::RouteType::Unreachable,
+                                  .metric = 4095})),
+         "34000000 1800 0506 a53b036b 00000000 02 10 00 00 00 04 00 07 00000000"
+         "0800 0100 0a080000 0800 0600 ff0f0000 0800 0f00 e8030000"_hex},
+        {"ip route del unreachable 10.9.0.0/16 metric 4095",
+         value(tun::encode_route(seq, tun::NetlinkOp::Delete,
+                                 {.destination = *core::Ipv4Prefix::parse("10.9.0.0/16"),
+                                  .type = tun::RouteType::Unreachable,
+                                  .metric = 4095})),
+         "2c000000 1900 0500 a53b036b 00000000 02 10 00 00 fe 00 ff 07 00000000"
+         "0800 0100 0a090000 0800 0600 ff0f0000"_hex},
         {"host bits of the destination are cleared",
          value(tun::encode_route(seq, tun::NetlinkOp::Delete,
                                  {.destination = *core::Ipv4Prefix::parse("10.9.1.1/16"), .ifindex = ifx})),
@@ -309,6 +332,12 @@ TEST_CASE("request encoders refuse what the kernel would refuse") {
     CHECK(tun::encode_route(1, tun::NetlinkOp::Add, {.destination = addr_10_1_2_3_24}).error() ==
           core::Errc::InvalidArgument);
     CHECK(tun::encode_route(1, tun::NetlinkOp::Add, {.destination = {core::Ipv4Address{1}, 40}, .ifindex = 2})
+              .error() == core::Errc::InvalidArgument);
+    // An unreachable route goes nowhere: an interface or a gateway makes no sense on it.
+    CHECK(tun::encode_route(1, tun::NetlinkOp::Add, {.destination = addr_10_1_2_3_24, .ifindex = 2, .type = tun::RouteType::Unreachable})
+              .error() == core::Errc::InvalidArgument);
+    CHECK(tun::encode_route(1, tun::NetlinkOp::Add,
+                            {.destination = addr_10_1_2_3_24, .gateway = core::Ipv4Address::parse("10.1.2.1"), .type = tun::RouteType::Unreachable})
               .error() == core::Errc::InvalidArgument);
     CHECK(tun::encode_rule(1, tun::NetlinkOp::Add, {.table = 0, .fwmark = 1}).error() == core::Errc::InvalidArgument);
     CHECK(tun::encode_rule(1, tun::NetlinkOp::Add, {.table = 100, .fwmark = 0}).error() == core::Errc::InvalidArgument);

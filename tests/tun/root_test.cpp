@@ -295,6 +295,40 @@ TEST_CASE("Netlink sets MTU, link state, address and route, and reads them back"
     CHECK(nl->link(9999u).error() == core::Errc::NotFound);
 }
 
+TEST_CASE("an unreachable route left behind stops traffic that the gone TUN carried from taking the default route") {
+    enter_private_netns();
+    auto nl = tun::Netlink::open();
+    REQUIRE(nl);
+    // The cafe link: a default route out of another interface, the way a leak would go.
+    auto cafe = tun::LinuxDevice::open("mcafe0");
+    REQUIRE(cafe);
+    const auto cafe_prefix = *core::Ipv4Prefix::parse("192.0.2.10/24");
+    REQUIRE(nl->set_up((*cafe)->ifindex(), true));
+    REQUIRE(nl->add_address((*cafe)->ifindex(), cafe_prefix));
+    REQUIRE(nl->add_route({.destination = *core::Ipv4Prefix::parse("0.0.0.0/0"), .ifindex = (*cafe)->ifindex()}));
+    const tun::Route block{.destination = routed, .type = tun::RouteType::Unreachable, .metric = 4095};
+    {
+        auto dev = tun::LinuxDevice::open("mtest0");
+        REQUIRE(dev);
+        auto ifx = (*dev)->ifindex();
+        REQUIRE(nl->set_up(ifx, true));
+        REQUIRE(nl->add_address(ifx, tun_prefix));
+        REQUIRE(nl->add_route({.destination = routed, .ifindex = ifx, .source = tun_address}));
+        REQUIRE(nl->add_route(block));
+        CHECK(nl->add_route(block).error() == std::errc::file_exists);
+        // Metric 0 beats 4095: while the TUN is there it carries the prefix.
+        CHECK(std::get<core::Ipv4Address>(route_source(routed_host)) == tun_address);
+    }
+    // The TUN closed (a crash or a restart): its route went with it, the block stays.
+    CHECK(std::get<int>(route_source(routed_host)) == EHOSTUNREACH);
+    CHECK(std::get<core::Ipv4Address>(route_source(*core::Ipv4Address::parse("198.51.100.1"))) == cafe_prefix.address);
+    // Deleting names the type: a unicast route of the same prefix and metric is not it.
+    CHECK(nl->del_route({.destination = routed, .ifindex = (*cafe)->ifindex(), .metric = 4095}).error() == std::errc::no_such_process);
+    REQUIRE(nl->del_route(block));
+    CHECK(std::get<core::Ipv4Address>(route_source(routed_host)) == cafe_prefix.address);
+    CHECK(nl->del_route(block).error() == std::errc::no_such_process);
+}
+
 TEST_CASE("a UDP datagram routed into the TUN comes out of read() at the headroom") {
     enter_private_netns();
     auto [dev, nl] = open_configured();
