@@ -343,6 +343,9 @@ def capture_cases(checks, args, tmp):
         ("contains with an object (neither a list element nor a substring)",
          lambda d: d["timeline"][home_wait]["wait"].pop("increased_by") and d["timeline"][home_wait]["wait"].update(contains={"a": 1}),
          ["/timeline/3/wait/contains"]),
+        ("at_least that is neither a number nor a JSON pointer",
+         lambda d: d["timeline"][home_wait]["wait"].pop("increased_by") and d["timeline"][home_wait]["wait"].update(at_least="requests"),
+         ["/timeline/3/wait/at_least"]),
         ("exceeds that is not a JSON pointer",
          lambda d: d["timeline"][home_wait]["wait"].pop("increased_by") and d["timeline"][home_wait]["wait"].update(exceeds="requests"),
          ["/timeline/3/wait/exceeds"]),
@@ -536,6 +539,12 @@ def library_checks(checks):
     checks.check("exceeds: greater than another field of the same answer (one status query)",
                  run.holds(cond("exceeds", "/tun/offload/rx_super_packets")) and queries == ["cli"]
                  and not run.holds(cond("exceeds", "/tun/offload/rx_segments")) and not run.holds(cond("exceeds", "/tun/missing")),
+                 str(queries))
+    queries.clear()
+    checks.check("at_least / at_most with a pointer: against another field of the same answer (one status query)",
+                 run.holds(cond("at_least", "/tun/offload/rx_segments")) and run.holds(cond("at_least", "/tun/offload/rx_super_packets"))
+                 and queries == ["cli", "cli"] and not run.holds(cond("at_most", "/tun/offload/rx_super_packets"))
+                 and not run.holds(cond("at_least", "/tun/missing")) and run.holds(cond("at_least", 40)) and not run.holds(cond("at_most", 39)),
                  str(queries))
     checks.check("counters summed wherever they sit", runner.counter_sum({"ike_sent": 4, "x": [{"ike_received": 5}], "y": {"ike_sent": 1}},
                                                                          ("ike_sent", "ike_received")) == 10)

@@ -545,10 +545,10 @@ class Run:
         if "exceeds" in c:
             other = self.observe(c, c["exceeds"])  # the same snapshot: one status query per poll
             return isinstance(other, (int, float)) and not isinstance(other, bool) and v > other
-        if "at_least" in c:
-            return v >= c["at_least"]
-        if "at_most" in c:
-            return v <= c["at_most"]
+        for test, holds in (("at_least", lambda a, b: a >= b), ("at_most", lambda a, b: a <= b)):
+            if test in c:
+                bound = self.observe(c, c[test]) if isinstance(c[test], str) else c[test]  # a pointer: the same snapshot
+                return isinstance(bound, (int, float)) and not isinstance(bound, bool) and holds(v, bound)
         before = (baseline or {}).get(json.dumps(c, sort_keys=True), 0)
         if "increased" in c:
             return v > before
@@ -591,9 +591,10 @@ class Run:
             return "; ".join(self.observed(x) for x in c if self.in_run(x))
         v = self.observe(c)
         text = f"{c.get('node') or c.get('host') or c.get('traffic') or c['file']}{c['pointer']} = {'(missing)' if v is MISSING else json.dumps(v)[:200]}"
-        if "exceeds" in c:
-            other = self.observe(c, c["exceeds"])
-            text += f", {c['exceeds']} = {'(missing)' if other is MISSING else json.dumps(other)[:200]}"
+        for test in ("exceeds", "at_least", "at_most"):
+            if isinstance(c.get(test), str):
+                other = self.observe(c, c[test])
+                text += f", {c[test]} = {'(missing)' if other is MISSING else json.dumps(other)[:200]}"
         return text + (f" vs {self.observed(c['same_as'])}" if "same_as" in c else "")
 
     def wait(self, c, timeout: float, baseline=None) -> Optional[float]:

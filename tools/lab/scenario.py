@@ -126,7 +126,7 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                 one of "equals": v, "in": [v...], "prefix": s, "contains": v (a list holding v, or a
                 string holding the string v), "at_least": x, "at_most": x, "exceeds": "/pointer"
                 (a number greater than the one at that pointer of the same node and stage, read in
-                the same status), "increased" / "unchanged": true, "increased_by": n (in a move or a
+                the same status; "at_least" and "at_most" take such a pointer too), "increased" / "unchanged": true, "increased_by": n (in a move or a
                 wait: compared with the move's or the wait's start), "same_as": value}
                 or {"host": h, "ip": [args], "pointer": ..., test}: the host's own network state,
                 `ip -j ARGS` in its namespace read as JSON (a failed command is no value); ARGS
@@ -580,8 +580,9 @@ class Validator:
         if len(tests) != 1:
             self.fail(at, f"has {len(tests)} tests; expected exactly one of: {', '.join(CONDITION_TESTS)}")
         for t in ("at_least", "at_most"):
-            if t in c and not isinstance(c[t], (int, float)):
-                self.fail(at + "/" + t, "is not a number")
+            if t in c and not (isinstance(c[t], (int, float)) and not isinstance(c[t], bool)
+                               or isinstance(c[t], str) and c[t].startswith("/")):
+                self.fail(at + "/" + t, "is not a number, nor a JSON pointer (\"/a/b\") into the same status as \"pointer\"")
         if "increased_by" in c:
             if not isinstance(c["increased_by"], (int, float)) or isinstance(c["increased_by"], bool) or c["increased_by"] <= 0:
                 self.fail(at + "/increased_by", "is not a positive number")
