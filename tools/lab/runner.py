@@ -626,7 +626,8 @@ class Run:
         if isinstance(c, list):
             return " and ".join(self.describe(x) for x in c if self.in_run(x))
         test = next(t for t in sc.CONDITION_TESTS if t in c)
-        what = self.where(c["same_as"]) + " " + c["same_as"].get("pointer", "") if test == "same_as" else json.dumps(c[test])
+        what = (self.where(c["same_as"]) + (" " + c["same_as"]["pointer"] if "pointer" in c["same_as"] else "") if test == "same_as"
+                else json.dumps(c[test]))
         if test == "same_as" and ("within" in c or "ignoring" in c):
             what += "".join(f" {k} {json.dumps(c[k])}" for k in ("within", "ignoring") if k in c)
         return f"{self.where(c)} {c['pointer']} {test} {what}"
@@ -677,12 +678,12 @@ class Run:
         counted one ends by itself)."""
         return next((n for n, t in self.doc.get("traffic", {}).items() if n in self.probes and "count" not in t), None)
 
-    def start_traffic(self, name: str) -> None:
+    def start_traffic(self, name: str, timeout: float = DEFAULT_TIMEOUT_S) -> None:
         t = self.doc["traffic"][name]
         if t["kind"] == "stream":
             try:
                 self.streams[name] = Stream(self.lab, self.hosts[t["to"]], self.hosts[t["from"]], t["source"], t["address"],
-                                            t.get("port", 5001), pace_s=t.get("pace_ms", 20) / 1000)
+                                            t.get("port", 5001), connect_timeout=timeout, pace_s=t.get("pace_ms", 20) / 1000)
             except TimeoutError as e:
                 raise StepFailed(f"stream {name}: {e}")
         else:
@@ -1092,7 +1093,7 @@ class Run:
                                                      + (" killed" if step.get("kill") else "")), timeout)
             elif action == "traffic":
                 for name in step["traffic"]:
-                    self.start_traffic(name)
+                    self.start_traffic(name, timeout)  # (a stream must connect within the step's timeout_s)
             elif action == "wait":
                 t = self.wait(step["wait"], timeout, self.baseline(step["wait"]))
                 if t is None:

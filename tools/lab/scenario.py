@@ -86,7 +86,8 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                                                             the load-time `mipsec check` with those
                                                             texts (a config refused at once)
                  {"wait": condition | [conditions]}
-                 {"traffic": [names]}                       starts those traffic generators
+                 {"traffic": [names]}                       starts those traffic generators (a stream
+                                                            must connect within the step's timeout_s)
                  {"quiet": quiet}                           from now to the next link change
                  {"forget_path_mtu": host}                  the host forgets the path MTUs it learned
                                                             (`ip route flush cache`), as RFC 1191
