@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: MIT
-"""The RFC 5265 full stack with mipsec on every node, for the fault and soak tests
-(tests/netns/bad_network_test.py, tests/netns/soak_test.py, tools/loss_table.py).
+"""The RFC 5265 full stack with mipsec on every node, for tools/bench_tunnel.py's fullstack
+variants (the loss and soak runs are the lab scenarios rfc5265-loss and rfc5265-soak).
 
     mobile node pipeline, inner first: mip.mobile_node (i-MIP, care-of = the VPN inner address)
     -> ipsec.vpn_client -> nat.udp_encap -> mip.mobile_node (x-MIP, care-of from wlan0)

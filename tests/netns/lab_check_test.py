@@ -140,6 +140,7 @@ def main():
         capture_cases(checks, args, tmp)
         outage_cases(checks, args, tmp)
         restart_cases(checks, args, tmp)
+        round_cases(checks, args, tmp)
         r = lab(args.mipsec, "pictures", "mip-roaming", "vpn-only-1a", "--out", os.path.join(tmp, "pictures"))
         svg = os.path.join(tmp, "pictures", "mip-roaming.svg")
         text = open(svg).read() if os.path.exists(svg) else ""
@@ -156,6 +157,7 @@ def main():
         r = lab(args.mipsec, "list", env={**os.environ, "MIPSEC_LAB_DIR": os.path.join(tmp, "nowhere")})
         checks.check("a MIPSEC_LAB_DIR without a lab is a clear error", r.returncode == 1 and "MIPSEC_LAB_DIR" in r.stderr, r.stderr)
     library_checks(checks)
+    remembered_checks(checks)
     capture_checks(checks)
     overhead_checks(checks)
     return checks.finish()
@@ -191,6 +193,78 @@ def outage_cases(checks, args, tmp):
         found = [line.split(": ")[2] for line in r.stderr.splitlines() if line.startswith("mipsec lab: ")]
         checks.check(f"{what}: refused (exit 2) at {', '.join(pointers)}",
                      r.returncode == 2 and sorted(found) == sorted(pointers), f"exit {r.returncode}: {r.stderr.strip()}")
+
+
+def round_cases(checks, args, tmp):
+    """Rounds of steps ("repeat"), values remembered for a later "same_as", a process's
+    figures, "length", "within"/"ignoring" and host sysctls: rfc5265-soak's are valid; bad
+    ones are refused at their pointers."""
+    base = json.load(open(os.path.join(SCENARIOS, "rfc5265-soak.json")))
+    k = next(i for i, step in enumerate(base["timeline"]) if "repeat" in step)
+    m = next(i for i, step in enumerate(base["timeline"]) if "remember" in step)
+    a = next(i for i, step in enumerate(base["timeline"]) if i > m and "assert" in step)
+    fds = {"process": "mn", "pointer": "/fds", "same_as": {"remembered": "mn-fds"}}
+    cases = [
+        ("a repeat of no rounds", lambda d: d["timeline"][k].update(repeat=0), [f"/timeline/{k}/repeat"]),
+        ("a repeat without steps", lambda d: d["timeline"][k].pop("steps"), [f"/timeline/{k}"]),
+        ("steps on a step that is not a repeat", lambda d: d["timeline"][0].update(steps=[]), ["/timeline/0/steps"]),
+        ("a move to nowhere inside a repeat", lambda d: d["timeline"][k]["steps"][0]["move"].update(to="moon"),
+         [f"/timeline/{k}/steps/0/move/to"]),
+        ("same_as a value never remembered", lambda d: d["timeline"][a]["assert"][0]["same_as"].update(remembered="ghost"),
+         [f"/timeline/{a}/assert/0/same_as/remembered"]),
+        ("same_as a value remembered only later", lambda d: d["timeline"].insert(0, {"assert": dict(fds)}),
+         ["/timeline/0/assert/same_as/remembered"]),
+        ("a remembered value with a test", lambda d: d["timeline"][m]["remember"]["mn-fds"].update(equals=3),
+         [f"/timeline/{m + 0}/remember/mn-fds/equals"]),
+        ("a process figure /proc does not give", lambda d: d["timeline"][a]["assert"][0].update(pointer="/vmsize"),
+         [f"/timeline/{a}/assert/0/pointer"]),
+        ("the process of a node that does not exist", lambda d: d["timeline"][a]["assert"][0].update(process="ghost"),
+         [f"/timeline/{a}/assert/0/process"]),
+        ("within without same_as", lambda d: d["timeline"].insert(0, {"assert": {"node": "mn", "pointer": "/x", "equals": 1, "within": 2}}),
+         ["/timeline/0/assert/within"]),
+        ("a negative tolerance", lambda d: d["timeline"][a]["assert"][1].update(within=-1), [f"/timeline/{a}/assert/1/within"]),
+        ("ignoring that is not a list of keys", lambda d: d["timeline"][a]["assert"][0].update(ignoring="no_route"),
+         [f"/timeline/{a}/assert/0/ignoring"]),
+        ("a length bound that is not a count", lambda d: d["timeline"].insert(0, {"assert": {"node": "mn", "pointer": "/x", "length": {"at_most": -1}}}),
+         ["/timeline/0/assert/length"]),
+        ("a sysctl outside the host's network stack", lambda d: d["hosts"]["mn"].update(sysctl={"kernel.panic": 1}),
+         ["/hosts/mn/sysctl/kernel.panic"]),
+    ]
+    for what, change, pointers in cases:
+        f = os.path.join(tmp, "bad-round.json")
+        with open(f, "w") as out:
+            json.dump(broken(base, change), out)
+        r = lab(args.mipsec, "check", f)
+        found = [line.split(": ")[2] for line in r.stderr.splitlines() if line.startswith("mipsec lab: ")]
+        checks.check(f"{what}: refused (exit 2) at {', '.join(pointers)}",
+                     r.returncode == 2 and sorted(found) == sorted(pointers), f"exit {r.returncode}: {r.stderr.strip()}")
+
+
+def remembered_checks(checks):
+    """same_as with a remembered value, a tolerance and keys left out; a process's figures."""
+    sys.dont_write_bytecode = True
+    from lab import runner  # noqa: E402
+    sv = runner.same_value
+    checks.check("same_as: numbers within the tolerance at any depth, not beyond it",
+                 sv({"a": [1000, 5]}, {"a": [1900, 5]}, 1024) and not sv({"a": [1000, 5]}, {"a": [2100, 5]}, 1024)
+                 and sv(3, 3) and not sv(3, 4) and not sv("3", 3, 5) and not sv(True, 1, 1))
+    checks.check("same_as: ignored keys may grow or appear, any other may not",
+                 sv({"no_route": 3}, {"no_route": 9, "not_registered": 2}, 0, ("no_route", "not_registered"))
+                 and not sv({"no_route": 3}, {"no_route": 3, "no_sa": 1}, 0, ("no_route",))
+                 and not sv({"no_sa": 1}, {"no_sa": 2}, 0, ("no_route",)))
+    fig = runner.process_figures(os.getpid())
+    checks.check(f"a process's VmRSS and descriptors from /proc ({fig})",
+                 fig is not runner.MISSING and fig["pid"] == os.getpid() and fig["rss_kib"] > 0 and fig["fds"] >= 3)
+    run = runner.Run.__new__(runner.Run)
+    run.doc, run.snapshot, run.remembered = {"parameters": {}}, None, {"fds": fig["fds"], "drops": {"no_route": 1}}
+    status = {"pipeline": [{"type": "x", "drops": {"no_route": 4}, "state": {"sas": [1, 2, 3]}}]}
+    run.query_status = lambda node: status
+    checks.check("same_as a remembered value; length of a list",
+                 run.holds({"node": "n", "pointer": "/pipeline/0/drops", "same_as": {"remembered": "drops"}, "ignoring": ["no_route"]})
+                 and not run.holds({"node": "n", "pointer": "/pipeline/0/drops", "same_as": {"remembered": "drops"}})
+                 and not run.holds({"node": "n", "pointer": "/pipeline/0/drops", "same_as": {"remembered": "gone"}})
+                 and run.holds({"node": "n", "stage": "x", "pointer": "/state/sas", "length": {"at_least": 3, "at_most": 3}})
+                 and not run.holds({"node": "n", "stage": "x", "pointer": "/state/sas", "length": {"at_most": 2}}))
 
 
 def restart_cases(checks, args, tmp):

@@ -79,7 +79,7 @@ def topology_dot(doc: dict) -> str:
     # A link outage: dotted, to the network the interface is on by then.
     k = 0
     on = {(h, i): spec["network"] for h, hs in doc["hosts"].items() for i, spec in hs.get("interfaces", {}).items()}
-    for step in doc["timeline"]:
+    for step in one_round(doc["timeline"]):
         if not active(step, doc.get("parameters", {})):
             continue
         if "move" in step:
@@ -108,6 +108,11 @@ def topology_svg(doc: dict, path: str) -> bool:
         return False
     r = subprocess.run(["dot", "-Tsvg", "-o", path], input=topology_dot(doc), capture_output=True, text=True)
     return r.returncode == 0
+
+
+def one_round(steps: list) -> list:
+    """The timeline's steps with each "repeat" drawn once: its steps in place of it."""
+    return [x for step in steps for x in (one_round(step.get("steps", [])) if "repeat" in step else [step])]
 
 
 def timeline_svg(result: dict, path: str) -> bool:

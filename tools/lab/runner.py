@@ -73,6 +73,30 @@ def counter_sum(doc: Any, keys: tuple) -> int:
     return total
 
 
+def same_value(a: Any, b: Any, tolerance: float = 0, ignoring: tuple = ()) -> bool:
+    """"same_as" with its options: equal, but numbers (at any depth) may differ by up to
+    `tolerance` and object keys named in `ignoring` (at any depth) are left out."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        keys = (set(a) | set(b)) - set(ignoring)
+        return all(k in a and k in b and same_value(a[k], b[k], tolerance, ignoring) for k in keys)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same_value(x, y, tolerance, ignoring) for x, y in zip(a, b))
+    numbers = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (a, b))
+    if numbers:
+        return abs(a - b) <= tolerance
+    return isinstance(a, bool) == isinstance(b, bool) and a == b  # (true is not 1)
+
+
+def process_figures(pid: int) -> Any:
+    """A process as /proc shows it: VmRSS in KiB and its open descriptors; MISSING when it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            rss = next((int(line.split()[1]) for line in f if line.startswith("VmRSS:")), None)
+        return {"pid": pid, "rss_kib": rss, "fds": len(os.listdir(f"/proc/{pid}/fd"))}
+    except (OSError, ValueError):
+        return MISSING
+
+
 def prometheus_samples(text: str) -> dict:
     """A Prometheus text exposition as {"name{labels}": value}, each sample keyed as written."""
     out: dict = {}
@@ -229,6 +253,7 @@ class Run:
         # per packet: {"row", "network", "from", "to"}, "to" set at the next link change.
         self.overhead_windows: list[dict] = []
         self.pulled: dict[tuple[str, str], str] = {}  # (host, interface) -> the "link" step that pulled its cable
+        self.remembered: dict[str, Any] = {}  # "remember" steps' values by name
 
     def in_run(self, element) -> bool:
         return sc.active(element, self.doc.get("parameters", {}))
@@ -268,6 +293,10 @@ class Run:
                                                            ispec.get("mtu", 1500))
             for a in spec.get("addresses", []):
                 h.run(["ip", "addr", "add", a, "dev", "lo"])
+            for key, value in spec.get("sysctl", {}).items():
+                r = h.run(["sysctl", "-qw", f"{key}={value}"], check=False)
+                if r.returncode != 0:
+                    raise StepFailed(f"host {name}: sysctl {key}={value}: {(r.stderr or r.stdout).strip()}")
         for name, spec in d["hosts"].items():
             self.add_routes(name, spec.get("routes", []))
             if "nat" in spec:
@@ -480,6 +509,12 @@ class Run:
                 return MISSING
         if "traffic" in c:
             return resolve_pointer(self.traffic_account(c["traffic"]), c["pointer"] if pointer is None else pointer)
+        if "remembered" in c:
+            return self.remembered.get(c["remembered"], MISSING)
+        if "process" in c:
+            p = self.procs.get(c["process"])
+            figures = MISSING if p is None or p.poll() is not None else process_figures(p.pid)
+            return MISSING if figures is MISSING else resolve_pointer(figures, c["pointer"] if pointer is None else pointer)
         if c.get("format", "json") != "json":
             st = self.status_as(c["node"], c["format"])
             return MISSING if st is None else resolve_pointer(st, c["pointer"] if pointer is None else pointer)
@@ -492,6 +527,23 @@ class Run:
                 return MISSING
             st = stages[c.get("index", 0)]
         return resolve_pointer(st, c["pointer"] if pointer is None else pointer)
+
+    def remember(self, values: dict, label: str) -> None:
+        """Stores each value as it is now (one moment: one status query per node) for a later
+        "same_as": {"remembered": name}; a value that is not there fails the step."""
+        self.snapshot = {}
+        try:
+            got = {name: self.observe(src) for name, src in values.items() if self.in_run(src)}
+        finally:
+            self.snapshot = None
+        missing = [name for name, v in got.items() if v is MISSING]
+        if missing:
+            self.assertion(f"{label}: remember {', '.join(missing)}", False,
+                           "; ".join(self.observed(values[n]) for n in missing))
+            raise StepFailed(f"{label}: nothing to remember for {', '.join(missing)}")
+        self.remembered.update(got)
+        self.note("remember", label=label, values=got)
+        self.log(f"{label}: remembered " + ", ".join(f"{n} = {json.dumps(v)[:120]}" for n, v in got.items()))
 
     def run_file(self, pattern: str) -> dict:
         """What a file condition reads: how many files of the run's directory match, and the
@@ -539,7 +591,10 @@ class Run:
             return (isinstance(v, list) and c["contains"] in v) or (isinstance(v, str) and isinstance(c["contains"], str)
                                                                      and c["contains"] in v)
         if "same_as" in c:
-            return v == self.observe(c["same_as"])  # (MISSING equals nothing but itself, and v is not)
+            other = self.observe(c["same_as"])  # (MISSING equals nothing but itself, and v is not)
+            return other is not MISSING and same_value(v, other, c.get("within", 0), tuple(c.get("ignoring", ())))
+        if "length" in c:
+            return isinstance(v, (list, dict, str)) and within(len(v), c["length"])
         if not isinstance(v, (int, float)) or isinstance(v, bool):
             return False
         if "exceeds" in c:
@@ -571,7 +626,10 @@ class Run:
         if isinstance(c, list):
             return " and ".join(self.describe(x) for x in c if self.in_run(x))
         test = next(t for t in sc.CONDITION_TESTS if t in c)
-        what = self.where(c["same_as"]) + " " + c["same_as"]["pointer"] if test == "same_as" else json.dumps(c[test])
+        what = (self.where(c["same_as"]) + (" " + c["same_as"]["pointer"] if "pointer" in c["same_as"] else "") if test == "same_as"
+                else json.dumps(c[test]))
+        if test == "same_as" and ("within" in c or "ignoring" in c):
+            what += "".join(f" {k} {json.dumps(c[k])}" for k in ("within", "ignoring") if k in c)
         return f"{self.where(c)} {c['pointer']} {test} {what}"
 
     @staticmethod
@@ -582,6 +640,10 @@ class Run:
             return f"{c['host']} `ip {' '.join(c['ip'])}`"
         if "traffic" in c:
             return f"traffic {c['traffic']}"
+        if "remembered" in c:
+            return f"remembered {c['remembered']}"
+        if "process" in c:
+            return f"process of {c['process']}"
         if c.get("format", "json") != "json":
             return f"{c['node']} ({c['format']})"
         return f"{c['node']}" + (f" {c['stage']}" + (f"[{c['index']}]" if c.get("index") else "") if "stage" in c else "")
@@ -590,7 +652,8 @@ class Run:
         if isinstance(c, list):
             return "; ".join(self.observed(x) for x in c if self.in_run(x))
         v = self.observe(c)
-        text = f"{c.get('node') or c.get('host') or c.get('traffic') or c['file']}{c['pointer']} = {'(missing)' if v is MISSING else json.dumps(v)[:200]}"
+        text = (f"{c.get('node') or c.get('host') or c.get('traffic') or c.get('process') or c.get('file') or 'remembered ' + c['remembered']}"
+                f"{c.get('pointer', '')} = {'(missing)' if v is MISSING else json.dumps(v)[:200]}")
         for test in ("exceeds", "at_least", "at_most"):
             if isinstance(c.get(test), str):
                 other = self.observe(c, c[test])
@@ -616,12 +679,12 @@ class Run:
         counted one ends by itself)."""
         return next((n for n, t in self.doc.get("traffic", {}).items() if n in self.probes and "count" not in t), None)
 
-    def start_traffic(self, name: str) -> None:
+    def start_traffic(self, name: str, timeout: float = DEFAULT_TIMEOUT_S) -> None:
         t = self.doc["traffic"][name]
         if t["kind"] == "stream":
             try:
                 self.streams[name] = Stream(self.lab, self.hosts[t["to"]], self.hosts[t["from"]], t["source"], t["address"],
-                                            t.get("port", 5001), pace_s=t.get("pace_ms", 20) / 1000)
+                                            t.get("port", 5001), connect_timeout=timeout, pace_s=t.get("pace_ms", 20) / 1000)
             except TimeoutError as e:
                 raise StepFailed(f"stream {name}: {e}")
         else:
@@ -1013,8 +1076,8 @@ class Run:
         return None
 
     # -- the timeline ---------------------------------------------------------------------
-    def timeline(self) -> None:
-        for k, step in enumerate(self.doc["timeline"]):
+    def timeline(self, steps: Optional[list] = None) -> None:
+        for k, step in enumerate(self.doc["timeline"] if steps is None else steps):
             if not self.in_run(step):
                 continue
             timeout = float(step.get("timeout_s", DEFAULT_TIMEOUT_S))
@@ -1031,7 +1094,7 @@ class Run:
                                                      + (" killed" if step.get("kill") else "")), timeout)
             elif action == "traffic":
                 for name in step["traffic"]:
-                    self.start_traffic(name)
+                    self.start_traffic(name, timeout)  # (a stream must connect within the step's timeout_s)
             elif action == "wait":
                 t = self.wait(step["wait"], timeout, self.baseline(step["wait"]))
                 if t is None:
@@ -1048,6 +1111,12 @@ class Run:
             elif action == "nat_flush":
                 self.lab.flush_nat(self.hosts[step["nat_flush"]])
                 self.note("nat flush", host=step["nat_flush"])
+            elif action == "repeat":
+                for n in range(1, step["repeat"] + 1):
+                    self.note("round", label=label, round=n)
+                    self.timeline(step["steps"])
+            elif action == "remember":
+                self.remember(step["remember"], label)
             elif action == "assert":
                 self.assertion(f"{label}: {self.describe(step['assert'])}", self.holds(step["assert"]), self.observed(step["assert"]))
             elif action == "move":

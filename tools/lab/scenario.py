@@ -15,7 +15,8 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                 "routes": [{"to": "default"|prefix, "via": addr, "dev": ifname, "if": {...}}],
                 "nat": {"out": ifname, "random_ports": bool},
                 "dhcp_server": {"interface": ifname, "range": [first, last], "router": addr},
-                "addresses": ["a.b.c.d/n"] (on lo)}}
+                "addresses": ["a.b.c.d/n"] (on lo), "sysctl": {"net.…": value} (set in the host's
+                namespace when it is built, e.g. "net.ipv4.tcp_rto_max_ms": 10000)}}
                an interface "address" is "a.b.c.d/n", "dhcp" (a lease at start-up), or absent
   nodes        {"name": {"host": h, "config": {mipsec config}, "start": bool}}: one `mipsec run`
                each; "control_socket" is filled in; "${lab_dir}" names the run's directory and
@@ -85,7 +86,8 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                                                             the load-time `mipsec check` with those
                                                             texts (a config refused at once)
                  {"wait": condition | [conditions]}
-                 {"traffic": [names]}                       starts those traffic generators
+                 {"traffic": [names]}                       starts those traffic generators (a stream
+                                                            must connect within the step's timeout_s)
                  {"quiet": quiet}                           from now to the next link change
                  {"forget_path_mtu": host}                  the host forgets the path MTUs it learned
                                                             (`ip route flush cache`), as RFC 1191
@@ -122,12 +124,25 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                                                             mapping, as a rebooting NAT does (conntrack
                                                             -F): the next packet out gets a new
                                                             mapping, with "random_ports" a new port
+                 {"repeat": n, "steps": [steps]}            those steps, n rounds in a row (1-10000;
+                                                            moves in them are rows of the move table
+                                                            like any other), e.g. a soak's round of moves
+                 {"remember": {"name": value}}              each value (a source below, no test) as it
+                                                            is now, for a later "same_as":
+                                                            {"remembered": "name"} (e.g. a process's
+                                                            VmRSS after the first round of moves)
   condition    {"node": n, "stage": type, "index": k, "pointer": "/json/pointer",
                 one of "equals": v, "in": [v...], "prefix": s, "contains": v (a list holding v, or a
                 string holding the string v), "at_least": x, "at_most": x, "exceeds": "/pointer"
                 (a number greater than the one at that pointer of the same node and stage, read in
                 the same status; "at_least" and "at_most" take such a pointer too), "increased" / "unchanged": true, "increased_by": n (in a move or a
-                wait: compared with the move's or the wait's start), "same_as": value}
+                wait: compared with the move's or the wait's start), "same_as": value, "length":
+                {"at_least": n, "at_most": n} (the elements of a list, members of an object or
+                characters of a string)}; with "same_as", "within": x lets numbers (at any depth)
+                differ by up to x and "ignoring": [keys] leaves those object keys (at any depth)
+                out, e.g. every drop counter but the reasons a move explains
+                or {"process": node, "pointer": "/rss_kib" | "/fds" | "/pid", test}: the node's process
+                as /proc/PID shows it: VmRSS in KiB and the open descriptors
                 or {"host": h, "ip": [args], "pointer": ..., test}: the host's own network state,
                 `ip -j ARGS` in its namespace read as JSON (a failed command is no value); ARGS
                 only read: options "-4", "-6", "-s" (statistics), then one of IP_OBJECTS and "show" or "get",
@@ -154,7 +169,8 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
   value        {"node": ..., "pointer": ...} or {"host": ..., "ip": [...], "pointer": ...}
                 without a test: what "same_as" compares with (the two must both exist and be
                 equal), e.g. the home agent's binding and the mobile node's care-of address, or
-                a correspondent's ARP entry and a host's MAC address
+                a correspondent's ARP entry and a host's MAC address; or {"remembered": name}:
+                the value an earlier "remember" step stored under that name
   bound        {"at_least": x} and/or {"at_most": x}; figures: see FIGURES; "access_mode" (the
                RFC 5265 mode after the move) takes {"equals": m} or {"in": [m...]},
                "registrations_per_layer" a list of bounds, one per Mobile IP layer, inner first
@@ -178,7 +194,11 @@ from typing import Any, Optional
 FIGURES = ("link_to_address_ms", "link_to_registration_ms", "link_to_first_packet_ms", "link_to_stream_ms",
            "probe_lost", "ike_messages", "ike_sessions", "registrations", "registrations_per_layer", "access_mode")
 ACTIONS = ("start", "stop", "restart", "wait", "traffic", "move", "outage", "link", "assert", "quiet", "forget_path_mtu", "write",
-           "nat_flush")
+           "nat_flush", "repeat", "remember")
+REPEAT_MAX = 10000      # rounds of a "repeat" step
+SAME_AS_OPTIONS = ("within", "ignoring")  # how a "same_as" compares: numbers within a tolerance, some keys left out
+PROCESS_FIGURES = ("pid", "rss_kib", "fds")  # a "process" condition's value, from /proc/PID
+SYSCTL = re.compile(r"^net\.[a-z0-9_]+(\.[a-z0-9_-]+){1,4}$")  # namespaced: the host's own network stack
 RUN_FILE = re.compile(r"^[A-Za-z0-9._-]{1,64}(/[A-Za-z0-9._-]{1,64}){0,3}$")
 RUN_FILE_GLOB = re.compile(r"^[A-Za-z0-9._*-]{1,64}(/[A-Za-z0-9._*-]{1,64}){0,3}$")
 FILE_MODE = re.compile(r"^0[0-7]{3}$")
@@ -194,7 +214,7 @@ NAME = re.compile(r"^[a-z][a-z0-9_-]{0,11}$")
 IFNAME = re.compile(r"^[a-z][a-z0-9_.-]{0,14}$")
 PARAM = re.compile(r"\$\{([a-z_][a-z0-9_]*)\}")
 CONDITION_TESTS = ("equals", "in", "prefix", "contains", "at_least", "at_most", "exceeds", "increased", "increased_by", "unchanged",
-                   "same_as")
+                   "same_as", "length")
 STATUS_FORMATS = ("json", "text", "prometheus")
 IP_OBJECTS = ("addr", "link", "route", "neigh", "rule")
 IP_OPTIONS = ("-4", "-6", "-s")
@@ -354,8 +374,9 @@ class Validator:
         self.interfaces: dict[str, dict] = {}
         for h, spec in hosts.items():
             at = ptr("hosts", h)
-            if not self.obj(spec, at, (), ("forward", "interfaces", "routes", "nat", "dhcp_server", "addresses")):
+            if not self.obj(spec, at, (), ("forward", "interfaces", "routes", "nat", "dhcp_server", "addresses", "sysctl")):
                 continue
+            self.sysctl(spec.get("sysctl", {}), at + "/sysctl")
             if "forward" in spec and not isinstance(spec["forward"], bool):
                 self.fail(at + "/forward", "is not true or false")
             ifs = spec.get("interfaces", {})
@@ -471,6 +492,7 @@ class Validator:
         if not isinstance(steps, list) or not steps:
             self.fail(ptr("timeline"), "is not a non-empty list of steps")
             return
+        self.remembered: set = set()  # names "remember" steps stored so far, in timeline order
         for k, step in enumerate(steps):
             self.step(step, ptr("timeline", k))
         for k, values in self.if_values.items():
@@ -571,11 +593,19 @@ class Validator:
             for k, one in enumerate(c):
                 self.condition(one, at + ptr(k), in_move)
             return
-        if not self.source(c, at, ("if",) + CONDITION_TESTS):
+        if not self.source(c, at, ("if",) + CONDITION_TESTS + SAME_AS_OPTIONS):
             return
         self.if_(c, at)
-        if "same_as" in c:
+        if "same_as" in c and isinstance(c["same_as"], dict) and "remembered" in c["same_as"]:
+            if self.obj(c["same_as"], at + "/same_as", ("remembered",)):
+                self.ref(c["same_as"]["remembered"], at + "/same_as/remembered", dict.fromkeys(self.remembered),
+                         "value remembered by an earlier \"remember\" step")
+        elif "same_as" in c:
             self.source(c["same_as"], at + "/same_as", (), active(c, self.params))
+        self.same_as_options(c, at)
+        if "length" in c and self.obj(c["length"], at + "/length", (), ("at_least", "at_most")):
+            if not c["length"] or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in c["length"].values()):
+                self.fail(at + "/length", "is not {\"at_least\": n} and/or {\"at_most\": n}, whole numbers 0 or more")
         tests = [t for t in CONDITION_TESTS if t in c]
         if len(tests) != 1:
             self.fail(at, f"has {len(tests)} tests; expected exactly one of: {', '.join(CONDITION_TESTS)}")
@@ -620,6 +650,8 @@ class Validator:
                 self.fail(at + "/pointer", "is not a JSON pointer (\"\" or \"/a/b\")")
             return True
         traffic = isinstance(c, dict) and "traffic" in c
+        if isinstance(c, dict) and "process" in c:
+            return self.process_source(c, at, more, in_run)
         required, optional = ((("host", "ip", "pointer"), ()) if host else (("traffic", "pointer"), ()) if traffic
                               else (("node", "pointer"), ("stage", "index", "format")))
         if not self.obj(c, at, required, optional + more):
@@ -640,6 +672,67 @@ class Validator:
         if not isinstance(p, str) or (p and not p.startswith("/")):
             self.fail(at + "/pointer", "is not a JSON pointer (\"\" or \"/a/b\")")
         return True
+
+    def process_source(self, c: dict, at: str, more: tuple, in_run: bool) -> bool:
+        """A mipsec (or charon) node's process as /proc shows it: {"pid", "rss_kib" (VmRSS),
+        "fds" (open descriptors)}."""
+        if not self.obj(c, at, ("process", "pointer"), more):
+            return False
+        self.node_ref(c["process"], at + "/process", self.step_in_run and in_run and active(c, self.params))
+        p = c.get("pointer")
+        if p != "" and (not isinstance(p, str) or p.lstrip("/") not in PROCESS_FIGURES):
+            self.fail(at + "/pointer", f"is not \"\" or one of: {', '.join('/' + f for f in PROCESS_FIGURES)}")
+        return True
+
+    def same_as_options(self, c: dict, at: str) -> None:
+        """"within": numbers (at any depth) may differ by that much; "ignoring": object keys
+        (at any depth) left out of the comparison. Both only with "same_as"."""
+        for k in SAME_AS_OPTIONS:
+            if k in c and "same_as" not in c:
+                self.fail(at + "/" + k, "only goes with \"same_as\"")
+        if "within" in c and (not isinstance(c["within"], (int, float)) or isinstance(c["within"], bool) or c["within"] < 0):
+            self.fail(at + "/within", "is not a number, 0 or more")
+        if "ignoring" in c and (not isinstance(c["ignoring"], list) or not c["ignoring"]
+                                or not all(isinstance(x, str) and x for x in c["ignoring"])):
+            self.fail(at + "/ignoring", "is not a non-empty list of keys")
+
+    def repeat(self, step: dict, at: str) -> None:
+        """{"repeat": n, "steps": [...]}: those steps, n rounds in a row."""
+        n = step["repeat"]
+        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= REPEAT_MAX:
+            self.fail(at + "/repeat", f"is not a number of rounds, 1-{REPEAT_MAX}")
+        steps = step.get("steps")
+        if not isinstance(steps, list) or not steps:
+            self.fail(at + ("/steps" if "steps" in step else ""), "is not a non-empty list of steps" if "steps" in step
+                      else "misses \"steps\" (the steps to repeat)")
+            return
+        outer = self.step_in_run
+        for k, sub in enumerate(steps):
+            self.step(sub, at + ptr("steps", k))
+            self.step_in_run = outer
+
+    def remember(self, v, at: str) -> None:
+        """{"remember": {"name": value}}: each value (a condition's source, no test) as it is
+        now, for a later condition's "same_as": {"remembered": "name"}."""
+        if not isinstance(v, dict) or not v:
+            self.fail(at, "is not an object of name: value (a condition's source without a test)")
+            return
+        for name, src in v.items():
+            if not re.match(r"^[a-z][a-z0-9_-]{0,31}$", name):
+                self.fail(at + ptr(name), f"\"{name}\" is not a name (lower case letter first, letters, digits, - and _, at most 32)")
+            self.source(src, at + ptr(name), ())
+            self.remembered.add(name)
+
+    def sysctl(self, v, at: str) -> None:
+        """A host's own network sysctls, set when it is built (e.g. net.ipv4.tcp_rto_max_ms)."""
+        if not isinstance(v, dict):
+            self.fail(at, "is not an object of sysctl name: value")
+            return
+        for k, x in v.items():
+            if not SYSCTL.match(k):
+                self.fail(at + ptr(k), f"\"{k}\" is not a network sysctl of the host's namespace (net.…)")
+            if not (isinstance(x, int) and not isinstance(x, bool)) and not (isinstance(x, str) and re.match(r"^[A-Za-z0-9 ._-]{1,64}$", x)):
+                self.fail(at + ptr(k), "is not a number or a short string")
 
     def run_file(self, v, at: str, glob: bool) -> None:
         """A file of the run's own directory: "${lab_dir}/name" (a condition's may hold "*")."""
@@ -706,7 +799,7 @@ class Validator:
 
     def step(self, step, at) -> None:
         actions = ACTIONS
-        if not self.obj(step, at, (), actions + ("label", "timeout_s", "if", "refused") + RESTART_KEYS):
+        if not self.obj(step, at, (), actions + ("label", "timeout_s", "if", "refused", "steps") + RESTART_KEYS):
             return
         self.if_(step, at)
         in_run = self.step_in_run = active(step, self.params)
@@ -730,6 +823,8 @@ class Validator:
                 node = self.doc.get("nodes", {}).get(v) if isinstance(self.doc.get("nodes"), dict) and isinstance(v, str) else None
                 if isinstance(node, dict) and "strongswan" in node:
                     self.fail(at + "/refused", "is for mipsec nodes (a strongSwan node has no exit status to expect)")
+        if "steps" in step and a != "repeat":
+            self.fail(at + "/steps", "only goes with \"repeat\"")
         for k in RESTART_KEYS:
             if k in step and a != "restart":
                 self.fail(at + "/" + k, "only goes with \"restart\"")
@@ -741,6 +836,10 @@ class Validator:
             self.condition(v, at + "/" + a, a == "wait")
         elif a == "quiet":
             self.quiet(v, at + "/quiet")
+        elif a == "repeat":
+            self.repeat(step, at)
+        elif a == "remember":
+            self.remember(v, at + "/remember")
         elif a == "forget_path_mtu":
             self.ref(v, at + "/forget_path_mtu", self.hosts, "host")
         elif a == "write":
