@@ -215,6 +215,7 @@ class Run:
         self.procs: dict[str, subprocess.Popen] = {}
         self.streams: dict[str, Stream] = {}
         self.probes: dict[str, Probe] = {}
+        self.senders: dict[str, tuple[subprocess.Popen, str]] = {}  # "packets" traffic: (process, account file)
         self.moves: list[dict] = []
         self.assertions: list[dict] = []
         self.events: list[dict] = []
@@ -461,13 +462,17 @@ class Run:
             return self.probes[name].account()
         if name in self.streams:
             return {"bytes": self.streams[name].bytes()}
+        if name in getattr(self, "senders", {}):
+            return self.sender_account(name)
         return MISSING
 
     # -- conditions -----------------------------------------------------------------------
     def observe(self, c: dict, pointer: Optional[str] = None) -> Any:
         """The value at the condition's pointer (or at `pointer`, in the same node and stage)."""
+        if pointer is None and any(k in c for k in sc.COMBINE):
+            return self.combined(c)
         if "file" in c:
-            return resolve_pointer(self.run_file(c["file"]), c["pointer"] if pointer is None else pointer)
+            return resolve_pointer(self.run_file(c["file"], c.get("matching")), c["pointer"] if pointer is None else pointer)
         if "host" in c:
             # The host's own network state, as iproute2 prints it (the validator let only
             # reading commands through).
@@ -493,7 +498,7 @@ class Run:
             st = stages[c.get("index", 0)]
         return resolve_pointer(st, c["pointer"] if pointer is None else pointer)
 
-    def run_file(self, pattern: str) -> dict:
+    def run_file(self, pattern: str, matching: Optional[str] = None) -> dict:
         """What a file condition reads: how many files of the run's directory match, and the
         newest one's name, mode, size and text."""
         import glob
@@ -503,8 +508,12 @@ class Run:
         st = os.stat(paths[-1])
         with open(paths[-1], "rb") as f:
             text = f.read(65536).decode(errors="replace")
-        return {"count": len(paths), "name": os.path.basename(paths[-1]), "mode": f"0{st.st_mode & 0o777:03o}",
-                "size": st.st_size, "text": text}
+        out = {"count": len(paths), "name": os.path.basename(paths[-1]), "mode": f"0{st.st_mode & 0o777:03o}",
+               "size": st.st_size, "text": text}
+        if matching is not None:
+            with open(paths[-1], "rb") as f:
+                out["matching_lines"] = sum(1 for line in f if re.search(matching, line.decode(errors="replace")))
+        return out
 
     def write_file(self, w: dict) -> None:
         path = w["file"].replace("${lab_dir}", self.lab.dir)
@@ -572,7 +581,8 @@ class Run:
             return " and ".join(self.describe(x) for x in c if self.in_run(x))
         test = next(t for t in sc.CONDITION_TESTS if t in c)
         what = self.where(c["same_as"]) + " " + c["same_as"]["pointer"] if test == "same_as" else json.dumps(c[test])
-        return f"{self.where(c)} {c['pointer']} {test} {what}"
+        combined = "".join(f" + {p}" for p in c.get("plus", [])) + "".join(f" - {p}" for p in c.get("minus", []))
+        return f"{self.where(c)} {c['pointer']}{combined} {test} {what}"
 
     @staticmethod
     def where(c: dict) -> str:
@@ -623,10 +633,80 @@ class Run:
                                             t.get("port", 5001), pace_s=t.get("pace_ms", 20) / 1000)
             except TimeoutError as e:
                 raise StepFailed(f"stream {name}: {e}")
+        elif t["kind"] == "packets":
+            self.start_packets(name, t)
         else:
             self.probes[name] = Probe(self.lab, self.hosts[t["from"]], name, t["to"], t.get("interval_ms", 100), t.get("size"),
                                       t.get("count"))
         self.note("traffic", name=name)
+
+    def start_packets(self, name: str, t: dict) -> None:
+        """A "packets" generator: lab/packets.py in the sending host's namespace, its spec and
+        its account (sent, done, heard) in files of the run's directory."""
+        spec_path = os.path.join(self.lab.dir, f"packets-{name}.json")
+        account = os.path.join(self.lab.dir, f"packets-{name}.account")
+        with open(spec_path, "w") as f:
+            json.dump({"seed": sum(map(ord, name)), **t}, f)
+        script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "packets.py")
+        p = self.hosts[t["from"]].spawn(["/usr/bin/python3", script, spec_path, account], log_name=f"packets-{name}")
+        self.senders[name] = (p, account)
+        deadline = time.monotonic() + 30  # (building many variants takes a moment)
+        while not os.path.exists(account):
+            if p.poll() is not None or time.monotonic() > deadline:
+                raise StepFailed(f"packets {name} did not start: " + open(p.log_path).read()[-1500:])  # type: ignore
+            time.sleep(POLL_S)
+
+    def sender_account(self, name: str) -> Any:
+        p, path = self.senders[name]
+        try:
+            with open(path) as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            return MISSING
+
+    def stop_packets(self, name: str) -> dict:
+        p, _ = self.senders[name]
+        if p.poll() is None:
+            self.lab.stop(p)
+        account = self.sender_account(name)
+        return account if isinstance(account, dict) else {}
+
+    def combined(self, c: dict) -> Any:
+        """A condition's number with "plus" and "minus": the one at its pointer, plus and minus
+        those at the others (of the same status read); MISSING unless all are numbers."""
+        total = 0
+        for sign, pointers in ((1, [c["pointer"]] + c.get("plus", [])), (-1, c.get("minus", []))):
+            for p in pointers:
+                v = self.observe(c, p)
+                if not isinstance(v, (int, float)) or isinstance(v, bool):
+                    return MISSING
+                total += sign * v
+        return total
+
+    def wait_throughout(self, step: dict, label: str, timeout: float) -> None:
+        """A wait with "throughout": those conditions must hold at every poll until the wait's
+        own hold (e.g. a node stays registered for as long as a flood lasts)."""
+        c, during = step["wait"], step["throughout"]
+        baseline = self.baseline(c)
+        deadline = time.monotonic() + timeout
+        polls, lapses, done = 0, [], False
+        while not done and time.monotonic() < deadline:
+            self.snapshot = {}
+            try:
+                polls += 1
+                if not self.holds(during):
+                    lapses.append(f"{time.time() - self.t_begin:.2f} s: {self.observed(during)}")
+                done = self.holds(c, baseline)
+            finally:
+                self.snapshot = None
+            if not done:
+                time.sleep(POLL_S)
+        self.assertion(f"{label}: throughout, {self.describe(during)} ({polls} polls, {len(lapses)} without)", not lapses,
+                       "; ".join(lapses[:5]))
+        if not done:
+            self.assertion(f"{label}: {self.describe(c)}", False, self.observed(c))
+            raise StepFailed(f"{label}: timed out after {timeout:.0f}s waiting for {self.describe(c)}")
+        self.note("wait", label=label)
 
     # -- moves ----------------------------------------------------------------------------
     def counters(self, host: str) -> dict:
@@ -1031,6 +1111,8 @@ class Run:
             elif action == "traffic":
                 for name in step["traffic"]:
                     self.start_traffic(name)
+            elif action == "wait" and "throughout" in step:
+                self.wait_throughout(step, label, timeout)
             elif action == "wait":
                 t = self.wait(step["wait"], timeout, self.baseline(step["wait"]))
                 if t is None:
@@ -1118,6 +1200,8 @@ class Run:
     def finish(self) -> dict:
         """Ends traffic (checking every stream byte for byte) and stops the nodes; the figures."""
         totals: dict[str, Any] = {}
+        for name in self.senders:
+            totals[f"packets {name}"] = self.stop_packets(name)
         for name, s in self.streams.items():
             ok, out = s.finish()
             self.assertion(f"stream {name} arrived complete and in order", ok, out)
