@@ -611,11 +611,30 @@ def packets_cases(checks, args, tmp):
          [f"/timeline/{f0}/throughout"]),
         ("throughout naming an unknown node", lambda d: d["timeline"][k]["throughout"].update(node="ghost"),
          [f"/timeline/{k}/throughout/node"]),
+        ("sending packets traffic that has no count", lambda d: d["timeline"].insert(1, {"send": "requests"}), ["/timeline/1/send"]),
     ]
-    for what, change, pointers in cases:
+    hostile = json.load(open(os.path.join(SCENARIOS, "hostile-sender.json")))
+    s0 = next(i for i, step in enumerate(hostile["timeline"]) if "send" in step)
+    icv = hostile["traffic"]["esp_icv"]["packets"][0]["payload"]
+    u = next(i for i, seg in enumerate(icv) if isinstance(seg, dict) and isinstance(seg.get("uint"), dict))
+    cases += [(what, change, pointers, hostile) for what, change, pointers in [
+        ("sending a stream", lambda d: d["timeline"][s0].update(send="stream"), [f"/timeline/{s0}/send"]),
+        ("sending traffic that does not exist", lambda d: d["timeline"][s0].update(send="ghost"), [f"/timeline/{s0}/send"]),
+        ("then on a wait", lambda d: d["timeline"][0].update(then=d["timeline"][s0]["then"]), ["/timeline/0/then"]),
+        ("increased_by_exactly 0", lambda d: d["timeline"][s0]["then"].update(increased_by_exactly=0),
+         [f"/timeline/{s0}/then/increased_by_exactly"]),
+        ("increased_by_exactly in an assert", lambda d: d["timeline"].insert(0, {"assert": d["timeline"][s0]["then"]}),
+         ["/timeline/0/assert/increased_by_exactly"]),
+        ("a default that is not a number", lambda d: d["timeline"][s0]["then"].update(default="zero"), [f"/timeline/{s0}/then/default"]),
+        ("a packet field read from the status of a node that does not exist",
+         lambda d: d["traffic"]["esp_icv"]["packets"][0]["payload"][u]["uint"].update(node="ghost"),
+         [f"/traffic/esp_icv/packets/0/payload/{u}/uint/node"]),
+    ]]
+    for case in cases:
+        what, change, pointers = case[:3]
         f = os.path.join(tmp, "bad-flood.json")
         with open(f, "w") as out:
-            json.dump(broken(base, change), out)
+            json.dump(broken(case[3] if len(case) > 3 else base, change), out)
         r = lab(args.mipsec, "check", f)
         found = [line.split(": ")[2] for line in r.stderr.splitlines() if line.startswith("mipsec lab: ")]
         checks.check(f"{what}: refused (exit 2) at {', '.join(pointers)}",

@@ -12,6 +12,7 @@ they are sent round-robin at "rate" per second (0: as fast as the socket takes t
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -75,10 +76,24 @@ def payload(segments: list, rnd: random.Random, index: int) -> bytes:
     return out
 
 
+@functools.lru_cache(maxsize=64)
+def own_source(dst: bytes) -> bytes:
+    """The address this host sends from toward dst (what the kernel would put in the header):
+    the UDP checksum covers it."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.connect((socket.inet_ntoa(dst), 9))
+        return socket.inet_aton(s.getsockname()[0])
+    except OSError:
+        return bytes(4)
+    finally:
+        s.close()
+
+
 def packet(t: dict, to: str, rnd: random.Random, index: int) -> bytes:
     """One IPv4 packet from a template: header, then UDP, ICMP or a raw protocol's payload."""
-    src = address(t.get("source", "0.0.0.0"), rnd)
     dst = address(t.get("destination", to), rnd)
+    src = address(t["source"], rnd) if "source" in t else own_source(dst)
     body = payload(t.get("payload", []), rnd, index)
     if "udp" in t:
         u = t["udp"]

@@ -471,6 +471,10 @@ class Run:
         """The value at the condition's pointer (or at `pointer`, in the same node and stage)."""
         if pointer is None and any(k in c for k in sc.COMBINE):
             return self.combined(c)
+        if "default" in c:
+            # (each pointer of a combination, too: a counter a status lists only once it counts)
+            v = self.observe({k: x for k, x in c.items() if k != "default"}, pointer)
+            return c["default"] if v is MISSING else v
         if "file" in c:
             return resolve_pointer(self.run_file(c["file"], c.get("matching")), c["pointer"] if pointer is None else pointer)
         if "host" in c:
@@ -563,6 +567,8 @@ class Run:
             return v > before
         if "increased_by" in c:
             return v >= before + c["increased_by"]
+        if "increased_by_exactly" in c:
+            return v == before + c["increased_by_exactly"]
         if "unchanged" in c:
             return v == before
         return False
@@ -571,7 +577,7 @@ class Run:
         """The current values of a move's "increased" conditions."""
         out = {}
         for x in (c if isinstance(c, list) else [c]):
-            if x and ("increased" in x or "increased_by" in x or "unchanged" in x):
+            if x and ("increased" in x or "increased_by" in x or "unchanged" in x or "increased_by_exactly" in x):
                 v = self.observe(x)
                 out[json.dumps(x, sort_keys=True)] = v if isinstance(v, (int, float)) else 0
         return out
@@ -646,7 +652,7 @@ class Run:
         spec_path = os.path.join(self.lab.dir, f"packets-{name}.json")
         account = os.path.join(self.lab.dir, f"packets-{name}.account")
         with open(spec_path, "w") as f:
-            json.dump({"seed": sum(map(ord, name)), **t}, f)
+            json.dump({"seed": sum(map(ord, name)), **self.status_values(t, f"packets {name}")}, f)
         script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "packets.py")
         p = self.hosts[t["from"]].spawn(["/usr/bin/python3", script, spec_path, account], log_name=f"packets-{name}")
         self.senders[name] = (p, account)
@@ -655,6 +661,39 @@ class Run:
             if p.poll() is not None or time.monotonic() > deadline:
                 raise StepFailed(f"packets {name} did not start: " + open(p.log_path).read()[-1500:])  # type: ignore
             time.sleep(POLL_S)
+
+    def status_values(self, v: Any, what: str) -> Any:
+        """A packets spec with each value read from a status ({"node", "pointer"}) filled in."""
+        if isinstance(v, list):
+            return [self.status_values(x, what) for x in v]
+        if not isinstance(v, dict):
+            return v
+        if "pointer" in v:
+            got = self.observe(v)
+            if got is MISSING:
+                raise StepFailed(f"{what}: {self.where(v)} {v['pointer']} has no value")
+            return got
+        return {k: self.status_values(x, what) for k, x in v.items()}
+
+    def send(self, step: dict, label: str, timeout: float) -> None:
+        """A "send" step: its packets sent to the end, then its "then" conditions waited for,
+        compared with values from before the first packet."""
+        name = step["send"]
+        base = self.baseline(step.get("then"))
+        if name in self.senders:
+            self.stop_packets(name)  # (a generator sent again starts from its first packet)
+        self.start_packets(name, self.doc["traffic"][name])
+        deadline = time.monotonic() + timeout
+        while (self.sender_account(name) or {}).get("done") is not True:
+            if time.monotonic() > deadline:
+                self.assertion(f"{label}: the packets are sent", False, json.dumps(self.sender_account(name)))
+                raise StepFailed(f"{label}: {name} not sent within {timeout:.0f}s")
+            time.sleep(POLL_S)
+        sent = self.sender_account(name).get("sent")
+        if "then" in step:
+            t = self.wait(step["then"], max(deadline - time.monotonic(), POLL_S), base)
+            self.assertion(f"{label} ({sent} sent): {self.describe(step['then'])}", t is not None, self.observed(step["then"]))
+        self.note("send", label=label, sent=sent)
 
     def sender_account(self, name: str) -> Any:
         p, path = self.senders[name]
@@ -1126,6 +1165,8 @@ class Run:
                 self.note("forget path MTU", host=step["forget_path_mtu"])
             elif action == "write":
                 self.write_file(step["write"])
+            elif action == "send":
+                self.send(step, label, timeout)
             elif action == "nat_flush":
                 self.lab.flush_nat(self.hosts[step["nat_flush"]])
                 self.note("nat flush", host=step["nat_flush"])

@@ -64,6 +64,9 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                {"hmac_md5": key hex} HMAC-MD5 over the payload before it (RFC 5944 §3.5.1's
                authenticator), {"packet": template} a whole inner IPv4 packet (its
                "destination" required; two deep at most). Any integer above may be [low, high]
+               (drawn per variant), and an integer or an address (not a range) a value read
+               when the packets start: {"node", "stage", "pointer"} as a condition's source
+               (e.g. a live SA's SPI, a care-of address)
   captures     {"network": {"outside": bool}}: dumpcap records that network's bridge for the whole
                run (capture-<network>.pcap; `--keep` copies them into the report directory);
                "outside": true asserts at the end that the capture holds no user packet in the
@@ -145,6 +148,13 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                                                             run's directory with that text and
                                                             mode (default "0600"), e.g. a state
                                                             file a node is to find corrupt
+                 {"send": packets, "then": condition | [conditions]}
+                                                            sends a "packets" generator's "count"
+                                                            packets, then waits for "then", whose
+                                                            "increased"... compare with values
+                                                            from before the first packet (e.g. a
+                                                            drop counter "increased_by_exactly"
+                                                            the count)
                  {"nat_flush": h}                           host h (one with "nat") forgets every
                                                             mapping, as a rebooting NAT does (conntrack
                                                             -F): the next packet out gets a new
@@ -154,7 +164,8 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                 string holding the string v), "at_least": x, "at_most": x, "exceeds": "/pointer"
                 (a number greater than the one at that pointer of the same node and stage, read in
                 the same status), "increased" / "unchanged": true, "increased_by": n (in a move or a
-                wait: compared with the move's or the wait's start), "same_as": value}
+                wait: compared with the move's or the wait's start), "increased_by_exactly": n
+                (likewise; no more, no less), "same_as": value}
                 or {"host": h, "ip": [args], "pointer": ..., test}: the host's own network state,
                 `ip -j ARGS` in its namespace read as JSON (a failed command is no value); ARGS
                 only read: options "-4", "-6", "-s" (statistics), then one of IP_OBJECTS and "show" or "get",
@@ -183,7 +194,9 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                 regular expression, also "matching_lines": how many lines of it match
                 any source may add "plus": [pointers] and "minus": [pointers]: the value is the
                 number at "pointer" plus and minus the numbers at those (same document, same
-                read; e.g. two drop counters summed, or requests sent minus replies received)
+                read; e.g. two drop counters summed, or requests sent minus replies received);
+                "default": n is the value where a pointer finds none (0 for a counter a status
+                lists only once it counts)
   value        {"node": ..., "pointer": ...} or {"host": ..., "ip": [...], "pointer": ...}
                 without a test: what "same_as" compares with (the two must both exist and be
                 equal), e.g. the home agent's binding and the mobile node's care-of address, or
@@ -211,7 +224,7 @@ from typing import Any, Optional
 FIGURES = ("link_to_address_ms", "link_to_registration_ms", "link_to_first_packet_ms", "link_to_stream_ms",
            "probe_lost", "ike_messages", "ike_sessions", "registrations", "registrations_per_layer", "access_mode")
 ACTIONS = ("start", "stop", "restart", "wait", "traffic", "move", "outage", "link", "assert", "quiet", "forget_path_mtu", "write",
-           "nat_flush")
+           "nat_flush", "send")
 RUN_FILE = re.compile(r"^[A-Za-z0-9._-]{1,64}(/[A-Za-z0-9._-]{1,64}){0,3}$")
 RUN_FILE_GLOB = re.compile(r"^[A-Za-z0-9._*-]{1,64}(/[A-Za-z0-9._*-]{1,64}){0,3}$")
 FILE_MODE = re.compile(r"^0[0-7]{3}$")
@@ -227,7 +240,7 @@ NAME = re.compile(r"^[a-z][a-z0-9_-]{0,11}$")
 IFNAME = re.compile(r"^[a-z][a-z0-9_.-]{0,14}$")
 PARAM = re.compile(r"\$\{([a-z_][a-z0-9_]*)\}")
 CONDITION_TESTS = ("equals", "in", "prefix", "contains", "at_least", "at_most", "exceeds", "increased", "increased_by", "unchanged",
-                   "same_as")
+                   "same_as", "increased_by_exactly")
 STATUS_FORMATS = ("json", "text", "prometheus")
 IP_OBJECTS = ("addr", "link", "route", "neigh", "rule")
 IP_OPTIONS = ("-4", "-6", "-s")
@@ -373,6 +386,7 @@ class Validator:
         hosts = self.name_map("hosts")
         nodes = self.name_map("nodes")
         traffic = self.name_map("traffic")
+        self.all_nodes, self.traffic = nodes, traffic  # (a packets template may read a node's status)
         prefixes = {}
         for n, spec in networks.items():
             at = ptr("networks", n)
@@ -522,6 +536,8 @@ class Validator:
     def combine(self, c: dict, at: str) -> None:
         """"plus" / "minus": pointers into the same document whose numbers are added to or
         taken from the one at "pointer" (e.g. the sum of two drop counters)."""
+        if "default" in c and (not isinstance(c["default"], (int, float)) or isinstance(c["default"], bool)):
+            self.fail(at + "/default", "is not a number (the value where a pointer finds none, e.g. 0 for a counter not listed)")
         for k in COMBINE:
             if k not in c:
                 continue
@@ -569,12 +585,33 @@ class Validator:
         for k, t in enumerate(templates):
             self.packet_template(t, at + ptr("packets", k), 0)
 
+    def send_step(self, step: dict, at: str) -> None:
+        """{"send": packets traffic with a count, "then": conditions}: the packets are sent, then
+        the conditions waited for, compared with values from before the first packet."""
+        name = step["send"]
+        if self.ref(name, at + "/send", self.traffic, "traffic generator"):
+            t = self.traffic[name]
+            if not isinstance(t, dict) or t.get("kind") != "packets" or "count" not in t:
+                self.fail(at + "/send", f"\"{name}\" is not \"packets\" traffic with a \"count\"")
+        if "then" in step:
+            self.condition(step["then"], at + "/then", True)
+
+    def status_value(self, v, at: str) -> bool:
+        """A value read from a node's status (or a host's, a file's) when the packets start:
+        {"node", "stage", "pointer"}; False when v is no such object."""
+        if isinstance(v, dict) and "pointer" in v:
+            self.source(v, at, ())
+            return True
+        return False
+
     @staticmethod
     def integer(v, low: int, high: int) -> bool:
         return isinstance(v, int) and not isinstance(v, bool) and low <= v <= high
 
     def int_or_range(self, v, at: str, low: int, high: int, what: str) -> None:
         """A number, or [low, high]: drawn in that range for each variant."""
+        if self.status_value(v, at):
+            return
         if isinstance(v, list):
             if len(v) != 2 or not all(self.integer(x, low, high) for x in v) or v[0] > v[1]:
                 self.fail(at, f"is not [low, high], {what} {low}-{high}, low first")
@@ -582,6 +619,8 @@ class Validator:
             self.fail(at, f"is not {what} {low}-{high}, or [low, high]")
 
     def address_or_range(self, v, at: str) -> None:
+        if self.status_value(v, at):
+            return
         if isinstance(v, list):
             if len(v) != 2:
                 self.fail(at, "is not an address or [first, last]")
@@ -601,7 +640,7 @@ class Validator:
             self.fail(at, f"has {len(kinds)} of \"udp\", \"icmp\", \"protocol\"; expected exactly one")
         if "source" in t:
             self.address_or_range(t["source"], at + "/source")
-        if "destination" in t:
+        if "destination" in t and not self.status_value(t["destination"], at + "/destination"):
             self.address(t["destination"], at + "/destination", False)
         elif depth > 0:
             self.fail(at, "misses \"destination\" (an inner packet has no traffic \"to\" to default to)")
@@ -778,6 +817,11 @@ class Validator:
                 self.fail(at + "/increased_by", "is not a positive number")
             elif not in_move:
                 self.fail(at + "/increased_by", "only means something in a move or a wait (compared with its start)")
+        if "increased_by_exactly" in c:
+            if not self.integer(c["increased_by_exactly"], 1, 2**53):
+                self.fail(at + "/increased_by_exactly", "is not a positive integer")
+            elif not in_move:
+                self.fail(at + "/increased_by_exactly", "only means something in a move, a wait or a send (compared with its start)")
         if "in" in c and not isinstance(c["in"], list):
             self.fail(at + "/in", "is not a list")
         if "prefix" in c and not isinstance(c["prefix"], str):
@@ -802,7 +846,7 @@ class Validator:
         ("probe"), and its "pointer"."""
         host = isinstance(c, dict) and "host" in c
         if isinstance(c, dict) and "file" in c:
-            if not self.obj(c, at, ("file", "pointer"), more + COMBINE + ("matching",)):
+            if not self.obj(c, at, ("file", "pointer"), more + COMBINE + ("matching", "default")):
                 return False
             self.run_file(c["file"], at + "/file", glob=True)
             self.combine(c, at)
@@ -818,7 +862,7 @@ class Validator:
         traffic = isinstance(c, dict) and "traffic" in c
         required, optional = ((("host", "ip", "pointer"), ()) if host else (("traffic", "pointer"), ()) if traffic
                               else (("node", "pointer"), ("stage", "index", "format")))
-        if not self.obj(c, at, required, optional + more + COMBINE):
+        if not self.obj(c, at, required, optional + more + COMBINE + ("default",)):
             return False
         self.combine(c, at)
         if host:
@@ -903,7 +947,7 @@ class Validator:
 
     def step(self, step, at) -> None:
         actions = ACTIONS
-        if not self.obj(step, at, (), actions + ("label", "timeout_s", "if", "refused", "throughout") + RESTART_KEYS):
+        if not self.obj(step, at, (), actions + ("label", "timeout_s", "if", "refused", "throughout", "then") + RESTART_KEYS):
             return
         self.if_(step, at)
         in_run = self.step_in_run = active(step, self.params)
@@ -927,6 +971,8 @@ class Validator:
                 node = self.doc.get("nodes", {}).get(v) if isinstance(self.doc.get("nodes"), dict) and isinstance(v, str) else None
                 if isinstance(node, dict) and "strongswan" in node:
                     self.fail(at + "/refused", "is for mipsec nodes (a strongSwan node has no exit status to expect)")
+        if "then" in step and a != "send":
+            self.fail(at + "/then", "only goes with \"send\"")
         if "throughout" in step:
             if a != "wait":
                 self.fail(at + "/throughout", "only goes with \"wait\"")
@@ -952,6 +998,8 @@ class Validator:
                     self.fail(at + "/write/text", "is not a string")
                 if "mode" in v and (not isinstance(v["mode"], str) or not FILE_MODE.match(v["mode"])):
                     self.fail(at + "/write/mode", "is not an octal file mode (\"0600\")")
+        elif a == "send":
+            self.send_step(step, at)
         elif a == "nat_flush":
             if self.ref(v, at + "/nat_flush", self.hosts, "host") and "nat" not in (self.hosts[v] if isinstance(self.hosts[v], dict) else {}):
                 self.fail(at + "/nat_flush", f"host \"{v}\" has no \"nat\" to flush")
