@@ -477,6 +477,8 @@ class Run:
             return c["default"] if v is MISSING else v
         if "file" in c:
             return resolve_pointer(self.run_file(c["file"], c.get("matching")), c["pointer"] if pointer is None else pointer)
+        if "host" in c and "kernel_counters" in c:
+            return resolve_pointer(self.kernel_counters(c["host"]), c["pointer"] if pointer is None else pointer)
         if "host" in c:
             # The host's own network state, as iproute2 prints it (the validator let only
             # reading commands through).
@@ -501,6 +503,25 @@ class Run:
                 return MISSING
             st = stages[c.get("index", 0)]
         return resolve_pointer(st, c["pointer"] if pointer is None else pointer)
+
+    def kernel_counters(self, host: str) -> dict:
+        """/proc/net/snmp and /proc/net/netstat of the host's namespace as {"Udp": {"InCsumErrors": n}, ...}
+        (each group is a line of names and a line of values); within one poll, read once."""
+        key = f"{host} kernel counters"
+        if self.snapshot is not None and key in self.snapshot:
+            return self.snapshot[key]
+        out: dict = {}
+        r = self.hosts[host].run(["cat", "/proc/net/snmp", "/proc/net/netstat"], check=False)
+        lines = [line.split() for line in r.stdout.splitlines() if ":" in line]
+        for names, values in zip(lines[::2], lines[1::2]):
+            if names[0] == values[0] and names[0].endswith(":"):
+                try:
+                    out.setdefault(names[0][:-1], {}).update({n: int(v) for n, v in zip(names[1:], values[1:])})
+                except ValueError:
+                    continue
+        if self.snapshot is not None:
+            self.snapshot[key] = out
+        return out
 
     def run_file(self, pattern: str, matching: Optional[str] = None) -> dict:
         """What a file condition reads: how many files of the run's directory match, and the
@@ -594,6 +615,8 @@ class Run:
     def where(c: dict) -> str:
         if "file" in c:
             return f"file {c['file']}"
+        if "host" in c and "kernel_counters" in c:
+            return f"{c['host']} kernel counters"
         if "host" in c:
             return f"{c['host']} `ip {' '.join(c['ip'])}`"
         if "traffic" in c:

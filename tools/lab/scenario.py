@@ -177,6 +177,10 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                 of sample (name and labels as written, e.g. "mipsec_tun_active_mtu_bytes{node=
                 \"mn\",device=\"mip0\"}") to value ("format": "json", the default, is the status
                 the other conditions read)
+                or {"host": h, "kernel_counters": true, "pointer": "/Group/Counter", test}: the
+                host's kernel counters, /proc/net/snmp and /proc/net/netstat of its namespace
+                (e.g. "/Udp/InCsumErrors": datagrams the kernel dropped for a bad checksum,
+                "/Udp/RcvbufErrors": for a full socket buffer)
                 or {"traffic": name, "pointer": ..., test}: a started traffic generator's own
                 account: a probe's {"replies": n, "lost": l, "mtu": m} (l: requests unanswered
                 between its first and its latest reply, so in a wait "/replies" "increased_by" n
@@ -860,6 +864,18 @@ class Validator:
                 self.fail(at + "/pointer", "is not a JSON pointer (\"\" or \"/a/b\")")
             return True
         traffic = isinstance(c, dict) and "traffic" in c
+        if host and "kernel_counters" in c:
+            # The host's kernel counters (/proc/net/snmp and /proc/net/netstat of its namespace).
+            if not self.obj(c, at, ("host", "kernel_counters", "pointer"), more + COMBINE + ("default",)):
+                return False
+            self.combine(c, at)
+            self.ref(c["host"], at + "/host", self.doc.get("hosts") or {}, "host")
+            if c["kernel_counters"] is not True:
+                self.fail(at + "/kernel_counters", "is not true")
+            p = c.get("pointer")
+            if not isinstance(p, str) or not re.match(r"^/[A-Za-z0-9]+/[A-Za-z0-9]+$", p):
+                self.fail(at + "/pointer", "is not \"/Group/Counter\" as /proc/net/snmp and netstat name them (e.g. \"/Udp/InCsumErrors\")")
+            return True
         required, optional = ((("host", "ip", "pointer"), ()) if host else (("traffic", "pointer"), ()) if traffic
                               else (("node", "pointer"), ("stage", "index", "format")))
         if not self.obj(c, at, required, optional + more + COMBINE + ("default",)):
