@@ -626,6 +626,8 @@ def packets_cases(checks, args, tmp):
         ("increased_by_exactly in an assert", lambda d: d["timeline"].insert(0, {"assert": d["timeline"][s0]["then"]}),
          ["/timeline/0/assert/increased_by_exactly"]),
         ("a default that is not a number", lambda d: d["timeline"][s0]["then"].update(default="zero"), [f"/timeline/{s0}/then/default"]),
+        ("a hex segment that is not hex", lambda d: d["traffic"]["udp500_live"]["packets"][0]["payload"][0].update(hex="zz"),
+         ["/traffic/udp500_live/packets/0/payload/0/hex"]),
         ("kernel counters with a pointer that names no counter",
          lambda d: d["timeline"][s0].update(then={"host": "xha", "kernel_counters": True, "pointer": "/Udp", "increased": True}),
          [f"/timeline/{s0}/then/pointer"]),

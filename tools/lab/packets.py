@@ -56,6 +56,8 @@ def payload(segments: list, rnd: random.Random, index: int) -> bytes:
     for s in segments:
         if isinstance(s, str):
             out += bytes.fromhex(s)
+        elif "hex" in s:
+            out += bytes.fromhex(s["hex"])
         elif "random" in s:
             out += bytes(rnd.getrandbits(8) for _ in range(pick(s["random"], rnd)))
         elif "address" in s:

@@ -63,7 +63,8 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                plus offset (plus the variant's index: RFC 5944 §5.4 identifications),
                {"hmac_md5": key hex} HMAC-MD5 over the payload before it (RFC 5944 §3.5.1's
                authenticator), {"packet": template} a whole inner IPv4 packet (its
-               "destination" required; two deep at most). Any integer above may be [low, high]
+               "destination" required; two deep at most), {"hex": s} hex bytes (e.g. read from a
+               status: a live IKE SA's "ike_cookies"). Any integer above may be [low, high]
                (drawn per variant), and an integer or an address (not a range) a value read
                when the packets start: {"node", "stage", "pointer"} as a condition's source
                (e.g. a live SA's SPI, a care-of address)
@@ -258,7 +259,7 @@ SWAN_CLIENT_OPTIONAL = ("local", "ike_proposals", "esp_proposals", "dpd_delay_s"
 COMBINE = ("plus", "minus")  # a condition's value: its pointer's number plus and minus those of other pointers
 PACKETS_KEYS = ("count", "duration_s", "rate", "variants", "seed", "listen")
 PACKET_KEYS = ("source", "destination", "ttl", "dont_fragment", "udp", "icmp", "protocol", "payload")
-SEGMENT_KINDS = ("random", "address", "uint", "ntp_time", "hmac_md5", "packet")
+SEGMENT_KINDS = ("random", "address", "uint", "ntp_time", "hmac_md5", "packet", "hex")
 HEX = re.compile(r"^([0-9a-fA-F]{2})*$")
 PACKETS_MAX = 100000  # packets built in advance (templates x variants)
 
@@ -706,6 +707,9 @@ class Validator:
         elif kind == "hmac_md5":
             if not isinstance(v, str) or not v or not HEX.match(v):
                 self.fail(at + "/hmac_md5", "is not a key in hex")
+        elif kind == "hex":
+            if not self.status_value(v, at + "/hex") and (not isinstance(v, str) or not HEX.match(v)):
+                self.fail(at + "/hex", "is not hex bytes, or a value read from a status ({\"node\", \"stage\", \"pointer\"})")
         elif kind == "packet":
             if depth >= 2:
                 self.fail(at + "/packet", "nests packets more than two deep")
