@@ -674,6 +674,8 @@ class Run:
         its account (sent, done, heard) in files of the run's directory."""
         spec_path = os.path.join(self.lab.dir, f"packets-{name}.json")
         account = os.path.join(self.lab.dir, f"packets-{name}.account")
+        if os.path.exists(account):
+            os.remove(account)  # (sent again: the new process's account, not the last one's)
         with open(spec_path, "w") as f:
             json.dump({"seed": sum(map(ord, name)), **self.status_values(t, f"packets {name}")}, f)
         script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "packets.py")
