@@ -6,6 +6,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <deque>
 #include <functional>
 #include <map>
@@ -322,6 +323,16 @@ TEST_CASE("the gateway deletes the CHILD_SA mid-stream: the client drops both di
     lab.client_stage().report(status);
     CHECK(status.values["sessions_started"] == "1");
     CHECK(status.values["sa_installs"] == "2");
+    // The live IKE SA's cookies, initiator's then responder's, as on the wire.
+    std::string cookies;
+    for (const auto& c : {cookie, lab.client_stage().session()->ike_sa().cky_r})
+        for (std::uint8_t b : c) {
+            char text[3];
+            std::snprintf(text, sizeof text, "%02x", b);
+            cookies += text;
+        }
+    CHECK(cookies.size() == 32);
+    CHECK(status.values["ike_cookies"] == cookies);
     CHECK(lab.gw_stage().client_count() == 1);
 }
 

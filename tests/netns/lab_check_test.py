@@ -141,6 +141,7 @@ def main():
         outage_cases(checks, args, tmp)
         restart_cases(checks, args, tmp)
         round_cases(checks, args, tmp)
+        packets_cases(checks, args, tmp)
         r = lab(args.mipsec, "pictures", "mip-roaming", "vpn-only-1a", "--out", os.path.join(tmp, "pictures"))
         svg = os.path.join(tmp, "pictures", "mip-roaming.svg")
         text = open(svg).read() if os.path.exists(svg) else ""
@@ -160,6 +161,7 @@ def main():
     remembered_checks(checks)
     capture_checks(checks)
     overhead_checks(checks)
+    packet_checks(checks)
     return checks.finish()
 
 
@@ -644,6 +646,138 @@ def library_checks(checks):
         open(leases, "w").write("99.5 bound 10.0.0.1\n103.25 bound 192.0.2.100\n")
         checks.check("lease time: the first lease after the link change", runner.lease_time(leases, 100.0) == 103.25
                      and runner.lease_time(leases, 104.0) is None and runner.lease_time(os.path.join(tmp, "none"), 0) is None)
+
+
+def packets_cases(checks, args, tmp):
+    """"packets" traffic (crafted packets), "plus"/"minus", "matching" and "throughout", on the
+    flood scenario: bad values refused at their pointers."""
+    base = json.load(open(os.path.join(SCENARIOS, "flood.json")))
+    k = next(i for i, step in enumerate(base["timeline"]) if "throughout" in step)
+    f0 = next(i for i, step in enumerate(base["timeline"]) if "file" in (step.get("assert") or {}))
+    req = lambda d: d["traffic"]["requests"]  # noqa: E731
+    cases = [
+        ("a packets generator that never stops (no count, no duration)", lambda d: req(d).pop("duration_s"), ["/traffic/requests"]),
+        ("a packets generator from a host that does not exist", lambda d: req(d).update({"from": "moon"}), ["/traffic/requests/from"]),
+        ("a negative rate", lambda d: req(d).update(rate=-1), ["/traffic/requests/rate"]),
+        ("more variants than allowed", lambda d: req(d).update(variants=50000), ["/traffic/requests/variants"]),
+        ("too many packets to build", lambda d: req(d).update(variants=2000, packets=req(d)["packets"] * 16), ["/traffic/requests/variants"]),
+        ("a template with both udp and icmp", lambda d: req(d)["packets"][0].update(icmp={"type": 8}), ["/traffic/requests/packets/0"]),
+        ("a template with neither udp, icmp nor protocol", lambda d: req(d)["packets"][0].pop("udp"), ["/traffic/requests/packets/0"]),
+        ("a spoofed source outside the lab's ranges", lambda d: req(d)["packets"][0].update(source=["8.8.8.8", "8.8.8.9"]),
+         ["/traffic/requests/packets/0/source/0", "/traffic/requests/packets/0/source/1"]),
+        ("a source range backwards", lambda d: req(d)["packets"][0].update(source=["192.0.2.9", "192.0.2.1"]),
+         ["/traffic/requests/packets/0/source"]),
+        ("a UDP port range backwards", lambda d: req(d)["packets"][0]["udp"].update(source_port=[2000, 1000]),
+         ["/traffic/requests/packets/0/udp/source_port"]),
+        ("a UDP checksum kind that does not exist", lambda d: req(d)["packets"][0]["udp"].update(checksum="zero"),
+         ["/traffic/requests/packets/0/udp/checksum"]),
+        ("a TTL of 0", lambda d: req(d)["packets"][0].update(ttl=0), ["/traffic/requests/packets/0/ttl"]),
+        ("hex bytes with an odd number of digits", lambda d: req(d)["packets"][0]["payload"].__setitem__(0, "012"),
+         ["/traffic/requests/packets/0/payload/0"]),
+        ("a segment of two kinds", lambda d: req(d)["packets"][0]["payload"].append({"random": 4, "uint": 1}),
+         ["/traffic/requests/packets/0/payload/2"]),
+        ("a uint too large for its bytes", lambda d: req(d)["packets"][0]["payload"].append({"uint": 256, "bytes": 1}),
+         ["/traffic/requests/packets/0/payload/2/uint"]),
+        ("an HMAC key that is not hex", lambda d: req(d)["packets"][3]["payload"][-1].update(hmac_md5="secret"),
+         ["/traffic/requests/packets/3/payload/7/hmac_md5"]),
+        ("an inner packet without a destination", lambda d: req(d)["packets"][0]["payload"].append({"packet": {"protocol": 1}}),
+         ["/traffic/requests/packets/0/payload/2/packet"]),
+        ("a listen for an ICMP type beyond 255", lambda d: d["traffic"]["visitor"]["listen"].update(icmp_type=256),
+         ["/traffic/visitor/listen/icmp_type"]),
+        ("minus that is not a list of pointers", lambda d: d["timeline"][0]["wait"][1].update(minus="/state/counters/replies_received"),
+         ["/timeline/0/wait/1/minus"]),
+        ("plus holding something not a pointer", lambda d: d["timeline"][0]["wait"][1].update(plus=["replies"]),
+         ["/timeline/0/wait/1/plus/0"]),
+        ("a file condition matching a broken regular expression", lambda d: d["timeline"][f0]["assert"].update(matching="(warn"),
+         [f"/timeline/{f0}/assert/matching"]),
+        ("throughout on an assert", lambda d: d["timeline"][f0].update(throughout=d["timeline"][k]["throughout"]),
+         [f"/timeline/{f0}/throughout"]),
+        ("throughout naming an unknown node", lambda d: d["timeline"][k]["throughout"].update(node="ghost"),
+         [f"/timeline/{k}/throughout/node"]),
+        ("sending packets traffic that has no count", lambda d: d["timeline"].insert(1, {"send": "requests"}), ["/timeline/1/send"]),
+    ]
+    hostile = json.load(open(os.path.join(SCENARIOS, "hostile-sender.json")))
+    s0 = next(i for i, step in enumerate(hostile["timeline"]) if "send" in step)
+    icv = hostile["traffic"]["esp_icv"]["packets"][0]["payload"]
+    u = next(i for i, seg in enumerate(icv) if isinstance(seg, dict) and isinstance(seg.get("uint"), dict))
+    cases += [(what, change, pointers, hostile) for what, change, pointers in [
+        ("sending a stream", lambda d: d["timeline"][s0].update(send="stream"), [f"/timeline/{s0}/send"]),
+        ("sending traffic that does not exist", lambda d: d["timeline"][s0].update(send="ghost"), [f"/timeline/{s0}/send"]),
+        ("then on a wait", lambda d: d["timeline"][0].update(then=d["timeline"][s0]["then"]), ["/timeline/0/then"]),
+        ("increased_by_exactly 0", lambda d: d["timeline"][s0]["then"].update(increased_by_exactly=0),
+         [f"/timeline/{s0}/then/increased_by_exactly"]),
+        ("increased_by_exactly in an assert", lambda d: d["timeline"].insert(0, {"assert": d["timeline"][s0]["then"]}),
+         ["/timeline/0/assert/increased_by_exactly"]),
+        ("a default that is not a number", lambda d: d["timeline"][s0]["then"].update(default="zero"), [f"/timeline/{s0}/then/default"]),
+        ("a hex segment that is not hex", lambda d: d["traffic"]["udp500_live"]["packets"][0]["payload"][0].update(hex="zz"),
+         ["/traffic/udp500_live/packets/0/payload/0/hex"]),
+        ("kernel counters with a pointer that names no counter",
+         lambda d: d["timeline"][s0].update(then={"host": "xha", "kernel_counters": True, "pointer": "/Udp", "increased": True}),
+         [f"/timeline/{s0}/then/pointer"]),
+        ("kernel counters that are not true",
+         lambda d: d["timeline"][s0].update(then={"host": "xha", "kernel_counters": 1, "pointer": "/Udp/InErrors", "increased": True}),
+         [f"/timeline/{s0}/then/kernel_counters"]),
+        ("kernel counters of a host that does not exist",
+         lambda d: d["timeline"][s0].update(then={"host": "moon", "kernel_counters": True, "pointer": "/Udp/InErrors", "increased": True}),
+         [f"/timeline/{s0}/then/host"]),
+        ("a packet field read from the status of a node that does not exist",
+         lambda d: d["traffic"]["esp_icv"]["packets"][0]["payload"][u]["uint"].update(node="ghost"),
+         [f"/traffic/esp_icv/packets/0/payload/{u}/uint/node"]),
+    ]]
+    for case in cases:
+        what, change, pointers = case[:3]
+        f = os.path.join(tmp, "bad-flood.json")
+        with open(f, "w") as out:
+            json.dump(broken(case[3] if len(case) > 3 else base, change), out)
+        r = lab(args.mipsec, "check", f)
+        found = [line.split(": ")[2] for line in r.stderr.splitlines() if line.startswith("mipsec lab: ")]
+        checks.check(f"{what}: refused (exit 2) at {', '.join(pointers)}",
+                     r.returncode == 2 and sorted(found) == sorted(pointers), f"exit {r.returncode}: {r.stderr.strip()}")
+
+
+def packet_checks(checks):
+    """lab/packets.py builds what its templates say: lengths, the UDP and ICMP checksums (valid
+    verifies to zero, "bad" does not), the authenticator over the bytes before it, an inner packet."""
+    import hashlib
+    import hmac
+    import random
+    from lab import packets as pk
+    rnd = random.Random(1)
+    udp = pk.packet({"source": "192.0.2.7", "udp": {"port": 434, "source_port": 1000},
+                     "payload": ["01ff", {"uint": 7, "bytes": 2}, {"hmac_md5": "00112233"}]}, "192.0.2.1", rnd, 0)
+    body = udp[20:]
+    pseudo = udp[12:20] + bytes([0, 17]) + len(body).to_bytes(2, "big")
+    checks.check("packets: an IPv4 header with the total length, protocol 17, the source and destination",
+                 udp[0] == 0x45 and int.from_bytes(udp[2:4], "big") == len(udp) == 20 + 8 + 4 + 16 and udp[9] == 17
+                 and udp[12:16] == bytes([192, 0, 2, 7]) and udp[16:20] == bytes([192, 0, 2, 1]), udp.hex())
+    checks.check("packets: a valid UDP checksum verifies", pk.checksum(pseudo + body) == 0, body.hex())
+    checks.check("packets: the payload's segments in order, the HMAC-MD5 over the bytes before it",
+                 body[8:12] == bytes.fromhex("01ff0007")
+                 and body[12:] == hmac.new(bytes.fromhex("00112233"), bytes.fromhex("01ff0007"), hashlib.md5).digest(), body.hex())
+    bad = pk.packet({"udp": {"port": 434, "checksum": "bad"}, "payload": ["01"]}, "192.0.2.1", rnd, 0)
+    none = pk.packet({"udp": {"port": 434, "checksum": "none"}, "payload": ["01"]}, "192.0.2.1", rnd, 0)
+    checks.check("packets: a bad UDP checksum does not verify, none is 0",
+                 pk.checksum(bad[12:20] + bytes([0, 17, 0, 9]) + bad[20:]) != 0 and none[26:28] == b"\0\0", bad.hex() + " " + none.hex())
+    icmp = pk.packet({"ttl": 1, "icmp": {"type": 10}, "payload": ["00000000"]}, "198.51.100.1", rnd, 0)
+    checks.check("packets: an ICMP message with a valid checksum and the TTL asked", icmp[8] == 1 and icmp[9] == 1 and icmp[20] == 10
+                 and pk.checksum(icmp[20:]) == 0, icmp.hex())
+    inner = pk.packet({"protocol": 4, "payload": [{"packet": {"destination": "10.1.0.7", "icmp": {"type": 8}}}]}, "192.0.2.1", rnd, 0)
+    checks.check("packets: IP-in-IP carries a whole inner packet", inner[9] == 4 and inner[20] == 0x45 and inner[36:40] == bytes([10, 1, 0, 7])
+                 and len(inner) == 20 + 20 + 4, inner.hex())
+    many = pk.build({"to": "192.0.2.1", "variants": 3, "packets": [{"source": ["192.0.2.100", "192.0.2.250"], "udp": {"port": 434},
+                                                                 "payload": [{"random": [0, 8]}]}, {"protocol": 50}]})
+    checks.check("packets: variants of each template interleaved", len(many) == 6 and [p[9] for p in many] == [17, 50] * 3, str(len(many)))
+    from lab import runner
+    with tempfile.TemporaryDirectory(prefix="mipsec-lab-packets-") as tmp:
+        account = os.path.join(tmp, "a.account")
+        json.dump({"sent": 12, "done": True, "heard": 2, "send_errors": 0}, open(account, "w"))
+        run = runner.Run.__new__(runner.Run)
+        run.doc, run.snapshot, run.probes, run.streams = {"parameters": {}}, None, {}, {}
+        run.senders = {"flood": (None, account)}
+        checks.check("a traffic condition reads a packets generator's account, with plus and minus",
+                     run.holds({"traffic": "flood", "pointer": "/done", "equals": True})
+                     and run.holds({"traffic": "flood", "pointer": "/sent", "minus": ["/heard"], "plus": ["/send_errors"], "equals": 10})
+                     and not run.holds({"traffic": "flood", "pointer": "/sent", "minus": ["/nothing"], "at_least": 0}))
 
 
 if __name__ == "__main__":

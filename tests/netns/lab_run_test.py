@@ -145,7 +145,8 @@ def main():
             plotted = os.path.getsize(os.path.join(report, "timeline.svg")) > 1000 if os.path.exists(os.path.join(report, "timeline.svg")) else False
             checks.check("timeline.svg is drawn from the run's series (goodput / probe round trips, moves marked)",
                          plotted and "![timeline](timeline.svg)" in md
-                         and any(p["rtt_ms"] for p in rep.get("series", {}).get("probes", {}).values()),
+                         and (any(p["rtt_ms"] for p in rep.get("series", {}).get("probes", {}).values())
+                              or any(rep.get("series", {}).get("streams", {}).values())),  # (a scenario may have only a stream)
                          json.dumps(rep.get("series", {}))[:300])
         except ImportError:
             print("skip timeline.svg check: python3-matplotlib is not installed")

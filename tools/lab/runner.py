@@ -239,6 +239,7 @@ class Run:
         self.procs: dict[str, subprocess.Popen] = {}
         self.streams: dict[str, Stream] = {}
         self.probes: dict[str, Probe] = {}
+        self.senders: dict[str, tuple[subprocess.Popen, str]] = {}  # "packets" traffic: (process, account file)
         self.moves: list[dict] = []
         self.assertions: list[dict] = []
         self.events: list[dict] = []
@@ -490,13 +491,23 @@ class Run:
             return self.probes[name].account()
         if name in self.streams:
             return {"bytes": self.streams[name].bytes()}
+        if name in getattr(self, "senders", {}):
+            return self.sender_account(name)
         return MISSING
 
     # -- conditions -----------------------------------------------------------------------
     def observe(self, c: dict, pointer: Optional[str] = None) -> Any:
         """The value at the condition's pointer (or at `pointer`, in the same node and stage)."""
+        if pointer is None and any(k in c for k in sc.COMBINE):
+            return self.combined(c)
+        if "default" in c:
+            # (each pointer of a combination, too: a counter a status lists only once it counts)
+            v = self.observe({k: x for k, x in c.items() if k != "default"}, pointer)
+            return c["default"] if v is MISSING else v
         if "file" in c:
-            return resolve_pointer(self.run_file(c["file"]), c["pointer"] if pointer is None else pointer)
+            return resolve_pointer(self.run_file(c["file"], c.get("matching")), c["pointer"] if pointer is None else pointer)
+        if "host" in c and "kernel_counters" in c:
+            return resolve_pointer(self.kernel_counters(c["host"]), c["pointer"] if pointer is None else pointer)
         if "host" in c:
             # The host's own network state, as iproute2 prints it (the validator let only
             # reading commands through).
@@ -545,7 +556,26 @@ class Run:
         self.note("remember", label=label, values=got)
         self.log(f"{label}: remembered " + ", ".join(f"{n} = {json.dumps(v)[:120]}" for n, v in got.items()))
 
-    def run_file(self, pattern: str) -> dict:
+    def kernel_counters(self, host: str) -> dict:
+        """/proc/net/snmp and /proc/net/netstat of the host's namespace as {"Udp": {"InCsumErrors": n}, ...}
+        (each group is a line of names and a line of values); within one poll, read once."""
+        key = f"{host} kernel counters"
+        if self.snapshot is not None and key in self.snapshot:
+            return self.snapshot[key]
+        out: dict = {}
+        r = self.hosts[host].run(["cat", "/proc/net/snmp", "/proc/net/netstat"], check=False)
+        lines = [line.split() for line in r.stdout.splitlines() if ":" in line]
+        for names, values in zip(lines[::2], lines[1::2]):
+            if names[0] == values[0] and names[0].endswith(":"):
+                try:
+                    out.setdefault(names[0][:-1], {}).update({n: int(v) for n, v in zip(names[1:], values[1:])})
+                except ValueError:
+                    continue
+        if self.snapshot is not None:
+            self.snapshot[key] = out
+        return out
+
+    def run_file(self, pattern: str, matching: Optional[str] = None) -> dict:
         """What a file condition reads: how many files of the run's directory match, and the
         newest one's name, mode, size and text."""
         import glob
@@ -555,8 +585,12 @@ class Run:
         st = os.stat(paths[-1])
         with open(paths[-1], "rb") as f:
             text = f.read(65536).decode(errors="replace")
-        return {"count": len(paths), "name": os.path.basename(paths[-1]), "mode": f"0{st.st_mode & 0o777:03o}",
-                "size": st.st_size, "text": text}
+        out = {"count": len(paths), "name": os.path.basename(paths[-1]), "mode": f"0{st.st_mode & 0o777:03o}",
+               "size": st.st_size, "text": text}
+        if matching is not None:
+            with open(paths[-1], "rb") as f:
+                out["matching_lines"] = sum(1 for line in f if re.search(matching, line.decode(errors="replace")))
+        return out
 
     def write_file(self, w: dict) -> None:
         path = w["file"].replace("${lab_dir}", self.lab.dir)
@@ -609,6 +643,8 @@ class Run:
             return v > before
         if "increased_by" in c:
             return v >= before + c["increased_by"]
+        if "increased_by_exactly" in c:
+            return v == before + c["increased_by_exactly"]
         if "unchanged" in c:
             return v == before
         return False
@@ -617,7 +653,7 @@ class Run:
         """The current values of a move's "increased" conditions."""
         out = {}
         for x in (c if isinstance(c, list) else [c]):
-            if x and ("increased" in x or "increased_by" in x or "unchanged" in x):
+            if x and ("increased" in x or "increased_by" in x or "unchanged" in x or "increased_by_exactly" in x):
                 v = self.observe(x)
                 out[json.dumps(x, sort_keys=True)] = v if isinstance(v, (int, float)) else 0
         return out
@@ -630,12 +666,15 @@ class Run:
                 else json.dumps(c[test]))
         if test == "same_as" and ("within" in c or "ignoring" in c):
             what += "".join(f" {k} {json.dumps(c[k])}" for k in ("within", "ignoring") if k in c)
-        return f"{self.where(c)} {c['pointer']} {test} {what}"
+        combined = "".join(f" + {p}" for p in c.get("plus", [])) + "".join(f" - {p}" for p in c.get("minus", []))
+        return f"{self.where(c)} {c['pointer']}{combined} {test} {what}"
 
     @staticmethod
     def where(c: dict) -> str:
         if "file" in c:
             return f"file {c['file']}"
+        if "host" in c and "kernel_counters" in c:
+            return f"{c['host']} kernel counters"
         if "host" in c:
             return f"{c['host']} `ip {' '.join(c['ip'])}`"
         if "traffic" in c:
@@ -687,10 +726,115 @@ class Run:
                                             t.get("port", 5001), connect_timeout=timeout, pace_s=t.get("pace_ms", 20) / 1000)
             except TimeoutError as e:
                 raise StepFailed(f"stream {name}: {e}")
+        elif t["kind"] == "packets":
+            self.start_packets(name, t)
         else:
             self.probes[name] = Probe(self.lab, self.hosts[t["from"]], name, t["to"], t.get("interval_ms", 100), t.get("size"),
                                       t.get("count"))
         self.note("traffic", name=name)
+
+    def start_packets(self, name: str, t: dict) -> None:
+        """A "packets" generator: lab/packets.py in the sending host's namespace, its spec and
+        its account (sent, done, heard) in files of the run's directory."""
+        spec_path = os.path.join(self.lab.dir, f"packets-{name}.json")
+        account = os.path.join(self.lab.dir, f"packets-{name}.account")
+        if os.path.exists(account):
+            os.remove(account)  # (sent again: the new process's account, not the last one's)
+        with open(spec_path, "w") as f:
+            json.dump({"seed": sum(map(ord, name)), **self.status_values(t, f"packets {name}")}, f)
+        script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "packets.py")
+        p = self.hosts[t["from"]].spawn(["/usr/bin/python3", script, spec_path, account], log_name=f"packets-{name}")
+        self.senders[name] = (p, account)
+        deadline = time.monotonic() + 30  # (building many variants takes a moment)
+        while not os.path.exists(account):
+            if p.poll() is not None or time.monotonic() > deadline:
+                raise StepFailed(f"packets {name} did not start: " + open(p.log_path).read()[-1500:])  # type: ignore
+            time.sleep(POLL_S)
+
+    def status_values(self, v: Any, what: str) -> Any:
+        """A packets spec with each value read from a status ({"node", "pointer"}) filled in."""
+        if isinstance(v, list):
+            return [self.status_values(x, what) for x in v]
+        if not isinstance(v, dict):
+            return v
+        if "pointer" in v:
+            got = self.observe(v)
+            if got is MISSING:
+                raise StepFailed(f"{what}: {self.where(v)} {v['pointer']} has no value")
+            return got
+        return {k: self.status_values(x, what) for k, x in v.items()}
+
+    def send(self, step: dict, label: str, timeout: float) -> None:
+        """A "send" step: its packets sent to the end, then its "then" conditions waited for,
+        compared with values from before the first packet."""
+        name = step["send"]
+        base = self.baseline(step.get("then"))
+        if name in self.senders:
+            self.stop_packets(name)  # (a generator sent again starts from its first packet)
+        self.start_packets(name, self.doc["traffic"][name])
+        deadline = time.monotonic() + timeout
+        while (self.sender_account(name) or {}).get("done") is not True:
+            if time.monotonic() > deadline:
+                self.assertion(f"{label}: the packets are sent", False, json.dumps(self.sender_account(name)))
+                raise StepFailed(f"{label}: {name} not sent within {timeout:.0f}s")
+            time.sleep(POLL_S)
+        sent = self.sender_account(name).get("sent")
+        if "then" in step:
+            t = self.wait(step["then"], max(deadline - time.monotonic(), POLL_S), base)
+            self.assertion(f"{label} ({sent} sent): {self.describe(step['then'])}", t is not None, self.observed(step["then"]))
+        self.note("send", label=label, sent=sent)
+
+    def sender_account(self, name: str) -> Any:
+        p, path = self.senders[name]
+        try:
+            with open(path) as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            return MISSING
+
+    def stop_packets(self, name: str) -> dict:
+        p, _ = self.senders[name]
+        if p.poll() is None:
+            self.lab.stop(p)
+        account = self.sender_account(name)
+        return account if isinstance(account, dict) else {}
+
+    def combined(self, c: dict) -> Any:
+        """A condition's number with "plus" and "minus": the one at its pointer, plus and minus
+        those at the others (of the same status read); MISSING unless all are numbers."""
+        total = 0
+        for sign, pointers in ((1, [c["pointer"]] + c.get("plus", [])), (-1, c.get("minus", []))):
+            for p in pointers:
+                v = self.observe(c, p)
+                if not isinstance(v, (int, float)) or isinstance(v, bool):
+                    return MISSING
+                total += sign * v
+        return total
+
+    def wait_throughout(self, step: dict, label: str, timeout: float) -> None:
+        """A wait with "throughout": those conditions must hold at every poll until the wait's
+        own hold (e.g. a node stays registered for as long as a flood lasts)."""
+        c, during = step["wait"], step["throughout"]
+        baseline = self.baseline(c)
+        deadline = time.monotonic() + timeout
+        polls, lapses, done = 0, [], False
+        while not done and time.monotonic() < deadline:
+            self.snapshot = {}
+            try:
+                polls += 1
+                if not self.holds(during):
+                    lapses.append(f"{time.time() - self.t_begin:.2f} s: {self.observed(during)}")
+                done = self.holds(c, baseline)
+            finally:
+                self.snapshot = None
+            if not done:
+                time.sleep(POLL_S)
+        self.assertion(f"{label}: throughout, {self.describe(during)} ({polls} polls, {len(lapses)} without)", not lapses,
+                       "; ".join(lapses[:5]))
+        if not done:
+            self.assertion(f"{label}: {self.describe(c)}", False, self.observed(c))
+            raise StepFailed(f"{label}: timed out after {timeout:.0f}s waiting for {self.describe(c)}")
+        self.note("wait", label=label)
 
     # -- moves ----------------------------------------------------------------------------
     def counters(self, host: str) -> dict:
@@ -1095,6 +1239,8 @@ class Run:
             elif action == "traffic":
                 for name in step["traffic"]:
                     self.start_traffic(name, timeout)  # (a stream must connect within the step's timeout_s)
+            elif action == "wait" and "throughout" in step:
+                self.wait_throughout(step, label, timeout)
             elif action == "wait":
                 t = self.wait(step["wait"], timeout, self.baseline(step["wait"]))
                 if t is None:
@@ -1108,6 +1254,8 @@ class Run:
                 self.note("forget path MTU", host=step["forget_path_mtu"])
             elif action == "write":
                 self.write_file(step["write"])
+            elif action == "send":
+                self.send(step, label, timeout)
             elif action == "nat_flush":
                 self.lab.flush_nat(self.hosts[step["nat_flush"]])
                 self.note("nat flush", host=step["nat_flush"])
@@ -1188,6 +1336,8 @@ class Run:
     def finish(self) -> dict:
         """Ends traffic (checking every stream byte for byte) and stops the nodes; the figures."""
         totals: dict[str, Any] = {}
+        for name in self.senders:
+            totals[f"packets {name}"] = self.stop_packets(name)
         for name, s in self.streams.items():
             ok, out = s.finish()
             self.assertion(f"stream {name} arrived complete and in order", ok, out)

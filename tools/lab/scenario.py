@@ -43,6 +43,32 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                cannot carry it whole shows as loss; default ping's 56 without DF; "count": 1-1000
                requests, then the probe ends, e.g. to pass a few packets before an idle period;
                moves time the first probe listed that has no count)
+               | {"kind": "packets", "from": h, "to": addr, "packets": [template...], "count": n,
+                  "duration_s": s, "rate": per second, "variants": n, "seed": n, "listen": {...}}:
+               crafted IPv4 packets from host h's raw socket (lab/packets.py; hostile, malformed
+               or flooding traffic, sources may be spoofed within the lab's ranges): "variants"
+               (1-10000, default 1) of each template are built first, the random parts drawn
+               anew for each, then sent round-robin at "rate" a second (default 0: as fast as the
+               socket takes them) until "count" packets (1-10000000) or "duration_s" (at most
+               120) - at least one of the two; "listen": {"icmp_type": t, "wait_s": s} counts
+               the ICMP messages of type t the host receives, listening up to wait_s after the
+               last packet until one arrives. A template: {"source": addr | [first, last] (drawn
+               per variant; default: the host's own), "destination": addr (default "to"),
+               "ttl": 1-255 (64), "dont_fragment": bool, then one of "udp": {"port": p,
+               "source_port": p (default "port"), "checksum": "valid" | "none" (0) | "bad"},
+               "icmp": {"type": t, "code": c, "checksum": "valid" | "bad"} (the checksum over
+               the ICMP message is computed), "protocol": n (a raw IP payload, e.g. 4 or 50),
+               and "payload": [segments]: "hex bytes", {"random": n | [min, max]} random
+               bytes, {"address": a | [first, last]} 4 bytes, {"uint": n | [low, high],
+               "bytes": 1|2|4|8} big-endian, {"ntp_time": offset_s} the 8-byte NTP time of now
+               plus offset (plus the variant's index: RFC 5944 §5.4 identifications),
+               {"hmac_md5": key hex} HMAC-MD5 over the payload before it (RFC 5944 §3.5.1's
+               authenticator), {"packet": template} a whole inner IPv4 packet (its
+               "destination" required; two deep at most), {"hex": s} hex bytes (e.g. read from a
+               status: a live IKE SA's "ike_cookies"). Any integer above may be [low, high]
+               (drawn per variant), and an integer or an address (not a range) a value read
+               when the packets start: {"node", "stage", "pointer"} as a condition's source
+               (e.g. a live SA's SPI, a care-of address)
   captures     {"network": {"outside": bool}}: dumpcap records that network's bridge for the whole
                run (capture-<network>.pcap; `--keep` copies them into the report directory);
                "outside": true asserts at the end that the capture holds no user packet in the
@@ -86,6 +112,11 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                                                             the load-time `mipsec check` with those
                                                             texts (a config refused at once)
                  {"wait": condition | [conditions]}
+                 {"wait": ..., "throughout": condition | [conditions]}
+                                                            the "throughout" conditions must hold at
+                                                            every poll until the wait's own hold
+                                                            (e.g. registered for as long as a
+                                                            flood lasts)
                  {"traffic": [names]}                       starts those traffic generators (a stream
                                                             must connect within the step's timeout_s)
                  {"quiet": quiet}                           from now to the next link change
@@ -120,6 +151,13 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                                                             run's directory with that text and
                                                             mode (default "0600"), e.g. a state
                                                             file a node is to find corrupt
+                 {"send": packets, "then": condition | [conditions]}
+                                                            sends a "packets" generator's "count"
+                                                            packets, then waits for "then", whose
+                                                            "increased"... compare with values
+                                                            from before the first packet (e.g. a
+                                                            drop counter "increased_by_exactly"
+                                                            the count)
                  {"nat_flush": h}                           host h (one with "nat") forgets every
                                                             mapping, as a rebooting NAT does (conntrack
                                                             -F): the next packet out gets a new
@@ -136,7 +174,8 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                 string holding the string v), "at_least": x, "at_most": x, "exceeds": "/pointer"
                 (a number greater than the one at that pointer of the same node and stage, read in
                 the same status; "at_least" and "at_most" take such a pointer too), "increased" / "unchanged": true, "increased_by": n (in a move or a
-                wait: compared with the move's or the wait's start), "same_as": value, "length":
+                wait: compared with the move's or the wait's start), "increased_by_exactly": n
+                (likewise; no more, no less), "same_as": value, "length":
                 {"at_least": n, "at_most": n} (the elements of a list, members of an object or
                 characters of a string)}; with "same_as", "within": x lets numbers (at any depth)
                 differ by up to x and "ignoring": [keys] leaves those object keys (at any depth)
@@ -154,18 +193,30 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                 of sample (name and labels as written, e.g. "mipsec_tun_active_mtu_bytes{node=
                 \"mn\",device=\"mip0\"}") to value ("format": "json", the default, is the status
                 the other conditions read)
+                or {"host": h, "kernel_counters": true, "pointer": "/Group/Counter", test}: the
+                host's kernel counters, /proc/net/snmp and /proc/net/netstat of its namespace
+                (e.g. "/Udp/InCsumErrors": datagrams the kernel dropped for a bad checksum,
+                "/Udp/RcvbufErrors": for a full socket buffer)
                 or {"traffic": name, "pointer": ..., test}: a started traffic generator's own
                 account: a probe's {"replies": n, "lost": l, "mtu": m} (l: requests unanswered
                 between its first and its latest reply, so in a wait "/replies" "increased_by" n
                 with "/lost" "unchanged" is n replies in a row without a loss; m: the last MTU
                 ping was told, by an ICMP "fragmentation needed" or by its own kernel refusing
                 the size), a stream's
-                {"bytes": n} (received so far); nothing before it starts
+                {"bytes": n} (received so far); a packets generator's {"sent": n, "done": bool,
+                "heard": n, "first_heard_ms": t (from its first packet), "send_errors": n};
+                nothing before it starts
                 or {"file": "${lab_dir}/name", "pointer": ..., test}: a file of the run's directory
                 ("*" matches any part of a name): {"count": matches, and of the newest match
                 "name", "mode" ("0600"), "size", "text" (its first 64 KiB)}; {"count": 0} when
                 nothing matches; e.g. a state file's mode, a file moved aside, a node's log
-                ("${lab_dir}/mipsec-ha-*.log": the newest of node ha's logs)
+                ("${lab_dir}/mipsec-ha-*.log": the newest of node ha's logs); with "matching": a
+                regular expression, also "matching_lines": how many lines of it match
+                any source may add "plus": [pointers] and "minus": [pointers]: the value is the
+                number at "pointer" plus and minus the numbers at those (same document, same
+                read; e.g. two drop counters summed, or requests sent minus replies received);
+                "default": n is the value where a pointer finds none (0 for a counter a status
+                lists only once it counts)
   value        {"node": ..., "pointer": ...} or {"host": ..., "ip": [...], "pointer": ...}
                 without a test: what "same_as" compares with (the two must both exist and be
                 equal), e.g. the home agent's binding and the mobile node's care-of address, or
@@ -194,7 +245,7 @@ from typing import Any, Optional
 FIGURES = ("link_to_address_ms", "link_to_registration_ms", "link_to_first_packet_ms", "link_to_stream_ms",
            "probe_lost", "ike_messages", "ike_sessions", "registrations", "registrations_per_layer", "access_mode")
 ACTIONS = ("start", "stop", "restart", "wait", "traffic", "move", "outage", "link", "assert", "quiet", "forget_path_mtu", "write",
-           "nat_flush", "repeat", "remember")
+           "nat_flush", "repeat", "remember", "send")
 REPEAT_MAX = 10000      # rounds of a "repeat" step
 SAME_AS_OPTIONS = ("within", "ignoring")  # how a "same_as" compares: numbers within a tolerance, some keys left out
 PROCESS_FIGURES = ("pid", "rss_kib", "fds")  # a "process" condition's value, from /proc/PID
@@ -214,7 +265,7 @@ NAME = re.compile(r"^[a-z][a-z0-9_-]{0,11}$")
 IFNAME = re.compile(r"^[a-z][a-z0-9_.-]{0,14}$")
 PARAM = re.compile(r"\$\{([a-z_][a-z0-9_]*)\}")
 CONDITION_TESTS = ("equals", "in", "prefix", "contains", "at_least", "at_most", "exceeds", "increased", "increased_by", "unchanged",
-                   "same_as", "length")
+                   "same_as", "length", "increased_by_exactly")
 STATUS_FORMATS = ("json", "text", "prometheus")
 IP_OBJECTS = ("addr", "link", "route", "neigh", "rule")
 IP_OPTIONS = ("-4", "-6", "-s")
@@ -225,6 +276,12 @@ SWAN_REQUIRED = ("local", "local_id", "remote_id", "psk", "pool", "local_ts")
 SWAN_OPTIONAL = ("role", "remote", "ike_proposals", "esp_proposals", "dpd_delay_s")
 SWAN_CLIENT_REQUIRED = ("role", "remote", "local_id", "remote_id", "psk", "remote_ts")
 SWAN_CLIENT_OPTIONAL = ("local", "ike_proposals", "esp_proposals", "dpd_delay_s", "encap")
+COMBINE = ("plus", "minus")  # a condition's value: its pointer's number plus and minus those of other pointers
+PACKETS_KEYS = ("count", "duration_s", "rate", "variants", "seed", "listen")
+PACKET_KEYS = ("source", "destination", "ttl", "dont_fragment", "udp", "icmp", "protocol", "payload")
+SEGMENT_KINDS = ("random", "address", "uint", "ntp_time", "hmac_md5", "packet", "hex")
+HEX = re.compile(r"^([0-9a-fA-F]{2})*$")
+PACKETS_MAX = 100000  # packets built in advance (templates x variants)
 
 
 def active(element: Any, params: dict) -> bool:
@@ -354,6 +411,7 @@ class Validator:
         hosts = self.name_map("hosts")
         nodes = self.name_map("nodes")
         traffic = self.name_map("traffic")
+        self.all_nodes, self.traffic = nodes, traffic  # (a packets template may read a node's status)
         prefixes = {}
         for n, spec in networks.items():
             at = ptr("networks", n)
@@ -463,8 +521,10 @@ class Validator:
                     self.address(spec.get("to"), at + "/to", False)
                     if "interval_ms" in spec and (not isinstance(spec["interval_ms"], int) or not 10 <= spec["interval_ms"] <= 10000):
                         self.fail(at + "/interval_ms", "is not 10-10000")
+            elif kind == "packets":
+                self.packets_traffic(spec, at, hosts)
             else:
-                self.fail(at + "/kind", f"{json.dumps(kind)} is not \"stream\" or \"probe\"")
+                self.fail(at + "/kind", f"{json.dumps(kind)} is not \"stream\", \"probe\" or \"packets\"")
         self.captures = d.get("captures", {})
         if not isinstance(self.captures, dict):
             self.fail(ptr("captures"), "is not an object of network: {\"outside\": bool}")
@@ -499,6 +559,184 @@ class Validator:
             if k in params and params[k] not in values:
                 known = ", ".join(sorted({json.dumps(v) for v in values}))
                 self.fail(ptr("parameters", k), f"{json.dumps(params[k])} is none of the values this scenario's \"if\"s choose from ({known})")
+
+    def combine(self, c: dict, at: str) -> None:
+        """"plus" / "minus": pointers into the same document whose numbers are added to or
+        taken from the one at "pointer" (e.g. the sum of two drop counters)."""
+        if "default" in c and (not isinstance(c["default"], (int, float)) or isinstance(c["default"], bool)):
+            self.fail(at + "/default", "is not a number (the value where a pointer finds none, e.g. 0 for a counter not listed)")
+        for k in COMBINE:
+            if k not in c:
+                continue
+            v = c[k]
+            if not isinstance(v, list) or not v:
+                self.fail(at + "/" + k, "is not a non-empty list of JSON pointers")
+                continue
+            for i, p in enumerate(v):
+                if not isinstance(p, str) or not p.startswith("/"):
+                    self.fail(at + ptr(k, i), f"{json.dumps(p)} is not a JSON pointer (\"/a/b\")")
+
+    def packets_traffic(self, spec, at: str, hosts: dict) -> None:
+        """A "packets" traffic generator: crafted IPv4 packets from a host (lab/packets.py)."""
+        if not self.obj(spec, at, ("kind", "from", "to", "packets"), PACKETS_KEYS):
+            return
+        self.ref(spec.get("from"), at + "/from", hosts, "host")
+        self.address(spec.get("to"), at + "/to", False)
+        if "count" not in spec and "duration_s" not in spec:
+            self.fail(at, "has neither \"count\" nor \"duration_s\" (when to stop)")
+        if "count" in spec and not self.integer(spec["count"], 1, 10_000_000):
+            self.fail(at + "/count", "is not a number of packets, 1-10000000")
+        if "duration_s" in spec and (not isinstance(spec["duration_s"], (int, float)) or isinstance(spec["duration_s"], bool)
+                                     or not 0 < spec["duration_s"] <= 120):
+            self.fail(at + "/duration_s", "is not a number of seconds, more than 0 and at most 120")
+        if "rate" in spec and (not isinstance(spec["rate"], (int, float)) or isinstance(spec["rate"], bool)
+                               or not 0 <= spec["rate"] <= 1_000_000):
+            self.fail(at + "/rate", "is not packets per second, 0 (as fast as the socket takes them) to 1000000")
+        variants_ok = self.integer(spec.get("variants", 1), 1, 10000)
+        if not variants_ok:
+            self.fail(at + "/variants", "is not a number of variants per template, 1-10000")
+        if "seed" in spec and not self.integer(spec["seed"], 0, 2**32 - 1):
+            self.fail(at + "/seed", "is not a random seed, 0-4294967295")
+        if "listen" in spec and self.obj(spec["listen"], at + "/listen", ("icmp_type",), ("wait_s",)):
+            if not self.integer(spec["listen"]["icmp_type"], 0, 255):
+                self.fail(at + "/listen/icmp_type", "is not an ICMP type, 0-255")
+            w = spec["listen"].get("wait_s", 0)
+            if not isinstance(w, (int, float)) or isinstance(w, bool) or not 0 <= w <= 30:
+                self.fail(at + "/listen/wait_s", "is not a number of seconds, 0-30")
+        templates = spec.get("packets")
+        if not isinstance(templates, list) or not templates or len(templates) > 64:
+            self.fail(at + "/packets", "is not a list of 1-64 packet templates")
+            return
+        if variants_ok and len(templates) * spec.get("variants", 1) > PACKETS_MAX:
+            self.fail(at + "/variants", f"makes more than {PACKETS_MAX} packets to build (templates x variants)")
+        for k, t in enumerate(templates):
+            self.packet_template(t, at + ptr("packets", k), 0)
+
+    def send_step(self, step: dict, at: str) -> None:
+        """{"send": packets traffic with a count, "then": conditions}: the packets are sent, then
+        the conditions waited for, compared with values from before the first packet."""
+        name = step["send"]
+        if self.ref(name, at + "/send", self.traffic, "traffic generator"):
+            t = self.traffic[name]
+            if not isinstance(t, dict) or t.get("kind") != "packets" or "count" not in t:
+                self.fail(at + "/send", f"\"{name}\" is not \"packets\" traffic with a \"count\"")
+        if "then" in step:
+            self.condition(step["then"], at + "/then", True)
+
+    def status_value(self, v, at: str) -> bool:
+        """A value read from a node's status (or a host's, a file's) when the packets start:
+        {"node", "stage", "pointer"}; False when v is no such object."""
+        if isinstance(v, dict) and "pointer" in v:
+            self.source(v, at, ())
+            return True
+        return False
+
+    @staticmethod
+    def integer(v, low: int, high: int) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and low <= v <= high
+
+    def int_or_range(self, v, at: str, low: int, high: int, what: str) -> None:
+        """A number, or [low, high]: drawn in that range for each variant."""
+        if self.status_value(v, at):
+            return
+        if isinstance(v, list):
+            if len(v) != 2 or not all(self.integer(x, low, high) for x in v) or v[0] > v[1]:
+                self.fail(at, f"is not [low, high], {what} {low}-{high}, low first")
+        elif not self.integer(v, low, high):
+            self.fail(at, f"is not {what} {low}-{high}, or [low, high]")
+
+    def address_or_range(self, v, at: str) -> None:
+        if self.status_value(v, at):
+            return
+        if isinstance(v, list):
+            if len(v) != 2:
+                self.fail(at, "is not an address or [first, last]")
+                return
+            a, b = (self.address(x, at + ptr(i), False) for i, x in enumerate(v))
+            if a is not None and b is not None and int(a) > int(b):
+                self.fail(at, f"{json.dumps(v)}: the first address is after the last")
+        else:
+            self.address(v, at, False)
+
+    def packet_template(self, t, at: str, depth: int) -> None:
+        """One IPv4 packet: its header fields, then "udp", "icmp" or a raw "protocol", and the payload."""
+        if not self.obj(t, at, (), PACKET_KEYS):
+            return
+        kinds = [k for k in ("udp", "icmp", "protocol") if k in t]
+        if len(kinds) != 1:
+            self.fail(at, f"has {len(kinds)} of \"udp\", \"icmp\", \"protocol\"; expected exactly one")
+        if "source" in t:
+            self.address_or_range(t["source"], at + "/source")
+        if "destination" in t and not self.status_value(t["destination"], at + "/destination"):
+            self.address(t["destination"], at + "/destination", False)
+        elif depth > 0:
+            self.fail(at, "misses \"destination\" (an inner packet has no traffic \"to\" to default to)")
+        if "ttl" in t and not self.integer(t["ttl"], 1, 255):
+            self.fail(at + "/ttl", "is not a TTL, 1-255")
+        if "dont_fragment" in t and not isinstance(t["dont_fragment"], bool):
+            self.fail(at + "/dont_fragment", "is not true or false")
+        if "protocol" in t and not self.integer(t["protocol"], 0, 255):
+            self.fail(at + "/protocol", "is not an IP protocol number, 0-255")
+        if "udp" in t and self.obj(t["udp"], at + "/udp", ("port",), ("source_port", "checksum")):
+            for k in ("port", "source_port"):
+                if k in t["udp"]:
+                    self.int_or_range(t["udp"][k], at + "/udp/" + k, 0, 65535, "a port")
+            if t["udp"].get("checksum", "valid") not in ("valid", "none", "bad"):
+                self.fail(at + "/udp/checksum", "is not \"valid\" (the default), \"none\" (0) or \"bad\"")
+        if "icmp" in t and self.obj(t["icmp"], at + "/icmp", ("type",), ("code", "checksum")):
+            for k in ("type", "code"):
+                if k in t["icmp"]:
+                    self.int_or_range(t["icmp"][k], at + "/icmp/" + k, 0, 255, "a number")
+            if t["icmp"].get("checksum", "valid") not in ("valid", "bad"):
+                self.fail(at + "/icmp/checksum", "is not \"valid\" (the default) or \"bad\"")
+        segments = t.get("payload", [])
+        if not isinstance(segments, list):
+            self.fail(at + "/payload", "is not a list of segments")
+            return
+        for k, seg in enumerate(segments):
+            self.segment(seg, at + ptr("payload", k), depth)
+
+    def segment(self, seg, at: str, depth: int) -> None:
+        """One piece of a payload: hex bytes, or one of SEGMENT_KINDS."""
+        if isinstance(seg, str):
+            if not HEX.match(seg):
+                self.fail(at, "is not hex bytes (an even number of hex digits)")
+            return
+        if not isinstance(seg, dict):
+            self.fail(at, f"is not hex bytes or an object with one of: {', '.join(SEGMENT_KINDS)}")
+            return
+        kinds = [k for k in SEGMENT_KINDS if k in seg]
+        if len(kinds) != 1:
+            self.fail(at, f"has {len(kinds)} of {', '.join(SEGMENT_KINDS)}; expected exactly one")
+            return
+        kind = kinds[0]
+        if not self.obj(seg, at, (kind,), ("bytes",) if kind == "uint" else ()):
+            return
+        v = seg[kind]
+        if kind == "random":
+            self.int_or_range(v, at + "/random", 0, 1400, "a number of random bytes")
+        elif kind == "address":
+            self.address_or_range(v, at + "/address")
+        elif kind == "uint":
+            n = seg.get("bytes", 4)
+            if n not in (1, 2, 4, 8):
+                self.fail(at + "/bytes", "is not 1, 2, 4 or 8")
+            else:
+                self.int_or_range(v, at + "/uint", 0, (1 << (8 * n)) - 1, f"a {n}-byte number")
+        elif kind == "ntp_time":
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or abs(v) > 86400 * 365:
+                self.fail(at + "/ntp_time", "is not an offset from now in seconds (at most a year either way)")
+        elif kind == "hmac_md5":
+            if not isinstance(v, str) or not v or not HEX.match(v):
+                self.fail(at + "/hmac_md5", "is not a key in hex")
+        elif kind == "hex":
+            if not self.status_value(v, at + "/hex") and (not isinstance(v, str) or not HEX.match(v)):
+                self.fail(at + "/hex", "is not hex bytes, or a value read from a status ({\"node\", \"stage\", \"pointer\"})")
+        elif kind == "packet":
+            if depth >= 2:
+                self.fail(at + "/packet", "nests packets more than two deep")
+            else:
+                self.packet_template(v, at + "/packet", depth + 1)
 
     def if_(self, element: dict, at: str) -> None:
         cond = element.get("if")
@@ -618,6 +856,11 @@ class Validator:
                 self.fail(at + "/increased_by", "is not a positive number")
             elif not in_move:
                 self.fail(at + "/increased_by", "only means something in a move or a wait (compared with its start)")
+        if "increased_by_exactly" in c:
+            if not self.integer(c["increased_by_exactly"], 1, 2**53):
+                self.fail(at + "/increased_by_exactly", "is not a positive integer")
+            elif not in_move:
+                self.fail(at + "/increased_by_exactly", "only means something in a move, a wait or a send (compared with its start)")
         if "in" in c and not isinstance(c["in"], list):
             self.fail(at + "/in", "is not a list")
         if "prefix" in c and not isinstance(c["prefix"], str):
@@ -642,9 +885,15 @@ class Validator:
         ("probe"), and its "pointer"."""
         host = isinstance(c, dict) and "host" in c
         if isinstance(c, dict) and "file" in c:
-            if not self.obj(c, at, ("file", "pointer"), more):
+            if not self.obj(c, at, ("file", "pointer"), more + COMBINE + ("matching", "default")):
                 return False
             self.run_file(c["file"], at + "/file", glob=True)
+            self.combine(c, at)
+            if "matching" in c:
+                try:
+                    re.compile(c["matching"])
+                except (re.error, TypeError):
+                    self.fail(at + "/matching", "is not a regular expression (Python's re)")
             p = c.get("pointer")
             if not isinstance(p, str) or (p and not p.startswith("/")):
                 self.fail(at + "/pointer", "is not a JSON pointer (\"\" or \"/a/b\")")
@@ -652,10 +901,23 @@ class Validator:
         traffic = isinstance(c, dict) and "traffic" in c
         if isinstance(c, dict) and "process" in c:
             return self.process_source(c, at, more, in_run)
+        if host and "kernel_counters" in c:
+            # The host's kernel counters (/proc/net/snmp and /proc/net/netstat of its namespace).
+            if not self.obj(c, at, ("host", "kernel_counters", "pointer"), more + COMBINE + ("default",)):
+                return False
+            self.combine(c, at)
+            self.ref(c["host"], at + "/host", self.doc.get("hosts") or {}, "host")
+            if c["kernel_counters"] is not True:
+                self.fail(at + "/kernel_counters", "is not true")
+            p = c.get("pointer")
+            if not isinstance(p, str) or not re.match(r"^/[A-Za-z0-9]+/[A-Za-z0-9]+$", p):
+                self.fail(at + "/pointer", "is not \"/Group/Counter\" as /proc/net/snmp and netstat name them (e.g. \"/Udp/InCsumErrors\")")
+            return True
         required, optional = ((("host", "ip", "pointer"), ()) if host else (("traffic", "pointer"), ()) if traffic
                               else (("node", "pointer"), ("stage", "index", "format")))
-        if not self.obj(c, at, required, optional + more):
+        if not self.obj(c, at, required, optional + more + COMBINE + ("default",)):
             return False
+        self.combine(c, at)
         if host:
             self.ref(c["host"], at + "/host", self.doc.get("hosts") or {}, "host")
             self.ip_args(c.get("ip"), at + "/ip")
@@ -799,7 +1061,7 @@ class Validator:
 
     def step(self, step, at) -> None:
         actions = ACTIONS
-        if not self.obj(step, at, (), actions + ("label", "timeout_s", "if", "refused", "steps") + RESTART_KEYS):
+        if not self.obj(step, at, (), actions + ("label", "timeout_s", "if", "refused", "steps", "throughout", "then") + RESTART_KEYS):
             return
         self.if_(step, at)
         in_run = self.step_in_run = active(step, self.params)
@@ -825,6 +1087,13 @@ class Validator:
                     self.fail(at + "/refused", "is for mipsec nodes (a strongSwan node has no exit status to expect)")
         if "steps" in step and a != "repeat":
             self.fail(at + "/steps", "only goes with \"repeat\"")
+        if "then" in step and a != "send":
+            self.fail(at + "/then", "only goes with \"send\"")
+        if "throughout" in step:
+            if a != "wait":
+                self.fail(at + "/throughout", "only goes with \"wait\"")
+            else:
+                self.condition(step["throughout"], at + "/throughout", False)
         for k in RESTART_KEYS:
             if k in step and a != "restart":
                 self.fail(at + "/" + k, "only goes with \"restart\"")
@@ -849,6 +1118,8 @@ class Validator:
                     self.fail(at + "/write/text", "is not a string")
                 if "mode" in v and (not isinstance(v["mode"], str) or not FILE_MODE.match(v["mode"])):
                     self.fail(at + "/write/mode", "is not an octal file mode (\"0600\")")
+        elif a == "send":
+            self.send_step(step, at)
         elif a == "nat_flush":
             if self.ref(v, at + "/nat_flush", self.hosts, "host") and "nat" not in (self.hosts[v] if isinstance(self.hosts[v], dict) else {}):
                 self.fail(at + "/nat_flush", f"host \"{v}\" has no \"nat\" to flush")
