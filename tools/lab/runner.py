@@ -215,6 +215,7 @@ class Run:
         self.procs: dict[str, subprocess.Popen] = {}
         self.streams: dict[str, Stream] = {}
         self.probes: dict[str, Probe] = {}
+        self.forgers: dict[str, subprocess.Popen] = {}  # traffic kind "forged_replies" (forger.py)
         self.moves: list[dict] = []
         self.assertions: list[dict] = []
         self.events: list[dict] = []
@@ -461,6 +462,10 @@ class Run:
             return self.probes[name].account()
         if name in self.streams:
             return {"bytes": self.streams[name].bytes()}
+        forgers = getattr(self, "forgers", {})  # (a Run made without __init__, as the lab's own checks do, has none)
+        if name in forgers:
+            with open(forgers[name].log_path) as f:  # type: ignore[attr-defined]
+                return {"replies": f.read().count("forged reply")}
         return MISSING
 
     # -- conditions -----------------------------------------------------------------------
@@ -623,10 +628,27 @@ class Run:
                                             t.get("port", 5001), pace_s=t.get("pace_ms", 20) / 1000)
             except TimeoutError as e:
                 raise StepFailed(f"stream {name}: {e}")
+        elif t["kind"] == "forged_replies":
+            self.start_forger(name, t)
         else:
             self.probes[name] = Probe(self.lab, self.hosts[t["from"]], name, t["to"], t.get("interval_ms", 100), t.get("size"),
                                       t.get("count"))
         self.note("traffic", name=name)
+
+    def start_forger(self, name: str, t: dict) -> None:
+        """The host takes the address it is to answer for (on its loopback), then forger.py
+        runs there until the end; started once it says it is bound."""
+        host = self.hosts[t["from"]]
+        host.run(["ip", "addr", "replace", f"{t['address']}/32", "dev", "lo"])
+        forger = os.path.join(os.path.dirname(os.path.abspath(__file__)), "forger.py")
+        p = host.spawn(["/usr/bin/python3", forger, t["address"], t["key"], str(t["spi"]), "1" if t.get("trusted_networks", True) else "0"],
+                       log_name=f"forger-{name}")
+        self.forgers[name] = p
+        deadline = time.monotonic() + 10
+        while "forging" not in open(p.log_path).read():  # type: ignore[attr-defined]
+            if p.poll() is not None or time.monotonic() > deadline:
+                raise StepFailed(f"forger {name} did not start: {open(p.log_path).read()[-300:]}")  # type: ignore[attr-defined]
+            time.sleep(POLL_S)
 
     # -- moves ----------------------------------------------------------------------------
     def counters(self, host: str) -> dict:
@@ -1125,6 +1147,9 @@ class Run:
         for name, p in self.probes.items():
             sent, got = p.stop(self.lab)
             totals[f"probe {name}"] = {"sent": sent, "replies": got, "lost": max(sent - got, 0), "interval_ms": p.interval_ms}
+        for name, p in self.forgers.items():
+            totals[f"forger {name}"] = self.traffic_account(name)
+            self.lab.stop(p)
         if self.captures:
             totals |= self.check_captures()
         for node in list(self.procs):

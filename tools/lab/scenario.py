@@ -42,6 +42,12 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                cannot carry it whole shows as loss; default ping's 56 without DF; "count": 1-1000
                requests, then the probe ends, e.g. to pass a few packets before an idle period;
                moves time the first probe listed that has no count)
+               | {"kind": "forged_replies", "from": h, "address": a, "key": hex, "spi": n,
+                "trusted_networks": bool}: an attacker (forger.py): once started, host h owns
+               address a (a home agent's, on its loopback) and answers every registration
+               request to it with a success reply authenticated with "key" (a wrong one) under
+               "spi", with the Trusted Networks Configured extension (RFC 5265 §5) unless
+               "trusted_networks" is false; a mobile node must reject each of them
   captures     {"network": {"outside": bool}}: dumpcap records that network's bridge for the whole
                run (capture-<network>.pcap; `--keep` copies them into the report directory);
                "outside": true asserts at the end that the capture holds no user packet in the
@@ -145,7 +151,8 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                 with "/lost" "unchanged" is n replies in a row without a loss; m: the last MTU
                 ping was told, by an ICMP "fragmentation needed" or by its own kernel refusing
                 the size), a stream's
-                {"bytes": n} (received so far); nothing before it starts
+                {"bytes": n} (received so far), a forger's {"replies": n} (forged replies sent);
+               nothing before it starts
                 or {"file": "${lab_dir}/name", "pointer": ..., test}: a file of the run's directory
                 ("*" matches any part of a name): {"count": matches, and of the newest match
                 "name", "mode" ("0600"), "size", "text" (its first 64 KiB)}; {"count": 0} when
@@ -442,8 +449,10 @@ class Validator:
                     self.address(spec.get("to"), at + "/to", False)
                     if "interval_ms" in spec and (not isinstance(spec["interval_ms"], int) or not 10 <= spec["interval_ms"] <= 10000):
                         self.fail(at + "/interval_ms", "is not 10-10000")
+            elif kind == "forged_replies":
+                self.forged_replies(spec, at, hosts)
             else:
-                self.fail(at + "/kind", f"{json.dumps(kind)} is not \"stream\" or \"probe\"")
+                self.fail(at + "/kind", f"{json.dumps(kind)} is not \"stream\", \"probe\" or \"forged_replies\"")
         self.captures = d.get("captures", {})
         if not isinstance(self.captures, dict):
             self.fail(ptr("captures"), "is not an object of network: {\"outside\": bool}")
@@ -477,6 +486,25 @@ class Validator:
             if k in params and params[k] not in values:
                 known = ", ".join(sorted({json.dumps(v) for v in values}))
                 self.fail(ptr("parameters", k), f"{json.dumps(params[k])} is none of the values this scenario's \"if\"s choose from ({known})")
+
+    def forged_replies(self, spec, at: str, hosts: dict) -> None:
+        """A hostile host answering registration requests to an address it should not own
+        (forger.py): the key must be hex and the SPI one a mobile node could use (RFC 5944 §1.8:
+        0-255 are reserved)."""
+        if not self.obj(spec, at, ("kind", "from", "address", "key", "spi"), ("trusted_networks",)):
+            return
+        if "from" in spec:
+            self.ref(spec["from"], at + "/from", hosts, "host")
+        if "address" in spec:
+            self.address(spec["address"], at + "/address", False)
+        key = spec.get("key", "00")
+        if not isinstance(key, str) or not re.fullmatch(r"([0-9a-fA-F]{2}){1,64}", key):
+            self.fail(at + "/key", "is not a key in hex (1-64 bytes)")
+        spi = spec.get("spi", 256)
+        if not isinstance(spi, int) or isinstance(spi, bool) or not 256 <= spi <= 0xFFFFFFFF:
+            self.fail(at + "/spi", "is not an SPI, 256-4294967295 (0-255 are reserved, RFC 5944 §1.8)")
+        if "trusted_networks" in spec and not isinstance(spec["trusted_networks"], bool):
+            self.fail(at + "/trusted_networks", "is not true or false")
 
     def if_(self, element: dict, at: str) -> None:
         cond = element.get("if")
