@@ -9,7 +9,7 @@ traffic unaffected and no node restarting.
     inet --- evil 198.18.7.2, also on the cafe link as 192.0.2.66 (the attacker)
 
 The mobile node stacks ipsec.vpn_client + nat.udp_encap on mip.mobile_node (as in
-ipsec_over_mip_test.py with --gateway mipsec): IKE and ESP run from its home address through
+the lab scenario deploy-2-4-outside with the mipsec gateway): IKE and ESP run from its home address through
 the home agent. The attacker's phases, each followed by a `mipsec status --json` snapshot:
 
   home agent   UDP 434: requests with a bad authenticator, an unknown home address, an unknown

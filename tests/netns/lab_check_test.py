@@ -388,6 +388,14 @@ def capture_cases(checks, args, tmp):
         ("a NAT flush on a host that is no NAT, and on one that does not exist",
          lambda d: (d["timeline"].insert(0, {"nat_flush": "moon"}), d["timeline"].insert(0, {"nat_flush": "cn"})),
          ["/timeline/0/nat_flush", "/timeline/1/nat_flush"]),
+        ("a capture needing zero frames of what it carries, another a count without carries",
+         lambda d: (d["captures"]["cafe"].update(carries=["ip:esp"], carries_at_least=0), d["captures"]["natlan"].update(carries_at_least=5)),
+         ["/captures/cafe/carries_at_least", "/captures/natlan/carries_at_least"]),
+        ("a capture with an if on a parameter the scenario does not have", lambda d: d["captures"]["cafe"].update({"if": {"moon": 1}}),
+         ["/captures/cafe/if/moon"]),
+        ("a quiet window (in the run) on a capture that is not (its if does not hold)",
+         lambda d: (d["captures"]["cafe"].update({"if": {"gateway": "strongswan"}}),
+                    d["timeline"].insert(0, {"quiet": {"captures": ["cafe"], "protocols": ["esp"]}})), ["/timeline/0/quiet/captures/0"]),
     ]
     for what, change, pointers in cases:
         f = os.path.join(tmp, "bad-walk.json")

@@ -737,7 +737,7 @@ class Run:
             spec = self.doc["captures"][net]
             for stack in spec.get("carries", []):
                 n = sum(1 for f in frames if f":{stack}:" in ":" + ":".join(f.layers) + ":")
-                self.assertion(f"capture {net} carries {stack} ({n} of {len(frames)} frames)", n > 0,
+                self.assertion(f"capture {net} carries {stack} ({n} of {len(frames)} frames)", n >= spec.get("carries_at_least", 1),
                                f"protocols seen: {', '.join(sorted({':'.join(f.layers) for f in frames})[:12])}")
             if spec.get("decrypted"):
                 # An ICMP error quotes only the start of the packet it is about: ESP inside one

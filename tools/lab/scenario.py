@@ -58,6 +58,8 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                inside ESP and each move's overhead per packet is measured on the probe's packets;
                "carries": ["ip:ip:icmp", ...] asserts at the end that some frame's dissection
                holds each of those protocol sequences (tshark's frame.protocols, in order, adjacent);
+               "carries_at_least": n, that many frames for each of those (default 1);
+               "if": {parameter: value} records it only in the runs it names;
                "clean": true that tshark finds no malformed frame nor an error-level expert item (an
                ICMP error aside: its quote of a packet is cut short, and tshark errs on what is missing);
                "decrypted": true that it holds ESP and tshark, given the nodes' key tables, reads
@@ -460,8 +462,14 @@ class Validator:
         for n, spec in self.captures.items():
             at = ptr("captures", n)
             self.ref(n, at, networks, "network")
-            if not self.obj(spec, at, (), ("outside", "carries", "clean", "decrypted")):
+            if not self.obj(spec, at, (), ("outside", "carries", "clean", "decrypted", "carries_at_least", "if")):
                 continue
+            self.if_(spec, at)
+            n = spec.get("carries_at_least", 1)
+            if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 100000:
+                self.fail(at + "/carries_at_least", "is not a number of frames, 1-100000")
+            elif "carries_at_least" in spec and "carries" not in spec:
+                self.fail(at + "/carries_at_least", "goes with \"carries\" (how many frames each sequence needs)")
             for k in ("outside", "clean", "decrypted"):
                 if k in spec and not isinstance(spec[k], bool):
                     self.fail(at + "/" + k, "is not true or false")
@@ -704,7 +712,9 @@ class Validator:
                 continue
             for k, x in enumerate(v):
                 if key == "captures":
-                    self.ref(x, at + ptr(key, k), self.captures, "capture (a network under \"captures\")")
+                    if self.ref(x, at + ptr(key, k), self.captures, "capture (a network under \"captures\")") and self.step_in_run \
+                            and not active(self.captures[x], self.params):
+                        self.fail(at + ptr(key, k), f"capture \"{x}\" is not part of this run (its \"if\" does not hold for these parameters)")
                 elif not isinstance(x, str) or not TSHARK_PROTOCOL.match(x):
                     self.fail(at + ptr(key, k), f"{json.dumps(x)} is not a protocol name as tshark writes it (e.g. \"esp\"), "
                                                 "or a chain of up to four (\"ip:esp\")")
@@ -954,4 +964,6 @@ def load(path: str, sets: Optional[list[str]] = None, mipsec: Optional[str] = No
         problems += check_node_configs(doc, mipsec)
     if problems:
         raise ScenarioError(problems)
+    # A capture whose "if" does not hold is not recorded in this run.
+    doc["captures"] = {n: c for n, c in doc.get("captures", {}).items() if active(c, params)}
     return doc
