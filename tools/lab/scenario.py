@@ -465,8 +465,8 @@ class Validator:
             if not self.obj(spec, at, (), ("outside", "carries", "clean", "decrypted", "carries_at_least", "if")):
                 continue
             self.if_(spec, at)
-            n = spec.get("carries_at_least", 1)
-            if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 100000:
+            needed = spec.get("carries_at_least", 1)
+            if not isinstance(needed, int) or isinstance(needed, bool) or not 1 <= needed <= 100000:
                 self.fail(at + "/carries_at_least", "is not a number of frames, 1-100000")
             elif "carries_at_least" in spec and "carries" not in spec:
                 self.fail(at + "/carries_at_least", "goes with \"carries\" (how many frames each sequence needs)")
@@ -497,7 +497,7 @@ class Validator:
 
     def forged_replies(self, spec, at: str, hosts: dict) -> None:
         """A hostile host answering registration requests to an address it should not own
-        (forger.py): the key must be hex and the SPI one a mobile node could use (RFC 5944 §1.8:
+        (forger.py): the key must be hex and the SPI one a mobile node could use (RFC 5944 §1.10:
         0-255 are reserved)."""
         if not self.obj(spec, at, ("kind", "from", "address", "key", "spi"), ("trusted_networks",)):
             return
@@ -510,7 +510,7 @@ class Validator:
             self.fail(at + "/key", "is not a key in hex (1-64 bytes)")
         spi = spec.get("spi", 256)
         if not isinstance(spi, int) or isinstance(spi, bool) or not 256 <= spi <= 0xFFFFFFFF:
-            self.fail(at + "/spi", "is not an SPI, 256-4294967295 (0-255 are reserved, RFC 5944 §1.8)")
+            self.fail(at + "/spi", "is not an SPI, 256-4294967295 (0-255 are reserved, RFC 5944 §1.10)")
         if "trusted_networks" in spec and not isinstance(spec["trusted_networks"], bool):
             self.fail(at + "/trusted_networks", "is not true or false")
 
