@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""Pieces the roaming labs share (the lab runner, tests/netns/ipsec_over_mip_test.py): an
+"""Pieces the roaming labs share (the lab runner and the older namespace tests): an
 Internet core, access networks a mobile node's single interface moves
 between (bridges in an "air" namespace, as a laptop moves between access points), real DHCP
 (dnsmasq servers, busybox udhcpc on the mobile node), an nftables NAT, a TCP stream that

@@ -109,6 +109,15 @@ def main():
         ("forgetting path MTUs on a host that does not exist", lambda d: d["timeline"].insert(1, {"forget_path_mtu": "moon"}),
          ["/timeline/1/forget_path_mtu"]),
         ("a stream paced by a string", lambda d: d["traffic"]["stream"].update(pace_ms="0.5"), ["/traffic/stream/pace_ms"]),
+        ("a forger with a key not in hex, a reserved SPI, from a host that does not exist",
+         lambda d: d["traffic"].update(forger={"kind": "forged_replies", "from": "moon", "address": "10.1.0.1", "key": "wrong key", "spi": 255}),
+         ["/traffic/forger/from", "/traffic/forger/key", "/traffic/forger/spi"]),
+        ("a forger without an address, its TNC flag a string",
+         lambda d: d["traffic"].update(forger={"kind": "forged_replies", "from": "cn", "key": "0f0f", "spi": 400, "trusted_networks": "yes"}),
+         ["/traffic/forger", "/traffic/forger/trusted_networks"]),
+        ("a forger answering for an address outside the lab's ranges",
+         lambda d: d["traffic"].update(forger={"kind": "forged_replies", "from": "cn", "address": "8.8.8.8", "key": "0f0f", "spi": 400}),
+         ["/traffic/forger/address"]),
         ("same_as naming an unknown node", lambda d: d["timeline"][0]["wait"].pop("equals") and d["timeline"][0]["wait"].update(
             same_as={"node": "ghost", "pointer": "/x"}), ["/timeline/0/wait/same_as/node"]),
         ("a topology problem and a node config problem, both reported",
@@ -162,7 +171,27 @@ def main():
     capture_checks(checks)
     overhead_checks(checks)
     packet_checks(checks)
+    forger_checks(checks)
     return checks.finish()
+
+
+def forger_checks(checks):
+    """The forged reply is what a home agent would send (RFC 5944 §3.4) but for its key: the
+    request's home address and identification, the TNC extension (RFC 5265 §5) when asked, and
+    an authenticator that verifies with the forger's key only."""
+    import hashlib
+    import hmac
+    from lab import forger
+    request = bytes([1, 0x1a, 0, 60]) + bytes([10, 99, 1, 77]) + bytes([10, 99, 1, 5]) + bytes([192, 0, 2, 100]) + bytes(range(8))
+    key = bytes.fromhex("0f" * 16)
+    r = forger.reply(request, "10.99.1.5", key, 400, True)
+    body, auth = r[:-16], r[-16:]
+    checks.check("forger: a success reply for the request's home address and identification, from the home agent's address",
+                 r[0] == 3 and r[1] == 0 and r[4:8] == request[4:8] and r[8:12] == bytes([10, 99, 1, 5]) and r[12:20] == request[16:24])
+    checks.check("forger: the TNC extension, then the MHAE under SPI 400 that verifies with the forger's key and not another",
+                 r[20:24] == bytes([149, 2, 0, 0]) and r[24:30] == bytes([32, 20, 0, 0, 1, 144])
+                 and auth == hmac.new(key, body, hashlib.md5).digest() and auth != hmac.new(bytes(16), body, hashlib.md5).digest())
+    checks.check("forger: without trusted_networks, no TNC extension", forger.reply(request, "10.99.1.5", key, 400, False)[20] == 32)
 
 
 def outage_cases(checks, args, tmp):
@@ -438,6 +467,14 @@ def capture_cases(checks, args, tmp):
         ("a NAT flush on a host that is no NAT, and on one that does not exist",
          lambda d: (d["timeline"].insert(0, {"nat_flush": "moon"}), d["timeline"].insert(0, {"nat_flush": "cn"})),
          ["/timeline/0/nat_flush", "/timeline/1/nat_flush"]),
+        ("a capture needing zero frames of what it carries, another a count without carries",
+         lambda d: (d["captures"]["cafe"].update(carries=["ip:esp"], carries_at_least=0), d["captures"]["natlan"].update(carries_at_least=5)),
+         ["/captures/cafe/carries_at_least", "/captures/natlan/carries_at_least"]),
+        ("a capture with an if on a parameter the scenario does not have", lambda d: d["captures"]["cafe"].update({"if": {"moon": 1}}),
+         ["/captures/cafe/if/moon"]),
+        ("a quiet window (in the run) on a capture that is not (its if does not hold)",
+         lambda d: (d["captures"]["cafe"].update({"if": {"gateway": "strongswan"}}),
+                    d["timeline"].insert(0, {"quiet": {"captures": ["cafe"], "protocols": ["esp"]}})), ["/timeline/0/quiet/captures/0"]),
     ]
     for what, change, pointers in cases:
         f = os.path.join(tmp, "bad-walk.json")

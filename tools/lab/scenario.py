@@ -69,6 +69,12 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                (drawn per variant), and an integer or an address (not a range) a value read
                when the packets start: {"node", "stage", "pointer"} as a condition's source
                (e.g. a live SA's SPI, a care-of address)
+               | {"kind": "forged_replies", "from": h, "address": a, "key": hex, "spi": n,
+                "trusted_networks": bool}: an attacker (forger.py): once started, host h owns
+               address a (a home agent's, on its loopback) and answers every registration
+               request to it with a success reply authenticated with "key" (a wrong one) under
+               "spi", with the Trusted Networks Configured extension (RFC 5265 §5) unless
+               "trusted_networks" is false; a mobile node must reject each of them
   captures     {"network": {"outside": bool}}: dumpcap records that network's bridge for the whole
                run (capture-<network>.pcap; `--keep` copies them into the report directory);
                "outside": true asserts at the end that the capture holds no user packet in the
@@ -79,6 +85,8 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                inside ESP and each move's overhead per packet is measured on the probe's packets;
                "carries": ["ip:ip:icmp", ...] asserts at the end that some frame's dissection
                holds each of those protocol sequences (tshark's frame.protocols, in order, adjacent);
+               "carries_at_least": n, that many frames for each of those (default 1);
+               "if": {parameter: value} records it only in the runs it names;
                "clean": true that tshark finds no malformed frame nor an error-level expert item (an
                ICMP error aside: its quote of a packet is cut short, and tshark errs on what is missing);
                "decrypted": true that it holds ESP and tshark, given the nodes' key tables, reads
@@ -204,8 +212,8 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                 ping was told, by an ICMP "fragmentation needed" or by its own kernel refusing
                 the size), a stream's
                 {"bytes": n} (received so far); a packets generator's {"sent": n, "done": bool,
-                "heard": n, "first_heard_ms": t (from its first packet), "send_errors": n};
-                nothing before it starts
+                "heard": n, "first_heard_ms": t (from its first packet), "send_errors": n}; a
+                forger's {"replies": n} (forged replies sent); nothing before it starts
                 or {"file": "${lab_dir}/name", "pointer": ..., test}: a file of the run's directory
                 ("*" matches any part of a name): {"count": matches, and of the newest match
                 "name", "mode" ("0600"), "size", "text" (its first 64 KiB)}; {"count": 0} when
@@ -523,8 +531,10 @@ class Validator:
                         self.fail(at + "/interval_ms", "is not 10-10000")
             elif kind == "packets":
                 self.packets_traffic(spec, at, hosts)
+            elif kind == "forged_replies":
+                self.forged_replies(spec, at, hosts)
             else:
-                self.fail(at + "/kind", f"{json.dumps(kind)} is not \"stream\", \"probe\" or \"packets\"")
+                self.fail(at + "/kind", f"{json.dumps(kind)} is not \"stream\", \"probe\", \"packets\" or \"forged_replies\"")
         self.captures = d.get("captures", {})
         if not isinstance(self.captures, dict):
             self.fail(ptr("captures"), "is not an object of network: {\"outside\": bool}")
@@ -532,8 +542,14 @@ class Validator:
         for n, spec in self.captures.items():
             at = ptr("captures", n)
             self.ref(n, at, networks, "network")
-            if not self.obj(spec, at, (), ("outside", "carries", "clean", "decrypted")):
+            if not self.obj(spec, at, (), ("outside", "carries", "clean", "decrypted", "carries_at_least", "if")):
                 continue
+            self.if_(spec, at)
+            needed = spec.get("carries_at_least", 1)
+            if not isinstance(needed, int) or isinstance(needed, bool) or not 1 <= needed <= 100000:
+                self.fail(at + "/carries_at_least", "is not a number of frames, 1-100000")
+            elif "carries_at_least" in spec and "carries" not in spec:
+                self.fail(at + "/carries_at_least", "goes with \"carries\" (how many frames each sequence needs)")
             for k in ("outside", "clean", "decrypted"):
                 if k in spec and not isinstance(spec[k], bool):
                     self.fail(at + "/" + k, "is not true or false")
@@ -737,6 +753,24 @@ class Validator:
                 self.fail(at + "/packet", "nests packets more than two deep")
             else:
                 self.packet_template(v, at + "/packet", depth + 1)
+    def forged_replies(self, spec, at: str, hosts: dict) -> None:
+        """A hostile host answering registration requests to an address it should not own
+        (forger.py): the key must be hex and the SPI one a mobile node could use (RFC 5944 §1.10:
+        0-255 are reserved)."""
+        if not self.obj(spec, at, ("kind", "from", "address", "key", "spi"), ("trusted_networks",)):
+            return
+        if "from" in spec:
+            self.ref(spec["from"], at + "/from", hosts, "host")
+        if "address" in spec:
+            self.address(spec["address"], at + "/address", False)
+        key = spec.get("key", "00")
+        if not isinstance(key, str) or not re.fullmatch(r"([0-9a-fA-F]{2}){1,64}", key):
+            self.fail(at + "/key", "is not a key in hex (1-64 bytes)")
+        spi = spec.get("spi", 256)
+        if not isinstance(spi, int) or isinstance(spi, bool) or not 256 <= spi <= 0xFFFFFFFF:
+            self.fail(at + "/spi", "is not an SPI, 256-4294967295 (0-255 are reserved, RFC 5944 §1.10)")
+        if "trusted_networks" in spec and not isinstance(spec["trusted_networks"], bool):
+            self.fail(at + "/trusted_networks", "is not true or false")
 
     def if_(self, element: dict, at: str) -> None:
         cond = element.get("if")
@@ -1032,7 +1066,9 @@ class Validator:
                 continue
             for k, x in enumerate(v):
                 if key == "captures":
-                    self.ref(x, at + ptr(key, k), self.captures, "capture (a network under \"captures\")")
+                    if self.ref(x, at + ptr(key, k), self.captures, "capture (a network under \"captures\")") and self.step_in_run \
+                            and not active(self.captures[x], self.params):
+                        self.fail(at + ptr(key, k), f"capture \"{x}\" is not part of this run (its \"if\" does not hold for these parameters)")
                 elif not isinstance(x, str) or not TSHARK_PROTOCOL.match(x):
                     self.fail(at + ptr(key, k), f"{json.dumps(x)} is not a protocol name as tshark writes it (e.g. \"esp\"), "
                                                 "or a chain of up to four (\"ip:esp\")")
@@ -1297,4 +1333,6 @@ def load(path: str, sets: Optional[list[str]] = None, mipsec: Optional[str] = No
         problems += check_node_configs(doc, mipsec)
     if problems:
         raise ScenarioError(problems)
+    # A capture whose "if" does not hold is not recorded in this run.
+    doc["captures"] = {n: c for n, c in doc.get("captures", {}).items() if active(c, params)}
     return doc
