@@ -140,6 +140,7 @@ def main():
         capture_cases(checks, args, tmp)
         outage_cases(checks, args, tmp)
         restart_cases(checks, args, tmp)
+        process_cases(checks, args, tmp)
         r = lab(args.mipsec, "pictures", "mip-roaming", "vpn-only-1a", "--out", os.path.join(tmp, "pictures"))
         svg = os.path.join(tmp, "pictures", "mip-roaming.svg")
         text = open(svg).read() if os.path.exists(svg) else ""
@@ -224,6 +225,72 @@ def restart_cases(checks, args, tmp):
         f = os.path.join(tmp, "bad-restart.json")
         with open(f, "w") as out:
             json.dump(broken(doc, change), out)
+        r = lab(args.mipsec, "check", f)
+        found = [line.split(": ")[2] for line in r.stderr.splitlines() if line.startswith("mipsec lab: ")]
+        checks.check(f"{what}: refused (exit 2) at {', '.join(pointers)}",
+                     r.returncode == 2 and sorted(found) == sorted(pointers), f"exit {r.returncode}: {r.stderr.strip()}")
+
+
+def process_cases(checks, args, tmp):
+    """Signals, config changes, node launch options and the process, notify, HTTP and TCP
+    condition sources: the reload scenario's are valid; bad ones are refused at their pointers."""
+    base = json.load(open(os.path.join(SCENARIOS, "reload.json")))
+    sig = next(i for i, step in enumerate(base["timeline"]) if "signal" in step)
+    cfg = next(i for i, step in enumerate(base["timeline"]) if "config" in step)
+    end = len(base["timeline"])
+
+    def add(step):
+        return lambda d: d["timeline"].append(step)
+
+    cases = [
+        ("a signal that is not one of the list", lambda d: d["timeline"][sig]["signal"].update(name="SEGV"), [f"/timeline/{sig}/signal/name"]),
+        ("a signal to an unknown node", lambda d: d["timeline"][sig]["signal"].update(node="ghost"), [f"/timeline/{sig}/signal/node"]),
+        ("a signal's until naming an unknown node", lambda d: d["timeline"][sig]["signal"]["until"].update(node="ghost"),
+         [f"/timeline/{sig}/signal/until/node"]),
+        ("a config change under a key the config does not have",
+         lambda d: d["timeline"][cfg]["config"]["set"].update({"/pipeline/0/nothing/x": 1}), [f"/timeline/{cfg}/config/set/~1pipeline~10~1nothing~1x"]),
+        ("a config change at a list index past its end", add({"config": {"node": "ha", "set": {"/pipeline/5/key": "x"}}}),
+         [f"/timeline/{end}/config/set/~1pipeline~15~1key"]),
+        ("a config removal of a key that is not there", add({"config": {"node": "mn", "remove": ["/pipeline/0/max_lifetime_s"]}}),
+         [f"/timeline/{end}/config/remove/0"]),
+        ("a config step that changes nothing", add({"config": {"node": "ha"}}), [f"/timeline/{end}/config"]),
+        ("a process condition on an unknown node", add({"assert": {"process": "ghost", "pointer": "/CapEff", "equals": "0"}}),
+         [f"/timeline/{end}/assert/process"]),
+        ("a notify condition on a node without a notify socket", add({"assert": {"notify": "gw", "pointer": "/states", "equals": []}}),
+         [f"/timeline/{end}/assert/notify"]),
+        ("an HTTP request outside the lab", add({"assert": {"http": {"host": "cn", "url": "http://8.8.8.8:80/"}, "pointer": "/code", "equals": 200}}),
+         [f"/timeline/{end}/assert/http/url"]),
+        ("an HTTP request that is not a URL", add({"assert": {"http": {"host": "cn", "url": "ftp://10.1.0.1/"}, "pointer": "/code", "equals": 200}}),
+         [f"/timeline/{end}/assert/http/url"]),
+        ("an HTTP method that does not exist",
+         add({"assert": {"http": {"host": "cn", "url": "http://127.0.0.1:9101/metrics", "method": "FETCH"}, "pointer": "/code", "equals": 200}}),
+         [f"/timeline/{end}/assert/http/method"]),
+        ("an HTTP request from an unknown host", add({"assert": {"http": {"host": "moon", "url": "http://127.0.0.1:1/"}, "pointer": "/code", "equals": 1}}),
+         [f"/timeline/{end}/assert/http/host"]),
+        ("a TCP piece that is not one", add({"assert": {"tcp": {"host": "cn", "to": "127.0.0.1:9101", "send": ["GET", {"hex": "zz"}]},
+                                                        "pointer": "/reply", "equals": ""}}), [f"/timeline/{end}/assert/tcp/send/1"]),
+        ("a TCP pause out of range", add({"assert": {"tcp": {"host": "cn", "to": "127.0.0.1:9101", "send": ["x"], "pause_ms": 9000},
+                                                     "pointer": "/reply", "equals": ""}}), [f"/timeline/{end}/assert/tcp/pause_ms"]),
+        ("a TCP peer without a port", add({"assert": {"tcp": {"host": "cn", "to": "127.0.0.1", "send": ["x"]}, "pointer": "/reply", "equals": ""}}),
+         [f"/timeline/{end}/assert/tcp/to"]),
+        ("a document status with a stage", add({"assert": {"node": "ha", "format": "document", "stage": "mip.home_agent", "pointer": "/reload",
+                                                           "equals": 1}}), [f"/timeline/{end}/assert/format"]),
+        ("run options not starting with an option", lambda d: d["nodes"]["ha"].update(options=["nobody"]), ["/nodes/ha/options"]),
+        ("ambient capabilities without a user", lambda d: d["nodes"]["ha"].update(launch={"ambient_caps": ["cap_net_admin"]}),
+         ["/nodes/ha/launch/ambient_caps"]),
+        ("a capability name that is not one", lambda d: d["nodes"]["ha"].update(launch={"bounding_drop": ["setuid"]}),
+         ["/nodes/ha/launch/bounding_drop"]),
+        ("a bounding set both kept and dropped",
+         lambda d: d["nodes"]["ha"].update(launch={"bounding_set": ["cap_net_admin"], "bounding_drop": ["cap_setuid"]}), ["/nodes/ha/launch"]),
+        ("a launch user that is not an account name", lambda d: d["nodes"]["ha"].update(launch={"user": "No Body"}), ["/nodes/ha/launch/user"]),
+        ("notify that is not true or false (and so no notify socket to read)", lambda d: d["nodes"]["ha"].update(notify="yes"),
+         ["/nodes/ha/notify", "/timeline/" + str(next(i for i, st in enumerate(base["timeline"]) if "notify" in st.get("assert", {})))
+          + "/assert/notify"]),
+    ]
+    for what, change, pointers in cases:
+        f = os.path.join(tmp, "bad-process.json")
+        with open(f, "w") as out:
+            json.dump(broken(base, change), out)
         r = lab(args.mipsec, "check", f)
         found = [line.split(": ")[2] for line in r.stderr.splitlines() if line.startswith("mipsec lab: ")]
         checks.check(f"{what}: refused (exit 2) at {', '.join(pointers)}",

@@ -36,6 +36,59 @@ class StepFailed(Exception):
     pass
 
 
+def grp_id(name: str) -> int:
+    import grp
+    return grp.getgrnam(name).gr_gid
+
+
+# A "http" condition's request, run by the host's own python in its namespace: the status code,
+# headers and body, or {"code": null, "error": ...} when nothing answers.
+HTTP_FETCH = r"""
+import json, sys, urllib.error, urllib.request
+req = urllib.request.Request(sys.argv[1], method=sys.argv[2])
+try:
+    with urllib.request.urlopen(req, timeout=10) as r:
+        out = {"code": r.status, "headers": dict(r.headers), "body": r.read().decode(errors="replace")}
+except urllib.error.HTTPError as e:
+    out = {"code": e.code, "headers": dict(e.headers), "body": e.read().decode(errors="replace")}
+except OSError as e:
+    out = {"code": None, "error": str(e)}
+print(json.dumps(out))
+"""
+
+# A "tcp" condition's exchange: sends the bytes (one at a time, pausing, with a pause), then
+# reads until the peer closes; what came back, how much was sent, and how long it took.
+TCP_EXCHANGE = r"""
+import json, socket, sys, time
+host, port = sys.argv[1].rsplit(":", 1); data = bytes.fromhex(sys.stdin.read().strip()); pause = float(sys.argv[2])
+out = {"reply": "", "sent": 0, "seconds": 0.0, "connected": False}
+t = time.monotonic()
+try:
+    s = socket.create_connection((host, int(port)), timeout=30); out["connected"] = True
+    try:
+        if pause == 0:
+            s.sendall(data); out["sent"] = len(data)
+        else:
+            for i in range(len(data)):
+                s.sendall(data[i:i + 1]); out["sent"] += 1; time.sleep(pause)
+    except OSError:
+        pass
+    reply = b""
+    try:
+        while True:
+            b = s.recv(65536)
+            if not b: break
+            reply += b
+    except OSError:
+        pass
+    out["reply"] = reply.decode("latin-1")
+except OSError as e:
+    out["error"] = str(e)
+out["seconds"] = round(time.monotonic() - t, 3)
+print(json.dumps(out))
+"""
+
+
 def resolve_pointer(doc: Any, pointer: str) -> Any:
     """RFC 6901; MISSING when the path does not exist."""
     if pointer == "":
@@ -229,6 +282,8 @@ class Run:
         # per packet: {"row", "network", "from", "to"}, "to" set at the next link change.
         self.overhead_windows: list[dict] = []
         self.pulled: dict[tuple[str, str], str] = {}  # (host, interface) -> the "link" step that pulled its cable
+        self.notified: dict[str, tuple] = {}  # node -> (its notify socket, the messages read so far)
+        self.fetched: dict[str, Any] = {}  # an HTTP/TCP condition's last answer in this step (see fetch)
 
     def in_run(self, element) -> bool:
         return sc.active(element, self.doc.get("parameters", {}))
@@ -311,20 +366,96 @@ class Run:
 
     # -- nodes ----------------------------------------------------------------------------
     def socket_of(self, node: str) -> str:
-        return sc.render_config(self.doc["nodes"][node]["config"], self.lab.dir, lambda _: "0.0.0.0", node)["control_socket"]
+        return sc.render_config(self.doc["nodes"][node]["config"], self.lab.dir, lambda _: "0.0.0.0", node,
+                                home=self.node_home(node))["control_socket"]
+
+    def node_home(self, node: str) -> Optional[str]:
+        """A node launched as another user keeps its config and control socket in a directory
+        of its own (that user's, 0700), inside the run's directory (then 0711)."""
+        user = self.doc["nodes"][node].get("launch", {}).get("user")
+        if user is None:
+            return None
+        import pwd
+        home = os.path.join(self.lab.dir, f"{node}.home")
+        if not os.path.isdir(home):
+            pw = pwd.getpwnam(user)
+            os.chmod(self.lab.dir, 0o711)
+            os.mkdir(home, 0o700)
+            os.chown(home, pw.pw_uid, pw.pw_gid)
+        return home
+
+    def write_config(self, node: str) -> str:
+        """Writes the node's config as `mipsec run` reads it (and a reload re-reads it); its path."""
+        spec = self.doc["nodes"][node]
+        home = self.node_home(node)
+        cfg = sc.render_config(spec["config"], self.lab.dir, self.address_of, node, home=home)
+        if self.doc.get("captures"):
+            self.log_keys(node, cfg)
+        path = os.path.join(home or self.lab.dir, f"{node}.json")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(cfg, f, indent=2)
+        if home is not None:
+            st = os.stat(home)
+            os.chown(path, st.st_uid, st.st_gid)
+        return path
+
+    def run_argv(self, node: str, path: str) -> tuple[list, dict]:
+        """`mipsec run` for the node, behind setpriv when it has a "launch", with its "options";
+        and the environment (NOTIFY_SOCKET for a node with "notify")."""
+        import pwd
+        spec = self.doc["nodes"][node]
+        argv, env = [], None
+        la = spec.get("launch")
+        if la:
+            argv = ["setpriv"]
+            if "user" in la:
+                pw = pwd.getpwnam(la["user"])
+                gid = grp_id(la["group"]) if "group" in la else pw.pw_gid
+                argv += [f"--reuid={pw.pw_uid}", f"--regid={gid}", "--clear-groups"]
+            if "ambient_caps" in la:
+                caps = ",".join("+" + c.removeprefix("cap_") for c in la["ambient_caps"])
+                argv += [f"--inh-caps={caps}", f"--ambient-caps={caps}"]
+            if "bounding_set" in la:
+                argv.append("--bounding-set=-all," + ",".join("+" + c.removeprefix("cap_") for c in la["bounding_set"]))
+            if "bounding_drop" in la:
+                argv.append("--bounding-set=" + ",".join("-" + c.removeprefix("cap_") for c in la["bounding_drop"]))
+        if spec.get("notify"):
+            env = dict(os.environ, NOTIFY_SOCKET=self.notify_socket(node))
+        return argv + [self.mipsec, "run", *spec.get("options", []), path], env
+
+    def notify_socket(self, node: str) -> str:
+        """The node's systemd notify socket (sd_notify(3)), bound once for the whole run, so
+        every message of every start is kept, in order."""
+        import socket
+        if node not in self.notified:
+            path = os.path.join(self.lab.dir, f"notify-{node}.sock")
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            s.bind(path)
+            os.chmod(path, 0o666)  # (a node launched as another user writes to it too)
+            s.setblocking(False)
+            self.notified[node] = (s, [])
+        return os.path.join(self.lab.dir, f"notify-{node}.sock")
+
+    def notify_messages(self, node: str) -> Any:
+        """What a "notify" condition reads: {"messages": [texts], "states": [first lines]}."""
+        if node not in self.notified:
+            return MISSING
+        s, got = self.notified[node]
+        while True:
+            try:
+                got.append(s.recv(65536).decode(errors="replace"))
+            except BlockingIOError:
+                break
+        return {"messages": list(got), "states": [m.split("\n")[0] for m in got]}
 
     def start(self, node: str, timeout: float = 15) -> None:
         spec = self.doc["nodes"][node]
         if "strongswan" in spec:
             self.start_charon(node, spec)
             return
-        cfg = sc.render_config(spec["config"], self.lab.dir, self.address_of, node)
-        if self.doc.get("captures"):
-            self.log_keys(node, cfg)
-        path = os.path.join(self.lab.dir, f"{node}.json")
-        with open(path, "w") as f:
-            json.dump(cfg, f, indent=2)
-        p = self.hosts[spec["host"]].spawn([self.mipsec, "run", path], log_name=f"mipsec-{node}-{len(self.events)}")
+        argv, env = self.run_argv(node, self.write_config(node))
+        p = self.hosts[spec["host"]].spawn(argv, log_name=f"mipsec-{node}-{len(self.events)}", env=env)
         self.procs[node] = p
         deadline = time.monotonic() + timeout
         while self.status(node) is None:
@@ -339,10 +470,8 @@ class Run:
         """A start that must fail (a control socket in use, an address not on any interface):
         `mipsec run` exits with the expected status, saying why; it is never left running."""
         spec = self.doc["nodes"][node]
-        path = os.path.join(self.lab.dir, f"{node}.json")
-        with open(path, "w") as f:
-            json.dump(sc.render_config(spec["config"], self.lab.dir, self.address_of, node), f, indent=2)
-        p = self.hosts[spec["host"]].spawn([self.mipsec, "run", path], log_name=f"mipsec-{node}-{len(self.events)}")
+        argv, env = self.run_argv(node, self.write_config(node))
+        p = self.hosts[spec["host"]].spawn(argv, log_name=f"mipsec-{node}-{len(self.events)}", env=env)
         try:
             code = p.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -446,10 +575,14 @@ class Run:
             return self.snapshot[key]
         out = None
         if node in self.procs and node not in self.charons:
-            argv = [self.mipsec, "status", "--socket", self.socket_of(node)] + (["--format", "prometheus"] if fmt == "prometheus" else [])
+            argv = [self.mipsec, "status", "--socket", self.socket_of(node)] + (["--format", "prometheus"] if fmt == "prometheus" else
+                                                                                 ["--json"] if fmt == "document" else [])
             r = self.hosts[self.doc["nodes"][node]["host"]].run(argv, check=False)
             if r.returncode == 0:
-                out = r.stdout if fmt == "text" else prometheus_samples(r.stdout)
+                try:
+                    out = r.stdout if fmt == "text" else json.loads(r.stdout) if fmt == "document" else prometheus_samples(r.stdout)
+                except ValueError:
+                    out = None
         if self.snapshot is not None:
             self.snapshot[key] = out
         return out
@@ -468,6 +601,8 @@ class Run:
         """The value at the condition's pointer (or at `pointer`, in the same node and stage)."""
         if "file" in c:
             return resolve_pointer(self.run_file(c["file"]), c["pointer"] if pointer is None else pointer)
+        if any(k in c for k in ("process", "http", "tcp", "notify")):
+            return resolve_pointer(self.fetch(c), c["pointer"] if pointer is None else pointer)
         if "host" in c:
             # The host's own network state, as iproute2 prints it (the validator let only
             # reading commands through).
@@ -540,6 +675,8 @@ class Run:
                                                                      and c["contains"] in v)
         if "same_as" in c:
             return v == self.observe(c["same_as"])  # (MISSING equals nothing but itself, and v is not)
+        if "unchanged" in c and not isinstance(v, (int, float)):
+            return v == (baseline or {}).get(json.dumps(c, sort_keys=True), MISSING)
         if not isinstance(v, (int, float)) or isinstance(v, bool):
             return False
         if "exceeds" in c:
@@ -564,7 +701,8 @@ class Run:
         for x in (c if isinstance(c, list) else [c]):
             if x and ("increased" in x or "increased_by" in x or "unchanged" in x):
                 v = self.observe(x)
-                out[json.dumps(x, sort_keys=True)] = v if isinstance(v, (int, float)) else 0
+                # ("unchanged" compares any value, e.g. an SPI or an address; the others count)
+                out[json.dumps(x, sort_keys=True)] = v if isinstance(v, (int, float)) or ("unchanged" in x and v is not MISSING) else 0
         return out
 
     def describe(self, c) -> str:
@@ -578,6 +716,14 @@ class Run:
     def where(c: dict) -> str:
         if "file" in c:
             return f"file {c['file']}"
+        if "process" in c:
+            return f"process of {c['process']}"
+        if "notify" in c:
+            return f"notify socket of {c['notify']}"
+        if "http" in c:
+            return f"{c['http']['host']} {c['http'].get('method', 'GET')} {c['http']['url']}"
+        if "tcp" in c:
+            return f"{c['tcp']['host']} TCP to {c['tcp']['to']}"
         if "host" in c:
             return f"{c['host']} `ip {' '.join(c['ip'])}`"
         if "traffic" in c:
@@ -590,7 +736,8 @@ class Run:
         if isinstance(c, list):
             return "; ".join(self.observed(x) for x in c if self.in_run(x))
         v = self.observe(c)
-        text = f"{c.get('node') or c.get('host') or c.get('traffic') or c['file']}{c['pointer']} = {'(missing)' if v is MISSING else json.dumps(v)[:200]}"
+        who = c.get('node') or c.get('host') or c.get('traffic') or c.get('file') or self.where(c)
+        text = f"{who}{c['pointer']} = {'(missing)' if v is MISSING else json.dumps(v)[:200]}"
         if "exceeds" in c:
             other = self.observe(c, c["exceeds"])
             text += f", {c['exceeds']} = {'(missing)' if other is MISSING else json.dumps(other)[:200]}"
@@ -608,6 +755,97 @@ class Run:
                 self.snapshot = None
             time.sleep(POLL_S)
         return None
+
+    def fetch(self, c: dict) -> Any:
+        """A process, notify, HTTP or TCP condition's document. An HTTP request or a TCP exchange
+        is made once per poll (the snapshot), and the step's report shows the answer its test
+        saw, not a second request's (a listener counts each)."""
+        if "process" in c:
+            return self.process_status(c["process"])
+        if "notify" in c:
+            return self.notify_messages(c["notify"])
+        key = json.dumps({k: c[k] for k in ("http", "tcp") if k in c}, sort_keys=True)
+        if self.snapshot is None and key in self.fetched:
+            return self.fetched[key]
+        if self.snapshot is not None and key in self.snapshot:
+            return self.snapshot[key]
+        if "http" in c:
+            h = c["http"]
+            r = self.hosts[h["host"]].run(["/usr/bin/python3", "-c", HTTP_FETCH, h["url"], h.get("method", "GET")], check=False, timeout=30)
+            try:
+                out = json.loads(r.stdout)
+                if h.get("parse", "text") != "text" and isinstance(out.get("body"), str):
+                    out["body"] = json.loads(out["body"]) if h["parse"] == "json" else prometheus_samples(out["body"])
+            except ValueError:
+                out = {"code": None, "error": (r.stdout + r.stderr)[-300:]}
+        else:
+            t = c["tcp"]
+            r = self.hosts[t["host"]].run(["/usr/bin/python3", "-c", TCP_EXCHANGE, t["to"], str(t.get("pause_ms", 0) / 1000)],
+                                          check=False, timeout=120, input=sc.tcp_bytes(t["send"]).hex(), text=True)
+            try:
+                out = json.loads(r.stdout)
+            except ValueError:
+                out = {"reply": "", "error": (r.stdout + r.stderr)[-300:]}
+        if self.snapshot is not None:
+            self.snapshot[key] = out
+        self.fetched[key] = out
+        return out
+
+    def process_status(self, node: str) -> Any:
+        """What a "process" condition reads of a running mipsec node: its /proc/PID/status fields
+        as the kernel writes them ("Uid": "65534\t65534\t65534\t65534" reads as "65534 65534
+        65534 65534"; "CapEff": "0000000000001000"), "comm", and "fds": where its open file
+        descriptors point ("/dev/net/tun", "socket:[...]"). The PID is the one the lab started
+        (`ip netns exec` and setpriv exec into mipsec)."""
+        p = self.procs.get(node)
+        if p is None or node in self.charons or p.poll() is not None:
+            return MISSING
+        out: dict[str, Any] = {}
+        try:
+            with open(f"/proc/{p.pid}/status") as f:
+                for line in f:
+                    k, _, v = line.partition(":")
+                    out[k] = " ".join(v.split())
+            with open(f"/proc/{p.pid}/comm") as f:
+                out["comm"] = f.read().strip()
+            fds = []
+            for fd in os.listdir(f"/proc/{p.pid}/fd"):
+                try:
+                    fds.append(os.readlink(f"/proc/{p.pid}/fd/{fd}"))
+                except OSError:
+                    pass
+            out["fds"] = sorted(fds)
+        except OSError:
+            return MISSING
+        return out
+
+    def signal(self, s: dict, label: str, timeout: float) -> None:
+        """A signal to a mipsec node, by the PID the lab started (SIGHUP: reload its config
+        file); "until" waited for and "after" checked then, both compared with before it."""
+        node = s["node"]
+        if node not in self.procs:
+            raise StepFailed(f"{label}: node {node} is not running")
+        base = self.baseline(s.get("until")) | self.baseline(s.get("after"))
+        os.kill(self.procs[node].pid, getattr(signal, "SIG" + s["name"]))
+        self.note("signal", node=node, signal=s["name"])
+        if "until" in s:
+            ok = self.wait(s["until"], timeout, base) is not None
+            self.assertion(f"{label}: after SIG{s['name']} to {node}, {self.describe(s['until'])}", ok, self.observed(s["until"]))
+            if not ok:
+                raise StepFailed(f"{label}: timed out after {timeout:.0f}s waiting for {self.describe(s['until'])}")
+        if "after" in s:
+            self.assertion(f"{label}: afterwards {self.describe(s['after'])}", self.holds(s["after"], base), self.observed(s["after"]))
+
+    def change_config(self, c: dict) -> None:
+        """Changes the node's config (the scenario's copy, so a later start uses it too) and
+        rewrites the file it runs from; a signal step makes a running node re-read it."""
+        cfg = self.doc["nodes"][c["node"]]["config"]
+        for p in c.get("remove", []):
+            sc.edit_config(cfg, p, None, remove=True)
+        for p, v in c.get("set", {}).items():
+            sc.edit_config(cfg, p, v)
+        self.write_config(c["node"])
+        self.note("config", node=c["node"])
 
     # -- traffic --------------------------------------------------------------------------
     def timed_probe(self) -> Optional[str]:
@@ -1017,6 +1255,7 @@ class Run:
             if not self.in_run(step):
                 continue
             timeout = float(step.get("timeout_s", DEFAULT_TIMEOUT_S))
+            self.fetched = {}  # (an HTTP or TCP answer is reported by the step that asked for it)
             action = next(a for a in sc.ACTIONS if a in step)
             label = step.get("label", f"step {k} {action}")
             if action == "start" and "refused" in step:
@@ -1044,6 +1283,10 @@ class Run:
                 self.note("forget path MTU", host=step["forget_path_mtu"])
             elif action == "write":
                 self.write_file(step["write"])
+            elif action == "signal":
+                self.signal(step["signal"], label, timeout)
+            elif action == "config":
+                self.change_config(step["config"])
             elif action == "nat_flush":
                 self.lab.flush_nat(self.hosts[step["nat_flush"]])
                 self.note("nat flush", host=step["nat_flush"])

@@ -30,6 +30,14 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                "local", "ike_proposals", "esp_proposals", "dpd_delay_s", "encap": bool}: a
                strongSwan IKEv1 remote-access client asking Mode Config for an address and
                initiating when it starts, stage "strongswan.client"
+               a mipsec node may also have "options": [`mipsec run` options, e.g. "--user", "nobody"],
+               "launch": {"user": u, "group": g, "ambient_caps": [caps], "bounding_set": [caps] |
+               "bounding_drop": [caps]} (started through setpriv: as that user with those ambient
+               capabilities, as systemd's User= and AmbientCapabilities= do, or with only, or
+               without, those capabilities in its bounding set, as CapabilityBoundingSet= does;
+               caps as "cap_net_admin"; a node launched as a user keeps its config and control
+               socket in "${lab_dir}/<node>.home", that user's), and "notify": true (a systemd
+               notify socket, NOTIFY_SOCKET, kept for the whole run: see "notify" conditions)
   "if"         {"parameter": value, ...} on a node, a route, a timeline step or a condition: it is part
                of the run only when every named parameter has that value (so `--set
                gateway=strongswan` swaps the gateway node and the conditions that read it)
@@ -122,6 +130,22 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                                                             mapping, as a rebooting NAT does (conntrack
                                                             -F): the next packet out gets a new
                                                             mapping, with "random_ports" a new port
+                 {"signal": {"node": n, "name": "HUP"|"USR1"|"USR2"|"TERM"|"INT", "until": ..., "after": ...}}
+                                                            sends the signal to the mipsec node, by the
+                                                            PID the lab started (HUP: reload the config
+                                                            file); "until" is waited for, then "after"
+                                                            checked, both compared with before the
+                                                            signal ("increased", "unchanged": e.g. an
+                                                            SPI the reload must keep)
+                 {"config": {"node": n, "set": {"/json/pointer": value, ...}, "remove": ["/pointer"]}}
+                                                            changes the node's config (removals, then
+                                                            sets, in order; "/list/-" appends) and
+                                                            rewrites the file it runs from,
+                                                            "${lab_dir}/<node>.json"; a later start
+                                                            uses it too; pointers are checked at load
+                                                            against the config as it is by then ("write"
+                                                            on that file puts anything there, e.g.
+                                                            broken JSON)
   condition    {"node": n, "stage": type, "index": k, "pointer": "/json/pointer",
                 one of "equals": v, "in": [v...], "prefix": s, "contains": v (a list holding v, or a
                 string holding the string v), "at_least": x, "at_most": x, "exceeds": "/pointer"
@@ -151,6 +175,27 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                 "name", "mode" ("0600"), "size", "text" (its first 64 KiB)}; {"count": 0} when
                 nothing matches; e.g. a state file's mode, a file moved aside, a node's log
                 ("${lab_dir}/mipsec-ha-*.log": the newest of node ha's logs)
+                or {"node": n, "format": "document", "pointer": ..., test}: the whole `mipsec status
+                --json` (its "reload" and "metrics_listener" beside "nodes"; "json" is nodes[0])
+                or {"process": n, "pointer": ..., test}: the running mipsec node's process, by the PID
+                the lab started: /proc/PID/status fields as strings, blanks single ("/Uid": "65534
+                65534 65534 65534", "/CapEff": "0000000000001000", "/NoNewPrivs": "1", "/Groups":
+                ""), "/comm", "/fds": where its descriptors point ("/dev/net/tun", "socket:[n]");
+                no value once it has exited
+                or {"notify": n, "pointer": ..., test}: what the node (one with "notify": true) told
+                its notify socket so far: {"messages": [texts], "states": [each message's first line]}
+                or {"http": {"host": h, "url": "http://a.b.c.d:port/path", "method": "GET", "parse":
+                "text"|"json"|"prometheus"}, "pointer": ..., test}: a request from host h's namespace
+                (a lab address or its own loopback): {"code": status | null when nothing answers,
+                "headers": {...}, "body": text, or parsed (prometheus: sample to value, as the
+                "prometheus" format), "error"}
+                or {"tcp": {"host": h, "to": "a.b.c.d:port", "send": [piece, ...], "pause_ms": n},
+                "pointer": ..., test}: sends the pieces (a string; {"hex": "16030100"};
+                {"repeat": s, "times": n}; {"random": n} bytes), a byte at a time with pause_ms
+                between when given, then reads until the peer closes: {"reply": text (latin-1),
+                "sent": bytes, "seconds": s, "connected": bool}
+                (an HTTP request or TCP exchange is made once per evaluation, and the step reports
+                the answer its test saw: a listener counts each)
   value        {"node": ..., "pointer": ...} or {"host": ..., "ip": [...], "pointer": ...}
                 without a test: what "same_as" compares with (the two must both exist and be
                 equal), e.g. the home agent's binding and the mobile node's care-of address, or
@@ -178,7 +223,7 @@ from typing import Any, Optional
 FIGURES = ("link_to_address_ms", "link_to_registration_ms", "link_to_first_packet_ms", "link_to_stream_ms",
            "probe_lost", "ike_messages", "ike_sessions", "registrations", "registrations_per_layer", "access_mode")
 ACTIONS = ("start", "stop", "restart", "wait", "traffic", "move", "outage", "link", "assert", "quiet", "forget_path_mtu", "write",
-           "nat_flush")
+           "nat_flush", "signal", "config")
 RUN_FILE = re.compile(r"^[A-Za-z0-9._-]{1,64}(/[A-Za-z0-9._-]{1,64}){0,3}$")
 RUN_FILE_GLOB = re.compile(r"^[A-Za-z0-9._*-]{1,64}(/[A-Za-z0-9._*-]{1,64}){0,3}$")
 FILE_MODE = re.compile(r"^0[0-7]{3}$")
@@ -195,7 +240,7 @@ IFNAME = re.compile(r"^[a-z][a-z0-9_.-]{0,14}$")
 PARAM = re.compile(r"\$\{([a-z_][a-z0-9_]*)\}")
 CONDITION_TESTS = ("equals", "in", "prefix", "contains", "at_least", "at_most", "exceeds", "increased", "increased_by", "unchanged",
                    "same_as")
-STATUS_FORMATS = ("json", "text", "prometheus")
+STATUS_FORMATS = ("json", "text", "prometheus", "document")
 IP_OBJECTS = ("addr", "link", "route", "neigh", "rule")
 IP_OPTIONS = ("-4", "-6", "-s")
 IP_ARG = re.compile(r"^(-[46s]|[A-Za-z0-9][A-Za-z0-9./:_-]{0,63})$")
@@ -205,6 +250,20 @@ SWAN_REQUIRED = ("local", "local_id", "remote_id", "psk", "pool", "local_ts")
 SWAN_OPTIONAL = ("role", "remote", "ike_proposals", "esp_proposals", "dpd_delay_s")
 SWAN_CLIENT_REQUIRED = ("role", "remote", "local_id", "remote_id", "psk", "remote_ts")
 SWAN_CLIENT_OPTIONAL = ("local", "ike_proposals", "esp_proposals", "dpd_delay_s", "encap")
+
+# A node's `mipsec run` as the scenario launches it (see the docstring's "nodes").
+NODE_RUN_KEYS = ("options", "launch", "notify")
+RUN_OPTION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=/:-]{0,63}$|^--[a-z][a-z-]{0,31}$")
+ACCOUNT = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+CAPABILITY = re.compile(r"^cap_[a-z_]{2,24}$")
+LAUNCH_KEYS = ("user", "group", "ambient_caps", "bounding_set", "bounding_drop")
+SIGNALS = ("HUP", "USR1", "USR2", "TERM", "INT")
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS")
+HTTP_URL = re.compile(r"^http://(\d{1,3}(?:\.\d{1,3}){3}):(\d{1,5})(/[A-Za-z0-9._~/?=&%-]*)?$")
+TCP_SEND_MAX = 1 << 20  # bytes a "tcp" condition may send
+# Loopback inside a host's own namespace, besides the lab's ranges: where a node's local
+# listener (e.g. its metrics) answers.
+LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
 
 
 def active(element: Any, params: dict) -> bool:
@@ -400,7 +459,8 @@ class Validator:
         self.active_nodes = {}
         for n, spec in nodes.items():
             at = ptr("nodes", n)
-            if self.obj(spec, at, ("host",), ("config", "strongswan", "start", "if")):
+            if self.obj(spec, at, ("host",), ("config", "strongswan", "start", "if") + NODE_RUN_KEYS):
+                self.node_run(spec, at)
                 self.ref(spec.get("host"), at + "/host", hosts, "host")
                 self.if_(spec, at)
                 if active(spec, params):
@@ -610,6 +670,8 @@ class Validator:
         ("node", "stage", "index"), a host's `ip -j` ("host", "ip") or a probe's counts
         ("probe"), and its "pointer"."""
         host = isinstance(c, dict) and "host" in c
+        if isinstance(c, dict) and any(k in c for k in ("process", "http", "tcp", "notify")):
+            return self.probe_source(c, at, more, in_run)
         if isinstance(c, dict) and "file" in c:
             if not self.obj(c, at, ("file", "pointer"), more):
                 return False
@@ -749,6 +811,10 @@ class Validator:
                     self.fail(at + "/write/text", "is not a string")
                 if "mode" in v and (not isinstance(v["mode"], str) or not FILE_MODE.match(v["mode"])):
                     self.fail(at + "/write/mode", "is not an octal file mode (\"0600\")")
+        elif a == "signal":
+            self.signal_step(v, at + "/signal", in_run)
+        elif a == "config":
+            self.config_step(v, at + "/config", in_run)
         elif a == "nat_flush":
             if self.ref(v, at + "/nat_flush", self.hosts, "host") and "nat" not in (self.hosts[v] if isinstance(self.hosts[v], dict) else {}):
                 self.fail(at + "/nat_flush", f"host \"{v}\" has no \"nat\" to flush")
@@ -833,6 +899,145 @@ class Validator:
             self.quiet(v["quiet"], at + "/quiet")
 
 
+    # -- running nodes, signals, config changes, process/HTTP/TCP/notify conditions -------------
+    def node_run(self, spec: dict, at: str) -> None:
+        """How a mipsec node's `mipsec run` is launched: "options" (command-line options),
+        "launch" (setpriv: another user, ambient capabilities, a bounding set), "notify" (a
+        systemd notify socket)."""
+        if any(k in spec for k in NODE_RUN_KEYS) and "strongswan" in spec:
+            self.fail(at, "has \"options\", \"launch\" or \"notify\", which are for mipsec nodes")
+            return
+        if "options" in spec:
+            o = spec["options"]
+            if not isinstance(o, list) or not o or not all(isinstance(x, str) and RUN_OPTION.match(x) for x in o) \
+                    or not o[0].startswith("--"):
+                self.fail(at + "/options", "is not a list of `mipsec run` options (\"--user\", \"nobody\", ...; an option first)")
+        if "notify" in spec and not isinstance(spec["notify"], bool):
+            self.fail(at + "/notify", "is not true or false")
+        if "launch" in spec:
+            la = at + "/launch"
+            v = spec["launch"]
+            if not self.obj(v, la, (), LAUNCH_KEYS):
+                return
+            if not v:
+                self.fail(la, "is empty (expected one of: " + ", ".join(LAUNCH_KEYS) + ")")
+            for k in ("user", "group"):
+                if k in v and (not isinstance(v[k], str) or not ACCOUNT.match(v[k])):
+                    self.fail(la + "/" + k, "is not an account name (lower case letters, digits, _ -)")
+            if "group" in v and "user" not in v:
+                self.fail(la + "/group", "needs \"user\"")
+            if "bounding_set" in v and "bounding_drop" in v:
+                self.fail(la, "has both \"bounding_set\" (the capabilities kept) and \"bounding_drop\" (those removed)")
+            for k in ("ambient_caps", "bounding_set", "bounding_drop"):
+                if k in v and (not isinstance(v[k], list) or not v[k]
+                               or not all(isinstance(x, str) and CAPABILITY.match(x) for x in v[k])):
+                    self.fail(la + "/" + k, "is not a non-empty list of capability names (\"cap_net_admin\")")
+            if "ambient_caps" in v and "user" not in v:
+                self.fail(la + "/ambient_caps", "needs \"user\" (root has every capability already)")
+
+    def signal_step(self, v, at: str, in_run: bool) -> None:
+        if not self.obj(v, at, ("node", "name"), ("until", "after")):
+            return
+        self.node_ref(v.get("node"), at + "/node", in_run)
+        node = self.all_nodes.get(v.get("node")) if isinstance(v.get("node"), str) else None
+        if isinstance(node, dict) and "strongswan" in node:
+            self.fail(at + "/node", "is a strongSwan node (signals go to mipsec nodes)")
+        if v.get("name") not in SIGNALS:
+            self.fail(at + "/name", f"{json.dumps(v.get('name'))} is not one of: {', '.join(SIGNALS)}")
+        for k in ("until", "after"):
+            if k in v:
+                self.condition(v[k], at + "/" + k, True)
+
+    def config_step(self, v, at: str, in_run: bool) -> None:
+        """A change to a node's config file: applied, in timeline order, to a copy of the node's
+        config here, so every pointer is checked against the config as it will be then."""
+        if not self.obj(v, at, ("node",), ("set", "remove")):
+            return
+        self.node_ref(v.get("node"), at + "/node", in_run)
+        node = self.all_nodes.get(v.get("node")) if isinstance(v.get("node"), str) else None
+        if not isinstance(node, dict) or not isinstance(node.get("config"), dict):
+            if isinstance(node, dict):
+                self.fail(at + "/node", "is not a mipsec node (it has no config)")
+            return
+        if "set" not in v and "remove" not in v:
+            self.fail(at, "has neither \"set\" nor \"remove\"")
+        if not hasattr(self, "configs"):
+            self.configs: dict = {}
+        cfg = self.configs.setdefault(v["node"], json.loads(json.dumps(node["config"])))
+        if "remove" in v:
+            if not isinstance(v["remove"], list) or not v["remove"]:
+                self.fail(at + "/remove", "is not a non-empty list of JSON pointers")
+            else:
+                for k, p in enumerate(v["remove"]):
+                    problem = edit_config(cfg, p, None, remove=True)
+                    if problem:
+                        self.fail(at + ptr("remove", k), problem)
+        if "set" in v:
+            if not isinstance(v["set"], dict) or not v["set"]:
+                self.fail(at + "/set", "is not an object of JSON pointer: value")
+            else:
+                for p, x in v["set"].items():
+                    problem = edit_config(cfg, p, x)
+                    if problem:
+                        self.fail(at + ptr("set", p), problem)
+
+    def probe_source(self, c: dict, at: str, more: tuple, in_run: bool) -> bool:
+        """A condition reading a node's process ("process": /proc/PID/status), a systemd
+        notify socket ("notify"), an HTTP request ("http") or a TCP exchange ("tcp")."""
+        kinds = [k for k in ("process", "http", "tcp", "notify") if k in c]
+        if len(kinds) != 1:
+            self.fail(at, "has more than one of \"process\", \"http\", \"tcp\", \"notify\"")
+            return False
+        kind = kinds[0]
+        if not self.obj(c, at, (kind, "pointer"), more):
+            return False
+        v = c[kind]
+        if kind in ("process", "notify"):
+            self.node_ref(v, at + "/" + kind, self.step_in_run and in_run and active(c, self.params))
+            node = self.all_nodes.get(v) if isinstance(v, str) else None
+            if isinstance(node, dict) and "strongswan" in node:
+                self.fail(at + "/" + kind, "is a strongSwan node (this reads a mipsec node)")
+            elif kind == "notify" and isinstance(node, dict) and node.get("notify") is not True:
+                self.fail(at + "/notify", f"node \"{v}\" has no \"notify\": true (no notify socket to read)")
+        elif kind == "http":
+            if self.obj(v, at + "/http", ("host", "url"), ("method", "parse")):
+                self.ref(v.get("host"), at + "/http/host", self.doc.get("hosts") or {}, "host")
+                self.endpoint(v.get("url"), at + "/http/url", url=True)
+                if v.get("method", "GET") not in HTTP_METHODS:
+                    self.fail(at + "/http/method", f"{json.dumps(v.get('method'))} is not one of: {', '.join(HTTP_METHODS)}")
+                if v.get("parse", "text") not in ("text", "json", "prometheus"):
+                    self.fail(at + "/http/parse", "is not \"text\", \"json\" or \"prometheus\"")
+        else:
+            if self.obj(v, at + "/tcp", ("host", "to", "send"), ("pause_ms",)):
+                self.ref(v.get("host"), at + "/tcp/host", self.doc.get("hosts") or {}, "host")
+                self.endpoint(v.get("to"), at + "/tcp/to", url=False)
+                try:
+                    if not v["send"] or len(tcp_bytes(v["send"])) > TCP_SEND_MAX:
+                        self.fail(at + "/tcp/send", f"is empty or more than {TCP_SEND_MAX} bytes")
+                except ValueError as e:
+                    self.fail(at + "/tcp/send" + str(e).split(" ", 1)[0], str(e).split(" ", 1)[1])
+                p = v.get("pause_ms", 0)
+                if not isinstance(p, (int, float)) or isinstance(p, bool) or not 0 <= p <= 5000:
+                    self.fail(at + "/tcp/pause_ms", "is not 0-5000 ms (a pause after each byte sent)")
+        p = c.get("pointer")
+        if not isinstance(p, str) or (p and not p.startswith("/")):
+            self.fail(at + "/pointer", "is not a JSON pointer (\"\" or \"/a/b\")")
+        return True
+
+    def endpoint(self, v, at: str, url: bool) -> None:
+        """An HTTP URL ("http://a.b.c.d:port/path") or a TCP "a.b.c.d:port" inside the lab (its
+        ranges, or a host's own loopback)."""
+        m = HTTP_URL.match(v) if url and isinstance(v, str) else \
+            re.match(r"^(\d{1,3}(?:\.\d{1,3}){3}):(\d{1,5})$", v) if isinstance(v, str) else None
+        try:
+            addr = ipaddress.IPv4Address(m.group(1)) if m else None
+        except ValueError:
+            addr = None
+        if addr is None or not 1 <= int(m.group(2)) <= 65535:
+            self.fail(at, f"{json.dumps(v)} is not " + ("an http://a.b.c.d:port/path URL" if url else "a.b.c.d:port"))
+        elif addr not in LOOPBACK and not any(addr in n for n in ALLOWED_NETS):
+            self.fail(at, f"{addr} is outside the lab's ranges and loopback")
+
 def refusal_texts(message: Any) -> list:
     """A refused start's "message": one text or a list of texts its output must all hold."""
     texts = [message] if isinstance(message, str) else message if isinstance(message, list) else []
@@ -847,6 +1052,69 @@ def refused_only(doc: dict, node: str) -> list:
     if spec.get("start", True) is not False or not starts or not all(isinstance(s.get("refused"), dict) for s in starts):
         return []
     return [t for s in starts for t in refusal_texts(s["refused"].get("message"))]
+
+
+def tcp_bytes(pieces: Any) -> bytes:
+    """What a "tcp" condition sends: a list of pieces, each a string (sent as UTF-8), {"hex":
+    "16030100"}, {"repeat": s, "times": n} or {"random": n} (n random bytes: fresh on each send,
+    e.g. garbage that is not HTTP). Raises ValueError("/k problem") for a bad piece."""
+    if not isinstance(pieces, list):
+        raise ValueError(" is not a list of pieces (strings, {\"hex\"}, {\"repeat\", \"times\"}, {\"random\"})")
+    out = b""
+    for k, x in enumerate(pieces):
+        if isinstance(x, str):
+            out += x.encode()
+        elif isinstance(x, dict) and set(x) == {"hex"} and isinstance(x["hex"], str) and re.fullmatch(r"([0-9a-fA-F]{2})+", x["hex"]):
+            out += bytes.fromhex(x["hex"])
+        elif isinstance(x, dict) and set(x) == {"repeat", "times"} and isinstance(x["repeat"], str) and x["repeat"] \
+                and isinstance(x["times"], int) and not isinstance(x["times"], bool) and 1 <= x["times"] <= TCP_SEND_MAX:
+            out += x["repeat"].encode() * x["times"]
+        elif isinstance(x, dict) and set(x) == {"random"} and isinstance(x["random"], int) and not isinstance(x["random"], bool) \
+                and 1 <= x["random"] <= TCP_SEND_MAX:
+            out += os.urandom(x["random"])
+        else:
+            raise ValueError(f"/{k} is not a string, {{\"hex\": hex digits}}, {{\"repeat\": s, \"times\": n}} or {{\"random\": n}}")
+        if len(out) > TCP_SEND_MAX:
+            break
+    return out
+
+
+def edit_config(cfg: dict, pointer: Any, value: Any, remove: bool = False) -> str:
+    """Sets (or removes) the value at an RFC 6901 pointer of a config in place; "-" as the last
+    token appends to a list (RFC 6902's "add"). The parent must exist. Returns a problem, or ""."""
+    if not isinstance(pointer, str) or not pointer.startswith("/"):
+        return "is not a JSON pointer (\"/a/b\")"
+    value = json.loads(json.dumps(value))  # a copy: a later edit must not reach into the scenario's step
+    tokens = [t.replace("~1", "/").replace("~0", "~") for t in pointer.split("/")[1:]]
+    parent = cfg
+    for t in tokens[:-1]:
+        if isinstance(parent, dict) and t in parent:
+            parent = parent[t]
+        elif isinstance(parent, list) and t.isdigit() and int(t) < len(parent):
+            parent = parent[int(t)]
+        else:
+            return f"{pointer}: the config has no {t!r} there"
+    last = tokens[-1]
+    if isinstance(parent, dict):
+        if remove and last not in parent:
+            return f"{pointer}: the config has no {last!r} to remove"
+        if remove:
+            del parent[last]
+        else:
+            parent[last] = value
+    elif isinstance(parent, list):
+        if last == "-" and not remove:
+            parent.append(value)
+        elif last.isdigit() and int(last) < len(parent):
+            if remove:
+                del parent[int(last)]
+            else:
+                parent[int(last)] = value
+        else:
+            return f"{pointer}: {last!r} is not an index of that list" + ("" if remove else " (\"-\" appends)")
+    else:
+        return f"{pointer}: the parent is not an object or a list"
+    return ""
 
 
 def check_node_configs(doc: dict, mipsec: str) -> list[tuple[str, str]]:
@@ -881,9 +1149,9 @@ def check_node_configs(doc: dict, mipsec: str) -> list[tuple[str, str]]:
 ADDRESS_REF = re.compile(r"\$\{address:([a-z][a-z0-9_-]*)/([a-z][a-z0-9_.-]*)\}")
 
 
-def render_config(cfg: dict, lab_dir: str, address_of, node: str) -> dict:
+def render_config(cfg: dict, lab_dir: str, address_of, node: str, home: Optional[str] = None) -> dict:
     """A node's config as `mipsec run` reads it: ${lab_dir} and ${address:host/if} filled, and
-    a control socket in the lab directory unless the scenario names one."""
+    a control socket in the lab directory (or the node's `home`) unless the scenario names one."""
     def fill(v):
         if isinstance(v, dict):
             return {k: fill(x) for k, x in v.items()}
@@ -895,7 +1163,7 @@ def render_config(cfg: dict, lab_dir: str, address_of, node: str) -> dict:
         return v
     out = fill(cfg)
     out.setdefault("name", node)
-    out.setdefault("control_socket", os.path.join(lab_dir, f"{node}.sock"))
+    out.setdefault("control_socket", os.path.join(home or lab_dir, f"{node}.sock"))
     return out
 
 
