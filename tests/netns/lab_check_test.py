@@ -283,6 +283,13 @@ def process_cases(checks, args, tmp):
         ("a bounding set both kept and dropped",
          lambda d: d["nodes"]["ha"].update(launch={"bounding_set": ["cap_net_admin"], "bounding_drop": ["cap_setuid"]}), ["/nodes/ha/launch"]),
         ("a launch user that is not an account name", lambda d: d["nodes"]["ha"].update(launch={"user": "No Body"}), ["/nodes/ha/launch/user"]),
+        ("a sysctl outside the namespace's net.*", lambda d: d["hosts"]["ha"].update(sysctl={"kernel.panic": "1"}),
+         ["/hosts/ha/sysctl/kernel.panic"]),
+        ("a sysctl value that is not digits", lambda d: d["hosts"]["ha"].update(sysctl={"net.ipv4.ip_forward": 1}),
+         ["/hosts/ha/sysctl/net.ipv4.ip_forward"]),
+        ("an nft ruleset that is not text", lambda d: d["hosts"]["ha"].update(nft=["table ip x {}"]), ["/hosts/ha/nft"]),
+        ("absent that is not true", add({"assert": {"host": "ha", "ip": ["link", "show", "dev", "x0"], "pointer": "", "absent": False}}),
+         [f"/timeline/{end}/assert/absent"]),
         ("notify that is not true or false (and so no notify socket to read)", lambda d: d["nodes"]["ha"].update(notify="yes"),
          ["/nodes/ha/notify", "/timeline/" + str(next(i for i, st in enumerate(base["timeline"]) if "notify" in st.get("assert", {})))
           + "/assert/notify"]),

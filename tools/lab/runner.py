@@ -316,6 +316,8 @@ class Run:
             h = self.hosts[name] = self.lab.host(name)
             if spec.get("forward"):
                 h.sysctl("net.ipv4.ip_forward", "1")
+            for key, value in spec.get("sysctl", {}).items():
+                h.sysctl(key, value)
             for ifname, ispec in spec.get("interfaces", {}).items():
                 addr = ispec.get("address")
                 static = addr if addr not in (None, "dhcp") else ""
@@ -327,6 +329,8 @@ class Run:
             self.add_routes(name, spec.get("routes", []))
             if "nat" in spec:
                 self.lab.masquerade(self.hosts[name], spec["nat"]["out"], spec["nat"].get("random_ports", False))
+            if "nft" in spec:
+                self.hosts[name].run(["nft", "-f", "-"], input=spec["nft"])
             if "dhcp_server" in spec:
                 ds = spec["dhcp_server"]
                 self.lab.dhcp_server(self.hosts[name], ds["interface"], ds["range"][0], ds["range"][1], ds["router"])
@@ -662,6 +666,8 @@ class Run:
         if not self.in_run(c):
             return True
         v = self.observe(c)
+        if "absent" in c:
+            return v is MISSING
         if v is MISSING:
             return False
         if "equals" in c:
@@ -781,7 +787,7 @@ class Run:
         else:
             t = c["tcp"]
             r = self.hosts[t["host"]].run(["/usr/bin/python3", "-c", TCP_EXCHANGE, t["to"], str(t.get("pause_ms", 0) / 1000)],
-                                          check=False, timeout=120, input=sc.tcp_bytes(t["send"]).hex(), text=True)
+                                          check=False, timeout=120, input=sc.tcp_bytes(t["send"]).hex())
             try:
                 out = json.loads(r.stdout)
             except ValueError:

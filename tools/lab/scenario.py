@@ -15,7 +15,9 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                 "routes": [{"to": "default"|prefix, "via": addr, "dev": ifname, "if": {...}}],
                 "nat": {"out": ifname, "random_ports": bool},
                 "dhcp_server": {"interface": ifname, "range": [first, last], "router": addr},
-                "addresses": ["a.b.c.d/n"] (on lo)}}
+                "addresses": ["a.b.c.d/n"] (on lo),
+                "sysctl": {"net.ipv6.conf.all.disable_ipv6": "1"} (the namespace's net.* settings),
+                "nft": "table ip t { ... }" (an nftables ruleset loaded at start, e.g. marking packets)}}
                an interface "address" is "a.b.c.d/n", "dhcp" (a lease at start-up), or absent
   nodes        {"name": {"host": h, "config": {mipsec config}, "start": bool}}: one `mipsec run`
                each; "control_socket" is filled in; "${lab_dir}" names the run's directory and
@@ -151,7 +153,8 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                 string holding the string v), "at_least": x, "at_most": x, "exceeds": "/pointer"
                 (a number greater than the one at that pointer of the same node and stage, read in
                 the same status), "increased" / "unchanged": true, "increased_by": n (in a move or a
-                wait: compared with the move's or the wait's start), "same_as": value}
+                wait: compared with the move's or the wait's start), "same_as": value, "absent": true
+                (no value there: a failed command, a missing pointer, a node not running)}
                 or {"host": h, "ip": [args], "pointer": ..., test}: the host's own network state,
                 `ip -j ARGS` in its namespace read as JSON (a failed command is no value); ARGS
                 only read: options "-4", "-6", "-s" (statistics), then one of IP_OBJECTS and "show" or "get",
@@ -239,7 +242,7 @@ NAME = re.compile(r"^[a-z][a-z0-9_-]{0,11}$")
 IFNAME = re.compile(r"^[a-z][a-z0-9_.-]{0,14}$")
 PARAM = re.compile(r"\$\{([a-z_][a-z0-9_]*)\}")
 CONDITION_TESTS = ("equals", "in", "prefix", "contains", "at_least", "at_most", "exceeds", "increased", "increased_by", "unchanged",
-                   "same_as")
+                   "same_as", "absent")
 STATUS_FORMATS = ("json", "text", "prometheus", "document")
 IP_OBJECTS = ("addr", "link", "route", "neigh", "rule")
 IP_OPTIONS = ("-4", "-6", "-s")
@@ -261,6 +264,9 @@ SIGNALS = ("HUP", "USR1", "USR2", "TERM", "INT")
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS")
 HTTP_URL = re.compile(r"^http://(\d{1,3}(?:\.\d{1,3}){3}):(\d{1,5})(/[A-Za-z0-9._~/?=&%-]*)?$")
 TCP_SEND_MAX = 1 << 20  # bytes a "tcp" condition may send
+HOST_EXTRA_KEYS = ("sysctl", "nft")
+SYSCTL_KEY = re.compile(r"^net\.(ipv4|ipv6|core)\.[a-z0-9_.-]{1,80}$")
+SYSCTL_VALUE = re.compile(r"^[0-9 ]{1,32}$")
 # Loopback inside a host's own namespace, besides the lab's ranges: where a node's local
 # listener (e.g. its metrics) answers.
 LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
@@ -413,8 +419,9 @@ class Validator:
         self.interfaces: dict[str, dict] = {}
         for h, spec in hosts.items():
             at = ptr("hosts", h)
-            if not self.obj(spec, at, (), ("forward", "interfaces", "routes", "nat", "dhcp_server", "addresses")):
+            if not self.obj(spec, at, (), ("forward", "interfaces", "routes", "nat", "dhcp_server", "addresses") + HOST_EXTRA_KEYS):
                 continue
+            self.host_extras(spec, at)
             if "forward" in spec and not isinstance(spec["forward"], bool):
                 self.fail(at + "/forward", "is not true or false")
             ifs = spec.get("interfaces", {})
@@ -649,6 +656,8 @@ class Validator:
                 self.fail(at + "/increased_by", "only means something in a move or a wait (compared with its start)")
         if "in" in c and not isinstance(c["in"], list):
             self.fail(at + "/in", "is not a list")
+        if "absent" in c and c["absent"] is not True:
+            self.fail(at + "/absent", "is not true")
         if "prefix" in c and not isinstance(c["prefix"], str):
             self.fail(at + "/prefix", "is not a string")
         if "contains" in c and (c["contains"] is None or isinstance(c["contains"], (dict, list))):
@@ -900,6 +909,21 @@ class Validator:
 
 
     # -- running nodes, signals, config changes, process/HTTP/TCP/notify conditions -------------
+    def host_extras(self, spec: dict, at: str) -> None:
+        """A host's own "sysctl" settings (its namespace's net.* only) and "nft" ruleset."""
+        if "sysctl" in spec:
+            v = spec["sysctl"]
+            if not isinstance(v, dict) or not v:
+                self.fail(at + "/sysctl", "is not an object of net.* sysctl name: value")
+            else:
+                for k, x in v.items():
+                    if not SYSCTL_KEY.match(k):
+                        self.fail(at + ptr("sysctl", k), "is not a net.ipv4, net.ipv6 or net.core sysctl (the namespace's own)")
+                    elif not isinstance(x, str) or not SYSCTL_VALUE.match(x):
+                        self.fail(at + ptr("sysctl", k), "is not a value as a string of digits (\"1\")")
+        if "nft" in spec and (not isinstance(spec["nft"], str) or not spec["nft"].strip() or "include" in spec["nft"]):
+            self.fail(at + "/nft", "is not an nftables ruleset (text for `nft -f -`, no include)")
+
     def node_run(self, spec: dict, at: str) -> None:
         """How a mipsec node's `mipsec run` is launched: "options" (command-line options),
         "launch" (setpriv: another user, ambient capabilities, a bounding set), "notify" (a
