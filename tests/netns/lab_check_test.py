@@ -290,6 +290,10 @@ def process_cases(checks, args, tmp):
         ("an nft ruleset that is not text", lambda d: d["hosts"]["ha"].update(nft=["table ip x {}"]), ["/hosts/ha/nft"]),
         ("absent that is not true", add({"assert": {"host": "ha", "ip": ["link", "show", "dev", "x0"], "pointer": "", "absent": False}}),
          [f"/timeline/{end}/assert/absent"]),
+        ("excludes holding a list", add({"assert": {"file": "${lab_dir}/x", "pointer": "/text", "excludes": ["cannot"]}}),
+         [f"/timeline/{end}/assert/excludes"]),
+        ("an ip command on an object it cannot read", add({"assert": {"host": "ha", "ip": ["netns", "show"], "pointer": "", "equals": []}}),
+         [f"/timeline/{end}/assert/ip"]),
         ("notify that is not true or false (and so no notify socket to read)", lambda d: d["nodes"]["ha"].update(notify="yes"),
          ["/nodes/ha/notify", "/timeline/" + str(next(i for i, st in enumerate(base["timeline"]) if "notify" in st.get("assert", {})))
           + "/assert/notify"]),

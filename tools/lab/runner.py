@@ -16,6 +16,7 @@ import json
 import os
 import re
 import signal
+import stat
 import subprocess
 import time
 from typing import Any, Optional
@@ -542,12 +543,18 @@ class Run:
         code = self.lab.stop(p)
         # A mipsec node removes its control socket on the way out (a stale one would refuse the
         # next start as "in use" only if something answered on it; it must not be left at all).
-        sock = None if node in self.charons else self.socket_of(node)
+        sock = None if node in self.charons or self.drops_privileges(node) else self.socket_of(node)
         left = sock is not None and os.path.exists(sock)
         self.charons.pop(node, None)
         self.assertion(f"node {node} exits 0 when stopped" + ("" if sock is None else ", its control socket removed"),
                        code == 0 and not left, f"exit {code}" + (f", {sock} left behind" if left else ""))
         self.note("stop", node=node)
+
+    def drops_privileges(self, node: str) -> bool:
+        """A node that switches to a "user" after setup cannot unlink its control socket (root's,
+        in root's directory) at exit; the next start replaces the stale file."""
+        spec = self.doc["nodes"][node]
+        return "user" in spec.get("config", {}) or "--user" in spec.get("options", [])
 
     def status(self, node: str) -> Optional[dict]:
         """The node's `mipsec status --json`; within one poll (self.snapshot set) each node is
@@ -640,10 +647,13 @@ class Run:
         if not paths:
             return {"count": 0}
         st = os.stat(paths[-1])
-        with open(paths[-1], "rb") as f:
-            text = f.read(65536).decode(errors="replace")
+        text = ""
+        if stat.S_ISREG(st.st_mode):  # (a control socket has a mode and an owner, no text)
+            with open(paths[-1], "rb") as f:
+                text = f.read(65536).decode(errors="replace")
         return {"count": len(paths), "name": os.path.basename(paths[-1]), "mode": f"0{st.st_mode & 0o777:03o}",
-                "size": st.st_size, "text": text}
+                "size": st.st_size, "text": text, "uid": st.st_uid, "gid": st.st_gid,
+                "type": "file" if stat.S_ISREG(st.st_mode) else "socket" if stat.S_ISSOCK(st.st_mode) else "other"}
 
     def write_file(self, w: dict) -> None:
         path = w["file"].replace("${lab_dir}", self.lab.dir)
@@ -679,6 +689,9 @@ class Run:
         if "contains" in c:
             return (isinstance(v, list) and c["contains"] in v) or (isinstance(v, str) and isinstance(c["contains"], str)
                                                                      and c["contains"] in v)
+        if "excludes" in c:
+            return (isinstance(v, list) and c["excludes"] not in v) or (isinstance(v, str) and isinstance(c["excludes"], str)
+                                                                         and c["excludes"] not in v)
         if "same_as" in c:
             return v == self.observe(c["same_as"])  # (MISSING equals nothing but itself, and v is not)
         if "unchanged" in c and not isinstance(v, (int, float)):

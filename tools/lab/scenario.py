@@ -154,12 +154,14 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                 (a number greater than the one at that pointer of the same node and stage, read in
                 the same status), "increased" / "unchanged": true, "increased_by": n (in a move or a
                 wait: compared with the move's or the wait's start), "same_as": value, "absent": true
-                (no value there: a failed command, a missing pointer, a node not running)}
+                (no value there: a failed command, a missing pointer, a node not running), "excludes": v
+                (a list not holding v, or a string not holding the string v: e.g. a log without "cannot")}
                 or {"host": h, "ip": [args], "pointer": ..., test}: the host's own network state,
                 `ip -j ARGS` in its namespace read as JSON (a failed command is no value); ARGS
                 only read: options "-4", "-6", "-s" (statistics), then one of IP_OBJECTS and "show" or "get",
                 e.g. ["neigh", "show", "10.1.0.77"], ["route", "show", "10.1.0.77/32"] ([] when
-                there is none), ["link", "show", "type", "tun"]
+                there is none), ["link", "show", "type", "tun"], ["netconf", "show", "dev", "home0"]
+                (/0: IPv4: "forwarding", "rp_filter", "proxy_neigh": proxy ARP)
                 or {"node": n, "format": "text" | "prometheus", "pointer": ..., test}: the node's
                 status as operators read it: "text" is `mipsec status` as one string (pointer "",
                 e.g. "contains"), "prometheus" its `--format prometheus` exposition as an object
@@ -177,7 +179,8 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                 ("*" matches any part of a name): {"count": matches, and of the newest match
                 "name", "mode" ("0600"), "size", "text" (its first 64 KiB)}; {"count": 0} when
                 nothing matches; e.g. a state file's mode, a file moved aside, a node's log
-                ("${lab_dir}/mipsec-ha-*.log": the newest of node ha's logs)
+                ("${lab_dir}/mipsec-ha-*.log": the newest of node ha's logs); also "uid", "gid" and
+                "type" ("file", "socket", "other": a control socket's owner and mode)
                 or {"node": n, "format": "document", "pointer": ..., test}: the whole `mipsec status
                 --json` (its "reload" and "metrics_listener" beside "nodes"; "json" is nodes[0])
                 or {"process": n, "pointer": ..., test}: the running mipsec node's process, by the PID
@@ -242,9 +245,9 @@ NAME = re.compile(r"^[a-z][a-z0-9_-]{0,11}$")
 IFNAME = re.compile(r"^[a-z][a-z0-9_.-]{0,14}$")
 PARAM = re.compile(r"\$\{([a-z_][a-z0-9_]*)\}")
 CONDITION_TESTS = ("equals", "in", "prefix", "contains", "at_least", "at_most", "exceeds", "increased", "increased_by", "unchanged",
-                   "same_as", "absent")
+                   "same_as", "absent", "excludes")
 STATUS_FORMATS = ("json", "text", "prometheus", "document")
-IP_OBJECTS = ("addr", "link", "route", "neigh", "rule")
+IP_OBJECTS = ("addr", "link", "route", "neigh", "rule", "netconf")
 IP_OPTIONS = ("-4", "-6", "-s")
 IP_ARG = re.compile(r"^(-[46s]|[A-Za-z0-9][A-Za-z0-9./:_-]{0,63})$")
 PROPOSAL = re.compile(r"^[a-z0-9_]+(-[a-z0-9_]+)*(,[a-z0-9_]+(-[a-z0-9_]+)*)*$")
@@ -656,6 +659,8 @@ class Validator:
                 self.fail(at + "/increased_by", "only means something in a move or a wait (compared with its start)")
         if "in" in c and not isinstance(c["in"], list):
             self.fail(at + "/in", "is not a list")
+        if "excludes" in c and (c["excludes"] is None or isinstance(c["excludes"], (dict, list))):
+            self.fail(at + "/excludes", "is not a string, number or boolean (not an element of the list, or not part of the string)")
         if "absent" in c and c["absent"] is not True:
             self.fail(at + "/absent", "is not true")
         if "prefix" in c and not isinstance(c["prefix"], str):
