@@ -294,6 +294,21 @@ def process_cases(checks, args, tmp):
          [f"/timeline/{end}/assert/excludes"]),
         ("an ip command on an object it cannot read", add({"assert": {"host": "ha", "ip": ["netns", "show"], "pointer": "", "equals": []}}),
          [f"/timeline/{end}/assert/ip"]),
+        ("a probe TOS beyond a byte", lambda d: d["traffic"]["ha_pings"].update(tos=256), ["/traffic/ha_pings/tos"]),
+        ("a probe DF that is not true or false", lambda d: d["traffic"]["ha_pings"].update(df="do"), ["/traffic/ha_pings/df"]),
+        ("capture fields that are not a list", lambda d: d.update(captures={"home": {"fields": {"filter": "esp"}}}), ["/captures/home/fields"]),
+        ("a capture field check with two tests",
+         lambda d: d.update(captures={"home": {"fields": [{"filter": "esp", "field": "ip.dsfield", "equals": 1, "at_least": 0}]}}),
+         ["/captures/home/fields/0"]),
+        ("a capture field that is not a field name",
+         lambda d: d.update(captures={"home": {"fields": [{"filter": "esp", "field": "ip dsfield", "equals": 1}]}}),
+         ["/captures/home/fields/0/field"]),
+        ("a capture field check on occurrence 0",
+         lambda d: d.update(captures={"home": {"fields": [{"filter": "esp", "field": "ip.dsfield", "occurrence": 0, "equals": 1}]}}),
+         ["/captures/home/fields/0/occurrence"]),
+        ("a capture field check expecting a negative number of frames",
+         lambda d: d.update(captures={"home": {"fields": [{"filter": "esp", "field": "ip.dsfield", "equals": 1, "frames": {"at_least": -1}}]}}),
+         ["/captures/home/fields/0/frames/at_least"]),
         ("notify that is not true or false (and so no notify socket to read)", lambda d: d["nodes"]["ha"].update(notify="yes"),
          ["/nodes/ha/notify", "/timeline/" + str(next(i for i, st in enumerate(base["timeline"]) if "notify" in st.get("assert", {})))
           + "/assert/notify"]),
@@ -615,6 +630,25 @@ def library_checks(checks):
                  run.holds(cond("exceeds", "/tun/offload/rx_super_packets")) and queries == ["cli"]
                  and not run.holds(cond("exceeds", "/tun/offload/rx_segments")) and not run.holds(cond("exceeds", "/tun/missing")),
                  str(queries))
+    checks.check("excludes: a list without the element, a string without the part; absent: nothing there",
+                 run.holds(cond("excludes", "tso6", "/tun/offload/granted")) and run.holds(cond("excludes", "cannot", "/name"))
+                 and not run.holds(cond("excludes", "li-", "/name")) and run.holds(cond("absent", True, "/tun/missing"))
+                 and not run.holds(cond("absent", True, "/name")))
+    key = json.dumps(cond("unchanged", True, "/name"), sort_keys=True)
+    checks.check("unchanged compares any value with the baseline, a string too (an SPI, an address)",
+                 run.holds(cond("unchanged", True, "/name"), {key: "cli-a"}) and not run.holds(cond("unchanged", True, "/name"), {key: "cli-b"})
+                 and not run.holds(cond("unchanged", True, "/name"), {}))
+    from lab import scenario
+    cfg = {"pipeline": [{"mobile_nodes": [{"spi": 1}]}]}
+    step = {"spi": 2}
+    problems = [scenario.edit_config(cfg, "/pipeline/0/mobile_nodes/-", step), scenario.edit_config(cfg, "/pipeline/0/x", 5),
+                scenario.edit_config(cfg, "/pipeline/0/mobile_nodes/0", None, remove=True), scenario.edit_config(cfg, "/tun/mtu", 1)]
+    step["spi"] = 3
+    checks.check("config edits: append with -, set, remove, a missing parent refused; the step's value copied",
+                 problems[:3] == ["", "", ""] and "tun" in problems[3] and cfg == {"pipeline": [{"mobile_nodes": [{"spi": 2}], "x": 5}]},
+                 json.dumps([problems, cfg]))
+    checks.check("tcp pieces: text, hex, repeat, random", len(scenario.tcp_bytes(["ab", {"hex": "0001"}, {"repeat": "x", "times": 3}, {"random": 5}])) == 12
+                 and scenario.tcp_bytes(["a", {"hex": "ff"}])[:2] == b"a\xff")
     checks.check("counters summed wherever they sit", runner.counter_sum({"ike_sent": 4, "x": [{"ike_received": 5}], "y": {"ike_sent": 1}},
                                                                          ("ike_sent", "ike_received")) == 10)
     with tempfile.TemporaryDirectory(prefix="mipsec-lab-probe-") as tmp:
@@ -624,13 +658,13 @@ def library_checks(checks):
         lines += [f"[{100 + s * 0.1:.6f}] 64 bytes from 10.1.0.77: icmp_seq={s} ttl=64 time=0.1 ms" for s in (9, 10)]
         open(log, "w").write("\n".join(lines) + "\n")
         probe = runner.Probe.__new__(runner.Probe)
-        probe.proc = type("P", (), {"log_path": log})()
+        probe.proc = type("P", (), {"log_path": log, "poll": lambda self: None})()
         first, lost = probe.gap(100.45)
         checks.check(f"probe: first reply 0.45 s after the link change, 4 requests lost ({first}, {lost})",
                      abs(first - 0.45) < 1e-6 and lost == 4)
         checks.check("probe: no reply after the change yet", probe.gap(101.5) == (None, None))
         checks.check(f"probe account: 6 replies, 4 lost between the first and the latest ({probe.account()})",
-                     probe.account() == {"replies": 6, "lost": 4})
+                     probe.account() == {"replies": 6, "lost": 4, "done": False})
         run.probes, run.streams = {"ping": probe}, {}
         checks.check("a traffic condition reads a probe's account; an unknown one is no value",
                      run.holds({"traffic": "ping", "pointer": "/lost", "equals": 4}) and run.holds({"traffic": "ping", "pointer": "/replies", "at_least": 6})

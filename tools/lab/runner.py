@@ -172,10 +172,14 @@ class Probe:
     LINE = re.compile(r"^\[(\d+\.\d+)\].*icmp_seq=(\d+)")
 
     def __init__(self, lab: Lab, host: Host, name: str, to: str, interval_ms: int, size: Optional[int] = None,
-                 count: Optional[int] = None):
+                 count: Optional[int] = None, tos: Optional[int] = None, df: Optional[bool] = None):
         self.interval_ms = interval_ms
         # A sized probe is sent with DF: a path (or a tunnel) that cannot carry it whole shows as loss.
         sized = ["-s", str(size), "-M", "do"] if size is not None else []
+        if df is not None:  # (DF chosen: "dont" lets the kernel fragment)
+            sized = (["-s", str(size)] if size is not None else []) + ["-M", "do" if df else "dont"]
+        if tos is not None:
+            sized += ["-Q", str(tos)]
         counted = ["-c", str(count)] if count is not None else []
         self.proc = host.spawn(["ping", "-D", "-n", "-O", "-i", f"{interval_ms / 1000:.3f}", "-W", "1", *sized, *counted, to],
                                log_name=f"probe-{name}")
@@ -200,7 +204,8 @@ class Probe:
         the latest (a loss shows once a later request is answered), and the last MTU ping was
         told (an ICMP "fragmentation needed", "mtu = N", or its kernel refusing the size, "mtu=N")."""
         seqs = sorted({s for _, s in self.replies()})
-        out: dict[str, Any] = {"replies": len(seqs), "lost": seqs[-1] - seqs[0] + 1 - len(seqs) if seqs else 0}
+        out: dict[str, Any] = {"replies": len(seqs), "lost": seqs[-1] - seqs[0] + 1 - len(seqs) if seqs else 0,
+                               "done": self.proc.poll() is not None}
         try:
             with open(self.proc.log_path) as f:  # type: ignore[attr-defined]
                 mtus = self.MTU.findall(f.read())
@@ -882,7 +887,7 @@ class Run:
                 raise StepFailed(f"stream {name}: {e}")
         else:
             self.probes[name] = Probe(self.lab, self.hosts[t["from"]], name, t["to"], t.get("interval_ms", 100), t.get("size"),
-                                      t.get("count"))
+                                      t.get("count"), t.get("tos"), t.get("df"))
         self.note("traffic", name=name)
 
     # -- moves ----------------------------------------------------------------------------
@@ -982,6 +987,8 @@ class Run:
                 self.assertion(f"capture {net}: tshark decrypts every ESP frame with the nodes' key tables "
                                f"({len(esp) - len(opaque)} of {len(esp)})", bool(esp) and not opaque,
                                "; ".join(f.describe() for f in opaque[:5]) or "no ESP frame")
+            for check in spec.get("fields", []):
+                self.field_check(net, c.path, options, check)
             if spec.get("clean"):
                 try:
                     bad = cap.problems(c.path, options)
@@ -1004,6 +1011,40 @@ class Run:
             self.assertion(f"{w['label']}: no {'/'.join(w['protocols'])} on {', '.join(w['captures'])} for "
                            f"{w['to'] - w['from']:.1f} s", not hits, f"{len(hits)} frames, e.g. " + "; ".join(f.describe() for f in hits[:5]))
         return out
+
+    def field_check(self, net: str, path: str, options: list, f: dict) -> None:
+        """A capture's "fields" check: every frame the display filter selects has the field
+        (its k-th occurrence) passing the test, and there are as many frames as "frames" says."""
+        test = next(t for t in sc.FIELD_TESTS if t in f)
+        name = f.get("label") or f"capture {net}: {f['field']}#{f.get('occurrence', 1)} {test} {json.dumps(f[test])} where {f['filter']}"
+        argv = ["tshark", "-r", path, "-n", *options, "-Y", f["filter"], "-T", "fields", "-E", "occurrence=a", "-E", "aggregator=,",
+                "-e", f["field"]]
+        try:
+            r = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+        except subprocess.TimeoutExpired:
+            self.assertion(name, False, "tshark took more than 120 s")
+            return
+        if r.returncode != 0:
+            self.assertion(name, False, f"tshark exit {r.returncode}: {r.stderr.strip()[-300:]}")
+            return
+
+        def number(x: str) -> Any:
+            if x in ("True", "False"):
+                return int(x == "True")
+            try:
+                return int(x, 0)
+            except ValueError:
+                try:
+                    return float(x)
+                except ValueError:
+                    return x
+        k = f.get("occurrence", 1) - 1  # (every occurrence is printed, outermost first; a frame without the k-th reads "")
+        values = [number((line.strip().split(",") + [""] * 8)[k]) for line in r.stdout.splitlines()]
+        frames = f.get("frames", {"at_least": 1})
+        bad = [v for v in values if not (v == f["equals"] if test == "equals" else v in f["in"] if test == "in"
+                                          else isinstance(v, (int, float)) and (v >= f[test] if test == "at_least" else v <= f[test]))]
+        self.assertion(f"{name} ({len(values)} frames)", not bad and within(len(values), frames),
+                       f"{len(values)} frames (expected {json.dumps(frames)}); values: {sorted(set(map(str, values)))[:12]}")
 
     def measure_overhead(self) -> None:
         """Each move's bytes of overhead per packet, measured on the capture of the network the

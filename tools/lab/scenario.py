@@ -51,6 +51,8 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                a probe's "size": ICMP data bytes, 16-8972, sent with DF, so a tunnel that
                cannot carry it whole shows as loss; default ping's 56 without DF; "count": 1-1000
                requests, then the probe ends, e.g. to pass a few packets before an idle period;
+               "tos": 0-255, the TOS byte of its requests (DSCP and ECN, ping -Q); "df": true or false,
+               DF set or not whatever the size (false: the sender's kernel may fragment);
                moves time the first probe listed that has no count)
   captures     {"network": {"outside": bool}}: dumpcap records that network's bridge for the whole
                run (capture-<network>.pcap; `--keep` copies them into the report directory);
@@ -66,7 +68,14 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                ICMP error aside: its quote of a packet is cut short, and tshark errs on what is missing);
                "decrypted": true that it holds ESP and tshark, given the nodes' key tables, reads
                an IP packet inside every ESP frame (every SA on that link has its keys logged; ESP
-               quoted by an ICMP error is cut short and not counted)
+               quoted by an ICMP error is cut short and not counted);
+               "fields": [{"filter": display filter, "field": "ip.dsfield", "occurrence": k, "equals"
+               | "in" | "at_least" | "at_most": v, "frames": {"at_least": n, "at_most": n}, "label": s}]
+               asserts at the end that the frames the filter selects (with the nodes' keys: inside
+               ESP too, e.g. "esp && ip.len#2 == 128", the inner packet's length) number within
+               "frames" (default at least 1) and that each one's field (its k-th occurrence, 1:
+               the outermost layer's) passes the test; values as tshark writes them, numbers
+               ("0xb9", "1", True) read as numbers
   timeline     steps, in order; each is one object with one action key and optional "label",
                "timeout_s":
                  {"start": node} {"stop": node} {"restart": node}
@@ -170,7 +179,7 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                 the other conditions read)
                 or {"traffic": name, "pointer": ..., test}: a started traffic generator's own
                 account: a probe's {"replies": n, "lost": l, "mtu": m} (l: requests unanswered
-                between its first and its latest reply, so in a wait "/replies" "increased_by" n
+                between its first and its latest reply ("done": a counted probe has ended), so in a wait "/replies" "increased_by" n
                 with "/lost" "unchanged" is n replies in a row without a loss; m: the last MTU
                 ping was told, by an ICMP "fragmentation needed" or by its own kernel refusing
                 the size), a stream's
@@ -268,6 +277,8 @@ HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS")
 HTTP_URL = re.compile(r"^http://(\d{1,3}(?:\.\d{1,3}){3}):(\d{1,5})(/[A-Za-z0-9._~/?=&%-]*)?$")
 TCP_SEND_MAX = 1 << 20  # bytes a "tcp" condition may send
 HOST_EXTRA_KEYS = ("sysctl", "nft")
+FIELD_TESTS = ("equals", "in", "at_least", "at_most")  # a capture's "fields" check, on every value
+TSHARK_FIELD = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$")
 SYSCTL_KEY = re.compile(r"^net\.(ipv4|ipv6|core)\.[a-z0-9_.-]{1,80}$")
 SYSCTL_VALUE = re.compile(r"^[0-9 ]{1,32}$")
 # Loopback inside a host's own namespace, besides the lab's ranges: where a node's local
@@ -501,7 +512,11 @@ class Validator:
                     if "port" in spec and (not isinstance(spec["port"], int) or not 1024 <= spec["port"] <= 65535):
                         self.fail(at + "/port", "is not a port 1024-65535")
             elif kind == "probe":
-                if self.obj(spec, at, ("kind", "from", "to"), ("interval_ms", "size", "count")):
+                if self.obj(spec, at, ("kind", "from", "to"), ("interval_ms", "size", "count", "tos", "df")):
+                    if "tos" in spec and (not isinstance(spec["tos"], int) or isinstance(spec["tos"], bool) or not 0 <= spec["tos"] <= 255):
+                        self.fail(at + "/tos", "is not a TOS byte, 0-255 (DSCP << 2 | ECN)")
+                    if "df" in spec and not isinstance(spec["df"], bool):
+                        self.fail(at + "/df", "is not true or false")
                     if "count" in spec and (not isinstance(spec["count"], int) or isinstance(spec["count"], bool)
                                             or not 1 <= spec["count"] <= 1000):
                         self.fail(at + "/count", "is not a number of echo requests, 1-1000")
@@ -521,8 +536,10 @@ class Validator:
         for n, spec in self.captures.items():
             at = ptr("captures", n)
             self.ref(n, at, networks, "network")
-            if not self.obj(spec, at, (), ("outside", "carries", "clean", "decrypted")):
+            if not self.obj(spec, at, (), ("outside", "carries", "clean", "decrypted", "fields")):
                 continue
+            if "fields" in spec:
+                self.capture_fields(spec["fields"], at + "/fields")
             for k in ("outside", "clean", "decrypted"):
                 if k in spec and not isinstance(spec[k], bool):
                     self.fail(at + "/" + k, "is not true or false")
@@ -914,6 +931,35 @@ class Validator:
 
 
     # -- running nodes, signals, config changes, process/HTTP/TCP/notify conditions -------------
+    def capture_fields(self, v, at: str) -> None:
+        """A capture's "fields" checks: a display filter, a field and a test on every value."""
+        if not isinstance(v, list) or not v:
+            self.fail(at, "is not a non-empty list of field checks")
+            return
+        for k, f in enumerate(v):
+            fat = at + ptr(k)
+            if not self.obj(f, fat, ("filter", "field"), ("occurrence", "frames", "label") + FIELD_TESTS):
+                continue
+            if not isinstance(f["filter"], str) or not 0 < len(f["filter"]) <= 400 or "\n" in f["filter"]:
+                self.fail(fat + "/filter", "is not a display filter (one line, at most 400 characters)")
+            if not isinstance(f["field"], str) or not TSHARK_FIELD.match(f["field"]):
+                self.fail(fat + "/field", f"{json.dumps(f['field'])} is not a field name as tshark writes it (\"ip.dsfield\")")
+            occ = f.get("occurrence", 1)
+            if not isinstance(occ, int) or isinstance(occ, bool) or not 1 <= occ <= 8:
+                self.fail(fat + "/occurrence", "is not 1-8 (1: the outermost layer's field)")
+            tests = [t for t in FIELD_TESTS if t in f]
+            if len(tests) != 1:
+                self.fail(fat, f"has {len(tests)} tests; expected exactly one of: {', '.join(FIELD_TESTS)}")
+            for t in ("at_least", "at_most"):
+                if t in f and (not isinstance(f[t], (int, float)) or isinstance(f[t], bool)):
+                    self.fail(fat + "/" + t, "is not a number")
+            if "in" in f and not isinstance(f["in"], list):
+                self.fail(fat + "/in", "is not a list")
+            if "frames" in f and self.obj(f["frames"], fat + "/frames", (), ("at_least", "at_most")):
+                for t, x in f["frames"].items():
+                    if not isinstance(x, int) or isinstance(x, bool) or x < 0:
+                        self.fail(fat + ptr("frames", t), "is not a number of frames")
+
     def host_extras(self, spec: dict, at: str) -> None:
         """A host's own "sysctl" settings (its namespace's net.* only) and "nft" ruleset."""
         if "sysctl" in spec:
