@@ -294,6 +294,8 @@ def process_cases(checks, args, tmp):
          [f"/timeline/{end}/assert/excludes"]),
         ("an ip command on an object it cannot read", add({"assert": {"host": "ha", "ip": ["netns", "show"], "pointer": "", "equals": []}}),
          [f"/timeline/{end}/assert/ip"]),
+        ("a mipsec check condition with a stage", add({"assert": {"node": "ha", "format": "check", "stage": "mip.home_agent", "pointer": "",
+                                                                  "contains": "OK"}}), [f"/timeline/{end}/assert/format"]),
         ("a probe TOS beyond a byte", lambda d: d["traffic"]["ha_pings"].update(tos=256), ["/traffic/ha_pings/tos"]),
         ("a probe DF that is not true or false", lambda d: d["traffic"]["ha_pings"].update(df="do"), ["/traffic/ha_pings/df"]),
         ("capture fields that are not a list", lambda d: d.update(captures={"home": {"fields": {"filter": "esp"}}}), ["/captures/home/fields"]),

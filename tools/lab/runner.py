@@ -589,6 +589,8 @@ class Run:
         key = f"{node} {fmt}"
         if self.snapshot is not None and key in self.snapshot:
             return self.snapshot[key]
+        if fmt == "check":
+            return self.check_text(node)
         out = None
         if node in self.procs and node not in self.charons:
             argv = [self.mipsec, "status", "--socket", self.socket_of(node)] + (["--format", "prometheus"] if fmt == "prometheus" else
@@ -602,6 +604,18 @@ class Run:
         if self.snapshot is not None:
             self.snapshot[key] = out
         return out
+
+    def check_text(self, node: str) -> str:
+        """`mipsec check` on the node's config as the lab renders it now (beside the file the node
+        runs from, which a "write" step may have broken on purpose): its output and errors."""
+        spec = self.doc["nodes"][node]
+        cfg = sc.render_config(spec["config"], self.lab.dir, self.address_of, node, home=self.node_home(node))
+        path = os.path.join(self.lab.dir, f"{node}.check.json")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(cfg, f, indent=2)
+        r = self.hosts[spec["host"]].run([self.mipsec, "check", path], check=False)
+        return r.stdout + r.stderr
 
     def traffic_account(self, name: str) -> Any:
         """A started traffic generator's own account (scenario.py: a probe's replies and the

@@ -192,6 +192,9 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                 "type" ("file", "socket", "other": a control socket's owner and mode)
                 or {"node": n, "format": "document", "pointer": ..., test}: the whole `mipsec status
                 --json` (its "reload" and "metrics_listener" beside "nodes"; "json" is nodes[0])
+                or {"node": n, "format": "check", "pointer": "", test}: what `mipsec check` says of the
+                node's config as the lab renders it now, output and errors as one string (running or
+                not: e.g. the account and capabilities a node will drop to)
                 or {"process": n, "pointer": ..., test}: the running mipsec node's process, by the PID
                 the lab started: /proc/PID/status fields as strings, blanks single ("/Uid": "65534
                 65534 65534 65534", "/CapEff": "0000000000001000", "/NoNewPrivs": "1", "/Groups":
@@ -255,7 +258,7 @@ IFNAME = re.compile(r"^[a-z][a-z0-9_.-]{0,14}$")
 PARAM = re.compile(r"\$\{([a-z_][a-z0-9_]*)\}")
 CONDITION_TESTS = ("equals", "in", "prefix", "contains", "at_least", "at_most", "exceeds", "increased", "increased_by", "unchanged",
                    "same_as", "absent", "excludes")
-STATUS_FORMATS = ("json", "text", "prometheus", "document")
+STATUS_FORMATS = ("json", "text", "prometheus", "document", "check")
 IP_OBJECTS = ("addr", "link", "route", "neigh", "rule", "netconf")
 IP_OPTIONS = ("-4", "-6", "-s")
 IP_ARG = re.compile(r"^(-[46s]|[A-Za-z0-9][A-Za-z0-9./:_-]{0,63})$")
@@ -728,6 +731,8 @@ class Validator:
                 self.fail(at + "/format", f"{json.dumps(fmt)} is not one of: {', '.join(STATUS_FORMATS)}")
             elif fmt != "json" and ("stage" in c or "index" in c):
                 self.fail(at + "/format", f"a {fmt} status has no stages (\"stage\" and \"index\" read the JSON status)")
+            elif fmt == "check" and "strongswan" in (self.all_nodes.get(c.get("node")) or {} if isinstance(c.get("node"), str) else {}):
+                self.fail(at + "/format", "reads `mipsec check` of a mipsec node's config (a strongSwan node has none)")
         p = c.get("pointer")
         if not isinstance(p, str) or (p and not p.startswith("/")):
             self.fail(at + "/pointer", "is not a JSON pointer (\"\" or \"/a/b\")")
