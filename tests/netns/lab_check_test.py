@@ -296,6 +296,8 @@ def process_cases(checks, args, tmp):
          [f"/timeline/{end}/assert/ip"]),
         ("a mipsec check condition with a stage", add({"assert": {"node": "ha", "format": "check", "stage": "mip.home_agent", "pointer": "",
                                                                   "contains": "OK"}}), [f"/timeline/{end}/assert/format"]),
+        ("ignoring without same_as", add({"assert": {"node": "ha", "pointer": "/tun", "equals": {}, "ignoring": ["mtu"]}}),
+         [f"/timeline/{end}/assert/ignoring"]),
         ("a probe TOS beyond a byte", lambda d: d["traffic"]["ha_pings"].update(tos=256), ["/traffic/ha_pings/tos"]),
         ("a probe DF that is not true or false", lambda d: d["traffic"]["ha_pings"].update(df="do"), ["/traffic/ha_pings/df"]),
         ("capture fields that are not a list", lambda d: d.update(captures={"home": {"fields": {"filter": "esp"}}}), ["/captures/home/fields"]),
@@ -636,6 +638,11 @@ def library_checks(checks):
                  run.holds(cond("excludes", "tso6", "/tun/offload/granted")) and run.holds(cond("excludes", "cannot", "/name"))
                  and not run.holds(cond("excludes", "li-", "/name")) and run.holds(cond("absent", True, "/tun/missing"))
                  and not run.holds(cond("absent", True, "/name")))
+    other = {"name": "cli-a", "tun": {"offload": {"granted": ["csum", "tso4"], "rx_super_packets": 3, "rx_segments": 41}}}
+    run.status_as = lambda node, fmt: other
+    same = {"node": "cli", "pointer": "/tun/offload", "same_as": {"node": "x", "format": "text", "pointer": "/tun/offload"}}
+    checks.check("same_as ignoring: equal once the keys holding those texts are left out, not before",
+                 not run.holds(same) and run.holds(dict(same, ignoring=["segments"])) and not run.holds(dict(same, ignoring=["super"])))
     key = json.dumps(cond("unchanged", True, "/name"), sort_keys=True)
     checks.check("unchanged compares any value with the baseline, a string too (an SPI, an address)",
                  run.holds(cond("unchanged", True, "/name"), {key: "cli-a"}) and not run.holds(cond("unchanged", True, "/name"), {key: "cli-b"})

@@ -712,7 +712,11 @@ class Run:
             return (isinstance(v, list) and c["excludes"] not in v) or (isinstance(v, str) and isinstance(c["excludes"], str)
                                                                          and c["excludes"] not in v)
         if "same_as" in c:
-            return v == self.observe(c["same_as"])  # (MISSING equals nothing but itself, and v is not)
+            other = self.observe(c["same_as"])
+            if "ignoring" in c and isinstance(v, dict) and isinstance(other, dict):
+                kept = lambda d: {k: x for k, x in d.items() if not any(t in k for t in c["ignoring"])}  # noqa: E731
+                return kept(v) == kept(other)
+            return v == other  # (MISSING equals nothing but itself, and v is not)
         if "unchanged" in c and not isinstance(v, (int, float)):
             return v == (baseline or {}).get(json.dumps(c, sort_keys=True), MISSING)
         if not isinstance(v, (int, float)) or isinstance(v, bool):

@@ -162,7 +162,9 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                 string holding the string v), "at_least": x, "at_most": x, "exceeds": "/pointer"
                 (a number greater than the one at that pointer of the same node and stage, read in
                 the same status), "increased" / "unchanged": true, "increased_by": n (in a move or a
-                wait: compared with the move's or the wait's start), "same_as": value, "absent": true
+                wait: compared with the move's or the wait's start), "same_as": value (with "ignoring":
+                [texts]: two objects equal once the keys holding any of those texts are left out, e.g. a
+                scrape and `--format prometheus` without their uptime samples), "absent": true
                 (no value there: a failed command, a missing pointer, a node not running), "excludes": v
                 (a list not holding v, or a string not holding the string v: e.g. a log without "cannot")}
                 or {"host": h, "ip": [args], "pointer": ..., test}: the host's own network state,
@@ -661,8 +663,11 @@ class Validator:
             for k, one in enumerate(c):
                 self.condition(one, at + ptr(k), in_move)
             return
-        if not self.source(c, at, ("if",) + CONDITION_TESTS):
+        if not self.source(c, at, ("if", "ignoring") + CONDITION_TESTS):
             return
+        if "ignoring" in c and ("same_as" not in c or not isinstance(c["ignoring"], list) or not c["ignoring"]
+                                or not all(isinstance(x, str) and x for x in c["ignoring"])):
+            self.fail(at + "/ignoring", "is not a non-empty list of texts, beside \"same_as\" (keys holding one are left out)")
         self.if_(c, at)
         if "same_as" in c:
             self.source(c["same_as"], at + "/same_as", (), active(c, self.params))
