@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 // Least privilege: the "user"/"group" settings, the capabilities each role keeps, key material
 // wiped once the stages hold it, and key logs that are private and only written on request.
-// The privilege drop itself needs root and a process to spend: tests/netns/privileges_test.py.
+// The privilege drop itself needs root and a process to spend: the lab scenario tools/lab/scenarios/privileges.json.
 #include <doctest/doctest.h>
 
 #include <linux/capability.h>

@@ -151,6 +151,7 @@ def main():
         restart_cases(checks, args, tmp)
         round_cases(checks, args, tmp)
         packets_cases(checks, args, tmp)
+        process_cases(checks, args, tmp)
         r = lab(args.mipsec, "pictures", "mip-roaming", "vpn-only-1a", "--out", os.path.join(tmp, "pictures"))
         svg = os.path.join(tmp, "pictures", "mip-roaming.svg")
         text = open(svg).read() if os.path.exists(svg) else ""
@@ -247,7 +248,7 @@ def round_cases(checks, args, tmp):
          ["/timeline/0/assert/same_as/remembered"]),
         ("a remembered value with a test", lambda d: d["timeline"][m]["remember"]["mn-fds"].update(equals=3),
          [f"/timeline/{m + 0}/remember/mn-fds/equals"]),
-        ("a process figure /proc does not give", lambda d: d["timeline"][a]["assert"][0].update(pointer="/vmsize"),
+        ("a process pointer that is not a JSON pointer", lambda d: d["timeline"][a]["assert"][0].update(pointer="vmsize"),
          [f"/timeline/{a}/assert/0/pointer"]),
         ("the process of a node that does not exist", lambda d: d["timeline"][a]["assert"][0].update(process="ghost"),
          [f"/timeline/{a}/assert/0/process"]),
@@ -283,11 +284,13 @@ def remembered_checks(checks):
                  sv({"no_route": 3}, {"no_route": 9, "not_registered": 2}, 0, ("no_route", "not_registered"))
                  and not sv({"no_route": 3}, {"no_route": 3, "no_sa": 1}, 0, ("no_route",))
                  and not sv({"no_sa": 1}, {"no_sa": 2}, 0, ("no_route",)))
-    fig = runner.process_figures(os.getpid())
-    checks.check(f"a process's VmRSS and descriptors from /proc ({fig})",
-                 fig is not runner.MISSING and fig["pid"] == os.getpid() and fig["rss_kib"] > 0 and fig["fds"] >= 3)
     run = runner.Run.__new__(runner.Run)
-    run.doc, run.snapshot, run.remembered = {"parameters": {}}, None, {"fds": fig["fds"], "drops": {"no_route": 1}}
+    run.procs, run.charons = {"me": type("P", (), {"pid": os.getpid(), "poll": lambda self: None})()}, {}
+    fig = run.process_status("me")
+    checks.check(f"a process's VmRSS and descriptors from /proc ({ {k: fig[k] for k in ('pid', 'rss_kib', 'fd_count')} })",
+                 fig is not runner.MISSING and fig["pid"] == os.getpid() and fig["rss_kib"] > 0
+                 and fig["fd_count"] == len(fig["fds"]) >= 3 and fig["Pid"] == str(os.getpid()))
+    run.doc, run.snapshot, run.remembered = {"parameters": {}}, None, {"fds": fig["fd_count"], "drops": {"no_route": 1}}
     status = {"pipeline": [{"type": "x", "drops": {"no_route": 4}, "state": {"sas": [1, 2, 3]}}]}
     run.query_status = lambda node: status
     checks.check("same_as a remembered value; length of a list",
@@ -329,6 +332,102 @@ def restart_cases(checks, args, tmp):
         f = os.path.join(tmp, "bad-restart.json")
         with open(f, "w") as out:
             json.dump(broken(doc, change), out)
+        r = lab(args.mipsec, "check", f)
+        found = [line.split(": ")[2] for line in r.stderr.splitlines() if line.startswith("mipsec lab: ")]
+        checks.check(f"{what}: refused (exit 2) at {', '.join(pointers)}",
+                     r.returncode == 2 and sorted(found) == sorted(pointers), f"exit {r.returncode}: {r.stderr.strip()}")
+
+
+def process_cases(checks, args, tmp):
+    """Signals, config changes, node launch options and the process, notify, HTTP and TCP
+    condition sources: the reload scenario's are valid; bad ones are refused at their pointers."""
+    base = json.load(open(os.path.join(SCENARIOS, "reload.json")))
+    sig = next(i for i, step in enumerate(base["timeline"]) if "signal" in step)
+    cfg = next(i for i, step in enumerate(base["timeline"]) if "config" in step)
+    end = len(base["timeline"])
+
+    def add(step):
+        return lambda d: d["timeline"].append(step)
+
+    cases = [
+        ("a signal that is not one of the list", lambda d: d["timeline"][sig]["signal"].update(name="SEGV"), [f"/timeline/{sig}/signal/name"]),
+        ("a signal to an unknown node", lambda d: d["timeline"][sig]["signal"].update(node="ghost"), [f"/timeline/{sig}/signal/node"]),
+        ("a signal's until naming an unknown node", lambda d: d["timeline"][sig]["signal"]["until"].update(node="ghost"),
+         [f"/timeline/{sig}/signal/until/node"]),
+        ("a config change under a key the config does not have",
+         lambda d: d["timeline"][cfg]["config"]["set"].update({"/pipeline/0/nothing/x": 1}), [f"/timeline/{cfg}/config/set/~1pipeline~10~1nothing~1x"]),
+        ("a config change at a list index past its end", add({"config": {"node": "ha", "set": {"/pipeline/5/key": "x"}}}),
+         [f"/timeline/{end}/config/set/~1pipeline~15~1key"]),
+        ("a config removal of a key that is not there", add({"config": {"node": "mn", "remove": ["/pipeline/0/max_lifetime_s"]}}),
+         [f"/timeline/{end}/config/remove/0"]),
+        ("a config step that changes nothing", add({"config": {"node": "ha"}}), [f"/timeline/{end}/config"]),
+        ("a process condition on an unknown node", add({"assert": {"process": "ghost", "pointer": "/CapEff", "equals": "0"}}),
+         [f"/timeline/{end}/assert/process"]),
+        ("a notify condition on a node without a notify socket", add({"assert": {"notify": "gw", "pointer": "/states", "equals": []}}),
+         [f"/timeline/{end}/assert/notify"]),
+        ("an HTTP request outside the lab", add({"assert": {"http": {"host": "cn", "url": "http://8.8.8.8:80/"}, "pointer": "/code", "equals": 200}}),
+         [f"/timeline/{end}/assert/http/url"]),
+        ("an HTTP request that is not a URL", add({"assert": {"http": {"host": "cn", "url": "ftp://10.1.0.1/"}, "pointer": "/code", "equals": 200}}),
+         [f"/timeline/{end}/assert/http/url"]),
+        ("an HTTP method that does not exist",
+         add({"assert": {"http": {"host": "cn", "url": "http://127.0.0.1:9101/metrics", "method": "FETCH"}, "pointer": "/code", "equals": 200}}),
+         [f"/timeline/{end}/assert/http/method"]),
+        ("an HTTP request from an unknown host", add({"assert": {"http": {"host": "moon", "url": "http://127.0.0.1:1/"}, "pointer": "/code", "equals": 1}}),
+         [f"/timeline/{end}/assert/http/host"]),
+        ("a TCP piece that is not one", add({"assert": {"tcp": {"host": "cn", "to": "127.0.0.1:9101", "send": ["GET", {"hex": "zz"}]},
+                                                        "pointer": "/reply", "equals": ""}}), [f"/timeline/{end}/assert/tcp/send/1"]),
+        ("a TCP pause out of range", add({"assert": {"tcp": {"host": "cn", "to": "127.0.0.1:9101", "send": ["x"], "pause_ms": 9000},
+                                                     "pointer": "/reply", "equals": ""}}), [f"/timeline/{end}/assert/tcp/pause_ms"]),
+        ("a TCP peer without a port", add({"assert": {"tcp": {"host": "cn", "to": "127.0.0.1", "send": ["x"]}, "pointer": "/reply", "equals": ""}}),
+         [f"/timeline/{end}/assert/tcp/to"]),
+        ("a document status with a stage", add({"assert": {"node": "ha", "format": "document", "stage": "mip.home_agent", "pointer": "/reload",
+                                                           "equals": 1}}), [f"/timeline/{end}/assert/format"]),
+        ("run options not starting with an option", lambda d: d["nodes"]["ha"].update(options=["nobody"]), ["/nodes/ha/options"]),
+        ("ambient capabilities without a user", lambda d: d["nodes"]["ha"].update(launch={"ambient_caps": ["cap_net_admin"]}),
+         ["/nodes/ha/launch/ambient_caps"]),
+        ("a capability name that is not one", lambda d: d["nodes"]["ha"].update(launch={"bounding_drop": ["setuid"]}),
+         ["/nodes/ha/launch/bounding_drop"]),
+        ("a bounding set both kept and dropped",
+         lambda d: d["nodes"]["ha"].update(launch={"bounding_set": ["cap_net_admin"], "bounding_drop": ["cap_setuid"]}), ["/nodes/ha/launch"]),
+        ("a launch user that is not an account name", lambda d: d["nodes"]["ha"].update(launch={"user": "No Body"}), ["/nodes/ha/launch/user"]),
+        ("a sysctl outside the namespace's net.*", lambda d: d["hosts"]["ha"].update(sysctl={"kernel.panic": "1"}),
+         ["/hosts/ha/sysctl/kernel.panic"]),
+        ("a sysctl value that is not a number or a short word", lambda d: d["hosts"]["ha"].update(sysctl={"net.ipv4.ip_forward": "1; reboot"}),
+         ["/hosts/ha/sysctl/net.ipv4.ip_forward"]),
+        ("an nft ruleset that is not text", lambda d: d["hosts"]["ha"].update(nft=["table ip x {}"]), ["/hosts/ha/nft"]),
+        ("absent that is not true", add({"assert": {"host": "ha", "ip": ["link", "show", "dev", "x0"], "pointer": "", "absent": False}}),
+         [f"/timeline/{end}/assert/absent"]),
+        ("excludes holding a list", add({"assert": {"file": "${lab_dir}/x", "pointer": "/text", "excludes": ["cannot"]}}),
+         [f"/timeline/{end}/assert/excludes"]),
+        ("an ip command on an object it cannot read", add({"assert": {"host": "ha", "ip": ["netns", "show"], "pointer": "", "equals": []}}),
+         [f"/timeline/{end}/assert/ip"]),
+        ("a mipsec check condition with a stage", add({"assert": {"node": "ha", "format": "check", "stage": "mip.home_agent", "pointer": "",
+                                                                  "contains": "OK"}}), [f"/timeline/{end}/assert/format"]),
+        ("ignoring without same_as", add({"assert": {"node": "ha", "pointer": "/tun", "equals": {}, "ignoring": ["mtu"]}}),
+         [f"/timeline/{end}/assert/ignoring"]),
+        ("a probe TOS beyond a byte", lambda d: d["traffic"]["ha_pings"].update(tos=256), ["/traffic/ha_pings/tos"]),
+        ("a probe DF that is not true or false", lambda d: d["traffic"]["ha_pings"].update(df="do"), ["/traffic/ha_pings/df"]),
+        ("capture fields that are not a list", lambda d: d.update(captures={"home": {"fields": {"filter": "esp"}}}), ["/captures/home/fields"]),
+        ("a capture field check with two tests",
+         lambda d: d.update(captures={"home": {"fields": [{"filter": "esp", "field": "ip.dsfield", "equals": 1, "at_least": 0}]}}),
+         ["/captures/home/fields/0"]),
+        ("a capture field that is not a field name",
+         lambda d: d.update(captures={"home": {"fields": [{"filter": "esp", "field": "ip dsfield", "equals": 1}]}}),
+         ["/captures/home/fields/0/field"]),
+        ("a capture field check on occurrence 0",
+         lambda d: d.update(captures={"home": {"fields": [{"filter": "esp", "field": "ip.dsfield", "occurrence": 0, "equals": 1}]}}),
+         ["/captures/home/fields/0/occurrence"]),
+        ("a capture field check expecting a negative number of frames",
+         lambda d: d.update(captures={"home": {"fields": [{"filter": "esp", "field": "ip.dsfield", "equals": 1, "frames": {"at_least": -1}}]}}),
+         ["/captures/home/fields/0/frames/at_least"]),
+        ("notify that is not true or false (and so no notify socket to read)", lambda d: d["nodes"]["ha"].update(notify="yes"),
+         ["/nodes/ha/notify", "/timeline/" + str(next(i for i, st in enumerate(base["timeline"]) if "notify" in st.get("assert", {})))
+          + "/assert/notify"]),
+    ]
+    for what, change, pointers in cases:
+        f = os.path.join(tmp, "bad-process.json")
+        with open(f, "w") as out:
+            json.dump(broken(base, change), out)
         r = lab(args.mipsec, "check", f)
         found = [line.split(": ")[2] for line in r.stderr.splitlines() if line.startswith("mipsec lab: ")]
         checks.check(f"{what}: refused (exit 2) at {', '.join(pointers)}",
@@ -659,6 +758,30 @@ def library_checks(checks):
                  and queries == ["cli", "cli"] and not run.holds(cond("at_most", "/tun/offload/rx_super_packets"))
                  and not run.holds(cond("at_least", "/tun/missing")) and run.holds(cond("at_least", 40)) and not run.holds(cond("at_most", 39)),
                  str(queries))
+    checks.check("excludes: a list without the element, a string without the part; absent: nothing there",
+                 run.holds(cond("excludes", "tso6", "/tun/offload/granted")) and run.holds(cond("excludes", "cannot", "/name"))
+                 and not run.holds(cond("excludes", "li-", "/name")) and run.holds(cond("absent", True, "/tun/missing"))
+                 and not run.holds(cond("absent", True, "/name")))
+    other = {"name": "cli-a", "tun": {"offload": {"granted": ["csum", "tso4"], "rx_super_packets": 3, "rx_segments": 41}}}
+    run.status_as = lambda node, fmt: other
+    same = {"node": "cli", "pointer": "/tun/offload", "same_as": {"node": "x", "format": "text", "pointer": "/tun/offload"}}
+    checks.check("same_as ignoring: equal once the keys holding those texts are left out, not before",
+                 not run.holds(same) and run.holds(dict(same, ignoring=["segments"])) and not run.holds(dict(same, ignoring=["super"])))
+    key = json.dumps(cond("unchanged", True, "/name"), sort_keys=True)
+    checks.check("unchanged compares any value with the baseline, a string too (an SPI, an address)",
+                 run.holds(cond("unchanged", True, "/name"), {key: "cli-a"}) and not run.holds(cond("unchanged", True, "/name"), {key: "cli-b"})
+                 and not run.holds(cond("unchanged", True, "/name"), {}))
+    from lab import scenario
+    cfg = {"pipeline": [{"mobile_nodes": [{"spi": 1}]}]}
+    step = {"spi": 2}
+    problems = [scenario.edit_config(cfg, "/pipeline/0/mobile_nodes/-", step), scenario.edit_config(cfg, "/pipeline/0/x", 5),
+                scenario.edit_config(cfg, "/pipeline/0/mobile_nodes/0", None, remove=True), scenario.edit_config(cfg, "/tun/mtu", 1)]
+    step["spi"] = 3
+    checks.check("config edits: append with -, set, remove, a missing parent refused; the step's value copied",
+                 problems[:3] == ["", "", ""] and "tun" in problems[3] and cfg == {"pipeline": [{"mobile_nodes": [{"spi": 2}], "x": 5}]},
+                 json.dumps([problems, cfg]))
+    checks.check("tcp pieces: text, hex, repeat, random", len(scenario.tcp_bytes(["ab", {"hex": "0001"}, {"repeat": "x", "times": 3}, {"random": 5}])) == 12
+                 and scenario.tcp_bytes(["a", {"hex": "ff"}])[:2] == b"a\xff")
     checks.check("counters summed wherever they sit", runner.counter_sum({"ike_sent": 4, "x": [{"ike_received": 5}], "y": {"ike_sent": 1}},
                                                                          ("ike_sent", "ike_received")) == 10)
     with tempfile.TemporaryDirectory(prefix="mipsec-lab-probe-") as tmp:
@@ -668,13 +791,13 @@ def library_checks(checks):
         lines += [f"[{100 + s * 0.1:.6f}] 64 bytes from 10.1.0.77: icmp_seq={s} ttl=64 time=0.1 ms" for s in (9, 10)]
         open(log, "w").write("\n".join(lines) + "\n")
         probe = runner.Probe.__new__(runner.Probe)
-        probe.proc = type("P", (), {"log_path": log})()
+        probe.proc = type("P", (), {"log_path": log, "poll": lambda self: None})()
         first, lost = probe.gap(100.45)
         checks.check(f"probe: first reply 0.45 s after the link change, 4 requests lost ({first}, {lost})",
                      abs(first - 0.45) < 1e-6 and lost == 4)
         checks.check("probe: no reply after the change yet", probe.gap(101.5) == (None, None))
         checks.check(f"probe account: 6 replies, 4 lost between the first and the latest ({probe.account()})",
-                     probe.account() == {"replies": 6, "lost": 4})
+                     probe.account() == {"replies": 6, "lost": 4, "done": False})
         run.probes, run.streams = {"ping": probe}, {}
         checks.check("a traffic condition reads a probe's account; an unknown one is no value",
                      run.holds({"traffic": "ping", "pointer": "/lost", "equals": 4}) and run.holds({"traffic": "ping", "pointer": "/replies", "at_least": 6})

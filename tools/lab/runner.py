@@ -16,6 +16,7 @@ import json
 import os
 import re
 import signal
+import stat
 import subprocess
 import time
 from typing import Any, Optional
@@ -34,6 +35,59 @@ MISSING = object()
 
 class StepFailed(Exception):
     pass
+
+
+def grp_id(name: str) -> int:
+    import grp
+    return grp.getgrnam(name).gr_gid
+
+
+# A "http" condition's request, run by the host's own python in its namespace: the status code,
+# headers and body, or {"code": null, "error": ...} when nothing answers.
+HTTP_FETCH = r"""
+import json, sys, urllib.error, urllib.request
+req = urllib.request.Request(sys.argv[1], method=sys.argv[2])
+try:
+    with urllib.request.urlopen(req, timeout=10) as r:
+        out = {"code": r.status, "headers": dict(r.headers), "body": r.read().decode(errors="replace")}
+except urllib.error.HTTPError as e:
+    out = {"code": e.code, "headers": dict(e.headers), "body": e.read().decode(errors="replace")}
+except OSError as e:
+    out = {"code": None, "error": str(e)}
+print(json.dumps(out))
+"""
+
+# A "tcp" condition's exchange: sends the bytes (one at a time, pausing, with a pause), then
+# reads until the peer closes; what came back, how much was sent, and how long it took.
+TCP_EXCHANGE = r"""
+import json, socket, sys, time
+host, port = sys.argv[1].rsplit(":", 1); data = bytes.fromhex(sys.stdin.read().strip()); pause = float(sys.argv[2])
+out = {"reply": "", "sent": 0, "seconds": 0.0, "connected": False}
+t = time.monotonic()
+try:
+    s = socket.create_connection((host, int(port)), timeout=30); out["connected"] = True
+    try:
+        if pause == 0:
+            s.sendall(data); out["sent"] = len(data)
+        else:
+            for i in range(len(data)):
+                s.sendall(data[i:i + 1]); out["sent"] += 1; time.sleep(pause)
+    except OSError:
+        pass
+    reply = b""
+    try:
+        while True:
+            b = s.recv(65536)
+            if not b: break
+            reply += b
+    except OSError:
+        pass
+    out["reply"] = reply.decode("latin-1")
+except OSError as e:
+    out["error"] = str(e)
+out["seconds"] = round(time.monotonic() - t, 3)
+print(json.dumps(out))
+"""
 
 
 def resolve_pointer(doc: Any, pointer: str) -> Any:
@@ -75,9 +129,10 @@ def counter_sum(doc: Any, keys: tuple) -> int:
 
 def same_value(a: Any, b: Any, tolerance: float = 0, ignoring: tuple = ()) -> bool:
     """"same_as" with its options: equal, but numbers (at any depth) may differ by up to
-    `tolerance` and object keys named in `ignoring` (at any depth) are left out."""
+    `tolerance` and object keys holding any text of `ignoring` (at any depth) are left out: a
+    drop reason by its name, or every Prometheus sample of a family ("mipsec_uptime")."""
     if isinstance(a, dict) and isinstance(b, dict):
-        keys = (set(a) | set(b)) - set(ignoring)
+        keys = {k for k in set(a) | set(b) if not any(t in k for t in ignoring)}
         return all(k in a and k in b and same_value(a[k], b[k], tolerance, ignoring) for k in keys)
     if isinstance(a, list) and isinstance(b, list):
         return len(a) == len(b) and all(same_value(x, y, tolerance, ignoring) for x, y in zip(a, b))
@@ -85,16 +140,6 @@ def same_value(a: Any, b: Any, tolerance: float = 0, ignoring: tuple = ()) -> bo
     if numbers:
         return abs(a - b) <= tolerance
     return isinstance(a, bool) == isinstance(b, bool) and a == b  # (true is not 1)
-
-
-def process_figures(pid: int) -> Any:
-    """A process as /proc shows it: VmRSS in KiB and its open descriptors; MISSING when it is gone."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            rss = next((int(line.split()[1]) for line in f if line.startswith("VmRSS:")), None)
-        return {"pid": pid, "rss_kib": rss, "fds": len(os.listdir(f"/proc/{pid}/fd"))}
-    except (OSError, ValueError):
-        return MISSING
 
 
 def prometheus_samples(text: str) -> dict:
@@ -142,10 +187,14 @@ class Probe:
     LINE = re.compile(r"^\[(\d+\.\d+)\].*icmp_seq=(\d+)")
 
     def __init__(self, lab: Lab, host: Host, name: str, to: str, interval_ms: int, size: Optional[int] = None,
-                 count: Optional[int] = None):
+                 count: Optional[int] = None, tos: Optional[int] = None, df: Optional[bool] = None):
         self.interval_ms = interval_ms
         # A sized probe is sent with DF: a path (or a tunnel) that cannot carry it whole shows as loss.
         sized = ["-s", str(size), "-M", "do"] if size is not None else []
+        if df is not None:  # (DF chosen: "dont" lets the kernel fragment)
+            sized = (["-s", str(size)] if size is not None else []) + ["-M", "do" if df else "dont"]
+        if tos is not None:
+            sized += ["-Q", str(tos)]
         counted = ["-c", str(count)] if count is not None else []
         self.proc = host.spawn(["ping", "-D", "-n", "-O", "-i", f"{interval_ms / 1000:.3f}", "-W", "1", *sized, *counted, to],
                                log_name=f"probe-{name}")
@@ -170,7 +219,8 @@ class Probe:
         the latest (a loss shows once a later request is answered), and the last MTU ping was
         told (an ICMP "fragmentation needed", "mtu = N", or its kernel refusing the size, "mtu=N")."""
         seqs = sorted({s for _, s in self.replies()})
-        out: dict[str, Any] = {"replies": len(seqs), "lost": seqs[-1] - seqs[0] + 1 - len(seqs) if seqs else 0}
+        out: dict[str, Any] = {"replies": len(seqs), "lost": seqs[-1] - seqs[0] + 1 - len(seqs) if seqs else 0,
+                               "done": self.proc.poll() is not None}
         try:
             with open(self.proc.log_path) as f:  # type: ignore[attr-defined]
                 mtus = self.MTU.findall(f.read())
@@ -256,6 +306,8 @@ class Run:
         self.overhead_windows: list[dict] = []
         self.pulled: dict[tuple[str, str], str] = {}  # (host, interface) -> the "link" step that pulled its cable
         self.remembered: dict[str, Any] = {}  # "remember" steps' values by name
+        self.notified: dict[str, tuple] = {}  # node -> (its notify socket, the messages read so far)
+        self.fetched: dict[str, Any] = {}  # an HTTP/TCP condition's last answer in this step (see fetch)
 
     def in_run(self, element) -> bool:
         return sc.active(element, self.doc.get("parameters", {}))
@@ -296,13 +348,15 @@ class Run:
             for a in spec.get("addresses", []):
                 h.run(["ip", "addr", "add", a, "dev", "lo"])
             for key, value in spec.get("sysctl", {}).items():
-                r = h.run(["sysctl", "-qw", f"{key}={value}"], check=False)
+                r = h.run(["sysctl", "-qw", f"{key}={value}"], check=False)  # (after the interfaces: net.*.conf.<ifname>.*)
                 if r.returncode != 0:
                     raise StepFailed(f"host {name}: sysctl {key}={value}: {(r.stderr or r.stdout).strip()}")
         for name, spec in d["hosts"].items():
             self.add_routes(name, spec.get("routes", []))
             if "nat" in spec:
                 self.lab.masquerade(self.hosts[name], spec["nat"]["out"], spec["nat"].get("random_ports", False))
+            if "nft" in spec:
+                self.hosts[name].run(["nft", "-f", "-"], input=spec["nft"])
             if "dhcp_server" in spec:
                 ds = spec["dhcp_server"]
                 self.lab.dhcp_server(self.hosts[name], ds["interface"], ds["range"][0], ds["range"][1], ds["router"])
@@ -342,20 +396,96 @@ class Run:
 
     # -- nodes ----------------------------------------------------------------------------
     def socket_of(self, node: str) -> str:
-        return sc.render_config(self.doc["nodes"][node]["config"], self.lab.dir, lambda _: "0.0.0.0", node)["control_socket"]
+        return sc.render_config(self.doc["nodes"][node]["config"], self.lab.dir, lambda _: "0.0.0.0", node,
+                                home=self.node_home(node))["control_socket"]
+
+    def node_home(self, node: str) -> Optional[str]:
+        """A node launched as another user keeps its config and control socket in a directory
+        of its own (that user's, 0700), inside the run's directory (then 0711)."""
+        user = self.doc["nodes"][node].get("launch", {}).get("user")
+        if user is None:
+            return None
+        import pwd
+        home = os.path.join(self.lab.dir, f"{node}.home")
+        if not os.path.isdir(home):
+            pw = pwd.getpwnam(user)
+            os.chmod(self.lab.dir, 0o711)
+            os.mkdir(home, 0o700)
+            os.chown(home, pw.pw_uid, pw.pw_gid)
+        return home
+
+    def write_config(self, node: str) -> str:
+        """Writes the node's config as `mipsec run` reads it (and a reload re-reads it); its path."""
+        spec = self.doc["nodes"][node]
+        home = self.node_home(node)
+        cfg = sc.render_config(spec["config"], self.lab.dir, self.address_of, node, home=home)
+        if self.doc.get("captures"):
+            self.log_keys(node, cfg)
+        path = os.path.join(home or self.lab.dir, f"{node}.json")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(cfg, f, indent=2)
+        if home is not None:
+            st = os.stat(home)
+            os.chown(path, st.st_uid, st.st_gid)
+        return path
+
+    def run_argv(self, node: str, path: str) -> tuple[list, dict]:
+        """`mipsec run` for the node, behind setpriv when it has a "launch", with its "options";
+        and the environment (NOTIFY_SOCKET for a node with "notify")."""
+        import pwd
+        spec = self.doc["nodes"][node]
+        argv, env = [], None
+        la = spec.get("launch")
+        if la:
+            argv = ["setpriv"]
+            if "user" in la:
+                pw = pwd.getpwnam(la["user"])
+                gid = grp_id(la["group"]) if "group" in la else pw.pw_gid
+                argv += [f"--reuid={pw.pw_uid}", f"--regid={gid}", "--clear-groups"]
+            if "ambient_caps" in la:
+                caps = ",".join("+" + c.removeprefix("cap_") for c in la["ambient_caps"])
+                argv += [f"--inh-caps={caps}", f"--ambient-caps={caps}"]
+            if "bounding_set" in la:
+                argv.append("--bounding-set=-all," + ",".join("+" + c.removeprefix("cap_") for c in la["bounding_set"]))
+            if "bounding_drop" in la:
+                argv.append("--bounding-set=" + ",".join("-" + c.removeprefix("cap_") for c in la["bounding_drop"]))
+        if spec.get("notify"):
+            env = dict(os.environ, NOTIFY_SOCKET=self.notify_socket(node))
+        return argv + [self.mipsec, "run", *spec.get("options", []), path], env
+
+    def notify_socket(self, node: str) -> str:
+        """The node's systemd notify socket (sd_notify(3)), bound once for the whole run, so
+        every message of every start is kept, in order."""
+        import socket
+        if node not in self.notified:
+            path = os.path.join(self.lab.dir, f"notify-{node}.sock")
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            s.bind(path)
+            os.chmod(path, 0o666)  # (a node launched as another user writes to it too)
+            s.setblocking(False)
+            self.notified[node] = (s, [])
+        return os.path.join(self.lab.dir, f"notify-{node}.sock")
+
+    def notify_messages(self, node: str) -> Any:
+        """What a "notify" condition reads: {"messages": [texts], "states": [first lines]}."""
+        if node not in self.notified:
+            return MISSING
+        s, got = self.notified[node]
+        while True:
+            try:
+                got.append(s.recv(65536).decode(errors="replace"))
+            except BlockingIOError:
+                break
+        return {"messages": list(got), "states": [m.split("\n")[0] for m in got]}
 
     def start(self, node: str, timeout: float = 15) -> None:
         spec = self.doc["nodes"][node]
         if "strongswan" in spec:
             self.start_charon(node, spec)
             return
-        cfg = sc.render_config(spec["config"], self.lab.dir, self.address_of, node)
-        if self.doc.get("captures"):
-            self.log_keys(node, cfg)
-        path = os.path.join(self.lab.dir, f"{node}.json")
-        with open(path, "w") as f:
-            json.dump(cfg, f, indent=2)
-        p = self.hosts[spec["host"]].spawn([self.mipsec, "run", path], log_name=f"mipsec-{node}-{len(self.events)}")
+        argv, env = self.run_argv(node, self.write_config(node))
+        p = self.hosts[spec["host"]].spawn(argv, log_name=f"mipsec-{node}-{len(self.events)}", env=env)
         self.procs[node] = p
         deadline = time.monotonic() + timeout
         while self.status(node) is None:
@@ -370,10 +500,8 @@ class Run:
         """A start that must fail (a control socket in use, an address not on any interface):
         `mipsec run` exits with the expected status, saying why; it is never left running."""
         spec = self.doc["nodes"][node]
-        path = os.path.join(self.lab.dir, f"{node}.json")
-        with open(path, "w") as f:
-            json.dump(sc.render_config(spec["config"], self.lab.dir, self.address_of, node), f, indent=2)
-        p = self.hosts[spec["host"]].spawn([self.mipsec, "run", path], log_name=f"mipsec-{node}-{len(self.events)}")
+        argv, env = self.run_argv(node, self.write_config(node))
+        p = self.hosts[spec["host"]].spawn(argv, log_name=f"mipsec-{node}-{len(self.events)}", env=env)
         try:
             code = p.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -440,12 +568,18 @@ class Run:
         code = self.lab.stop(p)
         # A mipsec node removes its control socket on the way out (a stale one would refuse the
         # next start as "in use" only if something answered on it; it must not be left at all).
-        sock = None if node in self.charons else self.socket_of(node)
+        sock = None if node in self.charons or self.drops_privileges(node) else self.socket_of(node)
         left = sock is not None and os.path.exists(sock)
         self.charons.pop(node, None)
         self.assertion(f"node {node} exits 0 when stopped" + ("" if sock is None else ", its control socket removed"),
                        code == 0 and not left, f"exit {code}" + (f", {sock} left behind" if left else ""))
         self.note("stop", node=node)
+
+    def drops_privileges(self, node: str) -> bool:
+        """A node that switches to a "user" after setup cannot unlink its control socket (root's,
+        in root's directory) at exit; the next start replaces the stale file."""
+        spec = self.doc["nodes"][node]
+        return "user" in spec.get("config", {}) or "--user" in spec.get("options", [])
 
     def status(self, node: str) -> Optional[dict]:
         """The node's `mipsec status --json`; within one poll (self.snapshot set) each node is
@@ -475,15 +609,33 @@ class Run:
         key = f"{node} {fmt}"
         if self.snapshot is not None and key in self.snapshot:
             return self.snapshot[key]
+        if fmt == "check":
+            return self.check_text(node)
         out = None
         if node in self.procs and node not in self.charons:
-            argv = [self.mipsec, "status", "--socket", self.socket_of(node)] + (["--format", "prometheus"] if fmt == "prometheus" else [])
+            argv = [self.mipsec, "status", "--socket", self.socket_of(node)] + (["--format", "prometheus"] if fmt == "prometheus" else
+                                                                                 ["--json"] if fmt == "document" else [])
             r = self.hosts[self.doc["nodes"][node]["host"]].run(argv, check=False)
             if r.returncode == 0:
-                out = r.stdout if fmt == "text" else prometheus_samples(r.stdout)
+                try:
+                    out = r.stdout if fmt == "text" else json.loads(r.stdout) if fmt == "document" else prometheus_samples(r.stdout)
+                except ValueError:
+                    out = None
         if self.snapshot is not None:
             self.snapshot[key] = out
         return out
+
+    def check_text(self, node: str) -> str:
+        """`mipsec check` on the node's config as the lab renders it now (beside the file the node
+        runs from, which a "write" step may have broken on purpose): its output and errors."""
+        spec = self.doc["nodes"][node]
+        cfg = sc.render_config(spec["config"], self.lab.dir, self.address_of, node, home=self.node_home(node))
+        path = os.path.join(self.lab.dir, f"{node}.check.json")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(cfg, f, indent=2)
+        r = self.hosts[spec["host"]].run([self.mipsec, "check", path], check=False)
+        return r.stdout + r.stderr
 
     def traffic_account(self, name: str) -> Any:
         """A started traffic generator's own account (scenario.py: a probe's replies and the
@@ -513,6 +665,8 @@ class Run:
             return resolve_pointer(self.run_file(c["file"], c.get("matching")), c["pointer"] if pointer is None else pointer)
         if "host" in c and "kernel_counters" in c:
             return resolve_pointer(self.kernel_counters(c["host"]), c["pointer"] if pointer is None else pointer)
+        if any(k in c for k in ("process", "http", "tcp", "notify")):
+            return resolve_pointer(self.fetch(c), c["pointer"] if pointer is None else pointer)
         if "host" in c:
             # The host's own network state, as iproute2 prints it (the validator let only
             # reading commands through).
@@ -527,10 +681,6 @@ class Run:
             return resolve_pointer(self.traffic_account(c["traffic"]), c["pointer"] if pointer is None else pointer)
         if "remembered" in c:
             return self.remembered.get(c["remembered"], MISSING)
-        if "process" in c:
-            p = self.procs.get(c["process"])
-            figures = MISSING if p is None or p.poll() is not None else process_figures(p.pid)
-            return MISSING if figures is MISSING else resolve_pointer(figures, c["pointer"] if pointer is None else pointer)
         if c.get("format", "json") != "json":
             st = self.status_as(c["node"], c["format"])
             return MISSING if st is None else resolve_pointer(st, c["pointer"] if pointer is None else pointer)
@@ -588,11 +738,14 @@ class Run:
         if not paths:
             return {"count": 0}
         st = os.stat(paths[-1])
-        with open(paths[-1], "rb") as f:
-            text = f.read(65536).decode(errors="replace")
+        text = ""
+        if stat.S_ISREG(st.st_mode):  # (a control socket has a mode and an owner, no text)
+            with open(paths[-1], "rb") as f:
+                text = f.read(65536).decode(errors="replace")
         out = {"count": len(paths), "name": os.path.basename(paths[-1]), "mode": f"0{st.st_mode & 0o777:03o}",
-               "size": st.st_size, "text": text}
-        if matching is not None:
+               "size": st.st_size, "text": text, "uid": st.st_uid, "gid": st.st_gid,
+               "type": "file" if stat.S_ISREG(st.st_mode) else "socket" if stat.S_ISSOCK(st.st_mode) else "other"}
+        if matching is not None and stat.S_ISREG(st.st_mode):
             with open(paths[-1], "rb") as f:
                 out["matching_lines"] = sum(1 for line in f if re.search(matching, line.decode(errors="replace")))
         return out
@@ -618,6 +771,8 @@ class Run:
         if not self.in_run(c):
             return True
         v = self.observe(c)
+        if "absent" in c:
+            return v is MISSING
         if v is MISSING:
             return False
         if "equals" in c:
@@ -629,11 +784,16 @@ class Run:
         if "contains" in c:
             return (isinstance(v, list) and c["contains"] in v) or (isinstance(v, str) and isinstance(c["contains"], str)
                                                                      and c["contains"] in v)
+        if "excludes" in c:
+            return (isinstance(v, list) and c["excludes"] not in v) or (isinstance(v, str) and isinstance(c["excludes"], str)
+                                                                         and c["excludes"] not in v)
         if "same_as" in c:
             other = self.observe(c["same_as"])  # (MISSING equals nothing but itself, and v is not)
             return other is not MISSING and same_value(v, other, c.get("within", 0), tuple(c.get("ignoring", ())))
         if "length" in c:
             return isinstance(v, (list, dict, str)) and within(len(v), c["length"])
+        if "unchanged" in c and not isinstance(v, (int, float)):
+            return v == (baseline or {}).get(json.dumps(c, sort_keys=True), MISSING)
         if not isinstance(v, (int, float)) or isinstance(v, bool):
             return False
         if "exceeds" in c:
@@ -660,7 +820,8 @@ class Run:
         for x in (c if isinstance(c, list) else [c]):
             if x and ("increased" in x or "increased_by" in x or "unchanged" in x or "increased_by_exactly" in x):
                 v = self.observe(x)
-                out[json.dumps(x, sort_keys=True)] = v if isinstance(v, (int, float)) else 0
+                # ("unchanged" compares any value, e.g. an SPI or an address; the others count)
+                out[json.dumps(x, sort_keys=True)] = v if isinstance(v, (int, float)) or ("unchanged" in x and v is not MISSING) else 0
         return out
 
     def describe(self, c) -> str:
@@ -680,6 +841,14 @@ class Run:
             return f"file {c['file']}"
         if "host" in c and "kernel_counters" in c:
             return f"{c['host']} kernel counters"
+        if "process" in c:
+            return f"process of {c['process']}"
+        if "notify" in c:
+            return f"notify socket of {c['notify']}"
+        if "http" in c:
+            return f"{c['http']['host']} {c['http'].get('method', 'GET')} {c['http']['url']}"
+        if "tcp" in c:
+            return f"{c['tcp']['host']} TCP to {c['tcp']['to']}"
         if "host" in c:
             return f"{c['host']} `ip {' '.join(c['ip'])}`"
         if "traffic" in c:
@@ -696,8 +865,9 @@ class Run:
         if isinstance(c, list):
             return "; ".join(self.observed(x) for x in c if self.in_run(x))
         v = self.observe(c)
-        text = (f"{c.get('node') or c.get('host') or c.get('traffic') or c.get('process') or c.get('file') or 'remembered ' + c['remembered']}"
-                f"{c.get('pointer', '')} = {'(missing)' if v is MISSING else json.dumps(v)[:200]}")
+        who = (c.get('node') or c.get('host') or c.get('traffic') or c.get('file')
+               or ('remembered ' + c['remembered'] if 'remembered' in c else self.where(c)))
+        text = f"{who}{c.get('pointer', '')} = {'(missing)' if v is MISSING else json.dumps(v)[:200]}"
         for test in ("exceeds", "at_least", "at_most"):
             if isinstance(c.get(test), str):
                 other = self.observe(c, c[test])
@@ -716,6 +886,102 @@ class Run:
                 self.snapshot = None
             time.sleep(POLL_S)
         return None
+
+    def fetch(self, c: dict) -> Any:
+        """A process, notify, HTTP or TCP condition's document. An HTTP request or a TCP exchange
+        is made once per poll (the snapshot), and the step's report shows the answer its test
+        saw, not a second request's (a listener counts each)."""
+        if "process" in c:
+            return self.process_status(c["process"])
+        if "notify" in c:
+            return self.notify_messages(c["notify"])
+        key = json.dumps({k: c[k] for k in ("http", "tcp") if k in c}, sort_keys=True)
+        if self.snapshot is None and key in self.fetched:
+            return self.fetched[key]
+        if self.snapshot is not None and key in self.snapshot:
+            return self.snapshot[key]
+        if "http" in c:
+            h = c["http"]
+            r = self.hosts[h["host"]].run(["/usr/bin/python3", "-c", HTTP_FETCH, h["url"], h.get("method", "GET")], check=False, timeout=30)
+            try:
+                out = json.loads(r.stdout)
+                if h.get("parse", "text") != "text" and isinstance(out.get("body"), str):
+                    out["body"] = json.loads(out["body"]) if h["parse"] == "json" else prometheus_samples(out["body"])
+            except ValueError:
+                out = {"code": None, "error": (r.stdout + r.stderr)[-300:]}
+        else:
+            t = c["tcp"]
+            r = self.hosts[t["host"]].run(["/usr/bin/python3", "-c", TCP_EXCHANGE, t["to"], str(t.get("pause_ms", 0) / 1000)],
+                                          check=False, timeout=120, input=sc.tcp_bytes(t["send"]).hex())
+            try:
+                out = json.loads(r.stdout)
+            except ValueError:
+                out = {"reply": "", "error": (r.stdout + r.stderr)[-300:]}
+        if self.snapshot is not None:
+            self.snapshot[key] = out
+        self.fetched[key] = out
+        return out
+
+    def process_status(self, node: str) -> Any:
+        """What a "process" condition reads of a running mipsec node: its /proc/PID/status fields
+        as the kernel writes them ("Uid": "65534\t65534\t65534\t65534" reads as "65534 65534
+        65534 65534"; "CapEff": "0000000000001000"), "comm", and "fds": where its open file
+        descriptors point ("/dev/net/tun", "socket:[...]"). The PID is the one the lab started
+        (`ip netns exec` and setpriv exec into mipsec)."""
+        p = self.procs.get(node)
+        if p is None or node in self.charons or p.poll() is not None:
+            return MISSING
+        out: dict[str, Any] = {}
+        try:
+            with open(f"/proc/{p.pid}/status") as f:
+                for line in f:
+                    k, _, v = line.partition(":")
+                    out[k] = " ".join(v.split())
+            with open(f"/proc/{p.pid}/comm") as f:
+                out["comm"] = f.read().strip()
+            fds = []
+            for fd in os.listdir(f"/proc/{p.pid}/fd"):
+                try:
+                    fds.append(os.readlink(f"/proc/{p.pid}/fd/{fd}"))
+                except OSError:
+                    pass
+            out["fds"] = sorted(fds)
+        except OSError:
+            return MISSING
+        out["pid"], out["fd_count"] = p.pid, len(out["fds"])
+        try:
+            out["rss_kib"] = int(out.get("VmRSS", "").split()[0])
+        except (IndexError, ValueError):
+            pass  # (a kernel thread or a zombie has none: no value)
+        return out
+
+    def signal(self, s: dict, label: str, timeout: float) -> None:
+        """A signal to a mipsec node, by the PID the lab started (SIGHUP: reload its config
+        file); "until" waited for and "after" checked then, both compared with before it."""
+        node = s["node"]
+        if node not in self.procs:
+            raise StepFailed(f"{label}: node {node} is not running")
+        base = self.baseline(s.get("until")) | self.baseline(s.get("after"))
+        os.kill(self.procs[node].pid, getattr(signal, "SIG" + s["name"]))
+        self.note("signal", node=node, signal=s["name"])
+        if "until" in s:
+            ok = self.wait(s["until"], timeout, base) is not None
+            self.assertion(f"{label}: after SIG{s['name']} to {node}, {self.describe(s['until'])}", ok, self.observed(s["until"]))
+            if not ok:
+                raise StepFailed(f"{label}: timed out after {timeout:.0f}s waiting for {self.describe(s['until'])}")
+        if "after" in s:
+            self.assertion(f"{label}: afterwards {self.describe(s['after'])}", self.holds(s["after"], base), self.observed(s["after"]))
+
+    def change_config(self, c: dict) -> None:
+        """Changes the node's config (the scenario's copy, so a later start uses it too) and
+        rewrites the file it runs from; a signal step makes a running node re-read it."""
+        cfg = self.doc["nodes"][c["node"]]["config"]
+        for p in c.get("remove", []):
+            sc.edit_config(cfg, p, None, remove=True)
+        for p, v in c.get("set", {}).items():
+            sc.edit_config(cfg, p, v)
+        self.write_config(c["node"])
+        self.note("config", node=c["node"])
 
     # -- traffic --------------------------------------------------------------------------
     def timed_probe(self) -> Optional[str]:
@@ -737,7 +1003,7 @@ class Run:
             self.start_forger(name, t)
         else:
             self.probes[name] = Probe(self.lab, self.hosts[t["from"]], name, t["to"], t.get("interval_ms", 100), t.get("size"),
-                                      t.get("count"))
+                                      t.get("count"), t.get("tos"), t.get("df"))
         self.note("traffic", name=name)
 
     def start_packets(self, name: str, t: dict) -> None:
@@ -955,6 +1221,8 @@ class Run:
                 self.assertion(f"capture {net}: tshark decrypts every ESP frame with the nodes' key tables "
                                f"({len(esp) - len(opaque)} of {len(esp)})", bool(esp) and not opaque,
                                "; ".join(f.describe() for f in opaque[:5]) or "no ESP frame")
+            for check in spec.get("fields", []):
+                self.field_check(net, c.path, options, check)
             if spec.get("clean"):
                 try:
                     bad = cap.problems(c.path, options)
@@ -977,6 +1245,40 @@ class Run:
             self.assertion(f"{w['label']}: no {'/'.join(w['protocols'])} on {', '.join(w['captures'])} for "
                            f"{w['to'] - w['from']:.1f} s", not hits, f"{len(hits)} frames, e.g. " + "; ".join(f.describe() for f in hits[:5]))
         return out
+
+    def field_check(self, net: str, path: str, options: list, f: dict) -> None:
+        """A capture's "fields" check: every frame the display filter selects has the field
+        (its k-th occurrence) passing the test, and there are as many frames as "frames" says."""
+        test = next(t for t in sc.FIELD_TESTS if t in f)
+        name = f.get("label") or f"capture {net}: {f['field']}#{f.get('occurrence', 1)} {test} {json.dumps(f[test])} where {f['filter']}"
+        argv = ["tshark", "-r", path, "-n", *options, "-Y", f["filter"], "-T", "fields", "-E", "occurrence=a", "-E", "aggregator=,",
+                "-e", f["field"]]
+        try:
+            r = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+        except subprocess.TimeoutExpired:
+            self.assertion(name, False, "tshark took more than 120 s")
+            return
+        if r.returncode != 0:
+            self.assertion(name, False, f"tshark exit {r.returncode}: {r.stderr.strip()[-300:]}")
+            return
+
+        def number(x: str) -> Any:
+            if x in ("True", "False"):
+                return int(x == "True")
+            try:
+                return int(x, 0)
+            except ValueError:
+                try:
+                    return float(x)
+                except ValueError:
+                    return x
+        k = f.get("occurrence", 1) - 1  # (every occurrence is printed, outermost first; a frame without the k-th reads "")
+        values = [number((line.strip().split(",") + [""] * 8)[k]) for line in r.stdout.splitlines()]
+        frames = f.get("frames", {"at_least": 1})
+        bad = [v for v in values if not (v == f["equals"] if test == "equals" else v in f["in"] if test == "in"
+                                          else isinstance(v, (int, float)) and (v >= f[test] if test == "at_least" else v <= f[test]))]
+        self.assertion(f"{name} ({len(values)} frames)", not bad and within(len(values), frames),
+                       f"{len(values)} frames (expected {json.dumps(frames)}); values: {sorted(set(map(str, values)))[:12]}")
 
     def measure_overhead(self) -> None:
         """Each move's bytes of overhead per packet, measured on the capture of the network the
@@ -1247,6 +1549,7 @@ class Run:
             if not self.in_run(step):
                 continue
             timeout = float(step.get("timeout_s", DEFAULT_TIMEOUT_S))
+            self.fetched = {}  # (an HTTP or TCP answer is reported by the step that asked for it)
             action = next(a for a in sc.ACTIONS if a in step)
             label = step.get("label", f"step {k} {action}")
             if action == "start" and "refused" in step:
@@ -1278,6 +1581,10 @@ class Run:
                 self.write_file(step["write"])
             elif action == "send":
                 self.send(step, label, timeout)
+            elif action == "signal":
+                self.signal(step["signal"], label, timeout)
+            elif action == "config":
+                self.change_config(step["config"])
             elif action == "nat_flush":
                 self.lab.flush_nat(self.hosts[step["nat_flush"]])
                 self.note("nat flush", host=step["nat_flush"])

@@ -15,8 +15,9 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                 "routes": [{"to": "default"|prefix, "via": addr, "dev": ifname, "if": {...}}],
                 "nat": {"out": ifname, "random_ports": bool},
                 "dhcp_server": {"interface": ifname, "range": [first, last], "router": addr},
-                "addresses": ["a.b.c.d/n"] (on lo), "sysctl": {"net.…": value} (set in the host's
-                namespace when it is built, e.g. "net.ipv4.tcp_rto_max_ms": 10000)}}
+                "addresses": ["a.b.c.d/n"] (on lo), "sysctl": {"net.…": value} (the namespace's own
+                net.* settings, set when it is built, e.g. "net.ipv4.tcp_rto_max_ms": 10000),
+                "nft": "table ip t { ... }" (an nftables ruleset loaded at start, e.g. marking packets)}}
                an interface "address" is "a.b.c.d/n", "dhcp" (a lease at start-up), or absent
   nodes        {"name": {"host": h, "config": {mipsec config}, "start": bool}}: one `mipsec run`
                each; "control_socket" is filled in; "${lab_dir}" names the run's directory and
@@ -31,6 +32,14 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                "local", "ike_proposals", "esp_proposals", "dpd_delay_s", "encap": bool}: a
                strongSwan IKEv1 remote-access client asking Mode Config for an address and
                initiating when it starts, stage "strongswan.client"
+               a mipsec node may also have "options": [`mipsec run` options, e.g. "--user", "nobody"],
+               "launch": {"user": u, "group": g, "ambient_caps": [caps], "bounding_set": [caps] |
+               "bounding_drop": [caps]} (started through setpriv: as that user with those ambient
+               capabilities, as systemd's User= and AmbientCapabilities= do, or with only, or
+               without, those capabilities in its bounding set, as CapabilityBoundingSet= does;
+               caps as "cap_net_admin"; a node launched as a user keeps its config and control
+               socket in "${lab_dir}/<node>.home", that user's), and "notify": true (a systemd
+               notify socket, NOTIFY_SOCKET, kept for the whole run: see "notify" conditions)
   "if"         {"parameter": value, ...} on a node, a route, a timeline step or a condition: it is part
                of the run only when every named parameter has that value (so `--set
                gateway=strongswan` swaps the gateway node and the conditions that read it)
@@ -42,6 +51,8 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                a probe's "size": ICMP data bytes, 16-8972, sent with DF, so a tunnel that
                cannot carry it whole shows as loss; default ping's 56 without DF; "count": 1-1000
                requests, then the probe ends, e.g. to pass a few packets before an idle period;
+               "tos": 0-255, the TOS byte of its requests (DSCP and ECN, ping -Q); "df": true or false,
+               DF set or not whatever the size (false: the sender's kernel may fragment);
                moves time the first probe listed that has no count)
                | {"kind": "packets", "from": h, "to": addr, "packets": [template...], "count": n,
                   "duration_s": s, "rate": per second, "variants": n, "seed": n, "listen": {...}}:
@@ -91,7 +102,14 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                ICMP error aside: its quote of a packet is cut short, and tshark errs on what is missing);
                "decrypted": true that it holds ESP and tshark, given the nodes' key tables, reads
                an IP packet inside every ESP frame (every SA on that link has its keys logged; ESP
-               quoted by an ICMP error is cut short and not counted)
+               quoted by an ICMP error is cut short and not counted);
+               "fields": [{"filter": display filter, "field": "ip.dsfield", "occurrence": k, "equals"
+               | "in" | "at_least" | "at_most": v, "frames": {"at_least": n, "at_most": n}, "label": s}]
+               asserts at the end that the frames the filter selects (with the nodes' keys: inside
+               ESP too, e.g. "esp && ip.len#2 == 128", the inner packet's length) number within
+               "frames" (default at least 1) and that each one's field (its k-th occurrence, 1:
+               the outermost layer's) passes the test; values as tshark writes them, numbers
+               ("0xb9", "1", True) read as numbers
   timeline     steps, in order; each is one object with one action key and optional "label",
                "timeout_s":
                  {"start": node} {"stop": node} {"restart": node}
@@ -177,6 +195,22 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                                                             is now, for a later "same_as":
                                                             {"remembered": "name"} (e.g. a process's
                                                             VmRSS after the first round of moves)
+                 {"signal": {"node": n, "name": "HUP"|"USR1"|"USR2"|"TERM"|"INT", "until": ..., "after": ...}}
+                                                            sends the signal to the mipsec node, by the
+                                                            PID the lab started (HUP: reload the config
+                                                            file); "until" is waited for, then "after"
+                                                            checked, both compared with before the
+                                                            signal ("increased", "unchanged": e.g. an
+                                                            SPI the reload must keep)
+                 {"config": {"node": n, "set": {"/json/pointer": value, ...}, "remove": ["/pointer"]}}
+                                                            changes the node's config (removals, then
+                                                            sets, in order; "/list/-" appends) and
+                                                            rewrites the file it runs from,
+                                                            "${lab_dir}/<node>.json"; a later start
+                                                            uses it too; pointers are checked at load
+                                                            against the config as it is by then ("write"
+                                                            on that file puts anything there, e.g.
+                                                            broken JSON)
   condition    {"node": n, "stage": type, "index": k, "pointer": "/json/pointer",
                 one of "equals": v, "in": [v...], "prefix": s, "contains": v (a list holding v, or a
                 string holding the string v), "at_least": x, "at_most": x, "exceeds": "/pointer"
@@ -185,16 +219,18 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                 wait: compared with the move's or the wait's start), "increased_by_exactly": n
                 (likewise; no more, no less), "same_as": value, "length":
                 {"at_least": n, "at_most": n} (the elements of a list, members of an object or
-                characters of a string)}; with "same_as", "within": x lets numbers (at any depth)
-                differ by up to x and "ignoring": [keys] leaves those object keys (at any depth)
-                out, e.g. every drop counter but the reasons a move explains
-                or {"process": node, "pointer": "/rss_kib" | "/fds" | "/pid", test}: the node's process
-                as /proc/PID shows it: VmRSS in KiB and the open descriptors
+                characters of a string), "absent": true (no value there: a failed command, a
+                missing pointer, a node not running), "excludes": v (a list not holding v, or a
+                string not holding the string v: e.g. a log without "cannot")}; with "same_as",
+                "within": x lets numbers (at any depth) differ by up to x and "ignoring": [texts]
+                leaves out the object keys (at any depth) holding any of those texts, e.g. every
+                drop counter but the reasons a move explains, or a scrape's uptime samples
                 or {"host": h, "ip": [args], "pointer": ..., test}: the host's own network state,
                 `ip -j ARGS` in its namespace read as JSON (a failed command is no value); ARGS
                 only read: options "-4", "-6", "-s" (statistics), then one of IP_OBJECTS and "show" or "get",
                 e.g. ["neigh", "show", "10.1.0.77"], ["route", "show", "10.1.0.77/32"] ([] when
-                there is none), ["link", "show", "type", "tun"]
+                there is none), ["link", "show", "type", "tun"], ["netconf", "show", "dev", "home0"]
+                (/0: IPv4: "forwarding", "rp_filter", "proxy_neigh": proxy ARP)
                 or {"node": n, "format": "text" | "prometheus", "pointer": ..., test}: the node's
                 status as operators read it: "text" is `mipsec status` as one string (pointer "",
                 e.g. "contains"), "prometheus" its `--format prometheus` exposition as an object
@@ -207,7 +243,7 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                 "/Udp/RcvbufErrors": for a full socket buffer)
                 or {"traffic": name, "pointer": ..., test}: a started traffic generator's own
                 account: a probe's {"replies": n, "lost": l, "mtu": m} (l: requests unanswered
-                between its first and its latest reply, so in a wait "/replies" "increased_by" n
+                between its first and its latest reply ("done": a counted probe has ended), so in a wait "/replies" "increased_by" n
                 with "/lost" "unchanged" is n replies in a row without a loss; m: the last MTU
                 ping was told, by an ICMP "fragmentation needed" or by its own kernel refusing
                 the size), a stream's
@@ -218,13 +254,39 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                 ("*" matches any part of a name): {"count": matches, and of the newest match
                 "name", "mode" ("0600"), "size", "text" (its first 64 KiB)}; {"count": 0} when
                 nothing matches; e.g. a state file's mode, a file moved aside, a node's log
-                ("${lab_dir}/mipsec-ha-*.log": the newest of node ha's logs); with "matching": a
-                regular expression, also "matching_lines": how many lines of it match
+                ("${lab_dir}/mipsec-ha-*.log": the newest of node ha's logs); also "uid", "gid" and
+                "type" ("file", "socket", "other": a control socket's owner and mode); with
+                "matching": a regular expression, also "matching_lines": how many lines of it match
                 any source may add "plus": [pointers] and "minus": [pointers]: the value is the
                 number at "pointer" plus and minus the numbers at those (same document, same
                 read; e.g. two drop counters summed, or requests sent minus replies received);
                 "default": n is the value where a pointer finds none (0 for a counter a status
                 lists only once it counts)
+                or {"node": n, "format": "document", "pointer": ..., test}: the whole `mipsec status
+                --json` (its "reload" and "metrics_listener" beside "nodes"; "json" is nodes[0])
+                or {"node": n, "format": "check", "pointer": "", test}: what `mipsec check` says of the
+                node's config as the lab renders it now, output and errors as one string (running or
+                not: e.g. the account and capabilities a node will drop to)
+                or {"process": n, "pointer": ..., test}: the running mipsec node's process, by the PID
+                the lab started: /proc/PID/status fields as strings, blanks single ("/Uid": "65534
+                65534 65534 65534", "/CapEff": "0000000000001000", "/NoNewPrivs": "1", "/Groups":
+                ""), "/comm", "/fds": where its descriptors point ("/dev/net/tun", "socket:[n]"),
+                "/fd_count": how many, "/rss_kib": VmRSS as a number, "/pid"; no value once it has
+                exited
+                or {"notify": n, "pointer": ..., test}: what the node (one with "notify": true) told
+                its notify socket so far: {"messages": [texts], "states": [each message's first line]}
+                or {"http": {"host": h, "url": "http://a.b.c.d:port/path", "method": "GET", "parse":
+                "text"|"json"|"prometheus"}, "pointer": ..., test}: a request from host h's namespace
+                (a lab address or its own loopback): {"code": status | null when nothing answers,
+                "headers": {...}, "body": text, or parsed (prometheus: sample to value, as the
+                "prometheus" format), "error"}
+                or {"tcp": {"host": h, "to": "a.b.c.d:port", "send": [piece, ...], "pause_ms": n},
+                "pointer": ..., test}: sends the pieces (a string; {"hex": "16030100"};
+                {"repeat": s, "times": n}; {"random": n} bytes), a byte at a time with pause_ms
+                between when given, then reads until the peer closes: {"reply": text (latin-1),
+                "sent": bytes, "seconds": s, "connected": bool}
+                (an HTTP request or TCP exchange is made once per evaluation, and the step reports
+                the answer its test saw: a listener counts each)
   value        {"node": ..., "pointer": ...} or {"host": ..., "ip": [...], "pointer": ...}
                 without a test: what "same_as" compares with (the two must both exist and be
                 equal), e.g. the home agent's binding and the mobile node's care-of address, or
@@ -253,10 +315,9 @@ from typing import Any, Optional
 FIGURES = ("link_to_address_ms", "link_to_registration_ms", "link_to_first_packet_ms", "link_to_stream_ms",
            "probe_lost", "ike_messages", "ike_sessions", "registrations", "registrations_per_layer", "access_mode")
 ACTIONS = ("start", "stop", "restart", "wait", "traffic", "move", "outage", "link", "assert", "quiet", "forget_path_mtu", "write",
-           "nat_flush", "repeat", "remember", "send")
+           "nat_flush", "repeat", "remember", "send", "signal", "config")
 REPEAT_MAX = 10000      # rounds of a "repeat" step
 SAME_AS_OPTIONS = ("within", "ignoring")  # how a "same_as" compares: numbers within a tolerance, some keys left out
-PROCESS_FIGURES = ("pid", "rss_kib", "fds")  # a "process" condition's value, from /proc/PID
 SYSCTL = re.compile(r"^net\.[a-z0-9_]+(\.[a-z0-9_-]+){1,4}$")  # namespaced: the host's own network stack
 RUN_FILE = re.compile(r"^[A-Za-z0-9._-]{1,64}(/[A-Za-z0-9._-]{1,64}){0,3}$")
 RUN_FILE_GLOB = re.compile(r"^[A-Za-z0-9._*-]{1,64}(/[A-Za-z0-9._*-]{1,64}){0,3}$")
@@ -273,9 +334,9 @@ NAME = re.compile(r"^[a-z][a-z0-9_-]{0,11}$")
 IFNAME = re.compile(r"^[a-z][a-z0-9_.-]{0,14}$")
 PARAM = re.compile(r"\$\{([a-z_][a-z0-9_]*)\}")
 CONDITION_TESTS = ("equals", "in", "prefix", "contains", "at_least", "at_most", "exceeds", "increased", "increased_by", "unchanged",
-                   "same_as", "length", "increased_by_exactly")
-STATUS_FORMATS = ("json", "text", "prometheus")
-IP_OBJECTS = ("addr", "link", "route", "neigh", "rule")
+                   "same_as", "length", "increased_by_exactly", "absent", "excludes")
+STATUS_FORMATS = ("json", "text", "prometheus", "document", "check")
+IP_OBJECTS = ("addr", "link", "route", "neigh", "rule", "netconf")
 IP_OPTIONS = ("-4", "-6", "-s")
 IP_ARG = re.compile(r"^(-[46s]|[A-Za-z0-9][A-Za-z0-9./:_-]{0,63})$")
 PROPOSAL = re.compile(r"^[a-z0-9_]+(-[a-z0-9_]+)*(,[a-z0-9_]+(-[a-z0-9_]+)*)*$")
@@ -290,6 +351,23 @@ PACKET_KEYS = ("source", "destination", "ttl", "dont_fragment", "udp", "icmp", "
 SEGMENT_KINDS = ("random", "address", "uint", "ntp_time", "hmac_md5", "packet", "hex")
 HEX = re.compile(r"^([0-9a-fA-F]{2})*$")
 PACKETS_MAX = 100000  # packets built in advance (templates x variants)
+
+# A node's `mipsec run` as the scenario launches it (see the docstring's "nodes").
+NODE_RUN_KEYS = ("options", "launch", "notify")
+RUN_OPTION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=/:-]{0,63}$|^--[a-z][a-z-]{0,31}$")
+ACCOUNT = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+CAPABILITY = re.compile(r"^cap_[a-z_]{2,24}$")
+LAUNCH_KEYS = ("user", "group", "ambient_caps", "bounding_set", "bounding_drop")
+SIGNALS = ("HUP", "USR1", "USR2", "TERM", "INT")
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS")
+HTTP_URL = re.compile(r"^http://(\d{1,3}(?:\.\d{1,3}){3}):(\d{1,5})(/[A-Za-z0-9._~/?=&%-]*)?$")
+TCP_SEND_MAX = 1 << 20  # bytes a "tcp" condition may send
+HOST_EXTRA_KEYS = ("sysctl", "nft")
+FIELD_TESTS = ("equals", "in", "at_least", "at_most")  # a capture's "fields" check, on every value
+TSHARK_FIELD = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$")
+# Loopback inside a host's own namespace, besides the lab's ranges: where a node's local
+# listener (e.g. its metrics) answers.
+LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
 
 
 def active(element: Any, params: dict) -> bool:
@@ -440,9 +518,9 @@ class Validator:
         self.interfaces: dict[str, dict] = {}
         for h, spec in hosts.items():
             at = ptr("hosts", h)
-            if not self.obj(spec, at, (), ("forward", "interfaces", "routes", "nat", "dhcp_server", "addresses", "sysctl")):
+            if not self.obj(spec, at, (), ("forward", "interfaces", "routes", "nat", "dhcp_server", "addresses") + HOST_EXTRA_KEYS):
                 continue
-            self.sysctl(spec.get("sysctl", {}), at + "/sysctl")
+            self.host_extras(spec, at)
             if "forward" in spec and not isinstance(spec["forward"], bool):
                 self.fail(at + "/forward", "is not true or false")
             ifs = spec.get("interfaces", {})
@@ -487,7 +565,8 @@ class Validator:
         self.active_nodes = {}
         for n, spec in nodes.items():
             at = ptr("nodes", n)
-            if self.obj(spec, at, ("host",), ("config", "strongswan", "start", "if")):
+            if self.obj(spec, at, ("host",), ("config", "strongswan", "start", "if") + NODE_RUN_KEYS):
+                self.node_run(spec, at)
                 self.ref(spec.get("host"), at + "/host", hosts, "host")
                 self.if_(spec, at)
                 if active(spec, params):
@@ -518,7 +597,11 @@ class Validator:
                     if "port" in spec and (not isinstance(spec["port"], int) or not 1024 <= spec["port"] <= 65535):
                         self.fail(at + "/port", "is not a port 1024-65535")
             elif kind == "probe":
-                if self.obj(spec, at, ("kind", "from", "to"), ("interval_ms", "size", "count")):
+                if self.obj(spec, at, ("kind", "from", "to"), ("interval_ms", "size", "count", "tos", "df")):
+                    if "tos" in spec and (not isinstance(spec["tos"], int) or isinstance(spec["tos"], bool) or not 0 <= spec["tos"] <= 255):
+                        self.fail(at + "/tos", "is not a TOS byte, 0-255 (DSCP << 2 | ECN)")
+                    if "df" in spec and not isinstance(spec["df"], bool):
+                        self.fail(at + "/df", "is not true or false")
                     if "count" in spec and (not isinstance(spec["count"], int) or isinstance(spec["count"], bool)
                                             or not 1 <= spec["count"] <= 1000):
                         self.fail(at + "/count", "is not a number of echo requests, 1-1000")
@@ -542,7 +625,7 @@ class Validator:
         for n, spec in self.captures.items():
             at = ptr("captures", n)
             self.ref(n, at, networks, "network")
-            if not self.obj(spec, at, (), ("outside", "carries", "clean", "decrypted", "carries_at_least", "if")):
+            if not self.obj(spec, at, (), ("outside", "carries", "clean", "decrypted", "carries_at_least", "if", "fields")):
                 continue
             self.if_(spec, at)
             needed = spec.get("carries_at_least", 1)
@@ -550,6 +633,8 @@ class Validator:
                 self.fail(at + "/carries_at_least", "is not a number of frames, 1-100000")
             elif "carries_at_least" in spec and "carries" not in spec:
                 self.fail(at + "/carries_at_least", "goes with \"carries\" (how many frames each sequence needs)")
+            if "fields" in spec:
+                self.capture_fields(spec["fields"], at + "/fields")
             for k in ("outside", "clean", "decrypted"):
                 if k in spec and not isinstance(spec[k], bool):
                     self.fail(at + "/" + k, "is not true or false")
@@ -897,6 +982,10 @@ class Validator:
                 self.fail(at + "/increased_by_exactly", "only means something in a move, a wait or a send (compared with its start)")
         if "in" in c and not isinstance(c["in"], list):
             self.fail(at + "/in", "is not a list")
+        if "excludes" in c and (c["excludes"] is None or isinstance(c["excludes"], (dict, list))):
+            self.fail(at + "/excludes", "is not a string, number or boolean (not an element of the list, or not part of the string)")
+        if "absent" in c and c["absent"] is not True:
+            self.fail(at + "/absent", "is not true")
         if "prefix" in c and not isinstance(c["prefix"], str):
             self.fail(at + "/prefix", "is not a string")
         if "contains" in c and (c["contains"] is None or isinstance(c["contains"], (dict, list))):
@@ -918,6 +1007,8 @@ class Validator:
         ("node", "stage", "index"), a host's `ip -j` ("host", "ip") or a probe's counts
         ("probe"), and its "pointer"."""
         host = isinstance(c, dict) and "host" in c
+        if isinstance(c, dict) and any(k in c for k in ("process", "http", "tcp", "notify")):
+            return self.probe_source(c, at, more, in_run)
         if isinstance(c, dict) and "file" in c:
             if not self.obj(c, at, ("file", "pointer"), more + COMBINE + ("matching", "default")):
                 return False
@@ -933,8 +1024,6 @@ class Validator:
                 self.fail(at + "/pointer", "is not a JSON pointer (\"\" or \"/a/b\")")
             return True
         traffic = isinstance(c, dict) and "traffic" in c
-        if isinstance(c, dict) and "process" in c:
-            return self.process_source(c, at, more, in_run)
         if host and "kernel_counters" in c:
             # The host's kernel counters (/proc/net/snmp and /proc/net/netstat of its namespace).
             if not self.obj(c, at, ("host", "kernel_counters", "pointer"), more + COMBINE + ("default",)):
@@ -964,20 +1053,11 @@ class Validator:
                 self.fail(at + "/format", f"{json.dumps(fmt)} is not one of: {', '.join(STATUS_FORMATS)}")
             elif fmt != "json" and ("stage" in c or "index" in c):
                 self.fail(at + "/format", f"a {fmt} status has no stages (\"stage\" and \"index\" read the JSON status)")
+            elif fmt == "check" and "strongswan" in (self.all_nodes.get(c.get("node")) or {} if isinstance(c.get("node"), str) else {}):
+                self.fail(at + "/format", "reads `mipsec check` of a mipsec node's config (a strongSwan node has none)")
         p = c.get("pointer")
         if not isinstance(p, str) or (p and not p.startswith("/")):
             self.fail(at + "/pointer", "is not a JSON pointer (\"\" or \"/a/b\")")
-        return True
-
-    def process_source(self, c: dict, at: str, more: tuple, in_run: bool) -> bool:
-        """A mipsec (or charon) node's process as /proc shows it: {"pid", "rss_kib" (VmRSS),
-        "fds" (open descriptors)}."""
-        if not self.obj(c, at, ("process", "pointer"), more):
-            return False
-        self.node_ref(c["process"], at + "/process", self.step_in_run and in_run and active(c, self.params))
-        p = c.get("pointer")
-        if p != "" and (not isinstance(p, str) or p.lstrip("/") not in PROCESS_FIGURES):
-            self.fail(at + "/pointer", f"is not \"\" or one of: {', '.join('/' + f for f in PROCESS_FIGURES)}")
         return True
 
     def same_as_options(self, c: dict, at: str) -> None:
@@ -990,7 +1070,7 @@ class Validator:
             self.fail(at + "/within", "is not a number, 0 or more")
         if "ignoring" in c and (not isinstance(c["ignoring"], list) or not c["ignoring"]
                                 or not all(isinstance(x, str) and x for x in c["ignoring"])):
-            self.fail(at + "/ignoring", "is not a non-empty list of keys")
+            self.fail(at + "/ignoring", "is not a non-empty list of texts (keys holding any of them are left out)")
 
     def repeat(self, step: dict, at: str) -> None:
         """{"repeat": n, "steps": [...]}: those steps, n rounds in a row."""
@@ -1156,6 +1236,10 @@ class Validator:
                     self.fail(at + "/write/mode", "is not an octal file mode (\"0600\")")
         elif a == "send":
             self.send_step(step, at)
+        elif a == "signal":
+            self.signal_step(v, at + "/signal", in_run)
+        elif a == "config":
+            self.config_step(v, at + "/config", in_run)
         elif a == "nat_flush":
             if self.ref(v, at + "/nat_flush", self.hosts, "host") and "nat" not in (self.hosts[v] if isinstance(self.hosts[v], dict) else {}):
                 self.fail(at + "/nat_flush", f"host \"{v}\" has no \"nat\" to flush")
@@ -1240,6 +1324,181 @@ class Validator:
             self.quiet(v["quiet"], at + "/quiet")
 
 
+    # -- running nodes, signals, config changes, process/HTTP/TCP/notify conditions -------------
+    def capture_fields(self, v, at: str) -> None:
+        """A capture's "fields" checks: a display filter, a field and a test on every value."""
+        if not isinstance(v, list) or not v:
+            self.fail(at, "is not a non-empty list of field checks")
+            return
+        for k, f in enumerate(v):
+            fat = at + ptr(k)
+            if not self.obj(f, fat, ("filter", "field"), ("occurrence", "frames", "label") + FIELD_TESTS):
+                continue
+            if not isinstance(f["filter"], str) or not 0 < len(f["filter"]) <= 400 or "\n" in f["filter"]:
+                self.fail(fat + "/filter", "is not a display filter (one line, at most 400 characters)")
+            if not isinstance(f["field"], str) or not TSHARK_FIELD.match(f["field"]):
+                self.fail(fat + "/field", f"{json.dumps(f['field'])} is not a field name as tshark writes it (\"ip.dsfield\")")
+            occ = f.get("occurrence", 1)
+            if not isinstance(occ, int) or isinstance(occ, bool) or not 1 <= occ <= 8:
+                self.fail(fat + "/occurrence", "is not 1-8 (1: the outermost layer's field)")
+            tests = [t for t in FIELD_TESTS if t in f]
+            if len(tests) != 1:
+                self.fail(fat, f"has {len(tests)} tests; expected exactly one of: {', '.join(FIELD_TESTS)}")
+            for t in ("at_least", "at_most"):
+                if t in f and (not isinstance(f[t], (int, float)) or isinstance(f[t], bool)):
+                    self.fail(fat + "/" + t, "is not a number")
+            if "in" in f and not isinstance(f["in"], list):
+                self.fail(fat + "/in", "is not a list")
+            if "frames" in f and self.obj(f["frames"], fat + "/frames", (), ("at_least", "at_most")):
+                for t, x in f["frames"].items():
+                    if not isinstance(x, int) or isinstance(x, bool) or x < 0:
+                        self.fail(fat + ptr("frames", t), "is not a number of frames")
+
+    def host_extras(self, spec: dict, at: str) -> None:
+        """A host's own "sysctl" settings (its namespace's net.* only) and "nft" ruleset."""
+        if "sysctl" in spec:
+            self.sysctl(spec["sysctl"], at + "/sysctl")
+        if "nft" in spec and (not isinstance(spec["nft"], str) or not spec["nft"].strip() or "include" in spec["nft"]):
+            self.fail(at + "/nft", "is not an nftables ruleset (text for `nft -f -`, no include)")
+
+    def node_run(self, spec: dict, at: str) -> None:
+        """How a mipsec node's `mipsec run` is launched: "options" (command-line options),
+        "launch" (setpriv: another user, ambient capabilities, a bounding set), "notify" (a
+        systemd notify socket)."""
+        if any(k in spec for k in NODE_RUN_KEYS) and "strongswan" in spec:
+            self.fail(at, "has \"options\", \"launch\" or \"notify\", which are for mipsec nodes")
+            return
+        if "options" in spec:
+            o = spec["options"]
+            if not isinstance(o, list) or not o or not all(isinstance(x, str) and RUN_OPTION.match(x) for x in o) \
+                    or not o[0].startswith("--"):
+                self.fail(at + "/options", "is not a list of `mipsec run` options (\"--user\", \"nobody\", ...; an option first)")
+        if "notify" in spec and not isinstance(spec["notify"], bool):
+            self.fail(at + "/notify", "is not true or false")
+        if "launch" in spec:
+            la = at + "/launch"
+            v = spec["launch"]
+            if not self.obj(v, la, (), LAUNCH_KEYS):
+                return
+            if not v:
+                self.fail(la, "is empty (expected one of: " + ", ".join(LAUNCH_KEYS) + ")")
+            for k in ("user", "group"):
+                if k in v and (not isinstance(v[k], str) or not ACCOUNT.match(v[k])):
+                    self.fail(la + "/" + k, "is not an account name (lower case letters, digits, _ -)")
+            if "group" in v and "user" not in v:
+                self.fail(la + "/group", "needs \"user\"")
+            if "bounding_set" in v and "bounding_drop" in v:
+                self.fail(la, "has both \"bounding_set\" (the capabilities kept) and \"bounding_drop\" (those removed)")
+            for k in ("ambient_caps", "bounding_set", "bounding_drop"):
+                if k in v and (not isinstance(v[k], list) or not v[k]
+                               or not all(isinstance(x, str) and CAPABILITY.match(x) for x in v[k])):
+                    self.fail(la + "/" + k, "is not a non-empty list of capability names (\"cap_net_admin\")")
+            if "ambient_caps" in v and "user" not in v:
+                self.fail(la + "/ambient_caps", "needs \"user\" (root has every capability already)")
+
+    def signal_step(self, v, at: str, in_run: bool) -> None:
+        if not self.obj(v, at, ("node", "name"), ("until", "after")):
+            return
+        self.node_ref(v.get("node"), at + "/node", in_run)
+        node = self.all_nodes.get(v.get("node")) if isinstance(v.get("node"), str) else None
+        if isinstance(node, dict) and "strongswan" in node:
+            self.fail(at + "/node", "is a strongSwan node (signals go to mipsec nodes)")
+        if v.get("name") not in SIGNALS:
+            self.fail(at + "/name", f"{json.dumps(v.get('name'))} is not one of: {', '.join(SIGNALS)}")
+        for k in ("until", "after"):
+            if k in v:
+                self.condition(v[k], at + "/" + k, True)
+
+    def config_step(self, v, at: str, in_run: bool) -> None:
+        """A change to a node's config file: applied, in timeline order, to a copy of the node's
+        config here, so every pointer is checked against the config as it will be then."""
+        if not self.obj(v, at, ("node",), ("set", "remove")):
+            return
+        self.node_ref(v.get("node"), at + "/node", in_run)
+        node = self.all_nodes.get(v.get("node")) if isinstance(v.get("node"), str) else None
+        if not isinstance(node, dict) or not isinstance(node.get("config"), dict):
+            if isinstance(node, dict):
+                self.fail(at + "/node", "is not a mipsec node (it has no config)")
+            return
+        if "set" not in v and "remove" not in v:
+            self.fail(at, "has neither \"set\" nor \"remove\"")
+        if not hasattr(self, "configs"):
+            self.configs: dict = {}
+        cfg = self.configs.setdefault(v["node"], json.loads(json.dumps(node["config"])))
+        if "remove" in v:
+            if not isinstance(v["remove"], list) or not v["remove"]:
+                self.fail(at + "/remove", "is not a non-empty list of JSON pointers")
+            else:
+                for k, p in enumerate(v["remove"]):
+                    problem = edit_config(cfg, p, None, remove=True)
+                    if problem:
+                        self.fail(at + ptr("remove", k), problem)
+        if "set" in v:
+            if not isinstance(v["set"], dict) or not v["set"]:
+                self.fail(at + "/set", "is not an object of JSON pointer: value")
+            else:
+                for p, x in v["set"].items():
+                    problem = edit_config(cfg, p, x)
+                    if problem:
+                        self.fail(at + ptr("set", p), problem)
+
+    def probe_source(self, c: dict, at: str, more: tuple, in_run: bool) -> bool:
+        """A condition reading a node's process ("process": /proc/PID/status), a systemd
+        notify socket ("notify"), an HTTP request ("http") or a TCP exchange ("tcp")."""
+        kinds = [k for k in ("process", "http", "tcp", "notify") if k in c]
+        if len(kinds) != 1:
+            self.fail(at, "has more than one of \"process\", \"http\", \"tcp\", \"notify\"")
+            return False
+        kind = kinds[0]
+        if not self.obj(c, at, (kind, "pointer"), more):
+            return False
+        v = c[kind]
+        if kind in ("process", "notify"):
+            self.node_ref(v, at + "/" + kind, self.step_in_run and in_run and active(c, self.params))
+            node = self.all_nodes.get(v) if isinstance(v, str) else None
+            if isinstance(node, dict) and "strongswan" in node:
+                self.fail(at + "/" + kind, "is a strongSwan node (this reads a mipsec node)")
+            elif kind == "notify" and isinstance(node, dict) and node.get("notify") is not True:
+                self.fail(at + "/notify", f"node \"{v}\" has no \"notify\": true (no notify socket to read)")
+        elif kind == "http":
+            if self.obj(v, at + "/http", ("host", "url"), ("method", "parse")):
+                self.ref(v.get("host"), at + "/http/host", self.doc.get("hosts") or {}, "host")
+                self.endpoint(v.get("url"), at + "/http/url", url=True)
+                if v.get("method", "GET") not in HTTP_METHODS:
+                    self.fail(at + "/http/method", f"{json.dumps(v.get('method'))} is not one of: {', '.join(HTTP_METHODS)}")
+                if v.get("parse", "text") not in ("text", "json", "prometheus"):
+                    self.fail(at + "/http/parse", "is not \"text\", \"json\" or \"prometheus\"")
+        else:
+            if self.obj(v, at + "/tcp", ("host", "to", "send"), ("pause_ms",)):
+                self.ref(v.get("host"), at + "/tcp/host", self.doc.get("hosts") or {}, "host")
+                self.endpoint(v.get("to"), at + "/tcp/to", url=False)
+                try:
+                    if not v["send"] or len(tcp_bytes(v["send"])) > TCP_SEND_MAX:
+                        self.fail(at + "/tcp/send", f"is empty or more than {TCP_SEND_MAX} bytes")
+                except ValueError as e:
+                    self.fail(at + "/tcp/send" + str(e).split(" ", 1)[0], str(e).split(" ", 1)[1])
+                p = v.get("pause_ms", 0)
+                if not isinstance(p, (int, float)) or isinstance(p, bool) or not 0 <= p <= 5000:
+                    self.fail(at + "/tcp/pause_ms", "is not 0-5000 ms (a pause after each byte sent)")
+        p = c.get("pointer")
+        if not isinstance(p, str) or (p and not p.startswith("/")):
+            self.fail(at + "/pointer", "is not a JSON pointer (\"\" or \"/a/b\")")
+        return True
+
+    def endpoint(self, v, at: str, url: bool) -> None:
+        """An HTTP URL ("http://a.b.c.d:port/path") or a TCP "a.b.c.d:port" inside the lab (its
+        ranges, or a host's own loopback)."""
+        m = HTTP_URL.match(v) if url and isinstance(v, str) else \
+            re.match(r"^(\d{1,3}(?:\.\d{1,3}){3}):(\d{1,5})$", v) if isinstance(v, str) else None
+        try:
+            addr = ipaddress.IPv4Address(m.group(1)) if m else None
+        except ValueError:
+            addr = None
+        if addr is None or not 1 <= int(m.group(2)) <= 65535:
+            self.fail(at, f"{json.dumps(v)} is not " + ("an http://a.b.c.d:port/path URL" if url else "a.b.c.d:port"))
+        elif addr not in LOOPBACK and not any(addr in n for n in ALLOWED_NETS):
+            self.fail(at, f"{addr} is outside the lab's ranges and loopback")
+
 def refusal_texts(message: Any) -> list:
     """A refused start's "message": one text or a list of texts its output must all hold."""
     texts = [message] if isinstance(message, str) else message if isinstance(message, list) else []
@@ -1254,6 +1513,69 @@ def refused_only(doc: dict, node: str) -> list:
     if spec.get("start", True) is not False or not starts or not all(isinstance(s.get("refused"), dict) for s in starts):
         return []
     return [t for s in starts for t in refusal_texts(s["refused"].get("message"))]
+
+
+def tcp_bytes(pieces: Any) -> bytes:
+    """What a "tcp" condition sends: a list of pieces, each a string (sent as UTF-8), {"hex":
+    "16030100"}, {"repeat": s, "times": n} or {"random": n} (n random bytes: fresh on each send,
+    e.g. garbage that is not HTTP). Raises ValueError("/k problem") for a bad piece."""
+    if not isinstance(pieces, list):
+        raise ValueError(" is not a list of pieces (strings, {\"hex\"}, {\"repeat\", \"times\"}, {\"random\"})")
+    out = b""
+    for k, x in enumerate(pieces):
+        if isinstance(x, str):
+            out += x.encode()
+        elif isinstance(x, dict) and set(x) == {"hex"} and isinstance(x["hex"], str) and re.fullmatch(r"([0-9a-fA-F]{2})+", x["hex"]):
+            out += bytes.fromhex(x["hex"])
+        elif isinstance(x, dict) and set(x) == {"repeat", "times"} and isinstance(x["repeat"], str) and x["repeat"] \
+                and isinstance(x["times"], int) and not isinstance(x["times"], bool) and 1 <= x["times"] <= TCP_SEND_MAX:
+            out += x["repeat"].encode() * x["times"]
+        elif isinstance(x, dict) and set(x) == {"random"} and isinstance(x["random"], int) and not isinstance(x["random"], bool) \
+                and 1 <= x["random"] <= TCP_SEND_MAX:
+            out += os.urandom(x["random"])
+        else:
+            raise ValueError(f"/{k} is not a string, {{\"hex\": hex digits}}, {{\"repeat\": s, \"times\": n}} or {{\"random\": n}}")
+        if len(out) > TCP_SEND_MAX:
+            break
+    return out
+
+
+def edit_config(cfg: dict, pointer: Any, value: Any, remove: bool = False) -> str:
+    """Sets (or removes) the value at an RFC 6901 pointer of a config in place; "-" as the last
+    token appends to a list (RFC 6902's "add"). The parent must exist. Returns a problem, or ""."""
+    if not isinstance(pointer, str) or not pointer.startswith("/"):
+        return "is not a JSON pointer (\"/a/b\")"
+    value = json.loads(json.dumps(value))  # a copy: a later edit must not reach into the scenario's step
+    tokens = [t.replace("~1", "/").replace("~0", "~") for t in pointer.split("/")[1:]]
+    parent = cfg
+    for t in tokens[:-1]:
+        if isinstance(parent, dict) and t in parent:
+            parent = parent[t]
+        elif isinstance(parent, list) and t.isdigit() and int(t) < len(parent):
+            parent = parent[int(t)]
+        else:
+            return f"{pointer}: the config has no {t!r} there"
+    last = tokens[-1]
+    if isinstance(parent, dict):
+        if remove and last not in parent:
+            return f"{pointer}: the config has no {last!r} to remove"
+        if remove:
+            del parent[last]
+        else:
+            parent[last] = value
+    elif isinstance(parent, list):
+        if last == "-" and not remove:
+            parent.append(value)
+        elif last.isdigit() and int(last) < len(parent):
+            if remove:
+                del parent[int(last)]
+            else:
+                parent[int(last)] = value
+        else:
+            return f"{pointer}: {last!r} is not an index of that list" + ("" if remove else " (\"-\" appends)")
+    else:
+        return f"{pointer}: the parent is not an object or a list"
+    return ""
 
 
 def check_node_configs(doc: dict, mipsec: str) -> list[tuple[str, str]]:
@@ -1288,9 +1610,9 @@ def check_node_configs(doc: dict, mipsec: str) -> list[tuple[str, str]]:
 ADDRESS_REF = re.compile(r"\$\{address:([a-z][a-z0-9_-]*)/([a-z][a-z0-9_.-]*)\}")
 
 
-def render_config(cfg: dict, lab_dir: str, address_of, node: str) -> dict:
+def render_config(cfg: dict, lab_dir: str, address_of, node: str, home: Optional[str] = None) -> dict:
     """A node's config as `mipsec run` reads it: ${lab_dir} and ${address:host/if} filled, and
-    a control socket in the lab directory unless the scenario names one."""
+    a control socket in the lab directory (or the node's `home`) unless the scenario names one."""
     def fill(v):
         if isinstance(v, dict):
             return {k: fill(x) for k, x in v.items()}
@@ -1302,7 +1624,7 @@ def render_config(cfg: dict, lab_dir: str, address_of, node: str) -> dict:
         return v
     out = fill(cfg)
     out.setdefault("name", node)
-    out.setdefault("control_socket", os.path.join(lab_dir, f"{node}.sock"))
+    out.setdefault("control_socket", os.path.join(home or lab_dir, f"{node}.sock"))
     return out
 
 
