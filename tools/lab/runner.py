@@ -24,6 +24,7 @@ from netns_lab import Host, Lab, node_status
 from roaming_lab import Stream, first_after
 
 from . import capture as cap
+from . import ike_flood
 from . import scenario as sc
 from . import strongswan_node
 
@@ -215,6 +216,8 @@ class Run:
         self.procs: dict[str, subprocess.Popen] = {}
         self.streams: dict[str, Stream] = {}
         self.probes: dict[str, Probe] = {}
+        self.floods: dict[str, ike_flood.IkeFlood] = {}
+        self.streams_ended: dict[str, tuple[bool, str]] = {}  # a stream with "bytes", ended: (intact, detail)
         self.moves: list[dict] = []
         self.assertions: list[dict] = []
         self.events: list[dict] = []
@@ -460,12 +463,29 @@ class Run:
         if name in self.probes:
             return self.probes[name].account()
         if name in self.streams:
-            return {"bytes": self.streams[name].bytes()}
+            return self.stream_account(name)
+        if name in self.floods:
+            return self.floods[name].account()
         return MISSING
+
+    def stream_account(self, name: str) -> dict:
+        """A stream's bytes received; a stream with "bytes" ends once that many arrived and
+        is checked byte for byte then ("intact")."""
+        s = self.streams[name]
+        out: dict[str, Any] = {"bytes": s.bytes()}
+        want = self.doc["traffic"][name].get("bytes")
+        if want and name not in self.streams_ended and out["bytes"] >= want:
+            self.streams_ended[name] = s.finish()
+            self.note("stream ended", name=name, bytes=s.bytes())
+        if name in self.streams_ended:
+            out["intact"] = self.streams_ended[name][0]
+        return out
 
     # -- conditions -----------------------------------------------------------------------
     def observe(self, c: dict, pointer: Optional[str] = None) -> Any:
         """The value at the condition's pointer (or at `pointer`, in the same node and stage)."""
+        if "lines" in c and pointer is None:
+            return self.count_lines(c)
         if "file" in c:
             return resolve_pointer(self.run_file(c["file"]), c["pointer"] if pointer is None else pointer)
         if "host" in c:
@@ -492,6 +512,20 @@ class Run:
                 return MISSING
             st = stages[c.get("index", 0)]
         return resolve_pointer(st, c["pointer"] if pointer is None else pointer)
+
+    def count_lines(self, c: dict) -> Any:
+        """A "lines" condition's value: the lines of the string it reads that its regex finds
+        something in (a file's "/text": the whole newest file, not its first 64 KiB)."""
+        text = self.observe({k: v for k, v in c.items() if k != "lines"})
+        if "file" in c and c["pointer"] == "/text" and text is not MISSING:
+            import glob
+            paths = sorted(glob.glob(c["file"].replace("${lab_dir}", glob.escape(self.lab.dir))), key=os.path.getmtime)
+            with open(paths[-1], "rb") as f:
+                text = f.read().decode(errors="replace")
+        if not isinstance(text, str):
+            return MISSING
+        rx = re.compile(c["lines"])
+        return sum(1 for line in text.splitlines() if rx.search(line))
 
     def run_file(self, pattern: str) -> dict:
         """What a file condition reads: how many files of the run's directory match, and the
@@ -540,6 +574,9 @@ class Run:
                                                                      and c["contains"] in v)
         if "same_as" in c:
             return v == self.observe(c["same_as"])  # (MISSING equals nothing but itself, and v is not)
+        if "differs_from" in c:
+            other = self.observe(c["differs_from"])
+            return other is not MISSING and v != other
         if not isinstance(v, (int, float)) or isinstance(v, bool):
             return False
         if "exceeds" in c:
@@ -571,8 +608,9 @@ class Run:
         if isinstance(c, list):
             return " and ".join(self.describe(x) for x in c if self.in_run(x))
         test = next(t for t in sc.CONDITION_TESTS if t in c)
-        what = self.where(c["same_as"]) + " " + c["same_as"]["pointer"] if test == "same_as" else json.dumps(c[test])
-        return f"{self.where(c)} {c['pointer']} {test} {what}"
+        what = self.where(c[test]) + " " + c[test]["pointer"] if test in ("same_as", "differs_from") else json.dumps(c[test])
+        lines = f" lines matching {json.dumps(c['lines'])}" if "lines" in c else ""
+        return f"{self.where(c)} {c['pointer']}{lines} {test} {what}"
 
     @staticmethod
     def where(c: dict) -> str:
@@ -594,7 +632,8 @@ class Run:
         if "exceeds" in c:
             other = self.observe(c, c["exceeds"])
             text += f", {c['exceeds']} = {'(missing)' if other is MISSING else json.dumps(other)[:200]}"
-        return text + (f" vs {self.observed(c['same_as'])}" if "same_as" in c else "")
+        other = c.get("same_as") or c.get("differs_from")
+        return text + (f" vs {self.observed(other)}" if other else "")
 
     def wait(self, c, timeout: float, baseline=None) -> Optional[float]:
         """The time the condition was first seen to hold, or None after `timeout`."""
@@ -623,6 +662,11 @@ class Run:
                                             t.get("port", 5001), pace_s=t.get("pace_ms", 20) / 1000)
             except TimeoutError as e:
                 raise StepFailed(f"stream {name}: {e}")
+        elif t["kind"] == "ike_flood":
+            first = ipaddress.IPv4Address(t["source"])
+            self.floods[name] = ike_flood.IkeFlood(self.lab, self.hosts[t["from"]], name, t["to"], t.get("port", 500),
+                                                   [str(first + k) for k in range(t.get("sources", 1))], t.get("duration_s", 1),
+                                                   t.get("proposal", "aes128-sha256-modp2048"))
         else:
             self.probes[name] = Probe(self.lab, self.hosts[t["from"]], name, t["to"], t.get("interval_ms", 100), t.get("size"),
                                       t.get("count"))
@@ -1119,12 +1163,15 @@ class Run:
         """Ends traffic (checking every stream byte for byte) and stops the nodes; the figures."""
         totals: dict[str, Any] = {}
         for name, s in self.streams.items():
-            ok, out = s.finish()
+            ok, out = self.streams_ended.get(name) or s.finish()
             self.assertion(f"stream {name} arrived complete and in order", ok, out)
             totals[f"stream {name}"] = {"bytes": s.bytes(), "intact": ok, "detail": out}
         for name, p in self.probes.items():
             sent, got = p.stop(self.lab)
             totals[f"probe {name}"] = {"sent": sent, "replies": got, "lost": max(sent - got, 0), "interval_ms": p.interval_ms}
+        for name, fl in self.floods.items():
+            fl.stop(self.lab)
+            totals[f"ike_flood {name}"] = fl.account()
         if self.captures:
             totals |= self.check_captures()
         for node in list(self.procs):

@@ -22,14 +22,17 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                "${address:host/ifname}" the interface's current address (read at each start)
                or {"name": {"host": h, "strongswan": {"local": addr, "local_id": id, "remote_id": id,
                 "psk": s, "pool": prefix, "local_ts": prefix, "remote": addr, "ike_proposals": s,
-                "esp_proposals": s, "dpd_delay_s": n}, "start": bool}}: a strongSwan IKEv1
+                "esp_proposals": s, "dpd_delay_s": n, "child_rekey_s": n, "ike_rekey_s": n}, "start": bool}}: a strongSwan IKEv1
                remote-access gateway (charon, kernel-libipsec, UDP encapsulation forced, Mode
                Config pool, PSK); its status is `swanctl --list-sas` parsed, stage
                "strongswan.gateway" (see strongswan_node.parse_list_sas); with "role": "client"
                {"role", "remote": gateway, "local_id", "remote_id", "psk", "remote_ts": prefix,
                "local", "ike_proposals", "esp_proposals", "dpd_delay_s", "encap": bool}: a
                strongSwan IKEv1 remote-access client asking Mode Config for an address and
-               initiating when it starts, stage "strongswan.client"
+               initiating when it starts, stage "strongswan.client"; either role: "child_rekey_s"
+               (5-86400, default an hour) rekeys the CHILD_SA, "ike_rekey_s" re-authenticates
+               the IKE SA (IKEv1 has no IKE SA rekey), charon's own timers, jitter included;
+               charon logs to "${lab_dir}/charon-<host>/run/charon.log" (a file condition)
   "if"         {"parameter": value, ...} on a node, a route, a timeline step or a condition: it is part
                of the run only when every named parameter has that value (so `--set
                gateway=strongswan` swaps the gateway node and the conditions that read it)
@@ -41,7 +44,17 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                a probe's "size": ICMP data bytes, 16-8972, sent with DF, so a tunnel that
                cannot carry it whole shows as loss; default ping's 56 without DF; "count": 1-1000
                requests, then the probe ends, e.g. to pass a few packets before an idle period;
+               a stream's "bytes": 2048 to 1 GiB: once a traffic condition reads at least that
+               many received, the stream ends there and is checked byte for byte at once (its
+               account gains "intact"), so it need not outlive a node stopped later;
                moves time the first probe listed that has no count)
+               | {"kind": "ike_flood", "from": h, "to": addr, "source": addr, "sources": n,
+                "duration_s": s, "port": n, "proposal": s}: Main Mode first messages (RFC 2409
+               §5, one SA payload with "proposal", default aes128-sha256-modp2048, PSK), each
+               with a fresh initiator cookie so each is a new half-open negotiation, sent to
+               addr:port (default 500) as fast as the host can for duration_s (default 1, at
+               most 30) from "sources" (1-254, default 1) consecutive addresses from "source",
+               added to the host's interface toward addr; its account {"sent": n, "done": bool}
   captures     {"network": {"outside": bool}}: dumpcap records that network's bridge for the whole
                run (capture-<network>.pcap; `--keep` copies them into the report directory);
                "outside": true asserts at the end that the capture holds no user packet in the
@@ -127,7 +140,10 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                 string holding the string v), "at_least": x, "at_most": x, "exceeds": "/pointer"
                 (a number greater than the one at that pointer of the same node and stage, read in
                 the same status), "increased" / "unchanged": true, "increased_by": n (in a move or a
-                wait: compared with the move's or the wait's start), "same_as": value}
+                wait: compared with the move's or the wait's start), "same_as": value,
+                "differs_from": value (both exist and are not equal), optional "lines": regex
+                (the value, a string, counted as its lines that the regex finds something in;
+                a file's "/text" is then the whole file; goes with a numeric test)}
                 or {"host": h, "ip": [args], "pointer": ..., test}: the host's own network state,
                 `ip -j ARGS` in its namespace read as JSON (a failed command is no value); ARGS
                 only read: options "-4", "-6", "-s" (statistics), then one of IP_OBJECTS and "show" or "get",
@@ -145,7 +161,8 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                 with "/lost" "unchanged" is n replies in a row without a loss; m: the last MTU
                 ping was told, by an ICMP "fragmentation needed" or by its own kernel refusing
                 the size), a stream's
-                {"bytes": n} (received so far); nothing before it starts
+                {"bytes": n} (received so far; with the stream's "bytes" reached, "intact": bool),
+                an ike_flood's {"sent": n, "done": bool}; nothing before it starts
                 or {"file": "${lab_dir}/name", "pointer": ..., test}: a file of the run's directory
                 ("*" matches any part of a name): {"count": matches, and of the newest match
                 "name", "mode" ("0600"), "size", "text" (its first 64 KiB)}; {"count": 0} when
@@ -194,7 +211,8 @@ NAME = re.compile(r"^[a-z][a-z0-9_-]{0,11}$")
 IFNAME = re.compile(r"^[a-z][a-z0-9_.-]{0,14}$")
 PARAM = re.compile(r"\$\{([a-z_][a-z0-9_]*)\}")
 CONDITION_TESTS = ("equals", "in", "prefix", "contains", "at_least", "at_most", "exceeds", "increased", "increased_by", "unchanged",
-                   "same_as")
+                   "same_as", "differs_from")
+NUMERIC_TESTS = ("equals", "in", "at_least", "at_most", "increased", "increased_by", "unchanged")  # what "lines" counts go with
 STATUS_FORMATS = ("json", "text", "prometheus")
 IP_OBJECTS = ("addr", "link", "route", "neigh", "rule")
 IP_OPTIONS = ("-4", "-6", "-s")
@@ -202,9 +220,11 @@ IP_ARG = re.compile(r"^(-[46s]|[A-Za-z0-9][A-Za-z0-9./:_-]{0,63})$")
 PROPOSAL = re.compile(r"^[a-z0-9_]+(-[a-z0-9_]+)*(,[a-z0-9_]+(-[a-z0-9_]+)*)*$")
 IDENTITY = re.compile(r"^[A-Za-z0-9.@_-]{1,64}$")
 SWAN_REQUIRED = ("local", "local_id", "remote_id", "psk", "pool", "local_ts")
-SWAN_OPTIONAL = ("role", "remote", "ike_proposals", "esp_proposals", "dpd_delay_s")
+SWAN_OPTIONAL = ("role", "remote", "ike_proposals", "esp_proposals", "dpd_delay_s", "child_rekey_s", "ike_rekey_s")
 SWAN_CLIENT_REQUIRED = ("role", "remote", "local_id", "remote_id", "psk", "remote_ts")
-SWAN_CLIENT_OPTIONAL = ("local", "ike_proposals", "esp_proposals", "dpd_delay_s", "encap")
+SWAN_CLIENT_OPTIONAL = ("local", "ike_proposals", "esp_proposals", "dpd_delay_s", "encap", "child_rekey_s", "ike_rekey_s")
+# An IKE flood's Main Mode proposal: cipher-hash-group as strongSwan writes it (RFC 2409 appendix A values).
+IKE_FLOOD_PROPOSAL = re.compile(r"^(aes128|aes192|aes256)-(sha1|sha256|sha384|sha512)-(modp1024|modp1536|modp2048|modp3072|modp4096)$")
 
 
 def active(element: Any, params: dict) -> bool:
@@ -420,7 +440,10 @@ class Validator:
                 continue
             kind = spec.get("kind")
             if kind == "stream":
-                if self.obj(spec, at, ("kind", "from", "source", "to", "address"), ("port", "pace_ms")):
+                if self.obj(spec, at, ("kind", "from", "source", "to", "address"), ("port", "pace_ms", "bytes")):
+                    if "bytes" in spec and (not isinstance(spec["bytes"], int) or isinstance(spec["bytes"], bool)
+                                            or not 2048 <= spec["bytes"] <= 1 << 30):
+                        self.fail(at + "/bytes", "is not a number of bytes, 2048 to 1 GiB")
                     if "pace_ms" in spec and (not isinstance(spec["pace_ms"], (int, float)) or isinstance(spec["pace_ms"], bool)
                                               or not 0 <= spec["pace_ms"] <= 1000):
                         self.fail(at + "/pace_ms", "is not 0-1000 ms (a fraction allowed)")
@@ -442,8 +465,10 @@ class Validator:
                     self.address(spec.get("to"), at + "/to", False)
                     if "interval_ms" in spec and (not isinstance(spec["interval_ms"], int) or not 10 <= spec["interval_ms"] <= 10000):
                         self.fail(at + "/interval_ms", "is not 10-10000")
+            elif kind == "ike_flood":
+                self.ike_flood(spec, at)
             else:
-                self.fail(at + "/kind", f"{json.dumps(kind)} is not \"stream\" or \"probe\"")
+                self.fail(at + "/kind", f"{json.dumps(kind)} is not \"stream\", \"probe\" or \"ike_flood\"")
         self.captures = d.get("captures", {})
         if not isinstance(self.captures, dict):
             self.fail(ptr("captures"), "is not an object of network: {\"outside\": bool}")
@@ -477,6 +502,27 @@ class Validator:
             if k in params and params[k] not in values:
                 known = ", ".join(sorted({json.dumps(v) for v in values}))
                 self.fail(ptr("parameters", k), f"{json.dumps(params[k])} is none of the values this scenario's \"if\"s choose from ({known})")
+
+    def ike_flood(self, spec: dict, at: str) -> None:
+        """Main Mode first messages with fresh initiator cookies from consecutive source
+        addresses, sent as fast as the host can for duration_s (a half-open flood)."""
+        if not self.obj(spec, at, ("kind", "from", "to", "source"), ("sources", "duration_s", "port", "proposal")):
+            return
+        self.ref(spec.get("from"), at + "/from", self.doc.get("hosts") or {}, "host")
+        self.address(spec.get("to"), at + "/to", False)
+        first = self.address(spec.get("source"), at + "/source", False)
+        n = spec.get("sources", 1)
+        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 254:
+            self.fail(at + "/sources", "is not a number of source addresses, 1-254")
+        elif first is not None and any(first in net for net in ALLOWED_NETS):
+            self.address(str(first + n - 1), at + "/sources", False)
+        d = spec.get("duration_s", 1)
+        if not isinstance(d, (int, float)) or isinstance(d, bool) or not 0 < d <= 30:
+            self.fail(at + "/duration_s", "is not a number of seconds, more than 0 and at most 30")
+        if "port" in spec and (not isinstance(spec["port"], int) or isinstance(spec["port"], bool) or not 1 <= spec["port"] <= 65535):
+            self.fail(at + "/port", "is not a UDP port, 1-65535")
+        if "proposal" in spec and (not isinstance(spec["proposal"], str) or not IKE_FLOOD_PROPOSAL.match(spec["proposal"])):
+            self.fail(at + "/proposal", "is not an IKE proposal aes128|aes192|aes256-sha1|sha256|sha384|sha512-modp1024|...|modp4096")
 
     def if_(self, element: dict, at: str) -> None:
         cond = element.get("if")
@@ -524,6 +570,9 @@ class Validator:
         if "dpd_delay_s" in s and (not isinstance(s["dpd_delay_s"], int) or isinstance(s["dpd_delay_s"], bool)
                                    or not 1 <= s["dpd_delay_s"] <= 3600):
             self.fail(at + "/dpd_delay_s", "is not a number of seconds, 1-3600")
+        for k in ("child_rekey_s", "ike_rekey_s"):
+            if k in s and (not isinstance(s[k], int) or isinstance(s[k], bool) or not 5 <= s[k] <= 86400):
+                self.fail(at + "/" + k, "is not a number of seconds, 5-86400")
 
     def claim(self, network, ip: str, at: str, used: dict) -> None:
         """Two interfaces on one network may not share an address."""
@@ -571,12 +620,22 @@ class Validator:
             for k, one in enumerate(c):
                 self.condition(one, at + ptr(k), in_move)
             return
-        if not self.source(c, at, ("if",) + CONDITION_TESTS):
+        if not self.source(c, at, ("if", "lines") + CONDITION_TESTS):
             return
         self.if_(c, at)
-        if "same_as" in c:
-            self.source(c["same_as"], at + "/same_as", (), active(c, self.params))
+        for t in ("same_as", "differs_from"):
+            if t in c:
+                self.source(c[t], at + "/" + t, (), active(c, self.params))
         tests = [t for t in CONDITION_TESTS if t in c]
+        if "lines" in c:
+            try:
+                if not isinstance(c["lines"], str) or not c["lines"]:
+                    raise re.error("empty")
+                re.compile(c["lines"])
+                if tests and tests[0] not in NUMERIC_TESTS:
+                    self.fail(at + "/" + tests[0], f"does not go with \"lines\" (a count): use one of {', '.join(NUMERIC_TESTS)}")
+            except re.error:
+                self.fail(at + "/lines", f"{json.dumps(c['lines'])} is not a regular expression (Python's re)")
         if len(tests) != 1:
             self.fail(at, f"has {len(tests)} tests; expected exactly one of: {', '.join(CONDITION_TESTS)}")
         for t in ("at_least", "at_most"):
