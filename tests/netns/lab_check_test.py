@@ -196,8 +196,9 @@ def outage_cases(checks, args, tmp):
 
 def interop_cases(checks, args, tmp):
     """The ike_flood traffic kind, a stream's "bytes", "lines" counts, "differs_from" and a
-    strongSwan node's rekey times: strongswan-clients is valid in both phases; bad values are
-    refused at their pointers."""
+    strongSwan node's rekey times (strongswan-clients), the "swanctl" step, "changed" and a
+    strongSwan gateway's "encap" (strongswan-gateway): both valid in each variant; bad values
+    are refused at their pointers."""
     for sets in ([], ["--set", "phase=rekey"]):
         r = lab(args.mipsec, "check", "strongswan-clients", *sets)
         checks.check(f"lab check strongswan-clients {' '.join(sets)}: OK", r.returncode == 0, r.stdout + r.stderr)
@@ -234,6 +235,33 @@ def interop_cases(checks, args, tmp):
         found = [line_.split(": ")[2] for line_ in r.stderr.splitlines() if line_.startswith("mipsec lab: ")]
         checks.check(f"{what}: refused (exit 2) at {', '.join(pointers)}",
                      r.returncode == 2 and sorted(found) == sorted(pointers), f"exit {r.returncode}: {r.stderr.strip()}")
+    gw_base = json.load(open(os.path.join(SCENARIOS, "strongswan-gateway.json")))
+    delete = next(k for k, s in enumerate(gw_base["timeline"]) if "swanctl" in s)
+    sw = lambda d: d["timeline"][delete]["swanctl"]  # noqa: E731
+    changed = next(k for k, c in enumerate(gw_base["timeline"][delete]["swanctl"]["until"]) if "changed" in c)
+    gw_cases = [
+        ("a swanctl step on a mipsec node", lambda d: sw(d).update(node="cli"), [f"/timeline/{delete}/swanctl/node"]),
+        ("a swanctl step doing what it cannot, on an SA that is none", lambda d: sw(d).update(do="reload", sa="esp"),
+         [f"/timeline/{delete}/swanctl/do", f"/timeline/{delete}/swanctl/sa"]),
+        ("a swanctl step with an unknown key", lambda d: sw(d).update(args=["--list-sas"]), [f"/timeline/{delete}/swanctl/args"]),
+        ("\"changed\" that is not true", lambda d: sw(d)["until"][changed].update(changed=False),
+         [f"/timeline/{delete}/swanctl/until/{changed}/changed"]),
+        ("\"changed\" in an assert (no start to compare with)",
+         lambda d: d["timeline"].append({"assert": dict(sw(d)["until"][changed])}), [f"/timeline/{len(gw_base['timeline'])}/assert/changed"]),
+        ("a strongSwan gateway's encap that is no boolean", lambda d: d["nodes"]["swgw"]["strongswan"].update(encap="no"),
+         ["/nodes/swgw/strongswan/encap"]),
+    ]
+    for what, change, pointers in gw_cases:
+        f = os.path.join(tmp, "bad-interop.json")
+        with open(f, "w") as out:
+            json.dump(broken(gw_base, change), out)
+        r = lab(args.mipsec, "check", f)
+        found = [line_.split(": ")[2] for line_ in r.stderr.splitlines() if line_.startswith("mipsec lab: ")]
+        checks.check(f"{what}: refused (exit 2) at {', '.join(pointers)}",
+                     r.returncode == 2 and sorted(found) == sorted(pointers), f"exit {r.returncode}: {r.stderr.strip()}")
+    for sets in ([], ["--set", "phase=rebind"], ["--set", "psk_ok=false"]):
+        r = lab(args.mipsec, "check", "strongswan-gateway", *sets)
+        checks.check(f"lab check strongswan-gateway {' '.join(sets)}: OK", r.returncode == 0, r.stdout + r.stderr)
     sys.dont_write_bytecode = True  # nothing written into the source tree
     from lab import ike_flood  # noqa: E402
     mm1 = ike_flood.main_mode_first("aes256-sha384-modp3072", b"\x11" * 8)

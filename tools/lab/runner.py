@@ -577,6 +577,8 @@ class Run:
         if "differs_from" in c:
             other = self.observe(c["differs_from"])
             return other is not MISSING and v != other
+        if "changed" in c:
+            return v != (baseline or {}).get(json.dumps(c, sort_keys=True), MISSING)
         if not isinstance(v, (int, float)) or isinstance(v, bool):
             return False
         if "exceeds" in c:
@@ -602,6 +604,8 @@ class Run:
             if x and ("increased" in x or "increased_by" in x or "unchanged" in x):
                 v = self.observe(x)
                 out[json.dumps(x, sort_keys=True)] = v if isinstance(v, (int, float)) else 0
+            elif x and "changed" in x:
+                out[json.dumps(x, sort_keys=True)] = self.observe(x)  # any value (MISSING: anything found later is a change)
         return out
 
     def describe(self, c) -> str:
@@ -1088,6 +1092,8 @@ class Run:
                 self.note("forget path MTU", host=step["forget_path_mtu"])
             elif action == "write":
                 self.write_file(step["write"])
+            elif action == "swanctl":
+                self.swanctl(step["swanctl"], label, timeout)
             elif action == "nat_flush":
                 self.lab.flush_nat(self.hosts[step["nat_flush"]])
                 self.note("nat flush", host=step["nat_flush"])
@@ -1102,6 +1108,25 @@ class Run:
             elif action == "outage":
                 self.outage(step, step.get("label", f"outage {len(self.moves) + 1}: {step['outage']['host']}/"
                                                     f"{step['outage']['interface']} down {step['outage']['duration_s']} s"), timeout)
+
+    def swanctl(self, sw: dict, label: str, timeout: float) -> None:
+        """An operator's swanctl command on a strongSwan node's own SA (its one connection and
+        CHILD_SA, as strongswan_node.connection names them), then its "until" conditions,
+        compared with before the command."""
+        charon = self.charons.get(sw["node"])
+        if charon is None:
+            raise StepFailed(f"{label}: strongSwan node {sw['node']} is not running")
+        before = self.baseline(sw["until"]) if "until" in sw else {}
+        name = charon.conn.children[0].name if sw["sa"] == "child" else charon.conn.name
+        r = charon.swan([f"--{sw['do']}", f"--{sw['sa']}", name, "--timeout", "5"], check=False, timeout=15)
+        self.assertion(f"{label}: swanctl --{sw['do']} --{sw['sa']} {name} on {sw['node']}", r.returncode == 0,
+                       (r.stdout + r.stderr).strip()[-500:])
+        self.note("swanctl", node=sw["node"], do=sw["do"], sa=sw["sa"])
+        if "until" in sw:
+            t0 = time.time()
+            t = self.wait(sw["until"], timeout, before)
+            self.assertion(f"{label}: then {self.describe(sw['until'])}" + (f" ({t - t0:.1f} s)" if t else ""), t is not None,
+                           self.observed(sw["until"]))
 
     def drop_summary(self) -> dict:
         """Every non-zero drop and failed-send counter of the running mipsec nodes, keyed by

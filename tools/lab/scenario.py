@@ -32,7 +32,8 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                initiating when it starts, stage "strongswan.client"; either role: "child_rekey_s"
                (5-86400, default an hour) rekeys the CHILD_SA, "ike_rekey_s" re-authenticates
                the IKE SA (IKEv1 has no IKE SA rekey), charon's own timers, jitter included;
-               charon logs to "${lab_dir}/charon-<host>/run/charon.log" (a file condition)
+               charon logs to "${lab_dir}/charon-<host>/run/charon.log" (a file condition); a
+               gateway's "encap": false leaves UDP encapsulation to NAT detection (RFC 3947)
   "if"         {"parameter": value, ...} on a node, a route, a timeline step or a condition: it is part
                of the run only when every named parameter has that value (so `--set
                gateway=strongswan` swaps the gateway node and the conditions that read it)
@@ -131,6 +132,16 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                                                             run's directory with that text and
                                                             mode (default "0600"), e.g. a state
                                                             file a node is to find corrupt
+                 {"swanctl": {"node": n, "do": "terminate" | "rekey" | "initiate", "sa": "child" | "ike",
+                              "until": condition | [conditions]}}
+                                                            the strongSwan node n does that to its
+                                                            connection's CHILD_SA or IKE SA
+                                                            (`swanctl --terminate --child net`, ...,
+                                                            5 s timeout), as an operator would; the
+                                                            step asserts swanctl succeeded, then
+                                                            waits (timeout_s) for "until", whose
+                                                            "increased"/"changed" compare with
+                                                            before the command
                  {"nat_flush": h}                           host h (one with "nat") forgets every
                                                             mapping, as a rebooting NAT does (conntrack
                                                             -F): the next packet out gets a new
@@ -141,7 +152,8 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                 (a number greater than the one at that pointer of the same node and stage, read in
                 the same status), "increased" / "unchanged": true, "increased_by": n (in a move or a
                 wait: compared with the move's or the wait's start), "same_as": value,
-                "differs_from": value (both exist and are not equal), optional "lines": regex
+                "differs_from": value (both exist and are not equal), "changed": true (in a move or
+                a wait: any value other than at its start, e.g. an SPI), optional "lines": regex
                 (the value, a string, counted as its lines that the regex finds something in;
                 a file's "/text" is then the whole file; goes with a numeric test)}
                 or {"host": h, "ip": [args], "pointer": ..., test}: the host's own network state,
@@ -195,7 +207,8 @@ from typing import Any, Optional
 FIGURES = ("link_to_address_ms", "link_to_registration_ms", "link_to_first_packet_ms", "link_to_stream_ms",
            "probe_lost", "ike_messages", "ike_sessions", "registrations", "registrations_per_layer", "access_mode")
 ACTIONS = ("start", "stop", "restart", "wait", "traffic", "move", "outage", "link", "assert", "quiet", "forget_path_mtu", "write",
-           "nat_flush")
+           "nat_flush", "swanctl")
+SWANCTL_DO = ("terminate", "rekey", "initiate")  # what a "swanctl" step may ask a strongSwan node to do to its SA
 RUN_FILE = re.compile(r"^[A-Za-z0-9._-]{1,64}(/[A-Za-z0-9._-]{1,64}){0,3}$")
 RUN_FILE_GLOB = re.compile(r"^[A-Za-z0-9._*-]{1,64}(/[A-Za-z0-9._*-]{1,64}){0,3}$")
 FILE_MODE = re.compile(r"^0[0-7]{3}$")
@@ -211,7 +224,7 @@ NAME = re.compile(r"^[a-z][a-z0-9_-]{0,11}$")
 IFNAME = re.compile(r"^[a-z][a-z0-9_.-]{0,14}$")
 PARAM = re.compile(r"\$\{([a-z_][a-z0-9_]*)\}")
 CONDITION_TESTS = ("equals", "in", "prefix", "contains", "at_least", "at_most", "exceeds", "increased", "increased_by", "unchanged",
-                   "same_as", "differs_from")
+                   "same_as", "differs_from", "changed")
 NUMERIC_TESTS = ("equals", "in", "at_least", "at_most", "increased", "increased_by", "unchanged")  # what "lines" counts go with
 STATUS_FORMATS = ("json", "text", "prometheus")
 IP_OBJECTS = ("addr", "link", "route", "neigh", "rule")
@@ -220,7 +233,7 @@ IP_ARG = re.compile(r"^(-[46s]|[A-Za-z0-9][A-Za-z0-9./:_-]{0,63})$")
 PROPOSAL = re.compile(r"^[a-z0-9_]+(-[a-z0-9_]+)*(,[a-z0-9_]+(-[a-z0-9_]+)*)*$")
 IDENTITY = re.compile(r"^[A-Za-z0-9.@_-]{1,64}$")
 SWAN_REQUIRED = ("local", "local_id", "remote_id", "psk", "pool", "local_ts")
-SWAN_OPTIONAL = ("role", "remote", "ike_proposals", "esp_proposals", "dpd_delay_s", "child_rekey_s", "ike_rekey_s")
+SWAN_OPTIONAL = ("role", "remote", "ike_proposals", "esp_proposals", "dpd_delay_s", "child_rekey_s", "ike_rekey_s", "encap")
 SWAN_CLIENT_REQUIRED = ("role", "remote", "local_id", "remote_id", "psk", "remote_ts")
 SWAN_CLIENT_OPTIONAL = ("local", "ike_proposals", "esp_proposals", "dpd_delay_s", "encap", "child_rekey_s", "ike_rekey_s")
 # An IKE flood's Main Mode proposal: cipher-hash-group as strongSwan writes it (RFC 2409 appendix A values).
@@ -654,7 +667,7 @@ class Validator:
             self.fail(at + "/contains", "is not a string, number or boolean (an element of a list, or part of a string)")
         if "exceeds" in c and (not isinstance(c["exceeds"], str) or not c["exceeds"].startswith("/")):
             self.fail(at + "/exceeds", "is not a JSON pointer (\"/a/b\") into the same status as \"pointer\"")
-        for t in ("increased", "unchanged"):
+        for t in ("increased", "unchanged", "changed"):
             if t not in c:
                 continue
             if c[t] is not True:
@@ -808,6 +821,18 @@ class Validator:
                     self.fail(at + "/write/text", "is not a string")
                 if "mode" in v and (not isinstance(v["mode"], str) or not FILE_MODE.match(v["mode"])):
                     self.fail(at + "/write/mode", "is not an octal file mode (\"0600\")")
+        elif a == "swanctl":
+            if self.obj(v, at + "/swanctl", ("node", "do", "sa"), ("until",)):
+                if "until" in v:
+                    self.condition(v["until"], at + "/swanctl/until", True)
+                self.node_ref(v.get("node"), at + "/swanctl/node", in_run)
+                node = (self.doc.get("nodes") or {}).get(v.get("node")) if isinstance(v.get("node"), str) else None
+                if isinstance(node, dict) and "strongswan" not in node:
+                    self.fail(at + "/swanctl/node", f"node \"{v['node']}\" is a mipsec node, not a strongSwan one")
+                if v.get("do") not in SWANCTL_DO:
+                    self.fail(at + "/swanctl/do", f"{json.dumps(v.get('do'))} is not one of: {', '.join(SWANCTL_DO)}")
+                if v.get("sa") not in ("child", "ike"):
+                    self.fail(at + "/swanctl/sa", f"{json.dumps(v.get('sa'))} is not \"child\" or \"ike\"")
         elif a == "nat_flush":
             if self.ref(v, at + "/nat_flush", self.hosts, "host") and "nat" not in (self.hosts[v] if isinstance(self.hosts[v], dict) else {}):
                 self.fail(at + "/nat_flush", f"host \"{v}\" has no \"nat\" to flush")

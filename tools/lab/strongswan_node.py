@@ -29,8 +29,8 @@ def rekey(spec: dict, which: str):
 
 def connection(spec: dict) -> Connection:
     """The swanctl connection of a strongswan element validated by scenario.Validator.strongswan (IKEv1; the
-    kernel-libipsec backend only speaks ESP in UDP, so a gateway forces encapsulation and a client does unless
-    told "encap": false, which leaves it to NAT detection, RFC 3947)."""
+    kernel-libipsec backend only speaks ESP in UDP, so either role forces encapsulation unless told
+    "encap": false, which leaves it to NAT detection, RFC 3947, for a peer behind a NAT)."""
     if spec.get("role") == "client":
         return Connection("lab", spec.get("local", "%any"), spec["remote"], spec["local_id"], spec["remote_id"], spec["psk"],
                           proposals=spec.get("ike_proposals", "aes128-sha256-modp2048"), vips="0.0.0.0",
@@ -39,7 +39,7 @@ def connection(spec: dict) -> Connection:
                                           esp_proposals=spec.get("esp_proposals", "aes128gcm16"), start_action="start")])
     return Connection("rw", spec["local"], spec.get("remote", "%any"), spec["local_id"], spec["remote_id"], spec["psk"],
                       proposals=spec.get("ike_proposals", "aes128-sha256-modp2048"), pools="pool",
-                      pool_addrs=spec["pool"], dpd_delay=f"{spec.get('dpd_delay_s', 30)}s", encap=True, rekey_time=rekey(spec, "ike"),
+                      pool_addrs=spec["pool"], dpd_delay=f"{spec.get('dpd_delay_s', 30)}s", encap=spec.get("encap", True), rekey_time=rekey(spec, "ike"),
                       children=[Child(local_ts=spec["local_ts"], remote_ts="dynamic", rekey_time=rekey(spec, "child") or "1h",
                                       esp_proposals=spec.get("esp_proposals", "aes128gcm16"))])
 
