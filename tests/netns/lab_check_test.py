@@ -239,6 +239,9 @@ def interop_cases(checks, args, tmp):
     delete = next(k for k, s in enumerate(gw_base["timeline"]) if "swanctl" in s)
     sw = lambda d: d["timeline"][delete]["swanctl"]  # noqa: E731
     changed = next(k for k, c in enumerate(gw_base["timeline"][delete]["swanctl"]["until"]) if "changed" in c)
+    drop = next(k for k, s in enumerate(gw_base["timeline"]) if "drop" in s)
+    dr = lambda d: d["timeline"][drop]["drop"]  # noqa: E731
+    hold = next(k for k, s in enumerate(gw_base["timeline"]) if "hold" in s)
     gw_cases = [
         ("a swanctl step on a mipsec node", lambda d: sw(d).update(node="cli"), [f"/timeline/{delete}/swanctl/node"]),
         ("a swanctl step doing what it cannot, on an SA that is none", lambda d: sw(d).update(do="reload", sa="esp"),
@@ -250,6 +253,18 @@ def interop_cases(checks, args, tmp):
          lambda d: d["timeline"].append({"assert": dict(sw(d)["until"][changed])}), [f"/timeline/{len(gw_base['timeline'])}/assert/changed"]),
         ("a strongSwan gateway's encap that is no boolean", lambda d: d["nodes"]["swgw"]["strongswan"].update(encap="no"),
          ["/nodes/swgw/strongswan/encap"]),
+        ("a CHILD_SA lifetime and rekey jitter out of range",
+         lambda d: d["nodes"]["swgw"]["strongswan"].update(child_lifetime_s=0, child_rekey_jitter_s=-1),
+         ["/nodes/swgw/strongswan/child_lifetime_s", "/nodes/swgw/strongswan/child_rekey_jitter_s"]),
+        ("a drop on a host that does not forward", lambda d: dr(d).update(host="cli"), [f"/timeline/{drop}/drop/host"]),
+        ("a drop with bad payload bytes, a port that is none and a count of 0",
+         lambda d: dr(d).update(payload=[[0, "0000000000"], [-1, "20"]], udp_source_port=0, count=0),
+         [f"/timeline/{drop}/drop/payload/0", f"/timeline/{drop}/drop/payload/1", f"/timeline/{drop}/drop/udp_source_port",
+          f"/timeline/{drop}/drop/count"]),
+        ("a drop from an address outside the lab", lambda d: dr(d).update(**{"from": "8.8.8.8"}), [f"/timeline/{drop}/drop/from"]),
+        ("a hold without \"until\"", lambda d: d["timeline"][hold]["hold"].pop("until"), [f"/timeline/{hold}/hold"]),
+        ("a hold on an unknown node", lambda d: d["timeline"][hold]["hold"]["conditions"][0].update(node="ghost"),
+         [f"/timeline/{hold}/hold/conditions/0/node"]),
     ]
     for what, change, pointers in gw_cases:
         f = os.path.join(tmp, "bad-interop.json")
@@ -259,7 +274,7 @@ def interop_cases(checks, args, tmp):
         found = [line_.split(": ")[2] for line_ in r.stderr.splitlines() if line_.startswith("mipsec lab: ")]
         checks.check(f"{what}: refused (exit 2) at {', '.join(pointers)}",
                      r.returncode == 2 and sorted(found) == sorted(pointers), f"exit {r.returncode}: {r.stderr.strip()}")
-    for sets in ([], ["--set", "phase=rebind"], ["--set", "psk_ok=false"]):
+    for sets in ([], ["--set", "phase=rebind"], ["--set", "psk_ok=false"], ["--set", "phase=collision"]):
         r = lab(args.mipsec, "check", "strongswan-gateway", *sets)
         checks.check(f"lab check strongswan-gateway {' '.join(sets)}: OK", r.returncode == 0, r.stdout + r.stderr)
     sys.dont_write_bytecode = True  # nothing written into the source tree

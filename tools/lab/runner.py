@@ -1092,6 +1092,10 @@ class Run:
                 self.note("forget path MTU", host=step["forget_path_mtu"])
             elif action == "write":
                 self.write_file(step["write"])
+            elif action == "drop":
+                self.drop(step["drop"], label, timeout)
+            elif action == "hold":
+                self.hold(step["hold"], label, timeout)
             elif action == "swanctl":
                 self.swanctl(step["swanctl"], label, timeout)
             elif action == "nat_flush":
@@ -1108,6 +1112,50 @@ class Run:
             elif action == "outage":
                 self.outage(step, step.get("label", f"outage {len(self.moves) + 1}: {step['outage']['host']}/"
                                                     f"{step['outage']['interface']} down {step['outage']['duration_s']} s"), timeout)
+
+    def drop(self, d: dict, label: str, timeout: float) -> None:
+        """An nftables rule in the forwarding host drops the matching UDP packets until it has
+        dropped `count`, then goes: one message lost on the way, for as long as it takes."""
+        host = self.hosts[d["host"]]
+        # @th,OFFSET,LENGTH: bits from the transport header; the UDP payload starts at bit 64.
+        match = " ".join(f"@th,{64 + 8 * off},{4 * len(hx)} 0x{hx}" for off, hx in d.get("payload", []))
+        table = f"labdrop{len(self.events)}"
+        host.run(["nft", "-f", "-"], input=f"table ip {table} {{\n  chain forward {{\n    type filter hook forward priority -10;\n"
+                                            f"    ip saddr {d['from']} udp sport {d['udp_source_port']} {match} counter drop\n  }}\n}}\n")
+        want = d.get("count", 1)
+        deadline, dropped = time.monotonic() + timeout, 0
+        while time.monotonic() < deadline:
+            m = re.search(r"packets (\d+)", host.run(["nft", "list", "table", "ip", table]).stdout)
+            dropped = int(m.group(1)) if m else 0
+            if dropped >= want:
+                break
+            time.sleep(POLL_S)
+        host.run(["nft", "delete", "table", "ip", table])
+        self.note("drop", host=d["host"], dropped=dropped)
+        self.assertion(f"{label}: {d['host']} dropped {want} UDP packet(s) from {d['from']}:{d['udp_source_port']}", dropped >= want,
+                       f"{dropped} within {timeout:.0f}s")
+
+    def hold(self, h: dict, label: str, timeout: float) -> None:
+        """The conditions at every poll until "until" holds: the first poll that breaks them fails the step."""
+        base = self.baseline(h["conditions"]) | self.baseline(h["until"])
+        deadline, polls = time.monotonic() + timeout, 0
+        while time.monotonic() < deadline:
+            self.snapshot = {}
+            try:
+                ok, done = self.holds(h["conditions"], base), self.holds(h["until"], base)
+                seen = self.observed(h["conditions"]) if not ok else ""
+            finally:
+                self.snapshot = None
+            polls += 1
+            if not ok:
+                self.assertion(f"{label}: {self.describe(h['conditions'])} at every poll", False, f"poll {polls}: {seen}")
+                raise StepFailed(f"{label}: {self.describe(h['conditions'])} broke at poll {polls}")
+            if done:
+                self.assertion(f"{label}: {self.describe(h['conditions'])} at every poll ({polls}) until {self.describe(h['until'])}", True)
+                return
+            time.sleep(POLL_S)
+        self.assertion(f"{label}: {self.describe(h['until'])} within {timeout:.0f}s", False, self.observed(h["until"]))
+        raise StepFailed(f"{label}: timed out after {timeout:.0f}s waiting for {self.describe(h['until'])}")
 
     def swanctl(self, sw: dict, label: str, timeout: float) -> None:
         """An operator's swanctl command on a strongSwan node's own SA (its one connection and

@@ -33,7 +33,9 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                (5-86400, default an hour) rekeys the CHILD_SA, "ike_rekey_s" re-authenticates
                the IKE SA (IKEv1 has no IKE SA rekey), charon's own timers, jitter included;
                charon logs to "${lab_dir}/charon-<host>/run/charon.log" (a file condition); a
-               gateway's "encap": false leaves UDP encapsulation to NAT detection (RFC 3947)
+               gateway's "encap": false leaves UDP encapsulation to NAT detection (RFC 3947);
+               "child_lifetime_s" (5-86400) is the CHILD_SA's hard lifetime, "child_rekey_jitter_s"
+               (0-3600) charon's rand_time (0: rekey exactly at child_rekey_s)
   "if"         {"parameter": value, ...} on a node, a route, a timeline step or a condition: it is part
                of the run only when every named parameter has that value (so `--set
                gateway=strongswan` swaps the gateway node and the conditions that read it)
@@ -142,6 +144,20 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                                                             waits (timeout_s) for "until", whose
                                                             "increased"/"changed" compare with
                                                             before the command
+                 {"drop": {"host": h, "from": addr, "udp_source_port": n, "payload": [[offset, "hex"], ...],
+                           "count": n}}                     the forwarding host h drops the UDP
+                                                            packets from addr:n whose payload holds
+                                                            those bytes (1-4 each) at those offsets,
+                                                            until it dropped count (default 1; the
+                                                            step waits for them, timeout_s), then
+                                                            forwards them again (e.g. one IKE
+                                                            message lost in a NAT)
+                 {"hold": {"conditions": condition | [conditions], "until": condition | [conditions]}}
+                                                            the conditions hold at every poll until
+                                                            "until" does (timeout_s): an invariant
+                                                            over a window, e.g. SAs never piling up
+                                                            while a probe runs; "increased" and
+                                                            "changed" compare with its start
                  {"nat_flush": h}                           host h (one with "nat") forgets every
                                                             mapping, as a rebooting NAT does (conntrack
                                                             -F): the next packet out gets a new
@@ -207,7 +223,8 @@ from typing import Any, Optional
 FIGURES = ("link_to_address_ms", "link_to_registration_ms", "link_to_first_packet_ms", "link_to_stream_ms",
            "probe_lost", "ike_messages", "ike_sessions", "registrations", "registrations_per_layer", "access_mode")
 ACTIONS = ("start", "stop", "restart", "wait", "traffic", "move", "outage", "link", "assert", "quiet", "forget_path_mtu", "write",
-           "nat_flush", "swanctl")
+           "nat_flush", "swanctl", "drop", "hold")
+DROP_PAYLOAD_HEX = re.compile(r"^([0-9a-f]{2}){1,4}$")  # a "drop" step's payload bytes: 1-4, as hex
 SWANCTL_DO = ("terminate", "rekey", "initiate")  # what a "swanctl" step may ask a strongSwan node to do to its SA
 RUN_FILE = re.compile(r"^[A-Za-z0-9._-]{1,64}(/[A-Za-z0-9._-]{1,64}){0,3}$")
 RUN_FILE_GLOB = re.compile(r"^[A-Za-z0-9._*-]{1,64}(/[A-Za-z0-9._*-]{1,64}){0,3}$")
@@ -233,9 +250,11 @@ IP_ARG = re.compile(r"^(-[46s]|[A-Za-z0-9][A-Za-z0-9./:_-]{0,63})$")
 PROPOSAL = re.compile(r"^[a-z0-9_]+(-[a-z0-9_]+)*(,[a-z0-9_]+(-[a-z0-9_]+)*)*$")
 IDENTITY = re.compile(r"^[A-Za-z0-9.@_-]{1,64}$")
 SWAN_REQUIRED = ("local", "local_id", "remote_id", "psk", "pool", "local_ts")
-SWAN_OPTIONAL = ("role", "remote", "ike_proposals", "esp_proposals", "dpd_delay_s", "child_rekey_s", "ike_rekey_s", "encap")
+SWAN_OPTIONAL = ("role", "remote", "ike_proposals", "esp_proposals", "dpd_delay_s", "child_rekey_s", "ike_rekey_s", "encap",
+                 "child_lifetime_s", "child_rekey_jitter_s")
 SWAN_CLIENT_REQUIRED = ("role", "remote", "local_id", "remote_id", "psk", "remote_ts")
-SWAN_CLIENT_OPTIONAL = ("local", "ike_proposals", "esp_proposals", "dpd_delay_s", "encap", "child_rekey_s", "ike_rekey_s")
+SWAN_CLIENT_OPTIONAL = ("local", "ike_proposals", "esp_proposals", "dpd_delay_s", "encap", "child_rekey_s", "ike_rekey_s",
+                        "child_lifetime_s", "child_rekey_jitter_s")
 # An IKE flood's Main Mode proposal: cipher-hash-group as strongSwan writes it (RFC 2409 appendix A values).
 IKE_FLOOD_PROPOSAL = re.compile(r"^(aes128|aes192|aes256)-(sha1|sha256|sha384|sha512)-(modp1024|modp1536|modp2048|modp3072|modp4096)$")
 
@@ -583,9 +602,12 @@ class Validator:
         if "dpd_delay_s" in s and (not isinstance(s["dpd_delay_s"], int) or isinstance(s["dpd_delay_s"], bool)
                                    or not 1 <= s["dpd_delay_s"] <= 3600):
             self.fail(at + "/dpd_delay_s", "is not a number of seconds, 1-3600")
-        for k in ("child_rekey_s", "ike_rekey_s"):
+        for k in ("child_rekey_s", "ike_rekey_s", "child_lifetime_s"):
             if k in s and (not isinstance(s[k], int) or isinstance(s[k], bool) or not 5 <= s[k] <= 86400):
                 self.fail(at + "/" + k, "is not a number of seconds, 5-86400")
+        if "child_rekey_jitter_s" in s and (not isinstance(s["child_rekey_jitter_s"], int) or isinstance(s["child_rekey_jitter_s"], bool)
+                                            or not 0 <= s["child_rekey_jitter_s"] <= 3600):
+            self.fail(at + "/child_rekey_jitter_s", "is not a number of seconds, 0-3600")
 
     def claim(self, network, ip: str, at: str, used: dict) -> None:
         """Two interfaces on one network may not share an address."""
@@ -833,6 +855,31 @@ class Validator:
                     self.fail(at + "/swanctl/do", f"{json.dumps(v.get('do'))} is not one of: {', '.join(SWANCTL_DO)}")
                 if v.get("sa") not in ("child", "ike"):
                     self.fail(at + "/swanctl/sa", f"{json.dumps(v.get('sa'))} is not \"child\" or \"ike\"")
+        elif a == "drop":
+            dat = at + "/drop"
+            if self.obj(v, dat, ("host", "from", "udp_source_port"), ("payload", "count")):
+                if self.ref(v.get("host"), dat + "/host", self.hosts, "host") and not (self.hosts[v["host"]] or {}).get("forward"):
+                    self.fail(dat + "/host", f"host \"{v['host']}\" does not forward (\"forward\": true): it has no packets to drop")
+                self.address(v.get("from"), dat + "/from", False)
+                p = v.get("udp_source_port")
+                if not isinstance(p, int) or isinstance(p, bool) or not 1 <= p <= 65535:
+                    self.fail(dat + "/udp_source_port", "is not a UDP port, 1-65535")
+                pl = v.get("payload", [])
+                if not isinstance(pl, list) or len(pl) > 4:
+                    self.fail(dat + "/payload", "is not a list of at most 4 [offset, \"hex bytes\"]")
+                else:
+                    for k, one in enumerate(pl):
+                        if (not isinstance(one, list) or len(one) != 2 or not isinstance(one[0], int) or isinstance(one[0], bool)
+                                or not 0 <= one[0] <= 1400 or not isinstance(one[1], str) or not DROP_PAYLOAD_HEX.match(one[1])):
+                            self.fail(dat + ptr("payload", k), "is not [offset into the UDP payload 0-1400, 1-4 bytes as lower-case hex]")
+                c = v.get("count", 1)
+                if not isinstance(c, int) or isinstance(c, bool) or not 1 <= c <= 100:
+                    self.fail(dat + "/count", "is not a number of packets, 1-100")
+        elif a == "hold":
+            if self.obj(v, at + "/hold", ("conditions", "until")):
+                for k in ("conditions", "until"):
+                    if k in v:
+                        self.condition(v[k], at + "/hold/" + k, True)
         elif a == "nat_flush":
             if self.ref(v, at + "/nat_flush", self.hosts, "host") and "nat" not in (self.hosts[v] if isinstance(self.hosts[v], dict) else {}):
                 self.fail(at + "/nat_flush", f"host \"{v}\" has no \"nat\" to flush")

@@ -27,6 +27,16 @@ def rekey(spec: dict, which: str):
     return f"{n}s" if n else None
 
 
+def child_times(spec: dict) -> dict:
+    """A CHILD_SA's hard lifetime and rekey jitter (charon's life_time and rand_time), where given."""
+    out = {}
+    if "child_lifetime_s" in spec:
+        out["life_time"] = f"{spec['child_lifetime_s']}s"
+    if "child_rekey_jitter_s" in spec:
+        out["rand_time"] = f"{spec['child_rekey_jitter_s']}s"
+    return out
+
+
 def connection(spec: dict) -> Connection:
     """The swanctl connection of a strongswan element validated by scenario.Validator.strongswan (IKEv1; the
     kernel-libipsec backend only speaks ESP in UDP, so either role forces encapsulation unless told
@@ -35,12 +45,12 @@ def connection(spec: dict) -> Connection:
         return Connection("lab", spec.get("local", "%any"), spec["remote"], spec["local_id"], spec["remote_id"], spec["psk"],
                           proposals=spec.get("ike_proposals", "aes128-sha256-modp2048"), vips="0.0.0.0",
                           dpd_delay=f"{spec.get('dpd_delay_s', 30)}s", encap=spec.get("encap", True), rekey_time=rekey(spec, "ike"),
-                          children=[Child(local_ts="dynamic", remote_ts=spec["remote_ts"], rekey_time=rekey(spec, "child") or "1h",
+                          children=[Child(local_ts="dynamic", remote_ts=spec["remote_ts"], rekey_time=rekey(spec, "child") or "1h", **child_times(spec),
                                           esp_proposals=spec.get("esp_proposals", "aes128gcm16"), start_action="start")])
     return Connection("rw", spec["local"], spec.get("remote", "%any"), spec["local_id"], spec["remote_id"], spec["psk"],
                       proposals=spec.get("ike_proposals", "aes128-sha256-modp2048"), pools="pool",
                       pool_addrs=spec["pool"], dpd_delay=f"{spec.get('dpd_delay_s', 30)}s", encap=spec.get("encap", True), rekey_time=rekey(spec, "ike"),
-                      children=[Child(local_ts=spec["local_ts"], remote_ts="dynamic", rekey_time=rekey(spec, "child") or "1h",
+                      children=[Child(local_ts=spec["local_ts"], remote_ts="dynamic", rekey_time=rekey(spec, "child") or "1h", **child_times(spec),
                                       esp_proposals=spec.get("esp_proposals", "aes128gcm16"))])
 
 
