@@ -152,6 +152,7 @@ def main():
         round_cases(checks, args, tmp)
         packets_cases(checks, args, tmp)
         process_cases(checks, args, tmp)
+        interop_cases(checks, args, tmp)
         r = lab(args.mipsec, "pictures", "mip-roaming", "vpn-only-1a", "--out", os.path.join(tmp, "pictures"))
         svg = os.path.join(tmp, "pictures", "mip-roaming.svg")
         text = open(svg).read() if os.path.exists(svg) else ""
@@ -299,6 +300,98 @@ def remembered_checks(checks):
                  and not run.holds({"node": "n", "pointer": "/pipeline/0/drops", "same_as": {"remembered": "gone"}})
                  and run.holds({"node": "n", "stage": "x", "pointer": "/state/sas", "length": {"at_least": 3, "at_most": 3}})
                  and not run.holds({"node": "n", "stage": "x", "pointer": "/state/sas", "length": {"at_most": 2}}))
+def interop_cases(checks, args, tmp):
+    """The ike_flood traffic kind, a stream's "bytes", "lines" counts, "differs_from" and a
+    strongSwan node's rekey times (strongswan-clients), the "swanctl" step, "changed" and a
+    strongSwan gateway's "encap" (strongswan-gateway): both valid in each variant; bad values
+    are refused at their pointers."""
+    for sets in ([], ["--set", "phase=rekey"]):
+        r = lab(args.mipsec, "check", "strongswan-clients", *sets)
+        checks.check(f"lab check strongswan-clients {' '.join(sets)}: OK", r.returncode == 0, r.stdout + r.stderr)
+    base = json.load(open(os.path.join(SCENARIOS, "strongswan-clients.json")))
+    flood = lambda d: d["traffic"]["flood"]  # noqa: E731
+    flood_asserts = next(k for k, s in enumerate(base["timeline"]) if "assert" in s and "dropping IKE" in json.dumps(s["assert"]))
+    logged = next(k for k, c in enumerate(base["timeline"][flood_asserts]["assert"]) if "lines" in c)
+    line_at = f"/timeline/{flood_asserts}/assert/{logged}"
+    line = lambda d: d["timeline"][flood_asserts]["assert"][logged]  # noqa: E731
+    second = next(k for k, s in enumerate(base["timeline"]) if "wait" in s and "differs_from" in json.dumps(s["wait"]))
+    differs = next(k for k, c in enumerate(base["timeline"][second]["wait"]) if "differs_from" in c)
+    cases = [
+        ("a flood from more than 254 addresses", lambda d: flood(d).update(sources=300), ["/traffic/flood/sources"]),
+        ("a flood whose addresses run out of the lab's ranges", lambda d: flood(d).update(source="10.255.255.250"), ["/traffic/flood/sources"]),
+        ("a flood from an address outside the lab", lambda d: flood(d).update(source="8.8.8.8"), ["/traffic/flood/source"]),
+        ("a flood lasting no time, and an unknown key", lambda d: flood(d).update(duration_s=0, rate=5),
+         ["/traffic/flood/duration_s", "/traffic/flood/rate"]),
+        ("a flood proposal it cannot write", lambda d: flood(d).update(proposal="3des-md5-modp768"), ["/traffic/flood/proposal"]),
+        ("a flood to a port that is none", lambda d: flood(d).update(port=70000), ["/traffic/flood/port"]),
+        ("a stream ending after fewer bytes than one write", lambda d: d["traffic"]["tcp1"].update(bytes=10), ["/traffic/tcp1/bytes"]),
+        ("a \"lines\" that is no regular expression", lambda d: line(d).update(lines="(dropping"), [line_at + "/lines"]),
+        ("a \"lines\" count with a string test", lambda d: (line(d).pop("at_least", None), line(d).pop("at_most", None),
+                                                            line(d).update(prefix="x")), [line_at + "/prefix"]),
+        ("differs_from naming an unknown node", lambda d: d["timeline"][second]["wait"][differs]["differs_from"].update(node="ghost"),
+         [f"/timeline/{second}/wait/{differs}/differs_from/node"]),
+        ("strongSwan rekey times out of range", lambda d: d["nodes"]["swcli1"]["strongswan"].update(child_rekey_s=1, ike_rekey_s="25s"),
+         ["/nodes/swcli1/strongswan/child_rekey_s", "/nodes/swcli1/strongswan/ike_rekey_s"]),
+    ]
+    for what, change, pointers in cases:
+        f = os.path.join(tmp, "bad-interop.json")
+        with open(f, "w") as out:
+            json.dump(broken(base, change), out)
+        r = lab(args.mipsec, "check", f)
+        found = [line_.split(": ")[2] for line_ in r.stderr.splitlines() if line_.startswith("mipsec lab: ")]
+        checks.check(f"{what}: refused (exit 2) at {', '.join(pointers)}",
+                     r.returncode == 2 and sorted(found) == sorted(pointers), f"exit {r.returncode}: {r.stderr.strip()}")
+    gw_base = json.load(open(os.path.join(SCENARIOS, "strongswan-gateway.json")))
+    delete = next(k for k, s in enumerate(gw_base["timeline"]) if "swanctl" in s)
+    sw = lambda d: d["timeline"][delete]["swanctl"]  # noqa: E731
+    changed = next(k for k, c in enumerate(gw_base["timeline"][delete]["swanctl"]["until"]) if "changed" in c)
+    drop = next(k for k, s in enumerate(gw_base["timeline"]) if "drop" in s)
+    dr = lambda d: d["timeline"][drop]["drop"]  # noqa: E731
+    hold = next(k for k, s in enumerate(gw_base["timeline"]) if "hold" in s)
+    gw_cases = [
+        ("a swanctl step on a mipsec node", lambda d: sw(d).update(node="cli"), [f"/timeline/{delete}/swanctl/node"]),
+        ("a swanctl step doing what it cannot, on an SA that is none", lambda d: sw(d).update(do="reload", sa="esp"),
+         [f"/timeline/{delete}/swanctl/do", f"/timeline/{delete}/swanctl/sa"]),
+        ("a swanctl step with an unknown key", lambda d: sw(d).update(args=["--list-sas"]), [f"/timeline/{delete}/swanctl/args"]),
+        ("\"changed\" that is not true", lambda d: sw(d)["until"][changed].update(changed=False),
+         [f"/timeline/{delete}/swanctl/until/{changed}/changed"]),
+        ("\"changed\" in an assert (no start to compare with)",
+         lambda d: d["timeline"].append({"assert": dict(sw(d)["until"][changed])}), [f"/timeline/{len(gw_base['timeline'])}/assert/changed"]),
+        ("a strongSwan gateway's encap that is no boolean", lambda d: d["nodes"]["swgw"]["strongswan"].update(encap="no"),
+         ["/nodes/swgw/strongswan/encap"]),
+        ("a CHILD_SA lifetime and rekey jitter out of range",
+         lambda d: d["nodes"]["swgw"]["strongswan"].update(child_lifetime_s=0, child_rekey_jitter_s=-1),
+         ["/nodes/swgw/strongswan/child_lifetime_s", "/nodes/swgw/strongswan/child_rekey_jitter_s"]),
+        ("a drop on a host that does not forward", lambda d: dr(d).update(host="cli"), [f"/timeline/{drop}/drop/host"]),
+        ("a drop with bad payload bytes, a port that is none and a count of 0",
+         lambda d: dr(d).update(payload=[[0, "0000000000"], [-1, "20"]], udp_source_port=0, count=0),
+         [f"/timeline/{drop}/drop/payload/0", f"/timeline/{drop}/drop/payload/1", f"/timeline/{drop}/drop/udp_source_port",
+          f"/timeline/{drop}/drop/count"]),
+        ("a drop from an address outside the lab", lambda d: dr(d).update(**{"from": "8.8.8.8"}), [f"/timeline/{drop}/drop/from"]),
+        ("a hold without \"until\"", lambda d: d["timeline"][hold]["hold"].pop("until"), [f"/timeline/{hold}/hold"]),
+        ("a hold on an unknown node", lambda d: d["timeline"][hold]["hold"]["conditions"][0].update(node="ghost"),
+         [f"/timeline/{hold}/hold/conditions/0/node"]),
+    ]
+    for what, change, pointers in gw_cases:
+        f = os.path.join(tmp, "bad-interop.json")
+        with open(f, "w") as out:
+            json.dump(broken(gw_base, change), out)
+        r = lab(args.mipsec, "check", f)
+        found = [line_.split(": ")[2] for line_ in r.stderr.splitlines() if line_.startswith("mipsec lab: ")]
+        checks.check(f"{what}: refused (exit 2) at {', '.join(pointers)}",
+                     r.returncode == 2 and sorted(found) == sorted(pointers), f"exit {r.returncode}: {r.stderr.strip()}")
+    for sets in ([], ["--set", "phase=rebind"], ["--set", "psk_ok=false"], ["--set", "phase=collision"]):
+        r = lab(args.mipsec, "check", "strongswan-gateway", *sets)
+        checks.check(f"lab check strongswan-gateway {' '.join(sets)}: OK", r.returncode == 0, r.stdout + r.stderr)
+    sys.dont_write_bytecode = True  # nothing written into the source tree
+    from lab import ike_flood  # noqa: E402
+    mm1 = ike_flood.main_mode_first("aes256-sha384-modp3072", b"\x11" * 8)
+    # RFC 2408 §3.1: CKY-I, a zero CKY-R, next payload SA (1), version 1.0, Identity Protection (2), message ID 0, length.
+    checks.check("an ike_flood MM1: ISAKMP header of Identity Protection with one SA payload, its length in the header",
+                 mm1[:16] == b"\x11" * 8 + bytes(8) and mm1[16:20] == bytes([1, 0x10, 2, 0]) and mm1[20:24] == bytes(4)
+                 and int.from_bytes(mm1[24:28], "big") == len(mm1) and int.from_bytes(mm1[30:32], "big") == len(mm1) - 28, mm1.hex())
+    checks.check("an ike_flood MM1 asks for AES-256-CBC, SHA2-384, PSK, MODP-3072 (RFC 2409 appendix A)",
+                 all(bytes.fromhex(a) in mm1 for a in ("80010007", "800e0100", "80020005", "80030001", "8004000f")), mm1.hex())
 
 
 def restart_cases(checks, args, tmp):
@@ -799,6 +892,7 @@ def library_checks(checks):
         checks.check(f"probe account: 6 replies, 4 lost between the first and the latest ({probe.account()})",
                      probe.account() == {"replies": 6, "lost": 4, "done": False})
         run.probes, run.streams = {"ping": probe}, {}
+        run.floods = {}
         checks.check("a traffic condition reads a probe's account; an unknown one is no value",
                      run.holds({"traffic": "ping", "pointer": "/lost", "equals": 4}) and run.holds({"traffic": "ping", "pointer": "/replies", "at_least": 6})
                      and not run.holds({"traffic": "gone", "pointer": "/lost", "equals": 0}))
@@ -806,6 +900,16 @@ def library_checks(checks):
         open(leases, "w").write("99.5 bound 10.0.0.1\n103.25 bound 192.0.2.100\n")
         checks.check("lease time: the first lease after the link change", runner.lease_time(leases, 100.0) == 103.25
                      and runner.lease_time(leases, 104.0) is None and runner.lease_time(os.path.join(tmp, "none"), 0) is None)
+    # "lines" counts the lines a regex finds something in; "differs_from" needs both values, unequal.
+    run.query_status = lambda node: {"log": "a\nwarn dropping IKE from 1\nb\nwarn dropping IKE from 2", "vip": "10.99.100." + node[-1]}
+    checks.check("lines: counts matching lines, then the numeric test; a missing field is no value",
+                 run.holds({"node": "c1", "pointer": "/log", "lines": r"dropping IKE from \d", "equals": 2})
+                 and not run.holds({"node": "c1", "pointer": "/log", "lines": "dropping", "at_most": 1})
+                 and not run.holds({"node": "c1", "pointer": "/none", "lines": "x", "equals": 0}))
+    checks.check("differs_from: two addresses that differ; not the same one, not a missing one",
+                 run.holds({"node": "c1", "pointer": "/vip", "differs_from": {"node": "c2", "pointer": "/vip"}})
+                 and not run.holds({"node": "c1", "pointer": "/vip", "differs_from": {"node": "d1", "pointer": "/vip"}})
+                 and not run.holds({"node": "c1", "pointer": "/vip", "differs_from": {"node": "c2", "pointer": "/none"}}))
 
 
 def packets_cases(checks, args, tmp):

@@ -25,6 +25,7 @@ from netns_lab import Host, Lab, node_status
 from roaming_lab import Stream, first_after
 
 from . import capture as cap
+from . import ike_flood
 from . import scenario as sc
 from . import strongswan_node
 
@@ -291,6 +292,8 @@ class Run:
         self.probes: dict[str, Probe] = {}
         self.senders: dict[str, tuple[subprocess.Popen, str]] = {}  # "packets" traffic: (process, account file)
         self.forgers: dict[str, subprocess.Popen] = {}  # traffic kind "forged_replies" (forger.py)
+        self.floods: dict[str, ike_flood.IkeFlood] = {}
+        self.streams_ended: dict[str, tuple[bool, str]] = {}  # a stream with "bytes", ended: (intact, detail)
         self.moves: list[dict] = []
         self.assertions: list[dict] = []
         self.events: list[dict] = []
@@ -643,18 +646,35 @@ class Run:
         if name in self.probes:
             return self.probes[name].account()
         if name in self.streams:
-            return {"bytes": self.streams[name].bytes()}
+            return self.stream_account(name)
         if name in getattr(self, "senders", {}):
             return self.sender_account(name)
         forgers = getattr(self, "forgers", {})  # (a Run made without __init__, as the lab's own checks do, has none)
         if name in forgers:
             with open(forgers[name].log_path) as f:  # type: ignore[attr-defined]
                 return {"replies": f.read().count("forged reply")}
+        if name in getattr(self, "floods", {}):
+            return self.floods[name].account()
         return MISSING
+
+    def stream_account(self, name: str) -> dict:
+        """A stream's bytes received; a stream with "bytes" ends once that many arrived and
+        is checked byte for byte then ("intact")."""
+        s = self.streams[name]
+        out: dict[str, Any] = {"bytes": s.bytes()}
+        want = self.doc["traffic"][name].get("bytes")
+        if want and name not in self.streams_ended and out["bytes"] >= want:
+            self.streams_ended[name] = s.finish()
+            self.note("stream ended", name=name, bytes=s.bytes())
+        if name in self.streams_ended:
+            out["intact"] = self.streams_ended[name][0]
+        return out
 
     # -- conditions -----------------------------------------------------------------------
     def observe(self, c: dict, pointer: Optional[str] = None) -> Any:
         """The value at the condition's pointer (or at `pointer`, in the same node and stage)."""
+        if "lines" in c and pointer is None:
+            return self.count_lines(c)
         if pointer is None and any(k in c for k in sc.COMBINE):
             return self.combined(c)
         if "default" in c:
@@ -693,6 +713,20 @@ class Run:
                 return MISSING
             st = stages[c.get("index", 0)]
         return resolve_pointer(st, c["pointer"] if pointer is None else pointer)
+
+    def count_lines(self, c: dict) -> Any:
+        """A "lines" condition's value: the lines of the string it reads that its regex finds
+        something in (a file's "/text": the whole newest file, not its first 64 KiB)."""
+        text = self.observe({k: v for k, v in c.items() if k != "lines"})
+        if "file" in c and c["pointer"] == "/text" and text is not MISSING:
+            import glob
+            paths = sorted(glob.glob(c["file"].replace("${lab_dir}", glob.escape(self.lab.dir))), key=os.path.getmtime)
+            with open(paths[-1], "rb") as f:
+                text = f.read().decode(errors="replace")
+        if not isinstance(text, str):
+            return MISSING
+        rx = re.compile(c["lines"])
+        return sum(1 for line in text.splitlines() if rx.search(line))
 
     def remember(self, values: dict, label: str) -> None:
         """Stores each value as it is now (one moment: one status query per node) for a later
@@ -794,6 +828,11 @@ class Run:
             return isinstance(v, (list, dict, str)) and within(len(v), c["length"])
         if "unchanged" in c and not isinstance(v, (int, float)):
             return v == (baseline or {}).get(json.dumps(c, sort_keys=True), MISSING)
+        if "differs_from" in c:
+            other = self.observe(c["differs_from"])
+            return other is not MISSING and v != other
+        if "changed" in c:
+            return v != (baseline or {}).get(json.dumps(c, sort_keys=True), MISSING)
         if not isinstance(v, (int, float)) or isinstance(v, bool):
             return False
         if "exceeds" in c:
@@ -822,18 +861,21 @@ class Run:
                 v = self.observe(x)
                 # ("unchanged" compares any value, e.g. an SPI or an address; the others count)
                 out[json.dumps(x, sort_keys=True)] = v if isinstance(v, (int, float)) or ("unchanged" in x and v is not MISSING) else 0
+            elif x and "changed" in x:
+                out[json.dumps(x, sort_keys=True)] = self.observe(x)  # any value (MISSING: anything found later is a change)
         return out
 
     def describe(self, c) -> str:
         if isinstance(c, list):
             return " and ".join(self.describe(x) for x in c if self.in_run(x))
         test = next(t for t in sc.CONDITION_TESTS if t in c)
-        what = (self.where(c["same_as"]) + (" " + c["same_as"]["pointer"] if "pointer" in c["same_as"] else "") if test == "same_as"
+        what = (self.where(c[test]) + (" " + c[test]["pointer"] if "pointer" in c[test] else "") if test in ("same_as", "differs_from")
                 else json.dumps(c[test]))
         if test == "same_as" and ("within" in c or "ignoring" in c):
             what += "".join(f" {k} {json.dumps(c[k])}" for k in ("within", "ignoring") if k in c)
         combined = "".join(f" + {p}" for p in c.get("plus", [])) + "".join(f" - {p}" for p in c.get("minus", []))
-        return f"{self.where(c)} {c['pointer']}{combined} {test} {what}"
+        lines = f" lines matching {json.dumps(c['lines'])}" if "lines" in c else ""
+        return f"{self.where(c)} {c['pointer']}{combined}{lines} {test} {what}"
 
     @staticmethod
     def where(c: dict) -> str:
@@ -872,7 +914,8 @@ class Run:
             if isinstance(c.get(test), str):
                 other = self.observe(c, c[test])
                 text += f", {c[test]} = {'(missing)' if other is MISSING else json.dumps(other)[:200]}"
-        return text + (f" vs {self.observed(c['same_as'])}" if "same_as" in c else "")
+        other = c.get("same_as") or c.get("differs_from")
+        return text + (f" vs {self.observed(other)}" if other else "")
 
     def wait(self, c, timeout: float, baseline=None) -> Optional[float]:
         """The time the condition was first seen to hold, or None after `timeout`."""
@@ -1001,6 +1044,11 @@ class Run:
             self.start_packets(name, t)
         elif t["kind"] == "forged_replies":
             self.start_forger(name, t)
+        elif t["kind"] == "ike_flood":
+            first = ipaddress.IPv4Address(t["source"])
+            self.floods[name] = ike_flood.IkeFlood(self.lab, self.hosts[t["from"]], name, t["to"], t.get("port", 500),
+                                                   [str(first + k) for k in range(t.get("sources", 1))], t.get("duration_s", 1),
+                                                   t.get("proposal", "aes128-sha256-modp2048"))
         else:
             self.probes[name] = Probe(self.lab, self.hosts[t["from"]], name, t["to"], t.get("interval_ms", 100), t.get("size"),
                                       t.get("count"), t.get("tos"), t.get("df"))
@@ -1585,6 +1633,12 @@ class Run:
                 self.signal(step["signal"], label, timeout)
             elif action == "config":
                 self.change_config(step["config"])
+            elif action == "drop":
+                self.drop(step["drop"], label, timeout)
+            elif action == "hold":
+                self.hold(step["hold"], label, timeout)
+            elif action == "swanctl":
+                self.swanctl(step["swanctl"], label, timeout)
             elif action == "nat_flush":
                 self.lab.flush_nat(self.hosts[step["nat_flush"]])
                 self.note("nat flush", host=step["nat_flush"])
@@ -1605,6 +1659,69 @@ class Run:
             elif action == "outage":
                 self.outage(step, step.get("label", f"outage {len(self.moves) + 1}: {step['outage']['host']}/"
                                                     f"{step['outage']['interface']} down {step['outage']['duration_s']} s"), timeout)
+
+    def drop(self, d: dict, label: str, timeout: float) -> None:
+        """An nftables rule in the forwarding host drops the matching UDP packets until it has
+        dropped `count`, then goes: one message lost on the way, for as long as it takes."""
+        host = self.hosts[d["host"]]
+        # @th,OFFSET,LENGTH: bits from the transport header; the UDP payload starts at bit 64.
+        match = " ".join(f"@th,{64 + 8 * off},{4 * len(hx)} 0x{hx}" for off, hx in d.get("payload", []))
+        table = f"labdrop{len(self.events)}"
+        host.run(["nft", "-f", "-"], input=f"table ip {table} {{\n  chain forward {{\n    type filter hook forward priority -10;\n"
+                                            f"    ip saddr {d['from']} udp sport {d['udp_source_port']} {match} counter drop\n  }}\n}}\n")
+        want = d.get("count", 1)
+        deadline, dropped = time.monotonic() + timeout, 0
+        while time.monotonic() < deadline:
+            m = re.search(r"packets (\d+)", host.run(["nft", "list", "table", "ip", table]).stdout)
+            dropped = int(m.group(1)) if m else 0
+            if dropped >= want:
+                break
+            time.sleep(POLL_S)
+        host.run(["nft", "delete", "table", "ip", table])
+        self.note("drop", host=d["host"], dropped=dropped)
+        self.assertion(f"{label}: {d['host']} dropped {want} UDP packet(s) from {d['from']}:{d['udp_source_port']}", dropped >= want,
+                       f"{dropped} within {timeout:.0f}s")
+
+    def hold(self, h: dict, label: str, timeout: float) -> None:
+        """The conditions at every poll until "until" holds: the first poll that breaks them fails the step."""
+        base = self.baseline(h["conditions"]) | self.baseline(h["until"])
+        deadline, polls = time.monotonic() + timeout, 0
+        while time.monotonic() < deadline:
+            self.snapshot = {}
+            try:
+                ok, done = self.holds(h["conditions"], base), self.holds(h["until"], base)
+                seen = self.observed(h["conditions"]) if not ok else ""
+            finally:
+                self.snapshot = None
+            polls += 1
+            if not ok:
+                self.assertion(f"{label}: {self.describe(h['conditions'])} at every poll", False, f"poll {polls}: {seen}")
+                raise StepFailed(f"{label}: {self.describe(h['conditions'])} broke at poll {polls}")
+            if done:
+                self.assertion(f"{label}: {self.describe(h['conditions'])} at every poll ({polls}) until {self.describe(h['until'])}", True)
+                return
+            time.sleep(POLL_S)
+        self.assertion(f"{label}: {self.describe(h['until'])} within {timeout:.0f}s", False, self.observed(h["until"]))
+        raise StepFailed(f"{label}: timed out after {timeout:.0f}s waiting for {self.describe(h['until'])}")
+
+    def swanctl(self, sw: dict, label: str, timeout: float) -> None:
+        """An operator's swanctl command on a strongSwan node's own SA (its one connection and
+        CHILD_SA, as strongswan_node.connection names them), then its "until" conditions,
+        compared with before the command."""
+        charon = self.charons.get(sw["node"])
+        if charon is None:
+            raise StepFailed(f"{label}: strongSwan node {sw['node']} is not running")
+        before = self.baseline(sw["until"]) if "until" in sw else {}
+        name = charon.conn.children[0].name if sw["sa"] == "child" else charon.conn.name
+        r = charon.swan([f"--{sw['do']}", f"--{sw['sa']}", name, "--timeout", "5"], check=False, timeout=15)
+        self.assertion(f"{label}: swanctl --{sw['do']} --{sw['sa']} {name} on {sw['node']}", r.returncode == 0,
+                       (r.stdout + r.stderr).strip()[-500:])
+        self.note("swanctl", node=sw["node"], do=sw["do"], sa=sw["sa"])
+        if "until" in sw:
+            t0 = time.time()
+            t = self.wait(sw["until"], timeout, before)
+            self.assertion(f"{label}: then {self.describe(sw['until'])}" + (f" ({t - t0:.1f} s)" if t else ""), t is not None,
+                           self.observed(sw["until"]))
 
     def drop_summary(self) -> dict:
         """Every non-zero drop and failed-send counter of the running mipsec nodes, keyed by
@@ -1668,7 +1785,7 @@ class Run:
         for name in self.senders:
             totals[f"packets {name}"] = self.stop_packets(name)
         for name, s in self.streams.items():
-            ok, out = s.finish()
+            ok, out = self.streams_ended.get(name) or s.finish()
             self.assertion(f"stream {name} arrived complete and in order", ok, out)
             totals[f"stream {name}"] = {"bytes": s.bytes(), "intact": ok, "detail": out}
         for name, p in self.probes.items():
@@ -1677,6 +1794,9 @@ class Run:
         for name, p in self.forgers.items():
             totals[f"forger {name}"] = self.traffic_account(name)
             self.lab.stop(p)
+        for name, fl in self.floods.items():
+            fl.stop(self.lab)
+            totals[f"ike_flood {name}"] = fl.account()
         if self.captures:
             totals |= self.check_captures()
         for node in list(self.procs):

@@ -24,14 +24,20 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                "${address:host/ifname}" the interface's current address (read at each start)
                or {"name": {"host": h, "strongswan": {"local": addr, "local_id": id, "remote_id": id,
                 "psk": s, "pool": prefix, "local_ts": prefix, "remote": addr, "ike_proposals": s,
-                "esp_proposals": s, "dpd_delay_s": n}, "start": bool}}: a strongSwan IKEv1
+                "esp_proposals": s, "dpd_delay_s": n, "child_rekey_s": n, "ike_rekey_s": n}, "start": bool}}: a strongSwan IKEv1
                remote-access gateway (charon, kernel-libipsec, UDP encapsulation forced, Mode
                Config pool, PSK); its status is `swanctl --list-sas` parsed, stage
                "strongswan.gateway" (see strongswan_node.parse_list_sas); with "role": "client"
                {"role", "remote": gateway, "local_id", "remote_id", "psk", "remote_ts": prefix,
                "local", "ike_proposals", "esp_proposals", "dpd_delay_s", "encap": bool}: a
                strongSwan IKEv1 remote-access client asking Mode Config for an address and
-               initiating when it starts, stage "strongswan.client"
+               initiating when it starts, stage "strongswan.client"; either role: "child_rekey_s"
+               (5-86400, default an hour) rekeys the CHILD_SA, "ike_rekey_s" re-authenticates
+               the IKE SA (IKEv1 has no IKE SA rekey), charon's own timers, jitter included;
+               charon logs to "${lab_dir}/charon-<host>/run/charon.log" (a file condition); a
+               gateway's "encap": false leaves UDP encapsulation to NAT detection (RFC 3947);
+               "child_lifetime_s" (5-86400) is the CHILD_SA's hard lifetime, "child_rekey_jitter_s"
+               (0-3600) charon's rand_time (0: rekey exactly at child_rekey_s)
                a mipsec node may also have "options": [`mipsec run` options, e.g. "--user", "nobody"],
                "launch": {"user": u, "group": g, "ambient_caps": [caps], "bounding_set": [caps] |
                "bounding_drop": [caps]} (started through setpriv: as that user with those ambient
@@ -53,6 +59,9 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                requests, then the probe ends, e.g. to pass a few packets before an idle period;
                "tos": 0-255, the TOS byte of its requests (DSCP and ECN, ping -Q); "df": true or false,
                DF set or not whatever the size (false: the sender's kernel may fragment);
+               a stream's "bytes": 2048 to 1 GiB: once a traffic condition reads at least that
+               many received, the stream ends there and is checked byte for byte at once (its
+               account gains "intact"), so it need not outlive a node stopped later;
                moves time the first probe listed that has no count)
                | {"kind": "packets", "from": h, "to": addr, "packets": [template...], "count": n,
                   "duration_s": s, "rate": per second, "variants": n, "seed": n, "listen": {...}}:
@@ -86,6 +95,13 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                request to it with a success reply authenticated with "key" (a wrong one) under
                "spi", with the Trusted Networks Configured extension (RFC 5265 §5) unless
                "trusted_networks" is false; a mobile node must reject each of them
+               | {"kind": "ike_flood", "from": h, "to": addr, "source": addr, "sources": n,
+                "duration_s": s, "port": n, "proposal": s}: Main Mode first messages (RFC 2409
+               §5, one SA payload with "proposal", default aes128-sha256-modp2048, PSK), each
+               with a fresh initiator cookie so each is a new half-open negotiation, sent to
+               addr:port (default 500) as fast as the host can for duration_s (default 1, at
+               most 30) from "sources" (1-254, default 1) consecutive addresses from "source",
+               added to the host's interface toward addr; its account {"sent": n, "done": bool}
   captures     {"network": {"outside": bool}}: dumpcap records that network's bridge for the whole
                run (capture-<network>.pcap; `--keep` copies them into the report directory);
                "outside": true asserts at the end that the capture holds no user packet in the
@@ -184,6 +200,30 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                                                             from before the first packet (e.g. a
                                                             drop counter "increased_by_exactly"
                                                             the count)
+                 {"swanctl": {"node": n, "do": "terminate" | "rekey" | "initiate", "sa": "child" | "ike",
+                              "until": condition | [conditions]}}
+                                                            the strongSwan node n does that to its
+                                                            connection's CHILD_SA or IKE SA
+                                                            (`swanctl --terminate --child net`, ...,
+                                                            5 s timeout), as an operator would; the
+                                                            step asserts swanctl succeeded, then
+                                                            waits (timeout_s) for "until", whose
+                                                            "increased"/"changed" compare with
+                                                            before the command
+                 {"drop": {"host": h, "from": addr, "udp_source_port": n, "payload": [[offset, "hex"], ...],
+                           "count": n}}                     the forwarding host h drops the UDP
+                                                            packets from addr:n whose payload holds
+                                                            those bytes (1-4 each) at those offsets,
+                                                            until it dropped count (default 1; the
+                                                            step waits for them, timeout_s), then
+                                                            forwards them again (e.g. one IKE
+                                                            message lost in a NAT)
+                 {"hold": {"conditions": condition | [conditions], "until": condition | [conditions]}}
+                                                            the conditions hold at every poll until
+                                                            "until" does (timeout_s): an invariant
+                                                            over a window, e.g. SAs never piling up
+                                                            while a probe runs; "increased" and
+                                                            "changed" compare with its start
                  {"nat_flush": h}                           host h (one with "nat") forgets every
                                                             mapping, as a rebooting NAT does (conntrack
                                                             -F): the next packet out gets a new
@@ -217,14 +257,18 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                 (a number greater than the one at that pointer of the same node and stage, read in
                 the same status; "at_least" and "at_most" take such a pointer too), "increased" / "unchanged": true, "increased_by": n (in a move or a
                 wait: compared with the move's or the wait's start), "increased_by_exactly": n
-                (likewise; no more, no less), "same_as": value, "length":
+                (likewise; no more, no less), "same_as": value,
+                "differs_from": value (both exist and are not equal), "changed": true (in a move or
+                a wait: any value other than at its start, e.g. an SPI), "length":
                 {"at_least": n, "at_most": n} (the elements of a list, members of an object or
                 characters of a string), "absent": true (no value there: a failed command, a
                 missing pointer, a node not running), "excludes": v (a list not holding v, or a
                 string not holding the string v: e.g. a log without "cannot")}; with "same_as",
                 "within": x lets numbers (at any depth) differ by up to x and "ignoring": [texts]
                 leaves out the object keys (at any depth) holding any of those texts, e.g. every
-                drop counter but the reasons a move explains, or a scrape's uptime samples
+                drop counter but the reasons a move explains, or a scrape's uptime samples; optional
+                "lines": regex (the value, a string, counted as its lines that the regex finds
+                something in; a file's "/text" is then the whole file; goes with a numeric test)
                 or {"host": h, "ip": [args], "pointer": ..., test}: the host's own network state,
                 `ip -j ARGS` in its namespace read as JSON (a failed command is no value); ARGS
                 only read: options "-4", "-6", "-s" (statistics), then one of IP_OBJECTS and "show" or "get",
@@ -247,9 +291,10 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                 with "/lost" "unchanged" is n replies in a row without a loss; m: the last MTU
                 ping was told, by an ICMP "fragmentation needed" or by its own kernel refusing
                 the size), a stream's
-                {"bytes": n} (received so far); a packets generator's {"sent": n, "done": bool,
-                "heard": n, "first_heard_ms": t (from its first packet), "send_errors": n}; a
-                forger's {"replies": n} (forged replies sent); nothing before it starts
+                {"bytes": n} (received so far; with the stream's "bytes" reached, "intact": bool);
+                a packets generator's {"sent": n, "done": bool, "heard": n, "first_heard_ms": t
+                (from its first packet), "send_errors": n}; a forger's {"replies": n} (forged
+                replies sent); an ike_flood's {"sent": n, "done": bool}; nothing before it starts
                 or {"file": "${lab_dir}/name", "pointer": ..., test}: a file of the run's directory
                 ("*" matches any part of a name): {"count": matches, and of the newest match
                 "name", "mode" ("0600"), "size", "text" (its first 64 KiB)}; {"count": 0} when
@@ -315,10 +360,12 @@ from typing import Any, Optional
 FIGURES = ("link_to_address_ms", "link_to_registration_ms", "link_to_first_packet_ms", "link_to_stream_ms",
            "probe_lost", "ike_messages", "ike_sessions", "registrations", "registrations_per_layer", "access_mode")
 ACTIONS = ("start", "stop", "restart", "wait", "traffic", "move", "outage", "link", "assert", "quiet", "forget_path_mtu", "write",
-           "nat_flush", "repeat", "remember", "send", "signal", "config")
+           "nat_flush", "repeat", "remember", "send", "signal", "config", "swanctl", "drop", "hold")
 REPEAT_MAX = 10000      # rounds of a "repeat" step
 SAME_AS_OPTIONS = ("within", "ignoring")  # how a "same_as" compares: numbers within a tolerance, some keys left out
 SYSCTL = re.compile(r"^net\.[a-z0-9_]+(\.[a-z0-9_-]+){1,4}$")  # namespaced: the host's own network stack
+DROP_PAYLOAD_HEX = re.compile(r"^([0-9a-f]{2}){1,4}$")  # a "drop" step's payload bytes: 1-4, as hex
+SWANCTL_DO = ("terminate", "rekey", "initiate")  # what a "swanctl" step may ask a strongSwan node to do to its SA
 RUN_FILE = re.compile(r"^[A-Za-z0-9._-]{1,64}(/[A-Za-z0-9._-]{1,64}){0,3}$")
 RUN_FILE_GLOB = re.compile(r"^[A-Za-z0-9._*-]{1,64}(/[A-Za-z0-9._*-]{1,64}){0,3}$")
 FILE_MODE = re.compile(r"^0[0-7]{3}$")
@@ -334,7 +381,8 @@ NAME = re.compile(r"^[a-z][a-z0-9_-]{0,11}$")
 IFNAME = re.compile(r"^[a-z][a-z0-9_.-]{0,14}$")
 PARAM = re.compile(r"\$\{([a-z_][a-z0-9_]*)\}")
 CONDITION_TESTS = ("equals", "in", "prefix", "contains", "at_least", "at_most", "exceeds", "increased", "increased_by", "unchanged",
-                   "same_as", "length", "increased_by_exactly", "absent", "excludes")
+                   "same_as", "length", "increased_by_exactly", "absent", "excludes", "differs_from", "changed")
+NUMERIC_TESTS = ("equals", "in", "at_least", "at_most", "increased", "increased_by", "increased_by_exactly", "unchanged")  # what "lines" counts go with
 STATUS_FORMATS = ("json", "text", "prometheus", "document", "check")
 IP_OBJECTS = ("addr", "link", "route", "neigh", "rule", "netconf")
 IP_OPTIONS = ("-4", "-6", "-s")
@@ -342,9 +390,11 @@ IP_ARG = re.compile(r"^(-[46s]|[A-Za-z0-9][A-Za-z0-9./:_-]{0,63})$")
 PROPOSAL = re.compile(r"^[a-z0-9_]+(-[a-z0-9_]+)*(,[a-z0-9_]+(-[a-z0-9_]+)*)*$")
 IDENTITY = re.compile(r"^[A-Za-z0-9.@_-]{1,64}$")
 SWAN_REQUIRED = ("local", "local_id", "remote_id", "psk", "pool", "local_ts")
-SWAN_OPTIONAL = ("role", "remote", "ike_proposals", "esp_proposals", "dpd_delay_s")
+SWAN_OPTIONAL = ("role", "remote", "ike_proposals", "esp_proposals", "dpd_delay_s", "child_rekey_s", "ike_rekey_s", "encap",
+                 "child_lifetime_s", "child_rekey_jitter_s")
 SWAN_CLIENT_REQUIRED = ("role", "remote", "local_id", "remote_id", "psk", "remote_ts")
-SWAN_CLIENT_OPTIONAL = ("local", "ike_proposals", "esp_proposals", "dpd_delay_s", "encap")
+SWAN_CLIENT_OPTIONAL = ("local", "ike_proposals", "esp_proposals", "dpd_delay_s", "encap", "child_rekey_s", "ike_rekey_s",
+                        "child_lifetime_s", "child_rekey_jitter_s")
 COMBINE = ("plus", "minus")  # a condition's value: its pointer's number plus and minus those of other pointers
 PACKETS_KEYS = ("count", "duration_s", "rate", "variants", "seed", "listen")
 PACKET_KEYS = ("source", "destination", "ttl", "dont_fragment", "udp", "icmp", "protocol", "payload")
@@ -368,6 +418,8 @@ TSHARK_FIELD = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$")
 # Loopback inside a host's own namespace, besides the lab's ranges: where a node's local
 # listener (e.g. its metrics) answers.
 LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
+# An IKE flood's Main Mode proposal: cipher-hash-group as strongSwan writes it (RFC 2409 appendix A values).
+IKE_FLOOD_PROPOSAL = re.compile(r"^(aes128|aes192|aes256)-(sha1|sha256|sha384|sha512)-(modp1024|modp1536|modp2048|modp3072|modp4096)$")
 
 
 def active(element: Any, params: dict) -> bool:
@@ -586,7 +638,10 @@ class Validator:
                 continue
             kind = spec.get("kind")
             if kind == "stream":
-                if self.obj(spec, at, ("kind", "from", "source", "to", "address"), ("port", "pace_ms")):
+                if self.obj(spec, at, ("kind", "from", "source", "to", "address"), ("port", "pace_ms", "bytes")):
+                    if "bytes" in spec and (not isinstance(spec["bytes"], int) or isinstance(spec["bytes"], bool)
+                                            or not 2048 <= spec["bytes"] <= 1 << 30):
+                        self.fail(at + "/bytes", "is not a number of bytes, 2048 to 1 GiB")
                     if "pace_ms" in spec and (not isinstance(spec["pace_ms"], (int, float)) or isinstance(spec["pace_ms"], bool)
                                               or not 0 <= spec["pace_ms"] <= 1000):
                         self.fail(at + "/pace_ms", "is not 0-1000 ms (a fraction allowed)")
@@ -616,8 +671,10 @@ class Validator:
                 self.packets_traffic(spec, at, hosts)
             elif kind == "forged_replies":
                 self.forged_replies(spec, at, hosts)
+            elif kind == "ike_flood":
+                self.ike_flood(spec, at)
             else:
-                self.fail(at + "/kind", f"{json.dumps(kind)} is not \"stream\", \"probe\", \"packets\" or \"forged_replies\"")
+                self.fail(at + "/kind", f"{json.dumps(kind)} is not \"stream\", \"probe\", \"packets\", \"forged_replies\" or \"ike_flood\"")
         self.captures = d.get("captures", {})
         if not isinstance(self.captures, dict):
             self.fail(ptr("captures"), "is not an object of network: {\"outside\": bool}")
@@ -857,6 +914,27 @@ class Validator:
         if "trusted_networks" in spec and not isinstance(spec["trusted_networks"], bool):
             self.fail(at + "/trusted_networks", "is not true or false")
 
+    def ike_flood(self, spec: dict, at: str) -> None:
+        """Main Mode first messages with fresh initiator cookies from consecutive source
+        addresses, sent as fast as the host can for duration_s (a half-open flood)."""
+        if not self.obj(spec, at, ("kind", "from", "to", "source"), ("sources", "duration_s", "port", "proposal")):
+            return
+        self.ref(spec.get("from"), at + "/from", self.doc.get("hosts") or {}, "host")
+        self.address(spec.get("to"), at + "/to", False)
+        first = self.address(spec.get("source"), at + "/source", False)
+        n = spec.get("sources", 1)
+        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 254:
+            self.fail(at + "/sources", "is not a number of source addresses, 1-254")
+        elif first is not None and any(first in net for net in ALLOWED_NETS):
+            self.address(str(first + n - 1), at + "/sources", False)
+        d = spec.get("duration_s", 1)
+        if not isinstance(d, (int, float)) or isinstance(d, bool) or not 0 < d <= 30:
+            self.fail(at + "/duration_s", "is not a number of seconds, more than 0 and at most 30")
+        if "port" in spec and (not isinstance(spec["port"], int) or isinstance(spec["port"], bool) or not 1 <= spec["port"] <= 65535):
+            self.fail(at + "/port", "is not a UDP port, 1-65535")
+        if "proposal" in spec and (not isinstance(spec["proposal"], str) or not IKE_FLOOD_PROPOSAL.match(spec["proposal"])):
+            self.fail(at + "/proposal", "is not an IKE proposal aes128|aes192|aes256-sha1|sha256|sha384|sha512-modp1024|...|modp4096")
+
     def if_(self, element: dict, at: str) -> None:
         cond = element.get("if")
         if cond is None:
@@ -903,6 +981,12 @@ class Validator:
         if "dpd_delay_s" in s and (not isinstance(s["dpd_delay_s"], int) or isinstance(s["dpd_delay_s"], bool)
                                    or not 1 <= s["dpd_delay_s"] <= 3600):
             self.fail(at + "/dpd_delay_s", "is not a number of seconds, 1-3600")
+        for k in ("child_rekey_s", "ike_rekey_s", "child_lifetime_s"):
+            if k in s and (not isinstance(s[k], int) or isinstance(s[k], bool) or not 5 <= s[k] <= 86400):
+                self.fail(at + "/" + k, "is not a number of seconds, 5-86400")
+        if "child_rekey_jitter_s" in s and (not isinstance(s["child_rekey_jitter_s"], int) or isinstance(s["child_rekey_jitter_s"], bool)
+                                            or not 0 <= s["child_rekey_jitter_s"] <= 3600):
+            self.fail(at + "/child_rekey_jitter_s", "is not a number of seconds, 0-3600")
 
     def claim(self, network, ip: str, at: str, used: dict) -> None:
         """Two interfaces on one network may not share an address."""
@@ -950,7 +1034,7 @@ class Validator:
             for k, one in enumerate(c):
                 self.condition(one, at + ptr(k), in_move)
             return
-        if not self.source(c, at, ("if",) + CONDITION_TESTS + SAME_AS_OPTIONS):
+        if not self.source(c, at, ("if", "lines") + CONDITION_TESTS + SAME_AS_OPTIONS):
             return
         self.if_(c, at)
         if "same_as" in c and isinstance(c["same_as"], dict) and "remembered" in c["same_as"]:
@@ -959,11 +1043,22 @@ class Validator:
                          "value remembered by an earlier \"remember\" step")
         elif "same_as" in c:
             self.source(c["same_as"], at + "/same_as", (), active(c, self.params))
+        if "differs_from" in c:
+            self.source(c["differs_from"], at + "/differs_from", (), active(c, self.params))
         self.same_as_options(c, at)
         if "length" in c and self.obj(c["length"], at + "/length", (), ("at_least", "at_most")):
             if not c["length"] or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in c["length"].values()):
                 self.fail(at + "/length", "is not {\"at_least\": n} and/or {\"at_most\": n}, whole numbers 0 or more")
         tests = [t for t in CONDITION_TESTS if t in c]
+        if "lines" in c:
+            try:
+                if not isinstance(c["lines"], str) or not c["lines"]:
+                    raise re.error("empty")
+                re.compile(c["lines"])
+                if tests and tests[0] not in NUMERIC_TESTS:
+                    self.fail(at + "/" + tests[0], f"does not go with \"lines\" (a count): use one of {', '.join(NUMERIC_TESTS)}")
+            except re.error:
+                self.fail(at + "/lines", f"{json.dumps(c['lines'])} is not a regular expression (Python's re)")
         if len(tests) != 1:
             self.fail(at, f"has {len(tests)} tests; expected exactly one of: {', '.join(CONDITION_TESTS)}")
         for t in ("at_least", "at_most"):
@@ -992,7 +1087,7 @@ class Validator:
             self.fail(at + "/contains", "is not a string, number or boolean (an element of a list, or part of a string)")
         if "exceeds" in c and (not isinstance(c["exceeds"], str) or not c["exceeds"].startswith("/")):
             self.fail(at + "/exceeds", "is not a JSON pointer (\"/a/b\") into the same status as \"pointer\"")
-        for t in ("increased", "unchanged"):
+        for t in ("increased", "unchanged", "changed"):
             if t not in c:
                 continue
             if c[t] is not True:
@@ -1240,6 +1335,43 @@ class Validator:
             self.signal_step(v, at + "/signal", in_run)
         elif a == "config":
             self.config_step(v, at + "/config", in_run)
+        elif a == "swanctl":
+            if self.obj(v, at + "/swanctl", ("node", "do", "sa"), ("until",)):
+                if "until" in v:
+                    self.condition(v["until"], at + "/swanctl/until", True)
+                self.node_ref(v.get("node"), at + "/swanctl/node", in_run)
+                node = (self.doc.get("nodes") or {}).get(v.get("node")) if isinstance(v.get("node"), str) else None
+                if isinstance(node, dict) and "strongswan" not in node:
+                    self.fail(at + "/swanctl/node", f"node \"{v['node']}\" is a mipsec node, not a strongSwan one")
+                if v.get("do") not in SWANCTL_DO:
+                    self.fail(at + "/swanctl/do", f"{json.dumps(v.get('do'))} is not one of: {', '.join(SWANCTL_DO)}")
+                if v.get("sa") not in ("child", "ike"):
+                    self.fail(at + "/swanctl/sa", f"{json.dumps(v.get('sa'))} is not \"child\" or \"ike\"")
+        elif a == "drop":
+            dat = at + "/drop"
+            if self.obj(v, dat, ("host", "from", "udp_source_port"), ("payload", "count")):
+                if self.ref(v.get("host"), dat + "/host", self.hosts, "host") and not (self.hosts[v["host"]] or {}).get("forward"):
+                    self.fail(dat + "/host", f"host \"{v['host']}\" does not forward (\"forward\": true): it has no packets to drop")
+                self.address(v.get("from"), dat + "/from", False)
+                p = v.get("udp_source_port")
+                if not isinstance(p, int) or isinstance(p, bool) or not 1 <= p <= 65535:
+                    self.fail(dat + "/udp_source_port", "is not a UDP port, 1-65535")
+                pl = v.get("payload", [])
+                if not isinstance(pl, list) or len(pl) > 4:
+                    self.fail(dat + "/payload", "is not a list of at most 4 [offset, \"hex bytes\"]")
+                else:
+                    for k, one in enumerate(pl):
+                        if (not isinstance(one, list) or len(one) != 2 or not isinstance(one[0], int) or isinstance(one[0], bool)
+                                or not 0 <= one[0] <= 1400 or not isinstance(one[1], str) or not DROP_PAYLOAD_HEX.match(one[1])):
+                            self.fail(dat + ptr("payload", k), "is not [offset into the UDP payload 0-1400, 1-4 bytes as lower-case hex]")
+                c = v.get("count", 1)
+                if not isinstance(c, int) or isinstance(c, bool) or not 1 <= c <= 100:
+                    self.fail(dat + "/count", "is not a number of packets, 1-100")
+        elif a == "hold":
+            if self.obj(v, at + "/hold", ("conditions", "until")):
+                for k in ("conditions", "until"):
+                    if k in v:
+                        self.condition(v[k], at + "/hold/" + k, True)
         elif a == "nat_flush":
             if self.ref(v, at + "/nat_flush", self.hosts, "host") and "nat" not in (self.hosts[v] if isinstance(self.hosts[v], dict) else {}):
                 self.fail(at + "/nat_flush", f"host \"{v}\" has no \"nat\" to flush")

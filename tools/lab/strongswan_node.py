@@ -21,20 +21,36 @@ def stage(spec: dict) -> str:
     return CLIENT_STAGE if spec.get("role") == "client" else STAGE
 
 
+def rekey(spec: dict, which: str):
+    """charon's rekey_time for "child_rekey_s" or "ike_rekey_s" (IKEv1: a re-authentication), or None."""
+    n = spec.get(f"{which}_rekey_s")
+    return f"{n}s" if n else None
+
+
+def child_times(spec: dict) -> dict:
+    """A CHILD_SA's hard lifetime and rekey jitter (charon's life_time and rand_time), where given."""
+    out = {}
+    if "child_lifetime_s" in spec:
+        out["life_time"] = f"{spec['child_lifetime_s']}s"
+    if "child_rekey_jitter_s" in spec:
+        out["rand_time"] = f"{spec['child_rekey_jitter_s']}s"
+    return out
+
+
 def connection(spec: dict) -> Connection:
     """The swanctl connection of a strongswan element validated by scenario.Validator.strongswan (IKEv1; the
-    kernel-libipsec backend only speaks ESP in UDP, so a gateway forces encapsulation and a client does unless
-    told "encap": false, which leaves it to NAT detection, RFC 3947)."""
+    kernel-libipsec backend only speaks ESP in UDP, so either role forces encapsulation unless told
+    "encap": false, which leaves it to NAT detection, RFC 3947, for a peer behind a NAT)."""
     if spec.get("role") == "client":
         return Connection("lab", spec.get("local", "%any"), spec["remote"], spec["local_id"], spec["remote_id"], spec["psk"],
                           proposals=spec.get("ike_proposals", "aes128-sha256-modp2048"), vips="0.0.0.0",
-                          dpd_delay=f"{spec.get('dpd_delay_s', 30)}s", encap=spec.get("encap", True),
-                          children=[Child(local_ts="dynamic", remote_ts=spec["remote_ts"],
+                          dpd_delay=f"{spec.get('dpd_delay_s', 30)}s", encap=spec.get("encap", True), rekey_time=rekey(spec, "ike"),
+                          children=[Child(local_ts="dynamic", remote_ts=spec["remote_ts"], rekey_time=rekey(spec, "child") or "1h", **child_times(spec),
                                           esp_proposals=spec.get("esp_proposals", "aes128gcm16"), start_action="start")])
     return Connection("rw", spec["local"], spec.get("remote", "%any"), spec["local_id"], spec["remote_id"], spec["psk"],
                       proposals=spec.get("ike_proposals", "aes128-sha256-modp2048"), pools="pool",
-                      pool_addrs=spec["pool"], dpd_delay=f"{spec.get('dpd_delay_s', 30)}s", encap=True,
-                      children=[Child(local_ts=spec["local_ts"], remote_ts="dynamic",
+                      pool_addrs=spec["pool"], dpd_delay=f"{spec.get('dpd_delay_s', 30)}s", encap=spec.get("encap", True), rekey_time=rekey(spec, "ike"),
+                      children=[Child(local_ts=spec["local_ts"], remote_ts="dynamic", rekey_time=rekey(spec, "child") or "1h", **child_times(spec),
                                       esp_proposals=spec.get("esp_proposals", "aes128gcm16"))])
 
 
