@@ -347,7 +347,7 @@ def interop_cases(checks, args, tmp):
     changed = next(k for k, c in enumerate(gw_base["timeline"][delete]["swanctl"]["until"]) if "changed" in c)
     drop = next(k for k, s in enumerate(gw_base["timeline"]) if "drop" in s)
     dr = lambda d: d["timeline"][drop]["drop"]  # noqa: E731
-    hold = next(k for k, s in enumerate(gw_base["timeline"]) if "hold" in s)
+    hold = next(k for k, s in enumerate(gw_base["timeline"]) if "throughout" in s)
     gw_cases = [
         ("a swanctl step on a mipsec node", lambda d: sw(d).update(node="cli"), [f"/timeline/{delete}/swanctl/node"]),
         ("a swanctl step doing what it cannot, on an SA that is none", lambda d: sw(d).update(do="reload", sa="esp"),
@@ -368,9 +368,8 @@ def interop_cases(checks, args, tmp):
          [f"/timeline/{drop}/drop/payload/0", f"/timeline/{drop}/drop/payload/1", f"/timeline/{drop}/drop/udp_source_port",
           f"/timeline/{drop}/drop/count"]),
         ("a drop from an address outside the lab", lambda d: dr(d).update(**{"from": "8.8.8.8"}), [f"/timeline/{drop}/drop/from"]),
-        ("a hold without \"until\"", lambda d: d["timeline"][hold]["hold"].pop("until"), [f"/timeline/{hold}/hold"]),
-        ("a hold on an unknown node", lambda d: d["timeline"][hold]["hold"]["conditions"][0].update(node="ghost"),
-         [f"/timeline/{hold}/hold/conditions/0/node"]),
+        ("throughout on an unknown node", lambda d: d["timeline"][hold]["throughout"][0].update(node="ghost"),
+         [f"/timeline/{hold}/throughout/0/node"]),
     ]
     for what, change, pointers in gw_cases:
         f = os.path.join(tmp, "bad-interop.json")
@@ -913,7 +912,7 @@ def library_checks(checks):
 
 
 def packets_cases(checks, args, tmp):
-    """"packets" traffic (crafted packets), "plus"/"minus", "matching" and "throughout", on the
+    """"packets" traffic (crafted packets), "plus"/"minus", "lines" and "throughout", on the
     flood scenario: bad values refused at their pointers."""
     base = json.load(open(os.path.join(SCENARIOS, "flood.json")))
     k = next(i for i, step in enumerate(base["timeline"]) if "throughout" in step)
@@ -952,8 +951,8 @@ def packets_cases(checks, args, tmp):
          ["/timeline/0/wait/1/minus"]),
         ("plus holding something not a pointer", lambda d: d["timeline"][0]["wait"][1].update(plus=["replies"]),
          ["/timeline/0/wait/1/plus/0"]),
-        ("a file condition matching a broken regular expression", lambda d: d["timeline"][f0]["assert"].update(matching="(warn"),
-         [f"/timeline/{f0}/assert/matching"]),
+        ("a file condition counting lines of a broken regular expression", lambda d: d["timeline"][f0]["assert"].update(lines="(warn"),
+         [f"/timeline/{f0}/assert/lines"]),
         ("throughout on an assert", lambda d: d["timeline"][f0].update(throughout=d["timeline"][k]["throughout"]),
          [f"/timeline/{f0}/throughout"]),
         ("throughout naming an unknown node", lambda d: d["timeline"][k]["throughout"].update(node="ghost"),

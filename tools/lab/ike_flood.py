@@ -1,13 +1,12 @@
 # SPDX-License-Identifier: MIT
 """The "ike_flood" traffic kind: Main Mode first messages (RFC 2409 §5, Identity Protection)
 each with a fresh initiator cookie, so a responder takes every one for a new half-open
-negotiation, sent as fast as the host can from several source addresses for a while."""
+negotiation, sent as fast as the host can from several source addresses for a while. This
+file builds the message; "packets" traffic (packets.py) sends it."""
 from __future__ import annotations
 
+import ipaddress
 import struct
-import subprocess
-
-from netns_lab import Host, Lab
 
 # RFC 2409 appendix A attribute values.
 CIPHERS = {"aes128": 128, "aes192": 192, "aes256": 256}  # AES-CBC (7) with a Key Length attribute
@@ -34,55 +33,15 @@ def main_mode_first(proposal: str, initiator_cookie: bytes = bytes(8)) -> bytes:
     return header + sa
 
 
-SENDER = r"""
-import os, socket, sys, time
-mm1, to, port, duration = bytes.fromhex(sys.argv[1]), sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
-socks = []
-for a in sys.argv[5:]:
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind((a, 0))
-    socks.append(s)
-sent = 0
-end = time.monotonic() + duration
-while time.monotonic() < end:
-    for s in socks:
-        try:
-            s.sendto(os.urandom(8) + mm1[8:], (to, port))  # a fresh CKY-I: a new negotiation each
-            sent += 1
-        except OSError:
-            pass
-print("sent", sent, flush=True)
-"""
-
-
-class IkeFlood:
-    """One flood from `host`: its source addresses are added (as /32) to the interface that
-    routes toward `to`, then the sender runs for `duration_s`."""
-
-    def __init__(self, lab: Lab, host: Host, name: str, to: str, port: int, sources: list[str], duration_s: float,
-                 proposal: str):
-        route = host.run(["ip", "-o", "-4", "route", "get", to]).stdout
-        dev = route.split(" dev ")[1].split()[0]
-        for a in sources:
-            host.run(["ip", "addr", "add", f"{a}/32", "dev", dev])
-        self.proc = host.spawn(["/usr/bin/python3", "-c", SENDER, main_mode_first(proposal).hex(), to, str(port), str(duration_s),
-                                *sources], log_name=f"ike-flood-{name}")
-
-    def account(self) -> dict:
-        done = self.proc.poll() is not None
-        sent = 0
-        if done:
-            try:
-                with open(self.proc.log_path) as f:  # type: ignore[attr-defined]
-                    words = f.read().split()
-                sent = int(words[words.index("sent") + 1])
-            except (OSError, ValueError, IndexError):
-                pass
-        return {"sent": sent, "done": done}
-
-    def stop(self, lab: Lab) -> None:
-        if self.proc.poll() is None:
-            try:
-                lab.stop(self.proc)
-            except subprocess.SubprocessError:
-                pass
+def as_packets(spec: dict) -> dict:
+    """The flood as "packets" traffic (packets.py sends it and keeps its account): one MM1
+    template whose initiator cookie is drawn anew for each variant, from source addresses drawn
+    in "source" .. "source" + "sources" - 1 and ephemeral ports, as fast as the socket takes
+    them for "duration_s"; 25 variants per source address, so each address is used many times."""
+    first = ipaddress.IPv4Address(spec["source"])
+    n = spec.get("sources", 1)
+    mm1 = main_mode_first(spec.get("proposal", "aes128-sha256-modp2048"))
+    return {"kind": "packets", "from": spec["from"], "to": spec["to"], "duration_s": spec.get("duration_s", 1), "rate": 0,
+            "variants": 25 * n,
+            "packets": [{"source": [str(first), str(first + n - 1)], "udp": {"source_port": [1024, 65535], "port": spec.get("port", 500)},
+                         "payload": [{"random": 8}, mm1[8:].hex()]}]}

@@ -292,7 +292,6 @@ class Run:
         self.probes: dict[str, Probe] = {}
         self.senders: dict[str, tuple[subprocess.Popen, str]] = {}  # "packets" traffic: (process, account file)
         self.forgers: dict[str, subprocess.Popen] = {}  # traffic kind "forged_replies" (forger.py)
-        self.floods: dict[str, ike_flood.IkeFlood] = {}
         self.streams_ended: dict[str, tuple[bool, str]] = {}  # a stream with "bytes", ended: (intact, detail)
         self.moves: list[dict] = []
         self.assertions: list[dict] = []
@@ -653,8 +652,6 @@ class Run:
         if name in forgers:
             with open(forgers[name].log_path) as f:  # type: ignore[attr-defined]
                 return {"replies": f.read().count("forged reply")}
-        if name in getattr(self, "floods", {}):
-            return self.floods[name].account()
         return MISSING
 
     def stream_account(self, name: str) -> dict:
@@ -682,7 +679,7 @@ class Run:
             v = self.observe({k: x for k, x in c.items() if k != "default"}, pointer)
             return c["default"] if v is MISSING else v
         if "file" in c:
-            return resolve_pointer(self.run_file(c["file"], c.get("matching")), c["pointer"] if pointer is None else pointer)
+            return resolve_pointer(self.run_file(c["file"]), c["pointer"] if pointer is None else pointer)
         if "host" in c and "kernel_counters" in c:
             return resolve_pointer(self.kernel_counters(c["host"]), c["pointer"] if pointer is None else pointer)
         if any(k in c for k in ("process", "http", "tcp", "notify")):
@@ -764,7 +761,7 @@ class Run:
             self.snapshot[key] = out
         return out
 
-    def run_file(self, pattern: str, matching: Optional[str] = None) -> dict:
+    def run_file(self, pattern: str) -> dict:
         """What a file condition reads: how many files of the run's directory match, and the
         newest one's name, mode, size and text."""
         import glob
@@ -779,9 +776,6 @@ class Run:
         out = {"count": len(paths), "name": os.path.basename(paths[-1]), "mode": f"0{st.st_mode & 0o777:03o}",
                "size": st.st_size, "text": text, "uid": st.st_uid, "gid": st.st_gid,
                "type": "file" if stat.S_ISREG(st.st_mode) else "socket" if stat.S_ISSOCK(st.st_mode) else "other"}
-        if matching is not None and stat.S_ISREG(st.st_mode):
-            with open(paths[-1], "rb") as f:
-                out["matching_lines"] = sum(1 for line in f if re.search(matching, line.decode(errors="replace")))
         return out
 
     def write_file(self, w: dict) -> None:
@@ -1045,10 +1039,7 @@ class Run:
         elif t["kind"] == "forged_replies":
             self.start_forger(name, t)
         elif t["kind"] == "ike_flood":
-            first = ipaddress.IPv4Address(t["source"])
-            self.floods[name] = ike_flood.IkeFlood(self.lab, self.hosts[t["from"]], name, t["to"], t.get("port", 500),
-                                                   [str(first + k) for k in range(t.get("sources", 1))], t.get("duration_s", 1),
-                                                   t.get("proposal", "aes128-sha256-modp2048"))
+            self.start_packets(name, ike_flood.as_packets(t))  # (crafted packets: the same sender and account)
         else:
             self.probes[name] = Probe(self.lab, self.hosts[t["from"]], name, t["to"], t.get("interval_ms", 100), t.get("size"),
                                       t.get("count"), t.get("tos"), t.get("df"))
@@ -1136,14 +1127,14 @@ class Run:
         """A wait with "throughout": those conditions must hold at every poll until the wait's
         own hold (e.g. a node stays registered for as long as a flood lasts)."""
         c, during = step["wait"], step["throughout"]
-        baseline = self.baseline(c)
+        baseline, during_base = self.baseline(c), self.baseline(during)
         deadline = time.monotonic() + timeout
         polls, lapses, done = 0, [], False
         while not done and time.monotonic() < deadline:
             self.snapshot = {}
             try:
                 polls += 1
-                if not self.holds(during):
+                if not self.holds(during, during_base):
                     lapses.append(f"{time.time() - self.t_begin:.2f} s: {self.observed(during)}")
                 done = self.holds(c, baseline)
             finally:
@@ -1635,8 +1626,6 @@ class Run:
                 self.change_config(step["config"])
             elif action == "drop":
                 self.drop(step["drop"], label, timeout)
-            elif action == "hold":
-                self.hold(step["hold"], label, timeout)
             elif action == "swanctl":
                 self.swanctl(step["swanctl"], label, timeout)
             elif action == "nat_flush":
@@ -1681,28 +1670,6 @@ class Run:
         self.note("drop", host=d["host"], dropped=dropped)
         self.assertion(f"{label}: {d['host']} dropped {want} UDP packet(s) from {d['from']}:{d['udp_source_port']}", dropped >= want,
                        f"{dropped} within {timeout:.0f}s")
-
-    def hold(self, h: dict, label: str, timeout: float) -> None:
-        """The conditions at every poll until "until" holds: the first poll that breaks them fails the step."""
-        base = self.baseline(h["conditions"]) | self.baseline(h["until"])
-        deadline, polls = time.monotonic() + timeout, 0
-        while time.monotonic() < deadline:
-            self.snapshot = {}
-            try:
-                ok, done = self.holds(h["conditions"], base), self.holds(h["until"], base)
-                seen = self.observed(h["conditions"]) if not ok else ""
-            finally:
-                self.snapshot = None
-            polls += 1
-            if not ok:
-                self.assertion(f"{label}: {self.describe(h['conditions'])} at every poll", False, f"poll {polls}: {seen}")
-                raise StepFailed(f"{label}: {self.describe(h['conditions'])} broke at poll {polls}")
-            if done:
-                self.assertion(f"{label}: {self.describe(h['conditions'])} at every poll ({polls}) until {self.describe(h['until'])}", True)
-                return
-            time.sleep(POLL_S)
-        self.assertion(f"{label}: {self.describe(h['until'])} within {timeout:.0f}s", False, self.observed(h["until"]))
-        raise StepFailed(f"{label}: timed out after {timeout:.0f}s waiting for {self.describe(h['until'])}")
 
     def swanctl(self, sw: dict, label: str, timeout: float) -> None:
         """An operator's swanctl command on a strongSwan node's own SA (its one connection and
@@ -1794,9 +1761,6 @@ class Run:
         for name, p in self.forgers.items():
             totals[f"forger {name}"] = self.traffic_account(name)
             self.lab.stop(p)
-        for name, fl in self.floods.items():
-            fl.stop(self.lab)
-            totals[f"ike_flood {name}"] = fl.account()
         if self.captures:
             totals |= self.check_captures()
         for node in list(self.procs):

@@ -218,12 +218,6 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                                                             step waits for them, timeout_s), then
                                                             forwards them again (e.g. one IKE
                                                             message lost in a NAT)
-                 {"hold": {"conditions": condition | [conditions], "until": condition | [conditions]}}
-                                                            the conditions hold at every poll until
-                                                            "until" does (timeout_s): an invariant
-                                                            over a window, e.g. SAs never piling up
-                                                            while a probe runs; "increased" and
-                                                            "changed" compare with its start
                  {"nat_flush": h}                           host h (one with "nat") forgets every
                                                             mapping, as a rebooting NAT does (conntrack
                                                             -F): the next packet out gets a new
@@ -300,8 +294,8 @@ Top level (all keys but "scenario", "networks", "hosts" and "timeline" optional)
                 "name", "mode" ("0600"), "size", "text" (its first 64 KiB)}; {"count": 0} when
                 nothing matches; e.g. a state file's mode, a file moved aside, a node's log
                 ("${lab_dir}/mipsec-ha-*.log": the newest of node ha's logs); also "uid", "gid" and
-                "type" ("file", "socket", "other": a control socket's owner and mode); with
-                "matching": a regular expression, also "matching_lines": how many lines of it match
+                "type" ("file", "socket", "other": a control socket's owner and mode); with "lines"
+                (below) on "/text", the whole file's lines that match
                 any source may add "plus": [pointers] and "minus": [pointers]: the value is the
                 number at "pointer" plus and minus the numbers at those (same document, same
                 read; e.g. two drop counters summed, or requests sent minus replies received);
@@ -360,7 +354,7 @@ from typing import Any, Optional
 FIGURES = ("link_to_address_ms", "link_to_registration_ms", "link_to_first_packet_ms", "link_to_stream_ms",
            "probe_lost", "ike_messages", "ike_sessions", "registrations", "registrations_per_layer", "access_mode")
 ACTIONS = ("start", "stop", "restart", "wait", "traffic", "move", "outage", "link", "assert", "quiet", "forget_path_mtu", "write",
-           "nat_flush", "repeat", "remember", "send", "signal", "config", "swanctl", "drop", "hold")
+           "nat_flush", "repeat", "remember", "send", "signal", "config", "swanctl", "drop")
 REPEAT_MAX = 10000      # rounds of a "repeat" step
 SAME_AS_OPTIONS = ("within", "ignoring")  # how a "same_as" compares: numbers within a tolerance, some keys left out
 SYSCTL = re.compile(r"^net\.[a-z0-9_]+(\.[a-z0-9_-]+){1,4}$")  # namespaced: the host's own network stack
@@ -1105,15 +1099,10 @@ class Validator:
         if isinstance(c, dict) and any(k in c for k in ("process", "http", "tcp", "notify")):
             return self.probe_source(c, at, more, in_run)
         if isinstance(c, dict) and "file" in c:
-            if not self.obj(c, at, ("file", "pointer"), more + COMBINE + ("matching", "default")):
+            if not self.obj(c, at, ("file", "pointer"), more + COMBINE + ("default",)):
                 return False
             self.run_file(c["file"], at + "/file", glob=True)
             self.combine(c, at)
-            if "matching" in c:
-                try:
-                    re.compile(c["matching"])
-                except (re.error, TypeError):
-                    self.fail(at + "/matching", "is not a regular expression (Python's re)")
             p = c.get("pointer")
             if not isinstance(p, str) or (p and not p.startswith("/")):
                 self.fail(at + "/pointer", "is not a JSON pointer (\"\" or \"/a/b\")")
@@ -1367,11 +1356,6 @@ class Validator:
                 c = v.get("count", 1)
                 if not isinstance(c, int) or isinstance(c, bool) or not 1 <= c <= 100:
                     self.fail(dat + "/count", "is not a number of packets, 1-100")
-        elif a == "hold":
-            if self.obj(v, at + "/hold", ("conditions", "until")):
-                for k in ("conditions", "until"):
-                    if k in v:
-                        self.condition(v[k], at + "/hold/" + k, True)
         elif a == "nat_flush":
             if self.ref(v, at + "/nat_flush", self.hosts, "host") and "nat" not in (self.hosts[v] if isinstance(self.hosts[v], dict) else {}):
                 self.fail(at + "/nat_flush", f"host \"{v}\" has no \"nat\" to flush")
