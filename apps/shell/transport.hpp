@@ -186,6 +186,9 @@ private:
     void send_each(Socket& sock, std::size_t from, std::size_t to);
     // Groups messages [from, to) into GSO sends (groups_, group_msgs_); true if any has several.
     bool group_for_gso(std::size_t from, std::size_t to);
+    // The largest IP datagram a GSO segment to `destination` may make: the link MTU, or the
+    // smaller path MTU learned for it.
+    std::size_t segment_mtu(const sockaddr_storage& destination) const noexcept;
     void send_groups(Socket& sock);
     void disable_gso(Socket& sock, int err);
 
