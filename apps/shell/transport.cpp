@@ -270,6 +270,15 @@ void SocketTransport::send_each(Socket& sock, std::size_t from, std::size_t to) 
     }
 }
 
+std::size_t SocketTransport::segment_mtu(const sockaddr_storage& destination) const noexcept {
+    sockaddr_in to{};
+    std::memcpy(&to, &destination, sizeof to);
+    const core::Ipv4Address peer{ntohl(to.sin_addr.s_addr)};
+    for (const auto& p : path_mtus_)
+        if (p.destination == peer) return std::min(p.mtu, link_mtu_);
+    return link_mtu_;
+}
+
 bool SocketTransport::group_for_gso(std::size_t from, std::size_t to) {
     // Datagrams join a group while they go to the same peer with the same ancillary data
     // (source, TTL, TOS) and the length of the first; one shorter datagram may end it. The
@@ -285,9 +294,12 @@ bool SocketTransport::group_for_gso(std::size_t from, std::size_t to) {
     bool coalesced = false;
     for (std::size_t i = from; i < to;) {
         Group g{i, 1, iovs_[i].iov_len};
-        // A segment the route cannot carry whole would be refused (EINVAL) rather than
-        // fragmented: such datagrams leave one by one, as before.
-        const bool fits = g.segment_len != 0 && core::Ipv4Header::len + core::UdpHeader::len + g.segment_len <= link_mtu_;
+        // The kernel refuses a GSO send whose segment the route cannot carry whole (EMSGSIZE,
+        // DF or not: it never fragments a segment), so such datagrams leave one by one, where
+        // it fragments them or refuses them for DF. The limit is the configured link MTU, or
+        // the path MTU a refused DF datagram taught for this peer, if smaller: without it,
+        // every later batch of a too-big flow would pay a refused GSO send before its fallback.
+        const bool fits = g.segment_len != 0 && core::Ipv4Header::len + core::UdpHeader::len + g.segment_len <= segment_mtu(names_[i]);
         std::size_t total = g.segment_len;
         while (fits && i + g.count < to && g.count < gso_max_segments) {
             const std::size_t j = i + g.count;
@@ -325,6 +337,10 @@ void SocketTransport::send_groups(Socket& sock) {
         if (sent <= 0) {
             const int err = sent < 0 ? errno : EIO;
             const auto& g = groups_[done];
+            // Resent one datagram per message, each leaves as it would have without GSO: with
+            // the zero checksum its stage left (RFC 3948 §2.1), which the run had to give up
+            // only for the GSO sends; the groups after it need checksums again.
+            set_udp_state(sock, sock.dont_fragment, zero_checksum_[g.first] != 0);
             if (g.count == 1) {
                 send_each(sock, g.first, g.first + 1);  // counts the failure, learns a path MTU
             } else {
@@ -336,6 +352,7 @@ void SocketTransport::send_groups(Socket& sock) {
                 send_each(sock, g.first, g.first + g.count);
             }
             ++done;
+            if (done < groups_.size()) set_udp_state(sock, sock.dont_fragment, false);
             continue;
         }
         for (std::size_t k = 0; k < static_cast<std::size_t>(sent); ++k) {

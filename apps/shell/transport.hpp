@@ -35,8 +35,11 @@
 // datagrams of one flow as one with their segment size; they are split back into one buffer
 // each, and what does not fit the caller's buffers waits for the next receive, so nothing is
 // lost to a short batch. Both are probed when a socket opens and can be turned off in the
-// config; a GSO send the kernel refuses is resent one datagram per message, and EIO (the
-// device cannot checksum for us) turns GSO off for that socket for good, logged once.
+// config; a GSO send the kernel refuses is resent one datagram per message (each with the
+// zero checksum its stage left, and fragmented or refused for DF as without GSO), and EIO (the
+// device cannot checksum for us) turns GSO off for that socket for good, logged once. The
+// kernel never fragments a GSO segment (it refuses the send, DF or not), so datagrams larger
+// than the link MTU or a path MTU learned for their peer are not grouped.
 #include <array>
 #include <cstdint>
 #include <functional>
@@ -186,6 +189,9 @@ private:
     void send_each(Socket& sock, std::size_t from, std::size_t to);
     // Groups messages [from, to) into GSO sends (groups_, group_msgs_); true if any has several.
     bool group_for_gso(std::size_t from, std::size_t to);
+    // The largest IP datagram a GSO segment to `destination` may make: the link MTU, or the
+    // smaller path MTU learned for it.
+    std::size_t segment_mtu(const sockaddr_storage& destination) const noexcept;
     void send_groups(Socket& sock);
     void disable_gso(Socket& sock, int err);
 

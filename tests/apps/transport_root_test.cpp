@@ -65,6 +65,54 @@ TEST_CASE("a DF datagram over the path MTU is refused, counted, and teaches the 
     CHECK(got[0].size() == core::Ipv4Header::len + core::UdpHeader::len + big.size());
 }
 
+TEST_CASE("datagrams too big for the path never leave as one UDP_SEGMENT send: without DF the kernel fragments each, with DF each is refused and counted") {
+    // The link MTU in the config (1500) is larger than the path's (1300): the first batch
+    // groups them and the kernel refuses the GSO send whole, DF or not (it never fragments a
+    // segment); resent one by one, each meets the fate it would have met without GSO.
+    enter_small_mtu_netns();
+    core::BufferPool pool(32, 4096);
+    auto a = open_loopback();
+    auto b = open_loopback();
+    REQUIRE(a.sockets()[0].gso);
+    const auto& c = a.sockets()[0].counters;
+    const Outer plain{.source_port = port_of(a), .destination_port = port_of(b), .payload = big};
+    Outer df = plain;
+    df.dont_fragment = true;
+
+    send(a, pool, {plain, plain});
+    CHECK(c.gso_fallbacks == 1);
+    CHECK(c.gso_sends == 0);
+    CHECK(c.tx_packets == 2);
+    auto got = receive(b, pool, 2);
+    REQUIRE(got.size() == 2);
+    for (const auto& p : got) CHECK(p.size() == core::Ipv4Header::len + core::UdpHeader::len + big.size());
+    CHECK(a.path_mtus().empty());  // nothing was refused for good: nothing learned
+
+    send(a, pool, {df, df});
+    CHECK(c.gso_fallbacks == 2);
+    CHECK(c.tx_failures[tun::WriteFailure::MessageTooLong] == 2);
+    REQUIRE(a.path_mtus().size() == 1);
+    CHECK(a.path_mtus()[0].mtu == small_mtu);
+
+    // Once the path MTU is known, such datagrams are not grouped at all: no refused GSO send
+    // in front of every batch, DF or not.
+    send(a, pool, {df, df});
+    CHECK(c.gso_fallbacks == 2);
+    CHECK(c.tx_failures[tun::WriteFailure::MessageTooLong] == 4);
+    send(a, pool, {plain, plain});
+    CHECK(c.gso_fallbacks == 2);
+    CHECK(c.tx_packets == 4);
+    CHECK(receive(b, pool, 2).size() == 2);
+
+    // Datagrams that fit the path still share one send.
+    Outer fits = df;
+    fits.payload = std::string(1000, 'y');
+    send(a, pool, {fits, fits, fits});
+    CHECK(c.gso_sends == 1);
+    CHECK(c.gso_segments == 3);
+    CHECK(receive(b, pool, 3).size() == 3);
+}
+
 TEST_CASE("a raw socket refuses a packet bigger than the interface, DF or not, and counts it") {
     enter_small_mtu_netns();
     core::BufferPool pool(8, 4096);

@@ -365,6 +365,35 @@ TEST_CASE("a UDP_SEGMENT send refused for another reason falls back for that bat
     CHECK(receive(b, pool, 8).size() == 8);
 }
 
+TEST_CASE("datagrams of a refused UDP_SEGMENT send are resent with the zero checksum their stage left; later GSO sends carry checksums") {
+    core::BufferPool pool(64, 2048);
+    bool refuse_next = true;
+    std::vector<int> single_no_check, segment_no_check;  // SO_NO_CHECK at each message sent
+    auto refuse_once = [&](int fd, mmsghdr* msgs, unsigned count) {
+        if (refuse_next && carries_segment(msgs[0])) {
+            refuse_next = false;
+            errno = ENOBUFS;
+            return -1;
+        }
+        const int no_check = int_option(fd, SOL_SOCKET, SO_NO_CHECK);
+        for (unsigned i = 0; i < count; ++i) (carries_segment(msgs[i]) ? segment_no_check : single_no_check).push_back(no_check);
+        return ::sendmmsg(fd, msgs, count, 0);
+    };
+    auto a = open_offloading(true, true, refuse_once);
+    auto b = open_offloading(true, true);
+    // Two groups in one run (ESP-in-UDP: zero checksums, no DF): the first is refused.
+    std::vector<Outer> batch(4, Outer{.source_port = port_of(a), .destination_port = port_of(b), .payload = numbered(0, 900)});
+    batch.insert(batch.end(), 3, Outer{.source_port = port_of(a), .destination_port = port_of(b), .payload = numbered(1, 1000)});  // longer: cannot end the first group
+    send(a, pool, batch);
+    const auto& s = a.sockets()[0];
+    CHECK(s.counters.gso_fallbacks == 1);
+    CHECK(s.counters.gso_sends == 1);
+    CHECK(s.counters.tx_packets == 7);
+    CHECK(single_no_check == std::vector<int>(4, 1));
+    CHECK(segment_no_check == std::vector<int>{0});
+    CHECK(receive(b, pool, 7).size() == 7);
+}
+
 TEST_CASE("with both offloads off in the config, every datagram is its own message and zero checksums stay zero") {
     core::BufferPool pool(64, 2048);
     auto a = open_offloading(false, false);
