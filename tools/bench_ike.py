@@ -14,8 +14,8 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
-from netns_lab import Lab, require_root  # noqa: E402
-from strongswan_lab import Charon, Child, Connection  # noqa: E402
+from lab.netns import Lab, require_root  # noqa: E402
+from lab.strongswan import Charon, Child, Connection  # noqa: E402
 
 PSK = "bench-psk-0123456789"
 TICK = os.sysconf("SC_CLK_TCK")

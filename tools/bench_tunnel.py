@@ -11,13 +11,13 @@ Variants (--only picks some):
                 IKEv1-keyed ESP AES-GCM-128 in UDP 4500 (the NAT is detected)
     mipsec2     the same with "pool": {"workers": 2} on both ends: each node's inbound data path
                 (sockets -> decapsulate -> TUN) on a second thread
-    fullstack   the RFC 5265 stack of tools/full_stack_lab.py, all nodes mipsec (i-MIP in ESP
+    fullstack   the RFC 5265 stack of tools/lab/full_stack.py, all nodes mipsec (i-MIP in ESP
                 in x-MIP, the mobile node behind that lab's NAT box), correspondent on the LAN;
                 its own namespaces (it needs two home agents and an Internet core)
     fullstack-udp  the same with the VPN's ESP in UDP and i-MIP in UDP (RFC 3519), both forced
     wireguard   wireguard-go (userspace, configured with `wg`) on cli and gw
     strongswan  strongSwan charon + kernel-libipsec on cli and gw (IKEv1, AES-GCM-128,
-                forced UDP encapsulation; tools/strongswan_lab.py)
+                forced UDP encapsulation; tools/lab/strongswan.py)
 
 Each repetition brings every variant's tunnel up, runs its tests and takes it down again, one
 variant after the other (A rep 1, B rep 1, ..., A rep 2, ...), so background load does not
@@ -50,7 +50,7 @@ import time
 from typing import Callable, Optional
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from netns_lab import Host, Lab, node_status, require_root, stage_states  # noqa: E402
+from lab.netns import Host, Lab, node_status, require_root, stage_states  # noqa: E402
 
 VARIANTS = ("plain", "mipsec", "mipsec2", "fullstack", "fullstack-udp", "wireguard", "strongswan")
 LABELS = {"plain": "no tunnel", "mipsec": "mipsec VPN", "mipsec2": "mipsec VPN 2 workers", "fullstack": "mipsec RFC 5265", "fullstack-udp": "RFC 5265 UDP tunnels",
@@ -430,12 +430,12 @@ class StrongSwan(Variant):
     name = "strongswan"
 
     def missing(self):
-        from strongswan_lab import CHARON
+        from lab.strongswan import CHARON
         gone = [t for t in (CHARON, shutil.which("swanctl")) if not t or not os.access(t, os.X_OK)]
         return "strongSwan charon/swanctl not installed (Debian: strongswan-charon strongswan-swanctl)" if gone else None
 
     def up(self):
-        from strongswan_lab import Charon, Child, Connection, wait_established
+        from lab.strongswan import Charon, Child, Connection, wait_established
         for role in ("gw", "cli"):  # a stale vici socket or pid file from the last repetition
             shutil.rmtree(os.path.join(self.lab.dir, f"charon-{role}"), ignore_errors=True)
         gw = Charon(self.lab, self.bench.gw, Connection(
@@ -462,7 +462,7 @@ class FullStackVariant(Variant):
     def up(self):
         if getattr(self, "fs", None) is not None:
             return
-        from full_stack_lab import CN, I_HOME, FullStack
+        from lab.full_stack import CN, I_HOME, FullStack
         # A lab of its own: a full stack names its nodes' configs, control sockets and logs by
         # role, so two of them cannot share one directory.
         self.own_lab = Lab(f"bench-{self.name}").__enter__()

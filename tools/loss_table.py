@@ -41,7 +41,7 @@ from concurrent.futures import ProcessPoolExecutor
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from lab import scenario as lab_scenario  # noqa: E402
 from lab.__main__ import locate, run_scenario as run_lab  # noqa: E402
-from netns_lab import require_root  # noqa: E402
+from lab.netns import require_root  # noqa: E402
 
 SCENARIO = "rfc5265-loss"
 COLUMNS = ("registration", "ike", "i-mip", "rekey", "re-auth", "handover")

@@ -8,12 +8,12 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tools"))
-from netns_lab import Checks, require_root  # noqa: E402
+from lab.netns import Checks, require_root  # noqa: E402
 
 CHILD = r"""
 import sys, time
 sys.path.insert(0, sys.argv[1])
-from netns_lab import Lab
+from lab.netns import Lab
 mode = sys.argv[2]
 with Lab("cleanup") as lab:
     a, b = lab.host("a"), lab.host("b")

@@ -14,7 +14,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tools"))
-from netns_lab import Checks, require_root  # noqa: E402
+from lab.netns import Checks, require_root  # noqa: E402
 from lab_run_test import namespaces, processes_mentioning  # noqa: E402
 
 SCENARIOS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools", "lab", "scenarios")

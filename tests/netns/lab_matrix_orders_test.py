@@ -14,7 +14,7 @@ import tempfile
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tools"))
 from lab_run_test import namespaces  # noqa: E402
-from netns_lab import Checks, require_root  # noqa: E402
+from lab.netns import Checks, require_root  # noqa: E402
 
 
 def names(text):

@@ -12,12 +12,12 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tools"))
-from netns_lab import Checks, require_root  # noqa: E402
+from lab.netns import Checks, require_root  # noqa: E402
 
 
 def namespaces(pid=None):
     """Namespace names; with `pid`, only those the lab running as that process made
-    (netns_lab names them ms<pid><n>-<role>), so other tests running at the same time do not count."""
+    (lab.netns names them ms<pid><n>-<role>), so other tests running at the same time do not count."""
     names = {line.split()[0] for line in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.splitlines()
              if line.strip()}
     return {n for n in names if pid is None or n.startswith(f"ms{pid}")}

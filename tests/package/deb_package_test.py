@@ -26,7 +26,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tools"))
-from netns_lab import Checks  # noqa: E402
+from lab.netns import Checks  # noqa: E402
 
 SKIP = 77
 CLONE_NEWNS = 0x00020000

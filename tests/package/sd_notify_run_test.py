@@ -12,7 +12,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tools"))
-from netns_lab import Checks, Lab, node_status, require_root  # noqa: E402
+from lab.netns import Checks, Lab, node_status, require_root  # noqa: E402
 
 WATCHDOG_USEC = 400000
 

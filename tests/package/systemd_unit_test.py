@@ -11,7 +11,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tools"))
-from netns_lab import Checks  # noqa: E402
+from lab.netns import Checks  # noqa: E402
 
 
 def verify(unit_text, mipsec, directory):

@@ -1,14 +1,11 @@
 # SPDX-License-Identifier: MIT
-"""mipsec lab: declarative scenarios (JSON) built in network namespaces with netns_lab, run
-along a timeline, reported as JSON and Markdown. Entry point: `mipsec lab`, which runs
-`python3 -m lab` from this directory's parent."""
+"""mipsec lab: one library for everything this project runs in network namespaces.
+netns (namespaces, veth links, bridges, NAT boxes, processes, clean-up on every exit path),
+strongswan (charon with kernel-libipsec), roaming (streams, moves) and full_stack (the RFC 5265
+stack the throughput benchmark measures) are its building blocks; scenario, runner, capture and
+report turn a declarative scenario (JSON) into a run along a timeline, reported as JSON and
+Markdown. Entry point: `mipsec lab`, which runs this directory with Python."""
 import os
-import sys
 
-# netns_lab and roaming_lab live beside this package (tools/ in the source tree, the lab's
-# parent directory when installed).
 _here = os.path.dirname(os.path.abspath(__file__))
-if os.path.dirname(_here) not in sys.path:
-    sys.path.insert(0, os.path.dirname(_here))
-
 SCENARIO_DIR = os.path.join(_here, "scenarios")

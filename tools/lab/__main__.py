@@ -95,7 +95,7 @@ def cmd_run(args) -> int:
 def run_scenario(doc: dict, path: str, mipsec: str, keep: bool, report_arg, log=None) -> tuple[dict, str, list]:
     """Builds, runs and tears down one scenario; (result, report directory, files written).
     KeyboardInterrupt passes through after everything the run created is removed."""
-    from netns_lab import Lab
+    from .netns import Lab
     from .runner import Run, StepFailed
 
     log = log or (lambda s: print(s, flush=True))

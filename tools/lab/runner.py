@@ -1,10 +1,10 @@
 # SPDX-License-Identifier: MIT
-"""Builds a validated scenario with netns_lab and runs its timeline.
+"""Builds a validated scenario with lab.netns and runs its timeline.
 
 Topology: one "sw" namespace holds a bridge per network; every host interface is a veth whose
 far end is a port of its network's bridge, so a move re-plugs that port into another bridge
 (the host sees carrier go down and up, as a laptop leaving one access point for another).
-Everything the run creates belongs to a netns_lab.Lab, which removes it on every exit path.
+Everything the run creates belongs to a lab.netns.Lab, which removes it on every exit path.
 
 Waiting is always for an event (a status field, a DHCP lease, a reply), polled every
 POLL_S with a timeout, never a fixed sleep.
@@ -21,8 +21,8 @@ import subprocess
 import time
 from typing import Any, Optional
 
-from netns_lab import Host, Lab, node_status
-from roaming_lab import Stream, first_after
+from .netns import Host, Lab, node_status
+from .roaming import Stream, first_after
 
 from . import capture as cap
 from . import ike_flood
@@ -298,7 +298,7 @@ class Run:
         self.events: list[dict] = []
         self.t_begin = time.time()
         self.snapshot: Optional[dict] = None
-        self.charons: dict = {}  # node -> strongswan_lab.Charon
+        self.charons: dict = {}  # node -> lab.strongswan.Charon
         self.captures: dict[str, cap.Capture] = {}
         # Windows in which captures must not hold some protocols: {"label", "captures",
         # "protocols", "from", "to"}; "to" is set at the next link change (or the end).
@@ -545,7 +545,7 @@ class Run:
 
     def start_charon(self, node: str, spec: dict) -> None:
         """A strongSwan gateway: charon in its own state directory; its PID is the one stopped."""
-        from strongswan_lab import Charon
+        from .strongswan import Charon
         try:
             charon = Charon(self.lab, self.hosts[spec["host"]], strongswan_node.connection(spec["strongswan"]))
         except (TimeoutError, RuntimeError, subprocess.CalledProcessError) as e:

@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: MIT
 """A scenario node that is strongSwan instead of `mipsec run`: charon with kernel-libipsec and a
-pre-shared key, started by tools/strongswan_lab.Charon, as an IKEv1 remote-access gateway
+pre-shared key, started by lab.strongswan.Charon, as an IKEv1 remote-access gateway
 (forced UDP encapsulation, RFC 3948; a Mode Config pool, draft-dukes-ike-mode-cfg) or, with
 "role": "client", as a remote-access client that asks Mode Config for an address and initiates
 as soon as it starts.
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from strongswan_lab import Child, Connection
+from .strongswan import Child, Connection
 
 STAGE = "strongswan.gateway"
 CLIENT_STAGE = "strongswan.client"

@@ -22,8 +22,8 @@ import json
 import os
 import time
 
-from netns_lab import Lab, node_status, stage_states
-from roaming_lab import Roaming, write_json
+from .netns import Lab, node_status, stage_states
+from .roaming import Roaming, write_json
 
 PSK = "lab-psk-0123456789"
 I_HOME = "10.99.1.77"

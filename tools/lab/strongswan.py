@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Optional
 
-from netns_lab import Host, Lab
+from .netns import Host, Lab
 
 CHARON = "/usr/lib/ipsec/charon"
 PLUGINS = ("random nonce openssl aes sha1 sha2 md5 hmac gcm kdf gmp curve25519 pem pkcs1 x509 pubkey "

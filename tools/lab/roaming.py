@@ -9,7 +9,7 @@ import os
 import re
 import time
 
-from netns_lab import Host, Lab, node_status, stage_states  # noqa: F401  (re-exported for the roaming tests)
+from .netns import Host, Lab, node_status, stage_states  # noqa: F401  (re-exported for the roaming tests)
 
 STREAM_SERVER = r"""
 import hashlib, socket, sys, time
