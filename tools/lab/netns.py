@@ -208,6 +208,11 @@ table ip nat {{
         sh(["ip", "link", "add", tmp_a, "mtu", str(mtu), "type", "veth", "peer", "name", tmp_b, "mtu", str(mtu)])
         sh(["ip", "link", "set", tmp_a, "netns", host.ns, "name", ifname])
         sh(["ip", "link", "set", tmp_b, "netns", switch.ns, "name", peer])
+        # A veth hands GSO super-packets over whole, so a capture on the bridge would show one
+        # frame of several datagrams, bigger than the MTU (and tshark could not read inside
+        # its ESP). One segment at most: the host's kernel cuts them before its port, as a NIC
+        # would before the wire, and the bridge carries the frames the wire would.
+        host.run(["ip", "link", "set", ifname, "gso_max_segs", "1"])
         if address:
             host.run(["ip", "addr", "add", address, "dev", ifname])
         host.run(["ip", "link", "set", ifname, "up"])
