@@ -16,6 +16,9 @@ import struct
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from lab.packets import checksum  # noqa: E402  (the Internet checksum, RFC 1071)
+
 ROOT = Path(__file__).resolve().parent.parent
 VECTORS = ROOT / "tests" / "vectors"
 CORPUS = ROOT / "tests" / "fuzz" / "corpus"
@@ -34,13 +37,6 @@ def ip4(text):
     return bytes(int(x) for x in text.split("."))
 
 
-def checksum(data):
-    if len(data) % 2:
-        data += b"\0"
-    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
 
 
 def ipv4(src, dst, proto, payload, ttl=64, ident=1):

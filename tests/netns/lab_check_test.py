@@ -28,6 +28,18 @@ def broken(base, change):
     return doc
 
 
+def check_refused(checks, args, path, base, cases):
+    """Each (what, change, pointers): `base` changed so, written to `path`, is refused by `mipsec
+    lab check` (exit 2) naming exactly those JSON pointers."""
+    for what, change, pointers in cases:
+        with open(path, "w") as out:
+            json.dump(broken(base, change), out)
+        r = lab(args.mipsec, "check", path)
+        found = [line.split(": ")[2] for line in r.stderr.splitlines() if line.startswith("mipsec lab: ")]
+        checks.check(f"{what}: refused (exit 2) at {', '.join(pointers)}",
+                     r.returncode == 2 and sorted(found) == sorted(pointers), f"exit {r.returncode}: {r.stderr.strip()}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--mipsec", required=True)
@@ -137,14 +149,7 @@ def main():
             json.dump(refused, out)
         r = lab(args.mipsec, "check", f)
         checks.check("a node only started to be refused may fail mipsec check with the refusal's texts", r.returncode == 0, r.stderr)
-        for what, change, pointers in cases:
-            f = os.path.join(tmp, "bad.json")
-            with open(f, "w") as out:
-                json.dump(broken(base, change), out)
-            r = lab(args.mipsec, "check", f)
-            found = [line.split(": ")[2] for line in r.stderr.splitlines() if line.startswith("mipsec lab: ")]
-            checks.check(f"{what}: refused (exit 2) at {', '.join(pointers)}",
-                         r.returncode == 2 and sorted(found) == sorted(pointers), f"exit {r.returncode}: {r.stderr.strip()}")
+        check_refused(checks, args, os.path.join(tmp, "bad.json"), base, cases)
         swan_cases(checks, args, tmp)
         capture_cases(checks, args, tmp)
         outage_cases(checks, args, tmp)
@@ -218,14 +223,7 @@ def outage_cases(checks, args, tmp):
         ("a step with both an outage and a move", lambda d: d["timeline"][k].update(move=next(s["move"] for s in d["timeline"] if "move" in s)),
          [f"/timeline/{k}"]),
     ]
-    for what, change, pointers in cases:
-        f = os.path.join(tmp, "bad-outage.json")
-        with open(f, "w") as out:
-            json.dump(broken(base, change), out)
-        r = lab(args.mipsec, "check", f)
-        found = [line.split(": ")[2] for line in r.stderr.splitlines() if line.startswith("mipsec lab: ")]
-        checks.check(f"{what}: refused (exit 2) at {', '.join(pointers)}",
-                     r.returncode == 2 and sorted(found) == sorted(pointers), f"exit {r.returncode}: {r.stderr.strip()}")
+    check_refused(checks, args, os.path.join(tmp, "bad-outage.json"), base, cases)
 
 
 def round_cases(checks, args, tmp):
@@ -263,14 +261,7 @@ def round_cases(checks, args, tmp):
         ("a sysctl outside the host's network stack", lambda d: d["hosts"]["mn"].update(sysctl={"kernel.panic": 1}),
          ["/hosts/mn/sysctl/kernel.panic"]),
     ]
-    for what, change, pointers in cases:
-        f = os.path.join(tmp, "bad-round.json")
-        with open(f, "w") as out:
-            json.dump(broken(base, change), out)
-        r = lab(args.mipsec, "check", f)
-        found = [line.split(": ")[2] for line in r.stderr.splitlines() if line.startswith("mipsec lab: ")]
-        checks.check(f"{what}: refused (exit 2) at {', '.join(pointers)}",
-                     r.returncode == 2 and sorted(found) == sorted(pointers), f"exit {r.returncode}: {r.stderr.strip()}")
+    check_refused(checks, args, os.path.join(tmp, "bad-round.json"), base, cases)
 
 
 def remembered_checks(checks):
@@ -333,14 +324,7 @@ def interop_cases(checks, args, tmp):
         ("strongSwan rekey times out of range", lambda d: d["nodes"]["swcli1"]["strongswan"].update(child_rekey_s=1, ike_rekey_s="25s"),
          ["/nodes/swcli1/strongswan/child_rekey_s", "/nodes/swcli1/strongswan/ike_rekey_s"]),
     ]
-    for what, change, pointers in cases:
-        f = os.path.join(tmp, "bad-interop.json")
-        with open(f, "w") as out:
-            json.dump(broken(base, change), out)
-        r = lab(args.mipsec, "check", f)
-        found = [line_.split(": ")[2] for line_ in r.stderr.splitlines() if line_.startswith("mipsec lab: ")]
-        checks.check(f"{what}: refused (exit 2) at {', '.join(pointers)}",
-                     r.returncode == 2 and sorted(found) == sorted(pointers), f"exit {r.returncode}: {r.stderr.strip()}")
+    check_refused(checks, args, os.path.join(tmp, "bad-interop.json"), base, cases)
     gw_base = json.load(open(os.path.join(SCENARIOS, "strongswan-gateway.json")))
     delete = next(k for k, s in enumerate(gw_base["timeline"]) if "swanctl" in s)
     sw = lambda d: d["timeline"][delete]["swanctl"]  # noqa: E731
@@ -371,14 +355,7 @@ def interop_cases(checks, args, tmp):
         ("throughout on an unknown node", lambda d: d["timeline"][hold]["throughout"][0].update(node="ghost"),
          [f"/timeline/{hold}/throughout/0/node"]),
     ]
-    for what, change, pointers in gw_cases:
-        f = os.path.join(tmp, "bad-interop.json")
-        with open(f, "w") as out:
-            json.dump(broken(gw_base, change), out)
-        r = lab(args.mipsec, "check", f)
-        found = [line_.split(": ")[2] for line_ in r.stderr.splitlines() if line_.startswith("mipsec lab: ")]
-        checks.check(f"{what}: refused (exit 2) at {', '.join(pointers)}",
-                     r.returncode == 2 and sorted(found) == sorted(pointers), f"exit {r.returncode}: {r.stderr.strip()}")
+    check_refused(checks, args, os.path.join(tmp, "bad-interop.json"), gw_base, gw_cases)
     for sets in ([], ["--set", "phase=rebind"], ["--set", "psk_ok=false"], ["--set", "phase=collision"]):
         r = lab(args.mipsec, "check", "strongswan-gateway", *sets)
         checks.check(f"lab check strongswan-gateway {' '.join(sets)}: OK", r.returncode == 0, r.stdout + r.stderr)
@@ -516,14 +493,7 @@ def process_cases(checks, args, tmp):
          ["/nodes/ha/notify", "/timeline/" + str(next(i for i, st in enumerate(base["timeline"]) if "notify" in st.get("assert", {})))
           + "/assert/notify"]),
     ]
-    for what, change, pointers in cases:
-        f = os.path.join(tmp, "bad-process.json")
-        with open(f, "w") as out:
-            json.dump(broken(base, change), out)
-        r = lab(args.mipsec, "check", f)
-        found = [line.split(": ")[2] for line in r.stderr.splitlines() if line.startswith("mipsec lab: ")]
-        checks.check(f"{what}: refused (exit 2) at {', '.join(pointers)}",
-                     r.returncode == 2 and sorted(found) == sorted(pointers), f"exit {r.returncode}: {r.stderr.strip()}")
+    check_refused(checks, args, os.path.join(tmp, "bad-process.json"), base, cases)
 
 
 def overhead_checks(checks):
@@ -667,14 +637,7 @@ def capture_cases(checks, args, tmp):
          lambda d: (d["captures"]["cafe"].update({"if": {"gateway": "strongswan"}}),
                     d["timeline"].insert(0, {"quiet": {"captures": ["cafe"], "protocols": ["esp"]}})), ["/timeline/0/quiet/captures/0"]),
     ]
-    for what, change, pointers in cases:
-        f = os.path.join(tmp, "bad-walk.json")
-        with open(f, "w") as out:
-            json.dump(broken(base, change), out)
-        r = lab(args.mipsec, "check", f)
-        found = [line.split(": ")[2] for line in r.stderr.splitlines() if line.startswith("mipsec lab: ")]
-        checks.check(f"{what}: refused (exit 2) at {', '.join(pointers)}",
-                     r.returncode == 2 and sorted(found) == sorted(pointers), f"exit {r.returncode}: {r.stderr.strip()}")
+    check_refused(checks, args, os.path.join(tmp, "bad-walk.json"), base, cases)
 
 
 def capture_checks(checks):
@@ -988,14 +951,7 @@ def packets_cases(checks, args, tmp):
          [f"/traffic/esp_icv/packets/0/payload/{u}/uint/node"]),
     ]]
     for case in cases:
-        what, change, pointers = case[:3]
-        f = os.path.join(tmp, "bad-flood.json")
-        with open(f, "w") as out:
-            json.dump(broken(case[3] if len(case) > 3 else base, change), out)
-        r = lab(args.mipsec, "check", f)
-        found = [line.split(": ")[2] for line in r.stderr.splitlines() if line.startswith("mipsec lab: ")]
-        checks.check(f"{what}: refused (exit 2) at {', '.join(pointers)}",
-                     r.returncode == 2 and sorted(found) == sorted(pointers), f"exit {r.returncode}: {r.stderr.strip()}")
+        check_refused(checks, args, os.path.join(tmp, "bad-flood.json"), case[3] if len(case) > 3 else base, [case[:3]])
 
 
 def packet_checks(checks):

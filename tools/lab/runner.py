@@ -891,8 +891,6 @@ class Run:
             return f"traffic {c['traffic']}"
         if "remembered" in c:
             return f"remembered {c['remembered']}"
-        if "process" in c:
-            return f"process of {c['process']}"
         if c.get("format", "json") != "json":
             return f"{c['node']} ({c['format']})"
         return f"{c['node']}" + (f" {c['stage']}" + (f"[{c['index']}]" if c.get("index") else "") if "stage" in c else "")
