@@ -192,11 +192,11 @@ def problems(path: str, options: Optional[list] = None, tshark: str = "tshark") 
 
 def isakmp_repeats(path: str, tshark: str = "tshark") -> set[int]:
     """The ISAKMP frames whose UDP payload an earlier frame carried byte for byte: retransmissions
-    (a lost message goes again unchanged, as mipsec and charon resend it). tshark keeps one CBC chain per IKEv1 SA and
-    takes an encrypted message with the previous one's message ID for the next of that exchange,
-    its IV the last block of the previous (RFC 2409 Appendix B), so it garbles a repeated copy
-    of a message it read well ("Malformed Packet"). The first copy is judged; the copy says
-    nothing more."""
+    (a lost answer makes the sender resend its message unchanged, as mipsec and charon do). tshark
+    keeps one CBC chain per IKEv1 SA and takes an encrypted message with the previous one's
+    message ID for the next of that exchange, its IV the last block of the previous (RFC 2409
+    Appendix B), so it garbles a repeated copy of a message it read well ("Malformed Packet").
+    The first copy is judged; the copy says nothing more."""
     r = subprocess.run([tshark, "-r", path, "-n", "-Y", "isakmp", "-T", "fields", "-e", "frame.number", "-e", "udp.payload"],
                        capture_output=True, text=True, timeout=120)
     if r.returncode != 0:
