@@ -178,13 +178,37 @@ def problems(path: str, options: Optional[list] = None, tshark: str = "tshark") 
     """The frames tshark calls malformed or marks with an error-level expert item, one line each.
     ICMP errors aside: the packet one quotes is cut short (RFC 792: the start of the original
     datagram; RFC 1812 §4.3.2.3: as much as fits in 576 bytes), and tshark, dissecting the quote
-    as far as it goes (an ESP trailer it cannot find), errs on what is missing."""
+    as far as it goes (an ESP trailer it cannot find), errs on what is missing. A repeated
+    ISAKMP message aside too (isakmp_repeats)."""
     r = subprocess.run([tshark, "-r", path, "-n", *(options or []), "-Y",
                         "(_ws.malformed || _ws.expert.severity == error) && !(" + " || ".join(f"icmp.type == {t}" for t in ICMP_ERRORS) + ")"],
                        capture_output=True, text=True, timeout=120)
     if r.returncode != 0:
         raise RuntimeError(f"tshark -r {path}: exit {r.returncode}: {r.stderr.strip()[-500:]}")
-    return [line.strip() for line in r.stdout.splitlines() if line.strip()]
+    lines = [line.strip() for line in r.stdout.splitlines() if line.strip()]
+    repeated = isakmp_repeats(path, tshark) if lines else set()
+    return [line for line in lines if int(line.split()[0]) not in repeated]
+
+
+def isakmp_repeats(path: str, tshark: str = "tshark") -> set[int]:
+    """The ISAKMP frames whose UDP payload an earlier frame carried byte for byte: retransmissions
+    (a lost answer makes the sender resend its message unchanged, as mipsec and charon do). tshark
+    keeps one CBC chain per IKEv1 SA and takes an encrypted message with the previous one's
+    message ID for the next of that exchange, its IV the last block of the previous (RFC 2409
+    Appendix B), so it garbles a repeated copy of a message it read well ("Malformed Packet").
+    The first copy is judged; the copy says nothing more."""
+    r = subprocess.run([tshark, "-r", path, "-n", "-Y", "isakmp", "-T", "fields", "-e", "frame.number", "-e", "udp.payload"],
+                       capture_output=True, text=True, timeout=120)
+    if r.returncode != 0:
+        raise RuntimeError(f"tshark -r {path}: exit {r.returncode}: {r.stderr.strip()[-500:]}")
+    seen: set[str] = set()
+    repeats: set[int] = set()
+    for line in r.stdout.splitlines():
+        number, _, payload = line.partition("\t")
+        if payload and payload in seen:
+            repeats.add(int(number))
+        seen.add(payload)
+    return repeats
 
 
 class Capture:
