@@ -6,6 +6,8 @@
 
 #include <algorithm>
 
+#include "core/hex.hpp"
+
 namespace mipsec::crypto {
 
 SecretBytes& SecretBytes::operator=(SecretBytes&& other) noexcept {
@@ -34,16 +36,7 @@ void SecretBytes::append(std::span<const std::uint8_t> more) {
     bytes_.insert(bytes_.end(), more.begin(), more.end());
 }
 
-std::string SecretBytes::reveal_hex() const {
-    static constexpr char digits[] = "0123456789abcdef";
-    std::string out;
-    out.reserve(bytes_.size() * 2);
-    for (std::uint8_t b : bytes_) {
-        out.push_back(digits[b >> 4]);
-        out.push_back(digits[b & 0x0f]);
-    }
-    return out;
-}
+std::string SecretBytes::reveal_hex() const { return core::to_hex(bytes_); }
 
 // Zeroes the bytes and leaves the secret empty (size 0); the zeroed block stays allocated
 // (and is zeroed, all of it, again when it is freed).

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 
+#include "core/hex.hpp"
 #include "core/icmp.hpp"
 #include "core/ipv4.hpp"
 #include "core/udp.hpp"
@@ -479,14 +480,7 @@ void VpnClientStage::report(core::StatusSink& out) const {
         report_ike_session(out, *session_, esp_, last_now_);
         // The live IKE SA's initiator and responder cookies as on the wire (RFC 2408 §3.1),
         // hex: what a capture filter or a test addressing this very SA needs.
-        std::string cookies;
-        for (const auto& cookie : {session_->ike_sa().cky_i, session_->ike_sa().cky_r})
-            for (std::uint8_t byte : cookie) {
-                static constexpr char digits[] = "0123456789abcdef";
-                cookies += digits[byte >> 4];
-                cookies += digits[byte & 0x0F];
-            }
-        out.field("ike_cookies", cookies);
+        out.field("ike_cookies", core::to_hex(session_->ike_sa().cky_i) + core::to_hex(session_->ike_sa().cky_r));
     }
     out.begin_object("esp");
     esp_.report(out);

@@ -10,20 +10,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/hex.hpp"
 #include "crypto/secret_bytes.hpp"
 
 namespace mipsec::shell {
 
 namespace {
-std::string hex(std::span<const std::uint8_t> bytes) {
-    static constexpr char digits[] = "0123456789abcdef";
-    std::string s = "0x";
-    for (auto b : bytes) {
-        s.push_back(digits[b >> 4]);
-        s.push_back(digits[b & 0xF]);
-    }
-    return s;
-}
+std::string hex(std::span<const std::uint8_t> bytes) { return "0x" + core::to_hex(bytes); }
 
 struct WiresharkNames {
     const char* encryption;

@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "apps/shell/stage_factory.hpp"
+#include "core/hex.hpp"
 #include "crypto/hash.hpp"
 #include "crypto/random.hpp"
 #include "crypto/secret_bytes.hpp"
@@ -305,13 +306,7 @@ void wipe_secrets(NodeConfig& node) {
         const std::array<std::span<const std::uint8_t>, 2> parts{
             std::span<const std::uint8_t>(salt), std::span(reinterpret_cast<const std::uint8_t*>(text.data()), text.size())};
         std::string fingerprint = "sha256:";
-        if (crypto::hash(crypto::HashAlgorithm::Sha256, parts, digest)) {
-            static constexpr char hex[] = "0123456789abcdef";
-            for (auto b : digest) {
-                fingerprint += hex[b >> 4];
-                fingerprint += hex[b & 15];
-            }
-        }
+        if (crypto::hash(crypto::HashAlgorithm::Sha256, parts, digest)) fingerprint += core::to_hex(digest);
         wipe_json_string(node.pipeline, p);
         node.pipeline[where] = std::move(fingerprint);
     }

@@ -398,13 +398,7 @@ def restart_cases(checks, args, tmp):
         (base, "a kill on a stop", lambda d: d["timeline"].insert(k, {"stop": "fa", "kill": True}), [at + "/kill"]),
     ]
     for doc, what, change, pointers in cases:
-        f = os.path.join(tmp, "bad-restart.json")
-        with open(f, "w") as out:
-            json.dump(broken(doc, change), out)
-        r = lab(args.mipsec, "check", f)
-        found = [line.split(": ")[2] for line in r.stderr.splitlines() if line.startswith("mipsec lab: ")]
-        checks.check(f"{what}: refused (exit 2) at {', '.join(pointers)}",
-                     r.returncode == 2 and sorted(found) == sorted(pointers), f"exit {r.returncode}: {r.stderr.strip()}")
+        check_refused(checks, args, os.path.join(tmp, "bad-restart.json"), doc, [(what, change, pointers)])
 
 
 def process_cases(checks, args, tmp):
