@@ -6,18 +6,49 @@
 // encrypts in place. push/put that do not fit return false: the caller drops the packet with
 // DropReason::NoHeadroom / NoTailroom; nothing is ever reallocated.
 // Not thread-safe; a buffer and its pool belong to one thread.
+#include <array>
 #include <cassert>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <utility>
 
 #include "core/address.hpp"
+#include "core/drop_reason.hpp"
+
+namespace mipsec::crypto {
+class Aead;
+}
 
 namespace mipsec::core {
 
 class BufferPool;
+
+/// An AEAD seal an ESP layer prepared and left for the data-path thread (core/aead_offload.hpp):
+/// header, IV, padding and trailer are written; `len` bytes at `offset` are encrypted in place
+/// and the 16-byte tag written right after them.
+struct PendingAeadSeal {
+    std::shared_ptr<const crypto::Aead> key;
+    std::array<std::uint8_t, 12> nonce{};
+    std::array<std::uint8_t, 12> aad{};
+    std::uint8_t aad_len = 0;
+    // From the start of the block, not of the data: the stages below push headers in front.
+    std::uint32_t offset = 0;
+    std::uint32_t len = 0;
+};
+
+/// What the data-path thread found opening an ESP packet before the stages ran
+/// (core/aead_offload.hpp). The bytes behind the ESP header are plaintext now when `result`
+/// is None, and unusable otherwise.
+struct OpenedEsp {
+    std::uint64_t key_id = 0;  // EspOpenKey::id of the key that opened it
+    std::uint32_t seq = 0;
+    std::uint8_t next_header = 0;
+    std::uint32_t payload_len = 0;  // without padding and trailer
+    DropReason result = DropReason::None;
+};
 
 /// The UDP endpoints an ESP packet travelled between before nat.udp_encap unwrapped it.
 struct UdpOrigin {
@@ -52,6 +83,12 @@ struct PacketMeta {
     // carrying it proves nothing about the network the node is attached to (RFC 5265 §5).
     bool direct = false;
     bool tunnelled = false;
+    // Outbound: the ESP layer left its seal for the data-path thread; it must run before the
+    // packet leaves (ipsec::finish_seal).
+    std::optional<PendingAeadSeal> aead_seal;
+    // Inbound: the data-path thread opened this ESP packet; the SA that owns the key takes it
+    // (replay window, counters) and clears it.
+    std::optional<OpenedEsp> esp_opened;
 };
 
 class PacketBuf {

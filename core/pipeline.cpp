@@ -2,6 +2,7 @@
 #include "core/pipeline.hpp"
 
 #include <algorithm>
+#include <utility>
 
 namespace mipsec::core {
 
@@ -12,6 +13,8 @@ public:
     PacketBuf allocate() override { return p_.pool_.acquire(p_.headroom_below(index_ + 1)); }
     void send_control(PacketBuf&& packet) override {
         ++p_.counters_[index_].control_sent;
+        // Control packets leave through send_outer() as they are: nothing below may defer.
+        const bool user_packet = std::exchange(p_.user_packet_outward_, false);
         // The sending stage owns the packet: layers below that call it NotMine still send it.
         if (p_.run_outward(index_ + 1, packet).continues() && p_.io_ != nullptr) {
             // What a stage announced before sending must take effect first: a home agent
@@ -20,6 +23,7 @@ public:
             p_.show_pending_events_to_io();
             p_.io_->send_outer(std::move(packet));
         }
+        p_.user_packet_outward_ = user_packet;
     }
     void deliver_inward(PacketBuf&& packet) override {
         if (p_.run_inward(index_, packet).continues() && p_.io_ != nullptr) p_.io_->deliver_inner(std::move(packet));
@@ -27,6 +31,8 @@ public:
     void raise(ControlEvent event) override { p_.events_.push_back({{index_, std::move(event)}, false}); }
     Logger& log() override { return log_; }
     std::size_t position() const override { return index_; }
+    bool may_defer_seal() const override { return p_.offload_ != nullptr && p_.user_packet_outward_ && p_.payload_alone_below_[index_]; }
+    AeadOffload* aead_offload() override { return p_.payload_alone_below_[index_] ? p_.offload_ : nullptr; }
 
 private:
     Pipeline& p_;
@@ -43,6 +49,9 @@ Pipeline::Pipeline(std::vector<std::unique_ptr<Stage>> stages, BufferPool& pool,
         contexts_.push_back(nullptr);
     }
     headroom_ = headroom_below_[0];
+    payload_alone_below_.assign(stages_.size(), true);
+    for (std::size_t i = stages_.size(); i-- > 1;)
+        payload_alone_below_[i - 1] = payload_alone_below_[i] && stages_[i]->leaves_payload_alone();
     for (std::size_t i = 0; i < stages_.size(); ++i)
         contexts_[i] = std::make_unique<Context>(*this, i, log_.child(stages_[i]->name()));
 }
@@ -101,7 +110,9 @@ Verdict Pipeline::run_inward(std::size_t last_plus_one, PacketBuf& packet) {
 }
 
 Verdict Pipeline::encapsulate(PacketBuf& packet) {
+    user_packet_outward_ = true;
     Verdict v = run_outward(0, packet);
+    user_packet_outward_ = false;
     drain_events();
     return v;
 }

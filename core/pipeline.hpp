@@ -14,6 +14,9 @@
 //     go to the PipelineIo's send_outer; deliver_inward goes through the stages above.
 //  6. Events raised meanwhile are queued and delivered to every stage and to the
 //     PipelineIo once the packet is done, in order, until the queue is empty.
+//  7. With an AeadOffload attached (several workers), ESP layers above stages that leave
+//     payloads alone may leave AEAD work to the data-path threads (core/aead_offload.hpp):
+//     encapsulate() may return packets whose seal is still pending, never send_control().
 // Each drop is counted per stage and per reason. Not thread-safe: one pipeline per thread.
 #include <array>
 #include <cstdint>
@@ -57,6 +60,10 @@ public:
     ~Pipeline();
 
     void attach(PipelineIo* io) noexcept { io_ = io; }
+    /// Lets the ESP layers that can leave AEAD work to the data-path threads (null: none);
+    /// whoever calls encapsulate() then runs each packet's PacketMeta::aead_seal before it
+    /// sends it. Must outlive the pipeline.
+    void attach(AeadOffload* offload) noexcept { offload_ = offload; }
     void set_now(TimePoint now) noexcept { now_ = now; }
     TimePoint now() const noexcept { return now_; }
 
@@ -99,6 +106,11 @@ private:
     BufferPool& pool_;
     Logger log_;
     PipelineIo* io_ = nullptr;
+    AeadOffload* offload_ = nullptr;
+    // [i]: every stage below stage i leaves payloads alone.
+    std::vector<bool> payload_alone_below_;
+    // Inside encapsulate() and not inside a stage's send_control(): a user packet.
+    bool user_packet_outward_ = false;
     TimePoint now_{};
     std::size_t headroom_ = 0;
     std::size_t tailroom_ = 0;

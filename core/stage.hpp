@@ -12,6 +12,7 @@
 #include <optional>
 #include <string_view>
 
+#include "core/aead_offload.hpp"
 #include "core/drop_reason.hpp"
 #include "core/events.hpp"
 #include "core/logger.hpp"
@@ -60,6 +61,15 @@ public:
     /// This stage's index in its pipeline (0 = innermost), which RaisedEvent::origin uses: a
     /// stage tells events from the layers below it (origin > position()) from those above.
     virtual std::size_t position() const { return 0; }
+    /// True while this stage may leave an AEAD seal in PacketMeta::aead_seal for the
+    /// data-path thread (core/aead_offload.hpp): a user packet on its way out, the node running
+    /// several workers, and only stages that leave payloads alone below. Never for control
+    /// packets: those leave from the pipeline as they are.
+    virtual bool may_defer_seal() const { return false; }
+    /// Where this stage publishes inbound AEAD keys for the data-path threads to open ESP
+    /// with before the stages run; null where nothing opens early (one worker, or a stage
+    /// below reads or changes payloads, so what arrives is not this layer's ESP as sent).
+    virtual AeadOffload* aead_offload() { return nullptr; }
 
 protected:
     ~StageContext() = default;
@@ -89,6 +99,11 @@ public:
     /// detection raising AccessModeChanged Inside): those stages then add nothing to the
     /// lightest stack.
     virtual bool may_idle_layers_below() const noexcept { return false; }
+    /// True when this stage only puts headers in front of what it wraps and takes them off what
+    /// it unwraps, never reading or changing the bytes behind them (no checksum over them, no
+    /// copy, no holding the packet back): a layer above may then leave its AEAD work to the
+    /// data-path thread (core/aead_offload.hpp). By default false, the safe answer.
+    virtual bool leaves_payload_alone() const noexcept { return false; }
     virtual Verdict encapsulate(PacketBuf& packet, StageContext& ctx) = 0;
     virtual Verdict decapsulate(PacketBuf& packet, StageContext& ctx) = 0;
     virtual void on_event(const RaisedEvent&, StageContext&) {}

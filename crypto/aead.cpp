@@ -56,6 +56,14 @@ public:
 
     AeadAlgorithm algorithm() const noexcept override { return algorithm_; }
 
+    std::unique_ptr<Aead> clone() const override {
+        CipherCtxPtr enc(EVP_CIPHER_CTX_new());
+        CipherCtxPtr dec(EVP_CIPHER_CTX_new());
+        if (!enc || !dec || EVP_CIPHER_CTX_copy(enc.get(), enc_.get()) != 1 || EVP_CIPHER_CTX_copy(dec.get(), dec_.get()) != 1)
+            return nullptr;
+        return std::make_unique<AesGcm>(algorithm_, std::move(enc), std::move(dec));
+    }
+
     bool seal(std::span<const std::uint8_t, nonce_len> nonce, std::span<const std::uint8_t> aad,
               std::span<std::uint8_t> in_out, std::span<std::uint8_t, tag_len> tag) noexcept override {
         if (!fits_int(aad.size()) || !fits_int(in_out.size())) return false;
@@ -110,6 +118,7 @@ public:
     ChaCha20Poly1305& operator=(const ChaCha20Poly1305&) = delete;
 
     AeadAlgorithm algorithm() const noexcept override { return AeadAlgorithm::ChaCha20Poly1305; }
+    std::unique_ptr<Aead> clone() const override { return std::make_unique<ChaCha20Poly1305>(key_); }
 
     // libsodium allows the message and ciphertext buffers to be the same (in-place).
     bool seal(std::span<const std::uint8_t, nonce_len> nonce, std::span<const std::uint8_t> aad,

@@ -168,7 +168,7 @@ void EspTunnelStage::check_lifetime(Slot& slot, core::StageContext& ctx) {
     ctx.raise(core::SaExpired{slot.sa.spi(), state == LifetimeState::Hard});
 }
 
-core::Verdict EspTunnelStage::protect(core::PacketBuf& packet, std::uint8_t next_header, std::uint8_t tos, bool df,
+core::Verdict EspTunnelStage::protect(core::PacketBuf& packet, std::uint8_t next_header, std::uint8_t tos, bool df, bool defer,
                                       core::StageContext& ctx) {
     if (!outbound_) return Verdict::drop(DropReason::NoSa);
     Sa& sa = outbound_->sa;
@@ -176,7 +176,7 @@ core::Verdict EspTunnelStage::protect(core::PacketBuf& packet, std::uint8_t next
     if (esp_len + core::Ipv4Header::len > 0xFFFF) return Verdict::drop(DropReason::TooBig);
     // Checked before sealing so a packet that cannot get its outer header burns no sequence number.
     if (packet.headroom() < core::Ipv4Header::len + sa.header_len()) return Verdict::drop(DropReason::NoHeadroom);
-    auto v = sa.seal(packet, next_header, ctx.now());
+    auto v = sa.seal(packet, next_header, ctx.now(), defer);
     check_lifetime(*outbound_, ctx);
     if (!v.passed()) return v;
     if (!packet.push(core::Ipv4Header::len)) return Verdict::drop(DropReason::Internal);
@@ -205,7 +205,7 @@ core::Verdict EspTunnelStage::encapsulate(core::PacketBuf& packet, core::StageCo
     // Link padding after Total Length is not part of the packet and must not be encrypted.
     if (!packet.trim(packet.size() - inner->total_length())) return Verdict::drop(DropReason::Internal);
     // RFC 4301 §5.1.2.1: the outer header copies DSCP/ECN (RFC 6040 normal mode) and DF.
-    return protect(packet, core::ip_protocol::ipip, tos, df, ctx);
+    return protect(packet, core::ip_protocol::ipip, tos, df, ctx.may_defer_seal(), ctx);
 }
 
 core::Verdict EspTunnelStage::send_dummy(core::StageContext& ctx, std::size_t payload_len) {
@@ -214,7 +214,8 @@ core::Verdict EspTunnelStage::send_dummy(core::StageContext& ctx, std::size_t pa
     // allocate() leaves headroom for the stages below only; make room for our own headers.
     if (!buf.put(max_headroom + payload_len) || !buf.pull(max_headroom)) return Verdict::drop(DropReason::NoTailroom);
     std::fill(buf.data(), buf.data() + buf.size(), std::uint8_t{0});
-    auto v = protect(buf, core::ip_protocol::no_next_header, 0, false, ctx);
+    // Sent as control: sealed now, whatever the packet in hand may do.
+    auto v = protect(buf, core::ip_protocol::no_next_header, 0, false, /*defer=*/false, ctx);
     if (!v.passed()) return v;
     ++counters_.dummies_sent;
     ctx.send_control(std::move(buf));
@@ -243,9 +244,18 @@ core::Verdict EspTunnelStage::decapsulate(core::PacketBuf& packet, core::StageCo
     Slot* slot = find_slot(esp->spi());
     if (slot == nullptr) return Verdict::drop(DropReason::UnknownSpi);
     std::uint8_t next_header = 0;
+    const bool opened_early = packet.meta().esp_opened.has_value();
     auto v = slot->sa.open(packet, ctx.now(), next_header);
     check_lifetime(*slot, ctx);
     if (!v.passed()) return v;
+    // This SA's packets arrive straight from the wire and authenticate: the data-path threads
+    // may open the next ones before the stages run (core/aead_offload.hpp).
+    if (!opened_early && !slot->published) {
+        if (auto* offload = ctx.aead_offload()) {
+            if (auto key = slot->sa.open_key(udp_encapsulated ? udp_origin->to.port : 0)) offload->publish(key);
+            slot->published = true;
+        }
+    }
 
     // From here the packet is authenticated: the NAT mapping it came through is the peer's.
     // The peer sealed it with the SA pair of our rekey, so it has installed it: switch.

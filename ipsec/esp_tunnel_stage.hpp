@@ -140,6 +140,7 @@ private:
         Sa sa;
         LifetimeState reported = LifetimeState::Live;
         std::optional<core::TimePoint> retire_at = std::nullopt;  // inbound only
+        bool published = false;  // inbound: its key is in the node's AeadOffload
     };
     struct PendingOutbound {
         Slot slot;
@@ -154,7 +155,7 @@ private:
     void promote_pending() noexcept;
     /// Makes `slot` the current outbound SA, keeping the one it replaces as previous_.
     void replace_outbound(Slot slot) noexcept;
-    core::Verdict protect(core::PacketBuf& packet, std::uint8_t next_header, std::uint8_t tos, bool df,
+    core::Verdict protect(core::PacketBuf& packet, std::uint8_t next_header, std::uint8_t tos, bool df, bool defer,
                           core::StageContext& ctx);
     static void check_lifetime(Slot& slot, core::StageContext& ctx);
     Slot* find_slot(std::uint32_t spi) noexcept;

@@ -3,6 +3,8 @@
 
 #include <algorithm>
 #include <limits>
+#include <new>
+#include <utility>
 
 #include "core/endian.hpp"
 #include "ipsec/esp_wire.hpp"
@@ -140,7 +142,7 @@ std::size_t Sa::sealed_len(std::size_t payload_len) const noexcept {
            icv_len(config_.suite);
 }
 
-Verdict Sa::seal(core::PacketBuf& packet, std::uint8_t next_header, core::TimePoint now) noexcept {
+Verdict Sa::seal(core::PacketBuf& packet, std::uint8_t next_header, core::TimePoint now, bool defer) noexcept {
     if (direction_ != Direction::Outbound) return refuse(DropReason::Internal);
     if (lifetime_state(now) == LifetimeState::Hard) return refuse(DropReason::SaExpired);
     // RFC 4303 §3.3.3: the counter MUST NOT cycle; the SA has to be replaced instead.
@@ -180,8 +182,23 @@ Verdict Sa::seal(core::PacketBuf& packet, std::uint8_t next_header, core::TimePo
         std::copy(iv.begin(), iv.end(), nonce.begin() + salt_len);
         std::array<std::uint8_t, 12> aad;
         const std::size_t aad_len = build_aad(aad, config_.spi, seq, config_.esn);
-        ok = aead_->seal(nonce, std::span(aad).first(aad_len), plaintext,
-                         std::span<std::uint8_t, crypto::Aead::tag_len>(icv_out.data(), crypto::Aead::tag_len));
+        if (defer && !shared_aead_) {
+            try {
+                shared_aead_ = aead_->clone();
+            } catch (const std::bad_alloc&) {
+            }
+        }
+        if (defer && shared_aead_) {
+            // The bytes stay where they are while the stages below push headers: the offset
+            // is taken from the block's start.
+            packet.meta().aead_seal = core::PendingAeadSeal{shared_aead_, nonce, aad, static_cast<std::uint8_t>(aad_len),
+                                                            static_cast<std::uint32_t>(packet.headroom() + hdr_len),
+                                                            static_cast<std::uint32_t>(plaintext.size())};
+            ok = true;
+        } else {
+            ok = aead_->seal(nonce, std::span(aad).first(aad_len), plaintext,
+                             std::span<std::uint8_t, crypto::Aead::tag_len>(icv_out.data(), crypto::Aead::tag_len));
+        }
     } else {
         random_->fill(iv);
         ok = cipher_->encrypt(std::span<const std::uint8_t, crypto::Cipher::iv_len>(iv.data(), crypto::Cipher::iv_len),
@@ -204,6 +221,7 @@ Verdict Sa::seal(core::PacketBuf& packet, std::uint8_t next_header, core::TimePo
 Verdict Sa::open(core::PacketBuf& packet, core::TimePoint now, std::uint8_t& next_header) noexcept {
     if (direction_ != Direction::Inbound) return refuse(DropReason::Internal);
     if (lifetime_state(now) == LifetimeState::Hard) return refuse(DropReason::SaExpired);
+    if (auto opened = std::exchange(packet.meta().esp_opened, std::nullopt)) return accept_opened(packet, *opened, next_header);
     const bool aead = is_aead(config_.suite);
     const std::size_t hdr_len = header_len();
     const std::size_t icv = icv_len(config_.suite);
@@ -283,6 +301,47 @@ Verdict Sa::finish_open(core::PacketBuf& packet, std::size_t plaintext_len, std:
     ++counters_.packets;
     counters_.bytes += payload_len;
     return Verdict::pass();
+}
+
+Verdict Sa::accept_opened(core::PacketBuf& packet, const core::OpenedEsp& opened, std::uint8_t& next_header) noexcept {
+    // Opened with another SA's key (a SPI reused meanwhile): the bytes are no longer what the
+    // peer sent, and cannot be opened again.
+    if (!open_key_ || opened.key_id != open_key_->id) return refuse(DropReason::AuthFailed);
+    if (opened.result != DropReason::None) return refuse(opened.result);
+    auto esp = EspView::check(packet.bytes());
+    if (!esp || esp->spi() != config_.spi || esp->seq() != opened.seq) return refuse(DropReason::Internal);
+    // §3.4.3: authenticated by the thread that opened it; only now may the window move.
+    if (auto r = window_.check(opened.seq); r != DropReason::None) return refuse(r);
+    if (auto r = window_.accept(opened.seq); r != DropReason::None) return refuse(r);
+    const std::size_t hdr_len = header_len();
+    if (packet.size() < hdr_len + opened.payload_len || !packet.pull(hdr_len) || !packet.trim(packet.size() - opened.payload_len))
+        return refuse(DropReason::Internal);
+    next_header = opened.next_header;
+    ++counters_.packets;
+    counters_.bytes += opened.payload_len;
+    return Verdict::pass();
+}
+
+std::shared_ptr<const core::EspOpenKey> Sa::open_key(std::uint16_t udp_port) noexcept {
+    if (direction_ != Direction::Inbound || !is_aead(config_.suite) || config_.esn) return nullptr;
+    if (open_key_ && open_key_->udp_port == udp_port) return open_key_;
+    try {
+        auto key = std::make_shared<core::EspOpenKey>();
+        key->id = core::EspOpenKey::next_id();
+        key->spi = config_.spi;
+        key->udp_port = udp_port;
+        if (open_key_) {
+            key->aead = open_key_->aead;
+        } else {
+            key->aead = aead_->clone();
+            if (!key->aead) return nullptr;
+        }
+        std::copy(salt_.span().begin(), salt_.span().end(), key->salt.begin());
+        open_key_ = std::move(key);
+    } catch (const std::bad_alloc&) {
+        return nullptr;
+    }
+    return open_key_;
 }
 
 LifetimeState Sa::lifetime_state(core::TimePoint now) const noexcept {

@@ -13,6 +13,10 @@
 // salt (RFC 4106 §8.1, RFC 7634 §4). The key schedules live in the crypto objects; the raw
 // key bytes are not kept.
 // The Random passed to create() must outlive the Sa (CBC IVs; optional AEAD IVs).
+// With several data-path threads an AEAD SA's encryption may run outside the node's lock
+// (core/aead_offload.hpp): seal() then leaves the AEAD call in the packet's metadata, and open()
+// takes a packet a thread already opened with open_key(), doing under the lock only what
+// orders packets: the sequence number out, the replay window in.
 // Not thread-safe; move-only.
 #include <array>
 #include <cstddef>
@@ -22,6 +26,7 @@
 #include <span>
 #include <string_view>
 
+#include "core/aead_offload.hpp"
 #include "core/drop_reason.hpp"
 #include "core/packet_buf.hpp"
 #include "core/result.hpp"
@@ -126,13 +131,23 @@ public:
     /// next_header. Drops: SaExpired (hard lifetime), SequenceExhausted (counter would wrap;
     /// RFC 4303 §3.3.3: rekey instead), NoHeadroom/NoTailroom.
     /// A packet that is refused keeps its bytes and consumes no sequence number.
-    core::Verdict seal(core::PacketBuf& packet, std::uint8_t next_header, core::TimePoint now) noexcept;
+    /// With `defer` (an AEAD suite), everything but the encryption: the seal is left in
+    /// PacketMeta::aead_seal for ipsec::finish_seal(), the sequence number and counters taken.
+    core::Verdict seal(core::PacketBuf& packet, std::uint8_t next_header, core::TimePoint now, bool defer = false) noexcept;
     /// Inbound: packet.bytes() starts at the SPI and ends with the ICV. On Pass it holds the
     /// decrypted payload (TFC padding included; the caller trims by the inner length) and
     /// next_header is set. Drops: SaExpired, Truncated, UnknownSpi (not this SA's SPI),
     /// Malformed (CBC length), SequenceTooOld,
     /// ReplayedSequence, AuthFailed, BadPadding. On a drop the buffer contents are unspecified.
+    /// A packet carrying PacketMeta::esp_opened (ipsec::preopen_esp) is not decrypted again:
+    /// its result is taken if this SA's open_key() opened it (AuthFailed otherwise), then the
+    /// replay window is checked and moved as for any other.
     core::Verdict open(core::PacketBuf& packet, core::TimePoint now, std::uint8_t& next_header) noexcept;
+    /// Inbound AEAD SAs without ESN: the key for data-path threads to open this SA's packets
+    /// with (made on first use; the same one afterwards), `udp_port` recording where its ESP
+    /// arrives (0: plain ESP). Null for CBC suites and ESN (the high half of the sequence number
+    /// needs the window), or if it could not be made.
+    std::shared_ptr<const core::EspOpenKey> open_key(std::uint16_t udp_port) noexcept;
 
     /// Size of the sealed ESP packet for a payload of payload_len bytes.
     std::size_t sealed_len(std::size_t payload_len) const noexcept;
@@ -161,12 +176,15 @@ private:
     core::Verdict open_cbc(core::PacketBuf& packet, std::uint64_t seq, std::uint8_t& next_header) noexcept;
     core::Verdict finish_open(core::PacketBuf& packet, std::size_t plaintext_len, std::uint64_t seq,
                               std::uint8_t& next_header) noexcept;
+    core::Verdict accept_opened(core::PacketBuf& packet, const core::OpenedEsp& opened, std::uint8_t& next_header) noexcept;
 
     Direction direction_;
     Config config_;
     crypto::Random* random_;
     core::TimePoint created_;
     std::unique_ptr<crypto::Aead> aead_;
+    std::shared_ptr<const crypto::Aead> shared_aead_;  // the prototype data-path threads clone
+    std::shared_ptr<const core::EspOpenKey> open_key_;
     crypto::SecretBytes salt_;  // 4 bytes of keying material for AEAD suites (RFC 4106 §4)
     std::unique_ptr<crypto::Cipher> cipher_;
     std::unique_ptr<crypto::Mac> mac_;

@@ -55,6 +55,8 @@ public:
     /// 0: the ESP layer above counts the UDP header in its own overhead() for the packets it
     /// asks to have encapsulated (PacketMeta::esp_wants_udp), since it knows per SA whether it does.
     std::size_t overhead() const noexcept override { return 0; }
+    /// A UDP header in front with a zero checksum (RFC 3948 §2.1), nothing behind it read.
+    bool leaves_payload_alone() const noexcept override { return true; }
     core::Verdict encapsulate(core::PacketBuf& packet, core::StageContext& ctx) override;
     core::Verdict decapsulate(core::PacketBuf& packet, core::StageContext& ctx) override;
     void on_event(const core::RaisedEvent& event, core::StageContext& ctx) override;

@@ -66,4 +66,15 @@ struct GatewayPollOptions {
 /// A table of ns per gateway poll for each client count (all idle, all established in memory).
 int run_gateway_poll(const GatewayPollOptions& options);
 
+struct WorkersOptions {
+    std::string suite = "aes128gcm16";
+    std::vector<std::size_t> threads = {1, 2};
+    std::size_t size = 1400;
+    int milliseconds = 300;
+    int rounds = 3;
+};
+/// The node's per-batch data path (pipeline under one lock, AEAD inside or outside it) on 1..N
+/// threads in process: packets/s and the ratio to one thread.
+int run_workers(const WorkersOptions& options);
+
 }  // namespace mipsec::bench

@@ -427,6 +427,13 @@ int main(int argc, char** argv) {
     bench_gateway_poll->add_option("--clients", gateway_poll_options.clients, "Client counts, each a fresh gateway")->check(CLI::Range(1, 100000))->capture_default_str();
     bench_gateway_poll->add_option("--rounds", gateway_poll_options.rounds, "Timed rounds; the median is reported")->check(CLI::Range(1, 10000))->capture_default_str();
     bench_gateway_poll->add_option("--polls", gateway_poll_options.polls, "Polls per round")->check(CLI::Range(1, 10000000))->capture_default_str();
+    bench::WorkersOptions workers_options;
+    auto* bench_workers = bench->add_subcommand("workers", "The node's per-batch data path on 1..N threads in process, AEAD under the core lock or outside it");
+    bench_workers->add_option("--suite", workers_options.suite, "AEAD suite")->capture_default_str();
+    bench_workers->add_option("--threads", workers_options.threads, "Thread counts to measure (1 is the reference)")->check(CLI::Range(1, 256))->capture_default_str();
+    bench_workers->add_option("--size", workers_options.size, "Inner packet size in bytes")->check(CLI::Range(28, 1500))->capture_default_str();
+    bench_workers->add_option("--ms", workers_options.milliseconds, "Timed work per round")->check(CLI::Range(10, 60000))->capture_default_str();
+    bench_workers->add_option("--rounds", workers_options.rounds, "Rounds per figure; the best is reported")->check(CLI::Range(1, 100))->capture_default_str();
 
     // Everything after "lab" goes to the lab's own parser (python3 -m lab --help).
     auto* lab_command = app.add_subcommand("lab", "Scenario lab in network namespaces: lab list | check FILE | run SCENARIO [--report DIR] [--keep] [--set KEY=VALUE]... | matrix SCENARIO [--orders A,B,...] | pictures [SCENARIO...] [--out DIR]");
@@ -456,6 +463,7 @@ int main(int argc, char** argv) {
     }
     if (*bench_ha) return bench::run_ha(ha_options);
     if (*bench_gateway_poll) return bench::run_gateway_poll(gateway_poll_options);
+    if (*bench_workers) return bench::run_workers(workers_options);
     if (*bench_ike) {
         auto local = core::Ipv4Address::parse(ike_local);
         auto gateway = core::Ipv4Address::parse(ike_gateway);

@@ -25,9 +25,12 @@
 #include "apps/shell/status_json.hpp"
 #include "apps/shell/transport.hpp"
 #include "core/buffer_pool.hpp"
+#include "core/core_lock.hpp"
 #include "core/mtu_guard.hpp"
 #include "core/pipeline.hpp"
+#include "crypto/aead_contexts.hpp"
 #include "crypto/random.hpp"
+#include "ipsec/esp_offload.hpp"
 #include "tun/link_device.hpp"
 #include "tun/linux_device.hpp"
 #include "tun/netlink.hpp"
@@ -65,6 +68,12 @@ struct DataWorker {
     std::uint64_t batches = 0;  // batches read (TUN or socket)
     std::uint64_t packets = 0;  // packets in them
     std::uint64_t backpressure_pauses = 0;
+    // AEAD work done outside the core lock (core/aead_offload.hpp) with this thread's own
+    // instances of the SAs' keys.
+    crypto::AeadContexts aead;
+    std::uint64_t seals = 0;           // seals the ESP layers left to this thread
+    std::uint64_t opens = 0;           // ESP packets this thread opened before the stages
+    std::uint64_t seal_failures = 0;   // packets not sent: their seal failed (a library failure)
 };
 
 class RunningNode final : public Node, private core::PipelineIo {
@@ -101,6 +110,8 @@ public:
         pipeline_ = std::make_unique<core::Pipeline>(std::move(stages), main_.pool, log_);
         wipe_secrets(config_);  // the stages hold their own copies of the keys
         pipeline_->attach(this);
+        // With one thread nothing would run beside the stages: the seal stays where it is.
+        if (threaded_) pipeline_->attach(&aead_offload_);
         if (pipeline_->headroom() + Transport::rebuilt_header_len + config_.transport.link_mtu + pipeline_->tailroom() > main_.pool.block_len())
             throw std::runtime_error("node " + config_.name + ": buffer_size " + std::to_string(config_.buffer_size) +
                                      " is too small for link MTU plus " + std::to_string(pipeline_->headroom() + pipeline_->tailroom()) +
@@ -236,8 +247,9 @@ public:
     nlohmann::json status() const override {
         // Every figure is read with the lock of the thread side that writes it held, in the
         // node's lock order (inbound worker, core, send, TUN write).
-        std::unique_lock<std::mutex> inbound(inbound_mutex_, std::defer_lock), core(core_mutex_, std::defer_lock),
-            send(send_mutex_, std::defer_lock), tun_write(tun_write_mutex_, std::defer_lock);
+        std::unique_lock<std::mutex> inbound(inbound_mutex_, std::defer_lock), send(send_mutex_, std::defer_lock),
+            tun_write(tun_write_mutex_, std::defer_lock);
+        std::unique_lock<core::CoreLock> core(core_mutex_, std::defer_lock);
         if (threaded_) {
             inbound.lock();
             core.lock();
@@ -290,6 +302,8 @@ public:
             if (w == nullptr) continue;
             workers.push_back({{"thread", w == &main_ ? "main" : "inbound"}, {"runs", w->runs}, {"batches", w->batches}, {"packets", w->packets},
                                {"backpressure_pauses", w->backpressure_pauses},
+                               {"aead", {{"seals", w->seals}, {"opens", w->opens}, {"seal_failures", w->seal_failures},
+                                         {"keys", w->aead.size()}, {"key_clones", w->aead.clones()}}},
                                {"pool", {{"buffers", w->pool.block_count()}, {"available", w->pool.available()}, {"exhausted", w->pool.exhausted_count()}}}});
         }
         j["workers"] = workers;
@@ -326,6 +340,25 @@ private:
         return n;
     }
 
+    // The seals the ESP layers left in this batch, outside the core lock; a packet whose seal
+    // failed is not sent (counted). Keys of removed SAs are let go now and then.
+    static void finish_seals(DataWorker& w) {
+        std::size_t kept = 0;
+        for (std::size_t i = 0; i < w.out.size(); ++i) {
+            if (w.out[i].meta().aead_seal) {
+                ++w.seals;
+                if (!ipsec::finish_seal(w.out[i], w.aead)) {
+                    ++w.seal_failures;
+                    continue;
+                }
+            }
+            if (kept != i) w.out[kept] = std::move(w.out[i]);
+            ++kept;
+        }
+        w.out.erase(w.out.begin() + static_cast<std::ptrdiff_t>(kept), w.out.end());
+        if (w.batches % 1024 == 0) w.aead.sweep();
+    }
+
     // Lets the other readers and the timer run between two full batches.
     static awaitable<void> yield_now(DataWorker& w) { co_await asio::post(w.io, use_awaitable); }
 
@@ -341,7 +374,9 @@ private:
     // transport's send side; tun_write_mutex_ the device's write side; inbound_mutex_ the
     // inbound worker's batch (its pool, receive side, counters), so status() reads them at rest.
     // Lock order: inbound, core, then send or TUN write.
-    std::unique_lock<std::mutex> lock_core() const { return threaded_ ? std::unique_lock(core_mutex_) : std::unique_lock<std::mutex>(); }
+    std::unique_lock<core::CoreLock> lock_core() const {
+        return threaded_ ? std::unique_lock(core_mutex_) : std::unique_lock<core::CoreLock>();
+    }
     std::unique_lock<std::mutex> lock_send() const { return threaded_ ? std::unique_lock(send_mutex_) : std::unique_lock<std::mutex>(); }
     std::unique_lock<std::mutex> lock_tun_write() const {
         return threaded_ ? std::unique_lock(tun_write_mutex_) : std::unique_lock<std::mutex>();
@@ -408,6 +443,7 @@ private:
                     }
                     apply_device_mtu();
                 }
+                finish_seals(w);
                 {
                     auto send = lock_send();
                     transport_->send(w.out);
@@ -445,6 +481,7 @@ private:
                 }
                 std::size_t got = transport_->receive(index, std::span(w.in).first(room));
                 if (got == 0) break;
+                if (threaded_) w.opens += ipsec::preopen_esp(std::span(w.in).first(got), aead_offload_, w.aead);
                 {
                     auto core = lock_core();
                     ++w.batches;
@@ -525,6 +562,8 @@ private:
     // PipelineIo: spontaneous output (control packets, keepalives, packets delivered inward),
     // on whichever thread holds the core lock.
     void send_outer(core::PacketBuf&& packet) override {
+        // Control packets are sealed in the stages (Pipeline): nothing should be pending here.
+        if (!ipsec::finish_seal(packet, control_aead_)) return;
         auto send = lock_send();
         transport_->send(std::span(&packet, 1));
     }
@@ -613,11 +652,13 @@ private:
     std::unique_ptr<asio::io_context> inbound_io_;
     std::unique_ptr<DataWorker> inbound_;
     std::thread inbound_thread_;
-    mutable std::mutex core_mutex_;
+    mutable core::CoreLock core_mutex_;
     mutable std::mutex send_mutex_;
     mutable std::mutex tun_write_mutex_;
     mutable std::mutex inbound_mutex_;
     std::optional<std::size_t> pending_device_mtu_;
+    core::AeadOffload aead_offload_;     // before the pipeline: its stages publish keys in it
+    crypto::AeadContexts control_aead_;  // send_outer()'s, under the core lock
     std::unique_ptr<core::Pipeline> pipeline_;
     std::unique_ptr<Transport> transport_;
     std::unique_ptr<tun::Device> device_;

@@ -471,6 +471,13 @@ TEST_CASE("two workers over ESP: the main thread seals while the inbound one ope
     CHECK(esp["inbound"][0]["replay_drops"] == 0);
     CHECK(esp["inbound"][0]["auth_failures"] == 0);
     CHECK(st["workers"][1]["packets"] == count);
+    // The AEAD ran outside the core lock (core/aead_offload.hpp): every seal on the main thread;
+    // every open on the inbound one but the first batch's, opened in the stage, whose first
+    // authenticated packet published the SA's key.
+    CHECK(st["workers"][0]["aead"]["seals"] == count);
+    CHECK(st["workers"][0]["aead"]["seal_failures"] == 0);
+    CHECK(st["workers"][1]["aead"]["opens"] >= count - 4);
+    CHECK(st["workers"][1]["aead"]["keys"] == 1);
     node->stop();
     io.run_for(std::chrono::milliseconds(20));
 
@@ -490,4 +497,7 @@ TEST_CASE("two workers over ESP: the main thread seals while the inbound one ope
     REQUIRE(peer_opened.written.size() == count);
     for (std::size_t k = 0; k < count; ++k) CHECK(test::to_hex(peer_opened.written[k]) == test::to_hex(from_tun[k]));
     CHECK(peer_opened.status["pipeline"][0]["state"]["inbound"][0]["replay_drops"] == 0);
+    // One worker: the stages do the AEAD themselves.
+    CHECK(peer_opened.status["workers"][0]["aead"]["opens"] == 0);
+    CHECK(peer_sealed.status["workers"][0]["aead"]["seals"] == 0);
 }
