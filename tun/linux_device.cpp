@@ -85,10 +85,13 @@ constexpr std::size_t max_frame_len = VirtioNetHeader::len + Coalescer::max_supe
 
 core::Result<std::unique_ptr<LinuxDevice>> LinuxDevice::open(std::string_view name, Options options) {
     if (!name.empty() && !valid_name(name)) return Errc::InvalidName;
+    if (options.queues < 1 || options.queues > max_queues) return core::Errc::InvalidArgument;
+    const bool multi_queue = options.queues > 1;
 
     // IFF_NO_PI: no 4-byte packet-information prefix, so the packet starts at the buffer's
-    // headroom exactly. Single queue: one fd, one reader.
-    const short plain = IFF_TUN | IFF_NO_PI;
+    // headroom exactly. Single queue: one fd, one reader; multi-queue: one fd per reader, the
+    // others attached by open_queue().
+    const short plain = static_cast<short>(IFF_TUN | IFF_NO_PI | (multi_queue ? IFF_MULTI_QUEUE : 0));
     std::string actual;
     unsigned granted = 0;
     int fd = -1;
@@ -148,6 +151,30 @@ core::Result<std::unique_ptr<LinuxDevice>> LinuxDevice::open(std::string_view na
     auto device = std::unique_ptr<LinuxDevice>(
         new LinuxDevice(fd, std::move(actual), static_cast<std::uint32_t>(idx.ifr_ifindex), granted, options.mtu));
     device->tx_queue_len_ = queue_len;
+    device->multi_queue_ = multi_queue;
+    return device;
+}
+
+core::Result<std::unique_ptr<LinuxDevice>> LinuxDevice::open_queue() const {
+    if (!multi_queue_) return core::Errc::InvalidArgument;
+    // The same flags as the first queue. tun_set_iff() refuses a queue whose IFF_MULTI_QUEUE
+    // differs, keeps the device's flags when a queue joins others, but takes IFF_VNET_HDR and
+    // IFF_NO_PI from a queue that attaches alone: whichever queue they come from, they stay what
+    // every LinuxDevice of the interface expects.
+    const short flags = static_cast<short>(IFF_TUN | IFF_NO_PI | IFF_MULTI_QUEUE | (offloads_ != 0 ? IFF_VNET_HDR : 0));
+    std::string actual;
+    auto fd = attach(name_, flags, actual);
+    if (!fd) return fd.error();
+    // The device's features were set by the first queue's TUNSETOFFLOAD; asking again for the
+    // same bits keeps them as they are and confirms this kernel still grants them.
+    if (offloads_ != 0 && ::ioctl(*fd, TUNSETOFFLOAD, offloads_) != 0) {
+        const int err = errno;
+        ::close(*fd);
+        return std::error_code(err, std::system_category());
+    }
+    auto device = std::unique_ptr<LinuxDevice>(new LinuxDevice(*fd, name_, ifindex_, offloads_, mtu_));
+    device->tx_queue_len_ = tx_queue_len_;
+    device->multi_queue_ = true;
     return device;
 }
 
@@ -161,6 +188,7 @@ LinuxDevice::LinuxDevice(int fd, std::string name, std::uint32_t ifindex, unsign
       name_(std::move(name)),
       ifindex_(ifindex),
       offloads_(offloads),
+      mtu_(mtu),
       cutter_(mtu, offloads != 0 ? max_frame_len : 0),
       // A UDP_L4 frame is only written to a device that takes them (TUN_F_USO4).
       coalescer_(Coalescer::max_super_len, (offloads & tun_offload::uso4) != 0) {}
@@ -170,6 +198,7 @@ LinuxDevice::~LinuxDevice() {
 }
 
 void LinuxDevice::set_mtu(std::size_t mtu) noexcept {
+    mtu_ = mtu;
     cutter_.set_mtu(mtu);  // drops are counted here
 }
 

@@ -315,3 +315,17 @@ TEST_CASE("without offloads the device reads and writes bare packets, one per sy
     CHECK(rig.dev->offloads() == 0);
     CHECK(rig.dev->offload_counters().tx_super_packets == 0);
 }
+
+TEST_CASE("multi-queue: the queue count is checked before anything is opened, open_queue needs a multi-queue device") {
+    // Refused before /dev/net/tun is touched, so without root too (the name is never created).
+    for (std::size_t queues : {std::size_t{0}, LinuxDevice::max_queues + 1, std::size_t{100000}}) {
+        CAPTURE(queues);
+        CHECK(LinuxDevice::open("mqtest0", {.queues = queues}).error() == core::Errc::InvalidArgument);
+        CHECK(LinuxDevice::open("mqtest0", {.offload = true, .queues = queues}).error() == core::Errc::InvalidArgument);
+    }
+    CHECK(LinuxDevice::max_queues == 256);
+    // An adopted descriptor is one queue of nobody knows what: there is nothing to attach to.
+    Rig rig(granted);
+    CHECK_FALSE(rig.dev->multi_queue());
+    CHECK(rig.dev->open_queue().error() == core::Errc::InvalidArgument);
+}
