@@ -46,11 +46,47 @@ std::size_t size_buffer(int fd, int force_option, int option, std::size_t bytes)
     if (::getsockopt(fd, SOL_SOCKET, option, &granted, &len) != 0) return 0;
     return static_cast<std::size_t>(granted) / 2;
 }
+
+// A UDP port nobody holds on `local` (0: one the kernel picks), checked with a socket that
+// reuses nothing, so any holder makes its bind fail: a SO_REUSEPORT bind would instead join a
+// group of the same user already there, and share its traffic without a word.
+std::uint16_t unheld_port(core::Ipv4Address local, std::uint16_t port) {
+    int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) fail("cannot create UDP socket", errno);
+    auto sa = to_sockaddr(local, port);
+    socklen_t len = sizeof sa;
+    const bool bound = ::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0 &&
+                       ::getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len) == 0;
+    const int err = errno;
+    ::close(fd);
+    if (!bound) fail("cannot bind UDP " + local.to_string() + ":" + std::to_string(port), err);
+    return ntohs(sa.sin_port);
+}
 }  // namespace
 
+SocketTransport::Sharing SocketTransport::secondary_of(const SocketTransport& primary) {
+    if (!primary.sharing_.reuse_port || primary.sharing_.secondary)
+        throw std::invalid_argument("a secondary transport needs a primary opened with SocketTransport::Sharing{.reuse_port = true}: "
+                                    "without SO_REUSEPORT on the primary's sockets it cannot bind their ports");
+    Sharing sharing{.reuse_port = true, .secondary = true};
+    for (const auto& s : primary.sockets_)
+        if (s.kind == Kind::Udp) sharing.udp_ports.push_back(s.port);
+    return sharing;
+}
+
 SocketTransport::SocketTransport(const TransportConfig& config, std::size_t batch, std::optional<core::Logger> log, SendBatch send_batch)
-    : local_(config.local), batch_(batch), fwmark_(config.fwmark), link_mtu_(config.link_mtu), log_(std::move(log)),
-      send_batch_(std::move(send_batch)), any_local_(config.local.is_unspecified()) {
+    : SocketTransport(config, batch, Sharing{}, std::move(log), std::move(send_batch)) {}
+
+SocketTransport::SocketTransport(const TransportConfig& config, std::size_t batch, Sharing sharing, std::optional<core::Logger> log,
+                                 SendBatch send_batch)
+    : local_(config.local), sharing_(std::move(sharing)), batch_(batch), fwmark_(config.fwmark), link_mtu_(config.link_mtu),
+      log_(std::move(log)), send_batch_(std::move(send_batch)), any_local_(config.local.is_unspecified()) {
+    if (sharing_.secondary) sharing_.reuse_port = true;
+    if (sharing_.udp_ports.empty()) sharing_.udp_ports = config.udp_ports;
+    const auto& udp_ports = sharing_.udp_ports;
+    if (sharing_.secondary && std::find(udp_ports.begin(), udp_ports.end(), std::uint16_t{0}) != udp_ports.end())
+        throw std::invalid_argument("a secondary transport cannot bind UDP port 0: the kernel would pick a port of its own, not the "
+                                    "primary's; pass the primary's ports (SocketTransport::secondary_of(primary))");
     if (!send_batch_) send_batch_ = [](int fd, mmsghdr* msgs, unsigned count) { return ::sendmmsg(fd, msgs, count, 0); };
     // Offloads are probed per socket: a kernel without them (before 4.18 for UDP_SEGMENT,
     // 5.0 for UDP_GRO) refuses the option, and the socket works as before.
@@ -83,13 +119,35 @@ SocketTransport::SocketTransport(const TransportConfig& config, std::size_t batc
         int one = 1;
         if (::setsockopt(s.fd, SOL_SOCKET, SO_RXQ_OVFL, &one, sizeof one) != 0) fail("cannot set SO_RXQ_OVFL", errno);
     };
+    auto open_raw = [&](std::uint8_t proto) {
+        int fd = ::socket(AF_INET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, proto);
+        if (fd < 0) fail("cannot create raw socket for IP protocol " + std::to_string(proto), errno);
+        sockets_.push_back({Kind::Raw, 0, proto, fd, {}});
+        int one = 1;
+        if (::setsockopt(fd, IPPROTO_IP, IP_HDRINCL, &one, sizeof one) != 0) fail("cannot set IP_HDRINCL on raw socket", errno);
+        // The interface each packet came in on (ignore_inbound_from()).
+        if (::setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof one) != 0) fail("cannot set IP_PKTINFO on raw socket", errno);
+        mark(fd);
+        size_buffers(sockets_.back());
+        // Binding a raw socket filters inbound packets to this destination address.
+        auto sa = to_sockaddr(local_, 0);
+        if (::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0)
+            fail("cannot bind raw socket for protocol " + std::to_string(proto) + " to " + local_.to_string(), errno);
+    };
     try {
-        for (auto port : config.udp_ports) {
+        for (auto port : udp_ports) {
+            if (sharing_.reuse_port && !sharing_.secondary) port = unheld_port(local_, port);
             int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
             if (fd < 0) fail("cannot create UDP socket", errno);
             sockets_.push_back({Kind::Udp, port, 0, fd, {}});
             int one = 1;
-            ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+            if (sharing_.reuse_port) {
+                // The kernel spreads the port's inbound datagrams over every socket bound to it
+                // with SO_REUSEPORT, by a hash of addresses and ports (one flow, one socket).
+                if (::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) fail("cannot set SO_REUSEPORT", errno);
+            } else {
+                ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+            }
             // The address each datagram was sent to: with a wildcard bind it is the only way
             // to rebuild the IP header (and with a fixed one it costs nothing).
             if (::setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof one) != 0) fail("cannot set IP_PKTINFO", errno);
@@ -105,29 +163,28 @@ SocketTransport::SocketTransport(const TransportConfig& config, std::size_t batc
             size_buffers(sockets_.back());
             probe_offloads(sockets_.back());
             auto sa = to_sockaddr(local_, port);
-            if (::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0)
-                fail("cannot bind UDP " + local_.to_string() + ":" + std::to_string(port), errno);
+            if (::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
+                const int err = errno;
+                const std::string what = "cannot bind UDP " + local_.to_string() + ":" + std::to_string(port);
+                if (sharing_.secondary && err == EADDRINUSE)
+                    throw std::runtime_error(what + " for a secondary transport: " + std::strerror(err) +
+                                             " (the socket holding the port has no SO_REUSEPORT: open the primary transport with "
+                                             "SocketTransport::Sharing{.reuse_port = true}, or stop the other process using it)");
+                fail(what, err);
+            }
             if (port == 0) {
                 socklen_t len = sizeof sa;
                 if (::getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len) != 0) fail("cannot read the bound UDP port", errno);
                 sockets_.back().port = ntohs(sa.sin_port);
             }
         }
-        for (auto proto : config.raw_protocols) {
-            int fd = ::socket(AF_INET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, proto);
-            if (fd < 0) fail("cannot create raw socket for IP protocol " + std::to_string(proto), errno);
-            sockets_.push_back({Kind::Raw, 0, proto, fd, {}});
-            int one = 1;
-            if (::setsockopt(fd, IPPROTO_IP, IP_HDRINCL, &one, sizeof one) != 0)
-                fail("cannot set IP_HDRINCL on raw socket", errno);
-            // The interface each packet came in on (ignore_inbound_from()).
-            if (::setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof one) != 0) fail("cannot set IP_PKTINFO on raw socket", errno);
-            mark(fd);
-            size_buffers(sockets_.back());
-            // Binding a raw socket filters inbound packets to this destination address.
-            auto sa = to_sockaddr(local_, 0);
-            if (::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0)
-                fail("cannot bind raw socket for protocol " + std::to_string(proto) + " to " + local_.to_string(), errno);
+        if (!sharing_.secondary) {
+            for (auto proto : config.raw_protocols) open_raw(proto);
+        } else if (!config.raw_protocols.empty()) {
+            // Protocol 255 receives nothing (raw(7)): the primary's raw sockets alone see
+            // inbound packets, each once.
+            raw_protocols_ = config.raw_protocols;
+            open_raw(any_protocol);
         }
     } catch (...) {
         for (auto& s : sockets_) ::close(s.fd);
@@ -182,6 +239,10 @@ int SocketTransport::socket_for(std::span<const std::uint8_t> packet, std::size_
         }
         if (sockets_[i].protocol == any_protocol) chosen = i;
     }
+    if (chosen && sharing_.secondary &&
+        std::find_if(raw_protocols_.begin(), raw_protocols_.end(),
+                     [&](std::uint8_t p) { return p == ip->protocol() || p == any_protocol; }) == raw_protocols_.end())
+        chosen.reset();
     if (chosen) {
         auto sa = to_sockaddr(ip->destination(), 0);
         std::memcpy(&destination, &sa, sizeof sa);

@@ -8,10 +8,26 @@
 // DF and a zero UDP checksum (ESP-in-UDP, RFC 3948 §2.1) as socket state switched only when
 // a packet wants it different from the packet before. Inbound UDP datagrams get their IP/UDP
 // headers rebuilt in the buffer's headroom with the TOS and TTL they arrived with, so stages
-// always see a whole packet. Batch-shaped: recvmmsg/sendmmsg. Not thread-safe, except that
-// the send side (send(), path MTUs, unroutable(), a socket's tx_* and gso_* counters) and the
-// receive side (receive(), a socket's rx_* and gro_* counters) touch disjoint state: one thread
-// may send while another receives (the node's inbound worker, see node.hpp).
+// always see a whole packet. Batch-shaped: recvmmsg/sendmmsg.
+//
+// Threads. A transport is not thread-safe, except that the send side (send(), path MTUs,
+// unroutable(), a socket's tx_* and gso_* counters) and the receive side (receive(), a
+// socket's rx_* and gro_* counters) touch disjoint state: one thread may send while another
+// receives. A node with several data-path workers gives each its own transport, so no send or
+// receive takes a shared lock: worker 0 the primary (a UDP socket per configured port, a raw
+// socket per configured protocol), the others secondaries (SocketTransport::Sharing) that bind
+// the same UDP ports. Every socket of a port then carries SO_REUSEPORT and they form one
+// group: the kernel hashes each inbound datagram's addresses and ports onto one member, so one
+// peer's flow always reaches the same worker, in order, and many peers spread over all of
+// them; flows move only when a socket joins or leaves the group. Raw sockets are not shared:
+// each raw socket of a protocol gets its own copy of every inbound packet of that protocol, so
+// a second one would deliver each ESP or IP-in-IP packet twice. They stay in the primary, which
+// alone receives them; a secondary sends other protocols through one send-only IPPROTO_RAW
+// socket. Sharing sockets go without SO_REUSEADDR: on UDP it lets a socket bind a port another
+// one holds without SO_REUSEPORT, and the newer one then takes all the port's unicast traffic,
+// so a secondary next to a primary opened without reuse_port would silently starve it; without
+// it that bind fails and says why. A SO_REUSEPORT bind also joins any group of the same user
+// already on the port (another node), so a primary first makes sure nobody holds it.
 //
 // Nothing is lost uncounted: a packet no socket can carry is counted in unroutable(), a send
 // the kernel refuses in its socket's tx_errors and tx_failures (by reason). A packet refused
@@ -167,14 +183,35 @@ public:
     static constexpr std::size_t gro_max_messages = 16;
     static constexpr std::size_t gro_message_len = 1 << 16;
 
+    /// How transports of several workers share the node's UDP ports (see the top of the file).
+    struct Sharing {
+        /// SO_REUSEPORT (and no SO_REUSEADDR) on every UDP socket, so secondaries can join it;
+        /// the primary refuses a port some other socket already holds.
+        bool reuse_port = false;
+        /// Opens only UDP sockets, with SO_REUSEPORT whatever reuse_port says, and, when the
+        /// config names raw protocols, one send-only IPPROTO_RAW socket for those protocols.
+        bool secondary = false;
+        /// In place of config.udp_ports when not empty. A secondary must bind the primary's
+        /// actual ports, never 0 (the kernel would pick a port of its own): secondary_of().
+        std::vector<std::uint16_t> udp_ports{};
+    };
+    /// What a secondary of `primary` needs: its UDP ports as bound (a configured 0 became the
+    /// port the kernel picked). Throws std::invalid_argument if `primary` does not reuse ports.
+    static Sharing secondary_of(const SocketTransport& primary);
+
     /// Opens and binds every socket; throws std::runtime_error naming the socket and the fix.
     /// A UDP port 0 lets the kernel pick one (tests); sockets() then shows the port it got.
     /// `log` hears when an offload is turned off at run time.
     explicit SocketTransport(const TransportConfig& config, std::size_t batch, std::optional<core::Logger> log = std::nullopt,
                              SendBatch send_batch = {});
+    /// The same, sharing the UDP ports with other transports as `sharing` says; throws
+    /// std::invalid_argument for a secondary asked to bind port 0.
+    SocketTransport(const TransportConfig& config, std::size_t batch, Sharing sharing, std::optional<core::Logger> log = std::nullopt,
+                    SendBatch send_batch = {});
     ~SocketTransport() override;
 
     core::Ipv4Address local() const noexcept { return local_; }
+    const Sharing& sharing() const noexcept { return sharing_; }
     std::vector<Socket>& sockets() noexcept { return sockets_; }
     using Transport::sockets;
     void send(std::span<core::PacketBuf> packets) override;
@@ -224,6 +261,10 @@ private:
     std::size_t split_pending(Socket& sock, GroQueue& queue, std::span<core::PacketBuf> bufs);
 
     core::Ipv4Address local_;
+    Sharing sharing_;
+    // A secondary's: the protocols its IPPROTO_RAW socket carries (the config's raw_protocols),
+    // so it sends what the primary would and counts the rest as unroutable, as the primary does.
+    std::vector<std::uint8_t> raw_protocols_;
     std::size_t batch_;
     std::optional<std::uint32_t> fwmark_;
     std::size_t link_mtu_;

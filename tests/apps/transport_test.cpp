@@ -11,7 +11,10 @@
 
 #include <array>
 #include <cerrno>
+#include <cstring>
+#include <functional>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -409,4 +412,84 @@ TEST_CASE("with both offloads off in the config, every datagram is its own messa
     CHECK(int_option(a.sockets()[0].fd, SOL_SOCKET, SO_NO_CHECK) == 1);
     CHECK(receive(b, pool, 6).size() == 6);
     CHECK(b.sockets()[0].counters.gro_receives == 0);
+}
+
+namespace {
+shell::TransportConfig loopback_config(std::vector<std::uint16_t> ports) {
+    shell::TransportConfig config;
+    config.local = loopback;
+    config.udp_ports = std::move(ports);
+    return config;
+}
+
+std::string failure_of(const std::function<void()>& open) {
+    try {
+        open();
+    } catch (const std::exception& e) {
+        return e.what();
+    }
+    return "no error";
+}
+}  // namespace
+
+TEST_CASE("a secondary transport gets the ports the primary was given by the kernel, and shares them by SO_REUSEPORT alone") {
+    using Sharing = shell::SocketTransport::Sharing;
+    shell::SocketTransport primary(loopback_config({0, 0}), 8, Sharing{.reuse_port = true});
+    const auto sharing = shell::SocketTransport::secondary_of(primary);
+    CHECK(sharing.secondary);
+    CHECK(sharing.udp_ports == std::vector<std::uint16_t>{primary.sockets()[0].port, primary.sockets()[1].port});
+    CHECK(sharing.udp_ports[0] != 0);
+    shell::SocketTransport secondary(loopback_config({0, 0}), 8, sharing);
+    REQUIRE(secondary.sockets().size() == 2);
+    for (std::size_t i = 0; i < 2; ++i) {
+        CAPTURE(i);
+        CHECK(secondary.sockets()[i].port == primary.sockets()[i].port);
+        for (const auto* t : {&primary, &secondary}) {
+            const int fd = t->sockets()[i].fd;
+            CHECK(int_option(fd, SOL_SOCKET, SO_REUSEPORT) == 1);
+            // SO_REUSEADDR would let a socket without SO_REUSEPORT take the port's traffic.
+            CHECK(int_option(fd, SOL_SOCKET, SO_REUSEADDR) == 0);
+            // The same options as a transport of its own.
+            CHECK(int_option(fd, IPPROTO_IP, IP_PKTINFO) == 1);
+            CHECK(int_option(fd, SOL_SOCKET, SO_RXQ_OVFL) == 1);
+        }
+        CHECK(secondary.sockets()[i].gso == primary.sockets()[i].gso);
+        CHECK(secondary.sockets()[i].gro == primary.sockets()[i].gro);
+    }
+    // A transport of its own keeps SO_REUSEADDR and no SO_REUSEPORT, as before.
+    auto plain = open_loopback();
+    CHECK(int_option(plain.sockets()[0].fd, SOL_SOCKET, SO_REUSEPORT) == 0);
+    CHECK(int_option(plain.sockets()[0].fd, SOL_SOCKET, SO_REUSEADDR) == 1);
+}
+
+TEST_CASE("a secondary next to a primary opened without SO_REUSEPORT fails to bind and says what to do") {
+    using Sharing = shell::SocketTransport::Sharing;
+    auto primary = open_loopback();
+    const std::uint16_t port = port_of(primary);
+    const auto error = failure_of([&] { shell::SocketTransport(loopback_config({port}), 8, Sharing{.secondary = true, .udp_ports = {port}}); });
+    CAPTURE(error);
+    CHECK(error.find("cannot bind UDP 127.0.0.1:" + std::to_string(port) + " for a secondary transport") != std::string::npos);
+    CHECK(error.find("has no SO_REUSEPORT") != std::string::npos);
+    CHECK(error.find("Sharing{.reuse_port = true}") != std::string::npos);
+    CHECK_THROWS_AS(shell::SocketTransport::secondary_of(primary), std::invalid_argument);
+}
+
+TEST_CASE("a secondary refuses to bind port 0, which would not be the primary's") {
+    using Sharing = shell::SocketTransport::Sharing;
+    const auto error = failure_of([] { shell::SocketTransport(loopback_config({0}), 8, Sharing{.secondary = true}); });
+    CAPTURE(error);
+    CHECK(error.find("cannot bind UDP port 0") != std::string::npos);
+    CHECK(error.find("secondary_of(primary)") != std::string::npos);
+}
+
+TEST_CASE("a primary that reuses ports refuses one another socket holds, even one with SO_REUSEPORT") {
+    // Without the check its SO_REUSEPORT bind would join the other's group and take half of
+    // its traffic without a word.
+    using Sharing = shell::SocketTransport::Sharing;
+    shell::SocketTransport first(loopback_config({0}), 8, Sharing{.reuse_port = true});
+    const std::uint16_t port = port_of(first);
+    const auto error = failure_of([&] { shell::SocketTransport(loopback_config({port}), 8, Sharing{.reuse_port = true}); });
+    CAPTURE(error);
+    CHECK(error.find("cannot bind UDP 127.0.0.1:" + std::to_string(port)) != std::string::npos);
+    CHECK(error.find(std::strerror(EADDRINUSE)) != std::string::npos);
 }
