@@ -51,18 +51,82 @@ void rethrow(std::exception_ptr e) {
     if (e) std::rethrow_exception(e);
 }
 
-// One thread of the data path: its io_context, its own buffers (pools are per worker, so the
-// common case never shares a free list), its batches and what it did.
+// Several workers' queues and sockets count apart; status shows the node's sums.
+void add_failures(tun::WriteFailures& sum, const tun::WriteFailures& more) {
+    for (std::size_t i = 0; i < sum.by_reason.size(); ++i) sum.by_reason[i] += more.by_reason[i];
+}
+void add_device_counters(tun::DeviceCounters& sum, const tun::DeviceCounters& more) {
+    sum.rx_packets += more.rx_packets;
+    sum.rx_bytes += more.rx_bytes;
+    sum.rx_errors += more.rx_errors;
+    sum.tx_packets += more.tx_packets;
+    sum.tx_bytes += more.tx_bytes;
+    sum.tx_errors += more.tx_errors;
+    add_failures(sum.tx_failures, more.tx_failures);
+}
+void add_offload_counters(tun::OffloadCounters& sum, const tun::OffloadCounters& more) {
+    sum.rx_super_packets += more.rx_super_packets;
+    sum.rx_segments += more.rx_segments;
+    sum.tx_super_packets += more.tx_super_packets;
+    sum.tx_coalesced += more.tx_coalesced;
+    for (std::size_t i = 0; i < sum.drops.size(); ++i) sum.drops[i] += more.drops[i];
+}
+void add_transport_counters(Transport::Counters& sum, const Transport::Counters& more) {
+    sum.rx_packets += more.rx_packets;
+    sum.rx_bytes += more.rx_bytes;
+    sum.rx_errors += more.rx_errors;
+    sum.tx_packets += more.tx_packets;
+    sum.tx_bytes += more.tx_bytes;
+    sum.tx_errors += more.tx_errors;
+    add_failures(sum.tx_failures, more.tx_failures);
+    sum.rx_overflows += more.rx_overflows;
+    sum.rx_own_device += more.rx_own_device;
+    sum.gso_sends += more.gso_sends;
+    sum.gso_segments += more.gso_segments;
+    sum.gso_fallbacks += more.gso_fallbacks;
+    sum.gro_receives += more.gro_receives;
+    sum.gro_segments += more.gro_segments;
+}
+
+struct DataWorker;
+// The worker whose batch the calling thread is running (RunningNode::CurrentWorker).
+thread_local DataWorker* current_worker = nullptr;
+
+// One thread of the data path: its io_context, its TUN queue and transport, its own buffers
+// (pools are per worker, so the common case never shares a free list), its batches and what it
+// did. Worker 0 runs on the caller's io_context with the node's device and transport; each
+// further one on a thread of its own with a queue of the same multi-queue TUN device and a
+// transport sharing the UDP ports (SO_REUSEPORT), so the kernel spreads flows over the workers.
 struct DataWorker {
-    DataWorker(asio::io_context& context, const char* loops, std::size_t buffers, std::size_t buffer_size, core::BufferPool::Sharing sharing,
-               std::size_t batch)
-        : io(context), runs(loops), pool(buffers, buffer_size, sharing) {
+    DataWorker(const void* owner_node, std::size_t worker_index, asio::io_context& context, std::string loops, std::size_t buffers,
+               std::size_t buffer_size, core::BufferPool::Sharing sharing, std::size_t batch)
+        : node(owner_node), index(worker_index), io(context), runs(std::move(loops)), pool(buffers, buffer_size, sharing) {
         in.resize(batch);
         out.reserve(batch);
+        answers.reserve(batch);
     }
+    const void* node;   // the node it belongs to: one thread may run several nodes' worker 0
+    std::size_t index;  // 0: the caller's thread
     asio::io_context& io;
-    const char* runs;  // for status: which loops this thread runs
+    std::string runs;  // for status: which loops this thread runs
     core::BufferPool pool;  // before the batches: they hold its buffers
+    tun::Device* device = nullptr;         // its TUN queue
+    tun::LinuxDevice* queue = nullptr;     // the same, when the node opened it (set_mtu)
+    Transport* transport = nullptr;        // where it sends and what it receives from
+    std::unique_ptr<tun::Device> own_device;     // workers 1..: its queue
+    std::unique_ptr<Transport> own_transport;    // workers 1..: its sockets
+    std::unique_ptr<asio::posix::stream_descriptor> tun_fd;
+    std::vector<std::unique_ptr<asio::posix::stream_descriptor>> socket_fds;
+    std::unique_ptr<asio::io_context> own_io;  // workers 1..
+    std::thread thread;
+    // Workers 1..: held for each batch, so status() reads this worker's counters and pool at
+    // rest. The send and TUN-write sides are shared with whoever holds the core lock
+    // (send_outer(), deliver_inner(), path MTUs), so each has its lock too.
+    std::mutex batch_mutex;
+    std::mutex send_mutex;
+    std::mutex tun_write_mutex;
+    std::optional<std::size_t> pending_mtu;  // a TUN MTU for this queue's segmenter, set under the core lock
+    std::vector<core::PacketBuf> answers;    // ICMP fragmentation needed, back into the TUN
     std::vector<core::PacketBuf> in;
     std::vector<core::PacketBuf> out;
     std::uint64_t batches = 0;  // batches read (TUN or socket)
@@ -80,21 +144,23 @@ class RunningNode final : public Node, private core::PipelineIo {
 public:
     RunningNode(asio::io_context& io, const NodeConfig& config, const core::Logger& log, NodeParts parts)
         : io_(io), config_(config), log_(log.child(config.name)), threaded_(config.workers > 1),
-          main_(io, threaded_ ? "TUN -> encapsulate -> send; IKE, Mobile IP, timers, link events, control"
-                              : "TUN -> encapsulate -> send; sockets -> decapsulate -> TUN; IKE, Mobile IP, timers, link events, control",
-                config.buffers, config.buffer_size, threaded_ ? core::BufferPool::Sharing::Threads : core::BufferPool::Sharing::OneThread,
-                config.batch),
           transport_(std::move(parts.transport)), device_(std::move(parts.device)), host_(std::move(parts.host)),
-          monitor_links_(parts.monitor_links), timer_(io) {
+          monitor_links_(parts.monitor_links), extra_queues_(std::move(parts.queues)), extra_transports_(std::move(parts.transports)),
+          timer_(io) {
         if (!host_) host_ = make_linux_host_network(config_, log_);
-        if (threaded_) {
-            inbound_io_ = std::make_unique<asio::io_context>(1);
-            inbound_ = std::make_unique<DataWorker>(*inbound_io_, "sockets -> decapsulate -> TUN", config.buffers, config.buffer_size,
-                                                    core::BufferPool::Sharing::Threads, config.batch);
+        const auto sharing = threaded_ ? core::BufferPool::Sharing::Threads : core::BufferPool::Sharing::OneThread;
+        const std::string loops = "TUN queue -> encapsulate -> send; sockets -> decapsulate -> TUN queue";
+        workers_.push_back(std::make_unique<DataWorker>(this, 0, io, loops + "; IKE, Mobile IP, timers, link events, control", config.buffers,
+                                                        config.buffer_size, sharing, config.batch));
+        for (std::size_t k = 1; k < config.workers; ++k) {
+            auto own_io = std::make_unique<asio::io_context>(1);
+            auto& context = *own_io;
+            workers_.push_back(std::make_unique<DataWorker>(this, k, context, loops, config.buffers, config.buffer_size, sharing, config.batch));
+            workers_.back()->own_io = std::move(own_io);
         }
     }
 
-    ~RunningNode() override { stop_inbound(); }
+    ~RunningNode() override { stop_workers(); }
 
     void start() {
         StageBuildContext ctx{config_.name, false, &random_, core::Clock::now(), [this](const std::string& prefix) {
@@ -107,17 +173,30 @@ public:
             ConfigReader reader(entry, config_.pointer + "/pipeline/" + std::to_string(index++));
             stages.push_back(build_stage(reader, ctx));
         }
-        pipeline_ = std::make_unique<core::Pipeline>(std::move(stages), main_.pool, log_);
+        pipeline_ = std::make_unique<core::Pipeline>(std::move(stages), main().pool, log_);
         wipe_secrets(config_);  // the stages hold their own copies of the keys
         pipeline_->attach(this);
         // With one thread nothing would run beside the stages: the seal stays where it is.
         if (threaded_) pipeline_->attach(&aead_offload_);
-        if (pipeline_->headroom() + Transport::rebuilt_header_len + config_.transport.link_mtu + pipeline_->tailroom() > main_.pool.block_len())
+        if (pipeline_->headroom() + Transport::rebuilt_header_len + config_.transport.link_mtu + pipeline_->tailroom() > main().pool.block_len())
             throw std::runtime_error("node " + config_.name + ": buffer_size " + std::to_string(config_.buffer_size) +
                                      " is too small for link MTU plus " + std::to_string(pipeline_->headroom() + pipeline_->tailroom()) +
                                      " bytes of stage overhead; raise pool.buffer_size");
 
-        if (!transport_) transport_ = std::make_unique<SocketTransport>(config_.transport, config_.batch, log_.child("transport"));
+        if (threaded_ && config_.inner_is_link)
+            throw std::runtime_error("node " + config_.name + ": " + config_.pointer + "/pool/workers " + std::to_string(config_.workers) +
+                                     " needs a TUN device; a served link (" + config_.tun.name + ") is read by one thread: set workers to 1");
+        if (!transport_) {
+            // With several workers every UDP socket shares its port (SO_REUSEPORT): each
+            // further worker binds its own beside it.
+            SocketTransport::Sharing sharing;
+            sharing.reuse_port = threaded_;
+            auto primary = std::make_unique<SocketTransport>(config_.transport, config_.batch, sharing, log_.child("transport"));
+            for (std::size_t k = 1; k < workers_.size(); ++k)
+                extra_transports_.push_back(std::make_unique<SocketTransport>(config_.transport, config_.batch, SocketTransport::secondary_of(*primary),
+                                                                              log_.child("transport")));
+            transport_ = std::move(primary);
+        }
 
         // RFC 5265 §5.2: the TUN MTU fits the lightest stack the configuration may use (mode c
         // rather than cvc), so no access mode is limited by another; guard_ answers DF packets
@@ -137,7 +216,7 @@ public:
             host_->attach_link(device_->ifindex());
         } else {
             mtu_ = tun_mtu;
-            auto device = tun::LinuxDevice::open(config_.tun.name, {.offload = config_.tun.offload, .mtu = mtu_});
+            auto device = tun::LinuxDevice::open(config_.tun.name, {.offload = config_.tun.offload, .mtu = mtu_, .queues = workers_.size()});
             if (!device) throw std::runtime_error("node " + config_.name + ": cannot open TUN device " + config_.tun.name + ": " + device.error().message());
             tun_device_ = device->get();
             device_ = std::move(*device);
@@ -147,41 +226,66 @@ public:
                 log_.warn("TUN ", config_.tun.name, " queues ", tun_device_->tx_queue_len(), " packets, not ",
                           tun::LinuxDevice::default_tx_queue_len, " (no CAP_NET_ADMIN?): bursts routed into it may be dropped");
             host_->configure_tun(device_->ifindex(), mtu_);
+            for (std::size_t k = 1; k < workers_.size(); ++k) {
+                auto queue = tun_device_->open_queue();
+                if (!queue)
+                    throw std::runtime_error("node " + config_.name + ": cannot open queue " + std::to_string(k) + " of TUN device " + config_.tun.name +
+                                             " for worker " + std::to_string(k) + ": " + queue.error().message());
+                extra_queues_.push_back(std::move(*queue));
+            }
+        }
+        if (extra_queues_.size() + 1 < workers_.size() || extra_transports_.size() + 1 < workers_.size())
+            throw std::runtime_error("node " + config_.name + ": " + std::to_string(workers_.size()) + " workers need as many TUN queues and transports");
+        main().device = device_.get();
+        main().queue = tun_device_;
+        main().transport = transport_.get();
+        for (std::size_t k = 1; k < workers_.size(); ++k) {
+            DataWorker& w = *workers_[k];
+            w.own_device = std::move(extra_queues_[k - 1]);
+            w.own_transport = std::move(extra_transports_[k - 1]);
+            w.device = w.own_device.get();
+            w.queue = tun_device_ != nullptr ? static_cast<tun::LinuxDevice*>(w.device) : nullptr;
+            w.transport = w.own_transport.get();
         }
 
         if (!config_.inner_is_link) guard_.emplace(core::MtuGuard::Config{.outer_mtu = config_.transport.link_mtu});
 
         // What the node writes to its own TUN device is inner traffic; a raw socket must not
         // take it for outer packets. A served link (foreign agent) is where outer packets come from.
-        if (!config_.inner_is_link) transport_->ignore_inbound_from(device_->ifindex());
-        tun_fd_ = std::make_unique<asio::posix::stream_descriptor>(io_, ::dup(device_->fd()));
-        // The sockets' readers run on the inbound worker's thread when there is one.
-        DataWorker& receiver = inbound_ ? *inbound_ : main_;
-        for (const auto& s : transport_->sockets())
-            socket_fds_.push_back(std::make_unique<asio::posix::stream_descriptor>(receiver.io, ::dup(s.fd)));
+        for (auto& worker : workers_) {
+            DataWorker& w = *worker;
+            if (!config_.inner_is_link) w.transport->ignore_inbound_from(device_->ifindex());
+            w.tun_fd = std::make_unique<asio::posix::stream_descriptor>(w.io, ::dup(w.device->fd()));
+            for (const auto& sock : w.transport->sockets())
+                w.socket_fds.push_back(std::make_unique<asio::posix::stream_descriptor>(w.io, ::dup(sock.fd)));
+        }
         if (monitor_links_) open_link_monitor();
 
-        answers_.reserve(config_.batch);
         started_ = std::chrono::steady_clock::now();
-        asio::co_spawn(io_, tun_loop(), rethrow);
-        for (std::size_t i = 0; i < socket_fds_.size(); ++i) {
-            if (!transport_->receives(i)) continue;
-            if (!inbound_) {
-                asio::co_spawn(io_, socket_loop(i, main_), rethrow);
-                continue;
-            }
-            // A loop that ends with an exception on the inbound thread ends io_context::run()
-            // on the main one, as there.
-            asio::co_spawn(*inbound_io_, socket_loop(i, *inbound_), [this](std::exception_ptr e) {
+        for (auto& worker : workers_) {
+            DataWorker& w = *worker;
+            // A loop that ends with an exception on a worker's thread ends io_context::run() on
+            // the main one, as there.
+            auto surface = [this](std::exception_ptr e) {
                 if (e) asio::post(io_, [e] { std::rethrow_exception(e); });
-            });
+            };
+            if (w.index == 0) asio::co_spawn(w.io, tun_loop(w), rethrow);
+            else asio::co_spawn(w.io, tun_loop(w), surface);
+            for (std::size_t i = 0; i < w.socket_fds.size(); ++i) {
+                if (!w.transport->receives(i)) continue;
+                if (w.index == 0) asio::co_spawn(w.io, socket_loop(i, w), rethrow);
+                else asio::co_spawn(w.io, socket_loop(i, w), surface);
+            }
         }
         if (monitor_fd_) asio::co_spawn(io_, link_loop(), rethrow);
         asio::co_spawn(io_, timer_loop(), rethrow);
-        log_.info("up: tun ", config_.tun.name, " mtu ", mtu_, ", ", pipeline_->size(), " stages, headroom ",
-                  pipeline_->headroom(), ", tailroom ", pipeline_->tailroom(), threaded_ ? ", inbound data path on its own thread" : "");
+        log_.info("up: tun ", config_.tun.name, " mtu ", mtu_, ", ", pipeline_->size(), " stages, headroom ", pipeline_->headroom(),
+                  ", tailroom ", pipeline_->tailroom(), threaded_ ? ", " + std::to_string(workers_.size()) + " data-path workers" : "");
         announce_present_addresses();
-        if (inbound_) inbound_thread_ = std::thread([this] { inbound_io_->run(); });
+        for (std::size_t k = 1; k < workers_.size(); ++k) {
+            DataWorker& w = *workers_[k];
+            w.thread = std::thread([&w] { w.io.run(); });
+        }
     }
 
     void stop() override {
@@ -191,10 +295,10 @@ public:
             pipeline_->shutdown();
         }
         stopping_ = true;
-        stop_inbound();
+        stop_workers();
         boost::system::error_code ignored;
-        if (tun_fd_) tun_fd_->close(ignored);
-        for (auto& s : socket_fds_) s->close(ignored);
+        if (main().tun_fd) main().tun_fd->close(ignored);
+        for (auto& sock : main().socket_fds) sock->close(ignored);
         if (monitor_fd_) monitor_fd_->close(ignored);
         timer_.cancel();
     }
@@ -246,21 +350,26 @@ public:
 
     nlohmann::json status() const override {
         // Every figure is read with the lock of the thread side that writes it held, in the
-        // node's lock order (inbound worker, core, send, TUN write).
-        std::unique_lock<std::mutex> inbound(inbound_mutex_, std::defer_lock), send(send_mutex_, std::defer_lock),
-            tun_write(tun_write_mutex_, std::defer_lock);
+        // node's lock order (workers' batches, core, sends, TUN writes).
+        std::vector<std::unique_lock<std::mutex>> held;
         std::unique_lock<core::CoreLock> core(core_mutex_, std::defer_lock);
         if (threaded_) {
-            inbound.lock();
+            for (std::size_t k = 1; k < workers_.size(); ++k) held.emplace_back(workers_[k]->batch_mutex);
             core.lock();
-            send.lock();
-            tun_write.lock();
+            for (const auto& w : workers_) held.emplace_back(w->send_mutex);
+            for (const auto& w : workers_) held.emplace_back(w->tun_write_mutex);
+        }
+        // Each worker's queue and transport count what they carried: the node's are the sums.
+        tun::DeviceCounters dc{};
+        tun::OffloadCounters oc{};
+        for (const auto& w : workers_) {
+            add_device_counters(dc, w->device->counters());
+            if (w->queue != nullptr) add_offload_counters(oc, w->queue->offload_counters());
         }
         nlohmann::json j;
         j["name"] = config_.name;
         j["uptime_s"] = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started_).count();
         j["reloads_applied"] = reloads_applied_;
-        const auto& dc = device_->counters();
         j[config_.inner_is_link ? "link" : "tun"] = {{"name", config_.tun.name}, {"mtu", mtu_}, {"rx_packets", dc.rx_packets}, {"tx_packets", dc.tx_packets},
                     {"rx_errors", dc.rx_errors}, {"tx_errors", dc.tx_errors}, {"tx_failures", write_failures_status(dc.tx_failures)}};
         if (config_.inner_is_link) j["link"]["left_to_kernel"] = inner_unchanged_;
@@ -273,9 +382,10 @@ public:
                                    {"sent_for_fragmentation", g.sent_for_fragmentation}};
         }
         if (!config_.inner_is_link) j["tun"]["kill_switch"] = config_.tun.kill_switch;
-        if (tun_device_ && config_.tun.offload) j["tun"]["offload"] = offload_status(tun_device_->offloads(), tun_device_->offload_counters());
+        if (tun_device_ && config_.tun.offload) j["tun"]["offload"] = offload_status(tun_device_->offloads(), oc);
         nlohmann::json socks = nlohmann::json::array();
-        for (const auto& s : transport_->sockets()) {
+        std::uint64_t unroutable = 0;
+        for (const auto& s : combined_sockets(unroutable)) {
             nlohmann::json o;
             if (s.kind == Transport::Kind::Udp) o["udp_port"] = s.port;
             else o["raw_protocol"] = s.protocol;
@@ -291,16 +401,18 @@ public:
             if (s.kind == Transport::Kind::Udp) add_offload_status(o, s);
             socks.push_back(o);
         }
-        j["transport"] = {{"local", config_.transport.local.to_string()}, {"sockets", socks}, {"unroutable", transport_->unroutable()},
+        j["transport"] = {{"local", config_.transport.local.to_string()}, {"sockets", socks}, {"unroutable", unroutable},
                           {"inbound_unclaimed", inbound_unclaimed_}, {"outbound_unclaimed", outbound_unclaimed_},
                           {"path_mtu", path_mtu_status(*transport_)}};
-        const auto pauses = main_.backpressure_pauses + (inbound_ ? inbound_->backpressure_pauses : 0);
-        j["pool"] = {{"buffers", main_.pool.block_count()}, {"available", main_.pool.available()}, {"exhausted", main_.pool.exhausted_count()},
+        std::uint64_t pauses = 0;
+        for (const auto& w : workers_) pauses += w->backpressure_pauses;
+        j["pool"] = {{"buffers", main().pool.block_count()}, {"available", main().pool.available()}, {"exhausted", main().pool.exhausted_count()},
                      {"backpressure_pauses", pauses}};
         nlohmann::json workers = nlohmann::json::array();
-        for (const DataWorker* w : std::initializer_list<const DataWorker*>{&main_, inbound_.get()}) {
-            if (w == nullptr) continue;
-            workers.push_back({{"thread", w == &main_ ? "main" : "inbound"}, {"runs", w->runs}, {"batches", w->batches}, {"packets", w->packets},
+        for (const auto& worker : workers_) {
+            const DataWorker* w = worker.get();
+            workers.push_back({{"thread", w->index == 0 ? std::string("main") : "worker-" + std::to_string(w->index)}, {"runs", w->runs},
+                               {"batches", w->batches}, {"packets", w->packets},
                                {"backpressure_pauses", w->backpressure_pauses},
                                {"aead", {{"seals", w->seals}, {"opens", w->opens}, {"seal_failures", w->seal_failures},
                                          {"keys", w->aead.size()}, {"key_clones", w->aead.clones()}}},
@@ -377,36 +489,86 @@ private:
     std::unique_lock<core::CoreLock> lock_core() const {
         return threaded_ ? std::unique_lock(core_mutex_) : std::unique_lock<core::CoreLock>();
     }
-    std::unique_lock<std::mutex> lock_send() const { return threaded_ ? std::unique_lock(send_mutex_) : std::unique_lock<std::mutex>(); }
-    std::unique_lock<std::mutex> lock_tun_write() const {
-        return threaded_ ? std::unique_lock(tun_write_mutex_) : std::unique_lock<std::mutex>();
+    std::unique_lock<std::mutex> lock_send(DataWorker& w) const { return threaded_ ? std::unique_lock(w.send_mutex) : std::unique_lock<std::mutex>(); }
+    std::unique_lock<std::mutex> lock_tun_write(DataWorker& w) const {
+        return threaded_ ? std::unique_lock(w.tun_write_mutex) : std::unique_lock<std::mutex>();
     }
-    std::unique_lock<std::mutex> lock_inbound() const { return threaded_ ? std::unique_lock(inbound_mutex_) : std::unique_lock<std::mutex>(); }
+    // Worker 0's batches run on the thread that reads status: no lock.
+    std::unique_lock<std::mutex> lock_batch(DataWorker& w) const {
+        return threaded_ && w.index != 0 ? std::unique_lock(w.batch_mutex) : std::unique_lock<std::mutex>();
+    }
 
-    // Closes the inbound worker's sockets on its own thread (Asio objects belong to one) and
-    // waits for it; its loops end as their waits are cancelled.
-    void stop_inbound() {
-        if (!inbound_thread_.joinable()) return;
+    DataWorker& main() const noexcept { return *workers_.front(); }
+    // The worker whose thread is running this (inside one of its batches), else worker 0: what
+    // the stages send or deliver while it holds the core lock leaves through its transport and
+    // TUN queue, which its thread owns; timers, link events and reloads run on worker 0's.
+    DataWorker& current() const noexcept {
+        DataWorker* w = current_worker;
+        return w != nullptr && w->node == this ? *w : main();
+    }
+    // Marks the calling thread as running `w`'s batch until the scope ends.
+    struct CurrentWorker {
+        explicit CurrentWorker(DataWorker& w) noexcept : previous(std::exchange(current_worker, &w)) {}
+        ~CurrentWorker() { current_worker = previous; }
+        CurrentWorker(const CurrentWorker&) = delete;
+        CurrentWorker& operator=(const CurrentWorker&) = delete;
+        DataWorker* previous;
+    };
+
+    // Closes each further worker's descriptors on its own thread (Asio objects belong to one)
+    // and waits for it; its loops end as their waits are cancelled.
+    void stop_workers() {
         stopping_ = true;
-        asio::post(*inbound_io_, [this] {
-            boost::system::error_code ignored;
-            for (auto& s : socket_fds_) s->close(ignored);
-        });
-        inbound_thread_.join();
+        for (std::size_t k = 1; k < workers_.size(); ++k) {
+            DataWorker& w = *workers_[k];
+            if (!w.thread.joinable()) continue;
+            asio::post(w.io, [&w] {
+                boost::system::error_code ignored;
+                if (w.tun_fd) w.tun_fd->close(ignored);
+                for (auto& sock : w.socket_fds) sock->close(ignored);
+            });
+            w.thread.join();
+        }
     }
 
-    awaitable<void> tun_loop() {
-        DataWorker& w = main_;
+    // The transport sockets as one list: each further worker's share of a port adds to the
+    // primary's entry for it; a socket only secondaries have (their send-only raw one) is listed
+    // once with the sum.
+    std::vector<Transport::Socket> combined_sockets(std::uint64_t& unroutable) const {
+        std::vector<Transport::Socket> all = transport_->sockets();
+        unroutable = transport_->unroutable();
+        for (std::size_t k = 1; k < workers_.size(); ++k) {
+            unroutable += workers_[k]->transport->unroutable();
+            for (const auto& sock : workers_[k]->transport->sockets()) {
+                auto same = std::find_if(all.begin(), all.end(), [&](const Transport::Socket& a) {
+                    return a.kind == sock.kind && (a.kind == Transport::Kind::Udp ? a.port == sock.port : a.protocol == sock.protocol);
+                });
+                if (same == all.end()) {
+                    all.push_back(sock);
+                    continue;
+                }
+                add_transport_counters(same->counters, sock.counters);
+            }
+        }
+        return all;
+    }
+
+    // Each worker's TUN queue: read -> encapsulate (under the core lock) -> seal -> send.
+    awaitable<void> tun_loop(DataWorker& w) {
+        const bool on_main = w.index == 0;
         while (!stopping_) {
-            auto [ec] = co_await tun_fd_->async_wait(asio::posix::stream_descriptor::wait_read, asio::as_tuple(use_awaitable));
+            auto [ec] = co_await w.tun_fd->async_wait(asio::posix::stream_descriptor::wait_read, asio::as_tuple(use_awaitable));
             if (ec || stopping_) co_return;
             for (;;) {
+                auto batch = lock_batch(w);
+                CurrentWorker running(w);
                 std::size_t room = refill(w, pipeline_->headroom());
                 if (room == 0) {
+                    if (batch.owns_lock()) batch.unlock();
                     co_await pause_for_buffers(w);
                     break;
                 }
-                std::size_t got = device_->read(std::span(w.in).first(room));
+                std::size_t got = w.device->read(std::span(w.in).first(room));
                 if (got == 0) break;
                 {
                     auto core = lock_core();
@@ -425,7 +587,7 @@ private:
                         if (too_big && v.continues() && !guard_->fits_outer(w.in[i])) {
                             // RFC 1191: a DF packet too big for the active stack is answered, not lost.
                             if (guard_->answer(w.in[i], *too_big, now) == core::MtuGuard::Outcome::Answered)
-                                answers_.push_back(std::move(w.in[i]));
+                                w.answers.push_back(std::move(w.in[i]));
                             continue;
                         }
                         if (v.unclaimed()) {
@@ -441,45 +603,47 @@ private:
                         }
                         w.out.push_back(std::move(w.in[i]));
                     }
-                    apply_device_mtu();
+                    apply_device_mtu(w);
                 }
                 finish_seals(w);
                 {
-                    auto send = lock_send();
-                    transport_->send(w.out);
+                    auto send = lock_send(w);
+                    w.transport->send(w.out);
                 }
                 w.out.clear();  // returns the buffers to the pool
-                if (!answers_.empty()) {
-                    write_inner(answers_);
-                    answers_.clear();
+                if (!w.answers.empty()) {
+                    write_inner(w, w.answers);
+                    w.answers.clear();
                 }
                 {
                     auto core = lock_core();
-                    rearm_timer(true);
+                    rearm_timer(on_main);
                 }
+                if (batch.owns_lock()) batch.unlock();
                 if (got < room) break;
                 co_await yield_now(w);  // a busy TUN must not starve the sockets and the timer
             }
         }
     }
 
-    // On the main thread with one worker; on the inbound worker's own thread otherwise.
+    // Each worker's sockets: receive -> open ESP -> decapsulate (under the core lock) -> TUN queue.
     awaitable<void> socket_loop(std::size_t index, DataWorker& w) {
-        auto& fd = *socket_fds_[index];
-        const bool on_main = &w == &main_;
+        auto& fd = *w.socket_fds[index];
+        const bool on_main = w.index == 0;
         const std::size_t headroom = 64;  // room to rebuild IP/UDP headers; stages only pull inbound
         while (!stopping_) {
             auto [ec] = co_await fd.async_wait(asio::posix::stream_descriptor::wait_read, asio::as_tuple(use_awaitable));
             if (ec || stopping_) co_return;
             for (;;) {
-                auto batch = lock_inbound();
+                auto batch = lock_batch(w);
+                CurrentWorker running(w);
                 std::size_t room = refill(w, headroom);
                 if (room == 0) {
                     if (batch.owns_lock()) batch.unlock();
                     co_await pause_for_buffers(w);
                     break;
                 }
-                std::size_t got = transport_->receive(index, std::span(w.in).first(room));
+                std::size_t got = w.transport->receive(index, std::span(w.in).first(room));
                 if (got == 0) break;
                 if (threaded_) w.opens += ipsec::preopen_esp(std::span(w.in).first(got), aead_offload_, w.aead);
                 {
@@ -497,7 +661,7 @@ private:
                         w.out.push_back(std::move(w.in[i]));
                     }
                 }
-                write_inner(w.out);
+                write_inner(w, w.out);
                 w.out.clear();
                 {
                     auto core = lock_core();
@@ -564,35 +728,42 @@ private:
     void send_outer(core::PacketBuf&& packet) override {
         // Control packets are sealed in the stages (Pipeline): nothing should be pending here.
         if (!ipsec::finish_seal(packet, control_aead_)) return;
-        auto send = lock_send();
-        transport_->send(std::span(&packet, 1));
+        DataWorker& w = current();
+        auto send = lock_send(w);
+        w.transport->send(std::span(&packet, 1));
     }
-    void deliver_inner(core::PacketBuf&& packet) override { write_inner(std::span(&packet, 1)); }
+    void deliver_inner(core::PacketBuf&& packet) override { write_inner(current(), std::span(&packet, 1)); }
 
     // The device counts each packet it could not write, by reason (status shows them); the log
     // says so too, rate-limited (log_'s rate limit is only used here, under the TUN write lock).
-    void write_inner(std::span<core::PacketBuf> packets) {
-        auto tun_write = lock_tun_write();
-        if (device_->write(packets) < packets.size())
-            log_.limited(core::LogLevel::Warn, core::Clock::now(), "cannot write to ", device_->name(), ": ", device_->last_write_error().message(),
+    void write_inner(DataWorker& w, std::span<core::PacketBuf> packets) {
+        auto tun_write = lock_tun_write(w);
+        if (w.device->write(packets) < packets.size()) {
+            const auto reason = w.device->last_write_error().message();
+            if (tun_write.owns_lock()) tun_write.unlock();
+            // log_'s rate limit is one for all workers.
+            std::lock_guard logging(log_mutex_);
+            log_.limited(core::LogLevel::Warn, core::Clock::now(), "cannot write to ", w.device->name(), ": ", reason,
                          " (packets dropped; see tx_failures in mipsec status)");
+        }
     }
 
     // The TUN MTU a path MTU asked for, applied by the thread that reads the device (its
     // segmenter is the read side's); the caller holds the core lock.
-    void apply_device_mtu() {
-        if (!pending_device_mtu_) return;
-        if (tun_device_) tun_device_->set_mtu(*pending_device_mtu_);
-        pending_device_mtu_.reset();
+    void apply_device_mtu(DataWorker& w) {
+        if (!w.pending_mtu) return;
+        if (w.queue != nullptr) w.queue->set_mtu(*w.pending_mtu);
+        w.pending_mtu.reset();
     }
 
     // A send refused as too big taught the transport a path MTU; tell the stages, now that
     // none is mid-packet.
     void raise_path_mtu_changes() {
         std::vector<Transport::PathMtu> changes;
-        {
-            auto send = lock_send();
-            changes = transport_->take_path_mtu_changes();
+        for (auto& w : workers_) {
+            auto send = lock_send(*w);
+            auto learned = w->transport->take_path_mtu_changes();
+            changes.insert(changes.end(), learned.begin(), learned.end());
         }
         for (const auto& change : changes) {
             log_.info("path MTU to ", change.destination.to_string(), " is ", change.mtu, " (a packet was refused as too big for it)");
@@ -629,8 +800,11 @@ private:
             return;
         }
         if (!host_->set_tun_mtu(inner)) return;
-        if (threaded_) pending_device_mtu_ = inner;  // applied by the main thread's next TUN batch
-        else if (tun_device_) tun_device_->set_mtu(inner);
+        // Each queue's segmenter belongs to the thread that reads it: applied by its next batch.
+        for (auto& w : workers_) {
+            if (threaded_) w->pending_mtu = inner;
+            else if (w->queue != nullptr) w->queue->set_mtu(inner);
+        }
         log_.info("MTU of ", config_.tun.name, " lowered from ", mtu_, " to ", inner, " to fit path MTU ", path_mtu);
         mtu_ = inner;
     }
@@ -644,34 +818,28 @@ private:
     asio::io_context& io_;
     NodeConfig config_;
     core::Logger log_;
-    const bool threaded_;  // an inbound worker thread (config "workers": 2)
+    const bool threaded_;  // several data-path workers ("pool": {"workers": N > 1})
     crypto::KeystreamRandom random_;  // before the pipeline: SAs keep a reference to it
     std::vector<std::unique_ptr<FileKeyLog>> key_logs_;  // likewise for stages that log keys
-    // Workers before the pipeline: a stage may hold their buffers (core.impair).
-    DataWorker main_;
-    std::unique_ptr<asio::io_context> inbound_io_;
-    std::unique_ptr<DataWorker> inbound_;
-    std::thread inbound_thread_;
     mutable core::CoreLock core_mutex_;
-    mutable std::mutex send_mutex_;
-    mutable std::mutex tun_write_mutex_;
-    mutable std::mutex inbound_mutex_;
-    std::optional<std::size_t> pending_device_mtu_;
+    std::mutex log_mutex_;
     core::AeadOffload aead_offload_;     // before the pipeline: its stages publish keys in it
     crypto::AeadContexts control_aead_;  // send_outer()'s, under the core lock
+    // Before the pipeline: a stage may hold their buffers (core.impair).
+    std::vector<std::unique_ptr<DataWorker>> workers_;
     std::unique_ptr<core::Pipeline> pipeline_;
     std::unique_ptr<Transport> transport_;
     std::unique_ptr<tun::Device> device_;
     tun::LinuxDevice* tun_device_ = nullptr;  // device_, when this node opened a TUN device itself
     std::unique_ptr<HostNetwork> host_;
     bool monitor_links_ = true;
+    // Until start() hands them to workers 1..: their TUN queues and transports.
+    std::vector<std::unique_ptr<tun::Device>> extra_queues_;
+    std::vector<std::unique_ptr<Transport>> extra_transports_;
     std::unique_ptr<tun::NetlinkMonitor> monitor_;
-    std::unique_ptr<asio::posix::stream_descriptor> tun_fd_;
-    std::vector<std::unique_ptr<asio::posix::stream_descriptor>> socket_fds_;
     std::unique_ptr<asio::posix::stream_descriptor> monitor_fd_;
     asio::steady_timer timer_;
     core::TimePoint deadline_{};
-    std::vector<core::PacketBuf> answers_;  // ICMP fragmentation needed, back into the TUN
     std::optional<core::MtuGuard> guard_;   // a TUN's outbound packets against the active stack
     bool active_mtu_stale_ = true;
     std::size_t mtu_ = 0;

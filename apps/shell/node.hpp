@@ -46,6 +46,10 @@ struct NodeParts {
     std::unique_ptr<Transport> transport;
     std::unique_ptr<HostNetwork> host;
     bool monitor_links = true;
+    /// With "workers": N > 1 and a device or transport handed in: the TUN queue and the
+    /// transport of each further worker (N - 1 of each).
+    std::vector<std::unique_ptr<tun::Device>> queues = {};
+    std::vector<std::unique_ptr<Transport>> transports = {};
 };
 
 class Node {

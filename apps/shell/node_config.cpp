@@ -148,7 +148,7 @@ NodeConfig parse_node(const ConfigReader& c, bool allow_process_keys, SecretRead
         n.buffer_size = static_cast<std::size_t>(pool->integer_or("buffer_size", 2048, 256, 65536 + 512));
         n.batch = static_cast<std::size_t>(pool->integer_or("batch", 32, 1, 1024));
         if (n.batch * 2 > n.buffers) pool->fail("batch", "leaves too few buffers for in-flight packets", "at most half of \"buffers\"");
-        n.workers = static_cast<std::size_t>(pool->integer_or("workers", 1, 1, 2));
+        n.workers = static_cast<std::size_t>(pool->integer_or("workers", 1, 1, max_workers));
     }
     const auto& pipeline = c.raw("pipeline");
     if (!pipeline.is_array() || pipeline.empty())

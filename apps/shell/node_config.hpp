@@ -55,6 +55,10 @@ struct TransportConfig {
     bool udp_gro = true;
 };
 
+/// Most data-path workers a node runs ("pool": {"workers": N}): one TUN queue each, and the
+/// kernel's limit on queues (MAX_TAP_QUEUES) is far above any core count this is for.
+inline constexpr std::size_t max_workers = 64;
+
 struct NodeConfig {
     std::string name;
     std::string pointer;  // where this node sits in the JSON, for later error messages
@@ -66,9 +70,8 @@ struct NodeConfig {
     std::size_t buffers = 4096;
     std::size_t buffer_size = 2048;
     std::size_t batch = 32;
-    // Data-path threads ("pool": {"workers": N}), each with its own pool of `buffers`: 1 runs
-    // everything on one thread; 2 moves the inbound data path (sockets -> decapsulate -> TUN)
-    // to a thread of its own (see node.hpp).
+    // Data-path threads ("pool": {"workers": N}), each with its own pool of `buffers`, TUN
+    // queue and sockets: 1 runs everything on one thread (see node.hpp).
     std::size_t workers = 1;
     nlohmann::json pipeline;  // the array of stage objects, built by the stage factory
     /// JSON pointers into `pipeline` of the secrets it holds ("/0/psk"), inline or read from

@@ -4,11 +4,13 @@
 // HostNetwork, with no root and no kernel device.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <functional>
 #include <memory>
 #include <optional>
+#include <string>
 #include <variant>
 #include <vector>
 
@@ -322,10 +324,11 @@ TEST_CASE("reload of several nodes: all or nothing") {
     CHECK(shell::reload_nodes(running, next, nodes).result == shell::ReloadOutcome::Result::Unchanged);
 }
 
-TEST_CASE("a whole node in process, two workers: both directions at once, every packet through, counted per worker") {
-    // The inbound worker decapsulates on its own thread while the main thread encapsulates;
-    // everything is queued before the node starts, so the two run at the same time from the
-    // first batch, in small batches that make them take turns at the pipeline many times.
+TEST_CASE("a whole node in process, two workers: each its own TUN queue and sockets, both directions at once, every packet through") {
+    // As the kernel does with a multi-queue TUN and SO_REUSEPORT sockets, each flow arrives at
+    // one worker: flow 0 at worker 0 (this thread), flow 1 at worker 1 (its own thread), both
+    // ways. Everything is queued before the node starts, so the workers run at the same time
+    // from the first batch, in small batches that make them take turns at the pipeline.
     nlohmann::json root = {{"name", "t"},
                            {"tun", {{"name", "mem0"}}},
                            {"transport", {{"local", "192.0.2.1"}, {"raw_protocols", {4}}}},
@@ -333,58 +336,94 @@ TEST_CASE("a whole node in process, two workers: both directions at once, every 
                            {"pipeline", nlohmann::json::array({{{"type", "mip.ipip"}, {"local", "192.0.2.1"}, {"remote", "192.0.2.2"}}})}};
     const auto config = shell::parse_run_config(root).nodes.at(0);
     REQUIRE(config.workers == 2);
-    auto dev = std::make_unique<tun::MemoryDevice>("mem0", 7);
-    auto tr = std::make_unique<shell::MemoryTransport>(config.transport.udp_ports, config.transport.raw_protocols);
-    auto* device = dev.get();
-    auto* transport = tr.get();
-    constexpr std::size_t count = 300;
-    std::vector<test::Bytes> outbound, inbound;
+    std::vector<std::unique_ptr<tun::MemoryDevice>> devs;
+    std::vector<std::unique_ptr<shell::MemoryTransport>> trs;
+    std::vector<tun::MemoryDevice*> device;
+    std::vector<shell::MemoryTransport*> transport;
+    for (int k = 0; k < 2; ++k) {
+        devs.push_back(std::make_unique<tun::MemoryDevice>("mem0", 7));
+        trs.push_back(std::make_unique<shell::MemoryTransport>(config.transport.udp_ports, config.transport.raw_protocols));
+        device.push_back(devs.back().get());
+        transport.push_back(trs.back().get());
+    }
+    constexpr std::size_t count = 300;  // per flow
+    std::vector<test::Bytes> outbound[2], inbound[2];
     for (std::size_t k = 0; k < count; ++k) {
-        auto out = inner_packet("10.1.0.1", "10.2.0.1", 64 + k % 200);
-        device->inject(out);
-        outbound.push_back(out);
-        auto reply = inner_packet("10.2.0.1", "10.1.0.1", 64 + (k * 7) % 300);
-        auto wrapped = ip_packet(core::ip_protocol::ipip, "192.0.2.2", "192.0.2.1", 20 + reply.size());
-        std::copy(reply.begin(), reply.end(), wrapped.begin() + 20);
-        transport->inject(0, wrapped);
-        inbound.push_back(reply);
+        for (int f = 0; f < 2; ++f) {
+            const char* a = f == 0 ? "10.1.0.1" : "10.1.0.2";
+            const char* b = f == 0 ? "10.2.0.1" : "10.2.0.2";
+            auto out = inner_packet(a, b, 64 + (k + f) % 200);
+            device[f]->inject(out);
+            outbound[f].push_back(out);
+            auto reply = inner_packet(b, a, 64 + (k * 7 + f) % 300);
+            auto wrapped = ip_packet(core::ip_protocol::ipip, "192.0.2.2", "192.0.2.1", 20 + reply.size());
+            std::copy(reply.begin(), reply.end(), wrapped.begin() + 20);
+            transport[f]->inject(0, wrapped);
+            inbound[f].push_back(reply);
+        }
     }
     boost::asio::io_context io;
-    auto node = shell::Node::start(io, config, core::null_logger(),
-                                   shell::NodeParts{std::move(dev), std::move(tr), std::make_unique<RecordingHost>(), /*monitor_links=*/false});
-    // status() is safe against the inbound thread; the fakes are read only once it has stopped.
+    shell::NodeParts parts{std::move(devs[0]), std::move(trs[0]), std::make_unique<RecordingHost>(), /*monitor_links=*/false};
+    parts.queues.push_back(std::move(devs[1]));
+    parts.transports.push_back(std::move(trs[1]));
+    auto node = shell::Node::start(io, config, core::null_logger(), std::move(parts));
+    // status() is safe against the other worker; the fakes are read only once it has stopped.
     auto done = [&] {
         const auto st = node->status();
-        return st["tun"]["tx_packets"] == count && st["transport"]["sockets"][0]["tx_packets"] == count;
+        return st["tun"]["tx_packets"] == 2 * count && st["transport"]["sockets"][0]["tx_packets"] == 2 * count;
     };
     for (int i = 0; i < 500 && !done(); ++i) io.run_for(std::chrono::milliseconds(10));
     const auto st = node->status();
-    CHECK(done());
+    CHECK(done());  // the node's figures are the sums of its workers' queues and sockets
     REQUIRE(st["workers"].size() == 2);
     CHECK(st["workers"][0]["thread"] == "main");
-    CHECK(st["workers"][0]["packets"] == count);  // TUN reads
-    CHECK(st["workers"][1]["thread"] == "inbound");
-    CHECK(st["workers"][1]["packets"] == count);  // socket reads
-    CHECK(st["workers"][1]["batches"] >= count / 4);
-    CHECK(st["pipeline"][0]["encapsulated"] == count);
-    CHECK(st["pipeline"][0]["decapsulated"] == count);
+    CHECK(st["workers"][1]["thread"] == "worker-1");
+    for (int k = 0; k < 2; ++k) {
+        CHECK(st["workers"][k]["packets"] == 2 * count);  // its TUN queue's and its sockets'
+        CHECK(st["workers"][k]["batches"] >= 2 * count / 4);
+    }
+    CHECK(st["pipeline"][0]["encapsulated"] == 2 * count);
+    CHECK(st["pipeline"][0]["decapsulated"] == 2 * count);
     node->stop();
     io.run_for(std::chrono::milliseconds(20));
 
-    const auto written = device->take_written();
-    REQUIRE(written.size() == count);
-    for (std::size_t k = 0; k < count; ++k) CHECK(test::to_hex(written[k]) == test::to_hex(inbound[k]));
-    const auto sent = transport->take_sent();
-    REQUIRE(sent.size() == count);
-    for (std::size_t k = 0; k < count; ++k) {
-        auto ip = core::Ipv4View::check(sent[k]);
-        REQUIRE(ip);
-        CHECK(test::to_hex(ip->payload()) == test::to_hex(outbound[k]));
+    // Each flow left through the worker it came to, whole and in order.
+    for (int f = 0; f < 2; ++f) {
+        CAPTURE(f);
+        const auto written = device[f]->take_written();
+        REQUIRE(written.size() == count);
+        for (std::size_t k = 0; k < count; ++k) CHECK(test::to_hex(written[k]) == test::to_hex(inbound[f][k]));
+        const auto sent = transport[f]->take_sent();
+        REQUIRE(sent.size() == count);
+        for (std::size_t k = 0; k < count; ++k) {
+            auto ip = core::Ipv4View::check(sent[k]);
+            REQUIRE(ip);
+            CHECK(test::to_hex(ip->payload()) == test::to_hex(outbound[f][k]));
+        }
     }
     // Every buffer is back in its worker's pool but the batch each keeps for its next read.
     const auto after = node->status();
     CHECK(after["workers"][0]["pool"]["available"] == 64 - 4);
     CHECK(after["workers"][1]["pool"]["available"] == 64 - 4);
+}
+
+TEST_CASE("several workers: the queues and transports they need are checked before anything runs") {
+    nlohmann::json root = {{"name", "t"},
+                           {"tun", {{"name", "mem0"}}},
+                           {"transport", {{"local", "192.0.2.1"}, {"raw_protocols", {4}}}},
+                           {"pool", {{"workers", 3}}},
+                           {"pipeline", nlohmann::json::array({{{"type", "mip.ipip"}, {"local", "192.0.2.1"}, {"remote", "192.0.2.2"}}})}};
+    const auto config = shell::parse_run_config(root).nodes.at(0);
+    boost::asio::io_context io;
+    shell::NodeParts parts{std::make_unique<tun::MemoryDevice>("mem0", 7),
+                           std::make_unique<shell::MemoryTransport>(config.transport.udp_ports, config.transport.raw_protocols),
+                           std::make_unique<RecordingHost>(), false};
+    parts.queues.push_back(std::make_unique<tun::MemoryDevice>("mem0", 7));  // one short
+    parts.transports.push_back(std::make_unique<shell::MemoryTransport>(config.transport.udp_ports, config.transport.raw_protocols));
+    CHECK_THROWS_WITH_AS(shell::Node::start(io, config, core::null_logger(), std::move(parts)), doctest::Contains("3 workers need as many TUN queues"),
+                         std::runtime_error);
+    root["pool"]["workers"] = 65;
+    CHECK_THROWS_WITH_AS(shell::parse_run_config(root), doctest::Contains("/pool/workers"), shell::ConfigError);
 }
 
 namespace {
@@ -433,11 +472,11 @@ Handled run_single(const shell::NodeConfig& config, const std::vector<test::Byte
 
 }  // namespace
 
-TEST_CASE("two workers over ESP: the main thread seals while the inbound one opens; sequence numbers and replay window stay exact") {
+TEST_CASE("two workers over ESP: both seal from their TUN queues while one opens its peer's; sequence numbers and replay window stay exact") {
     constexpr std::size_t count = 200;
     std::vector<test::Bytes> from_tun, from_peer_tun;
     for (std::size_t k = 0; k < count; ++k) {
-        from_tun.push_back(inner_packet("10.1.0.1", "10.2.0.1", 64 + k % 300));
+        from_tun.push_back(inner_packet(k % 2 == 0 ? "10.1.0.1" : "10.1.0.2", "10.2.0.1", 64 + k % 300));
         from_peer_tun.push_back(inner_packet("10.2.0.1", "10.1.0.1", 64 + (k * 7) % 300));
     }
     // The peer (one thread) seals what arrives at node a.
@@ -445,17 +484,27 @@ TEST_CASE("two workers over ESP: the main thread seals while the inbound one ope
     REQUIRE(peer_sealed.sent.size() == count);
 
     const auto config = esp_node(2, false);
-    auto dev = std::make_unique<tun::MemoryDevice>("mem0", 7);
-    auto tr = std::make_unique<shell::MemoryTransport>(config.transport.udp_ports, config.transport.raw_protocols);
-    auto* device = dev.get();
-    auto* transport = tr.get();
+    std::vector<std::unique_ptr<tun::MemoryDevice>> devs;
+    std::vector<std::unique_ptr<shell::MemoryTransport>> trs;
+    std::vector<tun::MemoryDevice*> device;
+    std::vector<shell::MemoryTransport*> transport;
+    for (int k = 0; k < 2; ++k) {
+        devs.push_back(std::make_unique<tun::MemoryDevice>("mem0", 7));
+        trs.push_back(std::make_unique<shell::MemoryTransport>(config.transport.udp_ports, config.transport.raw_protocols));
+        device.push_back(devs.back().get());
+        transport.push_back(trs.back().get());
+    }
+    // Two inner flows, one per TUN queue, into the one outbound SA; the peer's ESP is one flow
+    // to the kernel (one peer), so it all reaches one worker's socket.
     for (std::size_t k = 0; k < count; ++k) {
-        device->inject(from_tun[k]);
-        transport->inject(0, peer_sealed.sent[k]);
+        device[k % 2]->inject(from_tun[k]);
+        transport[0]->inject(0, peer_sealed.sent[k]);
     }
     boost::asio::io_context io;
-    auto node = shell::Node::start(io, config, core::null_logger(),
-                                   shell::NodeParts{std::move(dev), std::move(tr), std::make_unique<RecordingHost>(), false});
+    shell::NodeParts parts{std::move(devs[0]), std::move(trs[0]), std::make_unique<RecordingHost>(), false};
+    parts.queues.push_back(std::move(devs[1]));
+    parts.transports.push_back(std::move(trs[1]));
+    auto node = shell::Node::start(io, config, core::null_logger(), std::move(parts));
     auto done = [&] {
         const auto st = node->status();
         return st["tun"]["tx_packets"] == count && st["transport"]["sockets"][0]["tx_packets"] == count;
@@ -470,33 +519,48 @@ TEST_CASE("two workers over ESP: the main thread seals while the inbound one ope
     CHECK(esp["inbound"][0]["packets"] == count);
     CHECK(esp["inbound"][0]["replay_drops"] == 0);
     CHECK(esp["inbound"][0]["auth_failures"] == 0);
-    CHECK(st["workers"][1]["packets"] == count);
-    // The AEAD ran outside the core lock (core/aead_offload.hpp): every seal on the main thread;
-    // every open on the inbound one but the first batch's, opened in the stage, whose first
-    // authenticated packet published the SA's key.
-    CHECK(st["workers"][0]["aead"]["seals"] == count);
+    // The AEAD ran outside the core lock (core/aead_offload.hpp): each worker sealed what its
+    // queue carried; worker 0 opened every packet but the first batch's, opened in the stage,
+    // whose first authenticated packet published the SA's key.
+    CHECK(st["workers"][0]["aead"]["seals"] == count / 2);
+    CHECK(st["workers"][1]["aead"]["seals"] == count / 2);
     CHECK(st["workers"][0]["aead"]["seal_failures"] == 0);
-    CHECK(st["workers"][1]["aead"]["opens"] >= count - 4);
-    CHECK(st["workers"][1]["aead"]["keys"] == 1);
+    CHECK(st["workers"][1]["aead"]["seal_failures"] == 0);
+    CHECK(st["workers"][0]["aead"]["opens"] >= count - 4);
+    CHECK(st["workers"][0]["aead"]["keys"] >= 1);
     node->stop();
     io.run_for(std::chrono::milliseconds(20));
 
-    const auto written = device->take_written();
+    const auto written = device[0]->take_written();
     REQUIRE(written.size() == count);
     for (std::size_t k = 0; k < count; ++k) CHECK(test::to_hex(written[k]) == test::to_hex(from_peer_tun[k]));
-    // What node a sealed opens at the peer in order, every sequence number accepted once.
-    const auto sent = transport->take_sent();
-    REQUIRE(sent.size() == count);
-    for (std::size_t k = 0; k < count; ++k) {
-        auto ip = core::Ipv4View::check(sent[k]);
-        REQUIRE(ip);
-        REQUIRE(ip->payload().size() >= 8);
-        CHECK(core::load_be32(ip->payload().data() + 4) == k + 1);  // ESP sequence number (RFC 4303 §2.2)
+    CHECK(device[1]->take_written().empty());
+    // What node a sealed: every sequence number once, each queue's packets in order (RFC 4303
+    // §2.2), the two queues interleaved; the peer opens all of it, in any such interleaving.
+    std::vector<test::Bytes> sent;
+    std::vector<std::uint32_t> seqs;
+    for (int q = 0; q < 2; ++q) {
+        std::uint32_t last = 0;
+        for (auto& p : transport[q]->take_sent()) {
+            auto ip = core::Ipv4View::check(p);
+            REQUIRE(ip);
+            REQUIRE(ip->payload().size() >= 8);
+            const auto seq = core::load_be32(ip->payload().data() + 4);
+            CHECK(seq > last);
+            last = seq;
+            seqs.push_back(seq);
+            sent.push_back(std::move(p));
+        }
     }
+    std::sort(seqs.begin(), seqs.end());
+    REQUIRE(seqs.size() == count);
+    for (std::size_t k = 0; k < count; ++k) CHECK(seqs[k] == k + 1);
     const auto peer_opened = run_single(esp_node(1, true), sent, {});
     REQUIRE(peer_opened.written.size() == count);
-    for (std::size_t k = 0; k < count; ++k) CHECK(test::to_hex(peer_opened.written[k]) == test::to_hex(from_tun[k]));
     CHECK(peer_opened.status["pipeline"][0]["state"]["inbound"][0]["replay_drops"] == 0);
+    CHECK(peer_opened.status["pipeline"][0]["state"]["inbound"][0]["auth_failures"] == 0);
+    // Each inner packet arrived once, each flow in its order.
+    for (const auto& p : from_tun) CHECK(std::count(peer_opened.written.begin(), peer_opened.written.end(), p) == 1);
     // One worker: the stages do the AEAD themselves.
     CHECK(peer_opened.status["workers"][0]["aead"]["opens"] == 0);
     CHECK(peer_sealed.status["workers"][0]["aead"]["seals"] == 0);
