@@ -184,6 +184,54 @@ def seeds_ipsec_esp():
     return out
 
 
+def seeds_ipsec_preopen():
+    # [window size][highest accepted: 4 bytes], then records [control][length: 2 bytes][body].
+    def header(window=2, highest=0):
+        return bytes([window]) + struct.pack("!I", highest)
+
+    def rec(control, body):
+        return bytes([control]) + struct.pack("!H", len(body)) + body
+
+    GCM, CHACHA, MODE_RAW, MODE_ESP, MODE_SEALED, MODE_REPLAY = 0, 4, 0, 1, 2, 3
+    FORCE_SPI = FLIP = 0x08
+    OTHER_ENCAP, OWN_TRAILER, OPTIONS, LINK_PADDING = 0x10, 0x20, 0x40, 0x80
+    # The SAs are keyed as these vectors, so their packets authenticate.
+    gcm = vector("esp_aes_gcm_draft_mcgrew_gcm_test_01.json")["cases"][1]  # SPI a5f8, seq 10
+    chacha = h(vector("esp_chacha20poly1305_rfc7634.json")["esp_packet_with_ip"])  # plain ESP, seq 5
+    gcm_esp = h(gcm["esp_packet"])
+    inner = ipv4("10.0.0.5", "10.9.0.1", 17, struct.pack("!HHHH", 1000, 2000, 12, 0) + b"ping")
+
+    def sealed(seq, next_header=4, plaintext=inner):
+        return struct.pack("!I", seq) + bytes([next_header]) + plaintext
+
+    def own_trailer(seq, plaintext):
+        return struct.pack("!I", seq) + bytes(range(8)) + plaintext
+
+    out = {
+        "vector-gcm-in-udp": header() + rec(MODE_ESP | GCM, gcm_esp),
+        "vector-chacha-plain": header() + rec(MODE_RAW, chacha),
+        "vector-gcm-replayed": header() + rec(MODE_ESP | GCM, gcm_esp) + rec(MODE_REPLAY, b"\x00"),
+        "vector-chacha-too-old": header(0, 100) + rec(MODE_RAW, chacha),
+        "vector-gcm-plain-not-published": header() + rec(MODE_ESP | GCM | OTHER_ENCAP, gcm_esp),
+        "forced-spi-gcm": header() + rec(MODE_ESP | GCM | FORCE_SPI, bytes(4) + struct.pack("!I", 1) + bytes(range(64))),
+        "forced-spi-chacha-too-old": header(0, 1000) + rec(MODE_ESP | CHACHA | FORCE_SPI, bytes(4) + struct.pack("!I", 3) + bytes(range(64))),
+        "sealed-dummy": header() + rec(MODE_SEALED | CHACHA, sealed(1, 59, bytes(16))),
+        "sealed-flipped": header() + rec(MODE_SEALED | GCM | FLIP, struct.pack("!I", 7) + b"\x04" + struct.pack("!H", 300) + inner),
+        "sealed-options-padding": header() + rec(MODE_SEALED | GCM | OPTIONS | LINK_PADDING, sealed(2)),
+        "sealed-other-encap": header() + rec(MODE_SEALED | CHACHA | OTHER_ENCAP, sealed(2)),
+        "own-trailer-good": header() + rec(MODE_SEALED | GCM | OWN_TRAILER, own_trailer(9, inner + bytes([1, 2, 2, 4]))),
+        "own-trailer-bad-padding": header() + rec(MODE_SEALED | CHACHA | OWN_TRAILER, own_trailer(9, inner + bytes([1, 9, 2, 4]))),
+        "own-trailer-pad-too-long": header() + rec(MODE_SEALED | GCM | OWN_TRAILER, own_trailer(9, bytes([200, 4]))),
+        # One batch: out of order, a replay of the first, a jump that leaves seq 1 too old.
+        "batch-window": header(0) + rec(MODE_SEALED | GCM, sealed(5)) + rec(MODE_SEALED | GCM, sealed(3)) + rec(MODE_REPLAY, b"\x00")
+        + rec(MODE_SEALED | CHACHA, sealed(2000)) + rec(MODE_SEALED | GCM, sealed(2000)) + rec(MODE_SEALED | GCM, sealed(1))
+        + rec(MODE_SEALED | CHACHA | FLIP, struct.pack("!I", 2001) + b"\x04" + struct.pack("!H", 999) + inner),
+        "ike-marker-and-keepalive": header() + rec(MODE_RAW, udp("198.51.100.2", "192.0.2.1", 4500, 4500, bytes(4) + bytes(range(40))))
+        + rec(MODE_RAW, udp("198.51.100.2", "192.0.2.1", 4500, 4500, b"\xff")),
+    }
+    return out
+
+
 def seeds_nat_udp_encap():
     gw, mn = "198.51.100.1", "192.0.2.10"
     cc = vector("esp_chacha20poly1305_rfc7634.json")
@@ -381,6 +429,7 @@ TARGETS = {
     "ike_responder": seeds_ike_responder,
     "ike_mode_config": seeds_ike_mode_config,
     "ipsec_esp": seeds_ipsec_esp,
+    "ipsec_preopen": seeds_ipsec_preopen,
     "ipsec_vpn_stages": seeds_ipsec_vpn_stages,
     "nat_udp_encap": seeds_nat_udp_encap,
     "mip_registration": seeds_mip_registration,
