@@ -62,6 +62,7 @@ std::size_t preopen_esp(std::span<core::PacketBuf> packets, const core::AeadOffl
             if (!udp || udp->length() != ip->payload().size()) continue;
             esp = udp->payload();
             port = udp->destination_port();
+            if (port == 0) continue;  // 0 names plain ESP in a key; no UDP arrives on it
         } else if (ip->protocol() == core::ip_protocol::esp) {
             esp = ip->payload();
         } else {

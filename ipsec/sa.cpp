@@ -307,11 +307,13 @@ Verdict Sa::accept_opened(core::PacketBuf& packet, const core::OpenedEsp& opened
     // Opened with another SA's key (a SPI reused meanwhile): the bytes are no longer what the
     // peer sent, and cannot be opened again.
     if (!open_key_ || opened.key_id != open_key_->id) return refuse(DropReason::AuthFailed);
-    if (opened.result != DropReason::None) return refuse(opened.result);
     auto esp = EspView::check(packet.bytes());
     if (!esp || esp->spi() != config_.spi || esp->seq() != opened.seq) return refuse(DropReason::Internal);
-    // §3.4.3: authenticated by the thread that opened it; only now may the window move.
+    // §3.4.3 in open()'s order, so a packet is refused for the same reason either way: a
+    // duplicate or too old first, then what the thread found opening it; only an authenticated
+    // packet moves the window.
     if (auto r = window_.check(opened.seq); r != DropReason::None) return refuse(r);
+    if (opened.result != DropReason::None) return refuse(opened.result);
     if (auto r = window_.accept(opened.seq); r != DropReason::None) return refuse(r);
     const std::size_t hdr_len = header_len();
     if (packet.size() < hdr_len + opened.payload_len || !packet.pull(hdr_len) || !packet.trim(packet.size() - opened.payload_len))

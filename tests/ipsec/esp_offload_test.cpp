@@ -259,6 +259,18 @@ TEST_CASE("pre-open: forged or damaged packets are AuthFailed at the SA and neve
     strip_outer(batch[0], 4500);
     std::uint8_t nh = 0;
     CHECK(sas.in->open(batch[0], t0, nh).passed());
+    // A damaged copy of a packet already accepted is a replay first, as open() finds it
+    // (RFC 4303 §3.4.3 checks the window before the ICV): the same reason and counter.
+    auto damaged = good;
+    damaged.back() ^= 1;
+    std::vector<core::PacketBuf> again;
+    again.push_back(test::load(pool, damaged));
+    ipsec::preopen_esp(again, keys, contexts);
+    REQUIRE(again[0].meta().esp_opened.has_value());
+    CHECK(again[0].meta().esp_opened->result == DropReason::AuthFailed);
+    strip_outer(again[0], 4500);
+    CHECK(sas.in->open(again[0], t0, nh).reason == DropReason::ReplayedSequence);
+    CHECK(sas.in->counters().replay_drops == 1);
 }
 
 TEST_CASE("pre-open: only ESP the key was published for; everything else is left to the stages untouched") {
@@ -294,6 +306,24 @@ TEST_CASE("pre-open: only ESP the key was published for; everything else is left
     std::vector<core::PacketBuf> late;
     late.push_back(test::load(pool, on_the_wire(esp, 4500)));
     CHECK(ipsec::preopen_esp(late, keys, contexts) == 0);
+}
+
+TEST_CASE("pre-open: a key for plain ESP opens no UDP, not even to port 0") {
+    core::BufferPool pool(8, 2048);
+    Pair sas(EspSuite::AesGcm128, 0x2020);
+    core::AeadOffload keys;
+    crypto::AeadContexts contexts;
+    keys.publish(sas.in->open_key(0));
+    const auto esp = sas.seal(pool);
+    auto to_port_zero = on_the_wire(esp, 4500);
+    core::store_be16(to_port_zero.data() + 22, 0);
+    std::vector<core::PacketBuf> batch;
+    batch.push_back(test::load(pool, to_port_zero));
+    batch.push_back(test::load(pool, on_the_wire(esp, 0)));
+    CHECK(ipsec::preopen_esp(batch, keys, contexts) == 1);
+    CHECK_FALSE(batch[0].meta().esp_opened.has_value());
+    CHECK(test::bytes_of(batch[0]) == to_port_zero);
+    CHECK(batch[1].meta().esp_opened.has_value());
 }
 
 TEST_CASE("pre-open: a packet opened with another SA's key is refused, as its bytes are no longer what was sent") {
