@@ -11,15 +11,20 @@
 // node is left behind.
 //
 // Threads ("pool": {"workers": N}). With 1 (the default) every loop above runs on the caller's
-// io_context thread, as described. With 2 the socket loops (receive, decapsulate, write to the
-// TUN) run on a second thread with its own io_context and buffer pool, the rest stays on the
-// caller's: TUN reads, encapsulation and sends, the timer, link events, reloads, status. The
-// stages and control planes (IKE, Mobile IP, every SA's sequence counter and replay window)
-// stay single-threaded in effect: one mutex is held for each batch's pipeline pass and each
-// poll or event, so one thread at a time runs them, in the order it took the lock; what runs
-// in parallel is the system calls, TUN segmentation and coalescing, GRO splitting and GSO
-// grouping around them. The transport's send and receive sides and the device's read and
-// write sides share no state, so each has its own lock (or none, where one thread owns it).
+// io_context thread, as described. With N > 1 there are N data-path workers: worker 0 on the
+// caller's thread, the others each on a thread with its own io_context. Each worker has its own
+// queue of the TUN device (IFF_MULTI_QUEUE), its own transport (the UDP ports shared by
+// SO_REUSEPORT; raw sockets, which every socket of a protocol would copy, only in worker 0's),
+// its own buffer pool and AEAD contexts, and runs both loops on them: the kernel steers each
+// flow to one queue and each peer's datagrams to one socket, so a flow stays on one worker, in
+// order. The timer, link events, reloads and status stay on the caller's thread. The stages and
+// control planes (IKE, Mobile IP, every SA's sequence counter and replay window) stay
+// single-threaded in effect: one lock (core::CoreLock) is held for each batch's pass through
+// the pipeline and each poll or event. What runs in parallel is everything else: the system
+// calls, TUN segmentation and coalescing, GRO splitting and GSO grouping, and the AEAD work of
+// ESP (core/aead_offload.hpp): a worker seals after the pass and opens before it. What a stage
+// sends or delivers while a worker holds the lock leaves through that worker's transport and
+// queue. Lock order: a worker's batch, the core, then a worker's send or TUN write.
 // The Node interface itself is for the caller's thread only.
 
 #include <memory>
