@@ -88,24 +88,19 @@ void add_transport_counters(Transport::Counters& sum, const Transport::Counters&
     sum.gro_segments += more.gro_segments;
 }
 
-struct DataWorker;
-// The worker whose batch the calling thread is running (RunningNode::CurrentWorker).
-thread_local DataWorker* current_worker = nullptr;
-
 // One thread of the data path: its io_context, its TUN queue and transport, its own buffers
 // (pools are per worker, so the common case never shares a free list), its batches and what it
 // did. Worker 0 runs on the caller's io_context with the node's device and transport; each
 // further one on a thread of its own with a queue of the same multi-queue TUN device and a
 // transport sharing the UDP ports (SO_REUSEPORT), so the kernel spreads flows over the workers.
 struct DataWorker {
-    DataWorker(const void* owner_node, std::size_t worker_index, asio::io_context& context, std::string loops, std::size_t buffers,
-               std::size_t buffer_size, core::BufferPool::Sharing sharing, std::size_t batch)
-        : node(owner_node), index(worker_index), io(context), runs(std::move(loops)), pool(buffers, buffer_size, sharing) {
+    DataWorker(std::size_t worker_index, asio::io_context& context, std::string loops, std::size_t buffers, std::size_t buffer_size,
+               core::BufferPool::Sharing sharing, std::size_t batch)
+        : index(worker_index), io(context), runs(std::move(loops)), pool(buffers, buffer_size, sharing) {
         in.resize(batch);
         out.reserve(batch);
         answers.reserve(batch);
     }
-    const void* node;   // the node it belongs to: one thread may run several nodes' worker 0
     std::size_t index;  // 0: the caller's thread
     asio::io_context& io;
     std::string runs;  // for status: which loops this thread runs
@@ -150,12 +145,12 @@ public:
         if (!host_) host_ = make_linux_host_network(config_, log_);
         const auto sharing = threaded_ ? core::BufferPool::Sharing::Threads : core::BufferPool::Sharing::OneThread;
         const std::string loops = "TUN queue -> encapsulate -> send; sockets -> decapsulate -> TUN queue";
-        workers_.push_back(std::make_unique<DataWorker>(this, 0, io, loops + "; IKE, Mobile IP, timers, link events, control", config.buffers,
+        workers_.push_back(std::make_unique<DataWorker>(0, io, loops + "; IKE, Mobile IP, timers, link events, control", config.buffers,
                                                         config.buffer_size, sharing, config.batch));
         for (std::size_t k = 1; k < config.workers; ++k) {
             auto own_io = std::make_unique<asio::io_context>(1);
             auto& context = *own_io;
-            workers_.push_back(std::make_unique<DataWorker>(this, k, context, loops, config.buffers, config.buffer_size, sharing, config.batch));
+            workers_.push_back(std::make_unique<DataWorker>(k, context, loops, config.buffers, config.buffer_size, sharing, config.batch));
             workers_.back()->own_io = std::move(own_io);
         }
     }
@@ -499,21 +494,23 @@ private:
     }
 
     DataWorker& main() const noexcept { return *workers_.front(); }
-    // The worker whose thread is running this (inside one of its batches), else worker 0: what
-    // the stages send or deliver while it holds the core lock leaves through its transport and
-    // TUN queue, which its thread owns; timers, link events and reloads run on worker 0's.
-    DataWorker& current() const noexcept {
-        DataWorker* w = current_worker;
-        return w != nullptr && w->node == this ? *w : main();
-    }
-    // Marks the calling thread as running `w`'s batch until the scope ends.
-    struct CurrentWorker {
-        explicit CurrentWorker(DataWorker& w) noexcept : previous(std::exchange(current_worker, &w)) {}
-        ~CurrentWorker() { current_worker = previous; }
-        CurrentWorker(const CurrentWorker&) = delete;
-        CurrentWorker& operator=(const CurrentWorker&) = delete;
-        DataWorker* previous;
+    // The worker holding the core lock for one of its batches, else worker 0: what the stages
+    // send or deliver meanwhile leaves through that worker's transport and TUN queue, which its
+    // thread owns; timers, link events and reloads run on worker 0's thread. Only read and
+    // written with the core lock held.
+    DataWorker& current() const noexcept { return core_holder_ != nullptr ? *core_holder_ : main(); }
+    // The core lock for a batch of `w`'s: current() is `w` until it is released.
+    struct CoreHold {
+        CoreHold(std::unique_lock<core::CoreLock> held, DataWorker*& holder, DataWorker& w) : lock(std::move(held)), holder_(holder) { holder_ = &w; }
+        ~CoreHold() { holder_ = nullptr; }  // before the lock (members go after the body)
+        CoreHold(const CoreHold&) = delete;
+        CoreHold& operator=(const CoreHold&) = delete;
+        std::unique_lock<core::CoreLock> lock;
+
+    private:
+        DataWorker*& holder_;
     };
+    CoreHold lock_core_for(DataWorker& w) { return CoreHold(lock_core(), core_holder_, w); }
 
     // Closes each further worker's descriptors on its own thread (Asio objects belong to one)
     // and waits for it; its loops end as their waits are cancelled.
@@ -561,7 +558,6 @@ private:
             if (ec || stopping_) co_return;
             for (;;) {
                 auto batch = lock_batch(w);
-                CurrentWorker running(w);
                 std::size_t room = refill(w, pipeline_->headroom());
                 if (room == 0) {
                     if (batch.owns_lock()) batch.unlock();
@@ -571,7 +567,7 @@ private:
                 std::size_t got = w.device->read(std::span(w.in).first(room));
                 if (got == 0) break;
                 {
-                    auto core = lock_core();
+                    auto core = lock_core_for(w);
                     ++w.batches;
                     w.packets += got;
                     const auto now = core::Clock::now();
@@ -616,7 +612,7 @@ private:
                     w.answers.clear();
                 }
                 {
-                    auto core = lock_core();
+                    auto core = lock_core_for(w);
                     rearm_timer(on_main);
                 }
                 if (batch.owns_lock()) batch.unlock();
@@ -636,7 +632,6 @@ private:
             if (ec || stopping_) co_return;
             for (;;) {
                 auto batch = lock_batch(w);
-                CurrentWorker running(w);
                 std::size_t room = refill(w, headroom);
                 if (room == 0) {
                     if (batch.owns_lock()) batch.unlock();
@@ -647,7 +642,7 @@ private:
                 if (got == 0) break;
                 if (threaded_) w.opens += ipsec::preopen_esp(std::span(w.in).first(got), aead_offload_, w.aead);
                 {
-                    auto core = lock_core();
+                    auto core = lock_core_for(w);
                     ++w.batches;
                     w.packets += got;
                     pipeline_->set_now(core::Clock::now());
@@ -664,7 +659,7 @@ private:
                 write_inner(w, w.out);
                 w.out.clear();
                 {
-                    auto core = lock_core();
+                    auto core = lock_core_for(w);
                     rearm_timer(on_main);
                 }
                 if (batch.owns_lock()) batch.unlock();
@@ -827,6 +822,7 @@ private:
     crypto::AeadContexts control_aead_;  // send_outer()'s, under the core lock
     // Before the pipeline: a stage may hold their buffers (core.impair).
     std::vector<std::unique_ptr<DataWorker>> workers_;
+    DataWorker* core_holder_ = nullptr;  // see current()
     std::unique_ptr<core::Pipeline> pipeline_;
     std::unique_ptr<Transport> transport_;
     std::unique_ptr<tun::Device> device_;
