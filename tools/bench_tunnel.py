@@ -9,8 +9,9 @@ Variants (--only picks some):
     plain       no tunnel: the same path routed, through the NAT
     mipsec      mipsec ipsec.vpn_client (over nat.udp_encap) <-> mipsec ipsec.vpn_gateway:
                 IKEv1-keyed ESP AES-GCM-128 in UDP 4500 (the NAT is detected)
-    mipsec2     the same with "pool": {"workers": 2} on both ends: each node's inbound data path
-                (sockets -> decapsulate -> TUN) on a second thread
+    mipsec2     the same with "pool": {"workers": 2} on both ends: two data-path workers per
+                node, each with its own TUN queue and sockets, the ESP encryption outside the
+                lock the stages share
     fullstack   the RFC 5265 stack of tools/lab/full_stack.py, all nodes mipsec (i-MIP in ESP
                 in x-MIP, the mobile node behind that lab's NAT box), correspondent on the LAN;
                 its own namespaces (it needs two home agents and an Internet core)

@@ -324,6 +324,31 @@ TEST_CASE("reload of several nodes: all or nothing") {
     CHECK(shell::reload_nodes(running, next, nodes).result == shell::ReloadOutcome::Result::Unchanged);
 }
 
+namespace {
+// What a node with two workers runs over in process: a memory TUN queue and transport each, the
+// fakes kept to inject into and read from (each worker's, as the kernel would steer flows).
+struct TwoWorkerParts {
+    explicit TwoWorkerParts(const shell::NodeConfig& config) {
+        for (int k = 0; k < 2; ++k) {
+            devs.push_back(std::make_unique<tun::MemoryDevice>("mem0", 7));
+            trs.push_back(std::make_unique<shell::MemoryTransport>(config.transport.udp_ports, config.transport.raw_protocols));
+            device.push_back(devs.back().get());
+            transport.push_back(trs.back().get());
+        }
+    }
+    shell::NodeParts parts() {
+        shell::NodeParts p{std::move(devs[0]), std::move(trs[0]), std::make_unique<RecordingHost>(), /*monitor_links=*/false};
+        p.queues.push_back(std::move(devs[1]));
+        p.transports.push_back(std::move(trs[1]));
+        return p;
+    }
+    std::vector<std::unique_ptr<tun::MemoryDevice>> devs;
+    std::vector<std::unique_ptr<shell::MemoryTransport>> trs;
+    std::vector<tun::MemoryDevice*> device;
+    std::vector<shell::MemoryTransport*> transport;
+};
+}  // namespace
+
 TEST_CASE("a whole node in process, two workers: each its own TUN queue and sockets, both directions at once, every packet through") {
     // As the kernel does with a multi-queue TUN and SO_REUSEPORT sockets, each flow arrives at
     // one worker: flow 0 at worker 0 (this thread), flow 1 at worker 1 (its own thread), both
@@ -336,16 +361,9 @@ TEST_CASE("a whole node in process, two workers: each its own TUN queue and sock
                            {"pipeline", nlohmann::json::array({{{"type", "mip.ipip"}, {"local", "192.0.2.1"}, {"remote", "192.0.2.2"}}})}};
     const auto config = shell::parse_run_config(root).nodes.at(0);
     REQUIRE(config.workers == 2);
-    std::vector<std::unique_ptr<tun::MemoryDevice>> devs;
-    std::vector<std::unique_ptr<shell::MemoryTransport>> trs;
-    std::vector<tun::MemoryDevice*> device;
-    std::vector<shell::MemoryTransport*> transport;
-    for (int k = 0; k < 2; ++k) {
-        devs.push_back(std::make_unique<tun::MemoryDevice>("mem0", 7));
-        trs.push_back(std::make_unique<shell::MemoryTransport>(config.transport.udp_ports, config.transport.raw_protocols));
-        device.push_back(devs.back().get());
-        transport.push_back(trs.back().get());
-    }
+    TwoWorkerParts two(config);
+    auto& device = two.device;
+    auto& transport = two.transport;
     constexpr std::size_t count = 300;  // per flow
     std::vector<test::Bytes> outbound[2], inbound[2];
     for (std::size_t k = 0; k < count; ++k) {
@@ -363,10 +381,7 @@ TEST_CASE("a whole node in process, two workers: each its own TUN queue and sock
         }
     }
     boost::asio::io_context io;
-    shell::NodeParts parts{std::move(devs[0]), std::move(trs[0]), std::make_unique<RecordingHost>(), /*monitor_links=*/false};
-    parts.queues.push_back(std::move(devs[1]));
-    parts.transports.push_back(std::move(trs[1]));
-    auto node = shell::Node::start(io, config, core::null_logger(), std::move(parts));
+    auto node = shell::Node::start(io, config, core::null_logger(), two.parts());
     // status() is safe against the other worker; the fakes are read only once it has stopped.
     auto done = [&] {
         const auto st = node->status();
@@ -484,16 +499,9 @@ TEST_CASE("two workers over ESP: both seal from their TUN queues while one opens
     REQUIRE(peer_sealed.sent.size() == count);
 
     const auto config = esp_node(2, false);
-    std::vector<std::unique_ptr<tun::MemoryDevice>> devs;
-    std::vector<std::unique_ptr<shell::MemoryTransport>> trs;
-    std::vector<tun::MemoryDevice*> device;
-    std::vector<shell::MemoryTransport*> transport;
-    for (int k = 0; k < 2; ++k) {
-        devs.push_back(std::make_unique<tun::MemoryDevice>("mem0", 7));
-        trs.push_back(std::make_unique<shell::MemoryTransport>(config.transport.udp_ports, config.transport.raw_protocols));
-        device.push_back(devs.back().get());
-        transport.push_back(trs.back().get());
-    }
+    TwoWorkerParts two(config);
+    auto& device = two.device;
+    auto& transport = two.transport;
     // Two inner flows, one per TUN queue, into the one outbound SA; the peer's ESP is one flow
     // to the kernel (one peer), so it all reaches one worker's socket.
     for (std::size_t k = 0; k < count; ++k) {
@@ -501,10 +509,7 @@ TEST_CASE("two workers over ESP: both seal from their TUN queues while one opens
         transport[0]->inject(0, peer_sealed.sent[k]);
     }
     boost::asio::io_context io;
-    shell::NodeParts parts{std::move(devs[0]), std::move(trs[0]), std::make_unique<RecordingHost>(), false};
-    parts.queues.push_back(std::move(devs[1]));
-    parts.transports.push_back(std::move(trs[1]));
-    auto node = shell::Node::start(io, config, core::null_logger(), std::move(parts));
+    auto node = shell::Node::start(io, config, core::null_logger(), two.parts());
     auto done = [&] {
         const auto st = node->status();
         return st["tun"]["tx_packets"] == count && st["transport"]["sockets"][0]["tx_packets"] == count;
