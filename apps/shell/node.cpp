@@ -103,6 +103,8 @@ struct DataWorker {
     }
     std::size_t index;  // 0: the caller's thread
     asio::io_context& io;
+    // Workers 1..: the io_context `io` names; before the descriptors bound to it, which must go first.
+    std::unique_ptr<asio::io_context> own_io;
     std::string runs;  // for status: which loops this thread runs
     core::BufferPool pool;  // before the batches: they hold its buffers
     tun::Device* device = nullptr;         // its TUN queue
@@ -112,7 +114,6 @@ struct DataWorker {
     std::unique_ptr<Transport> own_transport;    // workers 1..: its sockets
     std::unique_ptr<asio::posix::stream_descriptor> tun_fd;
     std::vector<std::unique_ptr<asio::posix::stream_descriptor>> socket_fds;
-    std::unique_ptr<asio::io_context> own_io;  // workers 1..
     std::thread thread;
     // Workers 1..: held for each batch, so status() reads this worker's counters and pool at
     // rest. The send and TUN-write sides are shared with whoever holds the core lock
