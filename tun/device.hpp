@@ -18,7 +18,8 @@
 //    and are kept in last_error(); a read error ends the batch early. A device whose reads
 //    fail persistently (the interface was deleted) shows it in last_error().
 // Not thread-safe, except that read() and write() touch disjoint state in every device here:
-// one thread may read while one other writes (the node's inbound worker writes).
+// one thread may read while one other writes. (A node with several workers gives each a queue
+// of its own, read and written by that worker's thread.)
 #include <array>
 #include <atomic>
 #include <cerrno>

@@ -43,7 +43,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 constexpr std::size_t batch = 32;
 // Batches each thread opens per round.
-constexpr std::size_t batches_per_thread = 96;
+constexpr std::size_t batches_per_thread = 256;
 const auto client = core::Ipv4Address::from_octets(192, 0, 2, 1);
 const auto gateway = core::Ipv4Address::from_octets(198, 51, 100, 2);
 
