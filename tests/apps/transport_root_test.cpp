@@ -302,17 +302,18 @@ TEST_CASE("a primary and a secondary sharing a port by SO_REUSEPORT: each datagr
     CAPTURE(received[1]);
     CHECK(received[0] + received[1] == sources * per_source);
     CHECK(copies.size() == sources * per_source);
-    for (const auto& [payload, n] : copies) {
-        CAPTURE(payload);
-        CHECK(n == 1);
+    // By the pair, not structured bindings: CAPTURE's lambda may not name a binding (C++20).
+    for (const auto& copy : copies) {
+        CAPTURE(copy.first);
+        CHECK(copy.second == 1);
     }
     // The kernel hashes the 4-tuple: 64 sources all on one socket would be a 2^-63 chance.
     CHECK(received[0] > 0);
     CHECK(received[1] > 0);
     REQUIRE(transports_of_source.size() == sources);
-    for (const auto& [source_port, ts] : transports_of_source) {
-        CAPTURE(source_port);
-        CHECK(ts.size() == 1);
+    for (const auto& source : transports_of_source) {
+        CAPTURE(source.first);
+        CHECK(source.second.size() == 1);
     }
 }
 
