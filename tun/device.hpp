@@ -75,6 +75,10 @@ struct WriteFailures {
     std::array<std::uint64_t, write_failure_count> by_reason{};
     void add(WriteFailure f) noexcept { ++by_reason[static_cast<std::size_t>(f)]; }
     std::uint64_t operator[](WriteFailure f) const noexcept { return by_reason[static_cast<std::size_t>(f)]; }
+    WriteFailures& operator+=(const WriteFailures& more) noexcept {
+        for (std::size_t i = 0; i < by_reason.size(); ++i) by_reason[i] += more.by_reason[i];
+        return *this;
+    }
 };
 
 struct DeviceCounters {
@@ -85,6 +89,17 @@ struct DeviceCounters {
     std::uint64_t tx_bytes = 0;
     std::uint64_t tx_errors = 0;  // packets not written (failed, short or would block)
     WriteFailures tx_failures;    // the same packets by reason
+    /// Adds another queue's counts (a device with several queues counts per queue).
+    DeviceCounters& operator+=(const DeviceCounters& more) noexcept {
+        rx_packets += more.rx_packets;
+        rx_bytes += more.rx_bytes;
+        rx_errors += more.rx_errors;
+        tx_packets += more.tx_packets;
+        tx_bytes += more.tx_bytes;
+        tx_errors += more.tx_errors;
+        tx_failures += more.tx_failures;
+        return *this;
+    }
 };
 
 class Device {

@@ -69,6 +69,15 @@ struct OffloadCounters {
     std::uint64_t tx_super_packets = 0;  // frames written that merge two or more packets
     std::uint64_t tx_coalesced = 0;      // packets merged into them
     OffloadDrops drops{};                // frames (read) and segments (write) dropped, by reason
+    /// Adds another queue's counts.
+    OffloadCounters& operator+=(const OffloadCounters& more) noexcept {
+        rx_super_packets += more.rx_super_packets;
+        rx_segments += more.rx_segments;
+        tx_super_packets += more.tx_super_packets;
+        tx_coalesced += more.tx_coalesced;
+        for (std::size_t i = 0; i < drops.size(); ++i) drops[i] += more.drops[i];
+        return *this;
+    }
 };
 
 class LinuxDevice final : public Device {

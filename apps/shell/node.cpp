@@ -51,43 +51,6 @@ void rethrow(std::exception_ptr e) {
     if (e) std::rethrow_exception(e);
 }
 
-// Several workers' queues and sockets count apart; status shows the node's sums.
-void add_failures(tun::WriteFailures& sum, const tun::WriteFailures& more) {
-    for (std::size_t i = 0; i < sum.by_reason.size(); ++i) sum.by_reason[i] += more.by_reason[i];
-}
-void add_device_counters(tun::DeviceCounters& sum, const tun::DeviceCounters& more) {
-    sum.rx_packets += more.rx_packets;
-    sum.rx_bytes += more.rx_bytes;
-    sum.rx_errors += more.rx_errors;
-    sum.tx_packets += more.tx_packets;
-    sum.tx_bytes += more.tx_bytes;
-    sum.tx_errors += more.tx_errors;
-    add_failures(sum.tx_failures, more.tx_failures);
-}
-void add_offload_counters(tun::OffloadCounters& sum, const tun::OffloadCounters& more) {
-    sum.rx_super_packets += more.rx_super_packets;
-    sum.rx_segments += more.rx_segments;
-    sum.tx_super_packets += more.tx_super_packets;
-    sum.tx_coalesced += more.tx_coalesced;
-    for (std::size_t i = 0; i < sum.drops.size(); ++i) sum.drops[i] += more.drops[i];
-}
-void add_transport_counters(Transport::Counters& sum, const Transport::Counters& more) {
-    sum.rx_packets += more.rx_packets;
-    sum.rx_bytes += more.rx_bytes;
-    sum.rx_errors += more.rx_errors;
-    sum.tx_packets += more.tx_packets;
-    sum.tx_bytes += more.tx_bytes;
-    sum.tx_errors += more.tx_errors;
-    add_failures(sum.tx_failures, more.tx_failures);
-    sum.rx_overflows += more.rx_overflows;
-    sum.rx_own_device += more.rx_own_device;
-    sum.gso_sends += more.gso_sends;
-    sum.gso_segments += more.gso_segments;
-    sum.gso_fallbacks += more.gso_fallbacks;
-    sum.gro_receives += more.gro_receives;
-    sum.gro_segments += more.gro_segments;
-}
-
 // One thread of the data path: its io_context, its TUN queue and transport, its own buffers
 // (pools are per worker, so the common case never shares a free list), its batches and what it
 // did. Worker 0 runs on the caller's io_context with the node's device and transport; each
@@ -359,8 +322,8 @@ public:
         tun::DeviceCounters dc{};
         tun::OffloadCounters oc{};
         for (const auto& w : workers_) {
-            add_device_counters(dc, w->device->counters());
-            if (w->queue != nullptr) add_offload_counters(oc, w->queue->offload_counters());
+            dc += w->device->counters();
+            if (w->queue != nullptr) oc += w->queue->offload_counters();
         }
         nlohmann::json j;
         j["name"] = config_.name;
@@ -545,7 +508,7 @@ private:
                     all.push_back(sock);
                     continue;
                 }
-                add_transport_counters(same->counters, sock.counters);
+                same->counters += sock.counters;
             }
         }
         return all;

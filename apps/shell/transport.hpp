@@ -97,6 +97,24 @@ public:
         // kernel handed over coalesced (UDP_GRO), gro_segments: the datagrams split from them.
         std::uint64_t gso_sends = 0, gso_segments = 0, gso_fallbacks = 0;
         std::uint64_t gro_receives = 0, gro_segments = 0;
+        /// Adds another socket's counts (each worker's share of a port counts apart).
+        Counters& operator+=(const Counters& more) noexcept {
+            rx_packets += more.rx_packets;
+            rx_bytes += more.rx_bytes;
+            rx_errors += more.rx_errors;
+            tx_packets += more.tx_packets;
+            tx_bytes += more.tx_bytes;
+            tx_errors += more.tx_errors;
+            tx_failures += more.tx_failures;
+            rx_overflows += more.rx_overflows;
+            rx_own_device += more.rx_own_device;
+            gso_sends += more.gso_sends;
+            gso_segments += more.gso_segments;
+            gso_fallbacks += more.gso_fallbacks;
+            gro_receives += more.gro_receives;
+            gro_segments += more.gro_segments;
+            return *this;
+        }
     };
     struct Socket {
         Kind kind;

@@ -21,6 +21,7 @@
 #include "crypto/aead_contexts.hpp"
 #include "ipsec/esp_offload.hpp"
 #include "ipsec/sa.hpp"
+#include "tests/support/esp_sa.hpp"
 #include "tests/support/fixed_random.hpp"
 #include "tests/support/hex.hpp"
 #include "tests/support/packets.hpp"
@@ -33,28 +34,13 @@ using ipsec::Sa;
 
 namespace {
 
-const core::TimePoint t0 = core::TimePoint{} + std::chrono::hours(1);
+const core::TimePoint t0 = test::esp_t0;
+using test::inner_ping;
+using test::keymat_for;
+using test::make_sa;
 constexpr EspSuite aead_suites[] = {EspSuite::AesGcm128, EspSuite::AesGcm256, EspSuite::ChaCha20Poly1305};
 const auto local = core::Ipv4Address::from_octets(192, 0, 2, 1);
 const auto remote = core::Ipv4Address::from_octets(198, 51, 100, 7);
-
-crypto::SecretBytes keymat_for(EspSuite suite, std::uint8_t seed = 3) {
-    crypto::SecretBytes k(ipsec::keymat_len(suite));
-    for (std::size_t i = 0; i < k.size(); ++i) k.mutable_span()[i] = static_cast<std::uint8_t>(seed + 11 * i);
-    return k;
-}
-
-Sa make_sa(Sa::Direction dir, const Sa::Config& cfg, const crypto::SecretBytes& keymat, crypto::Random& random) {
-    auto sa = Sa::create(dir, cfg, keymat, random, t0);
-    REQUIRE(sa);
-    return std::move(*sa);
-}
-
-test::Bytes inner_ping() {
-    return "45000054090400004001f988c0a87b03c0a87bc8"
-           "08009f76a90a0100b49c083d02a2040008090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
-           "202122232425262728292a2b2c2d2e2f3031323334353637"_hex;
-}
 
 // An ESP packet as the wire delivers it: in UDP to `port` (RFC 3948), or plain with port 0.
 test::Bytes on_the_wire(const test::Bytes& esp, std::uint16_t port) {

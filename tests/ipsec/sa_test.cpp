@@ -11,6 +11,7 @@
 #include "crypto/mac.hpp"
 #include "ipsec/esp_wire.hpp"
 #include "ipsec/sa.hpp"
+#include "tests/support/esp_sa.hpp"
 #include "tests/support/fixed_random.hpp"
 #include "tests/support/hex.hpp"
 #include "tests/support/packets.hpp"
@@ -24,31 +25,15 @@ using ipsec::Sa;
 
 namespace {
 
-const core::TimePoint t0 = core::TimePoint{} + std::chrono::hours(1);
+const core::TimePoint t0 = test::esp_t0;
+using test::inner_ping;
+using test::keymat_for;
+using test::make_sa;
 
 core::PacketBuf load(core::BufferPool& pool, std::span<const std::uint8_t> bytes, std::size_t headroom = 64) {
     return test::load(pool, bytes, headroom);
 }
 using test::bytes_of;
-
-crypto::SecretBytes keymat_for(EspSuite suite, std::uint8_t seed = 1) {
-    crypto::SecretBytes k(ipsec::keymat_len(suite));
-    for (std::size_t i = 0; i < k.size(); ++i) k.mutable_span()[i] = static_cast<std::uint8_t>(seed + 7 * i);
-    return k;
-}
-
-Sa make_sa(Sa::Direction dir, const Sa::Config& cfg, const crypto::SecretBytes& keymat, crypto::Random& random) {
-    auto sa = Sa::create(dir, cfg, keymat, random, t0);
-    REQUIRE(sa);
-    return std::move(*sa);
-}
-
-// A sample inner IPv4 packet (RFC 3602 case 7's ping).
-test::Bytes inner_ping() {
-    return "45000054090400004001f988c0a87b03c0a87bc8"
-           "08009f76a90a0100b49c083d02a2040008090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
-           "202122232425262728292a2b2c2d2e2f3031323334353637"_hex;
-}
 
 // Builds an ESP packet straight from the crypto primitives and the RFC 4303/4106/7634
 // framing, with any plaintext trailer the test wants (bad padding, odd next headers).

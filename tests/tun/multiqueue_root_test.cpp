@@ -30,6 +30,7 @@
 #include "core/ipv4.hpp"
 #include "core/udp.hpp"
 #include "tests/support/private_netns.hpp"
+#include "tests/support/socket.hpp"
 #include "tun/errc.hpp"
 #include "tun/linux_device.hpp"
 #include "tun/netlink.hpp"
@@ -51,28 +52,8 @@ constexpr std::uint16_t first_src_port = 20000;
 constexpr std::size_t flows = 32;
 constexpr std::size_t per_flow = 8;
 
-class Fd {
-public:
-    explicit Fd(int fd) : fd_(fd) {}
-    Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-    Fd(const Fd&) = delete;
-    Fd& operator=(const Fd&) = delete;
-    ~Fd() {
-        if (fd_ >= 0) ::close(fd_);
-    }
-    int get() const { return fd_; }
-
-private:
-    int fd_;
-};
-
-sockaddr_in to_sockaddr(core::Ipv4Address a, std::uint16_t port) {
-    sockaddr_in sa{};
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons(port);
-    sa.sin_addr.s_addr = htonl(a.value);
-    return sa;
-}
+using test::Fd;
+using test::to_sockaddr;
 
 /// One UDP socket per flow, bound to its own source port.
 std::vector<Fd> flow_sockets() {

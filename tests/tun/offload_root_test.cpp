@@ -31,6 +31,7 @@
 #include "core/endian.hpp"
 #include "core/ipv4.hpp"
 #include "tests/support/private_netns.hpp"
+#include "tests/support/socket.hpp"
 #include "tests/tun/offload_packets.hpp"
 #include "tun/linux_device.hpp"
 #include "tun/netlink.hpp"
@@ -48,20 +49,7 @@ const std::uint32_t peer_ip = 0x0ACA0002;                 // 10.202.0.2: this te
 constexpr std::uint16_t server_port = 5001;
 constexpr std::uint16_t peer_port = 40000;
 
-class Fd {
-public:
-    explicit Fd(int fd) : fd_(fd) {}
-    Fd(const Fd&) = delete;
-    Fd& operator=(const Fd&) = delete;
-    ~Fd() {
-        if (fd_ >= 0) ::close(fd_);
-    }
-    int get() const { return fd_; }
-
-private:
-    int fd_;
-};
-
+using test::Fd;
 std::uint32_t pseudo(std::span<const std::uint8_t> ip, std::size_t l4_len) {
     return core::pseudo_header_sum({core::load_be32(ip.data() + 12)}, {core::load_be32(ip.data() + 16)},
                                    core::ip_protocol::tcp, static_cast<std::uint16_t>(l4_len));

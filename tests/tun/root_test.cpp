@@ -34,6 +34,7 @@
 #include "core/ipv4.hpp"
 #include "core/udp.hpp"
 #include "tests/support/private_netns.hpp"
+#include "tests/support/socket.hpp"
 #include "tun/errc.hpp"
 #include "tun/linux_device.hpp"
 #include "tun/netlink.hpp"
@@ -50,27 +51,8 @@ const core::Ipv4Address tun_address = tun_prefix.address;
 const core::Ipv4Prefix routed = *core::Ipv4Prefix::parse("10.201.0.0/16");
 const core::Ipv4Address routed_host = *core::Ipv4Address::parse("10.201.0.5");
 
-class Fd {
-public:
-    explicit Fd(int fd) : fd_(fd) {}
-    Fd(const Fd&) = delete;
-    Fd& operator=(const Fd&) = delete;
-    ~Fd() {
-        if (fd_ >= 0) ::close(fd_);
-    }
-    int get() const { return fd_; }
-
-private:
-    int fd_;
-};
-
-sockaddr_in to_sockaddr(core::Ipv4Address a, std::uint16_t port) {
-    sockaddr_in sa{};
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons(port);
-    sa.sin_addr.s_addr = htonl(a.value);
-    return sa;
-}
+using test::Fd;
+using test::to_sockaddr;
 
 ifreq if_request(std::string_view name) {
     ifreq ifr{};
